@@ -1,0 +1,479 @@
+"""Typed stack settings: the only module that reads stack configuration.
+
+Every key of the project namespace (``intelgraph-platform:*``) is validated at once against the
+models below. Unknown keys are errors (a typo must never pass silently) and every problem is
+reported with its full key path, the value given and what is allowed, before a single resource
+is registered. Adding a component is adding a model and a field on ``StackSettings``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from functools import cache
+from typing import Annotated, Any, Literal, Optional
+
+from pulumi.errors import RunError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+PROJECT = "intelgraph-platform"
+
+
+class SettingsError(RunError):
+    """Stack configuration is invalid. ``problems`` lists one line per bad key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+# --- value types -------------------------------------------------------------------------------
+
+_QUANTITY = re.compile(
+    r"^(?P<num>[0-9]+(?:\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$"
+)
+_SUFFIX = {
+    None: 1, "m": 0.001, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+    "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+
+
+def quantity_value(quantity: str) -> float:
+    """The numeric value of a Kubernetes quantity: bytes for memory, cores for CPU."""
+    match = _QUANTITY.match(quantity)
+    if not match:
+        raise ValueError(
+            f"not a Kubernetes quantity; use a number with an optional suffix such as "
+            f"'512Mi', '4Gi', '500m' or '2'"
+        )
+    return float(match["num"]) * _SUFFIX[match["suffix"]]
+
+
+def _quantity(value: str) -> str:
+    if quantity_value(value) <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"not a valid CIDR block ({exc}); e.g. '10.0.0.0/16'") from None
+    return str(network)
+
+
+def _private_cidr(value: str) -> str:
+    network = ipaddress.ip_network(_cidr(value))
+    if network.prefixlen == 0:
+        raise ValueError(
+            "an allow to the whole internet defeats default-deny; name the destination's CIDR"
+        )
+    return str(network)
+
+
+@cache
+def aws_regions() -> frozenset[str]:
+    # botocore ships AWS's own endpoint catalogue: a real list, not a regex of our own.
+    import botocore.session
+
+    return frozenset(botocore.session.get_session().get_available_regions("ec2"))
+
+
+def _region(value: str) -> str:
+    if value not in aws_regions():
+        raise ValueError(f"unknown AWS region; allowed: {', '.join(sorted(aws_regions()))}")
+    return value
+
+
+def _cron(value: str) -> str:
+    from croniter import croniter
+
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError("not a valid 5-field cron schedule, e.g. '0 * * * *'")
+    return value
+
+
+_IMAGE = re.compile(
+    r"^(?P<name>[a-z0-9]+(?:[._\-/][a-z0-9]+)*(?::[0-9]+/[a-z0-9._\-/]+)?)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+def _image(value: str) -> str:
+    match = _IMAGE.match(value)
+    if not match:
+        raise ValueError("not an image reference; e.g. 'redis:7.4.2-alpine'")
+    if not match["tag"] and not match["digest"]:
+        raise ValueError("image is not pinned; add a version tag or an @sha256 digest")
+    if match["tag"] == "latest":
+        raise ValueError("':latest' is not a pin; use a version tag or an @sha256 digest")
+    return value
+
+
+_SEMVER = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+
+
+def _chart_version(value: str) -> str:
+    if not _SEMVER.match(value):
+        raise ValueError("pin an exact chart version such as '5.26.16' (no ranges)")
+    return value
+
+
+Quantity = Annotated[str, AfterValidator(_quantity)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+PrivateCidr = Annotated[str, AfterValidator(_private_cidr)]
+Region = Annotated[str, AfterValidator(_region)]
+Cron = Annotated[str, AfterValidator(_cron)]
+Image = Annotated[str, AfterValidator(_image)]
+ChartVersion = Annotated[str, AfterValidator(_chart_version)]
+AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Days = Annotated[int, Field(ge=1, le=3650)]
+K8sName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+Arn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:.+$")]
+
+
+def _camel(name: str) -> str:
+    # Not pydantic's to_camel: that turns "neo4j" into "neo4J".
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class Model(BaseModel):
+    """Strict, immutable, camelCase in YAML, snake_case in Python."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=_camel, populate_by_name=True
+    )
+
+
+# --- the stack's sections ----------------------------------------------------------------------
+
+
+class AwsSettings(Model):
+    account_id: AccountId
+    primary_region: Region
+    dr_region: Region
+
+    @field_validator("dr_region")
+    @classmethod
+    def _distinct_regions(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("primary_region"):
+            raise ValueError(
+                "must differ from primaryRegion: a DR copy in the same region shares its failures"
+            )
+        return value
+
+
+class RegionNetwork(Model):
+    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")]
+    private_subnet_ids: Annotated[
+        list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
+    ]
+    # Interface endpoint for S3 (PrivateLink): backup jobs reach S3 only through these.
+    s3_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+
+
+class NetworkSettings(Model):
+    primary: RegionNetwork
+    dr: RegionNetwork
+
+
+class KubernetesSettings(Model):
+    context: Optional[str] = None
+    kubeconfig_path: Optional[str] = None
+    cluster_name: K8sName
+    oidc_provider_arn: Arn
+    oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")]
+    app_namespace: K8sName
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "KubernetesSettings":
+        if bool(self.context) == bool(self.kubeconfig_path):
+            raise ValueError("set exactly one of 'context' or 'kubeconfigPath'")
+        return self
+
+
+class ObjectLockSettings(Model):
+    mode: Literal["GOVERNANCE", "COMPLIANCE"]
+    days: Days
+
+
+class BucketSettings(Model):
+    transition_days: Days
+    transition_storage_class: Literal["STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
+    expiration_days: Days
+    noncurrent_expiration_days: Days
+    object_lock: Optional[ObjectLockSettings] = None
+
+    @field_validator("expiration_days")
+    @classmethod
+    def _after_transition(cls, value: int, info: ValidationInfo) -> int:
+        if value <= info.data.get("transition_days", 0):
+            raise ValueError("must be greater than transitionDays")
+        return value
+
+    @field_validator("object_lock")
+    @classmethod
+    def _lock_within_expiry(cls, value, info: ValidationInfo):
+        if value and value.days > info.data.get("expiration_days", value.days):
+            raise ValueError("objectLock.days cannot exceed expirationDays")
+        return value
+
+
+class BackupSettings(Model):
+    neo4j: BucketSettings
+    logs: BucketSettings
+
+
+class ResourceSettings(Model):
+    cpu_request: Quantity
+    cpu_limit: Quantity
+    memory: Quantity  # request = limit: a datastore must not be overcommitted
+
+    @field_validator("cpu_limit")
+    @classmethod
+    def _limit_covers_request(cls, value: str, info: ValidationInfo) -> str:
+        request = info.data.get("cpu_request")
+        if request and quantity_value(value) < quantity_value(request):
+            raise ValueError(f"must be at least cpuRequest ({request})")
+        return value
+
+
+class Neo4jSettings(Model):
+    namespace: K8sName
+    cluster_name: K8sName
+    chart_version: ChartVersion
+    image: Image
+    accept_license_agreement: Literal["yes", "eval"]
+    primaries: Annotated[int, Field(ge=1, le=9)]
+    secondaries: Annotated[int, Field(ge=0, le=20)]
+    resources: ResourceSettings
+    storage_class: K8sName
+    storage_size: Quantity
+    backup_schedule: Cron
+    backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)]
+    restore_rehearsal_schedule: Cron
+    time_zone: str = "Etc/UTC"
+
+
+class RedisSettings(Model):
+    namespace: K8sName
+    image: Image
+    exporter_image: Image
+    replicas: Annotated[int, Field(ge=1, le=9)]
+    resources: ResourceSettings
+    persistence: bool
+    storage_class: Optional[K8sName] = None
+    storage_size: Optional[Quantity] = None
+    maxmemory_policy: Literal[
+        "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu",
+        "volatile-random", "volatile-ttl", "noeviction",
+    ]
+    timeout_seconds: Annotated[int, Field(ge=0, le=86400)]
+    tcp_keepalive_seconds: Annotated[int, Field(ge=0, le=7200)]
+    slowlog_slower_than_micros: Annotated[int, Field(ge=-1)]
+    slowlog_max_len: Annotated[int, Field(ge=1, le=100000)]
+
+    @model_validator(mode="after")
+    def _volume(self) -> "RedisSettings":
+        if self.persistence and not (self.storage_class and self.storage_size):
+            raise ValueError("persistence needs storageClass and storageSize")
+        return self
+
+
+class PostgresSettings(Model):
+    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")]
+    instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")]
+    allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)]
+    max_allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)]
+    backup_retention_days: Annotated[int, Field(ge=1, le=35)]
+    multi_az: bool
+    deletion_protection: bool
+    allowed_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    maintenance_window: Annotated[str, Field(pattern=r"^(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]-(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]$")]
+    backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
+
+
+class LoadBalancer(Model):
+    dns_name: Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z]{2}-[a-z]+-[0-9]\.elb\.amazonaws\.com$")]
+    zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{8,32}$")]
+
+
+class HealthCheckSettings(Model):
+    fqdn: str
+    request_interval_seconds: Literal[10, 30]
+    failure_threshold: Annotated[int, Field(ge=1, le=10)]
+    regions: Annotated[
+        list[Literal["us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1",
+                     "ap-southeast-2", "ap-northeast-1", "sa-east-1"]],
+        Field(min_length=3),
+    ]
+
+
+class DnsSettings(Model):
+    hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{8,32}$")]
+    record_name: str
+    health_check: HealthCheckSettings
+    primary_load_balancer: LoadBalancer
+    dr_load_balancer: LoadBalancer
+
+
+class RateLimitSettings(Model):
+    requests_per_second: Annotated[int, Field(ge=1, le=100000)]
+    burst_multiplier: Annotated[int, Field(ge=1, le=10)]
+
+
+class IngressSettings(Model):
+    mode: Literal["alb", "nginx"]
+    namespace: K8sName
+    host: str
+    service_name: K8sName
+    service_port: Port
+    certificate_arn: Arn
+    rate_limit: RateLimitSettings
+    allowlist_cidrs: list[PrivateCidr]
+    max_body_size_mb: Annotated[int, Field(ge=1, le=64)]
+
+
+class EgressAllow(Model):
+    namespace: K8sName
+    cidr: PrivateCidr
+    ports: Annotated[list[Port], Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=10)]
+
+
+class EgressSettings(Model):
+    allowlist: list[EgressAllow] = []
+
+
+class ObservabilitySettings(Model):
+    prometheus_release_label: K8sName
+    prometheus_namespace: K8sName
+    grafana_dashboard_label: str
+
+
+class DrTarget(Model):
+    rto_seconds: Annotated[int, Field(ge=1)]
+    rpo_seconds: Annotated[int, Field(ge=1)]
+
+
+class DrSettings(Model):
+    postgres: DrTarget
+    neo4j: DrTarget
+    # AWS publishes no SLA for promoting a read replica; see components/dr_budget.py.
+    replica_promotion_estimate_seconds: Annotated[int, Field(ge=60, le=7200)]
+
+
+class StackSettings(Model):
+    """The whole ``intelgraph-platform:*`` namespace of one stack."""
+
+    environment: Literal["stage", "prod"]
+    aws: AwsSettings
+    network: NetworkSettings
+    kubernetes: KubernetesSettings
+    backups: BackupSettings
+    neo4j: Neo4jSettings
+    redis: RedisSettings
+    postgres: PostgresSettings
+    dns: DnsSettings
+    ingress: IngressSettings
+    egress: EgressSettings = EgressSettings()
+    observability: ObservabilitySettings
+    dr: DrSettings
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _decode(raw: str) -> Any:
+    # Pulumi hands structured config to the program as JSON text; scalars stay strings and
+    # pydantic converts them ("3" -> 3), so "123456789012" never turns into a number by accident.
+    text = raw.strip()
+    if text.startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The aliases allowed at the parent of ``loc`` (for 'unknown key' messages)."""
+    model: Any = StackSettings
+    for part in loc[:-1]:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = next(
+            (f for name, f in model.model_fields.items() if f.alias == part or name == part),
+            None,
+        )
+        if field is None:
+            return []
+        annotation = field.annotation
+        # unwrap Optional[...] and list[...] to reach the model
+        for _ in range(3):
+            args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                break
+            annotation = args[0] if args else annotation
+        model = annotation
+        if isinstance(part, int):
+            continue
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return sorted(f.alias or n for n, f in model.model_fields.items())
+    return []
+
+
+def _describe(error: dict) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = f"{PROJECT}:" + ".".join(str(p) for p in loc) if loc else f"{PROJECT}:<stack>"
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc)
+        return f"{key}: unknown key; allowed keys here: {', '.join(allowed)}"
+    if error["type"] == "missing":
+        return f"{key}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (given: {json.dumps(error.get('input'), default=str)})"
+
+
+def validate(raw_config: dict[str, str]) -> StackSettings:
+    """Validate the project namespace of a stack's config (``{"project:key": "text"}``)."""
+    prefix = f"{PROJECT}:"
+    document = {
+        key[len(prefix):]: _decode(value)
+        for key, value in raw_config.items()
+        if key.startswith(prefix)
+    }
+    try:
+        return StackSettings.model_validate(document)
+    except ValidationError as exc:
+        raise SettingsError([_describe(e) for e in exc.errors()]) from None
+
+
+def load() -> StackSettings:
+    """Read and validate this stack's configuration from the Pulumi runtime."""
+    from pulumi.runtime import config as runtime_config
+
+    # pulumi.Config can only look keys up one at a time; to reject unknown keys we need them
+    # all: the engine passes them in PULUMI_CONFIG, the mock engine through set_all_config.
+    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return validate(everything)

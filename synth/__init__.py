@@ -1,0 +1,1 @@
+"""Offline preview: run the program under Pulumi's mock engine and judge it with the policy pack."""

@@ -1,0 +1,112 @@
+"""python -m synth --stack <stage|prod> [--out DIR]   |   python -m synth check FILE [--stack S]
+
+Exit codes: 0 clean, 1 a mandatory policy violation, 2 invalid stack configuration or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+EXIT_OK, EXIT_VIOLATION, EXIT_INVALID = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        return _check(argv[1:])
+    return _synth(argv)
+
+
+def _synth(argv: list[str]) -> int:
+    from synth import engine
+
+    parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True, help=f"one of: {', '.join(engine.known_stacks())}")
+    parser.add_argument("--out", type=Path, help="output directory (default build/<stack>)")
+    args = parser.parse_args(argv)
+
+    import settings
+    from synth import export as exporter
+
+    try:
+        config = engine.stack_config(args.stack)
+        synthesis = engine.synthesize(args.stack, config)
+    except (FileNotFoundError, settings.SettingsError) as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    out = args.out or Path("build") / args.stack
+    document = exporter.to_export(synthesis)
+    manifests = exporter.write(synthesis, out, document)
+    report = _judge(document, args.stack, out)
+
+    print(f"synth {args.stack}: {len(synthesis.resources)} resources, "
+          f"{len(manifests)} Kubernetes manifests -> {out}/")
+    _print_components(synthesis)
+    return _print_report(report)
+
+
+def _check(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synth check",
+                                     description="Run the policy pack over a stack export.")
+    parser.add_argument("file", type=Path, help="stack.json or the output of `pulumi stack export`")
+    parser.add_argument("--stack", help="stack whose policy/config/<stack>.json applies")
+    args = parser.parse_args(argv)
+    try:
+        document = json.loads(args.file.read_text())
+        if not isinstance(document.get("deployment", {}).get("resources"), list):
+            raise ValueError("no deployment.resources list; is this a `pulumi stack export` file?")
+    except (OSError, ValueError) as exc:
+        print(f"synth check: cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    report = _judge(document, args.stack, None)
+    print(f"synth check {args.file}: {len(document['deployment']['resources'])} resources")
+    return _print_report(report)
+
+
+def _judge(document: dict, stack: str | None, out: Path | None):
+    from synth import policy_runner
+
+    report = policy_runner.evaluate(document, stack)
+    if out is not None:
+        (out / "policy-report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return report
+
+
+def _print_components(synthesis) -> None:
+    by_urn = {r.urn: r for r in synthesis.resources}
+    root = synthesis.root.urn
+
+    def top(resource):
+        while resource.parent and resource.parent != root and resource.parent in by_urn:
+            resource = by_urn[resource.parent]
+        return resource
+
+    counts = Counter()
+    for r in synthesis.resources:
+        if r.urn == root:
+            continue
+        owner = top(r)
+        label = f"{owner.type.rsplit(':', 1)[-1]} {owner.name}" if not owner.custom else "providers & top level"
+        counts[label] += 1
+    print("\nResources per component:")
+    for label, count in sorted(counts.items()):
+        print(f"  {count:4d}  {label}")
+
+
+def _print_report(report) -> int:
+    mandatory, advisory = report.mandatory_violations, report.advisory_violations
+    print(f"\nPolicy pack {report.pack}: {len(report.verdicts)} policies, "
+          f"{len(mandatory)} mandatory and {len(advisory)} advisory violations")
+    for level, found in (("MANDATORY", mandatory), ("advisory", advisory)):
+        for policy, finding in found:
+            where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
+            print(f"  [{level}] {policy} on {where}: {finding.message}")
+    return EXIT_VIOLATION if mandatory else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

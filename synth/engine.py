@@ -1,0 +1,206 @@
+"""Run the real Pulumi program under Pulumi's mock engine and record what it registers.
+
+This is the same entry point `pulumi up` uses (``run_in_stack`` around ``__main__.py``), with the
+stack's own ``Pulumi.<stack>.yaml`` as configuration; only the engine is replaced by a recording
+mock monitor. Each run gets a fresh context and a fresh event loop, so runs never leak into each
+other (tests run the program many times in one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import runpy
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings as pulumi_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_in_stack
+
+from synth.mocks import PlatformMocks
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "intelgraph-platform"
+STACK_TYPE = "pulumi:pulumi:Stack"
+# Packages whose resources must name an explicit provider (the stacks disable default providers).
+EXPLICIT_PROVIDER_PACKAGES = ("aws", "kubernetes")
+
+
+@dataclass
+class Resource:
+    """One registered resource, as `pulumi stack export` would list it."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    id: Optional[str] = None
+    parent: Optional[str] = None
+    provider: Optional[str] = None
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    secret_outputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Synthesis:
+    stack: str
+    resources: list[Resource]
+
+    @property
+    def root(self) -> Resource:
+        return next(r for r in self.resources if r.type == STACK_TYPE)
+
+    @property
+    def outputs(self) -> dict:
+        return self.root.outputs
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str, type_: Optional[str] = None) -> Resource:
+        found = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
+        if len(found) != 1:
+            raise KeyError(f"expected one resource named {name!r}, found {len(found)}")
+        return found[0]
+
+    def children_of(self, parent: Resource) -> list[Resource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, keeping every registration in order with its full request."""
+
+    def __init__(self, mocks: PlatformMocks):
+        super().__init__(mocks)
+        self.records: list[Resource] = []
+        self._by_urn: dict[str, Resource] = {}
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request):
+        if (
+            request.custom
+            and request.type.split(":")[0] in EXPLICIT_PROVIDER_PACKAGES
+            and not request.provider
+        ):
+            raise ValueError(
+                f"{request.type} {request.name!r} has no explicit provider; pass the regional "
+                "aws.Provider or the Kubernetes provider through opts (default providers are "
+                "disabled in every stack)"
+            )
+        response = super().RegisterResource(request)
+        record = Resource(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            custom=bool(request.custom),
+            parent=request.parent or None,
+            provider=request.provider or None,
+            dependencies=list(request.dependencies),
+            property_dependencies={
+                key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+            },
+            secret_outputs=list(request.additionalSecretOutputs),
+        )
+        if request.type != STACK_TYPE:
+            record.inputs = rpc.deserialize_properties(request.object)
+            registration = self.resources[response.urn]
+            record.id = registration.id if request.custom else None
+            record.outputs = registration.state
+        with self._lock:
+            self.records.append(record)
+            self._by_urn[record.urn] = record
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        outputs = rpc.deserialize_properties(request.outputs)
+        with self._lock:
+            record = self._by_urn.get(request.urn)
+            if record is not None:
+                record.outputs = outputs
+        return super().RegisterResourceOutputs(request)
+
+
+def stack_config(stack: str, root: Path = ROOT) -> dict[str, str]:
+    """``Pulumi.<stack>.yaml`` as the engine hands it to a program: every value as text."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name}; known stacks: {', '.join(known_stacks(root))}")
+    document = yaml.safe_load(path.read_text()) or {}
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in (document.get("config") or {}).items()
+    }
+
+
+def known_stacks(root: Path = ROOT) -> list[str]:
+    return sorted(p.name.split(".")[1] for p in root.glob("Pulumi.*.yaml"))
+
+
+def synthesize(
+    stack: str,
+    config: Optional[dict[str, str]] = None,
+    program: Path = ROOT / "__main__.py",
+) -> Synthesis:
+    """Run ``program`` for ``stack`` under the mock engine; return every registered resource.
+
+    ``config`` replaces the stack file's config (tests use it to try bad values).
+    Exceptions raised by the program (for example ``settings.SettingsError``) propagate.
+    """
+    if config is None:
+        config = stack_config(stack)
+    context = contextvars.copy_context()
+    return context.run(_synthesize, stack, config, program)
+
+
+def _synthesize(stack: str, config: dict[str, str], program: Path) -> Synthesis:
+    aws_section = _decode_section(config.get(f"{PROJECT}:aws"))
+    mocks = PlatformMocks(
+        account_id=str(aws_section.get("accountId", "000000000000")),
+        default_region=str(aws_section.get("primaryRegion", "us-east-1")),
+    )
+    monitor = RecordingMonitor(mocks)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        set_all_config(dict(config), [])
+        pulumi_settings.ROOT.set(None)
+        pulumi_settings.configure(
+            pulumi_mocks.MockSettings(
+                monitor=monitor,
+                monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
+                engine=pulumi_mocks.MockEngine(logging.getLogger("synth.engine")),
+                project=PROJECT,
+                stack=stack,
+                dry_run=False,
+                organization="organization",
+                callbacks=None,
+            )
+        )
+        if str(program.parent) not in sys.path:
+            sys.path.insert(0, str(program.parent))
+        loop.run_until_complete(
+            run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__"))
+        )
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    return Synthesis(stack=stack, resources=list(monitor.records))
+
+
+def _decode_section(raw: Optional[str]) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,123 @@
+"""Write a synthesis the way Pulumi would: a v3 stack export, and Kubernetes manifests."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi.runtime import rpc
+
+from synth.engine import STACK_TYPE, Resource, Synthesis
+
+# Pulumi's signature for a secret value in a checkpoint (see `pulumi stack export`).
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+# synth has no stack secrets provider, so a secret's value is never written, only marked.
+REDACTED = "synth:redacted"
+
+
+def secret_marker() -> dict:
+    return {SIG_KEY: SECRET_SIG, "ciphertext": REDACTED}
+
+
+def _plain(value: Any) -> Any:
+    """Engine values -> JSON, with every secret replaced by its export marker."""
+    if rpc.is_rpc_secret(value):
+        return secret_marker()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _ordered(resources: list[Resource]) -> list[Resource]:
+    """Deterministic order in which everything a resource needs comes before it (as in a checkpoint)."""
+    by_urn = {r.urn: r for r in resources}
+    placed: set[str] = set()
+    ordered: list[Resource] = []
+
+    def place(resource: Resource) -> None:
+        if resource.urn in placed:
+            return
+        placed.add(resource.urn)
+        needs = [resource.parent, (resource.provider or "").rsplit("::", 1)[0], *resource.dependencies]
+        for urn in sorted(u for u in needs if u in by_urn):
+            place(by_urn[urn])
+        ordered.append(resource)
+
+    for resource in sorted(resources, key=lambda r: (r.type != STACK_TYPE, r.urn)):
+        place(resource)
+    return ordered
+
+
+def to_export(synthesis: Synthesis) -> dict:
+    """The synthesis as `pulumi stack export` (deployment v3) would show it."""
+    entries = []
+    for r in _ordered(synthesis.resources):
+        outputs = {
+            key: secret_marker() if key in r.secret_outputs else _plain(value)
+            for key, value in r.outputs.items()
+        }
+        entry: dict[str, Any] = {"urn": r.urn, "custom": r.custom}
+        if r.custom:
+            entry["id"] = r.id or ""
+        entry.update(type=r.type, inputs=_plain(r.inputs), outputs=outputs)
+        if r.parent:
+            entry["parent"] = r.parent
+        if r.provider:
+            entry["provider"] = r.provider
+        if r.dependencies:
+            entry["dependencies"] = sorted(set(r.dependencies))
+        deps = {k: sorted(set(v)) for k, v in r.property_dependencies.items() if v}
+        if deps:
+            entry["propertyDependencies"] = dict(sorted(deps.items()))
+        entries.append(entry)
+    return {
+        "version": 3,
+        "deployment": {
+            "manifest": {"time": "1970-01-01T00:00:00Z", "magic": "", "version": "synth"},
+            "resources": entries,
+        },
+    }
+
+
+def kubernetes_objects(export: dict) -> list[dict]:
+    """Every Kubernetes object the stack creates directly, as the API server would receive it.
+
+    Helm releases are not objects (Helm renders them at deploy time) and stay in stack.json.
+    """
+    objects = []
+    for entry in export["deployment"]["resources"]:
+        type_ = entry["type"]
+        if not type_.startswith("kubernetes:") or type_.startswith("kubernetes:helm.sh"):
+            continue
+        body = {k: v for k, v in entry["inputs"].items() if not k.startswith("__")}
+        metadata = dict(entry["outputs"].get("metadata") or {})
+        metadata.pop("uid", None)
+        body["metadata"] = {**body.get("metadata", {}), "name": metadata.get("name")}
+        objects.append(body)
+    return objects
+
+
+def write(synthesis: Synthesis, out: Path, export: dict) -> list[Path]:
+    """Write stack.json and manifests/ under ``out``; return the manifest paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stack.json").write_text(json.dumps(export, indent=2, sort_keys=False) + "\n")
+    manifests = out / "manifests"
+    manifests.mkdir(exist_ok=True)
+    for old in manifests.glob("*.yaml"):
+        old.unlink()
+    written = []
+    for obj in kubernetes_objects(export):
+        namespace = obj["metadata"].get("namespace", "_cluster")
+        stem = "_".join([namespace, obj.get("kind", "Object"), obj["metadata"]["name"]])
+        path = manifests / (re.sub(r"[^A-Za-z0-9_.-]", "-", stem) + ".yaml")
+        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        written.append(path)
+    return written
