@@ -27,15 +27,23 @@ def _synth(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help=f"one of: {', '.join(engine.known_stacks())}")
     parser.add_argument("--out", type=Path, help="output directory (default build/<stack>)")
+    parser.add_argument("--stack-file", type=Path,
+                        help="stack config to use instead of Pulumi.<stack>.yaml (try a change offline)")
     args = parser.parse_args(argv)
 
     import settings
     from synth import export as exporter
 
+    import yaml
+
     try:
-        config = engine.stack_config(args.stack)
+        config = engine.stack_config(args.stack, args.stack_file)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"synth: cannot read the stack file: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
         synthesis = engine.synthesize(args.stack, config)
-    except (FileNotFoundError, settings.SettingsError) as exc:
+    except settings.SettingsError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_INVALID
     out = args.out or Path("build") / args.stack

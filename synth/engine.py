@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
@@ -113,17 +113,17 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             secret_outputs=list(request.additionalSecretOutputs),
         )
         if request.type != STACK_TYPE:
-            record.inputs = rpc.deserialize_properties(request.object)
+            record.inputs = _numbers(rpc.deserialize_properties(request.object))
             registration = self.resources[response.urn]
             record.id = registration.id if request.custom else None
-            record.outputs = registration.state
+            record.outputs = _numbers(registration.state)
         with self._lock:
             self.records.append(record)
             self._by_urn[record.urn] = record
         return response
 
     def RegisterResourceOutputs(self, request):
-        outputs = rpc.deserialize_properties(request.outputs)
+        outputs = _numbers(rpc.deserialize_properties(request.outputs))
         with self._lock:
             record = self._by_urn.get(request.urn)
             if record is not None:
@@ -131,12 +131,26 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
-def stack_config(stack: str, root: Path = ROOT) -> dict[str, str]:
-    """``Pulumi.<stack>.yaml`` as the engine hands it to a program: every value as text."""
-    path = root / f"Pulumi.{stack}.yaml"
+def _numbers(value: Any) -> Any:
+    """The engine protocol carries every number as a double; show whole numbers as integers,
+    as `pulumi stack export` does (400, not 400.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
+def stack_config(stack: str, path: Optional[Path] = None) -> dict[str, str]:
+    """``Pulumi.<stack>.yaml`` (or ``path``) as the engine hands it to a program: values as text."""
+    path = path or ROOT / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"no stack file {path.name}; known stacks: {', '.join(known_stacks(root))}")
+        raise FileNotFoundError(f"no stack file {path}; known stacks: {', '.join(known_stacks())}")
     document = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+        raise ValueError(f"{path}: expected a mapping with a 'config:' mapping")
     return {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in (document.get("config") or {}).items()
@@ -147,29 +161,39 @@ def known_stacks(root: Path = ROOT) -> list[str]:
     return sorted(p.name.split(".")[1] for p in root.glob("Pulumi.*.yaml"))
 
 
+Program = Union[Path, Callable[[], Any]]
+
+
 def synthesize(
     stack: str,
     config: Optional[dict[str, str]] = None,
-    program: Path = ROOT / "__main__.py",
+    program: Program = ROOT / "__main__.py",
+    monitor: Optional[RecordingMonitor] = None,
 ) -> Synthesis:
     """Run ``program`` for ``stack`` under the mock engine; return every registered resource.
 
-    ``config`` replaces the stack file's config (tests use it to try bad values).
-    Exceptions raised by the program (for example ``settings.SettingsError``) propagate.
+    ``program`` is the project's ``__main__.py`` or any callable (component tests pass one).
+    ``config`` replaces the stack file's config (tests use it to try bad values); ``monitor``
+    lets a caller inspect what was registered even when the program raises. Exceptions raised
+    by the program (for example ``settings.SettingsError``) propagate.
     """
     if config is None:
         config = stack_config(stack)
+    monitor = monitor or new_monitor(config)
     context = contextvars.copy_context()
-    return context.run(_synthesize, stack, config, program)
+    return context.run(_synthesize, stack, config, program, monitor)
 
 
-def _synthesize(stack: str, config: dict[str, str], program: Path) -> Synthesis:
+def new_monitor(config: dict[str, str]) -> RecordingMonitor:
     aws_section = _decode_section(config.get(f"{PROJECT}:aws"))
-    mocks = PlatformMocks(
+    return RecordingMonitor(PlatformMocks(
         account_id=str(aws_section.get("accountId", "000000000000")),
         default_region=str(aws_section.get("primaryRegion", "us-east-1")),
-    )
-    monitor = RecordingMonitor(mocks)
+    ))
+
+
+def _synthesize(stack: str, config: dict[str, str], program: Program,
+                monitor: RecordingMonitor) -> Synthesis:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -187,11 +211,12 @@ def _synthesize(stack: str, config: dict[str, str], program: Path) -> Synthesis:
                 callbacks=None,
             )
         )
-        if str(program.parent) not in sys.path:
-            sys.path.insert(0, str(program.parent))
-        loop.run_until_complete(
-            run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__"))
-        )
+        if isinstance(program, Path):
+            path = program
+            if str(path.parent) not in sys.path:
+                sys.path.insert(0, str(path.parent))
+            program = lambda: runpy.run_path(str(path), run_name="__main__")  # noqa: E731
+        loop.run_until_complete(run_in_stack(program))
     finally:
         loop.close()
         asyncio.set_event_loop(None)

@@ -1,0 +1,100 @@
+"""Shared harness: run the real program (or one component) under the mock engine.
+
+Every call of ``synthesize`` gets a fresh context, event loop, mock monitor and mocks (see
+synth/engine.py), so no test can see another's resources. The two real stacks are synthesized
+once per session and shared read-only: they are plain data after the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from synth import engine
+from synth.engine import Synthesis
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = ("stage", "prod")
+
+
+def config_with(stack: str, changes: dict[str, Any] | None = None,
+                removed: tuple[str, ...] = ()) -> dict[str, str]:
+    """The stack's config with dotted-path ``changes`` applied (``"redis.resources.memory"``)."""
+    raw = engine.stack_config(stack)
+    document = {k: json.loads(v) if v[:1] in "{[" else v for k, v in raw.items()}
+    for path, value in (changes or {}).items():
+        _set(document, path, value)
+    for path in removed:
+        _delete(document, path)
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in document.items()}
+
+
+def _key_and_rest(path: str) -> tuple[str, list[str]]:
+    head, *rest = path.split(".")
+    return (head if ":" in head else f"{engine.PROJECT}:{head}"), rest
+
+
+def _set(document: dict, path: str, value: Any) -> None:
+    key, rest = _key_and_rest(path)
+    if not rest:
+        document[key] = value
+        return
+    node = document[key]
+    for part in rest[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[rest[-1]] = value
+
+
+def _delete(document: dict, path: str) -> None:
+    key, rest = _key_and_rest(path)
+    if not rest:
+        del document[key]
+        return
+    node = document[key]
+    for part in rest[:-1]:
+        node = node[part]
+    del node[rest[-1]]
+
+
+_cache: dict[str, Synthesis] = {}
+
+
+def synthesized(stack: str) -> Synthesis:
+    """The real stack, synthesized once per session (read-only)."""
+    if stack not in _cache:
+        _cache[stack] = engine.synthesize(stack)
+    return _cache[stack]
+
+
+@pytest.fixture(params=STACKS)
+def any_stack(request) -> Synthesis:
+    return synthesized(request.param)
+
+
+@pytest.fixture
+def prod() -> Synthesis:
+    return synthesized("prod")
+
+
+@pytest.fixture
+def stage() -> Synthesis:
+    return synthesized("stage")
+
+
+def run_component(build: Callable[[], dict[str, Any]], stack: str = "prod") -> Synthesis:
+    """Run ``build`` (which creates resources and returns outputs to export) as a program."""
+    import pulumi
+
+    def program() -> None:
+        for name, value in build().items():
+            pulumi.export(name, value)
+
+    return engine.synthesize(stack, engine.stack_config(stack), program=program)
+
+
+def deep_copy(value: Any) -> Any:
+    return copy.deepcopy(value)

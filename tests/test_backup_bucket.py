@@ -1,0 +1,164 @@
+"""BackupBucket: every hardening property, on the child resources the stack really creates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
+from synth.engine import Synthesis
+from tests.conftest import run_component
+
+S3 = "aws:s3/"
+PURPOSES = ("neo4j-backups", "logs-backups")
+
+
+def child(synthesis: Synthesis, name: str, kind: str):
+    return synthesis.named(name, f"{S3}{kind[:1].lower() + kind[1:]}:{kind}")
+
+
+def region_of(synthesis: Synthesis, resource) -> str:
+    provider_urn = resource.provider.rsplit("::", 1)[0]
+    return next(r for r in synthesis.resources if r.urn == provider_urn).inputs["region"]
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_both_buckets_are_components_of_the_stack(any_stack, purpose):
+    component = any_stack.named(purpose, "intelgraph:storage:BackupBucket")
+    assert component.parent == any_stack.root.urn
+    assert len(any_stack.children_of(component)) >= 20
+
+
+@pytest.mark.parametrize("side", ["", "-replica"])
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_each_side_is_encrypted_private_versioned_and_tls_only(any_stack, purpose, side):
+    name = f"{purpose}{side}"
+    bucket = child(any_stack, name, "Bucket")
+    key = any_stack.named(f"{name}-key", "aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    assert bucket.inputs["forceDestroy"] is False
+
+    sse = child(any_stack, f"{name}-encryption", "BucketServerSideEncryptionConfiguration")
+    rule = sse.inputs["rules"][0]
+    assert rule["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms", "kmsMasterKeyId": key.outputs["arn"]}
+    assert rule["bucketKeyEnabled"] is True
+
+    block = child(any_stack, f"{name}-public-access", "BucketPublicAccessBlock")
+    assert all(block.inputs[flag] is True for flag in (
+        "blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    assert child(any_stack, f"{name}-ownership", "BucketOwnershipControls").inputs["rule"] == {
+        "objectOwnership": "BucketOwnerEnforced"}
+    assert child(any_stack, f"{name}-versioning", "BucketVersioning").inputs[
+        "versioningConfiguration"]["status"] == "Enabled"
+
+    policy = json.loads(child(any_stack, f"{name}-tls-only", "BucketPolicy").inputs["policy"])
+    [statement] = policy["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "s3:*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statement["Resource"] == [bucket.outputs["arn"], bucket.outputs["arn"] + "/*"]
+    # No "deny unencrypted PUT": default encryption covers it and it breaks backup tools.
+    assert "s3:x-amz-server-side-encryption" not in json.dumps(policy)
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_lifecycle_tiers_expires_and_cleans_up_noncurrent_versions(any_stack, purpose):
+    [rule] = child(any_stack, f"{purpose}-lifecycle", "BucketLifecycleConfiguration").inputs["rules"]
+    assert rule["status"] == "Enabled"
+    assert rule["transitions"][0]["days"] < rule["expiration"]["days"]
+    assert rule["noncurrentVersionExpiration"]["noncurrentDays"] >= 1
+    assert rule["abortIncompleteMultipartUpload"]["daysAfterInitiation"] >= 1
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_replica_lives_in_the_dr_region_with_its_own_dr_key(any_stack, purpose):
+    source = child(any_stack, purpose, "Bucket")
+    replica = child(any_stack, f"{purpose}-replica", "Bucket")
+    replica_key = any_stack.named(f"{purpose}-replica-key", "aws:kms/key:Key")
+    assert region_of(any_stack, source) == "us-east-1"
+    assert region_of(any_stack, replica) == region_of(any_stack, replica_key) == "us-west-2"
+    assert ":us-west-2:" in replica_key.outputs["arn"]
+
+    config = child(any_stack, f"{purpose}-replication", "BucketReplicationConfig")
+    assert config.inputs["bucket"] == source.id
+    [rule] = config.inputs["rules"]
+    assert rule["status"] == "Enabled"
+    assert rule["deleteMarkerReplication"] == {"status": "Enabled"}
+    assert rule["sourceSelectionCriteria"] == {"sseKmsEncryptedObjects": {"status": "Enabled"}}
+    assert rule["destination"]["bucket"] == replica.outputs["arn"]
+    assert rule["destination"]["encryptionConfiguration"] == {"replicaKmsKeyId": replica_key.outputs["arn"]}
+    # S3 refuses replication until both sides are versioned: the config must wait for both.
+    versionings = {child(any_stack, f"{purpose}{s}-versioning", "BucketVersioning").urn for s in ("", "-replica")}
+    assert versionings <= set(config.dependencies)
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_replication_role_may_only_touch_its_two_buckets_and_keys(any_stack, purpose):
+    role = any_stack.named(f"{purpose}-replication", "aws:iam/role:Role")
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "s3.amazonaws.com"}
+
+    policy = json.loads(any_stack.named(f"{purpose}-replication", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    arns = {child(any_stack, n, "Bucket").outputs["arn"] for n in (purpose, f"{purpose}-replica")}
+    keys = {any_stack.named(f"{n}-key", "aws:kms/key:Key").outputs["arn"] for n in (purpose, f"{purpose}-replica")}
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(action.endswith("*") for action in actions), statement
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            assert resource.removesuffix("/*") in arns | keys, resource
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["DecryptSource"]["Condition"]["StringLike"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
+    assert by_sid["EncryptReplicas"]["Condition"]["StringLike"]["kms:ViaService"] == "s3.us-west-2.amazonaws.com"
+
+
+def test_prod_locks_objects_on_both_sides(prod):
+    for name in ("neo4j-backups", "neo4j-backups-replica"):
+        assert child(prod, name, "Bucket").inputs["objectLockEnabled"] is True
+        lock = child(prod, f"{name}-object-lock", "BucketObjectLockConfiguration")
+        assert lock.inputs["rule"]["defaultRetention"] == {"mode": "COMPLIANCE", "days": 35}
+
+
+def test_stage_has_no_object_lock(stage):
+    assert not stage.of_type(f"{S3}bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    assert all(b.inputs["objectLockEnabled"] is False for b in stage.of_type(f"{S3}bucket:Bucket"))
+
+
+def test_bucket_names_are_globally_unique_per_stack(stage, prod):
+    names = [b.outputs["bucket"] for s in (stage, prod) for b in s.of_type(f"{S3}bucket:Bucket")]
+    assert len(names) == len(set(names)) == 8
+    assert all(len(n) <= 63 and n == n.lower() for n in names)
+
+
+def test_component_outputs_point_at_the_dr_twin():
+    import pulumi
+    import pulumi_aws as aws
+
+    def build():
+        dr = aws.Provider("dr", region="eu-west-1")
+        primary = aws.Provider("primary", region="eu-central-1")
+        bucket = BackupBucket("dumps", BackupBucketArgs(
+            purpose="dumps", dr_provider=dr, transition_days=7, transition_storage_class="GLACIER_IR",
+            expiration_days=30, noncurrent_expiration_days=7, object_lock=ObjectLock("GOVERNANCE", 7),
+        ), opts=pulumi.ResourceOptions(provider=primary))
+        return {"key": bucket.replica_kms_key_arn, "replica": bucket.replica_bucket_name,
+                "bucket": bucket.bucket_name}
+
+    outputs = run_component(build).outputs
+    assert ":eu-west-1:" in outputs["key"]
+    assert outputs["replica"].startswith("intelgraph-prod-dumps-replica-")
+    assert outputs["bucket"].startswith("intelgraph-prod-dumps-")
+
+
+@pytest.mark.parametrize("changes,words", [
+    ({"expiration_days": 5}, "expiration_days must be greater than transition_days"),
+    ({"purpose": "Bad Name"}, "purpose must be lowercase"),
+    ({"noncurrent_expiration_days": 0}, "noncurrent_expiration_days must be at least 1"),
+    ({"object_lock": ObjectLock("COMPLIANCE", 999)}, "object_lock.days cannot exceed"),
+])
+def test_args_are_validated_with_the_field_named(changes, words):
+    base = dict(purpose="dumps", dr_provider=None, transition_days=7,
+                transition_storage_class="GLACIER_IR", expiration_days=30, noncurrent_expiration_days=7)
+    with pytest.raises(ValueError, match=words):
+        BackupBucketArgs(**{**base, **changes})

@@ -1,0 +1,112 @@
+"""synth, end to end through its command line: artifacts, export format, exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+def synth(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "synth", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def prod_out(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("prod")
+    return synth("--stack", "prod", "--out", str(out)), out
+
+
+def test_prod_synth_exits_clean_and_writes_the_three_artifacts(prod_out):
+    result, out = prod_out
+    assert result.returncode == 0, result.stderr
+    assert (out / "stack.json").is_file() and (out / "policy-report.json").is_file()
+    assert (out / "manifests").is_dir()
+    assert "Resources per component:" in result.stdout
+    assert "BackupBucket neo4j-backups" in result.stdout
+    assert "0 mandatory" in result.stdout
+
+
+def test_stack_json_is_a_v3_stack_export(prod_out):
+    _, out = prod_out
+    export = json.loads((out / "stack.json").read_text())
+    assert export["version"] == 3
+    resources = export["deployment"]["resources"]
+    assert resources[0]["type"] == "pulumi:pulumi:Stack"
+    seen = set()
+    for r in resources:
+        assert {"urn", "type", "custom", "inputs", "outputs"} <= r.keys()
+        assert r["urn"].startswith("urn:pulumi:prod::intelgraph-platform::")
+        # a checkpoint lists parents and providers before the resources that use them
+        for needed in [r.get("parent"), (r.get("provider") or "").rsplit("::", 1)[0]]:
+            assert not needed or needed in seen, f"{r['urn']} before {needed}"
+        seen.add(r["urn"])
+        if r["custom"]:
+            assert r["id"]
+    # inputs as the engine sees them: camelCase
+    versioning = next(r for r in resources if r["type"].endswith(":BucketVersioning"))
+    assert "versioningConfiguration" in versioning["inputs"]
+
+
+def test_policy_report_lists_every_rule(prod_out):
+    from policy.guardrails import POLICIES
+
+    _, out = prod_out
+    report = json.loads((out / "policy-report.json").read_text())
+    assert {p["policy"] for p in report["policies"]} == {p.name for p in POLICIES}
+    assert report["summary"]["mandatoryViolations"] == 0
+    assert all(p["level"] in ("mandatory", "advisory") for p in report["policies"])
+
+
+def test_check_accepts_our_own_export(prod_out):
+    _, out = prod_out
+    result = synth("check", str(out / "stack.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_fails_a_weakened_export_and_names_resource_and_fix(prod_out, tmp_path):
+    _, out = prod_out
+    export = json.loads((out / "stack.json").read_text())
+    block = next(r for r in export["deployment"]["resources"]
+                 if r["urn"].endswith("::logs-backups-public-access"))
+    block["inputs"]["restrictPublicBuckets"] = False
+    weakened = tmp_path / "weakened.json"
+    weakened.write_text(json.dumps(export))
+    result = synth("check", str(weakened))
+    assert result.returncode == 1
+    assert "logs-backups-public-access" in result.stdout
+    assert "Set restrictPublicBuckets to true" in result.stdout
+
+
+def test_check_rejects_a_file_that_is_not_an_export(tmp_path):
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    result = synth("check", str(tmp_path / "x.json"))
+    assert result.returncode == 2 and "pulumi stack export" in result.stderr
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("redis", {"replicas": "three"}, "intelgraph-platform:redis.replicas"),  # wrong type
+    ("redis", {"maxmemoryPolcy": "allkeys-lru"}, "intelgraph-platform:redis.maxmemoryPolcy: unknown key"),
+    ("neo4j", {"primaries": 42}, "intelgraph-platform:neo4j.primaries"),  # out of range
+])
+def test_bad_stack_file_exits_2_naming_the_key(tmp_path, key, value, words):
+    document = yaml.safe_load((ROOT / "Pulumi.stage.yaml").read_text())
+    document["config"][f"intelgraph-platform:{key}"].update(value)
+    stack_file = tmp_path / "Pulumi.stage.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    result = synth("--stack", "stage", "--stack-file", str(stack_file), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing written for a stack that cannot exist
+
+
+def test_unknown_stack_exits_2():
+    result = synth("--stack", "qa")
+    assert result.returncode == 2 and "known stacks: prod, stage" in result.stderr
