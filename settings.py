@@ -305,6 +305,9 @@ class PostgresSettings(Model):
     multi_az: bool
     deletion_protection: bool
     allowed_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    database_insights: Literal["standard", "advanced"]
+    monitoring_interval_seconds: Literal[1, 5, 10, 15, 30, 60]
+    final_snapshot: bool
     maintenance_window: Annotated[str, Field(pattern=r"^(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]-(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]$")]
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
 
@@ -375,8 +378,11 @@ class DrTarget(Model):
 class DrSettings(Model):
     postgres: DrTarget
     neo4j: DrTarget
-    # AWS publishes no SLA for promoting a read replica; see components/dr_budget.py.
+    # AWS publishes no SLA for promoting a read replica: measure it in a stage failover drill
+    # (ops/dr_promote prints how long promotion took) and record it here.
     replica_promotion_estimate_seconds: Annotated[int, Field(ge=60, le=7200)]
+    # Time to restore the newest Neo4j backup; the weekly restore rehearsal measures it.
+    neo4j_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)]
 
 
 class StackSettings(Model):

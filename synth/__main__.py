@@ -54,6 +54,7 @@ def _synth(argv: list[str]) -> int:
     print(f"synth {args.stack}: {len(synthesis.resources)} resources, "
           f"{len(manifests)} Kubernetes manifests -> {out}/")
     _print_components(synthesis)
+    _print_dr_budget(document)
     return _print_report(report)
 
 
@@ -72,6 +73,7 @@ def _check(argv: list[str]) -> int:
         return EXIT_INVALID
     report = _judge(document, args.stack, None)
     print(f"synth check {args.file}: {len(document['deployment']['resources'])} resources")
+    _print_dr_budget(document)
     return _print_report(report)
 
 
@@ -103,6 +105,25 @@ def _print_components(synthesis) -> None:
     print("\nResources per component:")
     for label, count in sorted(counts.items()):
         print(f"  {count:4d}  {label}")
+
+
+def _print_dr_budget(document: dict) -> None:
+    stack = next((r for r in document["deployment"]["resources"] if r["type"] == "pulumi:pulumi:Stack"), {})
+    budget = (stack.get("outputs") or {}).get("drBudget")
+    if not isinstance(budget, list):
+        return
+    print("\nDR budget (seconds):")
+    print(f"  {'datastore':<14} {'objective':<9} {'target':>7} {'bound':>7}  verdict  terms")
+    for row in budget:
+        verdict = "met" if row["met"] else "MISSED"
+        terms = " + ".join(f"{k} {v}" for k, v in row["terms"].items())
+        print(f"  {row['datastore']:<14} {row['objective']:<9} {row['targetSeconds']:>7} "
+              f"{row['boundSeconds']:>7}  {verdict:<7}  {terms}")
+    for row in budget:
+        if not row["met"]:
+            print(f"  ! {row['datastore']} {row['objective']} target {row['targetSeconds']}s cannot be met: "
+                  f"the deployed settings bound it at {row['boundSeconds']}s. Raise the target or "
+                  "shorten the terms above (health-check interval/threshold, promotion, schedule).")
 
 
 def _print_report(report) -> int:

@@ -31,24 +31,47 @@ def aws(monkeypatch):
         yield
 
 
-def iam_documents(synthesis: Synthesis) -> list[tuple[str, str, str]]:
-    """(resource name, trust policy, permissions policy) for every role the stack creates."""
-    roles = {r.outputs["name"]: r for r in synthesis.of_type("aws:iam/role:Role")}
-    found = []
-    for policy in synthesis.of_type("aws:iam/rolePolicy:RolePolicy"):
-        role = roles[policy.inputs["role"]]
-        found.append((policy.name, role.inputs["assumeRolePolicy"], policy.inputs["policy"]))
-    return found
-
-
-def test_every_iam_document_is_accepted_by_iam(any_stack, aws):
+def test_every_iam_role_and_policy_is_accepted_by_iam(any_stack, aws):
     iam = boto3.client("iam", region_name="us-east-1")
-    documents = iam_documents(any_stack)
-    assert len(documents) == 2  # one replication role per backup bucket
-    for name, trust, permissions in documents:
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
-        iam.put_role_policy(RoleName=name, PolicyName=name, PolicyDocument=permissions)
-        iam.create_policy(PolicyName=f"{name}-standalone", PolicyDocument=permissions)
+    roles = any_stack.of_type("aws:iam/role:Role")
+    assert {r.name for r in roles} >= {"neo4j-backups-replication", "logs-backups-replication",
+                                       "intelgraph-pg-monitoring"}
+    for role in roles:
+        iam.create_role(RoleName=role.outputs["name"], AssumeRolePolicyDocument=role.inputs["assumeRolePolicy"])
+    for policy in any_stack.of_type("aws:iam/rolePolicy:RolePolicy"):
+        iam.put_role_policy(RoleName=policy.inputs["role"], PolicyName=policy.outputs["name"],
+                            PolicyDocument=policy.inputs["policy"])
+        iam.create_policy(PolicyName=f"{policy.name}-standalone", PolicyDocument=policy.inputs["policy"])
+    for attachment in any_stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+        assert aws_managed_policy_exists(attachment.inputs["policyArn"]), attachment.inputs["policyArn"]
+
+
+def aws_managed_policy_exists(arn: str) -> bool:
+    """Check against the catalogue of AWS-managed policies that moto ships (loading them into
+    moto's IAM takes seconds per test; the catalogue answers the same question at once)."""
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    prefix = "arn:aws:iam::aws:policy"
+    if not arn.startswith(prefix):
+        return False
+    path, _, name = arn[len(prefix):].rpartition("/")
+    entry = json.loads(aws_managed_policies_data).get(name)
+    return entry is not None and entry["Path"] == f"{path}/"
+
+
+def test_a_mistyped_managed_policy_would_be_caught():
+    assert aws_managed_policy_exists("arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole")
+    assert not aws_managed_policy_exists("arn:aws:iam::aws:policy/AmazonRDSEnhancedMonitoringRole")
+
+
+def test_every_kms_key_policy_is_accepted_by_kms(any_stack, aws):
+    with_policy = [k for k in any_stack.of_type("aws:kms/key:Key") if k.inputs.get("policy")]
+    assert with_policy, "the alert topics' keys carry explicit policies"
+    for key in with_policy:
+        region = key.outputs["arn"].split(":")[3]
+        kms = boto3.client("kms", region_name=region)
+        created = kms.create_key(Policy=key.inputs["policy"], Description=key.inputs["description"])
+        assert json.loads(kms.get_key_policy(KeyId=created["KeyMetadata"]["KeyId"], PolicyName="default")["Policy"])
 
 
 def test_a_malformed_document_would_be_rejected(aws):

@@ -1,0 +1,106 @@
+"""DnsFailover: Route 53 health-checked failover from the primary region to the DR region.
+
+An HTTPS health check probes the primary's /healthz from several Route 53 checker regions; the
+PRIMARY alias record answers while it is healthy, the SECONDARY (DR load balancer) otherwise.
+Detection takes request_interval x failure_threshold; resolvers may then keep the old answer for
+the alias's 60 s TTL (see components/dr_budget.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components.alerting import alarm, alert_topic
+
+
+@dataclass(frozen=True)
+class LoadBalancerTarget:
+    dns_name: str
+    zone_id: str
+
+
+@dataclass(frozen=True)
+class DnsFailoverArgs:
+    account_id: str
+    hosted_zone_id: str
+    record_name: str
+    health_check_fqdn: str
+    request_interval_seconds: Literal[10, 30]
+    failure_threshold: int
+    checker_regions: tuple[str, ...]
+    primary: LoadBalancerTarget
+    secondary: LoadBalancerTarget
+    health_path: str = "/healthz"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.request_interval_seconds not in (10, 30):
+            problems.append("request_interval_seconds must be 10 or 30 (the only values Route 53 offers)")
+        if not 1 <= self.failure_threshold <= 10:
+            problems.append("failure_threshold must be between 1 and 10")
+        if len(self.checker_regions) < 3:
+            problems.append("checker_regions needs at least 3 regions (Route 53's minimum)")
+        if self.primary == self.secondary:
+            problems.append("primary and secondary must be different load balancers")
+        if problems:
+            raise ValueError("DnsFailoverArgs: " + "; ".join(problems))
+
+
+class DnsFailover(pulumi.ComponentResource):
+    """``opts.provider`` must be a us-east-1 provider: Route 53 health-check metrics live there."""
+
+    health_check_id: pulumi.Output[str]
+    fqdn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: DnsFailoverArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("intelgraph:dns:DnsFailover", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        check = aws.route53.HealthCheck(
+            f"{name}-primary",
+            type="HTTPS",
+            fqdn=args.health_check_fqdn,
+            port=443,
+            resource_path=args.health_path,
+            enable_sni=True,
+            request_interval=args.request_interval_seconds,
+            failure_threshold=args.failure_threshold,
+            regions=list(args.checker_regions),
+            measure_latency=True,
+            tags={"Name": f"{name}-primary"},
+            opts=child,
+        )
+        records = [
+            aws.route53.Record(
+                f"{name}-{role.lower()}",
+                zone_id=args.hosted_zone_id,
+                name=args.record_name,
+                type="A",
+                set_identifier=role.lower(),
+                failover_routing_policies=[{"type": role}],
+                # The SECONDARY answers when the PRIMARY is unhealthy; it needs no check of its own
+                # beyond its load balancer's target health.
+                health_check_id=check.id if role == "PRIMARY" else None,
+                aliases=[{"name": target.dns_name, "zone_id": target.zone_id,
+                          "evaluate_target_health": True}],
+                opts=child,
+            )
+            for role, target in (("PRIMARY", args.primary), ("SECONDARY", args.secondary))
+        ]
+        alarm(
+            f"{name}-primary-unhealthy",
+            description=f"{args.health_check_fqdn}{args.health_path} is failing: traffic is on the DR region",
+            namespace="AWS/Route53", metric="HealthCheckStatus",
+            dimensions={"HealthCheckId": check.id},
+            statistic="Minimum", comparison="LessThanThreshold", threshold=1,
+            period_seconds=60, evaluation_periods=1,
+            topic=alert_topic(f"{name}-alerts", args.account_id, child), opts=child,
+        )
+
+        self.health_check_id = check.id
+        self.fqdn = records[0].fqdn
+        self.register_outputs({"healthCheckId": self.health_check_id, "fqdn": self.fqdn})

@@ -1,0 +1,283 @@
+"""PostgresDr: RDS PostgreSQL primary, a cross-region read replica, and PITR in both regions.
+
+The primary keeps its master password in Secrets Manager (RDS creates and rotates it: nothing in
+config or state), forces TLS, allows IAM authentication and is reachable on 5432 only from the
+configured CIDRs. The replica in the DR region follows the primary by ARN - a cross-region
+replica must name its source by ARN and bring a KMS key and subnet group of its own region - and
+automated backups are replicated to the DR region, so point-in-time restore exists there too.
+
+WAL-G is not used: it needs host access and archive_command, which RDS does not give; RDS's
+own transaction-log backups are the PITR mechanism.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components.alerting import alarm, alert_topic
+
+PORT = 5432
+CA_CERTIFICATE = "rds-ca-rsa2048-g1"
+LOG_EXPORTS = ["postgresql", "upgrade"]
+
+
+@dataclass(frozen=True)
+class RegionNetwork:
+    vpc_id: str
+    subnet_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PostgresDrArgs:
+    account_id: str
+    dr_provider: pulumi.ProviderResource
+    primary_network: RegionNetwork
+    dr_network: RegionNetwork
+    engine_version: str
+    instance_class: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    backup_retention_days: int
+    multi_az: bool
+    deletion_protection: bool
+    final_snapshot: bool
+    allowed_cidrs: tuple[str, ...]
+    maintenance_window: str
+    backup_window: str
+    database_insights: Literal["standard", "advanced"]
+    monitoring_interval_seconds: int
+    replica_lag_threshold_seconds: int
+    database_name: str = "intelgraph"
+    master_username: str = "intelgraph_admin"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.backup_retention_days < 1:
+            problems.append("backup_retention_days must be at least 1: replicas and PITR need backups")
+        if self.max_allocated_storage_gb < self.allocated_storage_gb:
+            problems.append("max_allocated_storage_gb must be at least allocated_storage_gb")
+        if not self.allowed_cidrs:
+            problems.append("allowed_cidrs must name at least one client network")
+        if self.replica_lag_threshold_seconds < 1:
+            problems.append("replica_lag_threshold_seconds must be positive")
+        if len(self.primary_network.subnet_ids) < 2 or len(self.dr_network.subnet_ids) < 2:
+            problems.append("each region needs at least two subnets (two AZs) for a DB subnet group")
+        if problems:
+            raise ValueError("PostgresDrArgs: " + "; ".join(problems))
+
+    @property
+    def family(self) -> str:
+        return f"postgres{self.engine_version.split('.')[0]}"
+
+
+@dataclass(frozen=True)
+class _Region:
+    """What each region provides a database instance with."""
+
+    key: aws.kms.Key
+    subnet_group: aws.rds.SubnetGroup
+    security_group: aws.ec2.SecurityGroup
+    parameter_group: aws.rds.ParameterGroup
+    topic: aws.sns.Topic
+    opts: pulumi.ResourceOptions
+
+
+class PostgresDr(pulumi.ComponentResource):
+    primary_endpoint: pulumi.Output[str]
+    replica_endpoint: pulumi.Output[str]
+    primary_arn: pulumi.Output[str]
+    replica_arn: pulumi.Output[str]
+    master_secret_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PostgresDrArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("intelgraph:database:PostgresDr", name, None, opts)
+        self._name, self._args = name, args
+
+        primary_region = self._region("primary", args.primary_network, pulumi.ResourceOptions(parent=self))
+        dr_region = self._region("dr", args.dr_network,
+                                 pulumi.ResourceOptions(parent=self, provider=args.dr_provider))
+        monitoring_role = self._monitoring_role()
+
+        primary = aws.rds.Instance(
+            f"{name}-primary",
+            identifier=f"{name}-primary",
+            engine="postgres",
+            engine_version=args.engine_version,
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            db_name=args.database_name,
+            username=args.master_username,
+            # RDS generates the password, keeps it in Secrets Manager under our key, rotates it.
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=primary_region.key.arn,
+            multi_az=args.multi_az,
+            deletion_protection=args.deletion_protection,
+            skip_final_snapshot=not args.final_snapshot,
+            final_snapshot_identifier=f"{name}-primary-final" if args.final_snapshot else None,
+            backup_retention_period=args.backup_retention_days,
+            backup_window=args.backup_window,
+            # Keep automated backups (and so PITR) even if the instance is deleted.
+            delete_automated_backups=False,
+            storage_encrypted=True,
+            **self._common(primary_region, monitoring_role),
+            opts=primary_region.opts,
+        )
+        replica = aws.rds.Instance(
+            f"{name}-replica",
+            identifier=f"{name}-replica",
+            # Cross-region: the source must be the ARN, and storage_encrypted is implied by
+            # kms_key_id. A replica never carries username, password, db_name or a managed password.
+            replicate_source_db=primary.arn,
+            instance_class=args.instance_class,
+            multi_az=args.multi_az,  # HA from the moment it is promoted
+            deletion_protection=args.deletion_protection,
+            skip_final_snapshot=True,
+            # Backups on the replica mean a promoted replica has PITR immediately.
+            backup_retention_period=args.backup_retention_days,
+            **self._common(dr_region, monitoring_role),
+            opts=dr_region.opts,
+        )
+        aws.rds.InstanceAutomatedBackupsReplication(
+            f"{name}-backups-to-dr",
+            source_db_instance_arn=primary.arn,
+            kms_key_id=dr_region.key.arn,
+            retention_period=args.backup_retention_days,
+            opts=dr_region.opts,
+        )
+
+        for instance, region, role in ((primary, primary_region, "primary"), (replica, dr_region, "replica")):
+            self._health_alarms(f"{name}-{role}", instance, region)
+        alarm(
+            f"{name}-replica-lag",
+            description=(f"Replica lag above {args.replica_lag_threshold_seconds}s: failing over "
+                         "now would lose more data than the RPO allows."),
+            namespace="AWS/RDS", metric="ReplicaLag",
+            dimensions={"DBInstanceIdentifier": replica.identifier},
+            statistic="Maximum", comparison="GreaterThanThreshold",
+            threshold=args.replica_lag_threshold_seconds,
+            period_seconds=60, evaluation_periods=2, unit="Seconds",
+            topic=dr_region.topic, opts=dr_region.opts,
+        )
+
+        self.primary_endpoint = primary.endpoint
+        self.replica_endpoint = replica.endpoint
+        self.primary_arn = primary.arn
+        self.replica_arn = replica.arn
+        self.master_secret_arn = primary.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
+        self.register_outputs({
+            "primaryEndpoint": self.primary_endpoint,
+            "replicaEndpoint": self.replica_endpoint,
+            "primaryArn": self.primary_arn,
+            "replicaArn": self.replica_arn,
+            "masterSecretArn": self.master_secret_arn,
+        })
+
+    def _region(self, label: str, network: RegionNetwork, opts: pulumi.ResourceOptions) -> _Region:
+        """Key, subnet group, security group, parameter group and alert topic of one region."""
+        name, args = f"{self._name}-{label}", self._args
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"Encrypts {name}: storage, Performance Insights, master secret",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            opts=opts,
+        )
+        subnet_group = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=list(network.subnet_ids), opts=opts)
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-db",
+            description=f"PostgreSQL {name}: 5432 from the platform networks only",
+            vpc_id=network.vpc_id,
+            # No egress rules: the database initiates no connections.
+            ingress=[{
+                "description": f"PostgreSQL from {cidr}",
+                "protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [cidr],
+            } for cidr in args.allowed_cidrs],
+            opts=opts,
+        )
+        parameter_group = aws.rds.ParameterGroup(
+            f"{name}-params",
+            family=args.family,
+            description=f"{name}: TLS only, slow-query and connection logging",
+            parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k == "rds.force_ssl" else "immediate"}
+                        for k, v in PARAMETERS.items()],
+            opts=opts,
+        )
+        topic = alert_topic(f"{name}-alerts", args.account_id, opts)
+        return _Region(key, subnet_group, security_group, parameter_group, topic, opts)
+
+    def _monitoring_role(self) -> aws.iam.Role:
+        """Enhanced Monitoring publishes OS metrics through this role (IAM is global)."""
+        role = aws.iam.Role(
+            f"{self._name}-monitoring",
+            description="RDS Enhanced Monitoring",
+            assume_role_policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Principal": {"Service": "monitoring.rds.amazonaws.com"}}],
+            }),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{self._name}-monitoring",
+            role=role.name,
+            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return role
+
+    def _common(self, region: _Region, monitoring_role: aws.iam.Role) -> dict:
+        """Arguments the primary and the replica share: placement, encryption, observability."""
+        args = self._args
+        advanced = args.database_insights == "advanced"
+        return dict(
+            kms_key_id=region.key.arn,
+            storage_type="gp3",
+            max_allocated_storage=args.max_allocated_storage_gb,
+            db_subnet_group_name=region.subnet_group.name,
+            vpc_security_group_ids=[region.security_group.id],
+            parameter_group_name=region.parameter_group.name,
+            publicly_accessible=False,
+            iam_database_authentication_enabled=True,
+            ca_cert_identifier=CA_CERTIFICATE,
+            copy_tags_to_snapshot=True,
+            auto_minor_version_upgrade=True,
+            maintenance_window=args.maintenance_window,
+            database_insights_mode=args.database_insights,
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=region.key.arn,
+            # Advanced Database Insights requires the 15-month (465-day) retention.
+            performance_insights_retention_period=465 if advanced else 7,
+            monitoring_interval=args.monitoring_interval_seconds,
+            monitoring_role_arn=monitoring_role.arn,
+            enabled_cloudwatch_logs_exports=LOG_EXPORTS,
+        )
+
+    def _health_alarms(self, name: str, instance: aws.rds.Instance, region: _Region) -> None:
+        common = dict(namespace="AWS/RDS", dimensions={"DBInstanceIdentifier": instance.identifier},
+                      topic=region.topic, opts=region.opts)
+        alarm(f"{name}-cpu", description="CPU above 80% for 15 minutes",
+              metric="CPUUtilization", statistic="Average", comparison="GreaterThanThreshold",
+              threshold=80, period_seconds=300, evaluation_periods=3, unit="Percent", **common)
+        free_floor = int(self._args.allocated_storage_gb * 0.1 * 2**30)
+        alarm(f"{name}-free-storage",
+              description="Free storage below 10% of the allocated size; autoscaling may be at its cap",
+              metric="FreeStorageSpace", statistic="Minimum", comparison="LessThanThreshold",
+              threshold=free_floor, period_seconds=300, evaluation_periods=1, unit="Bytes", **common)
+
+
+# Parameters for both regions. rds.force_ssl refuses plaintext connections; the rest makes slow
+# queries, lock waits and connection churn visible in the exported postgresql log.
+PARAMETERS = {
+    "rds.force_ssl": "1",
+    "log_min_duration_statement": "1000",
+    "log_connections": "1",
+    "log_disconnections": "1",
+    "log_lock_waits": "1",
+    "log_temp_files": "10240",
+    "log_autovacuum_min_duration": "10000",
+}

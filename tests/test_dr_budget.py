@@ -1,0 +1,75 @@
+"""DR budget arithmetic: bounds from deployed settings, and a target they cannot meet."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import dr_budget
+from synth import engine
+from tests.conftest import config_with
+
+
+def test_postgres_rto_is_detection_plus_ttl_plus_promotion():
+    rto, rpo, pitr = dr_budget.postgres_bounds(
+        rto_target=900, rpo_target=300, request_interval_seconds=10, failure_threshold=3,
+        promotion_estimate_seconds=600, lag_threshold_seconds=180)
+    assert rto.bound_seconds == 10 * 3 + 60 + 600 and rto.met
+    assert rpo.bound_seconds == 180 + 120 and rpo.met
+    assert pitr.bound_seconds == 300 and pitr.met
+
+
+def test_a_target_the_settings_cannot_meet_is_reported_missed():
+    [rto, *_] = dr_budget.postgres_bounds(
+        rto_target=300, rpo_target=300, request_interval_seconds=30, failure_threshold=5,
+        promotion_estimate_seconds=600, lag_threshold_seconds=180)
+    assert rto.bound_seconds == 150 + 60 + 600 and not rto.met
+    assert rto.as_output()["met"] is False
+
+
+def test_lag_threshold_leaves_room_for_the_alarms_detection_window():
+    assert dr_budget.lag_alarm_threshold_seconds(300) == 180
+    # below the floor the bound exceeds the target: an RPO of one minute is not achievable here
+    [_, rpo, _] = dr_budget.postgres_bounds(
+        rto_target=900, rpo_target=60, request_interval_seconds=10, failure_threshold=3,
+        promotion_estimate_seconds=600, lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(60))
+    assert not rpo.met
+
+
+@pytest.mark.parametrize("schedule,gap", [("0 * * * *", 3600), ("*/15 * * * *", 900),
+                                          ("0 3 * * 1", 7 * 86400), ("0 */6 * * *", 6 * 3600)])
+def test_backup_interval_is_the_longest_gap_between_runs(schedule, gap):
+    assert dr_budget.cron_max_gap_seconds(schedule) == gap
+
+
+def test_stack_exports_the_budget(prod):
+    rows = {(r["datastore"], r["objective"]): r for r in prod.outputs["drBudget"]}
+    assert rows[("postgres", "RTO")] == {
+        "datastore": "postgres", "objective": "RTO", "targetSeconds": 900, "boundSeconds": 690,
+        "met": True, "terms": {"dnsDetection": 30, "aliasTtl": 60, "replicaPromotion": 600}}
+    assert rows[("neo4j", "RPO")]["boundSeconds"] == 3600
+    assert all(r["met"] for r in rows.values())
+
+
+def test_synth_prints_a_missed_target(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document["config"]["intelgraph-platform:dr"]["postgres"]["rtoSeconds"] = 300
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    result = subprocess.run([sys.executable, "-m", "synth", "--stack", "prod", "--stack-file",
+                             str(stack_file), "--out", str(tmp_path / "out")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "MISSED" in result.stdout
+    assert "postgres RTO target 300s cannot be met" in result.stdout
+
+
+def test_budget_follows_the_stack_file():
+    config = config_with("prod", {"dns.healthCheck.requestIntervalSeconds": 30})
+    rows = {(r["datastore"], r["objective"]): r for r in engine.synthesize("prod", config).outputs["drBudget"]}
+    assert rows[("postgres", "RTO")]["terms"]["dnsDetection"] == 90

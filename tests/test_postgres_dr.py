@@ -1,0 +1,138 @@
+"""PostgresDr on the mock engine: the replica follows the primary by ARN from the DR region,
+PITR is replicated, nothing carries a password, and prod is stricter than stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.postgres_dr import PostgresDrArgs, RegionNetwork
+from synth import export
+
+INSTANCE = "aws:rds/instance:Instance"
+
+
+def region_of(synthesis, resource) -> str:
+    provider_urn = resource.provider.rsplit("::", 1)[0]
+    return next(r for r in synthesis.resources if r.urn == provider_urn).inputs["region"]
+
+
+def test_replica_follows_the_primary_by_arn_with_dr_region_key_and_subnets(any_stack):
+    primary = any_stack.named("intelgraph-pg-primary", INSTANCE)
+    replica = any_stack.named("intelgraph-pg-replica", INSTANCE)
+    assert region_of(any_stack, primary) == "us-east-1"
+    assert region_of(any_stack, replica) == "us-west-2"
+    assert replica.inputs["replicateSourceDb"] == primary.outputs["arn"]
+    assert replica.inputs["replicateSourceDb"].startswith("arn:aws:rds:us-east-1:")
+
+    dr_key = any_stack.named("intelgraph-pg-dr-key", "aws:kms/key:Key")
+    assert replica.inputs["kmsKeyId"] == dr_key.outputs["arn"] and ":us-west-2:" in dr_key.outputs["arn"]
+    dr_subnets = any_stack.named("intelgraph-pg-dr-subnets", "aws:rds/subnetGroup:SubnetGroup")
+    assert replica.inputs["dbSubnetGroupName"] == dr_subnets.outputs["name"]
+    assert region_of(any_stack, dr_subnets) == "us-west-2"
+
+
+def test_replica_carries_none_of_the_arguments_a_replica_must_not(any_stack):
+    replica = any_stack.named("intelgraph-pg-replica", INSTANCE)
+    for forbidden in ("username", "password", "dbName", "manageMasterUserPassword",
+                      "masterUserSecretKmsKeyId", "engine", "engineVersion", "allocatedStorage"):
+        assert forbidden not in replica.inputs, forbidden
+
+
+def test_primary_is_encrypted_private_iam_enabled_with_a_managed_password(any_stack):
+    primary = any_stack.named("intelgraph-pg-primary", INSTANCE)
+    key = any_stack.named("intelgraph-pg-primary-key", "aws:kms/key:Key").outputs["arn"]
+    i = primary.inputs
+    assert i["storageEncrypted"] is True and i["kmsKeyId"] == key
+    assert i["manageMasterUserPassword"] is True and i["masterUserSecretKmsKeyId"] == key
+    assert "password" not in i
+    assert i["publiclyAccessible"] is False and i["iamDatabaseAuthenticationEnabled"] is True
+    assert i["backupRetentionPeriod"] > 0 and i["deleteAutomatedBackups"] is False
+    assert i["performanceInsightsEnabled"] is True and i["performanceInsightsKmsKeyId"] == key
+    assert i["monitoringRoleArn"] == any_stack.named("intelgraph-pg-monitoring", "aws:iam/role:Role").outputs["arn"]
+    assert set(i["enabledCloudwatchLogsExports"]) == {"postgresql", "upgrade"}
+    assert i["autoMinorVersionUpgrade"] is True and i["maintenanceWindow"]
+    assert i["engineVersion"] == "16.4"
+
+
+def test_pitr_is_replicated_to_the_dr_region_with_the_dr_key(any_stack):
+    [replication] = any_stack.of_type(
+        "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
+    assert region_of(any_stack, replication) == "us-west-2"
+    assert replication.inputs["sourceDbInstanceArn"] == any_stack.named("intelgraph-pg-primary", INSTANCE).outputs["arn"]
+    assert replication.inputs["kmsKeyId"] == any_stack.named("intelgraph-pg-dr-key", "aws:kms/key:Key").outputs["arn"]
+
+
+@pytest.mark.parametrize("label", ["primary", "dr"])
+def test_each_region_forces_tls_and_admits_5432_only_from_platform_networks(any_stack, label):
+    params = any_stack.named(f"intelgraph-pg-{label}-params", "aws:rds/parameterGroup:ParameterGroup")
+    values = {p["name"]: p["value"] for p in params.inputs["parameters"]}
+    assert values["rds.force_ssl"] == "1" and params.inputs["family"] == "postgres16"
+    group = any_stack.named(f"intelgraph-pg-{label}-db", "aws:ec2/securityGroup:SecurityGroup")
+    assert group.inputs.get("egress") in (None, [])
+    for rule in group.inputs["ingress"]:
+        assert (rule["fromPort"], rule["toPort"], rule["protocol"]) == (5432, 5432, "tcp")
+        assert "0.0.0.0/0" not in rule["cidrBlocks"]
+
+
+def test_prod_is_multi_az_protected_and_keeps_a_final_snapshot(prod, stage):
+    p = prod.named("intelgraph-pg-primary", INSTANCE).inputs
+    assert p["multiAz"] and p["deletionProtection"] and p["skipFinalSnapshot"] is False
+    assert p["finalSnapshotIdentifier"] == "intelgraph-pg-primary-final"
+    assert p["databaseInsightsMode"] == "advanced" and p["performanceInsightsRetentionPeriod"] == 465
+    s = stage.named("intelgraph-pg-primary", INSTANCE).inputs
+    assert not s["multiAz"] and not s["deletionProtection"] and s["skipFinalSnapshot"] is True
+    assert s["databaseInsightsMode"] == "standard" and s["performanceInsightsRetentionPeriod"] == 7
+
+
+def test_alarms_watch_lag_cpu_and_storage_and_notify_an_encrypted_topic(prod):
+    alarms = {a.name: a for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    lag = alarms["intelgraph-pg-replica-lag"].inputs
+    assert lag["metricName"] == "ReplicaLag" and lag["dimensions"] == {"DBInstanceIdentifier": "intelgraph-pg-replica"}
+    assert lag["threshold"] == 300 - 120  # RPO target minus the alarm's detection window
+    assert lag["treatMissingData"] == "breaching"
+    for name in ("intelgraph-pg-primary-cpu", "intelgraph-pg-replica-cpu",
+                 "intelgraph-pg-primary-free-storage", "intelgraph-pg-replica-free-storage"):
+        assert name in alarms
+    topics = {t.outputs["arn"]: t for t in prod.of_type("aws:sns/topic:Topic")}
+    for alarm in alarms.values():
+        [action] = alarm.inputs["alarmActions"]
+        assert topics[action].inputs["kmsMasterKeyId"].startswith("arn:aws:kms:")
+    assert region_of(prod, alarms["intelgraph-pg-replica-lag"]) == "us-west-2"
+
+
+def test_outputs_expose_endpoints_arns_and_the_master_secret(prod):
+    outputs = prod.outputs["postgres"]
+    assert outputs["primaryEndpoint"].endswith(".us-east-1.rds.amazonaws.com:5432")
+    assert outputs["replicaEndpoint"].endswith(".us-west-2.rds.amazonaws.com:5432")
+    assert outputs["masterSecretArn"].startswith("arn:aws:secretsmanager:us-east-1:481236059412:secret:rds!db-")
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_no_plaintext_password_anywhere_in_stack_json(stack):
+    from tests.conftest import synthesized
+
+    text = json.dumps(export.to_export(synthesized(stack))).lower()
+    assert '"password"' not in text and '"masterpassword"' not in text
+
+
+@pytest.mark.parametrize("changes,words", [
+    ({"backup_retention_days": 0}, "backup_retention_days must be at least 1"),
+    ({"max_allocated_storage_gb": 10}, "max_allocated_storage_gb must be at least"),
+    ({"allowed_cidrs": ()}, "allowed_cidrs must name"),
+    ({"dr_network": RegionNetwork("vpc-1", ("subnet-1",))}, "at least two subnets"),
+])
+def test_args_are_validated_with_the_field_named(changes, words):
+    base = dict(
+        account_id="481236059412", dr_provider=None,
+        primary_network=RegionNetwork("vpc-1", ("subnet-1", "subnet-2")),
+        dr_network=RegionNetwork("vpc-2", ("subnet-3", "subnet-4")), engine_version="16.4",
+        instance_class="db.t4g.large", allocated_storage_gb=50, max_allocated_storage_gb=100,
+        backup_retention_days=7, multi_az=False, deletion_protection=False, final_snapshot=False,
+        allowed_cidrs=("10.0.0.0/16",), maintenance_window="sun:05:00-sun:06:00",
+        backup_window="03:00-04:00", database_insights="standard", monitoring_interval_seconds=60,
+        replica_lag_threshold_seconds=120,
+    )
+    with pytest.raises(ValueError, match=words):
+        PostgresDrArgs(**{**base, **changes})
