@@ -123,12 +123,18 @@ budget = [
 ]
 
 # --- outputs --------------------------------------------------------------------------------------
+# Neo4j backups are hourly: the newest may be one interval plus the slack old (ops/dr_readiness).
+max_backup_age = {"neo4j": dr_budget.cron_max_gap_seconds(cfg.neo4j.backup_schedule)
+                  + 60 * cfg.neo4j.backup_freshness_slack_minutes}
 pulumi.export("backupBuckets", {
     purpose: {
         "bucket": b.bucket_name,
+        "region": cfg.aws.primary_region,
         "replicaBucket": b.replica_bucket_name,
+        "replicaBucketArn": b.replica_bucket_arn,
         "kmsKeyArn": b.kms_key_arn,
         "replicaKmsKeyArn": b.replica_kms_key_arn,
+        **({"maxBackupAgeSeconds": max_backup_age[purpose]} if purpose in max_backup_age else {}),
     }
     for purpose, b in buckets.items()
 })
@@ -138,6 +144,8 @@ pulumi.export("postgres", {
     "primaryArn": postgres.primary_arn,
     "replicaArn": postgres.replica_arn,
     "masterSecretArn": postgres.master_secret_arn,
+    "lagAlarmThresholdSeconds": dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+    "backupRetentionDays": pg.backup_retention_days,
 })
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

@@ -1,0 +1,126 @@
+"""Promote the DR read replica to a standalone primary (regional failover of PostgreSQL).
+
+    python -m ops.dr_promote --stack prod --dry-run
+    python -m ops.dr_promote --outputs outputs.json
+    python -m ops.dr_promote --primary-arn ARN --replica-arn ARN --max-lag-seconds 180
+
+Preconditions (all must hold, or nothing is changed): the replica exists, is available, and
+replicates from the expected primary; its lag over the last 10 minutes is within the limit
+(pass --accept-data-loss when the primary region is down and the lag metric is gone or high).
+Then it promotes, waits until the instance is a standalone, available primary, prints how long
+that took (record it as dr.replicaPromotionEstimateSeconds) and what to change in the stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import boto3
+
+from ops._common import (
+    EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Check, DbRef, InputError, print_table, require, stack_outputs,
+)
+from ops.dr_readiness import latest_lag_seconds, replica_status
+
+
+def preconditions(primary: DbRef, replica: DbRef, max_lag: float, accept_data_loss: bool) -> list[Check]:
+    status = replica_status(primary, replica)
+    checks = [status]
+    if not status.ok:
+        return checks  # nothing else is meaningful about a replica that is not one
+    lag = latest_lag_seconds(replica)
+    if accept_data_loss:
+        checks.append(Check("replica-lag", True, f"not enforced (--accept-data-loss); last known lag {lag}"))
+    elif lag is None:
+        checks.append(Check("replica-lag", False, "no ReplicaLag datapoints in 10 minutes; if the primary "
+                                                  "region is down, re-run with --accept-data-loss"))
+    else:
+        checks.append(Check("replica-lag", lag <= max_lag, f"max {lag:.0f}s over 10 minutes (limit {max_lag:.0f}s)"))
+    return checks
+
+
+def promote(replica: DbRef, retention_days: int, timeout_seconds: float,
+            sleep: Callable[[float], None] = time.sleep) -> float:
+    """Promote and wait until RDS reports a standalone, available instance; return seconds taken."""
+    rds = boto3.client("rds", region_name=replica.region)
+    started = time.monotonic()
+    rds.promote_read_replica(DBInstanceIdentifier=replica.identifier, BackupRetentionPeriod=retention_days)
+    while True:
+        [db] = rds.describe_db_instances(DBInstanceIdentifier=replica.identifier)["DBInstances"]
+        # "available" alone is not enough: right after the call RDS may still report the old state.
+        if db["DBInstanceStatus"] == "available" and not db.get("ReadReplicaSourceDBInstanceIdentifier"):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_seconds:
+            raise TimeoutError(f"{replica.identifier} is still {db['DBInstanceStatus']} after "
+                               f"{timeout_seconds:.0f}s; promotion continues in AWS - watch the console")
+        sleep(15)
+
+
+def next_steps(primary: DbRef, replica: DbRef, seconds: float) -> str:
+    return f"""
+{replica.identifier} in {replica.region} is now a standalone primary ({seconds:.0f}s).
+Point clients at it, then bring the stack in line before the next `pulumi up`:
+  1. pulumi refresh --stack <stack>   (the state still describes a replica)
+  2. Swap the regions in Pulumi.<stack>.yaml: intelgraph-platform:aws.primaryRegion={replica.region},
+     drRegion={primary.region}; swap network.primary and network.dr, and the load balancers in dns.
+  3. The old primary {primary.identifier} must not come back as a second writer: delete it (its
+     final snapshot and replicated backups remain) and let `pulumi up` build a new replica.
+  4. If {seconds:.0f}s exceeds dr.replicaPromotionEstimateSeconds, raise it: the DR budget uses it.
+"""
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.dr_promote", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", help="stack name (outputs read with the Pulumi CLI)")
+    parser.add_argument("--outputs", type=Path, help="`pulumi stack output --json` file")
+    parser.add_argument("--primary-arn", help="ARN of the primary the replica must follow")
+    parser.add_argument("--replica-arn", help="ARN of the DR read replica to promote")
+    parser.add_argument("--max-lag-seconds", type=float, help="refuse above this lag (default: the alarm threshold)")
+    parser.add_argument("--retention-days", type=int, default=None, help="backup retention after promotion")
+    parser.add_argument("--accept-data-loss", action="store_true", help="promote whatever the lag")
+    parser.add_argument("--timeout-seconds", type=float, default=3600)
+    parser.add_argument("--dry-run", action="store_true", help="check preconditions, change nothing")
+    args = parser.parse_args(argv)
+    try:
+        if args.primary_arn or args.replica_arn:
+            if not (args.primary_arn and args.replica_arn and args.max_lag_seconds):
+                raise InputError("with flags, give all of --primary-arn, --replica-arn and --max-lag-seconds")
+            primary_arn, replica_arn = args.primary_arn, args.replica_arn
+            max_lag, retention = args.max_lag_seconds, args.retention_days or 7
+        else:
+            outputs = stack_outputs(args.stack, args.outputs)
+            primary_arn = require(outputs, "postgres", "primaryArn")
+            replica_arn = require(outputs, "postgres", "replicaArn")
+            max_lag = args.max_lag_seconds or require(outputs, "postgres", "lagAlarmThresholdSeconds")
+            retention = args.retention_days or require(outputs, "postgres", "backupRetentionDays")
+        primary = DbRef.parse(primary_arn, "the primary ARN")
+        replica = DbRef.parse(replica_arn, "the replica ARN")
+        if primary.region == replica.region:
+            raise InputError(f"primary and replica are both in {primary.region}: this is not a cross-region pair")
+    except InputError as exc:
+        print(f"dr_promote: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    checks = preconditions(primary, replica, max_lag, args.accept_data_loss)
+    print_table(f"Preconditions for promoting {replica.identifier}:", checks)
+    if not all(c.ok for c in checks):
+        print("Refusing to promote: nothing was changed.")
+        return EXIT_FAILED
+    if args.dry_run:
+        print(f"Dry run: would promote {replica.arn} with {retention}-day backup retention. Nothing was changed.")
+        return EXIT_OK
+    try:
+        seconds = promote(replica, int(retention), args.timeout_seconds)
+    except TimeoutError as exc:
+        print(f"dr_promote: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(next_steps(primary, replica, seconds))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Is the DR path ready right now? Checks the live account against the stack's outputs.
+
+    python -m ops.dr_readiness --stack prod            # asks the Pulumi CLI for the outputs
+    python -m ops.dr_readiness --outputs outputs.json  # `pulumi stack output --json` saved earlier
+
+Checks: the DR replica is available and follows the primary; its current lag is under the
+alarm threshold; the Route 53 health check sees the primary healthy; each backup bucket's newest
+object is younger than its freshness limit; each backup bucket replicates to its DR twin;
+automated backups are replicated to the DR region (PITR there). Prints a table; exit 1 on any
+failure, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ops._common import (
+    EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Check, DbRef, InputError, print_table, require, stack_outputs,
+)
+
+# Route 53 considers an endpoint healthy when more than 18% of its checkers report it healthy.
+ROUTE53_HEALTHY_FRACTION = 0.18
+
+
+def replica_status(primary: DbRef, replica: DbRef) -> Check:
+    rds = boto3.client("rds", region_name=replica.region)
+    try:
+        [db] = rds.describe_db_instances(DBInstanceIdentifier=replica.identifier)["DBInstances"]
+    except rds.exceptions.DBInstanceNotFoundFault:
+        return Check("replica-status", False, f"{replica.identifier} does not exist in {replica.region}")
+    source = db.get("ReadReplicaSourceDBInstanceIdentifier")
+    if db["DBInstanceStatus"] != "available":
+        return Check("replica-status", False, f"{replica.identifier} is {db['DBInstanceStatus']}")
+    if source != primary.arn:
+        return Check("replica-status", False,
+                     f"{replica.identifier} replicates from {source or 'nothing (promoted?)'}, "
+                     f"not {primary.arn}")
+    return Check("replica-status", True, f"{replica.identifier} available, following {primary.identifier}")
+
+
+def latest_lag_seconds(replica: DbRef, minutes: int = 10) -> Optional[float]:
+    """The highest ReplicaLag over the last ``minutes``; None when RDS reported nothing."""
+    cloudwatch = boto3.client("cloudwatch", region_name=replica.region)
+    now = datetime.now(timezone.utc)
+    points = cloudwatch.get_metric_statistics(
+        Namespace="AWS/RDS", MetricName="ReplicaLag",
+        Dimensions=[{"Name": "DBInstanceIdentifier", "Value": replica.identifier}],
+        StartTime=now - timedelta(minutes=minutes), EndTime=now, Period=60, Statistics=["Maximum"],
+    )["Datapoints"]
+    return max((p["Maximum"] for p in points), default=None)
+
+
+def replica_lag(replica: DbRef, threshold_seconds: float) -> Check:
+    lag = latest_lag_seconds(replica)
+    if lag is None:
+        return Check("replica-lag", False, "no ReplicaLag datapoints in 10 minutes: replication may be stopped")
+    return Check("replica-lag", lag <= threshold_seconds,
+                 f"max {lag:.0f}s over 10 minutes (threshold {threshold_seconds:.0f}s)")
+
+
+def health_check(check_id: str) -> Check:
+    route53 = boto3.client("route53")
+    try:
+        observations = route53.get_health_check_status(HealthCheckId=check_id)["HealthCheckObservations"]
+    except route53.exceptions.NoSuchHealthCheck:
+        return Check("health-check", False, f"health check {check_id} does not exist")
+    healthy = sum(o["StatusReport"]["Status"].startswith("Success") for o in observations)
+    fraction = healthy / len(observations) if observations else 0.0
+    return Check("health-check", fraction > ROUTE53_HEALTHY_FRACTION,
+                 f"{healthy}/{len(observations)} checkers see the primary healthy")
+
+
+def newest_object_age(bucket: str, region: str, max_age_seconds: int) -> Check:
+    s3 = boto3.client("s3", region_name=region)
+    newest = None
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            newest = obj["LastModified"] if newest is None else max(newest, obj["LastModified"])
+    name = f"backup-freshness {bucket}"
+    if newest is None:
+        return Check(name, False, "bucket is empty: no backup has ever been written")
+    age = (datetime.now(timezone.utc) - newest).total_seconds()
+    return Check(name, age <= max_age_seconds,
+                 f"newest object {age / 60:.0f} min old (limit {max_age_seconds / 60:.0f} min)")
+
+
+def bucket_replication(bucket: str, region: str, replica_arn: str) -> Check:
+    s3 = boto3.client("s3", region_name=region)
+    name = f"bucket-replication {bucket}"
+    try:
+        rules = s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]["Rules"]
+    except ClientError as exc:
+        return Check(name, False, f"no replication configuration ({exc.response['Error']['Code']})")
+    enabled = [r for r in rules if r["Status"] == "Enabled" and r["Destination"]["Bucket"] == replica_arn]
+    return Check(name, bool(enabled),
+                 f"replicating to {replica_arn.rsplit(':', 1)[-1]}" if enabled
+                 else f"no enabled rule replicates to {replica_arn}")
+
+
+def pitr_replication(primary: DbRef, dr_region: str) -> Check:
+    rds = boto3.client("rds", region_name=primary.region)
+    try:
+        [db] = rds.describe_db_instances(DBInstanceIdentifier=primary.identifier)["DBInstances"]
+    except rds.exceptions.DBInstanceNotFoundFault:
+        return Check("pitr-replication", False, f"primary {primary.identifier} not found in {primary.region}")
+    replications = [r["DBInstanceAutomatedBackupsArn"] for r in db.get("DBInstanceAutomatedBackupsReplications", [])]
+    in_dr = [arn for arn in replications if f":rds:{dr_region}:" in arn]
+    return Check("pitr-replication", bool(in_dr),
+                 f"automated backups replicated to {dr_region}" if in_dr
+                 else f"automated backups of {primary.identifier} are not replicated to {dr_region}")
+
+
+def run_checks(outputs: dict) -> list[Check]:
+    primary = DbRef.parse(require(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
+    replica = DbRef.parse(require(outputs, "postgres", "replicaArn"), "postgres.replicaArn")
+    threshold = require(outputs, "postgres", "lagAlarmThresholdSeconds")
+    check_id = require(outputs, "dnsFailover", "healthCheckId")
+    buckets = require(outputs, "backupBuckets")
+    if not isinstance(threshold, (int, float)) or threshold <= 0:
+        raise InputError(f"postgres.lagAlarmThresholdSeconds must be a positive number (given: {threshold!r})")
+
+    checks: list[Callable[[], Check]] = [
+        lambda: replica_status(primary, replica),
+        lambda: replica_lag(replica, threshold),
+        lambda: health_check(check_id),
+        lambda: pitr_replication(primary, replica.region),
+    ]
+    for purpose, bucket in sorted(buckets.items()):
+        name = require(outputs, "backupBuckets", purpose, "bucket")
+        region = require(outputs, "backupBuckets", purpose, "region")
+        replica_arn = require(outputs, "backupBuckets", purpose, "replicaBucketArn")
+        checks.append(lambda n=name, r=region, a=replica_arn: bucket_replication(n, r, a))
+        if bucket.get("maxBackupAgeSeconds"):
+            checks.append(lambda n=name, r=region, m=bucket["maxBackupAgeSeconds"]: newest_object_age(n, r, m))
+    return [_guarded(check) for check in checks]
+
+
+def _guarded(check: Callable[[], Check]) -> Check:
+    """An AWS error in one check is that check's failure, not the end of the report."""
+    try:
+        return check()
+    except (ClientError, BotoCoreError) as exc:
+        return Check(getattr(check, "__name__", "check"), False, f"AWS error: {exc}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.dr_readiness", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", help="stack name (outputs read with the Pulumi CLI)")
+    parser.add_argument("--outputs", type=Path, help="`pulumi stack output --json` file")
+    args = parser.parse_args(argv)
+    try:
+        outputs = stack_outputs(args.stack, args.outputs)
+        checks = run_checks(outputs)
+    except InputError as exc:
+        print(f"dr_readiness: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print_table(f"DR readiness of {args.stack or args.outputs}:", checks)
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

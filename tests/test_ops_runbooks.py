@@ -1,0 +1,207 @@
+"""The DR runbooks against moto's AWS, fed with the real prod stack's outputs.
+
+A fixture builds the live world those outputs describe (primary and cross-region replica, health
+check, backup buckets with replication and fresh backups, lag metrics); each test then breaks one
+thing and expects the runbook to notice, or to refuse and change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ops import dr_promote, dr_readiness
+from tests.conftest import synthesized
+
+ACCOUNT = "481236059412"
+
+
+@pytest.fixture
+def outputs(tmp_path) -> dict:
+    document = json.loads(json.dumps(synthesized("prod").outputs))  # a private copy
+    return document
+
+
+@pytest.fixture
+def world(monkeypatch, outputs, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        _fix_moto_promotion(monkeypatch)
+        pg = outputs["postgres"]
+        east, west = boto3.client("rds", "us-east-1"), boto3.client("rds", "us-west-2")
+        east.create_db_instance(
+            DBInstanceIdentifier="intelgraph-pg-primary", Engine="postgres", DBInstanceClass="db.r6g.xlarge",
+            AllocatedStorage=200, MasterUsername="intelgraph_admin", ManageMasterUserPassword=True,
+            BackupRetentionPeriod=14)
+        west.create_db_instance_read_replica(DBInstanceIdentifier="intelgraph-pg-replica",
+                                             SourceDBInstanceIdentifier=pg["primaryArn"])
+        _replicate_automated_backups("intelgraph-pg-primary")
+        put_lag(30)
+
+        check = boto3.client("route53").create_health_check(CallerReference="synth", HealthCheckConfig={
+            "Type": "HTTPS", "FullyQualifiedDomainName": "primary.api.intelgraph.example.com",
+            "Port": 443, "ResourcePath": "/healthz", "RequestInterval": 10, "FailureThreshold": 3})
+        outputs["dnsFailover"]["healthCheckId"] = check["HealthCheck"]["Id"]
+
+        for bucket in outputs["backupBuckets"].values():
+            s3, dr_s3 = boto3.client("s3", "us-east-1"), boto3.client("s3", "us-west-2")
+            s3.create_bucket(Bucket=bucket["bucket"])
+            dr_s3.create_bucket(Bucket=bucket["replicaBucket"],
+                                CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+            for client, name in ((s3, bucket["bucket"]), (dr_s3, bucket["replicaBucket"])):
+                client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+            s3.put_bucket_replication(Bucket=bucket["bucket"], ReplicationConfiguration={
+                "Role": f"arn:aws:iam::{ACCOUNT}:role/replication",
+                "Rules": [{"ID": "to-dr-region", "Status": "Enabled", "Priority": 1, "Filter": {"Prefix": ""},
+                           "DeleteMarkerReplication": {"Status": "Enabled"},
+                           "Destination": {"Bucket": bucket["replicaBucketArn"]}}]})
+            s3.put_object(Bucket=bucket["bucket"], Key="graph/backup-latest.tar", Body=b"backup")
+        path = tmp_path / "outputs.json"
+        path.write_text(json.dumps(outputs))
+        yield path
+
+
+def put_lag(seconds: float, replica: str = "intelgraph-pg-replica") -> None:
+    boto3.client("cloudwatch", "us-west-2").put_metric_data(Namespace="AWS/RDS", MetricData=[{
+        "MetricName": "ReplicaLag", "Value": seconds, "Unit": "Seconds",
+        "Timestamp": datetime.now(timezone.utc) - timedelta(minutes=1),
+        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": replica}]}])
+
+
+def _replicate_automated_backups(identifier: str) -> None:
+    # moto has no StartDBInstanceAutomatedBackupsReplication; set what RDS then reports.
+    from moto.rds.models import rds_backends
+
+    rds_backends[ACCOUNT]["us-east-1"].databases[identifier].db_instance_automated_backups_replications = [
+        {"DBInstanceAutomatedBackupsArn": f"arn:aws:rds:us-west-2:{ACCOUNT}:auto-backup:ab-synth"}]
+
+
+def _fix_moto_promotion(monkeypatch) -> None:
+    # moto keeps ReadReplicaSourceDBInstanceIdentifier after promotion; RDS clears it.
+    from moto.rds.models import RDSBackend
+
+    original = RDSBackend.promote_read_replica
+
+    def promote(self, db_kwargs):
+        database = original(self, db_kwargs)
+        database.source_db_instance_identifier = None
+        return database
+
+    monkeypatch.setattr(RDSBackend, "promote_read_replica", promote)
+
+
+def readiness(world, capsys) -> tuple[int, str]:
+    code = dr_readiness.main(["--outputs", str(world)])
+    return code, capsys.readouterr().out
+
+
+def test_healthy_world_passes_every_check(world, capsys):
+    code, out = readiness(world, capsys)
+    assert code == 0, out
+    for name in ("replica-status", "replica-lag", "health-check", "pitr-replication",
+                 "bucket-replication intelgraph-prod-neo4j-backups", "backup-freshness intelgraph-prod-neo4j"):
+        assert f"PASS  {name}" in out
+    assert "FAIL" not in out
+
+
+def test_lagging_replica_fails(world, capsys):
+    put_lag(900)
+    code, out = readiness(world, capsys)
+    assert code == 1 and "FAIL  replica-lag" in out and "max 900s" in out
+
+
+def test_missing_replica_fails(world, capsys):
+    # moto cannot delete a cross-region replica (its bookkeeping of the primary's replicas
+    # breaks); make the replica vanish from the DR region directly.
+    from moto.rds.models import rds_backends
+
+    rds_backends[ACCOUNT]["us-west-2"].databases.pop("intelgraph-pg-replica")
+    code, out = readiness(world, capsys)
+    assert code == 1 and "FAIL  replica-status" in out and "does not exist in us-west-2" in out
+
+
+def test_stale_backup_fails(world, capsys, monkeypatch):
+    later = datetime.now(timezone.utc) + timedelta(hours=3)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later
+
+    monkeypatch.setattr(dr_readiness, "datetime", Clock)
+    code, out = readiness(world, capsys)
+    assert code == 1
+    assert "FAIL  backup-freshness intelgraph-prod-neo4j" in out and "limit 90 min" in out
+
+
+def test_bucket_without_replication_fails(world, capsys, outputs):
+    boto3.client("s3", "us-east-1").delete_bucket_replication(Bucket=outputs["backupBuckets"]["logs"]["bucket"])
+    code, out = readiness(world, capsys)
+    assert code == 1 and "FAIL  bucket-replication intelgraph-prod-logs" in out
+
+
+def test_missing_output_is_a_clear_input_error(tmp_path, capsys):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({"postgres": {}}))
+    assert dr_readiness.main(["--outputs", str(path)]) == 2
+    assert "stack output postgres.primaryArn is missing" in capsys.readouterr().err
+
+
+def test_malformed_arn_and_unreadable_file_are_clear_input_errors(tmp_path, capsys):
+    assert dr_promote.main(["--primary-arn", "db-primary", "--replica-arn", "x", "--max-lag-seconds", "60"]) == 2
+    assert "must be an RDS instance ARN" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert dr_readiness.main(["--outputs", str(tmp_path / "bad.json")]) == 2
+    assert "is not JSON" in capsys.readouterr().err
+    assert dr_readiness.main([]) == 2
+    assert "--stack NAME or --outputs FILE" in capsys.readouterr().err
+
+
+def _replica():
+    [db] = boto3.client("rds", "us-west-2").describe_db_instances(
+        DBInstanceIdentifier="intelgraph-pg-replica")["DBInstances"]
+    return db
+
+
+def test_promotion_happy_path(world, capsys):
+    code = dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
+    assert "is now a standalone primary" in out and "pulumi refresh" in out
+
+
+def test_dry_run_checks_and_changes_nothing(world, capsys):
+    assert dr_promote.main(["--outputs", str(world), "--dry-run"]) == 0
+    assert "Dry run: would promote" in capsys.readouterr().out
+    assert _replica()["ReadReplicaSourceDBInstanceIdentifier"].endswith(":db:intelgraph-pg-primary")
+
+
+def test_promotion_refused_when_lag_exceeds_the_limit(world, capsys):
+    put_lag(900)
+    assert dr_promote.main(["--outputs", str(world)]) == 1
+    out = capsys.readouterr().out
+    assert "Refusing to promote: nothing was changed." in out and "FAIL  replica-lag" in out
+    assert _replica()["ReadReplicaSourceDBInstanceIdentifier"]  # still a replica
+
+
+def test_promotion_refused_for_a_replica_of_something_else(world, capsys, outputs):
+    args = ["--primary-arn", f"arn:aws:rds:us-east-1:{ACCOUNT}:db:another-primary",
+            "--replica-arn", outputs["postgres"]["replicaArn"], "--max-lag-seconds", "180"]
+    assert dr_promote.main(args) == 1
+    out = capsys.readouterr().out
+    assert "replicates from" in out and "Refusing to promote" in out
+    assert _replica()["ReadReplicaSourceDBInstanceIdentifier"].endswith(":db:intelgraph-pg-primary")
+
+
+def test_accept_data_loss_promotes_despite_lag(world, capsys):
+    put_lag(900)
+    assert dr_promote.main(["--outputs", str(world), "--accept-data-loss", "--timeout-seconds", "5"]) == 0
+    assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
