@@ -11,6 +11,9 @@ import settings
 from components import dr_budget
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
+from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
+from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
+from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
 from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
@@ -58,6 +61,89 @@ buckets = {
     )
     for purpose, bucket in (("neo4j", cfg.backups.neo4j), ("logs", cfg.backups.logs))
 }
+
+# --- workload namespaces: default-deny, DNS, then each component's declared flows ----------------
+k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": cluster, "aws": primary})
+neo = cfg.neo4j
+net = cfg.network.primary
+obs = cfg.observability
+
+
+def allowlisted(namespace: str) -> tuple[Flow, ...]:
+    """Reviewed exceptions from config (egress.allowlist), each with its reason."""
+    return tuple(
+        Flow(f"allowlist-{i}", "egress", Peer(cidrs=(entry.cidr,)), tuple(entry.ports), reason=entry.reason)
+        for i, entry in enumerate(cfg.egress.allowlist) if entry.namespace == namespace
+    )
+
+
+namespace_flows = {
+    neo.namespace: (
+        cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs),
+                      cfg.kubernetes.app_namespace, obs.prometheus_namespace)
+        + backup_flows(neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), True)
+    ),
+    neo.restore_namespace: backup_flows(
+        neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
+}
+# The Neo4j chart's operations pod carries no security context: baseline there, restricted elsewhere.
+pod_security = {neo.namespace: "baseline"}
+namespaces = {
+    ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
+        namespace=ns, flows=flows + allowlisted(ns), pod_security=pod_security.get(ns, "restricted")),
+        opts=pulumi.ResourceOptions(provider=cluster))
+    for ns, flows in namespace_flows.items()
+}
+
+
+def inside(*names: str) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions.merge(k8s_and_aws, pulumi.ResourceOptions(depends_on=[namespaces[n] for n in names]))
+
+
+# --- graph: Neo4j 5 cluster, backups to S3, restore rehearsal ------------------------------------
+graph = Neo4jCluster(
+    "neo4j",
+    Neo4jClusterArgs(
+        namespace=neo.namespace,
+        cluster_name=neo.cluster_name,
+        chart_version=neo.chart_version,
+        image=neo.image,
+        accept_license_agreement=neo.accept_license_agreement,
+        primaries=neo.primaries,
+        secondaries=neo.secondaries,
+        cpu_request=neo.resources.cpu_request,
+        cpu_limit=neo.resources.cpu_limit,
+        memory=neo.resources.memory,
+        memory_bytes=int(settings.quantity_value(neo.resources.memory)),
+        storage_class=neo.storage_class,
+        storage_size=neo.storage_size,
+        prometheus_release_label=obs.prometheus_release_label,
+    ),
+    opts=inside(neo.namespace),
+)
+Neo4jBackup(
+    "neo4j-backup",
+    Neo4jBackupArgs(
+        namespace=neo.namespace,
+        restore_namespace=neo.restore_namespace,
+        # secondaries first: backups should not load the primaries
+        admin_services=tuple(graph.secondary_release_names + graph.release_names[: neo.primaries][::-1]),
+        bucket_name=buckets["neo4j"].bucket_name,
+        bucket_arn=buckets["neo4j"].bucket_arn,
+        kms_key_arn=buckets["neo4j"].kms_key_arn,
+        region=cfg.aws.primary_region,
+        image=neo.image,
+        aws_cli_image=neo.aws_cli_image,
+        backup_schedule=neo.backup_schedule,
+        freshness_slack_minutes=neo.backup_freshness_slack_minutes,
+        restore_schedule=neo.restore_rehearsal_schedule,
+        time_zone=neo.time_zone,
+        oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
+        oidc_issuer=cfg.kubernetes.oidc_issuer,
+        prometheus_release_label=obs.prometheus_release_label,
+    ),
+    opts=inside(neo.namespace, neo.restore_namespace),
+)
 
 # --- PostgreSQL: primary + cross-region replica, PITR in both regions ---------------------------
 pg = cfg.postgres
@@ -147,5 +233,7 @@ pulumi.export("postgres", {
     "lagAlarmThresholdSeconds": dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
     "backupRetentionDays": pg.backup_retention_days,
 })
+pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,
+                        "pagecache": graph.plan.pagecache})
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

@@ -184,8 +184,10 @@ class RegionNetwork(Model):
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
     ]
-    # Interface endpoint for S3 (PrivateLink): backup jobs reach S3 only through these.
+    # Interface endpoints (PrivateLink): backup jobs reach S3, and IRSA reaches STS, only
+    # through these addresses - not through public AWS ranges, which change.
     s3_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    sts_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
 
 
 class NetworkSettings(Model):
@@ -197,9 +199,13 @@ class KubernetesSettings(Model):
     context: Optional[str] = None
     kubeconfig_path: Optional[str] = None
     cluster_name: K8sName
+    # The cluster's Kubernetes minor version: manifests are validated against its schemas.
+    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$")]
     oidc_provider_arn: Arn
     oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")]
     app_namespace: K8sName
+    # The EKS control plane's ENIs in the VPC: Neo4j discovers its peers through the API.
+    api_server_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _one_source(self) -> "KubernetesSettings":
@@ -259,6 +265,8 @@ class Neo4jSettings(Model):
     cluster_name: K8sName
     chart_version: ChartVersion
     image: Image
+    aws_cli_image: Image
+    restore_namespace: K8sName
     accept_license_agreement: Literal["yes", "eval"]
     primaries: Annotated[int, Field(ge=1, le=9)]
     secondaries: Annotated[int, Field(ge=0, le=20)]
@@ -269,6 +277,14 @@ class Neo4jSettings(Model):
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)]
     restore_rehearsal_schedule: Cron
     time_zone: str = "Etc/UTC"
+
+    @field_validator("resources")
+    @classmethod
+    def _fits_neo4j_memory(cls, value: "ResourceSettings") -> "ResourceSettings":
+        from components.neo4j_cluster import memory_plan  # the one place the arithmetic lives
+
+        memory_plan(int(quantity_value(value.memory)))
+        return value
 
 
 class RedisSettings(Model):

@@ -87,21 +87,41 @@ def to_export(synthesis: Synthesis) -> dict:
     }
 
 
-def kubernetes_objects(export: dict) -> list[dict]:
-    """Every Kubernetes object the stack creates directly, as the API server would receive it.
+MASK = "REDACTED-BY-SYNTH"
 
-    Helm releases are not objects (Helm renders them at deploy time) and stay in stack.json.
-    """
+
+def _masked(value: Any) -> Any:
+    """A secret's shape with every value masked: the manifest stays valid, the secret stays out."""
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return MASK
+
+
+def _manifest_value(value: Any) -> Any:
+    if rpc.is_rpc_secret(value):
+        return _masked(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: _manifest_value(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_manifest_value(v) for v in value]
+    return value
+
+
+def kubernetes_objects(synthesis: Synthesis) -> list[dict]:
+    """Every Kubernetes object the stack creates directly, as the API server would receive it
+    (secret values masked). Helm releases are not objects - Helm renders them at deploy time -
+    and stay in stack.json."""
     objects = []
-    for entry in export["deployment"]["resources"]:
-        type_ = entry["type"]
-        if not type_.startswith("kubernetes:") or type_.startswith("kubernetes:helm.sh"):
+    for r in synthesis.resources:
+        if not r.type.startswith("kubernetes:") or r.type.startswith(("kubernetes:helm.sh", "pulumi:")):
             continue
-        body = {k: v for k, v in entry["inputs"].items() if not k.startswith("__")}
-        metadata = dict(entry["outputs"].get("metadata") or {})
-        metadata.pop("uid", None)
-        body["metadata"] = {**body.get("metadata", {}), "name": metadata.get("name")}
-        objects.append(body)
+        body = _manifest_value({k: v for k, v in r.inputs.items() if not k.startswith("__")})
+        metadata = {**body.get("metadata", {}), "name": r.outputs["metadata"]["name"]}
+        head = {"apiVersion": body.pop("apiVersion"), "kind": body.pop("kind"), "metadata": metadata}
+        body.pop("metadata", None)
+        objects.append({**head, **body})
     return objects
 
 
@@ -114,7 +134,7 @@ def write(synthesis: Synthesis, out: Path, export: dict) -> list[Path]:
     for old in manifests.glob("*.yaml"):
         old.unlink()
     written = []
-    for obj in kubernetes_objects(export):
+    for obj in kubernetes_objects(synthesis):
         namespace = obj["metadata"].get("namespace", "_cluster")
         stem = "_".join([namespace, obj.get("kind", "Object"), obj["metadata"]["name"]])
         path = manifests / (re.sub(r"[^A-Za-z0-9_.-]", "-", stem) + ".yaml")

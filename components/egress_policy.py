@@ -1,0 +1,114 @@
+"""EgressPolicies: one workload namespace, closed by default, opened flow by flow.
+
+Every namespace the stack deploys into gets: the Namespace with Pod Security Admission labels,
+a default-deny policy for both directions, DNS to kube-dns on UDP *and* TCP 53 (responses over
+512 bytes fall back to TCP), and then one NetworkPolicy per declared ``Flow``. Components declare
+their flows (Neo4j: peers inside the namespace and the Kubernetes API; backup jobs: S3 and STS
+through the VPC endpoints' addresses; Redis: nothing outside), config adds reviewed exceptions,
+and nothing else gets through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kube import labels_for
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The other end of a flow: pods (in this or another namespace) or CIDR blocks."""
+
+    namespace: Optional[str] = None  # None: the same namespace
+    pods: Optional[dict[str, str]] = None  # None: every pod there
+    cidrs: tuple[str, ...] = ()
+
+    def to_policy(self) -> list[dict]:
+        if self.cidrs:
+            return [{"ipBlock": {"cidr": cidr}} for cidr in self.cidrs]
+        entry: dict = {"podSelector": {"matchLabels": self.pods or {}}}
+        if self.namespace is not None:
+            # namespaceSelector and podSelector in ONE element: pods matching both, not either.
+            entry["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": self.namespace}}
+        return [entry]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One allowed connection: ``pods`` of this namespace to/from ``peer`` on ``ports``."""
+
+    name: str
+    direction: Literal["egress", "ingress"]
+    peer: Peer
+    ports: tuple[int, ...]
+    pods: dict[str, str] = field(default_factory=dict)  # {}: every pod in the namespace
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if "0.0.0.0/0" in self.peer.cidrs or "::/0" in self.peer.cidrs:
+            raise ValueError(f"flow {self.name}: an allow to the whole internet defeats default-deny")
+        if not self.ports:
+            raise ValueError(f"flow {self.name}: name the ports; an allow on every port is not least privilege")
+
+
+DNS_PEER = Peer(namespace="kube-system", pods={"k8s-app": "kube-dns"})
+
+
+@dataclass(frozen=True)
+class WorkloadNamespaceArgs:
+    namespace: str
+    flows: tuple[Flow, ...]
+    # "restricted" wherever the workload allows; Neo4j's chart needs "baseline" for its fsGroup init.
+    pod_security: Literal["restricted", "baseline"] = "restricted"
+
+
+class WorkloadNamespace(pulumi.ComponentResource):
+    namespace: pulumi.Output[str]
+
+    def __init__(self, name: str, args: WorkloadNamespaceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("intelgraph:network:WorkloadNamespace", name, None, opts)
+        names = [f.name for f in args.flows]
+        if len(names) != len(set(names)):
+            raise ValueError(f"WorkloadNamespaceArgs: flow names must be unique in {args.namespace}: {names}")
+
+        ns = k8s.core.v1.Namespace(
+            name,
+            metadata={"name": args.namespace, "labels": {
+                **labels_for(args.namespace, "namespace"),
+                "pod-security.kubernetes.io/enforce": args.pod_security,
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
+            }},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        self._policy(f"{name}-default-deny", args.namespace, {}, ["Ingress", "Egress"], {}, in_ns)
+        self._policy(f"{name}-allow-dns", args.namespace, {}, ["Egress"], {"egress": [{
+            "to": DNS_PEER.to_policy(),
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        }]}, in_ns)
+        for flow in args.flows:
+            rule = {"to" if flow.direction == "egress" else "from": flow.peer.to_policy(),
+                    "ports": [{"protocol": flow.protocol, "port": p} for p in flow.ports]}
+            self._policy(f"{name}-{flow.name}", args.namespace, flow.pods,
+                         [flow.direction.capitalize()], {flow.direction: [rule]}, in_ns,
+                         reason=flow.reason)
+        self.namespace = ns.metadata.name
+        self.register_outputs({"namespace": self.namespace})
+
+    @staticmethod
+    def _policy(name: str, namespace: str, pods: dict, types: list[str], rules: dict,
+                opts: pulumi.ResourceOptions, reason: str = "") -> k8s.networking.v1.NetworkPolicy:
+        return k8s.networking.v1.NetworkPolicy(
+            name,
+            metadata={"name": name, "namespace": namespace,
+                      **({"annotations": {"intelgraph.io/reason": reason}} if reason else {})},
+            spec={"podSelector": {"matchLabels": pods}, "policyTypes": types, **rules},
+            opts=opts,
+        )

@@ -1,0 +1,226 @@
+"""Neo4jBackup: hourly online backups to S3, a freshness check, and a weekly restore rehearsal.
+
+The seed's jobs used static AWS keys in a Secret, a 4.x host name and a "verify" that only
+checked that *something* existed. Here: IRSA roles scoped to the bucket's ``neo4j/`` prefix (the
+backup may write, the checks may only read), the 5.x ``neo4j-admin database backup`` against the
+servers' admin services (secondaries first, so backups never load a primary), a freshness check
+on the *age* of the newest backup, and a rehearsal that restores into a scratch namespace and
+fails unless the restored graph has nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+
+from components.dr_budget import cron_max_gap_seconds
+from components.egress_policy import Flow, Peer
+from components.irsa import irsa_role
+from components.kube import container_security_context, cron_job, prometheus_rule, resources
+
+SCRIPTS = Path(__file__).parent / "scripts"
+NEO4J_UID = 7474
+NOBODY_UID = 65534
+BACKUP_JOB = "neo4j-backup"
+FRESHNESS_JOB = "neo4j-backup-freshness"
+REHEARSAL_JOB = "neo4j-restore-rehearsal"
+FRESHNESS_SCHEDULE = "*/15 * * * *"
+REHEARSAL_DEADLINE_SECONDS = 2 * 3600
+# Every backup pod carries this label; the namespaces' egress policies select on it.
+POD_LABELS = {"intelgraph.io/backup": "neo4j"}
+
+
+@dataclass(frozen=True)
+class Neo4jBackupArgs:
+    namespace: str
+    restore_namespace: str
+    admin_services: tuple[str, ...]  # release names, secondaries first
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    region: str
+    image: str
+    aws_cli_image: str
+    backup_schedule: str
+    freshness_slack_minutes: int
+    restore_schedule: str
+    time_zone: str
+    oidc_provider_arn: str
+    oidc_issuer: str
+    prometheus_release_label: str
+    prefix: str = "neo4j/"
+    database: str = "neo4j"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.admin_services:
+            problems.append("admin_services must name at least one server to back up from")
+        if not self.prefix.endswith("/") or self.prefix.startswith("/"):
+            problems.append("prefix must look like 'neo4j/' (no leading slash, trailing slash)")
+        if self.namespace == self.restore_namespace:
+            problems.append("restore_namespace must differ from namespace: rehearsals never touch production")
+        if problems:
+            raise ValueError("Neo4jBackupArgs: " + "; ".join(problems))
+
+    @property
+    def max_age_seconds(self) -> int:
+        return cron_max_gap_seconds(self.backup_schedule) + 60 * self.freshness_slack_minutes
+
+
+class Neo4jBackup(pulumi.ComponentResource):
+    def __init__(self, name: str, args: Neo4jBackupArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("intelgraph:graph:Neo4jBackup", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        irsa = dict(oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer, opts=child)
+
+        writer, _ = irsa_role(
+            f"{name}-writer", subjects=[(args.namespace, BACKUP_JOB)],
+            policy=pulumi.Output.all(args.bucket_arn, args.kms_key_arn).apply(
+                lambda a: json.dumps(prefix_policy(a[0], a[1], args.prefix, args.region, write=True))),
+            description=f"Neo4j backups: read/write s3 {args.prefix} only", **irsa)
+        reader, _ = irsa_role(
+            f"{name}-reader",
+            subjects=[(args.namespace, FRESHNESS_JOB), (args.restore_namespace, REHEARSAL_JOB)],
+            policy=pulumi.Output.all(args.bucket_arn, args.kms_key_arn).apply(
+                lambda a: json.dumps(prefix_policy(a[0], a[1], args.prefix, args.region, write=False))),
+            description=f"Neo4j backup checks: read s3 {args.prefix} only", **irsa)
+
+        common_env = [
+            {"name": "BACKUP_BUCKET", "value": args.bucket_name},
+            {"name": "BACKUP_PREFIX", "value": args.prefix},
+            {"name": "AWS_REGION", "value": args.region},
+        ]
+        scratch = [{"name": "tmp", "emptyDir": {}}]
+        scratch_mount = [{"name": "tmp", "mountPath": "/tmp"}]
+        admin = [f"{s}-admin.{args.namespace}.svc.cluster.local:6362" for s in args.admin_services]
+
+        cron_job(
+            BACKUP_JOB, namespace=args.namespace, schedule=args.backup_schedule,
+            time_zone=args.time_zone, service_account=BACKUP_JOB, run_as_user=NEO4J_UID,
+            # finish well before the next run is due
+            active_deadline_seconds=max(600, cron_max_gap_seconds(args.backup_schedule) - 300),
+            container=self._container(args.image, "neo4j_backup.sh", [
+                *common_env, {"name": "BACKUP_FROM", "value": ",".join(admin)}],
+                ("500m", "2", "2Gi"), scratch_mount + [{"name": "logs", "mountPath": "/var/lib/neo4j/logs"}]),
+            volumes=scratch + [{"name": "logs", "emptyDir": {}}], labels=POD_LABELS,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
+        )
+        cron_job(
+            FRESHNESS_JOB, namespace=args.namespace, schedule=FRESHNESS_SCHEDULE,
+            time_zone=args.time_zone, service_account=FRESHNESS_JOB, run_as_user=NOBODY_UID,
+            active_deadline_seconds=300,
+            container=self._container(args.aws_cli_image, "neo4j_backup_freshness.sh", [
+                *common_env, {"name": "MAX_AGE_SECONDS", "value": str(args.max_age_seconds)},
+                {"name": "HOME", "value": "/tmp"}], ("50m", "200m", "128Mi"), scratch_mount),
+            volumes=scratch, labels=POD_LABELS, opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
+        )
+        cron_job(
+            REHEARSAL_JOB, namespace=args.restore_namespace, schedule=args.restore_schedule,
+            time_zone=args.time_zone, service_account=REHEARSAL_JOB, run_as_user=NEO4J_UID,
+            active_deadline_seconds=REHEARSAL_DEADLINE_SECONDS,
+            container=self._container(args.image, "neo4j_restore_rehearsal.sh", [
+                *common_env, {"name": "DATABASE", "value": args.database},
+                {"name": "NEO4J_ACCEPT_LICENSE_AGREEMENT", "value": "yes"}],
+                ("500m", "2", "3Gi"),
+                scratch_mount + [{"name": "data", "mountPath": "/data"}, {"name": "logs", "mountPath": "/logs"}]),
+            volumes=scratch + [{"name": "data", "emptyDir": {"sizeLimit": "200Gi"}}, {"name": "logs", "emptyDir": {}}],
+            labels=POD_LABELS, opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
+        )
+        prometheus_rule(
+            f"{name}-rules", namespace=args.namespace, release_label=args.prometheus_release_label,
+            groups=backup_rule_groups(args), opts=child)
+        self.register_outputs({"maxBackupAgeSeconds": args.max_age_seconds})
+
+    @staticmethod
+    def _container(image: str, script: str, env: list[dict], size: tuple[str, str, str],
+                   mounts: list[dict]) -> dict:
+        return {
+            "name": script.removesuffix(".sh").replace("_", "-"),
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/bash", "-c", (SCRIPTS / script).read_text()],
+            "env": env,
+            "resources": resources(*size),
+            "securityContext": container_security_context(read_only_root=True),
+            "volumeMounts": mounts,
+        }
+
+
+def backup_flows(cluster_name: str, s3_cidrs: tuple[str, ...], sts_cidrs: tuple[str, ...],
+                 with_cluster: bool) -> tuple[Flow, ...]:
+    """S3 and STS (for IRSA) through the VPC endpoints only; in the cluster's namespace also the
+    servers' backup port."""
+    flows = [
+        Flow("backup-s3", "egress", Peer(cidrs=s3_cidrs), (443,), pods=POD_LABELS,
+             reason="backups go to S3 through the VPC interface endpoint, never public S3 ranges"),
+        Flow("backup-sts", "egress", Peer(cidrs=sts_cidrs), (443,), pods=POD_LABELS,
+             reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
+    ]
+    if with_cluster:
+        servers = {"app": cluster_name}
+        flows += [
+            Flow("backup-from-servers", "egress", Peer(pods=servers), (6362,), pods=POD_LABELS,
+                 reason="neo4j-admin backup reads from the servers' backup port"),
+            Flow("backup-to-servers", "ingress", Peer(pods=POD_LABELS), (6362,), pods=servers,
+                 reason="neo4j-admin backup reads from the servers' backup port"),
+        ]
+    return tuple(flows)
+
+
+def prefix_policy(bucket_arn: str, key_arn: str, prefix: str, region: str, write: bool) -> dict:
+    """Least privilege on one prefix of one bucket, and its KMS key only through S3."""
+    object_actions = ["s3:GetObject"] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
+    key_actions = ["kms:Decrypt"] + (["kms:GenerateDataKey"] if write else [])
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ListPrefix", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
+             "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}},
+            {"Sid": "Objects", "Effect": "Allow", "Action": object_actions,
+             "Resource": f"{bucket_arn}/{prefix}*"},
+            {"Sid": "BucketKey", "Effect": "Allow", "Action": key_actions, "Resource": key_arn,
+             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}},
+        ],
+    }
+
+
+def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
+    """Backup freshness and rehearsal outcome, from kube-state-metrics' CronJob series."""
+    def cron(namespace: str, job: str, metric: str) -> str:
+        return f'{metric}{{namespace="{namespace}", cronjob="{job}"}}'
+
+    last_backup = cron(args.namespace, BACKUP_JOB, "kube_cronjob_status_last_successful_time")
+    rehearsal_success = cron(args.restore_namespace, REHEARSAL_JOB, "kube_cronjob_status_last_successful_time")
+    rehearsal_schedule = cron(args.restore_namespace, REHEARSAL_JOB, "kube_cronjob_status_last_schedule_time")
+    rehearsal_period = cron_max_gap_seconds(args.restore_schedule)
+    return [{
+        "name": "neo4j-backup",
+        "rules": [
+            {"alert": "Neo4jBackupStale",
+             "expr": f"time() - {last_backup} > {args.max_age_seconds}",
+             "for": "5m", "labels": {"severity": "critical"},
+             "annotations": {
+                 "summary": "Neo4j has no successful backup within its freshness limit",
+                 "description": f"The last successful {BACKUP_JOB} run is older than "
+                                f"{args.max_age_seconds}s: the graph's RPO is being exceeded."}},
+            {"alert": "Neo4jBackupMissing",
+             "expr": f"absent({last_backup})",
+             "for": "2h", "labels": {"severity": "critical"},
+             "annotations": {"summary": f"{BACKUP_JOB} has never succeeded (or is not scraped)"}},
+            {"alert": "Neo4jRestoreRehearsalFailed",
+             # the newest scheduled rehearsal has not succeeded once its deadline passed
+             "expr": f"{rehearsal_schedule} > {rehearsal_success}",
+             "for": f"{REHEARSAL_DEADLINE_SECONDS // 3600 + 1}h", "labels": {"severity": "critical"},
+             "annotations": {"summary": "The weekly Neo4j restore rehearsal failed",
+                             "description": "Backups exist but did not restore to a non-empty graph; "
+                                            f"see the {REHEARSAL_JOB} job logs in {args.restore_namespace}."}},
+            {"alert": "Neo4jRestoreRehearsalStale",
+             "expr": f"time() - {rehearsal_success} > {rehearsal_period + 86400}",
+             "for": "1h", "labels": {"severity": "warning"},
+             "annotations": {"summary": "No successful Neo4j restore rehearsal for over a week"}},
+        ],
+    }]

@@ -1,0 +1,63 @@
+"""Every Kubernetes object the stacks create, validated against the official Kubernetes JSON
+schemas (strict: unknown fields are errors) for the cluster's version from the stack file."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+import settings
+from synth import engine
+from synth.export import kubernetes_objects
+from tests.conftest import STACKS, synthesized
+
+# Custom resources have no upstream schema: promtool checks PrometheusRules (test_neo4j, test_redis),
+# test_servicemonitors_are_well_formed the ServiceMonitors.
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+def k8s_version(stack: str) -> str:
+    return settings.validate(engine.stack_config(stack)).kubernetes.version
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_manifest_matches_the_official_schema(stack):
+    objects = kubernetes_objects(synthesized(stack))
+    assert len(objects) > 20
+    checked = 0
+    for obj in objects:
+        if obj["kind"] in CUSTOM_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, k8s_version(stack), strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
+        checked += 1
+    assert checked >= 20
+
+
+def test_the_validator_rejects_an_unknown_field():
+    bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dta": {"a": "b"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.33", strict=True)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_servicemonitors_are_well_formed(stack):
+    monitors = [o for o in kubernetes_objects(synthesized(stack)) if o["kind"] == "ServiceMonitor"]
+    assert monitors
+    for monitor in monitors:
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["metadata"]["labels"]["release"]
+        assert monitor["spec"]["selector"]["matchLabels"]
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert set(endpoint) <= {"port", "path", "interval", "scheme", "scrapeTimeout"}
+            assert endpoint["port"] and endpoint["path"].startswith("/")
+
+
+def test_manifests_never_carry_secret_values():
+    for stack in STACKS:
+        for obj in kubernetes_objects(synthesized(stack)):
+            if obj["kind"] == "Secret":
+                values = {**obj.get("stringData", {}), **obj.get("data", {})}
+                assert values and set(values.values()) == {"REDACTED-BY-SYNTH"}
