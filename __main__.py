@@ -13,7 +13,9 @@ from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
+from components.dashboards import dashboard_configmap, stores_dashboard
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
+from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
@@ -65,6 +67,7 @@ buckets = {
 # --- workload namespaces: default-deny, DNS, then each component's declared flows ----------------
 k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": cluster, "aws": primary})
 neo = cfg.neo4j
+rds = cfg.redis
 net = cfg.network.primary
 obs = cfg.observability
 
@@ -85,6 +88,7 @@ namespace_flows = {
     ),
     neo.restore_namespace: backup_flows(
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
+    rds.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
 }
 # The Neo4j chart's operations pod carries no security context: baseline there, restricted elsewhere.
 pod_security = {neo.namespace: "baseline"}
@@ -144,6 +148,34 @@ Neo4jBackup(
     ),
     opts=inside(neo.namespace, neo.restore_namespace),
 )
+
+# --- cache: Redis StatefulSet, exporter, SLO rules ------------------------------------------------
+RedisCache(
+    "redis",
+    RedisCacheArgs(
+        namespace=rds.namespace,
+        image=rds.image,
+        exporter_image=rds.exporter_image,
+        replicas=rds.replicas,
+        cpu_request=rds.resources.cpu_request,
+        cpu_limit=rds.resources.cpu_limit,
+        memory=rds.resources.memory,
+        memory_bytes=int(settings.quantity_value(rds.resources.memory)),
+        persistence=rds.persistence,
+        storage_class=rds.storage_class,
+        storage_size=rds.storage_size,
+        maxmemory_policy=rds.maxmemory_policy,
+        timeout_seconds=rds.timeout_seconds,
+        tcp_keepalive_seconds=rds.tcp_keepalive_seconds,
+        slowlog_slower_than_micros=rds.slowlog_slower_than_micros,
+        slowlog_max_len=rds.slowlog_max_len,
+        prometheus_release_label=obs.prometheus_release_label,
+    ),
+    opts=inside(rds.namespace),
+)
+dashboard_configmap(
+    "stores-dashboard", namespace=obs.prometheus_namespace, label=obs.grafana_dashboard_label,
+    dashboard=stores_dashboard(neo.namespace, rds.namespace), opts=pulumi.ResourceOptions(provider=cluster))
 
 # --- PostgreSQL: primary + cross-region replica, PITR in both regions ---------------------------
 pg = cfg.postgres

@@ -125,6 +125,18 @@ def kubernetes_objects(synthesis: Synthesis) -> list[dict]:
     return objects
 
 
+class _ManifestDumper(yaml.SafeDumper):
+    """Multi-line strings (config files, scripts) as literal blocks: readable in review."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _str)
+
+
 def write(synthesis: Synthesis, out: Path, export: dict) -> list[Path]:
     """Write stack.json and manifests/ under ``out``; return the manifest paths."""
     out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +150,6 @@ def write(synthesis: Synthesis, out: Path, export: dict) -> list[Path]:
         namespace = obj["metadata"].get("namespace", "_cluster")
         stem = "_".join([namespace, obj.get("kind", "Object"), obj["metadata"]["name"]])
         path = manifests / (re.sub(r"[^A-Za-z0-9_.-]", "-", stem) + ".yaml")
-        path.write_text(yaml.safe_dump(obj, sort_keys=False))
+        path.write_text(yaml.dump(obj, Dumper=_ManifestDumper, sort_keys=False, allow_unicode=True))
         written.append(path)
     return written

@@ -99,7 +99,7 @@ def test_a_tiny_memory_setting_is_a_settings_error_naming_the_key():
 
 
 def test_one_service_monitor_for_the_cluster_with_the_release_label(any_stack):
-    [monitor] = any_stack.of_type(f"{CUSTOM}ServiceMonitor")
+    [monitor] = [m for m in any_stack.of_type(f"{CUSTOM}ServiceMonitor") if m.inputs["metadata"]["namespace"] == "graph"]
     assert monitor.inputs["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
     assert monitor.inputs["spec"]["selector"]["matchLabels"] == {
         "helm.neo4j.com/service": "admin", "helm.neo4j.com/neo4j.name": "graph"}
@@ -107,7 +107,8 @@ def test_one_service_monitor_for_the_cluster_with_the_release_label(any_stack):
 
 
 def test_a_pdb_keeps_quorum(any_stack):
-    [pdb] = any_stack.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+    [pdb] = [p for p in any_stack.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+             if p.inputs["metadata"]["namespace"] == "graph"]
     assert pdb.inputs["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "graph"}}}
 
 
