@@ -16,6 +16,7 @@ from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
+from components.waf_ingress import WafIngress, WafIngressArgs
 from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
@@ -222,6 +223,26 @@ failover = DnsFailover(
     opts=pulumi.ResourceOptions(provider=route53_metrics),
 )
 
+# --- edge: TLS ingress behind AWS WAF (or the ingress-nginx compatibility mode) -----------------
+edge = cfg.ingress
+ingress = WafIngress(
+    "api",
+    WafIngressArgs(
+        mode=edge.mode,
+        namespace=edge.namespace,
+        host=edge.host,
+        service_name=edge.service_name,
+        service_port=edge.service_port,
+        certificate_arn=edge.certificate_arn,
+        requests_per_second=edge.rate_limit.requests_per_second,
+        burst_multiplier=edge.rate_limit.burst_multiplier,
+        allowlist_cidrs=tuple(edge.allowlist_cidrs),
+        max_body_bytes=edge.max_body_size_mb * 2**20,
+        tls_secret_name=edge.tls_secret_name,
+    ),
+    opts=k8s_and_aws,
+)
+
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
 budget = [
     *dr_budget.postgres_bounds(
@@ -268,4 +289,5 @@ pulumi.export("postgres", {
 pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,
                         "pagecache": graph.plan.pagecache})
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
+pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

@@ -367,6 +367,13 @@ class IngressSettings(Model):
     rate_limit: RateLimitSettings
     allowlist_cidrs: list[PrivateCidr]
     max_body_size_mb: Annotated[int, Field(ge=1, le=64)]
+    tls_secret_name: Optional[K8sName] = None  # nginx mode only: TLS terminates in the cluster
+
+    @model_validator(mode="after")
+    def _nginx_needs_tls_secret(self) -> "IngressSettings":
+        if self.mode == "nginx" and not self.tls_secret_name:
+            raise ValueError("mode nginx needs tlsSecretName: TLS is always on")
+        return self
 
 
 class EgressAllow(Model):

@@ -54,6 +54,8 @@ def _synth(argv: list[str]) -> int:
     print(f"synth {args.stack}: {len(synthesis.resources)} resources, "
           f"{len(manifests)} Kubernetes manifests -> {out}/")
     _print_components(synthesis)
+    for warning in synthesis.warnings:
+        print(f"\nWARNING: {warning}")
     _print_dr_budget(document)
     return _print_report(report)
 

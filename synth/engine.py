@@ -56,6 +56,7 @@ class Resource:
 class Synthesis:
     stack: str
     resources: list[Resource]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def root(self) -> Resource:
@@ -192,8 +193,23 @@ def new_monitor(config: dict[str, str]) -> RecordingMonitor:
     ))
 
 
+class _Warnings(logging.Handler):
+    """Collects what the program says with pulumi.log.warn (the engine's warnings)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def _synthesize(stack: str, config: dict[str, str], program: Program,
                 monitor: RecordingMonitor) -> Synthesis:
+    warnings = _Warnings()
+    engine_log = logging.getLogger(f"synth.engine.{id(warnings)}")
+    engine_log.propagate = False
+    engine_log.addHandler(warnings)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -203,7 +219,7 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
             pulumi_mocks.MockSettings(
                 monitor=monitor,
                 monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
-                engine=pulumi_mocks.MockEngine(logging.getLogger("synth.engine")),
+                engine=pulumi_mocks.MockEngine(engine_log),
                 project=PROJECT,
                 stack=stack,
                 dry_run=False,
@@ -220,7 +236,8 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
     finally:
         loop.close()
         asyncio.set_event_loop(None)
-    return Synthesis(stack=stack, resources=list(monitor.records))
+        engine_log.removeHandler(warnings)
+    return Synthesis(stack=stack, resources=list(monitor.records), warnings=warnings.messages)
 
 
 def _decode_section(raw: Optional[str]) -> dict[str, Any]:

@@ -1,0 +1,231 @@
+"""WafIngress: the platform's public edge - a TLS Ingress protected by a web application firewall.
+
+Default mode ``alb``: an AWS Load Balancer Controller Ingress with a regional WAFv2 WebACL
+attached through ``alb.ingress.kubernetes.io/wafv2-acl-arn``. The ACL runs AWS's managed rule
+groups (common, known bad inputs, SQL injection), a per-IP rate limit that exempts an allowlist,
+and a request-size limit; every rule emits CloudWatch metrics and sampled requests, and the ACL
+logs to CloudWatch Logs with credentials redacted.
+
+Compatibility mode ``nginx``, for clusters still on ingress-nginx (retired in March 2026: no more
+security fixes): the same Ingress with the controller's non-snippet annotations only. The seed's
+``modsecurity-snippet`` is refused by current controllers; ModSecurity blocking
+(``SecRuleEngine On``) must be switched on in the controller's ConfigMap instead.
+
+Rate limit translation: the seed allowed 10 rps with bursts of 2x on nginx's leaky bucket. WAF
+counts requests per client IP over a sliding window, so the limit is rps x window (10 x 300 s =
+3000 per 5 minutes). A window average has no separate burst knob: a client may burst at 2x for
+half the window, which is the seed's burst allowance spread over time.
+
+Body size: WAF on an ALB inspects only the first 8 KB of a body, so it cannot measure a 2 MB
+body. The limit is enforced on the declared Content-Length instead, and the common rule set's
+8 KB SizeRestrictions_BODY rule is set to count - otherwise it would block every request above
+8 KB, far below the 2 MB the API accepts. Chunked uploads are bounded by the backend.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+RATE_WINDOW_SECONDS = 300
+WAF_BODY_INSPECTION_BYTES = 8 * 1024
+MANAGED_RULE_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
+                       "AWSManagedRulesSQLiRuleSet")
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+NGINX_WARNING = (
+    "ingress.mode is nginx: ingress-nginx was retired in March 2026 and gets no security fixes; "
+    "WAF blocking needs enable-modsecurity and 'SecRuleEngine On' in the controller ConfigMap "
+    "(modsecurity-snippet is refused). Plan the move to mode alb."
+)
+
+
+def rate_limit_per_window(requests_per_second: int, window_seconds: int = RATE_WINDOW_SECONDS) -> int:
+    return requests_per_second * window_seconds
+
+
+def greater_than_regex(limit: int) -> str:
+    """A regex matching exactly the decimal integers (no sign, no leading zeros) above ``limit``.
+
+    WAF compares strings, not numbers; this turns "Content-Length > limit" into a pattern.
+    """
+    digits = str(limit)
+    branches = [rf"[1-9]\d{{{len(digits)},}}"]  # more digits than the limit
+    for i, digit in enumerate(digits):
+        d = int(digit)
+        if d == 9:
+            continue
+        prefix = digits[:i]
+        rest = len(digits) - i - 1
+        first = f"[{d + 1}-9]" if d + 1 < 9 else "9"
+        branches.append(f"{prefix}{first}" + (rf"\d{{{rest}}}" if rest else ""))
+    return "^(" + "|".join(branches) + ")$"
+
+
+@dataclass(frozen=True)
+class WafIngressArgs:
+    mode: Literal["alb", "nginx"]
+    namespace: str
+    host: str
+    service_name: str
+    service_port: int
+    certificate_arn: str
+    requests_per_second: int
+    burst_multiplier: int
+    allowlist_cidrs: tuple[str, ...]
+    max_body_bytes: int
+    tls_secret_name: Optional[str] = None  # nginx mode terminates TLS in the cluster
+    log_retention_days: int = 90
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.mode not in ("alb", "nginx"):
+            problems.append("mode must be 'alb' or 'nginx'")
+        if self.mode == "nginx" and not self.tls_secret_name:
+            problems.append("nginx mode needs tls_secret_name (TLS is always on)")
+        if self.requests_per_second * RATE_WINDOW_SECONDS < 10:
+            problems.append("the rate limit must allow at least 10 requests per window (WAF's minimum)")
+        if self.max_body_bytes <= WAF_BODY_INSPECTION_BYTES:
+            problems.append("max_body_bytes at or below 8 KB: use WAF's body size constraint directly")
+        if problems:
+            raise ValueError("WafIngressArgs: " + "; ".join(problems))
+
+
+class WafIngress(pulumi.ComponentResource):
+    web_acl_arn: Optional[pulumi.Output[str]]
+    warnings: list[str]
+
+    def __init__(self, name: str, args: WafIngressArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("intelgraph:edge:WafIngress", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.web_acl_arn = None
+        self.warnings = []
+        if args.mode == "alb":
+            acl = self._web_acl(name, args, child)
+            self.web_acl_arn = acl.arn
+            annotations: dict[str, pulumi.Input[str]] = {
+                "alb.ingress.kubernetes.io/scheme": "internet-facing",
+                "alb.ingress.kubernetes.io/target-type": "ip",
+                "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTPS": 443}]),
+                "alb.ingress.kubernetes.io/certificate-arn": args.certificate_arn,
+                "alb.ingress.kubernetes.io/ssl-policy": TLS_POLICY,
+                "alb.ingress.kubernetes.io/healthcheck-path": "/healthz",
+                "alb.ingress.kubernetes.io/wafv2-acl-arn": acl.arn,
+            }
+            tls = [{"hosts": [args.host]}]
+            ingress_class = "alb"
+        else:
+            self.warnings.append(NGINX_WARNING)
+            pulumi.log.warn(NGINX_WARNING, resource=self)
+            annotations = {
+                "nginx.ingress.kubernetes.io/enable-modsecurity": "true",
+                "nginx.ingress.kubernetes.io/enable-owasp-core-rules": "true",
+                "nginx.ingress.kubernetes.io/limit-rps": str(args.requests_per_second),
+                "nginx.ingress.kubernetes.io/limit-burst-multiplier": str(args.burst_multiplier),
+                "nginx.ingress.kubernetes.io/limit-allowlist": ",".join(args.allowlist_cidrs),
+                "nginx.ingress.kubernetes.io/proxy-body-size": f"{args.max_body_bytes // 2**20}m",
+                "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
+            }
+            tls = [{"hosts": [args.host], "secretName": args.tls_secret_name}]
+            ingress_class = "nginx"
+
+        ingress = k8s.networking.v1.Ingress(
+            name,
+            metadata={"name": name, "namespace": args.namespace, "annotations": annotations},
+            spec={
+                "ingressClassName": ingress_class,
+                "tls": tls,
+                "rules": [{"host": args.host, "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": args.service_name, "port": {"number": args.service_port}}},
+                }]}}],
+            },
+            opts=child,
+        )
+        self.register_outputs({"webAclArn": self.web_acl_arn, "ingress": ingress.metadata.name})
+
+    def _web_acl(self, name: str, args: WafIngressArgs, opts: pulumi.ResourceOptions) -> aws.wafv2.WebAcl:
+        allowlist = aws.wafv2.IpSet(
+            f"{name}-allowlist",
+            scope="REGIONAL",
+            ip_address_version="IPV4",
+            addresses=list(args.allowlist_cidrs),
+            description="Clients exempt from the rate limit",
+            opts=opts,
+        )
+        rules = [
+            *[self._managed(group, priority) for priority, group in enumerate(MANAGED_RULE_GROUPS)],
+            {
+                "name": "rate-limit-per-ip",
+                "priority": 10,
+                "action": {"block": {}},
+                "statement": {"rate_based_statement": {
+                    "limit": rate_limit_per_window(args.requests_per_second),
+                    "evaluation_window_sec": RATE_WINDOW_SECONDS,
+                    "aggregate_key_type": "IP",
+                    # allowlisted networks are never rate limited
+                    "scope_down_statement": {"not_statement": {"statement": {
+                        "ip_set_reference_statement": {"arn": allowlist.arn}}}},
+                }},
+                "visibility_config": _visibility("rate-limit-per-ip"),
+            },
+            {
+                "name": "body-size-limit",
+                "priority": 20,
+                "action": {"block": {}},
+                "statement": {"regex_match_statement": {
+                    "regex_string": greater_than_regex(args.max_body_bytes),
+                    "field_to_match": {"single_header": {"name": "content-length"}},
+                    "text_transformations": [{"priority": 0, "type": "NONE"}],
+                }},
+                "visibility_config": _visibility("body-size-limit"),
+            },
+        ]
+        acl = aws.wafv2.WebAcl(
+            f"{name}-acl",
+            scope="REGIONAL",
+            description=f"Edge protection for {args.host}",
+            default_action={"allow": {}},
+            rules=rules,
+            visibility_config=_visibility(f"{name}-acl"),
+            opts=opts,
+        )
+        # WAF requires the "aws-waf-logs-" prefix on its log destinations.
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-waf-logs",
+            name=f"aws-waf-logs-{name}",
+            retention_in_days=args.log_retention_days,
+            opts=opts,
+        )
+        aws.wafv2.WebAclLoggingConfiguration(
+            f"{name}-waf-logging",
+            resource_arn=acl.arn,
+            log_destination_configs=[logs.arn],
+            # credentials never reach the logs (seed PR 52: privacy by default)
+            redacted_fields=[{"single_header": {"name": "authorization"}},
+                             {"single_header": {"name": "cookie"}}],
+            opts=opts,
+        )
+        return acl
+
+    @staticmethod
+    def _managed(group: str, priority: int) -> dict:
+        statement: dict = {"vendor_name": "AWS", "name": group}
+        if group == "AWSManagedRulesCommonRuleSet":
+            # 8 KB body rule would block legitimate bodies up to the 2 MB limit (see module doc)
+            statement["rule_action_overrides"] = [{"name": "SizeRestrictions_BODY", "action_to_use": {"count": {}}}]
+        return {
+            "name": group,
+            "priority": priority,
+            "override_action": {"none": {}},
+            "statement": {"managed_rule_group_statement": statement},
+            "visibility_config": _visibility(group),
+        }
+
+
+def _visibility(metric: str) -> dict:
+    return {"cloudwatch_metrics_enabled": True, "sampled_requests_enabled": True, "metric_name": metric}
