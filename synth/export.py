@@ -125,7 +125,7 @@ def kubernetes_objects(synthesis: Synthesis) -> list[dict]:
     return objects
 
 
-class _ManifestDumper(yaml.SafeDumper):
+class _ManifestDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml when present
     """Multi-line strings (config files, scripts) as literal blocks: readable in review."""
 
 
