@@ -27,6 +27,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from policy.guardrails import PACK_NAME, POLICIES
+from policy.guardrails import exceptions as policy_exceptions
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "policy" / "config"
@@ -47,6 +48,7 @@ class Verdict:
     evaluated: int = 0
     violations: list[Finding] = field(default_factory=list)
     cannot_tell: list[Finding] = field(default_factory=list)
+    waived: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -96,11 +98,24 @@ def _level(policy, config: dict[str, Any]) -> tuple[str, dict]:
         level = (policy.enforcement_level or EnforcementLevel.MANDATORY).value
     if level not in ("mandatory", "advisory", "disabled", "remediate"):
         raise ValueError(f"policy config for {policy.name}: unknown enforcement level {level!r}")
-    return level, settings
+    # as the engine does: the rule's schema defaults, overridden by the stack's settings
+    schema = policy.config_schema.properties if policy.config_schema else {}
+    unknown = set(settings) - set(schema)
+    if unknown:
+        raise ValueError(f"policy config for {policy.name}: unknown settings {sorted(unknown)}")
+    defaults = {k: v["default"] for k, v in schema.items() if "default" in v}
+    return level, {**defaults, **settings}
 
 
 def _props(entry: dict) -> dict:
+    """Resource policies judge what the program asks for: inputs (outputs for an export without)."""
     return entry.get("inputs") or entry.get("outputs") or {}
+
+
+def _state(entry: dict) -> dict:
+    """Stack policies judge the resulting state, as the engine's AnalyzeStack does: the declared
+    inputs, completed by outputs only the provider knows (ARNs, ids, regions, stack outputs)."""
+    return {**(entry.get("outputs") or {}), **(entry.get("inputs") or {})}
 
 
 def _name(urn: str) -> str:
@@ -133,7 +148,7 @@ class _Stack:
     def policy_resources(self) -> list[PolicyResource]:
         resources = {
             e["urn"]: PolicyResource(
-                resource_type=e["type"], props=unknown_checking_proxy(_props(e)), urn=e["urn"],
+                resource_type=e["type"], props=unknown_checking_proxy(_state(e)), urn=e["urn"],
                 name=_name(e["urn"]), opts=_options(e), provider=self.provider(e), parent=None,
                 dependencies=[], property_dependencies={},
             )
@@ -155,8 +170,7 @@ def evaluate(export: dict, stack: Optional[str] = None, policies=None,
     """Run every policy over ``export``; ``config`` defaults to the stack's pack config file."""
     policies = POLICIES if policies is None else policies
     config = pack_config(stack) if config is None else config
-    stack_index = _Stack([e for e in export.get("deployment", {}).get("resources", [])
-                          if e.get("type") != "pulumi:pulumi:Stack"])
+    stack_index = _Stack(list(export.get("deployment", {}).get("resources", [])))
     verdicts = []
     for policy in policies:
         level, settings = _level(policy, config)
@@ -165,11 +179,13 @@ def evaluate(export: dict, stack: Optional[str] = None, policies=None,
         verdicts.append(verdict)
         if level == "disabled":
             continue
+        policy_exceptions.WAIVED.clear()
         if isinstance(policy, ResourceValidationPolicy):
             for entry in stack_index.entries:
                 _run_resource_policy(policy, entry, stack_index, settings, verdict)
         else:
             _run_stack_policy(policy, stack_index, settings, verdict)
+        verdict.waived = [Finding(urn, "waived by policy/exceptions.yaml") for _, urn in policy_exceptions.WAIVED]
     return Report(PACK_NAME, verdicts)
 
 

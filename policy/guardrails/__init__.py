@@ -1,6 +1,6 @@
 """The IntelGraph guardrails: every rule of the CrossGuard pack, importable by tests and synth."""
 
-from . import s3
+from . import kubernetes, rds, route53, s3, stack
 
 PACK_NAME = "intelgraph-guardrails"
-POLICIES = [*s3.POLICIES]
+POLICIES = [*s3.POLICIES, *rds.POLICIES, *route53.POLICIES, *kubernetes.POLICIES, *stack.POLICIES]

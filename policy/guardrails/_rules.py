@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyConfigSchema,
     PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
@@ -19,41 +20,69 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from . import exceptions
+
 Props = Mapping[str, Any]
 ResourceCheck = Callable[[Props, ResourceValidationArgs], Iterable[str]]
 StackCheck = Callable[[list[PolicyResource], StackValidationArgs], Iterable[tuple[str, Optional[str]]]]
 
 
+def _schema(config: Optional[dict[str, dict]]) -> Optional[PolicyConfigSchema]:
+    return PolicyConfigSchema(properties=config) if config else None
+
+
 def resource_rule(
     name: str, description: str, types: tuple[str, ...],
-    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+    level: EnforcementLevel = EnforcementLevel.MANDATORY, config: Optional[dict[str, dict]] = None,
 ) -> Callable[[ResourceCheck], ResourceValidationPolicy]:
-    """Turn ``check(props, args) -> messages`` into a policy that only looks at ``types``."""
+    """Turn ``check(props, args) -> messages`` into a policy that only looks at ``types``.
+
+    ``config`` is a JSON schema of the rule's settings (with defaults), set per stack through
+    the pack config. A violation on a resource with a valid exception is waived.
+    """
 
     def decorate(check: ResourceCheck) -> ResourceValidationPolicy:
         def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-            if args.resource_type in types:
+            if args.resource_type in types and not exceptions.waived(name, args.urn):
                 for message in check(args.props, args):
                     report_violation(message, None)
 
-        return ResourceValidationPolicy(name, description, validate, enforcement_level=level)
+        return ResourceValidationPolicy(name, description, validate, enforcement_level=level,
+                                        config_schema=_schema(config))
 
     return decorate
 
 
 def stack_rule(
     name: str, description: str, level: EnforcementLevel = EnforcementLevel.MANDATORY,
+    config: Optional[dict[str, dict]] = None,
 ) -> Callable[[StackCheck], StackValidationPolicy]:
     """Turn ``check(resources, args) -> (message, urn)`` pairs into a stack policy."""
 
     def decorate(check: StackCheck) -> StackValidationPolicy:
         def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
             for message, urn in check(list(args.resources), args):
-                report_violation(message, urn)
+                if not exceptions.waived(name, urn):
+                    report_violation(message, urn)
 
-        return StackValidationPolicy(name, description, validate, enforcement_level=level)
+        return StackValidationPolicy(name, description, validate, enforcement_level=level,
+                                     config_schema=_schema(config))
 
     return decorate
+
+
+def setting(args: Any, key: str, schema: dict[str, dict]) -> Any:
+    """A rule setting from the pack config, or its schema default."""
+    return args.get_config().get(key, schema[key].get("default"))
+
+
+def region_of(resource: Any) -> Optional[str]:
+    """A resource's region: its own ``region`` (pulumi-aws v7), else its provider's."""
+    own = dig(resource.props, "region")
+    if own:
+        return own
+    provider = getattr(resource, "provider", None)
+    return dig(provider.props, "region") if provider is not None else None
 
 
 def dig(props: Any, *path: Any, default: Any = None) -> Any:

@@ -1,0 +1,98 @@
+"""Time-boxed policy exceptions (policy/exceptions.yaml), as seed PR 45 asked: explicit, with a
+reason and an approver, expiring on a date. A valid entry waives one policy for one resource
+until it expires; an expired or malformed entry is itself a mandatory violation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+FILE = Path(__file__).resolve().parent.parent / "exceptions.yaml"
+FIELDS = ("policy", "resource", "reason", "approver", "expires")
+
+
+@dataclass(frozen=True)
+class Exception_:
+    policy: str
+    resource: str  # the resource's logical name (the last part of its URN)
+    reason: str
+    approver: str
+    expires: date
+
+
+@dataclass(frozen=True)
+class Loaded:
+    valid: tuple[Exception_, ...]
+    problems: tuple[str, ...]  # expired or malformed entries, one message each
+
+
+def load(path: Path = FILE, today: Optional[date] = None) -> Loaded:
+    today = today or date.today()
+    if not path.exists():
+        return Loaded((), ())
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        return Loaded((), (f"{path.name} is not valid YAML: {exc}",))
+    entries = document.get("exceptions", []) if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        return Loaded((), (f"{path.name} must hold a list under 'exceptions:'",))
+    valid, problems = [], []
+    for i, entry in enumerate(entries):
+        where = f"{path.name} entry {i + 1}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} is not a mapping of {', '.join(FIELDS)}")
+            continue
+        missing = [f for f in FIELDS if not entry.get(f)]
+        unknown = sorted(set(entry) - set(FIELDS))
+        if missing or unknown:
+            problems.append(f"{where} ({entry.get('policy', '?')} on {entry.get('resource', '?')}): "
+                            + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
+                                                      unknown and f"unknown keys {', '.join(unknown)}"])))
+            continue
+        expires = entry["expires"]
+        if isinstance(expires, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", expires):
+            expires = date.fromisoformat(expires)
+        if not isinstance(expires, date):
+            problems.append(f"{where}: expires must be a date like 2026-12-31 (given {entry['expires']!r})")
+            continue
+        if len(str(entry["reason"])) < 15:
+            problems.append(f"{where}: give a reason a reviewer can judge (at least 15 characters)")
+            continue
+        if expires < today:
+            problems.append(f"{where}: the exception for {entry['policy']} on {entry['resource']} expired on "
+                            f"{expires} (approved by {entry['approver']}); fix the resource or renew it")
+            continue
+        valid.append(Exception_(str(entry["policy"]), str(entry["resource"]), str(entry["reason"]),
+                                str(entry["approver"]), expires))
+    return Loaded(tuple(valid), tuple(problems))
+
+
+_loaded: Optional[Loaded] = None
+WAIVED: list[tuple[str, str]] = []  # (policy, urn) waived in this process, for reports
+
+
+def current() -> Loaded:
+    global _loaded
+    if _loaded is None:
+        _loaded = load()
+    return _loaded
+
+
+def use(loaded: Optional[Loaded]) -> None:
+    """Replace the exceptions in force (tests; None reloads the file on next use)."""
+    global _loaded
+    _loaded = loaded
+
+
+def waived(policy: str, urn: Optional[str]) -> bool:
+    name = urn.rsplit("::", 1)[-1] if urn else None
+    if name and any(e.policy == policy and e.resource == name for e in current().valid):
+        WAIVED.append((policy, urn))
+        return True
+    return False

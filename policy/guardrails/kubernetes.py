@@ -1,0 +1,167 @@
+"""Kubernetes: hardened workloads, bounded CronJobs, clean Secrets, TLS+WAF ingress, and no
+egress to the whole internet. Helm releases are judged by what they render, at deploy time."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator, Mapping
+
+from ._rules import dig, each, resource_rule
+
+DEPLOYMENT, STATEFULSET, DAEMONSET = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
+                                      "kubernetes:apps/v1:DaemonSet")
+JOB, CRONJOB = "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"
+WORKLOADS = (DEPLOYMENT, STATEFULSET, DAEMONSET, JOB, CRONJOB)
+LONG_RUNNING = (DEPLOYMENT, STATEFULSET, DAEMONSET)
+SECRET = "kubernetes:core/v1:Secret"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def pod_spec(props: Any, resource_type: str) -> Any:
+    if resource_type == CRONJOB:
+        return dig(props, "spec", "jobTemplate", "spec", "template", "spec", default={})
+    return dig(props, "spec", "template", "spec", default={})
+
+
+def containers(props: Any, resource_type: str) -> Iterator[tuple[Any, Any]]:
+    """(pod spec, container) for every container and init container of a workload."""
+    pod = pod_spec(props, resource_type)
+    for key in ("initContainers", "containers"):
+        for container in each(pod, key):
+            yield pod, container
+
+
+def _effective(pod: Any, container: Any, *path: str) -> Any:
+    """A container security setting, falling back to the pod's."""
+    own = dig(container, "securityContext", *path)
+    return own if own is not None else dig(pod, "securityContext", *path)
+
+
+@resource_rule("k8s-image-pinned", "Images are pinned to a version tag or digest, never :latest.", WORKLOADS)
+def image_pinned(props, args):
+    for _, c in containers(props, args.resource_type):
+        image = dig(c, "image", default="")
+        tag = image.rsplit("/", 1)[-1].partition(":")[2]
+        if "@sha256:" not in image and (not tag or tag == "latest"):
+            yield f"container {dig(c, 'name')}: pin {image!r} to a version tag or @sha256 digest."
+
+
+@resource_rule("k8s-resources-set", "Containers request and limit CPU and memory.", WORKLOADS)
+def resources_set(props, args):
+    for _, c in containers(props, args.resource_type):
+        for kind in ("requests", "limits"):
+            missing = [r for r in ("cpu", "memory") if not dig(c, "resources", kind, r)]
+            if missing:
+                yield f"container {dig(c, 'name')}: set resources.{kind}.{' and '.join(missing)}."
+
+
+@resource_rule("k8s-probes", "Long-running containers have liveness and readiness probes.", LONG_RUNNING)
+def probes(props, args):
+    for c in each(pod_spec(props, args.resource_type), "containers"):
+        missing = [p for p in ("livenessProbe", "readinessProbe") if not dig(c, p)]
+        if missing:
+            yield f"container {dig(c, 'name')}: add {' and '.join(missing)}."
+
+
+@resource_rule("k8s-non-root", "Containers run as a non-root user.", WORKLOADS)
+def non_root(props, args):
+    for pod, c in containers(props, args.resource_type):
+        if _effective(pod, c, "runAsNonRoot") is not True or _effective(pod, c, "runAsUser") == 0:
+            yield f"container {dig(c, 'name')}: set securityContext.runAsNonRoot: true and a non-zero runAsUser."
+
+
+@resource_rule("k8s-no-privilege-escalation", "Containers cannot gain privileges.", WORKLOADS)
+def no_escalation(props, args):
+    for _, c in containers(props, args.resource_type):
+        if dig(c, "securityContext", "allowPrivilegeEscalation") is not False:
+            yield f"container {dig(c, 'name')}: set securityContext.allowPrivilegeEscalation: false."
+
+
+@resource_rule("k8s-not-privileged", "No privileged containers.", WORKLOADS)
+def not_privileged(props, args):
+    for _, c in containers(props, args.resource_type):
+        if dig(c, "securityContext", "privileged") is True:
+            yield f"container {dig(c, 'name')}: remove securityContext.privileged."
+
+
+@resource_rule("k8s-seccomp-runtime-default", "Containers run under the RuntimeDefault seccomp profile.", WORKLOADS)
+def seccomp(props, args):
+    for pod, c in containers(props, args.resource_type):
+        if _effective(pod, c, "seccompProfile", "type") not in ("RuntimeDefault", "Localhost"):
+            yield f"container {dig(c, 'name')}: set securityContext.seccompProfile.type: RuntimeDefault."
+
+
+@resource_rule("k8s-capabilities-dropped", "Containers drop all Linux capabilities.", WORKLOADS)
+def capabilities(props, args):
+    for _, c in containers(props, args.resource_type):
+        if "ALL" not in list(dig(c, "securityContext", "capabilities", "drop", default=[])):
+            yield f"container {dig(c, 'name')}: set securityContext.capabilities.drop: [ALL]."
+
+
+@resource_rule("k8s-cronjob-bounded", "CronJobs never overlap, skip stale runs and end.", (CRONJOB,))
+def cronjob_bounded(props, args):
+    spec = dig(props, "spec", default={})
+    if dig(spec, "concurrencyPolicy") != "Forbid":
+        yield "Set spec.concurrencyPolicy: Forbid (overlapping backups or checks corrupt each other's result)."
+    if not dig(spec, "startingDeadlineSeconds"):
+        yield "Set spec.startingDeadlineSeconds so missed runs are skipped, not piled up."
+    if not dig(spec, "jobTemplate", "spec", "activeDeadlineSeconds"):
+        yield "Set jobTemplate.spec.activeDeadlineSeconds so a hung run ends."
+    if dig(spec, "jobTemplate", "spec", "backoffLimit", default=6) > 3:
+        yield "Set jobTemplate.spec.backoffLimit to 3 or less."
+
+
+AWS_KEY_NAMES = re.compile(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)", re.I)
+AWS_KEY_VALUE = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+PLACEHOLDER = re.compile(r"<[a-z0-9_-]+:[^>]*>|\bCHANGE_?ME\b|\bTODO\b", re.I)
+
+
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"  # a secret in a stack export: encrypted, opaque
+
+
+def _secret_entries(props: Any) -> Iterator[tuple[str, Any]]:
+    for field in ("stringData", "data"):
+        values = dig(props, field)
+        if isinstance(values, Mapping) and SECRET_SIG_KEY not in values:
+            yield from values.items()
+
+
+@resource_rule("k8s-secret-no-aws-keys", "No AWS access keys in Kubernetes Secrets (use IRSA).", (SECRET,))
+def no_aws_keys(props, args):
+    for key, value in _secret_entries(props):
+        if AWS_KEY_NAMES.search(key) or (isinstance(value, str) and AWS_KEY_VALUE.search(value)):
+            yield f"Secret key {key} holds an AWS credential; remove it and give the pod an IRSA role."
+
+
+@resource_rule("k8s-secret-no-placeholders", "Secret values are real, not placeholders like <ssm:...>.", (SECRET,))
+def no_placeholders(props, args):
+    for key, value in _secret_entries(props):
+        if isinstance(value, str) and PLACEHOLDER.search(value):
+            yield f"Secret key {key} is a placeholder ({value[:30]!r}); feed it from a generated secret."
+
+
+@resource_rule("k8s-ingress-tls", "Ingresses terminate TLS.", (INGRESS,))
+def ingress_tls(props, args):
+    if not list(each(props, "spec", "tls")):
+        yield "Add spec.tls for every host; the edge never serves plain HTTP."
+
+
+@resource_rule("k8s-ingress-waf", "ALB ingresses are protected by a WAF WebACL.", (INGRESS,))
+def ingress_waf(props, args):
+    annotations = dig(props, "metadata", "annotations", default={}) or {}
+    if dig(props, "spec", "ingressClassName") == "alb" and not annotations.get("alb.ingress.kubernetes.io/wafv2-acl-arn"):
+        yield "Attach the WebACL: set annotation alb.ingress.kubernetes.io/wafv2-acl-arn."
+
+
+@resource_rule("k8s-netpol-no-internet-egress", "No NetworkPolicy allows egress to the whole internet.",
+               (NETWORK_POLICY,))
+def no_internet(props, args):
+    for rule in each(props, "spec", "egress"):
+        for peer in each(rule, "to"):
+            if dig(peer, "ipBlock", "cidr") in ("0.0.0.0/0", "::/0"):
+                yield "Replace the 0.0.0.0/0 ipBlock with the destination's own CIDR (e.g. a VPC endpoint)."
+
+
+POLICIES = [image_pinned, resources_set, probes, non_root, no_escalation, not_privileged, seccomp,
+            capabilities, cronjob_bounded, no_aws_keys, no_placeholders, ingress_tls, ingress_waf, no_internet]

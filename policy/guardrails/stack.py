@@ -1,0 +1,146 @@
+"""Stack rules: what no single resource can show - cross-region DR, backup replication, closed
+namespaces, Neo4j quorum, the DR budget, and the exceptions file itself."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel
+
+from . import exceptions
+from ._rules import dig, each, region_of, setting, stack_rule
+from .kubernetes import CRONJOB, WORKLOADS
+from .rds import INSTANCE, is_replica
+from .s3 import BUCKET
+
+REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
+OBJECT_LOCK = "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+STACK = "pulumi:pulumi:Stack"
+PRIMARIES = {"minimum": {"type": "integer", "minimum": 1, "default": 3}}
+
+
+def _arn(resource) -> str:
+    return dig(resource.props, "arn") or ""
+
+
+def _is_backup_bucket(bucket) -> bool:
+    return str(dig(bucket.props, "tags", "purpose", default="")).endswith("backups")
+
+
+@stack_rule("dr-replica-cross-region", "Every RDS primary has a read replica in another region.")
+def replica_cross_region(resources, args):
+    instances = [r for r in resources if r.resource_type == INSTANCE]
+    for primary in (r for r in instances if not is_replica(r.props)):
+        replicas = [r for r in instances if dig(r.props, "replicateSourceDb") in (_arn(primary), primary.name)]
+        elsewhere = [r for r in replicas if region_of(r) and region_of(r) != region_of(primary)]
+        if not elsewhere:
+            yield (f"RDS primary {primary.name} ({region_of(primary)}) has no read replica in another region; "
+                   "add one with replicate_source_db = the primary's ARN and a DR-region provider.", primary.urn)
+
+
+@stack_rule("s3-backup-replicated", "Backup buckets replicate to a bucket in another region.")
+def backup_replicated(resources, args):
+    buckets = {dig(b.props, "bucket"): b for b in resources if b.resource_type == BUCKET}
+    by_arn = {_arn(b): b for b in buckets.values()}
+    replicated: dict[str, bool] = {}
+    for config in (r for r in resources if r.resource_type == REPLICATION):
+        source = buckets.get(dig(config.props, "bucket"))
+        for rule in each(config.props, "rules"):
+            target = by_arn.get(dig(rule, "destination", "bucket"))
+            if source and target and dig(rule, "status") == "Enabled" and region_of(target) != region_of(source):
+                replicated[dig(source.props, "bucket")] = True
+    for name, bucket in buckets.items():
+        if _is_backup_bucket(bucket) and not replicated.get(name) and not _is_replica_bucket(name, by_arn, resources):
+            yield (f"Backup bucket {name} does not replicate to another region; add a BucketReplicationConfig "
+                   "to a versioned twin bucket created with the DR-region provider.", bucket.urn)
+
+
+def _is_replica_bucket(name: str, by_arn: dict, resources) -> bool:
+    """A DR twin is the destination of some replication rule; it does not replicate itself."""
+    targets = {dig(rule, "destination", "bucket") for r in resources if r.resource_type == REPLICATION
+               for rule in each(r.props, "rules")}
+    return any(dig(b.props, "bucket") == name for arn, b in by_arn.items() if arn in targets)
+
+
+@stack_rule("s3-backup-object-lock", "Backup buckets lock their objects against deletion (prod).")
+def backup_object_lock(resources, args):
+    locked = {dig(r.props, "bucket") for r in resources if r.resource_type == OBJECT_LOCK}
+    for bucket in (r for r in resources if r.resource_type == BUCKET and _is_backup_bucket(r)):
+        name = dig(bucket.props, "bucket")
+        if dig(bucket.props, "objectLockEnabled") is not True or name not in locked:
+            yield (f"Backup bucket {name} has no Object Lock; create it with object_lock_enabled and add a "
+                   "BucketObjectLockConfiguration (ransomware cannot delete locked backups).", bucket.urn)
+
+
+def _namespace_of(resource) -> str | None:
+    if resource.resource_type == RELEASE:
+        return dig(resource.props, "namespace")
+    return dig(resource.props, "metadata", "namespace")
+
+
+def _default_deny(policy) -> bool:
+    spec = dig(policy.props, "spec", default={})
+    return (dig(spec, "podSelector", "matchLabels", default={}) in ({}, None) and "Egress" in list(
+        dig(spec, "policyTypes", default=[])) and not list(each(spec, "egress")))
+
+
+def _allows_dns(policy) -> bool:
+    protocols = {(dig(p, "protocol", default="TCP"), dig(p, "port"))
+                 for rule in each(policy.props, "spec", "egress") for p in each(rule, "ports")}
+    return {("UDP", 53), ("TCP", 53)} <= protocols
+
+
+@stack_rule("k8s-namespace-default-deny", "Every namespace with workloads denies egress by default and allows DNS.")
+def namespaces_closed(resources, args):
+    workloads = {}
+    for r in resources:
+        if r.resource_type in WORKLOADS or r.resource_type == RELEASE:
+            workloads.setdefault(_namespace_of(r), r)
+    policies = [r for r in resources if r.resource_type == NETWORK_POLICY]
+    for namespace, example in sorted(workloads.items(), key=lambda kv: str(kv[0])):
+        mine = [p for p in policies if _namespace_of(p) == namespace]
+        if not any(_default_deny(p) for p in mine):
+            yield (f"Namespace {namespace} runs workloads ({example.name}) without a default-deny egress "
+                   "NetworkPolicy; deploy it through WorkloadNamespace.", example.urn)
+        if not any(_allows_dns(p) for p in mine):
+            yield (f"Namespace {namespace} has no DNS allow on UDP and TCP 53; pods there cannot resolve names.",
+                   example.urn)
+
+
+@stack_rule("neo4j-min-primaries", "A Neo4j cluster has enough primaries to keep quorum.", config=PRIMARIES)
+def neo4j_primaries(resources, args):
+    minimum = setting(args, "minimum", PRIMARIES)
+    clusters: dict[str, list] = {}
+    for release in (r for r in resources if r.resource_type == RELEASE and dig(r.props, "chart") == "neo4j"):
+        values = dig(release.props, "values", default={})
+        name = dig(values, "neo4j", "name")
+        if dig(values, "config", "initial.server.mode_constraint") != "SECONDARY":
+            clusters.setdefault(name, []).append(release)
+        else:
+            clusters.setdefault(name, [])
+    for name, primaries in clusters.items():
+        if len(primaries) < minimum:
+            yield (f"Neo4j cluster {name} has {len(primaries)} primaries; run at least {minimum} "
+                   "(one Helm release per primary) so a failure keeps write quorum.", None)
+
+
+@stack_rule("dr-budget-within-targets", "Computed RTO/RPO bounds are within the stack's targets.")
+def dr_budget(resources, args):
+    for stack in (r for r in resources if r.resource_type == STACK):
+        for row in each(stack.props, "drBudget"):
+            bound, target = dig(row, "boundSeconds"), dig(row, "targetSeconds")
+            if bound is not None and target is not None and bound > target:
+                terms = ", ".join(f"{k} {v}s" for k, v in (dig(row, "terms") or {}).items())
+                yield (f"{dig(row, 'datastore')} {dig(row, 'objective')} bound {bound}s exceeds its target "
+                       f"{target}s ({terms}); shorten those terms or renegotiate the target.", stack.urn)
+
+
+@stack_rule("policy-exceptions-valid", "Every exception in policy/exceptions.yaml is well-formed and unexpired.",
+            level=EnforcementLevel.MANDATORY)
+def exceptions_valid(resources, args):
+    for problem in exceptions.current().problems:
+        yield problem, None
+
+
+POLICIES = [replica_cross_region, backup_replicated, backup_object_lock, namespaces_closed, neo4j_primaries,
+            dr_budget, exceptions_valid]

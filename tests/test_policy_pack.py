@@ -1,0 +1,251 @@
+"""The CrossGuard pack over real stack exports: each rule fails when one hardening property of a
+synthesized stack is broken (naming the resource and the fix), the real stacks pass, unknown
+values never crash a rule, and exceptions waive exactly their resource until they expire."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+from typing import Callable
+
+import pytest
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+from policy.guardrails import POLICIES
+from policy.guardrails import exceptions as policy_exceptions
+from synth import export, policy_runner
+from tests.conftest import synthesized
+
+BY_NAME = {p.name: p for p in POLICIES}
+
+
+@pytest.fixture(scope="module")
+def prod_export() -> dict:
+    return export.to_export(synthesized("prod"))
+
+
+def entry(document: dict, name: str, type_suffix: str) -> dict:
+    [found] = [e for e in document["deployment"]["resources"]
+               if e["urn"].endswith(f"::{name}") and e["type"].endswith(type_suffix)]
+    return found
+
+
+def pod(e: dict) -> dict:
+    spec = e["inputs"]["spec"]
+    return (spec["jobTemplate"]["spec"] if "jobTemplate" in spec else spec)["template"]["spec"]
+
+
+def stack_outputs(document: dict) -> dict:
+    return document["deployment"]["resources"][0]["outputs"]
+
+
+Mutation = Callable[[dict], None]
+# rule, resource name, type suffix, how to break it, words of the fix in the message
+BREAKS: list[tuple[str, str, str, Mutation, str]] = [
+    ("s3-sse-kms-customer-key", "neo4j-backups-encryption", ":BucketServerSideEncryptionConfiguration",
+     lambda e: e["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"].update(sseAlgorithm="AES256"),
+     "set it to 'aws:kms'"),
+    ("s3-versioning-enabled", "logs-backups-versioning", ":BucketVersioning",
+     lambda e: e["inputs"]["versioningConfiguration"].update(status="Suspended"), "'Enabled'"),
+    ("s3-public-access-blocked", "logs-backups-replica-public-access", ":BucketPublicAccessBlock",
+     lambda e: e["inputs"].update(blockPublicPolicy=False), "Set blockPublicPolicy to true"),
+    ("s3-tls-only", "neo4j-backups-tls-only", ":BucketPolicy",
+     lambda e: e["inputs"].update(policy=json.dumps({"Version": "2012-10-17", "Statement": []})),
+     "aws:SecureTransport"),
+    ("s3-lifecycle-expiry", "neo4j-backups-lifecycle", ":BucketLifecycleConfiguration",
+     lambda e: e["inputs"]["rules"][0].pop("expiration"), "expiration.days"),
+    ("s3-bucket-fully-hardened", "logs-backups-lifecycle", ":BucketLifecycleConfiguration",
+     lambda e: e.update(type="aws:s3/other:Other"), "has no BucketLifecycleConfiguration"),
+    ("s3-backup-replicated", "neo4j-backups-replication", ":BucketReplicationConfig",
+     lambda e: e["inputs"]["rules"][0].update(status="Disabled"), "does not replicate to another region"),
+    ("s3-backup-object-lock", "neo4j-backups-object-lock", ":BucketObjectLockConfiguration",
+     lambda e: e.update(type="aws:s3/other:Other"), "has no Object Lock"),
+    ("rds-encrypted-customer-key", "intelgraph-pg-primary", ":Instance",
+     lambda e: e["inputs"].pop("kmsKeyId"), "customer-managed KMS key"),
+    ("rds-not-public", "intelgraph-pg-replica", ":Instance",
+     lambda e: e["inputs"].update(publiclyAccessible=True), "publiclyAccessible: false"),
+    ("rds-backup-retention", "intelgraph-pg-primary", ":Instance",
+     lambda e: e["inputs"].update(backupRetentionPeriod=3), "at least 14 days"),
+    ("rds-managed-password", "intelgraph-pg-primary", ":Instance",
+     lambda e: e["inputs"].update(password="hunter2hunter2"), "manageMasterUserPassword: true"),
+    ("rds-iam-auth", "intelgraph-pg-replica", ":Instance",
+     lambda e: e["inputs"].update(iamDatabaseAuthenticationEnabled=False), "iamDatabaseAuthenticationEnabled"),
+    ("rds-deletion-protection", "intelgraph-pg-primary", ":Instance",
+     lambda e: e["inputs"].update(deletionProtection=False), "deletionProtection: true"),
+    ("rds-multi-az", "intelgraph-pg-primary", ":Instance",
+     lambda e: e["inputs"].update(multiAz=False), "multiAz: true"),
+    ("dr-replica-cross-region", "intelgraph-pg-replica", ":Instance",
+     lambda e: e["inputs"].update(region="us-east-1"), "has no read replica in another region"),
+    ("route53-primary-health-check", "api-failover-primary", ":Record",
+     lambda e: e["inputs"].pop("healthCheckId"), "Set healthCheckId"),
+    ("k8s-image-pinned", "redis", ":StatefulSet",
+     lambda e: pod(e)["containers"][0].update(image="redis:latest"), "pin 'redis:latest'"),
+    ("k8s-resources-set", "neo4j-backup", ":CronJob",
+     lambda e: pod(e)["containers"][0]["resources"].pop("limits"), "resources.limits.cpu and memory"),
+    ("k8s-probes", "redis", ":StatefulSet",
+     lambda e: pod(e)["containers"][1].pop("livenessProbe"), "container exporter: add livenessProbe"),
+    ("k8s-non-root", "neo4j-backup-freshness", ":CronJob",
+     lambda e: pod(e)["securityContext"].update(runAsNonRoot=False), "runAsNonRoot: true"),
+    ("k8s-no-privilege-escalation", "redis", ":StatefulSet",
+     lambda e: pod(e)["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+     "allowPrivilegeEscalation: false"),
+    ("k8s-not-privileged", "neo4j-restore-rehearsal", ":CronJob",
+     lambda e: pod(e)["containers"][0]["securityContext"].update(privileged=True), "remove securityContext.privileged"),
+    ("k8s-seccomp-runtime-default", "redis", ":StatefulSet",
+     lambda e: (pod(e)["securityContext"].pop("seccompProfile"),
+                pod(e)["containers"][0]["securityContext"].pop("seccompProfile")), "RuntimeDefault"),
+    ("k8s-capabilities-dropped", "neo4j-backup", ":CronJob",
+     lambda e: pod(e)["containers"][0]["securityContext"].update(capabilities={"add": ["NET_ADMIN"]}),
+     "capabilities.drop: [ALL]"),
+    ("k8s-cronjob-bounded", "neo4j-backup", ":CronJob",
+     lambda e: e["inputs"]["spec"].update(concurrencyPolicy="Allow"), "concurrencyPolicy: Forbid"),
+    ("k8s-secret-no-aws-keys", "neo4j-auth", ":Secret",
+     lambda e: e["inputs"].update(stringData={"AWS_ACCESS_KEY_ID": "AKIAABCDEFGHIJKLMNOP"}), "IRSA role"),
+    ("k8s-secret-no-placeholders", "redis-auth", ":Secret",
+     lambda e: e["inputs"].update(stringData={"password": "<ssm:redis/password>"}), "placeholder"),
+    ("k8s-ingress-tls", "api", ":Ingress", lambda e: e["inputs"]["spec"].pop("tls"), "Add spec.tls"),
+    ("k8s-ingress-waf", "api", ":Ingress",
+     lambda e: e["inputs"]["metadata"]["annotations"].pop("alb.ingress.kubernetes.io/wafv2-acl-arn"),
+     "wafv2-acl-arn"),
+    ("k8s-netpol-no-internet-egress", "graph-backup-s3", ":NetworkPolicy",
+     lambda e: e["inputs"]["spec"]["egress"][0]["to"].append({"ipBlock": {"cidr": "0.0.0.0/0"}}), "0.0.0.0/0"),
+    ("k8s-namespace-default-deny", "cache-default-deny", ":NetworkPolicy",
+     lambda e: e.update(type="kubernetes:core/v1:ConfigMap"), "without a default-deny egress"),
+    ("neo4j-min-primaries", "graph-server-3", ":Release",
+     lambda e: e["inputs"]["values"]["config"].update({"initial.server.mode_constraint": "SECONDARY"}),
+     "has 2 primaries; run at least 3"),
+    ("dr-budget-within-targets", "intelgraph-platform-prod", ":Stack",
+     lambda e: e["outputs"]["drBudget"][0].update(targetSeconds=300), "exceeds its target 300s"),
+]
+
+
+def test_every_rule_has_a_breaking_case():
+    covered = {b[0] for b in BREAKS} | {"policy-exceptions-valid"}  # tested below with files
+    assert covered == set(BY_NAME)
+
+
+@pytest.mark.parametrize("rule,name,type_suffix,mutate,words", BREAKS, ids=[b[0] for b in BREAKS])
+def test_breaking_one_property_of_the_real_stack_fails_its_rule(prod_export, rule, name, type_suffix, mutate, words):
+    policy = BY_NAME[rule]
+    [before] = policy_runner.evaluate(prod_export, "prod", policies=[policy]).verdicts
+    assert before.violations == [] and before.evaluated > 0
+
+    broken = copy.deepcopy(prod_export)
+    target = entry(broken, name, type_suffix)
+    mutate(target)
+    [after] = policy_runner.evaluate(broken, "prod", policies=[policy]).verdicts
+    assert after.level == "mandatory"
+    assert after.violations, f"{rule} did not notice"
+    assert any(words in v.message for v in after.violations), [v.message for v in after.violations]
+    if after.kind == "resource":
+        assert all(v.urn == target["urn"] for v in after.violations)
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_real_stacks_have_no_mandatory_violation_and_every_rule_runs(stack):
+    report = policy_runner.evaluate(export.to_export(synthesized(stack)), stack)
+    assert report.mandatory_violations == []
+    assert {v.policy for v in report.verdicts} == set(BY_NAME)
+    assert all(v.evaluated > 0 for v in report.verdicts if v.level != "disabled")
+
+
+def test_stage_relaxes_exactly_the_prod_only_rules():
+    report = policy_runner.evaluate(export.to_export(synthesized("stage")), "stage")
+    advisory = {v.policy for v in report.verdicts if v.level == "advisory"}
+    assert advisory == {"rds-deletion-protection", "rds-multi-az", "s3-backup-object-lock", "neo4j-min-primaries"}
+    assert {p for p, _ in report.advisory_violations} == {"rds-deletion-protection", "rds-multi-az",
+                                                           "s3-backup-object-lock"}
+
+
+def test_unknown_values_never_crash_a_rule(prod_export):
+    """Preview: any top-level property of any resource may be unknown."""
+    document = copy.deepcopy(prod_export)
+    for e in document["deployment"]["resources"][1:]:
+        for key in list(e["inputs"])[:3]:
+            e["inputs"][key] = UNKNOWN_STRING_VALUE
+    report = policy_runner.evaluate(document, "prod")
+    assert any(v.cannot_tell for v in report.verdicts)  # reported as "cannot tell yet" ...
+    for verdict in report.verdicts:  # ... never as an exception (evaluate would have raised)
+        assert verdict.evaluated + len(verdict.cannot_tell) > 0
+
+
+@pytest.fixture
+def exceptions_file(tmp_path):
+    def use(entries: list[dict]) -> None:
+        path = tmp_path / "exceptions.yaml"
+        path.write_text(json.dumps({"exceptions": entries}))
+        policy_exceptions.use(policy_exceptions.load(path, today=date(2026, 11, 22)))
+    yield use
+    policy_exceptions.use(None)
+
+
+WAIVER = {"policy": "rds-multi-az", "resource": "intelgraph-pg-primary",
+          "reason": "single-AZ during the storage migration", "approver": "platform-lead@intelgraph.example.com",
+          "expires": "2026-12-31"}
+
+
+def test_a_valid_exception_waives_exactly_its_resource(prod_export, exceptions_file):
+    exceptions_file([WAIVER])
+    broken = copy.deepcopy(prod_export)
+    entry(broken, "intelgraph-pg-primary", ":Instance")["inputs"].update(multiAz=False, deletionProtection=False)
+    report = policy_runner.evaluate(broken, "prod")
+    verdicts = {v.policy: v for v in report.verdicts}
+    assert verdicts["rds-multi-az"].violations == []
+    assert [w.urn.rsplit("::", 1)[-1] for w in verdicts["rds-multi-az"].waived] == ["intelgraph-pg-primary"]
+    # the same resource's other violation is not waived
+    assert [v.urn.rsplit("::", 1)[-1] for v in verdicts["rds-deletion-protection"].violations] == ["intelgraph-pg-primary"]
+    assert verdicts["policy-exceptions-valid"].violations == []
+
+
+def test_an_expired_exception_is_a_mandatory_violation(prod_export, exceptions_file):
+    exceptions_file([{**WAIVER, "expires": "2026-11-01"}])
+    broken = copy.deepcopy(prod_export)
+    entry(broken, "intelgraph-pg-primary", ":Instance")["inputs"].update(multiAz=False)
+    report = policy_runner.evaluate(broken, "prod")
+    messages = {p: f.message for p, f in report.mandatory_violations}
+    assert "rds-multi-az" in messages  # no longer waived
+    assert "expired on 2026-11-01" in messages["policy-exceptions-valid"]
+
+
+@pytest.mark.parametrize("bad,words", [
+    ({"policy": "rds-multi-az", "resource": "x"}, "missing reason, approver, expires"),
+    ({**WAIVER, "expires": "soon"}, "expires must be a date"),
+    ({**WAIVER, "reason": "because"}, "at least 15 characters"),
+    ({**WAIVER, "ticket": "OPS-1"}, "unknown keys ticket"),
+])
+def test_a_malformed_exception_is_a_mandatory_violation(prod_export, exceptions_file, bad, words):
+    exceptions_file([bad])
+    report = policy_runner.evaluate(prod_export, "prod")
+    [(policy, finding)] = report.mandatory_violations
+    assert policy == "policy-exceptions-valid" and words in finding.message
+
+
+def test_the_committed_exceptions_file_is_valid():
+    loaded = policy_exceptions.load()
+    assert loaded.problems == ()
+
+
+def test_pack_config_files_name_real_rules_and_settings():
+    for stack in ("stage", "prod"):
+        config = policy_runner.pack_config(stack)
+        assert set(config) - {"all"} <= set(BY_NAME)
+        policy_runner.evaluate({"version": 3, "deployment": {"resources": []}}, stack)  # raises on bad settings
+    with pytest.raises(ValueError, match="unknown settings"):
+        policy_runner.evaluate({"version": 3, "deployment": {"resources": []}}, None,
+                               config={"rds-backup-retention": {"minimumDayz": 3}})
+
+
+def test_the_pack_entry_point_only_builds_the_pack():
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parent.parent / "policy" / "__main__.py").read_text()
+    assert "PolicyPack(" in source and "from guardrails import" in source
+
+
+def test_the_readme_documents_every_rule():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name in BY_NAME:
+        assert f"| {name}" in readme, name
