@@ -1,0 +1,113 @@
+"""Delivery workflows: valid against the GitHub workflow schema, and holding the invariants the
+platform relies on - the policy pack on every Pulumi run, OIDC only where a job needs AWS, one
+deploy per stack at a time, prod behind its environment gate, every action pinned."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+REUSABLE = "./.github/workflows/_pulumi.yml"
+
+
+def load(name: str) -> dict:
+    document = yaml.safe_load((WORKFLOWS / name).read_text())
+    document["on"] = document.pop(True, document.get("on"))  # YAML 1.1 reads "on" as True
+    return document
+
+
+def all_jobs():
+    for path in FILES:
+        for job_id, job in load(path.name)["jobs"].items():
+            yield path.name, job_id, job
+
+
+def test_the_three_workflows_and_the_shared_run_exist():
+    assert [p.name for p in FILES] == ["_pulumi.yml", "deploy.yml", "drift.yml", "preview.yml"]
+
+
+def test_every_workflow_passes_the_github_workflow_schema():
+    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                             *map(str, FILES)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_rejects_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    stepz: []\n")
+    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                             str(broken)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+
+
+def test_the_policy_pack_runs_on_every_pulumi_command():
+    steps = load("_pulumi.yml")["jobs"]["pulumi"]["steps"]
+    [pulumi] = [s for s in steps if s.get("uses", "").startswith("pulumi/actions@")]
+    assert pulumi["with"]["policyPacks"] == "policy"
+    assert pulumi["with"]["policyPackConfigs"] == "policy/config/${{ inputs.stack }}.json"
+    # and nothing runs Pulumi except through the shared job
+    for name, job_id, job in all_jobs():
+        if name == "_pulumi.yml":
+            continue
+        assert "pulumi/actions" not in yaml.safe_dump(job) and "pulumi up" not in yaml.safe_dump(job), (name, job_id)
+    commands = {(name, job["with"]["command"]) for name, _, job in all_jobs() if job.get("uses") == REUSABLE}
+    assert commands == {("preview.yml", "preview"), ("deploy.yml", "up"), ("drift.yml", "preview")}
+
+
+def test_oidc_only_where_a_job_assumes_an_aws_role():
+    for path in FILES:
+        assert "id-token" not in load(path.name)["permissions"], path.name  # never workflow-wide
+    for name, job_id, job in all_jobs():
+        needs_aws = job.get("uses") == REUSABLE or (name == "_pulumi.yml")
+        assert (job.get("permissions", {}).get("id-token") == "write") == needs_aws, (name, job_id)
+
+
+def test_no_long_lived_cloud_keys_anywhere():
+    text = "\n".join(p.read_text() for p in FILES)
+    assert not re.search(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY)|PULUMI_ACCESS_TOKEN|aws-access-key-id", text)
+    creds = [s for s in load("_pulumi.yml")["jobs"]["pulumi"]["steps"]
+             if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
+    assert creds and set(creds[0]["with"]) == {"role-to-assume", "role-session-name", "aws-region"}
+
+
+def test_one_deploy_per_stack_at_a_time_and_prod_behind_its_gate():
+    jobs = load("deploy.yml")["jobs"]
+    for stack in ("stage", "prod"):
+        assert jobs[stack]["concurrency"] == {"group": f"deploy-{stack}", "cancel-in-progress": False}
+        assert jobs[stack]["with"]["environment"] == stack and jobs[stack]["with"]["stack"] == stack
+    assert jobs["prod"]["needs"] == "stage"
+    assert "needs.stage.result == 'success'" in jobs["prod"]["if"]
+    assert load("_pulumi.yml")["jobs"]["pulumi"]["environment"] == "${{ inputs.environment }}"
+
+
+def test_drift_detection_runs_nightly_and_fails_on_changes():
+    drift = load("drift.yml")
+    assert drift["on"]["schedule"][0]["cron"]
+    job = drift["jobs"]["drift"]
+    assert job["with"]["refresh"] is True and job["with"]["expect-no-changes"] is True
+    assert job["strategy"]["matrix"]["stack"] == ["stage", "prod"]
+
+
+def test_pull_requests_run_tests_and_synth_before_previews():
+    jobs = load("preview.yml")["jobs"]
+    runs = " ".join(s.get("run", "") for s in jobs["test"]["steps"])
+    assert "bash .ci/run" in runs and "./dev synth" in runs
+    assert jobs["preview"]["needs"] == "test" and jobs["preview"]["with"]["comment-on-pr"] is True
+    assert "id-token" not in jobs["test"].get("permissions", {})
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_every_action_is_pinned(path):
+    for step_or_job in re.findall(r"uses:\s*(\S+)", path.read_text()):
+        if step_or_job.startswith("./"):
+            continue
+        ref = step_or_job.split("@", 1)[1] if "@" in step_or_job else ""
+        assert re.fullmatch(r"v\d+\.\d+\.\d+|[0-9a-f]{40}", ref), f"{step_or_job}: pin an exact release or commit"
