@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cache
 
 # An alias record to an ELB carries the load balancer's 60 s TTL: resolvers may keep answering
 # with the failed primary for that long after Route 53 flips (Route 53 Developer Guide,
@@ -81,6 +82,7 @@ def postgres_bounds(
     ]
 
 
+@cache
 def cron_max_gap_seconds(schedule: str, start: datetime | None = None) -> int:
     """Longest interval between two runs of ``schedule`` over a week (the backup RPO)."""
     from croniter import croniter

@@ -135,14 +135,22 @@ class _Stack:
     def __init__(self, entries: list[dict]):
         self.entries = entries
         self._by_urn = {e["urn"]: e for e in entries}
+        self._providers: dict[str, Optional[PolicyProviderResource]] = {}
 
     def provider(self, entry: dict) -> Optional[PolicyProviderResource]:
         ref = entry.get("provider")
-        provider = self._by_urn.get(ref.rsplit("::", 1)[0]) if ref else None
-        if provider is None:
+        if not ref:
             return None
-        return PolicyProviderResource(provider["type"], unknown_checking_proxy(_props(provider)),
-                                      provider["urn"], _name(provider["urn"]))
+        if ref not in self._providers:
+            provider = self._by_urn.get(ref.rsplit("::", 1)[0])
+            self._providers[ref] = provider and PolicyProviderResource(
+                provider["type"], unknown_checking_proxy(_props(provider)), provider["urn"], _name(provider["urn"]))
+        return self._providers[ref]
+
+    @cached_property
+    def resource_views(self) -> list[tuple[dict, Any, PolicyResourceOptions, Optional[PolicyProviderResource]]]:
+        """What every resource policy sees of each entry, built once (not once per policy)."""
+        return [(e, unknown_checking_proxy(_props(e)), _options(e), self.provider(e)) for e in self.entries]
 
     @cached_property
     def policy_resources(self) -> list[PolicyResource]:
@@ -181,21 +189,19 @@ def evaluate(export: dict, stack: Optional[str] = None, policies=None,
             continue
         policy_exceptions.WAIVED.clear()
         if isinstance(policy, ResourceValidationPolicy):
-            for entry in stack_index.entries:
-                _run_resource_policy(policy, entry, stack_index, settings, verdict)
+            for view in stack_index.resource_views:
+                _run_resource_policy(policy, view, settings, verdict)
         else:
             _run_stack_policy(policy, stack_index, settings, verdict)
         verdict.waived = [Finding(urn, "waived by policy/exceptions.yaml") for _, urn in policy_exceptions.WAIVED]
     return Report(PACK_NAME, verdicts)
 
 
-def _run_resource_policy(policy: ResourceValidationPolicy, entry: dict, stack_index: _Stack,
-                         settings: dict, verdict: Verdict) -> None:
+def _run_resource_policy(policy: ResourceValidationPolicy, view: tuple, settings: dict, verdict: Verdict) -> None:
+    entry, props, opts, provider = view
     urn = entry["urn"]
-    args = ResourceValidationArgs(
-        resource_type=entry["type"], props=unknown_checking_proxy(_props(entry)), urn=urn,
-        name=_name(urn), opts=_options(entry), provider=stack_index.provider(entry), config=settings,
-    )
+    args = ResourceValidationArgs(resource_type=entry["type"], props=props, urn=urn, name=_name(urn),
+                                  opts=opts, provider=provider, config=settings)
     found: list[str] = []
     try:
         policy.validate(args, lambda message, _urn=None: found.append(message))

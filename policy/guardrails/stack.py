@@ -42,24 +42,19 @@ def replica_cross_region(resources, args):
 def backup_replicated(resources, args):
     buckets = {dig(b.props, "bucket"): b for b in resources if b.resource_type == BUCKET}
     by_arn = {_arn(b): b for b in buckets.values()}
-    replicated: dict[str, bool] = {}
+    replicated, twins = set(), set()  # sources replicating elsewhere; their DR twins
     for config in (r for r in resources if r.resource_type == REPLICATION):
         source = buckets.get(dig(config.props, "bucket"))
         for rule in each(config.props, "rules"):
             target = by_arn.get(dig(rule, "destination", "bucket"))
+            if target is not None:
+                twins.add(dig(target.props, "bucket"))
             if source and target and dig(rule, "status") == "Enabled" and region_of(target) != region_of(source):
-                replicated[dig(source.props, "bucket")] = True
+                replicated.add(dig(source.props, "bucket"))
     for name, bucket in buckets.items():
-        if _is_backup_bucket(bucket) and not replicated.get(name) and not _is_replica_bucket(name, by_arn, resources):
+        if _is_backup_bucket(bucket) and name not in replicated and name not in twins:
             yield (f"Backup bucket {name} does not replicate to another region; add a BucketReplicationConfig "
                    "to a versioned twin bucket created with the DR-region provider.", bucket.urn)
-
-
-def _is_replica_bucket(name: str, by_arn: dict, resources) -> bool:
-    """A DR twin is the destination of some replication rule; it does not replicate itself."""
-    targets = {dig(rule, "destination", "bucket") for r in resources if r.resource_type == REPLICATION
-               for rule in each(r.props, "rules")}
-    return any(dig(b.props, "bucket") == name for arn, b in by_arn.items() if arn in targets)
 
 
 @stack_rule("s3-backup-object-lock", "Backup buckets lock their objects against deletion (prod).")
@@ -96,9 +91,12 @@ def namespaces_closed(resources, args):
     for r in resources:
         if r.resource_type in WORKLOADS or r.resource_type == RELEASE:
             workloads.setdefault(_namespace_of(r), r)
-    policies = [r for r in resources if r.resource_type == NETWORK_POLICY]
+    policies: dict[str, list] = {}
+    for r in resources:
+        if r.resource_type == NETWORK_POLICY:
+            policies.setdefault(_namespace_of(r), []).append(r)
     for namespace, example in sorted(workloads.items(), key=lambda kv: str(kv[0])):
-        mine = [p for p in policies if _namespace_of(p) == namespace]
+        mine = policies.get(namespace, [])
         if not any(_default_deny(p) for p in mine):
             yield (f"Namespace {namespace} runs workloads ({example.name}) without a default-deny egress "
                    "NetworkPolicy; deploy it through WorkloadNamespace.", example.urn)

@@ -1,0 +1,128 @@
+"""python -m benchmarks [--runs N] [--scales 1,10,50] [--out build/benchmarks.json]
+
+Measures on this machine, in one run:
+  * synth wall time for stage and prod (median of N runs of `python -m synth`, a fresh process each);
+  * the floor: the same imports and Pulumi's mock engine registering as many trivial resources
+    (median of N fresh processes), and the ratio synth / floor;
+  * a scaled fleet (1x, 10x, 50x tenants) through the real components: resources, synth seconds,
+    policy-pack seconds, seconds per resource - super-linear growth shows as a rising s/resource;
+  * the policy pack alone over the largest export (1,000+ resources).
+Prints a table and writes it as JSON. Figures are medians and ratios; nothing here is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR_SNIPPET = """
+import sys, time
+started = time.perf_counter()
+sys.path.insert(0, {root!r})
+import importlib
+for module in {modules!r}:
+    importlib.import_module(module)
+from synth import engine
+from benchmarks.fleet import trivial_program
+engine.synthesize({stack!r}, program=trivial_program({count}))
+"""
+
+
+def median_wall(command: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def program_modules() -> list[str]:
+    """Every module the real program imports (what a floor must pay too)."""
+    probe = ("import sys, runpy; sys.path.insert(0, '.'); from synth import engine; engine.synthesize('prod'); "
+             "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('pulumi', 'pulumi_aws', 'pulumi_kubernetes', 'pulumi_random', 'pulumi_policy', 'pydantic', "
+             "'yaml', 'croniter', 'components', 'settings'))))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def synth_vs_floor(stack: str, runs: int, modules: list[str]) -> dict:
+    from synth import engine
+
+    count = len(engine.synthesize(stack).resources)
+    synth = median_wall([sys.executable, "-m", "synth", "--stack", stack, "--out", f"build/bench-{stack}"], runs)
+    snippet = FLOOR_SNIPPET.format(root=str(ROOT), modules=modules, stack=stack, count=count)
+    floor = median_wall([sys.executable, "-c", snippet], runs)
+    return {"stack": stack, "resources": count, "synth_s": round(synth, 3), "floor_s": round(floor, 3),
+            "ratio": round(synth / floor, 3)}
+
+
+def fleet(scales: list[int]) -> tuple[list[dict], dict]:
+    from benchmarks.fleet import program
+    from synth import engine, export, policy_runner
+
+    rows, largest = [], None
+    for scale in scales:
+        started = time.perf_counter()
+        synthesis = engine.synthesize("prod", program=program(scale))
+        document = export.to_export(synthesis)
+        synth_s = time.perf_counter() - started
+        started = time.perf_counter()
+        report = policy_runner.evaluate(document, "prod")
+        policy_s = time.perf_counter() - started
+        n = len(synthesis.resources)
+        rows.append({"tenants": scale, "resources": n, "synth_s": round(synth_s, 3), "policy_s": round(policy_s, 3),
+                     "synth_ms_per_resource": round(1000 * synth_s / n, 3),
+                     "policy_ms_per_resource": round(1000 * policy_s / n, 3),
+                     "mandatory_violations": len(report.mandatory_violations)})
+        largest = document
+    return rows, largest
+
+
+def policy_alone(document: dict, runs: int) -> dict:
+    from synth import policy_runner
+
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        policy_runner.evaluate(document, "prod")
+        times.append(time.perf_counter() - started)
+    return {"resources": len(document["deployment"]["resources"]), "median_s": round(statistics.median(times), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scales", default="1,10,50")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks.json")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+
+    modules = program_modules()
+    stacks = [synth_vs_floor(stack, args.runs, modules) for stack in ("stage", "prod")]
+    rows, largest = fleet([int(s) for s in args.scales.split(",")])
+    pack = policy_alone(largest, args.runs)
+
+    print(f"{'stack':<8}{'resources':>10}{'synth s':>10}{'floor s':>10}{'ratio':>8}")
+    for row in stacks:
+        print(f"{row['stack']:<8}{row['resources']:>10}{row['synth_s']:>10}{row['floor_s']:>10}{row['ratio']:>8}")
+    print(f"\n{'tenants':<8}{'resources':>10}{'synth s':>10}{'policy s':>10}{'synth ms/r':>12}{'policy ms/r':>13}")
+    for row in rows:
+        print(f"{row['tenants']:<8}{row['resources']:>10}{row['synth_s']:>10}{row['policy_s']:>10}"
+              f"{row['synth_ms_per_resource']:>12}{row['policy_ms_per_resource']:>13}")
+    print(f"\npolicy pack alone over {pack['resources']} resources: {pack['median_s']} s (median of {args.runs})")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"stacks": stacks, "fleet": rows, "policy_pack": pack}, indent=2) + "\n")
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The benchmark's fleet is the real components at scale: resources grow by exactly one tenant's
+worth per tenant, and a fleet passes the policy pack. (Timings are measured by
+`python -m benchmarks`, never asserted here.)"""
+
+from __future__ import annotations
+
+from benchmarks.fleet import RESOURCES_PER_TENANT, program, trivial_program
+from synth import engine, export, policy_runner
+
+
+def test_fleet_grows_linearly_and_stays_within_policy():
+    one, three = (engine.synthesize("prod", program=program(n)) for n in (1, 3))
+    assert len(three.resources) - len(one.resources) == 2 * RESOURCES_PER_TENANT
+    report = policy_runner.evaluate(export.to_export(three), "prod")
+    assert report.mandatory_violations == []
+
+
+def test_the_floor_registers_exactly_the_requested_resources():
+    synthesis = engine.synthesize("prod", program=trivial_program(25))
+    assert len([r for r in synthesis.resources if r.type == "intelgraph:bench:Trivial"]) == 25
