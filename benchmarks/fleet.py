@@ -13,7 +13,8 @@ from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 
-RESOURCES_PER_TENANT = 27 + 6 + 9  # bucket pair with object lock, namespace + policies, cache
+# component + children: bucket pair with keys, hardening and object lock; namespace and its policies; cache
+RESOURCES_PER_TENANT = 25 + 6 + 9
 
 
 def program(tenants: int):
