@@ -10,14 +10,14 @@ import pulumi_kubernetes as kubernetes
 import settings
 from components import dr_budget
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
+from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
-from components.dashboards import dashboard_configmap, stores_dashboard
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
+from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
-from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 

@@ -56,8 +56,8 @@ def quantity_value(quantity: str) -> float:
     match = _QUANTITY.match(quantity)
     if not match:
         raise ValueError(
-            f"not a Kubernetes quantity; use a number with an optional suffix such as "
-            f"'512Mi', '4Gi', '500m' or '2'"
+            "not a Kubernetes quantity; use a number with an optional suffix such as "
+            "'512Mi', '4Gi', '500m' or '2'"
         )
     return float(match["num"]) * _SUFFIX[match["suffix"]]
 
@@ -316,6 +316,9 @@ class RedisSettings(Model):
         return self
 
 
+_DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
+
+
 class PostgresSettings(Model):
     engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")]
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")]
@@ -328,7 +331,7 @@ class PostgresSettings(Model):
     database_insights: Literal["standard", "advanced"]
     monitoring_interval_seconds: Literal[1, 5, 10, 15, 30, 60]
     final_snapshot: bool
-    maintenance_window: Annotated[str, Field(pattern=r"^(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]-(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]$")]
+    maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")]
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
 
 

@@ -20,6 +20,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.validation import require
+
 
 @dataclass(frozen=True)
 class ObjectLock:
@@ -52,8 +54,7 @@ class BackupBucketArgs:
             problems.append("expiration_days must be greater than transition_days")
         if self.object_lock and self.object_lock.days > self.expiration_days:
             problems.append("object_lock.days cannot exceed expiration_days")
-        if problems:
-            raise ValueError("BackupBucketArgs: " + "; ".join(problems))
+        require("BackupBucketArgs", problems)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alerting import alarm, alert_topic
+from components.validation import require
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,7 @@ class DnsFailoverArgs:
             problems.append("checker_regions needs at least 3 regions (Route 53's minimum)")
         if self.primary == self.secondary:
             problems.append("primary and secondary must be different load balancers")
-        if problems:
-            raise ValueError("DnsFailoverArgs: " + "; ".join(problems))
+        require("DnsFailoverArgs", problems)
 
 
 class DnsFailover(pulumi.ComponentResource):

@@ -21,6 +21,7 @@ from components.dr_budget import cron_max_gap_seconds
 from components.egress_policy import Flow, Peer
 from components.irsa import irsa_role
 from components.kube import container_security_context, cron_job, prometheus_rule, resources
+from components.validation import require
 
 SCRIPTS = Path(__file__).parent / "scripts"
 NEO4J_UID = 7474
@@ -63,8 +64,7 @@ class Neo4jBackupArgs:
             problems.append("prefix must look like 'neo4j/' (no leading slash, trailing slash)")
         if self.namespace == self.restore_namespace:
             problems.append("restore_namespace must differ from namespace: rehearsals never touch production")
-        if problems:
-            raise ValueError("Neo4jBackupArgs: " + "; ".join(problems))
+        require("Neo4jBackupArgs", problems)
 
     @property
     def max_age_seconds(self) -> int:

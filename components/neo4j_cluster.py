@@ -21,6 +21,7 @@ import pulumi_random as random
 
 from components.egress_policy import Flow, Peer
 from components.kube import labels_for, pod_disruption_budget, prometheus_rule, service_monitor
+from components.validation import require
 
 CHART = "neo4j"
 CHART_REPO = "https://helm.neo4j.com/neo4j"
@@ -90,8 +91,7 @@ class Neo4jClusterArgs:
             problems.append("secondaries cannot be negative")
         if ":" not in self.image or "enterprise" not in self.image:
             problems.append("image must be a pinned enterprise image (clustering is Enterprise-only)")
-        if problems:
-            raise ValueError("Neo4jClusterArgs: " + "; ".join(problems))
+        require("Neo4jClusterArgs", problems)
         memory_plan(self.memory_bytes)  # raises with the reason
 
     @property

@@ -20,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alerting import alarm, alert_topic
+from components.validation import require
 
 PORT = 5432
 CA_CERTIFICATE = "rds-ca-rsa2048-g1"
@@ -67,8 +68,7 @@ class PostgresDrArgs:
             problems.append("replica_lag_threshold_seconds must be positive")
         if len(self.primary_network.subnet_ids) < 2 or len(self.dr_network.subnet_ids) < 2:
             problems.append("each region needs at least two subnets (two AZs) for a DB subnet group")
-        if problems:
-            raise ValueError("PostgresDrArgs: " + "; ".join(problems))
+        require("PostgresDrArgs", problems)
 
     @property
     def family(self) -> str:

@@ -23,9 +23,15 @@ import pulumi_random as random
 
 from components.egress_policy import Flow, Peer
 from components.kube import (
-    container_security_context, labels_for, pod_disruption_budget, pod_security_context,
-    prometheus_rule, resources, service_monitor,
+    container_security_context,
+    labels_for,
+    pod_disruption_budget,
+    pod_security_context,
+    prometheus_rule,
+    resources,
+    service_monitor,
 )
+from components.validation import require
 
 PORT = 6379
 METRICS_PORT = 9121
@@ -71,8 +77,7 @@ class RedisCacheArgs:
             problems.append("replicas must be at least 1")
         if self.persistence and not (self.storage_class and self.storage_size):
             problems.append("persistence needs storage_class and storage_size")
-        if problems:
-            raise ValueError("RedisCacheArgs: " + "; ".join(problems))
+        require("RedisCacheArgs", problems)
         maxmemory_bytes(self.memory_bytes, self.persistence)
 
     @property

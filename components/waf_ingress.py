@@ -32,6 +32,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.validation import require
+
 RATE_WINDOW_SECONDS = 300
 WAF_BODY_INSPECTION_BYTES = 8 * 1024
 MANAGED_RULE_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
@@ -91,8 +93,7 @@ class WafIngressArgs:
             problems.append("the rate limit must allow at least 10 requests per window (WAF's minimum)")
         if self.max_body_bytes <= WAF_BODY_INSPECTION_BYTES:
             problems.append("max_body_bytes at or below 8 KB: use WAF's body size constraint directly")
-        if problems:
-            raise ValueError("WafIngressArgs: " + "; ".join(problems))
+        require("WafIngressArgs", problems)
 
 
 class WafIngress(pulumi.ComponentResource):

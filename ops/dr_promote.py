@@ -22,9 +22,17 @@ from typing import Callable, Optional
 import boto3
 
 from ops._common import (
-    EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Check, DbRef, InputError, print_table, require, stack_outputs,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    Check,
+    DbRef,
+    InputError,
+    print_table,
+    require,
+    stack_outputs,
 )
-from ops.dr_readiness import latest_lag_seconds, replica_status
+from ops.dr_readiness import describe, latest_lag_seconds, replica_status
 
 
 def preconditions(primary: DbRef, replica: DbRef, max_lag: float, accept_data_loss: bool) -> list[Check]:
@@ -50,7 +58,7 @@ def promote(replica: DbRef, retention_days: int, timeout_seconds: float,
     started = time.monotonic()
     rds.promote_read_replica(DBInstanceIdentifier=replica.identifier, BackupRetentionPeriod=retention_days)
     while True:
-        [db] = rds.describe_db_instances(DBInstanceIdentifier=replica.identifier)["DBInstances"]
+        db = describe(replica) or {"DBInstanceStatus": "missing"}
         # "available" alone is not enough: right after the call RDS may still report the old state.
         if db["DBInstanceStatus"] == "available" and not db.get("ReadReplicaSourceDBInstanceIdentifier"):
             return time.monotonic() - started

@@ -22,18 +22,34 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops._common import (
-    EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Check, DbRef, InputError, print_table, require, stack_outputs,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    Check,
+    DbRef,
+    InputError,
+    print_table,
+    require,
+    stack_outputs,
 )
 
 # Route 53 considers an endpoint healthy when more than 18% of its checkers report it healthy.
 ROUTE53_HEALTHY_FRACTION = 0.18
 
 
-def replica_status(primary: DbRef, replica: DbRef) -> Check:
-    rds = boto3.client("rds", region_name=replica.region)
+def describe(db: DbRef) -> Optional[dict]:
+    """The instance as RDS describes it, or None when it does not exist."""
+    rds = boto3.client("rds", region_name=db.region)
     try:
-        [db] = rds.describe_db_instances(DBInstanceIdentifier=replica.identifier)["DBInstances"]
+        [found] = rds.describe_db_instances(DBInstanceIdentifier=db.identifier)["DBInstances"]
     except rds.exceptions.DBInstanceNotFoundFault:
+        return None
+    return found
+
+
+def replica_status(primary: DbRef, replica: DbRef) -> Check:
+    db = describe(replica)
+    if db is None:
         return Check("replica-status", False, f"{replica.identifier} does not exist in {replica.region}")
     source = db.get("ReadReplicaSourceDBInstanceIdentifier")
     if db["DBInstanceStatus"] != "available":
@@ -105,10 +121,8 @@ def bucket_replication(bucket: str, region: str, replica_arn: str) -> Check:
 
 
 def pitr_replication(primary: DbRef, dr_region: str) -> Check:
-    rds = boto3.client("rds", region_name=primary.region)
-    try:
-        [db] = rds.describe_db_instances(DBInstanceIdentifier=primary.identifier)["DBInstances"]
-    except rds.exceptions.DBInstanceNotFoundFault:
+    db = describe(primary)
+    if db is None:
         return Check("pitr-replication", False, f"primary {primary.identifier} not found in {primary.region}")
     replications = [r["DBInstanceAutomatedBackupsArn"] for r in db.get("DBInstanceAutomatedBackupsReplications", [])]
     in_dr = [arn for arn in replications if f":rds:{dr_region}:" in arn]

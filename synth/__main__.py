@@ -31,10 +31,10 @@ def _synth(argv: list[str]) -> int:
                         help="stack config to use instead of Pulumi.<stack>.yaml (try a change offline)")
     args = parser.parse_args(argv)
 
+    import yaml
+
     import settings
     from synth import export as exporter
-
-    import yaml
 
     try:
         config = engine.stack_config(args.stack, args.stack_file)

@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 from pulumi_policy import (
     EnforcementLevel,
-    PolicyResource,
     PolicyProviderResource,
+    PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
     ResourceValidationPolicy,

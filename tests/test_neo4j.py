@@ -177,7 +177,7 @@ def test_backup_roles_may_only_touch_the_neo4j_prefix(prod):
     policies = {p.name: json.loads(p.inputs["policy"]) for p in prod.of_type("aws:iam/rolePolicy:RolePolicy")
                 if p.name.startswith("neo4j-backup-")}
     assert set(policies) == {"neo4j-backup-writer", "neo4j-backup-reader"}
-    for name, policy in policies.items():
+    for policy in policies.values():
         statements = {s["Sid"]: s for s in policy["Statement"]}
         assert statements["ListPrefix"]["Resource"] == bucket_arn
         assert statements["ListPrefix"]["Condition"]["StringLike"]["s3:prefix"] == ["neo4j/", "neo4j/*"]

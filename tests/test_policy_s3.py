@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UNKNOWN_BOOLEAN_VALUE
+from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE
 
 from policy.guardrails import POLICIES, s3
 from synth import export, policy_runner

@@ -7,7 +7,7 @@ from pulumi_policy import EnforcementLevel
 
 from . import exceptions
 from ._rules import dig, each, region_of, setting, stack_rule
-from .kubernetes import CRONJOB, WORKLOADS
+from .kubernetes import WORKLOADS
 from .rds import INSTANCE, is_replica
 from .s3 import BUCKET
 
