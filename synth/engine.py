@@ -89,6 +89,13 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self._by_urn: dict[str, Resource] = {}
         self._lock = threading.Lock()
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The engine leaves the root stack out of a URN's type chain (resources directly under
+        # the stack are "...::aws:s3/bucket:Bucket::name"); the SDK's mock does not.
+        if parent and parent.split("::")[2] == STACK_TYPE:
+            parent = ""
+        return super().make_urn(parent, type_, name)
+
     def RegisterResource(self, request):
         if (
             request.custom
@@ -120,6 +127,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             record.id = registration.id if request.custom else None
             record.outputs = _numbers(registration.state)
         with self._lock:
+            if record.urn in self._by_urn:
+                # the engine refuses this too: two resources may not share type and name
+                raise ValueError(f"duplicate resource URN {record.urn}; give one of them another name")
             self.records.append(record)
             self._by_urn[record.urn] = record
         return response

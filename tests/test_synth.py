@@ -110,3 +110,25 @@ def test_bad_stack_file_exits_2_naming_the_key(tmp_path, key, value, words):
 def test_unknown_stack_exits_2():
     result = synth("--stack", "qa")
     assert result.returncode == 2 and "known stacks: prod, stage" in result.stderr
+
+
+def test_two_resources_with_one_urn_are_refused_as_the_engine_would():
+    import pulumi_random as random
+
+    from synth import engine
+
+    def program():
+        random.RandomId("same", byte_length=4)
+        random.RandomId("same", byte_length=4)
+
+    with pytest.raises(Exception, match="duplicate resource URN"):
+        engine.synthesize("prod", program=program)
+
+
+def test_aws_resources_without_an_explicit_provider_are_refused():
+    import pulumi_aws as aws
+
+    from synth import engine
+
+    with pytest.raises(Exception, match="has no explicit provider"):
+        engine.synthesize("prod", program=lambda: aws.sns.Topic("orphan"))
