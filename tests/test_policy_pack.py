@@ -249,3 +249,20 @@ def test_the_readme_documents_every_rule():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name in BY_NAME:
         assert f"| {name}" in readme, name
+
+
+def test_the_pack_imports_as_pulumi_loads_it():
+    """Pulumi runs policy/__main__.py with policy/ as the working directory: guardrails is then
+    a top-level package, and must need nothing from the rest of the repository."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    policy_dir = Path(__file__).resolve().parent.parent / "policy"
+    probe = "import guardrails, sys; print(len(guardrails.POLICIES)); " \
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('components', 'settings', 'synth')))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=policy_dir, capture_output=True, text=True,
+                            timeout=60, env={"PYTHONPATH": "", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    count, leaked = result.stdout.split("\n")[:2]
+    assert int(count) == len(BY_NAME) and leaked == "[]"
