@@ -137,8 +137,9 @@ class PostgresDr(pulumi.ComponentResource):
             multi_az=args.multi_az,  # HA from the moment it is promoted
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=True,
-            # Backups on the replica mean a promoted replica has PITR immediately.
-            backup_retention_period=args.backup_retention_days,
+            # RDS for PostgreSQL runs no automated backups on a read replica; PITR in the DR region
+            # comes from the replicated backups below, and ops/dr_promote turns backups on when it
+            # promotes.
             **self._common(dr_region, monitoring_role),
             opts=dr_region.opts,
         )

@@ -36,7 +36,8 @@ def test_replica_follows_the_primary_by_arn_with_dr_region_key_and_subnets(any_s
 def test_replica_carries_none_of_the_arguments_a_replica_must_not(any_stack):
     replica = any_stack.named("intelgraph-pg-replica", INSTANCE)
     for forbidden in ("username", "password", "dbName", "manageMasterUserPassword",
-                      "masterUserSecretKmsKeyId", "engine", "engineVersion", "allocatedStorage"):
+                      "masterUserSecretKmsKeyId", "engine", "engineVersion", "allocatedStorage",
+                      "backupRetentionPeriod"):  # PostgreSQL replicas run no automated backups
         assert forbidden not in replica.inputs, forbidden
 
 
