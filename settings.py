@@ -456,6 +456,8 @@ def _allowed_keys(loc: tuple) -> list[str]:
     """The aliases allowed at the parent of ``loc`` (for 'unknown key' messages)."""
     model: Any = StackSettings
     for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # a list index: the list's item model was reached in the step before
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
         field = next(
@@ -472,8 +474,6 @@ def _allowed_keys(loc: tuple) -> list[str]:
                 break
             annotation = args[0] if args else annotation
         model = annotation
-        if isinstance(part, int):
-            continue
     if isinstance(model, type) and issubclass(model, BaseModel):
         return sorted(f.alias or n for n, f in model.model_fields.items())
     return []

@@ -67,16 +67,26 @@ def _check(argv: list[str]) -> int:
     parser.add_argument("--stack", help="stack whose policy/config/<stack>.json applies")
     args = parser.parse_args(argv)
     try:
-        document = json.loads(args.file.read_text())
-        if not isinstance(document.get("deployment", {}).get("resources"), list):
-            raise ValueError("no deployment.resources list; is this a `pulumi stack export` file?")
+        document = _read_export(args.file)
+        report = _judge(document, args.stack, None)
     except (OSError, ValueError) as exc:
-        print(f"synth check: cannot read {args.file}: {exc}", file=sys.stderr)
+        print(f"synth check: {args.file}: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    report = _judge(document, args.stack, None)
     print(f"synth check {args.file}: {len(document['deployment']['resources'])} resources")
     _print_dr_budget(document)
     return _print_report(report)
+
+
+def _read_export(path: Path) -> dict:
+    """A `pulumi stack export` document, or a ValueError saying what is wrong with it."""
+    document = json.loads(path.read_text())
+    resources = document.get("deployment", {}).get("resources") if isinstance(document, dict) else None
+    if not isinstance(resources, list):
+        raise ValueError("no deployment.resources list; is this a `pulumi stack export` file?")
+    for i, entry in enumerate(resources):
+        if not isinstance(entry, dict) or not isinstance(entry.get("urn"), str) or not isinstance(entry.get("type"), str):
+            raise ValueError(f"deployment.resources[{i}] has no urn and type; the export is damaged")
+    return document
 
 
 def _judge(document: dict, stack: str | None, out: Path | None):

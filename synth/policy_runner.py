@@ -81,7 +81,10 @@ def pack_config(stack: Optional[str]) -> dict[str, Any]:
     if not stack:
         return {}
     path = CONFIG_DIR / f"{stack}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
+        raise ValueError(f"no policy config {path.relative_to(ROOT)} for stack {stack!r}; known: {known}")
+    return json.loads(path.read_text())
 
 
 def _level(policy, config: dict[str, Any]) -> tuple[str, dict]:

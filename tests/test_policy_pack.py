@@ -266,3 +266,11 @@ def test_the_pack_imports_as_pulumi_loads_it():
     assert result.returncode == 0, result.stderr
     count, leaked = result.stdout.split("\n")[:2]
     assert int(count) == len(BY_NAME) and leaked == "[]"
+
+
+def test_secret_rules_never_echo_the_value(prod_export):
+    broken = copy.deepcopy(prod_export)
+    entry(broken, "redis-auth", ":Secret")["inputs"].update(stringData={"password": "<ssm:s3cr3t-VALUE-123>"})
+    report = policy_runner.evaluate(broken, "prod")
+    assert report.mandatory_violations
+    assert all("s3cr3t" not in f.message for _, f in report.mandatory_violations)

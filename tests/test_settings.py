@@ -99,3 +99,13 @@ def test_other_namespaces_are_not_ours_to_judge():
 @pytest.mark.parametrize("quantity,value", [("4Gi", 4 * 2**30), ("500m", 0.5), ("2", 2), ("1.5G", 1.5e9)])
 def test_quantities_parse_like_kubernetes(quantity, value):
     assert settings.quantity_value(quantity) == value
+
+
+def test_an_unknown_key_inside_a_list_item_lists_the_item_keys():
+    config = config_with("prod", {"egress.allowlist": [
+        {"namespace": "graph", "cidr": "10.1.0.0/16", "ports": [443], "reason": "a reviewed reason", "prot": "x"}]})
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config)
+    [problem] = raised.value.problems
+    assert problem == ("intelgraph-platform:egress.allowlist.0.prot: unknown key; "
+                       "allowed keys here: cidr, namespace, ports, reason")

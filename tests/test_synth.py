@@ -132,3 +132,20 @@ def test_aws_resources_without_an_explicit_provider_are_refused():
 
     with pytest.raises(Exception, match="has no explicit provider"):
         engine.synthesize("prod", program=lambda: aws.sns.Topic("orphan"))
+
+
+@pytest.mark.parametrize("content,words", [
+    ("[1, 2]", "no deployment.resources list"),
+    ('{"deployment": {"resources": [{"type": "aws:s3/bucket:Bucket"}]}}', "resources[0] has no urn and type"),
+    ("{not json", "Expecting property name"),
+])
+def test_check_rejects_damaged_exports_with_a_clear_error(tmp_path, content, words):
+    (tmp_path / "x.json").write_text(content)
+    result = synth("check", str(tmp_path / "x.json"))
+    assert result.returncode == 2 and words in result.stderr
+
+
+def test_check_with_a_stack_that_has_no_policy_config_exits_2(prod_out):
+    _, out = prod_out
+    result = synth("check", str(out / "stack.json"), "--stack", "qa")
+    assert result.returncode == 2 and "no policy config policy/config/qa.json" in result.stderr

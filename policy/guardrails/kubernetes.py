@@ -138,7 +138,8 @@ def no_aws_keys(props, args):
 def no_placeholders(props, args):
     for key, value in _secret_entries(props):
         if isinstance(value, str) and PLACEHOLDER.search(value):
-            yield f"Secret key {key} is a placeholder ({value[:30]!r}); feed it from a generated secret."
+            # never echo the value: it may be a real secret that merely looks like a placeholder
+            yield f"Secret key {key} holds a placeholder, not a secret; feed it from a generated secret."
 
 
 @resource_rule("k8s-ingress-tls", "Ingresses terminate TLS.", (INGRESS,))
