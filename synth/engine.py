@@ -222,6 +222,7 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
     engine_log.propagate = False
     engine_log.addHandler(warnings)
     loop = asyncio.new_event_loop()
+    loop.set_exception_handler(_quiet_about_reraised)
     asyncio.set_event_loop(loop)
     try:
         set_all_config(dict(config), [])
@@ -249,6 +250,14 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
         asyncio.set_event_loop(None)
         engine_log.removeHandler(warnings)
     return Synthesis(stack=stack, resources=list(monitor.records), warnings=warnings.messages)
+
+
+def _quiet_about_reraised(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """When a program fails, its error is raised to the caller; the SDK's sibling futures that
+    carry the same error are never awaited. Do not print them again as 'never retrieved'."""
+    if "never retrieved" in context.get("message", ""):
+        return
+    loop.default_exception_handler(context)
 
 
 def _decode_section(raw: Optional[str]) -> dict[str, Any]:
