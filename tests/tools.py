@@ -11,8 +11,8 @@ import yaml
 
 def require_tool(name: str) -> str:
     path = shutil.which(name)
-    assert path, (f"{name} is not installed; run ./dev test (it installs the Debian packages "
-                  f"redis-server and prometheus) or apt-get install them")
+    assert path, (f"{name} is not installed; run ./dev test, which installs every tool the tests "
+                  f"use (Debian packages, helm, the analyzers' environments under .tools/)")
     return path
 
 

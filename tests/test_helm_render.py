@@ -1,0 +1,45 @@
+"""The offline renderer runs the real helm over the real Neo4j chart source with a release's values.
+
+Helm renders a helm.v3.Release inside the Kubernetes provider at deploy time; what it would create
+is only visible by rendering the chart the same way. These tests pin the renderer itself: it uses
+the release's own values (an edited value changes the rendered object), marks every object with
+its release, and reports a chart that refuses its values instead of returning nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from synth import helm
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def _release(synthesis):
+    return synthesis.of_type(RELEASE)[0]
+
+
+def test_every_rendered_object_names_its_release(prod):
+    release = _release(prod)
+    objects = helm.render(release.inputs["name"], release.inputs["namespace"], "neo4j",
+                          release.inputs["values"])
+    kinds = {o["kind"] for o in objects}
+    assert {"StatefulSet", "Service", "ConfigMap"} <= kinds
+    marker = f"{release.inputs['namespace']}/{release.inputs['name']}"
+    assert all(o["metadata"]["annotations"][helm.RENDERED_BY] == marker for o in objects)
+
+
+def test_the_release_values_reach_the_rendered_pods(prod):
+    release = _release(prod)
+    values = {**release.inputs["values"], "image": {"customImage": "neo4j:5.26.99-enterprise"}}
+    objects = helm.render(release.inputs["name"], release.inputs["namespace"], "neo4j", values)
+    statefulset = next(o for o in objects if o["kind"] == "StatefulSet")
+    images = {c["image"] for c in statefulset["spec"]["template"]["spec"]["containers"]}
+    assert images == {"neo4j:5.26.99-enterprise"}
+
+
+def test_a_chart_that_refuses_its_values_is_an_error(prod):
+    release = _release(prod)
+    values = {**release.inputs["values"], "neo4j": {**release.inputs["values"]["neo4j"], "acceptLicenseAgreement": "no"}}
+    with pytest.raises(helm.HelmError, match="failed"):
+        helm.render(release.inputs["name"], release.inputs["namespace"], "neo4j", values)
