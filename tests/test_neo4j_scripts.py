@@ -78,23 +78,118 @@ def test_backup_failure_fails_the_job(tmp_path):
     assert result.returncode == 1
 
 
-def cypher_counting(nodes: str) -> dict[str, str]:
+# What the neo4j:5.26 image ships in $NEO4J_HOME/conf (NEO4J_HOME=/var/lib/neo4j, docker-neo4j
+# docker-image-src/5/coredb/Dockerfile-debian): the tarball's neo4j.conf, whose JVM section is the
+# only source of the JVM's options (Neo4j operations manual, "The neo4j.conf file": settings are
+# strictly validated and may not repeat, except server.jvm.additional, each of which adds one JVM
+# argument), and the log4j files it names relative to the conf directory. An excerpt of the keys
+# that matter here; an uncommented listen address as an entrypoint would leave it.
+IMAGE_CONF = """\
+server.directories.import=import
+#dbms.security.auth_enabled=false
+#server.memory.heap.initial_size=512m
+server.default_listen_address=0.0.0.0
+server.bolt.enabled=true
+server.http.enabled=true
+db.tx_log.rotation.retention_policy=2 days 2G
+server.jvm.additional=-XX:+UseG1GC
+server.jvm.additional=-XX:-OmitStackTraceInFastThrow
+server.jvm.additional=--add-opens=java.base/java.nio=ALL-UNNAMED
+server.jvm.additional=--add-opens=java.base/java.io=ALL-UNNAMED
+server.jvm.additional=--add-opens=java.base/sun.nio.ch=ALL-UNNAMED
+server.jvm.additional=--enable-native-access=ALL-UNNAMED
+server.windows_service_name=neo4j
+"""
+JDK17_OPENS = [line for line in IMAGE_CONF.splitlines() if "--add-opens" in line]
+
+# Both neo4j-admin and neo4j read $NEO4J_CONF/neo4j.conf; a stand-in refuses what the real
+# server refuses or cannot survive: a repeated key, lost JVM options, missing log configs, CSV
+# metrics on the read-only root, a run directory off the scratch volume, a data directory other
+# than the mounted volume the restore must land on.
+CHECK_CONF = r"""
+conf="${NEO4J_CONF:?NEO4J_CONF not set}/neo4j.conf"
+[ -f "$conf" ] || { echo "no $conf" >&2; exit 70; }
+dups=$(grep -Ev '^[[:space:]]*(#|$)' "$conf" | cut -d= -f1 | grep -vx 'server.jvm.additional' | sort | uniq -d)
+[ -z "$dups" ] || { echo "duplicate settings: $dups" >&2; exit 71; }
+for want in %(opens)s; do grep -qxF -- "$want" "$conf" || { echo "lost JVM option $want" >&2; exit 72; }; done
+for f in server-logs.xml user-logs.xml; do [ -f "$NEO4J_CONF/$f" ] || { echo "no $f" >&2; exit 73; }; done
+grep -qx 'server.metrics.csv.enabled=false' "$conf" || { echo "CSV metrics would write under NEO4J_HOME" >&2; exit 74; }
+grep -qx "server.directories.run=$SCRATCH/run" "$conf" || { echo "run dir not on scratch" >&2; exit 75; }
+grep -qx 'server.directories.data=/data' "$conf" || { echo "data dir is not the restore volume" >&2; exit 76; }
+grep -qx 'server.default_listen_address=127.0.0.1' "$conf" || { echo "rehearsal must listen on localhost only" >&2; exit 77; }
+""" % {"opens": " ".join(f"'{line}'" for line in JDK17_OPENS)}
+
+
+def rehearsal_tools(tmp_path: Path, nodes: str = "42", admin_exit: int = 0, start_exit: int = 0,
+                    answers_after: int = 0) -> dict[str, str]:
+    marker = tmp_path / "restored"
     return {
-        "neo4j-admin": "exit 0",
-        "neo4j": "exit 0",
-        "cypher-shell": f'case "$*" in *"count(n)"*) printf "nodes\\n{nodes}\\n";; *) echo 1;; esac',
+        "neo4j-admin": CHECK_CONF + f"""
+case "$*" in "database restore "*) ;; *) echo "unexpected neo4j-admin $*" >&2; exit 64;; esac
+[ {admin_exit} -eq 0 ] || exit {admin_exit}
+touch {marker}""",
+        "neo4j": CHECK_CONF + f"""
+case "$1" in
+  start) [ -f {marker} ] || {{ echo "started before the restore finished" >&2; exit 65; }}; exit {start_exit};;
+  stop) exit 0;;
+  *) exit 64;;
+esac""",
+        # answers only after `answers_after` failed attempts, like a server still starting
+        "cypher-shell": f"""
+n=$(cat {tmp_path}/attempts 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/attempts
+[ "$n" -ge {answers_after} ] || exit 1
+case "$*" in *"count(n)"*) printf "nodes\\n{nodes}\\n";; *) echo 1;; esac""",
     }
+
+
+def image_home(tmp_path: Path) -> dict[str, str]:
+    conf = tmp_path / "image" / "conf"
+    conf.mkdir(parents=True)
+    (conf / "neo4j.conf").write_text(IMAGE_CONF)
+    for name in ("server-logs.xml", "user-logs.xml"):
+        (conf / name).write_text("<Configuration/>\n")
+    return {"NEO4J_HOME": str(tmp_path / "image"), "START_POLL_SECONDS": "0"}
+
+
+def rehearse(tmp_path: Path, **tools) -> subprocess.CompletedProcess:
+    return run("neo4j_restore_rehearsal.sh", tmp_path, rehearsal_tools(tmp_path, **tools),
+               {**BUCKET, "DATABASE": "neo4j", **image_home(tmp_path)})
 
 
 @pytest.mark.parametrize("nodes,code,words", [("42", 0, "ok: restored neo4j with 42 nodes"),
                                               ("0", 1, "has '0' nodes"),
                                               ("", 1, "has '' nodes")])
 def test_restore_rehearsal_fails_unless_the_restored_graph_has_nodes(tmp_path, nodes, code, words):
-    result = run("neo4j_restore_rehearsal.sh", tmp_path, cypher_counting(nodes), {**BUCKET, "DATABASE": "neo4j"})
+    result = rehearse(tmp_path, nodes=nodes, answers_after=2)
     assert result.returncode == code, result.stdout + result.stderr
     assert words in result.stdout
     log = calls(tmp_path)
     assert "database restore --from-path=s3://intelgraph-prod-neo4j-backups-ae6dc970/neo4j/" in log
+    assert log.index("neo4j-admin database restore") < log.index("neo4j start")
     assert "neo4j stop" in log  # the throwaway instance is always stopped
+
+
+def test_rehearsal_config_is_the_images_own_with_overrides(tmp_path):
+    """The 8-line neo4j.conf it used to write dropped every server.jvm.additional line: on JDK 17
+    Neo4j 5 then dies without its --add-opens (the stand-ins exit 72 on that)."""
+    result = rehearse(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
     conf = (tmp_path / "scratch" / "conf" / "neo4j.conf").read_text()
-    assert "server.default_listen_address=127.0.0.1" in conf
+    assert conf.count("server.jvm.additional=") == IMAGE_CONF.count("server.jvm.additional=")
+    assert "server.default_listen_address=0.0.0.0" not in conf  # overridden, not duplicated
+    assert "server.directories.import=import" in conf  # everything else stays the image's
+
+
+@pytest.mark.parametrize("tools,words", [
+    ({"admin_exit": 1}, None),  # a failed restore: the server is never started on an empty store
+    ({"start_exit": 1}, None),
+    ({"answers_after": 99}, "never answered"),
+])
+def test_a_failing_step_fails_the_rehearsal(tmp_path, tools, words):
+    result = run("neo4j_restore_rehearsal.sh", tmp_path, rehearsal_tools(tmp_path, **tools),
+                 {**BUCKET, "DATABASE": "neo4j", **image_home(tmp_path), "START_ATTEMPTS": "3"})
+    assert result.returncode != 0, result.stdout
+    if words:
+        assert words in result.stdout
+    if tools.get("admin_exit"):
+        assert "neo4j start" not in calls(tmp_path)
