@@ -30,6 +30,7 @@ BACKUP_JOB = "neo4j-backup"
 FRESHNESS_JOB = "neo4j-backup-freshness"
 REHEARSAL_JOB = "neo4j-restore-rehearsal"
 FRESHNESS_SCHEDULE = "*/15 * * * *"
+FRESHNESS_DEADLINE_SECONDS = 300
 REHEARSAL_DEADLINE_SECONDS = 2 * 3600
 # Every backup pod carries this label; the namespaces' egress policies select on it.
 POD_LABELS = {"intelgraph.io/backup": "neo4j"}
@@ -112,7 +113,7 @@ class Neo4jBackup(pulumi.ComponentResource):
         cron_job(
             FRESHNESS_JOB, namespace=args.namespace, schedule=FRESHNESS_SCHEDULE,
             time_zone=args.time_zone, service_account=FRESHNESS_JOB, run_as_user=NOBODY_UID,
-            active_deadline_seconds=300,
+            active_deadline_seconds=FRESHNESS_DEADLINE_SECONDS,
             container=self._container(args.aws_cli_image, "neo4j_backup_freshness.sh", [
                 *common_env, {"name": "MAX_AGE_SECONDS", "value": str(args.max_age_seconds)},
                 {"name": "HOME", "value": "/tmp"}], ("50m", "200m", "128Mi"), scratch_mount),
@@ -189,14 +190,38 @@ def prefix_policy(bucket_arn: str, key_arn: str, prefix: str, region: str, write
 
 
 def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
-    """Backup freshness and rehearsal outcome, from kube-state-metrics' CronJob series."""
+    """Backup freshness, the freshness check itself and the rehearsal, from kube-state-metrics'
+    CronJob series.
+
+    kube-state-metrics emits ``kube_cronjob_status_last_successful_time`` only once a CronJob has
+    succeeded (kube-state-metrics internal/store/cronjob.go appends the sample only when
+    ``status.lastSuccessfulTime`` is set), so every "too long ago" rule is blind to a job that never
+    succeeded: each job also gets an ``absent()`` rule, armed once the CronJob has existed for longer
+    than its first run may take (or at once, when the CronJob itself is not seen).
+    """
     def cron(namespace: str, job: str, metric: str) -> str:
         return f'{metric}{{namespace="{namespace}", cronjob="{job}"}}'
 
-    last_backup = cron(args.namespace, BACKUP_JOB, "kube_cronjob_status_last_successful_time")
-    rehearsal_success = cron(args.restore_namespace, REHEARSAL_JOB, "kube_cronjob_status_last_successful_time")
+    def success(namespace: str, job: str) -> str:
+        return cron(namespace, job, "kube_cronjob_status_last_successful_time")
+
+    def never_succeeded(alert: str, namespace: str, job: str, grace_seconds: int, summary: str) -> dict:
+        created = cron(namespace, job, "kube_cronjob_created")
+        return {"alert": alert,
+                "expr": f"absent({success(namespace, job)}) and on() "
+                        f"(absent({created}) or time() - {created} > {grace_seconds})",
+                "for": "10m", "labels": {"severity": "critical"},
+                "annotations": {"summary": summary,
+                                "description": f"{job} in {namespace} has no successful run on record "
+                                               f"{grace_seconds}s after it was created (or it is not scraped)."}}
+
+    last_backup = success(args.namespace, BACKUP_JOB)
+    rehearsal_success = success(args.restore_namespace, REHEARSAL_JOB)
     rehearsal_schedule = cron(args.restore_namespace, REHEARSAL_JOB, "kube_cronjob_status_last_schedule_time")
     rehearsal_period = cron_max_gap_seconds(args.restore_schedule)
+    freshness_period = cron_max_gap_seconds(FRESHNESS_SCHEDULE)
+    # two missed checks in a row, plus the time one run may take
+    freshness_limit = 2 * freshness_period + FRESHNESS_DEADLINE_SECONDS
     return [{
         "name": "neo4j-backup",
         "rules": [
@@ -207,10 +232,18 @@ def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
                  "summary": "Neo4j has no successful backup within its freshness limit",
                  "description": f"The last successful {BACKUP_JOB} run is older than "
                                 f"{args.max_age_seconds}s: the graph's RPO is being exceeded."}},
-            {"alert": "Neo4jBackupMissing",
-             "expr": f"absent({last_backup})",
-             "for": "2h", "labels": {"severity": "critical"},
-             "annotations": {"summary": f"{BACKUP_JOB} has never succeeded (or is not scraped)"}},
+            never_succeeded("Neo4jBackupMissing", args.namespace, BACKUP_JOB, args.max_age_seconds,
+                            f"{BACKUP_JOB} has never succeeded (or is not scraped)"),
+            {"alert": "Neo4jBackupFreshnessCheckFailing",
+             "expr": f"time() - {success(args.namespace, FRESHNESS_JOB)} > {freshness_limit}",
+             "for": "5m", "labels": {"severity": "critical"},
+             "annotations": {
+                 "summary": "The Neo4j backup freshness check keeps failing",
+                 "description": f"{FRESHNESS_JOB} has not succeeded for {freshness_limit}s: either the "
+                                "newest backup in S3 is too old or the check cannot list the bucket; "
+                                "see its job logs."}},
+            never_succeeded("Neo4jBackupFreshnessCheckMissing", args.namespace, FRESHNESS_JOB, freshness_limit,
+                            f"{FRESHNESS_JOB} has never succeeded (or is not scraped)"),
             {"alert": "Neo4jRestoreRehearsalFailed",
              # the newest scheduled rehearsal has not succeeded once its deadline passed
              "expr": f"{rehearsal_schedule} > {rehearsal_success}",
@@ -222,5 +255,8 @@ def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
              "expr": f"time() - {rehearsal_success} > {rehearsal_period + 86400}",
              "for": "1h", "labels": {"severity": "warning"},
              "annotations": {"summary": "No successful Neo4j restore rehearsal for over a week"}},
+            never_succeeded("Neo4jRestoreRehearsalMissing", args.restore_namespace, REHEARSAL_JOB,
+                            rehearsal_period + REHEARSAL_DEADLINE_SECONDS + 3600,
+                            f"{REHEARSAL_JOB} has never succeeded (or is not scraped)"),
         ],
     }]

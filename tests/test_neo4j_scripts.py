@@ -3,8 +3,10 @@ that record their arguments and answer as the real tools do."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,35 +33,137 @@ def calls(tmp_path: Path) -> str:
 BUCKET = {"BACKUP_BUCKET": "intelgraph-prod-neo4j-backups-ae6dc970", "BACKUP_PREFIX": "neo4j/"}
 
 
-def aws_answering(newest: str) -> dict[str, str]:
-    return {"aws": f'echo "{newest}"'}
+# A stand-in for aws-cli v2's `s3api list-objects-v2` over a bucket of many objects. S3 returns at
+# most 1,000 keys per ListObjectsV2 response, with NextContinuationToken while IsTruncated (S3 API
+# reference, ListObjectsV2). Like the real CLI: --no-paginate makes exactly one call and applies
+# --query to that response; without it the CLI pages by itself and, with --output text, applies
+# --query to each page (AWS CLI user guide, "Filtering output"; aws/aws-cli#4847). Anything else it
+# is given is refused, as is a continuation token it never handed out.
+FAKE_AWS = r"""
+import json, sys
+import jmespath
+
+objects = json.load(open(sys.argv[1]))
+args = sys.argv[2:]
+if args[:2] != ["s3api", "list-objects-v2"]:
+    sys.exit(f"unexpected aws call {args}")
+opts, flags, rest = {}, set(), args[2:]
+while rest:
+    if rest[0] == "--no-paginate":
+        flags.add(rest.pop(0))
+    elif rest[0] in ("--bucket", "--prefix", "--continuation-token", "--query", "--output"):
+        opts[rest[0]] = rest[1]
+        rest = rest[2:]
+    else:
+        print(f"aws: error: unknown option {rest[0]}", file=sys.stderr)
+        sys.exit(252)
+if opts.get("--bucket") != "intelgraph-prod-neo4j-backups-ae6dc970":
+    print("An error occurred (NoSuchBucket)", file=sys.stderr)
+    sys.exit(254)
+keys = [o for o in objects if o["Key"].startswith(opts.get("--prefix", ""))]
+
+def page(start):
+    body = keys[start:start + 1000]
+    response = {"IsTruncated": start + 1000 < len(keys), "KeyCount": len(body)}
+    if body:
+        response["Contents"] = body
+    if response["IsTruncated"]:
+        response["NextContinuationToken"] = f"token-{start + 1000}"
+    return response
+
+def text(value):
+    if isinstance(value, list):
+        return "\t".join("None" if v is None else str(v) for v in value)
+    return "None" if value is None else str(value)
+
+query = opts.get("--query")
+token = opts.get("--continuation-token")
+if token is not None and (not token.startswith("token-") or int(token[6:]) % 1000 or int(token[6:]) >= len(keys)):
+    print("An error occurred (InvalidArgument): The continuation token provided is incorrect", file=sys.stderr)
+    sys.exit(254)
+start = int(token[6:]) if token else 0
+if "--no-paginate" in flags:
+    pages = [page(start)]
+else:
+    pages = [page(i) for i in range(start, max(len(keys), 1), 1000)]
+if opts.get("--output") == "text":
+    for p in pages:
+        print(text(jmespath.search(query, p) if query else p))
+else:
+    merged = {"Contents": [o for p in pages for o in p.get("Contents", [])]}
+    print(json.dumps(jmespath.search(query, merged) if query else merged))
+"""
+
+
+def aws_listing(tmp_path: Path, ages: list[timedelta], newest_at: int | None = None) -> dict[str, str]:
+    """A bucket with one backup object per age; ``newest_at`` puts the youngest at that index."""
+    stamps = [iso(age) for age in ages]
+    if newest_at is not None:
+        youngest = min(range(len(ages)), key=lambda i: ages[i])
+        stamps[youngest], stamps[newest_at] = stamps[newest_at], stamps[youngest]
+    objects = [{"Key": f"neo4j/chains/2026-11-30/neo4j-{i:06d}.backup", "LastModified": stamp, "Size": 1}
+               for i, stamp in enumerate(stamps)]
+    (tmp_path / "objects.json").write_text(json.dumps(objects))
+    (tmp_path / "fake_aws.py").write_text(FAKE_AWS)
+    return {"aws": f'exec {sys.executable} {tmp_path}/fake_aws.py {tmp_path}/objects.json "$@"'}
 
 
 def iso(delta: timedelta) -> str:
     return (datetime.now(timezone.utc) - delta).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def test_freshness_passes_a_recent_backup(tmp_path):
-    result = run("neo4j_backup_freshness.sh", tmp_path, aws_answering(iso(timedelta(minutes=20))),
-                 {**BUCKET, "MAX_AGE_SECONDS": "5400"})
+def freshness(tmp_path: Path, stubs: dict[str, str], **env: str) -> subprocess.CompletedProcess:
+    return run("neo4j_backup_freshness.sh", tmp_path, stubs, {**BUCKET, "MAX_AGE_SECONDS": "5400", **env})
+
+
+def many_old_backups(n: int) -> list[timedelta]:
+    return [timedelta(days=30, minutes=i) for i in range(n)]
+
+
+def test_freshness_finds_the_newest_of_many_pages(tmp_path):
+    """2,500 objects are three ListObjectsV2 pages; the newest sits on the middle one."""
+    ages = many_old_backups(2499) + [timedelta(minutes=20)]
+    result = freshness(tmp_path, aws_listing(tmp_path, ages, newest_at=1500))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "ok: newest backup" in result.stdout
-    assert "s3api list-objects-v2 --bucket intelgraph-prod-neo4j-backups-ae6dc970 --prefix neo4j/" in calls(tmp_path)
+    assert "ok: newest backup" in result.stdout and "(3 pages listed)" in result.stdout
+    listed = [line for line in calls(tmp_path).splitlines() if "list-objects-v2" in line]
+    assert len(listed) == 3
+    assert "--bucket intelgraph-prod-neo4j-backups-ae6dc970 --prefix neo4j/ --no-paginate" in listed[0]
+    assert "--continuation-token" not in listed[0]
+    assert "--continuation-token token-1000" in listed[1] and "--continuation-token token-2000" in listed[2]
+
+
+def test_the_stand_in_answers_a_whole_listing_query_once_per_page(tmp_path):
+    """The CLI behaviour the old check tripped on, reproduced by the stand-in the check is tested
+    with: `max_by` with --output text and the CLI's own pagination answers once per page."""
+    aws = aws_listing(tmp_path, many_old_backups(2500))["aws"]
+    answer = subprocess.run(["bash", "-c", aws.replace('"$@"', "") + " s3api list-objects-v2 --bucket"
+                             " intelgraph-prod-neo4j-backups-ae6dc970 --prefix neo4j/ --query"
+                             " 'max_by(Contents, &LastModified).LastModified' --output text"],
+                            capture_output=True, text=True, timeout=30)
+    assert answer.returncode == 0, answer.stderr
+    assert len(answer.stdout.split()) == 3
 
 
 def test_freshness_fails_a_stale_backup_by_age_not_existence(tmp_path):
-    result = run("neo4j_backup_freshness.sh", tmp_path, aws_answering(iso(timedelta(hours=3))),
-                 {**BUCKET, "MAX_AGE_SECONDS": "5400"})
+    result = freshness(tmp_path, aws_listing(tmp_path, many_old_backups(1200) + [timedelta(hours=3)]))
     assert result.returncode == 1 and "FAILED: newest backup" in result.stdout and "limit 5400s" in result.stdout
 
 
 def test_freshness_fails_when_there_is_no_backup(tmp_path):
-    result = run("neo4j_backup_freshness.sh", tmp_path, aws_answering("None"), {**BUCKET, "MAX_AGE_SECONDS": "5400"})
+    result = freshness(tmp_path, aws_listing(tmp_path, []))
     assert result.returncode == 1 and "no backup at all" in result.stdout
 
 
+def test_a_failing_listing_fails_the_freshness_job(tmp_path):
+    stubs = aws_listing(tmp_path, many_old_backups(10))
+    result = run("neo4j_backup_freshness.sh", tmp_path, stubs,
+                 {**BUCKET, "BACKUP_BUCKET": "someone-elses-bucket", "MAX_AGE_SECONDS": "5400"})
+    assert result.returncode != 0 and "ok:" not in result.stdout
+
+
 def test_freshness_refuses_to_run_without_its_settings(tmp_path):
-    result = run("neo4j_backup_freshness.sh", tmp_path, aws_answering("None"), {"BACKUP_BUCKET": "b"})
+    result = run("neo4j_backup_freshness.sh", tmp_path, aws_listing(tmp_path, []), {"BACKUP_BUCKET": "b"})
     assert result.returncode != 0 and "BACKUP_PREFIX" in result.stderr
 
 
