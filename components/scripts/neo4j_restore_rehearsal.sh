@@ -1,8 +1,9 @@
 #!/bin/bash
-# Weekly proof that backups restore: restore the newest backup of the default database into a
-# throwaway, localhost-only instance, count its nodes, and fail unless there are some.
-set -euo pipefail
-: "${BACKUP_BUCKET:?}" "${BACKUP_PREFIX:?}" "${DATABASE:?}"
+# Weekly proof that backups restore: restore the newest backup artifact of the default database
+# (its key picked by neo4j_pick_backup.sh into ARTIFACT_FILE; restoring it replays its whole chain)
+# into a throwaway, localhost-only instance, count its nodes, and fail unless there are some.
+: "${BACKUP_BUCKET:?}" "${DATABASE:?}" "${ARTIFACT_FILE:?}"
+artifact=$(cat "${ARTIFACT_FILE}")
 started=$(date +%s)
 scratch=${SCRATCH:-/tmp}
 
@@ -31,7 +32,7 @@ keys=$(printf '%s\n' "${overrides[@]}" | cut -d= -f1 | sed 's/\./\\./g' | paste 
 grep -Ev "^[[:space:]]*(${keys})[[:space:]]*=" "${image_conf}/neo4j.conf" > "${NEO4J_CONF}/neo4j.conf" || true
 printf '%s\n' "${overrides[@]}" >> "${NEO4J_CONF}/neo4j.conf"
 
-neo4j-admin database restore --from-path="s3://${BACKUP_BUCKET}/${BACKUP_PREFIX}" \
+neo4j-admin database restore --from-path="s3://${BACKUP_BUCKET}/${artifact}" \
   --temp-path="${scratch}/restore" --overwrite-destination=true "${DATABASE}"
 trap 'neo4j stop || true' EXIT
 neo4j start
@@ -53,4 +54,5 @@ if ! [[ "${count}" =~ ^[0-9]+$ ]] || [ "${count}" -eq 0 ]; then
   echo "FAILED: the restored ${DATABASE} database has '${count}' nodes"
   exit 1
 fi
-echo "ok: restored ${DATABASE} with ${count} nodes in $(( $(date +%s) - started ))s (compare dr.neo4jRestoreEstimateSeconds)"
+echo "ok: restored ${DATABASE} from ${artifact} with ${count} nodes in $(( $(date +%s) - started ))s" \
+  "(compare dr.neo4jRestoreEstimateSeconds + differentials x dr.neo4jDifferentialEstimateSeconds)"
