@@ -83,7 +83,7 @@ def allowlisted(namespace: str) -> tuple[Flow, ...]:
 
 namespace_flows = {
     neo.namespace: (
-        cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs),
+        cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip,
                       cfg.kubernetes.app_namespace, obs.prometheus_namespace)
         + backup_flows(neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), True)
     ),

@@ -96,6 +96,19 @@ def aws_regions() -> frozenset[str]:
     return frozenset(next(p for p in partitions if p["partition"] == "aws")["regions"])
 
 
+def _service_ip(value: str) -> str:
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError("not an IPv4 address; e.g. '172.20.0.1'") from None
+    # The API server gives the `kubernetes` Service the first address of the service CIDR
+    # (Kubernetes docs, "Service ClusterIP allocation"); EKS uses 10.100.0.0/16 or 172.20.0.0/16.
+    if not address.is_private or int(address) & 0xFF != 1:
+        raise ValueError("must be the `kubernetes` Service's ClusterIP: the first (.1) address of the "
+                         "cluster's private service CIDR, e.g. '172.20.0.1' (kubectl get svc kubernetes)")
+    return value
+
+
 def _region(value: str) -> str:
     if value not in aws_regions():
         raise ValueError(f"unknown AWS region; allowed: {', '.join(sorted(aws_regions()))}")
@@ -210,6 +223,8 @@ class KubernetesSettings(Model):
     app_namespace: K8sName
     # The EKS control plane's ENIs in the VPC: Neo4j discovers its peers through the API.
     api_server_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    # ...which pods dial at the `kubernetes` Service's ClusterIP: egress allows both.
+    api_service_ip: Annotated[str, AfterValidator(_service_ip)]
 
     @model_validator(mode="after")
     def _one_source(self) -> "KubernetesSettings":

@@ -41,8 +41,14 @@ MIN_REHEARSAL_DEADLINE_SECONDS = 2 * 3600
 # (two passes over the store); a restore downloads it, then reads it into the data volume (three).
 SCRATCH_BYTES_PER_SECOND = 125 * MIB
 ARTIFACT_FILE = "/work/artifact"
-# Every backup pod carries this label; the namespaces' egress policies select on it.
+# Every backup pod carries this label (S3 and STS are open to it); each job's pods also carry
+# their own JOB_LABEL, so a flow only one job needs (the servers' backup port) opens for it alone.
 POD_LABELS = {"intelgraph.io/backup": "neo4j"}
+JOB_LABEL = "intelgraph.io/job"
+
+
+def job_labels(job: str) -> dict[str, str]:
+    return {**POD_LABELS, JOB_LABEL: job}
 
 
 def passes_seconds(store_bytes: int, passes: int) -> int:
@@ -166,7 +172,7 @@ class Neo4jBackup(pulumi.ComponentResource):
                 {"name": "INTERVAL_SECONDS", "value": str(args.interval_seconds)},
                 {"name": "SCRATCH", "value": "/scratch"}],
                 ("500m", "2", "2Gi"), mounts(tmp="/tmp", scratch="/scratch", logs="/var/lib/neo4j/logs")),
-            volumes=[small("tmp", "1Gi"), scratch("scratch"), small("logs", "1Gi")], labels=POD_LABELS,
+            volumes=[small("tmp", "1Gi"), scratch("scratch"), small("logs", "1Gi")], labels=job_labels(BACKUP_JOB),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
         )
         cron_job(
@@ -176,7 +182,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             container=self._container(args.aws_cli_image, "neo4j_backup_freshness.sh", [
                 *common_env, {"name": "MAX_AGE_SECONDS", "value": str(args.max_age_seconds)}, *aws_home],
                 ("50m", "200m", "128Mi"), mounts(tmp="/tmp")),
-            volumes=[small("tmp", "64Mi")], labels=POD_LABELS,
+            volumes=[small("tmp", "64Mi")], labels=job_labels(FRESHNESS_JOB),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
         )
         cron_job(
@@ -186,7 +192,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             container=self._container(args.aws_cli_image, "neo4j_backup_prune.sh", [
                 *common_env, *chain_env, {"name": "RETENTION_DAYS", "value": str(args.retention_days)},
                 *aws_home], ("50m", "500m", "256Mi"), mounts(tmp="/tmp")),
-            volumes=[small("tmp", "64Mi")], labels=POD_LABELS,
+            volumes=[small("tmp", "64Mi")], labels=job_labels(PRUNE_JOB),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[pruner]),
         )
         rehearsal_env = [*common_env, {"name": "DATABASE", "value": args.database},
@@ -204,7 +210,7 @@ class Neo4jBackup(pulumi.ComponentResource):
                 mounts(tmp="/tmp", work="/work", scratch="/scratch", data="/data", logs="/logs")),
             volumes=[small("tmp", "1Gi"), small("work", "1Mi"), scratch("scratch"), scratch("data"),
                      small("logs", "2Gi")],
-            labels=POD_LABELS, opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
+            labels=job_labels(REHEARSAL_JOB), opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
         )
         prometheus_rule(
             f"{name}-rules", namespace=args.namespace, release_label=args.prometheus_release_label,
@@ -238,11 +244,12 @@ def backup_flows(cluster_name: str, s3_cidrs: tuple[str, ...], sts_cidrs: tuple[
     ]
     if with_cluster:
         servers = {"app": cluster_name}
+        backup_job = {JOB_LABEL: BACKUP_JOB}  # not the freshness, prune or rehearsal pods
         flows += [
-            Flow("backup-from-servers", "egress", Peer(pods=servers), (6362,), pods=POD_LABELS,
+            Flow("backup-from-servers", "egress", Peer(pods=servers), (6362,), pods=backup_job,
                  reason="neo4j-admin backup reads from the servers' backup port"),
-            Flow("backup-to-servers", "ingress", Peer(pods=POD_LABELS), (6362,), pods=servers,
-                 reason="neo4j-admin backup reads from the servers' backup port"),
+            Flow("backup-to-servers", "ingress", Peer(pods=backup_job), (6362,), pods=servers,
+                 reason="the servers' backup port is unauthenticated: only the backup job may reach it"),
         ]
     return tuple(flows)
 

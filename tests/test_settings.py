@@ -64,6 +64,11 @@ BAD_CONFIGS = [
                                     "backups.neo4j.transitionDays": 20, "backups.neo4j.chainDays": 7,
                                     "backups.neo4j.objectLock": None},
      (), "backups.neo4j", "greater than chainDays + retentionDays + 1 = 38"),
+    # the `kubernetes` Service takes the first address of the service CIDR
+    ("api service ip not the first", {"kubernetes.apiServiceIp": "172.20.0.10"}, (), "kubernetes.apiServiceIp",
+     "first (.1) address"),
+    ("api service ip in words", {"kubernetes.apiServiceIp": "kubernetes.default"}, (), "kubernetes.apiServiceIp",
+     "not an IPv4 address"),
     ("chain longer than a week", {"backups.neo4j.chainDays": 8}, (), "backups.neo4j.chainDays",
      "less than or equal to 7"),
 ]
