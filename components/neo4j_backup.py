@@ -1,11 +1,14 @@
-"""Neo4jBackup: hourly online backups to S3, a freshness check, and a weekly restore rehearsal.
+"""Neo4jBackup: hourly online backups to S3 in bounded chains, a freshness check, whole-chain
+retention, and a weekly restore rehearsal.
 
 The seed's jobs used static AWS keys in a Secret, a 4.x host name and a "verify" that only
 checked that *something* existed. Here: IRSA roles scoped to the bucket's ``neo4j/`` prefix (the
-backup may write, the checks may only read), the 5.x ``neo4j-admin database backup`` against the
-servers' admin services (secondaries first, so backups never load a primary), a freshness check
-on the *age* of the newest backup, and a rehearsal that restores into a scratch namespace and
-fails unless the restored graph has nodes.
+backup may write, the checks may only read, the retention job may only delete), the 5.x
+``neo4j-admin database backup`` against the servers' admin services (secondaries first, so backups
+never load a primary) into ``neo4j/chains/<start date>/`` - a full backup every ``chain_days``,
+differentials onto it - a freshness check on the *age* of the newest backup, a daily job that
+deletes chains whole once past retention, and a rehearsal that restores the newest chain into a
+scratch namespace and fails unless the restored graph has nodes.
 """
 
 from __future__ import annotations
@@ -330,6 +333,15 @@ def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
                                 "see its job logs."}},
             never_succeeded("Neo4jBackupFreshnessCheckMissing", args.namespace, FRESHNESS_JOB, freshness_limit,
                             f"{FRESHNESS_JOB} has never succeeded (or is not scraped)"),
+            {"alert": "Neo4jBackupPruneFailing",
+             "expr": f"time() - {success(args.namespace, PRUNE_JOB)} > {2 * 86400}",
+             "for": "1h", "labels": {"severity": "warning"},
+             "annotations": {
+                 "summary": "Neo4j backup chains past retention are not being deleted",
+                 "description": f"{PRUNE_JOB} has not succeeded for two days; the bucket's lifecycle "
+                                "expiry is only a backstop behind it."}},
+            never_succeeded("Neo4jBackupPruneMissing", args.namespace, PRUNE_JOB, 2 * 86400,
+                            f"{PRUNE_JOB} has never succeeded (or is not scraped)"),
             {"alert": "Neo4jRestoreRehearsalFailed",
              # the newest scheduled rehearsal has not succeeded once its deadline passed
              "expr": f"{rehearsal_schedule} > {rehearsal_success}",

@@ -36,7 +36,7 @@ def promtool_test(groups: list[dict], tmp_path, interval: str, series: list[dict
 
 
 def created(namespace: str, job: str) -> dict:
-    return {"series": f'kube_cronjob_created{{namespace="{namespace}", cronjob="{job}"}}', "values": "0x300"}
+    return {"series": f'kube_cronjob_created{{namespace="{namespace}", cronjob="{job}"}}', "values": "0x1000"}
 
 
 def succeeded(namespace: str, job: str) -> dict:
@@ -50,6 +50,8 @@ def succeeded(namespace: str, job: str) -> dict:
     ("Neo4jBackupMissing", "graph", "neo4j-backup", "85m", "105m"),
     # every 15 min: two missed checks + one run's deadline = 2100 s grace
     ("Neo4jBackupFreshnessCheckMissing", "graph", "neo4j-backup-freshness", "30m", "50m"),
+    # daily: two days
+    ("Neo4jBackupPruneMissing", "graph", "neo4j-backup-prune", "47h", "49h"),
 ])
 def test_a_job_that_never_succeeded_alerts_after_its_grace(prod, tmp_path, alert, namespace, job, quiet_at, fires_at):
     groups = rules(prod)
@@ -62,12 +64,14 @@ def test_a_job_that_never_succeeded_alerts_after_its_grace(prod, tmp_path, alert
 
 def test_the_never_succeeded_alerts_stay_quiet_once_each_job_succeeds(prod, tmp_path):
     groups = rules(prod)
-    jobs = [("graph", "neo4j-backup"), ("graph", "neo4j-backup-freshness"), ("dr-verify", "neo4j-restore-rehearsal")]
+    jobs = [("graph", "neo4j-backup"), ("graph", "neo4j-backup-freshness"), ("graph", "neo4j-backup-prune"),
+            ("dr-verify", "neo4j-restore-rehearsal")]
     series = [s for ns, job in jobs for s in (created(ns, job), succeeded(ns, job))]
     promtool_test(groups, tmp_path, "5m", series, [
         {"eval_time": "20h", "alertname": alert, "exp_alerts": []}
         for alert in ("Neo4jBackupMissing", "Neo4jBackupFreshnessCheckMissing", "Neo4jRestoreRehearsalMissing",
-                      "Neo4jBackupStale", "Neo4jBackupFreshnessCheckFailing")])
+                      "Neo4jBackupPruneMissing", "Neo4jBackupStale", "Neo4jBackupFreshnessCheckFailing",
+                      "Neo4jBackupPruneFailing")])
 
 
 def test_a_rehearsal_that_never_succeeded_alerts_after_a_week_and_its_deadline(prod, tmp_path):
