@@ -32,8 +32,10 @@ MAX_HEAP_BYTES = 31 * GIB  # above ~31 GiB the JVM loses compressed object point
 METRICS_PORT = 2004
 BOLT_PORT = 7687
 BACKUP_PORT = 6362
-# discovery, transactions, raft, bolt, bolt routing, backup: what cluster members say to each other
-PEER_PORTS = (5000, 6000, 7000, BOLT_PORT, 7688, BACKUP_PORT)
+# What cluster members say to each other: discovery, cluster (catch-up, store copy), raft and
+# server-side routing (Neo4j operations manual, "Ports"). Not Bolt (clients and the operations pod)
+# and not the backup port (the backup job only).
+PEER_PORTS = (5000, 6000, 7000, 7688)
 
 
 @dataclass(frozen=True)
@@ -222,19 +224,29 @@ class Neo4jCluster(pulumi.ComponentResource):
         }
 
 
-def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], client_namespace: str,
-                  monitoring_namespace: str) -> tuple[Flow, ...]:
-    """What a Neo4j cluster needs on the network, for its namespace's policies."""
+def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_service_ip: str,
+                  client_namespace: str, monitoring_namespace: str) -> tuple[Flow, ...]:
+    """What a Neo4j cluster needs on the network, for its namespace's policies.
+
+    The Kubernetes API is allowed twice: at the ``kubernetes`` Service's ClusterIP (what the
+    servers' discovery and the operations pod dial) and at the control plane's ENIs behind it.
+    Kubernetes leaves undefined whether an ipBlock rule sees a Service IP before or after it is
+    rewritten to its endpoints (Kubernetes docs, "Network Policies": connections to Service IPs
+    rewritten to cluster-external IPs may or may not be subject to ipBlock policies), and the Amazon
+    VPC CNI's network policy agent enforces in eBPF on the pod's interface, where the destination
+    may still be the ClusterIP. Only both make the flow hold on every data path.
+    """
     servers = {"app": cluster_name}
     operations = {"app": "neo4j-operations"}
+    api = Peer(cidrs=(f"{api_service_ip}/32", *api_server_cidrs))
     return (
         Flow("neo4j-peers-out", "egress", Peer(pods=servers), PEER_PORTS, pods=servers,
-             reason="cluster members replicate, elect and route among themselves"),
+             reason="cluster members discover, replicate, elect and route among themselves"),
         Flow("neo4j-peers-in", "ingress", Peer(pods=servers), PEER_PORTS, pods=servers,
-             reason="cluster members replicate, elect and route among themselves"),
-        Flow("neo4j-kubernetes-api", "egress", Peer(cidrs=api_server_cidrs), (443,), pods=servers,
-             reason="Kubernetes service discovery finds the other cluster members"),
-        Flow("neo4j-operations-api", "egress", Peer(cidrs=api_server_cidrs), (443,), pods=operations,
+             reason="cluster members discover, replicate, elect and route among themselves"),
+        Flow("neo4j-kubernetes-api", "egress", api, (443,), pods=servers,
+             reason="Kubernetes service discovery finds the other cluster members (Service IP and ENIs)"),
+        Flow("neo4j-operations-api", "egress", api, (443,), pods=operations,
              reason="the chart's operations pod reads the admin secret to enable secondaries"),
         Flow("neo4j-operations-bolt", "egress", Peer(pods=servers), (BOLT_PORT,), pods=operations,
              reason="the operations pod enables secondaries over Bolt"),

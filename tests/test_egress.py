@@ -16,7 +16,7 @@ S3_ENDPOINT, STS_ENDPOINT = "10.40.2.112", "10.40.1.52"
 PUBLIC_S3 = "52.216.0.10"  # the seed's hard-coded public S3 range
 NEO4J = Endpoint.pod("graph", {"app": "graph"})
 NEO4J_OPERATIONS = Endpoint.pod("graph", {"app": "neo4j-operations"})
-BACKUP = Endpoint.pod("graph", {"intelgraph.io/backup": "neo4j"})
+BACKUP = Endpoint.pod("graph", {"intelgraph.io/backup": "neo4j", "intelgraph.io/job": "neo4j-backup"})
 REHEARSAL = Endpoint.pod("dr-verify", {"intelgraph.io/backup": "neo4j"})
 REDIS = Endpoint.pod("cache", {"app.kubernetes.io/name": "redis", "app.kubernetes.io/component": "cache"})
 APP = Endpoint.pod("intelgraph-app", {"app": "api"})
@@ -74,7 +74,7 @@ def test_namespaces_enforce_pod_security(stack):
 @pytest.mark.parametrize("source,destination,port,protocol", [
     (NEO4J, DNS, 53, "UDP"), (NEO4J, DNS, 53, "TCP"), (REDIS, DNS, 53, "UDP"),
     (NEO4J, NEO4J, 5000, "TCP"), (NEO4J, NEO4J, 6000, "TCP"), (NEO4J, NEO4J, 7000, "TCP"),
-    (NEO4J, NEO4J, 7687, "TCP"), (NEO4J, NEO4J, 7688, "TCP"), (NEO4J, NEO4J, 6362, "TCP"),
+    (NEO4J, NEO4J, 7688, "TCP"),
     (NEO4J, Endpoint(ip="10.40.0.5"), 443, "TCP"),  # Kubernetes API for discovery
     (NEO4J_OPERATIONS, NEO4J, 7687, "TCP"),
     (BACKUP, NEO4J, 6362, "TCP"), (BACKUP, Endpoint(ip=S3_ENDPOINT), 443, "TCP"),

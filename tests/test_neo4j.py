@@ -124,9 +124,9 @@ def cronjobs(synthesis) -> dict:
     return {c.inputs["metadata"]["name"]: c.inputs for c in synthesis.of_type(CRONJOB)}
 
 
-def test_three_cronjobs_run_safely(any_stack):
+def test_four_cronjobs_run_safely(any_stack):
     jobs = cronjobs(any_stack)
-    assert set(jobs) == {"neo4j-backup", "neo4j-backup-freshness", "neo4j-restore-rehearsal"}
+    assert set(jobs) == {"neo4j-backup", "neo4j-backup-freshness", "neo4j-backup-prune", "neo4j-restore-rehearsal"}
     assert jobs["neo4j-restore-rehearsal"]["metadata"]["namespace"] == "dr-verify"
     assert jobs["neo4j-backup"]["spec"]["schedule"] == "0 * * * *"
     for job in jobs.values():
@@ -138,7 +138,11 @@ def test_three_cronjobs_run_safely(any_stack):
         pod = job_spec["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        [container] = pod["containers"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            assert_hardened(container)
+
+
+def assert_hardened(container: dict) -> None:
         assert ":" in container["image"] and not container["image"].endswith(":latest")
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
@@ -176,15 +180,19 @@ def test_backup_roles_may_only_touch_the_neo4j_prefix(prod):
     bucket_arn = prod.named("neo4j-backups", "aws:s3/bucket:Bucket").outputs["arn"]
     policies = {p.name: json.loads(p.inputs["policy"]) for p in prod.of_type("aws:iam/rolePolicy:RolePolicy")
                 if p.name.startswith("neo4j-backup-")}
-    assert set(policies) == {"neo4j-backup-writer", "neo4j-backup-reader"}
-    for policy in policies.values():
+    assert set(policies) == {"neo4j-backup-writer", "neo4j-backup-reader", "neo4j-backup-pruner"}
+    for name, policy in policies.items():
         statements = {s["Sid"]: s for s in policy["Statement"]}
         assert statements["ListPrefix"]["Resource"] == bucket_arn
         assert statements["ListPrefix"]["Condition"]["StringLike"]["s3:prefix"] == ["neo4j/", "neo4j/*"]
         assert statements["Objects"]["Resource"] == f"{bucket_arn}/neo4j/*"
-        assert statements["BucketKey"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
+        if name != "neo4j-backup-pruner":  # deleting needs no key
+            assert statements["BucketKey"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
     assert "s3:PutObject" in policies["neo4j-backup-writer"]["Statement"][1]["Action"]
+    assert "s3:DeleteObject" not in policies["neo4j-backup-writer"]["Statement"][1]["Action"]
     assert policies["neo4j-backup-reader"]["Statement"][1]["Action"] == ["s3:GetObject"]
+    # only the retention job deletes, and it can neither read nor write backups
+    assert policies["neo4j-backup-pruner"]["Statement"][1]["Action"] == ["s3:DeleteObject"]
 
 
 def rule_groups(synthesis) -> list[dict]:
@@ -203,4 +211,57 @@ def test_rules_cover_latency_backup_freshness_and_rehearsal(prod):
     assert {"neo4j:query_latency_ms:p95", "Neo4jQueryLatencyHigh", "Neo4jBackupStale",
             "Neo4jBackupMissing", "Neo4jRestoreRehearsalFailed"} <= names
     stale = next(r for g in rule_groups(prod) for r in g["rules"] if r.get("alert") == "Neo4jBackupStale")
-    assert "kube_cronjob_status_last_successful_time" in stale["expr"] and "> 5400" in stale["expr"]
+    # the longest gap between backups is the chain's first run (full backup of 200 Gi: 3877 s),
+    # plus the 30 min slack
+    assert "kube_cronjob_status_last_successful_time" in stale["expr"] and "> 5677" in stale["expr"]
+
+
+def pod_of(job: dict) -> dict:
+    return job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("stack,store", [("prod", "200Gi"), ("stage", "50Gi")])
+def test_backup_and_restore_scratch_is_sized_for_the_store_and_never_the_node_disk(stack, store):
+    """The backup's --temp-path and the rehearsal's data and temp space hold a whole store: each is
+    an ephemeral volume claimed from the storage class at the servers' volume size; every emptyDir
+    left is small and bounded (kubelet evicts a pod whose emptyDir exceeds its sizeLimit)."""
+    from tests.conftest import synthesized
+
+    jobs = cronjobs(synthesized(stack))
+    for name, job in jobs.items():
+        for volume in pod_of(job)["volumes"]:
+            if "emptyDir" in volume:
+                assert volume["emptyDir"]["sizeLimit"] in ("1Mi", "64Mi", "1Gi", "2Gi"), (name, volume)
+            else:
+                claim = volume["ephemeral"]["volumeClaimTemplate"]["spec"]
+                assert claim["storageClassName"] == "gp3-encrypted" and claim["resources"]["requests"]["storage"] == store
+    mounts = {m["name"]: m["mountPath"] for m in pod_of(jobs["neo4j-backup"])["containers"][0]["volumeMounts"]}
+    env = {e["name"]: e["value"] for e in pod_of(jobs["neo4j-backup"])["containers"][0]["env"]}
+    assert mounts["scratch"] == env["SCRATCH"] == "/scratch"
+    rehearsal = pod_of(jobs["neo4j-restore-rehearsal"])["containers"][0]
+    assert {m["mountPath"] for m in rehearsal["volumeMounts"]} >= {"/data", "/scratch"}
+    kinds = {v["name"]: "ephemeral" in v for v in pod_of(jobs["neo4j-restore-rehearsal"])["volumes"]}
+    assert kinds["data"] and kinds["scratch"]
+
+
+@pytest.mark.parametrize("stack,store_gib", [("prod", 200), ("stage", 50)])
+def test_job_deadlines_fit_a_first_full_backup_of_the_store(stack, store_gib):
+    """A chain's first run copies the whole store through the gp3 scratch volume twice (artifact
+    written, then read for the upload) at gp3's 125 MiB/s baseline (Amazon EBS User Guide)."""
+    from tests.conftest import synthesized
+
+    jobs = cronjobs(synthesized(stack))
+    two_passes = 2 * store_gib * 1024 / 125
+    backup = jobs["neo4j-backup"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert backup >= two_passes and backup >= 3600 - 300
+    rehearsal = jobs["neo4j-restore-rehearsal"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert rehearsal >= 3 * store_gib * 1024 / 125
+
+
+def test_a_bigger_store_gets_a_longer_backup_deadline():
+    from synth import engine
+    from tests.conftest import config_with
+
+    synthesis = engine.synthesize("prod", config_with("prod", {"neo4j.storageSize": "2Ti"}))
+    backup = cronjobs(synthesis)["neo4j-backup"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert backup == -(-2 * 2 * 1024 * 1024 // 125) + 600
