@@ -282,6 +282,26 @@ class Neo4jSettings(Model):
     restore_rehearsal_schedule: Cron
     time_zone: str = "Etc/UTC"
 
+    # The chart clusters only from neo4j.minimumClusterSize >= 3 (templates/_helpers.tpl
+    # "neo4j.isClusterEnabled"); below that every release is a standalone server.
+    @field_validator("primaries")
+    @classmethod
+    def _quorum(cls, value: int) -> int:
+        if value == 2:
+            raise ValueError("must be 1 (standalone) or at least 3: two primaries lose quorum when "
+                             "either fails, and the chart only clusters from 3")
+        return value
+
+    @field_validator("secondaries")
+    @classmethod
+    def _needs_a_cluster(cls, value: int, info: ValidationInfo) -> int:
+        primaries = info.data.get("primaries")
+        if value and primaries is not None and primaries < 3:
+            raise ValueError(f"secondaries need a cluster of at least 3 primaries (given primaries: "
+                             f"{primaries}); the chart clusters only from minimumClusterSize 3, so "
+                             f"with fewer each server would run as its own standalone database")
+        return value
+
     @field_validator("resources")
     @classmethod
     def _fits_neo4j_memory(cls, value: "ResourceSettings") -> "ResourceSettings":

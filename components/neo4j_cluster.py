@@ -89,6 +89,8 @@ class Neo4jClusterArgs:
             problems.append("primaries must not be 2: two primaries lose quorum when either fails; use 1 or 3+")
         if self.secondaries < 0:
             problems.append("secondaries cannot be negative")
+        if self.secondaries and self.primaries < 3:
+            problems.append("secondaries need at least 3 primaries: the chart clusters only from minimumClusterSize 3")
         if ":" not in self.image or "enterprise" not in self.image:
             problems.append("image must be a pinned enterprise image (clustering is Enterprise-only)")
         require("Neo4jClusterArgs", problems)
