@@ -5,9 +5,17 @@ Helm release per server, all sharing ``neo4j.name``, each waiting for ``minimumC
 primaries. Extra servers are constrained to SECONDARY mode and enabled by the chart's operations
 pod. Releases use ``helm.v3.Release`` (real Helm, so the chart's lookups and hooks run).
 
-Memory is derived from the container limit: 1 GiB stays outside the JVM (native memory,
-metaspace, the OS page tables), half of the rest is heap (initial = max, so the heap never
-resizes under load) and the other half page cache.
+Memory is derived from the container limit with Neo4j's own rule, the one
+``neo4j-admin server memory-recommendation`` prints (neo4j/neo4j,
+community/dbms/src/main/java/org/neo4j/dbms/MemoryRecommendation.java): a table of
+(total, OS reserve, heap) brackets, interpolated linearly; the page cache gets the rest. The
+reserve is what the JVM and the kernel use outside heap and page cache (direct buffers for Bolt
+and the cluster, metaspace, thread stacks, Lucene, the pod's own page cache) and grows with the
+limit: 1 GiB at 2 GiB, 4 GiB at 16 GiB, 8 GiB at 32 GiB. The old "+ 1 GiB" left 1 GiB at every size,
+so a busy 16 GiB server ran out of native memory and the kernel OOM-killed it. Heap initial =
+max, so the heap never resizes under load. Limits under 2 GiB are refused: the chart refuses
+them too (templates/_helpers.tpl, "minimum of 2Gi"), and below it the reserve falls under the
+1 GB the operations manual calls the starting point for the OS.
 """
 
 from __future__ import annotations
@@ -27,8 +35,14 @@ CHART = "neo4j"
 CHART_REPO = "https://helm.neo4j.com/neo4j"
 GIB = 2**30
 MIB = 2**20
-NON_HEAP_BYTES = GIB
-MAX_HEAP_BYTES = 31 * GIB  # above ~31 GiB the JVM loses compressed object pointers
+MIN_LIMIT_BYTES = 2 * GIB
+# MemoryRecommendation.java: (total memory, OS reserve, heap) in GiB; the heap stops at 31 GiB,
+# where the JVM loses compressed object pointers.
+MEMORY_BRACKETS = (
+    (0.01, 0.007, 0.002), (1.0, 0.65, 0.3), (2.0, 1, 0.5), (4.0, 1.5, 2), (6.0, 2, 3), (8.0, 2.5, 3.5),
+    (10.0, 3, 4), (12.0, 3.5, 4.5), (16.0, 4, 5), (24.0, 6, 8), (32.0, 8, 12), (64.0, 12, 24),
+    (128.0, 16, 31), (256.0, 20, 31), (512.0, 24, 31), (1024.0, 30, 31),
+)
 METRICS_PORT = 2004
 BOLT_PORT = 7687
 BACKUP_PORT = 6362
@@ -43,6 +57,11 @@ class MemoryPlan:
     pagecache_bytes: int
 
     @property
+    def reserve_bytes(self) -> int:
+        """What stays outside heap and page cache for native memory and the OS."""
+        return self.limit_bytes - self.heap_bytes - self.pagecache_bytes
+
+    @property
     def heap(self) -> str:
         return f"{self.heap_bytes // MIB}m"
 
@@ -51,16 +70,31 @@ class MemoryPlan:
         return f"{self.pagecache_bytes // MIB}m"
 
 
+def _recommend(limit_bytes: int, column: int) -> int:
+    """One column of Neo4j's bracket table at this total, interpolated as MemoryRecommendation does
+    (the value in whole MiB, rounded down)."""
+    total = limit_bytes / GIB
+    upper_index = next((i for i, b in enumerate(MEMORY_BRACKETS) if i and total < b[0]), None)
+    if upper_index is None:
+        lower = upper = MEMORY_BRACKETS[-1]
+        factor = 0.0
+    else:
+        lower, upper = MEMORY_BRACKETS[upper_index - 1], MEMORY_BRACKETS[upper_index]
+        factor = (total - lower[0]) / (upper[0] - lower[0])
+    gib = lower[column] + (upper[column] - lower[column]) * factor
+    return int(gib * 1024) * MIB
+
+
 def memory_plan(limit_bytes: int) -> MemoryPlan:
-    """Heap + page cache + 1 GiB <= the container limit; reject limits where that cannot hold."""
-    usable = limit_bytes - NON_HEAP_BYTES
-    if usable < GIB:
+    """Neo4j's recommended heap and OS reserve for this limit; the page cache gets the rest."""
+    if limit_bytes < MIN_LIMIT_BYTES:
         raise ValueError(
-            f"memory limit {limit_bytes / GIB:.2f} GiB is too small for Neo4j: heap + page cache "
-            f"+ 1 GiB of non-heap memory needs at least 2 GiB"
+            f"memory limit {limit_bytes / GIB:.2f} GiB is too small for Neo4j: at least 2 GiB "
+            f"(the chart's minimum), so that heap, page cache and at least 1 GiB for native memory "
+            f"and the OS fit"
         )
-    heap = min(MAX_HEAP_BYTES, usable // 2) // MIB * MIB
-    pagecache = (usable - heap) // MIB * MIB
+    heap = _recommend(limit_bytes, 2)
+    pagecache = (limit_bytes - _recommend(limit_bytes, 1) - heap) // MIB * MIB
     return MemoryPlan(limit_bytes, heap, pagecache)
 
 
