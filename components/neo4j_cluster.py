@@ -46,6 +46,15 @@ MEMORY_BRACKETS = (
 METRICS_PORT = 2004
 BOLT_PORT = 7687
 BACKUP_PORT = 6362
+# Neo4j exports only metrics matching server.metrics.filter, and its default lacks the Bolt SLI's
+# bolt.messages_done and bolt.accumulated_processing_time (operations manual, configuration
+# settings, server.metrics.filter). Every series a rule or panel reads must match one of these.
+METRICS_FILTER = (
+    "*bolt.connections*", "*bolt.messages_*", "*bolt.accumulated_processing_time*",
+    "*dbms.pool.bolt.*", "*cluster.raft.*", "*check_point.*", "*ids_in_use*", "*store.size*",
+    "*transaction.*", "*pool.transaction.*", "*page_cache.*", "*vm.*", "*db.query.execution*",
+    "*cypher.replan_events",
+)
 # discovery, transactions, raft, bolt, bolt routing, backup: what cluster members say to each other
 PEER_PORTS = (5000, 6000, 7000, BOLT_PORT, 7688, BACKUP_PORT)
 
@@ -206,6 +215,10 @@ class Neo4jCluster(pulumi.ComponentResource):
             "server.metrics.prometheus.enabled": "true",
             "server.metrics.prometheus.endpoint": f"0.0.0.0:{METRICS_PORT}",
             "server.metrics.csv.enabled": "false",
+            "server.metrics.filter": ",".join(METRICS_FILTER),
+            # Global metrics under neo4j.dbms.*, per-database ones under neo4j.database.<db>.*: the
+            # names the rules and dashboards use (the default, false, drops both segments).
+            "server.metrics.namespaces.enabled": "true",
             # New databases get every primary and the secondaries as read copies.
             "initial.dbms.default_primaries_count": str(args.primaries),
             "initial.dbms.default_secondaries_count": str(args.secondaries),

@@ -6,6 +6,10 @@ Each stack's releases are rendered once per module (helm is slow on a shared mac
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import re
+
 import pytest
 
 import settings
@@ -74,3 +78,65 @@ def test_settings_refuse_a_topology_the_chart_cannot_cluster(primaries, secondar
 def test_a_standalone_server_without_secondaries_is_allowed():
     config = config_with("stage", {"neo4j.primaries": 1, "neo4j.secondaries": 0})
     assert settings.validate(config).neo4j.primaries == 1
+
+
+# --- item 7: every Neo4j series a rule or panel reads is one the servers export -------------------
+
+# server.metrics.filter's default (operations manual, configuration settings; this is the newest,
+# 2025.06 list, a superset of 5.x's): no bolt.messages_done, no bolt.accumulated_processing_time.
+DEFAULT_METRICS_FILTER = (
+    "*bolt.connections*,*bolt.messages_received*,*bolt.messages_started*,*dbms.pool.bolt.free,"
+    "*dbms.pool.bolt.total_size,*dbms.pool.bolt.total_used,*dbms.pool.bolt.used_heap,*cluster.raft.is_leader,"
+    "*cluster.raft.last_leader_message,*cluster.raft.replication_attempt,*cluster.raft.replication_fail,"
+    "*cluster.raft.last_applied,*cluster.raft.last_appended,*cluster.raft.append_index,"
+    "*cluster.raft.commit_index,*cluster.raft.applied_index,*check_point.*,*cypher.replan_events,"
+    "*cypher.cache*,*ids_in_use*,*.neo4j.count.*,*pool.transaction.*.total_used,*pool.transaction.*.used_heap,"
+    "*pool.transaction.*.used_native,*store.size*,*transaction.active_read,*transaction.active_write,"
+    "*transaction.committed*,*transaction.last_committed_tx_id,*transaction.peak_concurrent,"
+    "*transaction.rollbacks*,*page_cache.hit*,*page_cache.page_faults,*page_cache.usage_ratio,"
+    "*vm.file.descriptors.count,*vm.gc.time.*,*vm.heap.used,*vm.memory.buffer.direct.used,"
+    "*vm.memory.pool.g1_eden_space,*vm.memory.pool.g1_old_gen,*vm.pause_time,*vm.thread*,"
+    "*db.query.execution*,*protocol*"
+)
+SERIES = re.compile(r"\bneo4j_[A-Za-z0-9_]+")
+
+
+def _series_used(synthesis) -> set[str]:
+    """Every neo4j_* series named in a PrometheusRule or a dashboard panel of the stack."""
+    texts = [json.dumps(r.inputs["spec"]) for r in synthesis.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")]
+    texts += [json.dumps(c.inputs.get("data", {})) for c in synthesis.of_type("kubernetes:core/v1:ConfigMap")]
+    return {m for text in texts for m in SERIES.findall(text)}
+
+
+def _exported(series: str, config: dict) -> bool:
+    """Neo4j's Prometheus endpoint names a metric by its dotted name with '.' -> '_' and counters
+    suffixed _total; the filter's globs match the dotted name (MetricsSettings, GlobbingPattern)."""
+    name = series.removesuffix("_total")
+    namespaced = config.get("server.metrics.namespaces.enabled", "false") == "true"
+    # With namespaces (MetricsSettings.metrics_namespaces_enabled): neo4j.dbms.* global,
+    # neo4j.database.<db>.* per database; without, neither segment exists.
+    if name.startswith(("neo4j_dbms_", "neo4j_database_")) and not namespaced:
+        return False
+    globs = config.get("server.metrics.filter", DEFAULT_METRICS_FILTER).split(",")
+    return any(fnmatch.fnmatchcase(name, g.replace(".", "_")) for g in globs)
+
+
+@pytest.mark.parametrize("stack", ["prod", "stage"])
+def test_every_neo4j_series_a_rule_or_panel_reads_is_exported(stack, rendered):
+    used = _series_used(synthesized(stack))
+    assert {"neo4j_dbms_bolt_messages_done_total", "neo4j_dbms_bolt_accumulated_processing_time_total",
+            "neo4j_database_neo4j_db_query_execution_latency_millis"} <= used
+    for name, objects in rendered[stack].items():
+        config = _user_config(objects)  # what the chart writes into neo4j.conf
+        missing = sorted(s for s in used if not _exported(s, config))
+        assert not missing, f"{name} does not export {missing}"
+
+
+def test_the_default_filter_would_leave_the_bolt_sli_empty():
+    assert not _exported("neo4j_dbms_bolt_messages_done_total", {"server.metrics.namespaces.enabled": "true"})
+    assert _exported("neo4j_dbms_bolt_messages_received_total", {"server.metrics.namespaces.enabled": "true"})
+
+
+def _user_config(objects: list[dict]) -> dict:
+    [config] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-user-config")]
+    return config["data"]
