@@ -123,6 +123,7 @@ graph = Neo4jCluster(
         storage_class=neo.storage_class,
         storage_size=neo.storage_size,
         prometheus_release_label=obs.prometheus_release_label,
+        zones=tuple(neo.zones),
     ),
     opts=inside(neo.namespace),
 )

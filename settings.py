@@ -274,6 +274,9 @@ class Neo4jSettings(Model):
     accept_license_agreement: Literal["yes", "eval"]
     primaries: Annotated[int, Field(ge=1, le=9)]
     secondaries: Annotated[int, Field(ge=0, le=20)]
+    # The availability zones the cluster's nodes run in (topology.kubernetes.io/zone values):
+    # with 3 or more, primaries are spread over them as a scheduling requirement.
+    zones: Annotated[list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]], Field(min_length=1)]
     resources: ResourceSettings
     storage_class: K8sName
     storage_size: Quantity
@@ -300,6 +303,13 @@ class Neo4jSettings(Model):
             raise ValueError(f"secondaries need a cluster of at least 3 primaries (given primaries: "
                              f"{primaries}); the chart clusters only from minimumClusterSize 3, so "
                              f"with fewer each server would run as its own standalone database")
+        return value
+
+    @field_validator("zones")
+    @classmethod
+    def _distinct_zones(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each zone once")
         return value
 
     @field_validator("resources")

@@ -55,6 +55,8 @@ METRICS_FILTER = (
     "*transaction.*", "*pool.transaction.*", "*page_cache.*", "*vm.*", "*db.query.execution*",
     "*cypher.replan_events",
 )
+ZONE_KEY = "topology.kubernetes.io/zone"
+MODE_LABEL = "intelgraph.io/neo4j-mode"
 # discovery, transactions, raft, bolt, bolt routing, backup: what cluster members say to each other
 PEER_PORTS = (5000, 6000, 7000, BOLT_PORT, 7688, BACKUP_PORT)
 
@@ -123,6 +125,7 @@ class Neo4jClusterArgs:
     storage_class: str
     storage_size: str
     prometheus_release_label: str
+    zones: tuple[str, ...]
 
     def __post_init__(self) -> None:
         problems = []
@@ -134,6 +137,8 @@ class Neo4jClusterArgs:
             problems.append("secondaries cannot be negative")
         if self.secondaries and self.primaries < 3:
             problems.append("secondaries need at least 3 primaries: the chart clusters only from minimumClusterSize 3")
+        if not self.zones or len(set(self.zones)) != len(self.zones):
+            problems.append("zones must list each of the cluster's availability zones once")
         if ":" not in self.image or "enterprise" not in self.image:
             problems.append("image must be a pinned enterprise image (clustering is Enterprise-only)")
         require("Neo4jClusterArgs", problems)
@@ -225,7 +230,6 @@ class Neo4jCluster(pulumi.ComponentResource):
         }
         if secondary:
             config["initial.server.mode_constraint"] = "SECONDARY"
-        cluster_selector = {"matchLabels": {"app": args.cluster_name}}
         return {
             "neo4j": {
                 "name": args.cluster_name,
@@ -233,6 +237,8 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "acceptLicenseAgreement": args.accept_license_agreement,
                 "minimumClusterSize": args.primaries,
                 "passwordFromSecret": self.password_secret_name,
+                # On every object the release renders, pods included: what the zone spread selects.
+                "labels": {MODE_LABEL: "secondary" if secondary else "primary"},
                 "resources": {
                     "requests": {"cpu": args.cpu_request, "memory": args.memory},
                     "limits": {"cpu": args.cpu_limit, "memory": args.memory},
@@ -259,16 +265,34 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "allowPrivilegeEscalation": False,
                 "capabilities": {"drop": ["ALL"]},
             },
-            "podSpec": {
-                # One server per node, and spread over zones where the scheduler can.
-                "podAntiAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": [
-                        {"labelSelector": cluster_selector, "topologyKey": "kubernetes.io/hostname"}],
-                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
-                        "labelSelector": cluster_selector, "topologyKey": "topology.kubernetes.io/zone"}}],
-                },
-            },
+            "podSpec": pod_placement(args.cluster_name, args.zones, primary=not secondary),
         }
+
+
+def pod_placement(cluster_name: str, zones: tuple[str, ...], primary: bool) -> dict:
+    """One server per node always. Primaries must also spread over the zones when there are at
+    least 3 (a zone outage then takes one primary, and 3+ primaries keep a majority); with fewer
+    zones a requirement could never be met for 3 primaries, so they only prefer to spread, as the
+    secondaries always do (they hold no vote)."""
+    servers = {"matchLabels": {"app": cluster_name}}
+    placement: dict = {"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": servers, "topologyKey": "kubernetes.io/hostname"}],
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+            "labelSelector": servers, "topologyKey": ZONE_KEY}}],
+    }}
+    if primary and len(zones) >= 3:
+        # kube-scheduler: with DoNotSchedule a pod is placed only where the count of matching pods
+        # per zone stays within maxSkew of the least-used zone; minDomains makes a zone without
+        # nodes right now (autoscaler) count as 0 instead of letting two primaries share a zone.
+        placement["topologySpreadConstraints"] = [{
+            "maxSkew": 1,
+            "topologyKey": ZONE_KEY,
+            "whenUnsatisfiable": "DoNotSchedule",
+            "minDomains": 3,
+            "labelSelector": {"matchLabels": {"app": cluster_name, MODE_LABEL: "primary"}},
+        }]
+    return placement
 
 
 def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], client_namespace: str,

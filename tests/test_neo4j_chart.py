@@ -140,3 +140,53 @@ def test_the_default_filter_would_leave_the_bolt_sli_empty():
 def _user_config(objects: list[dict]) -> dict:
     [config] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-user-config")]
     return config["data"]
+
+
+# --- item 12: primaries spread over zones as a requirement where there are 3 or more ----------------
+
+def _pod_template(objects: list[dict]) -> dict:
+    [statefulset] = _kinds(objects, "StatefulSet")
+    return statefulset["spec"]["template"]
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+@pytest.mark.parametrize("stack,primaries", [("prod", 3), ("stage", 3)])
+def test_primaries_must_spread_over_the_three_zones(stack, primaries, rendered):
+    # kube-scheduler topology spread (Kubernetes docs, "Pod Topology Spread Constraints"): with
+    # whenUnsatisfiable DoNotSchedule and maxSkew 1 over 3 zones, 3 matching pods land one per
+    # zone, or stay Pending; the selector counts pods of every StatefulSet, so it must match the
+    # primaries of all releases and nothing else.
+    templates = {name: _pod_template(objects) for name, objects in rendered[stack].items()}
+    constrained = {name: t for name, t in templates.items() if t["spec"].get("topologySpreadConstraints")}
+    assert len(constrained) == primaries
+    for name, template in constrained.items():
+        [spread] = template["spec"]["topologySpreadConstraints"]
+        assert (spread["topologyKey"], spread["whenUnsatisfiable"], spread["maxSkew"], spread["minDomains"]) == (
+            "topology.kubernetes.io/zone", "DoNotSchedule", 1, 3)
+        counted = {n for n, t in templates.items() if _selects(spread["labelSelector"], t["metadata"]["labels"])}
+        assert counted == set(constrained), (name, counted)
+    secondaries = set(templates) - set(constrained)
+    assert all(templates[n]["metadata"]["labels"]["intelgraph.io/neo4j-mode"] == "secondary" for n in secondaries)
+    # one server per node, always (required anti-affinity on the hostname)
+    for template in templates.values():
+        [term] = template["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_with_fewer_than_three_zones_the_spread_is_only_preferred():
+    from components.neo4j_cluster import pod_placement
+
+    placement = pod_placement("graph", ("us-east-1a", "us-east-1b"), primary=True)
+    assert "topologySpreadConstraints" not in placement
+    preferred = placement["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred[0]["podAffinityTerm"]["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def test_zones_are_validated_in_settings():
+    config = config_with("prod", {"neo4j.zones": ["us-east-1a", "us-east-1a", "us-east-1b"]})
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config)
+    assert raised.value.problems[0].startswith("intelgraph-platform:neo4j.zones:")
