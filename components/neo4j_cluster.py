@@ -2,8 +2,9 @@
 
 Neo4j 5 has no core/read-replica chart (that was the retired 4.x Labs chart): a cluster is one
 Helm release per server, all sharing ``neo4j.name``, each waiting for ``minimumClusterSize``
-primaries. Extra servers are constrained to SECONDARY mode and enabled by the chart's operations
-pod. Releases use ``helm.v3.Release`` (real Helm, so the chart's lookups and hooks run).
+primaries. Extra servers are constrained to SECONDARY mode; Neo4j enables every server that
+joins (``initial.dbms.automatically_enable_free_servers``), no operations pod. Releases use
+``helm.v3.Release`` (real Helm, so the chart's lookups and hooks run).
 
 Memory is derived from the container limit with Neo4j's own rule, the one
 ``neo4j-admin server memory-recommendation`` prints (neo4j/neo4j,
@@ -227,6 +228,13 @@ class Neo4jCluster(pulumi.ComponentResource):
             # New databases get every primary and the secondaries as read copies.
             "initial.dbms.default_primaries_count": str(args.primaries),
             "initial.dbms.default_secondaries_count": str(args.secondaries),
+            # A server that joins starts "Free" and hosts nothing until enabled. Neo4j enables it
+            # itself with this (operations manual, clustering, "Managing servers"); the chart's
+            # alternative, neo4j.operations.enableServer, is a bare Pod with restartPolicy Never,
+            # which Helm's wait never counts as ready once it completes, so every later upgrade of
+            # a secondary's release would time out. An initial.* setting: read when the system
+            # database is first created.
+            "initial.dbms.automatically_enable_free_servers": "true",
         }
         if secondary:
             config["initial.server.mode_constraint"] = "SECONDARY"
@@ -243,8 +251,6 @@ class Neo4jCluster(pulumi.ComponentResource):
                     "requests": {"cpu": args.cpu_request, "memory": args.memory},
                     "limits": {"cpu": args.cpu_limit, "memory": args.memory},
                 },
-                # The operations pod enables servers that join after the cluster formed.
-                **({"operations": {"enableServer": True}} if secondary else {}),
             },
             "image": {"customImage": args.image},
             "volumes": {"data": {"mode": "dynamic", "dynamic": {

@@ -35,7 +35,6 @@ def test_one_release_per_server_all_sharing_the_cluster_name(stack, servers, sec
         assert values["neo4j"]["passwordFromSecret"] == "graph-auth"
     constrained = [r for r in found if r.inputs["values"]["config"].get("initial.server.mode_constraint") == "SECONDARY"]
     assert len(constrained) == secondaries
-    assert all(r.inputs["values"]["neo4j"]["operations"] == {"enableServer": True} for r in constrained)
 
 
 def test_values_use_5x_keys_storage_metrics_and_an_internal_service(prod):

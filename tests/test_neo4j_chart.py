@@ -190,3 +190,21 @@ def test_zones_are_validated_in_settings():
     with pytest.raises(settings.SettingsError) as raised:
         settings.validate(config)
     assert raised.value.problems[0].startswith("intelgraph-platform:neo4j.zones:")
+
+
+# --- item 2: nothing a release renders can block Helm's wait; Neo4j enables joining servers itself -
+
+def test_servers_are_enabled_by_neo4j_not_by_an_operations_pod(rendered, prod):
+    # Helm's wait (pkg/kube/ready.go) counts a Pod ready only while its Ready condition is true; a
+    # completed restartPolicy: Never Pod never is, so a release holding one times out on every
+    # upgrade. Chart 5.17 (rendered here) has no operations template; in the pinned 5.26 chart,
+    # templates/neo4j-operations.yaml renders that Pod exactly when neo4j.operations.enableServer is
+    # set, so no release may set it.
+    for release in prod.of_type(RELEASE):
+        assert "operations" not in release.inputs["values"]["neo4j"], release.name
+    for stack, releases in rendered.items():
+        for name, objects in releases.items():
+            assert not _kinds(objects, "Pod"), (stack, name)
+            # Operations manual, clustering, "Managing servers": a joining server stays Free (hosts
+            # nothing) unless enabled; with this setting the cluster enables it on its own.
+            assert _user_config(objects)["initial.dbms.automatically_enable_free_servers"] == "true"
