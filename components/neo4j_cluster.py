@@ -46,6 +46,7 @@ MEMORY_BRACKETS = (
 )
 METRICS_PORT = 2004
 BOLT_PORT = 7687
+HTTP_PORT = 7474
 BACKUP_PORT = 6362
 # Neo4j exports only metrics matching server.metrics.filter, and its default lacks the Bolt SLI's
 # bolt.messages_done and bolt.accumulated_processing_time (operations manual, configuration
@@ -152,6 +153,7 @@ class Neo4jClusterArgs:
 
 class Neo4jCluster(pulumi.ComponentResource):
     release_names: list[str]
+    client_service_name: str
     secondary_release_names: list[str]
     password_secret_name: str
 
@@ -170,6 +172,27 @@ class Neo4jCluster(pulumi.ComponentResource):
             type="Opaque",
             # The chart reads NEO4J_AUTH ("neo4j/<password>") from passwordFromSecret.
             string_data={"NEO4J_AUTH": pulumi.Output.concat("neo4j/", password.result)},
+            opts=child,
+        )
+
+        # The client Service the chart calls <name>-lb-neo4j, owned here, once. The chart renders it
+        # from every release only when its lookup finds none (templates/neo4j-loadbalancer.yaml):
+        # releases installed together all render it, and Helm refuses to create an object another
+        # release owns, so all but one first install failed. No release renders it now.
+        self.client_service_name = f"{args.cluster_name}-lb-neo4j"
+        k8s.core.v1.Service(
+            f"{name}-clients",
+            metadata={"name": self.client_service_name, "namespace": args.namespace, "labels": {
+                "app": args.cluster_name, "helm.neo4j.com/neo4j.name": args.cluster_name,
+                "helm.neo4j.com/service": "neo4j"}},
+            spec={
+                "type": "ClusterIP",  # internal platform: no cloud load balancer
+                # the chart's own selector: every clustered server that takes client traffic
+                "selector": {"app": args.cluster_name, "helm.neo4j.com/clustering": "true",
+                             "helm.neo4j.com/neo4j.loadbalancer": "include"},
+                "ports": [{"name": "tcp-bolt", "port": BOLT_PORT, "targetPort": BOLT_PORT, "protocol": "TCP"},
+                          {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT, "protocol": "TCP"}],
+            },
             opts=child,
         )
 
@@ -258,8 +281,9 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "accessModes": ["ReadWriteOnce"],
                 "requests": {"storage": args.storage_size},
             }}},
-            # Internal platform: no cloud load balancer for the cluster.
-            "services": {"neo4j": {"enabled": True, "spec": {"type": "ClusterIP"}}},
+            # The shared client Service is the component's own (see __init__); without it the chart
+            # also renders no cleanup hook Job for it.
+            "services": {"neo4j": {"enabled": False}},
             "config": config,
             "securityContext": {
                 "runAsNonRoot": True, "runAsUser": 7474, "runAsGroup": 7474, "fsGroup": 7474,

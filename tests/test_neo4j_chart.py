@@ -208,3 +208,28 @@ def test_servers_are_enabled_by_neo4j_not_by_an_operations_pod(rendered, prod):
             # Operations manual, clustering, "Managing servers": a joining server stays Free (hosts
             # nothing) unless enabled; with this setting the cluster enables it on its own.
             assert _user_config(objects)["initial.dbms.automatically_enable_free_servers"] == "true"
+
+
+# --- item 3: the shared client Service has exactly one owner -------------------------------------
+
+@pytest.mark.parametrize("stack", ["prod", "stage"])
+def test_the_shared_client_service_is_owned_once_and_reaches_every_server(stack, rendered):
+    # templates/neo4j-loadbalancer.yaml renders <name>-lb-neo4j from every release whose lookup
+    # finds none; installed together, every release renders it, and Helm refuses to create an
+    # object that another release already owns (pkg/action/validate.go, "invalid ownership
+    # metadata"), so all but one first install fail. No release may render it...
+    for name, objects in rendered[stack].items():
+        names = {o["metadata"]["name"] for o in _kinds(objects, "Service")}
+        assert "graph-lb-neo4j" not in names, name
+        assert not [j for j in _kinds(objects, "Job") if j["metadata"]["name"].endswith("-cleanup")], name
+    # ...and the stack owns it once, as a ClusterIP Service selecting every server's pods on the
+    # ports the server containers really listen on.
+    [service] = [s for s in synthesized(stack).of_type("kubernetes:core/v1:Service")
+                 if s.inputs["metadata"]["name"] == "graph-lb-neo4j"]
+    spec = service.inputs["spec"]
+    assert spec["type"] == "ClusterIP"
+    for name, objects in rendered[stack].items():
+        template = _pod_template(objects)
+        assert _selects({"matchLabels": spec["selector"]}, template["metadata"]["labels"]), name
+        listening = {p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        assert {p["targetPort"] for p in spec["ports"]} <= listening, (name, listening)
