@@ -6,6 +6,27 @@ primaries. Extra servers are constrained to SECONDARY mode; Neo4j enables every 
 joins (``initial.dbms.automatically_enable_free_servers``), no operations pod. Releases use
 ``helm.v3.Release`` (real Helm, so the chart's lookups and hooks run).
 
+Install and upgrade. Releases updated together restart every server at once and the cluster
+loses quorum, so the releases form one ``depends_on`` chain in roll order: secondaries first
+(they hold no vote), then primaries, highest index first. Pulumi orders updates along
+``depends_on`` as it orders creation (Pulumi docs, "dependsOn"), and with ``skip_await`` false
+a release's update ends only when Helm's wait sees its server ready again (the StatefulSet's new
+generation observed, its replica updated and ready: Helm pkg/kube/ready.go), so the next server
+restarts only after the previous one is back. On the first install that chain must not wait: no
+server is ready before ``minimumClusterSize`` primaries run, and those come later in the chain,
+so every release would time out behind the first. The program therefore needs to know whether
+this run creates the cluster, which Pulumi does not tell it; a marker does (``_first_install``):
+``skip_await`` is true exactly in the run that creates the marker, so the first install puts
+every release in within seconds and the cluster forms, and every later run rolls.
+
+What this does not do: the first ``pulumi up`` returns before the cluster has formed (nothing
+waits); the next run turns ``skip_await`` off, which may show as an update of every release (a
+``helm upgrade`` with unchanged objects, rolled and waited one by one, restarting nothing).
+"Ready" is the chart's readiness probe (the Bolt port answers), not "caught up with the
+cluster". A first install that fails half-way leaves the marker behind: the next run would wait
+behind servers that cannot form a cluster yet; finish it with ``pulumi up --replace`` on the
+marker's URN.
+
 Memory is derived from the container limit with Neo4j's own rule, the one
 ``neo4j-admin server memory-recommendation`` prints (neo4j/neo4j,
 community/dbms/src/main/java/org/neo4j/dbms/MemoryRecommendation.java): a table of
@@ -21,6 +42,7 @@ them too (templates/_helpers.tpl, "minimum of 2Gi"), and below it the reserve fa
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Optional
 
@@ -153,6 +175,7 @@ class Neo4jClusterArgs:
 
 class Neo4jCluster(pulumi.ComponentResource):
     release_names: list[str]
+    roll_order: list[str]
     client_service_name: str
     secondary_release_names: list[str]
     password_secret_name: str
@@ -198,8 +221,14 @@ class Neo4jCluster(pulumi.ComponentResource):
 
         self.release_names = [f"{args.cluster_name}-server-{i}" for i in range(1, args.servers + 1)]
         self.secondary_release_names = self.release_names[args.primaries:]
-        releases = [
-            k8s.helm.v3.Release(
+        # Roll order (see the module docstring): secondaries first, then primaries, highest index
+        # first; each release depends on the one before it, and waits for its server unless this
+        # run is the cluster's first install.
+        self.roll_order = list(reversed(self.release_names))
+        first_install = self._first_install(name)
+        releases: list[k8s.helm.v3.Release] = []
+        for release in self.roll_order:
+            releases.append(k8s.helm.v3.Release(
                 release,
                 name=release,
                 chart=CHART,
@@ -207,12 +236,11 @@ class Neo4jCluster(pulumi.ComponentResource):
                 repository_opts={"repo": CHART_REPO},
                 namespace=args.namespace,
                 values=self.values(secondary=release in self.secondary_release_names),
-                # Server startup waits for the whole cluster to form; give Helm time for it.
+                skip_await=first_install,
+                # Helm's wait for one server: a restart, or a join to the running cluster.
                 timeout=900,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth]),
-            )
-            for release in self.release_names
-        ]
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]]),
+            ))
 
         selector = {"app": args.cluster_name}
         pod_disruption_budget(f"{name}-pdb", args.namespace, selector, max_unavailable=1, opts=child)
@@ -232,6 +260,23 @@ class Neo4jCluster(pulumi.ComponentResource):
             "heap": self.plan.heap,
             "pagecache": self.plan.pagecache,
         })
+
+    def _first_install(self, name: str) -> pulumi.Output[bool]:
+        """True exactly in the run that creates the cluster. The marker's keepers carry a token new
+        in every run, and ignore_changes keeps the token of the run that created it (Pulumi
+        docs, "ignoreChanges": the program's value is used only when there is no prior state), so
+        the marker hands back this run's token only when it is created now. Replacing the marker
+        (``pulumi up --replace <its URN>``) makes a run an install again, e.g. to finish a first
+        install that failed half-way. Change none of its other arguments: that replaces it too."""
+        token = secrets.token_hex(8)
+        marker = random.RandomId(
+            f"{name}-first-install",
+            byte_length=4,
+            # secret only so that exports and diffs do not show a token that changes every run
+            keepers={"createdInRun": pulumi.Output.secret(token)},
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["keepers"]),
+        )
+        return pulumi.Output.unsecret(marker.keepers.apply(lambda k: (k or {}).get("createdInRun") == token))
 
     def values(self, secondary: bool) -> dict:
         """Chart values for one server; only the mode constraint differs between servers."""
