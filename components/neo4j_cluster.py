@@ -327,8 +327,9 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "requests": {"storage": args.storage_size},
             }}},
             # The shared client Service is the component's own (see __init__); without it the chart
-            # also renders no cleanup hook Job for it.
-            "services": {"neo4j": {"enabled": False}},
+            # also renders no cleanup hook Job for it. The type stays internal should anyone
+            # enable it again.
+            "services": {"neo4j": {"enabled": False, "spec": {"type": "ClusterIP"}}},
             "config": config,
             "securityContext": {
                 "runAsNonRoot": True, "runAsUser": 7474, "runAsGroup": 7474, "fsGroup": 7474,

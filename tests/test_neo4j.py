@@ -42,7 +42,8 @@ def test_values_use_5x_keys_storage_metrics_and_an_internal_service(prod):
     assert values["volumes"]["data"]["mode"] == "dynamic"
     assert values["volumes"]["data"]["dynamic"]["storageClassName"] == "gp3-encrypted"
     assert values["volumes"]["data"]["dynamic"]["requests"] == {"storage": "200Gi"}
-    assert values["services"]["neo4j"] == {"enabled": False}  # the component owns the client Service
+    assert values["services"]["neo4j"]["enabled"] is False  # the component owns the client Service
+    assert values["services"]["neo4j"]["spec"]["type"] == "ClusterIP"
     config = values["config"]
     assert config["server.metrics.prometheus.enabled"] == "true"
     assert config["server.metrics.prometheus.endpoint"] == "0.0.0.0:2004"

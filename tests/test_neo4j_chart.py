@@ -82,8 +82,9 @@ def test_a_standalone_server_without_secondaries_is_allowed():
 
 # --- item 7: every Neo4j series a rule or panel reads is one the servers export -------------------
 
-# server.metrics.filter's default (operations manual, configuration settings; this is the newest,
-# 2025.06 list, a superset of 5.x's): no bolt.messages_done, no bolt.accumulated_processing_time.
+# server.metrics.filter's default as the operations manual's configuration settings list it (the
+# newest list, changed in 2025.03 and 2025.06). Neither it nor the 4.x default (MetricsSettings,
+# metrics.filter) has bolt.messages_done or bolt.accumulated_processing_time, so 5.x's has not either.
 DEFAULT_METRICS_FILTER = (
     "*bolt.connections*,*bolt.messages_received*,*bolt.messages_started*,*dbms.pool.bolt.free,"
     "*dbms.pool.bolt.total_size,*dbms.pool.bolt.total_used,*dbms.pool.bolt.used_heap,*cluster.raft.is_leader,"
