@@ -31,11 +31,12 @@ Memory is derived from the container limit with Neo4j's own rule, the one
 ``neo4j-admin server memory-recommendation`` prints (neo4j/neo4j,
 community/dbms/src/main/java/org/neo4j/dbms/MemoryRecommendation.java): a table of
 (total, OS reserve, heap) brackets, interpolated linearly; the page cache gets the rest. The
-reserve is what the JVM and the kernel use outside heap and page cache (direct buffers for Bolt
-and the cluster, metaspace, thread stacks, Lucene, the pod's own page cache) and grows with the
-limit: 1 GiB at 2 GiB, 4 GiB at 16 GiB, 8 GiB at 32 GiB. The old "+ 1 GiB" left 1 GiB at every size,
-so a busy 16 GiB server ran out of native memory and the kernel OOM-killed it. Heap initial =
-max, so the heap never resizes under load. Limits under 2 GiB are refused: the chart refuses
+reserve is what the process and the kernel use outside heap and page cache (direct buffers for
+Bolt and the cluster, metaspace, thread stacks, Lucene, file cache charged to the pod's cgroup)
+and grows with the limit: 1 GiB at 2 GiB, 4 GiB at 16 GiB, 8 GiB at 32 GiB. The old "+ 1 GiB" left
+1 GiB at every size, a quarter of what Neo4j keeps at 16 GiB: under load the native part outgrows
+it and the kernel OOM-kills the container at its limit. Heap initial = max, so the heap never
+resizes under load. Limits under 2 GiB are refused: the chart refuses
 them too (templates/_helpers.tpl, "minimum of 2Gi"), and below it the reserve falls under the
 1 GB the operations manual calls the starting point for the OS.
 """
