@@ -91,11 +91,8 @@ namespace_flows = {
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
     rds.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
 }
-# The Neo4j chart's operations pod carries no security context: baseline there, restricted elsewhere.
-pod_security = {neo.namespace: "baseline"}
 namespaces = {
-    ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
-        namespace=ns, flows=flows + allowlisted(ns), pod_security=pod_security.get(ns, "restricted")),
+    ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(namespace=ns, flows=flows + allowlisted(ns)),
         opts=pulumi.ResourceOptions(provider=cluster))
     for ns, flows in namespace_flows.items()
 }
@@ -123,6 +120,7 @@ graph = Neo4jCluster(
         storage_class=neo.storage_class,
         storage_size=neo.storage_size,
         prometheus_release_label=obs.prometheus_release_label,
+        zones=tuple(neo.zones),
     ),
     opts=inside(neo.namespace),
 )

@@ -310,6 +310,9 @@ class Neo4jSettings(Model):
     accept_license_agreement: Literal["yes", "eval"]
     primaries: Annotated[int, Field(ge=1, le=9)]
     secondaries: Annotated[int, Field(ge=0, le=20)]
+    # The availability zones the cluster's nodes run in (topology.kubernetes.io/zone values):
+    # with 3 or more, primaries are spread over them as a scheduling requirement.
+    zones: Annotated[list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]], Field(min_length=1)]
     resources: ResourceSettings
     storage_class: K8sName
     storage_size: Quantity
@@ -317,6 +320,33 @@ class Neo4jSettings(Model):
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)]
     restore_rehearsal_schedule: Cron
     time_zone: str = "Etc/UTC"
+
+    # The chart clusters only from neo4j.minimumClusterSize >= 3 (templates/_helpers.tpl
+    # "neo4j.isClusterEnabled"); below that every release is a standalone server.
+    @field_validator("primaries")
+    @classmethod
+    def _quorum(cls, value: int) -> int:
+        if value == 2:
+            raise ValueError("must be 1 (standalone) or at least 3: two primaries lose quorum when "
+                             "either fails, and the chart only clusters from 3")
+        return value
+
+    @field_validator("secondaries")
+    @classmethod
+    def _needs_a_cluster(cls, value: int, info: ValidationInfo) -> int:
+        primaries = info.data.get("primaries")
+        if value and primaries is not None and primaries < 3:
+            raise ValueError(f"secondaries need a cluster of at least 3 primaries (given primaries: "
+                             f"{primaries}); the chart clusters only from minimumClusterSize 3, so "
+                             f"with fewer each server would run as its own standalone database")
+        return value
+
+    @field_validator("zones")
+    @classmethod
+    def _distinct_zones(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each zone once")
+        return value
 
     @field_validator("resources")
     @classmethod

@@ -35,7 +35,6 @@ def test_one_release_per_server_all_sharing_the_cluster_name(stack, servers, sec
         assert values["neo4j"]["passwordFromSecret"] == "graph-auth"
     constrained = [r for r in found if r.inputs["values"]["config"].get("initial.server.mode_constraint") == "SECONDARY"]
     assert len(constrained) == secondaries
-    assert all(r.inputs["values"]["neo4j"]["operations"] == {"enableServer": True} for r in constrained)
 
 
 def test_values_use_5x_keys_storage_metrics_and_an_internal_service(prod):
@@ -43,6 +42,7 @@ def test_values_use_5x_keys_storage_metrics_and_an_internal_service(prod):
     assert values["volumes"]["data"]["mode"] == "dynamic"
     assert values["volumes"]["data"]["dynamic"]["storageClassName"] == "gp3-encrypted"
     assert values["volumes"]["data"]["dynamic"]["requests"] == {"storage": "200Gi"}
+    assert values["services"]["neo4j"]["enabled"] is False  # the component owns the client Service
     assert values["services"]["neo4j"]["spec"]["type"] == "ClusterIP"
     config = values["config"]
     assert config["server.metrics.prometheus.enabled"] == "true"
@@ -61,31 +61,53 @@ def test_no_neo4j_4x_key_or_host_survives_anywhere(any_stack):
         assert stale not in text, stale
 
 
-@pytest.mark.parametrize("limit,heap,pagecache", [
-    (16 * GIB, 7680 * MIB, 7680 * MIB), (6 * GIB, 2560 * MIB, 2560 * MIB), (2 * GIB, 512 * MIB, 512 * MIB)])
-def test_memory_is_derived_from_the_limit(limit, heap, pagecache):
+# What `neo4j-admin server memory-recommendation --memory=<limit>` prints for Neo4j 5 (its table:
+# neo4j/neo4j community/dbms/src/main/java/org/neo4j/dbms/MemoryRecommendation.java). The old rule
+# (heap = page cache, + exactly 1 GiB) gave 16 GiB 7.5 + 7.5 GiB and left 1 GiB for everything
+# outside the JVM's heap; Neo4j keeps 4 GiB there at 16 GiB.
+@pytest.mark.parametrize("limit,heap,pagecache,reserve", [
+    (16 * GIB, 5 * GIB, 7 * GIB, 4 * GIB),
+    (6 * GIB, 3 * GIB, 1 * GIB, 2 * GIB),
+    (5 * GIB, 2560 * MIB, 768 * MIB, 1792 * MIB),  # between brackets: interpolated
+    (2 * GIB, 512 * MIB, 512 * MIB, 1 * GIB),
+    (32 * GIB, 12 * GIB, 12 * GIB, 8 * GIB),
+])
+def test_memory_follows_neo4js_own_recommendation(limit, heap, pagecache, reserve):
     plan = memory_plan(limit)
-    assert (plan.heap_bytes, plan.pagecache_bytes) == (heap, pagecache)
-    assert plan.heap_bytes + plan.pagecache_bytes + GIB <= limit
+    assert (plan.heap_bytes, plan.pagecache_bytes, plan.reserve_bytes) == (heap, pagecache, reserve)
+
+
+def test_the_reserve_outside_the_jvm_grows_with_the_limit_and_never_drops_below_1_gib():
+    # Operations manual, "Memory configuration": 1 GB for the OS is the starting point on a
+    # dedicated server, more on larger ones (native memory, direct buffers, Lucene grow with load).
+    reserves = [memory_plan(g * GIB).reserve_bytes for g in range(2, 129)]
+    assert reserves == sorted(reserves) and reserves[0] >= GIB and reserves[14] >= 4 * GIB  # 16 GiB
+    for g in range(2, 129):
+        plan = memory_plan(g * GIB)
+        assert plan.heap_bytes + plan.pagecache_bytes + plan.reserve_bytes == g * GIB
+        assert plan.pagecache_bytes > 0
 
 
 def test_heap_stays_below_the_compressed_pointer_limit():
     plan = memory_plan(128 * GIB)
-    assert plan.heap_bytes == 31 * GIB and plan.heap_bytes + plan.pagecache_bytes + GIB <= 128 * GIB
+    assert plan.heap_bytes == 31 * GIB and plan.reserve_bytes == 16 * GIB
 
 
 def test_release_config_carries_the_derived_memory(stage):
     config = releases(stage)[0].inputs["values"]["config"]
-    assert config["server.memory.heap.initial_size"] == config["server.memory.heap.max_size"] == "2560m"
-    assert config["server.memory.pagecache.size"] == "2560m"
+    assert config["server.memory.heap.initial_size"] == config["server.memory.heap.max_size"] == "3072m"
+    assert config["server.memory.pagecache.size"] == "1024m"
 
 
 def test_a_limit_too_small_for_heap_pagecache_and_overhead_is_rejected():
     with pytest.raises(ValueError, match="too small for Neo4j"):
         memory_plan(int(1.5 * GIB))
+    with pytest.raises(ValueError, match="too small for Neo4j"):
+        memory_plan(2 * GIB - MIB)  # the chart refuses it too: "minimum of 2Gi" (templates/_helpers.tpl)
     with pytest.raises(ValueError, match="primaries must not be 2"):
         Neo4jClusterArgs("graph", "graph", "5.26.16", "neo4j:5.26.16-enterprise", "yes", 2, 0, "1", "2",
-                         "4Gi", 4 * GIB, "gp3", "10Gi", "kube-prometheus-stack")
+                         "4Gi", 4 * GIB, "gp3", "10Gi", "kube-prometheus-stack",
+                         ("us-east-1a", "us-east-1b", "us-east-1c"))
 
 
 def test_a_tiny_memory_setting_is_a_settings_error_naming_the_key():
