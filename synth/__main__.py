@@ -11,6 +11,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from synth import policy_runner
+
 EXIT_OK, EXIT_VIOLATION, EXIT_INVALID = 0, 1, 2
 
 
@@ -48,8 +50,14 @@ def _synth(argv: list[str]) -> int:
         return EXIT_INVALID
     out = args.out or Path("build") / args.stack
     document = exporter.to_export(synthesis)
+    try:
+        # judged as the engine sees the stack: secret values readable (never written to disk)
+        report = _judge(exporter.to_export(synthesis, show_secrets=True), args.stack, None)
+    except ValueError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     manifests = exporter.write(synthesis, out, document)
-    report = _judge(document, args.stack, out)
+    _write_report(report, out)
 
     print(f"synth {args.stack}: {len(synthesis.resources)} resources, "
           f"{len(manifests)} Kubernetes manifests -> {out}/")
@@ -65,10 +73,13 @@ def _check(argv: list[str]) -> int:
                                      description="Run the policy pack over a stack export.")
     parser.add_argument("file", type=Path, help="stack.json or the output of `pulumi stack export`")
     parser.add_argument("--stack", help="stack whose policy/config/<stack>.json applies")
+    parser.add_argument("--policy-pack-config", type=Path, metavar="FILE",
+                        help="the pack config file, as `pulumi preview --policy-pack-config` takes it")
     args = parser.parse_args(argv)
     try:
         document = _read_export(args.file)
-        report = _judge(document, args.stack, None)
+        config = policy_runner.load_config(args.policy_pack_config) if args.policy_pack_config else None
+        report = _judge(document, args.stack, None, config)
     except (OSError, ValueError) as exc:
         print(f"synth check: {args.file}: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -89,13 +100,15 @@ def _read_export(path: Path) -> dict:
     return document
 
 
-def _judge(document: dict, stack: str | None, out: Path | None):
-    from synth import policy_runner
-
-    report = policy_runner.evaluate(document, stack)
+def _judge(document: dict, stack: str | None, out: Path | None, config: dict | None = None):
+    report = policy_runner.evaluate(document, stack, config=config)
     if out is not None:
-        (out / "policy-report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        _write_report(report, out)
     return report
+
+
+def _write_report(report, out: Path) -> None:
+    (out / "policy-report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
 
 
 def _print_components(synthesis) -> None:

@@ -38,14 +38,21 @@ def resource_rule(
     """Turn ``check(props, args) -> messages`` into a policy that only looks at ``types``.
 
     ``config`` is a JSON schema of the rule's settings (with defaults), set per stack through
-    the pack config. A violation on a resource with a valid exception is waived.
+    the pack config. A violation on a resource with a valid exception is waived: the engine hears
+    "not applicable" with the waiver as the reason (and the stack rule policy-exceptions-in-use
+    shows every waiver in force as an advisory message in the preview).
     """
 
     def decorate(check: ResourceCheck) -> ResourceValidationPolicy:
         def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-            if args.resource_type in types and not exceptions.waived(name, args.urn):
-                for message in check(args.props, args):
-                    report_violation(message, None)
+            if args.resource_type not in types:
+                return
+            messages = list(check(args.props, args))
+            waiver = exceptions.waiver(name, args.urn) if messages else None
+            if waiver is not None:
+                args.not_applicable(exceptions.describe(waiver))
+            for message in messages:
+                report_violation(message, None)
 
         return ResourceValidationPolicy(name, description, validate, enforcement_level=level,
                                         config_schema=_schema(config))
@@ -61,14 +68,24 @@ def stack_rule(
 
     def decorate(check: StackCheck) -> StackValidationPolicy:
         def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+            # An offline runner may listen for waived findings; the engine's args have no such hook.
+            report_waived = getattr(args, "report_waived", None)
             for message, urn in check(list(args.resources), args):
-                if not exceptions.waived(name, urn):
+                waiver = exceptions.waiver(name, urn)
+                if waiver is None:
                     report_violation(message, urn)
+                elif report_waived is not None:
+                    report_waived(urn, exceptions.describe(waiver))
 
         return StackValidationPolicy(name, description, validate, enforcement_level=level,
                                      config_schema=_schema(config))
 
     return decorate
+
+
+def number(value: Any) -> Any:
+    """A number for a message: the engine sends every number as a float (14.0); say 14."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def setting(args: Any, key: str, schema: dict[str, dict]) -> Any:

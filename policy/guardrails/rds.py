@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel
 
-from ._rules import dig, resource_rule, setting
+from ._rules import dig, number, resource_rule, setting
 
 INSTANCE = "aws:rds/instance:Instance"
 RETENTION = {"minimumDays": {"type": "integer", "minimum": 1, "maximum": 35, "default": 7}}
@@ -37,7 +37,7 @@ def retention(props, args):
     minimum = setting(args, "minimumDays", RETENTION)
     days = dig(props, "backupRetentionPeriod", default=0)
     if not is_replica(props) and days < minimum:
-        yield f"backupRetentionPeriod is {days}; set it to at least {minimum} days."
+        yield f"backupRetentionPeriod is {number(days)}; set it to at least {number(minimum)} days."
 
 
 @resource_rule("rds-managed-password", "The master password is managed by Secrets Manager, never in code or state.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pulumi_policy import EnforcementLevel
 
 from . import exceptions
-from ._rules import dig, each, region_of, setting, stack_rule
+from ._rules import dig, each, number, region_of, setting, stack_rule
 from .kubernetes import WORKLOADS
 from .rds import INSTANCE, is_replica
 from .s3 import BUCKET
@@ -118,7 +118,7 @@ def neo4j_primaries(resources, args):
             clusters.setdefault(name, [])
     for name, primaries in clusters.items():
         if len(primaries) < minimum:
-            yield (f"Neo4j cluster {name} has {len(primaries)} primaries; run at least {minimum} "
+            yield (f"Neo4j cluster {name} has {len(primaries)} primaries; run at least {number(minimum)} "
                    "(one Helm release per primary) so a failure keeps write quorum.", None)
 
 
@@ -128,9 +128,10 @@ def dr_budget(resources, args):
         for row in each(stack.props, "drBudget"):
             bound, target = dig(row, "boundSeconds"), dig(row, "targetSeconds")
             if bound is not None and target is not None and bound > target:
-                terms = ", ".join(f"{k} {v}s" for k, v in (dig(row, "terms") or {}).items())
-                yield (f"{dig(row, 'datastore')} {dig(row, 'objective')} bound {bound}s exceeds its target "
-                       f"{target}s ({terms}); shorten those terms or renegotiate the target.", stack.urn)
+                # sorted: an object's keys reach the pack in no particular order (a protobuf Struct)
+                terms = ", ".join(f"{k} {number(v)}s" for k, v in sorted((dig(row, "terms") or {}).items()))
+                yield (f"{dig(row, 'datastore')} {dig(row, 'objective')} bound {number(bound)}s exceeds its target "
+                       f"{number(target)}s ({terms}); shorten those terms or renegotiate the target.", stack.urn)
 
 
 @stack_rule("policy-exceptions-valid", "Every exception in policy/exceptions.yaml is well-formed and unexpired.",
@@ -140,5 +141,19 @@ def exceptions_valid(resources, args):
         yield problem, None
 
 
+@stack_rule("policy-exceptions-in-use", "Every exception in force is shown where reviewers look: the preview.",
+            level=EnforcementLevel.ADVISORY)
+def exceptions_in_use(resources, args):
+    # A waived violation is otherwise silent under the engine (it only hears "not applicable"),
+    # so each waiver in force is an advisory message naming the resource, the reason and the date.
+    for e in exceptions.current().valid:
+        matched = [r for r in resources if r.name == e.resource]
+        for r in matched:
+            yield f"{e.policy} on {e.resource}: {exceptions.describe(e)}", r.urn
+        if not matched:
+            yield (f"The exception for {e.policy} on {e.resource} matches no resource of this stack; "
+                   "delete it from policy/exceptions.yaml.", None)
+
+
 POLICIES = [replica_cross_region, backup_replicated, backup_object_lock, namespaces_closed, neo4j_primaries,
-            dr_budget, exceptions_valid]
+            dr_budget, exceptions_valid, exceptions_in_use]
