@@ -1,6 +1,7 @@
-"""python -m synth --stack <stage|prod> [--out DIR]   |   python -m synth check FILE [--stack S]
+"""python -m synth --stack <stage|prod> [--out DIR] [--preview]   |   python -m synth check FILE [--stack S]
 
-Exit codes: 0 clean, 1 a mandatory policy violation, 2 invalid stack configuration or input.
+Exit codes: 0 clean, 1 a mandatory policy violation, 2 invalid stack configuration or input,
+3 (--preview) a judgement that cannot decide during a first preview.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from synth import policy_runner
 
-EXIT_OK, EXIT_VIOLATION, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_VIOLATION, EXIT_INVALID, EXIT_UNDECIDED = 0, 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,9 @@ def _synth(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="output directory (default build/<stack>)")
     parser.add_argument("--stack-file", type=Path,
                         help="stack config to use instead of Pulumi.<stack>.yaml (try a change offline)")
+    parser.add_argument("--preview", action="store_true",
+                        help="run as a new stack's first `pulumi preview` (every computed output unknown) and "
+                             "fail on any judgement that cannot decide (default out build/<stack>/preview)")
     args = parser.parse_args(argv)
 
     import yaml
@@ -44,11 +48,11 @@ def _synth(argv: list[str]) -> int:
         print(f"synth: cannot read the stack file: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        synthesis = engine.synthesize(args.stack, config)
+        synthesis = engine.synthesize(args.stack, config, preview=args.preview)
     except settings.SettingsError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    out = args.out or Path("build") / args.stack
+    out = args.out or Path("build") / args.stack / ("preview" if args.preview else "")
     document = exporter.to_export(synthesis)
     try:
         # judged as the engine sees the stack: secret values readable (never written to disk)
@@ -56,6 +60,13 @@ def _synth(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if args.preview:  # a preview's objects hold unknowns: no manifests, only what the pack saw
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "stack.json").write_text(json.dumps(document, indent=2) + "\n")
+        _write_report(report, out)
+        print(f"synth {args.stack} --preview: {len(synthesis.resources)} resources -> {out}/")
+        code = _print_report(report)
+        return code or (EXIT_UNDECIDED if report.undecided else EXIT_OK)
     manifests = exporter.write(synthesis, out, document)
     _write_report(report, out)
 
@@ -159,6 +170,11 @@ def _print_report(report) -> int:
         for policy, finding in found:
             where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
             print(f"  [{level}] {policy} on {where}: {finding.message}")
+    if report.undecided:
+        print(f"{len(report.undecided)} judgements cannot decide (the engine says \"can't run policy\"):")
+        for policy, finding in report.undecided:
+            where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
+            print(f"  [cannot decide] {policy} on {where}: {finding.message}")
     return EXIT_VIOLATION if mandatory else EXIT_OK
 
 

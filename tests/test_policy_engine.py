@@ -104,15 +104,20 @@ def test_a_secret_is_judged_by_its_value_as_the_engine_decrypts_it(packs, export
         in under_engine.violations
 
 
-def test_unknown_values_cannot_decide_in_both(packs, exports):
+def test_unknown_values_decide_alike_in_both(packs, exports):
+    """An unknown key ARN is still a key (it decides); an unknown policy document cannot decide."""
     broken = copy.deepcopy(exports["prod"])
     primary = entry(broken, "intelgraph-pg-primary", ":Instance")
     primary["inputs"]["kmsKeyId"] = UNKNOWN_STRING_VALUE
-    primary["outputs"]["region"] = UNKNOWN_STRING_VALUE
+    tls = entry(broken, "neo4j-backups-tls-only", ":BucketPolicy")
+    tls["inputs"]["policy"] = UNKNOWN_STRING_VALUE
+    stack = broken["deployment"]["resources"][0]
+    stack["outputs"]["drBudget"] = UNKNOWN_STRING_VALUE
     _, under_engine = assert_same_verdict(packs["prod"], broken, "prod")
-    assert ("rds-encrypted-customer-key", primary["urn"], "string value at .kmsKeyId can't be known during preview") \
-        in under_engine.undecided
-    assert any(p == "dr-replica-cross-region" for p, _, _ in under_engine.undecided)
+    assert under_engine.undecided == {
+        ("s3-tls-only", tls["urn"], "string value at .policy can't be known during preview"),
+        ("dr-budget-within-targets", None, "string value at .drBudget can't be known during preview")}
+    assert not under_engine.fails
 
 
 @pytest.mark.parametrize("config", [

@@ -19,6 +19,15 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import (
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+)
 
 from . import exceptions
 
@@ -95,11 +104,54 @@ def setting(args: Any, key: str, schema: dict[str, dict]) -> Any:
 
 def region_of(resource: Any) -> Optional[str]:
     """A resource's region: its own ``region`` (pulumi-aws v7), else its provider's."""
-    own = dig(resource.props, "region")
-    if own:
+    own = peek(resource.props, "region")  # unknown at preview when not set: the provider's region
+    if own and not is_unknown(own):
         return own
     provider = getattr(resource, "provider", None)
     return dig(provider.props, "region") if provider is not None else None
+
+
+UNKNOWNS = frozenset((UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, UNKNOWN_ARRAY_VALUE,
+                      UNKNOWN_ASSET_VALUE, UNKNOWN_ARCHIVE_VALUE, UNKNOWN_OBJECT_VALUE))
+
+
+def is_unknown(value: Any) -> bool:
+    return isinstance(value, str) and value in UNKNOWNS
+
+
+def _raw(value: Any) -> Any:
+    try:
+        return value["__target"]  # what the unknown-checking proxy wraps
+    except (KeyError, IndexError, TypeError):
+        return value
+
+
+def peek(props: Any, *path: Any, default: Any = None) -> Any:
+    """Like ``dig``, but an unknown value is returned (as its sentinel) instead of raising."""
+    value = _raw(props)
+    for key in path:
+        if is_unknown(value):
+            return value
+        try:
+            value = _raw(value[key])
+        except (KeyError, IndexError, TypeError):
+            return default
+    return value
+
+
+def present(props: Any, *path: Any) -> bool:
+    """Whether a value is set. During preview a value unknown to the engine is set: it can only be
+    an output of a resource this stack creates (a key's ARN, a health check's id), never missing."""
+    value = peek(props, *path)
+    return is_unknown(value) or bool(value)
+
+
+def depends_on(resource: Any, key: str, resource_type: str) -> list:
+    """The resources of ``resource_type`` that the property ``key`` comes from (the engine sends
+    property dependencies to stack policies): how a stack rule follows a reference at preview,
+    when the ARN or name it carries is still unknown."""
+    return [d for d in (getattr(resource, "property_dependencies", {}) or {}).get(key, [])
+            if d.resource_type == resource_type]
 
 
 def dig(props: Any, *path: Any, default: Any = None) -> Any:

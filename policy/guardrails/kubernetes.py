@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Mapping
 
-from ._rules import dig, each, resource_rule
+from ._rules import dig, each, present, resource_rule
 
 DEPLOYMENT, STATEFULSET, DAEMONSET = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
                                       "kubernetes:apps/v1:DaemonSet")
@@ -150,8 +150,8 @@ def ingress_tls(props, args):
 
 @resource_rule("k8s-ingress-waf", "ALB ingresses are protected by a WAF WebACL.", (INGRESS,))
 def ingress_waf(props, args):
-    annotations = dig(props, "metadata", "annotations", default={}) or {}
-    if dig(props, "spec", "ingressClassName") == "alb" and not annotations.get("alb.ingress.kubernetes.io/wafv2-acl-arn"):
+    acl = ("metadata", "annotations", "alb.ingress.kubernetes.io/wafv2-acl-arn")  # the WebACL's ARN: unknown at preview
+    if dig(props, "spec", "ingressClassName") == "alb" and not present(props, *acl):
         yield "Attach the WebACL: set annotation alb.ingress.kubernetes.io/wafv2-acl-arn."
 
 
