@@ -171,7 +171,7 @@ def _print_report(report) -> int:
             where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
             print(f"  [{level}] {policy} on {where}: {finding.message}")
     if report.undecided:
-        print(f"{len(report.undecided)} judgements cannot decide (the engine says \"can't run policy\"):")
+        print(f"{len(report.undecided)} judgements cannot decide:")
         for policy, finding in report.undecided:
             where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
             print(f"  [cannot decide] {policy} on {where}: {finding.message}")

@@ -104,6 +104,16 @@ def test_a_secret_is_judged_by_its_value_as_the_engine_decrypts_it(packs, export
         in under_engine.violations
 
 
+def test_an_encrypted_secret_cannot_decide_and_says_how_to_export(packs):
+    """A plain `pulumi stack export` keeps secrets encrypted: synth check cannot read them, while
+    the engine could - so it says "cannot decide" and names --show-secrets, never a pass."""
+    report = policy_runner.evaluate(export.to_export(synthesized("prod")), "prod")
+    undecided = {(p, f.urn.rsplit("::", 1)[-1]): f.message for p, f in report.undecided}
+    assert set(undecided) == {(rule, name) for rule in ("k8s-secret-no-aws-keys", "k8s-secret-no-placeholders")
+                              for name in ("redis-auth", "neo4j-auth")}
+    assert all("--show-secrets" in m for m in undecided.values())
+
+
 def test_unknown_values_decide_alike_in_both(packs, exports):
     """An unknown key ARN is still a key (it decides); an unknown policy document cannot decide."""
     broken = copy.deepcopy(exports["prod"])
