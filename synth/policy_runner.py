@@ -31,6 +31,7 @@ from pulumi_policy.policy import _NotApplicableError as NotApplicable  # what ar
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from policy.guardrails import PACK_NAME, POLICIES
+from policy.guardrails import exceptions as policy_exceptions
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "policy" / "config"
@@ -52,6 +53,7 @@ class Verdict:
     violations: list[Finding] = field(default_factory=list)
     cannot_tell: list[Finding] = field(default_factory=list)
     waived: list[Finding] = field(default_factory=list)
+    not_applicable: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -312,12 +314,16 @@ def evaluate(export: dict, stack: Optional[str] = None, policies=None,
     return Report(PACK_NAME, verdicts)
 
 
+def _unreadable(path: tuple, urn: str) -> str:
+    return (f"{ENCRYPTED} at .{'.'.join(str(k) for k in path)} (of {_name(urn)}) cannot be read; judge a "
+            "`pulumi stack export --show-secrets` file")
+
+
 def _cannot_tell(exc: UnknownValueError, encrypted: list, urn: Optional[str] = None) -> str:
     path = tuple(exc.props)
     for where, secret in encrypted if urn is None else ((urn, p) for p in encrypted):
         if path[:len(secret)] == tuple(str(k) for k in secret):
-            return (f"{ENCRYPTED} at .{'.'.join(path)} (of {_name(where)}) cannot be read; judge a "
-                    "`pulumi stack export --show-secrets` file")
+            return _unreadable(path, where)
     return exc.message
 
 
@@ -332,9 +338,15 @@ def _run_resource_policy(policy: ResourceValidationPolicy, view: tuple, settings
     except UnknownValueError as exc:
         verdict.cannot_tell.append(Finding(urn, _cannot_tell(exc, props.encrypted, urn)))
         return
-    except NotApplicable as exc:  # a waiver: the pack says so, as it says to the engine
+    except NotApplicable as exc:  # a waiver, or a rule that hands the judgement to a stack rule
         verdict.evaluated += 1
-        verdict.waived.append(Finding(urn, exc.reason or ""))
+        if policy_exceptions.waiver(policy.name, urn) is not None:
+            verdict.waived.append(Finding(urn, exc.reason or ""))
+        elif props.encrypted:  # the engine reads the secret and decides; here it cannot be read
+            verdict.evaluated -= 1
+            verdict.cannot_tell.append(Finding(urn, _unreadable(props.encrypted[0], urn)))
+        else:
+            verdict.not_applicable.append(Finding(urn, exc.reason or ""))
         return
     verdict.evaluated += 1
     verdict.violations.extend(Finding(urn, m) for m in found)

@@ -51,7 +51,8 @@ def synth_verdict(report: policy_runner.Report) -> tuple[set, set, set]:
     level = {"remediate": "mandatory"}
     violations = {(v.policy, level.get(v.level, v.level), f.urn, f.message) for v in report.verdicts for f in v.violations}
     undecided = {(v.policy, f.urn, f.message) for v in report.verdicts for f in v.cannot_tell}
-    waived = {(v.policy, f.urn, f.message) for v in report.verdicts if v.kind == "resource" for f in v.waived}
+    waived = {(v.policy, f.urn, f.message) for v in report.verdicts if v.kind == "resource"
+              for f in (*v.waived, *v.not_applicable)}  # the engine hears "not applicable" for both
     return violations, undecided, waived
 
 

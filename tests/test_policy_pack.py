@@ -102,6 +102,8 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      lambda e: e["inputs"]["spec"].update(concurrencyPolicy="Allow"), "concurrencyPolicy: Forbid"),
     ("k8s-secret-no-aws-keys", "neo4j-auth", ":Secret",
      lambda e: e["inputs"].update(stringData={"AWS_ACCESS_KEY_ID": "AKIAABCDEFGHIJKLMNOP"}), "IRSA role"),
+    ("k8s-secret-generated", "redis-password", ":RandomPassword",
+     lambda e: e.update(type="aws:iam/accessKey:AccessKey"), "holds the AWS access key redis-password"),
     ("k8s-secret-no-placeholders", "redis-auth", ":Secret",
      lambda e: e["inputs"].update(stringData={"password": "<ssm:redis/password>"}), "placeholder"),
     ("k8s-ingress-tls", "api", ":Ingress", lambda e: e["inputs"]["spec"].pop("tls"), "Add spec.tls"),
