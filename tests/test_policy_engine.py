@@ -78,7 +78,9 @@ def test_the_real_stacks_reach_the_same_verdict_under_the_engine(packs, exports,
 
 
 CASES = ["rds-backup-retention", "dr-replica-cross-region", "neo4j-min-primaries", "dr-budget-within-targets",
-         "k8s-cronjob-bounded", "s3-backup-replicated", "k8s-image-pinned"]
+         "k8s-cronjob-bounded", "s3-backup-replicated", "k8s-image-pinned", "s3-sse-kms-customer-key",
+         "k8s-netpol-no-internet-egress", "k8s-namespace-default-deny", "route53-primary-health-check",
+         "s3-bucket-fully-hardened", "k8s-secret-generated"]
 
 
 @pytest.mark.parametrize("rule", CASES)
@@ -147,10 +149,13 @@ def test_pack_configs_reconcile_as_the_engine_does(packs, exports, config):
     ({"rds-backup-retention": {"minimumDays": 0}}, "minimum"),  # below the schema's minimum
     ({"rds-multi-az": "strict"}, "not a valid enforcement level"),
     ({"rds-multi-az": 3}, "must be"),
+    ({"rds-multi-az": {"enforcementLevel": 5}}, "not a valid enforcement level"),
+    ([["rds-multi-az", "advisory"]], "must be a JSON object"),
 ])
 def test_a_config_the_engine_refuses_exits_2_with_the_reason(packs, exports, tmp_path, config, words):
-    with pytest.raises(Refused):
-        packs["prod"].reconcile(config)
+    if isinstance(config, dict):  # the CLI refuses a non-object file before the engine sees it
+        with pytest.raises(Refused):
+            packs["prod"].reconcile(config)
     (tmp_path / "stack.json").write_text(json.dumps(exports["prod"]))
     (tmp_path / "config.json").write_text(json.dumps(config))
     result = subprocess.run([sys.executable, "-m", "synth", "check", str(tmp_path / "stack.json"),

@@ -141,9 +141,11 @@ def peek(props: Any, *path: Any, default: Any = None) -> Any:
 
 def present(props: Any, *path: Any) -> bool:
     """Whether a value is set. During preview a value unknown to the engine is set: it can only be
-    an output of a resource this stack creates (a key's ARN, a health check's id), never missing."""
-    value = peek(props, *path)
-    return is_unknown(value) or bool(value)
+    an output of a resource this stack creates (a key's ARN, a health check's id), never missing.
+    An unknown object that would hold it proves nothing."""
+    if is_unknown(peek(props, *path)) and not is_unknown(peek(props, *path[:-1])):
+        return True
+    return bool(dig(props, *path))  # an unknown object around it: cannot tell yet (raises)
 
 
 def depends_on(resource: Any, key: str, resource_type: str) -> list:
