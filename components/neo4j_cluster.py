@@ -198,7 +198,10 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "requests": {"storage": args.storage_size},
             }}},
             # Internal platform: no cloud load balancer for the cluster.
-            "services": {"neo4j": {"enabled": True, "spec": {"type": "ClusterIP"}}},
+            # No cleanup hook: the chart's pre-delete Job runs kubectl as root with no resources and
+            # no values to harden it (templates/delete-loadbalancer-hook.yaml); without it the
+            # shared ClusterIP service stays after an uninstall (the chart keeps it anyway).
+            "services": {"neo4j": {"enabled": True, "spec": {"type": "ClusterIP"}, "cleanup": {"enabled": False}}},
             "config": config,
             "securityContext": {
                 "runAsNonRoot": True, "runAsUser": 7474, "runAsGroup": 7474, "fsGroup": 7474,

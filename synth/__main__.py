@@ -48,8 +48,9 @@ def _synth(argv: list[str]) -> int:
         return EXIT_INVALID
     out = args.out or Path("build") / args.stack
     document = exporter.to_export(synthesis)
-    manifests = exporter.write(synthesis, out, document)
-    report = _judge(document, args.stack, out)
+    rendered = exporter.render_releases(document)  # rendered once: written and judged
+    manifests = exporter.write(synthesis, out, document, rendered)
+    report = _judge(exporter.with_rendered(document, rendered), args.stack, out)
 
     print(f"synth {args.stack}: {len(synthesis.resources)} resources, "
           f"{len(manifests)} Kubernetes manifests -> {out}/")
@@ -68,7 +69,7 @@ def _check(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         document = _read_export(args.file)
-        report = _judge(document, args.stack, None)
+        report = _judge(_with_rendered(document), args.stack, None)
     except (OSError, ValueError) as exc:
         print(f"synth check: {args.file}: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -87,6 +88,18 @@ def _read_export(path: Path) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("urn"), str) or not isinstance(entry.get("type"), str):
             raise ValueError(f"deployment.resources[{i}] has no urn and type; the export is damaged")
     return document
+
+
+def _with_rendered(document: dict) -> dict:
+    """An export plus what its Helm releases render from the values in it (an edited export is
+    judged as edited); a chart that refuses the values, or no helm, is a ValueError (exit 2)."""
+    from synth import export as exporter
+    from synth import helm
+
+    try:
+        return exporter.with_rendered(document)
+    except helm.HelmError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _judge(document: dict, stack: str | None, out: Path | None):

@@ -1,0 +1,141 @@
+"""Helm releases are judged like every other Kubernetes object, twice.
+
+`pulumi up` hands a helm.v3.Release to Helm inside the Kubernetes provider: the Pulumi engine (and
+so the CrossGuard pack it runs) only ever sees the release's inputs - chart, version, values - and
+never the StatefulSet Helm creates from them (pulumi-kubernetes docs, "Choosing the right Helm
+resource": Release "does not expose the resources it creates"). So:
+* synth and `synth check` render every release with the real helm and chart source and judge the
+  rendered objects with the same k8s-* rules (and write them to manifests/);
+* the pack judges a release's values (k8s-helm-values-hardened), which is what the engine sees.
+The Neo4j chart turns values into the server pod in templates/neo4j-statefulset.yaml:
+`image.customImage` -> the container image, `securityContext` -> the pod's, and
+`containerSecurityContext` -> the server container's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from policy.guardrails import POLICIES
+from policy.guardrails.kubernetes import WORKLOADS
+from synth import export, helm, policy_runner
+from synth.__main__ import main as synth_main
+from tests.conftest import STACKS, rendered, synthesized
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+BY_NAME = {p.name: p for p in POLICIES}
+
+
+@pytest.fixture(scope="module")
+def prod_export() -> dict:
+    return export.to_export(synthesized("prod"))
+
+
+def releases(document: dict) -> list[dict]:
+    return [e for e in document["deployment"]["resources"] if e["type"] == RELEASE]
+
+
+def privileged_root_latest(document: dict) -> dict:
+    """A copy whose first release runs the servers privileged, as root, from neo4j:latest."""
+    broken = copy.deepcopy(document)
+    values = releases(broken)[0]["inputs"]["values"]
+    values["image"] = {"customImage": "neo4j:latest"}
+    values["containerSecurityContext"].update(privileged=True, runAsUser=0, runAsNonRoot=False)
+    values["securityContext"].update(runAsUser=0, runAsNonRoot=False)
+    return broken
+
+
+def violations(report, policy: str) -> list:
+    [verdict] = [v for v in report.verdicts if v.policy == policy]
+    return verdict.violations
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_release_is_rendered_and_its_workloads_are_judged_by_every_k8s_rule(stack):
+    document = export.to_export(synthesized(stack))
+    entries = rendered(stack)
+    names = {e["inputs"]["name"] for e in releases(document)}
+    statefulsets = [e for e in entries if e["type"] == "kubernetes:apps/v1:StatefulSet"]
+    assert {e["inputs"]["metadata"]["name"] for e in statefulsets} == names
+    # each rendered object is a child of the release that renders it and says so
+    by_urn = {e["urn"]: e for e in releases(document)}
+    for entry in entries:
+        release = by_urn[entry["parent"]]["inputs"]
+        assert entry["inputs"]["metadata"]["annotations"][helm.RENDERED_BY] == f"{release['namespace']}/{release['name']}"
+
+    # typed as Pulumi types them, so every rule for that kind picks them up; and they pass
+    assert {e["type"] for e in statefulsets} == {"kubernetes:apps/v1:StatefulSet"} and statefulsets[0]["type"] in WORKLOADS
+    assert {e["type"] for e in entries} >= {"kubernetes:core/v1:Service", "kubernetes:core/v1:ConfigMap"}
+    judged = policy_runner.evaluate(export.with_rendered(document, entries), stack)
+    assert judged.mandatory_violations == []
+
+
+def test_privileged_root_latest_values_fail_in_the_engine_view_and_in_what_helm_renders(prod_export):
+    broken = privileged_root_latest(prod_export)
+    release = releases(broken)[0]
+
+    # what the engine sees: the release alone, judged on its values
+    engine_view = policy_runner.evaluate(broken, "prod")
+    messages = [f.message for f in violations(engine_view, "k8s-helm-values-hardened") if f.urn == release["urn"]]
+    assert any("remove securityContext.privileged" in m for m in messages), messages
+    assert any("pin 'neo4j:latest'" in m for m in messages), messages
+    assert any("runAsNonRoot: true and a non-zero runAsUser" in m for m in messages), messages
+    assert engine_view.mandatory_violations
+
+    # what Helm creates from those values, judged by the workload rules
+    synth_view = policy_runner.evaluate(export.with_rendered(broken), "prod")
+    statefulset = f"{release['urn'].rsplit('::', 1)[0]}$kubernetes:apps/v1:StatefulSet::" \
+                  f"{release['inputs']['name']}:graph/{release['inputs']['name']}"
+    for rule, words in (("k8s-not-privileged", "remove securityContext.privileged"),
+                        ("k8s-image-pinned", "pin 'neo4j:latest'"),
+                        ("k8s-non-root", "runAsNonRoot: true")):
+        found = [f for f in violations(synth_view, rule) if f.urn == statefulset]
+        assert found and words in found[0].message, (rule, violations(synth_view, rule))
+
+
+def test_synth_check_renders_an_edited_export_from_its_own_values(prod_export, tmp_path, capsys):
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(prod_export))
+    bad.write_text(json.dumps(privileged_root_latest(prod_export)))
+    assert synth_main(["check", str(good), "--stack", "prod"]) == 0
+    assert synth_main(["check", str(bad), "--stack", "prod"]) == 1
+    out = capsys.readouterr().out
+    assert "[MANDATORY] k8s-not-privileged on graph-server-1:graph/graph-server-1" in out
+    assert "[MANDATORY] k8s-helm-values-hardened on graph-server-1" in out
+
+
+def test_a_chart_that_refuses_an_exports_values_is_invalid_input(prod_export, tmp_path, capsys):
+    broken = copy.deepcopy(prod_export)
+    releases(broken)[0]["inputs"]["values"]["neo4j"]["acceptLicenseAgreement"] = "no"
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps(broken))
+    assert synth_main(["check", str(path), "--stack", "prod"]) == 2
+    assert "helm template graph-server-1 (neo4j) failed" in capsys.readouterr().err
+
+
+def test_a_release_of_a_chart_the_pack_does_not_know_is_a_violation(prod_export):
+    broken = copy.deepcopy(prod_export)
+    releases(broken)[0]["inputs"]["chart"] = "someone/else"
+    [verdict] = policy_runner.evaluate(broken, "prod", policies=[BY_NAME["k8s-helm-values-hardened"]]).verdicts
+    assert [f.message for f in verdict.violations] == [
+        "chart 'someone/else': the pack does not know which of its values decide pod security, resources and "
+        "images; add the chart to CHART_PODS before deploying it."]
+
+
+def test_synth_writes_the_rendered_objects_beside_the_others(tmp_path):
+    synthesis = synthesized("stage")
+    document = export.to_export(synthesis)
+    paths = export.write(synthesis, tmp_path, document, rendered("stage"))
+    ours = [p for p in paths if not p.name.startswith("rendered-by-")]
+    theirs = [p for p in paths if p.name.startswith("rendered-by-")]
+    assert len(ours) == len(export.kubernetes_objects(synthesis))
+    assert len(theirs) == len(rendered("stage"))
+    assert len(set(paths)) == len(paths)  # releases of one chart render same-named objects
+    for path in theirs:
+        obj = yaml.safe_load(path.read_text())
+        release = obj["metadata"]["annotations"][helm.RENDERED_BY].rsplit("/", 1)[-1]
+        assert path.name.startswith(f"rendered-by-{release}_{obj['metadata']['namespace']}_{obj['kind']}_")
