@@ -139,3 +139,29 @@ def test_synth_writes_the_rendered_objects_beside_the_others(tmp_path):
         obj = yaml.safe_load(path.read_text())
         release = obj["metadata"]["annotations"][helm.RENDERED_BY].rsplit("/", 1)[-1]
         assert path.name.startswith(f"rendered-by-{release}_{obj['metadata']['namespace']}_{obj['kind']}_")
+
+
+DIGEST = "sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize("image,pinned", [
+    (f"redis:7.4.2-bookworm@{DIGEST}", True),
+    ("redis:7.4.2-bookworm", False),         # a tag can be pushed again with other content
+    (f"redis@{DIGEST}", False),              # the tag stays readable beside the digest
+    (f"registry.example.com:5000/redis:7.4@{DIGEST}", True),
+])
+def test_the_digest_rule_wants_tag_and_digest(prod_export, image, pinned):
+    broken = copy.deepcopy(prod_export)
+    [redis] = [e for e in broken["deployment"]["resources"] if e["urn"].endswith("StatefulSet::redis")]
+    redis["inputs"]["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    [verdict] = policy_runner.evaluate(broken, "prod", policies=[BY_NAME["k8s-image-digest"]]).verdicts
+    flagged = [f for f in verdict.violations if f.urn == redis["urn"] and "container redis:" in f.message]
+    assert bool(flagged) is not pinned
+
+
+def test_the_digest_rule_judges_release_values_and_is_advisory_in_prod_until_every_digest_is_known(prod_export):
+    [verdict] = policy_runner.evaluate(prod_export, "prod", policies=[BY_NAME["k8s-image-digest"]]).verdicts
+    assert verdict.level == "advisory"  # README "Policy pack": which prod images still lack a digest
+    assert {f.urn for f in verdict.violations} >= {e["urn"] for e in releases(prod_export)}
+    [stage] = policy_runner.evaluate(prod_export, "stage", policies=[BY_NAME["k8s-image-digest"]]).verdicts
+    assert stage.level == "disabled"

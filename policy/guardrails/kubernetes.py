@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Mapping
 
+from pulumi_policy import EnforcementLevel
+
 from ._rules import dig, each, resource_rule
 
 DEPLOYMENT, STATEFULSET, DAEMONSET = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
@@ -55,6 +57,25 @@ def image_pinned(props, args):
         tag = image.rsplit("/", 1)[-1].partition(":")[2]
         if "@sha256:" not in image and (not tag or tag == "latest"):
             yield f"container {dig(c, 'name')}: pin {image!r} to a version tag or @sha256 digest."
+
+
+DIGEST_PIN = re.compile(r"^[^@]+:[^:/@]+@sha256:[0-9a-f]{64}$")
+
+
+def _workload_images(props: Any, resource_type: str) -> Iterator[tuple[Any, str]]:
+    workload = release_pod(props) if resource_type == RELEASE else props
+    for _, c in containers(workload or {}, STATEFULSET if resource_type == RELEASE else resource_type):
+        yield dig(c, "name"), str(dig(c, "image", default=""))
+
+
+@resource_rule("k8s-image-digest", "Images are pinned by digest, their tag kept beside it (name:tag@sha256:...).",
+               (*WORKLOADS, RELEASE), level=EnforcementLevel.ADVISORY)
+def image_digest(props, args):
+    # A tag can be pushed again with other content; only a digest names the image that was
+    # reviewed. The tag stays for people (Docker resolves name:tag@digest by the digest).
+    for name, image in _workload_images(props, args.resource_type):
+        if not DIGEST_PIN.match(image):
+            yield f"container {name}: pin {image!r} as name:tag@sha256:<digest> (settings accept that form)."
 
 
 @resource_rule("k8s-resources-set", "Containers request and limit CPU and memory.", WORKLOADS)
@@ -225,4 +246,4 @@ def no_internet(props, args):
 
 POLICIES = [image_pinned, resources_set, probes, non_root, no_escalation, not_privileged, seccomp,
             capabilities, cronjob_bounded, no_aws_keys, no_placeholders, ingress_tls, ingress_waf, no_internet,
-            release_values]
+            release_values, image_digest]
