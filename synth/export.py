@@ -176,6 +176,16 @@ def _type_token(obj: dict) -> str:
     return f"kubernetes:{api if '/' in api else 'core/' + api}:{obj.get('kind')}"
 
 
+def _unsecret(value: Any) -> Any:
+    """Values with each encrypted secret as a masked string: secrets never decide pod security,
+    and helm needs a string where the chart expects one."""
+    if isinstance(value, dict):
+        return MASK if SIG_KEY in value else {k: _unsecret(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsecret(v) for v in value]
+    return value
+
+
 def render_releases(document: dict) -> list[dict]:
     """Every object the export's Helm releases render, rendered with the real chart and helm from
     the values in the export itself (so an edited export renders what it says), as export entries:
@@ -191,8 +201,11 @@ def render_releases(document: dict) -> list[dict]:
         if not isinstance(name, str) or not isinstance(namespace, str) or not isinstance(props.get("chart"), str):
             raise ValueError(f"Helm release {release['urn']} names no chart, release name or namespace")
         chart = props["chart"].rsplit("/", 1)[-1]  # "repo/neo4j" and "neo4j" are the same chart source
+        values = props.get("values") or {}
+        if SIG_KEY in values:
+            continue  # encrypted as a whole: nothing to render (k8s-helm-values-hardened says so)
         prefix = release["urn"].rsplit("::", 1)[0]
-        for obj in helm.render(name, namespace, chart, props.get("values") or {}):
+        for obj in helm.render(name, namespace, chart, _unsecret(values)):
             type_ = _type_token(obj)
             meta = obj["metadata"]
             entry = {"urn": f"{prefix}${type_}::{name}:{meta.get('namespace')}/{meta['name']}", "custom": True,

@@ -165,3 +165,22 @@ def test_the_digest_rule_judges_release_values_and_is_advisory_in_prod_until_eve
     assert {f.urn for f in verdict.violations} >= {e["urn"] for e in releases(prod_export)}
     [stage] = policy_runner.evaluate(prod_export, "stage", policies=[BY_NAME["k8s-image-digest"]]).verdicts
     assert stage.level == "disabled"
+
+
+def test_a_secret_inside_an_exports_values_is_rendered_masked_and_encrypted_values_fail_closed(prod_export):
+    """`pulumi stack export` without --show-secrets holds secrets as {sig, ciphertext} objects;
+    when any part of a release's values is secret, Pulumi makes all of `values` secret."""
+    nested = copy.deepcopy(prod_export)
+    first = releases(nested)[0]
+    first["inputs"]["values"]["config"]["dbms.security.ldap.authentication.user_dn_template"] = export.secret_marker()
+    entries = [e for e in export.render_releases(nested) if e["parent"] == first["urn"]]
+    config = "\n".join(str(e["inputs"].get("data")) for e in entries if e["inputs"]["kind"] == "ConfigMap")
+    assert export.MASK in config and export.REDACTED not in config
+
+    whole = copy.deepcopy(prod_export)
+    first = releases(whole)[0]
+    first["inputs"]["values"] = export.secret_marker()
+    assert not [e for e in export.render_releases(whole) if e["parent"] == first["urn"]]
+    [verdict] = policy_runner.evaluate(whole, "prod", policies=[BY_NAME["k8s-helm-values-hardened"]]).verdicts
+    assert [(f.urn, f.message) for f in verdict.violations] == [
+        (first["urn"], "values are encrypted in this export; judge a `pulumi stack export --show-secrets`.")]
