@@ -97,6 +97,20 @@ def test_privileged_root_latest_values_fail_in_the_engine_view_and_in_what_helm_
         assert found and words in found[0].message, (rule, violations(synth_view, rule))
 
 
+def test_the_charts_cleanup_hook_would_run_unhardened_so_it_is_off(prod_export):
+    """templates/delete-loadbalancer-hook.yaml: a pre-delete Job running kubectl with no
+    securityContext and no resources, and no values to set either; the program switches it off."""
+    assert all(e["inputs"]["values"]["services"]["neo4j"]["cleanup"] == {"enabled": False} for e in releases(prod_export))
+    with_hook = copy.deepcopy(prod_export)
+    release = releases(with_hook)[0]
+    release["inputs"]["values"]["services"]["neo4j"]["cleanup"] = {"enabled": True}
+    hooks = [e for e in export.render_releases(with_hook) if e["inputs"]["kind"] == "Job"]
+    assert [h["inputs"]["metadata"]["annotations"]["helm.sh/hook"] for h in hooks] == ["pre-delete"]
+    report = policy_runner.evaluate(export.with_rendered(with_hook, hooks), "prod")
+    failed = {policy for policy, finding in report.mandatory_violations if finding.urn == hooks[0]["urn"]}
+    assert {"k8s-non-root", "k8s-resources-set", "k8s-capabilities-dropped"} <= failed
+
+
 def test_synth_check_renders_an_edited_export_from_its_own_values(prod_export, tmp_path, capsys):
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
     good.write_text(json.dumps(prod_export))
