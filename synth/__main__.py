@@ -35,6 +35,7 @@ def _synth(argv: list[str]) -> int:
 
     import settings
     from synth import export as exporter
+    from synth import helm
 
     try:
         config = engine.stack_config(args.stack, args.stack_file)
@@ -48,7 +49,11 @@ def _synth(argv: list[str]) -> int:
         return EXIT_INVALID
     out = args.out or Path("build") / args.stack
     document = exporter.to_export(synthesis)
-    rendered = exporter.render_releases(document)  # rendered once: written and judged
+    try:
+        rendered = exporter.render_releases(document)  # rendered once: written and judged
+    except helm.HelmError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     manifests = exporter.write(synthesis, out, document, rendered)
     report = _judge(exporter.with_rendered(document, rendered), args.stack, out)
 

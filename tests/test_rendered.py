@@ -198,3 +198,14 @@ def test_a_secret_inside_an_exports_values_is_rendered_masked_and_encrypted_valu
     [verdict] = policy_runner.evaluate(whole, "prod", policies=[BY_NAME["k8s-helm-values-hardened"]]).verdicts
     assert [(f.urn, f.message) for f in verdict.violations] == [
         (first["urn"], "values are encrypted in this export; judge a `pulumi stack export --show-secrets`.")]
+
+
+def test_without_helm_synth_check_says_so_and_exits_2(prod_export, tmp_path, capsys, monkeypatch):
+    def missing() -> str:
+        raise helm.HelmError("helm is not installed; ./dev installs it into .tools/bin")
+
+    monkeypatch.setattr(helm, "helm_binary", missing)
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps(prod_export))
+    assert synth_main(["check", str(path), "--stack", "prod"]) == 2
+    assert "helm is not installed" in capsys.readouterr().err
