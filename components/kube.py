@@ -126,6 +126,8 @@ def cron_job(
                     "spec": {
                         "restartPolicy": "Never",
                         "serviceAccountName": service_account,
+                        # IRSA injects its own projected token; no job here calls the Kubernetes API.
+                        "automountServiceAccountToken": False,
                         "securityContext": pod_security_context(run_as_user),
                         **({"initContainers": init_containers} if init_containers else {}),
                         "containers": [container],

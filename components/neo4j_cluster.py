@@ -330,9 +330,10 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "requests": {"storage": args.storage_size},
             }}},
             # The shared client Service is the component's own (see __init__); without it the chart
-            # also renders no cleanup hook Job for it. The type stays internal should anyone
-            # enable it again.
-            "services": {"neo4j": {"enabled": False, "spec": {"type": "ClusterIP"}}},
+            # also renders no cleanup hook Job for it. Should anyone enable it again: the type stays
+            # internal, and the hook stays off - the chart's pre-delete Job runs kubectl as root
+            # with no resources and no values to harden it (templates/delete-loadbalancer-hook.yaml).
+            "services": {"neo4j": {"enabled": False, "spec": {"type": "ClusterIP"}, "cleanup": {"enabled": False}}},
             "config": config,
             "securityContext": {
                 "runAsNonRoot": True, "runAsUser": 7474, "runAsGroup": 7474, "fsGroup": 7474,

@@ -41,6 +41,7 @@ def _synth(argv: list[str]) -> int:
 
     import settings
     from synth import export as exporter
+    from synth import helm
 
     try:
         config = engine.stack_config(args.stack, args.stack_file)
@@ -55,8 +56,15 @@ def _synth(argv: list[str]) -> int:
     out = args.out or Path("build") / args.stack / ("preview" if args.preview else "")
     document = exporter.to_export(synthesis)
     try:
-        # judged as the engine sees the stack: secret values readable (never written to disk)
-        report = _judge(exporter.to_export(synthesis, show_secrets=True), args.stack, None)
+        # judged as the engine sees the stack (secret values readable, never written to disk), plus
+        # what its Helm releases render, rendered once from the written export: written and judged.
+        # A preview's values hold unknowns: only the release-values rule judges them then.
+        rendered = [] if args.preview else exporter.render_releases(document)
+        shown = exporter.with_rendered(exporter.to_export(synthesis, show_secrets=True), rendered)
+        report = _judge(shown, args.stack, None)
+    except helm.HelmError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     except ValueError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -67,7 +75,7 @@ def _synth(argv: list[str]) -> int:
         print(f"synth {args.stack} --preview: {len(synthesis.resources)} resources -> {out}/")
         code = _print_report(report)
         return code or (EXIT_UNDECIDED if report.undecided else EXIT_OK)
-    manifests = exporter.write(synthesis, out, document)
+    manifests = exporter.write(synthesis, out, document, rendered)
     _write_report(report, out)
 
     print(f"synth {args.stack}: {len(synthesis.resources)} resources, "
@@ -90,7 +98,7 @@ def _check(argv: list[str]) -> int:
     try:
         document = _read_export(args.file)
         config = policy_runner.load_config(args.policy_pack_config) if args.policy_pack_config else None
-        report = _judge(document, args.stack, None, config)
+        report = _judge(_with_rendered(document), args.stack, None, config)
     except (OSError, ValueError) as exc:
         print(f"synth check: {args.file}: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -109,6 +117,18 @@ def _read_export(path: Path) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("urn"), str) or not isinstance(entry.get("type"), str):
             raise ValueError(f"deployment.resources[{i}] has no urn and type; the export is damaged")
     return document
+
+
+def _with_rendered(document: dict) -> dict:
+    """An export plus what its Helm releases render from the values in it (an edited export is
+    judged as edited); a chart that refuses the values, or no helm, is a ValueError (exit 2)."""
+    from synth import export as exporter
+    from synth import helm
+
+    try:
+        return exporter.with_rendered(document)
+    except helm.HelmError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _judge(document: dict, stack: str | None, out: Path | None, config: dict | None = None):

@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 from pulumi.runtime import rpc
 
+from synth import helm
 from synth.engine import STACK_TYPE, Resource, Synthesis
+from synth.helm import RENDERED_BY
 
 # Pulumi's signature for a secret value in a checkpoint (see `pulumi stack export`).
 SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -117,7 +119,7 @@ def _manifest_value(value: Any) -> Any:
 def kubernetes_objects(synthesis: Synthesis) -> list[dict]:
     """Every Kubernetes object the stack creates directly, as the API server would receive it
     (secret values masked). Helm releases are not objects - Helm renders them at deploy time -
-    and stay in stack.json."""
+    and stay in stack.json; ``render_releases`` renders what they create."""
     objects = []
     for r in synthesis.resources:
         if not r.type.startswith("kubernetes:") or r.type.startswith(("kubernetes:helm.sh", "pulumi:")):
@@ -142,8 +144,20 @@ def _str(dumper: yaml.SafeDumper, value: str):
 _ManifestDumper.add_representer(str, _str)
 
 
-def write(synthesis: Synthesis, out: Path, export: dict) -> list[Path]:
-    """Write stack.json and manifests/ under ``out``; return the manifest paths."""
+def manifest_name(obj: dict) -> str:
+    """``<namespace>_<Kind>_<name>.yaml``; an object a Helm release renders is prefixed with
+    ``rendered-by-<release>_`` (releases of one chart render objects of the same name)."""
+    metadata = obj["metadata"]
+    parts = [metadata.get("namespace", "_cluster"), obj.get("kind", "Object"), metadata["name"]]
+    release = (metadata.get("annotations") or {}).get(RENDERED_BY)
+    if release:
+        parts.insert(0, "rendered-by-" + release.rsplit("/", 1)[-1])
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", "_".join(parts)) + ".yaml"
+
+
+def write(synthesis: Synthesis, out: Path, export: dict, rendered: list[dict] = ()) -> list[Path]:
+    """Write stack.json and manifests/ (the stack's own objects and the ``rendered`` entries of
+    its releases) under ``out``; return the manifest paths."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "stack.json").write_text(json.dumps(export, indent=2, sort_keys=False) + "\n")
     manifests = out / "manifests"
@@ -151,10 +165,64 @@ def write(synthesis: Synthesis, out: Path, export: dict) -> list[Path]:
     for old in manifests.glob("*.yaml"):
         old.unlink()
     written = []
-    for obj in kubernetes_objects(synthesis):
-        namespace = obj["metadata"].get("namespace", "_cluster")
-        stem = "_".join([namespace, obj.get("kind", "Object"), obj["metadata"]["name"]])
-        path = manifests / (re.sub(r"[^A-Za-z0-9_.-]", "-", stem) + ".yaml")
+    for obj in [*kubernetes_objects(synthesis), *(entry["inputs"] for entry in rendered)]:
+        path = manifests / manifest_name(obj)
         path.write_text(yaml.dump(obj, Dumper=_ManifestDumper, sort_keys=False, allow_unicode=True))
         written.append(path)
     return written
+
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def _type_token(obj: dict) -> str:
+    """Pulumi's type token for a Kubernetes object: core group objects are ``core/v1``."""
+    api = str(obj.get("apiVersion", ""))
+    return f"kubernetes:{api if '/' in api else 'core/' + api}:{obj.get('kind')}"
+
+
+def _unsecret(value: Any) -> Any:
+    """Values with each encrypted secret as a masked string: secrets never decide pod security,
+    and helm needs a string where the chart expects one."""
+    if isinstance(value, dict):
+        return MASK if SIG_KEY in value else {k: _unsecret(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsecret(v) for v in value]
+    return value
+
+
+def render_releases(document: dict) -> list[dict]:
+    """Every object the export's Helm releases render, rendered with the real chart and helm from
+    the values in the export itself (so an edited export renders what it says), as export entries:
+    children of their release (the URN names the release, as Pulumi names a chart's children), the
+    object as both inputs and outputs. The engine never sees these; synth and ``synth check`` judge
+    them beside the rest."""
+    entries = []
+    for release in document.get("deployment", {}).get("resources", []):
+        if release.get("type") != RELEASE:
+            continue
+        props = release.get("inputs") or release.get("outputs") or {}
+        name, namespace = props.get("name"), props.get("namespace")
+        if not isinstance(name, str) or not isinstance(namespace, str) or not isinstance(props.get("chart"), str):
+            raise ValueError(f"Helm release {release['urn']} names no chart, release name or namespace")
+        chart = props["chart"].rsplit("/", 1)[-1]  # "repo/neo4j" and "neo4j" are the same chart source
+        values = props.get("values") or {}
+        if SIG_KEY in values:
+            continue  # encrypted as a whole: nothing to render (k8s-helm-values-hardened says so)
+        prefix = release["urn"].rsplit("::", 1)[0]
+        for obj in helm.render(name, namespace, chart, _unsecret(values)):
+            type_ = _type_token(obj)
+            meta = obj["metadata"]
+            entry = {"urn": f"{prefix}${type_}::{name}:{meta.get('namespace')}/{meta['name']}", "custom": True,
+                     "id": "", "type": type_, "inputs": obj, "outputs": obj, "parent": release["urn"]}
+            if release.get("provider"):
+                entry["provider"] = release["provider"]
+            entries.append(entry)
+    return entries
+
+
+def with_rendered(document: dict, rendered: list[dict] | None = None) -> dict:
+    """The export plus what its releases render: what synth and ``synth check`` judge."""
+    rendered = render_releases(document) if rendered is None else rendered
+    deployment = document.get("deployment", {})
+    return {**document, "deployment": {**deployment, "resources": [*deployment.get("resources", []), *rendered]}}

@@ -98,3 +98,16 @@ def run_component(build: Callable[[], dict[str, Any]], stack: str = "prod") -> S
 
 def deep_copy(value: Any) -> Any:
     return copy.deepcopy(value)
+
+
+_rendered: dict[str, list[dict]] = {}
+
+
+def rendered(stack: str) -> list[dict]:
+    """The export entries of what the real stack's Helm releases render (real helm and chart),
+    rendered once per session (read-only)."""
+    from synth import export
+
+    if stack not in _rendered:
+        _rendered[stack] = export.render_releases(export.to_export(synthesized(stack)))
+    return _rendered[stack]

@@ -1,5 +1,6 @@
-"""Every Kubernetes object the stacks create, validated against the official Kubernetes JSON
-schemas (strict: unknown fields are errors) for the cluster's version from the stack file."""
+"""Every Kubernetes object the stacks create - their own and what their Helm releases render -
+validated against the official Kubernetes JSON schemas (strict: unknown fields are errors) for the
+cluster's version from the stack file."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import kubernetes_validate
 import pytest
 
 import settings
-from synth import engine
+from synth import engine, helm
 from synth.export import kubernetes_objects
-from tests.conftest import STACKS, synthesized
+from tests.conftest import STACKS, rendered, synthesized
 
 # Custom resources have no upstream schema: promtool checks PrometheusRules (test_neo4j, test_redis),
 # test_servicemonitors_are_well_formed the ServiceMonitors.
 CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+def every_object(stack: str) -> list[dict]:
+    return [*kubernetes_objects(synthesized(stack)), *(entry["inputs"] for entry in rendered(stack))]
 
 
 def k8s_version(stack: str) -> str:
@@ -22,8 +27,10 @@ def k8s_version(stack: str) -> str:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_manifest_matches_the_official_schema(stack):
-    objects = kubernetes_objects(synthesized(stack))
+    objects = every_object(stack)
     assert len(objects) > 20
+    marked = {o["kind"] for o in objects if helm.RENDERED_BY in (o["metadata"].get("annotations") or {})}
+    assert {"StatefulSet", "Service"} <= marked  # the chart's objects are checked too
     checked = 0
     for obj in objects:
         if obj["kind"] in CUSTOM_KINDS:
@@ -57,7 +64,7 @@ def test_servicemonitors_are_well_formed(stack):
 
 def test_manifests_never_carry_secret_values():
     for stack in STACKS:
-        for obj in kubernetes_objects(synthesized(stack)):
+        for obj in every_object(stack):
             if obj["kind"] == "Secret":
                 values = {**obj.get("stringData", {}), **obj.get("data", {})}
                 assert values and set(values.values()) == {"REDACTED-BY-SYNTH"}

@@ -101,7 +101,7 @@ def test_real_stacks_have_no_mandatory_violation(stack):
     report = policy_runner.evaluate(export.to_export(synthesized(stack)), stack)
     assert report.mandatory_violations == []
     assert {v.policy for v in report.verdicts} == {p.name for p in POLICIES}
-    assert all(v.evaluated > 0 for v in report.verdicts)
+    assert all(v.evaluated > 0 for v in report.verdicts if v.level != "disabled")  # stage: k8s-image-digest
 
 
 def test_pack_config_can_relax_a_rule_to_advisory():

@@ -1,10 +1,13 @@
 """Kubernetes: hardened workloads, bounded CronJobs, clean Secrets, TLS+WAF ingress, and no
-egress to the whole internet. Helm releases are judged by what they render, at deploy time."""
+egress to the whole internet. A Helm release is judged twice: synth renders it and judges the
+objects with these rules; the engine only sees the release, so its values are judged too."""
 
 from __future__ import annotations
 
 import re
 from typing import Any, Iterator, Mapping
+
+from pulumi_policy import EnforcementLevel
 
 from ._rules import depends_on, dig, each, is_unknown, peek, present, resource_rule, stack_rule
 
@@ -16,6 +19,14 @@ LONG_RUNNING = (DEPLOYMENT, STATEFULSET, DAEMONSET)
 SECRET = "kubernetes:core/v1:Secret"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+# The container rules, kept undecorated too so that a release's values can be judged by them.
+CONTAINER_CHECKS: list = []
+
+
+def _container_check(check):
+    CONTAINER_CHECKS.append(check)
+    return check
 
 
 def pod_spec(props: Any, resource_type: str) -> Any:
@@ -39,6 +50,7 @@ def _effective(pod: Any, container: Any, *path: str) -> Any:
 
 
 @resource_rule("k8s-image-pinned", "Images are pinned to a version tag or digest, never :latest.", WORKLOADS)
+@_container_check
 def image_pinned(props, args):
     for _, c in containers(props, args.resource_type):
         image = dig(c, "image", default="")
@@ -47,7 +59,27 @@ def image_pinned(props, args):
             yield f"container {dig(c, 'name')}: pin {image!r} to a version tag or @sha256 digest."
 
 
+DIGEST_PIN = re.compile(r"^[^@]+:[^:/@]+@sha256:[0-9a-f]{64}$")
+
+
+def _workload_images(props: Any, resource_type: str) -> Iterator[tuple[Any, str]]:
+    workload = release_pod(props) if resource_type == RELEASE else props
+    for _, c in containers(workload or {}, STATEFULSET if resource_type == RELEASE else resource_type):
+        yield dig(c, "name"), str(dig(c, "image", default=""))
+
+
+@resource_rule("k8s-image-digest", "Images are pinned by digest, their tag kept beside it (name:tag@sha256:...).",
+               (*WORKLOADS, RELEASE), level=EnforcementLevel.ADVISORY)
+def image_digest(props, args):
+    # A tag can be pushed again with other content; only a digest names the image that was
+    # reviewed. The tag stays for people (Docker resolves name:tag@digest by the digest).
+    for name, image in _workload_images(props, args.resource_type):
+        if not DIGEST_PIN.match(image):
+            yield f"container {name}: pin {image!r} as name:tag@sha256:<digest> (settings accept that form)."
+
+
 @resource_rule("k8s-resources-set", "Containers request and limit CPU and memory.", WORKLOADS)
+@_container_check
 def resources_set(props, args):
     for _, c in containers(props, args.resource_type):
         for kind in ("requests", "limits"):
@@ -65,6 +97,7 @@ def probes(props, args):
 
 
 @resource_rule("k8s-non-root", "Containers run as a non-root user.", WORKLOADS)
+@_container_check
 def non_root(props, args):
     for pod, c in containers(props, args.resource_type):
         if _effective(pod, c, "runAsNonRoot") is not True or _effective(pod, c, "runAsUser") == 0:
@@ -72,6 +105,7 @@ def non_root(props, args):
 
 
 @resource_rule("k8s-no-privilege-escalation", "Containers cannot gain privileges.", WORKLOADS)
+@_container_check
 def no_escalation(props, args):
     for _, c in containers(props, args.resource_type):
         if dig(c, "securityContext", "allowPrivilegeEscalation") is not False:
@@ -79,6 +113,7 @@ def no_escalation(props, args):
 
 
 @resource_rule("k8s-not-privileged", "No privileged containers.", WORKLOADS)
+@_container_check
 def not_privileged(props, args):
     for _, c in containers(props, args.resource_type):
         if dig(c, "securityContext", "privileged") is True:
@@ -86,6 +121,7 @@ def not_privileged(props, args):
 
 
 @resource_rule("k8s-seccomp-runtime-default", "Containers run under the RuntimeDefault seccomp profile.", WORKLOADS)
+@_container_check
 def seccomp(props, args):
     for pod, c in containers(props, args.resource_type):
         if _effective(pod, c, "seccompProfile", "type") not in ("RuntimeDefault", "Localhost"):
@@ -93,6 +129,7 @@ def seccomp(props, args):
 
 
 @resource_rule("k8s-capabilities-dropped", "Containers drop all Linux capabilities.", WORKLOADS)
+@_container_check
 def capabilities(props, args):
     for _, c in containers(props, args.resource_type):
         if "ALL" not in list(dig(c, "securityContext", "capabilities", "drop", default=[])):
@@ -112,12 +149,52 @@ def cronjob_bounded(props, args):
         yield "Set jobTemplate.spec.backoffLimit to 3 or less."
 
 
+def _neo4j_pod(props: Any) -> dict:
+    """The server pod the Neo4j chart renders from a release's values (neo4j/neo4j 5.x,
+    templates/neo4j-statefulset.yaml: image.customImage - else the chart's own neo4j:<version>
+    image - securityContext for the pod, containerSecurityContext and neo4j.resources for the
+    server container, podSpec.containers and initContainers verbatim). Helm merges the values over
+    the chart's defaults, which the pack cannot see: the values must say what is required."""
+    values = dig(props, "values", default={}) or {}
+    server = {"name": "neo4j",
+              "image": dig(values, "image", "customImage") or f"neo4j:{dig(props, 'version', default='')}",
+              "securityContext": dig(values, "containerSecurityContext", default={}),
+              "resources": dig(values, "neo4j", "resources", default={})}
+    return {"securityContext": dig(values, "securityContext", default={}),
+            "containers": [server, *each(values, "podSpec", "containers")],
+            "initContainers": list(each(values, "podSpec", "initContainers"))}
+
+
+# Charts whose values the pack knows: chart name -> the pod template its values produce.
+CHART_PODS = {"neo4j": _neo4j_pod}
+
+
+class _AsStatefulSet:
+    resource_type = STATEFULSET
+
+
+def release_pod(props: Any) -> Any:
+    """A release's pod template as a StatefulSet's props, or None for a chart the pack does not know."""
+    pod = CHART_PODS.get(str(dig(props, "chart", default="")).rsplit("/", 1)[-1])
+    return None if pod is None else {"spec": {"template": {"spec": pod(props)}}}
+
+
+@resource_rule("k8s-helm-values-hardened",
+               "Helm release values run pinned, bounded, unprivileged non-root pods.", (RELEASE,))
+def release_values(props, args):
+    workload = release_pod(props)
+    if workload is None:
+        yield (f"chart {dig(props, 'chart')!r}: the pack does not know which of its values decide pod security, "
+               "resources and images; add the chart to CHART_PODS before deploying it.")
+        return
+    for check in CONTAINER_CHECKS:
+        for message in check(workload, _AsStatefulSet):
+            yield f"values: {message}"
+
+
 AWS_KEY_NAMES = re.compile(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)", re.I)
 AWS_KEY_VALUE = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 PLACEHOLDER = re.compile(r"<[a-z0-9_-]+:[^>]*>|\bCHANGE_?ME\b|\bTODO\b", re.I)
-
-
-SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"  # a secret in a stack export: encrypted, opaque
 
 
 SECRET_FIELDS = ("stringData", "data")
@@ -137,7 +214,7 @@ def _secret_entries(props: Any, args: Any) -> Iterator[tuple[str, Any]]:
             # whole, keys included, and only its property dependencies tell where it comes from
             args.not_applicable(GENERATED_ONLY)
         values = dig(props, field)
-        if isinstance(values, Mapping) and SECRET_SIG_KEY not in values:
+        if isinstance(values, Mapping):
             yield from values.items()
 
 
@@ -195,4 +272,5 @@ def no_internet(props, args):
 
 POLICIES = [image_pinned, resources_set, probes, non_root, no_escalation, not_privileged, seccomp,
             capabilities, cronjob_bounded, no_aws_keys, no_placeholders, ingress_tls, ingress_waf, no_internet,
-            secret_generated]
+            secret_generated,
+            release_values, image_digest]
