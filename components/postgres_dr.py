@@ -130,9 +130,13 @@ class PostgresDr(pulumi.ComponentResource):
         replica = aws.rds.Instance(
             f"{name}-replica",
             identifier=f"{name}-replica",
-            # Cross-region: the source must be the ARN, and storage_encrypted is implied by
-            # kms_key_id. A replica never carries username, password, db_name or a managed password.
+            # Cross-region: the source must be the ARN. A replica never carries username, password,
+            # db_name or a managed password.
             replicate_source_db=primary.arn,
+            # RDS ignores this on a cross-region replica (kms_key_id decides), but the provider reads
+            # back `true`, and the field is ForceNew and not computed: left unset, the second `up`
+            # would replace the replica (terraform-provider-aws #34434, #3470).
+            storage_encrypted=True,
             instance_class=args.instance_class,
             multi_az=args.multi_az,  # HA from the moment it is promoted
             deletion_protection=args.deletion_protection,

@@ -143,3 +143,33 @@ def test_args_are_validated_with_the_field_named(changes, words):
     )
     with pytest.raises(ValueError, match=words):
         PostgresDrArgs(**{**base, **changes})
+
+
+# The aws_db_instance schema's ForceNew arguments (terraform-provider-aws,
+# internal/service/rds/instance.go, which pulumi-aws bridges), with whether the schema marks them
+# Computed. After every `up` the provider reads the instance back; a Computed field left unset
+# accepts whatever AWS reports, but a ForceNew field that is not Computed and is left unset
+# diffs against the value read back - and a ForceNew diff is a replacement on the second `up`
+# (terraform-provider-aws #34434, #3470: `storage_encrypted` on an encrypted replica). With a
+# fixed identifier that replacement fails with DBInstanceAlreadyExists, or on deletion protection.
+FORCE_NEW = {  # engine-camelCase name: computed
+    "availabilityZone": True, "characterSetName": True, "customIamInstanceProfile": False,
+    "dbName": True, "identifier": True, "identifierPrefix": True, "kmsKeyId": True,
+    "ncharCharacterSetName": True, "restoreToPointInTime": False, "snapshotIdentifier": True,
+    "storageEncrypted": False, "timezone": True, "username": True, "engine": True,
+}
+# What RDS reports for a PostgreSQL instance and the provider's Read stores (DescribeDBInstances:
+# StorageEncrypted, KmsKeyId, DBInstanceIdentifier always; the rest only for other engines or
+# for restores, which this program never does).
+READ_BACK_FOR_POSTGRES = {"storageEncrypted", "kmsKeyId", "identifier"}
+
+
+@pytest.mark.parametrize("role", ["primary", "replica"])
+def test_every_force_new_field_the_provider_reads_back_is_set_explicitly(any_stack, role):
+    inputs = any_stack.named(f"intelgraph-pg-{role}", INSTANCE).inputs
+    not_computed = {f for f, computed in FORCE_NEW.items() if not computed}
+    # Not computed and read back: unset would be a diff, i.e. a replacement, on the second `up`.
+    must_set = (not_computed & READ_BACK_FOR_POSTGRES) | {"identifier", "kmsKeyId"}
+    missing = sorted(f for f in must_set if f not in inputs)
+    assert not missing, f"{role}: ForceNew fields the provider reads back but the program leaves unset: {missing}"
+    assert inputs["storageEncrypted"] is True  # what RDS reports for an instance with our key
