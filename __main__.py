@@ -52,6 +52,7 @@ buckets = {
         BackupBucketArgs(
             purpose=f"{purpose}-backups",
             dr_provider=dr,
+            account_id=cfg.aws.account_id,
             transition_days=bucket.transition_days,
             transition_storage_class=bucket.transition_storage_class,
             expiration_days=bucket.expiration_days,

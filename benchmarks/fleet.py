@@ -31,6 +31,7 @@ def program(tenants: int):
                 transition_storage_class=bucket.transition_storage_class, expiration_days=bucket.expiration_days,
                 noncurrent_expiration_days=bucket.noncurrent_expiration_days,
                 object_lock=ObjectLock(bucket.object_lock.mode, bucket.object_lock.days) if bucket.object_lock else None,
+                account_id=cfg.aws.account_id,
             ), opts=pulumi.ResourceOptions(provider=primary))
             namespace = WorkloadNamespace(tenant, WorkloadNamespaceArgs(
                 namespace=tenant, flows=cache_flows(f"{tenant}-redis", cfg.kubernetes.app_namespace,

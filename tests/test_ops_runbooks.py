@@ -34,6 +34,7 @@ def world(monkeypatch, outputs, tmp_path):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         _fix_moto_promotion(monkeypatch)
+        _report_replication_status(monkeypatch)
         pg = outputs["postgres"]
         east, west = boto3.client("rds", "us-east-1"), boto3.client("rds", "us-west-2")
         east.create_db_instance(
@@ -63,6 +64,7 @@ def world(monkeypatch, outputs, tmp_path):
                            "DeleteMarkerReplication": {"Status": "Enabled"},
                            "Destination": {"Bucket": bucket["replicaBucketArn"]}}]})
             s3.put_object(Bucket=bucket["bucket"], Key="graph/backup-latest.tar", Body=b"backup")
+            REPLICATION_STATUS[(bucket["bucket"], "graph/backup-latest.tar")] = "COMPLETED"
         path = tmp_path / "outputs.json"
         path.write_text(json.dumps(outputs))
         yield path
@@ -81,6 +83,28 @@ def _replicate_automated_backups(identifier: str) -> None:
 
     rds_backends[ACCOUNT]["us-east-1"].databases[identifier].db_instance_automated_backups_replications = [
         {"DBInstanceAutomatedBackupsArn": f"arn:aws:rds:us-west-2:{ACCOUNT}:auto-backup:ab-synth"}]
+
+
+REPLICATION_STATUS: dict[tuple[str, str], str] = {}
+
+
+def _report_replication_status(monkeypatch) -> None:
+    # moto does not replicate, so it never sends the x-amz-replication-status header S3 puts on
+    # every object a replication rule matches (PENDING, then COMPLETED or FAILED). Send it as S3
+    # would, so boto3 parses it into ReplicationStatus through its real response model.
+    from moto.s3.models import FakeKey
+
+    REPLICATION_STATUS.clear()
+    original = FakeKey.response_dict.fget
+
+    def response_dict(self):
+        headers = original(self)
+        status = REPLICATION_STATUS.get((self.bucket_name, self.name))
+        if status:
+            headers["x-amz-replication-status"] = status
+        return headers
+
+    monkeypatch.setattr(FakeKey, "response_dict", property(response_dict))
 
 
 def _fix_moto_promotion(monkeypatch) -> None:
@@ -145,6 +169,38 @@ def test_bucket_without_replication_fails(world, capsys, outputs):
     boto3.client("s3", "us-east-1").delete_bucket_replication(Bucket=outputs["backupBuckets"]["logs"]["bucket"])
     code, out = readiness(world, capsys)
     assert code == 1 and "FAIL  bucket-replication intelgraph-prod-logs" in out
+
+
+@pytest.mark.parametrize("status,passes", [("COMPLETED", True), ("FAILED", False), ("PENDING", True), (None, False)])
+def test_newest_backup_must_have_reached_the_dr_twin(world, capsys, outputs, status, passes):
+    from moto.s3.models import s3_backends
+
+    bucket = outputs["backupBuckets"]["neo4j"]["bucket"]
+    older = s3_backends[ACCOUNT]["aws"].buckets[bucket].keys["graph/backup-latest.tar"]
+    older.last_modified -= timedelta(minutes=10)  # S3 lists LastModified in whole seconds
+    boto3.client("s3", "us-east-1").put_object(Bucket=bucket, Key="graph/backup-newer.tar", Body=b"newer")
+    if status:
+        REPLICATION_STATUS[(bucket, "graph/backup-newer.tar")] = status
+    code, out = readiness(world, capsys)
+    line = next(x for x in out.splitlines() if f"object-replicated {bucket}" in x)
+    assert line.strip().startswith("PASS" if passes else "FAIL"), line
+    assert "graph/backup-newer.tar" in line  # the newest object, not any object
+    assert code == (0 if passes else 1), out
+
+
+def test_a_pending_replica_past_the_rtc_sla_fails(world, capsys, monkeypatch):
+    for key in list(REPLICATION_STATUS):
+        REPLICATION_STATUS[key] = "PENDING"
+    later = datetime.now(timezone.utc) + timedelta(minutes=20)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later
+
+    monkeypatch.setattr(dr_readiness, "datetime", Clock)
+    code, out = readiness(world, capsys)
+    assert code == 1 and "FAIL  object-replicated intelgraph-prod-neo4j" in out and "PENDING" in out
 
 
 def test_missing_output_is_a_clear_input_error(tmp_path, capsys):
