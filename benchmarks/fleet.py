@@ -13,8 +13,9 @@ from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 
-# component + children: bucket pair with keys, hardening and object lock; namespace and its policies; cache
-RESOURCES_PER_TENANT = 25 + 6 + 9
+# component + children: bucket pair with keys, hardening, object lock, replication alarm (+ topic, key);
+# namespace and its policies; cache
+RESOURCES_PER_TENANT = 28 + 6 + 9
 
 
 def program(tenants: int):
