@@ -206,24 +206,6 @@ postgres = PostgresDr(
     opts=pulumi.ResourceOptions(provider=primary),
 )
 
-# --- edge DNS: health-checked failover to the DR region ------------------------------------------
-dns = cfg.dns
-failover = DnsFailover(
-    "api-failover",
-    DnsFailoverArgs(
-        account_id=cfg.aws.account_id,
-        hosted_zone_id=dns.hosted_zone_id,
-        record_name=dns.record_name,
-        health_check_fqdn=dns.health_check.fqdn,
-        request_interval_seconds=dns.health_check.request_interval_seconds,
-        failure_threshold=dns.health_check.failure_threshold,
-        checker_regions=tuple(dns.health_check.regions),
-        primary=LoadBalancerTarget(dns.primary_load_balancer.dns_name, dns.primary_load_balancer.zone_id),
-        secondary=LoadBalancerTarget(dns.dr_load_balancer.dns_name, dns.dr_load_balancer.zone_id),
-    ),
-    opts=pulumi.ResourceOptions(provider=route53_metrics),
-)
-
 # --- edge: TLS ingress behind AWS WAF (or the ingress-nginx compatibility mode) -----------------
 edge = cfg.ingress
 ingress = WafIngress(
@@ -240,8 +222,33 @@ ingress = WafIngress(
         allowlist_cidrs=tuple(edge.allowlist_cidrs),
         max_body_bytes=edge.max_body_size_mb * 2**20,
         tls_secret_name=edge.tls_secret_name,
+        # The controller would otherwise name the ALB k8s-<ns>-<name>-<hash>; DNS needs to find it.
+        load_balancer_name=f"intelgraph-{cfg.environment}-api" if edge.mode == "alb" else None,
+        health_host=cfg.dns.health_check.fqdn,
+        dr_provider=dr,
     ),
     opts=k8s_and_aws,
+)
+
+# --- edge DNS: health-checked failover to the DR region ------------------------------------------
+dns = cfg.dns
+failover = DnsFailover(
+    "api-failover",
+    DnsFailoverArgs(
+        account_id=cfg.aws.account_id,
+        hosted_zone_id=dns.hosted_zone_id,
+        record_name=dns.record_name,
+        health_check_fqdn=dns.health_check.fqdn,
+        request_interval_seconds=dns.health_check.request_interval_seconds,
+        failure_threshold=dns.health_check.failure_threshold,
+        checker_regions=tuple(dns.health_check.regions),
+        # alb mode: the ALB the WAF-protected Ingress creates; nginx mode: the controller's, from config
+        primary=LoadBalancerTarget(ingress.load_balancer_dns_name, ingress.load_balancer_zone_id)
+        if edge.mode == "alb" else LoadBalancerTarget(dns.primary_load_balancer.dns_name,
+                                                      dns.primary_load_balancer.zone_id),
+        secondary=LoadBalancerTarget(dns.dr_load_balancer.dns_name, dns.dr_load_balancer.zone_id),
+    ),
+    opts=pulumi.ResourceOptions(provider=route53_metrics),
 )
 
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
@@ -290,5 +297,8 @@ pulumi.export("postgres", {
 pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,
                         "pagecache": graph.plan.pagecache})
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
-pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn})
+pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn,
+                       # for the DR region's Ingress (alb.ingress.kubernetes.io/wafv2-acl-arn)
+                       "drWebAclArn": ingress.dr_web_acl_arn,
+                       "loadBalancerDnsName": ingress.load_balancer_dns_name})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

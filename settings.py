@@ -355,8 +355,19 @@ class DnsSettings(Model):
     hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{8,32}$")]
     record_name: str
     health_check: HealthCheckSettings
-    primary_load_balancer: LoadBalancer
+    # ingress.mode alb: none - DNS aliases the ALB the program's own Ingress creates. Only the
+    # nginx compatibility mode names the primary load balancer (the ingress-nginx controller's).
+    primary_load_balancer: Optional[LoadBalancer] = None
     dr_load_balancer: LoadBalancer
+
+    @model_validator(mode="after")
+    def _checked_name_is_not_the_failover_name(self) -> "DnsSettings":
+        if self.health_check.fqdn.rstrip(".") == self.record_name.rstrip("."):
+            raise ValueError(
+                f"healthCheck.fqdn {self.health_check.fqdn!r} is the failover recordName: the check would "
+                "follow the failover to the DR region; use a name that only the primary serves, e.g. "
+                f"'primary.{self.record_name}'")
+        return self
 
 
 class RateLimitSettings(Model):
@@ -431,6 +442,20 @@ class StackSettings(Model):
     egress: EgressSettings = EgressSettings()
     observability: ObservabilitySettings
     dr: DrSettings
+
+    @model_validator(mode="after")
+    def _primary_load_balancer_matches_the_ingress_mode(self) -> "StackSettings":
+        given = self.dns.primary_load_balancer is not None
+        if self.ingress.mode == "alb" and given:
+            raise ValueError(
+                "dns.primaryLoadBalancer must not be set with ingress.mode alb: DNS aliases the ALB the "
+                "program's WAF-protected Ingress creates; a name from config could be an unprotected ALB")
+        if self.ingress.mode == "nginx" and not given:
+            raise ValueError("dns.primaryLoadBalancer is required with ingress.mode nginx: name the "
+                             "ingress-nginx controller's load balancer")
+        if self.dns.health_check.fqdn == self.ingress.host:
+            raise ValueError(f"dns.healthCheck.fqdn must differ from ingress.host ({self.ingress.host})")
+        return self
 
     @property
     def is_prod(self) -> bool:

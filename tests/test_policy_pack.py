@@ -115,6 +115,9 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("neo4j-min-primaries", "graph-server-3", ":Release",
      lambda e: e["inputs"]["values"]["config"].update({"initial.server.mode_constraint": "SECONDARY"}),
      "has 2 primaries; run at least 3"),
+    # a regional WebACL protects only its own region: without the DR one, failover bypasses WAF
+    ("waf-every-failover-region", "api-dr-acl", ":WebAcl",
+     lambda e: e.update(type="aws:wafv2/ipSet:IpSet"), "in us-west-2, where the stack has no REGIONAL WAFv2 WebACL"),
     ("dr-budget-within-targets", "intelgraph-platform-prod", ":Stack",
      lambda e: e["outputs"]["drBudget"][0].update(targetSeconds=300), "exceeds its target 300s"),
 ]
