@@ -185,6 +185,7 @@ class AwsSettings(Model):
 
 class RegionNetwork(Model):
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")]
+    vpc_cidr: PrivateCidr  # the VPC's primary CIDR block: what "this region's network" means
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
     ]
@@ -316,6 +317,11 @@ class RedisSettings(Model):
         return self
 
 
+class RegionCidrs(Model):
+    primary: Annotated[list[PrivateCidr], Field(min_length=1)]
+    dr: Annotated[list[PrivateCidr], Field(min_length=1)]
+
+
 _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
 
 
@@ -327,7 +333,8 @@ class PostgresSettings(Model):
     backup_retention_days: Annotated[int, Field(ge=1, le=35)]
     multi_az: bool
     deletion_protection: bool
-    allowed_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    # Per region: the DR instance, once promoted, serves the DR region's clients.
+    allowed_cidrs: RegionCidrs
     database_insights: Literal["standard", "advanced"]
     monitoring_interval_seconds: Literal[1, 5, 10, 15, 30, 60]
     final_snapshot: bool
@@ -442,6 +449,20 @@ class StackSettings(Model):
     egress: EgressSettings = EgressSettings()
     observability: ObservabilitySettings
     dr: DrSettings
+
+    @model_validator(mode="after")
+    def _database_clients_are_in_their_regions_network(self) -> "StackSettings":
+        # A security group in one VPC admitting another region's CIDRs admits nobody there.
+        problems = []
+        for label in ("primary", "dr"):
+            vpc = ipaddress.ip_network(getattr(self.network, label).vpc_cidr)
+            for i, cidr in enumerate(getattr(self.postgres.allowed_cidrs, label)):
+                if not ipaddress.ip_network(cidr).subnet_of(vpc):
+                    problems.append(f"postgres.allowedCidrs.{label}.{i} {cidr} is outside network.{label}.vpcCidr "
+                                    f"{vpc}: the {label} database would admit nobody of its region from there")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _primary_load_balancer_matches_the_ingress_mode(self) -> "StackSettings":

@@ -31,6 +31,9 @@ LOG_EXPORTS = ["postgresql", "upgrade"]
 class RegionNetwork:
     vpc_id: str
     subnet_ids: tuple[str, ...]
+    # Clients of the database in this region: after a failover the DR instance serves the DR
+    # region's workloads, whose addresses are not the primary VPC's.
+    allowed_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,6 @@ class PostgresDrArgs:
     multi_az: bool
     deletion_protection: bool
     final_snapshot: bool
-    allowed_cidrs: tuple[str, ...]
     maintenance_window: str
     backup_window: str
     database_insights: Literal["standard", "advanced"]
@@ -62,8 +64,9 @@ class PostgresDrArgs:
             problems.append("backup_retention_days must be at least 1: replicas and PITR need backups")
         if self.max_allocated_storage_gb < self.allocated_storage_gb:
             problems.append("max_allocated_storage_gb must be at least allocated_storage_gb")
-        if not self.allowed_cidrs:
-            problems.append("allowed_cidrs must name at least one client network")
+        for label, network in (("primary_network", self.primary_network), ("dr_network", self.dr_network)):
+            if not network.allowed_cidrs:
+                problems.append(f"{label}.allowed_cidrs must name at least one client network of that region")
         if self.replica_lag_threshold_seconds < 1:
             problems.append("replica_lag_threshold_seconds must be positive")
         if len(self.primary_network.subnet_ids) < 2 or len(self.dr_network.subnet_ids) < 2:
@@ -201,7 +204,7 @@ class PostgresDr(pulumi.ComponentResource):
             ingress=[{
                 "description": f"PostgreSQL from {cidr}",
                 "protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [cidr],
-            } for cidr in args.allowed_cidrs],
+            } for cidr in network.allowed_cidrs],
             opts=opts,
         )
         parameter_group = aws.rds.ParameterGroup(

@@ -127,17 +127,17 @@ def test_no_plaintext_password_anywhere_in_stack_json(stack):
 @pytest.mark.parametrize("changes,words", [
     ({"backup_retention_days": 0}, "backup_retention_days must be at least 1"),
     ({"max_allocated_storage_gb": 10}, "max_allocated_storage_gb must be at least"),
-    ({"allowed_cidrs": ()}, "allowed_cidrs must name"),
-    ({"dr_network": RegionNetwork("vpc-1", ("subnet-1",))}, "at least two subnets"),
+    ({"dr_network": RegionNetwork("vpc-2", ("subnet-3", "subnet-4"))}, "dr_network.allowed_cidrs must name"),
+    ({"dr_network": RegionNetwork("vpc-1", ("subnet-1",), ("10.1.0.0/16",))}, "at least two subnets"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(
         account_id="481236059412", dr_provider=None,
-        primary_network=RegionNetwork("vpc-1", ("subnet-1", "subnet-2")),
-        dr_network=RegionNetwork("vpc-2", ("subnet-3", "subnet-4")), engine_version="16.4",
+        primary_network=RegionNetwork("vpc-1", ("subnet-1", "subnet-2"), ("10.0.0.0/16",)),
+        dr_network=RegionNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",)), engine_version="16.4",
         instance_class="db.t4g.large", allocated_storage_gb=50, max_allocated_storage_gb=100,
         backup_retention_days=7, multi_az=False, deletion_protection=False, final_snapshot=False,
-        allowed_cidrs=("10.0.0.0/16",), maintenance_window="sun:05:00-sun:06:00",
+        maintenance_window="sun:05:00-sun:06:00",
         backup_window="03:00-04:00", database_insights="standard", monitoring_interval_seconds=60,
         replica_lag_threshold_seconds=120,
     )
@@ -173,3 +173,29 @@ def test_every_force_new_field_the_provider_reads_back_is_set_explicitly(any_sta
     missing = sorted(f for f in must_set if f not in inputs)
     assert not missing, f"{role}: ForceNew fields the provider reads back but the program leaves unset: {missing}"
     assert inputs["storageEncrypted"] is True  # what RDS reports for an instance with our key
+
+
+@pytest.mark.parametrize("label", ["primary", "dr"])
+def test_each_region_admits_its_own_network_so_the_promoted_replica_has_clients(any_stack, label):
+    # A security group admits sources by the addresses packets arrive with; after failover the
+    # DR instance is reached by the DR region's workloads, from the DR VPC's CIDR - the primary
+    # VPC's CIDRs admit nobody there (VPC User Guide, security group rules).
+    import ipaddress
+
+    from synth import engine
+
+    network = json.loads(engine.stack_config(any_stack.stack)["intelgraph-platform:network"])[label]
+    vpc = ipaddress.ip_network(network["vpcCidr"])
+    group = any_stack.named(f"intelgraph-pg-{label}-db", "aws:ec2/securityGroup:SecurityGroup")
+    assert group.inputs["vpcId"] == network["vpcId"]
+    cidrs = [c for rule in group.inputs["ingress"] for c in rule["cidrBlocks"]]
+    assert cidrs and all(ipaddress.ip_network(c).subnet_of(vpc) for c in cidrs), (cidrs, vpc)
+
+
+def test_a_dr_client_cidr_outside_the_dr_vpc_is_a_settings_error():
+    import settings
+    from tests.conftest import config_with
+
+    with pytest.raises(settings.SettingsError, match=r"postgres.allowedCidrs.dr.0 10.40.0.0/16 is outside "
+                                                     r"network.dr.vpcCidr 10.41.0.0/16"):
+        settings.validate(config_with("prod", {"postgres.allowedCidrs.dr": ["10.40.0.0/16"]}))
