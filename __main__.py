@@ -191,6 +191,7 @@ postgres = PostgresDr(
         dr_network=RegionNetwork(cfg.network.dr.vpc_id, tuple(cfg.network.dr.private_subnet_ids),
                                  tuple(pg.allowed_cidrs.dr)),
         engine_version=pg.engine_version,
+        auto_minor_version_upgrade=pg.auto_minor_version_upgrade,
         instance_class=pg.instance_class,
         allocated_storage_gb=pg.allocated_storage_gb,
         max_allocated_storage_gb=pg.max_allocated_storage_gb,

@@ -326,7 +326,12 @@ _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
 
 
 class PostgresSettings(Model):
-    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")]
+    # "16" (major only) with autoMinorVersionUpgrade, "16.4" (pinned minor) without: RDS upgrades
+    # minors itself when allowed, and a pinned minor would then read back as a downgrade that RDS
+    # refuses on every later `up` (aws_db_instance engine_version: a prefix of the actual version
+    # is kept as configured; anything else is replaced by the version read back).
+    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")]
+    auto_minor_version_upgrade: bool
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")]
     allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)]
     max_allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)]
@@ -340,6 +345,20 @@ class PostgresSettings(Model):
     final_snapshot: bool
     maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")]
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
+
+    @model_validator(mode="after")
+    def _version_matches_upgrade_policy(self) -> "PostgresSettings":
+        major_only = "." not in self.engine_version
+        if self.auto_minor_version_upgrade and not major_only:
+            raise ValueError(
+                f"engineVersion {self.engine_version!r} pins a minor version while autoMinorVersionUpgrade is "
+                f"on: RDS will upgrade past it and every later `up` would try a downgrade; give the major "
+                f"version only ({self.engine_version.split('.')[0]!r})")
+        if not self.auto_minor_version_upgrade and major_only:
+            raise ValueError(
+                f"engineVersion {self.engine_version!r} names no minor version while autoMinorVersionUpgrade "
+                "is off: pin the minor (e.g. '16.4') so upgrades happen only when you change it")
+        return self
 
 
 class LoadBalancer(Model):

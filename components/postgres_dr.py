@@ -55,6 +55,7 @@ class PostgresDrArgs:
     database_insights: Literal["standard", "advanced"]
     monitoring_interval_seconds: int
     replica_lag_threshold_seconds: int
+    auto_minor_version_upgrade: bool = True  # then engine_version is the major version only
     database_name: str = "intelgraph"
     master_username: str = "intelgraph_admin"
 
@@ -67,6 +68,9 @@ class PostgresDrArgs:
         for label, network in (("primary_network", self.primary_network), ("dr_network", self.dr_network)):
             if not network.allowed_cidrs:
                 problems.append(f"{label}.allowed_cidrs must name at least one client network of that region")
+        if self.auto_minor_version_upgrade == ("." in self.engine_version):
+            problems.append("engine_version must be the major version only with auto_minor_version_upgrade, "
+                            "and major.minor without it (RDS upgrades minors itself)")
         if self.replica_lag_threshold_seconds < 1:
             problems.append("replica_lag_threshold_seconds must be positive")
         if len(self.primary_network.subnet_ids) < 2 or len(self.dr_network.subnet_ids) < 2:
@@ -253,7 +257,7 @@ class PostgresDr(pulumi.ComponentResource):
             iam_database_authentication_enabled=True,
             ca_cert_identifier=CA_CERTIFICATE,
             copy_tags_to_snapshot=True,
-            auto_minor_version_upgrade=True,
+            auto_minor_version_upgrade=args.auto_minor_version_upgrade,
             maintenance_window=args.maintenance_window,
             database_insights_mode=args.database_insights,
             performance_insights_enabled=True,

@@ -54,7 +54,7 @@ def test_primary_is_encrypted_private_iam_enabled_with_a_managed_password(any_st
     assert i["monitoringRoleArn"] == any_stack.named("intelgraph-pg-monitoring", "aws:iam/role:Role").outputs["arn"]
     assert set(i["enabledCloudwatchLogsExports"]) == {"postgresql", "upgrade"}
     assert i["autoMinorVersionUpgrade"] is True and i["maintenanceWindow"]
-    assert i["engineVersion"] == "16.4"
+    assert i["engineVersion"] == "16"
 
 
 def test_pitr_is_replicated_to_the_dr_region_with_the_dr_key(any_stack):
@@ -129,12 +129,13 @@ def test_no_plaintext_password_anywhere_in_stack_json(stack):
     ({"max_allocated_storage_gb": 10}, "max_allocated_storage_gb must be at least"),
     ({"dr_network": RegionNetwork("vpc-2", ("subnet-3", "subnet-4"))}, "dr_network.allowed_cidrs must name"),
     ({"dr_network": RegionNetwork("vpc-1", ("subnet-1",), ("10.1.0.0/16",))}, "at least two subnets"),
+    ({"engine_version": "16.4"}, "major version only with auto_minor_version_upgrade"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(
         account_id="481236059412", dr_provider=None,
         primary_network=RegionNetwork("vpc-1", ("subnet-1", "subnet-2"), ("10.0.0.0/16",)),
-        dr_network=RegionNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",)), engine_version="16.4",
+        dr_network=RegionNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",)), engine_version="16",
         instance_class="db.t4g.large", allocated_storage_gb=50, max_allocated_storage_gb=100,
         backup_retention_days=7, multi_az=False, deletion_protection=False, final_snapshot=False,
         maintenance_window="sun:05:00-sun:06:00",
@@ -199,3 +200,44 @@ def test_a_dr_client_cidr_outside_the_dr_vpc_is_a_settings_error():
     with pytest.raises(settings.SettingsError, match=r"postgres.allowedCidrs.dr.0 10.40.0.0/16 is outside "
                                                      r"network.dr.vpcCidr 10.41.0.0/16"):
         settings.validate(config_with("prod", {"postgres.allowedCidrs.dr": ["10.40.0.0/16"]}))
+
+
+def engine_version_after_read(configured: str, actual: str, pending: str = "") -> str:
+    """terraform-provider-aws internal/service/rds compareActualEngineVersion (bridged by
+    pulumi-aws): on read, engine_version keeps the configured value only when it equals the
+    actual version or is a prefix of it ("16" for "16.8"); otherwise it becomes the actual one."""
+    if configured and configured == pending:
+        return configured
+    head = actual[: len(configured) + 1] if len(actual) > len(configured) else actual
+    if configured != actual and configured + "." == head:
+        return configured
+    return actual
+
+
+def test_the_engine_version_survives_an_automatic_minor_upgrade(any_stack):
+    # RDS User Guide, "Automatically upgrading the minor engine version": with
+    # auto_minor_version_upgrade RDS moves the instance to newer minors in the maintenance window.
+    # The next `up` compares config with what the provider read back; a pinned "16.4" reads back
+    # as "16.8", a diff back to 16.4 - a downgrade RDS refuses.
+    primary = any_stack.named("intelgraph-pg-primary", INSTANCE).inputs
+    assert primary["autoMinorVersionUpgrade"] is True
+    configured = primary["engineVersion"]
+    major = configured.split(".")[0]
+    for upgraded in (f"{major}.8", f"{major}.12", f"{major}.8.1"):
+        assert engine_version_after_read(configured, upgraded) == configured, upgraded
+    assert engine_version_after_read("16.4", "16.8") == "16.8"  # the diff the old pin produced
+
+
+@pytest.mark.parametrize("version,auto,words", [
+    ("16.4", True, "pins a minor version while autoMinorVersionUpgrade is on"),
+    ("16", False, "names no minor version while autoMinorVersionUpgrade is off"),
+])
+def test_settings_tie_the_engine_version_to_the_upgrade_policy(version, auto, words):
+    import settings
+    from tests.conftest import config_with
+
+    with pytest.raises(settings.SettingsError, match=words):
+        settings.validate(config_with("prod", {"postgres.engineVersion": version,
+                                               "postgres.autoMinorVersionUpgrade": auto}))
+    settings.validate(config_with("prod", {"postgres.engineVersion": "16.4" if not auto else "16",
+                                           "postgres.autoMinorVersionUpgrade": auto}))
