@@ -203,7 +203,7 @@ postgres = PostgresDr(
         backup_window=pg.backup_window,
         database_insights=pg.database_insights,
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
-        replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+        replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(),
     ),
     opts=pulumi.ResourceOptions(provider=primary),
 )
@@ -261,7 +261,7 @@ budget = [
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
         promotion_estimate_seconds=cfg.dr.replica_promotion_estimate_seconds,
-        lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+        lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(),
     ),
     *dr_budget.neo4j_bounds(
         rto_target=cfg.dr.neo4j.rto_seconds,
@@ -293,7 +293,8 @@ pulumi.export("postgres", {
     "primaryArn": postgres.primary_arn,
     "replicaArn": postgres.replica_arn,
     "masterSecretArn": postgres.master_secret_arn,
-    "lagAlarmThresholdSeconds": dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+    "lagAlarmThresholdSeconds": dr_budget.lag_alarm_threshold_seconds(),
+    "heartbeatIntervalSeconds": dr_budget.HEARTBEAT_INTERVAL_SECONDS,
     "backupRetentionDays": pg.backup_retention_days,
 })
 pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,

@@ -8,6 +8,13 @@ automated backups are replicated to the DR region, so point-in-time restore exis
 
 WAL-G is not used: it needs host access and archive_command, which RDS does not give; RDS's
 own transaction-log backups are the PITR mechanism.
+
+Heartbeat: an idle primary makes the replica report up to five minutes of lag, so both parameter
+groups preload pg_cron and HEARTBEAT_SQL (run once on the primary, see the README) schedules an
+upsert every 15 s. pg_cron over a pod: it runs inside the primary, needs no network path, role or
+token, accepts second intervals ('[1-59] seconds', pg_cron 1.5+; RDS for PostgreSQL 16 ships
+1.6), never runs on a hot standby, and keeps running on the replica once it is promoted (its jobs
+replicate with the data). If the heartbeat is missing, the replica-lag alarm says so.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Literal, Optional
 import pulumi
 import pulumi_aws as aws
 
+from components import dr_budget
 from components.alerting import alarm, alert_topic
 from components.validation import require
 
@@ -172,7 +180,8 @@ class PostgresDr(pulumi.ComponentResource):
             dimensions={"DBInstanceIdentifier": replica.identifier},
             statistic="Maximum", comparison="GreaterThanThreshold",
             threshold=args.replica_lag_threshold_seconds,
-            period_seconds=60, evaluation_periods=2, unit="Seconds",
+            period_seconds=dr_budget.LAG_PERIOD_SECONDS, evaluation_periods=dr_budget.LAG_EVALUATION_PERIODS,
+            unit="Seconds",
             topic=dr_region.topic, opts=dr_region.opts,
         )
 
@@ -215,8 +224,8 @@ class PostgresDr(pulumi.ComponentResource):
             f"{name}-params",
             family=args.family,
             description=f"{name}: TLS only, slow-query and connection logging",
-            parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k == "rds.force_ssl" else "immediate"}
-                        for k, v in PARAMETERS.items()],
+            parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k in STATIC else "immediate"}
+                        for k, v in parameters(args.database_name).items()],
             opts=opts,
         )
         topic = alert_topic(f"{name}-alerts", args.account_id, opts)
@@ -293,3 +302,35 @@ PARAMETERS = {
     "log_temp_files": "10240",
     "log_autovacuum_min_duration": "10000",
 }
+
+
+# pg_cron runs the heartbeat; preloading and its database are postmaster settings (reboot).
+HEARTBEAT_LIBRARY = "pg_cron"
+STATIC = {"rds.force_ssl", "shared_preload_libraries", "cron.database_name"}
+
+
+def parameters(database_name: str) -> dict[str, str]:
+    """PARAMETERS plus what the heartbeat needs, keeping any other preloaded library."""
+    preload = [lib for lib in PARAMETERS.get("shared_preload_libraries", "").split(",") if lib]
+    return {**PARAMETERS, "shared_preload_libraries": ",".join([*preload, HEARTBEAT_LIBRARY]),
+            "cron.database_name": database_name}
+
+
+def heartbeat_sql(interval_seconds: int = dr_budget.HEARTBEAT_INTERVAL_SECONDS) -> str:
+    """What the master user runs once on the primary (database_name) after the reboot that loads
+    pg_cron. Idempotent: cron.schedule with an existing job name updates that job."""
+    if not 1 <= interval_seconds <= 59:
+        raise ValueError("pg_cron second intervals are 1-59 seconds")
+    return f"""\
+CREATE EXTENSION IF NOT EXISTS pg_cron;
+CREATE TABLE IF NOT EXISTS dr_heartbeat (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    beat_at timestamptz NOT NULL
+);
+SELECT cron.schedule('dr-heartbeat', '{interval_seconds} seconds',
+    $$INSERT INTO dr_heartbeat (id, beat_at) VALUES (1, now())
+      ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at$$);
+-- pg_cron records every run; at {60 // interval_seconds} a minute, keep one day of them.
+SELECT cron.schedule('dr-heartbeat-history', '17 3 * * *',
+    $$DELETE FROM cron.job_run_details WHERE end_time < now() - interval '1 day'$$);
+"""

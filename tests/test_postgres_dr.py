@@ -91,7 +91,8 @@ def test_alarms_watch_lag_cpu_and_storage_and_notify_an_encrypted_topic(prod):
     alarms = {a.name: a for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
     lag = alarms["intelgraph-pg-replica-lag"].inputs
     assert lag["metricName"] == "ReplicaLag" and lag["dimensions"] == {"DBInstanceIdentifier": "intelgraph-pg-replica"}
-    assert lag["threshold"] == 300 - 120  # RPO target minus the alarm's detection window
+    assert lag["threshold"] == 30  # two heartbeats: a healthy replica never trails by more
+    assert (lag["period"], lag["evaluationPeriods"]) == (60, 1)
     assert lag["treatMissingData"] == "breaching"
     for name in ("intelgraph-pg-primary-cpu", "intelgraph-pg-replica-cpu",
                  "intelgraph-pg-primary-free-storage", "intelgraph-pg-replica-free-storage"):
@@ -241,3 +242,59 @@ def test_settings_tie_the_engine_version_to_the_upgrade_policy(version, auto, wo
                                                "postgres.autoMinorVersionUpgrade": auto}))
     settings.validate(config_with("prod", {"postgres.engineVersion": "16.4" if not auto else "16",
                                            "postgres.autoMinorVersionUpgrade": auto}))
+
+
+# --- heartbeat: keeps an idle primary's replica from reporting false lag
+
+@pytest.mark.parametrize("label", ["primary", "dr"])
+def test_both_parameter_groups_load_pg_cron_for_the_heartbeat(any_stack, label):
+    # pg_cron must be in shared_preload_libraries and cron.database_name names the database its
+    # jobs run in (RDS User Guide, "Scheduling maintenance with the PostgreSQL pg_cron
+    # extension"); both are static, so RDS only accepts them with pending-reboot. The DR group
+    # needs them too: after promotion the replica keeps the heartbeat going.
+    params = {p["name"]: p for p in any_stack.named(
+        f"intelgraph-pg-{label}-params", "aws:rds/parameterGroup:ParameterGroup").inputs["parameters"]}
+    assert "pg_cron" in params["shared_preload_libraries"]["value"].split(",")
+    assert params["cron.database_name"]["value"] == any_stack.named("intelgraph-pg-primary", INSTANCE).inputs["dbName"]
+    for static in ("shared_preload_libraries", "cron.database_name"):
+        assert params[static]["applyMethod"] == "pending-reboot"
+
+
+def test_other_preloaded_libraries_are_kept(monkeypatch):
+    from components import postgres_dr
+
+    monkeypatch.setitem(postgres_dr.PARAMETERS, "shared_preload_libraries", "pgaudit")
+    assert postgres_dr.parameters("db")["shared_preload_libraries"] == "pgaudit,pg_cron"
+
+
+def test_the_heartbeat_sql_upserts_one_row_every_15_seconds():
+    """Parsed with PostgreSQL's own parser (pglast = libpg_query): pg_cron accepts '[1-59] seconds'
+    schedules from 1.5 on (citusdata/pg_cron README), and the job's command must be valid SQL that
+    writes the table the script creates - a heartbeat that fails writes no WAL."""
+    import re
+
+    from pglast import ast, parse_sql
+
+    from components import dr_budget
+    from components.postgres_dr import heartbeat_sql
+
+    statements = [s.stmt for s in parse_sql(heartbeat_sql())]
+    assert isinstance(statements[0], ast.CreateExtensionStmt) and statements[0].extname == "pg_cron"
+    [table] = [s for s in statements if isinstance(s, ast.CreateStmt)]
+    schedules = {}
+    for select in (s for s in statements if isinstance(s, ast.SelectStmt)):
+        [target] = select.targetList
+        call = target.val
+        assert [n.sval for n in call.funcname] == ["cron", "schedule"]
+        name, schedule, command = (a.val.sval for a in call.args)
+        schedules[name] = (schedule, command)
+    schedule, command = schedules["dr-heartbeat"]
+    interval = re.fullmatch(r"\s*([1-9]|[1-5][0-9])\s+seconds?\s*", schedule)
+    assert interval and int(interval[1]) == dr_budget.HEARTBEAT_INTERVAL_SECONDS <= 30
+    [insert] = [s.stmt for s in parse_sql(command)]
+    assert isinstance(insert, ast.InsertStmt) and insert.relation.relname == table.relation.relname
+    assert insert.onConflictClause is not None  # one row, updated in place: the table never grows
+    [purge] = [s.stmt for s in parse_sql(schedules["dr-heartbeat-history"][1])]
+    assert isinstance(purge, ast.DeleteStmt) and purge.relation.relname == "job_run_details"
+    with pytest.raises(ValueError, match="1-59 seconds"):
+        heartbeat_sql(60)
