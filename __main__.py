@@ -293,6 +293,8 @@ pulumi.export("postgres", {
     "primaryArn": postgres.primary_arn,
     "replicaArn": postgres.replica_arn,
     "masterSecretArn": postgres.master_secret_arn,
+    # ops/dr_promote gives the promoted replica its own managed secret under this key
+    "replicaKmsKeyArn": postgres.replica_kms_key_arn,
     "lagAlarmThresholdSeconds": dr_budget.lag_alarm_threshold_seconds(),
     "heartbeatIntervalSeconds": dr_budget.HEARTBEAT_INTERVAL_SECONDS,
     "backupRetentionDays": pg.backup_retention_days,

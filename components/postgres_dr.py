@@ -108,6 +108,7 @@ class PostgresDr(pulumi.ComponentResource):
     primary_arn: pulumi.Output[str]
     replica_arn: pulumi.Output[str]
     master_secret_arn: pulumi.Output[str]
+    replica_kms_key_arn: pulumi.Output[str]  # DR-region key: also for the promoted replica's secret
 
     def __init__(self, name: str, args: PostgresDrArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:database:PostgresDr", name, None, opts)
@@ -190,7 +191,9 @@ class PostgresDr(pulumi.ComponentResource):
         self.primary_arn = primary.arn
         self.replica_arn = replica.arn
         self.master_secret_arn = primary.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
+        self.replica_kms_key_arn = dr_region.key.arn
         self.register_outputs({
+            "replicaKmsKeyArn": self.replica_kms_key_arn,
             "primaryEndpoint": self.primary_endpoint,
             "replicaEndpoint": self.replica_endpoint,
             "primaryArn": self.primary_arn,

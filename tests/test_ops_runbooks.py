@@ -44,6 +44,8 @@ def world(monkeypatch, outputs, tmp_path):
         west.create_db_instance_read_replica(DBInstanceIdentifier="intelgraph-pg-replica",
                                              SourceDBInstanceIdentifier=pg["primaryArn"])
         _replicate_automated_backups("intelgraph-pg-primary")
+        pg["replicaKmsKeyArn"] = boto3.client("kms", "us-west-2").create_key(
+            Description="intelgraph-pg-dr-key")["KeyMetadata"]["Arn"]
         put_lag(30)
 
         check = boto3.client("route53").create_health_check(CallerReference="synth", HealthCheckConfig={
@@ -211,7 +213,8 @@ def test_missing_output_is_a_clear_input_error(tmp_path, capsys):
 
 
 def test_malformed_arn_and_unreadable_file_are_clear_input_errors(tmp_path, capsys):
-    assert dr_promote.main(["--primary-arn", "db-primary", "--replica-arn", "x", "--max-lag-seconds", "60"]) == 2
+    assert dr_promote.main(["--primary-arn", "db-primary", "--replica-arn", "x", "--max-lag-seconds", "60",
+                            "--secret-kms-key-arn", f"arn:aws:kms:us-west-2:{ACCOUNT}:key/k"]) == 2
     assert "must be an RDS instance ARN" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
     assert dr_readiness.main(["--outputs", str(tmp_path / "bad.json")]) == 2
@@ -234,6 +237,32 @@ def test_promotion_happy_path(world, capsys):
     assert "is now a standalone primary" in out and "pulumi refresh" in out
 
 
+def test_the_promoted_instance_gets_a_managed_secret_in_its_own_region(world, capsys, outputs):
+    # The primary's RDS-managed secret lives in Secrets Manager in the primary region only, and a
+    # read replica cannot manage one (RDS User Guide, "Password management with Amazon RDS and
+    # AWS Secrets Manager"): after promotion, ModifyDBInstance ManageMasterUserPassword gives the
+    # new primary its own secret, in its region, under our DR key.
+    # Before: nothing in the DR region (moto even shows the primary's us-east-1 secret on the replica).
+    assert ":us-west-2:" not in _replica().get("MasterUserSecret", {}).get("SecretArn", "")
+    assert dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"]) == 0
+    out = capsys.readouterr().out
+    secret = _replica()["MasterUserSecret"]
+    assert secret["SecretArn"].startswith(f"arn:aws:secretsmanager:us-west-2:{ACCOUNT}:secret:")
+    assert secret["KmsKeyId"] == outputs["postgres"]["replicaKmsKeyArn"]
+    value = json.loads(boto3.client("secretsmanager", "us-west-2").get_secret_value(
+        SecretId=secret["SecretArn"])["SecretString"])
+    assert value["username"] and value["password"]  # readable in the DR region
+    assert secret["SecretArn"] in out
+
+
+def test_a_secret_key_from_another_region_is_refused_before_anything_changes(world, capsys, outputs):
+    args = ["--primary-arn", outputs["postgres"]["primaryArn"], "--replica-arn", outputs["postgres"]["replicaArn"],
+            "--max-lag-seconds", "60", "--secret-kms-key-arn", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k"]
+    assert dr_promote.main(args) == 2
+    assert "must be a key ARN in us-west-2" in capsys.readouterr().err
+    assert _replica()["ReadReplicaSourceDBInstanceIdentifier"]  # still a replica
+
+
 def test_dry_run_checks_and_changes_nothing(world, capsys):
     assert dr_promote.main(["--outputs", str(world), "--dry-run"]) == 0
     assert "Dry run: would promote" in capsys.readouterr().out
@@ -250,7 +279,8 @@ def test_promotion_refused_when_lag_exceeds_the_limit(world, capsys):
 
 def test_promotion_refused_for_a_replica_of_something_else(world, capsys, outputs):
     args = ["--primary-arn", f"arn:aws:rds:us-east-1:{ACCOUNT}:db:another-primary",
-            "--replica-arn", outputs["postgres"]["replicaArn"], "--max-lag-seconds", "180"]
+            "--replica-arn", outputs["postgres"]["replicaArn"], "--max-lag-seconds", "180",
+            "--secret-kms-key-arn", outputs["postgres"]["replicaKmsKeyArn"]]
     assert dr_promote.main(args) == 1
     out = capsys.readouterr().out
     assert "replicates from" in out and "Refusing to promote" in out
