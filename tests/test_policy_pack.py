@@ -173,6 +173,20 @@ def test_unknown_values_never_crash_a_rule(prod_export):
         assert verdict.evaluated + len(verdict.cannot_tell) > 0
 
 
+def test_the_dr_waf_rule_decides_on_the_first_preview(prod_export):
+    """On a new stack's first preview the PRIMARY record's alias is unknown (it is read from the ALB
+    the Ingress creates); the rule judges the failover target, whose load balancer is known."""
+    document = copy.deepcopy(prod_export)
+    for name in ("api-failover-primary", "api-failover-health"):
+        entry(document, name, ":Record")["inputs"]["aliases"][0]["name"] = UNKNOWN_STRING_VALUE
+    policy = BY_NAME["waf-every-failover-region"]
+    [verdict] = policy_runner.evaluate(document, "prod", policies=[policy]).verdicts
+    assert verdict.violations == [] and not verdict.cannot_tell and verdict.evaluated > 0
+    entry(document, "api-dr-acl", ":WebAcl").update(type="aws:wafv2/ipSet:IpSet")
+    [verdict] = policy_runner.evaluate(document, "prod", policies=[policy]).verdicts
+    assert verdict.violations and not verdict.cannot_tell
+
+
 @pytest.fixture
 def exceptions_file(tmp_path):
     def use(entries: list[dict]) -> None:

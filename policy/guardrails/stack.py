@@ -145,7 +145,11 @@ def waf_every_failover_region(resources, args):
     # Developer Guide): after failover the DR load balancer is unprotected unless its region has one.
     protected = {region_of(acl) for acl in resources
                  if acl.resource_type == WEB_ACL and dig(acl.props, "scope") == "REGIONAL"}
-    for record in (r for r in resources if r.resource_type == RECORD and list(each(r.props, "failoverRoutingPolicies"))):
+    # Only SECONDARY records are failover targets; their load balancer is known at preview, while
+    # the PRIMARY's alias (read from the ALB its Ingress creates) is not until `up`.
+    targets = (r for r in resources if r.resource_type == RECORD
+               and any(dig(p, "type") == "SECONDARY" for p in each(r.props, "failoverRoutingPolicies")))
+    for record in targets:
         for alias in each(record.props, "aliases"):
             match = _ELB_REGION.search(str(dig(alias, "name") or ""))
             if match and match[1] not in protected:
