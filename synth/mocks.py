@@ -91,9 +91,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return
         metadata = outputs.get("metadata") or {}
         name = (metadata.get("annotations") or {}).get("alb.ingress.kubernetes.io/load-balancer-name")
-        if not name:
-            digest = _hex(f"{metadata.get('namespace')}/{metadata.get('name')}", 10)
-            name = f"k8s-{metadata.get('namespace')}-{metadata.get('name')}-{digest}"[:32]
+        if not name:  # the controller's own scheme: k8s-%.8s-%.8s-%.10s (namespace, name, hash)
+            namespace, ingress = str(metadata.get("namespace")), str(metadata.get("name"))
+            name = f"k8s-{namespace[:8]}-{ingress[:8]}-{_hex(f'{namespace}/{ingress}', 10)}"
         with self._lock:
             self._alb_names.add(name)
 

@@ -153,32 +153,48 @@ def test_dns_aliases_the_alb_the_waf_protected_ingress_creates(any_stack):
     assert primary.inputs["aliases"][0]["zoneId"] == "Z35SXDOTRQ7X7K"  # us-east-1's ALB hosted zone
 
 
-def test_looking_the_alb_up_before_its_ingress_exists_fails():
-    """What the first `up` would do without depends_on: the lookup runs when the program runs,
-    before the controller has created the ALB (elbv2 DescribeLoadBalancers: LoadBalancerNotFound)."""
+def alb_program(wait: bool, annotate: bool = True, lookup: str = "intelgraph-test-api"):
+    """An Ingress (whose annotations resolve late, like the WebACL ARN) and a lookup of its ALB."""
     import pulumi
     import pulumi_aws as aws
     import pulumi_kubernetes as k8s
 
+    def program():
+        provider = aws.Provider("primary", region="us-east-1")
+        cluster = k8s.Provider("eks", context="test")
+        topic = aws.sns.Topic("slow", opts=pulumi.ResourceOptions(provider=provider))
+        named = {"alb.ingress.kubernetes.io/load-balancer-name": "intelgraph-test-api"} if annotate else {}
+        ingress = k8s.networking.v1.Ingress("api", metadata={"name": "api", "namespace": "edge", "annotations": {
+            **named, "alb.ingress.kubernetes.io/wafv2-acl-arn": topic.arn}},
+            spec={"ingressClassName": "alb"}, opts=pulumi.ResourceOptions(provider=cluster))
+        alb = aws.lb.get_load_balancer_output(name=lookup, opts=pulumi.InvokeOutputOptions(
+            provider=provider, depends_on=[ingress] if wait else None))
+        return {"dns": alb.dns_name}
+
+    return program
+
+
+def failed_run(*args) -> str:
+    # A program that fails inside an invoke leaves the SDK's pending outputs behind in its process:
+    # run each failing case in a process of its own.
+    script = ("import sys; from tests.conftest import run_component; from tests.test_waf_ingress import alb_program; "
+              f"run_component(alb_program(*{args!r}))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
+def test_looking_the_alb_up_before_its_ingress_exists_fails():
+    """What the first `up` would do without depends_on: the lookup runs when the program runs,
+    before the controller has created the ALB (elbv2 DescribeLoadBalancers: LoadBalancerNotFound)."""
     from tests.conftest import run_component
 
-    def build(wait: bool):
-        def program():
-            provider = aws.Provider("primary", region="us-east-1")
-            cluster = k8s.Provider("eks", context="test")
-            topic = aws.sns.Topic("slow", opts=pulumi.ResourceOptions(provider=provider))
-            ingress = k8s.networking.v1.Ingress("api", metadata={"name": "api", "namespace": "edge", "annotations": {
-                "alb.ingress.kubernetes.io/load-balancer-name": "intelgraph-test-api",
-                "alb.ingress.kubernetes.io/wafv2-acl-arn": topic.arn}},  # resolves later, like the ACL
-                spec={"ingressClassName": "alb"}, opts=pulumi.ResourceOptions(provider=cluster))
-            alb = aws.lb.get_load_balancer_output(name="intelgraph-test-api", opts=pulumi.InvokeOutputOptions(
-                provider=provider, depends_on=[ingress] if wait else None))
-            return {"dns": alb.dns_name}
-        return program
-
-    assert run_component(build(True)).outputs["dns"].startswith("intelgraph-test-api-")
-    with pytest.raises(Exception, match="LoadBalancerNotFound"):
-        run_component(build(False))
+    assert run_component(alb_program(True)).outputs["dns"].startswith("intelgraph-test-api-")
+    assert "LoadBalancerNotFound: no load balancer named 'intelgraph-test-api'" in failed_run(False)
+    # Without the annotation the controller names the ALB k8s-edge-api-<hash>: a name from config
+    # (today's k8s-edge-prod-...) is some other load balancer, or none.
+    assert "LoadBalancerNotFound: no load balancer named 'k8s-edge-prod-4f1c2a9b7e'" in failed_run(
+        True, False, "k8s-edge-prod-4f1c2a9b7e")
 
 
 def test_a_primary_load_balancer_from_config_is_refused_in_alb_mode():
