@@ -52,6 +52,7 @@ buckets = {
         BackupBucketArgs(
             purpose=f"{purpose}-backups",
             dr_provider=dr,
+            account_id=cfg.aws.account_id,
             transition_days=bucket.transition_days,
             transition_storage_class=bucket.transition_storage_class,
             expiration_days=bucket.expiration_days,
@@ -185,9 +186,12 @@ postgres = PostgresDr(
     PostgresDrArgs(
         account_id=cfg.aws.account_id,
         dr_provider=dr,
-        primary_network=RegionNetwork(cfg.network.primary.vpc_id, tuple(cfg.network.primary.private_subnet_ids)),
-        dr_network=RegionNetwork(cfg.network.dr.vpc_id, tuple(cfg.network.dr.private_subnet_ids)),
+        primary_network=RegionNetwork(cfg.network.primary.vpc_id, tuple(cfg.network.primary.private_subnet_ids),
+                                      tuple(pg.allowed_cidrs.primary)),
+        dr_network=RegionNetwork(cfg.network.dr.vpc_id, tuple(cfg.network.dr.private_subnet_ids),
+                                 tuple(pg.allowed_cidrs.dr)),
         engine_version=pg.engine_version,
+        auto_minor_version_upgrade=pg.auto_minor_version_upgrade,
         instance_class=pg.instance_class,
         allocated_storage_gb=pg.allocated_storage_gb,
         max_allocated_storage_gb=pg.max_allocated_storage_gb,
@@ -195,32 +199,13 @@ postgres = PostgresDr(
         multi_az=pg.multi_az,
         deletion_protection=pg.deletion_protection,
         final_snapshot=pg.final_snapshot,
-        allowed_cidrs=tuple(pg.allowed_cidrs),
         maintenance_window=pg.maintenance_window,
         backup_window=pg.backup_window,
         database_insights=pg.database_insights,
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
-        replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+        replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(),
     ),
     opts=pulumi.ResourceOptions(provider=primary),
-)
-
-# --- edge DNS: health-checked failover to the DR region ------------------------------------------
-dns = cfg.dns
-failover = DnsFailover(
-    "api-failover",
-    DnsFailoverArgs(
-        account_id=cfg.aws.account_id,
-        hosted_zone_id=dns.hosted_zone_id,
-        record_name=dns.record_name,
-        health_check_fqdn=dns.health_check.fqdn,
-        request_interval_seconds=dns.health_check.request_interval_seconds,
-        failure_threshold=dns.health_check.failure_threshold,
-        checker_regions=tuple(dns.health_check.regions),
-        primary=LoadBalancerTarget(dns.primary_load_balancer.dns_name, dns.primary_load_balancer.zone_id),
-        secondary=LoadBalancerTarget(dns.dr_load_balancer.dns_name, dns.dr_load_balancer.zone_id),
-    ),
-    opts=pulumi.ResourceOptions(provider=route53_metrics),
 )
 
 # --- edge: TLS ingress behind AWS WAF (or the ingress-nginx compatibility mode) -----------------
@@ -239,8 +224,33 @@ ingress = WafIngress(
         allowlist_cidrs=tuple(edge.allowlist_cidrs),
         max_body_bytes=edge.max_body_size_mb * 2**20,
         tls_secret_name=edge.tls_secret_name,
+        # The controller would otherwise name the ALB k8s-<ns>-<name>-<hash>; DNS needs to find it.
+        load_balancer_name=f"intelgraph-{cfg.environment}-api" if edge.mode == "alb" else None,
+        health_host=cfg.dns.health_check.fqdn,
+        dr_provider=dr,
     ),
     opts=k8s_and_aws,
+)
+
+# --- edge DNS: health-checked failover to the DR region ------------------------------------------
+dns = cfg.dns
+failover = DnsFailover(
+    "api-failover",
+    DnsFailoverArgs(
+        account_id=cfg.aws.account_id,
+        hosted_zone_id=dns.hosted_zone_id,
+        record_name=dns.record_name,
+        health_check_fqdn=dns.health_check.fqdn,
+        request_interval_seconds=dns.health_check.request_interval_seconds,
+        failure_threshold=dns.health_check.failure_threshold,
+        checker_regions=tuple(dns.health_check.regions),
+        # alb mode: the ALB the WAF-protected Ingress creates; nginx mode: the controller's, from config
+        primary=LoadBalancerTarget(ingress.load_balancer_dns_name, ingress.load_balancer_zone_id)
+        if edge.mode == "alb" else LoadBalancerTarget(dns.primary_load_balancer.dns_name,
+                                                      dns.primary_load_balancer.zone_id),
+        secondary=LoadBalancerTarget(dns.dr_load_balancer.dns_name, dns.dr_load_balancer.zone_id),
+    ),
+    opts=pulumi.ResourceOptions(provider=route53_metrics),
 )
 
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
@@ -251,7 +261,7 @@ budget = [
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
         promotion_estimate_seconds=cfg.dr.replica_promotion_estimate_seconds,
-        lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+        lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(),
     ),
     *dr_budget.neo4j_bounds(
         rto_target=cfg.dr.neo4j.rto_seconds,
@@ -285,11 +295,17 @@ pulumi.export("postgres", {
     "primaryArn": postgres.primary_arn,
     "replicaArn": postgres.replica_arn,
     "masterSecretArn": postgres.master_secret_arn,
-    "lagAlarmThresholdSeconds": dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+    # ops/dr_promote gives the promoted replica its own managed secret under this key
+    "replicaKmsKeyArn": postgres.replica_kms_key_arn,
+    "lagAlarmThresholdSeconds": dr_budget.lag_alarm_threshold_seconds(),
+    "heartbeatIntervalSeconds": dr_budget.HEARTBEAT_INTERVAL_SECONDS,
     "backupRetentionDays": pg.backup_retention_days,
 })
 pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,
                         "pagecache": graph.plan.pagecache})
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
-pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn})
+pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn,
+                       # for the DR region's Ingress (alb.ingress.kubernetes.io/wafv2-acl-arn)
+                       "drWebAclArn": ingress.dr_web_acl_arn,
+                       "loadBalancerDnsName": ingress.load_balancer_dns_name})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

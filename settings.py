@@ -198,6 +198,7 @@ class AwsSettings(Model):
 
 class RegionNetwork(Model):
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")]
+    vpc_cidr: PrivateCidr  # the VPC's primary CIDR block: what "this region's network" means
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
     ]
@@ -382,23 +383,48 @@ class RedisSettings(Model):
         return self
 
 
+class RegionCidrs(Model):
+    primary: Annotated[list[PrivateCidr], Field(min_length=1)]
+    dr: Annotated[list[PrivateCidr], Field(min_length=1)]
+
+
 _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
 
 
 class PostgresSettings(Model):
-    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")]
+    # "16" (major only) with autoMinorVersionUpgrade, "16.4" (pinned minor) without: RDS upgrades
+    # minors itself when allowed, and a pinned minor would then read back as a downgrade that RDS
+    # refuses on every later `up` (aws_db_instance engine_version: a prefix of the actual version
+    # is kept as configured; anything else is replaced by the version read back).
+    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")]
+    auto_minor_version_upgrade: bool
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")]
     allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)]
     max_allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)]
     backup_retention_days: Annotated[int, Field(ge=1, le=35)]
     multi_az: bool
     deletion_protection: bool
-    allowed_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    # Per region: the DR instance, once promoted, serves the DR region's clients.
+    allowed_cidrs: RegionCidrs
     database_insights: Literal["standard", "advanced"]
     monitoring_interval_seconds: Literal[1, 5, 10, 15, 30, 60]
     final_snapshot: bool
     maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")]
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
+
+    @model_validator(mode="after")
+    def _version_matches_upgrade_policy(self) -> "PostgresSettings":
+        major_only = "." not in self.engine_version
+        if self.auto_minor_version_upgrade and not major_only:
+            raise ValueError(
+                f"engineVersion {self.engine_version!r} pins a minor version while autoMinorVersionUpgrade is "
+                f"on: RDS will upgrade past it and every later `up` would try a downgrade; give the major "
+                f"version only ({self.engine_version.split('.')[0]!r})")
+        if not self.auto_minor_version_upgrade and major_only:
+            raise ValueError(
+                f"engineVersion {self.engine_version!r} names no minor version while autoMinorVersionUpgrade "
+                "is off: pin the minor (e.g. '16.4') so upgrades happen only when you change it")
+        return self
 
 
 class LoadBalancer(Model):
@@ -421,8 +447,19 @@ class DnsSettings(Model):
     hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{8,32}$")]
     record_name: str
     health_check: HealthCheckSettings
-    primary_load_balancer: LoadBalancer
+    # ingress.mode alb: none - DNS aliases the ALB the program's own Ingress creates. Only the
+    # nginx compatibility mode names the primary load balancer (the ingress-nginx controller's).
+    primary_load_balancer: Optional[LoadBalancer] = None
     dr_load_balancer: LoadBalancer
+
+    @model_validator(mode="after")
+    def _checked_name_is_not_the_failover_name(self) -> "DnsSettings":
+        if self.health_check.fqdn.rstrip(".") == self.record_name.rstrip("."):
+            raise ValueError(
+                f"healthCheck.fqdn {self.health_check.fqdn!r} is the failover recordName: the check would "
+                "follow the failover to the DR region; use a name that only the primary serves, e.g. "
+                f"'primary.{self.record_name}'")
+        return self
 
 
 class RateLimitSettings(Model):
@@ -499,6 +536,34 @@ class StackSettings(Model):
     egress: EgressSettings = EgressSettings()
     observability: ObservabilitySettings
     dr: DrSettings
+
+    @model_validator(mode="after")
+    def _database_clients_are_in_their_regions_network(self) -> "StackSettings":
+        # A security group in one VPC admitting another region's CIDRs admits nobody there.
+        problems = []
+        for label in ("primary", "dr"):
+            vpc = ipaddress.ip_network(getattr(self.network, label).vpc_cidr)
+            for i, cidr in enumerate(getattr(self.postgres.allowed_cidrs, label)):
+                if not ipaddress.ip_network(cidr).subnet_of(vpc):
+                    problems.append(f"postgres.allowedCidrs.{label}.{i} {cidr} is outside network.{label}.vpcCidr "
+                                    f"{vpc}: the {label} database would admit nobody of its region from there")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _primary_load_balancer_matches_the_ingress_mode(self) -> "StackSettings":
+        given = self.dns.primary_load_balancer is not None
+        if self.ingress.mode == "alb" and given:
+            raise ValueError(
+                "dns.primaryLoadBalancer must not be set with ingress.mode alb: DNS aliases the ALB the "
+                "program's WAF-protected Ingress creates; a name from config could be an unprotected ALB")
+        if self.ingress.mode == "nginx" and not given:
+            raise ValueError("dns.primaryLoadBalancer is required with ingress.mode nginx: name the "
+                             "ingress-nginx controller's load balancer")
+        if self.dns.health_check.fqdn == self.ingress.host:
+            raise ValueError(f"dns.healthCheck.fqdn must differ from ingress.host ({self.ingress.host})")
+        return self
 
     @property
     def is_prod(self) -> bool:

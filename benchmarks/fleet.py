@@ -13,8 +13,9 @@ from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 
-# component + children: bucket pair with keys, hardening and object lock; namespace and its policies; cache
-RESOURCES_PER_TENANT = 25 + 6 + 9
+# component + children: bucket pair with keys, hardening, object lock, replication alarm (+ topic, key);
+# namespace and its policies; cache
+RESOURCES_PER_TENANT = 28 + 6 + 9
 
 
 def program(tenants: int):
@@ -31,6 +32,7 @@ def program(tenants: int):
                 transition_storage_class=bucket.transition_storage_class, expiration_days=bucket.expiration_days,
                 noncurrent_expiration_days=bucket.noncurrent_expiration_days,
                 object_lock=ObjectLock(bucket.object_lock.mode, bucket.object_lock.days) if bucket.object_lock else None,
+                account_id=cfg.aws.account_id,
             ), opts=pulumi.ResourceOptions(provider=primary))
             namespace = WorkloadNamespace(tenant, WorkloadNamespaceArgs(
                 namespace=tenant, flows=cache_flows(f"{tenant}-redis", cfg.kubernetes.app_namespace,

@@ -4,7 +4,8 @@ Secure by default, after terraform-aws-modules/s3-bucket: SSE-KMS with a custome
 Bucket Keys, all four public-access blocks, BucketOwnerEnforced (ACLs off), a TLS-only bucket
 policy, lifecycle (transition, expiry, noncurrent expiry, aborted uploads), optional Object Lock,
 and replication of every object, delete marker and KMS-encrypted object to a DR-region twin that
-is hardened the same way with its own DR-region key.
+is hardened the same way with its own DR-region key. Replication runs under S3 Replication Time
+Control (15-minute SLA) with replication metrics on, and an alarm fires on any failed replication.
 
 No "deny unencrypted PUT" statement: default encryption already encrypts every object, and that
 statement breaks backup tools that send no encryption header.
@@ -20,7 +21,13 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.alerting import alarm, alert_topic
 from components.validation import require
+
+# S3 Replication Time Control replicates 99.99% of objects within 15 minutes; 15 is also the only
+# value S3 accepts for the RTC time and the metrics event threshold (S3 User Guide, "Meeting
+# compliance requirements with S3 Replication Time Control").
+REPLICATION_SLA_MINUTES = 15
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class BackupBucketArgs:
     expiration_days: int
     noncurrent_expiration_days: int
     object_lock: Optional[ObjectLock] = None
+    account_id: str = ""  # owner of the replication alarm's topic key; required
     abort_incomplete_upload_days: int = 7
 
     def __post_init__(self) -> None:
@@ -54,6 +62,8 @@ class BackupBucketArgs:
             problems.append("expiration_days must be greater than transition_days")
         if self.object_lock and self.object_lock.days > self.expiration_days:
             problems.append("object_lock.days cannot exceed expiration_days")
+        if not (len(self.account_id) == 12 and self.account_id.isdigit()):
+            problems.append(f"account_id must be the 12-digit AWS account id (given {self.account_id!r})")
         require("BackupBucketArgs", problems)
 
 
@@ -220,7 +230,7 @@ class BackupBucket(pulumi.ComponentResource):
             bucket=source.bucket.id,
             role=role.arn,
             rules=[{
-                "id": "to-dr-region",
+                "id": REPLICATION_RULE_ID,
                 "status": "Enabled",
                 "filter": {"prefix": ""},
                 "delete_marker_replication": {"status": "Enabled"},
@@ -229,10 +239,26 @@ class BackupBucket(pulumi.ComponentResource):
                     "bucket": replica.bucket.arn,
                     "storage_class": "STANDARD",
                     "encryption_configuration": {"replica_kms_key_id": replica.key.arn},
+                    # RTC needs replication metrics; both only accept 15 minutes.
+                    "replication_time": {"status": "Enabled", "time": {"minutes": REPLICATION_SLA_MINUTES}},
+                    "metrics": {"status": "Enabled",
+                                "event_threshold": {"minutes": REPLICATION_SLA_MINUTES}},
                 },
             }],
             # S3 refuses a replication configuration until both sides are versioned.
             opts=_after(opts, [source.versioning, replica.versioning]),
+        )
+        # With replication metrics on, S3 reports OperationsFailedReplication per rule in the
+        # source region; no datapoint means nothing failed.
+        alarm(
+            f"{name}-replication-failed",
+            description=f"Objects of {name} failed to replicate to the DR region: the DR copy is incomplete",
+            namespace="AWS/S3", metric="OperationsFailedReplication",
+            dimensions={"SourceBucket": source.bucket.bucket, "DestinationBucket": replica.bucket.bucket,
+                        "RuleId": REPLICATION_RULE_ID},
+            statistic="Maximum", comparison="GreaterThanThreshold", threshold=0,
+            period_seconds=300, evaluation_periods=1, treat_missing_data="notBreaching",
+            topic=alert_topic(f"{name}-alerts", self._args.account_id, opts), opts=opts,
         )
         return role
 
@@ -240,6 +266,8 @@ class BackupBucket(pulumi.ComponentResource):
 def _after(opts: pulumi.ResourceOptions, resources: list[pulumi.Resource]) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=resources))
 
+
+REPLICATION_RULE_ID = "to-dr-region"
 
 S3_ASSUME_ROLE_POLICY = {
     "Version": "2012-10-17",
@@ -270,7 +298,14 @@ def replication_policy(
     source_arn: str, replica_arn: str, source_key_arn: str, replica_key_arn: str,
     source_region: str, replica_region: str,
 ) -> dict:
-    """Least privilege for S3 replication of KMS-encrypted objects (AWS S3 User Guide)."""
+    """Least privilege for S3 replication of KMS-encrypted objects (AWS S3 User Guide,
+    "Replicating objects created with server-side encryption (SSE-KMS)").
+
+    Both buckets use S3 Bucket Keys, so the KMS encryption context S3 sends is the *bucket* ARN,
+    not the object ARN (``<bucket>/*``): a condition on the object ARN never matches and every
+    object fails to replicate. S3 also calls kms:Decrypt on the destination key while writing a
+    replica (multipart replicas need it to complete the upload).
+    """
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -305,17 +340,17 @@ def replication_policy(
                 "Resource": source_key_arn,
                 "Condition": {"StringLike": {
                     "kms:ViaService": f"s3.{source_region}.amazonaws.com",
-                    "kms:EncryptionContext:aws:s3:arn": f"{source_arn}/*",
+                    "kms:EncryptionContext:aws:s3:arn": source_arn,
                 }},
             },
             {
                 "Sid": "EncryptReplicas",
                 "Effect": "Allow",
-                "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+                "Action": ["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"],
                 "Resource": replica_key_arn,
                 "Condition": {"StringLike": {
                     "kms:ViaService": f"s3.{replica_region}.amazonaws.com",
-                    "kms:EncryptionContext:aws:s3:arn": f"{replica_arn}/*",
+                    "kms:EncryptionContext:aws:s3:arn": replica_arn,
                 }},
             },
         ],

@@ -2,6 +2,8 @@
 
 An HTTPS health check probes the primary's /healthz from several Route 53 checker regions; the
 PRIMARY alias record answers while it is healthy, the SECONDARY (DR load balancer) otherwise.
+The checked name has a record of its own, aliasing the primary load balancer (never the failover
+name: that would follow the failover and check the DR region), and the Ingress serves it.
 Detection takes request_interval x failure_threshold; resolvers may then keep the old answer for
 the alias's 60 s TTL (see components/dr_budget.py).
 """
@@ -20,8 +22,8 @@ from components.validation import require
 
 @dataclass(frozen=True)
 class LoadBalancerTarget:
-    dns_name: str
-    zone_id: str
+    dns_name: pulumi.Input[str]
+    zone_id: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,11 @@ class DnsFailoverArgs:
             problems.append("failure_threshold must be between 1 and 10")
         if len(self.checker_regions) < 3:
             problems.append("checker_regions needs at least 3 regions (Route 53's minimum)")
-        if self.primary == self.secondary:
+        if isinstance(self.primary.dns_name, str) and self.primary == self.secondary:
             problems.append("primary and secondary must be different load balancers")
+        if self.health_check_fqdn.rstrip(".") == self.record_name.rstrip("."):
+            problems.append("health_check_fqdn must not be the failover record_name: the check would follow "
+                            "the failover to the DR region")
         require("DnsFailoverArgs", problems)
 
 
@@ -60,6 +65,16 @@ class DnsFailover(pulumi.ComponentResource):
         super().__init__("intelgraph:dns:DnsFailover", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
+        # The name Route 53 probes resolves to the primary load balancer, whatever the failover says.
+        aws.route53.Record(
+            f"{name}-health",
+            zone_id=args.hosted_zone_id,
+            name=args.health_check_fqdn,
+            type="A",
+            aliases=[{"name": args.primary.dns_name, "zone_id": args.primary.zone_id,
+                      "evaluate_target_health": False}],
+            opts=child,
+        )
         check = aws.route53.HealthCheck(
             f"{name}-primary",
             type="HTTPS",

@@ -19,10 +19,17 @@ ALIAS_TO_ELB_TTL_SECONDS = 60
 # by at most that (RDS User Guide, "Restoring a DB instance to a specified time").
 RDS_LOG_UPLOAD_SECONDS = 300
 
-# Replica-lag alarm shape: one-minute datapoints, alarm after two in a row. The threshold is
-# whatever of the RPO target remains once the alarm's own detection window is paid for.
+# An idle PostgreSQL primary writes no WAL, so an RDS read replica reports lag of up to five
+# minutes with nothing to replicate (RDS User Guide, "Working with read replicas for PostgreSQL":
+# replica lag on an idle primary). A heartbeat row written on the primary every 15 s (pg_cron,
+# see components/postgres_dr.py) keeps WAL flowing: a healthy replica then never trails by more
+# than one heartbeat, and lag beyond two heartbeats is real.
+HEARTBEAT_INTERVAL_SECONDS = 15
+
+# Replica-lag alarm shape: RDS publishes ReplicaLag once a minute; with the heartbeat one
+# datapoint above the threshold is already real lag, so the alarm fires on the first.
 LAG_PERIOD_SECONDS = 60
-LAG_EVALUATION_PERIODS = 2
+LAG_EVALUATION_PERIODS = 1
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,10 @@ class Bound:
         }
 
 
-def lag_alarm_threshold_seconds(rpo_target_seconds: int) -> int:
-    """Alarm early enough that lag plus detection never exceeds the RPO target (at least 30 s)."""
-    return max(30, rpo_target_seconds - LAG_PERIOD_SECONDS * LAG_EVALUATION_PERIODS)
+def lag_alarm_threshold_seconds(heartbeat_interval_seconds: int = HEARTBEAT_INTERVAL_SECONDS) -> int:
+    """The lowest threshold a healthy replica never crosses: two heartbeat intervals (the idle
+    sawtooth peaks at one). Lower would alarm on a healthy replica and make dr_promote refuse."""
+    return 2 * heartbeat_interval_seconds
 
 
 def dns_detection_seconds(request_interval_seconds: int, failure_threshold: int) -> int:
@@ -70,8 +78,9 @@ def postgres_bounds(
         "aliasTtl": ALIAS_TO_ELB_TTL_SECONDS,
         "replicaPromotion": promotion_estimate_seconds,
     }
-    # Failing over to the replica loses at most the lag it was allowed before the alarm fired;
-    # restoring from PITR instead loses at most one log-upload interval.
+    # Failing over to the replica loses at most the lag it was allowed before the alarm fired
+    # (the threshold, two heartbeats) plus what accrues while the alarm detects it; restoring
+    # from PITR instead loses at most one log-upload interval.
     replica_rpo = {"lagAlarmThreshold": lag_threshold_seconds,
                    "lagAlarmDetection": LAG_PERIOD_SECONDS * LAG_EVALUATION_PERIODS}
     return [

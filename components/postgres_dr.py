@@ -8,6 +8,13 @@ automated backups are replicated to the DR region, so point-in-time restore exis
 
 WAL-G is not used: it needs host access and archive_command, which RDS does not give; RDS's
 own transaction-log backups are the PITR mechanism.
+
+Heartbeat: an idle primary makes the replica report up to five minutes of lag, so both parameter
+groups preload pg_cron and HEARTBEAT_SQL (run once on the primary, see the README) schedules an
+upsert every 15 s. pg_cron over a pod: it runs inside the primary, needs no network path, role or
+token, accepts second intervals ('[1-59] seconds', pg_cron 1.5+; RDS for PostgreSQL 16 ships
+1.6), never runs on a hot standby, and keeps running on the replica once it is promoted (its jobs
+replicate with the data). If the heartbeat is missing, the replica-lag alarm says so.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Literal, Optional
 import pulumi
 import pulumi_aws as aws
 
+from components import dr_budget
 from components.alerting import alarm, alert_topic
 from components.validation import require
 
@@ -31,6 +39,9 @@ LOG_EXPORTS = ["postgresql", "upgrade"]
 class RegionNetwork:
     vpc_id: str
     subnet_ids: tuple[str, ...]
+    # Clients of the database in this region: after a failover the DR instance serves the DR
+    # region's workloads, whose addresses are not the primary VPC's.
+    allowed_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,12 +58,12 @@ class PostgresDrArgs:
     multi_az: bool
     deletion_protection: bool
     final_snapshot: bool
-    allowed_cidrs: tuple[str, ...]
     maintenance_window: str
     backup_window: str
     database_insights: Literal["standard", "advanced"]
     monitoring_interval_seconds: int
     replica_lag_threshold_seconds: int
+    auto_minor_version_upgrade: bool = True  # then engine_version is the major version only
     database_name: str = "intelgraph"
     master_username: str = "intelgraph_admin"
 
@@ -62,8 +73,12 @@ class PostgresDrArgs:
             problems.append("backup_retention_days must be at least 1: replicas and PITR need backups")
         if self.max_allocated_storage_gb < self.allocated_storage_gb:
             problems.append("max_allocated_storage_gb must be at least allocated_storage_gb")
-        if not self.allowed_cidrs:
-            problems.append("allowed_cidrs must name at least one client network")
+        for label, network in (("primary_network", self.primary_network), ("dr_network", self.dr_network)):
+            if not network.allowed_cidrs:
+                problems.append(f"{label}.allowed_cidrs must name at least one client network of that region")
+        if self.auto_minor_version_upgrade == ("." in self.engine_version):
+            problems.append("engine_version must be the major version only with auto_minor_version_upgrade, "
+                            "and major.minor without it (RDS upgrades minors itself)")
         if self.replica_lag_threshold_seconds < 1:
             problems.append("replica_lag_threshold_seconds must be positive")
         if len(self.primary_network.subnet_ids) < 2 or len(self.dr_network.subnet_ids) < 2:
@@ -93,6 +108,7 @@ class PostgresDr(pulumi.ComponentResource):
     primary_arn: pulumi.Output[str]
     replica_arn: pulumi.Output[str]
     master_secret_arn: pulumi.Output[str]
+    replica_kms_key_arn: pulumi.Output[str]  # DR-region key: also for the promoted replica's secret
 
     def __init__(self, name: str, args: PostgresDrArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:database:PostgresDr", name, None, opts)
@@ -130,9 +146,13 @@ class PostgresDr(pulumi.ComponentResource):
         replica = aws.rds.Instance(
             f"{name}-replica",
             identifier=f"{name}-replica",
-            # Cross-region: the source must be the ARN, and storage_encrypted is implied by
-            # kms_key_id. A replica never carries username, password, db_name or a managed password.
+            # Cross-region: the source must be the ARN. A replica never carries username, password,
+            # db_name or a managed password.
             replicate_source_db=primary.arn,
+            # RDS ignores this on a cross-region replica (kms_key_id decides), but the provider reads
+            # back `true`, and the field is ForceNew and not computed: left unset, the second `up`
+            # would replace the replica (terraform-provider-aws #34434, #3470).
+            storage_encrypted=True,
             instance_class=args.instance_class,
             multi_az=args.multi_az,  # HA from the moment it is promoted
             deletion_protection=args.deletion_protection,
@@ -161,7 +181,8 @@ class PostgresDr(pulumi.ComponentResource):
             dimensions={"DBInstanceIdentifier": replica.identifier},
             statistic="Maximum", comparison="GreaterThanThreshold",
             threshold=args.replica_lag_threshold_seconds,
-            period_seconds=60, evaluation_periods=2, unit="Seconds",
+            period_seconds=dr_budget.LAG_PERIOD_SECONDS, evaluation_periods=dr_budget.LAG_EVALUATION_PERIODS,
+            unit="Seconds",
             topic=dr_region.topic, opts=dr_region.opts,
         )
 
@@ -170,7 +191,9 @@ class PostgresDr(pulumi.ComponentResource):
         self.primary_arn = primary.arn
         self.replica_arn = replica.arn
         self.master_secret_arn = primary.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
+        self.replica_kms_key_arn = dr_region.key.arn
         self.register_outputs({
+            "replicaKmsKeyArn": self.replica_kms_key_arn,
             "primaryEndpoint": self.primary_endpoint,
             "replicaEndpoint": self.replica_endpoint,
             "primaryArn": self.primary_arn,
@@ -197,15 +220,15 @@ class PostgresDr(pulumi.ComponentResource):
             ingress=[{
                 "description": f"PostgreSQL from {cidr}",
                 "protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [cidr],
-            } for cidr in args.allowed_cidrs],
+            } for cidr in network.allowed_cidrs],
             opts=opts,
         )
         parameter_group = aws.rds.ParameterGroup(
             f"{name}-params",
             family=args.family,
             description=f"{name}: TLS only, slow-query and connection logging",
-            parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k == "rds.force_ssl" else "immediate"}
-                        for k, v in PARAMETERS.items()],
+            parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k in STATIC else "immediate"}
+                        for k, v in parameters(args.database_name).items()],
             opts=opts,
         )
         topic = alert_topic(f"{name}-alerts", args.account_id, opts)
@@ -246,7 +269,7 @@ class PostgresDr(pulumi.ComponentResource):
             iam_database_authentication_enabled=True,
             ca_cert_identifier=CA_CERTIFICATE,
             copy_tags_to_snapshot=True,
-            auto_minor_version_upgrade=True,
+            auto_minor_version_upgrade=args.auto_minor_version_upgrade,
             maintenance_window=args.maintenance_window,
             database_insights_mode=args.database_insights,
             performance_insights_enabled=True,
@@ -282,3 +305,35 @@ PARAMETERS = {
     "log_temp_files": "10240",
     "log_autovacuum_min_duration": "10000",
 }
+
+
+# pg_cron runs the heartbeat; preloading and its database are postmaster settings (reboot).
+HEARTBEAT_LIBRARY = "pg_cron"
+STATIC = {"rds.force_ssl", "shared_preload_libraries", "cron.database_name"}
+
+
+def parameters(database_name: str) -> dict[str, str]:
+    """PARAMETERS plus what the heartbeat needs, keeping any other preloaded library."""
+    preload = [lib for lib in PARAMETERS.get("shared_preload_libraries", "").split(",") if lib]
+    return {**PARAMETERS, "shared_preload_libraries": ",".join([*preload, HEARTBEAT_LIBRARY]),
+            "cron.database_name": database_name}
+
+
+def heartbeat_sql(interval_seconds: int = dr_budget.HEARTBEAT_INTERVAL_SECONDS) -> str:
+    """What the master user runs once on the primary (database_name) after the reboot that loads
+    pg_cron. Idempotent: cron.schedule with an existing job name updates that job."""
+    if not 1 <= interval_seconds <= 59:
+        raise ValueError("pg_cron second intervals are 1-59 seconds")
+    return f"""\
+CREATE EXTENSION IF NOT EXISTS pg_cron;
+CREATE TABLE IF NOT EXISTS dr_heartbeat (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    beat_at timestamptz NOT NULL
+);
+SELECT cron.schedule('dr-heartbeat', '{interval_seconds} seconds',
+    $$INSERT INTO dr_heartbeat (id, beat_at) VALUES (1, now())
+      ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at$$);
+-- pg_cron records every run; at {60 // interval_seconds} a minute, keep one day of them.
+SELECT cron.schedule('dr-heartbeat-history', '17 3 * * *',
+    $$DELETE FROM cron.job_run_details WHERE end_time < now() - interval '1 day'$$);
+"""

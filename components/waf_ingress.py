@@ -1,7 +1,13 @@
 """WafIngress: the platform's public edge - a TLS Ingress protected by a web application firewall.
 
 Default mode ``alb``: an AWS Load Balancer Controller Ingress with a regional WAFv2 WebACL
-attached through ``alb.ingress.kubernetes.io/wafv2-acl-arn``. The ACL runs AWS's managed rule
+attached through ``alb.ingress.kubernetes.io/wafv2-acl-arn``. The controller names the ALB
+``k8s-<namespace>-<ingress>-<hash>`` unless ``alb.ingress.kubernetes.io/load-balancer-name`` fixes
+it, so the Ingress fixes it and the component reads that ALB back (``aws.lb.get_load_balancer``,
+made to wait for the Ingress: the ALB exists only once the controller has reconciled it). DNS
+aliases exactly that ALB - the one the WebACL protects - never a name from config. The same WebACL
+is also created in the DR region (a regional WebACL protects only its own region's ALBs) and its
+ARN exported for the DR region's Ingress. The ACL runs AWS's managed rule
 groups (common, known bad inputs, SQL injection), a per-IP rate limit that exempts an allowlist,
 and a request-size limit; every rule emits CloudWatch metrics and sampled requests, and the ACL
 logs to CloudWatch Logs with credentials redacted.
@@ -25,6 +31,7 @@ body. The limit is enforced on the declared Content-Length instead, and the comm
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -44,6 +51,11 @@ NGINX_WARNING = (
     "WAF blocking needs enable-modsecurity and 'SecRuleEngine On' in the controller ConfigMap "
     "(modsecurity-snippet is refused). Plan the move to mode alb."
 )
+
+
+# Elastic Load Balancing: a load balancer name has at most 32 characters, only alphanumerics and
+# hyphens, must not begin or end with a hyphen, and must not begin with "internal-".
+_ALB_NAME = re.compile(r"^(?!internal-)[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
 
 
 def rate_limit_per_window(requests_per_second: int, window_seconds: int = RATE_WINDOW_SECONDS) -> int:
@@ -82,6 +94,11 @@ class WafIngressArgs:
     max_body_bytes: int
     tls_secret_name: Optional[str] = None  # nginx mode terminates TLS in the cluster
     log_retention_days: int = 90
+    load_balancer_name: Optional[str] = None  # alb mode: the ALB's fixed name
+    # A host served only for the health check: Route 53 probes the primary ALB by this name.
+    health_host: Optional[str] = None
+    health_path: str = "/healthz"
+    dr_provider: Optional[pulumi.ProviderResource] = None  # alb mode: the DR region's WebACL
 
     def __post_init__(self) -> None:
         problems = []
@@ -93,31 +110,47 @@ class WafIngressArgs:
             problems.append("the rate limit must allow at least 10 requests per window (WAF's minimum)")
         if self.max_body_bytes <= WAF_BODY_INSPECTION_BYTES:
             problems.append("max_body_bytes at or below 8 KB: use WAF's body size constraint directly")
+        if self.mode == "alb" and not _ALB_NAME.match(self.load_balancer_name or ""):
+            problems.append(f"load_balancer_name {self.load_balancer_name!r} is not a valid ALB name: at most 32 "
+                            "letters, digits and '-', not starting or ending with '-' nor with 'internal-'")
+        if self.health_host == self.host:
+            problems.append("health_host must differ from host: the health check must reach the primary itself")
+        if not self.health_path.startswith("/"):
+            problems.append("health_path must start with '/'")
         require("WafIngressArgs", problems)
 
 
 class WafIngress(pulumi.ComponentResource):
     web_acl_arn: Optional[pulumi.Output[str]]
+    dr_web_acl_arn: Optional[pulumi.Output[str]]
+    load_balancer_dns_name: Optional[pulumi.Output[str]]  # alb mode: the ALB the Ingress creates
+    load_balancer_zone_id: Optional[pulumi.Output[str]]
     warnings: list[str]
 
     def __init__(self, name: str, args: WafIngressArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:edge:WafIngress", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.web_acl_arn = None
+        self.web_acl_arn = self.dr_web_acl_arn = None
+        self.load_balancer_dns_name = self.load_balancer_zone_id = None
         self.warnings = []
+        hosts = [args.host, *([args.health_host] if args.health_host else [])]
         if args.mode == "alb":
             acl = self._web_acl(name, args, child)
             self.web_acl_arn = acl.arn
+            if args.dr_provider is not None:
+                dr_opts = pulumi.ResourceOptions(parent=self, provider=args.dr_provider)
+                self.dr_web_acl_arn = self._web_acl(f"{name}-dr", args, dr_opts).arn
             annotations: dict[str, pulumi.Input[str]] = {
                 "alb.ingress.kubernetes.io/scheme": "internet-facing",
                 "alb.ingress.kubernetes.io/target-type": "ip",
                 "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTPS": 443}]),
                 "alb.ingress.kubernetes.io/certificate-arn": args.certificate_arn,
                 "alb.ingress.kubernetes.io/ssl-policy": TLS_POLICY,
-                "alb.ingress.kubernetes.io/healthcheck-path": "/healthz",
+                "alb.ingress.kubernetes.io/healthcheck-path": args.health_path,
                 "alb.ingress.kubernetes.io/wafv2-acl-arn": acl.arn,
+                "alb.ingress.kubernetes.io/load-balancer-name": args.load_balancer_name,
             }
-            tls = [{"hosts": [args.host]}]
+            tls = [{"hosts": hosts}]
             ingress_class = "alb"
         else:
             self.warnings.append(NGINX_WARNING)
@@ -131,23 +164,32 @@ class WafIngress(pulumi.ComponentResource):
                 "nginx.ingress.kubernetes.io/proxy-body-size": f"{args.max_body_bytes // 2**20}m",
                 "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
             }
-            tls = [{"hosts": [args.host], "secretName": args.tls_secret_name}]
+            tls = [{"hosts": hosts, "secretName": args.tls_secret_name}]
             ingress_class = "nginx"
 
+        backend = {"service": {"name": args.service_name, "port": {"number": args.service_port}}}
+        rules = [{"host": args.host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]
+        if args.health_host:
+            # Route 53 sends the checked name as Host and SNI; an ALB answers a host no rule
+            # matches with its default fixed 404, which the check counts as a failure.
+            rules.append({"host": args.health_host, "http": {"paths": [
+                {"path": args.health_path, "pathType": "Exact", "backend": backend}]}})
         ingress = k8s.networking.v1.Ingress(
             name,
             metadata={"name": name, "namespace": args.namespace, "annotations": annotations},
-            spec={
-                "ingressClassName": ingress_class,
-                "tls": tls,
-                "rules": [{"host": args.host, "http": {"paths": [{
-                    "path": "/", "pathType": "Prefix",
-                    "backend": {"service": {"name": args.service_name, "port": {"number": args.service_port}}},
-                }]}}],
-            },
+            spec={"ingressClassName": ingress_class, "tls": tls, "rules": rules},
             opts=child,
         )
-        self.register_outputs({"webAclArn": self.web_acl_arn, "ingress": ingress.metadata.name})
+        if args.mode == "alb":
+            # Without depends_on the lookup would run when the program runs - before the
+            # controller has created the ALB on the first `up`.
+            alb = aws.lb.get_load_balancer_output(
+                name=args.load_balancer_name,
+                opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[ingress]))
+            self.load_balancer_dns_name, self.load_balancer_zone_id = alb.dns_name, alb.zone_id
+        self.register_outputs({"webAclArn": self.web_acl_arn, "drWebAclArn": self.dr_web_acl_arn,
+                               "loadBalancerDnsName": self.load_balancer_dns_name,
+                               "ingress": ingress.metadata.name})
 
     def _web_acl(self, name: str, args: WafIngressArgs, opts: pulumi.ResourceOptions) -> aws.wafv2.WebAcl:
         allowlist = aws.wafv2.IpSet(

@@ -7,13 +7,17 @@
 Preconditions (all must hold, or nothing is changed): the replica exists, is available, and
 replicates from the expected primary; its lag over the last 10 minutes is within the limit
 (pass --accept-data-loss when the primary region is down and the lag metric is gone or high).
-Then it promotes, waits until the instance is a standalone, available primary, prints how long
-that took (record it as dr.replicaPromotionEstimateSeconds) and what to change in the stack.
+Then it promotes, waits until the instance is a standalone, available primary, and turns on an
+RDS-managed master password there: the primary's managed secret lives only in the primary region
+and a read replica cannot have one, so without this the promoted database has no credentials
+anyone can read in its region. It prints how long promotion took (record it as
+dr.replicaPromotionEstimateSeconds), the new secret and what to change in the stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,6 +37,8 @@ from ops._common import (
     stack_outputs,
 )
 from ops.dr_readiness import describe, latest_lag_seconds, replica_status
+
+_KMS_ARN_REGION = re.compile(r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):[0-9]{12}:key/.+$")
 
 
 def preconditions(primary: DbRef, replica: DbRef, max_lag: float, accept_data_loss: bool) -> list[Check]:
@@ -68,9 +74,32 @@ def promote(replica: DbRef, retention_days: int, timeout_seconds: float,
         sleep(15)
 
 
-def next_steps(primary: DbRef, replica: DbRef, seconds: float) -> str:
+def manage_master_secret(replica: DbRef, kms_key_arn: str, timeout_seconds: float,
+                         sleep: Callable[[float], None] = time.sleep) -> str:
+    """Have RDS create and manage the promoted instance's master password in Secrets Manager in
+    its own region, under our DR-region key (ModifyDBInstance ManageMasterUserPassword; RDS User
+    Guide, "Password management with Amazon RDS and AWS Secrets Manager": not possible on a read
+    replica, possible once promoted). Returns the secret's ARN."""
+    rds = boto3.client("rds", region_name=replica.region)
+    rds.modify_db_instance(DBInstanceIdentifier=replica.identifier, ManageMasterUserPassword=True,
+                           MasterUserSecretKmsKeyId=kms_key_arn, ApplyImmediately=True)
+    started = time.monotonic()
+    while True:
+        secret = (describe(replica) or {}).get("MasterUserSecret") or {}
+        if secret.get("SecretArn"):
+            if f":secretsmanager:{replica.region}:" not in secret["SecretArn"]:
+                raise RuntimeError(f"the master secret {secret['SecretArn']} is not in {replica.region}")
+            return secret["SecretArn"]
+        if time.monotonic() - started > timeout_seconds:
+            raise TimeoutError(f"{replica.identifier} has no managed master secret after {timeout_seconds:.0f}s")
+        sleep(15)
+
+
+def next_steps(primary: DbRef, replica: DbRef, seconds: float, secret_arn: str) -> str:
     return f"""
 {replica.identifier} in {replica.region} is now a standalone primary ({seconds:.0f}s).
+Its master password is managed by RDS in {secret_arn}
+(the primary region's secret does not apply here).
 Point clients at it, then bring the stack in line before the next `pulumi up`:
   1. pulumi refresh --stack <stack>   (the state still describes a replica)
   2. Swap the regions in Pulumi.<stack>.yaml: intelgraph-platform:aws.primaryRegion={replica.region},
@@ -89,26 +118,34 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--replica-arn", help="ARN of the DR read replica to promote")
     parser.add_argument("--max-lag-seconds", type=float, help="refuse above this lag (default: the alarm threshold)")
     parser.add_argument("--retention-days", type=int, default=None, help="backup retention after promotion")
+    parser.add_argument("--secret-kms-key-arn", help="DR-region KMS key for the promoted instance's master secret")
     parser.add_argument("--accept-data-loss", action="store_true", help="promote whatever the lag")
     parser.add_argument("--timeout-seconds", type=float, default=3600)
     parser.add_argument("--dry-run", action="store_true", help="check preconditions, change nothing")
     args = parser.parse_args(argv)
     try:
         if args.primary_arn or args.replica_arn:
-            if not (args.primary_arn and args.replica_arn and args.max_lag_seconds):
-                raise InputError("with flags, give all of --primary-arn, --replica-arn and --max-lag-seconds")
+            if not (args.primary_arn and args.replica_arn and args.max_lag_seconds and args.secret_kms_key_arn):
+                raise InputError("with flags, give all of --primary-arn, --replica-arn, --max-lag-seconds "
+                                 "and --secret-kms-key-arn")
             primary_arn, replica_arn = args.primary_arn, args.replica_arn
             max_lag, retention = args.max_lag_seconds, args.retention_days or 7
+            secret_key = args.secret_kms_key_arn
         else:
             outputs = stack_outputs(args.stack, args.outputs)
             primary_arn = require(outputs, "postgres", "primaryArn")
             replica_arn = require(outputs, "postgres", "replicaArn")
             max_lag = args.max_lag_seconds or require(outputs, "postgres", "lagAlarmThresholdSeconds")
             retention = args.retention_days or require(outputs, "postgres", "backupRetentionDays")
+            secret_key = args.secret_kms_key_arn or require(outputs, "postgres", "replicaKmsKeyArn")
         primary = DbRef.parse(primary_arn, "the primary ARN")
         replica = DbRef.parse(replica_arn, "the replica ARN")
         if primary.region == replica.region:
             raise InputError(f"primary and replica are both in {primary.region}: this is not a cross-region pair")
+        key = _KMS_ARN_REGION.match(secret_key) if isinstance(secret_key, str) else None
+        if not key or key["region"] != replica.region:
+            raise InputError(f"the master secret's KMS key must be a key ARN in {replica.region} "
+                             f"(given: {secret_key!r})")
     except InputError as exc:
         print(f"dr_promote: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -123,10 +160,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_OK
     try:
         seconds = promote(replica, int(retention), args.timeout_seconds)
-    except TimeoutError as exc:
+        secret_arn = manage_master_secret(replica, secret_key, args.timeout_seconds)
+    except (TimeoutError, RuntimeError) as exc:
         print(f"dr_promote: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(next_steps(primary, replica, seconds))
+    print(next_steps(primary, replica, seconds, secret_arn))
     return EXIT_OK
 
 

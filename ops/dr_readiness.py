@@ -5,8 +5,9 @@
 
 Checks: the DR replica is available and follows the primary; its current lag is under the
 alarm threshold; the Route 53 health check sees the primary healthy; each backup bucket's newest
-object is younger than its freshness limit; each backup bucket replicates to its DR twin;
-automated backups are replicated to the DR region (PITR there). Prints a table; exit 1 on any
+object is younger than its freshness limit; each backup bucket replicates to its DR twin, and
+its newest object really reached it (ReplicationStatus COMPLETED, or PENDING within the 15-minute
+Replication Time Control SLA); automated backups are replicated to the DR region (PITR there). Prints a table; exit 1 on any
 failure, 2 on bad input.
 """
 
@@ -32,6 +33,9 @@ from ops._common import (
     require,
     stack_outputs,
 )
+
+# S3 Replication Time Control replicates 99.99% of objects within 15 minutes.
+REPLICATION_SLA_SECONDS = 15 * 60
 
 # Route 53 considers an endpoint healthy when more than 18% of its checkers report it healthy.
 ROUTE53_HEALTHY_FRACTION = 0.18
@@ -93,16 +97,22 @@ def health_check(check_id: str) -> Check:
                  f"{healthy}/{len(observations)} checkers see the primary healthy")
 
 
-def newest_object_age(bucket: str, region: str, max_age_seconds: int) -> Check:
-    s3 = boto3.client("s3", region_name=region)
+def _newest(s3, bucket: str) -> Optional[dict]:
     newest = None
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for obj in page.get("Contents", []):
-            newest = obj["LastModified"] if newest is None else max(newest, obj["LastModified"])
+            if newest is None or obj["LastModified"] > newest["LastModified"]:
+                newest = obj
+    return newest
+
+
+def newest_object_age(bucket: str, region: str, max_age_seconds: int) -> Check:
+    s3 = boto3.client("s3", region_name=region)
+    found = _newest(s3, bucket)
     name = f"backup-freshness {bucket}"
-    if newest is None:
+    if found is None:
         return Check(name, False, "bucket is empty: no backup has ever been written")
-    age = (datetime.now(timezone.utc) - newest).total_seconds()
+    age = (datetime.now(timezone.utc) - found["LastModified"]).total_seconds()
     return Check(name, age <= max_age_seconds,
                  f"newest object {age / 60:.0f} min old (limit {max_age_seconds / 60:.0f} min)")
 
@@ -118,6 +128,25 @@ def bucket_replication(bucket: str, region: str, replica_arn: str) -> Check:
     return Check(name, bool(enabled),
                  f"replicating to {replica_arn.rsplit(':', 1)[-1]}" if enabled
                  else f"no enabled rule replicates to {replica_arn}")
+
+
+def newest_object_replicated(bucket: str, region: str) -> Check:
+    """S3 reports per object whether replication finished: PENDING, COMPLETED or FAILED on the
+    source (S3 User Guide, "Getting replication status information"); a configured rule proves
+    nothing if the objects never arrive (a KMS permission, say, fails every one)."""
+    s3 = boto3.client("s3", region_name=region)
+    name = f"object-replicated {bucket}"
+    found = _newest(s3, bucket)
+    if found is None:
+        return Check(name, False, "bucket is empty: nothing to replicate yet")
+    status = s3.head_object(Bucket=bucket, Key=found["Key"]).get("ReplicationStatus")
+    age = (datetime.now(timezone.utc) - found["LastModified"]).total_seconds()
+    if status == "COMPLETED":
+        return Check(name, True, f"{found['Key']} replicated to the DR twin")
+    if status == "PENDING" and age <= REPLICATION_SLA_SECONDS:
+        return Check(name, True, f"{found['Key']} pending, {age / 60:.0f} min old (within the 15-minute RTC SLA)")
+    return Check(name, False, f"{found['Key']} replication status {status or 'none (no rule matched it)'}, "
+                              f"{age / 60:.0f} min old: the DR copy is missing")
 
 
 def pitr_replication(primary: DbRef, dr_region: str) -> Check:
@@ -151,6 +180,7 @@ def run_checks(outputs: dict) -> list[Check]:
         region = require(outputs, "backupBuckets", purpose, "region")
         replica_arn = require(outputs, "backupBuckets", purpose, "replicaBucketArn")
         checks.append(lambda n=name, r=region, a=replica_arn: bucket_replication(n, r, a))
+        checks.append(lambda n=name, r=region: newest_object_replicated(n, r))
         if bucket.get("maxBackupAgeSeconds"):
             checks.append(lambda n=name, r=region, m=bucket["maxBackupAgeSeconds"]: newest_object_age(n, r, m))
     return [_guarded(check) for check in checks]

@@ -41,6 +41,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
         self.default_region = default_region
         self.preview = preview  # a stack's first preview: nothing exists yet
         self._provider_regions: dict[str, str] = {}
+        self._alb_names: set[str] = set()  # ALBs the AWS Load Balancer Controller would create
         self._lock = threading.Lock()
 
     # -- engine callbacks ------------------------------------------------------------------------
@@ -65,22 +66,61 @@ class PlatformMocks(pulumi.runtime.Mocks):
             resource_id = _generic_aws(ctx, args.typ)
         elif args.typ.startswith("kubernetes:"):
             resource_id = _kubernetes(ctx)
+            self._controller_sees(args.typ, outputs)
         else:
             resource_id = f"{args.name}-{_hex(seed, 8)}"
         if self.preview:
             return _first_preview(args, outputs)
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[Outputs, None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[Outputs, list]:
+        # The second element is the list of check failures; the mock monitor iterates it.
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             arn = f"arn:aws:sts::{self.account_id}:assumed-role/deployer/synth"
-            return {"accountId": self.account_id, "arn": arn, "userId": "AROASYNTH:synth"}, None
+            return {"accountId": self.account_id, "arn": arn, "userId": "AROASYNTH:synth"}, []
         if args.token == "aws:index/getRegion:getRegion":
             region = self._region_of(args.provider)
-            return {"name": region, "region": region, "id": region}, None
+            return {"name": region, "region": region, "id": region}, []
+        if args.token == "aws:lb/getLoadBalancer:getLoadBalancer":
+            return self._load_balancer(args), []
         raise NotImplementedError(
             f"synth has no mock for the function {args.token}; add one to synth/mocks.py"
         )
+
+    def _controller_sees(self, type_: str, outputs: Outputs) -> None:
+        """The AWS Load Balancer Controller creates one ALB per `alb`-class Ingress, named by the
+        alb.ingress.kubernetes.io/load-balancer-name annotation (else k8s-<ns>-<name>-<hash>)."""
+        if type_ != "kubernetes:networking.k8s.io/v1:Ingress":
+            return
+        if (outputs.get("spec") or {}).get("ingressClassName") != "alb":
+            return
+        metadata = outputs.get("metadata") or {}
+        name = (metadata.get("annotations") or {}).get("alb.ingress.kubernetes.io/load-balancer-name")
+        if not name:  # the controller's own scheme: k8s-%.8s-%.8s-%.10s (namespace, name, hash)
+            namespace, ingress = str(metadata.get("namespace")), str(metadata.get("name"))
+            name = f"k8s-{namespace[:8]}-{ingress[:8]}-{_hex(f'{namespace}/{ingress}', 10)}"
+        with self._lock:
+            self._alb_names.add(name)
+
+    def _load_balancer(self, args: pulumi.runtime.MockCallArgs) -> Outputs:
+        """elbv2 DescribeLoadBalancers by name: only an ALB that exists, i.e. one whose Ingress the
+        controller has reconciled - a lookup that runs before its Ingress fails, as in AWS."""
+        name = args.args.get("name")
+        with self._lock:
+            exists = name in self._alb_names
+        if not exists:
+            raise Exception(
+                f"LoadBalancerNotFound: no load balancer named {name!r} (the controller creates it only "
+                "after it has reconciled an Ingress carrying alb.ingress.kubernetes.io/load-balancer-name)")
+        region = args.args.get("region") or self._region_of(args.provider)
+        suffix = _hex(f"alb::{region}::{name}", 16)
+        arn = f"arn:aws:elasticloadbalancing:{region}:{self.account_id}:loadbalancer/app/{name}/{suffix}"
+        return {
+            "id": arn, "arn": arn, "name": name, "loadBalancerType": "application",
+            "internal": False, "region": region,
+            "dnsName": f"{name}-{int(suffix[:8], 16) % 10**10}.{region}.elb.amazonaws.com",
+            "zoneId": ALB_CANONICAL_ZONES[region],
+        }
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -113,6 +153,14 @@ def _unknowns(value: Any) -> Any:
     if isinstance(value, list):
         return [_unknowns(v) for v in value]
     return value
+
+
+# Route 53 alias targets: each region's Application Load Balancer hosted zone (AWS General
+# Reference, "Elastic Load Balancing endpoints and quotas").
+ALB_CANONICAL_ZONES = {
+    "us-east-1": "Z35SXDOTRQ7X7K", "us-east-2": "Z3AADJGX6KTTL2", "us-west-1": "Z368ELLRRE2KJ0",
+    "us-west-2": "Z1H1FL5HABSF5", "eu-west-1": "Z32O12XQLNTSW2", "eu-central-1": "Z215JYRZR1TBD5",
+}
 
 
 class _Context:

@@ -113,6 +113,56 @@ def test_replication_role_may_only_touch_its_two_buckets_and_keys(any_stack, pur
     assert by_sid["EncryptReplicas"]["Condition"]["StringLike"]["kms:ViaService"] == "s3.us-west-2.amazonaws.com"
 
 
+def _allows(policy: dict, action: str, key_arn: str, context: dict[str, str]) -> bool:
+    """IAM evaluation of the role's KMS statements: action, resource, and StringLike conditions."""
+    from fnmatch import fnmatchcase
+
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if statement["Effect"] != "Allow" or action not in actions or statement["Resource"] != key_arn:
+            continue
+        conditions = statement.get("Condition", {}).get("StringLike", {})
+        if all(k in context and fnmatchcase(context[k], v) for k, v in conditions.items()):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_replication_role_kms_conditions_match_what_s3_sends_with_bucket_keys(any_stack, purpose):
+    # S3 User Guide, "Replicating objects created with server-side encryption (SSE-KMS)": with
+    # S3 Bucket Keys enabled the encryption context is the bucket ARN (not <bucket>/*), and S3
+    # calls kms:Decrypt on the destination key too while writing replicas.
+    for side in ("", "-replica"):
+        encryption = child(any_stack, f"{purpose}{side}-encryption", "BucketServerSideEncryptionConfiguration")
+        assert encryption.inputs["rules"][0]["bucketKeyEnabled"] is True
+    policy = json.loads(any_stack.named(f"{purpose}-replication", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    source, replica = (child(any_stack, n, "Bucket").outputs["arn"] for n in (purpose, f"{purpose}-replica"))
+    source_key, replica_key = (any_stack.named(f"{n}-key", "aws:kms/key:Key").outputs["arn"]
+                               for n in (purpose, f"{purpose}-replica"))
+    read = {"kms:ViaService": "s3.us-east-1.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": source}
+    write = {"kms:ViaService": "s3.us-west-2.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": replica}
+    assert _allows(policy, "kms:Decrypt", source_key, read)
+    for action in ("kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"):
+        assert _allows(policy, action, replica_key, write), action
+    # and nothing else: another bucket's context, or a key through another service, is refused
+    assert not _allows(policy, "kms:Decrypt", source_key, {**read, "kms:EncryptionContext:aws:s3:arn": replica})
+    assert not _allows(policy, "kms:Encrypt", replica_key, {**write, "kms:ViaService": "ec2.us-west-2.amazonaws.com"})
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_replication_runs_under_rtc_with_metrics_and_alarms_on_failures(any_stack, purpose):
+    # S3 RTC: 15-minute SLA, requires replication metrics; both take only 15 minutes.
+    [rule] = child(any_stack, f"{purpose}-replication", "BucketReplicationConfig").inputs["rules"]
+    assert rule["destination"]["replicationTime"] == {"status": "Enabled", "time": {"minutes": 15}}
+    assert rule["destination"]["metrics"] == {"status": "Enabled", "eventThreshold": {"minutes": 15}}
+    alarm = any_stack.named(f"{purpose}-replication-failed", "aws:cloudwatch/metricAlarm:MetricAlarm").inputs
+    source, replica = (child(any_stack, n, "Bucket").outputs["bucket"] for n in (purpose, f"{purpose}-replica"))
+    assert (alarm["namespace"], alarm["metricName"]) == ("AWS/S3", "OperationsFailedReplication")
+    assert alarm["dimensions"] == {"SourceBucket": source, "DestinationBucket": replica, "RuleId": rule["id"]}
+    assert alarm["threshold"] == 0 and alarm["comparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["treatMissingData"] == "notBreaching" and alarm["alarmActions"]
+
+
 def test_prod_locks_objects_on_both_sides(prod):
     for name in ("neo4j-backups", "neo4j-backups-replica"):
         assert child(prod, name, "Bucket").inputs["objectLockEnabled"] is True
@@ -141,6 +191,7 @@ def test_component_outputs_point_at_the_dr_twin():
         bucket = BackupBucket("dumps", BackupBucketArgs(
             purpose="dumps", dr_provider=dr, transition_days=7, transition_storage_class="GLACIER_IR",
             expiration_days=30, noncurrent_expiration_days=7, object_lock=ObjectLock("GOVERNANCE", 7),
+            account_id="481236059412",
         ), opts=pulumi.ResourceOptions(provider=primary))
         return {"key": bucket.replica_kms_key_arn, "replica": bucket.replica_bucket_name,
                 "bucket": bucket.bucket_name}
@@ -156,9 +207,11 @@ def test_component_outputs_point_at_the_dr_twin():
     ({"purpose": "Bad Name"}, "purpose must be lowercase"),
     ({"noncurrent_expiration_days": 0}, "noncurrent_expiration_days must be at least 1"),
     ({"object_lock": ObjectLock("COMPLIANCE", 999)}, "object_lock.days cannot exceed"),
+    ({"account_id": ""}, "account_id must be the 12-digit"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(purpose="dumps", dr_provider=None, transition_days=7,
-                transition_storage_class="GLACIER_IR", expiration_days=30, noncurrent_expiration_days=7)
+                transition_storage_class="GLACIER_IR", expiration_days=30, noncurrent_expiration_days=7,
+                account_id="481236059412")
     with pytest.raises(ValueError, match=words):
         BackupBucketArgs(**{**base, **changes})

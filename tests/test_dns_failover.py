@@ -7,6 +7,28 @@ import pytest
 from components.dns_failover import DnsFailoverArgs, LoadBalancerTarget
 
 RECORD = "aws:route53/record:Record"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+
+
+def host_matches(rule_host: str, host: str) -> bool:
+    """Ingress host matching (Kubernetes Ingress docs): exact, or a wildcard covering one label."""
+    if rule_host.startswith("*."):
+        return host.split(".", 1)[-1] == rule_host[2:] and host.count(".") == rule_host.count(".")
+    return rule_host == host
+
+
+def path_matches(path: dict, request_path: str) -> bool:
+    """Exact: the whole path, case-sensitive; Prefix: element-wise on '/' (Kubernetes Ingress docs)."""
+    if path["pathType"] == "Exact":
+        return path["path"] == request_path
+    prefix = [p for p in path["path"].split("/") if p]
+    return [p for p in request_path.split("/") if p][: len(prefix)] == prefix
+
+
+def serving_rules(synthesis, host: str, request_path: str) -> list[dict]:
+    return [rule for ingress in synthesis.of_type(INGRESS) for rule in ingress.inputs["spec"]["rules"]
+            if host_matches(rule.get("host", host), host)
+            and any(path_matches(p, request_path) for p in rule["http"]["paths"])]
 
 
 def test_health_check_probes_healthz_over_https_from_several_regions(prod):
@@ -18,9 +40,38 @@ def test_health_check_probes_healthz_over_https_from_several_regions(prod):
     assert len(i["regions"]) >= 3
 
 
+def test_the_checked_name_is_served_by_the_primary_alb(any_stack):
+    """Route 53 HTTPS checks send the FQDN as Host and SNI and count only 2xx/3xx answers (Route 53
+    Developer Guide, "How Amazon Route 53 determines whether a health check is healthy"); an ALB
+    answers a host no Ingress rule matches with its default 404. So the checked name must resolve
+    to a record this stack creates - aliasing the primary ALB, not the failover name, which would
+    follow the failover - and an Ingress rule on that ALB must match its host and path."""
+    [check] = any_stack.of_type("aws:route53/healthCheck:HealthCheck")
+    fqdn, path = check.inputs["fqdn"], check.inputs["resourcePath"]
+    [record] = [r for r in any_stack.of_type(RECORD) if r.inputs["name"] == fqdn]
+    assert not record.inputs.get("failoverRoutingPolicies")
+    primary = next(r for r in any_stack.of_type(RECORD) if r.inputs.get("setIdentifier") == "primary")
+    assert record.inputs["aliases"][0]["name"] == primary.inputs["aliases"][0]["name"]
+    assert record.inputs["aliases"][0]["name"] == any_stack.outputs["edge"]["loadBalancerDnsName"]
+    rules = serving_rules(any_stack, fqdn, path)
+    assert rules, f"no Ingress rule serves {fqdn}{path}: the ALB would answer 404"
+    alb_ingress = any_stack.named("api", INGRESS)
+    assert any(rule in alb_ingress.inputs["spec"]["rules"] for rule in rules)
+    assert not serving_rules(any_stack, fqdn, "/admin")  # only the health path is exposed on that name
+
+
+def test_a_health_check_on_the_failover_name_is_a_settings_error():
+    import settings
+    from tests.conftest import config_with
+
+    with pytest.raises(settings.SettingsError, match="intelgraph-platform:dns: healthCheck.fqdn "
+                                                     "'api.intelgraph.example.com' is the failover recordName"):
+        settings.validate(config_with("prod", {"dns.healthCheck.fqdn": "api.intelgraph.example.com"}))
+
+
 def test_primary_and_secondary_alias_records_fail_over(any_stack):
     [check] = any_stack.of_type("aws:route53/healthCheck:HealthCheck")
-    records = {r.inputs["setIdentifier"]: r.inputs for r in any_stack.of_type(RECORD)}
+    records = {r.inputs["setIdentifier"]: r.inputs for r in any_stack.of_type(RECORD) if "setIdentifier" in r.inputs}
     assert set(records) == {"primary", "secondary"}
     primary, secondary = records["primary"], records["secondary"]
     assert primary["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
@@ -46,6 +97,7 @@ def test_unhealthy_primary_raises_an_alarm_in_us_east_1(prod):
     ({"failure_threshold": 0}, "between 1 and 10"),
     ({"checker_regions": ("us-east-1",)}, "at least 3 regions"),
     ({"secondary": LoadBalancerTarget("a.us-east-1.elb.amazonaws.com", "Z1")}, "different load balancers"),
+    ({"health_check_fqdn": "api.example.com"}, "must not be the failover record_name"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(account_id="481236059412", hosted_zone_id="Z1", record_name="api.example.com",

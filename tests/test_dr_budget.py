@@ -14,7 +14,7 @@ def test_postgres_rto_is_detection_plus_ttl_plus_promotion():
         rto_target=900, rpo_target=300, request_interval_seconds=10, failure_threshold=3,
         promotion_estimate_seconds=600, lag_threshold_seconds=180)
     assert rto.bound_seconds == 10 * 3 + 60 + 600 and rto.met
-    assert rpo.bound_seconds == 180 + 120 and rpo.met
+    assert rpo.bound_seconds == 180 + 60 and rpo.met
     assert pitr.bound_seconds == 300 and pitr.met
 
 
@@ -26,13 +26,29 @@ def test_a_target_the_settings_cannot_meet_is_reported_missed():
     assert rto.as_output()["met"] is False
 
 
-def test_lag_threshold_leaves_room_for_the_alarms_detection_window():
-    assert dr_budget.lag_alarm_threshold_seconds(300) == 180
-    # below the floor the bound exceeds the target: an RPO of one minute is not achievable here
+def test_lag_threshold_and_rpo_bound_follow_from_the_heartbeat():
+    # An idle primary makes an RDS replica report up to 5 minutes of lag (RDS User Guide, read
+    # replica limitations for PostgreSQL): without a heartbeat the threshold had to sit above
+    # that. With a row written every 15 s a healthy replica trails by at most one interval, so
+    # two intervals is the lowest threshold that never fires on a healthy replica.
+    assert dr_budget.HEARTBEAT_INTERVAL_SECONDS <= 30
+    assert dr_budget.lag_alarm_threshold_seconds() == 2 * dr_budget.HEARTBEAT_INTERVAL_SECONDS == 30
     [_, rpo, _] = dr_budget.postgres_bounds(
+        rto_target=900, rpo_target=300, request_interval_seconds=10, failure_threshold=3,
+        promotion_estimate_seconds=600, lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds())
+    assert rpo.terms == {"lagAlarmThreshold": 30, "lagAlarmDetection": 60} and rpo.bound_seconds == 90
+    # a slower heartbeat is a weaker promise, and an RPO of one minute is not achievable here
+    assert dr_budget.lag_alarm_threshold_seconds(30) == 60
+    [_, tight, _] = dr_budget.postgres_bounds(
         rto_target=900, rpo_target=60, request_interval_seconds=10, failure_threshold=3,
-        promotion_estimate_seconds=600, lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(60))
-    assert not rpo.met
+        promotion_estimate_seconds=600, lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds())
+    assert not tight.met
+
+
+def test_prod_promises_a_postgres_rpo_of_90_seconds(prod):
+    rows = {(r["datastore"], r["objective"]): r for r in prod.outputs["drBudget"]}
+    assert rows[("postgres", "RPO")]["boundSeconds"] <= 90
+    assert prod.outputs["postgres"]["lagAlarmThresholdSeconds"] == 30
 
 
 @pytest.mark.parametrize("schedule,gap", [("0 * * * *", 3600), ("*/15 * * * *", 900),

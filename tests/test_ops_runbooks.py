@@ -34,6 +34,7 @@ def world(monkeypatch, outputs, tmp_path):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         _fix_moto_promotion(monkeypatch)
+        _report_replication_status(monkeypatch)
         pg = outputs["postgres"]
         east, west = boto3.client("rds", "us-east-1"), boto3.client("rds", "us-west-2")
         east.create_db_instance(
@@ -43,6 +44,8 @@ def world(monkeypatch, outputs, tmp_path):
         west.create_db_instance_read_replica(DBInstanceIdentifier="intelgraph-pg-replica",
                                              SourceDBInstanceIdentifier=pg["primaryArn"])
         _replicate_automated_backups("intelgraph-pg-primary")
+        pg["replicaKmsKeyArn"] = boto3.client("kms", "us-west-2").create_key(
+            Description="intelgraph-pg-dr-key")["KeyMetadata"]["Arn"]
         put_lag(30)
 
         check = boto3.client("route53").create_health_check(CallerReference="synth", HealthCheckConfig={
@@ -63,6 +66,7 @@ def world(monkeypatch, outputs, tmp_path):
                            "DeleteMarkerReplication": {"Status": "Enabled"},
                            "Destination": {"Bucket": bucket["replicaBucketArn"]}}]})
             s3.put_object(Bucket=bucket["bucket"], Key="graph/backup-latest.tar", Body=b"backup")
+            REPLICATION_STATUS[(bucket["bucket"], "graph/backup-latest.tar")] = "COMPLETED"
         path = tmp_path / "outputs.json"
         path.write_text(json.dumps(outputs))
         yield path
@@ -81,6 +85,28 @@ def _replicate_automated_backups(identifier: str) -> None:
 
     rds_backends[ACCOUNT]["us-east-1"].databases[identifier].db_instance_automated_backups_replications = [
         {"DBInstanceAutomatedBackupsArn": f"arn:aws:rds:us-west-2:{ACCOUNT}:auto-backup:ab-synth"}]
+
+
+REPLICATION_STATUS: dict[tuple[str, str], str] = {}
+
+
+def _report_replication_status(monkeypatch) -> None:
+    # moto does not replicate, so it never sends the x-amz-replication-status header S3 puts on
+    # every object a replication rule matches (PENDING, then COMPLETED or FAILED). Send it as S3
+    # would, so boto3 parses it into ReplicationStatus through its real response model.
+    from moto.s3.models import FakeKey
+
+    REPLICATION_STATUS.clear()
+    original = FakeKey.response_dict.fget
+
+    def response_dict(self):
+        headers = original(self)
+        status = REPLICATION_STATUS.get((self.bucket_name, self.name))
+        if status:
+            headers["x-amz-replication-status"] = status
+        return headers
+
+    monkeypatch.setattr(FakeKey, "response_dict", property(response_dict))
 
 
 def _fix_moto_promotion(monkeypatch) -> None:
@@ -147,6 +173,38 @@ def test_bucket_without_replication_fails(world, capsys, outputs):
     assert code == 1 and "FAIL  bucket-replication intelgraph-prod-logs" in out
 
 
+@pytest.mark.parametrize("status,passes", [("COMPLETED", True), ("FAILED", False), ("PENDING", True), (None, False)])
+def test_newest_backup_must_have_reached_the_dr_twin(world, capsys, outputs, status, passes):
+    from moto.s3.models import s3_backends
+
+    bucket = outputs["backupBuckets"]["neo4j"]["bucket"]
+    older = s3_backends[ACCOUNT]["aws"].buckets[bucket].keys["graph/backup-latest.tar"]
+    older.last_modified -= timedelta(minutes=10)  # S3 lists LastModified in whole seconds
+    boto3.client("s3", "us-east-1").put_object(Bucket=bucket, Key="graph/backup-newer.tar", Body=b"newer")
+    if status:
+        REPLICATION_STATUS[(bucket, "graph/backup-newer.tar")] = status
+    code, out = readiness(world, capsys)
+    line = next(x for x in out.splitlines() if f"object-replicated {bucket}" in x)
+    assert line.strip().startswith("PASS" if passes else "FAIL"), line
+    assert "graph/backup-newer.tar" in line  # the newest object, not any object
+    assert code == (0 if passes else 1), out
+
+
+def test_a_pending_replica_past_the_rtc_sla_fails(world, capsys, monkeypatch):
+    for key in list(REPLICATION_STATUS):
+        REPLICATION_STATUS[key] = "PENDING"
+    later = datetime.now(timezone.utc) + timedelta(minutes=20)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later
+
+    monkeypatch.setattr(dr_readiness, "datetime", Clock)
+    code, out = readiness(world, capsys)
+    assert code == 1 and "FAIL  object-replicated intelgraph-prod-neo4j" in out and "PENDING" in out
+
+
 def test_missing_output_is_a_clear_input_error(tmp_path, capsys):
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({"postgres": {}}))
@@ -155,7 +213,8 @@ def test_missing_output_is_a_clear_input_error(tmp_path, capsys):
 
 
 def test_malformed_arn_and_unreadable_file_are_clear_input_errors(tmp_path, capsys):
-    assert dr_promote.main(["--primary-arn", "db-primary", "--replica-arn", "x", "--max-lag-seconds", "60"]) == 2
+    assert dr_promote.main(["--primary-arn", "db-primary", "--replica-arn", "x", "--max-lag-seconds", "60",
+                            "--secret-kms-key-arn", f"arn:aws:kms:us-west-2:{ACCOUNT}:key/k"]) == 2
     assert "must be an RDS instance ARN" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
     assert dr_readiness.main(["--outputs", str(tmp_path / "bad.json")]) == 2
@@ -178,6 +237,32 @@ def test_promotion_happy_path(world, capsys):
     assert "is now a standalone primary" in out and "pulumi refresh" in out
 
 
+def test_the_promoted_instance_gets_a_managed_secret_in_its_own_region(world, capsys, outputs):
+    # The primary's RDS-managed secret lives in Secrets Manager in the primary region only, and a
+    # read replica cannot manage one (RDS User Guide, "Password management with Amazon RDS and
+    # AWS Secrets Manager"): after promotion, ModifyDBInstance ManageMasterUserPassword gives the
+    # new primary its own secret, in its region, under our DR key.
+    # Before: nothing in the DR region (moto even shows the primary's us-east-1 secret on the replica).
+    assert ":us-west-2:" not in _replica().get("MasterUserSecret", {}).get("SecretArn", "")
+    assert dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"]) == 0
+    out = capsys.readouterr().out
+    secret = _replica()["MasterUserSecret"]
+    assert secret["SecretArn"].startswith(f"arn:aws:secretsmanager:us-west-2:{ACCOUNT}:secret:")
+    assert secret["KmsKeyId"] == outputs["postgres"]["replicaKmsKeyArn"]
+    value = json.loads(boto3.client("secretsmanager", "us-west-2").get_secret_value(
+        SecretId=secret["SecretArn"])["SecretString"])
+    assert value["username"] and value["password"]  # readable in the DR region
+    assert secret["SecretArn"] in out
+
+
+def test_a_secret_key_from_another_region_is_refused_before_anything_changes(world, capsys, outputs):
+    args = ["--primary-arn", outputs["postgres"]["primaryArn"], "--replica-arn", outputs["postgres"]["replicaArn"],
+            "--max-lag-seconds", "60", "--secret-kms-key-arn", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k"]
+    assert dr_promote.main(args) == 2
+    assert "must be a key ARN in us-west-2" in capsys.readouterr().err
+    assert _replica()["ReadReplicaSourceDBInstanceIdentifier"]  # still a replica
+
+
 def test_dry_run_checks_and_changes_nothing(world, capsys):
     assert dr_promote.main(["--outputs", str(world), "--dry-run"]) == 0
     assert "Dry run: would promote" in capsys.readouterr().out
@@ -194,7 +279,8 @@ def test_promotion_refused_when_lag_exceeds_the_limit(world, capsys):
 
 def test_promotion_refused_for_a_replica_of_something_else(world, capsys, outputs):
     args = ["--primary-arn", f"arn:aws:rds:us-east-1:{ACCOUNT}:db:another-primary",
-            "--replica-arn", outputs["postgres"]["replicaArn"], "--max-lag-seconds", "180"]
+            "--replica-arn", outputs["postgres"]["replicaArn"], "--max-lag-seconds", "180",
+            "--secret-kms-key-arn", outputs["postgres"]["replicaKmsKeyArn"]]
     assert dr_promote.main(args) == 1
     out = capsys.readouterr().out
     assert "replicates from" in out and "Refusing to promote" in out

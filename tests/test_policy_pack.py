@@ -120,6 +120,9 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("neo4j-min-primaries", "graph-server-3", ":Release",
      lambda e: e["outputs"]["values"]["config"].update({"initial.server.mode_constraint": "SECONDARY"}),
      "has 2 primaries; run at least 3"),
+    # a regional WebACL protects only its own region: without the DR one, failover bypasses WAF
+    ("waf-every-failover-region", "api-dr-acl", ":WebAcl",
+     lambda e: e.update(type="aws:wafv2/ipSet:IpSet"), "in us-west-2, where the stack has no REGIONAL WAFv2 WebACL"),
     ("dr-budget-within-targets", "intelgraph-platform-prod", ":Stack",
      lambda e: e["outputs"]["drBudget"][0].update(targetSeconds=300), "exceeds its target 300s"),
 ]
@@ -175,6 +178,20 @@ def test_unknown_values_never_crash_a_rule(prod_export):
     assert any(v.cannot_tell for v in report.verdicts)  # reported as "cannot tell yet" ...
     for verdict in report.verdicts:  # ... never as an exception (evaluate would have raised)
         assert verdict.evaluated + len(verdict.cannot_tell) > 0
+
+
+def test_the_dr_waf_rule_decides_on_the_first_preview(prod_export):
+    """On a new stack's first preview the PRIMARY record's alias is unknown (it is read from the ALB
+    the Ingress creates); the rule judges the failover target, whose load balancer is known."""
+    document = copy.deepcopy(prod_export)
+    for name in ("api-failover-primary", "api-failover-health"):
+        entry(document, name, ":Record")["inputs"]["aliases"][0]["name"] = UNKNOWN_STRING_VALUE
+    policy = BY_NAME["waf-every-failover-region"]
+    [verdict] = policy_runner.evaluate(document, "prod", policies=[policy]).verdicts
+    assert verdict.violations == [] and not verdict.cannot_tell and verdict.evaluated > 0
+    entry(document, "api-dr-acl", ":WebAcl").update(type="aws:wafv2/ipSet:IpSet")
+    [verdict] = policy_runner.evaluate(document, "prod", policies=[policy]).verdicts
+    assert verdict.violations and not verdict.cannot_tell
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_primary_is_encrypted_private_iam_enabled_with_a_managed_password(any_st
     assert i["monitoringRoleArn"] == any_stack.named("intelgraph-pg-monitoring", "aws:iam/role:Role").outputs["arn"]
     assert set(i["enabledCloudwatchLogsExports"]) == {"postgresql", "upgrade"}
     assert i["autoMinorVersionUpgrade"] is True and i["maintenanceWindow"]
-    assert i["engineVersion"] == "16.4"
+    assert i["engineVersion"] == "16"
 
 
 def test_pitr_is_replicated_to_the_dr_region_with_the_dr_key(any_stack):
@@ -91,7 +91,8 @@ def test_alarms_watch_lag_cpu_and_storage_and_notify_an_encrypted_topic(prod):
     alarms = {a.name: a for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
     lag = alarms["intelgraph-pg-replica-lag"].inputs
     assert lag["metricName"] == "ReplicaLag" and lag["dimensions"] == {"DBInstanceIdentifier": "intelgraph-pg-replica"}
-    assert lag["threshold"] == 300 - 120  # RPO target minus the alarm's detection window
+    assert lag["threshold"] == 30  # two heartbeats: a healthy replica never trails by more
+    assert (lag["period"], lag["evaluationPeriods"]) == (60, 1)
     assert lag["treatMissingData"] == "breaching"
     for name in ("intelgraph-pg-primary-cpu", "intelgraph-pg-replica-cpu",
                  "intelgraph-pg-primary-free-storage", "intelgraph-pg-replica-free-storage"):
@@ -127,19 +128,173 @@ def test_no_plaintext_password_anywhere_in_stack_json(stack):
 @pytest.mark.parametrize("changes,words", [
     ({"backup_retention_days": 0}, "backup_retention_days must be at least 1"),
     ({"max_allocated_storage_gb": 10}, "max_allocated_storage_gb must be at least"),
-    ({"allowed_cidrs": ()}, "allowed_cidrs must name"),
-    ({"dr_network": RegionNetwork("vpc-1", ("subnet-1",))}, "at least two subnets"),
+    ({"dr_network": RegionNetwork("vpc-2", ("subnet-3", "subnet-4"))}, "dr_network.allowed_cidrs must name"),
+    ({"dr_network": RegionNetwork("vpc-1", ("subnet-1",), ("10.1.0.0/16",))}, "at least two subnets"),
+    ({"engine_version": "16.4"}, "major version only with auto_minor_version_upgrade"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(
         account_id="481236059412", dr_provider=None,
-        primary_network=RegionNetwork("vpc-1", ("subnet-1", "subnet-2")),
-        dr_network=RegionNetwork("vpc-2", ("subnet-3", "subnet-4")), engine_version="16.4",
+        primary_network=RegionNetwork("vpc-1", ("subnet-1", "subnet-2"), ("10.0.0.0/16",)),
+        dr_network=RegionNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",)), engine_version="16",
         instance_class="db.t4g.large", allocated_storage_gb=50, max_allocated_storage_gb=100,
         backup_retention_days=7, multi_az=False, deletion_protection=False, final_snapshot=False,
-        allowed_cidrs=("10.0.0.0/16",), maintenance_window="sun:05:00-sun:06:00",
+        maintenance_window="sun:05:00-sun:06:00",
         backup_window="03:00-04:00", database_insights="standard", monitoring_interval_seconds=60,
         replica_lag_threshold_seconds=120,
     )
     with pytest.raises(ValueError, match=words):
         PostgresDrArgs(**{**base, **changes})
+
+
+# The aws_db_instance schema's ForceNew arguments (terraform-provider-aws,
+# internal/service/rds/instance.go, which pulumi-aws bridges), with whether the schema marks them
+# Computed. After every `up` the provider reads the instance back; a Computed field left unset
+# accepts whatever AWS reports, but a ForceNew field that is not Computed and is left unset
+# diffs against the value read back - and a ForceNew diff is a replacement on the second `up`
+# (terraform-provider-aws #34434, #3470: `storage_encrypted` on an encrypted replica). With a
+# fixed identifier that replacement fails with DBInstanceAlreadyExists, or on deletion protection.
+FORCE_NEW = {  # engine-camelCase name: computed
+    "availabilityZone": True, "characterSetName": True, "customIamInstanceProfile": False,
+    "dbName": True, "identifier": True, "identifierPrefix": True, "kmsKeyId": True,
+    "ncharCharacterSetName": True, "restoreToPointInTime": False, "snapshotIdentifier": True,
+    "storageEncrypted": False, "timezone": True, "username": True, "engine": True,
+}
+# What RDS reports for a PostgreSQL instance and the provider's Read stores (DescribeDBInstances:
+# StorageEncrypted, KmsKeyId, DBInstanceIdentifier always; the rest only for other engines or
+# for restores, which this program never does).
+READ_BACK_FOR_POSTGRES = {"storageEncrypted", "kmsKeyId", "identifier"}
+
+
+@pytest.mark.parametrize("role", ["primary", "replica"])
+def test_every_force_new_field_the_provider_reads_back_is_set_explicitly(any_stack, role):
+    inputs = any_stack.named(f"intelgraph-pg-{role}", INSTANCE).inputs
+    not_computed = {f for f, computed in FORCE_NEW.items() if not computed}
+    # Not computed and read back: unset would be a diff, i.e. a replacement, on the second `up`.
+    must_set = (not_computed & READ_BACK_FOR_POSTGRES) | {"identifier", "kmsKeyId"}
+    missing = sorted(f for f in must_set if f not in inputs)
+    assert not missing, f"{role}: ForceNew fields the provider reads back but the program leaves unset: {missing}"
+    assert inputs["storageEncrypted"] is True  # what RDS reports for an instance with our key
+
+
+@pytest.mark.parametrize("label", ["primary", "dr"])
+def test_each_region_admits_its_own_network_so_the_promoted_replica_has_clients(any_stack, label):
+    # A security group admits sources by the addresses packets arrive with; after failover the
+    # DR instance is reached by the DR region's workloads, from the DR VPC's CIDR - the primary
+    # VPC's CIDRs admit nobody there (VPC User Guide, security group rules).
+    import ipaddress
+
+    from synth import engine
+
+    network = json.loads(engine.stack_config(any_stack.stack)["intelgraph-platform:network"])[label]
+    vpc = ipaddress.ip_network(network["vpcCidr"])
+    group = any_stack.named(f"intelgraph-pg-{label}-db", "aws:ec2/securityGroup:SecurityGroup")
+    assert group.inputs["vpcId"] == network["vpcId"]
+    cidrs = [c for rule in group.inputs["ingress"] for c in rule["cidrBlocks"]]
+    assert cidrs and all(ipaddress.ip_network(c).subnet_of(vpc) for c in cidrs), (cidrs, vpc)
+
+
+def test_a_dr_client_cidr_outside_the_dr_vpc_is_a_settings_error():
+    import settings
+    from tests.conftest import config_with
+
+    with pytest.raises(settings.SettingsError, match=r"postgres.allowedCidrs.dr.0 10.40.0.0/16 is outside "
+                                                     r"network.dr.vpcCidr 10.41.0.0/16"):
+        settings.validate(config_with("prod", {"postgres.allowedCidrs.dr": ["10.40.0.0/16"]}))
+
+
+def engine_version_after_read(configured: str, actual: str, pending: str = "") -> str:
+    """terraform-provider-aws internal/service/rds compareActualEngineVersion (bridged by
+    pulumi-aws): on read, engine_version keeps the configured value only when it equals the
+    actual version or is a prefix of it ("16" for "16.8"); otherwise it becomes the actual one."""
+    if configured and configured == pending:
+        return configured
+    head = actual[: len(configured) + 1] if len(actual) > len(configured) else actual
+    if configured != actual and configured + "." == head:
+        return configured
+    return actual
+
+
+def test_the_engine_version_survives_an_automatic_minor_upgrade(any_stack):
+    # RDS User Guide, "Automatically upgrading the minor engine version": with
+    # auto_minor_version_upgrade RDS moves the instance to newer minors in the maintenance window.
+    # The next `up` compares config with what the provider read back; a pinned "16.4" reads back
+    # as "16.8", a diff back to 16.4 - a downgrade RDS refuses.
+    primary = any_stack.named("intelgraph-pg-primary", INSTANCE).inputs
+    assert primary["autoMinorVersionUpgrade"] is True
+    configured = primary["engineVersion"]
+    major = configured.split(".")[0]
+    for upgraded in (f"{major}.8", f"{major}.12", f"{major}.8.1"):
+        assert engine_version_after_read(configured, upgraded) == configured, upgraded
+    assert engine_version_after_read("16.4", "16.8") == "16.8"  # the diff the old pin produced
+
+
+@pytest.mark.parametrize("version,auto,words", [
+    ("16.4", True, "pins a minor version while autoMinorVersionUpgrade is on"),
+    ("16", False, "names no minor version while autoMinorVersionUpgrade is off"),
+])
+def test_settings_tie_the_engine_version_to_the_upgrade_policy(version, auto, words):
+    import settings
+    from tests.conftest import config_with
+
+    with pytest.raises(settings.SettingsError, match=words):
+        settings.validate(config_with("prod", {"postgres.engineVersion": version,
+                                               "postgres.autoMinorVersionUpgrade": auto}))
+    settings.validate(config_with("prod", {"postgres.engineVersion": "16.4" if not auto else "16",
+                                           "postgres.autoMinorVersionUpgrade": auto}))
+
+
+# --- heartbeat: keeps an idle primary's replica from reporting false lag
+
+@pytest.mark.parametrize("label", ["primary", "dr"])
+def test_both_parameter_groups_load_pg_cron_for_the_heartbeat(any_stack, label):
+    # pg_cron must be in shared_preload_libraries and cron.database_name names the database its
+    # jobs run in (RDS User Guide, "Scheduling maintenance with the PostgreSQL pg_cron
+    # extension"); both are static, so RDS only accepts them with pending-reboot. The DR group
+    # needs them too: after promotion the replica keeps the heartbeat going.
+    params = {p["name"]: p for p in any_stack.named(
+        f"intelgraph-pg-{label}-params", "aws:rds/parameterGroup:ParameterGroup").inputs["parameters"]}
+    assert "pg_cron" in params["shared_preload_libraries"]["value"].split(",")
+    assert params["cron.database_name"]["value"] == any_stack.named("intelgraph-pg-primary", INSTANCE).inputs["dbName"]
+    for static in ("shared_preload_libraries", "cron.database_name"):
+        assert params[static]["applyMethod"] == "pending-reboot"
+
+
+def test_other_preloaded_libraries_are_kept(monkeypatch):
+    from components import postgres_dr
+
+    monkeypatch.setitem(postgres_dr.PARAMETERS, "shared_preload_libraries", "pgaudit")
+    assert postgres_dr.parameters("db")["shared_preload_libraries"] == "pgaudit,pg_cron"
+
+
+def test_the_heartbeat_sql_upserts_one_row_every_15_seconds():
+    """Parsed with PostgreSQL's own parser (pglast = libpg_query): pg_cron accepts '[1-59] seconds'
+    schedules from 1.5 on (citusdata/pg_cron README), and the job's command must be valid SQL that
+    writes the table the script creates - a heartbeat that fails writes no WAL."""
+    import re
+
+    from pglast import ast, parse_sql
+
+    from components import dr_budget
+    from components.postgres_dr import heartbeat_sql
+
+    statements = [s.stmt for s in parse_sql(heartbeat_sql())]
+    assert isinstance(statements[0], ast.CreateExtensionStmt) and statements[0].extname == "pg_cron"
+    [table] = [s for s in statements if isinstance(s, ast.CreateStmt)]
+    schedules = {}
+    for select in (s for s in statements if isinstance(s, ast.SelectStmt)):
+        [target] = select.targetList
+        call = target.val
+        assert [n.sval for n in call.funcname] == ["cron", "schedule"]
+        name, schedule, command = (a.val.sval for a in call.args)
+        schedules[name] = (schedule, command)
+    schedule, command = schedules["dr-heartbeat"]
+    interval = re.fullmatch(r"\s*([1-9]|[1-5][0-9])\s+seconds?\s*", schedule)
+    assert interval and int(interval[1]) == dr_budget.HEARTBEAT_INTERVAL_SECONDS <= 30
+    [insert] = [s.stmt for s in parse_sql(command)]
+    assert isinstance(insert, ast.InsertStmt) and insert.relation.relname == table.relation.relname
+    assert insert.onConflictClause is not None  # one row, updated in place: the table never grows
+    [purge] = [s.stmt for s in parse_sql(schedules["dr-heartbeat-history"][1])]
+    assert isinstance(purge, ast.DeleteStmt) and purge.relation.relname == "job_run_details"
+    with pytest.raises(ValueError, match="1-59 seconds"):
+        heartbeat_sql(60)

@@ -111,3 +111,139 @@ def test_every_action_is_pinned(path):
             continue
         ref = step_or_job.split("@", 1)[1] if "@" in step_or_job else ""
         assert re.fullmatch(r"v\d+\.\d+\.\d+|[0-9a-f]{40}", ref), f"{step_or_job}: pin an exact release or commit"
+
+
+# --- job conditions, evaluated the way GitHub Actions evaluates them ------------------------------
+# GitHub docs, "Evaluate expressions in workflows and actions": literals, property dereference,
+# ! == != && || and parentheses; && and || return an operand (JavaScript-like); == compares
+# strings ignoring case; status functions success() always() cancelled() failure(); a job `if`
+# without a status function gets an implicit `success() &&` in front, and success() on a job with
+# `needs` is true only when every needed job succeeded (a skipped need is not success).
+
+_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||[!().,])"
+                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_-]*))")
+
+
+class Expression:
+    def __init__(self, text: str, context: dict, status: dict):
+        text = text.strip()
+        if text.startswith("${{") and text.endswith("}}"):
+            text = text[3:-2]
+        self.tokens, position = [], 0
+        while position < len(text.rstrip()):
+            match = _TOKEN.match(text, position)
+            assert match, f"cannot read {text[position:]!r}"
+            self.tokens.append(next((k, v) for k, v in match.groupdict().items() if v is not None))
+            position = match.end()
+        self.context, self.status, self.i = context, status, 0
+        self.uses_status = any(k == "name" and v in status for k, v in self.tokens)
+
+    def value(self):
+        result = self._or()
+        assert self.i == len(self.tokens), self.tokens[self.i:]
+        return result
+
+    def _peek(self):
+        return self.tokens[self.i][1] if self.i < len(self.tokens) else None
+
+    def _take(self):
+        self.i += 1
+        return self.tokens[self.i - 1]
+
+    def _or(self):
+        left = self._and()
+        while self._peek() == "||":
+            self._take()
+            right = self._and()
+            left = left if left else right
+        return left
+
+    def _and(self):
+        left = self._equality()
+        while self._peek() == "&&":
+            self._take()
+            right = self._equality()
+            left = right if left else left
+        return left
+
+    def _equality(self):
+        left = self._unary()
+        while self._peek() in ("==", "!="):
+            op = self._take()[1]
+            right = self._unary()
+            same = (left.lower() == right.lower()) if isinstance(left, str) and isinstance(right, str) else left == right
+            left = same if op == "==" else not same
+        return left
+
+    def _unary(self):
+        if self._peek() == "!":
+            self._take()
+            return not self._unary()
+        return self._primary()
+
+    def _primary(self):
+        kind, token = self._take()
+        if token == "(":
+            inner = self._or()
+            assert self._take()[1] == ")"
+            return inner
+        if kind == "str":
+            return token[1:-1].replace("''", "'")
+        if kind == "num":
+            return float(token)
+        if token in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[token]
+        if self._peek() == "(":
+            self._take()
+            assert self._take()[1] == ")"
+            return self.status[token]
+        value = self.context.get(token)
+        while self._peek() == ".":
+            self._take()
+            key = self._take()[1]
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+
+def job_runs(job: dict, context: dict, results: dict) -> bool:
+    needs = job.get("needs", [])
+    needs = [needs] if isinstance(needs, str) else needs
+    status = {"success": all(results[n] == "success" for n in needs), "always": True, "cancelled": False,
+              "failure": any(results[n] == "failure" for n in needs)}
+    expression = Expression(str(job.get("if", "success()")), {**context, "needs": {
+        n: {"result": results[n]} for n in needs}}, status)
+    value = expression.value()
+    return bool(value) if expression.uses_status else status["success"] and bool(value)
+
+
+def deployed(event: str, stack: str | None = None, stage_outcome: str = "success") -> set[str]:
+    jobs = load("deploy.yml")["jobs"]
+    context = {"github": {"event_name": event}, "inputs": {"stack": stack} if stack else {}}
+    results: dict[str, str] = {}
+    for job_id in ("stage", "prod"):  # needs order
+        runs = job_runs(jobs[job_id], context, results)
+        results[job_id] = (stage_outcome if job_id == "stage" else "success") if runs else "skipped"
+    return {job_id for job_id, result in results.items() if result != "skipped"}
+
+
+@pytest.mark.parametrize("event,stack,expected", [
+    ("push", None, {"stage", "prod"}),
+    ("workflow_dispatch", "stage", {"stage"}),
+    ("workflow_dispatch", "prod", {"prod"}),
+])
+def test_push_deploys_both_and_a_dispatch_deploys_exactly_the_chosen_stack(event, stack, expected):
+    assert deployed(event, stack) == expected
+
+
+def test_a_failed_stage_stops_prod_on_push():
+    assert deployed("push", stage_outcome="failure") == {"stage"}
+
+
+def test_the_expression_reader_follows_github_rules():
+    status = {"success": True, "always": True, "cancelled": False, "failure": False}
+    ctx = {"inputs": {"stack": "Prod"}, "github": {"event_name": "push"}}
+    assert Expression("inputs.stack == 'prod'", ctx, status).value() is True  # case-insensitive
+    assert Expression("${{ github.event_name != 'push' || 'fallback' }}", ctx, status).value() == "fallback"
+    assert Expression("!cancelled() && (inputs.missing == 'x')", ctx, status).value() is False
+    assert job_runs({"needs": "stage", "if": "inputs.stack == 'prod'"}, ctx, {"stage": "skipped"}) is False
+    assert job_runs({"needs": "stage", "if": "!cancelled() && inputs.stack == 'prod'"}, ctx, {"stage": "skipped"})

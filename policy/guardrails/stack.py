@@ -3,6 +3,8 @@ namespaces, Neo4j quorum, the DR budget, and the exceptions file itself."""
 
 from __future__ import annotations
 
+import re
+
 from pulumi_policy import EnforcementLevel
 
 from . import exceptions
@@ -16,6 +18,10 @@ OBJECT_LOCK = "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguratio
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 STACK = "pulumi:pulumi:Stack"
+RECORD = "aws:route53/record:Record"
+WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+# ELB DNS names end in <region>.elb.amazonaws.com (ALB: name-id.region..., optionally dualstack.)
+_ELB_REGION = re.compile(r"\.([a-z]{2}(?:-[a-z]+)+-[0-9])\.elb\.amazonaws\.com\.?$")
 PRIMARIES = {"minimum": {"type": "integer", "minimum": 1, "default": 3}}
 
 
@@ -143,6 +149,25 @@ def dr_budget(resources, args):
                        f"{number(target)}s ({terms}); shorten those terms or renegotiate the target.", stack.urn)
 
 
+@stack_rule("waf-every-failover-region", "Every region DNS fails over to has a regional WAF WebACL.")
+def waf_every_failover_region(resources, args):
+    # A REGIONAL WebACL can only be associated with resources in its own region (AWS WAF
+    # Developer Guide): after failover the DR load balancer is unprotected unless its region has one.
+    protected = {region_of(acl) for acl in resources
+                 if acl.resource_type == WEB_ACL and dig(acl.props, "scope") == "REGIONAL"}
+    # Only SECONDARY records are failover targets; their load balancer is known at preview, while
+    # the PRIMARY's alias (read from the ALB its Ingress creates) is not until `up`.
+    targets = (r for r in resources if r.resource_type == RECORD
+               and any(dig(p, "type") == "SECONDARY" for p in each(r.props, "failoverRoutingPolicies")))
+    for record in targets:
+        for alias in each(record.props, "aliases"):
+            match = _ELB_REGION.search(str(dig(alias, "name") or ""))
+            if match and match[1] not in protected:
+                yield (f"Route 53 failover record {record.name} sends traffic to a load balancer in {match[1]}, "
+                       f"where the stack has no REGIONAL WAFv2 WebACL; create the WebACL with that region's "
+                       "provider and attach it to the load balancer there.", record.urn)
+
+
 @stack_rule("policy-exceptions-valid", "Every exception in policy/exceptions.yaml is well-formed and unexpired.",
             level=EnforcementLevel.MANDATORY)
 def exceptions_valid(resources, args):
@@ -165,4 +190,4 @@ def exceptions_in_use(resources, args):
 
 
 POLICIES = [replica_cross_region, backup_replicated, backup_object_lock, namespaces_closed, neo4j_primaries,
-            dr_budget, exceptions_valid, exceptions_in_use]
+            dr_budget, waf_every_failover_region, exceptions_valid, exceptions_in_use]
