@@ -8,7 +8,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
 
 import settings
-from components import dr_budget
+from components import dr_budget, stateful
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
@@ -20,6 +20,9 @@ from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
+# Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
+# is retained on delete and, in prod, protected (components/stateful.py).
+pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod))
 
 # --- providers: one per AWS region, one for the EKS cluster --------------------------------------
 aws_tags = {"tags": {"project": "intelgraph", "stack": pulumi.get_stack(), "managed-by": "pulumi"}}
