@@ -173,6 +173,8 @@ RedisCache(
         tcp_keepalive_seconds=rds.tcp_keepalive_seconds,
         slowlog_slower_than_micros=rds.slowlog_slower_than_micros,
         slowlog_max_len=rds.slowlog_max_len,
+        password_epoch=rds.password_rotation.epoch,
+        password_rollover=rds.password_rotation.rollover,
         prometheus_release_label=obs.prometheus_release_label,
     ),
     opts=inside(rds.namespace),
@@ -204,6 +206,7 @@ postgres = PostgresDr(
         database_insights=pg.database_insights,
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
         replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+        master_secret_rotation_days=pg.master_secret_rotation_days,
     ),
     opts=pulumi.ResourceOptions(provider=primary),
 )

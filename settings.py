@@ -291,6 +291,21 @@ class Neo4jSettings(Model):
         return value
 
 
+class RedisPasswordRotation(Model):
+    """Which password epoch is current, and which step of the roll to it this deploy is
+    (components/redis_auth.py: servers -> clients -> none)."""
+
+    epoch: Annotated[int, Field(ge=0)] = 0
+    rollover: Literal["none", "servers", "clients"] = "none"
+
+    @field_validator("rollover")
+    @classmethod
+    def _needs_previous(cls, value: str, info: ValidationInfo) -> str:
+        if value != "none" and info.data.get("epoch", 0) < 1:
+            raise ValueError("a rollover needs a previous password: set epoch to 1 or more")
+        return value
+
+
 class RedisSettings(Model):
     namespace: K8sName
     image: Image
@@ -308,6 +323,7 @@ class RedisSettings(Model):
     tcp_keepalive_seconds: Annotated[int, Field(ge=0, le=7200)]
     slowlog_slower_than_micros: Annotated[int, Field(ge=-1)]
     slowlog_max_len: Annotated[int, Field(ge=1, le=100000)]
+    password_rotation: RedisPasswordRotation = RedisPasswordRotation()
 
     @model_validator(mode="after")
     def _volume(self) -> "RedisSettings":
@@ -333,6 +349,8 @@ class PostgresSettings(Model):
     final_snapshot: bool
     maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")]
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
+    # RDS's own default for its managed master secret; Secrets Manager allows 1-1000 days.
+    master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = 7
 
 
 class LoadBalancer(Model):

@@ -55,6 +55,7 @@ class PostgresDrArgs:
     replica_lag_threshold_seconds: int
     database_name: str = "intelgraph"
     master_username: str = "intelgraph_admin"
+    master_secret_rotation_days: int = 7
 
     def __post_init__(self) -> None:
         problems = []
@@ -170,6 +171,15 @@ class PostgresDr(pulumi.ComponentResource):
         self.primary_arn = primary.arn
         self.replica_arn = replica.arn
         self.master_secret_arn = primary.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
+        # Managed rotation: Secrets Manager keeps the schedule of the RDS-managed secret and RDS
+        # changes the password, so no rotation Lambda (Secrets Manager User Guide, "Managed rotation").
+        aws.secretsmanager.SecretRotation(
+            f"{name}-master-secret-rotation",
+            secret_id=self.master_secret_arn,
+            rotation_rules={"automatically_after_days": args.master_secret_rotation_days},
+            rotate_immediately=False,
+            opts=primary_region.opts,
+        )
         self.register_outputs({
             "primaryEndpoint": self.primary_endpoint,
             "replicaEndpoint": self.replica_endpoint,
