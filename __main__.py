@@ -15,6 +15,7 @@ from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTa
 from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
+from components.neo4j_password import rotation_flows
 from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
@@ -89,6 +90,7 @@ namespace_flows = {
         cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs),
                       cfg.kubernetes.app_namespace, obs.prometheus_namespace)
         + backup_flows(neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), True)
+        + (rotation_flows(neo.cluster_name) if neo.password_epoch else ())
     ),
     neo.restore_namespace: backup_flows(
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
@@ -126,6 +128,7 @@ graph = Neo4jCluster(
         storage_class=neo.storage_class,
         storage_size=neo.storage_size,
         prometheus_release_label=obs.prometheus_release_label,
+        password_epoch=neo.password_epoch,
     ),
     opts=inside(neo.namespace),
 )

@@ -281,6 +281,8 @@ class Neo4jSettings(Model):
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)]
     restore_rehearsal_schedule: Cron
     time_zone: str = "Etc/UTC"
+    # Raise by one to rotate the admin password (components/neo4j_password.py).
+    password_epoch: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("resources")
     @classmethod

@@ -17,10 +17,10 @@ from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components.egress_policy import Flow, Peer
-from components.kube import labels_for, pod_disruption_budget, prometheus_rule, service_monitor
+from components.kube import pod_disruption_budget, prometheus_rule, service_monitor
+from components.neo4j_password import admin_secret
 from components.validation import require
 
 CHART = "neo4j"
@@ -80,9 +80,12 @@ class Neo4jClusterArgs:
     storage_class: str
     storage_size: str
     prometheus_release_label: str
+    password_epoch: int = 0
 
     def __post_init__(self) -> None:
         problems = []
+        if self.password_epoch < 0:
+            problems.append("password_epoch cannot be negative")
         if self.primaries < 1:
             problems.append("primaries must be at least 1")
         if self.primaries == 2:
@@ -110,17 +113,11 @@ class Neo4jCluster(pulumi.ComponentResource):
         self._args = args
         self.plan = memory_plan(args.memory_bytes)
 
-        password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
         self.password_secret_name = f"{args.cluster_name}-auth"
-        auth = k8s.core.v1.Secret(
-            f"{name}-auth",
-            metadata={"name": self.password_secret_name, "namespace": args.namespace,
-                      "labels": labels_for(args.cluster_name, "auth")},
-            type="Opaque",
-            # The chart reads NEO4J_AUTH ("neo4j/<password>") from passwordFromSecret.
-            string_data={"NEO4J_AUTH": pulumi.Output.concat("neo4j/", password.result)},
-            opts=child,
-        )
+        # a new password epoch changes the password in the database before this Secret flips
+        auth = admin_secret(name, secret_name=self.password_secret_name, namespace=args.namespace,
+                            cluster_name=args.cluster_name, image=args.image, epoch=args.password_epoch,
+                            opts=child)
 
         self.release_names = [f"{args.cluster_name}-server-{i}" for i in range(1, args.servers + 1)]
         self.secondary_release_names = self.release_names[args.primaries:]

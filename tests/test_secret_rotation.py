@@ -129,3 +129,105 @@ def test_today_the_stacks_use_epoch_zero_so_nothing_rotates_by_accident():
     for stack in ("stage", "prod"):
         names = {r.name for r in synthesized(stack).of_type("random:index/randomPassword:RandomPassword")}
         assert "redis-password" in names and not any(n.startswith("redis-password-") for n in names)
+
+
+# --- Neo4j -------------------------------------------------------------------------------------
+
+FAKE_CYPHER_SHELL = r"""#!/bin/bash
+# cypher-shell as the rotation needs it: checks its flags, authenticates NEO4J_PASSWORD against the
+# password the "database" holds, and applies ALTER CURRENT USER SET PASSWORD FROM ... TO ...
+state={state}
+echo "argv: $*" >> {log}
+expected="-a neo4j://graph-lb-neo4j.graph.svc.cluster.local:7687 -d system --non-interactive --format plain"
+[ "$*" = "$expected" ] || {{ echo "unexpected flags: $*" >&2; exit 64; }}
+[ "$NEO4J_USERNAME" = neo4j ] || {{ echo "no NEO4J_USERNAME" >&2; exit 64; }}
+query=$(cat)
+echo "stdin: $query" >> {log}
+if [ "$NEO4J_PASSWORD" != "$(cat "$state")" ]; then
+  echo "The client is unauthorized due to authentication failure." >&2; exit 1
+fi
+re="^ALTER CURRENT USER SET PASSWORD FROM '([^']*)' TO '([^']*)';$"
+if [[ $query =~ $re ]]; then
+  [ "${{BASH_REMATCH[1]}}" = "$(cat "$state")" ] || {{ echo "Invalid principal or credentials" >&2; exit 1; }}
+  printf '%s' "${{BASH_REMATCH[2]}}" > "$state"
+fi
+echo "user"; echo "neo4j"
+"""
+
+
+def rotate(tmp_path, current: str, old: str, new: str):
+    from components.neo4j_password import SCRIPT, routing_address
+
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    state, log = tmp_path / "password", tmp_path / "calls.log"
+    state.write_text(current)
+    fake = tmp_path / "bin" / "cypher-shell"
+    fake.write_text(FAKE_CYPHER_SHELL.format(state=state, log=log))
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "NEO4J_ADDRESS": routing_address("graph", "graph"),
+           "NEO4J_USERNAME": "neo4j", "OLD_PASSWORD": old, "NEW_PASSWORD": new}
+    import subprocess
+
+    result = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+    return result, state.read_text(), log.read_text() if log.exists() else ""
+
+
+def test_the_job_changes_the_password_with_alter_user_from_the_old_one(tmp_path):
+    result, now, log = rotate(tmp_path, current="oldpw123", old="oldpw123", new="newpw456")
+    assert result.returncode == 0, result.stderr
+    assert now == "newpw456"
+    assert "stdin: ALTER CURRENT USER SET PASSWORD FROM 'oldpw123' TO 'newpw456';" in log
+    argv = [line for line in log.splitlines() if line.startswith("argv:")]
+    assert len(argv) == 3  # new (refused), old + ALTER, new (verified)
+    assert not any("oldpw123" in a or "newpw456" in a for a in argv)  # never on a command line
+
+
+def test_a_rerun_after_success_changes_nothing(tmp_path):
+    result, now, log = rotate(tmp_path, current="newpw456", old="oldpw123", new="newpw456")
+    assert result.returncode == 0 and now == "newpw456" and "ALTER" not in log
+    assert "nothing to change" in result.stdout
+
+
+def test_when_neither_password_works_the_job_fails_and_changes_nothing(tmp_path):
+    result, now, log = rotate(tmp_path, current="someone-else", old="oldpw123", new="newpw456")
+    assert result.returncode != 0 and now == "someone-else"
+
+
+def test_a_password_a_cypher_literal_cannot_carry_is_refused_before_connecting(tmp_path):
+    result, now, log = rotate(tmp_path, current="old", old="old", new="it's")
+    assert result.returncode == 2 and now == "old" and log == ""
+
+
+def test_a_new_neo4j_epoch_runs_the_job_before_the_secret_flips():
+    import kubernetes_validate
+
+    from synth import export, policy_runner
+
+    synthesis = engine.synthesize("stage", config_with("stage", {"neo4j.passwordEpoch": 1}))
+    passwords = {r.name: r.outputs["result"] for r in synthesis.of_type("random:index/randomPassword:RandomPassword")}
+    old, new = passwords["neo4j-admin-password"], passwords["neo4j-admin-password-1"]
+    job = synthesis.named("neo4j-password-rotation-1", "kubernetes:batch/v1:Job")
+    handover = rpc.unwrap_rpc_secret(synthesis.named(
+        "neo4j-password-rotation-1", "kubernetes:core/v1:Secret").inputs["stringData"])
+    assert handover == {"OLD_PASSWORD": old, "NEW_PASSWORD": new}
+    auth = synthesis.named("neo4j-auth", "kubernetes:core/v1:Secret")
+    assert rpc.unwrap_rpc_secret(auth.inputs["stringData"])["NEO4J_AUTH"] == f"neo4j/{new}"
+    assert job.urn in auth.dependencies  # the flip waits for the Job (Pulumi awaits a Job's success)
+    assert "pulumi.com/skipAwait" not in job.inputs["metadata"].get("annotations", {})
+    # the releases still read the same Secret name, so nothing restarts
+    for release in synthesis.of_type("kubernetes:helm.sh/v3:Release"):
+        assert release.inputs["values"]["neo4j"]["passwordFromSecret"] == "graph-auth"
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in export.kubernetes_objects(synthesis)}
+    kubernetes_validate.validate(objects[("Job", "graph-password-rotation-1")], "1.33", strict=True)
+    # default-deny egress lets the Job reach Bolt, and the pack passes the new objects
+    policies = [o for o in objects.values() if o["kind"] == "NetworkPolicy" and "rotation" in o["metadata"]["name"]]
+    assert policies and all(p["metadata"]["namespace"] == "graph" for p in policies)
+    report = policy_runner.evaluate(export.to_export(synthesis), "stage")
+    assert not report.mandatory_violations, report.mandatory_violations
+
+
+def test_a_negative_neo4j_epoch_is_a_settings_error_naming_the_key():
+    import settings
+
+    with pytest.raises(settings.SettingsError, match=r"neo4j\.passwordEpoch: Input should be greater than or equal to 0"):
+        settings.validate(config_with("stage", {"neo4j.passwordEpoch": -1}))
