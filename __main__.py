@@ -16,6 +16,7 @@ from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadName
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
 from components.neo4j_password import rotation_flows
+from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
 from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
@@ -91,6 +92,7 @@ namespace_flows = {
                       cfg.kubernetes.app_namespace, obs.prometheus_namespace)
         + backup_flows(neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), True)
         + (rotation_flows(neo.cluster_name) if neo.password_epoch else ())
+        + snapshot_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs))
     ),
     neo.restore_namespace: backup_flows(
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
@@ -154,6 +156,20 @@ Neo4jBackup(
         prometheus_release_label=obs.prometheus_release_label,
     ),
     opts=inside(neo.namespace, neo.restore_namespace),
+)
+
+Neo4jSnapshots(
+    "neo4j-snapshots",
+    Neo4jSnapshotsArgs(
+        namespace=neo.namespace,
+        cluster_name=neo.cluster_name,
+        release_names=tuple(graph.release_names),
+        schedule=neo.volume_snapshots.schedule,
+        time_zone=neo.time_zone,
+        retain=neo.volume_snapshots.retain,
+        kubectl_image=neo.volume_snapshots.kubectl_image,
+    ),
+    opts=inside(neo.namespace),
 )
 
 # --- cache: Redis StatefulSet, exporter, SLO rules ------------------------------------------------

@@ -264,6 +264,12 @@ class ResourceSettings(Model):
         return value
 
 
+class VolumeSnapshotSettings(Model):
+    schedule: Cron
+    retain: Annotated[int, Field(ge=1, le=100)]  # scheduled snapshots kept per server volume
+    kubectl_image: Image
+
+
 class Neo4jSettings(Model):
     namespace: K8sName
     cluster_name: K8sName
@@ -281,6 +287,7 @@ class Neo4jSettings(Model):
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)]
     restore_rehearsal_schedule: Cron
     time_zone: str = "Etc/UTC"
+    volume_snapshots: VolumeSnapshotSettings
     # Raise by one to rotate the admin password (components/neo4j_password.py).
     password_epoch: Annotated[int, Field(ge=0)] = 0
 
