@@ -226,6 +226,7 @@ postgres = PostgresDr(
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
         replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
         master_secret_rotation_days=pg.master_secret_rotation_days,
+        major_upgrade=pg.major_upgrade is not None,
     ),
     opts=pulumi.ResourceOptions(provider=primary),
 )

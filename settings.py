@@ -344,6 +344,26 @@ class RedisSettings(Model):
 _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
 
 
+class PostgresMajorUpgrade(Model):
+    """A declared major version upgrade of the primary (and, with it, its replica). Check it first:
+    ``python -m ops.pg_major_upgrade`` verifies the preconditions and takes the snapshot named here."""
+
+    from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")]
+    # the manual snapshot taken just before (automated backups expire; a manual snapshot stays)
+    snapshot_identifier: Annotated[str, Field(pattern=r"^[a-zA-Z]([a-zA-Z0-9]|-[a-zA-Z0-9]){0,254}$")]
+    method: Literal["in-place", "blue-green"] = "in-place"
+
+    @field_validator("method")
+    @classmethod
+    def _path_this_topology_supports(cls, value: str) -> str:
+        if value == "blue-green":
+            raise ValueError(
+                "RDS blue/green deployments support neither Secrets Manager-managed master passwords nor "
+                "cross-Region read replicas (RDS User Guide, 'Limitations for blue/green deployments'), and "
+                "this primary has both; use in-place (RDS upgrades the read replica along with the primary)")
+        return value
+
+
 class PostgresSettings(Model):
     engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")]
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")]
@@ -360,6 +380,27 @@ class PostgresSettings(Model):
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
     # RDS's own default for its managed master secret; Secrets Manager allows 1-1000 days.
     master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = 7
+    major_upgrade: Optional[PostgresMajorUpgrade] = None
+
+    @field_validator("major_upgrade")
+    @classmethod
+    def _one_major_step(cls, value: Optional[PostgresMajorUpgrade], info: ValidationInfo):
+        """The in-place path, one major version per change: RDS upgrades the cross-Region replica
+        with the primary, and the way back is the snapshot of the step before."""
+        target = info.data.get("engine_version")
+        if value is None or target is None:
+            return value
+        source, goal = int(value.from_version.split(".")[0]), int(target.split(".")[0])
+        if goal == source:
+            raise ValueError(f"engineVersion {target} is the same major version as fromVersion "
+                             f"{value.from_version}: not a major upgrade; remove majorUpgrade")
+        if goal < source:
+            raise ValueError(f"engineVersion {target} is older than fromVersion {value.from_version}: RDS "
+                             "cannot downgrade; restore the snapshot instead")
+        if goal != source + 1:
+            raise ValueError(f"{value.from_version} -> {target} skips a major version; upgrade one major "
+                             f"version per change: engineVersion {source + 1}.x first")
+        return value
 
 
 class LoadBalancer(Model):

@@ -56,6 +56,8 @@ class PostgresDrArgs:
     database_name: str = "intelgraph"
     master_username: str = "intelgraph_admin"
     master_secret_rotation_days: int = 7
+    # a declared major upgrade (settings: postgres.majorUpgrade; snapshot taken by ops.pg_major_upgrade)
+    major_upgrade: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -125,6 +127,9 @@ class PostgresDr(pulumi.ComponentResource):
             # Keep automated backups (and so PITR) even if the instance is deleted.
             delete_automated_backups=False,
             storage_encrypted=True,
+            # RDS refuses a new major engineVersion without AllowMajorVersionUpgrade; apply it now,
+            # right after the runbook's snapshot, not in some later maintenance window
+            **({"allow_major_version_upgrade": True, "apply_immediately": True} if args.major_upgrade else {}),
             **self._common(primary_region, monitoring_role),
             opts=primary_region.opts,
         )

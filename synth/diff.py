@@ -50,10 +50,11 @@ class Change:
     properties: list[str] = field(default_factory=list)
     reason: str = ""
     aliased_from: Optional[str] = None
+    needs_review: bool = False  # an in-place change that still cannot be undone (a major upgrade)
 
     @property
     def dangerous(self) -> bool:
-        return self.action in ("replace", "delete") and (self.stateful or self.protected)
+        return self.needs_review or (self.action in ("replace", "delete") and (self.stateful or self.protected))
 
     def line(self) -> str:
         marks = "".join(m for m, on in (("S", self.stateful), ("P", self.protected)) if on) or "-"
@@ -80,6 +81,15 @@ def _changed(old: Any, new: Any, path: str = "") -> list[str]:
 def _forced_by(type_: str, changed: list[str]) -> list[str]:
     return [p for p in changed
             if any(p == f or p.startswith(f + ".") for f in FORCE_NEW.get(type_, ()))]
+
+
+def _major_upgrade(type_: str, old: dict, new: dict) -> str:
+    """RDS upgrades a database's major version in place, but no API takes it back down: the way
+    back is a restore from the snapshot taken before."""
+    if type_ != "aws:rds/instance:Instance":
+        return ""
+    before, after = (str(v.get("engineVersion") or "").split(".")[0] for v in (old, new))
+    return f"major engine upgrade {before} -> {after}" if before and after and before != after else ""
 
 
 def compare(old_doc: dict, new_doc: dict) -> list[Change]:
@@ -112,8 +122,9 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
             changes.append(Change("replace", urn, after["type"], stateful, protected, changed, reason,
                                   source if source != urn else None))
         elif changed or source != urn:
-            changes.append(Change("update", urn, after["type"], stateful, protected, changed,
-                                  aliased_from=source if source != urn else None))
+            upgrade = _major_upgrade(after["type"], before.get("inputs", {}), after.get("inputs", {}))
+            changes.append(Change("update", urn, after["type"], stateful, protected, changed, upgrade,
+                                  aliased_from=source if source != urn else None, needs_review=bool(upgrade)))
     for urn, before in old.items():
         if urn not in matched:
             changes.append(Change("delete", urn, before["type"],
@@ -132,8 +143,9 @@ def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int
     if not dangerous:
         lines.append("No stateful or protected resource is replaced or deleted.")
         return "\n".join(lines), EXIT_OK
-    lines.append(f"{len(dangerous)} stateful or protected resource(s) would be replaced or deleted:")
-    lines += [f"  ! {c.action} {c.urn}" for c in dangerous]
+    lines.append(f"{len(dangerous)} stateful or protected resource(s) would be replaced, deleted or "
+                 "upgraded past undoing:")
+    lines += [f"  ! {c.action} {c.urn}" + (f" ({c.reason})" if c.needs_review else "") for c in dangerous]
     if approved_by:
         lines.append(f"Approved by {approved_by}: the replacements and deletions above are intended.")
         return "\n".join(lines), EXIT_OK
