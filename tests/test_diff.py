@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-from synth import diff, engine, export
+from synth import diff, export
 from tests.conftest import ROOT, synthesized
 
 PREFIX = "urn:pulumi:prod::intelgraph-platform::"
@@ -127,11 +127,10 @@ def test_a_damaged_export_is_bad_input(tmp_path):
 
 def test_renaming_a_real_component_fails_the_diff_of_two_synth_runs(tmp_path):
     """main against a branch that renamed PostgresDr: both databases, their keys and groups would go."""
-    source = (ROOT / "__main__.py").read_text()
-    program = tmp_path / "__main__.py"
-    program.write_text(source.replace('PostgresDr(\n    "intelgraph-pg",', 'PostgresDr(\n    "pg",'))
+    from tests.test_stateful import renamed_postgres
+
     old = export.to_export(synthesized("prod"))
-    new = export.to_export(engine.synthesize("prod", program=program))
+    new = export.to_export(renamed_postgres())
     dangerous = {c.urn.rsplit("::", 1)[-1] for c in diff.compare(old, new) if c.dangerous}
     assert {"intelgraph-pg-primary", "intelgraph-pg-replica", "intelgraph-pg-primary-key",
             "intelgraph-pg-primary-params", "intelgraph-pg-dr-subnets"} <= dangerous

@@ -15,6 +15,16 @@ from tests.conftest import config_with, run_component, synthesized
 from tests.test_redis import RedisServer
 
 ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
+_rotating = {}
+
+
+def rotating_stage():
+    """Stage with every rotation knob turned at once (one synth for the tests that need it)."""
+    if not _rotating:
+        _rotating["stage"] = engine.synthesize("stage", config_with("stage", {
+            "postgres.masterSecretRotationDays": 30, "neo4j.passwordEpoch": 1,
+            "redis.passwordRotation": {"epoch": 2, "rollover": "servers"}}))
+    return _rotating["stage"]
 
 
 # --- RDS ---------------------------------------------------------------------------------------
@@ -38,7 +48,7 @@ def test_the_rds_managed_secret_rotates_on_the_configured_schedule_under_our_key
 
 
 def test_the_rotation_schedule_comes_from_config_and_is_bounded():
-    synthesis = engine.synthesize("stage", config_with("stage", {"postgres.masterSecretRotationDays": 30}))
+    synthesis = rotating_stage()
     assert synthesis.of_type(ROTATION)[0].inputs["rotationRules"] == {"automaticallyAfterDays": 30}
     import settings
 
@@ -115,8 +125,7 @@ def test_a_redis_password_rolls_without_a_moment_where_a_client_is_refused(tmp_p
 def test_the_stack_config_drives_the_redis_roll_and_refuses_a_roll_from_nothing():
     import settings
 
-    synthesis = engine.synthesize("stage", config_with("stage", {"redis.passwordRotation": {
-        "epoch": 2, "rollover": "servers"}}))
+    synthesis = rotating_stage()
     names = {r.name for r in synthesis.of_type("random:index/randomPassword:RandomPassword")}
     assert {"redis-password-1", "redis-password-2"} <= names
     template = synthesis.named("redis", "kubernetes:apps/v1:StatefulSet").inputs["spec"]["template"]
@@ -203,7 +212,7 @@ def test_a_new_neo4j_epoch_runs_the_job_before_the_secret_flips():
 
     from synth import export, policy_runner
 
-    synthesis = engine.synthesize("stage", config_with("stage", {"neo4j.passwordEpoch": 1}))
+    synthesis = rotating_stage()
     passwords = {r.name: r.outputs["result"] for r in synthesis.of_type("random:index/randomPassword:RandomPassword")}
     old, new = passwords["neo4j-admin-password"], passwords["neo4j-admin-password-1"]
     job = synthesis.named("neo4j-password-rotation-1", "kubernetes:batch/v1:Job")
