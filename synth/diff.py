@@ -20,15 +20,13 @@ from components.stateful import is_stateful
 EXIT_OK, EXIT_STATEFUL, EXIT_INVALID = 0, 1, 2
 
 # Properties the cloud cannot change in place, so the provider replaces the resource. Sources:
-# RDS ModifyDBInstance / ModifyDBParameterGroup / ModifyDBSubnetGroup take none of these (a new
-# identifier is a new instance for Pulumi, which names it); S3 has no rename and no API to turn
-# Object Lock off; KMS keeps a key's spec, usage and multi-Region flag for life; a Helm release
+# RDS ModifyDBInstance / ModifyDBParameterGroup / ModifyDBSubnetGroup take none of these; S3 has
+# no rename and no API to turn Object Lock off; KMS keeps a key's spec, usage and multi-Region flag for life; a Helm release
 # cannot be renamed or moved; Kubernetes refuses updates to a StatefulSet's selector, service
 # name and volume claim templates ("Forbidden: updates to statefulset spec for fields other than...").
 FORCE_NEW: dict[str, tuple[str, ...]] = {
-    "aws:rds/instance:Instance": ("identifier", "identifierPrefix", "kmsKeyId", "storageEncrypted",
-                                  "username", "dbName", "availabilityZone", "characterSetName",
-                                  "replicateSourceDb", "engine"),
+    "aws:rds/instance:Instance": ("kmsKeyId", "storageEncrypted", "username", "dbName", "availabilityZone",
+                                  "characterSetName"),
     "aws:rds/parameterGroup:ParameterGroup": ("name", "namePrefix", "family"),
     "aws:rds/subnetGroup:SubnetGroup": ("name", "namePrefix"),
     "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
