@@ -88,21 +88,18 @@ def allowlisted(namespace: str) -> tuple[Flow, ...]:
 
 namespace_flows = {
     neo.namespace: (
-        cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs),
+        cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip,
                       cfg.kubernetes.app_namespace, obs.prometheus_namespace)
         + backup_flows(neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), True)
         + (rotation_flows(neo.cluster_name) if neo.password_epoch else ())
-        + snapshot_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs))
+        + snapshot_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip)
     ),
     neo.restore_namespace: backup_flows(
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
     rds.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
 }
-# The Neo4j chart's operations pod carries no security context: baseline there, restricted elsewhere.
-pod_security = {neo.namespace: "baseline"}
 namespaces = {
-    ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
-        namespace=ns, flows=flows + allowlisted(ns), pod_security=pod_security.get(ns, "restricted")),
+    ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(namespace=ns, flows=flows + allowlisted(ns)),
         opts=pulumi.ResourceOptions(provider=cluster))
     for ns, flows in namespace_flows.items()
 }
@@ -130,33 +127,36 @@ graph = Neo4jCluster(
         storage_class=neo.storage_class,
         storage_size=neo.storage_size,
         prometheus_release_label=obs.prometheus_release_label,
+        zones=tuple(neo.zones),
         password_epoch=neo.password_epoch,
     ),
     opts=inside(neo.namespace),
 )
-Neo4jBackup(
-    "neo4j-backup",
-    Neo4jBackupArgs(
-        namespace=neo.namespace,
-        restore_namespace=neo.restore_namespace,
-        # secondaries first: backups should not load the primaries
-        admin_services=tuple(graph.secondary_release_names + graph.release_names[: neo.primaries][::-1]),
-        bucket_name=buckets["neo4j"].bucket_name,
-        bucket_arn=buckets["neo4j"].bucket_arn,
-        kms_key_arn=buckets["neo4j"].kms_key_arn,
-        region=cfg.aws.primary_region,
-        image=neo.image,
-        aws_cli_image=neo.aws_cli_image,
-        backup_schedule=neo.backup_schedule,
-        freshness_slack_minutes=neo.backup_freshness_slack_minutes,
-        restore_schedule=neo.restore_rehearsal_schedule,
-        time_zone=neo.time_zone,
-        oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
-        oidc_issuer=cfg.kubernetes.oidc_issuer,
-        prometheus_release_label=obs.prometheus_release_label,
-    ),
-    opts=inside(neo.namespace, neo.restore_namespace),
+backup_args = Neo4jBackupArgs(
+    namespace=neo.namespace,
+    restore_namespace=neo.restore_namespace,
+    # secondaries first: backups should not load the primaries
+    admin_services=tuple(graph.secondary_release_names + graph.release_names[: neo.primaries][::-1]),
+    bucket_name=buckets["neo4j"].bucket_name,
+    bucket_arn=buckets["neo4j"].bucket_arn,
+    kms_key_arn=buckets["neo4j"].kms_key_arn,
+    region=cfg.aws.primary_region,
+    image=neo.image,
+    aws_cli_image=neo.aws_cli_image,
+    backup_schedule=neo.backup_schedule,
+    freshness_slack_minutes=neo.backup_freshness_slack_minutes,
+    restore_schedule=neo.restore_rehearsal_schedule,
+    time_zone=neo.time_zone,
+    oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
+    oidc_issuer=cfg.kubernetes.oidc_issuer,
+    prometheus_release_label=obs.prometheus_release_label,
+    chain_days=cfg.backups.neo4j.chain_days,
+    retention_days=cfg.backups.neo4j.retention_days,
+    storage_class=neo.storage_class,
+    store_size=neo.storage_size,
+    store_bytes=int(settings.quantity_value(neo.storage_size)),
 )
+Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
 
 Neo4jSnapshots(
     "neo4j-snapshots",
@@ -283,14 +283,16 @@ budget = [
         rto_target=cfg.dr.neo4j.rto_seconds,
         rpo_target=cfg.dr.neo4j.rpo_seconds,
         backup_schedule=cfg.neo4j.backup_schedule,
+        chain_days=cfg.backups.neo4j.chain_days,
+        full_backup_seconds=backup_args.full_backup_seconds,
         restore_estimate_seconds=cfg.dr.neo4j_restore_estimate_seconds,
+        differential_estimate_seconds=cfg.dr.neo4j_differential_estimate_seconds,
     ),
 ]
 
 # --- outputs --------------------------------------------------------------------------------------
-# Neo4j backups are hourly: the newest may be one interval plus the slack old (ops/dr_readiness).
-max_backup_age = {"neo4j": dr_budget.cron_max_gap_seconds(cfg.neo4j.backup_schedule)
-                  + 60 * cfg.neo4j.backup_freshness_slack_minutes}
+# The newest Neo4j backup may be the longest gap between backups plus the slack old (ops/dr_readiness).
+max_backup_age = {"neo4j": backup_args.max_age_seconds}
 pulumi.export("backupBuckets", {
     purpose: {
         "bucket": b.bucket_name,

@@ -96,6 +96,19 @@ def aws_regions() -> frozenset[str]:
     return frozenset(next(p for p in partitions if p["partition"] == "aws")["regions"])
 
 
+def _service_ip(value: str) -> str:
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError("not an IPv4 address; e.g. '172.20.0.1'") from None
+    # The API server gives the `kubernetes` Service the first address of the service CIDR
+    # (Kubernetes docs, "Service ClusterIP allocation"); EKS uses 10.100.0.0/16 or 172.20.0.0/16.
+    if not address.is_private or int(address) & 0xFF != 1:
+        raise ValueError("must be the `kubernetes` Service's ClusterIP: the first (.1) address of the "
+                         "cluster's private service CIDR, e.g. '172.20.0.1' (kubectl get svc kubernetes)")
+    return value
+
+
 def _region(value: str) -> str:
     if value not in aws_regions():
         raise ValueError(f"unknown AWS region; allowed: {', '.join(sorted(aws_regions()))}")
@@ -210,6 +223,8 @@ class KubernetesSettings(Model):
     app_namespace: K8sName
     # The EKS control plane's ENIs in the VPC: Neo4j discovers its peers through the API.
     api_server_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    # ...which pods dial at the `kubernetes` Service's ClusterIP: egress allows both.
+    api_service_ip: Annotated[str, AfterValidator(_service_ip)]
 
     @model_validator(mode="after")
     def _one_source(self) -> "KubernetesSettings":
@@ -245,8 +260,29 @@ class BucketSettings(Model):
         return value
 
 
+class Neo4jBackupBucketSettings(BucketSettings):
+    # Every chainDays a full backup starts a new chain (neo4j/chains/<start date>/) and the hourly
+    # differentials go onto it; a differential is useless without its chain's full backup.
+    chain_days: Annotated[int, Field(ge=1, le=7)]  # a full backup at least weekly
+    # A chain is deleted whole (by the prune job) once its last backup is this many days old.
+    retention_days: Days
+
+    @model_validator(mode="after")
+    def _expiry_behind_whole_chain_deletion(self) -> "Neo4jBackupBucketSettings":
+        # S3 lifecycle expiry counts each object's own age and knows nothing of chains: it is only
+        # the backstop, and must never reach the full backup of a chain that is still kept. The
+        # oldest object of a chain (its full backup) is chainDays + retentionDays old when the
+        # daily prune deletes the chain, one day later at worst.
+        floor = self.chain_days + self.retention_days + 1
+        if self.expiration_days <= floor:
+            raise ValueError(
+                f"expirationDays ({self.expiration_days}) must be greater than chainDays + retentionDays + 1"
+                f" = {floor}: lifecycle expiry would delete full backups that kept differentials need")
+        return self
+
+
 class BackupSettings(Model):
-    neo4j: BucketSettings
+    neo4j: Neo4jBackupBucketSettings
     logs: BucketSettings
 
 
@@ -280,6 +316,9 @@ class Neo4jSettings(Model):
     accept_license_agreement: Literal["yes", "eval"]
     primaries: Annotated[int, Field(ge=1, le=9)]
     secondaries: Annotated[int, Field(ge=0, le=20)]
+    # The availability zones the cluster's nodes run in (topology.kubernetes.io/zone values):
+    # with 3 or more, primaries are spread over them as a scheduling requirement.
+    zones: Annotated[list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]], Field(min_length=1)]
     resources: ResourceSettings
     storage_class: K8sName
     storage_size: Quantity
@@ -290,6 +329,33 @@ class Neo4jSettings(Model):
     volume_snapshots: VolumeSnapshotSettings
     # Raise by one to rotate the admin password (components/neo4j_password.py).
     password_epoch: Annotated[int, Field(ge=0)] = 0
+
+    # The chart clusters only from neo4j.minimumClusterSize >= 3 (templates/_helpers.tpl
+    # "neo4j.isClusterEnabled"); below that every release is a standalone server.
+    @field_validator("primaries")
+    @classmethod
+    def _quorum(cls, value: int) -> int:
+        if value == 2:
+            raise ValueError("must be 1 (standalone) or at least 3: two primaries lose quorum when "
+                             "either fails, and the chart only clusters from 3")
+        return value
+
+    @field_validator("secondaries")
+    @classmethod
+    def _needs_a_cluster(cls, value: int, info: ValidationInfo) -> int:
+        primaries = info.data.get("primaries")
+        if value and primaries is not None and primaries < 3:
+            raise ValueError(f"secondaries need a cluster of at least 3 primaries (given primaries: "
+                             f"{primaries}); the chart clusters only from minimumClusterSize 3, so "
+                             f"with fewer each server would run as its own standalone database")
+        return value
+
+    @field_validator("zones")
+    @classmethod
+    def _distinct_zones(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each zone once")
+        return value
 
     @field_validator("resources")
     @classmethod
@@ -479,8 +545,10 @@ class DrSettings(Model):
     # AWS publishes no SLA for promoting a read replica: measure it in a stage failover drill
     # (ops/dr_promote prints how long promotion took) and record it here.
     replica_promotion_estimate_seconds: Annotated[int, Field(ge=60, le=7200)]
-    # Time to restore the newest Neo4j backup; the weekly restore rehearsal measures it.
+    # Time to restore a chain's full backup, and to replay one (hourly) differential onto it; the
+    # weekly restore rehearsal measures both (it prints the artifacts restored and the time taken).
     neo4j_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)]
+    neo4j_differential_estimate_seconds: Annotated[int, Field(ge=1, le=3600)]
 
 
 class StackSettings(Model):

@@ -99,11 +99,32 @@ def cron_max_gap_seconds(schedule: str, start: datetime | None = None) -> int:
     return gap
 
 
-def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str,
-                 restore_estimate_seconds: int) -> list[Bound]:
+def differentials_per_chain(backup_schedule: str, chain_days: int) -> int:
+    """Differentials a chain can hold: every backup after its full one (the restore replays them all
+    when it restores the chain's newest artifact)."""
+    return max(0, chain_days * 86400 // cron_max_gap_seconds(backup_schedule) - 1)
+
+
+def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chain_days: int,
+                 full_backup_seconds: int, restore_estimate_seconds: int,
+                 differential_estimate_seconds: int) -> list[Bound]:
+    """Bounds from the backup chain.
+
+    RPO: the longest gap between two completed backups. Hourly, except when a chain starts: that
+    run first closes the old chain with a differential, then takes the full backup, during which
+    nothing newer completes - so the gap is the longer of the interval and the full backup.
+    RTO: restoring the newest artifact restores its chain: the full backup, then every differential
+    replayed onto it (Neo4j operations manual, "Restore a database backup": a differential artifact
+    restores the chain ending at it). The newest artifact of a full chain has the most to replay.
+    """
     interval = cron_max_gap_seconds(backup_schedule)
+    differentials = differentials_per_chain(backup_schedule, chain_days)
+    rpo_terms = {"backupInterval": interval}
+    if full_backup_seconds > interval:
+        rpo_terms["fullBackupOverrun"] = full_backup_seconds - interval
+    rto_terms = {"restoreFullBackup": restore_estimate_seconds,
+                 "replayDifferentials": differentials * differential_estimate_seconds}
     return [
-        Bound("neo4j", "RTO", rto_target, restore_estimate_seconds,
-              {"restoreFromBackup": restore_estimate_seconds}),
-        Bound("neo4j", "RPO", rpo_target, interval, {"backupInterval": interval}),
+        Bound("neo4j", "RTO", rto_target, sum(rto_terms.values()), rto_terms),
+        Bound("neo4j", "RPO", rpo_target, sum(rpo_terms.values()), rpo_terms),
     ]

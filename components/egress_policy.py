@@ -63,7 +63,8 @@ DNS_PEER = Peer(namespace="kube-system", pods={"k8s-app": "kube-dns"})
 class WorkloadNamespaceArgs:
     namespace: str
     flows: tuple[Flow, ...]
-    # "restricted" wherever the workload allows; Neo4j's chart needs "baseline" for its fsGroup init.
+    # "restricted" wherever the workload allows (every workload of this stack does, including the
+    # Neo4j servers the chart renders: see tests/test_egress.py).
     pod_security: Literal["restricted", "baseline"] = "restricted"
 
 

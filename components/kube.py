@@ -102,6 +102,7 @@ def cron_job(
     opts: pulumi.ResourceOptions,
     volumes: Optional[list[dict]] = None,
     labels: Optional[dict[str, str]] = None,
+    init_containers: Optional[list[dict[str, Any]]] = None,
 ) -> k8s.batch.v1.CronJob:
     """A CronJob that never overlaps itself, gives up on missed runs and bounded retries, and
     runs one hardened container."""
@@ -126,6 +127,7 @@ def cron_job(
                         "restartPolicy": "Never",
                         "serviceAccountName": service_account,
                         "securityContext": pod_security_context(run_as_user),
+                        **({"initContainers": init_containers} if init_containers else {}),
                         "containers": [container],
                         "volumes": volumes or [],
                     },

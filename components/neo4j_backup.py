@@ -1,11 +1,14 @@
-"""Neo4jBackup: hourly online backups to S3, a freshness check, and a weekly restore rehearsal.
+"""Neo4jBackup: hourly online backups to S3 in bounded chains, a freshness check, whole-chain
+retention, and a weekly restore rehearsal.
 
 The seed's jobs used static AWS keys in a Secret, a 4.x host name and a "verify" that only
 checked that *something* existed. Here: IRSA roles scoped to the bucket's ``neo4j/`` prefix (the
-backup may write, the checks may only read), the 5.x ``neo4j-admin database backup`` against the
-servers' admin services (secondaries first, so backups never load a primary), a freshness check
-on the *age* of the newest backup, and a rehearsal that restores into a scratch namespace and
-fails unless the restored graph has nodes.
+backup may write, the checks may only read, the retention job may only delete), the 5.x
+``neo4j-admin database backup`` against the servers' admin services (secondaries first, so backups
+never load a primary) into ``neo4j/chains/<start date>/`` - a full backup every ``chain_days``,
+differentials onto it - a freshness check on the *age* of the newest backup, a daily job that
+deletes chains whole once past retention, and a rehearsal that restores the newest chain into a
+scratch namespace and fails unless the restored graph has nodes.
 """
 
 from __future__ import annotations
@@ -26,13 +29,48 @@ from components.validation import require
 SCRIPTS = Path(__file__).parent / "scripts"
 NEO4J_UID = 7474
 NOBODY_UID = 65534
+MIB = 2**20
 BACKUP_JOB = "neo4j-backup"
 FRESHNESS_JOB = "neo4j-backup-freshness"
+PRUNE_JOB = "neo4j-backup-prune"
 REHEARSAL_JOB = "neo4j-restore-rehearsal"
 FRESHNESS_SCHEDULE = "*/15 * * * *"
-REHEARSAL_DEADLINE_SECONDS = 2 * 3600
-# Every backup pod carries this label; the namespaces' egress policies select on it.
+FRESHNESS_DEADLINE_SECONDS = 300
+PRUNE_SCHEDULE = "30 4 * * *"  # daily, away from the hour the chains start
+MIN_REHEARSAL_DEADLINE_SECONDS = 2 * 3600
+# Backup and restore stage artifacts on a scratch volume from the cluster's gp3 storage class,
+# whose baseline throughput is 125 MiB/s (Amazon EBS User Guide, "General Purpose SSD volumes":
+# gp3 baseline 125 MiB/s). A full backup writes the artifact there and reads it back for the upload
+# (two passes over the store); a restore downloads it, then reads it into the data volume (three).
+SCRATCH_BYTES_PER_SECOND = 125 * MIB
+ARTIFACT_FILE = "/work/artifact"
+# Every backup pod carries this label (S3 and STS are open to it); each job's pods also carry
+# their own JOB_LABEL, so a flow only one job needs (the servers' backup port) opens for it alone.
 POD_LABELS = {"intelgraph.io/backup": "neo4j"}
+JOB_LABEL = "intelgraph.io/job"
+
+
+def job_labels(job: str) -> dict[str, str]:
+    return {**POD_LABELS, JOB_LABEL: job}
+
+
+def passes_seconds(store_bytes: int, passes: int) -> int:
+    return -(-passes * store_bytes // SCRATCH_BYTES_PER_SECOND)
+
+
+def full_backup_seconds(store_bytes: int) -> int:
+    """Upper bound of a chain's first run (a closing differential, then the full backup)."""
+    return passes_seconds(store_bytes, 2) + 600
+
+
+def rehearsal_deadline_seconds(store_bytes: int) -> int:
+    # the download and restore passes, then Neo4j's start and recovery of the replayed chain
+    return max(MIN_REHEARSAL_DEADLINE_SECONDS, passes_seconds(store_bytes, 3) + 1800)
+
+
+def script(name: str) -> str:
+    """What a job's bash runs: the shared helpers, then the script (tests run exactly this)."""
+    return (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / name).read_text()
 
 
 @dataclass(frozen=True)
@@ -53,6 +91,11 @@ class Neo4jBackupArgs:
     oidc_provider_arn: str
     oidc_issuer: str
     prometheus_release_label: str
+    chain_days: int
+    retention_days: int
+    storage_class: str  # scratch volumes for backup and restore come from it
+    store_size: str  # the servers' data volume: the largest store a backup copies
+    store_bytes: int
     prefix: str = "neo4j/"
     database: str = "neo4j"
 
@@ -64,11 +107,22 @@ class Neo4jBackupArgs:
             problems.append("prefix must look like 'neo4j/' (no leading slash, trailing slash)")
         if self.namespace == self.restore_namespace:
             problems.append("restore_namespace must differ from namespace: rehearsals never touch production")
+        if not 1 <= self.chain_days <= 7:
+            problems.append("chain_days must be 1..7: a full backup at least weekly")
         require("Neo4jBackupArgs", problems)
 
     @property
+    def interval_seconds(self) -> int:
+        return cron_max_gap_seconds(self.backup_schedule)
+
+    @property
+    def full_backup_seconds(self) -> int:
+        return full_backup_seconds(self.store_bytes)
+
+    @property
     def max_age_seconds(self) -> int:
-        return cron_max_gap_seconds(self.backup_schedule) + 60 * self.freshness_slack_minutes
+        # a chain's first run takes the full backup: nothing newer lands for that long
+        return max(self.interval_seconds, self.full_backup_seconds) + 60 * self.freshness_slack_minutes
 
 
 class Neo4jBackup(pulumi.ComponentResource):
@@ -77,58 +131,89 @@ class Neo4jBackup(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         irsa = dict(oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer, opts=child)
 
-        writer, _ = irsa_role(
-            f"{name}-writer", subjects=[(args.namespace, BACKUP_JOB)],
-            policy=pulumi.Output.all(args.bucket_arn, args.kms_key_arn).apply(
-                lambda a: json.dumps(prefix_policy(a[0], a[1], args.prefix, args.region, write=True))),
-            description=f"Neo4j backups: read/write s3 {args.prefix} only", **irsa)
-        reader, _ = irsa_role(
-            f"{name}-reader",
-            subjects=[(args.namespace, FRESHNESS_JOB), (args.restore_namespace, REHEARSAL_JOB)],
-            policy=pulumi.Output.all(args.bucket_arn, args.kms_key_arn).apply(
-                lambda a: json.dumps(prefix_policy(a[0], a[1], args.prefix, args.region, write=False))),
-            description=f"Neo4j backup checks: read s3 {args.prefix} only", **irsa)
+        def role(suffix: str, subjects: list[tuple[str, str]], access: str, what: str):
+            return irsa_role(
+                f"{name}-{suffix}", subjects=subjects,
+                policy=pulumi.Output.all(args.bucket_arn, args.kms_key_arn).apply(
+                    lambda a: json.dumps(prefix_policy(a[0], a[1], args.prefix, args.region, access))),
+                description=f"Neo4j {what}: {access} s3 {args.prefix} only", **irsa)[0]
+
+        writer = role("writer", [(args.namespace, BACKUP_JOB)], "write", "backups")
+        reader = role("reader", [(args.namespace, FRESHNESS_JOB), (args.restore_namespace, REHEARSAL_JOB)],
+                      "read", "backup checks")
+        pruner = role("pruner", [(args.namespace, PRUNE_JOB)], "delete", "backup retention")
 
         common_env = [
             {"name": "BACKUP_BUCKET", "value": args.bucket_name},
             {"name": "BACKUP_PREFIX", "value": args.prefix},
             {"name": "AWS_REGION", "value": args.region},
         ]
-        scratch = [{"name": "tmp", "emptyDir": {}}]
-        scratch_mount = [{"name": "tmp", "mountPath": "/tmp"}]
+        chain_env = [{"name": "CHAIN_DAYS", "value": str(args.chain_days)}]
+        aws_home = [{"name": "HOME", "value": "/tmp"}]
+
+        def small(volume: str, size: str) -> dict:
+            return {"name": volume, "emptyDir": {"sizeLimit": size}}
+
+        def scratch(volume: str) -> dict:
+            # Sized for the whole store, on a volume of its own: never the node's root disk.
+            return {"name": volume, "ephemeral": {"volumeClaimTemplate": {"spec": {
+                "accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
+                "resources": {"requests": {"storage": args.store_size}}}}}}
+
+        def mounts(**paths: str) -> list[dict]:
+            return [{"name": volume, "mountPath": path} for volume, path in paths.items()]
+
         admin = [f"{s}-admin.{args.namespace}.svc.cluster.local:6362" for s in args.admin_services]
 
         cron_job(
             BACKUP_JOB, namespace=args.namespace, schedule=args.backup_schedule,
             time_zone=args.time_zone, service_account=BACKUP_JOB, run_as_user=NEO4J_UID,
-            # finish well before the next run is due
-            active_deadline_seconds=max(600, cron_max_gap_seconds(args.backup_schedule) - 300),
+            # every run must be able to finish a chain's first, full backup of the whole store
+            active_deadline_seconds=max(args.interval_seconds - 300, args.full_backup_seconds),
             container=self._container(args.image, "neo4j_backup.sh", [
-                *common_env, {"name": "BACKUP_FROM", "value": ",".join(admin)}],
-                ("500m", "2", "2Gi"), scratch_mount + [{"name": "logs", "mountPath": "/var/lib/neo4j/logs"}]),
-            volumes=scratch + [{"name": "logs", "emptyDir": {}}], labels=POD_LABELS,
+                *common_env, *chain_env, {"name": "BACKUP_FROM", "value": ",".join(admin)},
+                {"name": "INTERVAL_SECONDS", "value": str(args.interval_seconds)},
+                {"name": "SCRATCH", "value": "/scratch"}],
+                ("500m", "2", "2Gi"), mounts(tmp="/tmp", scratch="/scratch", logs="/var/lib/neo4j/logs")),
+            volumes=[small("tmp", "1Gi"), scratch("scratch"), small("logs", "1Gi")], labels=job_labels(BACKUP_JOB),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
         )
         cron_job(
             FRESHNESS_JOB, namespace=args.namespace, schedule=FRESHNESS_SCHEDULE,
             time_zone=args.time_zone, service_account=FRESHNESS_JOB, run_as_user=NOBODY_UID,
-            active_deadline_seconds=300,
+            active_deadline_seconds=FRESHNESS_DEADLINE_SECONDS,
             container=self._container(args.aws_cli_image, "neo4j_backup_freshness.sh", [
-                *common_env, {"name": "MAX_AGE_SECONDS", "value": str(args.max_age_seconds)},
-                {"name": "HOME", "value": "/tmp"}], ("50m", "200m", "128Mi"), scratch_mount),
-            volumes=scratch, labels=POD_LABELS, opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
+                *common_env, {"name": "MAX_AGE_SECONDS", "value": str(args.max_age_seconds)}, *aws_home],
+                ("50m", "200m", "128Mi"), mounts(tmp="/tmp")),
+            volumes=[small("tmp", "64Mi")], labels=job_labels(FRESHNESS_JOB),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
         )
+        cron_job(
+            PRUNE_JOB, namespace=args.namespace, schedule=PRUNE_SCHEDULE,
+            time_zone=args.time_zone, service_account=PRUNE_JOB, run_as_user=NOBODY_UID,
+            active_deadline_seconds=1800,
+            container=self._container(args.aws_cli_image, "neo4j_backup_prune.sh", [
+                *common_env, *chain_env, {"name": "RETENTION_DAYS", "value": str(args.retention_days)},
+                *aws_home], ("50m", "500m", "256Mi"), mounts(tmp="/tmp")),
+            volumes=[small("tmp", "64Mi")], labels=job_labels(PRUNE_JOB),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[pruner]),
+        )
+        rehearsal_env = [*common_env, {"name": "DATABASE", "value": args.database},
+                         {"name": "ARTIFACT_FILE", "value": ARTIFACT_FILE}]
         cron_job(
             REHEARSAL_JOB, namespace=args.restore_namespace, schedule=args.restore_schedule,
             time_zone=args.time_zone, service_account=REHEARSAL_JOB, run_as_user=NEO4J_UID,
-            active_deadline_seconds=REHEARSAL_DEADLINE_SECONDS,
+            active_deadline_seconds=rehearsal_deadline_seconds(args.store_bytes),
+            init_containers=[self._container(args.aws_cli_image, "neo4j_pick_backup.sh", [
+                *rehearsal_env, *aws_home], ("50m", "200m", "128Mi"), mounts(tmp="/tmp", work="/work"))],
             container=self._container(args.image, "neo4j_restore_rehearsal.sh", [
-                *common_env, {"name": "DATABASE", "value": args.database},
+                *rehearsal_env, {"name": "SCRATCH", "value": "/scratch"},
                 {"name": "NEO4J_ACCEPT_LICENSE_AGREEMENT", "value": "yes"}],
                 ("500m", "2", "3Gi"),
-                scratch_mount + [{"name": "data", "mountPath": "/data"}, {"name": "logs", "mountPath": "/logs"}]),
-            volumes=scratch + [{"name": "data", "emptyDir": {"sizeLimit": "200Gi"}}, {"name": "logs", "emptyDir": {}}],
-            labels=POD_LABELS, opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
+                mounts(tmp="/tmp", work="/work", scratch="/scratch", data="/data", logs="/logs")),
+            volumes=[small("tmp", "1Gi"), small("work", "1Mi"), scratch("scratch"), scratch("data"),
+                     small("logs", "2Gi")],
+            labels=job_labels(REHEARSAL_JOB), opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
         )
         prometheus_rule(
             f"{name}-rules", namespace=args.namespace, release_label=args.prometheus_release_label,
@@ -136,13 +221,13 @@ class Neo4jBackup(pulumi.ComponentResource):
         self.register_outputs({"maxBackupAgeSeconds": args.max_age_seconds})
 
     @staticmethod
-    def _container(image: str, script: str, env: list[dict], size: tuple[str, str, str],
+    def _container(image: str, script_name: str, env: list[dict], size: tuple[str, str, str],
                    mounts: list[dict]) -> dict:
         return {
-            "name": script.removesuffix(".sh").replace("_", "-"),
+            "name": script_name.removesuffix(".sh").replace("_", "-"),
             "image": image,
             "imagePullPolicy": "IfNotPresent",
-            "command": ["/bin/bash", "-c", (SCRIPTS / script).read_text()],
+            "command": ["/bin/bash", "-c", script(script_name)],
             "env": env,
             "resources": resources(*size),
             "securityContext": container_security_context(read_only_root=True),
@@ -162,41 +247,70 @@ def backup_flows(cluster_name: str, s3_cidrs: tuple[str, ...], sts_cidrs: tuple[
     ]
     if with_cluster:
         servers = {"app": cluster_name}
+        backup_job = {JOB_LABEL: BACKUP_JOB}  # not the freshness, prune or rehearsal pods
         flows += [
-            Flow("backup-from-servers", "egress", Peer(pods=servers), (6362,), pods=POD_LABELS,
+            Flow("backup-from-servers", "egress", Peer(pods=servers), (6362,), pods=backup_job,
                  reason="neo4j-admin backup reads from the servers' backup port"),
-            Flow("backup-to-servers", "ingress", Peer(pods=POD_LABELS), (6362,), pods=servers,
-                 reason="neo4j-admin backup reads from the servers' backup port"),
+            Flow("backup-to-servers", "ingress", Peer(pods=backup_job), (6362,), pods=servers,
+                 reason="the servers' backup port is unauthenticated: only the backup job may reach it"),
         ]
     return tuple(flows)
 
 
-def prefix_policy(bucket_arn: str, key_arn: str, prefix: str, region: str, write: bool) -> dict:
-    """Least privilege on one prefix of one bucket, and its KMS key only through S3."""
-    object_actions = ["s3:GetObject"] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
-    key_actions = ["kms:Decrypt"] + (["kms:GenerateDataKey"] if write else [])
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "ListPrefix", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
-             "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}},
-            {"Sid": "Objects", "Effect": "Allow", "Action": object_actions,
-             "Resource": f"{bucket_arn}/{prefix}*"},
+def prefix_policy(bucket_arn: str, key_arn: str, prefix: str, region: str, access: str) -> dict:
+    """Least privilege on one prefix of one bucket, and its KMS key only through S3.
+
+    ``read``: list and get; ``write``: also put (backups never delete); ``delete``: list and delete
+    only (whole-chain retention; deleting needs no key)."""
+    object_actions = {"read": ["s3:GetObject"],
+                      "write": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                      "delete": ["s3:DeleteObject"]}[access]
+    key_actions = {"read": ["kms:Decrypt"], "write": ["kms:Decrypt", "kms:GenerateDataKey"], "delete": []}[access]
+    statements = [
+        {"Sid": "ListPrefix", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn,
+         "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}},
+        {"Sid": "Objects", "Effect": "Allow", "Action": object_actions, "Resource": f"{bucket_arn}/{prefix}*"},
+    ]
+    if key_actions:
+        statements.append(
             {"Sid": "BucketKey", "Effect": "Allow", "Action": key_actions, "Resource": key_arn,
-             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}},
-        ],
-    }
+             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
-    """Backup freshness and rehearsal outcome, from kube-state-metrics' CronJob series."""
+    """Backup freshness, the freshness check itself and the rehearsal, from kube-state-metrics'
+    CronJob series.
+
+    kube-state-metrics emits ``kube_cronjob_status_last_successful_time`` only once a CronJob has
+    succeeded (kube-state-metrics internal/store/cronjob.go appends the sample only when
+    ``status.lastSuccessfulTime`` is set), so every "too long ago" rule is blind to a job that never
+    succeeded: each job also gets an ``absent()`` rule, armed once the CronJob has existed for longer
+    than its first run may take (or at once, when the CronJob itself is not seen).
+    """
     def cron(namespace: str, job: str, metric: str) -> str:
         return f'{metric}{{namespace="{namespace}", cronjob="{job}"}}'
 
-    last_backup = cron(args.namespace, BACKUP_JOB, "kube_cronjob_status_last_successful_time")
-    rehearsal_success = cron(args.restore_namespace, REHEARSAL_JOB, "kube_cronjob_status_last_successful_time")
+    def success(namespace: str, job: str) -> str:
+        return cron(namespace, job, "kube_cronjob_status_last_successful_time")
+
+    def never_succeeded(alert: str, namespace: str, job: str, grace_seconds: int, summary: str) -> dict:
+        created = cron(namespace, job, "kube_cronjob_created")
+        return {"alert": alert,
+                "expr": f"absent({success(namespace, job)}) and on() "
+                        f"(absent({created}) or time() - {created} > {grace_seconds})",
+                "for": "10m", "labels": {"severity": "critical"},
+                "annotations": {"summary": summary,
+                                "description": f"{job} in {namespace} has no successful run on record "
+                                               f"{grace_seconds}s after it was created (or it is not scraped)."}}
+
+    last_backup = success(args.namespace, BACKUP_JOB)
+    rehearsal_success = success(args.restore_namespace, REHEARSAL_JOB)
     rehearsal_schedule = cron(args.restore_namespace, REHEARSAL_JOB, "kube_cronjob_status_last_schedule_time")
     rehearsal_period = cron_max_gap_seconds(args.restore_schedule)
+    freshness_period = cron_max_gap_seconds(FRESHNESS_SCHEDULE)
+    # two missed checks in a row, plus the time one run may take
+    freshness_limit = 2 * freshness_period + FRESHNESS_DEADLINE_SECONDS
     return [{
         "name": "neo4j-backup",
         "rules": [
@@ -207,14 +321,31 @@ def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
                  "summary": "Neo4j has no successful backup within its freshness limit",
                  "description": f"The last successful {BACKUP_JOB} run is older than "
                                 f"{args.max_age_seconds}s: the graph's RPO is being exceeded."}},
-            {"alert": "Neo4jBackupMissing",
-             "expr": f"absent({last_backup})",
-             "for": "2h", "labels": {"severity": "critical"},
-             "annotations": {"summary": f"{BACKUP_JOB} has never succeeded (or is not scraped)"}},
+            never_succeeded("Neo4jBackupMissing", args.namespace, BACKUP_JOB, args.max_age_seconds,
+                            f"{BACKUP_JOB} has never succeeded (or is not scraped)"),
+            {"alert": "Neo4jBackupFreshnessCheckFailing",
+             "expr": f"time() - {success(args.namespace, FRESHNESS_JOB)} > {freshness_limit}",
+             "for": "5m", "labels": {"severity": "critical"},
+             "annotations": {
+                 "summary": "The Neo4j backup freshness check keeps failing",
+                 "description": f"{FRESHNESS_JOB} has not succeeded for {freshness_limit}s: either the "
+                                "newest backup in S3 is too old or the check cannot list the bucket; "
+                                "see its job logs."}},
+            never_succeeded("Neo4jBackupFreshnessCheckMissing", args.namespace, FRESHNESS_JOB, freshness_limit,
+                            f"{FRESHNESS_JOB} has never succeeded (or is not scraped)"),
+            {"alert": "Neo4jBackupPruneFailing",
+             "expr": f"time() - {success(args.namespace, PRUNE_JOB)} > {2 * 86400}",
+             "for": "1h", "labels": {"severity": "warning"},
+             "annotations": {
+                 "summary": "Neo4j backup chains past retention are not being deleted",
+                 "description": f"{PRUNE_JOB} has not succeeded for two days; the bucket's lifecycle "
+                                "expiry is only a backstop behind it."}},
+            never_succeeded("Neo4jBackupPruneMissing", args.namespace, PRUNE_JOB, 2 * 86400,
+                            f"{PRUNE_JOB} has never succeeded (or is not scraped)"),
             {"alert": "Neo4jRestoreRehearsalFailed",
              # the newest scheduled rehearsal has not succeeded once its deadline passed
              "expr": f"{rehearsal_schedule} > {rehearsal_success}",
-             "for": f"{REHEARSAL_DEADLINE_SECONDS // 3600 + 1}h", "labels": {"severity": "critical"},
+             "for": f"{rehearsal_deadline_seconds(args.store_bytes) // 3600 + 1}h", "labels": {"severity": "critical"},
              "annotations": {"summary": "The weekly Neo4j restore rehearsal failed",
                              "description": "Backups exist but did not restore to a non-empty graph; "
                                             f"see the {REHEARSAL_JOB} job logs in {args.restore_namespace}."}},
@@ -222,5 +353,8 @@ def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
              "expr": f"time() - {rehearsal_success} > {rehearsal_period + 86400}",
              "for": "1h", "labels": {"severity": "warning"},
              "annotations": {"summary": "No successful Neo4j restore rehearsal for over a week"}},
+            never_succeeded("Neo4jRestoreRehearsalMissing", args.restore_namespace, REHEARSAL_JOB,
+                            rehearsal_period + rehearsal_deadline_seconds(args.store_bytes) + 3600,
+                            f"{REHEARSAL_JOB} has never succeeded (or is not scraped)"),
         ],
     }]

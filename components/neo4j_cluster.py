@@ -2,21 +2,54 @@
 
 Neo4j 5 has no core/read-replica chart (that was the retired 4.x Labs chart): a cluster is one
 Helm release per server, all sharing ``neo4j.name``, each waiting for ``minimumClusterSize``
-primaries. Extra servers are constrained to SECONDARY mode and enabled by the chart's operations
-pod. Releases use ``helm.v3.Release`` (real Helm, so the chart's lookups and hooks run).
+primaries. Extra servers are constrained to SECONDARY mode; Neo4j enables every server that
+joins (``initial.dbms.automatically_enable_free_servers``), no operations pod. Releases use
+``helm.v3.Release`` (real Helm, so the chart's lookups and hooks run).
 
-Memory is derived from the container limit: 1 GiB stays outside the JVM (native memory,
-metaspace, the OS page tables), half of the rest is heap (initial = max, so the heap never
-resizes under load) and the other half page cache.
+Install and upgrade. Releases updated together restart every server at once and the cluster
+loses quorum, so the releases form one ``depends_on`` chain in roll order: secondaries first
+(they hold no vote), then primaries, highest index first. Pulumi orders updates along
+``depends_on`` as it orders creation (Pulumi docs, "dependsOn"), and with ``skip_await`` false
+a release's update ends only when Helm's wait sees its server ready again (the StatefulSet's new
+generation observed, its replica updated and ready: Helm pkg/kube/ready.go), so the next server
+restarts only after the previous one is back. On the first install that chain must not wait: no
+server is ready before ``minimumClusterSize`` primaries run, and those come later in the chain,
+so every release would time out behind the first. The program therefore needs to know whether
+this run creates the cluster, which Pulumi does not tell it; a marker does (``_first_install``):
+``skip_await`` is true exactly in the run that creates the marker, so the first install puts
+every release in within seconds and the cluster forms, and every later run rolls.
+
+What this does not do: the first ``pulumi up`` returns before the cluster has formed (nothing
+waits); the next run turns ``skip_await`` off, which may show as an update of every release (a
+``helm upgrade`` with unchanged objects, rolled and waited one by one, restarting nothing).
+"Ready" is the chart's readiness probe (the Bolt port answers), not "caught up with the
+cluster". A first install that fails half-way leaves the marker behind: the next run would wait
+behind servers that cannot form a cluster yet; finish it with ``pulumi up --replace`` on the
+marker's URN.
+
+Memory is derived from the container limit with Neo4j's own rule, the one
+``neo4j-admin server memory-recommendation`` prints (neo4j/neo4j,
+community/dbms/src/main/java/org/neo4j/dbms/MemoryRecommendation.java): a table of
+(total, OS reserve, heap) brackets, interpolated linearly; the page cache gets the rest. The
+reserve is what the process and the kernel use outside heap and page cache (direct buffers for
+Bolt and the cluster, metaspace, thread stacks, Lucene, file cache charged to the pod's cgroup)
+and grows with the limit: 1 GiB at 2 GiB, 4 GiB at 16 GiB, 8 GiB at 32 GiB. The old "+ 1 GiB" left
+1 GiB at every size, a quarter of what Neo4j keeps at 16 GiB: under load the native part outgrows
+it and the kernel OOM-kills the container at its limit. Heap initial = max, so the heap never
+resizes under load. Limits under 2 GiB are refused: the chart refuses
+them too (templates/_helpers.tpl, "minimum of 2Gi"), and below it the reserve falls under the
+1 GB the operations manual calls the starting point for the OS.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.egress_policy import Flow, Peer
 from components.kube import pod_disruption_budget, prometheus_rule, service_monitor
@@ -27,13 +60,33 @@ CHART = "neo4j"
 CHART_REPO = "https://helm.neo4j.com/neo4j"
 GIB = 2**30
 MIB = 2**20
-NON_HEAP_BYTES = GIB
-MAX_HEAP_BYTES = 31 * GIB  # above ~31 GiB the JVM loses compressed object pointers
+MIN_LIMIT_BYTES = 2 * GIB
+# MemoryRecommendation.java: (total memory, OS reserve, heap) in GiB; the heap stops at 31 GiB,
+# where the JVM loses compressed object pointers.
+MEMORY_BRACKETS = (
+    (0.01, 0.007, 0.002), (1.0, 0.65, 0.3), (2.0, 1, 0.5), (4.0, 1.5, 2), (6.0, 2, 3), (8.0, 2.5, 3.5),
+    (10.0, 3, 4), (12.0, 3.5, 4.5), (16.0, 4, 5), (24.0, 6, 8), (32.0, 8, 12), (64.0, 12, 24),
+    (128.0, 16, 31), (256.0, 20, 31), (512.0, 24, 31), (1024.0, 30, 31),
+)
 METRICS_PORT = 2004
 BOLT_PORT = 7687
+HTTP_PORT = 7474
 BACKUP_PORT = 6362
-# discovery, transactions, raft, bolt, bolt routing, backup: what cluster members say to each other
-PEER_PORTS = (5000, 6000, 7000, BOLT_PORT, 7688, BACKUP_PORT)
+# Neo4j exports only metrics matching server.metrics.filter, and its default lacks the Bolt SLI's
+# bolt.messages_done and bolt.accumulated_processing_time (operations manual, configuration
+# settings, server.metrics.filter). Every series a rule or panel reads must match one of these.
+METRICS_FILTER = (
+    "*bolt.connections*", "*bolt.messages_*", "*bolt.accumulated_processing_time*",
+    "*dbms.pool.bolt.*", "*cluster.raft.*", "*check_point.*", "*ids_in_use*", "*store.size*",
+    "*transaction.*", "*pool.transaction.*", "*page_cache.*", "*vm.*", "*db.query.execution*",
+    "*cypher.replan_events",
+)
+ZONE_KEY = "topology.kubernetes.io/zone"
+MODE_LABEL = "intelgraph.io/neo4j-mode"
+# What cluster members say to each other: discovery, cluster (catch-up, store copy), raft and
+# server-side routing (Neo4j operations manual, "Ports"). Not Bolt (clients and the operations pod)
+# and not the backup port (the backup job only).
+PEER_PORTS = (5000, 6000, 7000, 7688)
 
 
 @dataclass(frozen=True)
@@ -41,6 +94,11 @@ class MemoryPlan:
     limit_bytes: int
     heap_bytes: int
     pagecache_bytes: int
+
+    @property
+    def reserve_bytes(self) -> int:
+        """What stays outside heap and page cache for native memory and the OS."""
+        return self.limit_bytes - self.heap_bytes - self.pagecache_bytes
 
     @property
     def heap(self) -> str:
@@ -51,16 +109,31 @@ class MemoryPlan:
         return f"{self.pagecache_bytes // MIB}m"
 
 
+def _recommend(limit_bytes: int, column: int) -> int:
+    """One column of Neo4j's bracket table at this total, interpolated as MemoryRecommendation does
+    (the value in whole MiB, rounded down)."""
+    total = limit_bytes / GIB
+    upper_index = next((i for i, b in enumerate(MEMORY_BRACKETS) if i and total < b[0]), None)
+    if upper_index is None:
+        lower = upper = MEMORY_BRACKETS[-1]
+        factor = 0.0
+    else:
+        lower, upper = MEMORY_BRACKETS[upper_index - 1], MEMORY_BRACKETS[upper_index]
+        factor = (total - lower[0]) / (upper[0] - lower[0])
+    gib = lower[column] + (upper[column] - lower[column]) * factor
+    return int(gib * 1024) * MIB
+
+
 def memory_plan(limit_bytes: int) -> MemoryPlan:
-    """Heap + page cache + 1 GiB <= the container limit; reject limits where that cannot hold."""
-    usable = limit_bytes - NON_HEAP_BYTES
-    if usable < GIB:
+    """Neo4j's recommended heap and OS reserve for this limit; the page cache gets the rest."""
+    if limit_bytes < MIN_LIMIT_BYTES:
         raise ValueError(
-            f"memory limit {limit_bytes / GIB:.2f} GiB is too small for Neo4j: heap + page cache "
-            f"+ 1 GiB of non-heap memory needs at least 2 GiB"
+            f"memory limit {limit_bytes / GIB:.2f} GiB is too small for Neo4j: at least 2 GiB "
+            f"(the chart's minimum), so that heap, page cache and at least 1 GiB for native memory "
+            f"and the OS fit"
         )
-    heap = min(MAX_HEAP_BYTES, usable // 2) // MIB * MIB
-    pagecache = (usable - heap) // MIB * MIB
+    heap = _recommend(limit_bytes, 2)
+    pagecache = (limit_bytes - _recommend(limit_bytes, 1) - heap) // MIB * MIB
     return MemoryPlan(limit_bytes, heap, pagecache)
 
 
@@ -80,6 +153,7 @@ class Neo4jClusterArgs:
     storage_class: str
     storage_size: str
     prometheus_release_label: str
+    zones: tuple[str, ...]
     password_epoch: int = 0
 
     def __post_init__(self) -> None:
@@ -92,6 +166,10 @@ class Neo4jClusterArgs:
             problems.append("primaries must not be 2: two primaries lose quorum when either fails; use 1 or 3+")
         if self.secondaries < 0:
             problems.append("secondaries cannot be negative")
+        if self.secondaries and self.primaries < 3:
+            problems.append("secondaries need at least 3 primaries: the chart clusters only from minimumClusterSize 3")
+        if not self.zones or len(set(self.zones)) != len(self.zones):
+            problems.append("zones must list each of the cluster's availability zones once")
         if ":" not in self.image or "enterprise" not in self.image:
             problems.append("image must be a pinned enterprise image (clustering is Enterprise-only)")
         require("Neo4jClusterArgs", problems)
@@ -104,6 +182,8 @@ class Neo4jClusterArgs:
 
 class Neo4jCluster(pulumi.ComponentResource):
     release_names: list[str]
+    roll_order: list[str]
+    client_service_name: str
     secondary_release_names: list[str]
     password_secret_name: str
 
@@ -119,10 +199,37 @@ class Neo4jCluster(pulumi.ComponentResource):
                             cluster_name=args.cluster_name, image=args.image, epoch=args.password_epoch,
                             opts=child)
 
+        # The client Service the chart calls <name>-lb-neo4j, owned here, once. The chart renders it
+        # from every release only when its lookup finds none (templates/neo4j-loadbalancer.yaml):
+        # releases installed together all render it, and Helm refuses to create an object another
+        # release owns, so all but one first install failed. No release renders it now.
+        self.client_service_name = f"{args.cluster_name}-lb-neo4j"
+        k8s.core.v1.Service(
+            f"{name}-clients",
+            metadata={"name": self.client_service_name, "namespace": args.namespace, "labels": {
+                "app": args.cluster_name, "helm.neo4j.com/neo4j.name": args.cluster_name,
+                "helm.neo4j.com/service": "neo4j"}},
+            spec={
+                "type": "ClusterIP",  # internal platform: no cloud load balancer
+                # the chart's own selector: every clustered server that takes client traffic
+                "selector": {"app": args.cluster_name, "helm.neo4j.com/clustering": "true",
+                             "helm.neo4j.com/neo4j.loadbalancer": "include"},
+                "ports": [{"name": "tcp-bolt", "port": BOLT_PORT, "targetPort": BOLT_PORT, "protocol": "TCP"},
+                          {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT, "protocol": "TCP"}],
+            },
+            opts=child,
+        )
+
         self.release_names = [f"{args.cluster_name}-server-{i}" for i in range(1, args.servers + 1)]
         self.secondary_release_names = self.release_names[args.primaries:]
-        releases = [
-            k8s.helm.v3.Release(
+        # Roll order (see the module docstring): secondaries first, then primaries, highest index
+        # first; each release depends on the one before it, and waits for its server unless this
+        # run is the cluster's first install.
+        self.roll_order = list(reversed(self.release_names))
+        first_install = self._first_install(name)
+        releases: list[k8s.helm.v3.Release] = []
+        for release in self.roll_order:
+            releases.append(k8s.helm.v3.Release(
                 release,
                 name=release,
                 chart=CHART,
@@ -130,12 +237,11 @@ class Neo4jCluster(pulumi.ComponentResource):
                 repository_opts={"repo": CHART_REPO},
                 namespace=args.namespace,
                 values=self.values(secondary=release in self.secondary_release_names),
-                # Server startup waits for the whole cluster to form; give Helm time for it.
+                skip_await=first_install,
+                # Helm's wait for one server: a restart, or a join to the running cluster.
                 timeout=900,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth]),
-            )
-            for release in self.release_names
-        ]
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]]),
+            ))
 
         selector = {"app": args.cluster_name}
         pod_disruption_budget(f"{name}-pdb", args.namespace, selector, max_unavailable=1, opts=child)
@@ -156,6 +262,23 @@ class Neo4jCluster(pulumi.ComponentResource):
             "pagecache": self.plan.pagecache,
         })
 
+    def _first_install(self, name: str) -> pulumi.Output[bool]:
+        """True exactly in the run that creates the cluster. The marker's keepers carry a token new
+        in every run, and ignore_changes keeps the token of the run that created it (Pulumi
+        docs, "ignoreChanges": the program's value is used only when there is no prior state), so
+        the marker hands back this run's token only when it is created now. Replacing the marker
+        (``pulumi up --replace <its URN>``) makes a run an install again, e.g. to finish a first
+        install that failed half-way. Change none of its other arguments: that replaces it too."""
+        token = secrets.token_hex(8)
+        marker = random.RandomId(
+            f"{name}-first-install",
+            byte_length=4,
+            # secret only so that exports and diffs do not show a token that changes every run
+            keepers={"createdInRun": pulumi.Output.secret(token)},
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["keepers"]),
+        )
+        return pulumi.Output.unsecret(marker.keepers.apply(lambda k: (k or {}).get("createdInRun") == token))
+
     def values(self, secondary: bool) -> dict:
         """Chart values for one server; only the mode constraint differs between servers."""
         args, plan = self._args, self.plan
@@ -167,13 +290,23 @@ class Neo4jCluster(pulumi.ComponentResource):
             "server.metrics.prometheus.enabled": "true",
             "server.metrics.prometheus.endpoint": f"0.0.0.0:{METRICS_PORT}",
             "server.metrics.csv.enabled": "false",
+            "server.metrics.filter": ",".join(METRICS_FILTER),
+            # Global metrics under neo4j.dbms.*, per-database ones under neo4j.database.<db>.*: the
+            # names the rules and dashboards use (the default, false, drops both segments).
+            "server.metrics.namespaces.enabled": "true",
             # New databases get every primary and the secondaries as read copies.
             "initial.dbms.default_primaries_count": str(args.primaries),
             "initial.dbms.default_secondaries_count": str(args.secondaries),
+            # A server that joins starts "Free" and hosts nothing until enabled. Neo4j enables it
+            # itself with this (operations manual, clustering, "Managing servers"); the chart's
+            # alternative, neo4j.operations.enableServer, is a bare Pod with restartPolicy Never,
+            # which Helm's wait never counts as ready once it completes, so every later upgrade of
+            # a secondary's release would time out. An initial.* setting: read when the system
+            # database is first created.
+            "initial.dbms.automatically_enable_free_servers": "true",
         }
         if secondary:
             config["initial.server.mode_constraint"] = "SECONDARY"
-        cluster_selector = {"matchLabels": {"app": args.cluster_name}}
         return {
             "neo4j": {
                 "name": args.cluster_name,
@@ -181,12 +314,12 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "acceptLicenseAgreement": args.accept_license_agreement,
                 "minimumClusterSize": args.primaries,
                 "passwordFromSecret": self.password_secret_name,
+                # On every object the release renders, pods included: what the zone spread selects.
+                "labels": {MODE_LABEL: "secondary" if secondary else "primary"},
                 "resources": {
                     "requests": {"cpu": args.cpu_request, "memory": args.memory},
                     "limits": {"cpu": args.cpu_limit, "memory": args.memory},
                 },
-                # The operations pod enables servers that join after the cluster formed.
-                **({"operations": {"enableServer": True}} if secondary else {}),
             },
             "image": {"customImage": args.image},
             "volumes": {"data": {"mode": "dynamic", "dynamic": {
@@ -194,8 +327,10 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "accessModes": ["ReadWriteOnce"],
                 "requests": {"storage": args.storage_size},
             }}},
-            # Internal platform: no cloud load balancer for the cluster.
-            "services": {"neo4j": {"enabled": True, "spec": {"type": "ClusterIP"}}},
+            # The shared client Service is the component's own (see __init__); without it the chart
+            # also renders no cleanup hook Job for it. The type stays internal should anyone
+            # enable it again.
+            "services": {"neo4j": {"enabled": False, "spec": {"type": "ClusterIP"}}},
             "config": config,
             "securityContext": {
                 "runAsNonRoot": True, "runAsUser": 7474, "runAsGroup": 7474, "fsGroup": 7474,
@@ -207,36 +342,57 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "allowPrivilegeEscalation": False,
                 "capabilities": {"drop": ["ALL"]},
             },
-            "podSpec": {
-                # One server per node, and spread over zones where the scheduler can.
-                "podAntiAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": [
-                        {"labelSelector": cluster_selector, "topologyKey": "kubernetes.io/hostname"}],
-                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
-                        "labelSelector": cluster_selector, "topologyKey": "topology.kubernetes.io/zone"}}],
-                },
-            },
+            "podSpec": pod_placement(args.cluster_name, args.zones, primary=not secondary),
         }
 
 
-def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], client_namespace: str,
-                  monitoring_namespace: str) -> tuple[Flow, ...]:
-    """What a Neo4j cluster needs on the network, for its namespace's policies."""
+def pod_placement(cluster_name: str, zones: tuple[str, ...], primary: bool) -> dict:
+    """One server per node always. Primaries must also spread over the zones when there are at
+    least 3 (a zone outage then takes one primary, and 3+ primaries keep a majority); with fewer
+    zones a requirement could never be met for 3 primaries, so they only prefer to spread, as the
+    secondaries always do (they hold no vote)."""
+    servers = {"matchLabels": {"app": cluster_name}}
+    placement: dict = {"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": servers, "topologyKey": "kubernetes.io/hostname"}],
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+            "labelSelector": servers, "topologyKey": ZONE_KEY}}],
+    }}
+    if primary and len(zones) >= 3:
+        # kube-scheduler: with DoNotSchedule a pod is placed only where the count of matching pods
+        # per zone stays within maxSkew of the least-used zone; minDomains makes a zone without
+        # nodes right now (autoscaler) count as 0 instead of letting two primaries share a zone.
+        placement["topologySpreadConstraints"] = [{
+            "maxSkew": 1,
+            "topologyKey": ZONE_KEY,
+            "whenUnsatisfiable": "DoNotSchedule",
+            "minDomains": 3,
+            "labelSelector": {"matchLabels": {"app": cluster_name, MODE_LABEL: "primary"}},
+        }]
+    return placement
+
+
+def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_service_ip: str,
+                  client_namespace: str, monitoring_namespace: str) -> tuple[Flow, ...]:
+    """What a Neo4j cluster needs on the network, for its namespace's policies.
+
+    The Kubernetes API is allowed twice: at the ``kubernetes`` Service's ClusterIP (what the
+    servers' discovery dials) and at the control plane's ENIs behind it.
+    Kubernetes leaves undefined whether an ipBlock rule sees a Service IP before or after it is
+    rewritten to its endpoints (Kubernetes docs, "Network Policies": connections to Service IPs
+    rewritten to cluster-external IPs may or may not be subject to ipBlock policies), and the Amazon
+    VPC CNI's network policy agent enforces in eBPF on the pod's interface, where the destination
+    may still be the ClusterIP. Only both make the flow hold on every data path.
+    """
     servers = {"app": cluster_name}
-    operations = {"app": "neo4j-operations"}
+    api = Peer(cidrs=(f"{api_service_ip}/32", *api_server_cidrs))
     return (
         Flow("neo4j-peers-out", "egress", Peer(pods=servers), PEER_PORTS, pods=servers,
-             reason="cluster members replicate, elect and route among themselves"),
+             reason="cluster members discover, replicate, elect and route among themselves"),
         Flow("neo4j-peers-in", "ingress", Peer(pods=servers), PEER_PORTS, pods=servers,
-             reason="cluster members replicate, elect and route among themselves"),
-        Flow("neo4j-kubernetes-api", "egress", Peer(cidrs=api_server_cidrs), (443,), pods=servers,
-             reason="Kubernetes service discovery finds the other cluster members"),
-        Flow("neo4j-operations-api", "egress", Peer(cidrs=api_server_cidrs), (443,), pods=operations,
-             reason="the chart's operations pod reads the admin secret to enable secondaries"),
-        Flow("neo4j-operations-bolt", "egress", Peer(pods=servers), (BOLT_PORT,), pods=operations,
-             reason="the operations pod enables secondaries over Bolt"),
-        Flow("neo4j-operations-bolt-in", "ingress", Peer(pods=operations), (BOLT_PORT,), pods=servers,
-             reason="the operations pod enables secondaries over Bolt"),
+             reason="cluster members discover, replicate, elect and route among themselves"),
+        Flow("neo4j-kubernetes-api", "egress", api, (443,), pods=servers,
+             reason="Kubernetes service discovery finds the other cluster members (Service IP and ENIs)"),
         Flow("neo4j-clients", "ingress", Peer(namespace=client_namespace), (BOLT_PORT,), pods=servers,
              reason="application pods query the graph over Bolt"),
         Flow("neo4j-metrics", "ingress", Peer(namespace=monitoring_namespace), (METRICS_PORT,), pods=servers,

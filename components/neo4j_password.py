@@ -21,7 +21,7 @@ from components.kube import container_security_context, labels_for, pod_security
 SCRIPT = Path(__file__).parent / "scripts" / "neo4j_password_rotate.sh"
 NEO4J_UID = 7474
 BOLT_PORT = 7687
-JOB_POD_LABELS = {"app.kubernetes.io/name": "neo4j-password-rotation"}
+JOB_POD_LABELS = {"intelgraph.io/job": "neo4j-password-rotation"}  # neo4j_backup.JOB_LABEL: one identity per job
 
 
 def password(name: str, epoch: int, opts: pulumi.ResourceOptions) -> random.RandomPassword:

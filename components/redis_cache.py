@@ -14,6 +14,7 @@ environment - never from a command line that ``ps`` would show.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -38,6 +39,11 @@ METRICS_PORT = 9121
 REDIS_UID = 999  # the official image's redis user
 MIB = 2**20
 CONFIG_DIR = "/etc/redis"
+# redis.conf reaches the container through a subPath mount, which never receives ConfigMap updates
+# (Kubernetes docs, "ConfigMaps": a container using a ConfigMap as a subPath volume mount will not
+# receive updates), and redis-server reads it only at start: its digest in the pod template makes
+# a changed redis.conf a template change, which the StatefulSet rolls out pod by pod.
+CONFIG_DIGEST = "intelgraph.io/redis-conf-sha256"
 # Relative to the container's working directory (CONFIG_DIR), so a test can boot the same file.
 AUTH_INCLUDE = "secret/auth.conf"
 
@@ -217,8 +223,10 @@ class RedisCache(pulumi.ComponentResource):
             "podManagementPolicy": "Parallel",  # cache nodes are independent; start them together
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": {**labels, **selector}, "annotations": {EPOCHS_ANNOTATION: ",".join(
-                    map(str, accepted_epochs(args.password_epoch, args.password_rollover)))}},
+                "metadata": {"labels": {**labels, **selector},
+                             "annotations": {CONFIG_DIGEST: hashlib.sha256(redis_conf(args).encode()).hexdigest(),
+                                             EPOCHS_ANNOTATION: ",".join(map(str, accepted_epochs(
+                                                 args.password_epoch, args.password_rollover)))}},
                 "spec": {
                     "securityContext": pod_security_context(REDIS_UID),
                     "automountServiceAccountToken": False,

@@ -1,7 +1,8 @@
-"""python -m synth --stack <stage|prod> [--out DIR]   |   python -m synth check FILE [--stack S]
+"""python -m synth --stack <stage|prod> [--out DIR] [--preview]   |   python -m synth check FILE [--stack S]
    |   python -m synth diff OLD.json NEW.json [--approved-by NAME]
 
-Exit codes: 0 clean, 1 a mandatory policy violation, 2 invalid stack configuration or input.
+Exit codes: 0 clean, 1 a mandatory policy violation, 2 invalid stack configuration or input,
+3 (--preview) a judgement that cannot decide during a first preview.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-EXIT_OK, EXIT_VIOLATION, EXIT_INVALID = 0, 1, 2
+from synth import policy_runner
+
+EXIT_OK, EXIT_VIOLATION, EXIT_INVALID, EXIT_UNDECIDED = 0, 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +37,9 @@ def _synth(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="output directory (default build/<stack>)")
     parser.add_argument("--stack-file", type=Path,
                         help="stack config to use instead of Pulumi.<stack>.yaml (try a change offline)")
+    parser.add_argument("--preview", action="store_true",
+                        help="run as a new stack's first `pulumi preview` (every computed output unknown) and "
+                             "fail on any judgement that cannot decide (default out build/<stack>/preview)")
     args = parser.parse_args(argv)
 
     import yaml
@@ -47,14 +53,27 @@ def _synth(argv: list[str]) -> int:
         print(f"synth: cannot read the stack file: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        synthesis = engine.synthesize(args.stack, config)
+        synthesis = engine.synthesize(args.stack, config, preview=args.preview)
     except settings.SettingsError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    out = args.out or Path("build") / args.stack
+    out = args.out or Path("build") / args.stack / ("preview" if args.preview else "")
     document = exporter.to_export(synthesis)
+    try:
+        # judged as the engine sees the stack: secret values readable (never written to disk)
+        report = _judge(exporter.to_export(synthesis, show_secrets=True), args.stack, None)
+    except ValueError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.preview:  # a preview's objects hold unknowns: no manifests, only what the pack saw
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "stack.json").write_text(json.dumps(document, indent=2) + "\n")
+        _write_report(report, out)
+        print(f"synth {args.stack} --preview: {len(synthesis.resources)} resources -> {out}/")
+        code = _print_report(report)
+        return code or (EXIT_UNDECIDED if report.undecided else EXIT_OK)
     manifests = exporter.write(synthesis, out, document)
-    report = _judge(document, args.stack, out)
+    _write_report(report, out)
 
     print(f"synth {args.stack}: {len(synthesis.resources)} resources, "
           f"{len(manifests)} Kubernetes manifests -> {out}/")
@@ -70,10 +89,13 @@ def _check(argv: list[str]) -> int:
                                      description="Run the policy pack over a stack export.")
     parser.add_argument("file", type=Path, help="stack.json or the output of `pulumi stack export`")
     parser.add_argument("--stack", help="stack whose policy/config/<stack>.json applies")
+    parser.add_argument("--policy-pack-config", type=Path, metavar="FILE",
+                        help="the pack config file, as `pulumi preview --policy-pack-config` takes it")
     args = parser.parse_args(argv)
     try:
         document = _read_export(args.file)
-        report = _judge(document, args.stack, None)
+        config = policy_runner.load_config(args.policy_pack_config) if args.policy_pack_config else None
+        report = _judge(document, args.stack, None, config)
     except (OSError, ValueError) as exc:
         print(f"synth check: {args.file}: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -94,13 +116,15 @@ def _read_export(path: Path) -> dict:
     return document
 
 
-def _judge(document: dict, stack: str | None, out: Path | None):
-    from synth import policy_runner
-
-    report = policy_runner.evaluate(document, stack)
+def _judge(document: dict, stack: str | None, out: Path | None, config: dict | None = None):
+    report = policy_runner.evaluate(document, stack, config=config)
     if out is not None:
-        (out / "policy-report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        _write_report(report, out)
     return report
+
+
+def _write_report(report, out: Path) -> None:
+    (out / "policy-report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
 
 
 def _print_components(synthesis) -> None:
@@ -151,6 +175,11 @@ def _print_report(report) -> int:
         for policy, finding in found:
             where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
             print(f"  [{level}] {policy} on {where}: {finding.message}")
+    if report.undecided:
+        print(f"{len(report.undecided)} judgements cannot decide:")
+        for policy, finding in report.undecided:
+            where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
+            print(f"  [cannot decide] {policy} on {where}: {finding.message}")
     return EXIT_VIOLATION if mandatory else EXIT_OK
 
 

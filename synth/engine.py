@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import yaml
+from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
@@ -172,7 +173,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def _numbers(value: Any) -> Any:
     """The engine protocol carries every number as a double; show whole numbers as integers,
-    as `pulumi stack export` does (400, not 400.0)."""
+    as `pulumi stack export` does (400, not 400.0). An unknown value (preview) is the engine's
+    sentinel, as the engine sends it to a policy pack."""
+    if isinstance(value, Unknown):
+        return rpc.UNKNOWN
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
@@ -208,26 +212,29 @@ def synthesize(
     config: Optional[dict[str, str]] = None,
     program: Program = ROOT / "__main__.py",
     monitor: Optional[RecordingMonitor] = None,
+    preview: bool = False,
 ) -> Synthesis:
     """Run ``program`` for ``stack`` under the mock engine; return every registered resource.
 
     ``program`` is the project's ``__main__.py`` or any callable (component tests pass one).
     ``config`` replaces the stack file's config (tests use it to try bad values); ``monitor``
     lets a caller inspect what was registered even when the program raises. Exceptions raised
-    by the program (for example ``settings.SettingsError``) propagate.
+    by the program (for example ``settings.SettingsError``) propagate. ``preview`` runs it as a
+    new stack's first ``pulumi preview``: dry run, every provider-computed output unknown.
     """
     if config is None:
         config = stack_config(stack)
-    monitor = monitor or new_monitor(config)
+    monitor = monitor or new_monitor(config, preview)
     context = contextvars.copy_context()
-    return context.run(_synthesize, stack, config, program, monitor)
+    return context.run(_synthesize, stack, config, program, monitor, preview)
 
 
-def new_monitor(config: dict[str, str]) -> RecordingMonitor:
+def new_monitor(config: dict[str, str], preview: bool = False) -> RecordingMonitor:
     aws_section = _decode_section(config.get(f"{PROJECT}:aws"))
     return RecordingMonitor(PlatformMocks(
         account_id=str(aws_section.get("accountId", "000000000000")),
         default_region=str(aws_section.get("primaryRegion", "us-east-1")),
+        preview=preview,
     ))
 
 
@@ -243,7 +250,7 @@ class _Warnings(logging.Handler):
 
 
 def _synthesize(stack: str, config: dict[str, str], program: Program,
-                monitor: RecordingMonitor) -> Synthesis:
+                monitor: RecordingMonitor, preview: bool = False) -> Synthesis:
     warnings = _Warnings()
     engine_log = logging.getLogger(f"synth.engine.{id(warnings)}")
     engine_log.propagate = False
@@ -261,7 +268,7 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
                 engine=pulumi_mocks.MockEngine(engine_log),
                 project=PROJECT,
                 stack=stack,
-                dry_run=False,
+                dry_run=preview,
                 organization="organization",
                 callbacks=None,
             )

@@ -19,18 +19,22 @@ SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 REDACTED = "synth:redacted"
 
 
-def secret_marker() -> dict:
+def secret_marker(value: Any = None, show: bool = False) -> dict:
+    """A secret as a checkpoint holds it: encrypted (here: redacted), or, as `pulumi stack export
+    --show-secrets` writes it, with the JSON text of its value under "plaintext"."""
+    if show:
+        return {SIG_KEY: SECRET_SIG, "plaintext": json.dumps(_plain(value, show))}
     return {SIG_KEY: SECRET_SIG, "ciphertext": REDACTED}
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, show: bool = False) -> Any:
     """Engine values -> JSON, with every secret replaced by its export marker."""
     if rpc.is_rpc_secret(value):
-        return secret_marker()
+        return secret_marker(rpc.unwrap_rpc_secret(value), show)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, show) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, show) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
@@ -56,18 +60,19 @@ def _ordered(resources: list[Resource]) -> list[Resource]:
     return ordered
 
 
-def to_export(synthesis: Synthesis) -> dict:
-    """The synthesis as `pulumi stack export` (deployment v3) would show it."""
+def to_export(synthesis: Synthesis, show_secrets: bool = False) -> dict:
+    """The synthesis as `pulumi stack export` (deployment v3) would show it; with ``show_secrets``
+    as `pulumi stack export --show-secrets` does (never written to disk by synth)."""
     entries = []
     for r in _ordered(synthesis.resources):
         outputs = {
-            key: secret_marker() if key in r.secret_outputs else _plain(value)
+            key: secret_marker(value, show_secrets) if key in r.secret_outputs else _plain(value, show_secrets)
             for key, value in r.outputs.items()
         }
         entry: dict[str, Any] = {"urn": r.urn, "custom": r.custom}
         if r.custom:
             entry["id"] = r.id or ""
-        entry.update(type=r.type, inputs=_plain(r.inputs), outputs=outputs)
+        entry.update(type=r.type, inputs=_plain(r.inputs, show_secrets), outputs=outputs)
         if r.parent:
             entry["parent"] = r.parent
         if r.provider:

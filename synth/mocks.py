@@ -15,6 +15,8 @@ import uuid
 from typing import Any, Callable, Optional
 
 import pulumi
+from pulumi.output import Unknown
+from pulumi.runtime.rpc import UNKNOWN
 
 Outputs = dict[str, Any]
 
@@ -34,9 +36,10 @@ def _uuid(seed: str) -> str:
 class PlatformMocks(pulumi.runtime.Mocks):
     """Mock engine responses for the AWS, Kubernetes and random providers this program uses."""
 
-    def __init__(self, account_id: str, default_region: str):
+    def __init__(self, account_id: str, default_region: str, preview: bool = False):
         self.account_id = account_id
         self.default_region = default_region
+        self.preview = preview  # a stack's first preview: nothing exists yet
         self._provider_regions: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -64,6 +67,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
             resource_id = _kubernetes(ctx)
         else:
             resource_id = f"{args.name}-{_hex(seed, 8)}"
+        if self.preview:
+            return _first_preview(args, outputs)
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[Outputs, None]:
@@ -85,6 +90,29 @@ class PlatformMocks(pulumi.runtime.Mocks):
         provider_id = provider_ref.rsplit("::", 1)[-1]
         with self._lock:
             return self._provider_regions.get(provider_id, self.default_region)
+
+
+def _first_preview(args: pulumi.runtime.MockResourceArgs, outputs: Outputs) -> tuple[str, Outputs]:
+    """What a first preview knows of a resource that does not exist yet: its inputs. Every output
+    the provider computes (ids, ARNs, generated names, random values) is unknown, and so is the
+    id. Kubernetes names are the exception: the provider auto-names objects in Check, at preview."""
+    known = {k: _unknowns(v) for k, v in args.inputs.items()}
+    for key in outputs:
+        known.setdefault(key, UNKNOWN)
+    if args.typ.startswith("kubernetes:") and isinstance(known.get("metadata"), dict):
+        known["metadata"] = {**(known.get("metadata") or {}), "name": outputs["metadata"]["name"]}
+    return "", known
+
+
+def _unknowns(value: Any) -> Any:
+    """An input that is itself unknown (it comes from another new resource) stays unknown."""
+    if isinstance(value, Unknown):
+        return UNKNOWN
+    if isinstance(value, dict):
+        return {k: _unknowns(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unknowns(v) for v in value]
+    return value
 
 
 class _Context:

@@ -1,9 +1,11 @@
 """Apply the CrossGuard pack to a stack export, offline, the way the Pulumi engine would.
 
 The same rule objects that ``policy/__main__.py`` serves to the engine are called here with the
-same argument types, props wrapped in the same unknown-checking proxy. Works on our synth output
-and on a real ``pulumi stack export`` (props come from inputs, or from outputs when a checkpoint
-has none).
+same argument types and the same values the engine sends (tests/test_policy_engine.py speaks the
+engine's gRPC protocol to the pack and checks that both reach the same verdict): resource rules
+on inputs, stack rules on outputs, secrets decrypted, numbers as floats, unknowns as sentinels,
+the pack config reconciled and validated as the engine does. Works on our synth output and on a
+real ``pulumi stack export`` (best with ``--show-secrets``: an encrypted secret cannot be read).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
+import jsonschema
 from pulumi_policy import (
     EnforcementLevel,
     PolicyProviderResource,
@@ -24,7 +27,8 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+from pulumi_policy.policy import _NotApplicableError as NotApplicable  # what args.not_applicable raises
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from policy.guardrails import PACK_NAME, POLICIES
 from policy.guardrails import exceptions as policy_exceptions
@@ -44,11 +48,12 @@ class Verdict:
     policy: str
     description: str
     kind: str  # "resource" | "stack"
-    level: str  # "mandatory" | "advisory" | "disabled"
+    level: str  # "mandatory" | "advisory" | "remediate" | "disabled"
     evaluated: int = 0
     violations: list[Finding] = field(default_factory=list)
     cannot_tell: list[Finding] = field(default_factory=list)
     waived: list[Finding] = field(default_factory=list)
+    not_applicable: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -58,11 +63,17 @@ class Report:
 
     @property
     def mandatory_violations(self) -> list[tuple[str, Finding]]:
-        return [(v.policy, f) for v in self.verdicts if v.level == "mandatory" for f in v.violations]
+        # the engine reports a violation of a "remediate" policy that was not remediated as mandatory
+        return [(v.policy, f) for v in self.verdicts if v.level in ("mandatory", "remediate") for f in v.violations]
 
     @property
     def advisory_violations(self) -> list[tuple[str, Finding]]:
         return [(v.policy, f) for v in self.verdicts if v.level == "advisory" for f in v.violations]
+
+    @property
+    def undecided(self) -> list[tuple[str, Finding]]:
+        """Judgements that could not decide (a value unknown during preview, or encrypted)."""
+        return [(v.policy, f) for v in self.verdicts for f in v.cannot_tell]
 
     def to_json(self) -> dict:
         return {
@@ -71,9 +82,17 @@ class Report:
                 "policies": len(self.verdicts),
                 "mandatoryViolations": len(self.mandatory_violations),
                 "advisoryViolations": len(self.advisory_violations),
+                "undecided": len(self.undecided),
             },
             "policies": [asdict(v) for v in self.verdicts],
         }
+
+
+class ConfigError(ValueError):
+    """A pack config the engine would refuse (or that names a rule or setting that does not exist)."""
+
+
+LEVELS = ("advisory", "mandatory", "remediate", "disabled")
 
 
 def pack_config(stack: Optional[str]) -> dict[str, Any]:
@@ -83,42 +102,111 @@ def pack_config(stack: Optional[str]) -> dict[str, Any]:
     path = CONFIG_DIR / f"{stack}.json"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
-        raise ValueError(f"no policy config {path.relative_to(ROOT)} for stack {stack!r}; known: {known}")
-    return json.loads(path.read_text())
+        raise ConfigError(f"no policy config {path.relative_to(ROOT)} for stack {stack!r}; known: {known}")
+    return load_config(path)
 
 
-def _level(policy, config: dict[str, Any]) -> tuple[str, dict]:
-    entry = config.get(policy.name, config.get("all"))
-    settings: dict = {}
-    if isinstance(entry, str):
-        level = entry
-    elif isinstance(entry, dict):
-        settings = {k: v for k, v in entry.items() if k != "enforcementLevel"}
-        level = entry.get("enforcementLevel")
-    else:
-        level = None
+def load_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"policy config {path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"policy config {path}: must be a JSON object of policy name -> level or settings")
+    return config
+
+
+def _given_level(name: str, level: Any) -> Optional[str]:
     if level is None:
-        level = (policy.enforcement_level or EnforcementLevel.MANDATORY).value
-    if level not in ("mandatory", "advisory", "disabled", "remediate"):
-        raise ValueError(f"policy config for {policy.name}: unknown enforcement level {level!r}")
-    # as the engine does: the rule's schema defaults, overridden by the stack's settings
-    schema = policy.config_schema.properties if policy.config_schema else {}
-    unknown = set(settings) - set(schema)
+        return None
+    if not isinstance(level, str) or level not in LEVELS:
+        raise ConfigError(f"policy config for {name}: {level!r} is not a valid enforcement level "
+                          f"(one of {', '.join(LEVELS)})")
+    return level
+
+
+def reconcile(policies, config: dict[str, Any]) -> dict[str, tuple[str, dict]]:
+    """Each policy's (level, settings) as the engine computes them before ``Configure``
+    (pulumi/pulumi pkg/resource/analyzer/config.go, ReconcilePolicyPackConfig): the policy's own
+    level and its schema defaults, then ``"all"`` (a level only), then the policy's entry; the
+    result validated against the policy's schema - an invalid one stops the run. Stricter than
+    the engine: a misspelt policy or setting name is refused too (the engine ignores it)."""
+    if not isinstance(config, dict):
+        raise ConfigError("policy config must be a JSON object of policy name -> level or settings")
+    given: dict[str, tuple[Optional[str], dict]] = {}
+    for name, value in config.items():
+        if isinstance(value, str):
+            given[name] = (_given_level(name, value), {})
+        elif isinstance(value, dict):
+            settings = {k: v for k, v in value.items() if k != "enforcementLevel"}
+            given[name] = (_given_level(name, value.get("enforcementLevel")), settings)
+        else:
+            raise ConfigError(f"policy config for {name}: {value!r} is not a valid value; "
+                              "must be an enforcement level or an object")
+    known = {p.name for p in (*POLICIES, *policies)}  # a run of some policies still reads the whole file
+    unknown = sorted(set(given) - known - {"all"})
     if unknown:
-        raise ValueError(f"policy config for {policy.name}: unknown settings {sorted(unknown)}")
-    defaults = {k: v["default"] for k, v in schema.items() if "default" in v}
-    return level, {**defaults, **settings}
+        raise ConfigError(f"policy config names no such policy: {', '.join(unknown)}")
+    all_level, all_settings = given.get("all", (None, {}))
+    result, problems = {}, []
+    if all_settings:  # the engine silently drops them
+        problems.append(f"all: takes only an enforcement level, not settings {sorted(all_settings)}")
+    for policy in policies:
+        schema = policy.config_schema
+        properties = schema.properties if schema else {}
+        level = all_level or (policy.enforcement_level or EnforcementLevel.MANDATORY).value
+        settings = {k: v["default"] for k, v in properties.items() if "default" in v}
+        own_level, own_settings = given.get(policy.name, (None, {}))
+        level = own_level or level
+        settings.update(own_settings)
+        misspelt = sorted(set(own_settings) - set(properties))
+        if misspelt:
+            problems.append(f"{policy.name}: unknown settings {misspelt} (known: {sorted(properties)})")
+        document = {"type": "object", "properties": properties}
+        if schema and schema.required:
+            document["required"] = list(schema.required)
+        for error in jsonschema.Draft7Validator(document).iter_errors(settings):
+            where = ".".join(str(p) for p in error.absolute_path)
+            problems.append(f"{policy.name}: {where + ': ' if where else ''}{error.message}")
+        result[policy.name] = (level, settings)
+    if problems:
+        raise ConfigError("policy pack configuration is invalid: " + "; ".join(problems))
+    return result
 
 
-def _props(entry: dict) -> dict:
-    """Resource policies judge what the program asks for: inputs (outputs for an export without)."""
+SECRET_SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+ENCRYPTED = "encrypted secret"
+
+
+def engine_value(value: Any, path: tuple = (), encrypted: Optional[list] = None) -> Any:
+    """A checkpoint value as the engine hands it to a pack: secrets decrypted (from the plaintext
+    that `pulumi stack export --show-secrets` writes), every number a float (protobuf Struct has
+    only doubles). A secret still encrypted cannot be read here: it becomes unknown, and its path
+    is noted in ``encrypted`` so the report can say why."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+            if "plaintext" in value:
+                return engine_value(json.loads(value["plaintext"]), path, encrypted)
+            if encrypted is not None:
+                encrypted.append(path)
+            return UNKNOWN_STRING_VALUE
+        return {k: engine_value(v, (*path, k), encrypted) for k, v in value.items()}
+    if isinstance(value, list):
+        return [engine_value(v, (*path, i), encrypted) for i, v in enumerate(value)]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _inputs(entry: dict) -> dict:
+    """Resource policies judge what the program asks for, as the engine's Analyze does: inputs
+    (outputs for an export without)."""
     return entry.get("inputs") or entry.get("outputs") or {}
 
 
-def _state(entry: dict) -> dict:
-    """Stack policies judge the resulting state, as the engine's AnalyzeStack does: the declared
-    inputs, completed by outputs only the provider knows (ARNs, ids, regions, stack outputs)."""
-    return {**(entry.get("outputs") or {}), **(entry.get("inputs") or {})}
+def _outputs(entry: dict) -> dict:
+    """Stack policies judge the resulting state, as the engine's AnalyzeStack does: outputs."""
+    return entry.get("outputs") or {}
 
 
 def _name(urn: str) -> str:
@@ -130,6 +218,20 @@ def _options(entry: dict) -> PolicyResourceOptions:
         protect=bool(entry.get("protect", False)), ignore_changes=[], delete_before_replace=None,
         aliases=[], custom_timeouts=None, additional_secret_outputs=[], parent=entry.get("parent"),
     )
+
+
+@dataclass
+class _View:
+    """One entry as the engine would send it: props in the engine's form, and where secrets
+    could not be read."""
+
+    props: Any
+    encrypted: list
+
+
+def _view(props: dict) -> _View:
+    encrypted: list = []
+    return _View(unknown_checking_proxy(engine_value(props, (), encrypted)), encrypted)
 
 
 class _Stack:
@@ -147,19 +249,20 @@ class _Stack:
         if ref not in self._providers:
             provider = self._by_urn.get(ref.rsplit("::", 1)[0])
             self._providers[ref] = provider and PolicyProviderResource(
-                provider["type"], unknown_checking_proxy(_props(provider)), provider["urn"], _name(provider["urn"]))
+                provider["type"], _view(_inputs(provider)).props, provider["urn"], _name(provider["urn"]))
         return self._providers[ref]
 
     @cached_property
-    def resource_views(self) -> list[tuple[dict, Any, PolicyResourceOptions, Optional[PolicyProviderResource]]]:
+    def resource_views(self) -> list[tuple[dict, _View, PolicyResourceOptions, Optional[PolicyProviderResource]]]:
         """What every resource policy sees of each entry, built once (not once per policy)."""
-        return [(e, unknown_checking_proxy(_props(e)), _options(e), self.provider(e)) for e in self.entries]
+        return [(e, _view(_inputs(e)), _options(e), self.provider(e)) for e in self.entries]
 
     @cached_property
-    def policy_resources(self) -> list[PolicyResource]:
+    def stack_view(self) -> tuple[list[PolicyResource], list]:
+        views = {e["urn"]: _view(_outputs(e)) for e in self.entries}
         resources = {
             e["urn"]: PolicyResource(
-                resource_type=e["type"], props=unknown_checking_proxy(_state(e)), urn=e["urn"],
+                resource_type=e["type"], props=views[e["urn"]].props, urn=e["urn"],
                 name=_name(e["urn"]), opts=_options(e), provider=self.provider(e), parent=None,
                 dependencies=[], property_dependencies={},
             )
@@ -173,43 +276,77 @@ class _Stack:
                 key: [resources[u] for u in urns if u in resources]
                 for key, urns in (e.get("propertyDependencies") or {}).items()
             }
-        return list(resources.values())
+        encrypted = [(urn, path) for urn, view in views.items() for path in view.encrypted]
+        return list(resources.values()), encrypted
+
+
+class _StackArgs(StackValidationArgs):
+    """The engine's StackValidationArgs, plus a hook the pack's stack rules call for a waived
+    finding (under the engine the hook is absent and the waiver shows as advisory instead)."""
+
+    def __init__(self, resources, config, report_waived):
+        super().__init__(resources=resources, config=config)
+        self.report_waived = report_waived
 
 
 def evaluate(export: dict, stack: Optional[str] = None, policies=None,
              config: Optional[dict[str, Any]] = None) -> Report:
-    """Run every policy over ``export``; ``config`` defaults to the stack's pack config file."""
+    """Run every policy over ``export``; ``config`` defaults to the stack's pack config file.
+    A config the engine would refuse raises ConfigError before any rule runs."""
     policies = POLICIES if policies is None else policies
     config = pack_config(stack) if config is None else config
+    configured = reconcile(policies, config)
     stack_index = _Stack(list(export.get("deployment", {}).get("resources", [])))
     verdicts = []
     for policy in policies:
-        level, settings = _level(policy, config)
+        level, settings = configured[policy.name]
         kind = "stack" if isinstance(policy, StackValidationPolicy) else "resource"
         verdict = Verdict(policy.name, policy.description, kind, level)
         verdicts.append(verdict)
         if level == "disabled":
             continue
-        policy_exceptions.WAIVED.clear()
+        settings = engine_value(settings)  # Configure carries a protobuf Struct: floats
         if isinstance(policy, ResourceValidationPolicy):
             for view in stack_index.resource_views:
                 _run_resource_policy(policy, view, settings, verdict)
         else:
             _run_stack_policy(policy, stack_index, settings, verdict)
-        verdict.waived = [Finding(urn, "waived by policy/exceptions.yaml") for _, urn in policy_exceptions.WAIVED]
     return Report(PACK_NAME, verdicts)
+
+
+def _unreadable(path: tuple, urn: str) -> str:
+    return (f"{ENCRYPTED} at .{'.'.join(str(k) for k in path)} (of {_name(urn)}) cannot be read; judge a "
+            "`pulumi stack export --show-secrets` file")
+
+
+def _cannot_tell(exc: UnknownValueError, encrypted: list, urn: Optional[str] = None) -> str:
+    path = tuple(exc.props)
+    for where, secret in encrypted if urn is None else ((urn, p) for p in encrypted):
+        if path[:len(secret)] == tuple(str(k) for k in secret):
+            return _unreadable(path, where)
+    return exc.message
 
 
 def _run_resource_policy(policy: ResourceValidationPolicy, view: tuple, settings: dict, verdict: Verdict) -> None:
     entry, props, opts, provider = view
     urn = entry["urn"]
-    args = ResourceValidationArgs(resource_type=entry["type"], props=props, urn=urn, name=_name(urn),
+    args = ResourceValidationArgs(resource_type=entry["type"], props=props.props, urn=urn, name=_name(urn),
                                   opts=opts, provider=provider, config=settings)
     found: list[str] = []
     try:
         policy.validate(args, lambda message, _urn=None: found.append(message))
     except UnknownValueError as exc:
-        verdict.cannot_tell.append(Finding(urn, exc.message))
+        verdict.cannot_tell.append(Finding(urn, _cannot_tell(exc, props.encrypted, urn)))
+        return
+    except NotApplicable as exc:  # a waiver, or a rule that hands the judgement to a stack rule
+        verdict.evaluated += 1
+        if policy_exceptions.waiver(policy.name, urn) is not None:
+            verdict.waived.append(Finding(urn, exc.reason or ""))
+        elif props.encrypted:  # the engine reads the secret and decides; here it cannot be read
+            verdict.evaluated -= 1
+            verdict.cannot_tell.append(Finding(urn, _unreadable(props.encrypted[0], urn)))
+        else:
+            verdict.not_applicable.append(Finding(urn, exc.reason or ""))
         return
     verdict.evaluated += 1
     verdict.violations.extend(Finding(urn, m) for m in found)
@@ -217,12 +354,15 @@ def _run_resource_policy(policy: ResourceValidationPolicy, view: tuple, settings
 
 def _run_stack_policy(policy: StackValidationPolicy, stack_index: _Stack, settings: dict,
                       verdict: Verdict) -> None:
-    args = StackValidationArgs(resources=stack_index.policy_resources, config=settings)
+    resources, encrypted = stack_index.stack_view
     found: list[Finding] = []
+    waived: list[Finding] = []
+    args = _StackArgs(resources, settings, lambda urn, reason: waived.append(Finding(urn, reason)))
     try:
         policy.validate(args, lambda message, urn=None: found.append(Finding(urn, message)))
     except UnknownValueError as exc:
-        verdict.cannot_tell.append(Finding(None, exc.message))
+        verdict.cannot_tell.append(Finding(None, _cannot_tell(exc, encrypted)))
         return
     verdict.evaluated += 1
     verdict.violations.extend(found)
+    verdict.waived.extend(waived)

@@ -46,7 +46,6 @@ def test_stack_exports_the_budget(prod):
     assert rows[("postgres", "RTO")] == {
         "datastore": "postgres", "objective": "RTO", "targetSeconds": 900, "boundSeconds": 690,
         "met": True, "terms": {"dnsDetection": 30, "aliasTtl": 60, "replicaPromotion": 600}}
-    assert rows[("neo4j", "RPO")]["boundSeconds"] == 3600
     assert all(r["met"] for r in rows.values())
 
 
@@ -73,3 +72,31 @@ def test_budget_follows_the_stack_file():
     config = config_with("prod", {"dns.healthCheck.requestIntervalSeconds": 30})
     rows = {(r["datastore"], r["objective"]): r for r in engine.synthesize("prod", config).outputs["drBudget"]}
     assert rows[("postgres", "RTO")]["terms"]["dnsDetection"] == 90
+
+
+def neo4j(chain_days: int, full_backup_seconds: int = 3877) -> dict:
+    return {b.objective: b for b in dr_budget.neo4j_bounds(
+        rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=chain_days,
+        full_backup_seconds=full_backup_seconds, restore_estimate_seconds=2700,
+        differential_estimate_seconds=20)}
+
+
+def test_neo4j_rto_grows_with_the_differentials_a_chain_holds():
+    """Restoring a chain's newest artifact replays every differential onto its full backup (Neo4j
+    operations manual, "Restore a database backup"): a daily chain holds 23 hourly differentials,
+    a weekly one 167 - which misses a one-hour target."""
+    daily, weekly = neo4j(1)["RTO"], neo4j(7)["RTO"]
+    assert daily.terms == {"restoreFullBackup": 2700, "replayDifferentials": 23 * 20} and daily.met
+    assert weekly.terms["replayDifferentials"] == 167 * 20 and not weekly.met
+
+
+def test_neo4j_rpo_is_the_longest_gap_between_backups_including_a_chains_full_backup():
+    assert neo4j(1, full_backup_seconds=1419)["RPO"].terms == {"backupInterval": 3600}
+    slow = neo4j(1, full_backup_seconds=7000)["RPO"]
+    assert slow.bound_seconds == 7000 and not slow.met
+
+
+def test_the_stacks_neo4j_bounds_come_from_their_chain(prod):
+    rows = {(r["datastore"], r["objective"]): r for r in prod.outputs["drBudget"]}
+    assert rows[("neo4j", "RTO")]["boundSeconds"] == 2700 + 23 * 20
+    assert rows[("neo4j", "RPO")]["boundSeconds"] == 3877  # 200 Gi full backup outlasts the hour

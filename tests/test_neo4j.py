@@ -35,7 +35,6 @@ def test_one_release_per_server_all_sharing_the_cluster_name(stack, servers, sec
         assert values["neo4j"]["passwordFromSecret"] == "graph-auth"
     constrained = [r for r in found if r.inputs["values"]["config"].get("initial.server.mode_constraint") == "SECONDARY"]
     assert len(constrained) == secondaries
-    assert all(r.inputs["values"]["neo4j"]["operations"] == {"enableServer": True} for r in constrained)
 
 
 def test_values_use_5x_keys_storage_metrics_and_an_internal_service(prod):
@@ -43,6 +42,7 @@ def test_values_use_5x_keys_storage_metrics_and_an_internal_service(prod):
     assert values["volumes"]["data"]["mode"] == "dynamic"
     assert values["volumes"]["data"]["dynamic"]["storageClassName"] == "gp3-encrypted"
     assert values["volumes"]["data"]["dynamic"]["requests"] == {"storage": "200Gi"}
+    assert values["services"]["neo4j"]["enabled"] is False  # the component owns the client Service
     assert values["services"]["neo4j"]["spec"]["type"] == "ClusterIP"
     config = values["config"]
     assert config["server.metrics.prometheus.enabled"] == "true"
@@ -61,31 +61,53 @@ def test_no_neo4j_4x_key_or_host_survives_anywhere(any_stack):
         assert stale not in text, stale
 
 
-@pytest.mark.parametrize("limit,heap,pagecache", [
-    (16 * GIB, 7680 * MIB, 7680 * MIB), (6 * GIB, 2560 * MIB, 2560 * MIB), (2 * GIB, 512 * MIB, 512 * MIB)])
-def test_memory_is_derived_from_the_limit(limit, heap, pagecache):
+# What `neo4j-admin server memory-recommendation --memory=<limit>` prints for Neo4j 5 (its table:
+# neo4j/neo4j community/dbms/src/main/java/org/neo4j/dbms/MemoryRecommendation.java). The old rule
+# (heap = page cache, + exactly 1 GiB) gave 16 GiB 7.5 + 7.5 GiB and left 1 GiB for everything
+# outside the JVM's heap; Neo4j keeps 4 GiB there at 16 GiB.
+@pytest.mark.parametrize("limit,heap,pagecache,reserve", [
+    (16 * GIB, 5 * GIB, 7 * GIB, 4 * GIB),
+    (6 * GIB, 3 * GIB, 1 * GIB, 2 * GIB),
+    (5 * GIB, 2560 * MIB, 768 * MIB, 1792 * MIB),  # between brackets: interpolated
+    (2 * GIB, 512 * MIB, 512 * MIB, 1 * GIB),
+    (32 * GIB, 12 * GIB, 12 * GIB, 8 * GIB),
+])
+def test_memory_follows_neo4js_own_recommendation(limit, heap, pagecache, reserve):
     plan = memory_plan(limit)
-    assert (plan.heap_bytes, plan.pagecache_bytes) == (heap, pagecache)
-    assert plan.heap_bytes + plan.pagecache_bytes + GIB <= limit
+    assert (plan.heap_bytes, plan.pagecache_bytes, plan.reserve_bytes) == (heap, pagecache, reserve)
+
+
+def test_the_reserve_outside_the_jvm_grows_with_the_limit_and_never_drops_below_1_gib():
+    # Operations manual, "Memory configuration": 1 GB for the OS is the starting point on a
+    # dedicated server, more on larger ones (native memory, direct buffers, Lucene grow with load).
+    reserves = [memory_plan(g * GIB).reserve_bytes for g in range(2, 129)]
+    assert reserves == sorted(reserves) and reserves[0] >= GIB and reserves[14] >= 4 * GIB  # 16 GiB
+    for g in range(2, 129):
+        plan = memory_plan(g * GIB)
+        assert plan.heap_bytes + plan.pagecache_bytes + plan.reserve_bytes == g * GIB
+        assert plan.pagecache_bytes > 0
 
 
 def test_heap_stays_below_the_compressed_pointer_limit():
     plan = memory_plan(128 * GIB)
-    assert plan.heap_bytes == 31 * GIB and plan.heap_bytes + plan.pagecache_bytes + GIB <= 128 * GIB
+    assert plan.heap_bytes == 31 * GIB and plan.reserve_bytes == 16 * GIB
 
 
 def test_release_config_carries_the_derived_memory(stage):
     config = releases(stage)[0].inputs["values"]["config"]
-    assert config["server.memory.heap.initial_size"] == config["server.memory.heap.max_size"] == "2560m"
-    assert config["server.memory.pagecache.size"] == "2560m"
+    assert config["server.memory.heap.initial_size"] == config["server.memory.heap.max_size"] == "3072m"
+    assert config["server.memory.pagecache.size"] == "1024m"
 
 
 def test_a_limit_too_small_for_heap_pagecache_and_overhead_is_rejected():
     with pytest.raises(ValueError, match="too small for Neo4j"):
         memory_plan(int(1.5 * GIB))
+    with pytest.raises(ValueError, match="too small for Neo4j"):
+        memory_plan(2 * GIB - MIB)  # the chart refuses it too: "minimum of 2Gi" (templates/_helpers.tpl)
     with pytest.raises(ValueError, match="primaries must not be 2"):
         Neo4jClusterArgs("graph", "graph", "5.26.16", "neo4j:5.26.16-enterprise", "yes", 2, 0, "1", "2",
-                         "4Gi", 4 * GIB, "gp3", "10Gi", "kube-prometheus-stack")
+                         "4Gi", 4 * GIB, "gp3", "10Gi", "kube-prometheus-stack",
+                         ("us-east-1a", "us-east-1b", "us-east-1c"))
 
 
 def test_a_tiny_memory_setting_is_a_settings_error_naming_the_key():
@@ -126,7 +148,8 @@ def cronjobs(synthesis) -> dict:
 
 def test_four_cronjobs_run_safely(any_stack):
     jobs = cronjobs(any_stack)
-    assert set(jobs) == {"neo4j-backup", "neo4j-backup-freshness", "neo4j-restore-rehearsal", "graph-volume-snapshots"}
+    assert set(jobs) == {"neo4j-backup", "neo4j-backup-freshness", "neo4j-backup-prune", "neo4j-restore-rehearsal",
+                         "graph-volume-snapshots"}
     assert jobs["neo4j-restore-rehearsal"]["metadata"]["namespace"] == "dr-verify"
     assert jobs["neo4j-backup"]["spec"]["schedule"] == "0 * * * *"
     for job in jobs.values():
@@ -138,7 +161,11 @@ def test_four_cronjobs_run_safely(any_stack):
         pod = job_spec["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        [container] = pod["containers"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            assert_hardened(container)
+
+
+def assert_hardened(container: dict) -> None:
         assert ":" in container["image"] and not container["image"].endswith(":latest")
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
@@ -179,15 +206,19 @@ def test_backup_roles_may_only_touch_the_neo4j_prefix(prod):
     bucket_arn = prod.named("neo4j-backups", "aws:s3/bucket:Bucket").outputs["arn"]
     policies = {p.name: json.loads(p.inputs["policy"]) for p in prod.of_type("aws:iam/rolePolicy:RolePolicy")
                 if p.name.startswith("neo4j-backup-")}
-    assert set(policies) == {"neo4j-backup-writer", "neo4j-backup-reader"}
-    for policy in policies.values():
+    assert set(policies) == {"neo4j-backup-writer", "neo4j-backup-reader", "neo4j-backup-pruner"}
+    for name, policy in policies.items():
         statements = {s["Sid"]: s for s in policy["Statement"]}
         assert statements["ListPrefix"]["Resource"] == bucket_arn
         assert statements["ListPrefix"]["Condition"]["StringLike"]["s3:prefix"] == ["neo4j/", "neo4j/*"]
         assert statements["Objects"]["Resource"] == f"{bucket_arn}/neo4j/*"
-        assert statements["BucketKey"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
+        if name != "neo4j-backup-pruner":  # deleting needs no key
+            assert statements["BucketKey"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
     assert "s3:PutObject" in policies["neo4j-backup-writer"]["Statement"][1]["Action"]
+    assert "s3:DeleteObject" not in policies["neo4j-backup-writer"]["Statement"][1]["Action"]
     assert policies["neo4j-backup-reader"]["Statement"][1]["Action"] == ["s3:GetObject"]
+    # only the retention job deletes, and it can neither read nor write backups
+    assert policies["neo4j-backup-pruner"]["Statement"][1]["Action"] == ["s3:DeleteObject"]
 
 
 def rule_groups(synthesis) -> list[dict]:
@@ -206,4 +237,57 @@ def test_rules_cover_latency_backup_freshness_and_rehearsal(prod):
     assert {"neo4j:query_latency_ms:p95", "Neo4jQueryLatencyHigh", "Neo4jBackupStale",
             "Neo4jBackupMissing", "Neo4jRestoreRehearsalFailed"} <= names
     stale = next(r for g in rule_groups(prod) for r in g["rules"] if r.get("alert") == "Neo4jBackupStale")
-    assert "kube_cronjob_status_last_successful_time" in stale["expr"] and "> 5400" in stale["expr"]
+    # the longest gap between backups is the chain's first run (full backup of 200 Gi: 3877 s),
+    # plus the 30 min slack
+    assert "kube_cronjob_status_last_successful_time" in stale["expr"] and "> 5677" in stale["expr"]
+
+
+def pod_of(job: dict) -> dict:
+    return job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("stack,store", [("prod", "200Gi"), ("stage", "50Gi")])
+def test_backup_and_restore_scratch_is_sized_for_the_store_and_never_the_node_disk(stack, store):
+    """The backup's --temp-path and the rehearsal's data and temp space hold a whole store: each is
+    an ephemeral volume claimed from the storage class at the servers' volume size; every emptyDir
+    left is small and bounded (kubelet evicts a pod whose emptyDir exceeds its sizeLimit)."""
+    from tests.conftest import synthesized
+
+    jobs = cronjobs(synthesized(stack))
+    for name, job in jobs.items():
+        for volume in pod_of(job)["volumes"]:
+            if "emptyDir" in volume:
+                assert volume["emptyDir"]["sizeLimit"] in ("1Mi", "64Mi", "1Gi", "2Gi"), (name, volume)
+            else:
+                claim = volume["ephemeral"]["volumeClaimTemplate"]["spec"]
+                assert claim["storageClassName"] == "gp3-encrypted" and claim["resources"]["requests"]["storage"] == store
+    mounts = {m["name"]: m["mountPath"] for m in pod_of(jobs["neo4j-backup"])["containers"][0]["volumeMounts"]}
+    env = {e["name"]: e["value"] for e in pod_of(jobs["neo4j-backup"])["containers"][0]["env"]}
+    assert mounts["scratch"] == env["SCRATCH"] == "/scratch"
+    rehearsal = pod_of(jobs["neo4j-restore-rehearsal"])["containers"][0]
+    assert {m["mountPath"] for m in rehearsal["volumeMounts"]} >= {"/data", "/scratch"}
+    kinds = {v["name"]: "ephemeral" in v for v in pod_of(jobs["neo4j-restore-rehearsal"])["volumes"]}
+    assert kinds["data"] and kinds["scratch"]
+
+
+@pytest.mark.parametrize("stack,store_gib", [("prod", 200), ("stage", 50)])
+def test_job_deadlines_fit_a_first_full_backup_of_the_store(stack, store_gib):
+    """A chain's first run copies the whole store through the gp3 scratch volume twice (artifact
+    written, then read for the upload) at gp3's 125 MiB/s baseline (Amazon EBS User Guide)."""
+    from tests.conftest import synthesized
+
+    jobs = cronjobs(synthesized(stack))
+    two_passes = 2 * store_gib * 1024 / 125
+    backup = jobs["neo4j-backup"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert backup >= two_passes and backup >= 3600 - 300
+    rehearsal = jobs["neo4j-restore-rehearsal"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert rehearsal >= 3 * store_gib * 1024 / 125
+
+
+def test_a_bigger_store_gets_a_longer_backup_deadline():
+    from synth import engine
+    from tests.conftest import config_with
+
+    synthesis = engine.synthesize("prod", config_with("prod", {"neo4j.storageSize": "2Ti"}))
+    backup = cronjobs(synthesis)["neo4j-backup"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert backup == -(-2 * 2 * 1024 * 1024 // 125) + 600

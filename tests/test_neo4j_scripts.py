@@ -3,14 +3,16 @@ that record their arguments and answer as the real tools do."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "components" / "scripts"
+from components.neo4j_backup import script as job_script
 
 
 def run(script: str, tmp_path: Path, stubs: dict[str, str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -21,7 +23,9 @@ def run(script: str, tmp_path: Path, stubs: dict[str, str], env: dict[str, str])
         path.write_text(f"#!/bin/bash\necho \"$0 $*\" >> {tmp_path}/calls.log\n{body}\n")
         path.chmod(0o755)
     full_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SCRATCH": str(tmp_path / "scratch"), **env}
-    return subprocess.run(["bash", str(SCRIPTS / script)], env=full_env, capture_output=True, text=True, timeout=30)
+    # exactly what the job's container runs: bash -c with the shared helpers and the script
+    return subprocess.run(["bash", "-c", job_script(script)], env=full_env, capture_output=True, text=True,
+                          timeout=30)
 
 
 def calls(tmp_path: Path) -> str:
@@ -31,70 +35,394 @@ def calls(tmp_path: Path) -> str:
 BUCKET = {"BACKUP_BUCKET": "intelgraph-prod-neo4j-backups-ae6dc970", "BACKUP_PREFIX": "neo4j/"}
 
 
-def aws_answering(newest: str) -> dict[str, str]:
-    return {"aws": f'echo "{newest}"'}
+# A stand-in for aws-cli v2's `s3api list-objects-v2` over a bucket of many objects. S3 returns at
+# most 1,000 keys per ListObjectsV2 response, with NextContinuationToken while IsTruncated (S3 API
+# reference, ListObjectsV2). Like the real CLI: --no-paginate makes exactly one call and applies
+# --query to that response; without it the CLI pages by itself and, with --output text, applies
+# --query to each page (AWS CLI user guide, "Filtering output"; aws/aws-cli#4847). Anything else it
+# is given is refused, as is a continuation token it never handed out.
+FAKE_AWS = r"""
+import json, sys
+import jmespath
+
+objects = json.load(open(sys.argv[1]))
+args = sys.argv[2:]
+if args[:2] == ["s3", "rm"] and args[3:] == ["--recursive", "--only-show-errors"]:
+    bucket, _, prefix = args[2].removeprefix("s3://").partition("/")
+    if bucket != "intelgraph-prod-neo4j-backups-ae6dc970" or not prefix.endswith("/"):
+        sys.exit(f"refusing to delete {args[2]}")
+    json.dump([o for o in objects if not o["Key"].startswith(prefix)], open(sys.argv[1], "w"))
+    sys.exit(0)
+if args[:2] != ["s3api", "list-objects-v2"]:
+    sys.exit(f"unexpected aws call {args}")
+opts, flags, rest = {}, set(), args[2:]
+while rest:
+    if rest[0] == "--no-paginate":
+        flags.add(rest.pop(0))
+    elif rest[0] in ("--bucket", "--prefix", "--continuation-token", "--query", "--output", "--delimiter"):
+        opts[rest[0]] = rest[1]
+        rest = rest[2:]
+    else:
+        print(f"aws: error: unknown option {rest[0]}", file=sys.stderr)
+        sys.exit(252)
+if opts.get("--bucket") != "intelgraph-prod-neo4j-backups-ae6dc970":
+    print("An error occurred (NoSuchBucket)", file=sys.stderr)
+    sys.exit(254)
+prefix = opts.get("--prefix", "")
+keys = [o for o in objects if o["Key"].startswith(prefix)]
+if "--delimiter" in opts:  # keys below the next delimiter roll up into one CommonPrefix each
+    rolled = sorted({prefix + o["Key"][len(prefix):].split("/")[0] + "/" for o in keys if "/" in o["Key"][len(prefix):]})
+    keys = [o for o in keys if "/" not in o["Key"][len(prefix):]] + [{"Prefix": p} for p in rolled]
+
+def page(start):
+    body = keys[start:start + 1000]
+    response = {"IsTruncated": start + 1000 < len(keys), "KeyCount": len(body)}
+    if [o for o in body if "Key" in o]:
+        response["Contents"] = [o for o in body if "Key" in o]
+    if [o for o in body if "Prefix" in o]:
+        response["CommonPrefixes"] = [o for o in body if "Prefix" in o]
+    if response["IsTruncated"]:
+        response["NextContinuationToken"] = f"token-{start + 1000}"
+    return response
+
+def text(value):
+    if isinstance(value, list):
+        return "\t".join("None" if v is None else str(v) for v in value)
+    return "None" if value is None else str(value)
+
+query = opts.get("--query")
+token = opts.get("--continuation-token")
+if token is not None and (not token.startswith("token-") or int(token[6:]) % 1000 or int(token[6:]) >= len(keys)):
+    print("An error occurred (InvalidArgument): The continuation token provided is incorrect", file=sys.stderr)
+    sys.exit(254)
+start = int(token[6:]) if token else 0
+if "--no-paginate" in flags:
+    pages = [page(start)]
+else:
+    pages = [page(i) for i in range(start, max(len(keys), 1), 1000)]
+if opts.get("--output") == "text":
+    for p in pages:
+        print(text(jmespath.search(query, p) if query else p))
+else:
+    merged = {"Contents": [o for p in pages for o in p.get("Contents", [])]}
+    print(json.dumps(jmespath.search(query, merged) if query else merged))
+"""
+
+
+def aws_listing(tmp_path: Path, ages: list[timedelta], newest_at: int | None = None,
+                keys: list[str] | None = None) -> dict[str, str]:
+    """A bucket with one backup object per age (or per key); ``newest_at`` puts the youngest at
+    that index."""
+    stamps = [iso(age) for age in ages] if keys is None else [iso(timedelta(days=1))] * len(keys)
+    if newest_at is not None:
+        youngest = min(range(len(ages)), key=lambda i: ages[i])
+        stamps[youngest], stamps[newest_at] = stamps[newest_at], stamps[youngest]
+    keys = keys or [f"neo4j/chains/2026-11-30/neo4j-{i:06d}.backup" for i in range(len(stamps))]
+    objects = [{"Key": key, "LastModified": stamp, "Size": 1} for key, stamp in zip(keys, stamps, strict=True)]
+    (tmp_path / "objects.json").write_text(json.dumps(objects))
+    (tmp_path / "fake_aws.py").write_text(FAKE_AWS)
+    return {"aws": f'exec {sys.executable} {tmp_path}/fake_aws.py {tmp_path}/objects.json "$@"'}
 
 
 def iso(delta: timedelta) -> str:
     return (datetime.now(timezone.utc) - delta).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def test_freshness_passes_a_recent_backup(tmp_path):
-    result = run("neo4j_backup_freshness.sh", tmp_path, aws_answering(iso(timedelta(minutes=20))),
-                 {**BUCKET, "MAX_AGE_SECONDS": "5400"})
+def freshness(tmp_path: Path, stubs: dict[str, str], **env: str) -> subprocess.CompletedProcess:
+    return run("neo4j_backup_freshness.sh", tmp_path, stubs, {**BUCKET, "MAX_AGE_SECONDS": "5400", **env})
+
+
+def many_old_backups(n: int) -> list[timedelta]:
+    return [timedelta(days=30, minutes=i) for i in range(n)]
+
+
+def test_freshness_finds_the_newest_of_many_pages(tmp_path):
+    """2,500 objects are three ListObjectsV2 pages; the newest sits on the middle one."""
+    ages = many_old_backups(2499) + [timedelta(minutes=20)]
+    result = freshness(tmp_path, aws_listing(tmp_path, ages, newest_at=1500))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok: newest backup" in result.stdout
-    assert "s3api list-objects-v2 --bucket intelgraph-prod-neo4j-backups-ae6dc970 --prefix neo4j/" in calls(tmp_path)
+    listed = [line for line in calls(tmp_path).splitlines() if "list-objects-v2" in line]
+    assert len(listed) == 3
+    assert "--bucket intelgraph-prod-neo4j-backups-ae6dc970 --prefix neo4j/ --no-paginate" in listed[0]
+    assert "--continuation-token" not in listed[0]
+    assert "--continuation-token token-1000" in listed[1] and "--continuation-token token-2000" in listed[2]
+
+
+def test_the_stand_in_answers_a_whole_listing_query_once_per_page(tmp_path):
+    """The CLI behaviour the old check tripped on, reproduced by the stand-in the check is tested
+    with: `max_by` with --output text and the CLI's own pagination answers once per page."""
+    aws = aws_listing(tmp_path, many_old_backups(2500))["aws"]
+    answer = subprocess.run(["bash", "-c", aws.replace('"$@"', "") + " s3api list-objects-v2 --bucket"
+                             " intelgraph-prod-neo4j-backups-ae6dc970 --prefix neo4j/ --query"
+                             " 'max_by(Contents, &LastModified).LastModified' --output text"],
+                            capture_output=True, text=True, timeout=30)
+    assert answer.returncode == 0, answer.stderr
+    assert len(answer.stdout.split()) == 3
 
 
 def test_freshness_fails_a_stale_backup_by_age_not_existence(tmp_path):
-    result = run("neo4j_backup_freshness.sh", tmp_path, aws_answering(iso(timedelta(hours=3))),
-                 {**BUCKET, "MAX_AGE_SECONDS": "5400"})
+    result = freshness(tmp_path, aws_listing(tmp_path, many_old_backups(1200) + [timedelta(hours=3)]))
     assert result.returncode == 1 and "FAILED: newest backup" in result.stdout and "limit 5400s" in result.stdout
 
 
 def test_freshness_fails_when_there_is_no_backup(tmp_path):
-    result = run("neo4j_backup_freshness.sh", tmp_path, aws_answering("None"), {**BUCKET, "MAX_AGE_SECONDS": "5400"})
+    result = freshness(tmp_path, aws_listing(tmp_path, []))
     assert result.returncode == 1 and "no backup at all" in result.stdout
 
 
+def test_a_failing_listing_fails_the_freshness_job(tmp_path):
+    stubs = aws_listing(tmp_path, many_old_backups(10))
+    result = run("neo4j_backup_freshness.sh", tmp_path, stubs,
+                 {**BUCKET, "BACKUP_BUCKET": "someone-elses-bucket", "MAX_AGE_SECONDS": "5400"})
+    assert result.returncode != 0 and "ok:" not in result.stdout
+
+
 def test_freshness_refuses_to_run_without_its_settings(tmp_path):
-    result = run("neo4j_backup_freshness.sh", tmp_path, aws_answering("None"), {"BACKUP_BUCKET": "b"})
+    result = run("neo4j_backup_freshness.sh", tmp_path, aws_listing(tmp_path, []), {"BACKUP_BUCKET": "b"})
     assert result.returncode != 0 and "BACKUP_PREFIX" in result.stderr
 
 
-def test_backup_calls_the_5x_command_with_the_fallback_servers(tmp_path):
-    servers = "graph-server-4-admin.graph.svc.cluster.local:6362,graph-server-1-admin.graph.svc.cluster.local:6362"
-    result = run("neo4j_backup.sh", tmp_path, {"neo4j-admin": "exit 0"}, {**BUCKET, "BACKUP_FROM": servers})
-    assert result.returncode == 0, result.stderr
-    call = calls(tmp_path)
-    assert f"database backup --from={servers} --to-path=s3://intelgraph-prod-neo4j-backups-ae6dc970/neo4j/" in call
-    assert "--type=AUTO" in call and call.rstrip().endswith("*")
+SERVERS = "graph-server-4-admin.graph.svc.cluster.local:6362,graph-server-1-admin.graph.svc.cluster.local:6362"
 
 
-def test_backup_failure_fails_the_job(tmp_path):
-    result = run("neo4j_backup.sh", tmp_path, {"neo4j-admin": "echo 'connection refused' >&2; exit 1"},
-                 {**BUCKET, "BACKUP_FROM": "graph-server-1-admin.graph.svc.cluster.local:6362"})
+def epoch(text: str) -> str:
+    return str(int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()))
+
+
+def backup(tmp_path: Path, now: str, chain_days: int = 7, admin: str = "exit 0") -> subprocess.CompletedProcess:
+    return run("neo4j_backup.sh", tmp_path, {"neo4j-admin": admin},
+               {**BUCKET, "BACKUP_FROM": SERVERS, "CHAIN_DAYS": str(chain_days), "INTERVAL_SECONDS": "3600",
+                "NOW": epoch(now)})
+
+
+def admin_calls(tmp_path: Path) -> list[str]:
+    return [line.split(" ", 1)[1] for line in calls(tmp_path).splitlines() if "neo4j-admin" in line]
+
+
+def test_backups_within_a_chain_go_onto_its_full_backup(tmp_path):
+    """Wednesday 2026-12-02 is in the weekly chain that started on Monday 2026-11-30."""
+    result = backup(tmp_path, "2026-12-02T14:00:05")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [call] = admin_calls(tmp_path)
+    assert call.startswith(f"database backup --from={SERVERS} "
+                           "--to-path=s3://intelgraph-prod-neo4j-backups-ae6dc970/neo4j/chains/2026-11-30/ ")
+    assert "--type=AUTO" in call and "--temp-path=" in call and call.rstrip().endswith("*")
+
+
+def test_a_new_chain_closes_the_old_one_then_starts_with_a_full_backup(tmp_path):
+    """Monday 00:00 starts the chain of 2026-12-07: a differential into the old chain first, then
+    --type=FULL into a new dated prefix (the chain used to be one folder, AUTO forever)."""
+    result = backup(tmp_path, "2026-12-07T00:00:04")
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = admin_calls(tmp_path)
+    assert "--to-path=s3://intelgraph-prod-neo4j-backups-ae6dc970/neo4j/chains/2026-11-30/ " in first
+    assert "--type=DIFF" in first
+    assert "--to-path=s3://intelgraph-prod-neo4j-backups-ae6dc970/neo4j/chains/2026-12-07/ " in second
+    assert "--type=FULL" in second
+
+
+@pytest.mark.parametrize("now,chain", [("2026-12-01T23:00:00", "2026-12-01"), ("2026-12-02T00:00:00", "2026-12-02")])
+def test_daily_chains_start_every_midnight_utc(tmp_path, now, chain):
+    assert backup(tmp_path, now, chain_days=1).returncode == 0
+    assert f"/neo4j/chains/{chain}/ " in admin_calls(tmp_path)[-1]
+
+
+@pytest.mark.parametrize("now", ["2026-12-02T14:00:05", "2026-12-07T00:00:04"])
+def test_backup_failure_fails_the_job(tmp_path, now):
+    result = backup(tmp_path, now, admin="echo 'connection refused' >&2; exit 1")
     assert result.returncode == 1
+    if now.startswith("2026-12-07"):  # the full backup is still tried after the closing diff failed
+        assert [("--type=DIFF" in c, "--type=FULL" in c) for c in admin_calls(tmp_path)] == [(True, False), (False, True)]
 
 
-def cypher_counting(nodes: str) -> dict[str, str]:
+def chain_keys(*chains: str) -> list[str]:
+    return [f"neo4j/chains/{c}/{db}-{c}T{h:02d}-00-00.backup" for c in chains for db in ("neo4j", "system")
+            for h in range(24)]
+
+
+def prune(tmp_path: Path, keys: list[str], now: str, retention: int = 35, chain_days: int = 1):
+    stubs = aws_listing(tmp_path, [], keys=keys)
+    result = run("neo4j_backup_prune.sh", tmp_path, stubs, {**BUCKET, "CHAIN_DAYS": str(chain_days),
+                                                            "RETENTION_DAYS": str(retention), "NOW": epoch(now)})
+    left = {o["Key"] for o in json.loads((tmp_path / "objects.json").read_text())}
+    return result, left
+
+
+def test_retention_deletes_whole_chains_only(tmp_path):
+    """Daily chains, 35 days kept after a chain ends: on 2027-01-06 the chain of 2026-12-01
+    (ended 2026-12-02) is 35 days past its end and goes, all of it; 2026-12-02 stays, all of it."""
+    keys = chain_keys("2026-11-30", "2026-12-01", "2026-12-02", "2027-01-05") + ["neo4j/notes/readme.txt"]
+    result, left = prune(tmp_path, keys, "2027-01-06T04:30:00")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert left == set(chain_keys("2026-12-02", "2027-01-05")) | {"neo4j/notes/readme.txt"}
+    assert "ok: 2 chains kept, 2 deleted" in result.stdout
+
+
+def test_retention_pages_through_many_chains(tmp_path):
+    """1,200 daily chains are two pages of CommonPrefixes; those that ended 35+ days ago go."""
+    start = datetime(2026, 10, 1)
+    chains = [(start + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(1200)]
+    result, left = prune(tmp_path, [f"neo4j/chains/{c}/neo4j-x.backup" for c in chains], "2026-12-01T04:30:00")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the chain of 2026-10-26 ended 2026-10-27, 35 days before 2026-12-01
+    assert left == {f"neo4j/chains/{c}/neo4j-x.backup" for c in chains if c > "2026-10-26"}
+    listed = [line for line in calls(tmp_path).splitlines() if "list-objects-v2" in line]
+    assert len(listed) == 2 and "--delimiter /" in listed[0] and "--continuation-token token-1000" in listed[1]
+
+
+def test_retention_leaves_what_it_did_not_write_and_fails_when_it_cannot_list(tmp_path):
+    result, left = prune(tmp_path, ["neo4j/chains/manual-copy/neo4j-x.backup"], "2027-06-01T00:00:00")
+    assert result.returncode == 0 and left == {"neo4j/chains/manual-copy/neo4j-x.backup"}
+    stubs = aws_listing(tmp_path, [], keys=chain_keys("2020-01-01"))
+    failed = run("neo4j_backup_prune.sh", tmp_path, stubs, {**BUCKET, "BACKUP_BUCKET": "someone-elses-bucket",
+                                                            "CHAIN_DAYS": "1", "RETENTION_DAYS": "35"})
+    assert failed.returncode != 0 and "ok:" not in failed.stdout
+
+
+def pick(tmp_path: Path, keys: list[str]) -> tuple[subprocess.CompletedProcess, Path]:
+    artifact = tmp_path / "artifact"
+    result = run("neo4j_pick_backup.sh", tmp_path, aws_listing(tmp_path, [], keys=keys),
+                 {**BUCKET, "DATABASE": "neo4j", "ARTIFACT_FILE": str(artifact)})
+    return result, artifact
+
+
+def test_the_rehearsal_restores_the_newest_artifact_of_the_newest_chain(tmp_path):
+    """neo4j-admin restores one named database only from one artifact; the newest neo4j artifact
+    (not system's) of the newest chain, found across pages."""
+    keys = chain_keys(*[f"2026-{m:02d}-{d:02d}" for m in (10, 11) for d in range(1, 29)])
+    result, artifact = pick(tmp_path, keys)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert artifact.read_text().strip() == "neo4j/chains/2026-11-28/neo4j-2026-11-28T23-00-00.backup"
+    assert len([c for c in calls(tmp_path).splitlines() if "list-objects-v2" in c]) == 3  # 2,688 keys
+
+
+def test_the_rehearsal_fails_without_an_artifact_to_restore(tmp_path):
+    result, artifact = pick(tmp_path, ["neo4j/chains/2026-11-28/system-2026-11-28T00-00-00.backup"])
+    assert result.returncode == 1 and "no neo4j backup artifact" in result.stdout and not artifact.exists()
+
+
+# What the neo4j:5.26 image ships in $NEO4J_HOME/conf (NEO4J_HOME=/var/lib/neo4j, docker-neo4j
+# docker-image-src/5/coredb/Dockerfile-debian): the tarball's neo4j.conf, whose JVM section is the
+# only source of the JVM's options (Neo4j operations manual, "The neo4j.conf file": settings are
+# strictly validated and may not repeat, except server.jvm.additional, each of which adds one JVM
+# argument), and the log4j files it names relative to the conf directory. An excerpt of the keys
+# that matter here; an uncommented listen address as an entrypoint would leave it.
+IMAGE_CONF = """\
+server.directories.import=import
+#dbms.security.auth_enabled=false
+#server.memory.heap.initial_size=512m
+server.default_listen_address=0.0.0.0
+server.bolt.enabled=true
+server.http.enabled=true
+db.tx_log.rotation.retention_policy=2 days 2G
+server.jvm.additional=-XX:+UseG1GC
+server.jvm.additional=-XX:-OmitStackTraceInFastThrow
+server.jvm.additional=--add-opens=java.base/java.nio=ALL-UNNAMED
+server.jvm.additional=--add-opens=java.base/java.io=ALL-UNNAMED
+server.jvm.additional=--add-opens=java.base/sun.nio.ch=ALL-UNNAMED
+server.jvm.additional=--enable-native-access=ALL-UNNAMED
+server.windows_service_name=neo4j
+"""
+JDK17_OPENS = [line for line in IMAGE_CONF.splitlines() if "--add-opens" in line]
+
+# Both neo4j-admin and neo4j read $NEO4J_CONF/neo4j.conf; a stand-in refuses what the real
+# server refuses or cannot survive: a repeated key, lost JVM options, missing log configs, CSV
+# metrics on the read-only root, a run directory off the scratch volume, a data directory other
+# than the mounted volume the restore must land on.
+CHECK_CONF = r"""
+conf="${NEO4J_CONF:?NEO4J_CONF not set}/neo4j.conf"
+[ -f "$conf" ] || { echo "no $conf" >&2; exit 70; }
+dups=$(grep -Ev '^[[:space:]]*(#|$)' "$conf" | cut -d= -f1 | grep -vx 'server.jvm.additional' | sort | uniq -d)
+[ -z "$dups" ] || { echo "duplicate settings: $dups" >&2; exit 71; }
+for want in %(opens)s; do grep -qxF -- "$want" "$conf" || { echo "lost JVM option $want" >&2; exit 72; }; done
+for f in server-logs.xml user-logs.xml; do [ -f "$NEO4J_CONF/$f" ] || { echo "no $f" >&2; exit 73; }; done
+grep -qx 'server.metrics.csv.enabled=false' "$conf" || { echo "CSV metrics would write under NEO4J_HOME" >&2; exit 74; }
+grep -qx "server.directories.run=$SCRATCH/run" "$conf" || { echo "run dir not on scratch" >&2; exit 75; }
+grep -qx 'server.directories.data=/data' "$conf" || { echo "data dir is not the restore volume" >&2; exit 76; }
+grep -qx 'server.default_listen_address=127.0.0.1' "$conf" || { echo "rehearsal must listen on localhost only" >&2; exit 77; }
+""" % {"opens": " ".join(f"'{line}'" for line in JDK17_OPENS)}
+
+
+def rehearsal_tools(tmp_path: Path, nodes: str = "42", admin_exit: int = 0, start_exit: int = 0,
+                    answers_after: int = 0) -> dict[str, str]:
+    marker = tmp_path / "restored"
     return {
-        "neo4j-admin": "exit 0",
-        "neo4j": "exit 0",
-        "cypher-shell": f'case "$*" in *"count(n)"*) printf "nodes\\n{nodes}\\n";; *) echo 1;; esac',
+        "neo4j-admin": CHECK_CONF + f"""
+case "$*" in "database restore "*) ;; *) echo "unexpected neo4j-admin $*" >&2; exit 64;; esac
+[ {admin_exit} -eq 0 ] || exit {admin_exit}
+touch {marker}""",
+        "neo4j": CHECK_CONF + f"""
+case "$1" in
+  start) [ -f {marker} ] || {{ echo "started before the restore finished" >&2; exit 65; }}; exit {start_exit};;
+  stop) exit 0;;
+  *) exit 64;;
+esac""",
+        # answers only after `answers_after` failed attempts, like a server still starting
+        "cypher-shell": f"""
+n=$(cat {tmp_path}/attempts 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/attempts
+[ "$n" -ge {answers_after} ] || exit 1
+case "$*" in *"count(n)"*) printf "nodes\\n{nodes}\\n";; *) echo 1;; esac""",
     }
 
 
-@pytest.mark.parametrize("nodes,code,words", [("42", 0, "ok: restored neo4j with 42 nodes"),
+def image_home(tmp_path: Path) -> dict[str, str]:
+    conf = tmp_path / "image" / "conf"
+    conf.mkdir(parents=True)
+    (conf / "neo4j.conf").write_text(IMAGE_CONF)
+    for name in ("server-logs.xml", "user-logs.xml"):
+        (conf / name).write_text("<Configuration/>\n")
+    return {"NEO4J_HOME": str(tmp_path / "image"), "START_POLL_SECONDS": "0"}
+
+
+ARTIFACT = "neo4j/chains/2026-11-30/neo4j-2026-12-06T23-00-12.backup"
+
+
+def rehearsal_env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "artifact").write_text(ARTIFACT + "\n")
+    return {**BUCKET, "DATABASE": "neo4j", "ARTIFACT_FILE": str(tmp_path / "artifact"), **image_home(tmp_path)}
+
+
+def rehearse(tmp_path: Path, **tools) -> subprocess.CompletedProcess:
+    return run("neo4j_restore_rehearsal.sh", tmp_path, rehearsal_tools(tmp_path, **tools), rehearsal_env(tmp_path))
+
+
+@pytest.mark.parametrize("nodes,code,words", [("42", 0, "with 42 nodes"),
                                               ("0", 1, "has '0' nodes"),
                                               ("", 1, "has '' nodes")])
 def test_restore_rehearsal_fails_unless_the_restored_graph_has_nodes(tmp_path, nodes, code, words):
-    result = run("neo4j_restore_rehearsal.sh", tmp_path, cypher_counting(nodes), {**BUCKET, "DATABASE": "neo4j"})
+    result = rehearse(tmp_path, nodes=nodes, answers_after=2)
     assert result.returncode == code, result.stdout + result.stderr
     assert words in result.stdout
     log = calls(tmp_path)
-    assert "database restore --from-path=s3://intelgraph-prod-neo4j-backups-ae6dc970/neo4j/" in log
+    # one artifact and the database name: neo4j-admin allows the name only with a single artifact
+    assert f"database restore --from-path=s3://intelgraph-prod-neo4j-backups-ae6dc970/{ARTIFACT} " in log
+    assert log.rstrip().splitlines()[0].endswith(" neo4j")
+    assert log.index("neo4j-admin database restore") < log.index("neo4j start")
     assert "neo4j stop" in log  # the throwaway instance is always stopped
+
+
+def test_rehearsal_config_is_the_images_own_with_overrides(tmp_path):
+    """The 8-line neo4j.conf it used to write dropped every server.jvm.additional line: on JDK 17
+    Neo4j 5 then dies without its --add-opens (the stand-ins exit 72 on that)."""
+    result = rehearse(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
     conf = (tmp_path / "scratch" / "conf" / "neo4j.conf").read_text()
-    assert "server.default_listen_address=127.0.0.1" in conf
+    assert conf.count("server.jvm.additional=") == IMAGE_CONF.count("server.jvm.additional=")
+    assert "server.default_listen_address=0.0.0.0" not in conf  # overridden, not duplicated
+    assert "server.directories.import=import" in conf  # everything else stays the image's
+
+
+@pytest.mark.parametrize("tools,words", [
+    ({"admin_exit": 1}, None),  # a failed restore: the server is never started on an empty store
+    ({"start_exit": 1}, None),
+    ({"answers_after": 99}, "never answered"),
+])
+def test_a_failing_step_fails_the_rehearsal(tmp_path, tools, words):
+    result = run("neo4j_restore_rehearsal.sh", tmp_path, rehearsal_tools(tmp_path, **tools),
+                 {**rehearsal_env(tmp_path), "START_ATTEMPTS": "3"})
+    assert result.returncode != 0, result.stdout
+    if words:
+        assert words in result.stdout
+    if tools.get("admin_exit"):
+        assert "neo4j start" not in calls(tmp_path)

@@ -21,8 +21,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import settings
 from components.neo4j_snapshots import SCRIPT, data_claim, restore_claim
-from synth import helm
+from synth import engine, helm
 from synth.export import kubernetes_objects
 from tests.conftest import synthesized
 
@@ -238,10 +239,11 @@ def test_the_restore_claim_is_what_the_release_adopts_and_validates():
 
 def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
     policy = objects("prod")[("NetworkPolicy", "graph-neo4j-snapshots-api")]
-    assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "graph-volume-snapshots"}
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"intelgraph.io/job": "graph-volume-snapshots"}
     [rule] = policy["spec"]["egress"]
     assert [p["port"] for p in rule["ports"]] == [443]
-    assert {b["ipBlock"]["cidr"] for b in rule["to"]} == {"10.40.0.0/28", "10.40.0.16/28"}
+    kubernetes = settings.validate(engine.stack_config("prod")).kubernetes
+    assert {b["ipBlock"]["cidr"] for b in rule["to"]} == {f"{kubernetes.api_service_ip}/32", *kubernetes.api_server_cidrs}
 
 
 def test_the_readme_restore_path_is_valid_and_is_what_the_code_builds():
@@ -261,3 +263,27 @@ def test_the_readme_restore_path_is_valid_and_is_what_the_code_builds():
     assert claim == restore_claim("graph-server-1", "graph", snapshot["metadata"]["name"],
                                   volume["storageClassName"], volume["requests"]["storage"])
     assert claim["spec"]["dataSource"]["name"] == snapshot["metadata"]["name"]
+
+
+def test_network_config_analyzer_lets_the_snapshot_job_reach_the_api_and_nothing_of_the_servers(tmp_path):
+    """Judged by the real analyzer over the stack's policies and the CronJob's own pod labels."""
+    from tests.test_neo4j_flows import JOB, nca, to_servers
+
+    kubernetes = settings.validate(engine.stack_config("prod")).kubernetes
+    source = {JOB: "graph-volume-snapshots"}
+    api = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": f"snapshots-api-{i}", "namespace": "graph"},
+            "spec": {"podSelector": {"matchLabels": source}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": 443}]}]}}
+           for i, cidr in enumerate([f"{kubernetes.api_service_ip}/32", *kubernetes.api_server_cidrs])]
+    for sub in ("permits", "forbids", "internet"):
+        (tmp_path / sub).mkdir()
+    permitted = nca(tmp_path / "permits", "permits", api)
+    assert permitted.returncode == 0, permitted.stdout + permitted.stderr
+    # and not the internet: the same question for another address is refused
+    internet = [{**api[0], "spec": {**api[0]["spec"], "egress": [
+        {"to": [{"ipBlock": {"cidr": "8.8.8.8/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}]}}]
+    assert nca(tmp_path / "internet", "permits", internet).returncode != 0
+    forbidden = nca(tmp_path / "forbids", "forbids", [to_servers("snapshots-never-reach-servers", source,
+                                                                 (6362, 7687, 5000, 6000, 7000, 7688))])
+    assert forbidden.returncode == 0, forbidden.stdout + forbidden.stderr

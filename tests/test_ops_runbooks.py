@@ -138,7 +138,7 @@ def test_stale_backup_fails(world, capsys, monkeypatch):
     monkeypatch.setattr(dr_readiness, "datetime", Clock)
     code, out = readiness(world, capsys)
     assert code == 1
-    assert "FAIL  backup-freshness intelgraph-prod-neo4j" in out and "limit 90 min" in out
+    assert "FAIL  backup-freshness intelgraph-prod-neo4j" in out and "limit 95 min" in out
 
 
 def test_bucket_without_replication_fails(world, capsys, outputs):

@@ -58,7 +58,7 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("s3-bucket-fully-hardened", "logs-backups-lifecycle", ":BucketLifecycleConfiguration",
      lambda e: e.update(type="aws:s3/other:Other"), "has no BucketLifecycleConfiguration"),
     ("s3-backup-replicated", "neo4j-backups-replication", ":BucketReplicationConfig",
-     lambda e: e["inputs"]["rules"][0].update(status="Disabled"), "does not replicate to another region"),
+     lambda e: e["outputs"]["rules"][0].update(status="Disabled"), "does not replicate to another region"),
     ("s3-backup-object-lock", "neo4j-backups-object-lock", ":BucketObjectLockConfiguration",
      lambda e: e.update(type="aws:s3/other:Other"), "has no Object Lock"),
     ("rds-encrypted-customer-key", "intelgraph-pg-primary", ":Instance",
@@ -76,7 +76,7 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("rds-multi-az", "intelgraph-pg-primary", ":Instance",
      lambda e: e["inputs"].update(multiAz=False), "multiAz: true"),
     ("dr-replica-cross-region", "intelgraph-pg-replica", ":Instance",
-     lambda e: e["inputs"].update(region="us-east-1"), "has no read replica in another region"),
+     lambda e: e["outputs"].update(region="us-east-1"), "has no read replica in another region"),
     ("route53-primary-health-check", "api-failover-primary", ":Record",
      lambda e: e["inputs"].pop("healthCheckId"), "Set healthCheckId"),
     ("k8s-image-pinned", "redis", ":StatefulSet",
@@ -102,6 +102,8 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      lambda e: e["inputs"]["spec"].update(concurrencyPolicy="Allow"), "concurrencyPolicy: Forbid"),
     ("k8s-secret-no-aws-keys", "neo4j-auth", ":Secret",
      lambda e: e["inputs"].update(stringData={"AWS_ACCESS_KEY_ID": "AKIAABCDEFGHIJKLMNOP"}), "IRSA role"),
+    ("k8s-secret-generated", "redis-password", ":RandomPassword",
+     lambda e: e.update(type="aws:iam/accessKey:AccessKey"), "holds the AWS access key redis-password"),
     ("k8s-secret-no-placeholders", "redis-auth", ":Secret",
      lambda e: e["inputs"].update(stringData={"password": "<ssm:redis/password>"}), "placeholder"),
     ("k8s-ingress-tls", "api", ":Ingress", lambda e: e["inputs"]["spec"].pop("tls"), "Add spec.tls"),
@@ -113,7 +115,7 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("k8s-namespace-default-deny", "cache-default-deny", ":NetworkPolicy",
      lambda e: e.update(type="kubernetes:core/v1:ConfigMap"), "without a default-deny egress"),
     ("neo4j-min-primaries", "graph-server-3", ":Release",
-     lambda e: e["inputs"]["values"]["config"].update({"initial.server.mode_constraint": "SECONDARY"}),
+     lambda e: e["outputs"]["values"]["config"].update({"initial.server.mode_constraint": "SECONDARY"}),
      "has 2 primaries; run at least 3"),
     ("dr-budget-within-targets", "intelgraph-platform-prod", ":Stack",
      lambda e: e["outputs"]["drBudget"][0].update(targetSeconds=300), "exceeds its target 300s"),
@@ -121,7 +123,7 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
 
 
 def test_every_rule_has_a_breaking_case():
-    covered = {b[0] for b in BREAKS} | {"policy-exceptions-valid"}  # tested below with files
+    covered = {b[0] for b in BREAKS} | {"policy-exceptions-valid", "policy-exceptions-in-use"}  # tested with files
     assert covered == set(BY_NAME)
 
 
@@ -153,7 +155,8 @@ def test_real_stacks_have_no_mandatory_violation_and_every_rule_runs(stack):
 def test_stage_relaxes_exactly_the_prod_only_rules():
     report = policy_runner.evaluate(export.to_export(synthesized("stage")), "stage")
     advisory = {v.policy for v in report.verdicts if v.level == "advisory"}
-    assert advisory == {"rds-deletion-protection", "rds-multi-az", "s3-backup-object-lock", "neo4j-min-primaries"}
+    assert advisory == {"rds-deletion-protection", "rds-multi-az", "s3-backup-object-lock", "neo4j-min-primaries",
+                        "policy-exceptions-in-use"}
     assert {p for p, _ in report.advisory_violations} == {"rds-deletion-protection", "rds-multi-az",
                                                            "s3-backup-object-lock"}
 

@@ -239,3 +239,34 @@ def test_dashboard_loads_and_every_panel_queries_a_real_metric(prod):
                                    re.sub(r'"[^"]*"', "", target["expr"]))) - PROMQL_WORDS
             assert names, target["expr"]
             assert names <= EXPORTED | recorded, (panel["title"], names - EXPORTED - recorded)
+
+
+def statefulset_and_config(synthesis) -> tuple[dict, dict]:
+    statefulset = synthesis.named("redis", "kubernetes:apps/v1:StatefulSet").inputs
+    config = synthesis.named("redis-config", "kubernetes:core/v1:ConfigMap").inputs
+    return statefulset, config
+
+
+def test_a_changed_redis_conf_rolls_the_statefulset(prod):
+    """redis.conf is a subPath mount: the kubelet never refreshes it (Kubernetes docs, ConfigMaps:
+    subPath mounts receive no updates), and redis-server reads it only at start. The pod template
+    carries the file's digest, so a changed file changes the template and the StatefulSet
+    controller replaces the pods one by one (its default RollingUpdate strategy)."""
+    import hashlib
+
+    from synth import engine
+    from tests.conftest import config_with
+
+    statefulset, config = statefulset_and_config(prod)
+    [mount] = [m for m in statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+               if m["name"] == "config"]
+    assert mount["subPath"] == "redis.conf"
+    digest = statefulset["spec"]["template"]["metadata"]["annotations"]["intelgraph.io/redis-conf-sha256"]
+    assert digest == hashlib.sha256(config["data"]["redis.conf"].encode()).hexdigest()
+    assert statefulset["spec"].get("updateStrategy", {"type": "RollingUpdate"})["type"] == "RollingUpdate"
+
+    changed = engine.synthesize("prod", config_with("prod", {"redis.maxmemoryPolicy": "allkeys-lfu"}))
+    changed_set, changed_config = statefulset_and_config(changed)
+    assert changed_config["data"]["redis.conf"] != config["data"]["redis.conf"]
+    before = statefulset["spec"]["template"]["metadata"]["annotations"]
+    assert changed_set["spec"]["template"]["metadata"]["annotations"] != before

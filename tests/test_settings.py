@@ -59,6 +59,18 @@ BAD_CONFIGS = [
      "egress.allowlist.0.cidr", "whole internet"),
     ("cpu limit below request", {"neo4j.resources.cpuLimit": "100m"}, (), "neo4j.resources.cpuLimit",
      "at least cpuRequest"),
+    # lifecycle expiry counts objects, not chains: it must stay behind whole-chain retention
+    ("expiry inside a kept chain", {"backups.neo4j.expirationDays": 36, "backups.neo4j.retentionDays": 30,
+                                    "backups.neo4j.transitionDays": 20, "backups.neo4j.chainDays": 7,
+                                    "backups.neo4j.objectLock": None},
+     (), "backups.neo4j", "greater than chainDays + retentionDays + 1 = 38"),
+    # the `kubernetes` Service takes the first address of the service CIDR
+    ("api service ip not the first", {"kubernetes.apiServiceIp": "172.20.0.10"}, (), "kubernetes.apiServiceIp",
+     "first (.1) address"),
+    ("api service ip in words", {"kubernetes.apiServiceIp": "kubernetes.default"}, (), "kubernetes.apiServiceIp",
+     "not an IPv4 address"),
+    ("chain longer than a week", {"backups.neo4j.chainDays": 8}, (), "backups.neo4j.chainDays",
+     "less than or equal to 7"),
 ]
 
 

@@ -150,15 +150,13 @@ def test_the_plan_step_fails_a_stateful_delete_until_a_name_approves_it(tmp_path
         for stack in ("stage", "prod"):
             (tmp_path / side / stack).mkdir(parents=True)
             (tmp_path / side / stack / "stack.json").write_text(json.dumps(doc))
-    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    (tmp_path / "synth").symlink_to(ROOT / "synth")
-    (tmp_path / "components").symlink_to(ROOT / "components")
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")  # the checkout's own venv, the program on PYTHONPATH
     script = _step(load("preview.yml")["jobs"]["plan"], "Plan of both stacks")["run"]
     for approver, status in (("", "1"), ("bob", "0")):
         output, summary = tmp_path / f"out-{status}", tmp_path / f"summary-{status}"
         (tmp_path / "plan.md").unlink(missing_ok=True)
         result = _bash(script, tmp_path, {"APPROVER": approver, "GITHUB_OUTPUT": str(output),
-                                          "GITHUB_STEP_SUMMARY": str(summary)})
+                                          "GITHUB_STEP_SUMMARY": str(summary), "PYTHONPATH": str(ROOT)})
         assert result.returncode == 0, result.stderr  # the verdict goes to the gate step, after the comment
         assert output.read_text() == f"status={status}\n"
         text = summary.read_text()

@@ -1,11 +1,9 @@
 #!/bin/bash
-# Fails when the newest backup under the prefix is older than MAX_AGE_SECONDS (the schedule
-# interval plus slack). Age, not mere existence: a backup job that silently stopped must page.
-set -euo pipefail
+# Fails when the newest backup under the prefix is older than MAX_AGE_SECONDS (the longest gap
+# between backups plus slack). Age, not mere existence: a backup job that silently stopped must page.
 : "${BACKUP_BUCKET:?}" "${BACKUP_PREFIX:?}" "${MAX_AGE_SECONDS:?}"
-newest=$(aws s3api list-objects-v2 --bucket "${BACKUP_BUCKET}" --prefix "${BACKUP_PREFIX}" \
-  --query 'max_by(Contents, &LastModified).LastModified' --output text)
-if [ -z "${newest}" ] || [ "${newest}" = "None" ]; then
+newest=$(s3_max "${BACKUP_PREFIX}" 'max_by(Contents || `[]`, &LastModified).LastModified')
+if [ -z "${newest}" ]; then
   echo "FAILED: no backup at all under s3://${BACKUP_BUCKET}/${BACKUP_PREFIX}"
   exit 1
 fi

@@ -19,6 +19,15 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import (
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+)
 
 from . import exceptions
 
@@ -38,14 +47,21 @@ def resource_rule(
     """Turn ``check(props, args) -> messages`` into a policy that only looks at ``types``.
 
     ``config`` is a JSON schema of the rule's settings (with defaults), set per stack through
-    the pack config. A violation on a resource with a valid exception is waived.
+    the pack config. A violation on a resource with a valid exception is waived: the engine hears
+    "not applicable" with the waiver as the reason (and the stack rule policy-exceptions-in-use
+    shows every waiver in force as an advisory message in the preview).
     """
 
     def decorate(check: ResourceCheck) -> ResourceValidationPolicy:
         def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-            if args.resource_type in types and not exceptions.waived(name, args.urn):
-                for message in check(args.props, args):
-                    report_violation(message, None)
+            if args.resource_type not in types:
+                return
+            messages = list(check(args.props, args))
+            waiver = exceptions.waiver(name, args.urn) if messages else None
+            if waiver is not None:
+                args.not_applicable(exceptions.describe(waiver))
+            for message in messages:
+                report_violation(message, None)
 
         return ResourceValidationPolicy(name, description, validate, enforcement_level=level,
                                         config_schema=_schema(config))
@@ -61,14 +77,24 @@ def stack_rule(
 
     def decorate(check: StackCheck) -> StackValidationPolicy:
         def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+            # An offline runner may listen for waived findings; the engine's args have no such hook.
+            report_waived = getattr(args, "report_waived", None)
             for message, urn in check(list(args.resources), args):
-                if not exceptions.waived(name, urn):
+                waiver = exceptions.waiver(name, urn)
+                if waiver is None:
                     report_violation(message, urn)
+                elif report_waived is not None:
+                    report_waived(urn, exceptions.describe(waiver))
 
         return StackValidationPolicy(name, description, validate, enforcement_level=level,
                                      config_schema=_schema(config))
 
     return decorate
+
+
+def number(value: Any) -> Any:
+    """A number for a message: the engine sends every number as a float (14.0); say 14."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def setting(args: Any, key: str, schema: dict[str, dict]) -> Any:
@@ -78,11 +104,56 @@ def setting(args: Any, key: str, schema: dict[str, dict]) -> Any:
 
 def region_of(resource: Any) -> Optional[str]:
     """A resource's region: its own ``region`` (pulumi-aws v7), else its provider's."""
-    own = dig(resource.props, "region")
-    if own:
+    own = peek(resource.props, "region")  # unknown at preview when not set: the provider's region
+    if own and not is_unknown(own):
         return own
     provider = getattr(resource, "provider", None)
     return dig(provider.props, "region") if provider is not None else None
+
+
+UNKNOWNS = frozenset((UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, UNKNOWN_ARRAY_VALUE,
+                      UNKNOWN_ASSET_VALUE, UNKNOWN_ARCHIVE_VALUE, UNKNOWN_OBJECT_VALUE))
+
+
+def is_unknown(value: Any) -> bool:
+    return isinstance(value, str) and value in UNKNOWNS
+
+
+def _raw(value: Any) -> Any:
+    try:
+        return value["__target"]  # what the unknown-checking proxy wraps
+    except (KeyError, IndexError, TypeError):
+        return value
+
+
+def peek(props: Any, *path: Any, default: Any = None) -> Any:
+    """Like ``dig``, but an unknown value is returned (as its sentinel) instead of raising."""
+    value = _raw(props)
+    for key in path:
+        if is_unknown(value):
+            return value
+        try:
+            value = _raw(value[key])
+        except (KeyError, IndexError, TypeError):
+            return default
+    return value
+
+
+def present(props: Any, *path: Any) -> bool:
+    """Whether a value is set. During preview a value unknown to the engine is set: it can only be
+    an output of a resource this stack creates (a key's ARN, a health check's id), never missing.
+    An unknown object that would hold it proves nothing."""
+    if is_unknown(peek(props, *path)) and not is_unknown(peek(props, *path[:-1])):
+        return True
+    return bool(dig(props, *path))  # an unknown object around it: cannot tell yet (raises)
+
+
+def depends_on(resource: Any, key: str, resource_type: str) -> list:
+    """The resources of ``resource_type`` that the property ``key`` comes from (the engine sends
+    property dependencies to stack policies): how a stack rule follows a reference at preview,
+    when the ARN or name it carries is still unknown."""
+    return [d for d in (getattr(resource, "property_dependencies", {}) or {}).get(key, [])
+            if d.resource_type == resource_type]
 
 
 def dig(props: Any, *path: Any, default: Any = None) -> Any:

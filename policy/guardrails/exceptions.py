@@ -74,7 +74,6 @@ def load(path: Path = FILE, today: Optional[date] = None) -> Loaded:
 
 
 _loaded: Optional[Loaded] = None
-WAIVED: list[tuple[str, str]] = []  # (policy, urn) waived in this process, for reports
 
 
 def current() -> Loaded:
@@ -90,9 +89,17 @@ def use(loaded: Optional[Loaded]) -> None:
     _loaded = loaded
 
 
-def waived(policy: str, urn: Optional[str]) -> bool:
+def waiver(policy: str, urn: Optional[str]) -> Optional[Exception_]:
+    """The valid exception that waives ``policy`` for the resource at ``urn``, if any. Pure: the
+    pack serves many evaluations in one process, so nothing is remembered between calls."""
     name = urn.rsplit("::", 1)[-1] if urn else None
-    if name and any(e.policy == policy and e.resource == name for e in current().valid):
-        WAIVED.append((policy, urn))
-        return True
-    return False
+    return next((e for e in current().valid if name and e.policy == policy and e.resource == name), None)
+
+
+def waived(policy: str, urn: Optional[str]) -> bool:
+    return waiver(policy, urn) is not None
+
+
+def describe(e: Exception_) -> str:
+    return (f"waived by policy/exceptions.yaml until {e.expires}: {e.reason} "
+            f"(approved by {e.approver})")

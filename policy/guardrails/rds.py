@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel
 
-from ._rules import dig, resource_rule, setting
+from ._rules import dig, number, present, resource_rule, setting
 
 INSTANCE = "aws:rds/instance:Instance"
 RETENTION = {"minimumDays": {"type": "integer", "minimum": 1, "maximum": 35, "default": 7}}
 
 
 def is_replica(props) -> bool:
-    return bool(dig(props, "replicateSourceDb"))
+    return present(props, "replicateSourceDb")  # unknown at preview: the primary's ARN, still a replica
 
 
 @resource_rule("rds-encrypted-customer-key", "RDS storage is encrypted with a customer-managed KMS key.",
@@ -21,7 +21,7 @@ def encrypted(props, args):
     # A cross-region replica inherits encryption; its kmsKeyId must name a key in its own region.
     if not is_replica(props) and dig(props, "storageEncrypted") is not True:
         yield "Set storageEncrypted: true."
-    if not dig(props, "kmsKeyId"):
+    if not present(props, "kmsKeyId"):
         yield "Set kmsKeyId to a customer-managed KMS key ARN (the aws/rds key cannot be shared or audited)."
 
 
@@ -37,7 +37,7 @@ def retention(props, args):
     minimum = setting(args, "minimumDays", RETENTION)
     days = dig(props, "backupRetentionPeriod", default=0)
     if not is_replica(props) and days < minimum:
-        yield f"backupRetentionPeriod is {days}; set it to at least {minimum} days."
+        yield f"backupRetentionPeriod is {number(days)}; set it to at least {number(minimum)} days."
 
 
 @resource_rule("rds-managed-password", "The master password is managed by Secrets Manager, never in code or state.",

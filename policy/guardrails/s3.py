@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ._rules import dig, each, resource_rule, stack_rule
+from ._rules import depends_on, dig, each, is_unknown, peek, present, resource_rule, stack_rule
 
 BUCKET = "aws:s3/bucket:Bucket"
 ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
@@ -31,7 +31,7 @@ def sse_kms(props, args):
         if dig(default, "sseAlgorithm") not in ("aws:kms", "aws:kms:dsse"):
             yield (f"sseAlgorithm is {dig(default, 'sseAlgorithm')!r}; set it to 'aws:kms' "
                    "(SSE-S3 keys cannot be scoped or audited per bucket).")
-        elif not dig(default, "kmsMasterKeyId"):
+        elif not present(default, "kmsMasterKeyId"):
             yield "Set kmsMasterKeyId to a customer-managed KMS key ARN (not the aws/s3 key)."
         if dig(rule, "bucketKeyEnabled") is not True:
             yield "Set bucketKeyEnabled: true (cuts KMS requests and cost for large objects)."
@@ -85,27 +85,39 @@ def lifecycle(props, args):
                "and deleted objects otherwise stay forever.")
 
 
-def _bucket_name(resource) -> str | None:
-    return dig(resource.props, "bucket")
+def bucket_of(resource, buckets: list) -> object | None:
+    """The Bucket a sub-configuration (versioning, policy, replication...) belongs to: the one its
+    ``bucket`` property comes from, or, for a name given as text, the bucket of that name."""
+    [source, *_] = depends_on(resource, "bucket", BUCKET) or [None]
+    if source is not None:
+        return source
+    name = peek(resource.props, "bucket")
+    return next((b for b in buckets if not is_unknown(name) and peek(b.props, "bucket") == name), None)
+
+
+def label(bucket) -> str:
+    """A bucket's name for a message: its physical name, or its logical name while unknown."""
+    name = peek(bucket.props, "bucket")
+    return bucket.name if not name or is_unknown(name) else name
 
 
 @stack_rule("s3-bucket-fully-hardened",
             "Every bucket has encryption, versioning, a public-access block, a TLS-only policy and a lifecycle.")
 def bucket_hardened(resources, args):
+    buckets = [r for r in resources if r.resource_type == BUCKET]
     companions: dict[str, set[str]] = {}
     for r in resources:
         if r.resource_type in (ENCRYPTION, VERSIONING, PUBLIC_ACCESS, POLICY, LIFECYCLE):
-            companions.setdefault(_bucket_name(r), set()).add(r.resource_type)
+            owner = bucket_of(r, buckets)
+            companions.setdefault(owner.urn if owner else None, set()).add(r.resource_type)
     required = {ENCRYPTION: "BucketServerSideEncryptionConfiguration", VERSIONING: "BucketVersioning",
                 PUBLIC_ACCESS: "BucketPublicAccessBlock", POLICY: "BucketPolicy (TLS-only)",
                 LIFECYCLE: "BucketLifecycleConfiguration"}
-    for r in resources:
-        if r.resource_type != BUCKET:
-            continue
-        present = companions.get(_bucket_name(r), set())
-        missing = [label for type_, label in required.items() if type_ not in present]
+    for r in buckets:
+        attached = companions.get(r.urn, set())
+        missing = [text for type_, text in required.items() if type_ not in attached]
         if missing:
-            yield (f"Bucket {_bucket_name(r) or r.name} has no {', '.join(missing)}; use the "
+            yield (f"Bucket {label(r)} has no {', '.join(missing)}; use the "
                    "BackupBucket component or add them.", r.urn)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pulumi_policy import EnforcementLevel
 
 from . import exceptions
-from ._rules import dig, each, region_of, setting, stack_rule
+from ._rules import depends_on, dig, each, is_unknown, number, peek, region_of, setting, stack_rule
 from .kubernetes import WORKLOADS
 from .rds import INSTANCE, is_replica
-from .s3 import BUCKET
+from .s3 import BUCKET, bucket_of, label
 
 REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
 OBJECT_LOCK = "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
@@ -19,8 +19,14 @@ STACK = "pulumi:pulumi:Stack"
 PRIMARIES = {"minimum": {"type": "integer", "minimum": 1, "default": 3}}
 
 
-def _arn(resource) -> str:
-    return dig(resource.props, "arn") or ""
+def _source_db(replica, instances: list):
+    """The primary a replica replicates: the instance its replicateSourceDb comes from (known at
+    preview, when the ARN is not), or the one whose ARN or identifier it names."""
+    [source, *_] = depends_on(replica, "replicateSourceDb", INSTANCE) or [None]
+    if source is not None:
+        return source
+    named = peek(replica.props, "replicateSourceDb")
+    return next((i for i in instances if not is_unknown(named) and named in (peek(i.props, "arn"), i.name)), None)
 
 
 def _is_backup_bucket(bucket) -> bool:
@@ -31,7 +37,7 @@ def _is_backup_bucket(bucket) -> bool:
 def replica_cross_region(resources, args):
     instances = [r for r in resources if r.resource_type == INSTANCE]
     for primary in (r for r in instances if not is_replica(r.props)):
-        replicas = [r for r in instances if dig(r.props, "replicateSourceDb") in (_arn(primary), primary.name)]
+        replicas = [r for r in instances if is_replica(r.props) and _source_db(r, instances) is primary]
         elsewhere = [r for r in replicas if region_of(r) and region_of(r) != region_of(primary)]
         if not elsewhere:
             yield (f"RDS primary {primary.name} ({region_of(primary)}) has no read replica in another region; "
@@ -40,30 +46,33 @@ def replica_cross_region(resources, args):
 
 @stack_rule("s3-backup-replicated", "Backup buckets replicate to a bucket in another region.")
 def backup_replicated(resources, args):
-    buckets = {dig(b.props, "bucket"): b for b in resources if b.resource_type == BUCKET}
-    by_arn = {_arn(b): b for b in buckets.values()}
-    replicated, twins = set(), set()  # sources replicating elsewhere; their DR twins
+    buckets = [b for b in resources if b.resource_type == BUCKET]
+    replicated, twins = set(), set()  # URNs of sources replicating elsewhere; of their DR twins
     for config in (r for r in resources if r.resource_type == REPLICATION):
-        source = buckets.get(dig(config.props, "bucket"))
+        source = bucket_of(config, buckets)
+        # a destination is the bucket its ARN names, or (unknown at preview) the one it comes from
+        referenced = [b for b in depends_on(config, "rules", BUCKET) if b is not source]
         for rule in each(config.props, "rules"):
-            target = by_arn.get(dig(rule, "destination", "bucket"))
+            arn = peek(rule, "destination", "bucket")
+            named = [b for b in buckets if not is_unknown(arn) and peek(b.props, "arn") == arn]
+            target = (named or (referenced if is_unknown(arn) else []) or [None])[0]
             if target is not None:
-                twins.add(dig(target.props, "bucket"))
+                twins.add(target.urn)
             if source and target and dig(rule, "status") == "Enabled" and region_of(target) != region_of(source):
-                replicated.add(dig(source.props, "bucket"))
-    for name, bucket in buckets.items():
-        if _is_backup_bucket(bucket) and name not in replicated and name not in twins:
-            yield (f"Backup bucket {name} does not replicate to another region; add a BucketReplicationConfig "
+                replicated.add(source.urn)
+    for bucket in buckets:
+        if _is_backup_bucket(bucket) and bucket.urn not in replicated and bucket.urn not in twins:
+            yield (f"Backup bucket {label(bucket)} does not replicate to another region; add a BucketReplicationConfig "
                    "to a versioned twin bucket created with the DR-region provider.", bucket.urn)
 
 
 @stack_rule("s3-backup-object-lock", "Backup buckets lock their objects against deletion (prod).")
 def backup_object_lock(resources, args):
-    locked = {dig(r.props, "bucket") for r in resources if r.resource_type == OBJECT_LOCK}
-    for bucket in (r for r in resources if r.resource_type == BUCKET and _is_backup_bucket(r)):
-        name = dig(bucket.props, "bucket")
-        if dig(bucket.props, "objectLockEnabled") is not True or name not in locked:
-            yield (f"Backup bucket {name} has no Object Lock; create it with object_lock_enabled and add a "
+    buckets = [r for r in resources if r.resource_type == BUCKET]
+    locked = {getattr(bucket_of(r, buckets), "urn", None) for r in resources if r.resource_type == OBJECT_LOCK}
+    for bucket in (b for b in buckets if _is_backup_bucket(b)):
+        if dig(bucket.props, "objectLockEnabled") is not True or bucket.urn not in locked:
+            yield (f"Backup bucket {label(bucket)} has no Object Lock; create it with object_lock_enabled and add a "
                    "BucketObjectLockConfiguration (ransomware cannot delete locked backups).", bucket.urn)
 
 
@@ -118,7 +127,7 @@ def neo4j_primaries(resources, args):
             clusters.setdefault(name, [])
     for name, primaries in clusters.items():
         if len(primaries) < minimum:
-            yield (f"Neo4j cluster {name} has {len(primaries)} primaries; run at least {minimum} "
+            yield (f"Neo4j cluster {name} has {len(primaries)} primaries; run at least {number(minimum)} "
                    "(one Helm release per primary) so a failure keeps write quorum.", None)
 
 
@@ -128,9 +137,10 @@ def dr_budget(resources, args):
         for row in each(stack.props, "drBudget"):
             bound, target = dig(row, "boundSeconds"), dig(row, "targetSeconds")
             if bound is not None and target is not None and bound > target:
-                terms = ", ".join(f"{k} {v}s" for k, v in (dig(row, "terms") or {}).items())
-                yield (f"{dig(row, 'datastore')} {dig(row, 'objective')} bound {bound}s exceeds its target "
-                       f"{target}s ({terms}); shorten those terms or renegotiate the target.", stack.urn)
+                # sorted: an object's keys reach the pack in no particular order (a protobuf Struct)
+                terms = ", ".join(f"{k} {number(v)}s" for k, v in sorted((dig(row, "terms") or {}).items()))
+                yield (f"{dig(row, 'datastore')} {dig(row, 'objective')} bound {number(bound)}s exceeds its target "
+                       f"{number(target)}s ({terms}); shorten those terms or renegotiate the target.", stack.urn)
 
 
 @stack_rule("policy-exceptions-valid", "Every exception in policy/exceptions.yaml is well-formed and unexpired.",
@@ -140,5 +150,19 @@ def exceptions_valid(resources, args):
         yield problem, None
 
 
+@stack_rule("policy-exceptions-in-use", "Every exception in force is shown where reviewers look: the preview.",
+            level=EnforcementLevel.ADVISORY)
+def exceptions_in_use(resources, args):
+    # A waived violation is otherwise silent under the engine (it only hears "not applicable"),
+    # so each waiver in force is an advisory message naming the resource, the reason and the date.
+    for e in exceptions.current().valid:
+        matched = [r for r in resources if r.name == e.resource]
+        for r in matched:
+            yield f"{e.policy} on {e.resource}: {exceptions.describe(e)}", r.urn
+        if not matched:
+            yield (f"The exception for {e.policy} on {e.resource} matches no resource of this stack; "
+                   "delete it from policy/exceptions.yaml.", None)
+
+
 POLICIES = [replica_cross_region, backup_replicated, backup_object_lock, namespaces_closed, neo4j_primaries,
-            dr_budget, exceptions_valid]
+            dr_budget, exceptions_valid, exceptions_in_use]

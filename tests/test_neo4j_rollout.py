@@ -1,0 +1,126 @@
+"""Neo4j upgrades roll one server at a time, secondaries first, each waiting for the previous one to
+be ready again, and the first install still forms the cluster.
+
+The facts the design rests on, and where they come from:
+* Pulumi docs, "dependsOn": the option orders creation, update and deletion; an update of a
+  resource starts only when its dependencies' steps are done.
+* pulumi-kubernetes helm.v3.Release ``skip_await``: false (the default) waits until every
+  resource of the release is ready, as ``helm --wait``; Helm's StatefulSet check
+  (pkg/kube/ready.go) wants the new generation observed and every replica updated and ready.
+* The chart sets ``dbms.cluster.minimum_initial_system_primaries_count`` to minimumClusterSize
+  (templates/neo4j-config.yaml): no server of a new cluster is ready before that many primaries
+  run, so a waited chain deadlocks on first install.
+* Pulumi docs, "ignoreChanges": an ignored property keeps its value from the state; the program's
+  value is used only when there is none (creation). That is how the program knows which run
+  created the cluster.
+
+The proof is over what the program registers (the dependencies the engine orders by), once for a
+new stack and once for a stack whose cluster already exists (the marker's state from an earlier
+run, as the engine would hand it back)."""
+
+from __future__ import annotations
+
+import pytest
+
+from synth import engine, helm
+from synth.mocks import PlatformMocks
+from tests.conftest import synthesized
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+MARKER = "neo4j-first-install"
+
+
+class _ExistingCluster(PlatformMocks):
+    """The engine's answer for a stack deployed before: the marker's keepers come from the state,
+    i.e. the token of the run that created it, not this run's."""
+
+    def new_resource(self, args):
+        resource_id, outputs = super().new_resource(args)
+        if args.name == MARKER:
+            outputs = {**outputs, "keepers": {"createdInRun": "token-of-an-earlier-run"}}
+        return resource_id, outputs
+
+
+class _Monitor(engine.RecordingMonitor):
+    """Also keeps each registration's ignoreChanges, which the records leave out."""
+
+    def __init__(self, mocks):
+        super().__init__(mocks)
+        self.ignore_changes: dict[str, list[str]] = {}
+
+    def RegisterResource(self, request):
+        self.ignore_changes[request.name] = list(request.ignoreChanges)
+        return super().RegisterResource(request)
+
+
+@pytest.fixture(scope="module")
+def upgrade():
+    """prod as a later `pulumi up` sees it: the cluster exists."""
+    config = engine.stack_config("prod")
+    aws = engine._decode_section(config["intelgraph-platform:aws"])
+    monitor = _Monitor(_ExistingCluster(account_id=aws["accountId"], default_region=aws["primaryRegion"]))
+    return engine.synthesize("prod", config, monitor=monitor), monitor
+
+
+def _releases(synthesis) -> dict[str, object]:
+    return {r.urn: r for r in synthesis.of_type(RELEASE)}
+
+
+def _order(synthesis) -> list[str]:
+    """The releases in the only order the engine can run them, from their dependencies; fails
+    unless the dependencies make one total order (then no two servers are ever in flight)."""
+    releases = _releases(synthesis)
+    before = {urn: {d for d in r.dependencies if d in releases} for urn, r in releases.items()}
+    order: list[str] = []
+    while before:
+        ready = [urn for urn, deps in before.items() if not deps - set(order)]
+        assert len(ready) == 1, f"these releases could update at the same time: {[releases[u].name for u in ready]}"
+        order.append(ready[0])
+        del before[ready[0]]
+    return [releases[urn].inputs["name"] for urn in order]
+
+
+def _secondaries(synthesis) -> set[str]:
+    return {r.inputs["name"] for r in synthesis.of_type(RELEASE)
+            if r.inputs["values"]["config"].get("initial.server.mode_constraint") == "SECONDARY"}
+
+
+@pytest.mark.parametrize("stack,expected", [
+    ("prod", ["graph-server-5", "graph-server-4", "graph-server-3", "graph-server-2", "graph-server-1"]),
+    ("stage", ["graph-server-3", "graph-server-2", "graph-server-1"]),
+])
+def test_releases_form_one_chain_secondaries_first(stack, expected):
+    synthesis = synthesized(stack)
+    order = _order(synthesis)
+    assert order == expected
+    secondaries = _secondaries(synthesis)
+    assert order[:len(secondaries)] == sorted(secondaries, reverse=True)  # every secondary before any primary
+
+
+def test_an_upgrade_waits_for_every_server_before_the_next(upgrade):
+    synthesis, _ = upgrade
+    assert _order(synthesis) == _order(synthesized("prod"))  # the same chain as on install
+    for release in synthesis.of_type(RELEASE):
+        assert release.inputs["skipAwait"] is False, release.name  # Helm waits: the next starts after
+        assert release.inputs["timeout"] >= 600
+
+
+def test_the_first_install_does_not_wait_so_the_cluster_can_form(prod):
+    # A new stack: the marker is created in this run. Waiting would deadlock: the head of the
+    # chain is a secondary (or, in stage, one primary) that cannot be ready before 3 primaries run,
+    # and those come after it in the chain.
+    releases = sorted(prod.of_type(RELEASE), key=lambda r: r.inputs["name"])
+    head = next(r for r in prod.of_type(RELEASE) if r.inputs["name"] == _order(prod)[0])
+    config = next(o for o in helm.render(head.inputs["name"], "graph", "neo4j", head.inputs["values"])
+                  if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-default-config"))["data"]
+    assert int(config["dbms.cluster.minimum_initial_system_primaries_count"]) == 3
+    assert all(r.inputs["skipAwait"] is True for r in releases)
+
+
+def test_the_marker_keeps_the_token_of_the_run_that_created_it(upgrade):
+    synthesis, monitor = upgrade
+    assert monitor.ignore_changes[MARKER] == ["keepers"]
+    marker = synthesis.named(MARKER, "random:index/randomId:RandomId")
+    releases = _releases(synthesis)
+    # every release reads the marker, so none can start before the engine knows which run this is
+    assert all(marker.urn in r.dependencies for r in releases.values())
