@@ -4,7 +4,7 @@ The chart turns NEO4J_AUTH into the *initial* password only; on a running cluste
 changes with `ALTER CURRENT USER SET PASSWORD` (Neo4j Operations Manual, "Manage users"). So a new
 epoch first runs a Job that changes it in the database (old -> new, through the cluster's Bolt
 routing address, on the system database), and only when that Job has completed - Pulumi waits for
-a Job to succeed - does the Secret that clients and the operations pod read flip to the new one.
+a Job to succeed - does the Secret that clients read flip to the new one.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Change the Neo4j admin password from the previous epoch's to the current one, before the Secret
-# that the chart's operations pod and every client read flips to it (the chart reads NEO4J_AUTH
+# that every client of the cluster reads flips to it (the chart reads NEO4J_AUTH
 # only to set the *initial* password: once the system database exists, only ALTER USER changes
 # it). Safe to run again: when the new password already works there is nothing to do.
 # Passwords travel in the environment (cypher-shell reads NEO4J_PASSWORD) and on stdin, never in
