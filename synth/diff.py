@@ -36,6 +36,12 @@ FORCE_NEW: dict[str, tuple[str, ...]] = {
                                        "spec.serviceName", "spec.volumeClaimTemplates"),
 }
 ORDER = {"replace": 0, "delete": 1, "create": 2, "update": 3}
+# The input that fixes a resource's physical name. Pulumi replaces create-first (Pulumi docs,
+# "deleteBeforeReplace"), so a replacement that keeps the name collides with the old resource and
+# fails half-way through the deploy.
+FIXED_NAME = {"aws:rds/instance:Instance": "identifier", "aws:s3/bucket:Bucket": "bucket",
+              "aws:rds/parameterGroup:ParameterGroup": "name", "aws:rds/subnetGroup:SubnetGroup": "name",
+              "aws:kms/alias:Alias": "name", "kubernetes:helm.sh/v3:Release": "name"}
 
 
 @dataclass
@@ -116,6 +122,11 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
         elif after.get("custom") and before.get("id") and after.get("id") and before["id"] != after["id"]:
             # the export's own word: the physical resource behind the URN is another one
             reason = f"the export's id changes ({before['id']} -> {after['id']})"
+        name_key = FIXED_NAME.get(after["type"])
+        fixed = name_key and after.get("inputs", {}).get(name_key)
+        if reason and fixed and fixed == before.get("inputs", {}).get(name_key):
+            reason += (f"; the fixed name {fixed!r} stays, so creating the replacement first fails: "
+                       "set deleteBeforeReplace or let Pulumi name it")
         if reason:
             changes.append(Change("replace", urn, after["type"], stateful, protected, changed, reason,
                                   source if source != urn else None))

@@ -71,8 +71,10 @@ def test_a_new_kms_key_on_the_database_is_a_replace_that_needs_a_named_approval(
     rekeyed = copy.deepcopy(DATABASE)
     rekeyed["inputs"]["kmsKeyId"] = "arn:aws:kms:us-east-1:1:key/b"
     found = changed(document(DATABASE), document(rekeyed))["pg-primary"]
-    assert (found.action, found.reason, found.stateful, found.protected) == (
-        "replace", "forced by kmsKeyId", True, True)
+    assert (found.action, found.stateful, found.protected) == ("replace", True, True)
+    # and the fixed identifier means the create-first replacement would fail half-way
+    assert found.reason == ("forced by kmsKeyId; the fixed name 'pg-primary' stays, so creating the "
+                            "replacement first fails: set deleteBeforeReplace or let Pulumi name it")
     code, out = run(document(DATABASE), document(rekeyed), tmp_path)
     assert code == 1 and "! replace " + DATABASE["urn"] in out and "Not approved" in out
     code, out = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "alice (platform lead)")
