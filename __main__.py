@@ -8,18 +8,23 @@ import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
 
 import settings
-from components import dr_budget
+from components import dr_budget, stateful
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
+from components.neo4j_password import rotation_flows
+from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
 from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
+# Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
+# is retained on delete and, in prod, protected (components/stateful.py).
+pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod))
 
 # --- providers: one per AWS region, one for the EKS cluster --------------------------------------
 aws_tags = {"tags": {"project": "intelgraph", "stack": pulumi.get_stack(), "managed-by": "pulumi"}}
@@ -87,6 +92,8 @@ namespace_flows = {
         cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip,
                       cfg.kubernetes.app_namespace, obs.prometheus_namespace)
         + backup_flows(neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), True)
+        + (rotation_flows(neo.cluster_name) if neo.password_epoch else ())
+        + snapshot_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip)
     ),
     neo.restore_namespace: backup_flows(
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
@@ -122,6 +129,7 @@ graph = Neo4jCluster(
         storage_size=neo.storage_size,
         prometheus_release_label=obs.prometheus_release_label,
         zones=tuple(neo.zones),
+        password_epoch=neo.password_epoch,
     ),
     opts=inside(neo.namespace),
 )
@@ -151,6 +159,20 @@ backup_args = Neo4jBackupArgs(
 )
 Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
 
+Neo4jSnapshots(
+    "neo4j-snapshots",
+    Neo4jSnapshotsArgs(
+        namespace=neo.namespace,
+        cluster_name=neo.cluster_name,
+        release_names=tuple(graph.release_names),
+        schedule=neo.volume_snapshots.schedule,
+        time_zone=neo.time_zone,
+        retain=neo.volume_snapshots.retain,
+        kubectl_image=neo.volume_snapshots.kubectl_image,
+    ),
+    opts=inside(neo.namespace),
+)
+
 # --- cache: Redis StatefulSet, exporter, SLO rules ------------------------------------------------
 RedisCache(
     "redis",
@@ -171,6 +193,8 @@ RedisCache(
         tcp_keepalive_seconds=rds.tcp_keepalive_seconds,
         slowlog_slower_than_micros=rds.slowlog_slower_than_micros,
         slowlog_max_len=rds.slowlog_max_len,
+        password_epoch=rds.password_rotation.epoch,
+        password_rollover=rds.password_rotation.rollover,
         prometheus_release_label=obs.prometheus_release_label,
     ),
     opts=inside(rds.namespace),
@@ -204,6 +228,8 @@ postgres = PostgresDr(
         database_insights=pg.database_insights,
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
         replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(),
+        master_secret_rotation_days=pg.master_secret_rotation_days,
+        major_upgrade=pg.major_upgrade is not None,
     ),
     opts=pulumi.ResourceOptions(provider=primary),
 )

@@ -301,6 +301,12 @@ class ResourceSettings(Model):
         return value
 
 
+class VolumeSnapshotSettings(Model):
+    schedule: Cron
+    retain: Annotated[int, Field(ge=1, le=100)]  # scheduled snapshots kept per server volume
+    kubectl_image: Image
+
+
 class Neo4jSettings(Model):
     namespace: K8sName
     cluster_name: K8sName
@@ -321,6 +327,9 @@ class Neo4jSettings(Model):
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)]
     restore_rehearsal_schedule: Cron
     time_zone: str = "Etc/UTC"
+    volume_snapshots: VolumeSnapshotSettings
+    # Raise by one to rotate the admin password (components/neo4j_password.py).
+    password_epoch: Annotated[int, Field(ge=0)] = 0
 
     # The chart clusters only from neo4j.minimumClusterSize >= 3 (templates/_helpers.tpl
     # "neo4j.isClusterEnabled"); below that every release is a standalone server.
@@ -358,6 +367,21 @@ class Neo4jSettings(Model):
         return value
 
 
+class RedisPasswordRotation(Model):
+    """Which password epoch is current, and which step of the roll to it this deploy is
+    (components/redis_auth.py: servers -> clients -> none)."""
+
+    epoch: Annotated[int, Field(ge=0)] = 0
+    rollover: Literal["none", "servers", "clients"] = "none"
+
+    @field_validator("rollover")
+    @classmethod
+    def _needs_previous(cls, value: str, info: ValidationInfo) -> str:
+        if value != "none" and info.data.get("epoch", 0) < 1:
+            raise ValueError("a rollover needs a previous password: set epoch to 1 or more")
+        return value
+
+
 class RedisSettings(Model):
     namespace: K8sName
     image: Image
@@ -375,6 +399,7 @@ class RedisSettings(Model):
     tcp_keepalive_seconds: Annotated[int, Field(ge=0, le=7200)]
     slowlog_slower_than_micros: Annotated[int, Field(ge=-1)]
     slowlog_max_len: Annotated[int, Field(ge=1, le=100000)]
+    password_rotation: RedisPasswordRotation = RedisPasswordRotation()
 
     @model_validator(mode="after")
     def _volume(self) -> "RedisSettings":
@@ -389,6 +414,26 @@ class RegionCidrs(Model):
 
 
 _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
+
+
+class PostgresMajorUpgrade(Model):
+    """A declared major version upgrade of the primary (and, with it, its replica). Check it first:
+    ``python -m ops.pg_major_upgrade`` verifies the preconditions and takes the snapshot named here."""
+
+    from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")]
+    # the manual snapshot taken just before (automated backups expire; a manual snapshot stays)
+    snapshot_identifier: Annotated[str, Field(pattern=r"^[a-zA-Z]([a-zA-Z0-9]|-[a-zA-Z0-9]){0,254}$")]
+    method: Literal["in-place", "blue-green"] = "in-place"
+
+    @field_validator("method")
+    @classmethod
+    def _path_this_topology_supports(cls, value: str) -> str:
+        if value == "blue-green":
+            raise ValueError(
+                "RDS blue/green deployments support neither Secrets Manager-managed master passwords nor "
+                "cross-Region read replicas (RDS User Guide, 'Limitations for blue/green deployments'), and "
+                "this primary has both; use in-place (RDS upgrades the read replica along with the primary)")
+        return value
 
 
 class PostgresSettings(Model):
@@ -411,6 +456,29 @@ class PostgresSettings(Model):
     final_snapshot: bool
     maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")]
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
+    # RDS's own default for its managed master secret; Secrets Manager allows 1-1000 days.
+    master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = 7
+    major_upgrade: Optional[PostgresMajorUpgrade] = None
+
+    @field_validator("major_upgrade")
+    @classmethod
+    def _one_major_step(cls, value: Optional[PostgresMajorUpgrade], info: ValidationInfo):
+        """The in-place path, one major version per change: RDS upgrades the cross-Region replica
+        with the primary, and the way back is the snapshot of the step before."""
+        target = info.data.get("engine_version")
+        if value is None or target is None:
+            return value
+        source, goal = int(value.from_version.split(".")[0]), int(target.split(".")[0])
+        if goal == source:
+            raise ValueError(f"engineVersion {target} is the same major version as fromVersion "
+                             f"{value.from_version}: not a major upgrade; remove majorUpgrade")
+        if goal < source:
+            raise ValueError(f"engineVersion {target} is older than fromVersion {value.from_version}: RDS "
+                             "cannot downgrade; restore the snapshot instead")
+        if goal != source + 1:
+            raise ValueError(f"{value.from_version} -> {target} skips a major version; upgrade one major "
+                             f"version per change: engineVersion {source + 1}.x first")
+        return value
 
     @model_validator(mode="after")
     def _version_matches_upgrade_policy(self) -> "PostgresSettings":

@@ -52,7 +52,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.egress_policy import Flow, Peer
-from components.kube import labels_for, pod_disruption_budget, prometheus_rule, service_monitor
+from components.kube import pod_disruption_budget, prometheus_rule, service_monitor
+from components.neo4j_password import admin_secret
 from components.validation import require
 
 CHART = "neo4j"
@@ -153,9 +154,12 @@ class Neo4jClusterArgs:
     storage_size: str
     prometheus_release_label: str
     zones: tuple[str, ...]
+    password_epoch: int = 0
 
     def __post_init__(self) -> None:
         problems = []
+        if self.password_epoch < 0:
+            problems.append("password_epoch cannot be negative")
         if self.primaries < 1:
             problems.append("primaries must be at least 1")
         if self.primaries == 2:
@@ -189,17 +193,11 @@ class Neo4jCluster(pulumi.ComponentResource):
         self._args = args
         self.plan = memory_plan(args.memory_bytes)
 
-        password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
         self.password_secret_name = f"{args.cluster_name}-auth"
-        auth = k8s.core.v1.Secret(
-            f"{name}-auth",
-            metadata={"name": self.password_secret_name, "namespace": args.namespace,
-                      "labels": labels_for(args.cluster_name, "auth")},
-            type="Opaque",
-            # The chart reads NEO4J_AUTH ("neo4j/<password>") from passwordFromSecret.
-            string_data={"NEO4J_AUTH": pulumi.Output.concat("neo4j/", password.result)},
-            opts=child,
-        )
+        # a new password epoch changes the password in the database before this Secret flips
+        auth = admin_secret(name, secret_name=self.password_secret_name, namespace=args.namespace,
+                            cluster_name=args.cluster_name, image=args.image, epoch=args.password_epoch,
+                            opts=child)
 
         # The client Service the chart calls <name>-lb-neo4j, owned here, once. The chart renders it
         # from every release only when its lookup finds none (templates/neo4j-loadbalancer.yaml):

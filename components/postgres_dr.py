@@ -66,6 +66,9 @@ class PostgresDrArgs:
     auto_minor_version_upgrade: bool = True  # then engine_version is the major version only
     database_name: str = "intelgraph"
     master_username: str = "intelgraph_admin"
+    master_secret_rotation_days: int = 7
+    # a declared major upgrade (settings: postgres.majorUpgrade; snapshot taken by ops.pg_major_upgrade)
+    major_upgrade: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -140,6 +143,9 @@ class PostgresDr(pulumi.ComponentResource):
             # Keep automated backups (and so PITR) even if the instance is deleted.
             delete_automated_backups=False,
             storage_encrypted=True,
+            # RDS refuses a new major engineVersion without AllowMajorVersionUpgrade; apply it now,
+            # right after the runbook's snapshot, not in some later maintenance window
+            **({"allow_major_version_upgrade": True, "apply_immediately": True} if args.major_upgrade else {}),
             **self._common(primary_region, monitoring_role),
             opts=primary_region.opts,
         )
@@ -192,6 +198,15 @@ class PostgresDr(pulumi.ComponentResource):
         self.replica_arn = replica.arn
         self.master_secret_arn = primary.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
         self.replica_kms_key_arn = dr_region.key.arn
+        # Managed rotation: Secrets Manager keeps the schedule of the RDS-managed secret and RDS
+        # changes the password, so no rotation Lambda (Secrets Manager User Guide, "Managed rotation").
+        aws.secretsmanager.SecretRotation(
+            f"{name}-master-secret-rotation",
+            secret_id=self.master_secret_arn,
+            rotation_rules={"automatically_after_days": args.master_secret_rotation_days},
+            rotate_immediately=False,
+            opts=primary_region.opts,
+        )
         self.register_outputs({
             "replicaKmsKeyArn": self.replica_kms_key_arn,
             "primaryEndpoint": self.primary_endpoint,

@@ -20,7 +20,6 @@ from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components.egress_policy import Flow, Peer
 from components.kube import (
@@ -32,6 +31,7 @@ from components.kube import (
     resources,
     service_monitor,
 )
+from components.redis_auth import EPOCHS_ANNOTATION, Rollover, accepted_epochs, redis_auth
 from components.validation import require
 
 PORT = 6379
@@ -76,9 +76,13 @@ class RedisCacheArgs:
     prometheus_release_label: str
     storage_class: Optional[str] = None
     storage_size: Optional[str] = None
+    password_epoch: int = 0
+    password_rollover: Rollover = "none"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.password_rollover != "none" and self.password_epoch < 1:
+            problems.append("password_rollover needs password_epoch >= 1 (a previous password)")
         if self.replicas < 1:
             problems.append("replicas must be at least 1")
         if self.persistence and not (self.storage_class and self.storage_size):
@@ -124,14 +128,15 @@ class RedisCache(pulumi.ComponentResource):
         selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "cache"}
         labels = labels_for(name, "cache")
 
-        password = random.RandomPassword(f"{name}-password", length=40, special=False, opts=child)
+        # clients read "password"; the server's ACL may accept two during a rotation (redis_auth)
+        auth = redis_auth(name, args.password_epoch, args.password_rollover, child)
         secret = k8s.core.v1.Secret(
             f"{name}-auth",
             metadata={"name": f"{name}-auth", "namespace": args.namespace, "labels": labels},
             type="Opaque",
             string_data={
-                "password": password.result,
-                "auth.conf": pulumi.Output.concat("requirepass ", password.result, "\n"),
+                "password": auth.client_password,
+                "auth.conf": auth.auth_conf,
             },
             opts=child,
         )
@@ -219,7 +224,9 @@ class RedisCache(pulumi.ComponentResource):
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": {**labels, **selector},
-                             "annotations": {CONFIG_DIGEST: hashlib.sha256(redis_conf(args).encode()).hexdigest()}},
+                             "annotations": {CONFIG_DIGEST: hashlib.sha256(redis_conf(args).encode()).hexdigest(),
+                                             EPOCHS_ANNOTATION: ",".join(map(str, accepted_epochs(
+                                                 args.password_epoch, args.password_rollover)))}},
                 "spec": {
                     "securityContext": pod_security_context(REDIS_UID),
                     "automountServiceAccountToken": False,

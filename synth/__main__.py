@@ -1,4 +1,5 @@
 """python -m synth --stack <stage|prod> [--out DIR] [--preview]   |   python -m synth check FILE [--stack S]
+   |   python -m synth diff OLD.json NEW.json [--approved-by NAME]
 
 Exit codes: 0 clean, 1 a mandatory policy violation, 2 invalid stack configuration or input,
 3 (--preview) a judgement that cannot decide during a first preview.
@@ -21,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["check"]:
         return _check(argv[1:])
+    if argv[:1] == ["diff"]:
+        from synth import diff
+
+        return diff.main(argv[1:])
     return _synth(argv)
 
 

@@ -52,6 +52,10 @@ class Resource:
     dependencies: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     secret_outputs: list[str] = field(default_factory=list)
+    # Resource options the engine keeps in the checkpoint (`pulumi stack export` shows them).
+    protect: bool = False
+    retain_on_delete: bool = False
+    aliases: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +125,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 key: list(deps.urns) for key, deps in request.propertyDependencies.items()
             },
             secret_outputs=list(request.additionalSecretOutputs),
+            protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete),
+            aliases=self._alias_urns(request),
         )
         if request.type != STACK_TYPE:
             record.inputs = _numbers(rpc.deserialize_properties(request.object))
@@ -134,6 +141,26 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             self.records.append(record)
             self._by_urn[record.urn] = record
         return response
+
+    def _alias_urns(self, request) -> list[str]:
+        """The URNs a resource's aliases stand for, resolved as the engine does: a spec's missing
+        name, type or parent are the resource's own, and a child inherits every alias of its parent
+        (the same child under the parent's old URN)."""
+        own = [(request.name, request.type, request.parent)]
+        urns = list(request.aliasURNs)
+        for alias in request.aliases:
+            if alias.urn:
+                urns.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            own.append((spec.name or request.name, spec.type or request.type, parent))
+            urns.append(self.make_urn(parent, own[-1][1], own[-1][0]))
+        with self._lock:
+            parent_record = self._by_urn.get(request.parent)
+        for parent_alias in parent_record.aliases if parent_record else ():
+            urns.extend(self.make_urn(parent_alias, type_, name) for name, type_, _ in own)
+        return sorted(set(urns))
 
     def RegisterResourceOutputs(self, request):
         outputs = _numbers(rpc.deserialize_properties(request.outputs))

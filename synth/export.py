@@ -84,6 +84,13 @@ def to_export(synthesis: Synthesis, show_secrets: bool = False) -> dict:
         deps = {k: sorted(set(v)) for k, v in r.property_dependencies.items() if v}
         if deps:
             entry["propertyDependencies"] = dict(sorted(deps.items()))
+        # as the checkpoint writes them: present only when set
+        if r.protect:
+            entry["protect"] = True
+        if r.retain_on_delete:
+            entry["retainOnDelete"] = True
+        if r.aliases:
+            entry["aliases"] = r.aliases
         entries.append(entry)
     return {
         "version": 3,

@@ -148,7 +148,8 @@ def cronjobs(synthesis) -> dict:
 
 def test_four_cronjobs_run_safely(any_stack):
     jobs = cronjobs(any_stack)
-    assert set(jobs) == {"neo4j-backup", "neo4j-backup-freshness", "neo4j-backup-prune", "neo4j-restore-rehearsal"}
+    assert set(jobs) == {"neo4j-backup", "neo4j-backup-freshness", "neo4j-backup-prune", "neo4j-restore-rehearsal",
+                         "graph-volume-snapshots"}
     assert jobs["neo4j-restore-rehearsal"]["metadata"]["namespace"] == "dr-verify"
     assert jobs["neo4j-backup"]["spec"]["schedule"] == "0 * * * *"
     for job in jobs.values():
@@ -188,6 +189,9 @@ def test_each_job_uses_its_own_irsa_service_account(prod):
     accounts = {(a.inputs["metadata"]["namespace"], a.inputs["metadata"]["name"]): a.inputs
                 for a in prod.of_type("kubernetes:core/v1:ServiceAccount")}
     roles = {r.outputs["arn"]: r for r in prod.of_type("aws:iam/role:Role")}
+    # the volume snapshot job talks to the Kubernetes API only: its token, no AWS role
+    snapshots = accounts.pop(("graph", "graph-volume-snapshots"))
+    assert "annotations" not in snapshots["metadata"]
     for (namespace, name), account in accounts.items():
         role = roles[account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]]
         trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]

@@ -4,6 +4,7 @@ deploy per stack at a time, prod behind its environment gate, every action pinne
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -247,3 +248,80 @@ def test_the_expression_reader_follows_github_rules():
     assert Expression("!cancelled() && (inputs.missing == 'x')", ctx, status).value() is False
     assert job_runs({"needs": "stage", "if": "inputs.stack == 'prod'"}, ctx, {"stage": "skipped"}) is False
     assert job_runs({"needs": "stage", "if": "!cancelled() && inputs.stack == 'prod'"}, ctx, {"stage": "skipped"})
+
+
+# --- the reviewed plan: synth diff against main, a named approval for stateful changes ------------
+
+def _step(job: dict, name_start: str) -> dict:
+    [step] = [s for s in job["steps"] if s.get("name", "").startswith(name_start)]
+    return step
+
+
+def test_the_plan_runs_synth_diff_of_both_stacks_against_main_and_reruns_on_labels():
+    preview = load("preview.yml")
+    assert {"labeled", "unlabeled", "synchronize"} <= set(preview["on"]["pull_request"]["types"])
+    plan = preview["jobs"]["plan"]
+    assert "id-token" not in plan["permissions"] and plan["permissions"]["pull-requests"] == "write"
+    [base] = [s for s in plan["steps"] if s.get("with", {}).get("path") == "base"]
+    assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"  # main, as the PR sees it
+    assert "(cd base && ./dev synth) && ./dev synth" in _step(plan, "Offline synth")["run"]
+    assert "gh pr comment" in _step(plan, "Post the plan")["run"]
+
+
+def _bash(script: str, cwd: Path, env: dict, path_prefix: Path | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    full = {**os.environ, **env}
+    if path_prefix:
+        full["PATH"] = f"{path_prefix}:{full['PATH']}"
+    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_plan_step_fails_a_stateful_delete_until_a_name_approves_it(tmp_path):
+    """The step's own script, on exports where main has the database and the branch lost it."""
+    from tests.test_diff import DATABASE, ROLE, document
+
+    for side, doc in (("base/build", document(DATABASE, ROLE)), ("build", document(ROLE))):
+        for stack in ("stage", "prod"):
+            (tmp_path / side / stack).mkdir(parents=True)
+            (tmp_path / side / stack / "stack.json").write_text(json.dumps(doc))
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")  # the checkout's own venv, the program on PYTHONPATH
+    script = _step(load("preview.yml")["jobs"]["plan"], "Plan of both stacks")["run"]
+    for approver, status in (("", "1"), ("bob", "0")):
+        output, summary = tmp_path / f"out-{status}", tmp_path / f"summary-{status}"
+        (tmp_path / "plan.md").unlink(missing_ok=True)
+        result = _bash(script, tmp_path, {"APPROVER": approver, "GITHUB_OUTPUT": str(output),
+                                          "GITHUB_STEP_SUMMARY": str(summary), "PYTHONPATH": str(ROOT)})
+        assert result.returncode == 0, result.stderr  # the verdict goes to the gate step, after the comment
+        assert output.read_text() == f"status={status}\n"
+        text = summary.read_text()
+        assert text.count("! delete " + DATABASE["urn"]) == 2  # both stacks
+        assert ("Approved by bob" in text) == bool(approver)
+
+
+def test_the_approval_is_the_labels_last_adder_and_never_the_author(tmp_path):
+    """A fake gh that checks its arguments and answers like the issue-events API (jq applied)."""
+    import shutil
+
+    assert shutil.which("jq"), "jq is needed to play gh's --jq"
+    events = [{"event": "labeled", "label": {"name": "stateful-change-approved"}, "actor": {"login": "carol"}},
+              {"event": "labeled", "label": {"name": "needs-review"}, "actor": {"login": "dave"}},
+              {"event": "labeled", "label": {"name": "stateful-change-approved"}, "actor": {"login": "erin"}}]
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(f"""#!/bin/bash
+[ "$1 $2 $3" = "api --paginate repos/acme/platform/issues/42/events" ] || {{ echo "unexpected: $*" >&2; exit 9; }}
+[ "$4" = "--jq" ] || {{ echo "no --jq" >&2; exit 9; }}
+jq -r "$5" {tmp_path / "events.json"}
+""")
+    (bin_dir / "gh").chmod(0o755)
+    step = _step(load("preview.yml")["jobs"]["plan"], "Who approved")
+    env = {"GITHUB_REPOSITORY": "acme/platform", "PR": "42", "APPROVAL_LABEL": "stateful-change-approved"}
+    output = tmp_path / "out"
+    result = _bash(step["run"], tmp_path, {**env, "AUTHOR": "frank", "GITHUB_OUTPUT": str(output)}, bin_dir)
+    assert result.returncode == 0, result.stderr
+    assert output.read_text() == "name=erin\n"  # the latest adder of that label, not dave
+    result = _bash(step["run"], tmp_path, {**env, "AUTHOR": "erin", "GITHUB_OUTPUT": str(output)}, bin_dir)
+    assert result.returncode == 1 and "other than the author" in result.stdout

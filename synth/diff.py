@@ -1,0 +1,186 @@
+"""python -m synth diff OLD.json NEW.json: what a change would do to a stack, per resource.
+
+OLD and NEW are stack exports (two synth runs - main and a branch - or `pulumi stack export`).
+Resources are matched as the engine matches them: by URN, or by an alias of the new resource
+that names the old URN. Each is listed as create, update (which properties), replace (what
+forces it) or delete; stateful ones first. Exit 1 when a stateful or protected resource would be
+replaced or deleted, unless `--approved-by NAME` records who reviewed exactly that; 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from components.stateful import is_stateful
+
+EXIT_OK, EXIT_STATEFUL, EXIT_INVALID = 0, 1, 2
+
+# Properties the cloud cannot change in place, so the provider replaces the resource. Sources:
+# RDS ModifyDBInstance / ModifyDBParameterGroup / ModifyDBSubnetGroup take none of these; S3 has
+# no rename and no API to turn Object Lock off; KMS keeps a key's spec, usage and multi-Region flag for life; a Helm release
+# cannot be renamed or moved; Kubernetes refuses updates to a StatefulSet's selector, service
+# name and volume claim templates ("Forbidden: updates to statefulset spec for fields other than...").
+FORCE_NEW: dict[str, tuple[str, ...]] = {
+    "aws:rds/instance:Instance": ("kmsKeyId", "storageEncrypted", "username", "dbName", "availabilityZone",
+                                  "characterSetName"),
+    "aws:rds/parameterGroup:ParameterGroup": ("name", "namePrefix", "family"),
+    "aws:rds/subnetGroup:SubnetGroup": ("name", "namePrefix"),
+    "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
+    "aws:kms/key:Key": ("customerMasterKeySpec", "keySpec", "keyUsage", "multiRegion"),
+    "kubernetes:helm.sh/v3:Release": ("name", "namespace"),
+    "kubernetes:apps/v1:StatefulSet": ("metadata.name", "metadata.namespace", "spec.selector",
+                                       "spec.serviceName", "spec.volumeClaimTemplates"),
+}
+ORDER = {"replace": 0, "delete": 1, "create": 2, "update": 3}
+# The input that fixes a resource's physical name. Pulumi replaces create-first (Pulumi docs,
+# "deleteBeforeReplace"), so a replacement that keeps the name collides with the old resource and
+# fails half-way through the deploy.
+FIXED_NAME = {"aws:rds/instance:Instance": "identifier", "aws:s3/bucket:Bucket": "bucket",
+              "aws:rds/parameterGroup:ParameterGroup": "name", "aws:rds/subnetGroup:SubnetGroup": "name",
+              "aws:kms/alias:Alias": "name", "kubernetes:helm.sh/v3:Release": "name"}
+
+
+@dataclass
+class Change:
+    action: str  # create | update | replace | delete
+    urn: str
+    type: str
+    stateful: bool
+    protected: bool = False
+    properties: list[str] = field(default_factory=list)
+    reason: str = ""
+    aliased_from: Optional[str] = None
+    needs_review: bool = False  # an in-place change that still cannot be undone (a major upgrade)
+
+    @property
+    def dangerous(self) -> bool:
+        return self.needs_review or (self.action in ("replace", "delete") and (self.stateful or self.protected))
+
+    def line(self) -> str:
+        marks = "".join(m for m, on in (("S", self.stateful), ("P", self.protected)) if on) or "-"
+        detail = ", ".join(self.properties)
+        if self.reason:
+            detail = f"{self.reason}" + (f"; changed: {detail}" if detail else "")
+        if self.aliased_from:
+            detail = f"renamed from {self.aliased_from} (alias)" + (f"; {detail}" if detail else "")
+        return f"{self.action:<8} {marks:<2} {self.urn}" + (f"  [{detail}]" if detail else "")
+
+
+def _changed(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths whose values differ; maps are compared key by key, lists as a whole."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            if key.startswith("__"):
+                continue  # engine bookkeeping (__defaults), not a property
+            found += _changed(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+        return found
+    return [] if old == new else [path]
+
+
+def _forced_by(type_: str, changed: list[str]) -> list[str]:
+    return [p for p in changed
+            if any(p == f or p.startswith(f + ".") for f in FORCE_NEW.get(type_, ()))]
+
+
+def _major_upgrade(type_: str, old: dict, new: dict) -> str:
+    """RDS upgrades a database's major version in place, but no API takes it back down: the way
+    back is a restore from the snapshot taken before."""
+    if type_ != "aws:rds/instance:Instance":
+        return ""
+    before, after = (str(v.get("engineVersion") or "").split(".")[0] for v in (old, new))
+    return f"major engine upgrade {before} -> {after}" if before and after and before != after else ""
+
+
+def compare(old_doc: dict, new_doc: dict) -> list[Change]:
+    old = {r["urn"]: r for r in old_doc["deployment"]["resources"]}
+    new = {r["urn"]: r for r in new_doc["deployment"]["resources"]}
+    changes: list[Change] = []
+    matched: set[str] = set()
+    for urn, after in new.items():
+        if after["type"] == "pulumi:pulumi:Stack":
+            matched.add(urn)
+            continue
+        source = urn if urn in old else next((a for a in after.get("aliases", []) if a in old), None)
+        stateful = is_stateful(after["type"])
+        if source is None:
+            changes.append(Change("create", urn, after["type"], stateful, bool(after.get("protect"))))
+            continue
+        matched.add(source)
+        before = old[source]
+        protected = bool(before.get("protect") or after.get("protect"))
+        stateful = stateful or bool(before.get("retainOnDelete"))
+        changed = _changed(before.get("inputs", {}), after.get("inputs", {}))
+        forced = _forced_by(after["type"], changed)
+        reason = ""
+        if forced:
+            reason = "forced by " + ", ".join(forced)
+        elif after.get("custom") and before.get("id") and after.get("id") and before["id"] != after["id"]:
+            # the export's own word: the physical resource behind the URN is another one
+            reason = f"the export's id changes ({before['id']} -> {after['id']})"
+        name_key = FIXED_NAME.get(after["type"])
+        fixed = name_key and after.get("inputs", {}).get(name_key)
+        if reason and fixed and fixed == before.get("inputs", {}).get(name_key):
+            reason += (f"; the fixed name {fixed!r} stays, so creating the replacement first fails: "
+                       "set deleteBeforeReplace or let Pulumi name it")
+        if reason:
+            changes.append(Change("replace", urn, after["type"], stateful, protected, changed, reason,
+                                  source if source != urn else None))
+        elif changed or source != urn:
+            upgrade = _major_upgrade(after["type"], before.get("inputs", {}), after.get("inputs", {}))
+            changes.append(Change("update", urn, after["type"], stateful, protected, changed, upgrade,
+                                  aliased_from=source if source != urn else None, needs_review=bool(upgrade)))
+    for urn, before in old.items():
+        if urn not in matched:
+            changes.append(Change("delete", urn, before["type"],
+                                  is_stateful(before["type"]) or bool(before.get("retainOnDelete")),
+                                  bool(before.get("protect"))))
+    return sorted(changes, key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
+
+
+def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int]:
+    counts = {a: sum(c.action == a for c in changes) for a in ORDER}
+    dangerous = [c for c in changes if c.dangerous]
+    lines = [f"synth diff: {counts['create']} to create, {counts['update']} to update, "
+             f"{counts['replace']} to replace, {counts['delete']} to delete "
+             "(S stateful, P protected; stateful first)"]
+    lines += [f"  {c.line()}" for c in changes]
+    if not dangerous:
+        lines.append("No stateful or protected resource is replaced or deleted.")
+        return "\n".join(lines), EXIT_OK
+    lines.append(f"{len(dangerous)} stateful or protected resource(s) would be replaced, deleted or "
+                 "upgraded past undoing:")
+    lines += [f"  ! {c.action} {c.urn}" + (f" ({c.reason})" if c.needs_review else "") for c in dangerous]
+    if approved_by:
+        lines.append(f"Approved by {approved_by}: the replacements and deletions above are intended.")
+        return "\n".join(lines), EXIT_OK
+    lines.append("Not approved. If this is intended, a reviewer approves it by name (the "
+                 "`stateful-change-approved` label on the pull request; `--approved-by NAME` here); "
+                 "otherwise add an alias or undo the change that forces it.")
+    return "\n".join(lines), EXIT_STATEFUL
+
+
+def main(argv: list[str]) -> int:
+    from synth.__main__ import _read_export
+
+    parser = argparse.ArgumentParser(prog="python -m synth diff", description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=Path, help="the export before the change (e.g. main's synth)")
+    parser.add_argument("new", type=Path, help="the export after the change (e.g. the branch's synth)")
+    parser.add_argument("--approved-by", help="who approved replacing or deleting stateful resources")
+    parser.add_argument("--markdown", type=Path, help="also write the summary here (a PR comment)")
+    args = parser.parse_args(argv)
+    try:
+        old, new = _read_export(args.old), _read_export(args.new)
+    except (OSError, ValueError) as exc:
+        print(f"synth diff: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    text, code = summary(compare(old, new), (args.approved_by or "").strip() or None)
+    print(text)
+    if args.markdown:
+        with args.markdown.open("a") as out:
+            out.write(f"### `{args.new}` against `{args.old}`\n\n```\n{text}\n```\n\n")
+    return code

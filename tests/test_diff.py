@@ -1,0 +1,143 @@
+"""`python -m synth diff`: a reviewed plan of what a change does to a stack.
+
+Facts it follows (Pulumi docs, "Resource options" and "How Pulumi works"): the engine matches a
+new resource to the old state by URN or by an alias; an old URN nobody claims is deleted; a change
+to a property the provider cannot update in place replaces the resource (create, then delete the
+old one). RDS's ModifyDBInstance takes no KMS key or username, so changing either is a new
+instance; a new physical id behind the same URN is the export's own record of a replacement."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+from synth import diff, export
+from tests.conftest import ROOT, synthesized
+
+PREFIX = "urn:pulumi:prod::intelgraph-platform::"
+DB = "aws:rds/instance:Instance"
+
+
+def resource(type_: str, name: str, inputs: dict, *, id_: str | None = None, parent_type: str = "", **extra) -> dict:
+    chain = f"{parent_type}$" if parent_type else ""
+    return {"urn": f"{PREFIX}{chain}{type_}::{name}", "custom": True, "id": id_ or name, "type": type_,
+            "inputs": inputs, "outputs": dict(inputs), **extra}
+
+
+def document(*resources: dict) -> dict:
+    stack = {"urn": f"{PREFIX}pulumi:pulumi:Stack::intelgraph-platform-prod", "custom": False,
+             "type": "pulumi:pulumi:Stack", "inputs": {}, "outputs": {}}
+    return {"version": 3, "deployment": {"resources": [stack, *copy.deepcopy(list(resources))]}}
+
+
+DATABASE = resource(DB, "pg-primary", {"identifier": "pg-primary", "kmsKeyId": "arn:aws:kms:us-east-1:1:key/a",
+                                       "instanceClass": "db.r6g.xlarge", "username": "app"},
+                    protect=True, retainOnDelete=True, parent_type="intelgraph:database:PostgresDr")
+ROLE = resource("aws:iam/role:Role", "backup-role", {"name": "backup-role", "tags": {"team": "graph"}})
+
+
+def run(old: dict, new: dict, tmp_path, *flags: str) -> tuple[int, str]:
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    result = subprocess.run([sys.executable, "-m", "synth", "diff", str(tmp_path / "old.json"),
+                             str(tmp_path / "new.json"), *flags],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return result.returncode, result.stdout + result.stderr
+
+
+def changed(old: dict, new: dict) -> dict[str, diff.Change]:
+    return {c.urn.rsplit("::", 1)[-1]: c for c in diff.compare(old, new)}
+
+
+def test_no_change_is_an_empty_plan_and_passes(tmp_path):
+    code, out = run(document(DATABASE, ROLE), document(DATABASE, ROLE), tmp_path)
+    assert code == 0 and "0 to create, 0 to update, 0 to replace, 0 to delete" in out
+
+
+def test_an_in_place_update_names_its_properties_and_passes():
+    bigger = copy.deepcopy(DATABASE)
+    bigger["inputs"]["instanceClass"] = "db.r6g.2xlarge"
+    role = copy.deepcopy(ROLE)
+    role["inputs"]["tags"]["team"] = "data"
+    found = changed(document(DATABASE, ROLE), document(bigger, role))
+    assert found["pg-primary"].action == "update" and found["pg-primary"].properties == ["instanceClass"]
+    assert found["backup-role"].properties == ["tags.team"]
+    assert diff.summary(list(found.values()), None)[1] == diff.EXIT_OK
+
+
+def test_a_new_kms_key_on_the_database_is_a_replace_that_needs_a_named_approval(tmp_path):
+    rekeyed = copy.deepcopy(DATABASE)
+    rekeyed["inputs"]["kmsKeyId"] = "arn:aws:kms:us-east-1:1:key/b"
+    found = changed(document(DATABASE), document(rekeyed))["pg-primary"]
+    assert (found.action, found.stateful, found.protected) == ("replace", True, True)
+    # and the fixed identifier means the create-first replacement would fail half-way
+    assert found.reason == ("forced by kmsKeyId; the fixed name 'pg-primary' stays, so creating the "
+                            "replacement first fails: set deleteBeforeReplace or let Pulumi name it")
+    code, out = run(document(DATABASE), document(rekeyed), tmp_path)
+    assert code == 1 and "! replace " + DATABASE["urn"] in out and "Not approved" in out
+    code, out = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "alice (platform lead)")
+    assert code == 0 and "Approved by alice (platform lead)" in out
+    code, _ = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "  ")
+    assert code == 1  # a blank name is no approval
+
+
+def test_a_new_physical_id_is_a_replace_even_outside_the_table():
+    renamed = copy.deepcopy(ROLE)
+    renamed["inputs"]["name"] = renamed["id"] = "backup-role-v2"
+    found = changed(document(ROLE), document(renamed))["backup-role"]
+    assert found.action == "replace" and "backup-role -> backup-role-v2" in found.reason
+    assert found.properties == ["name"] and not found.dangerous  # an IAM role holds no data
+
+
+def test_a_rename_without_an_alias_deletes_the_database_and_with_one_it_is_the_same(tmp_path):
+    moved = copy.deepcopy(DATABASE)
+    moved["urn"] = moved["urn"].replace("::pg-primary", "::postgres-primary")
+    found = changed(document(DATABASE), document(moved))
+    assert found["pg-primary"].action == "delete" and found["postgres-primary"].action == "create"
+    assert run(document(DATABASE), document(moved), tmp_path)[0] == 1
+    moved["aliases"] = [DATABASE["urn"]]
+    found = changed(document(DATABASE), document(moved))
+    assert list(found) == ["postgres-primary"]
+    assert found["postgres-primary"].action == "update" and found["postgres-primary"].aliased_from == DATABASE["urn"]
+    assert run(document(DATABASE), document(moved), tmp_path)[0] == 0
+
+
+def test_a_protected_resource_of_any_type_blocks_its_delete(tmp_path):
+    guarded = resource("aws:route53/record:Record", "api", {"name": "api"}, protect=True)
+    code, out = run(document(guarded, ROLE), document(ROLE), tmp_path)
+    assert code == 1 and "delete   P " in out
+
+
+def test_stateful_changes_are_listed_first_and_kubernetes_immutables_are_replaces():
+    statefulset = resource("kubernetes:apps/v1:StatefulSet", "redis", {
+        "metadata": {"name": "redis"}, "spec": {"replicas": 3, "volumeClaimTemplates": [{"size": "1Gi"}]}})
+    grown = copy.deepcopy(statefulset)
+    grown["inputs"]["spec"]["volumeClaimTemplates"] = [{"size": "2Gi"}]
+    bigger = copy.deepcopy(DATABASE)
+    bigger["inputs"]["instanceClass"] = "db.r6g.2xlarge"
+    plan = diff.compare(document(statefulset, DATABASE), document(grown, bigger))
+    assert [c.urn.rsplit("::", 1)[-1] for c in plan] == ["pg-primary", "redis"]
+    assert plan[1].action == "replace" and plan[1].reason == "forced by spec.volumeClaimTemplates"
+
+
+def test_a_damaged_export_is_bad_input(tmp_path):
+    code, out = run({"version": 3}, document(ROLE), tmp_path)
+    assert code == 2 and "deployment.resources" in out
+
+
+def test_renaming_a_real_component_fails_the_diff_of_two_synth_runs(tmp_path):
+    """main against a branch that renamed PostgresDr: both databases, their keys and groups would go."""
+    from tests.test_stateful import renamed_postgres
+
+    old = export.to_export(synthesized("prod"))
+    new = export.to_export(renamed_postgres())
+    dangerous = {c.urn.rsplit("::", 1)[-1] for c in diff.compare(old, new) if c.dangerous}
+    assert {"intelgraph-pg-primary", "intelgraph-pg-replica", "intelgraph-pg-primary-key",
+            "intelgraph-pg-primary-params", "intelgraph-pg-dr-subnets"} <= dangerous
+    code, out = run(old, new, tmp_path)
+    lines = out.splitlines()
+    assert code == 1 and lines[1].startswith("  delete   SP ")
+    assert lines.index(next(x for x in lines if x.startswith("  create   S"))) > lines.index(
+        next(x for x in lines if x.startswith("  delete   SP ")))

@@ -1,0 +1,289 @@
+"""Neo4j volume snapshots: an EBS CSI VolumeSnapshotClass that retains, a CronJob that snapshots
+every server's data volume and expires old ones, and a restore path - every object validated
+strictly against the external-snapshotter CRDs the cluster serves (../shared/crds).
+
+Facts: the chart names each server's data claim from its StatefulSet (the release, one replica)
+and the claim template `data` (templates/_volumeTemplate.tpl); a StatefulSet adopts an existing
+claim of that name; a VolumeSnapshot's class decides what happens to the EBS snapshot when the
+snapshot object goes (external-snapshotter: deletionPolicy Retain keeps VolumeSnapshotContent and
+the physical snapshot; a content's deletionPolicy may be changed later, Delete then removes both)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+import settings
+from components.neo4j_snapshots import SCRIPT, data_claim, restore_claim
+from synth import engine, helm
+from synth.export import kubernetes_objects
+from tests.conftest import synthesized
+
+CRDS = Path(__file__).resolve().parent.parent.parent / "shared" / "crds" / "external-snapshotter"
+
+
+def strict(schema: dict) -> dict:
+    """The served schema as `kubectl --validate=strict` applies it: unknown fields are errors
+    wherever the schema lists properties and does not preserve unknown fields."""
+    schema = dict(schema)
+    if schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema \
+            and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        schema["additionalProperties"] = False
+    for key in ("properties",):
+        if key in schema:
+            schema[key] = {k: strict(v) for k, v in schema[key].items()}
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = strict(schema["items"])
+    for key in ("oneOf", "anyOf", "allOf"):
+        if key in schema:
+            schema[key] = [strict(s) for s in schema[key]]
+    return schema
+
+
+def validate_custom(obj: dict) -> None:
+    group, version = obj["apiVersion"].split("/")
+    plural = {"VolumeSnapshotClass": "volumesnapshotclasses", "VolumeSnapshot": "volumesnapshots"}[obj["kind"]]
+    crd = yaml.safe_load((CRDS / f"{group}_{plural}.yaml").read_text())
+    assert crd["spec"]["names"]["kind"] == obj["kind"]
+    served = [v for v in crd["spec"]["versions"] if v["name"] == version and v["served"]]
+    if not served:
+        raise ValueError(f"{obj['apiVersion']} {obj['kind']} is not served by the CRD")
+    served = served[0]
+    jsonschema.validate(obj, strict(served["schema"]["openAPIV3Schema"]))
+
+
+def objects(stack: str) -> dict[tuple[str, str], dict]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in kubernetes_objects(synthesized(stack))}
+
+
+def test_the_strict_crd_validation_rejects_what_the_api_server_would():
+    good = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+            "metadata": {"name": "x"}, "driver": "ebs.csi.aws.com", "deletionPolicy": "Retain"}
+    validate_custom(good)
+    for broken in ({**good, "deletionPolicy": "Keep"}, {**good, "parameter": {}},
+                   {k: v for k, v in good.items() if k != "driver"}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate_custom(broken)
+    snapshot = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot", "metadata": {"name": "s"},
+                "spec": {"source": {"persistentVolumeClaimName": "data-x-0", "pvcName": "typo"}}}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom(snapshot)
+    with pytest.raises(ValueError):  # v1beta1 is no longer served by these CRDs
+        validate_custom({**good, "apiVersion": "snapshot.storage.k8s.io/v1beta1"})
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_the_snapshot_class_is_the_ebs_csi_driver_and_retains(stack):
+    cls = objects(stack)[("VolumeSnapshotClass", "graph-ebs-retain")]
+    validate_custom(cls)
+    assert cls["driver"] == "ebs.csi.aws.com" and cls["deletionPolicy"] == "Retain"
+
+
+def test_every_servers_data_volume_is_snapshotted_by_the_claim_name_the_chart_creates():
+    """Chain: the claims in the CronJob are the claims the real chart renders, for every server."""
+    synthesis = synthesized("prod")
+    job = objects("prod")[("CronJob", "graph-volume-snapshots")]
+    env = {e["name"]: e.get("value") for e in job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    rendered = set()
+    for release in synthesis.of_type("kubernetes:helm.sh/v3:Release"):
+        inputs = release.inputs
+        [statefulset] = [d for d in helm.render(inputs["name"], inputs["namespace"], "neo4j", inputs["values"])
+                         if d and d["kind"] == "StatefulSet"]
+        assert statefulset["spec"]["replicas"] == 1
+        [template] = statefulset["spec"]["volumeClaimTemplates"]
+        rendered.add(f"{template['metadata']['name']}-{statefulset['metadata']['name']}-0")
+    assert len(rendered) == 5 and set(env["CLAIMS"].split()) == rendered
+    assert env["SNAPSHOT_CLASS"] == "graph-ebs-retain" and env["RETAIN"] == "14"
+    assert job["spec"]["concurrencyPolicy"] == "Forbid" and job["spec"]["schedule"] == "30 */6 * * *"
+
+
+FAKE_KUBECTL = r"""
+# kubectl as the snapshot job uses it, over a world of VolumeSnapshots ($WORLD/snapshots/NAME.json);
+# anything else it is asked is an error
+import json, os, sys
+from pathlib import Path
+import yaml
+
+world, args = Path(os.environ["WORLD"]), sys.argv[1:]
+with (world / "calls.log").open("a") as log:
+    log.write(" ".join(args) + "\n")
+assert args[:2] == ["-n", "graph"] or args[0] == "patch", args
+verb, rest = (args[2], args[3:]) if args[0] == "-n" else (args[0], args[1:])
+if verb == "get" and rest[0] == "persistentvolumeclaim":
+    if not (world / "pvc" / rest[1]).exists():
+        sys.exit(f'Error from server (NotFound): persistentvolumeclaims "{rest[1]}" not found')
+    print(f"persistentvolumeclaim/{rest[1]}")
+elif verb == "create" and rest == ["-f", "-"]:
+    text = sys.stdin.read()
+    obj = yaml.safe_load(text)
+    name = obj["metadata"]["name"]
+    (world / f"created-{name}.yaml").write_text(text)
+    (world / "snapshots" / f"{name}.json").write_text(json.dumps({
+        "t": "2026-12-01T18:00:00Z", "name": name, "claim": obj["spec"]["source"]["persistentVolumeClaimName"],
+        "content": f"snapcontent-{name}"}))
+elif verb == "wait":
+    assert rest[0] == "--for=jsonpath={.status.readyToUse}=true", rest
+    if (world / "never-ready").exists():
+        sys.exit("error: timed out waiting for the condition")
+elif verb == "get" and rest[:2] == ["volumesnapshot", "-l"]:
+    claim, kind = (part.split("=", 1)[1] for part in rest[2].split(","))
+    assert rest[2] == f"intelgraph.io/snapshot-of={claim},intelgraph.io/kind=scheduled", rest[2]
+    for path in (world / "snapshots").glob("*.json"):
+        snap = json.loads(path.read_text())
+        if snap["claim"] == claim:
+            print(snap["t"], snap["name"], snap["content"])
+elif verb == "patch" and rest[0] == "volumesnapshotcontent":
+    assert rest[2:5] == ["--type", "merge", "-p"], rest
+    with (world / "patched.log").open("a") as out:
+        out.write(f"{rest[1]} {rest[5]}\n")
+elif verb == "delete" and rest[0] == "volumesnapshot":
+    (world / "snapshots" / f"{rest[1]}.json").unlink()
+    with (world / "deleted.log").open("a") as out:
+        out.write(rest[1] + "\n")
+else:
+    sys.exit(f"unexpected kubectl call: {args}")
+"""
+
+
+def run_job(tmp_path: Path, claims: list[str], existing: dict[str, list[str]], retain: int, ready: bool = True,
+            claims_present: bool = True):
+    world = tmp_path / "world"
+    (world / "snapshots").mkdir(parents=True)
+    (world / "pvc").mkdir()
+    for claim in claims if claims_present else ():
+        (world / "pvc" / claim).touch()
+    for claim, stamps in existing.items():
+        for stamp in stamps:
+            name = f"{claim}-{stamp}"
+            (world / "snapshots" / f"{name}.json").write_text(json.dumps(
+                {"t": stamp, "name": name, "claim": claim, "content": f"snapcontent-{name}"}))
+    if not ready:
+        (world / "never-ready").touch()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "kubectl").write_text(f"#!{sys.executable}\n{FAKE_KUBECTL}")
+    (bin_dir / "kubectl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "WORLD": str(world), "NAMESPACE": "graph",
+           "CLAIMS": " ".join(claims), "SNAPSHOT_CLASS": "graph-ebs-retain", "RETAIN": str(retain)}
+    result = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    read = lambda name: (world / name).read_text().split("\n")[:-1] if (world / name).exists() else []  # noqa: E731
+    return result, world, read("deleted.log"), read("patched.log")
+
+
+def test_the_job_snapshots_each_volume_and_expires_the_oldest_beyond_retention(tmp_path):
+    claims = [data_claim("graph-server-1"), data_claim("graph-server-2")]
+    old = ["2026-11-30T00:30:00Z", "2026-11-30T06:30:00Z", "2026-11-30T12:30:00Z"]
+    result, world, deleted, patched = run_job(tmp_path, claims, {claims[0]: old, claims[1]: old[:1]}, retain=2)
+    assert result.returncode == 0, result.stderr
+    created = sorted(world.glob("created-*.yaml"))
+    assert len(created) == 2
+    for path in created:
+        snapshot = yaml.safe_load(path.read_text())
+        validate_custom(snapshot)  # what the job sends is what the CRD accepts
+        assert snapshot["spec"]["volumeSnapshotClassName"] == "graph-ebs-retain"
+        assert snapshot["metadata"]["labels"]["intelgraph.io/kind"] == "scheduled"
+    # server 1 had 3 + 1 new, keeps 2: the two oldest go; server 2 had 1 + 1 new: nothing goes
+    assert deleted == [f"{claims[0]}-{old[0]}", f"{claims[0]}-{old[1]}"]
+    # each expired content is switched to Delete first, or the Retain class would keep the EBS snapshot
+    assert patched == [f"snapcontent-{claims[0]}-{old[0]} {{\"spec\":{{\"deletionPolicy\":\"Delete\"}}}}",
+                       f"snapcontent-{claims[0]}-{old[1]} {{\"spec\":{{\"deletionPolicy\":\"Delete\"}}}}"]
+    calls = (world / "calls.log").read_text()
+    assert calls.index(f"patch volumesnapshotcontent snapcontent-{claims[0]}-{old[0]}") < calls.index(
+        f"delete volumesnapshot {claims[0]}-{old[0]}")
+
+
+def test_a_snapshot_that_never_becomes_ready_expires_nothing_and_fails_the_job(tmp_path):
+    claim = data_claim("graph-server-1")
+    result, _, deleted, patched = run_job(tmp_path, [claim], {claim: ["2026-11-29T00:00:00Z"] * 1}, retain=1,
+                                          ready=False)
+    assert result.returncode != 0 and deleted == [] and patched == []
+
+
+def test_a_missing_volume_or_no_volumes_fail_the_job_before_it_creates_anything(tmp_path):
+    claim = data_claim("graph-server-9")
+    result, world, _, _ = run_job(tmp_path / "a", [claim], {}, retain=1)
+    assert result.returncode == 0  # the claim exists in this world
+    (world / "pvc" / claim).unlink()
+    result, world, _, _ = run_job(tmp_path / "b", [], {}, retain=1)
+    assert result.returncode != 0 and not list(world.glob("created-*"))  # CLAIMS empty: refuses
+    world_b = tmp_path / "c"
+    result, world, _, _ = run_job(world_b, [claim], {}, retain=1, claims_present=False)
+    assert result.returncode != 0 and "NotFound" in result.stderr and not list(world.glob("created-*"))
+
+
+def test_the_restore_claim_is_what_the_release_adopts_and_validates():
+    """Restore: create this claim (from a ready snapshot) before the release's StatefulSet exists."""
+    synthesis = synthesized("prod")
+    release = synthesis.named("graph-server-1", "kubernetes:helm.sh/v3:Release").inputs
+    volume = release["values"]["volumes"]["data"]["dynamic"]
+    claim = restore_claim("graph-server-1", "graph", "data-graph-server-1-0-20261201t180000z",
+                          volume["storageClassName"], volume["requests"]["storage"])
+    kubernetes_validate.validate(claim, "1.33", strict=True)
+    [statefulset] = [d for d in helm.render(release["name"], release["namespace"], "neo4j", release["values"])
+                     if d and d["kind"] == "StatefulSet"]
+    [template] = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == f"{template['metadata']['name']}-{statefulset['metadata']['name']}-0"
+    assert claim["spec"]["storageClassName"] == template["spec"]["storageClassName"]
+    assert claim["spec"]["resources"] == template["spec"]["resources"]
+    assert claim["spec"]["dataSource"] == {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
+                                           "name": "data-graph-server-1-0-20261201t180000z"}
+
+
+def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
+    policy = objects("prod")[("NetworkPolicy", "graph-neo4j-snapshots-api")]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"intelgraph.io/job": "graph-volume-snapshots"}
+    [rule] = policy["spec"]["egress"]
+    assert [p["port"] for p in rule["ports"]] == [443]
+    kubernetes = settings.validate(engine.stack_config("prod")).kubernetes
+    assert {b["ipBlock"]["cidr"] for b in rule["to"]} == {f"{kubernetes.api_service_ip}/32", *kubernetes.api_server_cidrs}
+
+
+def test_the_readme_restore_path_is_valid_and_is_what_the_code_builds():
+    """The written-down procedure: its pre-change VolumeSnapshot passes the CRD, its claim the
+    Kubernetes schema, and the claim is exactly restore_claim() for the prod release's volume."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Neo4j volume snapshots", 1)[1].split("\n## ", 1)[0]
+    blocks = [yaml.safe_load(b.split("```", 1)[0]) for b in section.split("```yaml\n")[1:]]
+    snapshot, claim = blocks
+    validate_custom(snapshot)
+    assert snapshot["metadata"]["labels"]["intelgraph.io/kind"] == "pre-change"  # never expired
+    assert snapshot["spec"]["volumeSnapshotClassName"] == objects("prod")[("VolumeSnapshotClass", "graph-ebs-retain")][
+        "metadata"]["name"]
+    kubernetes_validate.validate(claim, "1.33", strict=True)
+    volume = synthesized("prod").named("graph-server-1", "kubernetes:helm.sh/v3:Release").inputs["values"]["volumes"][
+        "data"]["dynamic"]
+    assert claim == restore_claim("graph-server-1", "graph", snapshot["metadata"]["name"],
+                                  volume["storageClassName"], volume["requests"]["storage"])
+    assert claim["spec"]["dataSource"]["name"] == snapshot["metadata"]["name"]
+
+
+def test_network_config_analyzer_lets_the_snapshot_job_reach_the_api_and_nothing_of_the_servers(tmp_path):
+    """Judged by the real analyzer over the stack's policies and the CronJob's own pod labels."""
+    from tests.test_neo4j_flows import JOB, nca, to_servers
+
+    kubernetes = settings.validate(engine.stack_config("prod")).kubernetes
+    source = {JOB: "graph-volume-snapshots"}
+    api = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": f"snapshots-api-{i}", "namespace": "graph"},
+            "spec": {"podSelector": {"matchLabels": source}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": 443}]}]}}
+           for i, cidr in enumerate([f"{kubernetes.api_service_ip}/32", *kubernetes.api_server_cidrs])]
+    for sub in ("permits", "forbids", "internet"):
+        (tmp_path / sub).mkdir()
+    permitted = nca(tmp_path / "permits", "permits", api)
+    assert permitted.returncode == 0, permitted.stdout + permitted.stderr
+    # and not the internet: the same question for another address is refused
+    internet = [{**api[0], "spec": {**api[0]["spec"], "egress": [
+        {"to": [{"ipBlock": {"cidr": "8.8.8.8/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}]}}]
+    assert nca(tmp_path / "internet", "permits", internet).returncode != 0
+    forbidden = nca(tmp_path / "forbids", "forbids", [to_servers("snapshots-never-reach-servers", source,
+                                                                 (6362, 7687, 5000, 6000, 7000, 7688))])
+    assert forbidden.returncode == 0, forbidden.stdout + forbidden.stderr

@@ -1,0 +1,242 @@
+"""Rotated secrets: the RDS managed master secret on a schedule from config, the Redis password
+through an ACL roll that a real redis-server accepts step by step, the Neo4j password through a
+Job that runs ALTER USER before the Secret flips."""
+
+from __future__ import annotations
+
+import pulumi_kubernetes as kubernetes
+import pytest
+from pulumi.runtime import rpc
+
+from components.redis_auth import EPOCHS_ANNOTATION
+from components.redis_cache import RedisCache, RedisCacheArgs
+from synth import engine
+from tests.conftest import config_with, run_component, synthesized
+from tests.test_redis import RedisServer
+
+ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
+_rotating = {}
+
+
+def rotating_stage():
+    """Stage with every rotation knob turned at once (one synth for the tests that need it)."""
+    if not _rotating:
+        _rotating["stage"] = engine.synthesize("stage", config_with("stage", {
+            "postgres.masterSecretRotationDays": 30, "neo4j.passwordEpoch": 1,
+            "redis.passwordRotation": {"epoch": 2, "rollover": "servers"}}))
+    return _rotating["stage"]
+
+
+# --- RDS ---------------------------------------------------------------------------------------
+
+def test_the_rds_managed_secret_rotates_on_the_configured_schedule_under_our_key(any_stack):
+    """Secrets Manager User Guide, "Managed rotation for AWS Secrets Manager secrets": RDS offers
+    managed rotation of its master user secret; the schedule is the secret's rotation rules, with
+    no Lambda (the provider's rotation_lambda_arn: "Must be supplied if the secret is not managed
+    by AWS"). pulumi-aws v7's rds.Instance has no rotation argument, so a SecretRotation holds it."""
+    primary = any_stack.named("intelgraph-pg-primary", "aws:rds/instance:Instance")
+    [rotation] = any_stack.of_type(ROTATION)
+    secret = primary.outputs["masterUserSecrets"][0]
+    assert rotation.inputs["secretId"] == secret["secretArn"] and secret["secretArn"].startswith(
+        "arn:aws:secretsmanager:us-east-1:")
+    assert rotation.inputs["rotationRules"] == {"automaticallyAfterDays": 7}
+    assert "rotationLambdaArn" not in rotation.inputs and rotation.inputs["rotateImmediately"] is False
+    # encrypted with the customer key of the primary's region, not aws/secretsmanager
+    key = any_stack.named("intelgraph-pg-primary-key", "aws:kms/key:Key").outputs["arn"]
+    assert primary.inputs["masterUserSecretKmsKeyId"] == key == secret["kmsKeyId"]
+    assert rotation.parent == any_stack.named("intelgraph-pg", "intelgraph:database:PostgresDr").urn
+
+
+def test_the_rotation_schedule_comes_from_config_and_is_bounded():
+    synthesis = rotating_stage()
+    assert synthesis.of_type(ROTATION)[0].inputs["rotationRules"] == {"automaticallyAfterDays": 30}
+    import settings
+
+    with pytest.raises(settings.SettingsError, match=r"postgres\.masterSecretRotationDays"):
+        settings.validate(config_with("stage", {"postgres.masterSecretRotationDays": 0}))
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+def _redis(epoch: int, rollover: str):
+    """The real RedisCache at one step of a roll; returns its config, Secret and pod annotations."""
+
+    def build() -> dict:
+        provider = kubernetes.Provider("k8s", context="test")
+        from pulumi import ResourceOptions
+
+        RedisCache("redis", RedisCacheArgs(
+            namespace="cache", image="redis:7.4.2-bookworm", exporter_image="oliver006/redis_exporter:v1.67.0",
+            replicas=1, cpu_request="100m", cpu_limit="200m", memory="1Gi", memory_bytes=2**30,
+            persistence=False, maxmemory_policy="allkeys-lru", timeout_seconds=0, tcp_keepalive_seconds=300,
+            slowlog_slower_than_micros=10000, slowlog_max_len=128, prometheus_release_label="kps",
+            password_epoch=epoch, password_rollover=rollover), opts=ResourceOptions(provider=provider))
+        return {}
+
+    synthesis = run_component(build)
+    config = synthesis.named("redis-config", "kubernetes:core/v1:ConfigMap").inputs["data"]["redis.conf"]
+    secret = rpc.unwrap_rpc_secret(synthesis.named("redis-auth", "kubernetes:core/v1:Secret").inputs["stringData"])
+    template = synthesis.named("redis", "kubernetes:apps/v1:StatefulSet").inputs["spec"]["template"]
+    passwords = {r.name: r.outputs["result"] for r in synthesis.of_type("random:index/randomPassword:RandomPassword")}
+    return config, secret, template["metadata"]["annotations"][EPOCHS_ANNOTATION], passwords
+
+
+def _answers(tmp_path, config: str, auth_conf: str, passwords: dict[str, str]) -> dict[str, str]:
+    """Boot the real redis-server with the generated files; what a client authenticating with each
+    password gets: PING as the probes and clients send it (REDISCLI_AUTH), and the AUTH reply."""
+    tmp_path.mkdir()
+    server = RedisServer(tmp_path, config, auth_conf)
+    try:
+        server.wait_ready(passwords["new"])
+        return {label: server.cli("ping", password=p).stdout.strip() + " / " + server.cli("auth", p).stdout.strip()
+                for label, p in passwords.items()}
+    finally:
+        server.stop()
+
+
+def test_a_redis_password_rolls_without_a_moment_where_a_client_is_refused(tmp_path):
+    """Redis ACL (redis.io, "ACL"): a user may hold several passwords, `#<sha256>` adds one by its
+    digest and every one authenticates. Each step is one deploy; a real redis-server judges each."""
+    config, before, epochs, pw = _redis(0, "none")
+    old = pw["redis-password"]
+    assert before["password"] == old and epochs == "0"
+
+    # 1. servers accept both, clients keep the old one
+    config, servers, epochs, pw = _redis(1, "servers")
+    new = pw["redis-password-1"]
+    assert pw["redis-password"] == old and new != old  # the old password survives the new epoch
+    assert servers["password"] == old and epochs == "0,1"  # a new annotation restarts the pods
+    assert old not in servers["auth.conf"] and new not in servers["auth.conf"]  # digests only
+    assert _answers(tmp_path / "1", config, servers["auth.conf"], {"old": old, "new": new}) == {
+        "old": "PONG / OK", "new": "PONG / OK"}
+
+    # 2. clients switch to the new one; the servers (unchanged, not restarted) still take both
+    config, clients, epochs, _ = _redis(1, "clients")
+    assert clients["password"] == new and clients["auth.conf"] == servers["auth.conf"] and epochs == "0,1"
+
+    # 3. only the new one
+    config, after, epochs, pw = _redis(1, "none")
+    assert after["password"] == new and epochs == "1" and "redis-password" not in pw
+    answers = _answers(tmp_path / "3", config, after["auth.conf"], {"old": old, "new": new})
+    assert answers == {"new": "PONG / OK",
+                       "old": "NOAUTH Authentication required. / WRONGPASS invalid username-password pair or user is disabled."}
+
+
+def test_the_stack_config_drives_the_redis_roll_and_refuses_a_roll_from_nothing():
+    import settings
+
+    synthesis = rotating_stage()
+    names = {r.name for r in synthesis.of_type("random:index/randomPassword:RandomPassword")}
+    assert {"redis-password-1", "redis-password-2"} <= names
+    template = synthesis.named("redis", "kubernetes:apps/v1:StatefulSet").inputs["spec"]["template"]
+    assert template["metadata"]["annotations"][EPOCHS_ANNOTATION] == "1,2"
+    with pytest.raises(settings.SettingsError, match=r"redis\.passwordRotation\.rollover: a rollover needs"):
+        settings.validate(config_with("stage", {"redis.passwordRotation": {"rollover": "servers"}}))
+
+
+def test_today_the_stacks_use_epoch_zero_so_nothing_rotates_by_accident():
+    for stack in ("stage", "prod"):
+        names = {r.name for r in synthesized(stack).of_type("random:index/randomPassword:RandomPassword")}
+        assert "redis-password" in names and not any(n.startswith("redis-password-") for n in names)
+
+
+# --- Neo4j -------------------------------------------------------------------------------------
+
+FAKE_CYPHER_SHELL = r"""#!/bin/bash
+# cypher-shell as the rotation needs it: checks its flags, authenticates NEO4J_PASSWORD against the
+# password the "database" holds, and applies ALTER CURRENT USER SET PASSWORD FROM ... TO ...
+state={state}
+echo "argv: $*" >> {log}
+expected="-a neo4j://graph-lb-neo4j.graph.svc.cluster.local:7687 -d system --non-interactive --format plain"
+[ "$*" = "$expected" ] || {{ echo "unexpected flags: $*" >&2; exit 64; }}
+[ "$NEO4J_USERNAME" = neo4j ] || {{ echo "no NEO4J_USERNAME" >&2; exit 64; }}
+query=$(cat)
+echo "stdin: $query" >> {log}
+if [ "$NEO4J_PASSWORD" != "$(cat "$state")" ]; then
+  echo "The client is unauthorized due to authentication failure." >&2; exit 1
+fi
+re="^ALTER CURRENT USER SET PASSWORD FROM '([^']*)' TO '([^']*)';$"
+if [[ $query =~ $re ]]; then
+  [ "${{BASH_REMATCH[1]}}" = "$(cat "$state")" ] || {{ echo "Invalid principal or credentials" >&2; exit 1; }}
+  printf '%s' "${{BASH_REMATCH[2]}}" > "$state"
+fi
+echo "user"; echo "neo4j"
+"""
+
+
+def rotate(tmp_path, current: str, old: str, new: str):
+    from components.neo4j_password import SCRIPT, routing_address
+
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    state, log = tmp_path / "password", tmp_path / "calls.log"
+    state.write_text(current)
+    fake = tmp_path / "bin" / "cypher-shell"
+    fake.write_text(FAKE_CYPHER_SHELL.format(state=state, log=log))
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "NEO4J_ADDRESS": routing_address("graph", "graph"),
+           "NEO4J_USERNAME": "neo4j", "OLD_PASSWORD": old, "NEW_PASSWORD": new}
+    import subprocess
+
+    result = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+    return result, state.read_text(), log.read_text() if log.exists() else ""
+
+
+def test_the_job_changes_the_password_with_alter_user_from_the_old_one(tmp_path):
+    result, now, log = rotate(tmp_path, current="oldpw123", old="oldpw123", new="newpw456")
+    assert result.returncode == 0, result.stderr
+    assert now == "newpw456"
+    assert "stdin: ALTER CURRENT USER SET PASSWORD FROM 'oldpw123' TO 'newpw456';" in log
+    argv = [line for line in log.splitlines() if line.startswith("argv:")]
+    assert len(argv) == 3  # new (refused), old + ALTER, new (verified)
+    assert not any("oldpw123" in a or "newpw456" in a for a in argv)  # never on a command line
+
+
+def test_a_rerun_after_success_changes_nothing(tmp_path):
+    result, now, log = rotate(tmp_path, current="newpw456", old="oldpw123", new="newpw456")
+    assert result.returncode == 0 and now == "newpw456" and "ALTER" not in log
+    assert "nothing to change" in result.stdout
+
+
+def test_when_neither_password_works_the_job_fails_and_changes_nothing(tmp_path):
+    result, now, log = rotate(tmp_path, current="someone-else", old="oldpw123", new="newpw456")
+    assert result.returncode != 0 and now == "someone-else"
+
+
+def test_a_password_a_cypher_literal_cannot_carry_is_refused_before_connecting(tmp_path):
+    result, now, log = rotate(tmp_path, current="old", old="old", new="it's")
+    assert result.returncode == 2 and now == "old" and log == ""
+
+
+def test_a_new_neo4j_epoch_runs_the_job_before_the_secret_flips():
+    import kubernetes_validate
+
+    from synth import export, policy_runner
+
+    synthesis = rotating_stage()
+    passwords = {r.name: r.outputs["result"] for r in synthesis.of_type("random:index/randomPassword:RandomPassword")}
+    old, new = passwords["neo4j-admin-password"], passwords["neo4j-admin-password-1"]
+    job = synthesis.named("neo4j-password-rotation-1", "kubernetes:batch/v1:Job")
+    handover = rpc.unwrap_rpc_secret(synthesis.named(
+        "neo4j-password-rotation-1", "kubernetes:core/v1:Secret").inputs["stringData"])
+    assert handover == {"OLD_PASSWORD": old, "NEW_PASSWORD": new}
+    auth = synthesis.named("neo4j-auth", "kubernetes:core/v1:Secret")
+    assert rpc.unwrap_rpc_secret(auth.inputs["stringData"])["NEO4J_AUTH"] == f"neo4j/{new}"
+    assert job.urn in auth.dependencies  # the flip waits for the Job (Pulumi awaits a Job's success)
+    assert "pulumi.com/skipAwait" not in job.inputs["metadata"].get("annotations", {})
+    # the releases still read the same Secret name, so nothing restarts
+    for release in synthesis.of_type("kubernetes:helm.sh/v3:Release"):
+        assert release.inputs["values"]["neo4j"]["passwordFromSecret"] == "graph-auth"
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in export.kubernetes_objects(synthesis)}
+    kubernetes_validate.validate(objects[("Job", "graph-password-rotation-1")], "1.33", strict=True)
+    # default-deny egress lets the Job reach Bolt, and the pack passes the new objects
+    policies = [o for o in objects.values() if o["kind"] == "NetworkPolicy" and "rotation" in o["metadata"]["name"]]
+    assert policies and all(p["metadata"]["namespace"] == "graph" for p in policies)
+    report = policy_runner.evaluate(export.to_export(synthesis), "stage")
+    assert not report.mandatory_violations, report.mandatory_violations
+
+
+def test_a_negative_neo4j_epoch_is_a_settings_error_naming_the_key():
+    import settings
+
+    with pytest.raises(settings.SettingsError, match=r"neo4j\.passwordEpoch: Input should be greater than or equal to 0"):
+        settings.validate(config_with("stage", {"neo4j.passwordEpoch": -1}))

@@ -1,0 +1,109 @@
+"""Stateful resources cannot be lost by accident: protected in prod, retained on delete, and their
+URNs frozen in a committed snapshot that only an alias may move.
+
+Facts (Pulumi docs, "Resource options"): `protect` makes the engine fail any operation that would
+delete the resource; `retainOnDelete` deletes it from the state only; an `alias` tells the engine
+that a new URN is an old resource, and a child inherits its parent's aliases. A URN is
+stack::project::parent types$type::name, so a rename is a new resource - a replace."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from components.stateful import STATEFUL_TYPES
+from synth import engine, export, stateful
+from tests.conftest import ROOT, STACKS, run_component, synthesized
+
+DATA_TYPES = {t for t, kind in STATEFUL_TYPES.items() if kind.retain_on_delete}
+
+
+def test_prod_protects_and_retains_every_key_bucket_database_and_group():
+    document = export.to_export(synthesized("prod"))
+    by_type: dict[str, list[dict]] = {}
+    for entry in document["deployment"]["resources"]:
+        by_type.setdefault(entry["type"], []).append(entry)
+    # the issue's list: KMS keys, backup buckets and replicas, RDS instances, their groups
+    assert DATA_TYPES == {"aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:rds/instance:Instance",
+                          "aws:rds/parameterGroup:ParameterGroup", "aws:rds/subnetGroup:SubnetGroup"}
+    for type_ in DATA_TYPES:
+        assert by_type[type_], type_
+        for entry in by_type[type_]:
+            assert entry.get("protect") is True and entry.get("retainOnDelete") is True, entry["urn"]
+    assert len(by_type["aws:s3/bucket:Bucket"]) == 4 and len(by_type["aws:rds/instance:Instance"]) == 2
+    for entry in by_type["kubernetes:helm.sh/v3:Release"]:
+        assert entry.get("protect") is True and "retainOnDelete" not in entry
+    # and nothing else: a protected IAM role or alarm would only block routine changes
+    for type_, entries in by_type.items():
+        if type_ not in STATEFUL_TYPES:
+            assert not any(e.get("protect") or e.get("retainOnDelete") for e in entries), type_
+
+
+def test_stage_retains_on_delete_but_does_not_protect():
+    resources = synthesized("stage").resources
+    data = [r for r in resources if r.type in DATA_TYPES]
+    assert data and all(r.retain_on_delete and not r.protect for r in data)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_snapshotted_stateful_urn_is_lost(stack):
+    lost = stateful.lost(stateful.read_snapshot(stack), synthesized(stack))
+    assert not lost, (f"{stack}: these stateful resources would be deleted and created anew (a rename or "
+                      f"a new parent changes the URN); add `aliases=[pulumi.Alias(...)]` carrying the old "
+                      f"URN, or retire them deliberately (README, Contributing): {lost}")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stateful_resource_is_in_the_snapshot(stack):
+    missing = sorted(set(stateful.stateful_urns(synthesized(stack))) - set(stateful.read_snapshot(stack)))
+    assert not missing, f"new stateful resources: run `python -m synth.stateful` and commit: {missing}"
+
+
+@cache
+def renamed_postgres() -> engine.Synthesis:
+    """prod, with the PostgresDr component renamed and no alias: the refactor the issue fears."""
+    source = (ROOT / "__main__.py").read_text()
+    assert source.count('PostgresDr(\n    "intelgraph-pg",') == 1
+    program = Path(tempfile.mkdtemp()) / "__main__.py"
+    program.write_text(source.replace('PostgresDr(\n    "intelgraph-pg",', 'PostgresDr(\n    "pg",'))
+    return engine.synthesize("prod", program=program)
+
+
+def test_renaming_a_component_without_an_alias_fails_the_snapshot():
+    renamed = renamed_postgres()
+    lost = stateful.lost(stateful.read_snapshot("prod"), renamed)
+    assert lost and all("::intelgraph-pg-" in urn for urn in lost)
+    assert any(urn.endswith("aws:rds/instance:Instance::intelgraph-pg-primary") for urn in lost)
+
+
+def _thing(component: str, kind: str = "Thing", component_alias=None, key_alias=None) -> dict:
+    """A component with a KMS key named after it (the house convention), as a refactor leaves it."""
+    provider = aws.Provider("p", region="us-east-1")
+    thing = pulumi.ComponentResource(f"intelgraph:test:{kind}", component, None, pulumi.ResourceOptions(
+        aliases=[component_alias] if component_alias else None))
+    aws.kms.Key(f"{component}-key", opts=pulumi.ResourceOptions(parent=thing, provider=provider,
+                                                                aliases=[key_alias] if key_alias else None))
+    return {}
+
+
+def test_an_alias_carries_the_old_urn_through_a_rename():
+    before = run_component(lambda: _thing("vault"))
+    snapshot = stateful.stateful_urns(before)
+    assert snapshot == ["urn:pulumi:prod::intelgraph-platform::intelgraph:test:Thing$aws:kms/key:Key::vault-key"]
+    # renamed: the key's name follows the component's, so the key needs its own alias
+    assert stateful.lost(snapshot, run_component(lambda: _thing("safe"))) == snapshot
+    renamed = run_component(lambda: _thing("safe", key_alias=pulumi.Alias(name="vault-key")))
+    assert stateful.lost(snapshot, renamed) == []
+    # a new component type is in every child's URN; the child inherits the component's alias
+    assert stateful.lost(snapshot, run_component(lambda: _thing("vault", kind="Vault"))) == snapshot
+    moved = run_component(lambda: _thing("vault", kind="Vault",
+                                         component_alias=pulumi.Alias(type_="intelgraph:test:Thing")))
+    assert stateful.lost(snapshot, moved) == []
+    # and the export carries the alias, as a checkpoint does
+    [key] = [e for e in export.to_export(moved)["deployment"]["resources"] if e["type"] == "aws:kms/key:Key"]
+    assert key["urn"].endswith("intelgraph:test:Vault$aws:kms/key:Key::vault-key") and snapshot[0] in key["aliases"]
