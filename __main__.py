@@ -9,6 +9,8 @@ import pulumi_kubernetes as kubernetes
 
 import settings
 from components import dr_budget
+from components.alerting import Subscriber, subscribe
+from components.alertmanager import AlertRouting, AlertRoutingArgs, SecretRef
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
@@ -243,6 +245,27 @@ ingress = WafIngress(
     opts=k8s_and_aws,
 )
 
+# --- on-call: every alarm topic subscribed per region, Prometheus alerts routed by severity -------
+alerting = cfg.alerting
+subscribers = {role: [Subscriber(s.protocol, s.endpoint) for s in getattr(alerting.subscribers, role)]
+               for role in ("primary", "dr")}
+# The health-check topic lives in us-east-1 with Route 53's metrics: the primary's on-call owns it.
+alert_topics = {f"postgres-{role}": (topic, role) for role, topic in postgres.alert_topics.items()}
+alert_topics["api-failover"] = (failover.alert_topic, "primary")
+for topic_name, (topic, role) in alert_topics.items():
+    subscribe(f"{topic_name}-oncall", topic, subscribers[role])
+AlertRouting(
+    "alert-routing",
+    AlertRoutingArgs(
+        # the namespaces whose series our PrometheusRules fire on (the operator matches on it)
+        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace))),
+        pager_secret=SecretRef(alerting.alertmanager.pager_secret.name, alerting.alertmanager.pager_secret.key),
+        chat_secret=SecretRef(alerting.alertmanager.chat_secret.name, alerting.alertmanager.chat_secret.key),
+        chat_channel=alerting.alertmanager.chat_channel,
+    ),
+    opts=inside(neo.namespace, neo.restore_namespace, rds.namespace),
+)
+
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
 budget = [
     *dr_budget.postgres_bounds(
@@ -290,4 +313,5 @@ pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap
                         "pagecache": graph.plan.pagecache})
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
 pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn})
+pulumi.export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

@@ -400,6 +400,65 @@ class ObservabilitySettings(Model):
     grafana_dashboard_label: str
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+class AlertSubscriber(Model):
+    protocol: Literal["email", "https"]
+    endpoint: str
+
+    @model_validator(mode="after")
+    def _endpoint_fits_protocol(self) -> "AlertSubscriber":
+        from urllib.parse import urlsplit
+
+        if self.protocol == "email" and not _EMAIL.match(self.endpoint):
+            raise ValueError(f"endpoint {self.endpoint!r} is not an e-mail address")
+        if self.protocol == "https":
+            url = urlsplit(self.endpoint)
+            if url.scheme != "https" or not url.hostname:
+                raise ValueError(f"endpoint {self.endpoint!r} is not an https:// URL")
+            if url.username or url.password or url.query:
+                # config is plain text in git: a key in the URL would be a secret in config
+                raise ValueError("endpoint must carry no credentials (user:password@ or ?query); "
+                                 "point it at a relay that holds the paging service's key")
+        return self
+
+
+def _subscribers(value: list) -> list:
+    if not value:
+        raise ValueError("the stack's CloudWatch alarms in this region would notify nobody; "
+                         "add at least one {protocol: email|https, endpoint: ...}")
+    return value
+
+
+Subscribers = Annotated[list[AlertSubscriber], AfterValidator(_subscribers)]
+
+
+class AlertSubscribers(Model):
+    # one list per region: each region's alarms publish to topics in that region
+    primary: Subscribers
+    dr: Subscribers
+
+
+class SecretKeyRef(Model):
+    """A key of a Kubernetes Secret that exists in each namespace with alerts (created by the
+    secrets pipeline, never by this program: its value must not pass through config or state)."""
+
+    name: K8sName
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class AlertmanagerSettings(Model):
+    pager_secret: SecretKeyRef  # PagerDuty Events v2 routing key: severity=critical pages
+    chat_secret: SecretKeyRef  # Slack incoming-webhook URL: severity=warning (and anything else)
+    chat_channel: Annotated[str, Field(pattern=r"^#[a-z0-9_-]{1,79}$")]
+
+
+class AlertingSettings(Model):
+    subscribers: AlertSubscribers
+    alertmanager: AlertmanagerSettings
+
+
 class DrTarget(Model):
     rto_seconds: Annotated[int, Field(ge=1)]
     rpo_seconds: Annotated[int, Field(ge=1)]
@@ -431,6 +490,7 @@ class StackSettings(Model):
     egress: EgressSettings = EgressSettings()
     observability: ObservabilitySettings
     dr: DrSettings
+    alerting: AlertingSettings
 
     @property
     def is_prod(self) -> bool:

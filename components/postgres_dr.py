@@ -170,6 +170,8 @@ class PostgresDr(pulumi.ComponentResource):
         self.primary_arn = primary.arn
         self.replica_arn = replica.arn
         self.master_secret_arn = primary.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
+        # by region role: __main__ subscribes each region's on-call endpoints (alerting.subscribe)
+        self.alert_topics = {"primary": primary_region.topic, "dr": dr_region.topic}
         self.register_outputs({
             "primaryEndpoint": self.primary_endpoint,
             "replicaEndpoint": self.replica_endpoint,
