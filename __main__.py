@@ -17,6 +17,8 @@ from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTa
 from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
+from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
+from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehearsalArgs, rehearsal_flows
 from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
@@ -93,6 +95,9 @@ namespace_flows = {
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
     rds.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
 }
+pgr = cfg.pg_restore_rehearsal
+namespace_flows[pgr.namespace] = namespace_flows.get(pgr.namespace, ()) + rehearsal_flows(
+    tuple(net.sts_endpoint_cidrs), tuple(pgr.dr_rds_endpoint_cidrs))
 # The Neo4j chart's operations pod carries no security context: baseline there, restricted elsewhere.
 pod_security = {neo.namespace: "baseline"}
 namespaces = {
@@ -207,6 +212,27 @@ postgres = PostgresDr(
     opts=pulumi.ResourceOptions(provider=primary),
 )
 
+# weekly point-in-time restore of the replicated backups in the DR region, always cleaned up
+PgRestoreRehearsal(
+    "pg-restore-rehearsal",
+    PgRestoreRehearsalArgs(
+        namespace=pgr.namespace,
+        schedule=pgr.schedule,
+        time_zone=pgr.time_zone,
+        image=pgr.image,
+        timeout_minutes=pgr.timeout_minutes,
+        account_id=cfg.aws.account_id,
+        primary_region=cfg.aws.primary_region,
+        dr_region=cfg.aws.dr_region,
+        primary_arn=postgres.primary_arn,
+        restore_target=postgres.dr_restore_target,
+        oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
+        oidc_issuer=cfg.kubernetes.oidc_issuer,
+        prometheus_release_label=obs.prometheus_release_label,
+    ),
+    opts=inside(pgr.namespace),
+)
+
 # --- edge DNS: health-checked failover to the DR region ------------------------------------------
 dns = cfg.dns
 failover = DnsFailover(
@@ -258,12 +284,12 @@ AlertRouting(
     "alert-routing",
     AlertRoutingArgs(
         # the namespaces whose series our PrometheusRules fire on (the operator matches on it)
-        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace))),
+        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace))),
         pager_secret=SecretRef(alerting.alertmanager.pager_secret.name, alerting.alertmanager.pager_secret.key),
         chat_secret=SecretRef(alerting.alertmanager.chat_secret.name, alerting.alertmanager.chat_secret.key),
         chat_channel=alerting.alertmanager.chat_channel,
     ),
-    opts=inside(neo.namespace, neo.restore_namespace, rds.namespace),
+    opts=inside(*dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace))),
 )
 
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
@@ -283,6 +309,9 @@ budget = [
         restore_estimate_seconds=cfg.dr.neo4j_restore_estimate_seconds,
     ),
 ]
+budget.append(dr_budget.postgres_pitr_rto(
+    rto_target=cfg.dr.postgres_pitr_rto_seconds,
+    restore_estimate_seconds=cfg.dr.postgres_pitr_restore_estimate_seconds))
 
 # --- outputs --------------------------------------------------------------------------------------
 # Neo4j backups are hourly: the newest may be one interval plus the slack old (ops/dr_readiness).
@@ -314,4 +343,6 @@ pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
 pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn})
 pulumi.export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
+pulumi.export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_REHEARSAL_PREFIX,
+                                     **postgres.dr_restore_target})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

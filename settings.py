@@ -459,6 +459,20 @@ class AlertingSettings(Model):
     alertmanager: AlertmanagerSettings
 
 
+class PgRestoreRehearsalSettings(Model):
+    """The weekly PostgreSQL point-in-time restore rehearsal (ops/pg_restore_rehearsal)."""
+
+    schedule: Cron
+    time_zone: str = "Etc/UTC"
+    # Python 3 with boto3 (AWS Lambda's base image ships both); the runbook is mounted from a ConfigMap.
+    image: Image
+    namespace: K8sName
+    # The addresses through which the cluster reaches the RDS API of the DR region (an interface
+    # endpoint reached over the peering); default-deny allows nothing else.
+    dr_rds_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    timeout_minutes: Annotated[int, Field(ge=15, le=720)]
+
+
 class DrTarget(Model):
     rto_seconds: Annotated[int, Field(ge=1)]
     rpo_seconds: Annotated[int, Field(ge=1)]
@@ -472,6 +486,10 @@ class DrSettings(Model):
     replica_promotion_estimate_seconds: Annotated[int, Field(ge=60, le=7200)]
     # Time to restore the newest Neo4j backup; the weekly restore rehearsal measures it.
     neo4j_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)]
+    # PostgreSQL point-in-time restore in the DR region (when the replica cannot be used, e.g. a
+    # bad write replicated to it): the target, and the time ops.pg_restore_rehearsal measures.
+    postgres_pitr_rto_seconds: Annotated[int, Field(ge=60)]
+    postgres_pitr_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)]
 
 
 class StackSettings(Model):
@@ -491,6 +509,7 @@ class StackSettings(Model):
     observability: ObservabilitySettings
     dr: DrSettings
     alerting: AlertingSettings
+    pg_restore_rehearsal: PgRestoreRehearsalSettings
 
     @property
     def is_prod(self) -> bool:

@@ -50,6 +50,10 @@ ALERTS: dict[str, AlertInfo] = {
     "RedisEvictionsHigh": AlertInfo("warning", "redis-evictions-high"),
     "RedisMemoryNearLimit": AlertInfo("critical", "redis-memory-near-limit"),
     "RedisDown": AlertInfo("critical", "redis-down"),
+    # a failed rehearsal leaves DR unproven, not broken: the team fixes it in working hours
+    "PostgresRestoreRehearsalFailed": AlertInfo("warning", "postgres-restore-rehearsal-failed-or-stale"),
+    "PostgresRestoreRehearsalNeverSucceeded": AlertInfo("warning", "postgres-restore-rehearsal-failed-or-stale"),
+    "PostgresRestoreRehearsalStale": AlertInfo("warning", "postgres-restore-rehearsal-failed-or-stale"),
 }
 
 

@@ -172,6 +172,12 @@ class PostgresDr(pulumi.ComponentResource):
         self.master_secret_arn = primary.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
         # by region role: __main__ subscribes each region's on-call endpoints (alerting.subscribe)
         self.alert_topics = {"primary": primary_region.topic, "dr": dr_region.topic}
+        # what ops/pg_restore_rehearsal restores into: the DR region's key, network and parameters
+        self.dr_restore_target = {
+            "kmsKeyArn": dr_region.key.arn, "subnetGroup": dr_region.subnet_group.name,
+            "securityGroupId": dr_region.security_group.id, "parameterGroup": dr_region.parameter_group.name,
+            "instanceClass": args.instance_class,
+        }
         self.register_outputs({
             "primaryEndpoint": self.primary_endpoint,
             "replicaEndpoint": self.replica_endpoint,
