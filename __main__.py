@@ -208,6 +208,7 @@ postgres = PostgresDr(
         database_insights=pg.database_insights,
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
         replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(cfg.dr.postgres.rpo_seconds),
+        log_retention_days=cfg.logs.retention_days,
     ),
     opts=pulumi.ResourceOptions(provider=primary),
 )
@@ -267,6 +268,7 @@ ingress = WafIngress(
         allowlist_cidrs=tuple(edge.allowlist_cidrs),
         max_body_bytes=edge.max_body_size_mb * 2**20,
         tls_secret_name=edge.tls_secret_name,
+        log_retention_days=cfg.logs.retention_days,
     ),
     opts=k8s_and_aws,
 )

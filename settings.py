@@ -473,6 +473,26 @@ class PgRestoreRehearsalSettings(Model):
     timeout_minutes: Annotated[int, Field(ge=15, le=720)]
 
 
+class LogShipperSettings(Model):
+    namespace: K8sName
+    image: Image  # Fluent Bit
+
+
+class LogSettings(Model):
+    # Every CloudWatch log group the stack creates or causes (RDS exports, WAF) keeps this long.
+    retention_days: int
+    shipper: LogShipperSettings
+
+    @field_validator("retention_days")
+    @classmethod
+    def _cloudwatch_retention(cls, value: int) -> int:
+        from components.log_groups import RETENTION_DAYS
+
+        if value not in RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, RETENTION_DAYS))}")
+        return value
+
+
 class DrTarget(Model):
     rto_seconds: Annotated[int, Field(ge=1)]
     rpo_seconds: Annotated[int, Field(ge=1)]
@@ -510,6 +530,7 @@ class StackSettings(Model):
     dr: DrSettings
     alerting: AlertingSettings
     pg_restore_rehearsal: PgRestoreRehearsalSettings
+    logs: LogSettings
 
     @property
     def is_prod(self) -> bool:

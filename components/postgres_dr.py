@@ -20,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alerting import alarm, alert_topic
+from components.log_groups import log_group, log_key
 from components.validation import require
 
 PORT = 5432
@@ -55,6 +56,7 @@ class PostgresDrArgs:
     replica_lag_threshold_seconds: int
     database_name: str = "intelgraph"
     master_username: str = "intelgraph_admin"
+    log_retention_days: int = 30  # the exported postgresql/upgrade log groups
 
     def __post_init__(self) -> None:
         problems = []
@@ -212,12 +214,27 @@ class PostgresDr(pulumi.ComponentResource):
             f"{name}-params",
             family=args.family,
             description=f"{name}: TLS only, slow-query and connection logging",
-            parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k == "rds.force_ssl" else "immediate"}
+            parameters=[{"name": k, "value": v,
+                         "apply_method": "pending-reboot" if k in STATIC_PARAMETERS else "immediate"}
                         for k, v in PARAMETERS.items()],
             opts=opts,
         )
         topic = alert_topic(f"{name}-alerts", args.account_id, opts)
-        return _Region(key, subnet_group, security_group, parameter_group, topic, opts)
+        # everything placed with these opts (the instance first) waits for its log groups
+        logs = self._log_groups(label, opts)
+        return _Region(key, subnet_group, security_group, parameter_group, topic,
+                       pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=logs)))
+
+    def _log_groups(self, label: str, opts: pulumi.ResourceOptions) -> list[aws.cloudwatch.LogGroup]:
+        """The groups RDS exports this region's instance logs to (/aws/rds/instance/<id>/<log>),
+        created before the instance so RDS does not create them without expiry or our key. The
+        postgresql log carries query text (slow queries, errors): its personal data is masked."""
+        identifier = f"{self._name}-{'primary' if label == 'primary' else 'replica'}"
+        key = log_key(f"{self._name}-{label}-logs", opts)
+        return [log_group(f"{identifier}-{export}-logs", group_name=f"/aws/rds/instance/{identifier}/{export}",
+                          retention_days=self._args.log_retention_days, key=key, opts=opts,
+                          mask_personal_data=export == "postgresql")
+                for export in LOG_EXPORTS]
 
     def _monitoring_role(self) -> aws.iam.Role:
         """Enhanced Monitoring publishes OS metrics through this role (IAM is global)."""
@@ -289,4 +306,15 @@ PARAMETERS = {
     "log_lock_waits": "1",
     "log_temp_files": "10240",
     "log_autovacuum_min_duration": "10000",
+    # pgaudit (session audit): DDL and role changes (CREATE/ALTER/DROP, GRANT/REVOKE, CREATE ROLE)
+    # are the who-changed-the-schema-or-privileges trail; READ/WRITE would log every query's text
+    # (personal data, volume). Parameter values are not logged: they are the data itself. The
+    # extension also needs `CREATE EXTENSION pgaudit;` once per database (docs/runbooks.md).
+    "shared_preload_libraries": "pg_stat_statements,pgaudit",
+    "pgaudit.log": "ddl,role",
+    "pgaudit.log_parameter": "0",
+    "pgaudit.log_catalog": "0",
+    "pgaudit.log_relation": "0",
 }
+# Static parameters take effect only after a reboot; RDS refuses apply_method "immediate" for them.
+STATIC_PARAMETERS = {"rds.force_ssl", "shared_preload_libraries"}

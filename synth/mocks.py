@@ -66,13 +66,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
             resource_id = f"{args.name}-{_hex(seed, 8)}"
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[Outputs, None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[Outputs, list]:
+        # (outputs, check failures): the SDK's mock monitor iterates the failures, so never None
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             arn = f"arn:aws:sts::{self.account_id}:assumed-role/deployer/synth"
-            return {"accountId": self.account_id, "arn": arn, "userId": "AROASYNTH:synth"}, None
+            return {"accountId": self.account_id, "arn": arn, "userId": "AROASYNTH:synth"}, []
         if args.token == "aws:index/getRegion:getRegion":
             region = self._region_of(args.provider)
-            return {"name": region, "region": region, "id": region}, None
+            return {"name": region, "region": region, "id": region}, []
         raise NotImplementedError(
             f"synth has no mock for the function {args.token}; add one to synth/mocks.py"
         )

@@ -117,6 +117,14 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      "has 2 primaries; run at least 3"),
     ("dr-budget-within-targets", "intelgraph-platform-prod", ":Stack",
      lambda e: e["outputs"]["drBudget"][0].update(targetSeconds=300), "exceeds its target 300s"),
+    ("logs-retention-and-kms", "api-waf-logs", ":LogGroup",
+     lambda e: e["inputs"].pop("retentionInDays"), "keeps every event forever"),
+    ("logs-retention-and-kms", "intelgraph-pg-replica-upgrade-logs", ":LogGroup",
+     lambda e: e["inputs"].pop("kmsKeyId"), "Set kmsKeyId"),
+    ("logs-rds-exports-managed", "intelgraph-pg-replica-upgrade-logs", ":LogGroup",
+     lambda e: e["inputs"].update(name="/aws/rds/instance/other/upgrade"), "RDS would create it with no retention"),
+    ("logs-rds-exports-managed", "intelgraph-pg-primary-postgresql-logs-mask-pii", ":LogDataProtectionPolicy",
+     lambda e: e.update(type="aws:cloudwatch/other:Other"), "has no data protection policy"),
 ]
 
 
