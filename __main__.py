@@ -15,6 +15,7 @@ from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
+from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
 from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
@@ -98,8 +99,14 @@ namespace_flows = {
 pgr = cfg.pg_restore_rehearsal
 namespace_flows[pgr.namespace] = namespace_flows.get(pgr.namespace, ()) + rehearsal_flows(
     tuple(net.sts_endpoint_cidrs), tuple(pgr.dr_rds_endpoint_cidrs))
+shipper = cfg.logs.shipper
+# whose container logs are shipped (scrubbed): every namespace the stack runs workloads in, and the app's
+log_sources = tuple(dict.fromkeys((*namespace_flows, cfg.kubernetes.app_namespace)))
+namespace_flows[shipper.namespace] = shipper_flows(
+    shipper.namespace, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), obs.prometheus_namespace)
 # The Neo4j chart's operations pod carries no security context: baseline there, restricted elsewhere.
 pod_security = {neo.namespace: "baseline"}
+pod_security[shipper.namespace] = "privileged"  # hostPath /var/log (read-only); warn/audit stay restricted
 namespaces = {
     ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
         namespace=ns, flows=flows + allowlisted(ns), pod_security=pod_security.get(ns, "restricted")),
@@ -234,6 +241,25 @@ PgRestoreRehearsal(
     opts=inside(pgr.namespace),
 )
 
+# --- logs: container logs scrubbed on the node, then to the logs bucket ---------------------------
+LogShipper(
+    "log-shipper",
+    LogShipperArgs(
+        namespace=shipper.namespace,
+        image=shipper.image,
+        source_namespaces=log_sources,
+        bucket_name=buckets["logs"].bucket_name,
+        bucket_arn=buckets["logs"].bucket_arn,
+        kms_key_arn=buckets["logs"].kms_key_arn,
+        region=cfg.aws.primary_region,
+        oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
+        oidc_issuer=cfg.kubernetes.oidc_issuer,
+        prometheus_namespace=obs.prometheus_namespace,
+        prometheus_release_label=obs.prometheus_release_label,
+    ),
+    opts=inside(shipper.namespace),
+)
+
 # --- edge DNS: health-checked failover to the DR region ------------------------------------------
 dns = cfg.dns
 failover = DnsFailover(
@@ -286,12 +312,14 @@ AlertRouting(
     "alert-routing",
     AlertRoutingArgs(
         # the namespaces whose series our PrometheusRules fire on (the operator matches on it)
-        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace))),
+        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace,
+                                        shipper.namespace))),
         pager_secret=SecretRef(alerting.alertmanager.pager_secret.name, alerting.alertmanager.pager_secret.key),
         chat_secret=SecretRef(alerting.alertmanager.chat_secret.name, alerting.alertmanager.chat_secret.key),
         chat_channel=alerting.alertmanager.chat_channel,
     ),
-    opts=inside(*dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace))),
+    opts=inside(*dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace,
+                                shipper.namespace))),
 )
 
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------

@@ -54,6 +54,9 @@ ALERTS: dict[str, AlertInfo] = {
     "PostgresRestoreRehearsalFailed": AlertInfo("warning", "postgres-restore-rehearsal-failed-or-stale"),
     "PostgresRestoreRehearsalNeverSucceeded": AlertInfo("warning", "postgres-restore-rehearsal-failed-or-stale"),
     "PostgresRestoreRehearsalStale": AlertInfo("warning", "postgres-restore-rehearsal-failed-or-stale"),
+    "LogScrubberDroppingRecords": AlertInfo("warning", "log-scrubber-dropped-records"),
+    "LogShipperOutputFailing": AlertInfo("warning", "log-shipper-unavailable-or-failing"),
+    "LogShipperUnavailable": AlertInfo("warning", "log-shipper-unavailable-or-failing"),
 }
 
 

@@ -63,8 +63,9 @@ DNS_PEER = Peer(namespace="kube-system", pods={"k8s-app": "kube-dns"})
 class WorkloadNamespaceArgs:
     namespace: str
     flows: tuple[Flow, ...]
-    # "restricted" wherever the workload allows; Neo4j's chart needs "baseline" for its fsGroup init.
-    pod_security: Literal["restricted", "baseline"] = "restricted"
+    # "restricted" wherever the workload allows; Neo4j's chart needs "baseline" for its fsGroup init;
+    # the log shipper "privileged" only because no lower level admits its read-only hostPath.
+    pod_security: Literal["restricted", "baseline", "privileged"] = "restricted"
 
 
 class WorkloadNamespace(pulumi.ComponentResource):

@@ -12,9 +12,9 @@ from synth.export import kubernetes_objects
 from tests.conftest import STACKS, synthesized
 
 # Custom resources have no upstream schema: promtool checks PrometheusRules (test_neo4j, test_redis),
-# test_servicemonitors_are_well_formed the ServiceMonitors, test_alerting the AlertmanagerConfigs
-# (against the upstream CRD).
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "AlertmanagerConfig"}
+# test_servicemonitors_are_well_formed the ServiceMonitors, test_alerting the AlertmanagerConfigs and
+# test_log_shipper the PodMonitor (against the upstream CRDs).
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "AlertmanagerConfig", "PodMonitor"}
 
 
 def k8s_version(stack: str) -> str:
