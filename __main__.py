@@ -8,9 +8,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
 
 import settings
-from components import dr_budget
+from components import audit_trail, dr_budget
 from components.alerting import Subscriber, subscribe
 from components.alertmanager import AlertRouting, AlertRoutingArgs, SecretRef
+from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
@@ -51,6 +52,9 @@ cluster = kubernetes.Provider(
 )
 
 # --- storage: backup buckets replicated to the DR region -----------------------------------------
+# The audit trail delivers to the logs bucket: its policy carries CloudTrail's grants.
+trail_name = audit_trail.trail_name(pulumi.get_stack())
+trail_arn = audit_trail.trail_arn(cfg.aws.primary_region, cfg.aws.account_id, trail_name)
 buckets = {
     purpose: BackupBucket(
         f"{purpose}-backups",
@@ -64,11 +68,32 @@ buckets = {
             object_lock=ObjectLock(bucket.object_lock.mode, bucket.object_lock.days)
             if bucket.object_lock
             else None,
+            extra_policy=(lambda arn: audit_trail.delivery_statements(arn, cfg.aws.account_id, trail_arn))
+            if purpose == "logs" else None,
         ),
         opts=pulumi.ResourceOptions(provider=primary),
     )
     for purpose, bucket in (("neo4j", cfg.backups.neo4j), ("logs", cfg.backups.logs))
 }
+
+# --- audit: management events, and every read/write/delete of a backup, in both regions ----------
+trail = AuditTrail(
+    "audit-trail",
+    AuditTrailArgs(
+        account_id=cfg.aws.account_id,
+        region=cfg.aws.primary_region,
+        name=trail_name,
+        bucket_name=buckets["logs"].bucket_name,
+        audited=[
+            AuditedPrefix(buckets["neo4j"].bucket_arn), AuditedPrefix(buckets["neo4j"].replica_bucket_arn),
+            # not cloudtrail/: recording the trail's own deliveries would record them again
+            AuditedPrefix(buckets["logs"].bucket_arn, "containers/"),
+            AuditedPrefix(buckets["logs"].replica_bucket_arn, "containers/"),
+        ],
+    ),
+    # CreateTrail checks the bucket policy: the logs bucket (and its policy) first
+    opts=pulumi.ResourceOptions(provider=primary, depends_on=[buckets["logs"]]),
+)
 
 # --- workload namespaces: default-deny, DNS, then each component's declared flows ----------------
 k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": cluster, "aws": primary})
@@ -375,4 +400,5 @@ pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn})
 pulumi.export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
 pulumi.export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_REHEARSAL_PREFIX,
                                      **postgres.dr_restore_target})
+pulumi.export("audit", {"trailArn": trail.trail_arn, "trailName": trail_name})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

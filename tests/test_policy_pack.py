@@ -125,6 +125,16 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      lambda e: e["inputs"].update(name="/aws/rds/instance/other/upgrade"), "RDS would create it with no retention"),
     ("logs-rds-exports-managed", "intelgraph-pg-primary-postgresql-logs-mask-pii", ":LogDataProtectionPolicy",
      lambda e: e.update(type="aws:cloudwatch/other:Other"), "has no data protection policy"),
+    ("cloudtrail-hardened", "audit-trail", ":Trail",
+     lambda e: e["inputs"].update(enableLogFileValidation=False), "enableLogFileValidation: true"),
+    ("cloudtrail-hardened", "audit-trail", ":Trail",
+     lambda e: e["inputs"]["advancedEventSelectors"].pop(0), "eventCategory = Management"),
+    ("s3-backup-data-events-audited", "audit-trail", ":Trail",
+     lambda e: e["inputs"]["advancedEventSelectors"][1]["fieldSelectors"][2].update(
+         startsWiths=e["inputs"]["advancedEventSelectors"][1]["fieldSelectors"][2]["startsWiths"][:1]),
+     "neo4j-backups-replica"),
+    ("s3-backup-data-events-audited", "audit-trail", ":Trail",
+     lambda e: e["inputs"].update(isMultiRegionTrail=False), "(us-west-2) has no data-event auditing"),
 ]
 
 
