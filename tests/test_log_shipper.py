@@ -15,7 +15,6 @@ from components import log_shipper
 from synth.export import kubernetes_objects
 from tests import crds
 from tests.conftest import ROOT, STACKS, synthesized
-from tests.netpol import Endpoint, allowed
 from tests.test_log_scrubber import DRIVER, to_lua
 from tests.tools import promtool_check, require_tool
 
@@ -131,15 +130,20 @@ def test_the_mounted_scrubber_scrubs_a_cri_record(prod, tmp_path):
                                                   "level": "info", "msg": "signup [email]", "user": {"id": "u-1"}}
 
 
-def test_the_shipper_reaches_s3_sts_and_prometheus_reaches_it_nothing_else(prod):
-    policies = [o for o in kubernetes_objects(prod) if o["kind"] == "NetworkPolicy"]
-    pod = Endpoint.pod("logging", log_shipper.POD_LABELS)
-    assert allowed(policies, pod, Endpoint(ip="10.40.2.112"), 443)  # S3 interface endpoint
-    assert allowed(policies, pod, Endpoint(ip="10.40.1.52"), 443)  # STS
-    assert not allowed(policies, pod, Endpoint(ip="52.216.0.10"), 443)  # public S3
-    assert not allowed(policies, pod, Endpoint.pod("kube-system", {"component": "kube-apiserver"}), 443)
-    assert allowed(policies, Endpoint.pod("monitoring", {"app": "prometheus"}), pod, log_shipper.HTTP_PORT)
-    assert not allowed(policies, Endpoint.pod("cache", {"app": "x"}), pod, log_shipper.HTTP_PORT)
+def test_the_shipper_reaches_s3_sts_and_prometheus_reaches_it_nothing_else(prod, tmp_path):
+    """network-config-analyzer over the stack's namespaces, policies and workloads, with a
+    Prometheus and a stranger pod around them."""
+    from tests.nca_map import connectivity, deployment, reaches
+
+    world = deployment("monitoring", "prometheus", {"app": "prometheus"}) + deployment("other", "x", {"app": "x"})
+    rows = connectivity(kubernetes_objects(prod), tmp_path, world)
+    ds = "fluent-bit"
+    assert reaches(rows, "logging", ds, 443, ip="10.40.2.112")  # S3 interface endpoint
+    assert reaches(rows, "logging", ds, 443, ip="10.40.1.52")  # STS
+    assert not reaches(rows, "logging", ds, 443, ip="52.216.0.10")  # public S3
+    assert not reaches(rows, "logging", ds, 443, ip="10.40.0.5")  # the Kubernetes API: not needed
+    assert reaches(rows, "monitoring", "prometheus", log_shipper.HTTP_PORT, dst_ns="logging", dst_pod=ds)
+    assert not reaches(rows, "other", "x", log_shipper.HTTP_PORT, dst_ns="logging", dst_pod=ds)
 
 
 @pytest.mark.parametrize("stack", STACKS)

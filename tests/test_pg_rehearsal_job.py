@@ -115,13 +115,15 @@ def test_never_succeeded_fires_a_week_after_creation_without_a_success(prod, tmp
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_the_rehearsal_reaches_sts_and_the_dr_rds_api_and_nothing_else(prod):
-    from tests.netpol import Endpoint, allowed
+def test_the_rehearsal_reaches_sts_and_the_dr_rds_api_and_nothing_else(prod, tmp_path):
+    """network-config-analyzer over the stack's namespaces, policies and workloads."""
+    from tests.nca_map import connectivity, reaches
 
-    policies = [o for o in kubernetes_objects(prod) if o["kind"] == "NetworkPolicy"]
-    pod = Endpoint.pod("dr-verify", component.POD_LABELS)
-    assert allowed(policies, pod, Endpoint(ip="10.41.2.33"), 443)  # DR RDS API endpoint (prod config)
-    assert allowed(policies, pod, Endpoint(ip="10.40.1.52"), 443)  # STS endpoint
-    assert not allowed(policies, pod, Endpoint(ip="10.40.2.112"), 443)  # S3: not this job's business
-    assert not allowed(policies, pod, Endpoint(ip="52.94.0.10"), 443)  # public AWS ranges
-    assert not allowed(policies, pod, Endpoint.pod("graph", {"app": "graph"}), 7687)
+    rows = connectivity(kubernetes_objects(prod), tmp_path)
+    job = component.JOB
+    assert reaches(rows, "dr-verify", job, 443, ip="10.41.2.33")  # DR RDS API endpoint (prod config)
+    assert reaches(rows, "dr-verify", job, 443, ip="10.40.1.52")  # STS endpoint
+    assert reaches(rows, "dr-verify", job, 53, dst_ns="kube-system", dst_pod="*")
+    assert not reaches(rows, "dr-verify", job, 443, ip="10.40.2.112")  # S3: not this job's business
+    assert not reaches(rows, "dr-verify", job, 443, ip="52.94.0.10")  # public AWS ranges
+    assert not reaches(rows, "dr-verify", job, 5432, ip="10.41.2.33")  # only the API port
