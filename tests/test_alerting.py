@@ -219,3 +219,33 @@ def route(native, *labels: str) -> str:
 ])
 def test_amtool_routes_each_severity_to_its_receiver(native, labels, receiver):
     assert route(native, *labels) == receiver
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_prometheus_alert_of_the_stack_reaches_a_person(stack, tmp_path):
+    """The chain: the namespace label an alert carries (its series' namespace: kube-state-metrics
+    keeps the object's, scraped targets get their own) must have an AlertmanagerConfig, or the
+    operator's namespace matcher routes it to kube-prometheus-stack's null receiver."""
+    objects = kubernetes_objects(synthesized(stack))
+    configs = amc_objects(stack)
+    receivers = {r["name"]: r for r in configs[0]["spec"]["receivers"]}
+    pager = receivers["pager"]["pagerdutyConfigs"][0]["routingKey"]
+    chat = receivers["chat"]["slackConfigs"][0]
+    args = AlertRoutingArgs(namespaces=tuple(c["metadata"]["namespace"] for c in configs),
+                            pager_secret=SecretRef(pager["name"], pager["key"]),
+                            chat_secret=SecretRef(chat["apiURL"]["name"], chat["apiURL"]["key"]),
+                            chat_channel=chat["channel"])
+    native = tmp_path / "alertmanager.yml"
+    native.write_text(yaml.safe_dump(native_config(args)))
+    checked = 0
+    for rule_obj in (o for o in objects if o["kind"] == "PrometheusRule"):
+        for group in rule_obj["spec"]["groups"]:
+            for rule in (r for r in group["rules"] if "alert" in r):
+                namespaces = set(re.findall(r'namespace="([^"]+)"', rule["expr"])) or {rule_obj["metadata"]["namespace"]}
+                for namespace in namespaces:
+                    severity = rule["labels"]["severity"]
+                    got = route(native, f"namespace={namespace}", f"severity={severity}", f"alertname={rule['alert']}")
+                    want = "pager" if severity == "critical" else "chat"
+                    assert got == f"{namespace}/{args.name}/{want}", (rule["alert"], namespace, got)
+                    checked += 1
+    assert checked >= 10
