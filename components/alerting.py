@@ -47,6 +47,12 @@ ALERTS: dict[str, AlertInfo] = {
     "Neo4jBackupMissing": AlertInfo("critical", "neo4j-backup-stale-or-missing"),
     "Neo4jRestoreRehearsalFailed": AlertInfo("critical", "neo4j-restore-rehearsal-failed-or-stale"),
     "Neo4jRestoreRehearsalStale": AlertInfo("warning", "neo4j-restore-rehearsal-failed-or-stale"),
+    # the backup freshness-check and prune jobs' alerts (main's Neo4jBackup, issue 13)
+    "Neo4jBackupFreshnessCheckFailing": AlertInfo("critical", "neo4j-backup-freshness-check-failing"),
+    "Neo4jBackupFreshnessCheckMissing": AlertInfo("critical", "neo4j-backup-freshness-check-failing"),
+    "Neo4jBackupPruneFailing": AlertInfo("warning", "neo4j-backup-prune-failing"),
+    "Neo4jBackupPruneMissing": AlertInfo("critical", "neo4j-backup-prune-failing"),
+    "Neo4jRestoreRehearsalMissing": AlertInfo("critical", "neo4j-restore-rehearsal-failed-or-stale"),
     "RedisEvictionsHigh": AlertInfo("warning", "redis-evictions-high"),
     "RedisMemoryNearLimit": AlertInfo("critical", "redis-memory-near-limit"),
     "RedisDown": AlertInfo("critical", "redis-down"),

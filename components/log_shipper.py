@@ -190,6 +190,8 @@ class LogShipper(pulumi.ComponentResource):
                     "metadata": {"labels": POD_LABELS},
                     "spec": {
                         "serviceAccountName": NAME,
+                        # IRSA projects its own token; the shipper never calls the Kubernetes API
+                        "automountServiceAccountToken": False,
                         # every node, also tainted ones: their workloads' logs must be scrubbed too
                         "tolerations": [{"operator": "Exists"}],
                         "securityContext": {**pod_security_context(UID), "supplementalGroups": [0]},

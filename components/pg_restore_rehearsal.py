@@ -179,9 +179,12 @@ def rehearsal_rule_groups(args: PgRestoreRehearsalArgs) -> list[dict]:
          "for": f"{args.deadline_seconds // 3600 + 1}h",
          "annotations": {"summary": "The weekly PostgreSQL point-in-time restore rehearsal failed",
                          "description": f"See the {JOB} job log in {args.namespace}."}},
+        # kube-state-metrics emits last_successful_time only after a first success: absent() it is,
+        # armed a period and a day after the CronJob appeared (or at once when it is not scraped)
         {"alert": "PostgresRestoreRehearsalNeverSucceeded",
-         "expr": f"(time() - kube_cronjob_created{{{selector}}} > {period + 86400}) "
-                 f"unless on(namespace, cronjob) kube_cronjob_status_last_successful_time{{{selector}}}",
+         "expr": f"absent(kube_cronjob_status_last_successful_time{{{selector}}}) and on() "
+                 f"(absent(kube_cronjob_created{{{selector}}}) or "
+                 f"time() - kube_cronjob_created{{{selector}}} > {period + 86400})",
          "for": "1h",
          "annotations": {"summary": "The PostgreSQL restore rehearsal has never succeeded"}},
         {"alert": "PostgresRestoreRehearsalStale",

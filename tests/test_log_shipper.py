@@ -56,6 +56,7 @@ def test_the_daemonset_is_hardened_pinned_and_reads_the_node_logs_read_only(stac
     assert sc["capabilities"] == {"drop": ["ALL"]} and not sc.get("privileged")
     # containerd writes container logs 0640 root:root: the root group may read, nothing more is needed
     assert psc["supplementalGroups"] == [0]
+    assert pod["automountServiceAccountToken"] is False  # IRSA projects its own token; no API calls
     host = [v for v in pod["volumes"] if "hostPath" in v]
     assert [v["hostPath"]["path"] for v in host] == ["/var/log"]
     [mount] = [m for m in container["volumeMounts"] if m["name"] == host[0]["name"]]

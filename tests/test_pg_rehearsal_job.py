@@ -108,7 +108,19 @@ def test_never_succeeded_fires_a_week_after_creation_without_a_success(prod, tmp
                                "summary": "The PostgreSQL restore rehearsal has never succeeded",
                                "runbook_url": "https://github.com/intelgraph/platform-infrastructure/blob/main/"
                                               "docs/runbooks.md#postgres-restore-rehearsal-failed-or-stale"}}]},
-                   ]}],
+                   ]},
+                  # the CronJob is not seen at all (not deployed, or kube-state-metrics not scraped)
+                  {"interval": "1m",
+                   "input_series": [{"series": 'up{job="kube-state-metrics"}', "values": "1x180"}],
+                   "alert_rule_test": [{"eval_time": "2h", "alertname": "PostgresRestoreRehearsalNeverSucceeded",
+                                        "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": "dr-verify",
+                                                                       "cronjob": component.JOB},
+                                                        "exp_annotations": {
+                                                            "summary": "The PostgreSQL restore rehearsal has never "
+                                                                       "succeeded",
+                                                            "runbook_url": "https://github.com/intelgraph/platform-"
+                                                                           "infrastructure/blob/main/docs/runbooks.md"
+                                                                           "#postgres-restore-rehearsal-failed-or-stale"}}]}]}],
     }))
     run = subprocess.run([require_tool("promtool"), "test", "rules", "test.yaml"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
