@@ -48,6 +48,9 @@ UNCHANGED = [
      "time": "2026-12-01 18:05:46", "bolt": "neo4j://graph-1.graph:7687", "order": "ORD-2026-000123"},
     {"log": "2026-12-01T03:00:01Z INFO Backup of database 'neo4j' completed in 184.2s, 1048576 bytes",
      "version": "5.26.16", "tags": ["backup", "neo4j"], "ok": True, "ratio": 0.75},
+    # digit runs that are not personal data: offsets, epochs, ports, sizes, a non-Luhn 16-digit id
+    {"log": "at 2026-12-01T18:05:46+0000 epoch 1733054400 ports 8080-8090 took +12ms id 4111111111111112",
+     "bytes": "1048576", "trace": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 ]
 
 
