@@ -8,15 +8,21 @@ import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
 
 import settings
-from components import dr_budget, stateful
+from components import audit_trail, dr_budget, stateful
+from components.alerting import Subscriber, subscribe
+from components.alertmanager import AlertRouting, AlertRoutingArgs, SecretRef
+from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
+from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
 from components.neo4j_password import rotation_flows
 from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
+from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
+from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehearsalArgs, rehearsal_flows
 from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
@@ -51,6 +57,9 @@ cluster = kubernetes.Provider(
 )
 
 # --- storage: backup buckets replicated to the DR region -----------------------------------------
+# The audit trail delivers to the logs bucket: its policy carries CloudTrail's grants.
+trail_name = audit_trail.trail_name(pulumi.get_stack())
+trail_arn = audit_trail.trail_arn(cfg.aws.primary_region, cfg.aws.account_id, trail_name)
 buckets = {
     purpose: BackupBucket(
         f"{purpose}-backups",
@@ -65,11 +74,32 @@ buckets = {
             object_lock=ObjectLock(bucket.object_lock.mode, bucket.object_lock.days)
             if bucket.object_lock
             else None,
+            extra_policy=(lambda arn: audit_trail.delivery_statements(arn, cfg.aws.account_id, trail_arn))
+            if purpose == "logs" else None,
         ),
         opts=pulumi.ResourceOptions(provider=primary),
     )
     for purpose, bucket in (("neo4j", cfg.backups.neo4j), ("logs", cfg.backups.logs))
 }
+
+# --- audit: management events, and every read/write/delete of a backup, in both regions ----------
+trail = AuditTrail(
+    "audit-trail",
+    AuditTrailArgs(
+        account_id=cfg.aws.account_id,
+        region=cfg.aws.primary_region,
+        name=trail_name,
+        bucket_name=buckets["logs"].bucket_name,
+        audited=[
+            AuditedPrefix(buckets["neo4j"].bucket_arn), AuditedPrefix(buckets["neo4j"].replica_bucket_arn),
+            # not cloudtrail/: recording the trail's own deliveries would record them again
+            AuditedPrefix(buckets["logs"].bucket_arn, "containers/"),
+            AuditedPrefix(buckets["logs"].replica_bucket_arn, "containers/"),
+        ],
+    ),
+    # CreateTrail checks the bucket policy: the logs bucket (and its policy) first
+    opts=pulumi.ResourceOptions(provider=primary, depends_on=[buckets["logs"]]),
+)
 
 # --- workload namespaces: default-deny, DNS, then each component's declared flows ----------------
 k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": cluster, "aws": primary})
@@ -99,8 +129,20 @@ namespace_flows = {
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
     rds.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
 }
+pgr = cfg.pg_restore_rehearsal
+namespace_flows[pgr.namespace] = namespace_flows.get(pgr.namespace, ()) + rehearsal_flows(
+    tuple(net.sts_endpoint_cidrs), tuple(pgr.dr_rds_endpoint_cidrs))
+shipper = cfg.logs.shipper
+# whose container logs are shipped (scrubbed): every namespace the stack runs workloads in, and the app's
+log_sources = tuple(dict.fromkeys((*namespace_flows, cfg.kubernetes.app_namespace)))
+namespace_flows[shipper.namespace] = shipper_flows(
+    shipper.namespace, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), obs.prometheus_namespace)
+# the log shipper reads /var/log through a (read-only) hostPath, which only "privileged" admits;
+# warn and audit stay at restricted there, and every other namespace enforces restricted
+pod_security = {shipper.namespace: "privileged"}
 namespaces = {
-    ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(namespace=ns, flows=flows + allowlisted(ns)),
+    ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
+        namespace=ns, flows=flows + allowlisted(ns), pod_security=pod_security.get(ns, "restricted")),
         opts=pulumi.ResourceOptions(provider=cluster))
     for ns, flows in namespace_flows.items()
 }
@@ -230,8 +272,49 @@ postgres = PostgresDr(
         replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(),
         master_secret_rotation_days=pg.master_secret_rotation_days,
         major_upgrade=pg.major_upgrade is not None,
+        log_retention_days=cfg.logs.retention_days,
     ),
     opts=pulumi.ResourceOptions(provider=primary),
+)
+
+# weekly point-in-time restore of the replicated backups in the DR region, always cleaned up
+PgRestoreRehearsal(
+    "pg-restore-rehearsal",
+    PgRestoreRehearsalArgs(
+        namespace=pgr.namespace,
+        schedule=pgr.schedule,
+        time_zone=pgr.time_zone,
+        image=pgr.image,
+        timeout_minutes=pgr.timeout_minutes,
+        account_id=cfg.aws.account_id,
+        primary_region=cfg.aws.primary_region,
+        dr_region=cfg.aws.dr_region,
+        primary_arn=postgres.primary_arn,
+        restore_target=postgres.dr_restore_target,
+        oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
+        oidc_issuer=cfg.kubernetes.oidc_issuer,
+        prometheus_release_label=obs.prometheus_release_label,
+    ),
+    opts=inside(pgr.namespace),
+)
+
+# --- logs: container logs scrubbed on the node, then to the logs bucket ---------------------------
+LogShipper(
+    "log-shipper",
+    LogShipperArgs(
+        namespace=shipper.namespace,
+        image=shipper.image,
+        source_namespaces=log_sources,
+        bucket_name=buckets["logs"].bucket_name,
+        bucket_arn=buckets["logs"].bucket_arn,
+        kms_key_arn=buckets["logs"].kms_key_arn,
+        region=cfg.aws.primary_region,
+        oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
+        oidc_issuer=cfg.kubernetes.oidc_issuer,
+        prometheus_namespace=obs.prometheus_namespace,
+        prometheus_release_label=obs.prometheus_release_label,
+    ),
+    opts=inside(shipper.namespace),
 )
 
 # --- edge: TLS ingress behind AWS WAF (or the ingress-nginx compatibility mode) -----------------
@@ -254,6 +337,7 @@ ingress = WafIngress(
         load_balancer_name=f"intelgraph-{cfg.environment}-api" if edge.mode == "alb" else None,
         health_host=cfg.dns.health_check.fqdn,
         dr_provider=dr,
+        log_retention_days=cfg.logs.retention_days,
     ),
     opts=k8s_and_aws,
 )
@@ -279,6 +363,31 @@ failover = DnsFailover(
     opts=pulumi.ResourceOptions(provider=route53_metrics),
 )
 
+# --- on-call: every alarm topic subscribed per region, Prometheus alerts routed by severity -------
+alerting = cfg.alerting
+subscribers = {role: [Subscriber(s.protocol, s.endpoint) for s in getattr(alerting.subscribers, role)]
+               for role in ("primary", "dr")}
+# The health-check topic lives in us-east-1 with Route 53's metrics: the primary's on-call owns it.
+alert_topics = {f"postgres-{role}": (topic, role) for role, topic in postgres.alert_topics.items()}
+alert_topics["api-failover"] = (failover.alert_topic, "primary")
+# replication alarms are raised in the source (primary) region
+alert_topics.update({f"{purpose}-backups": (b.alert_topic, "primary") for purpose, b in buckets.items()})
+for topic_name, (topic, role) in alert_topics.items():
+    subscribe(f"{topic_name}-oncall", topic, subscribers[role])
+AlertRouting(
+    "alert-routing",
+    AlertRoutingArgs(
+        # the namespaces whose series our PrometheusRules fire on (the operator matches on it)
+        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace,
+                                        shipper.namespace))),
+        pager_secret=SecretRef(alerting.alertmanager.pager_secret.name, alerting.alertmanager.pager_secret.key),
+        chat_secret=SecretRef(alerting.alertmanager.chat_secret.name, alerting.alertmanager.chat_secret.key),
+        chat_channel=alerting.alertmanager.chat_channel,
+    ),
+    opts=inside(*dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace,
+                                shipper.namespace))),
+)
+
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
 budget = [
     *dr_budget.postgres_bounds(
@@ -299,6 +408,9 @@ budget = [
         differential_estimate_seconds=cfg.dr.neo4j_differential_estimate_seconds,
     ),
 ]
+budget.append(dr_budget.postgres_pitr_rto(
+    rto_target=cfg.dr.postgres_pitr_rto_seconds,
+    restore_estimate_seconds=cfg.dr.postgres_pitr_restore_estimate_seconds))
 
 # --- outputs --------------------------------------------------------------------------------------
 # The newest Neo4j backup may be the longest gap between backups plus the slack old (ops/dr_readiness).
@@ -334,4 +446,8 @@ pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn,
                        # for the DR region's Ingress (alb.ingress.kubernetes.io/wafv2-acl-arn)
                        "drWebAclArn": ingress.dr_web_acl_arn,
                        "loadBalancerDnsName": ingress.load_balancer_dns_name})
+pulumi.export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
+pulumi.export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_REHEARSAL_PREFIX,
+                                     **postgres.dr_restore_target})
+pulumi.export("audit", {"trailArn": trail.trail_arn, "trailName": trail_name})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])

@@ -571,6 +571,99 @@ class ObservabilitySettings(Model):
     grafana_dashboard_label: str
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+class AlertSubscriber(Model):
+    protocol: Literal["email", "https"]
+    endpoint: str
+
+    @model_validator(mode="after")
+    def _endpoint_fits_protocol(self) -> "AlertSubscriber":
+        from urllib.parse import urlsplit
+
+        if self.protocol == "email" and not _EMAIL.match(self.endpoint):
+            raise ValueError(f"endpoint {self.endpoint!r} is not an e-mail address")
+        if self.protocol == "https":
+            url = urlsplit(self.endpoint)
+            if url.scheme != "https" or not url.hostname:
+                raise ValueError(f"endpoint {self.endpoint!r} is not an https:// URL")
+            if url.username or url.password or url.query:
+                # config is plain text in git: a key in the URL would be a secret in config
+                raise ValueError("endpoint must carry no credentials (user:password@ or ?query); "
+                                 "point it at a relay that holds the paging service's key")
+        return self
+
+
+def _subscribers(value: list) -> list:
+    if not value:
+        raise ValueError("the stack's CloudWatch alarms in this region would notify nobody; "
+                         "add at least one {protocol: email|https, endpoint: ...}")
+    return value
+
+
+Subscribers = Annotated[list[AlertSubscriber], AfterValidator(_subscribers)]
+
+
+class AlertSubscribers(Model):
+    # one list per region: each region's alarms publish to topics in that region
+    primary: Subscribers
+    dr: Subscribers
+
+
+class SecretKeyRef(Model):
+    """A key of a Kubernetes Secret that exists in each namespace with alerts (created by the
+    secrets pipeline, never by this program: its value must not pass through config or state)."""
+
+    name: K8sName
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class AlertmanagerSettings(Model):
+    pager_secret: SecretKeyRef  # PagerDuty Events v2 routing key: severity=critical pages
+    chat_secret: SecretKeyRef  # Slack incoming-webhook URL: severity=warning (and anything else)
+    chat_channel: Annotated[str, Field(pattern=r"^#[a-z0-9_-]{1,79}$")]
+
+
+class AlertingSettings(Model):
+    subscribers: AlertSubscribers
+    alertmanager: AlertmanagerSettings
+
+
+class PgRestoreRehearsalSettings(Model):
+    """The weekly PostgreSQL point-in-time restore rehearsal (ops/pg_restore_rehearsal)."""
+
+    schedule: Cron
+    time_zone: str = "Etc/UTC"
+    # Python 3 with boto3 (AWS Lambda's base image ships both); the runbook is mounted from a ConfigMap.
+    image: Image
+    namespace: K8sName
+    # The addresses through which the cluster reaches the RDS API of the DR region (an interface
+    # endpoint reached over the peering); default-deny allows nothing else.
+    dr_rds_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    timeout_minutes: Annotated[int, Field(ge=15, le=720)]
+
+
+class LogShipperSettings(Model):
+    namespace: K8sName
+    image: Image  # Fluent Bit
+
+
+class LogSettings(Model):
+    # Every CloudWatch log group the stack creates or causes (RDS exports, WAF) keeps this long.
+    retention_days: int
+    shipper: LogShipperSettings
+
+    @field_validator("retention_days")
+    @classmethod
+    def _cloudwatch_retention(cls, value: int) -> int:
+        from components.log_groups import RETENTION_DAYS
+
+        if value not in RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, RETENTION_DAYS))}")
+        return value
+
+
 class DrTarget(Model):
     rto_seconds: Annotated[int, Field(ge=1)]
     rpo_seconds: Annotated[int, Field(ge=1)]
@@ -586,6 +679,10 @@ class DrSettings(Model):
     # weekly restore rehearsal measures both (it prints the artifacts restored and the time taken).
     neo4j_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)]
     neo4j_differential_estimate_seconds: Annotated[int, Field(ge=1, le=3600)]
+    # PostgreSQL point-in-time restore in the DR region (when the replica cannot be used, e.g. a
+    # bad write replicated to it): the target, and the time ops.pg_restore_rehearsal measures.
+    postgres_pitr_rto_seconds: Annotated[int, Field(ge=60)]
+    postgres_pitr_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)]
 
 
 class StackSettings(Model):
@@ -604,6 +701,9 @@ class StackSettings(Model):
     egress: EgressSettings = EgressSettings()
     observability: ObservabilitySettings
     dr: DrSettings
+    alerting: AlertingSettings
+    pg_restore_rehearsal: PgRestoreRehearsalSettings
+    logs: LogSettings
 
     @model_validator(mode="after")
     def _database_clients_are_in_their_regions_network(self) -> "StackSettings":

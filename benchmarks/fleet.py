@@ -9,6 +9,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
 
 import settings
+from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
@@ -25,15 +26,16 @@ def program(tenants: int):
         dr = aws.Provider("aws-dr", region=cfg.aws.dr_region)
         cluster = kubernetes.Provider("eks", context=cfg.kubernetes.context)
         bucket, cache = cfg.backups.neo4j, cfg.redis
+        backups = []
         for i in range(tenants):
             tenant = f"t{i:03d}"
-            BackupBucket(f"{tenant}-backups", BackupBucketArgs(
+            backups.append(BackupBucket(f"{tenant}-backups", BackupBucketArgs(
                 purpose=f"{tenant}-backups", dr_provider=dr, transition_days=bucket.transition_days,
                 transition_storage_class=bucket.transition_storage_class, expiration_days=bucket.expiration_days,
                 noncurrent_expiration_days=bucket.noncurrent_expiration_days,
                 object_lock=ObjectLock(bucket.object_lock.mode, bucket.object_lock.days) if bucket.object_lock else None,
                 account_id=cfg.aws.account_id,
-            ), opts=pulumi.ResourceOptions(provider=primary))
+            ), opts=pulumi.ResourceOptions(provider=primary)))
             namespace = WorkloadNamespace(tenant, WorkloadNamespaceArgs(
                 namespace=tenant, flows=cache_flows(f"{tenant}-redis", cfg.kubernetes.app_namespace,
                                                     cfg.observability.prometheus_namespace)),
@@ -47,6 +49,12 @@ def program(tenants: int):
                 slowlog_slower_than_micros=cache.slowlog_slower_than_micros, slowlog_max_len=cache.slowlog_max_len,
                 prometheus_release_label=cfg.observability.prometheus_release_label,
             ), opts=pulumi.ResourceOptions(provider=cluster, depends_on=[namespace]))
+        # one trail records every tenant's backup reads and deletes (policy s3-backup-data-events-audited)
+        AuditTrail("fleet-audit", AuditTrailArgs(
+            account_id=cfg.aws.account_id, region=cfg.aws.primary_region, name="fleet-audit",
+            bucket_name=backups[0].bucket_name,
+            audited=[AuditedPrefix(arn) for b in backups for arn in (b.bucket_arn, b.replica_bucket_arn)],
+        ), opts=pulumi.ResourceOptions(provider=primary))
 
     return run
 

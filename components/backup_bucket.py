@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -49,6 +49,9 @@ class BackupBucketArgs:
     object_lock: Optional[ObjectLock] = None
     account_id: str = ""  # owner of the replication alarm's topic key; required
     abort_incomplete_upload_days: int = 7
+    # More statements for the primary bucket's policy, from its ARN (e.g. CloudTrail's delivery
+    # grant: a bucket has one policy, so they must join the TLS-only one)
+    extra_policy: Optional[Callable[[str], list[dict]]] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -84,6 +87,7 @@ class BackupBucket(pulumi.ComponentResource):
     replica_bucket_arn: pulumi.Output[str]
     replica_kms_key_arn: pulumi.Output[str]
     replication_role_arn: pulumi.Output[str]
+    alert_topic: aws.sns.Topic  # the replication alarm's (primary region)
 
     def __init__(self, name: str, args: BackupBucketArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:storage:BackupBucket", name, None, opts)
@@ -94,7 +98,7 @@ class BackupBucket(pulumi.ComponentResource):
         # S3 names are global: a random suffix keeps stage, prod and forks from colliding.
         suffix = random.RandomId(f"{name}-suffix", byte_length=4, opts=primary_opts)
 
-        primary = self._hardened_bucket(name, suffix, primary_opts)
+        primary = self._hardened_bucket(name, suffix, primary_opts, args.extra_policy)
         replica = self._hardened_bucket(f"{name}-replica", suffix, dr_opts)
         role = self._replicate(name, primary, replica, primary_opts)
 
@@ -115,7 +119,8 @@ class BackupBucket(pulumi.ComponentResource):
             "replicationRoleArn": self.replication_role_arn,
         })
 
-    def _hardened_bucket(self, name: str, suffix: random.RandomId, opts: pulumi.ResourceOptions) -> _Side:
+    def _hardened_bucket(self, name: str, suffix: random.RandomId, opts: pulumi.ResourceOptions,
+                         extra_policy: Optional[Callable[[str], list[dict]]] = None) -> _Side:
         """Key, bucket and every hardening child; the same code serves both regions."""
         args = self._args
 
@@ -174,7 +179,7 @@ class BackupBucket(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=bucket.id,
-            policy=bucket.arn.apply(tls_only_policy),
+            policy=bucket.arn.apply(lambda arn: tls_only_policy(arn, extra_policy(arn) if extra_policy else [])),
             # A policy put before the public-access block can race with it; order them.
             opts=_after(opts, [public_access, ownership]),
         )
@@ -249,7 +254,8 @@ class BackupBucket(pulumi.ComponentResource):
             opts=_after(opts, [source.versioning, replica.versioning]),
         )
         # With replication metrics on, S3 reports OperationsFailedReplication per rule in the
-        # source region; no datapoint means nothing failed.
+        # source region; no datapoint means nothing failed. __main__ subscribes the on-call to the topic.
+        self.alert_topic = alert_topic(f"{name}-alerts", self._args.account_id, opts)
         alarm(
             f"{name}-replication-failed",
             description=f"Objects of {name} failed to replicate to the DR region: the DR copy is incomplete",
@@ -258,7 +264,7 @@ class BackupBucket(pulumi.ComponentResource):
                         "RuleId": REPLICATION_RULE_ID},
             statistic="Maximum", comparison="GreaterThanThreshold", threshold=0,
             period_seconds=300, evaluation_periods=1, treat_missing_data="notBreaching",
-            topic=alert_topic(f"{name}-alerts", self._args.account_id, opts), opts=opts,
+            topic=self.alert_topic, opts=opts,
         )
         return role
 
@@ -279,8 +285,9 @@ S3_ASSUME_ROLE_POLICY = {
 }
 
 
-def tls_only_policy(bucket_arn: str) -> str:
-    """Deny every request that does not use TLS (AWS Foundational Security Best Practices S3.5)."""
+def tls_only_policy(bucket_arn: str, extra: Sequence[dict] = ()) -> str:
+    """Deny every request that does not use TLS (AWS Foundational Security Best Practices S3.5),
+    plus any ``extra`` statements."""
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [{
@@ -290,7 +297,7 @@ def tls_only_policy(bucket_arn: str) -> str:
             "Action": "s3:*",
             "Resource": [bucket_arn, f"{bucket_arn}/*"],
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }],
+        }, *extra],
     })
 
 

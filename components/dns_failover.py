@@ -106,6 +106,7 @@ class DnsFailover(pulumi.ComponentResource):
             )
             for role, target in (("PRIMARY", args.primary), ("SECONDARY", args.secondary))
         ]
+        topic = alert_topic(f"{name}-alerts", args.account_id, child)
         alarm(
             f"{name}-primary-unhealthy",
             description=f"{args.health_check_fqdn}{args.health_path} is failing: traffic is on the DR region",
@@ -113,9 +114,10 @@ class DnsFailover(pulumi.ComponentResource):
             dimensions={"HealthCheckId": check.id},
             statistic="Minimum", comparison="LessThanThreshold", threshold=1,
             period_seconds=60, evaluation_periods=1,
-            topic=alert_topic(f"{name}-alerts", args.account_id, child), opts=child,
+            topic=topic, opts=child,
         )
 
         self.health_check_id = check.id
+        self.alert_topic = topic  # in us-east-1 (Route 53 metrics); __main__ subscribes it
         self.fqdn = records[0].fqdn
         self.register_outputs({"healthCheckId": self.health_check_id, "fqdn": self.fqdn})

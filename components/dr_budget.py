@@ -91,6 +91,14 @@ def postgres_bounds(
     ]
 
 
+def postgres_pitr_rto(*, rto_target: int, restore_estimate_seconds: int) -> Bound:
+    """Restoring to a point in time in the DR region (when the replica is unusable - a bad write
+    replicates too) takes as long as RDS needs to build the instance from the replicated backups:
+    AWS publishes no figure, so ops.pg_restore_rehearsal measures it every week and prints it."""
+    return Bound("postgres-pitr", "RTO", rto_target, restore_estimate_seconds,
+                 {"pitrRestore": restore_estimate_seconds})
+
+
 @cache
 def cron_max_gap_seconds(schedule: str, start: datetime | None = None) -> int:
     """Longest interval between two runs of ``schedule`` over a week (the backup RPO)."""

@@ -64,8 +64,9 @@ class WorkloadNamespaceArgs:
     namespace: str
     flows: tuple[Flow, ...]
     # "restricted" wherever the workload allows (every workload of this stack does, including the
-    # Neo4j servers the chart renders: see tests/test_egress.py).
-    pod_security: Literal["restricted", "baseline"] = "restricted"
+    # Neo4j servers the chart renders: see tests/test_egress.py); the log shipper "privileged" only
+    # because no lower level admits its read-only hostPath.
+    pod_security: Literal["restricted", "baseline", "privileged"] = "restricted"
 
 
 class WorkloadNamespace(pulumi.ComponentResource):

@@ -28,6 +28,7 @@ import pulumi_aws as aws
 
 from components import dr_budget
 from components.alerting import alarm, alert_topic
+from components.log_groups import log_group, log_key
 from components.validation import require
 
 PORT = 5432
@@ -69,6 +70,7 @@ class PostgresDrArgs:
     master_secret_rotation_days: int = 7
     # a declared major upgrade (settings: postgres.majorUpgrade; snapshot taken by ops.pg_major_upgrade)
     major_upgrade: bool = False
+    log_retention_days: int = 30  # the exported postgresql/upgrade log groups
 
     def __post_init__(self) -> None:
         problems = []
@@ -207,6 +209,14 @@ class PostgresDr(pulumi.ComponentResource):
             rotate_immediately=False,
             opts=primary_region.opts,
         )
+        # by region role: __main__ subscribes each region's on-call endpoints (alerting.subscribe)
+        self.alert_topics = {"primary": primary_region.topic, "dr": dr_region.topic}
+        # what ops/pg_restore_rehearsal restores into: the DR region's key, network and parameters
+        self.dr_restore_target = {
+            "kmsKeyArn": dr_region.key.arn, "subnetGroup": dr_region.subnet_group.name,
+            "securityGroupId": dr_region.security_group.id, "parameterGroup": dr_region.parameter_group.name,
+            "instanceClass": args.instance_class,
+        }
         self.register_outputs({
             "replicaKmsKeyArn": self.replica_kms_key_arn,
             "primaryEndpoint": self.primary_endpoint,
@@ -247,7 +257,21 @@ class PostgresDr(pulumi.ComponentResource):
             opts=opts,
         )
         topic = alert_topic(f"{name}-alerts", args.account_id, opts)
-        return _Region(key, subnet_group, security_group, parameter_group, topic, opts)
+        # everything placed with these opts (the instance first) waits for its log groups
+        logs = self._log_groups(label, opts)
+        return _Region(key, subnet_group, security_group, parameter_group, topic,
+                       pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=logs)))
+
+    def _log_groups(self, label: str, opts: pulumi.ResourceOptions) -> list[aws.cloudwatch.LogGroup]:
+        """The groups RDS exports this region's instance logs to (/aws/rds/instance/<id>/<log>),
+        created before the instance so RDS does not create them without expiry or our key. The
+        postgresql log carries query text (slow queries, errors): its personal data is masked."""
+        identifier = f"{self._name}-{'primary' if label == 'primary' else 'replica'}"
+        key = log_key(f"{self._name}-{label}-logs", opts)
+        return [log_group(f"{identifier}-{export}-logs", group_name=f"/aws/rds/instance/{identifier}/{export}",
+                          retention_days=self._args.log_retention_days, key=key, opts=opts,
+                          mask_personal_data=export == "postgresql")
+                for export in LOG_EXPORTS]
 
     def _monitoring_role(self) -> aws.iam.Role:
         """Enhanced Monitoring publishes OS metrics through this role (IAM is global)."""
@@ -319,6 +343,15 @@ PARAMETERS = {
     "log_lock_waits": "1",
     "log_temp_files": "10240",
     "log_autovacuum_min_duration": "10000",
+    # pgaudit (session audit): DDL and role changes (CREATE/ALTER/DROP, GRANT/REVOKE, CREATE ROLE)
+    # are the who-changed-the-schema-or-privileges trail; READ/WRITE would log every query's text
+    # (personal data, volume). Parameter values are not logged: they are the data itself. The
+    # extension also needs `CREATE EXTENSION pgaudit;` once per database (docs/runbooks.md).
+    "shared_preload_libraries": "pg_stat_statements,pgaudit",
+    "pgaudit.log": "ddl,role",
+    "pgaudit.log_parameter": "0",
+    "pgaudit.log_catalog": "0",
+    "pgaudit.log_relation": "0",
 }
 
 

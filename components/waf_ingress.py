@@ -39,6 +39,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.log_groups import log_key
 from components.validation import require
 
 RATE_WINDOW_SECONDS = 300
@@ -242,6 +243,7 @@ class WafIngress(pulumi.ComponentResource):
             f"{name}-waf-logs",
             name=f"aws-waf-logs-{name}",
             retention_in_days=args.log_retention_days,
+            kms_key_id=log_key(f"{name}-waf-logs", opts).arn,  # WAF logs carry client addresses and URIs
             opts=opts,
         )
         aws.wafv2.WebAclLoggingConfiguration(

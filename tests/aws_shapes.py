@@ -10,6 +10,9 @@ _RENAMES = {
     "kmsMasterKeyId": "KMSMasterKeyID",
     "sseAlgorithm": "SSEAlgorithm",
     "replicaKmsKeyId": "ReplicaKmsKeyID",
+    # CloudTrail advanced field selectors: the provider pluralises list fields
+    "startsWiths": "StartsWith", "endsWiths": "EndsWith",
+    "notStartsWiths": "NotStartsWith", "notEndsWiths": "NotEndsWith",
 }
 
 

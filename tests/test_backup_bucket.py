@@ -54,7 +54,10 @@ def test_each_side_is_encrypted_private_versioned_and_tls_only(any_stack, purpos
         "versioningConfiguration"]["status"] == "Enabled"
 
     policy = json.loads(child(any_stack, f"{name}-tls-only", "BucketPolicy").inputs["policy"])
-    [statement] = policy["Statement"]
+    statement, *others = policy["Statement"]
+    # the logs bucket also grants CloudTrail its delivery (tests/test_audit_trail); nothing else does
+    assert [o["Principal"] for o in others] == ([{"Service": "cloudtrail.amazonaws.com"}] * 2
+                                                if name == "logs-backups" else [])
     assert statement["Effect"] == "Deny" and statement["Action"] == "s3:*"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert statement["Resource"] == [bucket.outputs["arn"], bucket.outputs["arn"] + "/*"]

@@ -116,3 +116,13 @@ def test_the_stacks_neo4j_bounds_come_from_their_chain(prod):
     rows = {(r["datastore"], r["objective"]): r for r in prod.outputs["drBudget"]}
     assert rows[("neo4j", "RTO")]["boundSeconds"] == 2700 + 23 * 20
     assert rows[("neo4j", "RPO")]["boundSeconds"] == 3877  # 200 Gi full backup outlasts the hour
+
+
+def test_postgres_pitr_rto_row_is_the_rehearsals_measured_restore_time(prod):
+    # ops.pg_restore_rehearsal prints "restore took Ns"; that figure is the estimate in the stack file
+    rows = {(r["datastore"], r["objective"]): r for r in prod.outputs["drBudget"]}
+    assert rows[("postgres-pitr", "RTO")] == {
+        "datastore": "postgres-pitr", "objective": "RTO", "targetSeconds": 3600, "boundSeconds": 2400,
+        "met": True, "terms": {"pitrRestore": 2400}}
+    slow = dr_budget.postgres_pitr_rto(rto_target=3600, restore_estimate_seconds=5000)
+    assert not slow.met and slow.as_output()["met"] is False

@@ -30,7 +30,7 @@ def workload_namespaces(stack: str) -> set[str]:
 @pytest.mark.parametrize("stack", ["stage", "prod"])
 def test_every_workload_namespace_is_closed_by_default_and_has_dns(stack):
     namespaces = workload_namespaces(stack)
-    assert namespaces == {"graph", "dr-verify", "cache"}
+    assert namespaces == {"graph", "dr-verify", "cache", "logging"}
     for ns in namespaces:
         mine = [p for p in policies(stack) if p["metadata"]["namespace"] == ns]
         deny = [p for p in mine if p["spec"]["podSelector"] == {"matchLabels": {}}
@@ -50,8 +50,9 @@ def test_namespaces_enforce_pod_security(stack):
     levels = {o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
               for o in objects(stack) if o["kind"] == "Namespace"}
     # every workload, the chart's Neo4j servers included, meets the restricted profile (the
-    # k8s-* rules judge the rendered pods), so no namespace needs baseline
-    assert levels == {"graph": "restricted", "dr-verify": "restricted", "cache": "restricted"}
+    # k8s-* rules judge the rendered pods), so no namespace needs baseline; logging: the shipper's
+    # read-only hostPath (test_log_shipper)
+    assert levels == {"graph": "restricted", "dr-verify": "restricted", "cache": "restricted", "logging": "privileged"}
 
 
 def test_no_policy_opens_the_internet():

@@ -125,6 +125,24 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      lambda e: e.update(type="aws:wafv2/ipSet:IpSet"), "in us-west-2, where the stack has no REGIONAL WAFv2 WebACL"),
     ("dr-budget-within-targets", "intelgraph-platform-prod", ":Stack",
      lambda e: e["outputs"]["drBudget"][0].update(targetSeconds=300), "exceeds its target 300s"),
+    ("logs-retention-and-kms", "api-waf-logs", ":LogGroup",
+     lambda e: e["inputs"].pop("retentionInDays"), "keeps every event forever"),
+    ("logs-retention-and-kms", "intelgraph-pg-replica-upgrade-logs", ":LogGroup",
+     lambda e: e["inputs"].pop("kmsKeyId"), "Set kmsKeyId"),
+    ("logs-rds-exports-managed", "intelgraph-pg-replica-upgrade-logs", ":LogGroup",
+     lambda e: e["outputs"].update(name="/aws/rds/instance/other/upgrade"), "RDS would create it with no retention"),
+    ("logs-rds-exports-managed", "intelgraph-pg-primary-postgresql-logs-mask-pii", ":LogDataProtectionPolicy",
+     lambda e: e.update(type="aws:cloudwatch/other:Other"), "has no data protection policy"),
+    ("cloudtrail-hardened", "audit-trail", ":Trail",
+     lambda e: e["inputs"].update(enableLogFileValidation=False), "enableLogFileValidation: true"),
+    ("cloudtrail-hardened", "audit-trail", ":Trail",
+     lambda e: e["inputs"]["advancedEventSelectors"].pop(0), "eventCategory = Management"),
+    ("s3-backup-data-events-audited", "audit-trail", ":Trail",
+     lambda e: e["outputs"]["advancedEventSelectors"][1]["fieldSelectors"][2].update(
+         startsWiths=e["outputs"]["advancedEventSelectors"][1]["fieldSelectors"][2]["startsWiths"][:1]),
+     "neo4j-backups-replica"),
+    ("s3-backup-data-events-audited", "audit-trail", ":Trail",
+     lambda e: e["outputs"].update(isMultiRegionTrail=False), "(us-west-2) has no data-event auditing"),
 ]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pulumi.runtime import rpc
 
+from components.alerting import ALERTS
 from components.redis_cache import maxmemory_bytes
 from tests.conftest import STACKS, synthesized
 from tests.tools import promtool_check, require_tool
@@ -200,7 +201,8 @@ def test_evictions_alert_fires_after_ten_minutes_above_ten_per_second(prod, tmp_
                     "exp_labels": {"severity": "warning", "namespace": "cache", "pod": "redis-0"},
                     "exp_annotations": {
                         "summary": "Redis evictions elevated",
-                        "description": "redis-0 evicts 15 keys/s: the cache is too small for its working set."},
+                        "description": "redis-0 evicts 15 keys/s: the cache is too small for its working set.",
+                        "runbook_url": ALERTS["RedisEvictionsHigh"].runbook_url},
                 }]},
             ],
         }],

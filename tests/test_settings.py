@@ -49,7 +49,7 @@ BAD_CONFIGS = [
      "network.primary.s3EndpointCidrs.0", "not a valid CIDR"),
     ("typo in a section", {"redis.maxmemoryPolcy": "allkeys-lru"}, (), "redis.maxmemoryPolcy",
      "unknown key; allowed keys here: exporterImage"),
-    ("typo at top level", {"redsi": "{}"}, (), "redsi", "unknown key; allowed keys here: aws"),
+    ("typo at top level", {"redsi": "{}"}, (), "redsi", "unknown key; allowed keys here: alerting, aws"),
     ("missing section", {}, ("dns",), "dns", "required key is missing"),
     ("expiry before transition", {"backups.neo4j.expirationDays": 10}, (),
      "backups.neo4j.expirationDays", "greater than transitionDays"),

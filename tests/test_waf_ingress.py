@@ -58,7 +58,9 @@ def test_common_rule_set_does_not_block_bodies_the_api_accepts(prod):
 def test_waf_logs_to_cloudwatch_without_credentials(prod):
     logging = prod.named("api-waf-logging", "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration")
     group = prod.named("api-waf-logs", "aws:cloudwatch/logGroup:LogGroup")
-    assert group.inputs["name"].startswith("aws-waf-logs-") and group.inputs["retentionInDays"] == 90
+    assert group.inputs["name"].startswith("aws-waf-logs-")
+    assert group.inputs["retentionInDays"] == 365  # logs.retentionDays (prod)
+    assert group.inputs["kmsKeyId"] == prod.named("api-waf-logs-key", "aws:kms/key:Key").outputs["arn"]
     assert logging.inputs["logDestinationConfigs"] == [group.outputs["arn"]]
     assert logging.inputs["resourceArn"] == web_acl(prod).outputs["arn"]
     redacted = {f["singleHeader"]["name"] for f in logging.inputs["redactedFields"]}

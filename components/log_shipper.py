@@ -1,0 +1,253 @@
+"""LogShipper: Fluent Bit as a DaemonSet, shipping the workload namespaces' container logs to the
+logs bucket - scrubbed on the node by components/scripts/scrub.lua before anything leaves it.
+
+Only the files of the configured namespaces are read (kubelet names them
+``/var/log/containers/<pod>_<namespace>_<container>-<id>.log``), so no Kubernetes API access is
+needed. Fluent Bit runs as a non-root user with the root *group* as a supplementary group:
+containerd writes container logs 0640 root:root, group-readable; nothing else is granted. Reading
+the node's log directory needs a hostPath volume, which only the "privileged" Pod Security level
+admits; the namespace enforces that level and still warns and audits at "restricted".
+
+The logs bucket has S3 Object Lock with a default retention in prod: S3 then requires an integrity
+checksum (Content-MD5) on every PutObject, so the s3 output sends it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.egress_policy import Flow, Peer
+from components.irsa import irsa_role
+from components.kube import (
+    MONITORING_API,
+    container_security_context,
+    labels_for,
+    pod_security_context,
+    prometheus_rule,
+    resources,
+)
+from components.validation import require
+
+SCRUBBER = Path(__file__).parent / "scripts" / "scrub.lua"
+NAME = "fluent-bit"
+UID = 10001
+HTTP_PORT = 2020
+CONFIG_DIR = "/fluent-bit/etc/intelgraph"
+STATE_DIR = "/fluent-bit/state"
+POD_LABELS = labels_for(NAME, "log-shipper")
+
+
+@dataclass(frozen=True)
+class LogShipperArgs:
+    namespace: str
+    image: str
+    source_namespaces: tuple[str, ...]
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    region: str
+    oidc_provider_arn: str
+    oidc_issuer: str
+    prometheus_namespace: str
+    prometheus_release_label: str
+    prefix: str = "containers/"
+
+    def __post_init__(self) -> None:
+        require("LogShipperArgs", [
+            "" if self.source_namespaces else "source_namespaces must name at least one namespace",
+            "" if self.namespace not in self.source_namespaces else "the shipper must not ship its own logs (a loop)",
+            "" if self.prefix.endswith("/") and not self.prefix.startswith("/") else "prefix must look like 'containers/'",
+        ])
+
+
+def tail_paths(namespaces: tuple[str, ...]) -> str:
+    return ",".join(f"/var/log/containers/*_{ns}_*.log" for ns in namespaces)
+
+
+def fluent_bit_conf(args: LogShipperArgs, bucket: str) -> str:
+    # Filters run in the order written: JSON lines are parsed into fields first, so the scrubber
+    # sees (and can remove) keys like "email", then everything is scrubbed before the output.
+    return f"""[SERVICE]
+    Flush             5
+    Daemon            Off
+    Log_Level         info
+    Parsers_File      {CONFIG_DIR}/parsers.conf
+    HTTP_Server       On
+    HTTP_Listen       0.0.0.0
+    HTTP_Port         {HTTP_PORT}
+    Health_Check      On
+    storage.path      {STATE_DIR}/buffer
+    storage.sync      normal
+
+[INPUT]
+    Name              tail
+    Alias             containers
+    Path              {tail_paths(args.source_namespaces)}
+    Tag               kube.*
+    multiline.parser  cri
+    DB                {STATE_DIR}/tail.db
+    Mem_Buf_Limit     32MB
+    Skip_Long_Lines   On
+    Refresh_Interval  10
+    storage.type      filesystem
+
+[FILTER]
+    Name              parser
+    Alias             json
+    Match             kube.*
+    Key_Name          log
+    Parser            json
+    Reserve_Data      On
+
+[FILTER]
+    Name              lua
+    Alias             scrub
+    Match             kube.*
+    script            {CONFIG_DIR}/scrub.lua
+    call              scrub
+
+[OUTPUT]
+    Name              s3
+    Alias             s3
+    Match             kube.*
+    bucket            {bucket}
+    region            {args.region}
+    s3_key_format     /{args.prefix}%Y/%m/%d/%H/$UUID.gz
+    total_file_size   50M
+    upload_timeout    5m
+    use_put_object    On
+    send_content_md5  On
+    compression       gzip
+    store_dir         {STATE_DIR}/s3
+    Retry_Limit       5
+"""
+
+
+PARSERS_CONF = """[PARSER]
+    Name        json
+    Format      json
+"""
+
+
+def writer_policy(bucket_arn: str, key_arn: str, prefix: str, region: str) -> dict:
+    """Write-only to one prefix: the shipper never reads logs back (single PutObject uploads need
+    only kms:GenerateDataKey on the bucket key, through S3)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "PutLogs", "Effect": "Allow", "Action": ["s3:PutObject"], "Resource": f"{bucket_arn}/{prefix}*"},
+            {"Sid": "BucketKey", "Effect": "Allow", "Action": ["kms:GenerateDataKey"], "Resource": key_arn,
+             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}},
+        ],
+    }
+
+
+def shipper_flows(namespace: str, s3_cidrs: tuple[str, ...], sts_cidrs: tuple[str, ...],
+                  prometheus_namespace: str) -> tuple[Flow, ...]:
+    return (
+        Flow("shipper-s3", "egress", Peer(cidrs=s3_cidrs), (443,), pods=POD_LABELS,
+             reason="container logs go to the logs bucket through the S3 interface endpoint"),
+        Flow("shipper-sts", "egress", Peer(cidrs=sts_cidrs), (443,), pods=POD_LABELS,
+             reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
+        Flow("shipper-metrics", "ingress", Peer(namespace=prometheus_namespace), (HTTP_PORT,), pods=POD_LABELS,
+             reason="Prometheus scrapes Fluent Bit's metrics (scrubber drops, output failures)"),
+    )
+
+
+class LogShipper(pulumi.ComponentResource):
+    def __init__(self, name: str, args: LogShipperArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("intelgraph:observability:LogShipper", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        role, _ = irsa_role(
+            f"{name}-writer", oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer,
+            subjects=[(args.namespace, NAME)],
+            policy=pulumi.Output.all(args.bucket_arn, args.kms_key_arn).apply(
+                lambda a: json.dumps(writer_policy(a[0], a[1], args.prefix, args.region))),
+            description=f"Fluent Bit: write container logs to s3 {args.prefix} only", opts=child)
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata={"name": f"{NAME}-config", "namespace": args.namespace},
+            data={"fluent-bit.conf": pulumi.Output.from_input(args.bucket_name).apply(
+                      lambda bucket: fluent_bit_conf(args, bucket)),
+                  "parsers.conf": PARSERS_CONF,
+                  "scrub.lua": SCRUBBER.read_text()},
+            opts=child)
+        probe = {"httpGet": {"path": "/api/v1/health", "port": HTTP_PORT}, "periodSeconds": 30,
+                 "timeoutSeconds": 5, "failureThreshold": 3}
+        k8s.apps.v1.DaemonSet(
+            name,
+            metadata={"name": NAME, "namespace": args.namespace, "labels": POD_LABELS},
+            spec={
+                "selector": {"matchLabels": POD_LABELS},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "20%"}},
+                "template": {
+                    "metadata": {"labels": POD_LABELS},
+                    "spec": {
+                        "serviceAccountName": NAME,
+                        # IRSA projects its own token; the shipper never calls the Kubernetes API
+                        "automountServiceAccountToken": False,
+                        # every node, also tainted ones: their workloads' logs must be scrubbed too
+                        "tolerations": [{"operator": "Exists"}],
+                        "securityContext": {**pod_security_context(UID), "supplementalGroups": [0]},
+                        "containers": [{
+                            "name": NAME,
+                            "image": args.image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["/fluent-bit/bin/fluent-bit", "-c", f"{CONFIG_DIR}/fluent-bit.conf"],
+                            "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+                            "resources": resources("50m", "500m", "256Mi"),
+                            "securityContext": container_security_context(read_only_root=True),
+                            "livenessProbe": {**probe, "initialDelaySeconds": 10},
+                            "readinessProbe": probe,
+                            "volumeMounts": [
+                                {"name": "varlog", "mountPath": "/var/log", "readOnly": True},
+                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                {"name": "state", "mountPath": STATE_DIR},
+                            ],
+                        }],
+                        "volumes": [
+                            {"name": "varlog", "hostPath": {"path": "/var/log", "type": "Directory"}},
+                            {"name": "config", "configMap": {"name": f"{NAME}-config"}},
+                            # offsets and the upload buffer (a hostPath for them would need root):
+                            # a replaced pod starts at each file's end, lines written meanwhile are lost
+                            {"name": "state", "emptyDir": {"sizeLimit": "2Gi"}},
+                        ],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, config]),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-metrics", api_version=MONITORING_API, kind="PodMonitor",
+            metadata={"name": NAME, "namespace": args.namespace, "labels": {"release": args.prometheus_release_label}},
+            spec={"selector": {"matchLabels": POD_LABELS},
+                  "podMetricsEndpoints": [{"port": "http", "path": "/api/v1/metrics/prometheus", "interval": "30s"}]},
+            opts=child)
+        prometheus_rule(f"{name}-rules", namespace=args.namespace, release_label=args.prometheus_release_label,
+                        groups=shipper_rule_groups(args.namespace), opts=child)
+        self.register_outputs({})
+
+
+def shipper_rule_groups(namespace: str) -> list[dict]:
+    """Fluent Bit's own counters (v1 metrics API; labelled with each plugin's Alias) and
+    kube-state-metrics' DaemonSet status."""
+    return [{"name": "log-shipper", "rules": [
+        {"alert": "LogScrubberDroppingRecords",
+         "expr": f'rate(fluentbit_filter_drop_records_total{{namespace="{namespace}", name="scrub"}}[10m]) > 0',
+         "for": "10m",
+         "annotations": {"summary": "The log scrubber drops records it cannot scrub (logs are being lost)"}},
+        {"alert": "LogShipperOutputFailing",
+         "expr": f'rate(fluentbit_output_retries_failed_total{{namespace="{namespace}", name="s3"}}[15m]) > 0',
+         "for": "15m",
+         "annotations": {"summary": "Fluent Bit gives up uploading logs to S3"}},
+        {"alert": "LogShipperUnavailable",
+         "expr": f'kube_daemonset_status_number_unavailable{{namespace="{namespace}", daemonset="{NAME}"}} > 0',
+         "for": "15m",
+         "annotations": {"summary": "Fluent Bit is not running on every node: those nodes' logs are not shipped"}},
+    ]}]

@@ -1,0 +1,186 @@
+"""Rehearse a point-in-time restore of PostgreSQL in the DR region, and always clean up.
+
+    python -m ops.pg_restore_rehearsal --outputs outputs.json [--timeout-seconds 5400]
+    python -m ops.pg_restore_rehearsal --stack prod --restore-time 2026-12-01T03:00:00Z
+
+It restores the primary's automated backups *replicated to the DR region*
+(aws.rds.InstanceAutomatedBackupsReplication) to the latest restorable time (or --restore-time)
+into a throwaway instance named ``<prefix><UTC timestamp>``: the DR region's private subnet group,
+security group and parameter group, no public access, no deletion protection, single-AZ. It waits
+until the instance is available, verifies it (encrypted with the DR key the replicated backups
+use, private, in the expected subnet group), and deletes it - in a ``finally``, so also after a
+failed verification or a restore that never becomes available. The time from the restore call to
+"available" is the PITR restore time: record it as dr.postgresPitrRestoreEstimateSeconds.
+
+Exit 0: restored, verified and deleted. 1: refused (no replicated backups), timed out or failed
+verification, or the delete failed (then delete the instance by hand; the message names it).
+2: bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ops._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Check, DbRef, InputError, print_table, require, stack_outputs
+
+POLL_SECONDS = 30
+TAG = {"Key": "intelgraph:purpose", "Value": "pitr-rehearsal"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the throwaway instance goes: all of it from the DR region's stack outputs."""
+
+    region: str
+    kms_key_arn: str
+    subnet_group: str
+    security_group_id: str
+    parameter_group: str
+    instance_class: str
+    prefix: str
+
+
+class Failed(Exception):
+    """The rehearsal failed; the message says at which step."""
+
+
+def replicated_backup(source: DbRef, region: str) -> dict:
+    """The source's automated backups replicated to ``region``, or Failed (refusal)."""
+    rds = boto3.client("rds", region_name=region)
+    backups = [b for page in rds.get_paginator("describe_db_instance_automated_backups").paginate()
+               for b in page["DBInstanceAutomatedBackups"]
+               if b.get("DBInstanceArn") == source.arn and b.get("Region") == source.region]
+    if not backups:
+        raise Failed(f"no automated backups of {source.arn} are replicated to {region}: point-in-time "
+                     "restore in the DR region is impossible (is InstanceAutomatedBackupsReplication "
+                     "deployed and replicating?). Nothing was created.")
+    return backups[0]
+
+
+def wait_available(rds, identifier: str, timeout_seconds: float, sleep: Callable[[float], None]) -> dict:
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        [db] = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
+        if db["DBInstanceStatus"] == "available":
+            return db
+        if db["DBInstanceStatus"] in ("failed", "incompatible-restore", "incompatible-parameters"):
+            raise Failed(f"restore of {identifier} ended in status {db['DBInstanceStatus']}")
+        if time.monotonic() >= deadline:
+            raise Failed(f"{identifier} not available after {timeout_seconds:.0f}s "
+                         f"(status {db['DBInstanceStatus']}): restore timed out")
+        sleep(POLL_SECONDS)
+
+
+def verify(db: dict, target: Target) -> list[Check]:
+    groups = [g["VpcSecurityGroupId"] for g in db.get("VpcSecurityGroups", [])]
+    return [
+        Check("available", db["DBInstanceStatus"] == "available", db["DBInstanceStatus"]),
+        Check("encrypted-with-dr-key", bool(db.get("StorageEncrypted")) and db.get("KmsKeyId") == target.kms_key_arn,
+              f"KmsKeyId {db.get('KmsKeyId')}"),
+        Check("private", db.get("PubliclyAccessible") is False, f"PubliclyAccessible {db.get('PubliclyAccessible')}"),
+        Check("dr-subnet-group", db.get("DBSubnetGroup", {}).get("DBSubnetGroupName") == target.subnet_group,
+              db.get("DBSubnetGroup", {}).get("DBSubnetGroupName", "none")),
+        Check("dr-security-group", groups == [target.security_group_id], ",".join(groups) or "none"),
+        Check("endpoint", bool(db.get("Endpoint", {}).get("Address")), db.get("Endpoint", {}).get("Address", "none")),
+    ]
+
+
+def rehearse(source: DbRef, target: Target, *, restore_time: Optional[datetime], timeout_seconds: float,
+             sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+             ) -> float:
+    """Restore, wait, verify, always delete. Return seconds from the restore call to available."""
+    backup = replicated_backup(source, target.region)
+    rds = boto3.client("rds", region_name=target.region)
+    identifier = f"{target.prefix}{now():%Y%m%d%H%M%S}"
+    when = {"RestoreTime": restore_time} if restore_time else {"UseLatestRestorableTime": True}
+    started = time.monotonic()
+    rds.restore_db_instance_to_point_in_time(
+        SourceDBInstanceAutomatedBackupsArn=backup["DBInstanceAutomatedBackupsArn"],
+        TargetDBInstanceIdentifier=identifier,
+        DBInstanceClass=target.instance_class,
+        DBSubnetGroupName=target.subnet_group,
+        VpcSecurityGroupIds=[target.security_group_id],
+        DBParameterGroupName=target.parameter_group,
+        PubliclyAccessible=False,
+        MultiAZ=False,
+        DeletionProtection=False,
+        BackupRetentionPeriod=0,  # a throwaway: no backups of its own
+        Tags=[TAG],
+        **when,
+    )
+    print(f"restoring {identifier} from {backup['DBInstanceAutomatedBackupsArn']} "
+          f"({'to ' + restore_time.isoformat() if restore_time else 'latest restorable time'})")
+    try:
+        db = wait_available(rds, identifier, timeout_seconds, sleep)
+        took = time.monotonic() - started
+        checks = verify(db, target)
+        print_table(f"Restored instance {identifier}", checks)
+        if not all(c.ok for c in checks):
+            raise Failed(f"{identifier} restored but failed verification")
+        return took
+    finally:
+        delete(rds, identifier)
+
+
+def delete(rds, identifier: str) -> None:
+    try:
+        rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True,
+                               DeleteAutomatedBackups=True)
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, say which instance is left
+        print(f"DELETE FAILED for {identifier}: {exc}; delete it by hand "
+              f"(aws rds delete-db-instance --db-instance-identifier {identifier} --skip-final-snapshot)")
+        raise Failed(f"could not delete {identifier}") from exc
+    print(f"deleted {identifier}")
+
+
+def target_from_outputs(outputs: dict) -> tuple[DbRef, Target]:
+    source = DbRef.parse(require(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
+    fields = {name: require(outputs, "pgRestoreRehearsal", key) for name, key in (
+        ("region", "region"), ("kms_key_arn", "kmsKeyArn"), ("subnet_group", "subnetGroup"),
+        ("security_group_id", "securityGroupId"), ("parameter_group", "parameterGroup"),
+        ("instance_class", "instanceClass"), ("prefix", "prefix"))}
+    if fields["region"] == source.region:
+        raise InputError(f"pgRestoreRehearsal.region is the primary's region ({source.region}): "
+                         "the rehearsal proves restore in the DR region")
+    return source, Target(**fields)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stack")
+    parser.add_argument("--outputs", type=Path)
+    parser.add_argument("--restore-time", help="ISO 8601 UTC time; default the latest restorable time")
+    parser.add_argument("--timeout-seconds", type=float, default=5400)
+    args = parser.parse_args(argv)
+    try:
+        source, target = target_from_outputs(stack_outputs(args.stack, args.outputs))
+        restore_time = None
+        if args.restore_time:
+            try:
+                restore_time = datetime.fromisoformat(args.restore_time.replace("Z", "+00:00"))
+            except ValueError:
+                raise InputError(f"--restore-time {args.restore_time!r} is not an ISO 8601 time") from None
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        took = rehearse(source, target, restore_time=restore_time, timeout_seconds=args.timeout_seconds)
+    except (Failed, ClientError, BotoCoreError) as exc:
+        print(f"REHEARSAL FAILED: {exc}")
+        return EXIT_FAILED
+    print(f"PITR rehearsal passed: restore took {took:.0f}s "
+          "(record it as dr.postgresPitrRestoreEstimateSeconds)")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The log shipper as deployed: Fluent Bit reads only the workload namespaces' container logs,
+parses JSON lines, runs the very scrubber tests/test_log_scrubber.py proves, and writes to the
+logs bucket through a write-only IRSA role - hardened, pinned, closed by its own flows."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import subprocess
+
+import pytest
+
+from components import log_shipper
+from synth.export import kubernetes_objects
+from tests import crds
+from tests.conftest import ROOT, STACKS, synthesized
+from tests.test_log_scrubber import DRIVER, to_lua
+from tests.tools import promtool_check, require_tool
+
+
+def obj(stack: str, kind: str, name: str) -> dict:
+    [found] = [o for o in kubernetes_objects(synthesized(stack)) if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def sections(conf: str) -> list[tuple[str, dict[str, str]]]:
+    """Fluent Bit's classic format: [SECTION] headers, 'Key Value' lines (keys case-insensitive)."""
+    result: list[tuple[str, dict[str, str]]] = []
+    for line in conf.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            result.append((line.strip("[]"), {}))
+        else:
+            key, value = line.split(None, 1)
+            result[-1][1][key.lower()] = value
+    return result
+
+
+def config(stack: str) -> tuple[dict, list[tuple[str, dict[str, str]]]]:
+    cm = obj(stack, "ConfigMap", "fluent-bit-config")
+    return cm["data"], sections(cm["data"]["fluent-bit.conf"])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_daemonset_is_hardened_pinned_and_reads_the_node_logs_read_only(stack):
+    ds = obj(stack, "DaemonSet", "fluent-bit")
+    pod = ds["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert re.fullmatch(r"cr\.fluentbit\.io/fluent/fluent-bit:\d+\.\d+\.\d+", container["image"])
+    sc, psc = container["securityContext"], pod["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] != 0 and psc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]} and not sc.get("privileged")
+    # containerd writes container logs 0640 root:root: the root group may read, nothing more is needed
+    assert psc["supplementalGroups"] == [0]
+    assert pod["automountServiceAccountToken"] is False  # IRSA projects its own token; no API calls
+    host = [v for v in pod["volumes"] if "hostPath" in v]
+    assert [v["hostPath"]["path"] for v in host] == ["/var/log"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == host[0]["name"]]
+    assert mount["readOnly"] is True
+    assert container["livenessProbe"]["httpGet"]["path"] == "/api/v1/health"
+    account = obj(stack, "ServiceAccount", pod["serviceAccountName"])
+    role = synthesized(stack).named("log-shipper-writer", "aws:iam/role:Role")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role.outputs["arn"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_namespace_admits_the_hostpath_but_still_warns_at_restricted(stack):
+    labels = obj(stack, "Namespace", "logging")["metadata"]["labels"]
+    # Pod Security Standards: hostPath volumes are refused at baseline and restricted
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
+def test_only_the_workload_namespaces_logs_are_read(prod):
+    _, conf = config("prod")
+    [(_, tail)] = [s for s in conf if s[0] == "INPUT"]
+    assert tail["name"] == "tail" and tail["multiline.parser"] == "cri"
+    paths = tail["path"].split(",")
+
+    def read(filename: str) -> bool:  # kubelet: /var/log/containers/<pod>_<namespace>_<container>-<id>.log
+        return any(fnmatch.fnmatchcase(f"/var/log/containers/{filename}", p) for p in paths)
+
+    for ns in ("graph", "cache", "dr-verify", "intelgraph-app"):
+        assert read(f"x-0_{ns}_main-0123abcd.log"), ns
+    for ns in ("kube-system", "logging", "monitoring"):
+        assert not read(f"x-0_{ns}_main-0123abcd.log"), ns
+
+
+def test_filters_parse_then_scrub_then_ship_to_the_logs_bucket(prod):
+    data, conf = config("prod")
+    kinds = [(name, body.get("name")) for name, body in conf]
+    assert kinds == [("SERVICE", None), ("INPUT", "tail"), ("FILTER", "parser"), ("FILTER", "lua"),
+                     ("OUTPUT", "s3")]  # Fluent Bit applies filters in the order they are written
+    lua = conf[3][1]
+    assert lua["script"] == f"{log_shipper.CONFIG_DIR}/scrub.lua" and lua["call"] == "scrub"
+    assert data["scrub.lua"] == (ROOT / "components" / "scripts" / "scrub.lua").read_text()
+    assert "function scrub(tag, timestamp, record)" in data["scrub.lua"]
+    parser = conf[2][1]
+    assert parser["key_name"] == "log"  # the cri multiline parser puts the message under "log"
+    assert "Name        json" in data["parsers.conf"] and parser["parser"] == "json"
+    s3 = conf[4][1]
+    logs_bucket = prod.named("logs-backups", "aws:s3/bucket:Bucket")
+    assert s3["bucket"] == logs_bucket.outputs["bucket"] and s3["region"] == "us-east-1"
+    # the bucket has Object Lock: S3 refuses a PutObject without an integrity checksum
+    assert prod.named("logs-backups-object-lock", "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    assert s3["send_content_md5"] == "On" and s3["use_put_object"] == "On"
+    # every key the output writes is one the role may write
+    policy = json.loads(prod.named("log-shipper-writer", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    [put] = [s for s in policy["Statement"] if s["Action"] == ["s3:PutObject"]]
+    key = s3["s3_key_format"].replace("%Y/%m/%d/%H", "2026/12/01/18").replace("$UUID", "3f2a9c1e")
+    assert fnmatch.fnmatchcase(f"{logs_bucket.outputs['arn']}{key}", put["Resource"])
+    assert not any("s3:GetObject" in s["Action"] for s in policy["Statement"])  # write-only
+
+
+def test_the_mounted_scrubber_scrubs_a_cri_record(prod, tmp_path):
+    data, _ = config("prod")
+    (tmp_path / "scrub.lua").write_text(data["scrub.lua"])
+    # what the tail + cri + json parser stages hand the Lua filter for one JSON log line
+    record = {"stream": "stdout", "_p": "F", "time": "2026-12-01T18:00:00.1Z", "level": "info",
+              "msg": "signup ana@example.org", "password": "x", "user": {"email": "ana@example.org", "id": "u-1"}}
+    (tmp_path / "samples.lua").write_text("return {" + to_lua(record) + "}")
+    run = subprocess.run([require_tool("lua5.4"), str(DRIVER), str(tmp_path / "scrub.lua"), "scrub",
+                          str(tmp_path / "samples.lua")], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["code"] == 2 and out["record"] == {"stream": "stdout", "_p": "F", "time": "2026-12-01T18:00:00.1Z",
+                                                  "level": "info", "msg": "signup [email]", "user": {"id": "u-1"}}
+
+
+def test_the_shipper_reaches_s3_sts_and_prometheus_reaches_it_nothing_else(prod, tmp_path):
+    """network-config-analyzer over the stack's namespaces, policies and workloads, with a
+    Prometheus and a stranger pod around them."""
+    from tests.nca_map import connectivity, deployment, reaches
+
+    world = deployment("monitoring", "prometheus", {"app": "prometheus"}) + deployment("other", "x", {"app": "x"})
+    rows = connectivity(kubernetes_objects(prod), tmp_path, world)
+    ds = "fluent-bit"
+    assert reaches(rows, "logging", ds, 443, ip="10.40.2.112")  # S3 interface endpoint
+    assert reaches(rows, "logging", ds, 443, ip="10.40.1.52")  # STS
+    assert not reaches(rows, "logging", ds, 443, ip="52.216.0.10")  # public S3
+    assert not reaches(rows, "logging", ds, 443, ip="10.40.0.5")  # the Kubernetes API: not needed
+    assert reaches(rows, "monitoring", "prometheus", log_shipper.HTTP_PORT, dst_ns="logging", dst_pod=ds)
+    assert not reaches(rows, "other", "x", log_shipper.HTTP_PORT, dst_ns="logging", dst_pod=ds)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_podmonitor_matches_the_upstream_crd_and_selects_the_shipper(stack):
+    monitor = obj(stack, "PodMonitor", "fluent-bit")
+    crds.validate(monitor)
+    assert monitor["metadata"]["labels"]["release"]
+    ds = obj(stack, "DaemonSet", "fluent-bit")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+    port_names = {p["name"] for p in ds["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= port_names
+
+
+def test_the_shipper_alerts_pass_promtool(prod, tmp_path):
+    rule = obj("prod", "PrometheusRule", "log-shipper-rules")
+    result = promtool_check(rule["spec"]["groups"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the filter and output names the alerts select on are the Aliases in the config
+    _, conf = config("prod")
+    aliases = {body.get("alias") for _, body in conf}
+    for r in rule["spec"]["groups"][0]["rules"]:
+        for alias in re.findall(r'name="([^"]+)"', r["expr"]):
+            assert alias in aliases, r["alert"]
+
+
+def test_the_config_reader_reads_the_classic_format():
+    # 'Key Value' lines, not INI's '=': a misread key would make every assertion above vacuous
+    assert sections("[OUTPUT]\n    Name s3\n    # note\n    Bucket b c\n") == [
+        ("OUTPUT", {"name": "s3", "bucket": "b c"})]

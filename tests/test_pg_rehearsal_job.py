@@ -1,0 +1,141 @@
+"""The weekly PITR rehearsal as deployed: the CronJob runs the repository's own runbook with the
+outputs it needs, through a role that can restore and delete only rehearsal instances, inside
+default-deny with exactly its flows, and its alerts pass promtool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from components import pg_restore_rehearsal as component
+from ops import pg_restore_rehearsal as runbook
+from synth.export import kubernetes_objects
+from tests.conftest import ROOT, STACKS, synthesized
+from tests.tools import promtool_check, require_tool
+
+
+def objects(stack: str, kind: str) -> list[dict]:
+    return [o for o in kubernetes_objects(synthesized(stack)) if o["kind"] == kind]
+
+
+def code_map(stack: str) -> dict:
+    [cm] = [o for o in objects(stack, "ConfigMap") if o["metadata"]["name"] == f"{component.JOB}-code"]
+    return cm
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_cronjob_runs_the_repositorys_runbook_from_a_read_only_mount(stack, tmp_path):
+    [job] = [o for o in objects(stack, "CronJob") if o["metadata"]["name"] == component.JOB]
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"][:3] == ["python3", "-m", "ops.pg_restore_rehearsal"]
+    assert pod["serviceAccountName"] == component.JOB
+    data = code_map(stack)["data"]
+    for name in component.OPS_FILES:
+        assert data[name] == (ROOT / "ops" / name).read_text()  # the code reviewed here is what runs
+    # Rebuild the mount exactly as the pod sees it and let the real module parse its arguments and
+    # its outputs file: the same command line, only the paths moved under tmp_path.
+    (tmp_path / "ops").mkdir()
+    for item in pod["volumes"][0]["configMap"]["items"]:
+        (tmp_path / "ops" / item["path"]).write_text(data[item["key"]])
+    outputs = json.loads(data["outputs.json"])
+    source, target = runbook.target_from_outputs(outputs)
+    assert target.region == "us-west-2" and source.region == "us-east-1" and target.prefix == component.PREFIX
+    args = container["command"][3:]
+    args[args.index("--outputs") + 1] = str(tmp_path / "ops" / "outputs.json")
+    probe = ("import sys, ops.pg_restore_rehearsal as r; r.rehearse = lambda *a, **k: "
+             "(print('would rehearse', a[1].region, k['timeout_seconds']), 0)[1]; sys.exit(r.main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "would rehearse us-west-2" in run.stdout
+    assert job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > float(args[args.index("--timeout-seconds") + 1])
+
+
+def test_the_role_restores_and_deletes_only_rehearsal_instances_in_the_dr_region(prod):
+    role = prod.named("pg-restore-rehearsal-role", "aws:iam/rolePolicy:RolePolicy")
+    policy = json.loads(role.inputs["policy"])
+    by_action = {a: s for s in policy["Statement"] for a in s["Action"]}
+    prefix = f"arn:aws:rds:us-west-2:481236059412:db:{component.PREFIX}*"
+    for action in ("rds:RestoreDBInstanceToPointInTime", "rds:DeleteDBInstance", "rds:AddTagsToResource"):
+        resources = by_action[action]["Resource"]
+        resources = [resources] if isinstance(resources, str) else resources
+        assert prefix in resources
+        assert not any(r.endswith(":db:*") or r == "*" for r in resources), action
+    assert by_action["kms:CreateGrant"]["Condition"]["StringEquals"]["kms:ViaService"] == "rds.us-west-2.amazonaws.com"
+    assert by_action["kms:CreateGrant"]["Resource"] == prod.outputs["pgRestoreRehearsal"]["kmsKeyArn"]
+    # every RDS call the runbook makes is allowed (botocore names the IAM action after the operation)
+    import re
+
+    import botocore
+    import botocore.session
+    model = botocore.session.get_session().get_service_model("rds")
+    source = (ROOT / "ops" / "pg_restore_rehearsal.py").read_text()
+    calls = set(re.findall(r"rds\.(\w+)\(", source)) - {"get_paginator"}
+    calls |= set(re.findall(r'get_paginator\("(\w+)"\)', source))
+    operations = {botocore.xform_name(op): op for op in model.operation_names}
+    assert calls >= {"restore_db_instance_to_point_in_time", "delete_db_instance", "describe_db_instances"}
+    for call in calls:
+        operation = operations[call]
+        assert f"rds:{operation}" in by_action, f"the role does not allow rds:{operation}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_rehearsal_alerts_pass_promtool(stack, tmp_path):
+    [rule] = [o for o in objects(stack, "PrometheusRule") if o["metadata"]["name"] == "pg-restore-rehearsal-rules"]
+    result = promtool_check(rule["spec"]["groups"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_never_succeeded_fires_a_week_after_creation_without_a_success(prod, tmp_path):
+    """promtool's rule unit test: created 9 days ago, never succeeded -> the alert fires."""
+    [rule] = [o for o in objects("prod", "PrometheusRule") if o["metadata"]["name"] == "pg-restore-rehearsal-rules"]
+    promtool_check(rule["spec"]["groups"], tmp_path)
+    labels = f'namespace="dr-verify", cronjob="{component.JOB}"'
+    (tmp_path / "test.yaml").write_text(json.dumps({
+        "rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m",
+                   # the CronJob object was created at t=0; evaluation at 9 days
+                   "input_series": [{"series": f"kube_cronjob_created{{{labels}}}", "values": "0x13000"}],
+                   "alert_rule_test": [
+                       {"eval_time": "6d", "alertname": "PostgresRestoreRehearsalNeverSucceeded", "exp_alerts": []},
+                       {"eval_time": "9d", "alertname": "PostgresRestoreRehearsalNeverSucceeded", "exp_alerts": [{
+                           "exp_labels": {"severity": "warning", "namespace": "dr-verify", "cronjob": component.JOB},
+                           "exp_annotations": {
+                               "summary": "The PostgreSQL restore rehearsal has never succeeded",
+                               "runbook_url": "https://github.com/intelgraph/platform-infrastructure/blob/main/"
+                                              "docs/runbooks.md#postgres-restore-rehearsal-failed-or-stale"}}]},
+                   ]},
+                  # the CronJob is not seen at all (not deployed, or kube-state-metrics not scraped)
+                  {"interval": "1m",
+                   "input_series": [{"series": 'up{job="kube-state-metrics"}', "values": "1x180"}],
+                   "alert_rule_test": [{"eval_time": "2h", "alertname": "PostgresRestoreRehearsalNeverSucceeded",
+                                        "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": "dr-verify",
+                                                                       "cronjob": component.JOB},
+                                                        "exp_annotations": {
+                                                            "summary": "The PostgreSQL restore rehearsal has never "
+                                                                       "succeeded",
+                                                            "runbook_url": "https://github.com/intelgraph/platform-"
+                                                                           "infrastructure/blob/main/docs/runbooks.md"
+                                                                           "#postgres-restore-rehearsal-failed-or-stale"}}]}]}],
+    }))
+    run = subprocess.run([require_tool("promtool"), "test", "rules", "test.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_rehearsal_reaches_sts_and_the_dr_rds_api_and_nothing_else(prod, tmp_path):
+    """network-config-analyzer over the stack's namespaces, policies and workloads."""
+    from tests.nca_map import connectivity, reaches
+
+    rows = connectivity(kubernetes_objects(prod), tmp_path)
+    job = component.JOB
+    assert reaches(rows, "dr-verify", job, 443, ip="10.41.2.33")  # DR RDS API endpoint (prod config)
+    assert reaches(rows, "dr-verify", job, 443, ip="10.40.1.52")  # STS endpoint
+    assert reaches(rows, "dr-verify", job, 53, dst_ns="kube-system", dst_pod="*")
+    assert not reaches(rows, "dr-verify", job, 443, ip="10.40.2.112")  # S3: not this job's business
+    assert not reaches(rows, "dr-verify", job, 443, ip="52.94.0.10")  # public AWS ranges
+    assert not reaches(rows, "dr-verify", job, 5432, ip="10.41.2.33")  # only the API port

@@ -1,0 +1,136 @@
+"""ops.pg_restore_rehearsal against moto, fed with the real prod stack's outputs.
+
+moto restores point-in-time only from a source instance in its own region and has no replicated
+automated backups, so the fixture teaches it exactly those two RDS behaviours - and the fake checks
+what it receives: RestoreDBInstanceToPointInTime must name the *replicated* backup's ARN
+(``SourceDBInstanceAutomatedBackupsArn``, RDS API Reference), the DR subnet group and no public
+access; the restored instance is encrypted with the key of the replicated backups, as RDS does
+(a PITR restore takes the backup's key; the API has no KmsKeyId for it).
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ops import pg_restore_rehearsal
+from tests.conftest import synthesized
+
+ACCOUNT = "481236059412"
+BACKUP_ARN = f"arn:aws:rds:us-west-2:{ACCOUNT}:auto-backup:ab-rehearsal"
+
+
+@pytest.fixture
+def outputs() -> dict:
+    return json.loads(json.dumps(synthesized("prod").outputs))
+
+
+@pytest.fixture
+def world(monkeypatch, outputs, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    from moto.rds.models import RDSBackend
+
+    target = outputs["pgRestoreRehearsal"]
+    state = SimpleNamespace(replicated=True, never_available=False, restores=[], kms_key=target["kmsKeyArn"])
+
+    def describe_automated_backups(self, db_instance_identifier=None, **_):
+        if self.region_name != "us-west-2" or not state.replicated:
+            return []
+        return [SimpleNamespace(
+            db_instance_arn=outputs["postgres"]["primaryArn"], region="us-east-1", status="replicating",
+            db_instance_automated_backups_arn=BACKUP_ARN, kms_key_id=target["kmsKeyArn"],
+            db_instance_identifier="intelgraph-pg-primary")]
+
+    def restore(self, source_db_identifier, target_db_identifier, overrides):
+        state.restores.append(dict(overrides, region=self.region_name))
+        assert source_db_identifier is None
+        if overrides.get("source_db_instance_automated_backups_arn") != BACKUP_ARN:
+            raise AssertionError(f"restore from an unknown backup: {overrides}")
+        assert overrides["publicly_accessible"] is False
+        assert overrides["db_subnet_group_name"] == target["subnetGroup"]
+        db = self.create_db_instance({
+            "db_instance_identifier": target_db_identifier, "engine": "postgres",
+            "db_instance_class": overrides["db_instance_class"], "allocated_storage": 200,
+            "master_username": "intelgraph_admin", "master_user_password": "unused-by-restore",
+            "db_subnet_group_name": overrides["db_subnet_group_name"],
+            "vpc_security_group_ids": overrides["vpc_security_group_ids"],
+            "publicly_accessible": False, "storage_encrypted": True, "kms_key_id": state.kms_key,
+            "tags": overrides.get("tags", [])})
+        if state.never_available:
+            db.status = "creating"
+        return db
+
+    monkeypatch.setattr(RDSBackend, "describe_db_instance_automated_backups", describe_automated_backups)
+    monkeypatch.setattr(RDSBackend, "restore_db_instance_to_point_in_time", restore)
+    monkeypatch.setattr(pg_restore_rehearsal, "POLL_SECONDS", 0)
+    with mock_aws():
+        ec2 = boto3.client("ec2", "us-west-2")
+        vpc = ec2.create_vpc(CidrBlock="10.41.0.0/16")["Vpc"]["VpcId"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.41.{i}.0/24", AvailabilityZone=f"us-west-2{z}")
+                   ["Subnet"]["SubnetId"] for i, z in enumerate("ab")]
+        boto3.client("rds", "us-west-2").create_db_subnet_group(
+            DBSubnetGroupName=target["subnetGroup"], DBSubnetGroupDescription="DR", SubnetIds=subnets)
+        path = tmp_path / "outputs.json"
+        path.write_text(json.dumps(outputs))
+        state.path = path
+        yield state
+
+
+def instances() -> list[dict]:
+    return boto3.client("rds", "us-west-2").describe_db_instances()["DBInstances"]
+
+
+def test_rehearsal_restores_verifies_deletes_and_prints_the_time(world, capsys):
+    code = pg_restore_rehearsal.main(["--outputs", str(world.path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    [restore] = world.restores
+    assert restore["region"] == "us-west-2" and restore["use_latest_restorable_time"] is True
+    assert restore["target_db_instance_identifier"].startswith("pgrehearsal-")
+    assert restore["deletion_protection"] is False and restore["multi_az"] is False
+    for check in ("available", "encrypted-with-dr-key", "private", "dr-subnet-group", "dr-security-group"):
+        assert f"PASS  {check}" in out
+    assert "PITR rehearsal passed: restore took" in out and "deleted pgrehearsal-" in out
+    assert instances() == []  # nothing left behind
+
+
+def test_a_restore_that_never_becomes_available_times_out_and_is_still_deleted(world, capsys):
+    world.never_available = True
+    code = pg_restore_rehearsal.main(["--outputs", str(world.path), "--timeout-seconds", "0"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "restore timed out" in out and "status creating" in out and "deleted pgrehearsal-" in out
+    assert instances() == []
+
+
+def test_refuses_when_the_replicated_backups_are_missing(world, capsys):
+    world.replicated = False
+    code = pg_restore_rehearsal.main(["--outputs", str(world.path)])
+    out = capsys.readouterr().out
+    assert code == 1 and "are replicated to us-west-2" in out and "Nothing was created" in out
+    assert world.restores == [] and instances() == []
+
+
+def test_a_verification_failure_still_deletes(world, capsys):
+    # RDS restored with a key other than the DR key the stack exports (e.g. the backups were
+    # replicated with another key): the rehearsal fails and still cleans up
+    world.kms_key = f"arn:aws:kms:us-west-2:{ACCOUNT}:key/00000000-0000-0000-0000-000000000000"
+    code = pg_restore_rehearsal.main(["--outputs", str(world.path)])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL  encrypted-with-dr-key" in out and "failed verification" in out
+    assert "deleted pgrehearsal-" in out and instances() == []
+
+
+def test_missing_rehearsal_outputs_are_a_clear_input_error(tmp_path, capsys, outputs):
+    del outputs["pgRestoreRehearsal"]
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+    assert pg_restore_rehearsal.main(["--outputs", str(path)]) == 2
+    assert "stack output pgRestoreRehearsal is missing" in capsys.readouterr().err
