@@ -172,6 +172,7 @@ graph = Neo4jCluster(
         prometheus_release_label=obs.prometheus_release_label,
         zones=tuple(neo.zones),
         password_epoch=neo.password_epoch,
+        bootstrap=neo.bootstrap,
     ),
     opts=inside(neo.namespace),
 )

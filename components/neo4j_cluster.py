@@ -14,18 +14,24 @@ a release's update ends only when Helm's wait sees its server ready again (the S
 generation observed, its replica updated and ready: Helm pkg/kube/ready.go), so the next server
 restarts only after the previous one is back. On the first install that chain must not wait: no
 server is ready before ``minimumClusterSize`` primaries run, and those come later in the chain,
-so every release would time out behind the first. The program therefore needs to know whether
-this run creates the cluster, which Pulumi does not tell it; a marker does (``_first_install``):
-``skip_await`` is true exactly in the run that creates the marker, so the first install puts
-every release in within seconds and the cluster forms, and every later run rolls.
+so every release would time out behind the first.
 
-What this does not do: the first ``pulumi up`` returns before the cluster has formed (nothing
-waits); the next run turns ``skip_await`` off, which may show as an update of every release (a
-``helm upgrade`` with unchanged objects, rolled and waited one by one, restarting nothing).
-"Ready" is the chart's readiness probe (the Bolt port answers), not "caught up with the
-cluster". A first install that fails half-way leaves the marker behind: the next run would wait
-behind servers that cannot form a cluster yet; finish it with ``pulumi up --replace`` on the
-marker's URN.
+Which run is the first install is said explicitly: ``bootstrap`` (stack setting
+``neo4j.bootstrap: true``, set only for the deploy that creates the cluster). Pulumi does not
+tell a program whether a run creates a resource, and a guess from a marker resource ("is it
+being created now?") is wrong on every stack deployed before the marker existed: the marker is
+new there too, so every release of a running cluster would skip the wait and restart at once
+(pulumi-kubernetes helm_release.go: ``client.Wait = !newRelease.SkipAwait``). The marker stays
+only as a guard on the setting (``_first_install``): ``skip_await`` is true when bootstrap is set
+*and* the marker is created in this run, so a ``bootstrap: true`` left in the stack file after
+the install waits again. Default (false): every release waits.
+
+What this does not do: the bootstrap ``pulumi up`` returns before the cluster has formed
+(nothing waits); the next run (bootstrap back to false) updates every release once, waited
+one by one (the ``initial.*`` settings leave the config, see ``values``). "Ready" is the chart's
+readiness probe (the Bolt port answers), not "caught up with the cluster". A first install that
+fails half-way leaves the marker behind: finish it with ``bootstrap: true`` and
+``pulumi up --replace`` on the marker's URN.
 
 Memory is derived from the container limit with Neo4j's own rule, the one
 ``neo4j-admin server memory-recommendation`` prints (neo4j/neo4j,
@@ -155,6 +161,7 @@ class Neo4jClusterArgs:
     prometheus_release_label: str
     zones: tuple[str, ...]
     password_epoch: int = 0
+    bootstrap: bool = False  # this deploy creates the cluster (see the module docstring)
 
     def __post_init__(self) -> None:
         problems = []
@@ -226,7 +233,7 @@ class Neo4jCluster(pulumi.ComponentResource):
         # first; each release depends on the one before it, and waits for its server unless this
         # run is the cluster's first install.
         self.roll_order = list(reversed(self.release_names))
-        first_install = self._first_install(name)
+        first_install = self._first_install(name, args.bootstrap)
         releases: list[k8s.helm.v3.Release] = []
         for release in self.roll_order:
             releases.append(k8s.helm.v3.Release(
@@ -262,8 +269,11 @@ class Neo4jCluster(pulumi.ComponentResource):
             "pagecache": self.plan.pagecache,
         })
 
-    def _first_install(self, name: str) -> pulumi.Output[bool]:
-        """True exactly in the run that creates the cluster. The marker's keepers carry a token new
+    def _first_install(self, name: str, bootstrap: bool) -> pulumi.Output[bool]:
+        """True when the stack says this deploy creates the cluster (``bootstrap``) and the marker
+        agrees: it is created in this run. The marker alone cannot tell (on a stack deployed
+        before it existed it is new too); it only stops a ``bootstrap`` left on from skipping
+        the wait on a cluster that exists. The marker's keepers carry a token new
         in every run, and ignore_changes keeps the token of the run that created it (Pulumi
         docs, "ignoreChanges": the program's value is used only when there is no prior state), so
         the marker hands back this run's token only when it is created now. Replacing the marker
@@ -277,7 +287,8 @@ class Neo4jCluster(pulumi.ComponentResource):
             keepers={"createdInRun": pulumi.Output.secret(token)},
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["keepers"]),
         )
-        return pulumi.Output.unsecret(marker.keepers.apply(lambda k: (k or {}).get("createdInRun") == token))
+        return pulumi.Output.unsecret(marker.keepers.apply(
+            lambda k: bootstrap and (k or {}).get("createdInRun") == token))
 
     def values(self, secondary: bool) -> dict:
         """Chart values for one server; only the mode constraint differs between servers."""
