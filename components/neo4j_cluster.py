@@ -93,6 +93,8 @@ MODE_LABEL = "intelgraph.io/neo4j-mode"
 # server-side routing (Neo4j operations manual, "Ports"). Not Bolt (clients and the operations pod)
 # and not the backup port (the backup job only).
 PEER_PORTS = (5000, 6000, 7000, 7688)
+# primaries that form a new cluster (the chart clusters only from minimumClusterSize 3)
+FORMATION_PRIMARIES = 3
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,8 @@ class Neo4jCluster(pulumi.ComponentResource):
             lambda k: bootstrap and (k or {}).get("createdInRun") == token))
 
     def values(self, secondary: bool) -> dict:
-        """Chart values for one server; only the mode constraint differs between servers."""
+        """Chart values for one server; only the mode constraint (and labels, placement) differ
+        between servers, and no server count appears outside the bootstrap deploy."""
         args, plan = self._args, self.plan
         config = {
             "server.memory.heap.initial_size": plan.heap,
@@ -305,17 +308,25 @@ class Neo4jCluster(pulumi.ComponentResource):
             # Global metrics under neo4j.dbms.*, per-database ones under neo4j.database.<db>.*: the
             # names the rules and dashboards use (the default, false, drops both segments).
             "server.metrics.namespaces.enabled": "true",
-            # New databases get every primary and the secondaries as read copies.
-            "initial.dbms.default_primaries_count": str(args.primaries),
-            "initial.dbms.default_secondaries_count": str(args.secondaries),
-            # A server that joins starts "Free" and hosts nothing until enabled. Neo4j enables it
-            # itself with this (operations manual, clustering, "Managing servers"); the chart's
-            # alternative, neo4j.operations.enableServer, is a bare Pod with restartPolicy Never,
-            # which Helm's wait never counts as ready once it completes, so every later upgrade of
-            # a secondary's release would time out. An initial.* setting: read when the system
-            # database is first created.
-            "initial.dbms.automatically_enable_free_servers": "true",
         }
+        if args.bootstrap:
+            # initial.dbms.* are read only when the system database is first created, i.e. in the
+            # bootstrap deploy; later the cluster keeps what it stored. Written only then: the chart
+            # checksums the config into every server's pod template (templates/neo4j-statefulset.yaml,
+            # checksum/<release>-config), so a server count in every server's config restarted
+            # every server whenever a server was added or removed.
+            config.update({
+                # New databases get every primary and the secondaries as read copies.
+                "initial.dbms.default_primaries_count": str(args.primaries),
+                "initial.dbms.default_secondaries_count": str(args.secondaries),
+                # A server that joins starts "Free" and hosts nothing until enabled. Neo4j enables
+                # it itself with this (operations manual, clustering, "Managing servers"); the
+                # chart's alternative, neo4j.operations.enableServer, is a bare Pod with
+                # restartPolicy Never, which Helm's wait never counts as ready once it completes,
+                # so every later upgrade of a secondary's release would time out. A cluster formed
+                # without it is switched once: CALL dbms.cluster.setAutomaticallyEnableFreeServers(true).
+                "initial.dbms.automatically_enable_free_servers": "true",
+            })
         if secondary:
             config["initial.server.mode_constraint"] = "SECONDARY"
         return {
@@ -323,7 +334,11 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "name": args.cluster_name,
                 "edition": "enterprise",
                 "acceptLicenseAgreement": args.accept_license_agreement,
-                "minimumClusterSize": args.primaries,
+                # The chart writes this into every server's config as the primaries needed to
+                # form the cluster (dbms.cluster.minimum_initial_system_primaries_count,
+                # templates/neo4j-config.yaml): 3 forms a cluster of any size, so it stays put
+                # when primaries are added (the chart clusters from 3, 1 is standalone).
+                "minimumClusterSize": min(args.primaries, FORMATION_PRIMARIES),
                 "passwordFromSecret": self.password_secret_name,
                 # On every object the release renders, pods included: what the zone spread selects.
                 "labels": {MODE_LABEL: "secondary" if secondary else "primary"},
