@@ -301,6 +301,17 @@ def test_retention_deletes_whole_chains_only(tmp_path):
     assert "ok: 2 chains kept, 2 deleted" in result.stdout
 
 
+def test_retention_never_deletes_the_newest_chain(tmp_path):
+    """Backups have failed for 40 days: every chain is past retention, but the newest holds the
+    last full backup (neo4j-admin restores a differential only onto its chain's full backup,
+    operations manual, "Back up an online database"), so it stays; the older one goes."""
+    keys = chain_keys("2026-11-20", "2026-11-21")
+    result, left = prune(tmp_path, keys, "2027-01-01T04:30:00")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert left == set(chain_keys("2026-11-21"))
+    assert "keeping chain 2026-11-21 past retention" in result.stdout and "ok: 1 chains kept, 1 deleted" in result.stdout
+
+
 def test_retention_pages_through_many_chains(tmp_path):
     """1,200 daily chains are two pages of CommonPrefixes; those that ended 35+ days ago go."""
     start = datetime(2026, 10, 1)
