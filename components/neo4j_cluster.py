@@ -95,6 +95,17 @@ MODE_LABEL = "intelgraph.io/neo4j-mode"
 PEER_PORTS = (5000, 6000, 7000, 7688)
 # primaries that form a new cluster (the chart clusters only from minimumClusterSize 3)
 FORMATION_PRIMARIES = 3
+# How long Helm may wait for one server's restart: the old pod may take the chart's whole
+# terminationGracePeriodSeconds to stop (3600), the new one its startup probe's whole window
+# (failureThreshold 1000 x periodSeconds 5) and one readiness period to be ready, plus time to
+# reschedule it and reattach its volume (chart values.yaml, templates/neo4j-statefulset.yaml).
+# A shorter timeout fails the update of a server that is still legitimately coming back.
+CHART_TERMINATION_GRACE_SECONDS = 3600
+CHART_STARTUP_WINDOW_SECONDS = 1000 * 5
+CHART_READINESS_PERIOD_SECONDS = 5
+RESCHEDULE_SECONDS = 600
+RELEASE_TIMEOUT_SECONDS = (CHART_TERMINATION_GRACE_SECONDS + CHART_STARTUP_WINDOW_SECONDS
+                           + CHART_READINESS_PERIOD_SECONDS + RESCHEDULE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -248,7 +259,7 @@ class Neo4jCluster(pulumi.ComponentResource):
                 values=self.values(secondary=release in self.secondary_release_names),
                 skip_await=first_install,
                 # Helm's wait for one server: a restart, or a join to the running cluster.
-                timeout=900,
+                timeout=RELEASE_TIMEOUT_SECONDS,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]]),
             ))
 

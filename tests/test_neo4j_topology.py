@@ -73,3 +73,19 @@ def test_later_deploys_carry_no_server_count(prod_renders):
     for name, objects in prod_renders.items():
         user = _one(objects, "ConfigMap", "-user-config")["data"]
         assert not [k for k in user if k.startswith("initial.dbms.")], name
+
+
+def test_helm_waits_as_long_as_the_chart_lets_a_server_restart(prod_renders):
+    # Helm's wait ends in failure at the release timeout. A restart may legitimately take the old
+    # pod's whole terminationGracePeriodSeconds to stop and the new one's whole startup probe
+    # window (failureThreshold x periodSeconds) and a readiness period to become ready, all as the
+    # chart renders them (templates/neo4j-statefulset.yaml).
+    for release in synthesized("prod").of_type(RELEASE):
+        pod = _one(prod_renders[release.inputs["name"]], "StatefulSet")["spec"]["template"]["spec"]
+        [server] = [c for c in pod["containers"] if c["name"] == "neo4j"]
+        startup, readiness = server["startupProbe"], server["readinessProbe"]
+        restart = (pod["terminationGracePeriodSeconds"]
+                   + startup.get("initialDelaySeconds", 0) + startup["failureThreshold"] * startup["periodSeconds"]
+                   + readiness["periodSeconds"])
+        assert restart >= 3600 + 5000
+        assert release.inputs["timeout"] > restart, release.name
