@@ -172,6 +172,7 @@ graph = Neo4jCluster(
         prometheus_release_label=obs.prometheus_release_label,
         zones=tuple(neo.zones),
         password_epoch=neo.password_epoch,
+        bootstrap=neo.bootstrap,
     ),
     opts=inside(neo.namespace),
 )
@@ -185,6 +186,7 @@ backup_args = Neo4jBackupArgs(
     kms_key_arn=buckets["neo4j"].kms_key_arn,
     region=cfg.aws.primary_region,
     image=neo.image,
+    accept_license_agreement=neo.accept_license_agreement,
     aws_cli_image=neo.aws_cli_image,
     backup_schedule=neo.backup_schedule,
     freshness_slack_minutes=neo.backup_freshness_slack_minutes,

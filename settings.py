@@ -330,6 +330,10 @@ class Neo4jSettings(Model):
     volume_snapshots: VolumeSnapshotSettings
     # Raise by one to rotate the admin password (components/neo4j_password.py).
     password_epoch: Annotated[int, Field(ge=0)] = 0
+    # true only for the deploy that creates the cluster: its releases then go in without Helm's
+    # wait, so the primaries can form the cluster (components/neo4j_cluster.py). false (default):
+    # every release waits for its server, so upgrades roll one server at a time.
+    bootstrap: Annotated[bool, Field(strict=True)] = False
 
     # The chart clusters only from neo4j.minimumClusterSize >= 3 (templates/_helpers.tpl
     # "neo4j.isClusterEnabled"); below that every release is a standalone server.

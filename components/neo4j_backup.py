@@ -83,6 +83,8 @@ class Neo4jBackupArgs:
     kms_key_arn: pulumi.Input[str]
     region: str
     image: str
+    # Enterprise 5.4+ runs (neo4j-admin included) only with the license accepted: the servers' value
+    accept_license_agreement: str
     aws_cli_image: str
     backup_schedule: str
     freshness_slack_minutes: int
@@ -150,6 +152,7 @@ class Neo4jBackup(pulumi.ComponentResource):
         ]
         chain_env = [{"name": "CHAIN_DAYS", "value": str(args.chain_days)}]
         aws_home = [{"name": "HOME", "value": "/tmp"}]
+        license_env = {"name": "NEO4J_ACCEPT_LICENSE_AGREEMENT", "value": args.accept_license_agreement}
 
         def small(volume: str, size: str) -> dict:
             return {"name": volume, "emptyDir": {"sizeLimit": size}}
@@ -173,7 +176,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             container=self._container(args.image, "neo4j_backup.sh", [
                 *common_env, *chain_env, {"name": "BACKUP_FROM", "value": ",".join(admin)},
                 {"name": "INTERVAL_SECONDS", "value": str(args.interval_seconds)},
-                {"name": "SCRATCH", "value": "/scratch"}],
+                {"name": "SCRATCH", "value": "/scratch"}, license_env],
                 ("500m", "2", "2Gi"), mounts(tmp="/tmp", scratch="/scratch", logs="/var/lib/neo4j/logs")),
             volumes=[small("tmp", "1Gi"), scratch("scratch"), small("logs", "1Gi")], labels=job_labels(BACKUP_JOB),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
@@ -207,8 +210,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             init_containers=[self._container(args.aws_cli_image, "neo4j_pick_backup.sh", [
                 *rehearsal_env, *aws_home], ("50m", "200m", "128Mi"), mounts(tmp="/tmp", work="/work"))],
             container=self._container(args.image, "neo4j_restore_rehearsal.sh", [
-                *rehearsal_env, {"name": "SCRATCH", "value": "/scratch"},
-                {"name": "NEO4J_ACCEPT_LICENSE_AGREEMENT", "value": "yes"}],
+                *rehearsal_env, {"name": "SCRATCH", "value": "/scratch"}, license_env],
                 ("500m", "2", "3Gi"),
                 mounts(tmp="/tmp", work="/work", scratch="/scratch", data="/data", logs="/logs")),
             volumes=[small("tmp", "1Gi"), small("work", "1Mi"), scratch("scratch"), scratch("data"),
