@@ -131,14 +131,14 @@ class Neo4jBackup(pulumi.ComponentResource):
     def __init__(self, name: str, args: Neo4jBackupArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:graph:Neo4jBackup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        irsa = dict(oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer, opts=child)
 
         def role(suffix: str, subjects: list[tuple[str, str]], access: str, what: str):
             return irsa_role(
                 f"{name}-{suffix}", subjects=subjects,
                 policy=pulumi.Output.all(args.bucket_arn, args.kms_key_arn).apply(
                     lambda a: json.dumps(prefix_policy(a[0], a[1], args.prefix, args.region, access))),
-                description=f"Neo4j {what}: {access} s3 {args.prefix} only", **irsa)[0]
+                description=f"Neo4j {what}: {access} s3 {args.prefix} only",
+                oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer, opts=child)[0]
 
         writer = role("writer", [(args.namespace, BACKUP_JOB)], "write", "backups")
         reader = role("reader", [(args.namespace, FRESHNESS_JOB), (args.restore_namespace, REHEARSAL_JOB)],

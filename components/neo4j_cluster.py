@@ -234,8 +234,8 @@ class Neo4jCluster(pulumi.ComponentResource):
                 # the chart's own selector: every clustered server that takes client traffic
                 "selector": {"app": args.cluster_name, "helm.neo4j.com/clustering": "true",
                              "helm.neo4j.com/neo4j.loadbalancer": "include"},
-                "ports": [{"name": "tcp-bolt", "port": BOLT_PORT, "targetPort": BOLT_PORT, "protocol": "TCP"},
-                          {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT, "protocol": "TCP"}],
+                "ports": [{"name": "tcp-bolt", "port": BOLT_PORT, "target_port": BOLT_PORT, "protocol": "TCP"},
+                          {"name": "http", "port": HTTP_PORT, "target_port": HTTP_PORT, "protocol": "TCP"}],
             },
             opts=child,
         )
