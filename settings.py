@@ -40,6 +40,20 @@ class SettingsError(RunError):
         )
 
 
+class Problems(ValueError):
+    """Raised by a validator that judges several fields together, to name each bad key (relative
+    to the model being validated), its value and what is allowed - not just the model's path."""
+
+    def __init__(self, items: list[tuple[str, str, Any]]):
+        self.items = items
+        super().__init__("; ".join(f"{key}: {message}" for key, message, _ in items))
+
+
+def _raise_any(items: list[tuple[str, str, Any]]) -> None:
+    if items:
+        raise Problems(items)
+
+
 # --- value types -------------------------------------------------------------------------------
 
 _QUANTITY = re.compile(
@@ -239,6 +253,14 @@ class ObjectLockSettings(Model):
     days: Days
 
 
+# Minimum storage duration per class (S3 User Guide, "Comparing the Amazon S3 storage classes"): an
+# object deleted sooner is billed the rest of it ("Constraints and considerations for transitions").
+MIN_STORAGE_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}
+# S3 refuses a lifecycle rule that moves objects to an IA class before they are 30 days old (S3 API
+# Reference, "Transition": Days for STANDARD_IA or ONEZONE_IA); the Glacier classes accept any day.
+MIN_TRANSITION_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30}
+
+
 class BucketSettings(Model):
     transition_days: Days
     transition_storage_class: Literal["STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
@@ -260,6 +282,35 @@ class BucketSettings(Model):
             raise ValueError("objectLock.days cannot exceed expirationDays")
         return value
 
+    @property
+    def shortest_current_days(self) -> int:
+        """The age at which the shortest-lived object stops being current (lifecycle expiry here)."""
+        return self.expiration_days
+
+    @model_validator(mode="after")
+    def _transition_s3_accepts_and_pays_off(self) -> "BucketSettings":
+        cls_ = self.transition_storage_class
+        problems = []
+        floor = MIN_TRANSITION_DAYS.get(cls_, 0)
+        if self.transition_days < floor:
+            problems.append(("transitionDays", f"S3 refuses a transition to {cls_} before day {floor}",
+                             self.transition_days))
+        # A version is stored until it expires as noncurrent: its days in the class must cover the
+        # class's minimum, or every backup pays for days it never lives.
+        lived = self.shortest_current_days + self.noncurrent_expiration_days - self.transition_days
+        fitting = [c for c, d in MIN_STORAGE_DAYS.items()
+                   if d <= lived and self.transition_days >= MIN_TRANSITION_DAYS.get(c, 0)]
+        if lived < MIN_STORAGE_DAYS[cls_]:
+            problems.append(("transitionStorageClass",
+                             f"objects would spend only {lived} days in {cls_} (deleted at day "
+                             f"{self.shortest_current_days} + noncurrentExpirationDays "
+                             f"{self.noncurrent_expiration_days}, moved at transitionDays "
+                             f"{self.transition_days}) and S3 bills {cls_} for at least "
+                             f"{MIN_STORAGE_DAYS[cls_]}; allowed here: {', '.join(fitting) or 'none'} "
+                             "(or keep objects longer)", cls_))
+        _raise_any(problems)
+        return self
+
 
 class Neo4jBackupBucketSettings(BucketSettings):
     # Every chainDays a full backup starts a new chain (neo4j/chains/<start date>/) and the hourly
@@ -267,6 +318,11 @@ class Neo4jBackupBucketSettings(BucketSettings):
     chain_days: Annotated[int, Field(ge=1, le=7)]  # a full backup at least weekly
     # A chain is deleted whole (by the prune job) once its last backup is this many days old.
     retention_days: Days
+
+    @property
+    def shortest_current_days(self) -> int:
+        # the last differential of a chain is deleted (by the prune job) retentionDays after it landed
+        return min(self.expiration_days, self.retention_days)
 
     @model_validator(mode="after")
     def _expiry_behind_whole_chain_deletion(self) -> "Neo4jBackupBucketSettings":
@@ -300,11 +356,18 @@ class ResourceSettings(Model):
             raise ValueError(f"must be at least cpuRequest ({request})")
         return value
 
+    @property
+    def memory_bytes(self) -> int:
+        return int(quantity_value(self.memory))
+
 
 class VolumeSnapshotSettings(Model):
     schedule: Cron
     retain: Annotated[int, Field(ge=1, le=100)]  # scheduled snapshots kept per server volume
     kubectl_image: Image
+
+
+MAX_NEO4J_SERVERS = 29  # primaries (at most 9) + secondaries (at most 20)
 
 
 class Neo4jSettings(Model):
@@ -363,8 +426,50 @@ class Neo4jSettings(Model):
     def _fits_neo4j_memory(cls, value: "ResourceSettings") -> "ResourceSettings":
         from components.neo4j_cluster import memory_plan  # the one place the arithmetic lives
 
-        memory_plan(int(quantity_value(value.memory)))
+        try:
+            memory_plan(value.memory_bytes)
+        except ValueError as exc:
+            raise Problems([("memory", str(exc), value.memory)]) from None
         return value
+
+    @field_validator("image")
+    @classmethod
+    def _enterprise(cls, value: str) -> str:
+        # clustering (primaries/secondaries, the chart's minimumClusterSize) is Enterprise-only
+        # (Neo4j Operations Manual, "Clustering"): the community image would start standalone servers
+        if "enterprise" not in value.split("/")[-1].partition(":")[2]:
+            raise ValueError("must be a Neo4j Enterprise image (tag '<version>-enterprise'): clustering "
+                             "is Enterprise-only")
+        return value
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _release_name_fits(cls, value: str) -> str:
+        # Each server is a Helm release '<clusterName>-server-<n>', and Helm refuses release names
+        # over 53 characters (helm/pkg/chartutil, "release name exceeds max length of 53").
+        longest = f"{value}-server-{MAX_NEO4J_SERVERS}"
+        if len(longest) > 53:
+            raise ValueError(f"at most {53 - len('-server-') - len(str(MAX_NEO4J_SERVERS))} characters: "
+                             f"the release name {longest!r} would exceed Helm's 53")
+        return value
+
+    @field_validator("restore_namespace")
+    @classmethod
+    def _rehearsal_apart(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("namespace"):
+            raise ValueError("must differ from neo4j.namespace: restore rehearsals never touch production")
+        return value
+
+    @property
+    def memory_plan(self):
+        """Heap, page cache and reserve of each server (components.neo4j_cluster.memory_plan)."""
+        from components.neo4j_cluster import memory_plan
+
+        return memory_plan(self.resources.memory_bytes)
+
+    @property
+    def store_bytes(self) -> int:
+        return int(quantity_value(self.storage_size))
 
 
 class RedisPasswordRotation(Model):
@@ -405,6 +510,16 @@ class RedisSettings(Model):
     def _volume(self) -> "RedisSettings":
         if self.persistence and not (self.storage_class and self.storage_size):
             raise ValueError("persistence needs storageClass and storageSize")
+        return self
+
+    @model_validator(mode="after")
+    def _room_for_data(self) -> "RedisSettings":
+        from components.redis_cache import maxmemory_bytes  # the one place the share is decided
+
+        try:
+            maxmemory_bytes(self.resources.memory_bytes, self.persistence)
+        except ValueError as exc:
+            raise Problems([("resources.memory", str(exc), self.resources.memory)]) from None
         return self
 
 
@@ -459,6 +574,17 @@ class PostgresSettings(Model):
     # RDS's own default for its managed master secret; Secrets Manager allows 1-1000 days.
     master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = 7
     major_upgrade: Optional[PostgresMajorUpgrade] = None
+
+    @field_validator("max_allocated_storage_gb")
+    @classmethod
+    def _autoscaling_headroom(cls, value: int, info: ValidationInfo) -> int:
+        # RDS User Guide, "Managing capacity automatically with Amazon RDS storage autoscaling": the
+        # maximum storage threshold must be at least 10% more than the allocated storage.
+        allocated = info.data.get("allocated_storage_gb")
+        if allocated is not None and value * 10 < allocated * 11:
+            raise ValueError(f"must be at least 10% above allocatedStorageGb ({allocated}): at least "
+                             f"{-(-allocated * 11 // 10)}; RDS refuses a smaller maximum storage threshold")
+        return value
 
     @field_validator("major_upgrade")
     @classmethod
@@ -706,17 +832,37 @@ class StackSettings(Model):
     logs: LogSettings
 
     @model_validator(mode="after")
-    def _database_clients_are_in_their_regions_network(self) -> "StackSettings":
-        # A security group in one VPC admitting another region's CIDRs admits nobody there.
+    def _addresses_are_in_their_regions_network(self) -> "StackSettings":
+        # A security group or NetworkPolicy allowing another region's addresses allows nobody there:
+        # database clients, the interface endpoints and the EKS control plane's ENIs all live in
+        # their region's VPC (VPC User Guide: an ENI takes its address from a subnet of its VPC).
+        lists = [(f"postgres.allowedCidrs.{label}", label, getattr(self.postgres.allowed_cidrs, label))
+                 for label in ("primary", "dr")]
+        lists += [(f"network.{label}.{alias}", label, getattr(getattr(self.network, label), field))
+                  for label in ("primary", "dr")
+                  for alias, field in (("s3EndpointCidrs", "s3_endpoint_cidrs"),
+                                       ("stsEndpointCidrs", "sts_endpoint_cidrs"))]
+        lists += [("kubernetes.apiServerCidrs", "primary", self.kubernetes.api_server_cidrs),
+                  ("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
         problems = []
-        for label in ("primary", "dr"):
+        for key, label, cidrs in lists:
             vpc = ipaddress.ip_network(getattr(self.network, label).vpc_cidr)
-            for i, cidr in enumerate(getattr(self.postgres.allowed_cidrs, label)):
-                if not ipaddress.ip_network(cidr).subnet_of(vpc):
-                    problems.append(f"postgres.allowedCidrs.{label}.{i} {cidr} is outside network.{label}.vpcCidr "
-                                    f"{vpc}: the {label} database would admit nobody of its region from there")
-        if problems:
-            raise ValueError("; ".join(problems))
+            problems += [(f"{key}.{i}", f"outside network.{label}.vpcCidr {vpc}: nothing of the {label} "
+                          f"region is reachable there", cidr)
+                         for i, cidr in enumerate(cidrs) if not ipaddress.ip_network(cidr).subnet_of(vpc)]
+        _raise_any(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _shipper_apart_from_its_sources(self) -> "StackSettings":
+        # The shipper ships every workload namespace's logs; in one of them it would ship its own (a loop).
+        workloads = {"neo4j.namespace": self.neo4j.namespace, "neo4j.restoreNamespace": self.neo4j.restore_namespace,
+                     "redis.namespace": self.redis.namespace, "pgRestoreRehearsal.namespace": self.pg_restore_rehearsal.namespace,
+                     "kubernetes.appNamespace": self.kubernetes.app_namespace}
+        clash = [key for key, ns in workloads.items() if ns == self.logs.shipper.namespace]
+        if clash:
+            raise Problems([("logs.shipper.namespace", f"must differ from {', '.join(clash)}: the shipper would "
+                             "ship its own logs", self.logs.shipper.namespace)])
         return self
 
     @model_validator(mode="after")
@@ -729,6 +875,9 @@ class StackSettings(Model):
         if self.ingress.mode == "nginx" and not given:
             raise ValueError("dns.primaryLoadBalancer is required with ingress.mode nginx: name the "
                              "ingress-nginx controller's load balancer")
+        if given and self.dns.primary_load_balancer == self.dns.dr_load_balancer:
+            raise Problems([("dns.primaryLoadBalancer.dnsName", "must differ from dns.drLoadBalancer: failover "
+                             "to the same load balancer fails over to nothing", self.dns.primary_load_balancer.dns_name)])
         if self.dns.health_check.fqdn == self.ingress.host:
             raise ValueError(f"dns.healthCheck.fqdn must differ from ingress.host ({self.ingress.host})")
         return self
@@ -736,6 +885,13 @@ class StackSettings(Model):
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
+
+    @property
+    def replica_lag_threshold_seconds(self) -> int:
+        """The replica-lag alarm's threshold (from the replication heartbeat, components/dr_budget.py)."""
+        from components.dr_budget import lag_alarm_threshold_seconds
+
+        return lag_alarm_threshold_seconds()
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -780,8 +936,16 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return []
 
 
-def _describe(error: dict) -> str:
+def _describe(error: dict) -> list[str]:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    raised = (error.get("ctx") or {}).get("error")
+    if isinstance(raised, Problems):  # a validator of several fields names each bad key itself
+        return [f"{PROJECT}:" + ".".join(map(str, (*loc, key))) + f": {message} (given: {json.dumps(given, default=str)})"
+                for key, message, given in raised.items]
+    return [_describe_one(error, loc)]
+
+
+def _describe_one(error: dict, loc: tuple) -> str:
     key = f"{PROJECT}:" + ".".join(str(p) for p in loc) if loc else f"{PROJECT}:<stack>"
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc)
@@ -803,7 +967,7 @@ def validate(raw_config: dict[str, str]) -> StackSettings:
     try:
         return StackSettings.model_validate(document)
     except ValidationError as exc:
-        raise SettingsError([_describe(e) for e in exc.errors()]) from None
+        raise SettingsError([line for e in exc.errors() for line in _describe(e)]) from None
 
 
 def load() -> StackSettings:

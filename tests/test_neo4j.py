@@ -117,7 +117,7 @@ def test_a_tiny_memory_setting_is_a_settings_error_naming_the_key():
     with pytest.raises(settings.SettingsError) as raised:
         settings.validate(config_with("stage", {"neo4j.resources.memory": "1536Mi"}))
     [problem] = raised.value.problems
-    assert problem.startswith("intelgraph-platform:neo4j.resources:") and "too small for Neo4j" in problem
+    assert problem.startswith("intelgraph-platform:neo4j.resources.memory:") and "too small for Neo4j" in problem
 
 
 def test_one_service_monitor_for_the_cluster_with_the_release_label(any_stack):

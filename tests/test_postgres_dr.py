@@ -198,8 +198,8 @@ def test_a_dr_client_cidr_outside_the_dr_vpc_is_a_settings_error():
     import settings
     from tests.conftest import config_with
 
-    with pytest.raises(settings.SettingsError, match=r"postgres.allowedCidrs.dr.0 10.40.0.0/16 is outside "
-                                                     r"network.dr.vpcCidr 10.41.0.0/16"):
+    with pytest.raises(settings.SettingsError, match=r"postgres.allowedCidrs.dr.0: outside "
+                                                     r"network.dr.vpcCidr 10.41.0.0/16.*given: \"10.40.0.0/16\""):
         settings.validate(config_with("prod", {"postgres.allowedCidrs.dr": ["10.40.0.0/16"]}))
 
 
