@@ -106,7 +106,7 @@ def test_a_limit_too_small_for_heap_pagecache_and_overhead_is_rejected():
         memory_plan(2 * GIB - MIB)  # the chart refuses it too: "minimum of 2Gi" (templates/_helpers.tpl)
     with pytest.raises(ValueError, match="primaries must not be 2"):
         Neo4jClusterArgs("graph", "graph", "5.26.16", "neo4j:5.26.16-enterprise", "yes", 2, 0, "1", "2",
-                         "4Gi", 4 * GIB, "gp3", "10Gi", "kube-prometheus-stack",
+                         "4Gi", memory_plan(4 * GIB), "gp3", "10Gi", "kube-prometheus-stack",
                          ("us-east-1a", "us-east-1b", "us-east-1c"))
 
 

@@ -240,3 +240,19 @@ def test_an_unknown_key_inside_a_list_item_lists_the_item_keys():
     [problem] = raised.value.problems
     assert problem == ("intelgraph-platform:egress.allowlist.0.prot: unknown key; "
                        "allowed keys here: cidr, namespace, ports, reason")
+
+
+def test_derived_values_are_computed_by_settings_and_reach_the_stack(prod):
+    """Memory bytes, the Neo4j memory plan, the store size and the replica-lag threshold have one home
+    (the settings models) and the program passes them down: what it deploys is what they say."""
+    cfg = settings.validate(engine.stack_config("prod"))
+    plan = cfg.neo4j.memory_plan
+    assert plan.limit_bytes == cfg.neo4j.resources.memory_bytes == settings.quantity_value(cfg.neo4j.resources.memory)
+    assert (prod.outputs["neo4j"]["heap"], prod.outputs["neo4j"]["pagecache"]) == (plan.heap, plan.pagecache)
+    alarm = prod.named("intelgraph-pg-replica-lag", "aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert alarm.inputs["threshold"] == cfg.replica_lag_threshold_seconds == \
+        prod.outputs["postgres"]["lagAlarmThresholdSeconds"]
+    redis_conf = prod.named("redis-config", "kubernetes:core/v1:ConfigMap").inputs["data"]["redis.conf"]
+    from components.redis_cache import maxmemory_bytes
+
+    assert f"maxmemory {maxmemory_bytes(cfg.redis.resources.memory_bytes, cfg.redis.persistence)}\n" in redis_conf
