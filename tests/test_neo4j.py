@@ -8,6 +8,7 @@ import json
 import pytest
 
 from components.neo4j_cluster import GIB, MIB, Neo4jClusterArgs, memory_plan
+from tests.conftest import stack_settings
 from tests.tools import promtool_check
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -27,7 +28,7 @@ def test_one_release_per_server_all_sharing_the_cluster_name(stack, servers, sec
     assert [r.inputs["name"] for r in found] == [f"graph-server-{i}" for i in range(1, servers + 1)]
     for r in found:
         values = r.inputs["values"]
-        assert r.inputs["chart"] == "neo4j" and r.inputs["version"] == "5.26.16"
+        assert r.inputs["chart"] == "neo4j" and r.inputs["version"] == stack_settings(stack).neo4j.chart_version
         assert r.inputs["repositoryOpts"] == {"repo": "https://helm.neo4j.com/neo4j"}
         assert values["neo4j"]["name"] == "graph"
         assert values["neo4j"]["minimumClusterSize"] == 3

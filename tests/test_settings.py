@@ -18,7 +18,9 @@ K = "intelgraph-platform:"
 def test_real_stack_files_load(stack):
     cfg = settings.validate(engine.stack_config(stack))
     assert cfg.environment == stack
-    assert cfg.aws.primary_region == "us-east-1" and cfg.aws.dr_region == "us-west-2"
+    # both stacks' clusters run in the region their API server's ARN names
+    assert cfg.kubernetes.context.split(":")[3] == cfg.aws.primary_region != cfg.aws.dr_region
+    assert cfg.kubernetes.context.split(":")[4] == cfg.aws.account_id
 
 
 def test_prod_and_stage_have_the_same_shape_but_prod_is_bigger():

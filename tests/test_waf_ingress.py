@@ -14,7 +14,7 @@ import yaml
 import settings
 from components.waf_ingress import NGINX_WARNING, greater_than_regex, rate_limit_per_window
 from synth import engine
-from tests.conftest import ROOT, config_with
+from tests.conftest import ROOT, config_with, stack_settings
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NGINX = {"ingress.mode": "nginx", "ingress.tlsSecretName": "api-tls",
@@ -234,10 +234,11 @@ def test_the_dr_region_gets_the_same_web_acl_and_exports_it(any_stack):
     from tests.test_postgres_dr import region_of
 
     primary, dr = web_acl(any_stack), web_acl(any_stack, "api-dr-acl")
-    assert region_of(any_stack, primary) == "us-east-1" and region_of(any_stack, dr) == "us-west-2"
-    assert dr.inputs["scope"] == "REGIONAL" and ":us-west-2:" in dr.outputs["arn"]
+    aws = stack_settings(any_stack.stack).aws
+    assert region_of(any_stack, primary) == aws.primary_region and region_of(any_stack, dr) == aws.dr_region
+    assert dr.inputs["scope"] == "REGIONAL" and f":{aws.dr_region}:" in dr.outputs["arn"]
     dr_allowlist = any_stack.named("api-dr-allowlist", "aws:wafv2/ipSet:IpSet")
-    assert region_of(any_stack, dr_allowlist) == "us-west-2"
+    assert region_of(any_stack, dr_allowlist) == aws.dr_region
 
     def comparable(rules, allowlist_arn):
         return json.dumps(rules).replace(allowlist_arn, "<allowlist>")

@@ -63,17 +63,20 @@ def resource_rule(
             for message in messages:
                 report_violation(message, None)
 
-        return ResourceValidationPolicy(name, description, validate, enforcement_level=level,
-                                        config_schema=_schema(config))
+        policy = ResourceValidationPolicy(name, description, validate, enforcement_level=level,
+                                          config_schema=_schema(config))
+        policy.judges = types  # what an offline runner counts as judged (synth/policy_runner.py)
+        return policy
 
     return decorate
 
 
 def stack_rule(
     name: str, description: str, level: EnforcementLevel = EnforcementLevel.MANDATORY,
-    config: Optional[dict[str, dict]] = None,
+    config: Optional[dict[str, dict]] = None, judges: tuple[str, ...] = (),
 ) -> Callable[[StackCheck], StackValidationPolicy]:
-    """Turn ``check(resources, args) -> (message, urn)`` pairs into a stack policy."""
+    """Turn ``check(resources, args) -> (message, urn)`` pairs into a stack policy. ``judges``: the
+    resource types it passes judgement on (none: it judges the pack's own exceptions file)."""
 
     def decorate(check: StackCheck) -> StackValidationPolicy:
         def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
@@ -86,8 +89,10 @@ def stack_rule(
                 elif report_waived is not None:
                     report_waived(urn, exceptions.describe(waiver))
 
-        return StackValidationPolicy(name, description, validate, enforcement_level=level,
-                                     config_schema=_schema(config))
+        policy = StackValidationPolicy(name, description, validate, enforcement_level=level,
+                                       config_schema=_schema(config))
+        policy.judges = judges
+        return policy
 
     return decorate
 
