@@ -312,7 +312,11 @@ class BucketSettings(Model):
         return self.expiration_days
 
     @model_validator(mode="after")
-    def _transition_s3_accepts_and_pays_off(self) -> "BucketSettings":
+    def _lifecycle(self) -> "BucketSettings":
+        _raise_any(self._lifecycle_problems())  # every problem at once, the subclass's too
+        return self
+
+    def _lifecycle_problems(self) -> list[tuple[str, str, Any]]:
         cls_ = self.transition_storage_class
         problems = []
         floor = MIN_TRANSITION_DAYS.get(cls_, 0)
@@ -332,8 +336,7 @@ class BucketSettings(Model):
                              f"{self.transition_days}) and S3 bills {cls_} for at least "
                              f"{MIN_STORAGE_DAYS[cls_]}; allowed here: {', '.join(fitting) or 'none'} "
                              "(or keep objects longer)", cls_))
-        _raise_any(problems)
-        return self
+        return problems
 
 
 class Neo4jBackupBucketSettings(BucketSettings):
@@ -352,18 +355,18 @@ class Neo4jBackupBucketSettings(BucketSettings):
         # the last differential of a chain is deleted (by the prune job) retentionDays after it landed
         return min(self.expiration_days, self.retention_days)
 
-    @model_validator(mode="after")
-    def _expiry_behind_whole_chain_deletion(self) -> "Neo4jBackupBucketSettings":
+    def _lifecycle_problems(self) -> list[tuple[str, str, Any]]:
         # S3 lifecycle expiry counts each object's own age and knows nothing of chains: it is only
         # the backstop, and must never reach the full backup of a chain that is still kept. The
         # oldest object of a chain (its full backup) is chainDays + retentionDays old when the
         # daily prune deletes the chain, one day later at worst.
         floor = self.chain_days + self.retention_days + 1
+        problems = super()._lifecycle_problems()
         if self.expiration_days <= floor:
-            raise ValueError(
-                f"expirationDays ({self.expiration_days}) must be greater than chainDays + retentionDays + 1"
-                f" = {floor}: lifecycle expiry would delete full backups that kept differentials need")
-        return self
+            problems.append(("expirationDays", f"must be greater than chainDays + retentionDays + 1 = {floor}: "
+                             "lifecycle expiry would delete full backups that kept differentials need",
+                             self.expiration_days))
+        return problems
 
 
 class BackupSettings(Model):
@@ -551,19 +554,17 @@ class RedisSettings(Model):
     password_rotation: RedisPasswordRotation = Field(RedisPasswordRotation(), description="The Redis password's rotation state.")
 
     @model_validator(mode="after")
-    def _volume(self) -> "RedisSettings":
-        if self.persistence and not (self.storage_class and self.storage_size):
-            raise ValueError("persistence needs storageClass and storageSize")
-        return self
-
-    @model_validator(mode="after")
-    def _room_for_data(self) -> "RedisSettings":
+    def _volume_and_room_for_data(self) -> "RedisSettings":
         from components.redis_cache import maxmemory_bytes  # the one place the share is decided
 
+        problems = []
+        if self.persistence and not (self.storage_class and self.storage_size):
+            problems.append(("persistence", "persistence needs storageClass and storageSize", self.persistence))
         try:
             maxmemory_bytes(self.resources.memory_bytes, self.persistence)
         except ValueError as exc:
-            raise Problems([("resources.memory", str(exc), self.resources.memory)]) from None
+            problems.append(("resources.memory", str(exc), self.resources.memory))
+        _raise_any(problems)
         return self
 
 
@@ -909,7 +910,13 @@ class StackSettings(Model):
     logs: LogSettings = Field(description="Log retention and shipping.")
 
     @model_validator(mode="after")
-    def _addresses_are_in_their_regions_network(self) -> "StackSettings":
+    def _across_sections(self) -> "StackSettings":
+        # every rule that relates sections, all reported at once
+        _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
+                   + self._load_balancers_match_the_ingress_mode())
+        return self
+
+    def _addresses_in_their_regions_network(self) -> list[tuple[str, str, Any]]:
         # A security group or NetworkPolicy allowing another region's addresses allows nobody there:
         # database clients, the interface endpoints and the EKS control plane's ENIs all live in
         # their region's VPC (VPC User Guide: an ENI takes its address from a subnet of its VPC).
@@ -927,37 +934,33 @@ class StackSettings(Model):
             problems += [(f"{key}.{i}", f"outside network.{label}.vpcCidr {vpc}: nothing of the {label} "
                           f"region is reachable there", cidr)
                          for i, cidr in enumerate(cidrs) if not ipaddress.ip_network(cidr).subnet_of(vpc)]
-        _raise_any(problems)
-        return self
+        return problems
 
-    @model_validator(mode="after")
-    def _shipper_apart_from_its_sources(self) -> "StackSettings":
+    def _shipper_apart_from_its_sources(self) -> list[tuple[str, str, Any]]:
         # The shipper ships every workload namespace's logs; in one of them it would ship its own (a loop).
         workloads = {"neo4j.namespace": self.neo4j.namespace, "neo4j.restoreNamespace": self.neo4j.restore_namespace,
                      "redis.namespace": self.redis.namespace, "pgRestoreRehearsal.namespace": self.pg_restore_rehearsal.namespace,
                      "kubernetes.appNamespace": self.kubernetes.app_namespace}
         clash = [key for key, ns in workloads.items() if ns == self.logs.shipper.namespace]
-        if clash:
-            raise Problems([("logs.shipper.namespace", f"must differ from {', '.join(clash)}: the shipper would "
-                             "ship its own logs", self.logs.shipper.namespace)])
-        return self
+        return [("logs.shipper.namespace", f"must differ from {', '.join(clash)}: the shipper would ship its own logs",
+                 self.logs.shipper.namespace)] if clash else []
 
-    @model_validator(mode="after")
-    def _primary_load_balancer_matches_the_ingress_mode(self) -> "StackSettings":
-        given = self.dns.primary_load_balancer is not None
-        if self.ingress.mode == "alb" and given:
-            raise ValueError(
-                "dns.primaryLoadBalancer must not be set with ingress.mode alb: DNS aliases the ALB the "
-                "program's WAF-protected Ingress creates; a name from config could be an unprotected ALB")
-        if self.ingress.mode == "nginx" and not given:
-            raise ValueError("dns.primaryLoadBalancer is required with ingress.mode nginx: name the "
-                             "ingress-nginx controller's load balancer")
-        if given and self.dns.primary_load_balancer == self.dns.dr_load_balancer:
-            raise Problems([("dns.primaryLoadBalancer.dnsName", "must differ from dns.drLoadBalancer: failover "
-                             "to the same load balancer fails over to nothing", self.dns.primary_load_balancer.dns_name)])
+    def _load_balancers_match_the_ingress_mode(self) -> list[tuple[str, str, Any]]:
+        lb, problems = self.dns.primary_load_balancer, []
+        if self.ingress.mode == "alb" and lb is not None:
+            problems.append(("dns.primaryLoadBalancer", "must not be set with ingress.mode alb: DNS aliases the ALB "
+                             "the program's WAF-protected Ingress creates; a name from config could be an "
+                             "unprotected ALB", lb.dns_name))
+        if self.ingress.mode == "nginx" and lb is None:
+            problems.append(("dns.primaryLoadBalancer", "is required with ingress.mode nginx: name the "
+                             "ingress-nginx controller's load balancer", None))
+        if lb is not None and lb == self.dns.dr_load_balancer:
+            problems.append(("dns.primaryLoadBalancer.dnsName", "must differ from dns.drLoadBalancer: failover "
+                             "to the same load balancer fails over to nothing", lb.dns_name))
         if self.dns.health_check.fqdn == self.ingress.host:
-            raise ValueError(f"dns.healthCheck.fqdn must differ from ingress.host ({self.ingress.host})")
-        return self
+            problems.append(("dns.healthCheck.fqdn", f"must differ from ingress.host ({self.ingress.host})",
+                             self.dns.health_check.fqdn))
+        return problems
 
     @property
     def is_prod(self) -> bool:

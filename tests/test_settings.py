@@ -67,7 +67,7 @@ BAD_CONFIGS = [
     ("expiry inside a kept chain", {"backups.neo4j.expirationDays": 36, "backups.neo4j.retentionDays": 30,
                                     "backups.neo4j.transitionDays": 30, "backups.neo4j.chainDays": 7,
                                     "backups.neo4j.objectLock": None},
-     (), "backups.neo4j", "greater than chainDays + retentionDays + 1 = 38"),
+     (), "backups.neo4j.expirationDays", "greater than chainDays + retentionDays + 1 = 38"),
     # the `kubernetes` Service takes the first address of the service CIDR
     ("api service ip not the first", {"kubernetes.apiServiceIp": "172.20.0.10"}, (), "kubernetes.apiServiceIp",
      "first (.1) address"),
@@ -93,7 +93,7 @@ BAD_CONFIGS = [
      "exceed Helm's 53"),
     ("redis with no room for data", {"redis.resources.memory": "8Mi"}, (), "redis.resources.memory",
      "give Redis at least 64 MiB"),
-    ("redis persistence without a volume", {"redis.persistence": True}, (), "redis",
+    ("redis persistence without a volume", {"redis.persistence": True}, (), "redis.persistence",
      "persistence needs storageClass and storageSize"),
     ("rollover without a previous password", {"redis.passwordRotation": {"epoch": 0, "rollover": "servers"}}, (),
      "redis.passwordRotation.rollover", "needs a previous password"),
@@ -258,3 +258,25 @@ def test_derived_values_are_computed_by_settings_and_reach_the_stack(prod):
     from components.redis_cache import maxmemory_bytes
 
     assert f"maxmemory {maxmemory_bytes(cfg.redis.resources.memory_bytes, cfg.redis.persistence)}\n" in redis_conf
+
+
+def test_rules_relating_keys_report_every_bad_key_at_once():
+    """A validator over several keys collects its problems instead of stopping at the first."""
+    config = config_with("prod", {
+        "backups.neo4j.transitionStorageClass": "GLACIER_IR", "backups.neo4j.expirationDays": 37,
+        "redis.persistence": True, "redis.resources.memory": "40Mi",
+        "network.dr.s3EndpointCidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
+        "dns.healthCheck.fqdn": "api.intelgraph.example.com.internal", "ingress.host": "api.intelgraph.example.com.internal"})
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config)
+    keys = {p.split(": ")[0].removeprefix(K) for p in raised.value.problems}
+    assert {"backups.neo4j.transitionStorageClass", "backups.neo4j.expirationDays", "redis.persistence",
+            "redis.resources.memory"} <= keys, raised.value.problems
+    # the cross-section rules judge a model whose sections are valid: fix those first, then all of these show
+    config = config_with("prod", {
+        "network.dr.s3EndpointCidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
+        "dns.healthCheck.fqdn": "primary.example.com", "ingress.host": "primary.example.com"})
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config)
+    keys = {p.split(": ")[0].removeprefix(K) for p in raised.value.problems}
+    assert keys == {"network.dr.s3EndpointCidrs.0", "logs.shipper.namespace", "dns.healthCheck.fqdn"}, keys

@@ -201,9 +201,9 @@ def test_looking_the_alb_up_before_its_ingress_exists_fails():
 
 def test_a_primary_load_balancer_from_config_is_refused_in_alb_mode():
     lb = NGINX["dns.primaryLoadBalancer"]
-    with pytest.raises(settings.SettingsError, match="dns.primaryLoadBalancer must not be set with ingress.mode alb"):
+    with pytest.raises(settings.SettingsError, match="dns.primaryLoadBalancer: must not be set with ingress.mode alb"):
         settings.validate(config_with("prod", {"dns.primaryLoadBalancer": lb}))
-    with pytest.raises(settings.SettingsError, match="dns.primaryLoadBalancer is required with ingress.mode nginx"):
+    with pytest.raises(settings.SettingsError, match="dns.primaryLoadBalancer: is required with ingress.mode nginx"):
         settings.validate(config_with("prod", {"ingress.mode": "nginx", "ingress.tlsSecretName": "api-tls"}))
 
 
