@@ -913,7 +913,7 @@ class StackSettings(Model):
     def _across_sections(self) -> "StackSettings":
         # every rule that relates sections, all reported at once
         _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
-                   + self._load_balancers_match_the_ingress_mode())
+                   + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode())
         return self
 
     def _addresses_in_their_regions_network(self) -> list[tuple[str, str, Any]]:
@@ -944,6 +944,20 @@ class StackSettings(Model):
         clash = [key for key, ns in workloads.items() if ns == self.logs.shipper.namespace]
         return [("logs.shipper.namespace", f"must differ from {', '.join(clash)}: the shipper would ship its own logs",
                  self.logs.shipper.namespace)] if clash else []
+
+    def _workloads_in_namespaces_of_their_own(self) -> list[tuple[str, str, Any]]:
+        # Each namespace gets the default-deny NetworkPolicies plus its workload's flows: Neo4j, its
+        # restore rehearsal and Redis sharing one would leave only one workload's flows allowed.
+        owners: dict[str, str] = {}
+        problems = []
+        for key, namespace in (("neo4j.namespace", self.neo4j.namespace),
+                               ("neo4j.restoreNamespace", self.neo4j.restore_namespace),
+                               ("redis.namespace", self.redis.namespace)):
+            if namespace in owners:
+                problems.append((key, f"must differ from {owners[namespace]}: each of Neo4j, its restore rehearsal "
+                                 "and Redis runs in a default-deny namespace of its own", namespace))
+            owners.setdefault(namespace, key)
+        return problems
 
     def _load_balancers_match_the_ingress_mode(self) -> list[tuple[str, str, Any]]:
         lb, problems = self.dns.primary_load_balancer, []

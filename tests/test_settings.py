@@ -102,6 +102,9 @@ BAD_CONFIGS = [
       "dns.primaryLoadBalancer": {"dnsName": "k8s-edge-a-1.us-west-2.elb.amazonaws.com", "zoneId": "Z1H1FL5HABSF5"},
       "dns.drLoadBalancer": {"dnsName": "k8s-edge-a-1.us-west-2.elb.amazonaws.com", "zoneId": "Z1H1FL5HABSF5"}},
      (), "dns.primaryLoadBalancer.dnsName", "must differ from dns.drLoadBalancer"),
+    # each workload's flows are its namespace's: in a shared one, Neo4j lost its peers, backups and API
+    ("redis in the graph's namespace", {"redis.namespace": "graph"}, (), "redis.namespace",
+     "must differ from neo4j.namespace"),
     ("shipper in a workload namespace", {"logs.shipper.namespace": "cache"}, (), "logs.shipper.namespace",
      "ship its own logs"),
     # --- what AWS refuses, or bills for ---
