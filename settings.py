@@ -489,7 +489,7 @@ class Neo4jSettings(Model):
     @classmethod
     def _release_name_fits(cls, value: str) -> str:
         # Each server is a Helm release '<clusterName>-server-<n>', and Helm refuses release names
-        # over 53 characters (helm/pkg/chartutil, "release name exceeds max length of 53").
+        # over 53 characters ("release name check failed: ... must not be longer than 53").
         longest = f"{value}-server-{MAX_NEO4J_SERVERS}"
         if len(longest) > 53:
             raise ValueError(f"at most {53 - len('-server-') - len(str(MAX_NEO4J_SERVERS))} characters: "

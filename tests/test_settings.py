@@ -283,3 +283,25 @@ def test_rules_relating_keys_report_every_bad_key_at_once():
         settings.validate(config)
     keys = {p.split(": ")[0].removeprefix(K) for p in raised.value.problems}
     assert keys == {"network.dr.s3EndpointCidrs.0", "logs.shipper.namespace", "dns.healthCheck.fqdn"}, keys
+
+
+def test_the_longest_cluster_name_settings_accept_is_a_release_name_helm_accepts():
+    """Helm refuses a release name over 53 characters ("the length must not be longer than 53", helm
+    release name check); each server is the release '<clusterName>-server-<n>', n up to 29."""
+    import subprocess
+
+    from synth import helm
+
+    longest = 53 - len(f"-server-{settings.MAX_NEO4J_SERVERS}")
+    settings.validate(config_with("prod", {"neo4j.clusterName": "g" * longest}))
+    with pytest.raises(settings.SettingsError, match="neo4j.clusterName"):
+        settings.validate(config_with("prod", {"neo4j.clusterName": "g" * (longest + 1)}))
+
+    def helm_template(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([helm.helm_binary(), "template", name, str(helm.chart_path("neo4j")),
+                               "--set", "neo4j.name=g", "--set", "volumes.data.mode=defaultStorageClass"],
+                              capture_output=True, text=True, timeout=60)
+
+    assert helm_template(f"{'g' * longest}-server-{settings.MAX_NEO4J_SERVERS}").returncode == 0
+    refused = helm_template(f"{'g' * (longest + 1)}-server-{settings.MAX_NEO4J_SERVERS}")
+    assert refused.returncode != 0 and "must not be longer than 53" in refused.stderr
