@@ -167,7 +167,7 @@ graph = Neo4jCluster(
         cpu_request=neo.resources.cpu_request,
         cpu_limit=neo.resources.cpu_limit,
         memory=neo.resources.memory,
-        memory_bytes=int(settings.quantity_value(neo.resources.memory)),
+        memory_plan=neo.memory_plan,
         storage_class=neo.storage_class,
         storage_size=neo.storage_size,
         prometheus_release_label=obs.prometheus_release_label,
@@ -200,7 +200,7 @@ backup_args = Neo4jBackupArgs(
     retention_days=cfg.backups.neo4j.retention_days,
     storage_class=neo.storage_class,
     store_size=neo.storage_size,
-    store_bytes=int(settings.quantity_value(neo.storage_size)),
+    store_bytes=neo.store_bytes,
 )
 Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
 
@@ -229,7 +229,7 @@ RedisCache(
         cpu_request=rds.resources.cpu_request,
         cpu_limit=rds.resources.cpu_limit,
         memory=rds.resources.memory,
-        memory_bytes=int(settings.quantity_value(rds.resources.memory)),
+        memory_bytes=rds.resources.memory_bytes,
         persistence=rds.persistence,
         storage_class=rds.storage_class,
         storage_size=rds.storage_size,
@@ -272,7 +272,7 @@ postgres = PostgresDr(
         backup_window=pg.backup_window,
         database_insights=pg.database_insights,
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
-        replica_lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(),
+        replica_lag_threshold_seconds=cfg.replica_lag_threshold_seconds,
         master_secret_rotation_days=pg.master_secret_rotation_days,
         major_upgrade=pg.major_upgrade is not None,
         log_retention_days=cfg.logs.retention_days,
@@ -404,7 +404,7 @@ budget = [
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
         promotion_estimate_seconds=cfg.dr.replica_promotion_estimate_seconds,
-        lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds(),
+        lag_threshold_seconds=cfg.replica_lag_threshold_seconds,
     ),
     *dr_budget.neo4j_bounds(
         rto_target=cfg.dr.neo4j.rto_seconds,
@@ -443,7 +443,7 @@ pulumi.export("postgres", {
     "masterSecretArn": postgres.master_secret_arn,
     # ops/dr_promote gives the promoted replica its own managed secret under this key
     "replicaKmsKeyArn": postgres.replica_kms_key_arn,
-    "lagAlarmThresholdSeconds": dr_budget.lag_alarm_threshold_seconds(),
+    "lagAlarmThresholdSeconds": cfg.replica_lag_threshold_seconds,
     "heartbeatIntervalSeconds": dr_budget.HEARTBEAT_INTERVAL_SECONDS,
     "backupRetentionDays": pg.backup_retention_days,
 })

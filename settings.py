@@ -41,6 +41,20 @@ class SettingsError(RunError):
         )
 
 
+class Problems(ValueError):
+    """Raised by a validator that judges several fields together, to name each bad key (relative
+    to the model being validated), its value and what is allowed - not just the model's path."""
+
+    def __init__(self, items: list[tuple[str, str, Any]]):
+        self.items = items
+        super().__init__("; ".join(f"{key}: {message}" for key, message, _ in items))
+
+
+def _raise_any(items: list[tuple[str, str, Any]]) -> None:
+    if items:
+        raise Problems(items)
+
+
 # --- value types -------------------------------------------------------------------------------
 
 _QUANTITY = re.compile(
@@ -194,9 +208,12 @@ class Model(BaseModel):
 
 
 class AwsSettings(Model):
-    account_id: AccountId
-    primary_region: Region
-    dr_region: Region
+    account_id: AccountId = Field(
+        description="The 12-digit AWS account the stack deploys into; every provider refuses any other account.")
+    primary_region: Region = Field(description="The AWS region that serves traffic (databases, buckets, the cluster).")
+    dr_region: Region = Field(
+        description="The AWS region of the disaster-recovery copies (read replica, "
+                    "bucket twins, WAF); must differ from primaryRegion.")
 
     @field_validator("dr_region")
     @classmethod
@@ -209,35 +226,50 @@ class AwsSettings(Model):
 
 
 class RegionNetwork(Model):
-    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")]
-    vpc_cidr: PrivateCidr  # the VPC's primary CIDR block: what "this region's network" means
+    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] = Field(
+        description="The region's VPC (vpc-...), where the database subnets and security groups live.")
+    # the VPC's primary CIDR block: what "this region's network" means
+    vpc_cidr: PrivateCidr = Field(
+        description="The VPC's primary CIDR block: every endpoint, API server and "
+                    "client address of the region must lie inside it.")
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
-    ]
+    ] = Field(description="Private subnets in at least two availability zones, for the DB subnet group.")
     # Interface endpoints (PrivateLink): backup jobs reach S3, and IRSA reaches STS, only
     # through these addresses - not through public AWS ranges, which change.
-    s3_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
-    sts_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    s3_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
+        description="Addresses of the region's S3 interface endpoint (PrivateLink): the only way backup and log jobs reach S3.")
+    sts_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
+        description="Addresses of the region's STS interface endpoint: the only way IRSA pods get credentials.")
 
 
 class NetworkSettings(Model):
-    primary: RegionNetwork
-    dr: RegionNetwork
+    primary: RegionNetwork = Field(description="The primary region's network.")
+    dr: RegionNetwork = Field(description="The DR region's network.")
 
 
 class KubernetesSettings(Model):
-    context: Optional[str] = None
-    kubeconfig_path: Optional[str] = None
-    cluster_name: K8sName
+    context: Optional[str] = Field(None,
+        description="The kubeconfig context of the EKS cluster (set exactly one of context and kubeconfigPath).")
+    kubeconfig_path: Optional[str] = Field(None,
+        description="A kubeconfig file for the cluster (set exactly one of context and kubeconfigPath).")
+    cluster_name: K8sName = Field(description="The EKS cluster's name.")
     # The cluster's Kubernetes minor version: manifests are validated against its schemas.
-    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$")]
-    oidc_provider_arn: Arn
-    oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")]
-    app_namespace: K8sName
+    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$")] = Field(
+        description="The cluster's Kubernetes minor version (e.g. '1.33'): manifests are validated against its schemas.")
+    oidc_provider_arn: Arn = Field(description="The ARN of the cluster's IAM OIDC provider, which IRSA roles trust.")
+    oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")] = Field(
+        description="The cluster's OIDC issuer without https:// (oidc.eks.<region>.amazonaws.com/id/<ID>).")
+    app_namespace: K8sName = Field(
+        description="The namespace of the application that uses Neo4j and Redis (allowed in by their NetworkPolicies).")
     # The EKS control plane's ENIs in the VPC: Neo4j discovers its peers through the API.
-    api_server_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    api_server_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
+        description="The EKS control plane's ENI addresses in the primary VPC: Neo4j "
+                    "discovery and snapshot jobs reach the API there.")
     # ...which pods dial at the `kubernetes` Service's ClusterIP: egress allows both.
-    api_service_ip: Annotated[str, AfterValidator(_service_ip)]
+    api_service_ip: Annotated[str, AfterValidator(_service_ip)] = Field(
+        description="The ClusterIP of the `kubernetes` Service (the first address of "
+                    "the service CIDR), which pods dial for the API.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "KubernetesSettings":
@@ -247,16 +279,30 @@ class KubernetesSettings(Model):
 
 
 class ObjectLockSettings(Model):
-    mode: Literal["GOVERNANCE", "COMPLIANCE"]
-    days: Days
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
+        description="S3 Object Lock retention mode: COMPLIANCE (nobody can shorten it) or GOVERNANCE (privileged users can).")
+    days: Days = Field(description="Days each object version is locked against deletion; at most expirationDays.")
+
+
+# Minimum storage duration per class (S3 User Guide, "Comparing the Amazon S3 storage classes"): an
+# object deleted sooner is billed the rest of it ("Constraints and considerations for transitions").
+MIN_STORAGE_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}
+# S3 refuses a lifecycle rule that moves objects to an IA class before they are 30 days old (S3 API
+# Reference, "Transition": Days for STANDARD_IA or ONEZONE_IA); the Glacier classes accept any day.
+MIN_TRANSITION_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30}
 
 
 class BucketSettings(Model):
-    transition_days: Days
-    transition_storage_class: Literal["STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
-    expiration_days: Days
-    noncurrent_expiration_days: Days
-    object_lock: Optional[ObjectLockSettings] = None
+    transition_days: Days = Field(
+        description="Object age in days at which the lifecycle moves objects to "
+                    "transitionStorageClass (at least 30 for the IA classes).")
+    transition_storage_class: Literal["STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"] = Field(
+        description="The storage class objects move to; its minimum storage duration must fit the objects' remaining life.")
+    expiration_days: Days = Field(
+        description="Object age in days at which the lifecycle expires current versions; greater than transitionDays.")
+    noncurrent_expiration_days: Days = Field(
+        description="Days a noncurrent (overwritten or deleted) version is kept before it is removed.")
+    object_lock: Optional[ObjectLockSettings] = Field(None, description="Object Lock default retention (prod); omit for none.")
 
     @field_validator("expiration_days")
     @classmethod
@@ -272,37 +318,80 @@ class BucketSettings(Model):
             raise ValueError("objectLock.days cannot exceed expirationDays")
         return value
 
+    @property
+    def shortest_current_days(self) -> int:
+        """The age at which the shortest-lived object stops being current (lifecycle expiry here)."""
+        return self.expiration_days
+
+    @model_validator(mode="after")
+    def _lifecycle(self) -> "BucketSettings":
+        _raise_any(self._lifecycle_problems())  # every problem at once, the subclass's too
+        return self
+
+    def _lifecycle_problems(self) -> list[tuple[str, str, Any]]:
+        cls_ = self.transition_storage_class
+        problems = []
+        floor = MIN_TRANSITION_DAYS.get(cls_, 0)
+        if self.transition_days < floor:
+            problems.append(("transitionDays", f"S3 refuses a transition to {cls_} before day {floor}",
+                             self.transition_days))
+        # A version is stored until it expires as noncurrent: its days in the class must cover the
+        # class's minimum, or every backup pays for days it never lives.
+        lived = self.shortest_current_days + self.noncurrent_expiration_days - self.transition_days
+        fitting = [c for c, d in MIN_STORAGE_DAYS.items()
+                   if d <= lived and self.transition_days >= MIN_TRANSITION_DAYS.get(c, 0)]
+        if lived < MIN_STORAGE_DAYS[cls_]:
+            problems.append(("transitionStorageClass",
+                             f"objects would spend only {lived} days in {cls_} (deleted at day "
+                             f"{self.shortest_current_days} + noncurrentExpirationDays "
+                             f"{self.noncurrent_expiration_days}, moved at transitionDays "
+                             f"{self.transition_days}) and S3 bills {cls_} for at least "
+                             f"{MIN_STORAGE_DAYS[cls_]}; allowed here: {', '.join(fitting) or 'none'} "
+                             "(or keep objects longer)", cls_))
+        return problems
+
 
 class Neo4jBackupBucketSettings(BucketSettings):
     # Every chainDays a full backup starts a new chain (neo4j/chains/<start date>/) and the hourly
     # differentials go onto it; a differential is useless without its chain's full backup.
-    chain_days: Annotated[int, Field(ge=1, le=7)]  # a full backup at least weekly
+    # a full backup at least weekly
+    chain_days: Annotated[int, Field(ge=1, le=7)] = Field(
+        description="Every chainDays a full backup starts a new chain; hourly "
+                    "differentials go onto it (1-7: a full backup at least weekly).")
     # A chain is deleted whole (by the prune job) once its last backup is this many days old.
-    retention_days: Days
+    retention_days: Days = Field(
+        description="A chain is deleted whole by the prune job once its last backup is this many days old.")
 
-    @model_validator(mode="after")
-    def _expiry_behind_whole_chain_deletion(self) -> "Neo4jBackupBucketSettings":
+    @property
+    def shortest_current_days(self) -> int:
+        # the last differential of a chain is deleted (by the prune job) retentionDays after it landed
+        return min(self.expiration_days, self.retention_days)
+
+    def _lifecycle_problems(self) -> list[tuple[str, str, Any]]:
         # S3 lifecycle expiry counts each object's own age and knows nothing of chains: it is only
         # the backstop, and must never reach the full backup of a chain that is still kept. The
         # oldest object of a chain (its full backup) is chainDays + retentionDays old when the
         # daily prune deletes the chain, one day later at worst.
         floor = self.chain_days + self.retention_days + 1
+        problems = super()._lifecycle_problems()
         if self.expiration_days <= floor:
-            raise ValueError(
-                f"expirationDays ({self.expiration_days}) must be greater than chainDays + retentionDays + 1"
-                f" = {floor}: lifecycle expiry would delete full backups that kept differentials need")
-        return self
+            problems.append(("expirationDays", f"must be greater than chainDays + retentionDays + 1 = {floor}: "
+                             "lifecycle expiry would delete full backups that kept differentials need",
+                             self.expiration_days))
+        return problems
 
 
 class BackupSettings(Model):
-    neo4j: Neo4jBackupBucketSettings
-    logs: BucketSettings
+    neo4j: Neo4jBackupBucketSettings = Field(description="The Neo4j backup bucket (and its DR twin).")
+    logs: BucketSettings = Field(description="The logs bucket: shipped container logs and the CloudTrail trail.")
 
 
 class ResourceSettings(Model):
-    cpu_request: Quantity
-    cpu_limit: Quantity
-    memory: Quantity  # request = limit: a datastore must not be overcommitted
+    cpu_request: Quantity = Field(description="CPU request (Kubernetes quantity, e.g. '500m').")
+    cpu_limit: Quantity = Field(description="CPU limit; at least cpuRequest.")
+    # request = limit: a datastore must not be overcommitted
+    memory: Quantity = Field(
+        description="Memory request and limit (equal: a datastore must not be overcommitted), e.g. '4Gi'.")
 
     @field_validator("cpu_limit")
     @classmethod
@@ -312,40 +401,59 @@ class ResourceSettings(Model):
             raise ValueError(f"must be at least cpuRequest ({request})")
         return value
 
+    @property
+    def memory_bytes(self) -> int:
+        return int(quantity_value(self.memory))
+
 
 class VolumeSnapshotSettings(Model):
-    schedule: Cron
-    retain: Annotated[int, Field(ge=1, le=100)]  # scheduled snapshots kept per server volume
-    kubectl_image: Image
+    schedule: Cron = Field(description="Cron schedule of the EBS volume snapshots of the Neo4j servers.")
+    retain: Annotated[int, Field(ge=1, le=100)] = Field(
+        description="Scheduled snapshots kept per server volume.")  # scheduled snapshots kept per server volume
+    kubectl_image: Image = Field(description="Pinned image with kubectl that takes and prunes the snapshots.")
+
+
+MAX_NEO4J_SERVERS = 29  # primaries (at most 9) + secondaries (at most 20)
 
 
 class Neo4jSettings(Model):
-    namespace: K8sName
-    cluster_name: K8sName
-    chart_version: ChartVersion
-    image: Image
-    aws_cli_image: Image
-    restore_namespace: K8sName
-    accept_license_agreement: Literal["yes", "eval"]
-    primaries: Annotated[int, Field(ge=1, le=9)]
-    secondaries: Annotated[int, Field(ge=0, le=20)]
+    namespace: K8sName = Field(description="Namespace of the Neo4j servers and their backup jobs.")
+    cluster_name: K8sName = Field(
+        description="The cluster's name (neo4j.name); each server is the Helm release '<clusterName>-server-<n>'.")
+    chart_version: ChartVersion = Field(description="Exact version of the official neo4j/neo4j Helm chart.")
+    image: Image = Field(description="Pinned Neo4j Enterprise image (clustering is Enterprise-only).")
+    aws_cli_image: Image = Field(description="Pinned AWS CLI image used by the backup, prune and rehearsal jobs.")
+    restore_namespace: K8sName = Field(description="Namespace of the weekly restore rehearsal; must differ from namespace.")
+    accept_license_agreement: Literal["yes", "eval"] = Field(
+        description="Neo4j Enterprise licence acceptance: 'yes' (licensed) or 'eval'.")
+    primaries: Annotated[int, Field(ge=1, le=9)] = Field(
+        description="Number of primary servers: 1 (standalone) or 3 and more (a cluster keeps quorum).")
+    secondaries: Annotated[int, Field(ge=0, le=20)] = Field(
+        description="Number of read-only secondary servers (need at least 3 primaries).")
     # The availability zones the cluster's nodes run in (topology.kubernetes.io/zone values):
     # with 3 or more, primaries are spread over them as a scheduling requirement.
-    zones: Annotated[list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]], Field(min_length=1)]
-    resources: ResourceSettings
-    storage_class: K8sName
-    storage_size: Quantity
-    backup_schedule: Cron
-    backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)]
-    restore_rehearsal_schedule: Cron
-    time_zone: str = "Etc/UTC"
-    volume_snapshots: VolumeSnapshotSettings
+    zones: Annotated[list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]], Field(min_length=1)] = Field(
+        description="The availability zones the nodes run in; with 3 or more, primaries are spread one per zone.")
+    resources: ResourceSettings = Field(
+        description="CPU and memory of each server; heap and page cache are derived from the memory limit.")
+    storage_class: K8sName = Field(
+        description="StorageClass of the servers' data volumes (and of the backup jobs' scratch volumes).")
+    storage_size: Quantity = Field(description="Size of each server's data volume (e.g. '200Gi').")
+    backup_schedule: Cron = Field(
+        description="Cron schedule of the backups (a full backup starts each chain, differentials after).")
+    backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
+        description="Minutes a backup may be late before the newest backup counts as stale.")
+    restore_rehearsal_schedule: Cron = Field(description="Cron schedule of the weekly restore rehearsal.")
+    time_zone: str = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
+    volume_snapshots: VolumeSnapshotSettings = Field(description="Scheduled EBS snapshots of the servers' volumes.")
     # Raise by one to rotate the admin password (components/neo4j_password.py).
-    password_epoch: Annotated[int, Field(ge=0)] = 0
+    password_epoch: Annotated[int, Field(ge=0)] = Field(0, description="Raise by one to rotate the Neo4j admin password.")
     # true only for the deploy that creates the cluster: its releases then go in without Helm's
     # wait, so the primaries can form the cluster (components/neo4j_cluster.py). false (default):
     # every release waits for its server, so upgrades roll one server at a time.
-    bootstrap: Annotated[bool, Field(strict=True)] = False
+    bootstrap: Annotated[bool, Field(strict=True)] = Field(
+        False, description="true only for the stack's first deploy (the cluster forms without Helm's wait); "
+                           "false afterwards, so upgrades roll one server at a time.")
 
     # The chart clusters only from neo4j.minimumClusterSize >= 3 (templates/_helpers.tpl
     # "neo4j.isClusterEnabled"); below that every release is a standalone server.
@@ -379,16 +487,59 @@ class Neo4jSettings(Model):
     def _fits_neo4j_memory(cls, value: "ResourceSettings") -> "ResourceSettings":
         from components.neo4j_cluster import memory_plan  # the one place the arithmetic lives
 
-        memory_plan(int(quantity_value(value.memory)))
+        try:
+            memory_plan(value.memory_bytes)
+        except ValueError as exc:
+            raise Problems([("memory", str(exc), value.memory)]) from None
         return value
+
+    @field_validator("image")
+    @classmethod
+    def _enterprise(cls, value: str) -> str:
+        # clustering (primaries/secondaries, the chart's minimumClusterSize) is Enterprise-only
+        # (Neo4j Operations Manual, "Clustering"): the community image would start standalone servers
+        if "enterprise" not in value.split("/")[-1].partition(":")[2]:
+            raise ValueError("must be a Neo4j Enterprise image (tag '<version>-enterprise'): clustering "
+                             "is Enterprise-only")
+        return value
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _release_name_fits(cls, value: str) -> str:
+        # Each server is a Helm release '<clusterName>-server-<n>', and Helm refuses release names
+        # over 53 characters ("release name check failed: ... must not be longer than 53").
+        longest = f"{value}-server-{MAX_NEO4J_SERVERS}"
+        if len(longest) > 53:
+            raise ValueError(f"at most {53 - len('-server-') - len(str(MAX_NEO4J_SERVERS))} characters: "
+                             f"the release name {longest!r} would exceed Helm's 53")
+        return value
+
+    @field_validator("restore_namespace")
+    @classmethod
+    def _rehearsal_apart(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("namespace"):
+            raise ValueError("must differ from neo4j.namespace: restore rehearsals never touch production")
+        return value
+
+    @property
+    def memory_plan(self):
+        """Heap, page cache and reserve of each server (components.neo4j_cluster.memory_plan)."""
+        from components.neo4j_cluster import memory_plan
+
+        return memory_plan(self.resources.memory_bytes)
+
+    @property
+    def store_bytes(self) -> int:
+        return int(quantity_value(self.storage_size))
 
 
 class RedisPasswordRotation(Model):
     """Which password epoch is current, and which step of the roll to it this deploy is
     (components/redis_auth.py: servers -> clients -> none)."""
 
-    epoch: Annotated[int, Field(ge=0)] = 0
-    rollover: Literal["none", "servers", "clients"] = "none"
+    epoch: Annotated[int, Field(ge=0)] = Field(0, description="Which password generation is current.")
+    rollover: Literal["none", "servers", "clients"] = Field("none",
+        description="Step of a roll to a new epoch: servers (accept both), clients (use the new), none (done).")
 
     @field_validator("rollover")
     @classmethod
@@ -399,34 +550,46 @@ class RedisPasswordRotation(Model):
 
 
 class RedisSettings(Model):
-    namespace: K8sName
-    image: Image
-    exporter_image: Image
-    replicas: Annotated[int, Field(ge=1, le=9)]
-    resources: ResourceSettings
-    persistence: bool
-    storage_class: Optional[K8sName] = None
-    storage_size: Optional[Quantity] = None
+    namespace: K8sName = Field(description="Namespace of the Redis StatefulSet.")
+    image: Image = Field(description="Pinned redis-server image.")
+    exporter_image: Image = Field(description="Pinned redis_exporter image (metrics sidecar).")
+    replicas: Annotated[int, Field(ge=1, le=9)] = Field(description="Number of independent cache pods.")
+    resources: ResourceSettings = Field(
+        description="CPU and memory of each pod; maxmemory is 75% of the limit (50% with persistence).")
+    persistence: bool = Field(description="Keep data on a volume (AOF); a pure cache runs without.")
+    storage_class: Optional[K8sName] = Field(None, description="StorageClass of the data volume (with persistence).")
+    storage_size: Optional[Quantity] = Field(None, description="Size of the data volume (with persistence).")
     maxmemory_policy: Literal[
         "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu",
         "volatile-random", "volatile-ttl", "noeviction",
-    ]
-    timeout_seconds: Annotated[int, Field(ge=0, le=86400)]
-    tcp_keepalive_seconds: Annotated[int, Field(ge=0, le=7200)]
-    slowlog_slower_than_micros: Annotated[int, Field(ge=-1)]
-    slowlog_max_len: Annotated[int, Field(ge=1, le=100000)]
-    password_rotation: RedisPasswordRotation = RedisPasswordRotation()
+    ] = Field(description="redis.conf maxmemory-policy: what Redis evicts when full.")
+    timeout_seconds: Annotated[int, Field(ge=0, le=86400)] = Field(
+        description="redis.conf timeout: close idle clients after this many seconds (0: never).")
+    tcp_keepalive_seconds: Annotated[int, Field(ge=0, le=7200)] = Field(description="redis.conf tcp-keepalive in seconds.")
+    slowlog_slower_than_micros: Annotated[int, Field(ge=-1)] = Field(
+        description="redis.conf slowlog-log-slower-than in microseconds (-1: off).")
+    slowlog_max_len: Annotated[int, Field(ge=1, le=100000)] = Field(description="redis.conf slowlog-max-len.")
+    password_rotation: RedisPasswordRotation = Field(
+        default_factory=lambda: RedisPasswordRotation.model_validate({}), description="The Redis password's rotation state.")
 
     @model_validator(mode="after")
-    def _volume(self) -> "RedisSettings":
+    def _volume_and_room_for_data(self) -> "RedisSettings":
+        from components.redis_cache import maxmemory_bytes  # the one place the share is decided
+
+        problems = []
         if self.persistence and not (self.storage_class and self.storage_size):
-            raise ValueError("persistence needs storageClass and storageSize")
+            problems.append(("persistence", "persistence needs storageClass and storageSize", self.persistence))
+        try:
+            maxmemory_bytes(self.resources.memory_bytes, self.persistence)
+        except ValueError as exc:
+            problems.append(("resources.memory", str(exc), self.resources.memory))
+        _raise_any(problems)
         return self
 
 
 class RegionCidrs(Model):
-    primary: Annotated[list[PrivateCidr], Field(min_length=1)]
-    dr: Annotated[list[PrivateCidr], Field(min_length=1)]
+    primary: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(description="CIDRs inside network.primary.vpcCidr.")
+    dr: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(description="CIDRs inside network.dr.vpcCidr.")
 
 
 _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
@@ -436,10 +599,13 @@ class PostgresMajorUpgrade(Model):
     """A declared major version upgrade of the primary (and, with it, its replica). Check it first:
     ``python -m ops.pg_major_upgrade`` verifies the preconditions and takes the snapshot named here."""
 
-    from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")]
+    from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")] = Field(
+        description="The running major.minor version the upgrade starts from.")
     # the manual snapshot taken just before (automated backups expire; a manual snapshot stays)
-    snapshot_identifier: Annotated[str, Field(pattern=r"^[a-zA-Z]([a-zA-Z0-9]|-[a-zA-Z0-9]){0,254}$")]
-    method: Literal["in-place", "blue-green"] = "in-place"
+    snapshot_identifier: Annotated[str, Field(pattern=r"^[a-zA-Z]([a-zA-Z0-9]|-[a-zA-Z0-9]){0,254}$")] = Field(
+        description="The manual snapshot taken just before the upgrade (the way back).")
+    method: Literal["in-place", "blue-green"] = Field("in-place",
+        description="Upgrade path: in-place (blue-green is refused for this topology).")
 
     @field_validator("method")
     @classmethod
@@ -457,24 +623,44 @@ class PostgresSettings(Model):
     # minors itself when allowed, and a pinned minor would then read back as a downgrade that RDS
     # refuses on every later `up` (aws_db_instance engine_version: a prefix of the actual version
     # is kept as configured; anything else is replaced by the version read back).
-    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")]
-    auto_minor_version_upgrade: bool
-    instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")]
-    allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)]
-    max_allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)]
-    backup_retention_days: Annotated[int, Field(ge=1, le=35)]
-    multi_az: bool
-    deletion_protection: bool
+    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")] = Field(
+        description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without.")
+    auto_minor_version_upgrade: bool = Field(description="Let RDS apply minor upgrades in the maintenance window.")
+    instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = Field(
+        description="RDS instance class of the primary and the replica (db.<family>.<size>).")
+    allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)] = Field(description="Allocated storage in GiB.")
+    max_allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)] = Field(
+        description="Storage autoscaling ceiling in GiB; at least 10% above allocatedStorageGb.")
+    backup_retention_days: Annotated[int, Field(ge=1, le=35)] = Field(
+        description="Automated backup (PITR) retention in days, 1-35.")
+    multi_az: bool = Field(description="Run a standby in a second availability zone.")
+    deletion_protection: bool = Field(description="Refuse to delete the instances.")
     # Per region: the DR instance, once promoted, serves the DR region's clients.
-    allowed_cidrs: RegionCidrs
-    database_insights: Literal["standard", "advanced"]
-    monitoring_interval_seconds: Literal[1, 5, 10, 15, 30, 60]
-    final_snapshot: bool
-    maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")]
-    backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
+    allowed_cidrs: RegionCidrs = Field(description="Client networks admitted to the database, per region.")
+    database_insights: Literal["standard", "advanced"] = Field(description="CloudWatch Database Insights mode.")
+    monitoring_interval_seconds: Literal[1, 5, 10, 15, 30, 60] = Field(
+        description="Enhanced Monitoring interval (1, 5, 10, 15, 30 or 60 s).")
+    final_snapshot: bool = Field(description="Take a final snapshot when an instance is deleted.")
+    maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")] = Field(
+        description="Weekly maintenance window, ddd:hh:mm-ddd:hh:mm (UTC).")
+    backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")] = Field(
+        description="Daily backup window, hh:mm-hh:mm (UTC).")
     # RDS's own default for its managed master secret; Secrets Manager allows 1-1000 days.
-    master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = 7
-    major_upgrade: Optional[PostgresMajorUpgrade] = None
+    master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = Field(7,
+        description="Rotation interval of the RDS-managed master secret.")
+    major_upgrade: Optional[PostgresMajorUpgrade] = Field(None,
+        description="A declared major version upgrade (one major step); omit otherwise.")
+
+    @field_validator("max_allocated_storage_gb")
+    @classmethod
+    def _autoscaling_headroom(cls, value: int, info: ValidationInfo) -> int:
+        # RDS User Guide, "Managing capacity automatically with Amazon RDS storage autoscaling": the
+        # maximum storage threshold must be at least 10% more than the allocated storage.
+        allocated = info.data.get("allocated_storage_gb")
+        if allocated is not None and value * 10 < allocated * 11:
+            raise ValueError(f"must be at least 10% above allocatedStorageGb ({allocated}): at least "
+                             f"{-(-allocated * 11 // 10)}; RDS refuses a smaller maximum storage threshold")
+        return value
 
     @field_validator("major_upgrade")
     @classmethod
@@ -512,29 +698,34 @@ class PostgresSettings(Model):
 
 
 class LoadBalancer(Model):
-    dns_name: Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z]{2}-[a-z]+-[0-9]\.elb\.amazonaws\.com$")]
-    zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{8,32}$")]
+    dns_name: Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z]{2}-[a-z]+-[0-9]\.elb\.amazonaws\.com$")] = Field(
+        description="The load balancer's DNS name (<name>.<region>.elb.amazonaws.com).")
+    zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{8,32}$")] = Field(
+        description="The load balancer's canonical hosted zone id (for alias records).")
 
 
 class HealthCheckSettings(Model):
-    fqdn: str
-    request_interval_seconds: Literal[10, 30]
-    failure_threshold: Annotated[int, Field(ge=1, le=10)]
+    fqdn: str = Field(description="A name only the primary serves, checked by Route 53 (not the failover record name).")
+    request_interval_seconds: Literal[10, 30] = Field(description="Route 53 health-check request interval: 10 or 30 seconds.")
+    failure_threshold: Annotated[int, Field(ge=1, le=10)] = Field(
+        description="Consecutive failed checks (1-10) before the primary counts as unhealthy.")
     regions: Annotated[
         list[Literal["us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1",
                      "ap-southeast-2", "ap-northeast-1", "sa-east-1"]],
         Field(min_length=3),
-    ]
+    ] = Field(description="Route 53 checker regions (at least 3).")
 
 
 class DnsSettings(Model):
-    hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{8,32}$")]
-    record_name: str
-    health_check: HealthCheckSettings
+    hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{8,32}$")] = Field(
+        description="The Route 53 hosted zone of recordName.")
+    record_name: str = Field(description="The failover record clients use.")
+    health_check: HealthCheckSettings = Field(description="The health check of the primary.")
     # ingress.mode alb: none - DNS aliases the ALB the program's own Ingress creates. Only the
     # nginx compatibility mode names the primary load balancer (the ingress-nginx controller's).
-    primary_load_balancer: Optional[LoadBalancer] = None
-    dr_load_balancer: LoadBalancer
+    primary_load_balancer: Optional[LoadBalancer] = Field(None,
+        description="nginx mode only: the ingress-nginx controller's load balancer (alb mode uses the Ingress's ALB).")
+    dr_load_balancer: LoadBalancer = Field(description="The DR region's load balancer (the SECONDARY failover target).")
 
     @model_validator(mode="after")
     def _checked_name_is_not_the_failover_name(self) -> "DnsSettings":
@@ -547,21 +738,24 @@ class DnsSettings(Model):
 
 
 class RateLimitSettings(Model):
-    requests_per_second: Annotated[int, Field(ge=1, le=100000)]
-    burst_multiplier: Annotated[int, Field(ge=1, le=10)]
+    requests_per_second: Annotated[int, Field(ge=1, le=100000)] = Field(
+        description="Sustained requests per second allowed per client IP.")
+    burst_multiplier: Annotated[int, Field(ge=1, le=10)] = Field(
+        description="Burst allowance as a multiple of requestsPerSecond.")
 
 
 class IngressSettings(Model):
-    mode: Literal["alb", "nginx"]
-    namespace: K8sName
-    host: str
-    service_name: K8sName
-    service_port: Port
-    certificate_arn: Arn
-    rate_limit: RateLimitSettings
-    allowlist_cidrs: list[PrivateCidr]
-    max_body_size_mb: Annotated[int, Field(ge=1, le=64)]
-    tls_secret_name: Optional[K8sName] = None  # nginx mode only: TLS terminates in the cluster
+    mode: Literal["alb", "nginx"] = Field(description="alb (ALB Ingress with AWS WAF) or nginx (compatibility mode).")
+    namespace: K8sName = Field(description="Namespace of the API Ingress.")
+    host: str = Field(description="The public host name served.")
+    service_name: K8sName = Field(description="The backend Service the Ingress routes to.")
+    service_port: Port = Field(description="The backend Service's port.")
+    certificate_arn: Arn = Field(description="ACM certificate of the host (TLS 1.3 policy).")
+    rate_limit: RateLimitSettings = Field(description="Per-IP rate limit.")
+    allowlist_cidrs: list[PrivateCidr] = Field(description="Client CIDRs exempt from the rate limit.")
+    max_body_size_mb: Annotated[int, Field(ge=1, le=64)] = Field(description="Largest request body in MB.")
+    tls_secret_name: Optional[K8sName] = Field(None,
+        description="nginx mode only: the Secret holding the TLS certificate.")  # nginx mode only: TLS terminates in the cluster
 
     @model_validator(mode="after")
     def _nginx_needs_tls_secret(self) -> "IngressSettings":
@@ -571,28 +765,29 @@ class IngressSettings(Model):
 
 
 class EgressAllow(Model):
-    namespace: K8sName
-    cidr: PrivateCidr
-    ports: Annotated[list[Port], Field(min_length=1)]
-    reason: Annotated[str, Field(min_length=10)]
+    namespace: K8sName = Field(description="The namespace allowed out.")
+    cidr: PrivateCidr = Field(description="The destination CIDR (never the whole internet).")
+    ports: Annotated[list[Port], Field(min_length=1)] = Field(description="The destination TCP ports.")
+    reason: Annotated[str, Field(min_length=10)] = Field(description="Why this exception exists (reviewed).")
 
 
 class EgressSettings(Model):
-    allowlist: list[EgressAllow] = []
+    allowlist: list[EgressAllow] = Field([], description="Reviewed egress exceptions beyond the components' own flows.")
 
 
 class ObservabilitySettings(Model):
-    prometheus_release_label: K8sName
-    prometheus_namespace: K8sName
-    grafana_dashboard_label: str
+    prometheus_release_label: K8sName = Field(
+        description="The `release` label kube-prometheus-stack selects ServiceMonitors and rules by.")
+    prometheus_namespace: K8sName = Field(description="Namespace of Prometheus (allowed in to scrape).")
+    grafana_dashboard_label: str = Field(description="The label the Grafana sidecar loads dashboard ConfigMaps by.")
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 class AlertSubscriber(Model):
-    protocol: Literal["email", "https"]
-    endpoint: str
+    protocol: Literal["email", "https"] = Field(description="email or https.")
+    endpoint: str = Field(description="An e-mail address, or an https:// URL without credentials.")
 
     @model_validator(mode="after")
     def _endpoint_fits_protocol(self) -> "AlertSubscriber":
@@ -623,52 +818,58 @@ Subscribers = Annotated[list[AlertSubscriber], AfterValidator(_subscribers)]
 
 class AlertSubscribers(Model):
     # one list per region: each region's alarms publish to topics in that region
-    primary: Subscribers
-    dr: Subscribers
+    primary: Subscribers = Field(description="Subscribers of the primary region's alarm topics.")
+    dr: Subscribers = Field(description="Subscribers of the DR region's alarm topics.")
 
 
 class SecretKeyRef(Model):
     """A key of a Kubernetes Secret that exists in each namespace with alerts (created by the
     secrets pipeline, never by this program: its value must not pass through config or state)."""
 
-    name: K8sName
-    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$")]
+    name: K8sName = Field(description="The Secret's name (created by the secrets pipeline, not this program).")
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$")] = Field(description="The key inside the Secret.")
 
 
 class AlertmanagerSettings(Model):
-    pager_secret: SecretKeyRef  # PagerDuty Events v2 routing key: severity=critical pages
-    chat_secret: SecretKeyRef  # Slack incoming-webhook URL: severity=warning (and anything else)
-    chat_channel: Annotated[str, Field(pattern=r"^#[a-z0-9_-]{1,79}$")]
+    # PagerDuty Events v2 routing key: severity=critical pages
+    pager_secret: SecretKeyRef = Field(
+        description="PagerDuty Events v2 routing key: severity=critical pages.")
+    # Slack incoming-webhook URL: severity=warning (and anything else)
+    chat_secret: SecretKeyRef = Field(
+        description="Slack incoming-webhook URL: severity=warning and unlabelled alerts.")
+    chat_channel: Annotated[str, Field(pattern=r"^#[a-z0-9_-]{1,79}$")] = Field(description="The Slack channel ('#name').")
 
 
 class AlertingSettings(Model):
-    subscribers: AlertSubscribers
-    alertmanager: AlertmanagerSettings
+    subscribers: AlertSubscribers = Field(description="Who CloudWatch alarm topics notify, per region.")
+    alertmanager: AlertmanagerSettings = Field(description="Where Prometheus alerts are routed.")
 
 
 class PgRestoreRehearsalSettings(Model):
     """The weekly PostgreSQL point-in-time restore rehearsal (ops/pg_restore_rehearsal)."""
 
-    schedule: Cron
-    time_zone: str = "Etc/UTC"
+    schedule: Cron = Field(description="Cron schedule of the weekly PostgreSQL point-in-time restore rehearsal.")
+    time_zone: str = Field("Etc/UTC", description="IANA time zone of the schedule.")
     # Python 3 with boto3 (AWS Lambda's base image ships both); the runbook is mounted from a ConfigMap.
-    image: Image
-    namespace: K8sName
+    image: Image = Field(description="Pinned Python 3 image with boto3 that runs the rehearsal.")
+    namespace: K8sName = Field(description="Namespace of the rehearsal CronJob.")
     # The addresses through which the cluster reaches the RDS API of the DR region (an interface
     # endpoint reached over the peering); default-deny allows nothing else.
-    dr_rds_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
-    timeout_minutes: Annotated[int, Field(ge=15, le=720)]
+    dr_rds_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
+        description="Addresses of the DR region's RDS API interface endpoint (inside network.dr.vpcCidr).")
+    timeout_minutes: Annotated[int, Field(ge=15, le=720)] = Field(description="The rehearsal's own timeout in minutes.")
 
 
 class LogShipperSettings(Model):
-    namespace: K8sName
-    image: Image  # Fluent Bit
+    namespace: K8sName = Field(description="Namespace of the Fluent Bit DaemonSet (not a workload namespace).")
+    image: Image = Field(description="Pinned Fluent Bit image.")  # Fluent Bit
 
 
 class LogSettings(Model):
     # Every CloudWatch log group the stack creates or causes (RDS exports, WAF) keeps this long.
-    retention_days: int
-    shipper: LogShipperSettings
+    retention_days: int = Field(
+        description="Retention of every CloudWatch log group of the stack (a value CloudWatch Logs accepts).")
+    shipper: LogShipperSettings = Field(description="The container log shipper.")
 
     @field_validator("retention_days")
     @classmethod
@@ -681,77 +882,130 @@ class LogSettings(Model):
 
 
 class DrTarget(Model):
-    rto_seconds: Annotated[int, Field(ge=1)]
-    rpo_seconds: Annotated[int, Field(ge=1)]
+    rto_seconds: Annotated[int, Field(ge=1)] = Field(description="Recovery time objective in seconds.")
+    rpo_seconds: Annotated[int, Field(ge=1)] = Field(description="Recovery point objective in seconds.")
 
 
 class DrSettings(Model):
-    postgres: DrTarget
-    neo4j: DrTarget
+    postgres: DrTarget = Field(description="PostgreSQL failover targets.")
+    neo4j: DrTarget = Field(description="Neo4j restore targets.")
     # AWS publishes no SLA for promoting a read replica: measure it in a stage failover drill
     # (ops/dr_promote prints how long promotion took) and record it here.
-    replica_promotion_estimate_seconds: Annotated[int, Field(ge=60, le=7200)]
+    replica_promotion_estimate_seconds: Annotated[int, Field(ge=60, le=7200)] = Field(
+        description="Measured time to promote the read replica (ops/dr_promote prints it).")
     # Time to restore a chain's full backup, and to replay one (hourly) differential onto it; the
     # weekly restore rehearsal measures both (it prints the artifacts restored and the time taken).
-    neo4j_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)]
-    neo4j_differential_estimate_seconds: Annotated[int, Field(ge=1, le=3600)]
+    neo4j_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)] = Field(
+        description="Measured time to restore a chain's full backup.")
+    neo4j_differential_estimate_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        description="Measured time to replay one differential backup.")
     # PostgreSQL point-in-time restore in the DR region (when the replica cannot be used, e.g. a
     # bad write replicated to it): the target, and the time ops.pg_restore_rehearsal measures.
-    postgres_pitr_rto_seconds: Annotated[int, Field(ge=60)]
-    postgres_pitr_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)]
+    postgres_pitr_rto_seconds: Annotated[int, Field(ge=60)] = Field(
+        description="Target time for a point-in-time restore in the DR region.")
+    postgres_pitr_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)] = Field(
+        description="Measured point-in-time restore time (ops.pg_restore_rehearsal).")
 
 
 class StackSettings(Model):
     """The whole ``intelgraph-platform:*`` namespace of one stack."""
 
-    environment: Literal["stage", "prod"]
-    aws: AwsSettings
-    network: NetworkSettings
-    kubernetes: KubernetesSettings
-    backups: BackupSettings
-    neo4j: Neo4jSettings
-    redis: RedisSettings
-    postgres: PostgresSettings
-    dns: DnsSettings
-    ingress: IngressSettings
-    egress: EgressSettings = EgressSettings()
-    observability: ObservabilitySettings
-    dr: DrSettings
-    alerting: AlertingSettings
-    pg_restore_rehearsal: PgRestoreRehearsalSettings
-    logs: LogSettings
+    environment: Literal["stage", "prod"] = Field(
+        description="stage or prod (prod protects stateful resources and enables prod-only rules).")
+    aws: AwsSettings = Field(description="Account and regions.")
+    network: NetworkSettings = Field(description="The VPCs of both regions.")
+    kubernetes: KubernetesSettings = Field(description="The EKS cluster.")
+    backups: BackupSettings = Field(description="Backup and log buckets.")
+    neo4j: Neo4jSettings = Field(description="The Neo4j cluster, its backups and rehearsals.")
+    redis: RedisSettings = Field(description="The Redis cache.")
+    postgres: PostgresSettings = Field(description="PostgreSQL primary and cross-region replica.")
+    dns: DnsSettings = Field(description="Health-checked DNS failover.")
+    ingress: IngressSettings = Field(description="The API edge.")
+    egress: EgressSettings = Field(
+        default_factory=lambda: EgressSettings.model_validate({}), description="Reviewed egress exceptions.")
+    observability: ObservabilitySettings = Field(description="Prometheus and Grafana integration.")
+    dr: DrSettings = Field(description="Disaster-recovery targets and measured estimates.")
+    alerting: AlertingSettings = Field(description="On-call routing.")
+    pg_restore_rehearsal: PgRestoreRehearsalSettings = Field(description="The PostgreSQL restore rehearsal.")
+    logs: LogSettings = Field(description="Log retention and shipping.")
 
     @model_validator(mode="after")
-    def _database_clients_are_in_their_regions_network(self) -> "StackSettings":
-        # A security group in one VPC admitting another region's CIDRs admits nobody there.
+    def _across_sections(self) -> "StackSettings":
+        # every rule that relates sections, all reported at once
+        _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
+                   + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode())
+        return self
+
+    def _addresses_in_their_regions_network(self) -> list[tuple[str, str, Any]]:
+        # A security group or NetworkPolicy allowing another region's addresses allows nobody there:
+        # database clients, the interface endpoints and the EKS control plane's ENIs all live in
+        # their region's VPC (VPC User Guide: an ENI takes its address from a subnet of its VPC).
+        lists = [(f"postgres.allowedCidrs.{label}", label, getattr(self.postgres.allowed_cidrs, label))
+                 for label in ("primary", "dr")]
+        lists += [(f"network.{label}.{alias}", label, getattr(getattr(self.network, label), field))
+                  for label in ("primary", "dr")
+                  for alias, field in (("s3EndpointCidrs", "s3_endpoint_cidrs"),
+                                       ("stsEndpointCidrs", "sts_endpoint_cidrs"))]
+        lists += [("kubernetes.apiServerCidrs", "primary", self.kubernetes.api_server_cidrs),
+                  ("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
         problems = []
-        for label in ("primary", "dr"):
-            vpc = getattr(self.network, label).vpc_cidr
-            for i, cidr in enumerate(getattr(self.postgres.allowed_cidrs, label)):
-                if not _within(cidr, vpc):
-                    problems.append(f"postgres.allowedCidrs.{label}.{i} {cidr} is outside network.{label}.vpcCidr "
-                                    f"{vpc}: the {label} database would admit nobody of its region from there")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        for key, label, cidrs in lists:
+            vpc = ipaddress.ip_network(getattr(self.network, label).vpc_cidr)
+            problems += [(f"{key}.{i}", f"outside network.{label}.vpcCidr {vpc}: nothing of the {label} "
+                          f"region is reachable there", cidr)
+                         for i, cidr in enumerate(cidrs) if not _within(cidr, str(vpc))]
+        return problems
 
-    @model_validator(mode="after")
-    def _primary_load_balancer_matches_the_ingress_mode(self) -> "StackSettings":
-        given = self.dns.primary_load_balancer is not None
-        if self.ingress.mode == "alb" and given:
-            raise ValueError(
-                "dns.primaryLoadBalancer must not be set with ingress.mode alb: DNS aliases the ALB the "
-                "program's WAF-protected Ingress creates; a name from config could be an unprotected ALB")
-        if self.ingress.mode == "nginx" and not given:
-            raise ValueError("dns.primaryLoadBalancer is required with ingress.mode nginx: name the "
-                             "ingress-nginx controller's load balancer")
+    def _shipper_apart_from_its_sources(self) -> list[tuple[str, str, Any]]:
+        # The shipper ships every workload namespace's logs; in one of them it would ship its own (a loop).
+        workloads = {"neo4j.namespace": self.neo4j.namespace, "neo4j.restoreNamespace": self.neo4j.restore_namespace,
+                     "redis.namespace": self.redis.namespace, "pgRestoreRehearsal.namespace": self.pg_restore_rehearsal.namespace,
+                     "kubernetes.appNamespace": self.kubernetes.app_namespace}
+        clash = [key for key, ns in workloads.items() if ns == self.logs.shipper.namespace]
+        return [("logs.shipper.namespace", f"must differ from {', '.join(clash)}: the shipper would ship its own logs",
+                 self.logs.shipper.namespace)] if clash else []
+
+    def _workloads_in_namespaces_of_their_own(self) -> list[tuple[str, str, Any]]:
+        # Each namespace gets the default-deny NetworkPolicies plus its workload's flows: Neo4j, its
+        # restore rehearsal and Redis sharing one would leave only one workload's flows allowed.
+        owners: dict[str, str] = {}
+        problems = []
+        for key, namespace in (("neo4j.namespace", self.neo4j.namespace),
+                               ("neo4j.restoreNamespace", self.neo4j.restore_namespace),
+                               ("redis.namespace", self.redis.namespace)):
+            if namespace in owners:
+                problems.append((key, f"must differ from {owners[namespace]}: each of Neo4j, its restore rehearsal "
+                                 "and Redis runs in a default-deny namespace of its own", namespace))
+            owners.setdefault(namespace, key)
+        return problems
+
+    def _load_balancers_match_the_ingress_mode(self) -> list[tuple[str, str, Any]]:
+        lb, problems = self.dns.primary_load_balancer, []
+        if self.ingress.mode == "alb" and lb is not None:
+            problems.append(("dns.primaryLoadBalancer", "must not be set with ingress.mode alb: DNS aliases the ALB "
+                             "the program's WAF-protected Ingress creates; a name from config could be an "
+                             "unprotected ALB", lb.dns_name))
+        if self.ingress.mode == "nginx" and lb is None:
+            problems.append(("dns.primaryLoadBalancer", "is required with ingress.mode nginx: name the "
+                             "ingress-nginx controller's load balancer", None))
+        if lb is not None and lb == self.dns.dr_load_balancer:
+            problems.append(("dns.primaryLoadBalancer.dnsName", "must differ from dns.drLoadBalancer: failover "
+                             "to the same load balancer fails over to nothing", lb.dns_name))
         if self.dns.health_check.fqdn == self.ingress.host:
-            raise ValueError(f"dns.healthCheck.fqdn must differ from ingress.host ({self.ingress.host})")
-        return self
+            problems.append(("dns.healthCheck.fqdn", f"must differ from ingress.host ({self.ingress.host})",
+                             self.dns.health_check.fqdn))
+        return problems
 
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
+
+    @property
+    def replica_lag_threshold_seconds(self) -> int:
+        """The replica-lag alarm's threshold (from the replication heartbeat, components/dr_budget.py)."""
+        from components.dr_budget import lag_alarm_threshold_seconds
+
+        return lag_alarm_threshold_seconds()
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -796,8 +1050,16 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return []
 
 
-def _describe(error: ErrorDetails) -> str:
+def _describe(error: ErrorDetails) -> list[str]:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    raised = (error.get("ctx") or {}).get("error")
+    if isinstance(raised, Problems):  # a validator of several fields names each bad key itself
+        return [f"{PROJECT}:" + ".".join(map(str, (*loc, key))) + f": {message} (given: {json.dumps(given, default=str)})"
+                for key, message, given in raised.items]
+    return [_describe_one(error, loc)]
+
+
+def _describe_one(error: ErrorDetails, loc: tuple) -> str:
     key = f"{PROJECT}:" + ".".join(str(p) for p in loc) if loc else f"{PROJECT}:<stack>"
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc)
@@ -819,7 +1081,7 @@ def validate(raw_config: dict[str, str]) -> StackSettings:
     try:
         return StackSettings.model_validate(document)
     except ValidationError as exc:
-        raise SettingsError([_describe(e) for e in exc.errors()]) from None
+        raise SettingsError([line for e in exc.errors() for line in _describe(e)]) from None
 
 
 def load() -> StackSettings:

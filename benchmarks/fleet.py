@@ -43,7 +43,7 @@ def program(tenants: int):
             RedisCache(f"{tenant}-redis", RedisCacheArgs(
                 namespace=tenant, image=cache.image, exporter_image=cache.exporter_image, replicas=cache.replicas,
                 cpu_request=cache.resources.cpu_request, cpu_limit=cache.resources.cpu_limit,
-                memory=cache.resources.memory, memory_bytes=int(settings.quantity_value(cache.resources.memory)),
+                memory=cache.resources.memory, memory_bytes=cache.resources.memory_bytes,
                 persistence=False, maxmemory_policy=cache.maxmemory_policy, timeout_seconds=cache.timeout_seconds,
                 tcp_keepalive_seconds=cache.tcp_keepalive_seconds,
                 slowlog_slower_than_micros=cache.slowlog_slower_than_micros, slowlog_max_len=cache.slowlog_max_len,

@@ -168,7 +168,7 @@ class Neo4jClusterArgs:
     cpu_request: str
     cpu_limit: str
     memory: str  # request = limit
-    memory_bytes: int
+    memory_plan: MemoryPlan  # computed once from the setting (settings.Neo4jSettings.memory_plan)
     storage_class: str
     storage_size: str
     prometheus_release_label: str
@@ -193,7 +193,6 @@ class Neo4jClusterArgs:
         if ":" not in self.image or "enterprise" not in self.image:
             problems.append("image must be a pinned enterprise image (clustering is Enterprise-only)")
         require("Neo4jClusterArgs", problems)
-        memory_plan(self.memory_bytes)  # raises with the reason
 
     @property
     def servers(self) -> int:
@@ -211,7 +210,7 @@ class Neo4jCluster(pulumi.ComponentResource):
         super().__init__("intelgraph:graph:Neo4jCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self._args = args
-        self.plan = memory_plan(args.memory_bytes)
+        self.plan = args.memory_plan
 
         self.password_secret_name = f"{args.cluster_name}-auth"
         # a new password epoch changes the password in the database before this Secret flips

@@ -50,7 +50,7 @@ class Verdict:
     description: str
     kind: str  # "resource" | "stack"
     level: str  # "mandatory" | "advisory" | "remediate" | "disabled"
-    evaluated: int = 0
+    evaluated: int = 0  # resources of the rule's own types it judged (a stack rule without types: 1 per run)
     violations: list[Finding] = field(default_factory=list)
     cannot_tell: list[Finding] = field(default_factory=list)
     waived: list[Finding] = field(default_factory=list)
@@ -333,6 +333,8 @@ def _cannot_tell(exc: UnknownValueError, encrypted: list, urn: Optional[str] = N
 def _run_resource_policy(policy: ResourceValidationPolicy, view: tuple, settings: dict, verdict: Verdict) -> None:
     entry, props, opts, provider = view
     urn = entry["urn"]
+    if entry["type"] not in getattr(policy, "judges", (entry["type"],)):
+        return  # the engine sends it, the rule returns at once: nothing judged
     args = ResourceValidationArgs(resource_type=entry["type"], props=props.props, urn=urn, name=_name(urn),
                                   opts=opts, provider=provider, config=settings)
     found: list[str] = []
@@ -366,6 +368,7 @@ def _run_stack_policy(policy: StackValidationPolicy, stack_index: _Stack, settin
     except UnknownValueError as exc:
         verdict.cannot_tell.append(Finding(None, _cannot_tell(exc, encrypted)))
         return
-    verdict.evaluated += 1
+    judges = getattr(policy, "judges", ())
+    verdict.evaluated += sum(r.resource_type in judges for r in resources) if judges else 1
     verdict.violations.extend(found)
     verdict.waived.extend(waived)

@@ -60,6 +60,14 @@ def _delete(document: dict, path: str) -> None:
     del node[rest[-1]]
 
 
+def stack_settings(stack: str):
+    """The stack file's validated settings: what tests expect of a real stack comes from here, not
+    from literals that drift from the file (region, account, versions)."""
+    import settings
+
+    return settings.validate(engine.stack_config(stack))
+
+
 _cache: dict[str, Synthesis] = {}
 
 

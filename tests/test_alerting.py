@@ -17,7 +17,7 @@ from components.alertmanager import AlertRoutingArgs, SecretRef, native_config
 from synth import engine
 from synth.export import kubernetes_objects
 from tests import crds
-from tests.conftest import ROOT, STACKS, config_with, synthesized
+from tests.conftest import ROOT, STACKS, config_with, stack_settings, synthesized
 from tests.tools import require_tool
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -118,7 +118,7 @@ def test_every_alarm_topic_has_the_configured_subscribers_in_its_own_region(stac
         subs = [s for s in synthesis.of_type(SUBSCRIPTION) if s.inputs["topic"] == arn]
         # a subscription must be created in the topic's region (SNS Subscribe is regional)
         assert subs and all(region_of(synthesis, s) == region_of(synthesis, topic) for s in subs)
-        role = "dr" if region_of(synthesis, topic) == "us-west-2" else "primary"
+        role = "dr" if region_of(synthesis, topic) == stack_settings(synthesis.stack).aws.dr_region else "primary"
         expected = [(s.protocol, s.endpoint) for s in getattr(cfg, role)]
         assert sorted(s.inputs["protocol"] for s in subs) == sorted(p for p, _ in expected), topic.name
         for sub in subs:

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from components import audit_trail
 from tests.aws_shapes import to_aws
-from tests.conftest import STACKS, synthesized
+from tests.conftest import STACKS, stack_settings, synthesized
 
 TRAIL = "aws:cloudtrail/trail:Trail"
 
@@ -63,7 +63,7 @@ def test_the_bucket_policy_grants_exactly_this_trail_every_key_it_writes(prod):
     acl, write = by_action["s3:GetBucketAcl"], by_action["s3:PutObject"]
     assert acl["Resource"] == bucket and acl["Condition"]["StringEquals"]["aws:SourceArn"] == arn
     assert write["Condition"]["StringEquals"] == {"aws:SourceArn": arn, "s3:x-amz-acl": "bucket-owner-full-control"}
-    for key in delivery_keys("481236059412", trail.inputs["s3KeyPrefix"]):
+    for key in delivery_keys(stack_settings("prod").aws.account_id, trail.inputs["s3KeyPrefix"]):
         assert fnmatch.fnmatchcase(f"{bucket}/{key}", write["Resource"]), key
     assert not fnmatch.fnmatchcase(f"{bucket}/containers/x.gz", write["Resource"])
     # the TLS-only deny is still there, first
@@ -98,7 +98,8 @@ def test_every_backup_object_is_audited_but_not_the_trails_own_deliveries(prod):
     logs = prod.named("logs-backups", "aws:s3/bucket:Bucket").outputs["arn"]
     assert audited(f"{logs}/containers/2026/12/01/18/x.gz")
     # recording CloudTrail's own PutObjects would deliver them again ("recursive events")
-    assert not audited(f"{logs}/{trail.inputs['s3KeyPrefix']}/AWSLogs/481236059412/CloudTrail/x.json.gz")
+    account = stack_settings("prod").aws.account_id
+    assert not audited(f"{logs}/{trail.inputs['s3KeyPrefix']}/AWSLogs/{account}/CloudTrail/x.json.gz")
 
 
 def test_cloudtrail_kms_and_s3_accept_what_the_stack_sends(prod, monkeypatch):
@@ -106,7 +107,7 @@ def test_cloudtrail_kms_and_s3_accept_what_the_stack_sends(prod, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("MOTO_ACCOUNT_ID", "481236059412")
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", stack_settings("prod").aws.account_id)
     [trail] = prod.of_type(TRAIL)
     bucket = prod.named("logs-backups", "aws:s3/bucket:Bucket").outputs["bucket"]
     policy = prod.named("logs-backups-tls-only", "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"]

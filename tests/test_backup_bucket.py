@@ -8,7 +8,7 @@ import pytest
 
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from synth.engine import Synthesis
-from tests.conftest import run_component
+from tests.conftest import run_component, stack_settings
 
 S3 = "aws:s3/"
 PURPOSES = ("neo4j-backups", "logs-backups")
@@ -79,9 +79,10 @@ def test_replica_lives_in_the_dr_region_with_its_own_dr_key(any_stack, purpose):
     source = child(any_stack, purpose, "Bucket")
     replica = child(any_stack, f"{purpose}-replica", "Bucket")
     replica_key = any_stack.named(f"{purpose}-replica-key", "aws:kms/key:Key")
-    assert region_of(any_stack, source) == "us-east-1"
-    assert region_of(any_stack, replica) == region_of(any_stack, replica_key) == "us-west-2"
-    assert ":us-west-2:" in replica_key.outputs["arn"]
+    aws = stack_settings(any_stack.stack).aws
+    assert region_of(any_stack, source) == aws.primary_region
+    assert region_of(any_stack, replica) == region_of(any_stack, replica_key) == aws.dr_region
+    assert f":{aws.dr_region}:" in replica_key.outputs["arn"]
 
     config = child(any_stack, f"{purpose}-replication", "BucketReplicationConfig")
     assert config.inputs["bucket"] == source.id

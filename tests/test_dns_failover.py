@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.dns_failover import DnsFailoverArgs, LoadBalancerTarget
+from tests.conftest import stack_settings
 
 RECORD = "aws:route53/record:Record"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
@@ -78,7 +79,8 @@ def test_primary_and_secondary_alias_records_fail_over(any_stack):
     assert secondary["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
     assert primary["healthCheckId"] == check.id and "healthCheckId" not in secondary
     assert primary["name"] == secondary["name"] and primary["zoneId"] == secondary["zoneId"]
-    for record, region in ((primary, "us-east-1"), (secondary, "us-west-2")):
+    aws = stack_settings(any_stack.stack).aws
+    for record, region in ((primary, aws.primary_region), (secondary, aws.dr_region)):
         [alias] = record["aliases"]
         assert alias["evaluateTargetHealth"] is True and f".{region}.elb.amazonaws.com" in alias["name"]
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from components.neo4j_cluster import GIB, MIB, Neo4jClusterArgs, memory_plan
+from tests.conftest import stack_settings
 from tests.tools import promtool_check
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -27,7 +28,7 @@ def test_one_release_per_server_all_sharing_the_cluster_name(stack, servers, sec
     assert [r.inputs["name"] for r in found] == [f"graph-server-{i}" for i in range(1, servers + 1)]
     for r in found:
         values = r.inputs["values"]
-        assert r.inputs["chart"] == "neo4j" and r.inputs["version"] == "5.26.16"
+        assert r.inputs["chart"] == "neo4j" and r.inputs["version"] == stack_settings(stack).neo4j.chart_version
         assert r.inputs["repositoryOpts"] == {"repo": "https://helm.neo4j.com/neo4j"}
         assert values["neo4j"]["name"] == "graph"
         assert values["neo4j"]["minimumClusterSize"] == 3
@@ -106,7 +107,7 @@ def test_a_limit_too_small_for_heap_pagecache_and_overhead_is_rejected():
         memory_plan(2 * GIB - MIB)  # the chart refuses it too: "minimum of 2Gi" (templates/_helpers.tpl)
     with pytest.raises(ValueError, match="primaries must not be 2"):
         Neo4jClusterArgs("graph", "graph", "5.26.16", "neo4j:5.26.16-enterprise", "yes", 2, 0, "1", "2",
-                         "4Gi", 4 * GIB, "gp3", "10Gi", "kube-prometheus-stack",
+                         "4Gi", memory_plan(4 * GIB), "gp3", "10Gi", "kube-prometheus-stack",
                          ("us-east-1a", "us-east-1b", "us-east-1c"))
 
 
@@ -117,7 +118,7 @@ def test_a_tiny_memory_setting_is_a_settings_error_naming_the_key():
     with pytest.raises(settings.SettingsError) as raised:
         settings.validate(config_with("stage", {"neo4j.resources.memory": "1536Mi"}))
     [problem] = raised.value.problems
-    assert problem.startswith("intelgraph-platform:neo4j.resources:") and "too small for Neo4j" in problem
+    assert problem.startswith("intelgraph-platform:neo4j.resources.memory:") and "too small for Neo4j" in problem
 
 
 def test_one_service_monitor_for_the_cluster_with_the_release_label(any_stack):

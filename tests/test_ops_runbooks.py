@@ -15,9 +15,9 @@ import pytest
 from moto import mock_aws
 
 from ops import dr_promote, dr_readiness
-from tests.conftest import synthesized
+from tests.conftest import stack_settings, synthesized
 
-ACCOUNT = "481236059412"
+ACCOUNT = stack_settings("prod").aws.account_id  # moto must be the account the outputs name
 
 
 @pytest.fixture

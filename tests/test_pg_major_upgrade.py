@@ -20,9 +20,9 @@ from moto import mock_aws
 import settings
 from ops import pg_major_upgrade
 from synth import diff, engine, export
-from tests.conftest import config_with, synthesized
+from tests.conftest import config_with, stack_settings, synthesized
 
-ACCOUNT = "481236059412"
+ACCOUNT = stack_settings("prod").aws.account_id  # moto must be the account the outputs name
 
 
 @pytest.fixture

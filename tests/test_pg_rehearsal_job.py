@@ -13,7 +13,7 @@ import pytest
 from components import pg_restore_rehearsal as component
 from ops import pg_restore_rehearsal as runbook
 from synth.export import kubernetes_objects
-from tests.conftest import ROOT, STACKS, synthesized
+from tests.conftest import ROOT, STACKS, stack_settings, synthesized
 from tests.tools import promtool_check, require_tool
 
 
@@ -43,7 +43,8 @@ def test_the_cronjob_runs_the_repositorys_runbook_from_a_read_only_mount(stack, 
         (tmp_path / "ops" / item["path"]).write_text(data[item["key"]])
     outputs = json.loads(data["outputs.json"])
     source, target = runbook.target_from_outputs(outputs)
-    assert target.region == "us-west-2" and source.region == "us-east-1" and target.prefix == component.PREFIX
+    aws = stack_settings("prod").aws
+    assert target.region == aws.dr_region and source.region == aws.primary_region and target.prefix == component.PREFIX
     args = container["command"][3:]
     args[args.index("--outputs") + 1] = str(tmp_path / "ops" / "outputs.json")
     probe = ("import sys, ops.pg_restore_rehearsal as r; r.rehearse = lambda *a, **k: "
@@ -51,7 +52,7 @@ def test_the_cronjob_runs_the_repositorys_runbook_from_a_read_only_mount(stack, 
     run = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "would rehearse us-west-2" in run.stdout
+    assert f"would rehearse {aws.dr_region}" in run.stdout
     assert job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > float(args[args.index("--timeout-seconds") + 1])
 
 
@@ -59,7 +60,8 @@ def test_the_role_restores_and_deletes_only_rehearsal_instances_in_the_dr_region
     role = prod.named("pg-restore-rehearsal-role", "aws:iam/rolePolicy:RolePolicy")
     policy = json.loads(role.inputs["policy"])
     by_action = {a: s for s in policy["Statement"] for a in s["Action"]}
-    prefix = f"arn:aws:rds:us-west-2:481236059412:db:{component.PREFIX}*"
+    aws = stack_settings("prod").aws
+    prefix = f"arn:aws:rds:{aws.dr_region}:{aws.account_id}:db:{component.PREFIX}*"
     for action in ("rds:RestoreDBInstanceToPointInTime", "rds:DeleteDBInstance", "rds:AddTagsToResource"):
         resources = by_action[action]["Resource"]
         resources = [resources] if isinstance(resources, str) else resources

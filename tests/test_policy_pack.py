@@ -15,14 +15,14 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 from policy.guardrails import POLICIES
 from policy.guardrails import exceptions as policy_exceptions
 from synth import export, policy_runner
-from tests.conftest import synthesized
+from tests.conftest import rendered, synthesized
 
 BY_NAME = {p.name: p for p in POLICIES}
 
 
 @pytest.fixture(scope="module")
 def prod_export() -> dict:
-    return export.to_export(synthesized("prod"))
+    return export.to_export(synthesized("prod"), show_secrets=True)  # as synth judges it
 
 
 def entry(document: dict, name: str, type_suffix: str) -> dict:
@@ -171,10 +171,29 @@ def test_breaking_one_property_of_the_real_stack_fails_its_rule(prod_export, rul
 
 @pytest.mark.parametrize("stack", ["stage", "prod"])
 def test_real_stacks_have_no_mandatory_violation_and_every_rule_runs(stack):
-    report = policy_runner.evaluate(export.to_export(synthesized(stack)), stack)
+    # judged as synth judges a stack: secrets readable, plus what the Helm releases render
+    document = export.with_rendered(export.to_export(synthesized(stack), show_secrets=True), rendered(stack))
+    report = policy_runner.evaluate(document, stack)
     assert report.mandatory_violations == []
     assert {v.policy for v in report.verdicts} == set(BY_NAME)
-    assert all(v.evaluated > 0 for v in report.verdicts if v.level != "disabled")
+    # every enabled rule judged at least one resource of its own types (a rule that matches no
+    # resource, or whose every resource is unreadable, passes nothing); the exception rules judge
+    # policy/exceptions.yaml, not resources
+    about_resources = {v.policy: v for v in report.verdicts if v.level != "disabled" and BY_NAME[v.policy].judges}
+    assert set(BY_NAME) - set(about_resources) - {v.policy for v in report.verdicts if v.level == "disabled"} == {
+        "policy-exceptions-valid", "policy-exceptions-in-use"}
+    idle = sorted(name for name, v in about_resources.items() if v.evaluated == 0)
+    assert not idle, f"rules that judged no resource of their types: {idle}"
+
+
+def test_a_rule_counts_only_the_resources_of_its_own_types(prod):
+    """The count that proves a rule ran is per rule: without the resources it judges, it is zero."""
+    document = export.to_export(prod, show_secrets=True)
+    document["deployment"]["resources"] = [e for e in document["deployment"]["resources"]
+                                           if e["type"] not in BY_NAME["rds-multi-az"].judges]
+    verdicts = {v.policy: v for v in policy_runner.evaluate(document, "prod").verdicts}
+    assert verdicts["rds-multi-az"].evaluated == 0 and verdicts["dr-replica-cross-region"].evaluated == 0
+    assert verdicts["s3-sse-kms-customer-key"].evaluated > 0
 
 
 def test_stage_relaxes_exactly_the_prod_only_rules():

@@ -9,6 +9,7 @@ import pytest
 
 from components.postgres_dr import PostgresDrArgs, RegionNetwork
 from synth import export
+from tests.conftest import stack_settings
 
 INSTANCE = "aws:rds/instance:Instance"
 
@@ -21,16 +22,17 @@ def region_of(synthesis, resource) -> str:
 def test_replica_follows_the_primary_by_arn_with_dr_region_key_and_subnets(any_stack):
     primary = any_stack.named("intelgraph-pg-primary", INSTANCE)
     replica = any_stack.named("intelgraph-pg-replica", INSTANCE)
-    assert region_of(any_stack, primary) == "us-east-1"
-    assert region_of(any_stack, replica) == "us-west-2"
+    aws = stack_settings(any_stack.stack).aws
+    assert region_of(any_stack, primary) == aws.primary_region
+    assert region_of(any_stack, replica) == aws.dr_region
     assert replica.inputs["replicateSourceDb"] == primary.outputs["arn"]
-    assert replica.inputs["replicateSourceDb"].startswith("arn:aws:rds:us-east-1:")
+    assert replica.inputs["replicateSourceDb"].startswith(f"arn:aws:rds:{aws.primary_region}:{aws.account_id}:")
 
     dr_key = any_stack.named("intelgraph-pg-dr-key", "aws:kms/key:Key")
-    assert replica.inputs["kmsKeyId"] == dr_key.outputs["arn"] and ":us-west-2:" in dr_key.outputs["arn"]
+    assert replica.inputs["kmsKeyId"] == dr_key.outputs["arn"] and f":{aws.dr_region}:" in dr_key.outputs["arn"]
     dr_subnets = any_stack.named("intelgraph-pg-dr-subnets", "aws:rds/subnetGroup:SubnetGroup")
     assert replica.inputs["dbSubnetGroupName"] == dr_subnets.outputs["name"]
-    assert region_of(any_stack, dr_subnets) == "us-west-2"
+    assert region_of(any_stack, dr_subnets) == aws.dr_region
 
 
 def test_replica_carries_none_of_the_arguments_a_replica_must_not(any_stack):
@@ -60,7 +62,7 @@ def test_primary_is_encrypted_private_iam_enabled_with_a_managed_password(any_st
 def test_pitr_is_replicated_to_the_dr_region_with_the_dr_key(any_stack):
     [replication] = any_stack.of_type(
         "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
-    assert region_of(any_stack, replication) == "us-west-2"
+    assert region_of(any_stack, replication) == stack_settings(any_stack.stack).aws.dr_region
     assert replication.inputs["sourceDbInstanceArn"] == any_stack.named("intelgraph-pg-primary", INSTANCE).outputs["arn"]
     assert replication.inputs["kmsKeyId"] == any_stack.named("intelgraph-pg-dr-key", "aws:kms/key:Key").outputs["arn"]
 
@@ -101,14 +103,14 @@ def test_alarms_watch_lag_cpu_and_storage_and_notify_an_encrypted_topic(prod):
     for alarm in alarms.values():
         [action] = alarm.inputs["alarmActions"]
         assert topics[action].inputs["kmsMasterKeyId"].startswith("arn:aws:kms:")
-    assert region_of(prod, alarms["intelgraph-pg-replica-lag"]) == "us-west-2"
+    assert region_of(prod, alarms["intelgraph-pg-replica-lag"]) == stack_settings("prod").aws.dr_region
 
 
 def test_outputs_expose_endpoints_arns_and_the_master_secret(prod):
-    outputs = prod.outputs["postgres"]
-    assert outputs["primaryEndpoint"].endswith(".us-east-1.rds.amazonaws.com:5432")
-    assert outputs["replicaEndpoint"].endswith(".us-west-2.rds.amazonaws.com:5432")
-    assert outputs["masterSecretArn"].startswith("arn:aws:secretsmanager:us-east-1:481236059412:secret:rds!db-")
+    outputs, aws = prod.outputs["postgres"], stack_settings("prod").aws
+    assert outputs["primaryEndpoint"].endswith(f".{aws.primary_region}.rds.amazonaws.com:5432")
+    assert outputs["replicaEndpoint"].endswith(f".{aws.dr_region}.rds.amazonaws.com:5432")
+    assert outputs["masterSecretArn"].startswith(f"arn:aws:secretsmanager:{aws.primary_region}:{aws.account_id}:secret:rds!db-")
 
 
 @pytest.mark.parametrize("stack", ["stage", "prod"])
@@ -198,8 +200,8 @@ def test_a_dr_client_cidr_outside_the_dr_vpc_is_a_settings_error():
     import settings
     from tests.conftest import config_with
 
-    with pytest.raises(settings.SettingsError, match=r"postgres.allowedCidrs.dr.0 10.40.0.0/16 is outside "
-                                                     r"network.dr.vpcCidr 10.41.0.0/16"):
+    with pytest.raises(settings.SettingsError, match=r"postgres.allowedCidrs.dr.0: outside "
+                                                     r"network.dr.vpcCidr 10.41.0.0/16.*given: \"10.40.0.0/16\""):
         settings.validate(config_with("prod", {"postgres.allowedCidrs.dr": ["10.40.0.0/16"]}))
 
 

@@ -3,6 +3,8 @@ resource is registered, with a message that names the key, the value and what is
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import settings
@@ -16,7 +18,9 @@ K = "intelgraph-platform:"
 def test_real_stack_files_load(stack):
     cfg = settings.validate(engine.stack_config(stack))
     assert cfg.environment == stack
-    assert cfg.aws.primary_region == "us-east-1" and cfg.aws.dr_region == "us-west-2"
+    # both stacks' clusters run in the region their API server's ARN names
+    assert cfg.kubernetes.context.split(":")[3] == cfg.aws.primary_region != cfg.aws.dr_region
+    assert cfg.kubernetes.context.split(":")[4] == cfg.aws.account_id
 
 
 def test_prod_and_stage_have_the_same_shape_but_prod_is_bigger():
@@ -61,9 +65,9 @@ BAD_CONFIGS = [
      "at least cpuRequest"),
     # lifecycle expiry counts objects, not chains: it must stay behind whole-chain retention
     ("expiry inside a kept chain", {"backups.neo4j.expirationDays": 36, "backups.neo4j.retentionDays": 30,
-                                    "backups.neo4j.transitionDays": 20, "backups.neo4j.chainDays": 7,
+                                    "backups.neo4j.transitionDays": 30, "backups.neo4j.chainDays": 7,
                                     "backups.neo4j.objectLock": None},
-     (), "backups.neo4j", "greater than chainDays + retentionDays + 1 = 38"),
+     (), "backups.neo4j.expirationDays", "greater than chainDays + retentionDays + 1 = 38"),
     # the `kubernetes` Service takes the first address of the service CIDR
     ("api service ip not the first", {"kubernetes.apiServiceIp": "172.20.0.10"}, (), "kubernetes.apiServiceIp",
      "first (.1) address"),
@@ -71,22 +75,142 @@ BAD_CONFIGS = [
      "not an IPv4 address"),
     ("chain longer than a week", {"backups.neo4j.chainDays": 8}, (), "backups.neo4j.chainDays",
      "less than or equal to 7"),
+    # --- what components' Args used to be the first to refuse (a traceback and exit 1) ---
+    # the chart clusters only from minimumClusterSize 3 (templates/_helpers.tpl "neo4j.isClusterEnabled")
+    ("two primaries", {"neo4j.primaries": 2}, (), "neo4j.primaries", "must be 1 (standalone) or at least 3"),
+    ("secondaries without a cluster", {"neo4j.primaries": 1, "neo4j.secondaries": 2}, (), "neo4j.secondaries",
+     "need a cluster of at least 3 primaries"),
+    ("a zone twice", {"neo4j.zones": ["us-east-1a", "us-east-1a"]}, (), "neo4j.zones", "each zone once"),
+    # clustering is Enterprise-only (Neo4j Operations Manual, "Clustering")
+    ("community edition", {"neo4j.image": "neo4j:5.26.16"}, (), "neo4j.image", "Enterprise image"),
+    # the chart's minimum of 2Gi (templates/_helpers.tpl "neo4j.resources.evaluateMemory")
+    ("neo4j below the chart's minimum", {"neo4j.resources.memory": "1Gi"}, (), "neo4j.resources.memory",
+     "too small for Neo4j"),
+    ("rehearsal in production's namespace", {"neo4j.restoreNamespace": "graph"}, (), "neo4j.restoreNamespace",
+     "must differ from neo4j.namespace"),
+    # Helm refuses release names over 53 characters; each server is '<clusterName>-server-<n>'
+    ("cluster name too long for a release", {"neo4j.clusterName": "g" * 44}, (), "neo4j.clusterName",
+     "exceed Helm's 53"),
+    ("redis with no room for data", {"redis.resources.memory": "8Mi"}, (), "redis.resources.memory",
+     "give Redis at least 64 MiB"),
+    ("redis persistence without a volume", {"redis.persistence": True}, (), "redis.persistence",
+     "persistence needs storageClass and storageSize"),
+    ("rollover without a previous password", {"redis.passwordRotation": {"epoch": 0, "rollover": "servers"}}, (),
+     "redis.passwordRotation.rollover", "needs a previous password"),
+    ("the same load balancer twice",
+     {"ingress.mode": "nginx", "ingress.tlsSecretName": "api-tls",
+      "dns.primaryLoadBalancer": {"dnsName": "k8s-edge-a-1.us-west-2.elb.amazonaws.com", "zoneId": "Z1H1FL5HABSF5"},
+      "dns.drLoadBalancer": {"dnsName": "k8s-edge-a-1.us-west-2.elb.amazonaws.com", "zoneId": "Z1H1FL5HABSF5"}},
+     (), "dns.primaryLoadBalancer.dnsName", "must differ from dns.drLoadBalancer"),
+    # each workload's flows are its namespace's: in a shared one, Neo4j lost its peers, backups and API
+    ("redis in the graph's namespace", {"redis.namespace": "graph"}, (), "redis.namespace",
+     "must differ from neo4j.namespace"),
+    ("shipper in a workload namespace", {"logs.shipper.namespace": "cache"}, (), "logs.shipper.namespace",
+     "ship its own logs"),
+    # --- what AWS refuses, or bills for ---
+    # S3 API Reference, "Transition": Days for STANDARD_IA or ONEZONE_IA must be at least 30
+    ("Standard-IA before day 30", {"backups.logs.transitionDays": 10}, (), "backups.logs.transitionDays",
+     "S3 refuses a transition to STANDARD_IA before day 30"),
+    ("One Zone-IA before day 30", {"backups.logs.transitionDays": 29, "backups.logs.transitionStorageClass": "ONEZONE_IA"},
+     (), "backups.logs.transitionDays", "S3 refuses a transition to ONEZONE_IA before day 30"),
+    # S3 User Guide, "Comparing the Amazon S3 storage classes": minimum storage durations 90 / 180 days
+    ("Glacier IR for chains pruned sooner", {"backups.neo4j.transitionStorageClass": "GLACIER_IR"}, (),
+     "backups.neo4j.transitionStorageClass", "S3 bills GLACIER_IR for at least 90"),
+    ("Deep Archive for logs that expire sooner",
+     {"backups.logs.transitionStorageClass": "DEEP_ARCHIVE", "backups.logs.expirationDays": 150}, (),
+     "backups.logs.transitionStorageClass", "S3 bills DEEP_ARCHIVE for at least 180"),
+    # RDS: BackupRetentionPeriod 0-35, and a replica needs backups (so at least 1)
+    ("RDS retention past 35 days", {"postgres.backupRetentionDays": 36}, (), "postgres.backupRetentionDays",
+     "less than or equal to 35"),
+    # RDS User Guide, storage autoscaling: the maximum threshold at least 10% above allocated storage
+    ("RDS autoscaling without headroom", {"postgres.allocatedStorageGb": 100, "postgres.maxAllocatedStorageGb": 105},
+     (), "postgres.maxAllocatedStorageGb", "at least 10% above allocatedStorageGb (100): at least 110"),
+    ("RDS enhanced monitoring interval", {"postgres.monitoringIntervalSeconds": 45}, (),
+     "postgres.monitoringIntervalSeconds", "1, 5, 10, 15, 30 or 60"),
+    ("pinned minor with auto minor upgrades", {"postgres.engineVersion": "16.4"}, (), "postgres",
+     "pins a minor version while autoMinorVersionUpgrade is on"),
+    # Route 53 API Reference, HealthCheckConfig: RequestInterval 10 or 30, FailureThreshold 1-10, >= 3 regions
+    ("Route 53 request interval", {"dns.healthCheck.requestIntervalSeconds": 20}, (),
+     "dns.healthCheck.requestIntervalSeconds", "10 or 30"),
+    ("Route 53 failure threshold", {"dns.healthCheck.failureThreshold": 11}, (), "dns.healthCheck.failureThreshold",
+     "less than or equal to 10"),
+    ("Route 53 checker regions", {"dns.healthCheck.regions": ["us-east-1", "us-west-2"]}, (), "dns.healthCheck.regions",
+     "at least 3 items"),
+    ("CloudWatch Logs retention", {"logs.retentionDays": 100}, (), "logs.retentionDays", "CloudWatch Logs accepts only"),
+    # cron field ranges: hour 0-23
+    ("cron hour out of range", {"neo4j.restoreRehearsalSchedule": "30 24 * * 1"}, (), "neo4j.restoreRehearsalSchedule",
+     "cron schedule"),
+    # an ENI takes its address from its VPC (VPC User Guide): another range reaches nothing there
+    ("S3 endpoint outside the VPC", {"network.primary.s3EndpointCidrs": ["10.99.1.36/32"]}, (),
+     "network.primary.s3EndpointCidrs.0", "outside network.primary.vpcCidr"),
+    ("API server outside the VPC", {"kubernetes.apiServerCidrs": ["10.99.0.0/28"]}, (), "kubernetes.apiServerCidrs.0",
+     "outside network.primary.vpcCidr"),
+    ("DR RDS endpoint in the primary VPC", {"pgRestoreRehearsal.drRdsEndpointCidrs": ["10.99.1.90/32"]}, (),
+     "pgRestoreRehearsal.drRdsEndpointCidrs.0", "outside network.dr.vpcCidr"),
+    ("alarms that notify nobody", {"alerting.subscribers.dr": []}, (), "alerting.subscribers.dr", "notify nobody"),
 ]
+
+
+def run_synth(tmp_path, monkeypatch, capsys, stack: str, config: dict[str, str]):
+    """``python -m synth --stack S --stack-file F`` in-process, on ``config`` written as a stack file:
+    (exit code, stdout, stderr, what the engine registered)."""
+    import yaml
+
+    from synth import __main__ as synth_cli
+
+    stack_file = tmp_path / f"Pulumi.{stack}.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {
+        k: json.loads(v) if v[:1] in "{[" else v for k, v in config.items()}}))
+    monitors = []
+    new_monitor = engine.new_monitor
+    monkeypatch.setattr(engine, "new_monitor", lambda *a, **kw: monitors.append(new_monitor(*a, **kw)) or monitors[-1])
+    code = synth_cli.main(["--stack", stack, "--stack-file", str(stack_file), "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    return code, out, err, [r.type for m in monitors for r in m.records]
 
 
 @pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
-def test_bad_value_names_its_key_and_registers_nothing(case, stack):
+def test_bad_value_exits_2_naming_its_key_and_registers_nothing(case, stack, tmp_path, monkeypatch, capsys):
     _, changes, removed, key, words = case
-    config = config_with(stack, changes, removed)
-    monitor = engine.new_monitor(config)
-    with pytest.raises(settings.SettingsError) as raised:
-        engine.synthesize(stack, config, monitor=monitor)
-    lines = [p for p in raised.value.problems if p.startswith(f"{K}{key}:")]
-    assert lines, f"no problem reported for {K}{key}: {raised.value.problems}"
-    assert words in lines[0]
-    # The stack itself is the only registration: not one resource or provider.
-    assert [r.type for r in monitor.records] == ["pulumi:pulumi:Stack"]
+    code, out, err, registered = run_synth(tmp_path, monkeypatch, capsys, stack, config_with(stack, changes, removed))
+    assert code == 2, (out, err)
+    lines = [line for line in err.splitlines() if line.startswith(f"  - {K}{key}:")]
+    assert lines, f"no problem reported for {K}{key}: {err}"
+    assert words in lines[0], lines[0]
+    assert "Traceback" not in out + err
+    # The stack itself is the only registration: not one resource or provider; nothing written.
+    assert registered == ["pulumi:pulumi:Stack"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_table_has_one_case_per_rule():
+    assert len(BAD_CONFIGS) >= 25 and len({c[0] for c in BAD_CONFIGS}) == len(BAD_CONFIGS)
+
+
+def test_every_bad_key_of_a_stack_file_is_named_with_its_value(tmp_path):
+    """A real process: exit 2, each bad key with its value and what is allowed, no traceback."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = config_with("prod", {"neo4j.primaries": 2, "redis.resources.memory": "8Mi",
+                                  "backups.logs.transitionDays": 10, "postgres.backupRetentionDays": 36,
+                                  "dns.healthCheck.requestIntervalSeconds": 20})
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {
+        k: json.loads(v) if v[:1] in "{[" else v for k, v in config.items()}}))
+    run = subprocess.run([sys.executable, "-m", "synth", "--stack", "prod", "--stack-file", str(stack_file),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=engine.ROOT)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    for key, given in [("neo4j.primaries", "2"), ("redis.resources.memory", '"8Mi"'),
+                       ("backups.logs.transitionDays", "10"), ("postgres.backupRetentionDays", "36"),
+                       ("dns.healthCheck.requestIntervalSeconds", "20")]:
+        assert any(line.startswith(f"  - {K}{key}:") and f"(given: {given})" in line
+                   for line in run.stderr.splitlines()), (key, run.stderr)
+    assert not (tmp_path / "out").exists()
 
 
 def test_every_problem_is_listed_at_once():
@@ -121,3 +245,63 @@ def test_an_unknown_key_inside_a_list_item_lists_the_item_keys():
     [problem] = raised.value.problems
     assert problem == ("intelgraph-platform:egress.allowlist.0.prot: unknown key; "
                        "allowed keys here: cidr, namespace, ports, reason")
+
+
+def test_derived_values_are_computed_by_settings_and_reach_the_stack(prod):
+    """Memory bytes, the Neo4j memory plan, the store size and the replica-lag threshold have one home
+    (the settings models) and the program passes them down: what it deploys is what they say."""
+    cfg = settings.validate(engine.stack_config("prod"))
+    plan = cfg.neo4j.memory_plan
+    assert plan.limit_bytes == cfg.neo4j.resources.memory_bytes == settings.quantity_value(cfg.neo4j.resources.memory)
+    assert (prod.outputs["neo4j"]["heap"], prod.outputs["neo4j"]["pagecache"]) == (plan.heap, plan.pagecache)
+    alarm = prod.named("intelgraph-pg-replica-lag", "aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert alarm.inputs["threshold"] == cfg.replica_lag_threshold_seconds == \
+        prod.outputs["postgres"]["lagAlarmThresholdSeconds"]
+    redis_conf = prod.named("redis-config", "kubernetes:core/v1:ConfigMap").inputs["data"]["redis.conf"]
+    from components.redis_cache import maxmemory_bytes
+
+    assert f"maxmemory {maxmemory_bytes(cfg.redis.resources.memory_bytes, cfg.redis.persistence)}\n" in redis_conf
+
+
+def test_rules_relating_keys_report_every_bad_key_at_once():
+    """A validator over several keys collects its problems instead of stopping at the first."""
+    config = config_with("prod", {
+        "backups.neo4j.transitionStorageClass": "GLACIER_IR", "backups.neo4j.expirationDays": 37,
+        "redis.persistence": True, "redis.resources.memory": "40Mi",
+        "network.dr.s3EndpointCidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
+        "dns.healthCheck.fqdn": "api.intelgraph.example.com.internal", "ingress.host": "api.intelgraph.example.com.internal"})
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config)
+    keys = {p.split(": ")[0].removeprefix(K) for p in raised.value.problems}
+    assert {"backups.neo4j.transitionStorageClass", "backups.neo4j.expirationDays", "redis.persistence",
+            "redis.resources.memory"} <= keys, raised.value.problems
+    # the cross-section rules judge a model whose sections are valid: fix those first, then all of these show
+    config = config_with("prod", {
+        "network.dr.s3EndpointCidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
+        "dns.healthCheck.fqdn": "primary.example.com", "ingress.host": "primary.example.com"})
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config)
+    keys = {p.split(": ")[0].removeprefix(K) for p in raised.value.problems}
+    assert keys == {"network.dr.s3EndpointCidrs.0", "logs.shipper.namespace", "dns.healthCheck.fqdn"}, keys
+
+
+def test_the_longest_cluster_name_settings_accept_is_a_release_name_helm_accepts():
+    """Helm refuses a release name over 53 characters ("the length must not be longer than 53", helm
+    release name check); each server is the release '<clusterName>-server-<n>', n up to 29."""
+    import subprocess
+
+    from synth import helm
+
+    longest = 53 - len(f"-server-{settings.MAX_NEO4J_SERVERS}")
+    settings.validate(config_with("prod", {"neo4j.clusterName": "g" * longest}))
+    with pytest.raises(settings.SettingsError, match="neo4j.clusterName"):
+        settings.validate(config_with("prod", {"neo4j.clusterName": "g" * (longest + 1)}))
+
+    def helm_template(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([helm.helm_binary(), "template", name, str(helm.chart_path("neo4j")),
+                               "--set", "neo4j.name=g", "--set", "volumes.data.mode=defaultStorageClass"],
+                              capture_output=True, text=True, timeout=60)
+
+    assert helm_template(f"{'g' * longest}-server-{settings.MAX_NEO4J_SERVERS}").returncode == 0
+    refused = helm_template(f"{'g' * (longest + 1)}-server-{settings.MAX_NEO4J_SERVERS}")
+    assert refused.returncode != 0 and "must not be longer than 53" in refused.stderr

@@ -99,5 +99,5 @@ def test_an_ipv6_database_client_is_a_settings_error_not_a_crash():
     # CIDR is IPv4 (Amazon VPC User Guide, "VPC CIDR blocks"), so an IPv6 client is never inside it
     with pytest.raises(settings.SettingsError) as error:
         settings.validate(config_with("prod", {"postgres.allowedCidrs.primary": ["fd00:40::/64"]}))
-    assert any("postgres.allowedCidrs.primary.0 fd00:40::/64 is outside network.primary.vpcCidr" in p
+    assert any("postgres.allowedCidrs.primary.0: outside network.primary.vpcCidr" in p and "fd00:40::/64" in p
                for p in error.value.problems), error.value.problems

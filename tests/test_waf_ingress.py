@@ -14,7 +14,7 @@ import yaml
 import settings
 from components.waf_ingress import NGINX_WARNING, greater_than_regex, rate_limit_per_window
 from synth import engine
-from tests.conftest import ROOT, config_with
+from tests.conftest import ROOT, config_with, stack_settings
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NGINX = {"ingress.mode": "nginx", "ingress.tlsSecretName": "api-tls",
@@ -201,9 +201,9 @@ def test_looking_the_alb_up_before_its_ingress_exists_fails():
 
 def test_a_primary_load_balancer_from_config_is_refused_in_alb_mode():
     lb = NGINX["dns.primaryLoadBalancer"]
-    with pytest.raises(settings.SettingsError, match="dns.primaryLoadBalancer must not be set with ingress.mode alb"):
+    with pytest.raises(settings.SettingsError, match="dns.primaryLoadBalancer: must not be set with ingress.mode alb"):
         settings.validate(config_with("prod", {"dns.primaryLoadBalancer": lb}))
-    with pytest.raises(settings.SettingsError, match="dns.primaryLoadBalancer is required with ingress.mode nginx"):
+    with pytest.raises(settings.SettingsError, match="dns.primaryLoadBalancer: is required with ingress.mode nginx"):
         settings.validate(config_with("prod", {"ingress.mode": "nginx", "ingress.tlsSecretName": "api-tls"}))
 
 
@@ -234,10 +234,11 @@ def test_the_dr_region_gets_the_same_web_acl_and_exports_it(any_stack):
     from tests.test_postgres_dr import region_of
 
     primary, dr = web_acl(any_stack), web_acl(any_stack, "api-dr-acl")
-    assert region_of(any_stack, primary) == "us-east-1" and region_of(any_stack, dr) == "us-west-2"
-    assert dr.inputs["scope"] == "REGIONAL" and ":us-west-2:" in dr.outputs["arn"]
+    aws = stack_settings(any_stack.stack).aws
+    assert region_of(any_stack, primary) == aws.primary_region and region_of(any_stack, dr) == aws.dr_region
+    assert dr.inputs["scope"] == "REGIONAL" and f":{aws.dr_region}:" in dr.outputs["arn"]
     dr_allowlist = any_stack.named("api-dr-allowlist", "aws:wafv2/ipSet:IpSet")
-    assert region_of(any_stack, dr_allowlist) == "us-west-2"
+    assert region_of(any_stack, dr_allowlist) == aws.dr_region
 
     def comparable(rules, allowlist_arn):
         return json.dumps(rules).replace(allowlist_arn, "<allowlist>")

@@ -40,6 +40,23 @@ def _schema(config: Optional[dict[str, dict]]) -> Optional[PolicyConfigSchema]:
     return PolicyConfigSchema(properties=config) if config else None
 
 
+class JudgingResourcePolicy(ResourceValidationPolicy):
+    """A resource policy that says which resource types it judges (what an offline runner counts
+    as judged: synth/policy_runner.py); the engine ignores the extra attribute."""
+
+    def __init__(self, *args: Any, judges: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.judges = judges
+
+
+class JudgingStackPolicy(StackValidationPolicy):
+    """A stack policy with the resource types it passes judgement on (none: the pack's own files)."""
+
+    def __init__(self, *args: Any, judges: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.judges = judges
+
+
 def resource_rule(
     name: str, description: str, types: tuple[str, ...],
     level: EnforcementLevel = EnforcementLevel.MANDATORY, config: Optional[dict[str, dict]] = None,
@@ -63,17 +80,18 @@ def resource_rule(
             for message in messages:
                 report_violation(message, None)
 
-        return ResourceValidationPolicy(name, description, validate, enforcement_level=level,
-                                        config_schema=_schema(config))
+        return JudgingResourcePolicy(name, description, validate, enforcement_level=level,
+                                     config_schema=_schema(config), judges=types)
 
     return decorate
 
 
 def stack_rule(
     name: str, description: str, level: EnforcementLevel = EnforcementLevel.MANDATORY,
-    config: Optional[dict[str, dict]] = None,
+    config: Optional[dict[str, dict]] = None, judges: tuple[str, ...] = (),
 ) -> Callable[[StackCheck], StackValidationPolicy]:
-    """Turn ``check(resources, args) -> (message, urn)`` pairs into a stack policy."""
+    """Turn ``check(resources, args) -> (message, urn)`` pairs into a stack policy. ``judges``: the
+    resource types it passes judgement on (none: it judges the pack's own exceptions file)."""
 
     def decorate(check: StackCheck) -> StackValidationPolicy:
         def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
@@ -86,8 +104,8 @@ def stack_rule(
                 elif report_waived is not None:
                     report_waived(urn, exceptions.describe(waiver))
 
-        return StackValidationPolicy(name, description, validate, enforcement_level=level,
-                                     config_schema=_schema(config))
+        return JudgingStackPolicy(name, description, validate, enforcement_level=level,
+                                  config_schema=_schema(config), judges=judges)
 
     return decorate
 

@@ -71,7 +71,7 @@ def _covers(trail, prefix: str, bucket) -> bool:
 
 
 @stack_rule("s3-backup-data-events-audited",
-            "Every backup bucket has S3 data-event auditing (object reads, writes and deletes).")
+            "Every backup bucket has S3 data-event auditing (object reads, writes and deletes).", judges=(BUCKET,))
 def backup_data_events(resources, args):
     trails = [t for t in resources if t.resource_type == TRAIL and dig(t.props, "enableLogging") is not False]
     for bucket in (b for b in resources if b.resource_type == BUCKET):

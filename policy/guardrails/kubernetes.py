@@ -233,7 +233,8 @@ def no_placeholders(props, args):
             yield f"Secret key {key} holds a placeholder, not a secret; feed it from a generated secret."
 
 
-@stack_rule("k8s-secret-generated", "Secret data comes from generated values, never from an AWS access key.")
+@stack_rule("k8s-secret-generated", "Secret data comes from generated values, never from an AWS access key.",
+            judges=(SECRET,))
 def secret_generated(resources, args):
     for secret in (r for r in resources if r.resource_type == SECRET):
         sources = [d for field in SECRET_FIELDS for d in (secret.property_dependencies or {}).get(field, [])]

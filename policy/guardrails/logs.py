@@ -23,7 +23,8 @@ def retention_and_kms(props, args):
 
 
 @stack_rule("logs-rds-exports-managed",
-            "Every log RDS exports goes to a log group of the stack; the postgresql log masks personal data.")
+            "Every log RDS exports goes to a log group of the stack; the postgresql log masks personal data.",
+            judges=(INSTANCE,))
 def rds_exports_managed(resources, args):
     groups = {(dig(g.props, "name"), region_of(g)): g for g in resources if g.resource_type == LOG_GROUP}
     masked = {dig(p.props, "logGroupName") for p in resources if p.resource_type == DATA_PROTECTION}

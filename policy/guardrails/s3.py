@@ -104,7 +104,8 @@ def label(bucket) -> str:
 
 
 @stack_rule("s3-bucket-fully-hardened",
-            "Every bucket has encryption, versioning, a public-access block, a TLS-only policy and a lifecycle.")
+            "Every bucket has encryption, versioning, a public-access block, a TLS-only policy and a lifecycle.",
+            judges=(BUCKET,))
 def bucket_hardened(resources, args):
     buckets = [r for r in resources if r.resource_type == BUCKET]
     companions: dict[str | None, set[str]] = {}  # None: companions of no bucket

@@ -39,7 +39,7 @@ def _is_backup_bucket(bucket) -> bool:
     return str(dig(bucket.props, "tags", "purpose", default="")).endswith("backups")
 
 
-@stack_rule("dr-replica-cross-region", "Every RDS primary has a read replica in another region.")
+@stack_rule("dr-replica-cross-region", "Every RDS primary has a read replica in another region.", judges=(INSTANCE,))
 def replica_cross_region(resources, args):
     instances = [r for r in resources if r.resource_type == INSTANCE]
     for primary in (r for r in instances if not is_replica(r.props)):
@@ -50,7 +50,7 @@ def replica_cross_region(resources, args):
                    "add one with replicate_source_db = the primary's ARN and a DR-region provider.", primary.urn)
 
 
-@stack_rule("s3-backup-replicated", "Backup buckets replicate to a bucket in another region.")
+@stack_rule("s3-backup-replicated", "Backup buckets replicate to a bucket in another region.", judges=(BUCKET,))
 def backup_replicated(resources, args):
     buckets = [b for b in resources if b.resource_type == BUCKET]
     replicated, twins = set(), set()  # URNs of sources replicating elsewhere; of their DR twins
@@ -72,7 +72,8 @@ def backup_replicated(resources, args):
                    "to a versioned twin bucket created with the DR-region provider.", bucket.urn)
 
 
-@stack_rule("s3-backup-object-lock", "Backup buckets lock their objects against deletion (prod).")
+@stack_rule("s3-backup-object-lock", "Backup buckets lock their objects against deletion (prod).",
+            judges=(BUCKET,))
 def backup_object_lock(resources, args):
     buckets = [r for r in resources if r.resource_type == BUCKET]
     locked = {getattr(bucket_of(r, buckets), "urn", None) for r in resources if r.resource_type == OBJECT_LOCK}
@@ -100,7 +101,8 @@ def _allows_dns(policy) -> bool:
     return {("UDP", 53), ("TCP", 53)} <= protocols
 
 
-@stack_rule("k8s-namespace-default-deny", "Every namespace with workloads denies egress by default and allows DNS.")
+@stack_rule("k8s-namespace-default-deny", "Every namespace with workloads denies egress by default and allows DNS.",
+            judges=(*WORKLOADS, RELEASE))
 def namespaces_closed(resources, args):
     workloads = {}
     for r in resources:
@@ -120,7 +122,8 @@ def namespaces_closed(resources, args):
                    example.urn)
 
 
-@stack_rule("neo4j-min-primaries", "A Neo4j cluster has enough primaries to keep quorum.", config=PRIMARIES)
+@stack_rule("neo4j-min-primaries", "A Neo4j cluster has enough primaries to keep quorum.", config=PRIMARIES,
+            judges=(RELEASE,))
 def neo4j_primaries(resources, args):
     minimum = setting(args, "minimum", PRIMARIES)
     clusters: dict[str, list] = {}
@@ -137,7 +140,7 @@ def neo4j_primaries(resources, args):
                    "(one Helm release per primary) so a failure keeps write quorum.", None)
 
 
-@stack_rule("dr-budget-within-targets", "Computed RTO/RPO bounds are within the stack's targets.")
+@stack_rule("dr-budget-within-targets", "Computed RTO/RPO bounds are within the stack's targets.", judges=(STACK,))
 def dr_budget(resources, args):
     for stack in (r for r in resources if r.resource_type == STACK):
         for row in each(stack.props, "drBudget"):
@@ -149,7 +152,8 @@ def dr_budget(resources, args):
                        f"{number(target)}s ({terms}); shorten those terms or renegotiate the target.", stack.urn)
 
 
-@stack_rule("waf-every-failover-region", "Every region DNS fails over to has a regional WAF WebACL.")
+@stack_rule("waf-every-failover-region", "Every region DNS fails over to has a regional WAF WebACL.",
+            judges=(RECORD,))
 def waf_every_failover_region(resources, args):
     # A REGIONAL WebACL can only be associated with resources in its own region (AWS WAF
     # Developer Guide): after failover the DR load balancer is unprotected unless its region has one.
