@@ -1,8 +1,8 @@
 """Neo4jBackup: hourly online backups to S3 in bounded chains, a freshness check, whole-chain
 retention, and a weekly restore rehearsal.
 
-The seed's jobs used static AWS keys in a Secret, a 4.x host name and a "verify" that only
-checked that *something* existed. Here: IRSA roles scoped to the bucket's ``neo4j/`` prefix (the
+Not the design notes' static AWS keys, 4.x host name and existence-only "verify"
+(docs/decisions/002-neo4j-backups-irsa-and-age.md): IRSA roles scoped to the bucket's ``neo4j/`` prefix (the
 backup may write, the checks may only read, the retention job may only delete), the 5.x
 ``neo4j-admin database backup`` against the servers' admin services (secondaries first, so backups
 never load a primary) into ``neo4j/chains/<start date>/`` - a full backup every ``chain_days``,

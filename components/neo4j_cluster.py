@@ -1,6 +1,7 @@
 """Neo4jCluster: a Neo4j 5 cluster from the official neo4j/neo4j Helm chart.
 
-Neo4j 5 has no core/read-replica chart (that was the retired 4.x Labs chart): a cluster is one
+Neo4j 5 has no core/read-replica chart (that was the retired 4.x Labs chart; see
+docs/decisions/001-neo4j-5-one-release-per-server.md): a cluster is one
 Helm release per server, all sharing ``neo4j.name``, each waiting for ``minimumClusterSize``
 primaries. Extra servers are constrained to SECONDARY mode; Neo4j enables every server that
 joins (``initial.dbms.automatically_enable_free_servers``), no operations pod. Releases use
@@ -401,9 +402,9 @@ def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_serv
     )
 
 
-# Neo4j 5 exports no Bolt latency histogram (the seed's neo4j_bolt_message_processing_time_seconds
-# does not exist); it exports the query execution latency as a summary with quantiles, and Bolt
-# processing time and message counts as counters.
+# Neo4j 5 exports no Bolt latency histogram (neo4j_bolt_message_processing_time_seconds does not
+# exist: docs/decisions/003-neo4j-latency-metrics.md); it exports the query execution latency as a
+# summary with quantiles, and Bolt processing time and message counts as counters.
 GRAPH_SLI_RULES = [{
     "name": "graph-sli",
     "rules": [

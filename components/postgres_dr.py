@@ -7,7 +7,7 @@ replica must name its source by ARN and bring a KMS key and subnet group of its 
 automated backups are replicated to the DR region, so point-in-time restore exists there too.
 
 WAL-G is not used: it needs host access and archive_command, which RDS does not give; RDS's
-own transaction-log backups are the PITR mechanism.
+own transaction-log backups are the PITR mechanism (docs/decisions/005-no-wal-g-rds-pitr.md).
 
 Heartbeat: an idle primary makes the replica report up to five minutes of lag, so both parameter
 groups preload pg_cron and HEARTBEAT_SQL (run once on the primary, see the README) schedules an

@@ -34,7 +34,7 @@ from tests.tools import require_tool
 
 NCA = ROOT / ".tools" / "nca" / "bin" / "nca"
 WORKLOADS = {"StatefulSet", "Deployment", "DaemonSet", "CronJob", "Job", "ReplicaSet", "Pod"}
-PUBLIC_S3 = ipaddress.ip_address("52.216.0.10")  # the seed's hard-coded public S3 range
+PUBLIC_S3 = ipaddress.ip_address("52.216.0.10")  # the design notes' public S3 range (docs/decisions/009)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Time-boxed policy exceptions (policy/exceptions.yaml), as seed PR 45 asked: explicit, with a
+"""Time-boxed policy exceptions (policy/exceptions.yaml), as design-notes PR 45 asked
+(docs/decisions/011-time-boxed-policy-exceptions.md): explicit, with a
 reason and an approver, expiring on a date. A valid entry waives one policy for one resource
 until it expires; an expired or malformed entry is itself a mandatory violation."""
 
