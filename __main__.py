@@ -15,7 +15,8 @@ from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
-from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
+from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
+from components.flows import Flow, Peer
 from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows

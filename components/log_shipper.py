@@ -22,7 +22,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Peer
 from components.irsa import irsa_role
 from components.kube import (
     MONITORING_API,

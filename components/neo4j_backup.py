@@ -21,7 +21,7 @@ from typing import Optional
 import pulumi
 
 from components.dr_budget import cron_max_gap_seconds
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Peer
 from components.irsa import irsa_role
 from components.kube import container_security_context, cron_job, prometheus_rule, resources
 from components.validation import require

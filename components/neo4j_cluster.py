@@ -52,7 +52,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Peer
 from components.kube import pod_disruption_budget, prometheus_rule, service_monitor
 from components.neo4j_password import admin_secret
 from components.validation import require

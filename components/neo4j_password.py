@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Peer
 from components.kube import container_security_context, labels_for, pod_security_context, resources
 
 SCRIPT = Path(__file__).parent / "scripts" / "neo4j_password_rotate.sh"

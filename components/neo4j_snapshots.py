@@ -19,7 +19,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Peer
 from components.kube import container_security_context, cron_job, labels_for, resources
 from components.neo4j_backup import JOB_LABEL
 from components.validation import require

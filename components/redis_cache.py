@@ -23,7 +23,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Peer
 from components.kube import (
     container_security_context,
     labels_for,
