@@ -24,7 +24,7 @@ from components.neo4j_password import rotation_flows
 from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
 from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
 from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehearsalArgs, rehearsal_flows
-from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
+from components.postgres_dr import DbNetwork, PostgresDr, PostgresDrArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
 
@@ -50,7 +50,7 @@ dr = aws.Provider(
 # Route 53 health-check metrics exist only in us-east-1.
 route53_metrics = primary if cfg.aws.primary_region == "us-east-1" else aws.Provider(
     "aws-us-east-1", region="us-east-1", allowed_account_ids=[cfg.aws.account_id], default_tags=aws_tags)
-cluster = kubernetes.Provider(
+eks = kubernetes.Provider(
     "eks",
     context=cfg.kubernetes.context,
     kubeconfig=cfg.kubernetes.kubeconfig_path,
@@ -103,9 +103,9 @@ trail = AuditTrail(
 )
 
 # --- workload namespaces: default-deny, DNS, then each component's declared flows ----------------
-k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": cluster, "aws": primary})
+k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": eks, "aws": primary})
 neo = cfg.neo4j
-rds = cfg.redis
+redis = cfg.redis
 net = cfg.network.primary
 obs = cfg.observability
 
@@ -128,7 +128,7 @@ namespace_flows = {
     ),
     neo.restore_namespace: backup_flows(
         neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
-    rds.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
+    redis.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
 }
 pgr = cfg.pg_restore_rehearsal
 namespace_flows[pgr.namespace] = namespace_flows.get(pgr.namespace, ()) + rehearsal_flows(
@@ -144,7 +144,7 @@ pod_security = {shipper.namespace: "privileged"}
 namespaces = {
     ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
         namespace=ns, flows=flows + allowlisted(ns), pod_security=pod_security.get(ns, "restricted")),
-        opts=pulumi.ResourceOptions(provider=cluster))
+        opts=pulumi.ResourceOptions(provider=eks))
     for ns, flows in namespace_flows.items()
 }
 
@@ -220,31 +220,31 @@ Neo4jSnapshots(
 RedisCache(
     "redis",
     RedisCacheArgs(
-        namespace=rds.namespace,
-        image=rds.image,
-        exporter_image=rds.exporter_image,
-        replicas=rds.replicas,
-        cpu_request=rds.resources.cpu_request,
-        cpu_limit=rds.resources.cpu_limit,
-        memory=rds.resources.memory,
-        memory_bytes=int(settings.quantity_value(rds.resources.memory)),
-        persistence=rds.persistence,
-        storage_class=rds.storage_class,
-        storage_size=rds.storage_size,
-        maxmemory_policy=rds.maxmemory_policy,
-        timeout_seconds=rds.timeout_seconds,
-        tcp_keepalive_seconds=rds.tcp_keepalive_seconds,
-        slowlog_slower_than_micros=rds.slowlog_slower_than_micros,
-        slowlog_max_len=rds.slowlog_max_len,
-        password_epoch=rds.password_rotation.epoch,
-        password_rollover=rds.password_rotation.rollover,
+        namespace=redis.namespace,
+        image=redis.image,
+        exporter_image=redis.exporter_image,
+        replicas=redis.replicas,
+        cpu_request=redis.resources.cpu_request,
+        cpu_limit=redis.resources.cpu_limit,
+        memory=redis.resources.memory,
+        memory_bytes=int(settings.quantity_value(redis.resources.memory)),
+        persistence=redis.persistence,
+        storage_class=redis.storage_class,
+        storage_size=redis.storage_size,
+        maxmemory_policy=redis.maxmemory_policy,
+        timeout_seconds=redis.timeout_seconds,
+        tcp_keepalive_seconds=redis.tcp_keepalive_seconds,
+        slowlog_slower_than_micros=redis.slowlog_slower_than_micros,
+        slowlog_max_len=redis.slowlog_max_len,
+        password_epoch=redis.password_rotation.epoch,
+        password_rollover=redis.password_rotation.rollover,
         prometheus_release_label=obs.prometheus_release_label,
     ),
-    opts=inside(rds.namespace),
+    opts=inside(redis.namespace),
 )
 dashboard_configmap(
     "stores-dashboard", namespace=obs.prometheus_namespace, label=obs.grafana_dashboard_label,
-    dashboard=stores_dashboard(neo.namespace, rds.namespace), opts=pulumi.ResourceOptions(provider=cluster))
+    dashboard=stores_dashboard(neo.namespace, redis.namespace), opts=pulumi.ResourceOptions(provider=eks))
 
 # --- PostgreSQL: primary + cross-region replica, PITR in both regions ---------------------------
 pg = cfg.postgres
@@ -253,10 +253,10 @@ postgres = PostgresDr(
     PostgresDrArgs(
         account_id=cfg.aws.account_id,
         dr_provider=dr,
-        primary_network=RegionNetwork(cfg.network.primary.vpc_id, tuple(cfg.network.primary.private_subnet_ids),
-                                      tuple(pg.allowed_cidrs.primary)),
-        dr_network=RegionNetwork(cfg.network.dr.vpc_id, tuple(cfg.network.dr.private_subnet_ids),
-                                 tuple(pg.allowed_cidrs.dr)),
+        primary_network=DbNetwork(cfg.network.primary.vpc_id, tuple(cfg.network.primary.private_subnet_ids),
+                                  tuple(pg.allowed_cidrs.primary)),
+        dr_network=DbNetwork(cfg.network.dr.vpc_id, tuple(cfg.network.dr.private_subnet_ids),
+                             tuple(pg.allowed_cidrs.dr)),
         engine_version=pg.engine_version,
         auto_minor_version_upgrade=pg.auto_minor_version_upgrade,
         instance_class=pg.instance_class,
@@ -379,13 +379,13 @@ AlertRouting(
     "alert-routing",
     AlertRoutingArgs(
         # the namespaces whose series our PrometheusRules fire on (the operator matches on it)
-        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace,
+        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, redis.namespace, pgr.namespace,
                                         shipper.namespace))),
         pager_secret=SecretRef(alerting.alertmanager.pager_secret.name, alerting.alertmanager.pager_secret.key),
         chat_secret=SecretRef(alerting.alertmanager.chat_secret.name, alerting.alertmanager.chat_secret.key),
         chat_channel=alerting.alertmanager.chat_channel,
     ),
-    opts=inside(*dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace,
+    opts=inside(*dict.fromkeys((neo.namespace, neo.restore_namespace, redis.namespace, pgr.namespace,
                                 shipper.namespace))),
 )
 

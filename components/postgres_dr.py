@@ -37,7 +37,9 @@ LOG_EXPORTS = ["postgresql", "upgrade"]
 
 
 @dataclass(frozen=True)
-class RegionNetwork:
+class DbNetwork:
+    """Where one region's database sits (VPC, subnets) and who may reach it."""
+
     vpc_id: str
     subnet_ids: tuple[str, ...]
     # Clients of the database in this region: after a failover the DR instance serves the DR
@@ -49,8 +51,8 @@ class RegionNetwork:
 class PostgresDrArgs:
     account_id: str
     dr_provider: pulumi.ProviderResource
-    primary_network: RegionNetwork
-    dr_network: RegionNetwork
+    primary_network: DbNetwork
+    dr_network: DbNetwork
     engine_version: str
     instance_class: str
     allocated_storage_gb: int
@@ -226,7 +228,7 @@ class PostgresDr(pulumi.ComponentResource):
             "masterSecretArn": self.master_secret_arn,
         })
 
-    def _region(self, label: str, network: RegionNetwork, opts: pulumi.ResourceOptions) -> _Region:
+    def _region(self, label: str, network: DbNetwork, opts: pulumi.ResourceOptions) -> _Region:
         """Key, subnet group, security group, parameter group and alert topic of one region."""
         name, args = f"{self._name}-{label}", self._args
         key = aws.kms.Key(

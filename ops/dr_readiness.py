@@ -30,7 +30,7 @@ from ops._common import (
     DbRef,
     InputError,
     print_table,
-    require,
+    stack_output,
     stack_outputs,
 )
 
@@ -161,11 +161,11 @@ def pitr_replication(primary: DbRef, dr_region: str) -> Check:
 
 
 def run_checks(outputs: dict) -> list[Check]:
-    primary = DbRef.parse(require(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
-    replica = DbRef.parse(require(outputs, "postgres", "replicaArn"), "postgres.replicaArn")
-    threshold = require(outputs, "postgres", "lagAlarmThresholdSeconds")
-    check_id = require(outputs, "dnsFailover", "healthCheckId")
-    buckets = require(outputs, "backupBuckets")
+    primary = DbRef.parse(stack_output(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
+    replica = DbRef.parse(stack_output(outputs, "postgres", "replicaArn"), "postgres.replicaArn")
+    threshold = stack_output(outputs, "postgres", "lagAlarmThresholdSeconds")
+    check_id = stack_output(outputs, "dnsFailover", "healthCheckId")
+    buckets = stack_output(outputs, "backupBuckets")
     if not isinstance(threshold, (int, float)) or threshold <= 0:
         raise InputError(f"postgres.lagAlarmThresholdSeconds must be a positive number (given: {threshold!r})")
 
@@ -177,9 +177,9 @@ def run_checks(outputs: dict) -> list[Check]:
         ("pitr-replication", lambda: pitr_replication(primary, replica.region)),
     ]
     for purpose, bucket in sorted(buckets.items()):
-        name = require(outputs, "backupBuckets", purpose, "bucket")
-        region = require(outputs, "backupBuckets", purpose, "region")
-        replica_arn = require(outputs, "backupBuckets", purpose, "replicaBucketArn")
+        name = stack_output(outputs, "backupBuckets", purpose, "bucket")
+        region = stack_output(outputs, "backupBuckets", purpose, "region")
+        replica_arn = stack_output(outputs, "backupBuckets", purpose, "replicaBucketArn")
         checks.append((f"bucket-replication {name}", lambda n=name, r=region, a=replica_arn: bucket_replication(n, r, a)))
         checks.append((f"object-replicated {name}", lambda n=name, r=region: newest_object_replicated(n, r)))
         if bucket.get("maxBackupAgeSeconds"):
