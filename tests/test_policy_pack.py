@@ -213,13 +213,13 @@ def test_the_dr_waf_rule_decides_on_the_first_preview(prod_export):
 
 
 @pytest.fixture
-def exceptions_file(tmp_path):
+def exceptions_file(tmp_path, monkeypatch):
+    path = tmp_path / "exceptions.yaml"
+    monkeypatch.setattr(policy_exceptions, "current", lambda: policy_exceptions.load(path, today=date(2026, 11, 22)))
+
     def use(entries: list[dict]) -> None:
-        path = tmp_path / "exceptions.yaml"
         path.write_text(json.dumps({"exceptions": entries}))
-        policy_exceptions.use(policy_exceptions.load(path, today=date(2026, 11, 22)))
-    yield use
-    policy_exceptions.use(None)
+    return use
 
 
 WAIVER = {"policy": "rds-multi-az", "resource": "intelgraph-pg-primary",
@@ -248,6 +248,20 @@ def test_an_expired_exception_is_a_mandatory_violation(prod_export, exceptions_f
     messages = {p: f.message for p, f in report.mandatory_violations}
     assert "rds-multi-az" in messages  # no longer waived
     assert "expired on 2026-11-01" in messages["policy-exceptions-valid"]
+
+
+def test_one_pack_process_judges_the_exceptions_in_force_at_each_evaluation(prod_export, tmp_path, monkeypatch):
+    # One analyzer process serves every resource of a `pulumi up` (Pulumi docs, "Policy as Code":
+    # the pack runs as a plugin next to the engine), and a preview may follow an edit of the file:
+    # a waiver removed, or one that expired, must stop waiving without a restart.
+    path = tmp_path / "exceptions.yaml"
+    monkeypatch.setattr(policy_exceptions, "FILE", path)
+    broken = copy.deepcopy(prod_export)
+    entry(broken, "intelgraph-pg-primary", ":Instance")["inputs"].update(multiAz=False)
+    path.write_text(json.dumps({"exceptions": [{**WAIVER, "expires": "2099-12-31"}]}))
+    assert "rds-multi-az" not in dict(policy_runner.evaluate(broken, "prod").mandatory_violations)
+    path.write_text(json.dumps({"exceptions": []}))
+    assert "rds-multi-az" in dict(policy_runner.evaluate(broken, "prod").mandatory_violations)
 
 
 @pytest.mark.parametrize("bad,words", [
