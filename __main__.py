@@ -173,14 +173,14 @@ graph = Neo4jCluster(
         prometheus_release_label=obs.prometheus_release_label,
         zones=tuple(neo.zones),
         password_epoch=neo.password_epoch,
+        unprefixed_release_urns=True,  # created before the releases were named after the component
     ),
     opts=inside(neo.namespace),
 )
 backup_args = Neo4jBackupArgs(
     namespace=neo.namespace,
     restore_namespace=neo.restore_namespace,
-    # secondaries first: backups should not load the primaries
-    admin_services=tuple(graph.secondary_release_names + graph.release_names[: neo.primaries][::-1]),
+    admin_services=graph.backup_sources,
     bucket_name=buckets["neo4j"].bucket_name,
     bucket_arn=buckets["neo4j"].bucket_arn,
     kms_key_arn=buckets["neo4j"].kms_key_arn,

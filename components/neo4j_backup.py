@@ -166,7 +166,7 @@ class Neo4jBackup(pulumi.ComponentResource):
         admin = [f"{s}-admin.{args.namespace}.svc.cluster.local:6362" for s in args.admin_services]
 
         cron_job(
-            BACKUP_JOB, namespace=args.namespace, schedule=args.backup_schedule,
+            BACKUP_JOB, resource_name=name, namespace=args.namespace, schedule=args.backup_schedule,
             time_zone=args.time_zone, service_account=BACKUP_JOB, run_as_user=NEO4J_UID,
             # every run must be able to finish a chain's first, full backup of the whole store
             active_deadline_seconds=max(args.interval_seconds - 300, args.full_backup_seconds),
@@ -179,7 +179,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
         )
         cron_job(
-            FRESHNESS_JOB, namespace=args.namespace, schedule=FRESHNESS_SCHEDULE,
+            FRESHNESS_JOB, resource_name=f"{name}-freshness", namespace=args.namespace, schedule=FRESHNESS_SCHEDULE,
             time_zone=args.time_zone, service_account=FRESHNESS_JOB, run_as_user=NOBODY_UID,
             active_deadline_seconds=FRESHNESS_DEADLINE_SECONDS,
             container=self._container(args.aws_cli_image, "neo4j_backup_freshness.sh", [
@@ -189,7 +189,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
         )
         cron_job(
-            PRUNE_JOB, namespace=args.namespace, schedule=PRUNE_SCHEDULE,
+            PRUNE_JOB, resource_name=f"{name}-prune", namespace=args.namespace, schedule=PRUNE_SCHEDULE,
             time_zone=args.time_zone, service_account=PRUNE_JOB, run_as_user=NOBODY_UID,
             active_deadline_seconds=1800,
             container=self._container(args.aws_cli_image, "neo4j_backup_prune.sh", [
@@ -201,7 +201,8 @@ class Neo4jBackup(pulumi.ComponentResource):
         rehearsal_env = [*common_env, {"name": "DATABASE", "value": args.database},
                          {"name": "ARTIFACT_FILE", "value": ARTIFACT_FILE}]
         cron_job(
-            REHEARSAL_JOB, namespace=args.restore_namespace, schedule=args.restore_schedule,
+            REHEARSAL_JOB, resource_name=f"{name}-rehearsal", namespace=args.restore_namespace,
+            schedule=args.restore_schedule,
             time_zone=args.time_zone, service_account=REHEARSAL_JOB, run_as_user=NEO4J_UID,
             active_deadline_seconds=rehearsal_deadline_seconds(args.store_bytes),
             init_containers=[self._container(args.aws_cli_image, "neo4j_pick_backup.sh", [

@@ -156,6 +156,10 @@ class Neo4jClusterArgs:
     prometheus_release_label: str
     zones: tuple[str, ...]
     password_epoch: int = 0
+    # True for a cluster whose releases were created before they were named after the component
+    # (prod's and stage's): an alias per release keeps the URN they hold their data under. A new
+    # cluster adopts nothing (README "Contributing: stateful resources").
+    unprefixed_release_urns: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -180,6 +184,23 @@ class Neo4jClusterArgs:
     def servers(self) -> int:
         return self.primaries + self.secondaries
 
+    @property
+    def release_names(self) -> list[str]:
+        return [f"{self.cluster_name}-server-{i}" for i in range(1, self.servers + 1)]
+
+    @property
+    def backup_sources(self) -> tuple[str, ...]:
+        """The releases whose admin services a backup reads from, in the order to try them:
+        secondaries first (a backup never loads a primary while a secondary answers), then the
+        primaries, highest first."""
+        names = self.release_names
+        return (*names[self.primaries:], *reversed(names[: self.primaries]))
+
+    @property
+    def pod_selector(self) -> dict[str, str]:
+        """Every server pod of the cluster (the chart labels them app=<neo4j.name>)."""
+        return server_pods(self.cluster_name)
+
 
 class Neo4jCluster(pulumi.ComponentResource):
     release_names: list[str]
@@ -187,6 +208,8 @@ class Neo4jCluster(pulumi.ComponentResource):
     client_service_name: str
     secondary_release_names: list[str]
     password_secret_name: str
+    backup_sources: tuple[str, ...]  # Neo4jBackupArgs.admin_services
+    pod_selector: dict[str, str]  # for the flows of other pods to and from the servers
 
     def __init__(self, name: str, args: Neo4jClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:graph:Neo4jCluster", name, None, opts)
@@ -221,8 +244,10 @@ class Neo4jCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.release_names = [f"{args.cluster_name}-server-{i}" for i in range(1, args.servers + 1)]
+        self.release_names = args.release_names
         self.secondary_release_names = self.release_names[args.primaries:]
+        self.backup_sources = args.backup_sources
+        self.pod_selector = args.pod_selector
         # Roll order (see the module docstring): secondaries first, then primaries, highest index
         # first; each release depends on the one before it, and waits for its server unless this
         # run is the cluster's first install.
@@ -231,7 +256,9 @@ class Neo4jCluster(pulumi.ComponentResource):
         releases: list[k8s.helm.v3.Release] = []
         for release in self.roll_order:
             releases.append(k8s.helm.v3.Release(
-                release,
+                # prefixed with the component's name: a second cluster in another namespace may
+                # share the release names
+                f"{name}-{release}",
                 name=release,
                 chart=CHART,
                 version=args.chart_version,
@@ -241,11 +268,11 @@ class Neo4jCluster(pulumi.ComponentResource):
                 skip_await=first_install,
                 # Helm's wait for one server: a restart, or a join to the running cluster.
                 timeout=900,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]],
+                                            aliases=[pulumi.Alias(name=release)] if args.unprefixed_release_urns else None),
             ))
 
-        selector = {"app": args.cluster_name}
-        pod_disruption_budget(f"{name}-pdb", args.namespace, selector, max_unavailable=1, opts=child)
+        pod_disruption_budget(f"{name}-pdb", args.namespace, args.pod_selector, max_unavailable=1, opts=child)
         service_monitor(
             f"{name}-metrics",
             namespace=args.namespace,
@@ -348,6 +375,10 @@ class Neo4jCluster(pulumi.ComponentResource):
         }
 
 
+def server_pods(cluster_name: str) -> dict[str, str]:
+    return {"app": cluster_name}
+
+
 def pod_placement(cluster_name: str, zones: tuple[str, ...], primary: bool) -> dict:
     """One server per node always. Primaries must also spread over the zones when there are at
     least 3 (a zone outage then takes one primary, and 3+ primaries keep a majority); with fewer
@@ -386,7 +417,7 @@ def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_serv
     VPC CNI's network policy agent enforces in eBPF on the pod's interface, where the destination
     may still be the ClusterIP. Only both make the flow hold on every data path.
     """
-    servers = {"app": cluster_name}
+    servers = server_pods(cluster_name)
     api = Peer(cidrs=(f"{api_service_ip}/32", *api_server_cidrs))
     return (
         Flow("neo4j-peers-out", "egress", Peer(pods=servers), PEER_PORTS, pods=servers,

@@ -122,7 +122,8 @@ class Neo4jSnapshots(pulumi.ComponentResource):
             "securityContext": container_security_context(read_only_root=True),
         }
         # its own job identity (as every job here): the API flow opens for these pods alone
-        cron_job(args.job_name, namespace=args.namespace, schedule=args.schedule, time_zone=args.time_zone,
+        cron_job(args.job_name, resource_name=f"{name}-job", namespace=args.namespace, schedule=args.schedule,
+                 time_zone=args.time_zone,
                  container=container, service_account=args.job_name, run_as_user=NOBODY,
                  active_deadline_seconds=3600, labels={**labels, JOB_LABEL: args.job_name},
                  opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role, contents, *bindings]))

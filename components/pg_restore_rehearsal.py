@@ -91,7 +91,7 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
             data={**{f: (OPS_DIR / f).read_text() for f in OPS_FILES}, "outputs.json": outputs},
             opts=child)
         cron_job(
-            JOB, namespace=args.namespace, schedule=args.schedule, time_zone=args.time_zone,
+            JOB, resource_name=name, namespace=args.namespace, schedule=args.schedule, time_zone=args.time_zone,
             service_account=JOB, run_as_user=NOBODY_UID, active_deadline_seconds=args.deadline_seconds,
             container={
                 "name": JOB,
