@@ -16,7 +16,7 @@ from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
-from components.flows import Flow, Peer
+from components.flows import Flow, Neighbours, Peer
 from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
@@ -108,6 +108,32 @@ neo = cfg.neo4j
 redis = cfg.redis
 net = cfg.network.primary
 obs = cfg.observability
+# what the components' flows name outside their namespaces, once for all of them
+around = Neighbours(
+    api_server_cidrs=tuple(cfg.kubernetes.api_server_cidrs), api_service_ip=cfg.kubernetes.api_service_ip,
+    s3_cidrs=tuple(net.s3_endpoint_cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
+    client_namespace=cfg.kubernetes.app_namespace, monitoring_namespace=obs.prometheus_namespace,
+)
+# the graph's contract comes first: its pods' selector opens the flows to the servers
+graph_args = Neo4jClusterArgs(
+    namespace=neo.namespace,
+    cluster_name=neo.cluster_name,
+    chart_version=neo.chart_version,
+    image=neo.image,
+    accept_license_agreement=neo.accept_license_agreement,
+    primaries=neo.primaries,
+    secondaries=neo.secondaries,
+    cpu_request=neo.resources.cpu_request,
+    cpu_limit=neo.resources.cpu_limit,
+    memory=neo.resources.memory,
+    memory_bytes=int(settings.quantity_value(neo.resources.memory)),
+    storage_class=neo.storage_class,
+    storage_size=neo.storage_size,
+    prometheus_release_label=obs.prometheus_release_label,
+    zones=tuple(neo.zones),
+    password_epoch=neo.password_epoch,
+    unprefixed_release_urns=True,  # created before the releases were named after the component
+)
 
 
 def allowlisted(namespace: str) -> tuple[Flow, ...]:
@@ -120,24 +146,21 @@ def allowlisted(namespace: str) -> tuple[Flow, ...]:
 
 namespace_flows = {
     neo.namespace: (
-        cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip,
-                      cfg.kubernetes.app_namespace, obs.prometheus_namespace)
-        + backup_flows(neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), True)
-        + (rotation_flows(neo.cluster_name) if neo.password_epoch else ())
-        + snapshot_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip)
+        cluster_flows(neo.cluster_name, around)
+        + backup_flows(around, servers=graph_args.pod_selector)
+        + (rotation_flows(graph_args.pod_selector) if neo.password_epoch else ())
+        + snapshot_flows(neo.cluster_name, around)
     ),
-    neo.restore_namespace: backup_flows(
-        neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
+    neo.restore_namespace: backup_flows(around),
     redis.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
 }
 pgr = cfg.pg_restore_rehearsal
 namespace_flows[pgr.namespace] = namespace_flows.get(pgr.namespace, ()) + rehearsal_flows(
-    tuple(net.sts_endpoint_cidrs), tuple(pgr.dr_rds_endpoint_cidrs))
+    around, tuple(pgr.dr_rds_endpoint_cidrs))
 shipper = cfg.logs.shipper
 # whose container logs are shipped (scrubbed): every namespace the stack runs workloads in, and the app's
 log_sources = tuple(dict.fromkeys((*namespace_flows, cfg.kubernetes.app_namespace)))
-namespace_flows[shipper.namespace] = shipper_flows(
-    shipper.namespace, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), obs.prometheus_namespace)
+namespace_flows[shipper.namespace] = shipper_flows(around)
 # the log shipper reads /var/log through a (read-only) hostPath, which only "privileged" admits;
 # warn and audit stay at restricted there, and every other namespace enforces restricted
 pod_security = {shipper.namespace: "privileged"}
@@ -154,29 +177,7 @@ def inside(*names: str) -> pulumi.ResourceOptions:
 
 
 # --- graph: Neo4j 5 cluster, backups to S3, restore rehearsal ------------------------------------
-graph = Neo4jCluster(
-    "neo4j",
-    Neo4jClusterArgs(
-        namespace=neo.namespace,
-        cluster_name=neo.cluster_name,
-        chart_version=neo.chart_version,
-        image=neo.image,
-        accept_license_agreement=neo.accept_license_agreement,
-        primaries=neo.primaries,
-        secondaries=neo.secondaries,
-        cpu_request=neo.resources.cpu_request,
-        cpu_limit=neo.resources.cpu_limit,
-        memory=neo.resources.memory,
-        memory_bytes=int(settings.quantity_value(neo.resources.memory)),
-        storage_class=neo.storage_class,
-        storage_size=neo.storage_size,
-        prometheus_release_label=obs.prometheus_release_label,
-        zones=tuple(neo.zones),
-        password_epoch=neo.password_epoch,
-        unprefixed_release_urns=True,  # created before the releases were named after the component
-    ),
-    opts=inside(neo.namespace),
-)
+graph = Neo4jCluster("neo4j", graph_args, opts=inside(neo.namespace))
 backup_args = Neo4jBackupArgs(
     namespace=neo.namespace,
     restore_namespace=neo.restore_namespace,
@@ -200,7 +201,7 @@ backup_args = Neo4jBackupArgs(
     store_size=neo.storage_size,
     store_bytes=int(settings.quantity_value(neo.storage_size)),
 )
-Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
+neo4j_backup = Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
 
 Neo4jSnapshots(
     "neo4j-snapshots",
@@ -375,18 +376,18 @@ alert_topics["api-failover"] = (failover.alert_topic, "primary")
 alert_topics.update({f"{purpose}-backups": (b.alert_topic, "primary") for purpose, b in buckets.items()})
 for topic_name, (topic, role) in alert_topics.items():
     subscribe(f"{topic_name}-oncall", topic, subscribers[role])
+# the namespaces whose series our PrometheusRules fire on (the operator matches on it)
+alerted_namespaces = tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, redis.namespace, pgr.namespace,
+                                          shipper.namespace)))
 AlertRouting(
     "alert-routing",
     AlertRoutingArgs(
-        # the namespaces whose series our PrometheusRules fire on (the operator matches on it)
-        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, redis.namespace, pgr.namespace,
-                                        shipper.namespace))),
+        namespaces=alerted_namespaces,
         pager_secret=SecretRef(alerting.alertmanager.pager_secret.name, alerting.alertmanager.pager_secret.key),
         chat_secret=SecretRef(alerting.alertmanager.chat_secret.name, alerting.alertmanager.chat_secret.key),
         chat_channel=alerting.alertmanager.chat_channel,
     ),
-    opts=inside(*dict.fromkeys((neo.namespace, neo.restore_namespace, redis.namespace, pgr.namespace,
-                                shipper.namespace))),
+    opts=inside(*alerted_namespaces),
 )
 
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
@@ -404,7 +405,7 @@ budget = [
         rpo_target=cfg.dr.neo4j.rpo_seconds,
         backup_schedule=cfg.neo4j.backup_schedule,
         chain_days=cfg.backups.neo4j.chain_days,
-        full_backup_seconds=backup_args.full_backup_seconds,
+        full_backup_seconds=neo4j_backup.full_backup_seconds,
         restore_estimate_seconds=cfg.dr.neo4j_restore_estimate_seconds,
         differential_estimate_seconds=cfg.dr.neo4j_differential_estimate_seconds,
     ),
@@ -415,7 +416,7 @@ budget.append(dr_budget.postgres_pitr_rto(
 
 # --- outputs --------------------------------------------------------------------------------------
 # The newest Neo4j backup may be the longest gap between backups plus the slack old (ops/dr_readiness).
-max_backup_age = {"neo4j": backup_args.max_age_seconds}
+max_backup_age = {"neo4j": neo4j_backup.max_age_seconds}
 pulumi.export("backupBuckets", {
     purpose: {
         "bucket": b.bucket_name,

@@ -49,3 +49,23 @@ class Flow:
 
 
 DNS_PEER = Peer(namespace="kube-system", pods={"k8s-app": "kube-dns"})
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """What lies outside the workload namespaces that their flows name, once for every component:
+    the Kubernetes API (the ``kubernetes`` Service's ClusterIP and the control plane's addresses),
+    the VPC endpoints of S3 and STS, the application's namespace and Prometheus's."""
+
+    api_server_cidrs: tuple[str, ...]
+    api_service_ip: str
+    s3_cidrs: tuple[str, ...]
+    sts_cidrs: tuple[str, ...]
+    client_namespace: str
+    monitoring_namespace: str
+
+    @property
+    def kubernetes_api(self) -> Peer:
+        """Both addresses of the API: whether an ipBlock rule sees the Service IP or the endpoint
+        it is rewritten to is undefined (Kubernetes docs, "Network Policies"), so allow both."""
+        return Peer(cidrs=(f"{self.api_service_ip}/32", *self.api_server_cidrs))

@@ -21,9 +21,10 @@ from typing import Optional
 import pulumi
 
 from components.dr_budget import cron_max_gap_seconds
-from components.flows import Flow, Peer
+from components.flows import Flow, Neighbours, Peer
 from components.irsa import irsa_role
 from components.kube import container_security_context, cron_job, prometheus_rule, resources
+from components.neo4j_cluster import BACKUP_PORT
 from components.validation import require
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -126,6 +127,9 @@ class Neo4jBackupArgs:
 
 
 class Neo4jBackup(pulumi.ComponentResource):
+    max_age_seconds: int
+    full_backup_seconds: int
+
     def __init__(self, name: str, args: Neo4jBackupArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:graph:Neo4jBackup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -163,7 +167,7 @@ class Neo4jBackup(pulumi.ComponentResource):
         def mounts(**paths: str) -> list[dict]:
             return [{"name": volume, "mountPath": path} for volume, path in paths.items()]
 
-        admin = [f"{s}-admin.{args.namespace}.svc.cluster.local:6362" for s in args.admin_services]
+        admin = [f"{s}-admin.{args.namespace}.svc.cluster.local:{BACKUP_PORT}" for s in args.admin_services]
 
         cron_job(
             BACKUP_JOB, resource_name=name, namespace=args.namespace, schedule=args.backup_schedule,
@@ -219,6 +223,8 @@ class Neo4jBackup(pulumi.ComponentResource):
         prometheus_rule(
             f"{name}-rules", namespace=args.namespace, release_label=args.prometheus_release_label,
             groups=backup_rule_groups(args), opts=child)
+        self.max_age_seconds = args.max_age_seconds  # ops/dr_readiness holds the bucket to it
+        self.full_backup_seconds = args.full_backup_seconds  # the DR budget's RTO counts it
         self.register_outputs({"maxBackupAgeSeconds": args.max_age_seconds})
 
     @staticmethod
@@ -236,23 +242,21 @@ class Neo4jBackup(pulumi.ComponentResource):
         }
 
 
-def backup_flows(cluster_name: str, s3_cidrs: tuple[str, ...], sts_cidrs: tuple[str, ...],
-                 with_cluster: bool) -> tuple[Flow, ...]:
-    """S3 and STS (for IRSA) through the VPC endpoints only; in the cluster's namespace also the
-    servers' backup port."""
+def backup_flows(around: Neighbours, servers: Optional[dict[str, str]] = None) -> tuple[Flow, ...]:
+    """S3 and STS (for IRSA) through the VPC endpoints only; in the cluster's namespace, where
+    ``servers`` selects the server pods (Neo4jCluster.pod_selector), also their backup port."""
     flows = [
-        Flow("backup-s3", "egress", Peer(cidrs=s3_cidrs), (443,), pods=POD_LABELS,
+        Flow("backup-s3", "egress", Peer(cidrs=around.s3_cidrs), (443,), pods=POD_LABELS,
              reason="backups go to S3 through the VPC interface endpoint, never public S3 ranges"),
-        Flow("backup-sts", "egress", Peer(cidrs=sts_cidrs), (443,), pods=POD_LABELS,
+        Flow("backup-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
     ]
-    if with_cluster:
-        servers = {"app": cluster_name}
+    if servers is not None:
         backup_job = {JOB_LABEL: BACKUP_JOB}  # not the freshness, prune or rehearsal pods
         flows += [
-            Flow("backup-from-servers", "egress", Peer(pods=servers), (6362,), pods=backup_job,
+            Flow("backup-from-servers", "egress", Peer(pods=servers), (BACKUP_PORT,), pods=backup_job,
                  reason="neo4j-admin backup reads from the servers' backup port"),
-            Flow("backup-to-servers", "ingress", Peer(pods=backup_job), (6362,), pods=servers,
+            Flow("backup-to-servers", "ingress", Peer(pods=backup_job), (BACKUP_PORT,), pods=servers,
                  reason="the servers' backup port is unauthenticated: only the backup job may reach it"),
         ]
     return tuple(flows)

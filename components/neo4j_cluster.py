@@ -52,7 +52,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.flows import Flow, Peer
+from components.flows import Flow, Neighbours, Peer
 from components.kube import pod_disruption_budget, prometheus_rule, service_monitor
 from components.neo4j_password import admin_secret
 from components.validation import require
@@ -286,6 +286,8 @@ class Neo4jCluster(pulumi.ComponentResource):
         self.register_outputs({
             "releaseNames": self.release_names,
             "secondaryReleaseNames": self.secondary_release_names,
+            "backupSources": list(self.backup_sources),
+            "podSelector": self.pod_selector,
             "heap": self.plan.heap,
             "pagecache": self.plan.pagecache,
         })
@@ -405,8 +407,7 @@ def pod_placement(cluster_name: str, zones: tuple[str, ...], primary: bool) -> d
     return placement
 
 
-def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_service_ip: str,
-                  client_namespace: str, monitoring_namespace: str) -> tuple[Flow, ...]:
+def cluster_flows(cluster_name: str, around: Neighbours) -> tuple[Flow, ...]:
     """What a Neo4j cluster needs on the network, for its namespace's policies.
 
     The Kubernetes API is allowed twice: at the ``kubernetes`` Service's ClusterIP (what the
@@ -418,7 +419,7 @@ def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_serv
     may still be the ClusterIP. Only both make the flow hold on every data path.
     """
     servers = server_pods(cluster_name)
-    api = Peer(cidrs=(f"{api_service_ip}/32", *api_server_cidrs))
+    api = around.kubernetes_api
     return (
         Flow("neo4j-peers-out", "egress", Peer(pods=servers), PEER_PORTS, pods=servers,
              reason="cluster members discover, replicate, elect and route among themselves"),
@@ -426,9 +427,9 @@ def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_serv
              reason="cluster members discover, replicate, elect and route among themselves"),
         Flow("neo4j-kubernetes-api", "egress", api, (443,), pods=servers,
              reason="Kubernetes service discovery finds the other cluster members (Service IP and ENIs)"),
-        Flow("neo4j-clients", "ingress", Peer(namespace=client_namespace), (BOLT_PORT,), pods=servers,
+        Flow("neo4j-clients", "ingress", Peer(namespace=around.client_namespace), (BOLT_PORT,), pods=servers,
              reason="application pods query the graph over Bolt"),
-        Flow("neo4j-metrics", "ingress", Peer(namespace=monitoring_namespace), (METRICS_PORT,), pods=servers,
+        Flow("neo4j-metrics", "ingress", Peer(namespace=around.monitoring_namespace), (METRICS_PORT,), pods=servers,
              reason="Prometheus scrapes the servers' metrics"),
     )
 

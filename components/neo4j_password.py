@@ -101,9 +101,9 @@ def _rotation_job(name: str, namespace: str, cluster_name: str, image: str, epoc
     )
 
 
-def rotation_flows(cluster_name: str) -> tuple[Flow, ...]:
-    """The rotation Job reaches the servers' Bolt port (the routing table names each server)."""
-    servers = {"app": cluster_name}
+def rotation_flows(servers: dict[str, str]) -> tuple[Flow, ...]:
+    """The rotation Job reaches the servers' Bolt port (the routing table names each server);
+    ``servers`` selects the server pods (Neo4jCluster.pod_selector)."""
     return (
         Flow("neo4j-rotation-bolt", "egress", Peer(pods=servers), (BOLT_PORT,), pods=JOB_POD_LABELS,
              reason="the password rotation Job runs ALTER USER over Bolt"),

@@ -19,7 +19,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.flows import Flow, Peer
+from components.flows import Flow, Neighbours
 from components.kube import container_security_context, cron_job, labels_for, resources
 from components.neo4j_backup import JOB_LABEL
 from components.validation import require
@@ -147,10 +147,9 @@ def restore_claim(release: str, namespace: str, snapshot: str, storage_class: st
     }
 
 
-def snapshot_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_service_ip: str) -> tuple[Flow, ...]:
+def snapshot_flows(cluster_name: str, around: Neighbours) -> tuple[Flow, ...]:
     """The snapshot CronJob talks only to the Kubernetes API: at the kubernetes Service's ClusterIP
     and at the control plane's addresses, as cluster_flows allows it (either may be matched)."""
-    api = Peer(cidrs=(f"{api_service_ip}/32", *api_server_cidrs))
-    return (Flow("neo4j-snapshots-api", "egress", api, (443,),
+    return (Flow("neo4j-snapshots-api", "egress", around.kubernetes_api, (443,),
                  pods={JOB_LABEL: f"{cluster_name}-volume-snapshots"},
                  reason="the snapshot CronJob creates and expires VolumeSnapshots through the API"),)

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.dr_budget import cron_max_gap_seconds
-from components.flows import Flow, Peer
+from components.flows import Flow, Neighbours, Peer
 from components.irsa import irsa_role
 from components.kube import container_security_context, cron_job, prometheus_rule, resources
 from components.validation import require
@@ -158,9 +158,9 @@ def rehearsal_policy(account_id: str, region: str, key_arn: str, subnet_group: s
     }
 
 
-def rehearsal_flows(sts_cidrs: tuple[str, ...], dr_rds_cidrs: tuple[str, ...]) -> tuple[Flow, ...]:
+def rehearsal_flows(around: Neighbours, dr_rds_cidrs: tuple[str, ...]) -> tuple[Flow, ...]:
     return (
-        Flow("pg-rehearsal-sts", "egress", Peer(cidrs=sts_cidrs), (443,), pods=POD_LABELS,
+        Flow("pg-rehearsal-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
         Flow("pg-rehearsal-rds-api", "egress", Peer(cidrs=dr_rds_cidrs), (443,), pods=POD_LABELS,
              reason="the rehearsal calls the RDS API of the DR region (restore, describe, delete)"),
