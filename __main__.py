@@ -34,7 +34,8 @@ cfg = settings.load()  # invalid config stops here, before any resource is regis
 pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod))
 
 # --- providers: one per AWS region, one for the EKS cluster --------------------------------------
-aws_tags = {"tags": {"project": "intelgraph", "stack": pulumi.get_stack(), "managed-by": "pulumi"}}
+aws_tags: aws.ProviderDefaultTagsArgsDict = {
+    "tags": {"project": "intelgraph", "stack": pulumi.get_stack(), "managed-by": "pulumi"}}
 primary = aws.Provider(
     "aws-primary",
     region=cfg.aws.primary_region,
@@ -132,6 +133,7 @@ graph_args = Neo4jClusterArgs(
     prometheus_release_label=obs.prometheus_release_label,
     zones=tuple(neo.zones),
     password_epoch=neo.password_epoch,
+    bootstrap=neo.bootstrap,
     unprefixed_release_urns=True,  # created before the releases were named after the component
 )
 
@@ -163,10 +165,10 @@ log_sources = tuple(dict.fromkeys((*namespace_flows, cfg.kubernetes.app_namespac
 namespace_flows[shipper.namespace] = shipper_flows(around)
 # the log shipper reads /var/log through a (read-only) hostPath, which only "privileged" admits;
 # warn and audit stay at restricted there, and every other namespace enforces restricted
-pod_security = {shipper.namespace: "privileged"}
 namespaces = {
     ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
-        namespace=ns, flows=flows + allowlisted(ns), pod_security=pod_security.get(ns, "restricted")),
+        namespace=ns, flows=flows + allowlisted(ns),
+        pod_security="privileged" if ns == shipper.namespace else "restricted"),
         opts=pulumi.ResourceOptions(provider=eks))
     for ns, flows in namespace_flows.items()
 }
@@ -187,6 +189,7 @@ backup_args = Neo4jBackupArgs(
     kms_key_arn=buckets["neo4j"].kms_key_arn,
     region=cfg.aws.primary_region,
     image=neo.image,
+    accept_license_agreement=neo.accept_license_agreement,
     aws_cli_image=neo.aws_cli_image,
     backup_schedule=neo.backup_schedule,
     freshness_slack_minutes=neo.backup_freshness_slack_minutes,
@@ -346,6 +349,14 @@ ingress = WafIngress(
 
 # --- edge DNS: health-checked failover to the DR region ------------------------------------------
 dns = cfg.dns
+# alb mode: the ALB the WAF-protected Ingress creates; nginx mode: the controller's, from config
+# (settings require dns.primaryLoadBalancer exactly in nginx mode)
+if edge.mode == "alb":
+    assert ingress.load_balancer_dns_name is not None and ingress.load_balancer_zone_id is not None
+    primary_load_balancer = LoadBalancerTarget(ingress.load_balancer_dns_name, ingress.load_balancer_zone_id)
+else:
+    assert dns.primary_load_balancer is not None
+    primary_load_balancer = LoadBalancerTarget(dns.primary_load_balancer.dns_name, dns.primary_load_balancer.zone_id)
 failover = DnsFailover(
     "api-failover",
     DnsFailoverArgs(
@@ -356,10 +367,7 @@ failover = DnsFailover(
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
         checker_regions=tuple(dns.health_check.regions),
-        # alb mode: the ALB the WAF-protected Ingress creates; nginx mode: the controller's, from config
-        primary=LoadBalancerTarget(ingress.load_balancer_dns_name, ingress.load_balancer_zone_id)
-        if edge.mode == "alb" else LoadBalancerTarget(dns.primary_load_balancer.dns_name,
-                                                      dns.primary_load_balancer.zone_id),
+        primary=primary_load_balancer,
         secondary=LoadBalancerTarget(dns.dr_load_balancer.dns_name, dns.dr_load_balancer.zone_id),
     ),
     opts=pulumi.ResourceOptions(provider=route53_metrics),

@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 PROJECT = "intelgraph-platform"
 
@@ -76,6 +77,15 @@ def _cidr(value: str) -> str:
     return str(network)
 
 
+def _within(inner: str, outer: str) -> bool:
+    """Whether CIDR ``inner`` lies inside ``outer``; never across IP versions (where the standard
+    library's subnet_of raises TypeError instead of answering)."""
+    a, b = ipaddress.ip_network(inner), ipaddress.ip_network(outer)
+    if isinstance(a, ipaddress.IPv4Network) and isinstance(b, ipaddress.IPv4Network):
+        return a.subnet_of(b)
+    return isinstance(a, ipaddress.IPv6Network) and isinstance(b, ipaddress.IPv6Network) and a.subnet_of(b)
+
+
 def _private_cidr(value: str) -> str:
     network = ipaddress.ip_network(_cidr(value))
     if network.prefixlen == 0:
@@ -91,7 +101,9 @@ def aws_regions() -> frozenset[str]:
     not a regex of ours). Read as data: a botocore session costs half a second to build."""
     from importlib.util import find_spec
 
-    catalogue = Path(find_spec("botocore").origin).parent / "data" / "endpoints.json"
+    spec = find_spec("botocore")
+    assert spec is not None and spec.origin is not None  # a pinned requirement (requirements.txt)
+    catalogue = Path(spec.origin).parent / "data" / "endpoints.json"
     partitions = json.loads(catalogue.read_text())["partitions"]
     return frozenset(next(p for p in partitions if p["partition"] == "aws")["regions"])
 
@@ -330,6 +342,10 @@ class Neo4jSettings(Model):
     volume_snapshots: VolumeSnapshotSettings
     # Raise by one to rotate the admin password (components/neo4j_password.py).
     password_epoch: Annotated[int, Field(ge=0)] = 0
+    # true only for the deploy that creates the cluster: its releases then go in without Helm's
+    # wait, so the primaries can form the cluster (components/neo4j_cluster.py). false (default):
+    # every release waits for its server, so upgrades roll one server at a time.
+    bootstrap: Annotated[bool, Field(strict=True)] = False
 
     # The chart clusters only from neo4j.minimumClusterSize >= 3 (templates/_helpers.tpl
     # "neo4j.isClusterEnabled"); below that every release is a standalone server.
@@ -710,9 +726,9 @@ class StackSettings(Model):
         # A security group in one VPC admitting another region's CIDRs admits nobody there.
         problems = []
         for label in ("primary", "dr"):
-            vpc = ipaddress.ip_network(getattr(self.network, label).vpc_cidr)
+            vpc = getattr(self.network, label).vpc_cidr
             for i, cidr in enumerate(getattr(self.postgres.allowed_cidrs, label)):
-                if not ipaddress.ip_network(cidr).subnet_of(vpc):
+                if not _within(cidr, vpc):
                     problems.append(f"postgres.allowedCidrs.{label}.{i} {cidr} is outside network.{label}.vpcCidr "
                                     f"{vpc}: the {label} database would admit nobody of its region from there")
         if problems:
@@ -780,7 +796,7 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return []
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     key = f"{PROJECT}:" + ".".join(str(p) for p in loc) if loc else f"{PROJECT}:<stack>"
     if error["type"] == "extra_forbidden":

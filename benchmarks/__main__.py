@@ -83,6 +83,8 @@ def fleet(scales: list[int]) -> tuple[list[dict], dict]:
                      "policy_ms_per_resource": round(1000 * policy_s / n, 3),
                      "mandatory_violations": len(report.mandatory_violations)})
         largest = document
+    if largest is None:
+        raise ValueError("fleet: give at least one scale")
     return rows, largest
 
 
@@ -98,7 +100,7 @@ def policy_alone(document: dict, runs: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scales", default="1,10,50")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks.json")

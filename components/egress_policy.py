@@ -68,10 +68,12 @@ class WorkloadNamespace(pulumi.ComponentResource):
     @staticmethod
     def _policy(name: str, namespace: str, pods: dict, types: list[str], rules: dict,
                 opts: pulumi.ResourceOptions, reason: str = "") -> k8s.networking.v1.NetworkPolicy:
+        metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": name, "namespace": namespace}
+        if reason:
+            metadata["annotations"] = {"intelgraph.io/reason": reason}
         return k8s.networking.v1.NetworkPolicy(
             name,
-            metadata={"name": name, "namespace": namespace,
-                      **({"annotations": {"intelgraph.io/reason": reason}} if reason else {})},
-            spec={"podSelector": {"matchLabels": pods}, "policyTypes": types, **rules},
+            metadata=metadata,
+            spec={"podSelector": {"matchLabels": pods}, "policyTypes": types, **rules},  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             opts=opts,
         )

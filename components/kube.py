@@ -57,7 +57,7 @@ def pod_disruption_budget(name: str, namespace: str, selector: dict[str, str], m
     return k8s.policy.v1.PodDisruptionBudget(
         name,
         metadata={"name": name, "namespace": namespace},
-        spec={"maxUnavailable": max_unavailable, "selector": {"matchLabels": selector}},
+        spec={"max_unavailable": max_unavailable, "selector": {"match_labels": selector}},
         opts=opts,
     )
 
@@ -115,7 +115,7 @@ def cron_job(
     return k8s.batch.v1.CronJob(
         resource_name or name,
         metadata={"name": name, "namespace": namespace, "labels": pod_labels},
-        spec={
+        spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             "schedule": schedule,
             "timeZone": time_zone,
             "concurrencyPolicy": "Forbid",

@@ -182,7 +182,7 @@ class LogShipper(pulumi.ComponentResource):
         k8s.apps.v1.DaemonSet(
             name,
             metadata={"name": NAME, "namespace": args.namespace, "labels": POD_LABELS},
-            spec={
+            spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
                 "selector": {"matchLabels": POD_LABELS},
                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "20%"}},
                 "template": {

@@ -84,6 +84,8 @@ class Neo4jBackupArgs:
     kms_key_arn: pulumi.Input[str]
     region: str
     image: str
+    # Enterprise 5.4+ runs (neo4j-admin included) only with the license accepted: the servers' value
+    accept_license_agreement: str
     aws_cli_image: str
     backup_schedule: str
     freshness_slack_minutes: int
@@ -133,14 +135,14 @@ class Neo4jBackup(pulumi.ComponentResource):
     def __init__(self, name: str, args: Neo4jBackupArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:graph:Neo4jBackup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        irsa = dict(oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer, opts=child)
 
         def role(suffix: str, subjects: list[tuple[str, str]], access: str, what: str):
             return irsa_role(
                 f"{name}-{suffix}", subjects=subjects,
                 policy=pulumi.Output.all(args.bucket_arn, args.kms_key_arn).apply(
                     lambda a: json.dumps(prefix_policy(a[0], a[1], args.prefix, args.region, access))),
-                description=f"Neo4j {what}: {access} s3 {args.prefix} only", **irsa)[0]
+                description=f"Neo4j {what}: {access} s3 {args.prefix} only",
+                oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer, opts=child)[0]
 
         writer = role("writer", [(args.namespace, BACKUP_JOB)], "write", "backups")
         reader = role("reader", [(args.namespace, FRESHNESS_JOB), (args.restore_namespace, REHEARSAL_JOB)],
@@ -154,6 +156,7 @@ class Neo4jBackup(pulumi.ComponentResource):
         ]
         chain_env = [{"name": "CHAIN_DAYS", "value": str(args.chain_days)}]
         aws_home = [{"name": "HOME", "value": "/tmp"}]
+        license_env = {"name": "NEO4J_ACCEPT_LICENSE_AGREEMENT", "value": args.accept_license_agreement}
 
         def small(volume: str, size: str) -> dict:
             return {"name": volume, "emptyDir": {"sizeLimit": size}}
@@ -177,7 +180,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             container=self._container(args.image, "neo4j_backup.sh", [
                 *common_env, *chain_env, {"name": "BACKUP_FROM", "value": ",".join(admin)},
                 {"name": "INTERVAL_SECONDS", "value": str(args.interval_seconds)},
-                {"name": "SCRATCH", "value": "/scratch"}],
+                {"name": "SCRATCH", "value": "/scratch"}, license_env],
                 ("500m", "2", "2Gi"), mounts(tmp="/tmp", scratch="/scratch", logs="/var/lib/neo4j/logs")),
             volumes=[small("tmp", "1Gi"), scratch("scratch"), small("logs", "1Gi")], labels=job_labels(BACKUP_JOB),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
@@ -212,8 +215,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             init_containers=[self._container(args.aws_cli_image, "neo4j_pick_backup.sh", [
                 *rehearsal_env, *aws_home], ("50m", "200m", "128Mi"), mounts(tmp="/tmp", work="/work"))],
             container=self._container(args.image, "neo4j_restore_rehearsal.sh", [
-                *rehearsal_env, {"name": "SCRATCH", "value": "/scratch"},
-                {"name": "NEO4J_ACCEPT_LICENSE_AGREEMENT", "value": "yes"}],
+                *rehearsal_env, {"name": "SCRATCH", "value": "/scratch"}, license_env],
                 ("500m", "2", "3Gi"),
                 mounts(tmp="/tmp", work="/work", scratch="/scratch", data="/data", logs="/logs")),
             volumes=[small("tmp", "1Gi"), small("work", "1Mi"), scratch("scratch"), scratch("data"),

@@ -15,18 +15,24 @@ a release's update ends only when Helm's wait sees its server ready again (the S
 generation observed, its replica updated and ready: Helm pkg/kube/ready.go), so the next server
 restarts only after the previous one is back. On the first install that chain must not wait: no
 server is ready before ``minimumClusterSize`` primaries run, and those come later in the chain,
-so every release would time out behind the first. The program therefore needs to know whether
-this run creates the cluster, which Pulumi does not tell it; a marker does (``_first_install``):
-``skip_await`` is true exactly in the run that creates the marker, so the first install puts
-every release in within seconds and the cluster forms, and every later run rolls.
+so every release would time out behind the first.
 
-What this does not do: the first ``pulumi up`` returns before the cluster has formed (nothing
-waits); the next run turns ``skip_await`` off, which may show as an update of every release (a
-``helm upgrade`` with unchanged objects, rolled and waited one by one, restarting nothing).
-"Ready" is the chart's readiness probe (the Bolt port answers), not "caught up with the
-cluster". A first install that fails half-way leaves the marker behind: the next run would wait
-behind servers that cannot form a cluster yet; finish it with ``pulumi up --replace`` on the
-marker's URN.
+Which run is the first install is said explicitly: ``bootstrap`` (stack setting
+``neo4j.bootstrap: true``, set only for the deploy that creates the cluster). Pulumi does not
+tell a program whether a run creates a resource, and a guess from a marker resource ("is it
+being created now?") is wrong on every stack deployed before the marker existed: the marker is
+new there too, so every release of a running cluster would skip the wait and restart at once
+(pulumi-kubernetes helm_release.go: ``client.Wait = !newRelease.SkipAwait``). The marker stays
+only as a guard on the setting (``_first_install``): ``skip_await`` is true when bootstrap is set
+*and* the marker is created in this run, so a ``bootstrap: true`` left in the stack file after
+the install waits again. Default (false): every release waits.
+
+What this does not do: the bootstrap ``pulumi up`` returns before the cluster has formed
+(nothing waits); the next run (bootstrap back to false) updates every release once, waited
+one by one (the ``initial.*`` settings leave the config, see ``values``). "Ready" is the chart's
+readiness probe (the Bolt port answers), not "caught up with the cluster". A first install that
+fails half-way leaves the marker behind: finish it with ``bootstrap: true`` and
+``pulumi up --replace`` on the marker's URN.
 
 Memory is derived from the container limit with Neo4j's own rule, the one
 ``neo4j-admin server memory-recommendation`` prints (neo4j/neo4j,
@@ -88,6 +94,19 @@ MODE_LABEL = "intelgraph.io/neo4j-mode"
 # server-side routing (Neo4j operations manual, "Ports"). Not Bolt (clients and the operations pod)
 # and not the backup port (the backup job only).
 PEER_PORTS = (5000, 6000, 7000, 7688)
+# primaries that form a new cluster (the chart clusters only from minimumClusterSize 3)
+FORMATION_PRIMARIES = 3
+# How long Helm may wait for one server's restart: the old pod may take the chart's whole
+# terminationGracePeriodSeconds to stop (3600), the new one its startup probe's whole window
+# (failureThreshold 1000 x periodSeconds 5) and one readiness period to be ready, plus time to
+# reschedule it and reattach its volume (chart values.yaml, templates/neo4j-statefulset.yaml).
+# A shorter timeout fails the update of a server that is still legitimately coming back.
+CHART_TERMINATION_GRACE_SECONDS = 3600
+CHART_STARTUP_WINDOW_SECONDS = 1000 * 5
+CHART_READINESS_PERIOD_SECONDS = 5
+RESCHEDULE_SECONDS = 600
+RELEASE_TIMEOUT_SECONDS = (CHART_TERMINATION_GRACE_SECONDS + CHART_STARTUP_WINDOW_SECONDS
+                           + CHART_READINESS_PERIOD_SECONDS + RESCHEDULE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -156,6 +175,7 @@ class Neo4jClusterArgs:
     prometheus_release_label: str
     zones: tuple[str, ...]
     password_epoch: int = 0
+    bootstrap: bool = False  # this deploy creates the cluster (see the module docstring)
     # True for a cluster whose releases were created before they were named after the component
     # (prod's and stage's): an alias per release keeps the URN they hold their data under. A new
     # cluster adopts nothing (README "Contributing: stateful resources").
@@ -238,8 +258,8 @@ class Neo4jCluster(pulumi.ComponentResource):
                 # the chart's own selector: every clustered server that takes client traffic
                 "selector": {"app": args.cluster_name, "helm.neo4j.com/clustering": "true",
                              "helm.neo4j.com/neo4j.loadbalancer": "include"},
-                "ports": [{"name": "tcp-bolt", "port": BOLT_PORT, "targetPort": BOLT_PORT, "protocol": "TCP"},
-                          {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT, "protocol": "TCP"}],
+                "ports": [{"name": "tcp-bolt", "port": BOLT_PORT, "target_port": BOLT_PORT, "protocol": "TCP"},
+                          {"name": "http", "port": HTTP_PORT, "target_port": HTTP_PORT, "protocol": "TCP"}],
             },
             opts=child,
         )
@@ -252,7 +272,7 @@ class Neo4jCluster(pulumi.ComponentResource):
         # first; each release depends on the one before it, and waits for its server unless this
         # run is the cluster's first install.
         self.roll_order = list(reversed(self.release_names))
-        first_install = self._first_install(name)
+        first_install = self._first_install(name, args.bootstrap)
         releases: list[k8s.helm.v3.Release] = []
         for release in self.roll_order:
             releases.append(k8s.helm.v3.Release(
@@ -267,7 +287,7 @@ class Neo4jCluster(pulumi.ComponentResource):
                 values=self.values(secondary=release in self.secondary_release_names),
                 skip_await=first_install,
                 # Helm's wait for one server: a restart, or a join to the running cluster.
-                timeout=900,
+                timeout=RELEASE_TIMEOUT_SECONDS,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]],
                                             aliases=[pulumi.Alias(name=release)] if args.unprefixed_release_urns else None),
             ))
@@ -292,8 +312,11 @@ class Neo4jCluster(pulumi.ComponentResource):
             "pagecache": self.plan.pagecache,
         })
 
-    def _first_install(self, name: str) -> pulumi.Output[bool]:
-        """True exactly in the run that creates the cluster. The marker's keepers carry a token new
+    def _first_install(self, name: str, bootstrap: bool) -> pulumi.Output[bool]:
+        """True when the stack says this deploy creates the cluster (``bootstrap``) and the marker
+        agrees: it is created in this run. The marker alone cannot tell (on a stack deployed
+        before it existed it is new too); it only stops a ``bootstrap`` left on from skipping
+        the wait on a cluster that exists. The marker's keepers carry a token new
         in every run, and ignore_changes keeps the token of the run that created it (Pulumi
         docs, "ignoreChanges": the program's value is used only when there is no prior state), so
         the marker hands back this run's token only when it is created now. Replacing the marker
@@ -307,10 +330,12 @@ class Neo4jCluster(pulumi.ComponentResource):
             keepers={"createdInRun": pulumi.Output.secret(token)},
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["keepers"]),
         )
-        return pulumi.Output.unsecret(marker.keepers.apply(lambda k: (k or {}).get("createdInRun") == token))
+        return pulumi.Output.unsecret(marker.keepers.apply(
+            lambda k: bootstrap and (k or {}).get("createdInRun") == token))
 
     def values(self, secondary: bool) -> dict:
-        """Chart values for one server; only the mode constraint differs between servers."""
+        """Chart values for one server; only the mode constraint (and labels, placement) differ
+        between servers, and no server count appears outside the bootstrap deploy."""
         args, plan = self._args, self.plan
         config = {
             "server.memory.heap.initial_size": plan.heap,
@@ -324,17 +349,25 @@ class Neo4jCluster(pulumi.ComponentResource):
             # Global metrics under neo4j.dbms.*, per-database ones under neo4j.database.<db>.*: the
             # names the rules and dashboards use (the default, false, drops both segments).
             "server.metrics.namespaces.enabled": "true",
-            # New databases get every primary and the secondaries as read copies.
-            "initial.dbms.default_primaries_count": str(args.primaries),
-            "initial.dbms.default_secondaries_count": str(args.secondaries),
-            # A server that joins starts "Free" and hosts nothing until enabled. Neo4j enables it
-            # itself with this (operations manual, clustering, "Managing servers"); the chart's
-            # alternative, neo4j.operations.enableServer, is a bare Pod with restartPolicy Never,
-            # which Helm's wait never counts as ready once it completes, so every later upgrade of
-            # a secondary's release would time out. An initial.* setting: read when the system
-            # database is first created.
-            "initial.dbms.automatically_enable_free_servers": "true",
         }
+        if args.bootstrap:
+            # initial.dbms.* are read only when the system database is first created, i.e. in the
+            # bootstrap deploy; later the cluster keeps what it stored. Written only then: the chart
+            # checksums the config into every server's pod template (templates/neo4j-statefulset.yaml,
+            # checksum/<release>-config), so a server count in every server's config restarted
+            # every server whenever a server was added or removed.
+            config.update({
+                # New databases get every primary and the secondaries as read copies.
+                "initial.dbms.default_primaries_count": str(args.primaries),
+                "initial.dbms.default_secondaries_count": str(args.secondaries),
+                # A server that joins starts "Free" and hosts nothing until enabled. Neo4j enables
+                # it itself with this (operations manual, clustering, "Managing servers"); the
+                # chart's alternative, neo4j.operations.enableServer, is a bare Pod with
+                # restartPolicy Never, which Helm's wait never counts as ready once it completes,
+                # so every later upgrade of a secondary's release would time out. A cluster formed
+                # without it is switched once: CALL dbms.cluster.setAutomaticallyEnableFreeServers(true).
+                "initial.dbms.automatically_enable_free_servers": "true",
+            })
         if secondary:
             config["initial.server.mode_constraint"] = "SECONDARY"
         return {
@@ -342,7 +375,11 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "name": args.cluster_name,
                 "edition": "enterprise",
                 "acceptLicenseAgreement": args.accept_license_agreement,
-                "minimumClusterSize": args.primaries,
+                # The chart writes this into every server's config as the primaries needed to
+                # form the cluster (dbms.cluster.minimum_initial_system_primaries_count,
+                # templates/neo4j-config.yaml): 3 forms a cluster of any size, so it stays put
+                # when primaries are added (the chart clusters from 3, 1 is standalone).
+                "minimumClusterSize": min(args.primaries, FORMATION_PRIMARIES),
                 "passwordFromSecret": self.password_secret_name,
                 # On every object the release renders, pods included: what the zone spread selects.
                 "labels": {MODE_LABEL: "secondary" if secondary else "primary"},

@@ -83,7 +83,7 @@ def _rotation_job(name: str, namespace: str, cluster_name: str, image: str, epoc
     return k8s.batch.v1.Job(
         f"{name}-password-rotation-{epoch}",
         metadata={"name": job_name, "namespace": namespace, "labels": labels},
-        spec={
+        spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             "backoffLimit": 3,  # the cluster may be electing a leader: retry, then fail the deploy
             "activeDeadlineSeconds": 600,
             "template": {

@@ -84,8 +84,8 @@ class Neo4jSnapshots(pulumi.ComponentResource):
             f"{name}-role",
             metadata={"name": args.job_name, "namespace": args.namespace, "labels": labels},
             rules=[
-                {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]},
-                {"apiGroups": [SNAPSHOT_API], "resources": ["volumesnapshots"],
+                {"api_groups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]},
+                {"api_groups": [SNAPSHOT_API], "resources": ["volumesnapshots"],
                  "verbs": ["get", "list", "watch", "create", "delete"]},
             ],
             opts=child,
@@ -94,18 +94,19 @@ class Neo4jSnapshots(pulumi.ComponentResource):
         contents = k8s.rbac.v1.ClusterRole(
             f"{name}-contents",
             metadata={"name": f"{args.namespace}-{args.job_name}", "labels": labels},
-            rules=[{"apiGroups": [SNAPSHOT_API], "resources": ["volumesnapshotcontents"], "verbs": ["get", "patch"]}],
+            rules=[{"api_groups": [SNAPSHOT_API], "resources": ["volumesnapshotcontents"], "verbs": ["get", "patch"]}],
             opts=child,
         )
-        subject = [{"kind": "ServiceAccount", "name": args.job_name, "namespace": args.namespace}]
+        subject: list[k8s.rbac.v1.SubjectArgsDict] = [
+            {"kind": "ServiceAccount", "name": args.job_name, "namespace": args.namespace}]
         bindings = [
             k8s.rbac.v1.RoleBinding(
                 f"{name}-binding", metadata={"name": args.job_name, "namespace": args.namespace, "labels": labels},
-                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": args.job_name},
+                role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": args.job_name},
                 subjects=subject, opts=child),
             k8s.rbac.v1.ClusterRoleBinding(
                 f"{name}-contents-binding", metadata={"name": f"{args.namespace}-{args.job_name}", "labels": labels},
-                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                           "name": f"{args.namespace}-{args.job_name}"},
                 subjects=subject, opts=child),
         ]

@@ -19,6 +19,7 @@ replicate with the data). If the heartbeat is missing, the replica-lag alarm say
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Literal, Optional
@@ -200,7 +201,7 @@ class PostgresDr(pulumi.ComponentResource):
         self.replica_endpoint = replica.endpoint
         self.primary_arn = primary.arn
         self.replica_arn = replica.arn
-        self.master_secret_arn = primary.master_user_secrets.apply(lambda s: s[0].secret_arn if s else "")
+        self.master_secret_arn = primary.master_user_secrets.apply(lambda s: (s[0].secret_arn if s else None) or "")
         self.replica_kms_key_arn = dr_region.key.arn
         # Managed rotation: Secrets Manager keeps the schedule of the RDS-managed secret and RDS
         # changes the password, so no rotation Lambda (Secrets Manager User Guide, "Managed rotation").
@@ -323,16 +324,16 @@ class PostgresDr(pulumi.ComponentResource):
         )
 
     def _health_alarms(self, name: str, instance: aws.rds.Instance, region: _Region) -> None:
-        common = dict(namespace="AWS/RDS", dimensions={"DBInstanceIdentifier": instance.identifier},
-                      topic=region.topic, opts=region.opts)
-        alarm(f"{name}-cpu", description="CPU above 80% for 15 minutes",
+        rds_alarm = functools.partial(alarm, namespace="AWS/RDS", dimensions={"DBInstanceIdentifier": instance.identifier},
+                                      topic=region.topic, opts=region.opts)
+        rds_alarm(f"{name}-cpu", description="CPU above 80% for 15 minutes",
               metric="CPUUtilization", statistic="Average", comparison="GreaterThanThreshold",
-              threshold=80, period_seconds=300, evaluation_periods=3, unit="Percent", **common)
+              threshold=80, period_seconds=300, evaluation_periods=3, unit="Percent")
         free_floor = int(self._args.allocated_storage_gb * 0.1 * 2**30)
-        alarm(f"{name}-free-storage",
+        rds_alarm(f"{name}-free-storage",
               description="Free storage below 10% of the allocated size; autoscaling may be at its cap",
               metric="FreeStorageSpace", statistic="Minimum", comparison="LessThanThreshold",
-              threshold=free_floor, period_seconds=300, evaluation_periods=1, unit="Bytes", **common)
+              threshold=free_floor, period_seconds=300, evaluation_periods=1, unit="Bytes")
 
 
 # Parameters for both regions. rds.force_ssl refuses plaintext connections; the rest makes slow

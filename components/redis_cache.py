@@ -152,17 +152,17 @@ class RedisCache(pulumi.ComponentResource):
             name,
             metadata={"name": name, "namespace": args.namespace, "labels": labels},
             spec={
-                "clusterIP": "None",  # headless: one stable DNS name per cache node
+                "cluster_ip": "None",  # headless: one stable DNS name per cache node
                 "selector": selector,
-                "ports": [{"name": "redis", "port": PORT, "targetPort": "redis"},
-                          {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
+                "ports": [{"name": "redis", "port": PORT, "target_port": "redis"},
+                          {"name": "metrics", "port": METRICS_PORT, "target_port": "metrics"}],
             },
             opts=child,
         )
         k8s.apps.v1.StatefulSet(
             name,
             metadata={"name": name, "namespace": args.namespace, "labels": labels},
-            spec=self._statefulset_spec(name, args, selector, labels),
+            spec=self._statefulset_spec(name, args, selector, labels),  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, config, service]),
         )
         pod_disruption_budget(f"{name}-pdb", args.namespace, selector, max_unavailable=1, opts=child)

@@ -143,6 +143,7 @@ class WafIngress(pulumi.ComponentResource):
             if args.dr_provider is not None:
                 dr_opts = pulumi.ResourceOptions(parent=self, provider=args.dr_provider)
                 self.dr_web_acl_arn = self._web_acl(f"{name}-dr", args, dr_opts).arn
+            assert args.load_balancer_name is not None  # WafIngressArgs requires it in alb mode
             annotations: dict[str, pulumi.Input[str]] = {
                 "alb.ingress.kubernetes.io/scheme": "internet-facing",
                 "alb.ingress.kubernetes.io/target-type": "ip",
@@ -153,7 +154,7 @@ class WafIngress(pulumi.ComponentResource):
                 "alb.ingress.kubernetes.io/wafv2-acl-arn": acl.arn,
                 "alb.ingress.kubernetes.io/load-balancer-name": args.load_balancer_name,
             }
-            tls = [{"hosts": hosts}]
+            tls: list[k8s.networking.v1.IngressTLSArgsDict] = [{"hosts": hosts}]
             ingress_class = "alb"
         else:
             self.warnings.append(NGINX_WARNING)
@@ -167,20 +168,22 @@ class WafIngress(pulumi.ComponentResource):
                 "nginx.ingress.kubernetes.io/proxy-body-size": f"{args.max_body_bytes // 2**20}m",
                 "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
             }
-            tls = [{"hosts": hosts, "secretName": args.tls_secret_name}]
+            tls = [{"hosts": hosts, "secret_name": args.tls_secret_name}]
             ingress_class = "nginx"
 
-        backend = {"service": {"name": args.service_name, "port": {"number": args.service_port}}}
-        rules = [{"host": args.host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]
+        backend: k8s.networking.v1.IngressBackendArgsDict = {
+            "service": {"name": args.service_name, "port": {"number": args.service_port}}}
+        rules: list[k8s.networking.v1.IngressRuleArgsDict] = [
+            {"host": args.host, "http": {"paths": [{"path": "/", "path_type": "Prefix", "backend": backend}]}}]
         if args.health_host:
             # Route 53 sends the checked name as Host and SNI; an ALB answers a host no rule
             # matches with its default fixed 404, which the check counts as a failure.
             rules.append({"host": args.health_host, "http": {"paths": [
-                {"path": args.health_path, "pathType": "Exact", "backend": backend}]}})
+                {"path": args.health_path, "path_type": "Exact", "backend": backend}]}})
         ingress = k8s.networking.v1.Ingress(
             name,
             metadata={"name": name, "namespace": args.namespace, "annotations": annotations},
-            spec={"ingressClassName": ingress_class, "tls": tls, "rules": rules},
+            spec={"ingress_class_name": ingress_class, "tls": tls, "rules": rules},
             opts=child,
         )
         if args.mode == "alb":
@@ -203,7 +206,7 @@ class WafIngress(pulumi.ComponentResource):
             description="Clients exempt from the rate limit",
             opts=opts,
         )
-        rules = [
+        rules: list[aws.wafv2.WebAclRuleArgsDict] = [
             *[self._managed(group, priority) for priority, group in enumerate(MANAGED_RULE_GROUPS)],
             {
                 "name": "rate-limit-per-ip",
@@ -260,8 +263,8 @@ class WafIngress(pulumi.ComponentResource):
         return acl
 
     @staticmethod
-    def _managed(group: str, priority: int) -> dict:
-        statement: dict = {"vendor_name": "AWS", "name": group}
+    def _managed(group: str, priority: int) -> aws.wafv2.WebAclRuleArgsDict:
+        statement: aws.wafv2.WebAclRuleStatementManagedRuleGroupStatementArgsDict = {"vendor_name": "AWS", "name": group}
         if group == "AWSManagedRulesCommonRuleSet":
             # 8 KB body rule would block legitimate bodies up to the 2 MB limit (see module doc)
             statement["rule_action_overrides"] = [{"name": "SizeRestrictions_BODY", "action_to_use": {"count": {}}}]
@@ -274,5 +277,5 @@ class WafIngress(pulumi.ComponentResource):
         }
 
 
-def _visibility(metric: str) -> dict:
+def _visibility(metric: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
     return {"cloudwatch_metrics_enabled": True, "sampled_requests_enabled": True, "metric_name": metric}

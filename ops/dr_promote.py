@@ -111,7 +111,7 @@ Point clients at it, then bring the stack in line before the next `pulumi up`:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.dr_promote", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.dr_promote", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--stack", help="stack name (outputs read with the Pulumi CLI)")
     parser.add_argument("--outputs", type=Path, help="`pulumi stack output --json` file")
     parser.add_argument("--primary-arn", help="ARN of the primary the replica must follow")

@@ -197,7 +197,7 @@ def _guarded(name: str, check: Callable[[], Check]) -> Check:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.dr_readiness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.dr_readiness", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--stack", help="stack name (outputs read with the Pulumi CLI)")
     parser.add_argument("--outputs", type=Path, help="`pulumi stack output --json` file")
     args = parser.parse_args(argv)

@@ -102,7 +102,7 @@ Snapshot {snapshot} is available. Now, in one pull request:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.pg_major_upgrade", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.pg_major_upgrade", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--stack", help="stack name (outputs read with the Pulumi CLI)")
     parser.add_argument("--outputs", type=Path, help="`pulumi stack output --json` file")
     parser.add_argument("--target-version", required=True, help="the PostgreSQL version to upgrade to, e.g. 17.2")
@@ -120,7 +120,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     checks, db = preconditions(primary, replica, args.target_version)
     print_table(f"Preconditions for upgrading {primary.identifier} to {args.target_version}:", checks)
-    if not all(c.ok for c in checks):
+    if db is None or not all(c.ok for c in checks):  # no db: its check failed
         print("Refusing: nothing was changed.")
         return EXIT_FAILED
     name = snapshot_name(primary, args.target_version, datetime.now(timezone.utc))

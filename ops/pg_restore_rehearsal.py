@@ -155,7 +155,7 @@ def target_from_outputs(outputs: dict) -> tuple[DbRef, Target]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--stack")
     parser.add_argument("--outputs", type=Path)
     parser.add_argument("--restore-time", help="ISO 8601 UTC time; default the latest restorable time")

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 def _synth(argv: list[str]) -> int:
     from synth import engine
 
-    parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m synth", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--stack", required=True, help=f"one of: {', '.join(engine.known_stacks())}")
     parser.add_argument("--out", type=Path, help="output directory (default build/<stack>)")
     parser.add_argument("--stack-file", type=Path,

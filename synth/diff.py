@@ -167,7 +167,7 @@ def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int
 def main(argv: list[str]) -> int:
     from synth.__main__ import _read_export
 
-    parser = argparse.ArgumentParser(prog="python -m synth diff", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m synth diff", description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("old", type=Path, help="the export before the change (e.g. main's synth)")
     parser.add_argument("new", type=Path, help="the export after the change (e.g. the branch's synth)")
     parser.add_argument("--approved-by", help="who approved replacing or deleting stateful resources")

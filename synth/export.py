@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from pulumi.runtime import rpc
@@ -139,7 +139,10 @@ def kubernetes_objects(synthesis: Synthesis) -> list[dict]:
     return objects
 
 
-class _ManifestDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml when present
+_SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present
+
+
+class _ManifestDumper(_SafeDumper):
     """Multi-line strings (config files, scripts) as literal blocks: readable in review."""
 
 
@@ -162,7 +165,7 @@ def manifest_name(obj: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", "_".join(parts)) + ".yaml"
 
 
-def write(synthesis: Synthesis, out: Path, export: dict, rendered: list[dict] = ()) -> list[Path]:
+def write(synthesis: Synthesis, out: Path, export: dict, rendered: Sequence[dict] = ()) -> list[Path]:
     """Write stack.json and manifests/ (the stack's own objects and the ``rendered`` entries of
     its releases) under ``out``; return the manifest paths."""
     out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import jsonschema
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyCustomTimeouts,
     PolicyProviderResource,
     PolicyResource,
     PolicyResourceOptions,
@@ -216,7 +217,9 @@ def _name(urn: str) -> str:
 def _options(entry: dict) -> PolicyResourceOptions:
     return PolicyResourceOptions(
         protect=bool(entry.get("protect", False)), ignore_changes=[], delete_before_replace=None,
-        aliases=[], custom_timeouts=None, additional_secret_outputs=[], parent=entry.get("parent"),
+        # no customTimeouts: the engine's analyzer sends zeros, not None (pulumi_policy, _get_resource_options)
+        aliases=[], custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[],
+        parent=entry.get("parent"),
     )
 
 
@@ -248,8 +251,8 @@ class _Stack:
             return None
         if ref not in self._providers:
             provider = self._by_urn.get(ref.rsplit("::", 1)[0])
-            self._providers[ref] = provider and PolicyProviderResource(
-                provider["type"], _view(_inputs(provider)).props, provider["urn"], _name(provider["urn"]))
+            self._providers[ref] = PolicyProviderResource(
+                provider["type"], _view(_inputs(provider)).props, provider["urn"], _name(provider["urn"])) if provider else None
         return self._providers[ref]
 
     @cached_property

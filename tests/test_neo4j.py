@@ -199,6 +199,24 @@ def test_backup_runs_the_5x_command_against_secondaries_first(prod, stage):
         assert "neo4j-admin database backup" in container["command"][-1]
 
 
+@pytest.mark.parametrize("accepted", ["yes", "eval"])
+def test_every_job_running_neo4j_accepts_the_license_as_the_servers_do(accepted):
+    # Neo4j operations manual, installation: from 5.4 Enterprise Edition runs only once the
+    # commercial or evaluation license is accepted (NEO4J_ACCEPT_LICENSE_AGREEMENT=yes|eval); the
+    # backup job's neo4j-admin is Enterprise too. Same value as the servers' chart setting.
+    from synth import engine
+    from tests.conftest import config_with, synthesized
+
+    synthesis = synthesized("stage") if accepted == "yes" else engine.synthesize(
+        "stage", config_with("stage", {"neo4j.acceptLicenseAgreement": accepted}))
+    assert {r.inputs["values"]["neo4j"]["acceptLicenseAgreement"] for r in releases(synthesis)} == {accepted}
+    jobs = cronjobs(synthesis)
+    for job in ("neo4j-backup", "neo4j-restore-rehearsal"):
+        [container] = [c for c in jobs[job]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+                       if "enterprise" in c["image"]]
+        assert {e["name"]: e["value"] for e in container["env"]}["NEO4J_ACCEPT_LICENSE_AGREEMENT"] == accepted, job
+
+
 def test_each_job_uses_its_own_irsa_service_account(prod):
     accounts = {(a.inputs["metadata"]["namespace"], a.inputs["metadata"]["name"]): a.inputs
                 for a in prod.of_type("kubernetes:core/v1:ServiceAccount")}

@@ -206,9 +206,7 @@ def test_servers_are_enabled_by_neo4j_not_by_an_operations_pod(rendered, prod):
     for stack, releases in rendered.items():
         for name, objects in releases.items():
             assert not _kinds(objects, "Pod"), (stack, name)
-            # Operations manual, clustering, "Managing servers": a joining server stays Free (hosts
-            # nothing) unless enabled; with this setting the cluster enables it on its own.
-            assert _user_config(objects)["initial.dbms.automatically_enable_free_servers"] == "true"
+    # that the cluster enables joining servers itself: tests/test_neo4j_topology.py (bootstrap)
 
 
 # --- item 3: the shared client Service has exactly one owner -------------------------------------

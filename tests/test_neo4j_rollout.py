@@ -10,13 +10,18 @@ The facts the design rests on, and where they come from:
 * The chart sets ``dbms.cluster.minimum_initial_system_primaries_count`` to minimumClusterSize
   (templates/neo4j-config.yaml): no server of a new cluster is ready before that many primaries
   run, so a waited chain deadlocks on first install.
+* pulumi-kubernetes provider/pkg/provider/helm_release.go: ``client.Wait = !newRelease.SkipAwait``
+  on install and upgrade alike; with skip_await every release of one ``up`` returns at once and
+  depends_on serialises only the registrations, so every server restarts together.
 * Pulumi docs, "ignoreChanges": an ignored property keeps its value from the state; the program's
-  value is used only when there is none (creation). That is how the program knows which run
-  created the cluster.
+  value is used only when there is none (creation). The marker uses it to refuse a
+  ``bootstrap: true`` left on after the cluster exists; it cannot say alone that a run is a first
+  install (on a stack deployed before the marker existed, the marker is new too).
 
-The proof is over what the program registers (the dependencies the engine orders by), once for a
-new stack and once for a stack whose cluster already exists (the marker's state from an earlier
-run, as the engine would hand it back)."""
+The proof is over what the program registers (the dependencies the engine orders by): for the
+stack files as they are (clusters that exist, the marker new or old), for a bootstrap deploy, and
+for a bootstrap left on over an existing cluster (the marker's state from an earlier run, as the
+engine would hand it back)."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import pytest
 
 from synth import engine, helm
 from synth.mocks import PlatformMocks
-from tests.conftest import synthesized
+from tests.conftest import config_with, synthesized
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 MARKER = "neo4j-first-install"
@@ -55,8 +60,9 @@ class _Monitor(engine.RecordingMonitor):
 
 @pytest.fixture(scope="module")
 def upgrade():
-    """prod as a later `pulumi up` sees it: the cluster exists."""
-    config = engine.stack_config("prod")
+    """prod as a later `pulumi up` sees it: the cluster and the marker exist, and bootstrap was
+    left on (the worst case: the guard must still make every release wait)."""
+    config = config_with("prod", {"neo4j.bootstrap": True})
     aws = engine._decode_section(config["intelgraph-platform:aws"])
     monitor = _Monitor(_ExistingCluster(account_id=aws["accountId"], default_region=aws["primaryRegion"]))
     return engine.synthesize("prod", config, monitor=monitor), monitor
@@ -105,12 +111,32 @@ def test_an_upgrade_waits_for_every_server_before_the_next(upgrade):
         assert release.inputs["timeout"] >= 600
 
 
-def test_the_first_install_does_not_wait_so_the_cluster_can_form(prod):
-    # A new stack: the marker is created in this run. Waiting would deadlock: the head of the
-    # chain is a secondary (or, in stage, one primary) that cannot be ready before 3 primaries run,
-    # and those come after it in the chain.
-    releases = sorted(prod.of_type(RELEASE), key=lambda r: r.inputs["name"])
-    head = next(r for r in prod.of_type(RELEASE) if r.inputs["name"] == _order(prod)[0])
+@pytest.mark.parametrize("stack", ["prod", "stage"])
+def test_a_running_cluster_never_counts_as_a_first_install(stack):
+    # The stack files as they are: clusters that run, deployed before the marker existed, so the
+    # marker is created in this run (the mock engine creates every resource). A marker-only guess
+    # made this a first install and skipped every wait (helm_release.go: client.Wait =
+    # !SkipAwait): every server restarted at once. Without neo4j.bootstrap every release waits.
+    synthesis = synthesized(stack)
+    assert synthesis.named(MARKER, "random:index/randomId:RandomId")  # created in this run
+    for release in synthesis.of_type(RELEASE):
+        assert release.inputs["skipAwait"] is False, release.name
+
+
+def test_bootstrap_must_be_a_boolean():
+    import settings
+
+    with pytest.raises(settings.SettingsError, match="bootstrap"):
+        settings.validate(config_with("prod", {"neo4j.bootstrap": "yes"}))
+
+
+def test_the_first_install_does_not_wait_so_the_cluster_can_form():
+    # A new stack deployed with neo4j.bootstrap: true, the marker created in this run. Waiting
+    # would deadlock: the head of the chain is a secondary (or, in stage, one primary) that cannot
+    # be ready before 3 primaries run, and those come after it in the chain.
+    bootstrap = engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True}))
+    releases = sorted(bootstrap.of_type(RELEASE), key=lambda r: r.inputs["name"])
+    head = next(r for r in bootstrap.of_type(RELEASE) if r.inputs["name"] == _order(bootstrap)[0])
     config = next(o for o in helm.render(head.inputs["name"], "graph", "neo4j", head.inputs["values"])
                   if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-default-config"))["data"]
     assert int(config["dbms.cluster.minimum_initial_system_primaries_count"]) == 3

@@ -204,10 +204,10 @@ def test_backups_within_a_chain_go_onto_its_full_backup(tmp_path):
     """Wednesday 2026-12-02 is in the weekly chain that started on Monday 2026-11-30."""
     result = backup(tmp_path, "2026-12-02T14:00:05")
     assert result.returncode == 0, result.stdout + result.stderr
-    [call] = admin_calls(tmp_path)
-    assert call.startswith(f"database backup --from={SERVERS} "
+    [call] = admin_calls(tmp_path)  # the first server (a secondary) answered: no other is asked
+    assert call.startswith(f"database backup --from={SERVERS.split(',')[0]} "
                            "--to-path=s3://intelgraph-prod-neo4j-backups-ae6dc970/neo4j/chains/2026-11-30/ ")
-    assert "--type=AUTO" in call and "--temp-path=" in call and call.rstrip().endswith("*")
+    assert "--type=AUTO" in call and "--temp-path=" in call and call.rstrip().endswith(" neo4j system")
 
 
 def test_a_new_chain_closes_the_old_one_then_starts_with_a_full_backup(tmp_path):
@@ -233,7 +233,49 @@ def test_backup_failure_fails_the_job(tmp_path, now):
     result = backup(tmp_path, now, admin="echo 'connection refused' >&2; exit 1")
     assert result.returncode == 1
     if now.startswith("2026-12-07"):  # the full backup is still tried after the closing diff failed
-        assert [("--type=DIFF" in c, "--type=FULL" in c) for c in admin_calls(tmp_path)] == [(True, False), (False, True)]
+        assert [("--type=DIFF" in c, "--type=FULL" in c) for c in admin_calls(tmp_path)] == [
+            (True, False), (True, False), (False, True), (False, True)]  # each from both servers
+
+
+# A stand-in for neo4j-admin 5's online backup that answers as the real one does when a server is
+# down (DOWN lists those): given several --from addresses or a database pattern, every listed
+# server is asked and one that does not answer makes the command exit non-zero (operations manual,
+# "Back up an online database": targeting multiple servers, exit codes; neo4j/docs-operations
+# modules/ROOT/pages/backup-restore/online-backup.adoc). It refuses a call without database names.
+FAKE_ADMIN = r"""
+[ "$1 $2" = "database backup" ] || { echo "unexpected neo4j-admin $*" >&2; exit 64; }
+from=""; databases=()
+for arg in "${@:3}"; do case "${arg}" in --from=*) from=${arg#--from=};; --*) ;; *) databases+=("${arg}");; esac; done
+[ "${#databases[@]}" -gt 0 ] || { echo "Missing required parameter: '<database>'" >&2; exit 2; }
+IFS=, read -r -a servers <<< "${from}"
+for server in "${servers[@]}"; do
+  case " ${DOWN} " in *" ${server} "*) echo "Unable to connect to ${server}" >&2; exit 1;; esac
+done
+"""
+
+
+def backup_with_down(tmp_path: Path, down: str, now: str = "2026-12-02T14:00:05") -> subprocess.CompletedProcess:
+    return run("neo4j_backup.sh", tmp_path, {"neo4j-admin": FAKE_ADMIN},
+               {**BUCKET, "BACKUP_FROM": SERVERS, "CHAIN_DAYS": "7", "INTERVAL_SECONDS": "3600",
+                "NOW": epoch(now), "DOWN": down})
+
+
+def test_one_server_down_does_not_fail_the_backup(tmp_path):
+    """The secondary listed first is down: the job backs up from the next server, one --from each,
+    the databases named, and stops at the first that succeeds."""
+    secondary, primary = SERVERS.split(",")
+    result = backup_with_down(tmp_path, secondary)
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = admin_calls(tmp_path)
+    assert f"--from={secondary} " in first and f"--from={primary} " in second
+    assert all(c.rstrip().endswith(" neo4j system") and c.count("--from=") == 1 for c in (first, second))
+    assert "FAILED after" in result.stdout and f"from {primary} took" in result.stdout
+
+
+def test_every_server_down_fails_the_backup_after_trying_each(tmp_path):
+    result = backup_with_down(tmp_path, " ".join(SERVERS.split(",")))
+    assert result.returncode == 1
+    assert [c.split()[2] for c in admin_calls(tmp_path)] == [f"--from={s}" for s in SERVERS.split(",")]
 
 
 def chain_keys(*chains: str) -> list[str]:
@@ -257,6 +299,17 @@ def test_retention_deletes_whole_chains_only(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert left == set(chain_keys("2026-12-02", "2027-01-05")) | {"neo4j/notes/readme.txt"}
     assert "ok: 2 chains kept, 2 deleted" in result.stdout
+
+
+def test_retention_never_deletes_the_newest_chain(tmp_path):
+    """Backups have failed for 40 days: every chain is past retention, but the newest holds the
+    last full backup (neo4j-admin restores a differential only onto its chain's full backup,
+    operations manual, "Back up an online database"), so it stays; the older one goes."""
+    keys = chain_keys("2026-11-20", "2026-11-21")
+    result, left = prune(tmp_path, keys, "2027-01-01T04:30:00")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert left == set(chain_keys("2026-11-21"))
+    assert "keeping chain 2026-11-21 past retention" in result.stdout and "ok: 1 chains kept, 1 deleted" in result.stdout
 
 
 def test_retention_pages_through_many_chains(tmp_path):

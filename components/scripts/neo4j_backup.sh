@@ -1,6 +1,6 @@
 #!/bin/bash
-# Online backup of every database, from the first reachable server in BACKUP_FROM (secondaries
-# first), straight to S3, into a chain: s3://<bucket>/<prefix>chains/<chain start date>/. Every
+# Online backup of the cluster's databases (neo4j and system: the platform creates no others),
+# from the first server in BACKUP_FROM (secondaries first) that completes it, straight to S3, into a chain: s3://<bucket>/<prefix>chains/<chain start date>/. Every
 # CHAIN_DAYS (days since Monday 1970-01-05, UTC) a full backup starts a new chain; the runs between
 # add differentials to it. A differential needs its chain's full backup, so chains are only ever
 # deleted whole (neo4j_backup_prune.sh). Credentials come from the pod's IRSA role; no keys here.
@@ -14,17 +14,27 @@ chain_of() {  # chain_of EPOCH: the start date of the chain EPOCH falls in
 }
 
 backup() {  # backup TYPE CHAIN (called under ||, where errexit is off: every status is checked)
-  local started rc=0
-  started=$(date +%s)
-  rm -rf "${scratch}/neo4j-backup" && mkdir -p "${scratch}/neo4j-backup" || return 1
-  neo4j-admin database backup \
-    --from="${BACKUP_FROM}" \
-    --to-path="s3://${BACKUP_BUCKET}/${BACKUP_PREFIX}chains/$2/" \
-    --temp-path="${scratch}/neo4j-backup" \
-    --type="$1" \
-    --compress=true \
-    '*' || rc=$?
-  echo "$1 backup into chain $2 $( [ "${rc}" -eq 0 ] && echo took || echo FAILED after ) $(( $(date +%s) - started ))s"
+  # One server per call, in BACKUP_FROM's order, until one succeeds. Given several --from
+  # addresses and a database pattern, neo4j-admin asks every server and exits non-zero when any
+  # does not answer (operations manual, "Back up an online database": multiple servers, exit
+  # codes), so one server down failed every backup. Databases are named, not '*', for the same
+  # reason: a name is backed up from the first listed server that has it.
+  local started rc=1 server servers
+  IFS=, read -r -a servers <<< "${BACKUP_FROM}"
+  for server in "${servers[@]}"; do
+    started=$(date +%s)
+    rm -rf "${scratch}/neo4j-backup" && mkdir -p "${scratch}/neo4j-backup" || return 1
+    rc=0
+    neo4j-admin database backup \
+      --from="${server}" \
+      --to-path="s3://${BACKUP_BUCKET}/${BACKUP_PREFIX}chains/$2/" \
+      --temp-path="${scratch}/neo4j-backup" \
+      --type="$1" \
+      --compress=true \
+      neo4j system || rc=$?
+    echo "$1 backup into chain $2 from ${server} $( [ "${rc}" -eq 0 ] && echo took || echo FAILED after ) $(( $(date +%s) - started ))s"
+    [ "${rc}" -ne 0 ] || return 0
+  done
   return "${rc}"
 }
 

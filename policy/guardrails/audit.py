@@ -50,8 +50,8 @@ def _s3_object_prefixes(trail) -> list[str]:
             prefixes.append("arn:aws:s3:::")
             continue
         for key in ("startsWiths", "equals"):
-            values = peek(arn, key, default=None) or []
-            prefixes += [values] if is_unknown(values) else values  # the whole list may be unknown
+            values = peek(arn, key, default=None)
+            prefixes += [values] if is_unknown(values) else values or []  # the whole list may be unknown
     for selector in each(trail.props, "eventSelectors"):
         for resource in each(selector, "dataResources"):
             if dig(resource, "type") == "AWS::S3::Object":

@@ -54,8 +54,8 @@ def load(path: Optional[Path] = None, today: Optional[date] = None) -> Loaded:
         unknown = sorted(set(entry) - set(FIELDS))
         if missing or unknown:
             problems.append(f"{where} ({entry.get('policy', '?')} on {entry.get('resource', '?')}): "
-                            + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
-                                                      unknown and f"unknown keys {', '.join(unknown)}"])))
+                            + "; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else "",
+                                                      f"unknown keys {', '.join(unknown)}" if unknown else ""])))
             continue
         expires = entry["expires"]
         if isinstance(expires, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", expires):

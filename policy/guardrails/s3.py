@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from pulumi_policy import PolicyResource
+
 from ._rules import depends_on, dig, each, is_unknown, peek, present, resource_rule, stack_rule
 
 BUCKET = "aws:s3/bucket:Bucket"
@@ -85,7 +87,7 @@ def lifecycle(props, args):
                "and deleted objects otherwise stay forever.")
 
 
-def bucket_of(resource, buckets: list) -> object | None:
+def bucket_of(resource, buckets: list) -> PolicyResource | None:
     """The Bucket a sub-configuration (versioning, policy, replication...) belongs to: the one its
     ``bucket`` property comes from, or, for a name given as text, the bucket of that name."""
     [source, *_] = depends_on(resource, "bucket", BUCKET) or [None]
@@ -105,7 +107,7 @@ def label(bucket) -> str:
             "Every bucket has encryption, versioning, a public-access block, a TLS-only policy and a lifecycle.")
 def bucket_hardened(resources, args):
     buckets = [r for r in resources if r.resource_type == BUCKET]
-    companions: dict[str, set[str]] = {}
+    companions: dict[str | None, set[str]] = {}  # None: companions of no bucket
     for r in resources:
         if r.resource_type in (ENCRYPTION, VERSIONING, PUBLIC_ACCESS, POLICY, LIFECYCLE):
             owner = bucket_of(r, buckets)

@@ -106,7 +106,7 @@ def namespaces_closed(resources, args):
     for r in resources:
         if r.resource_type in WORKLOADS or r.resource_type == RELEASE:
             workloads.setdefault(_namespace_of(r), r)
-    policies: dict[str, list] = {}
+    policies: dict[str | None, list] = {}
     for r in resources:
         if r.resource_type == NETWORK_POLICY:
             policies.setdefault(_namespace_of(r), []).append(r)
