@@ -15,7 +15,8 @@ from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
-from components.egress_policy import Flow, Peer, WorkloadNamespace, WorkloadNamespaceArgs
+from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
+from components.flows import Flow, Neighbours, Peer
 from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
@@ -23,7 +24,7 @@ from components.neo4j_password import rotation_flows
 from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
 from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
 from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehearsalArgs, rehearsal_flows
-from components.postgres_dr import PostgresDr, PostgresDrArgs, RegionNetwork
+from components.postgres_dr import DbNetwork, PostgresDr, PostgresDrArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
 
@@ -50,7 +51,7 @@ dr = aws.Provider(
 # Route 53 health-check metrics exist only in us-east-1.
 route53_metrics = primary if cfg.aws.primary_region == "us-east-1" else aws.Provider(
     "aws-us-east-1", region="us-east-1", allowed_account_ids=[cfg.aws.account_id], default_tags=aws_tags)
-cluster = kubernetes.Provider(
+eks = kubernetes.Provider(
     "eks",
     context=cfg.kubernetes.context,
     kubeconfig=cfg.kubernetes.kubeconfig_path,
@@ -103,11 +104,38 @@ trail = AuditTrail(
 )
 
 # --- workload namespaces: default-deny, DNS, then each component's declared flows ----------------
-k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": cluster, "aws": primary})
+k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": eks, "aws": primary})
 neo = cfg.neo4j
-rds = cfg.redis
+redis = cfg.redis
 net = cfg.network.primary
 obs = cfg.observability
+# what the components' flows name outside their namespaces, once for all of them
+around = Neighbours(
+    api_server_cidrs=tuple(cfg.kubernetes.api_server_cidrs), api_service_ip=cfg.kubernetes.api_service_ip,
+    s3_cidrs=tuple(net.s3_endpoint_cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
+    client_namespace=cfg.kubernetes.app_namespace, monitoring_namespace=obs.prometheus_namespace,
+)
+# the graph's contract comes first: its pods' selector opens the flows to the servers
+graph_args = Neo4jClusterArgs(
+    namespace=neo.namespace,
+    cluster_name=neo.cluster_name,
+    chart_version=neo.chart_version,
+    image=neo.image,
+    accept_license_agreement=neo.accept_license_agreement,
+    primaries=neo.primaries,
+    secondaries=neo.secondaries,
+    cpu_request=neo.resources.cpu_request,
+    cpu_limit=neo.resources.cpu_limit,
+    memory=neo.resources.memory,
+    memory_plan=neo.memory_plan,
+    storage_class=neo.storage_class,
+    storage_size=neo.storage_size,
+    prometheus_release_label=obs.prometheus_release_label,
+    zones=tuple(neo.zones),
+    password_epoch=neo.password_epoch,
+    bootstrap=neo.bootstrap,
+    unprefixed_release_urns=True,  # created before the releases were named after the component
+)
 
 
 def allowlisted(namespace: str) -> tuple[Flow, ...]:
@@ -120,31 +148,28 @@ def allowlisted(namespace: str) -> tuple[Flow, ...]:
 
 namespace_flows = {
     neo.namespace: (
-        cluster_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip,
-                      cfg.kubernetes.app_namespace, obs.prometheus_namespace)
-        + backup_flows(neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), True)
-        + (rotation_flows(neo.cluster_name) if neo.password_epoch else ())
-        + snapshot_flows(neo.cluster_name, tuple(cfg.kubernetes.api_server_cidrs), cfg.kubernetes.api_service_ip)
+        cluster_flows(neo.cluster_name, around)
+        + backup_flows(around, servers=graph_args.pod_selector)
+        + (rotation_flows(graph_args.pod_selector) if neo.password_epoch else ())
+        + snapshot_flows(neo.cluster_name, around)
     ),
-    neo.restore_namespace: backup_flows(
-        neo.cluster_name, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), False),
-    rds.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
+    neo.restore_namespace: backup_flows(around),
+    redis.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
 }
 pgr = cfg.pg_restore_rehearsal
 namespace_flows[pgr.namespace] = namespace_flows.get(pgr.namespace, ()) + rehearsal_flows(
-    tuple(net.sts_endpoint_cidrs), tuple(pgr.dr_rds_endpoint_cidrs))
+    around, tuple(pgr.dr_rds_endpoint_cidrs))
 shipper = cfg.logs.shipper
 # whose container logs are shipped (scrubbed): every namespace the stack runs workloads in, and the app's
 log_sources = tuple(dict.fromkeys((*namespace_flows, cfg.kubernetes.app_namespace)))
-namespace_flows[shipper.namespace] = shipper_flows(
-    shipper.namespace, tuple(net.s3_endpoint_cidrs), tuple(net.sts_endpoint_cidrs), obs.prometheus_namespace)
+namespace_flows[shipper.namespace] = shipper_flows(around)
 # the log shipper reads /var/log through a (read-only) hostPath, which only "privileged" admits;
 # warn and audit stay at restricted there, and every other namespace enforces restricted
 namespaces = {
     ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
         namespace=ns, flows=flows + allowlisted(ns),
         pod_security="privileged" if ns == shipper.namespace else "restricted"),
-        opts=pulumi.ResourceOptions(provider=cluster))
+        opts=pulumi.ResourceOptions(provider=eks))
     for ns, flows in namespace_flows.items()
 }
 
@@ -154,34 +179,11 @@ def inside(*names: str) -> pulumi.ResourceOptions:
 
 
 # --- graph: Neo4j 5 cluster, backups to S3, restore rehearsal ------------------------------------
-graph = Neo4jCluster(
-    "neo4j",
-    Neo4jClusterArgs(
-        namespace=neo.namespace,
-        cluster_name=neo.cluster_name,
-        chart_version=neo.chart_version,
-        image=neo.image,
-        accept_license_agreement=neo.accept_license_agreement,
-        primaries=neo.primaries,
-        secondaries=neo.secondaries,
-        cpu_request=neo.resources.cpu_request,
-        cpu_limit=neo.resources.cpu_limit,
-        memory=neo.resources.memory,
-        memory_plan=neo.memory_plan,
-        storage_class=neo.storage_class,
-        storage_size=neo.storage_size,
-        prometheus_release_label=obs.prometheus_release_label,
-        zones=tuple(neo.zones),
-        password_epoch=neo.password_epoch,
-        bootstrap=neo.bootstrap,
-    ),
-    opts=inside(neo.namespace),
-)
+graph = Neo4jCluster("neo4j", graph_args, opts=inside(neo.namespace))
 backup_args = Neo4jBackupArgs(
     namespace=neo.namespace,
     restore_namespace=neo.restore_namespace,
-    # secondaries first: backups should not load the primaries
-    admin_services=tuple(graph.secondary_release_names + graph.release_names[: neo.primaries][::-1]),
+    admin_services=graph.backup_sources,
     bucket_name=buckets["neo4j"].bucket_name,
     bucket_arn=buckets["neo4j"].bucket_arn,
     kms_key_arn=buckets["neo4j"].kms_key_arn,
@@ -202,7 +204,7 @@ backup_args = Neo4jBackupArgs(
     store_size=neo.storage_size,
     store_bytes=neo.store_bytes,
 )
-Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
+neo4j_backup = Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
 
 Neo4jSnapshots(
     "neo4j-snapshots",
@@ -222,31 +224,31 @@ Neo4jSnapshots(
 RedisCache(
     "redis",
     RedisCacheArgs(
-        namespace=rds.namespace,
-        image=rds.image,
-        exporter_image=rds.exporter_image,
-        replicas=rds.replicas,
-        cpu_request=rds.resources.cpu_request,
-        cpu_limit=rds.resources.cpu_limit,
-        memory=rds.resources.memory,
-        memory_bytes=rds.resources.memory_bytes,
-        persistence=rds.persistence,
-        storage_class=rds.storage_class,
-        storage_size=rds.storage_size,
-        maxmemory_policy=rds.maxmemory_policy,
-        timeout_seconds=rds.timeout_seconds,
-        tcp_keepalive_seconds=rds.tcp_keepalive_seconds,
-        slowlog_slower_than_micros=rds.slowlog_slower_than_micros,
-        slowlog_max_len=rds.slowlog_max_len,
-        password_epoch=rds.password_rotation.epoch,
-        password_rollover=rds.password_rotation.rollover,
+        namespace=redis.namespace,
+        image=redis.image,
+        exporter_image=redis.exporter_image,
+        replicas=redis.replicas,
+        cpu_request=redis.resources.cpu_request,
+        cpu_limit=redis.resources.cpu_limit,
+        memory=redis.resources.memory,
+        memory_bytes=redis.resources.memory_bytes,
+        persistence=redis.persistence,
+        storage_class=redis.storage_class,
+        storage_size=redis.storage_size,
+        maxmemory_policy=redis.maxmemory_policy,
+        timeout_seconds=redis.timeout_seconds,
+        tcp_keepalive_seconds=redis.tcp_keepalive_seconds,
+        slowlog_slower_than_micros=redis.slowlog_slower_than_micros,
+        slowlog_max_len=redis.slowlog_max_len,
+        password_epoch=redis.password_rotation.epoch,
+        password_rollover=redis.password_rotation.rollover,
         prometheus_release_label=obs.prometheus_release_label,
     ),
-    opts=inside(rds.namespace),
+    opts=inside(redis.namespace),
 )
 dashboard_configmap(
     "stores-dashboard", namespace=obs.prometheus_namespace, label=obs.grafana_dashboard_label,
-    dashboard=stores_dashboard(neo.namespace, rds.namespace), opts=pulumi.ResourceOptions(provider=cluster))
+    dashboard=stores_dashboard(neo.namespace, redis.namespace), opts=pulumi.ResourceOptions(provider=eks))
 
 # --- PostgreSQL: primary + cross-region replica, PITR in both regions ---------------------------
 pg = cfg.postgres
@@ -255,10 +257,10 @@ postgres = PostgresDr(
     PostgresDrArgs(
         account_id=cfg.aws.account_id,
         dr_provider=dr,
-        primary_network=RegionNetwork(cfg.network.primary.vpc_id, tuple(cfg.network.primary.private_subnet_ids),
-                                      tuple(pg.allowed_cidrs.primary)),
-        dr_network=RegionNetwork(cfg.network.dr.vpc_id, tuple(cfg.network.dr.private_subnet_ids),
-                                 tuple(pg.allowed_cidrs.dr)),
+        primary_network=DbNetwork(cfg.network.primary.vpc_id, tuple(cfg.network.primary.private_subnet_ids),
+                                  tuple(pg.allowed_cidrs.primary)),
+        dr_network=DbNetwork(cfg.network.dr.vpc_id, tuple(cfg.network.dr.private_subnet_ids),
+                             tuple(pg.allowed_cidrs.dr)),
         engine_version=pg.engine_version,
         auto_minor_version_upgrade=pg.auto_minor_version_upgrade,
         instance_class=pg.instance_class,
@@ -382,18 +384,18 @@ alert_topics["api-failover"] = (failover.alert_topic, "primary")
 alert_topics.update({f"{purpose}-backups": (b.alert_topic, "primary") for purpose, b in buckets.items()})
 for topic_name, (topic, role) in alert_topics.items():
     subscribe(f"{topic_name}-oncall", topic, subscribers[role])
+# the namespaces whose series our PrometheusRules fire on (the operator matches on it)
+alerted_namespaces = tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, redis.namespace, pgr.namespace,
+                                          shipper.namespace)))
 AlertRouting(
     "alert-routing",
     AlertRoutingArgs(
-        # the namespaces whose series our PrometheusRules fire on (the operator matches on it)
-        namespaces=tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace,
-                                        shipper.namespace))),
+        namespaces=alerted_namespaces,
         pager_secret=SecretRef(alerting.alertmanager.pager_secret.name, alerting.alertmanager.pager_secret.key),
         chat_secret=SecretRef(alerting.alertmanager.chat_secret.name, alerting.alertmanager.chat_secret.key),
         chat_channel=alerting.alertmanager.chat_channel,
     ),
-    opts=inside(*dict.fromkeys((neo.namespace, neo.restore_namespace, rds.namespace, pgr.namespace,
-                                shipper.namespace))),
+    opts=inside(*alerted_namespaces),
 )
 
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
@@ -411,7 +413,7 @@ budget = [
         rpo_target=cfg.dr.neo4j.rpo_seconds,
         backup_schedule=cfg.neo4j.backup_schedule,
         chain_days=cfg.backups.neo4j.chain_days,
-        full_backup_seconds=backup_args.full_backup_seconds,
+        full_backup_seconds=neo4j_backup.full_backup_seconds,
         restore_estimate_seconds=cfg.dr.neo4j_restore_estimate_seconds,
         differential_estimate_seconds=cfg.dr.neo4j_differential_estimate_seconds,
     ),
@@ -422,7 +424,7 @@ budget.append(dr_budget.postgres_pitr_rto(
 
 # --- outputs --------------------------------------------------------------------------------------
 # The newest Neo4j backup may be the longest gap between backups plus the slack old (ops/dr_readiness).
-max_backup_age = {"neo4j": backup_args.max_age_seconds}
+max_backup_age = {"neo4j": neo4j_backup.max_age_seconds}
 pulumi.export("backupBuckets", {
     purpose: {
         "bucket": b.bucket_name,

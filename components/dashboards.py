@@ -26,7 +26,7 @@ def _panel(panel_id: int, title: str, unit: str, exprs: dict[str, str], x: int, 
 
 
 def stores_dashboard(neo4j_namespace: str, redis_namespace: str) -> dict:
-    """The seed's "Stores - Neo4j & Redis" dashboard, with working panels."""
+    """The "Stores - Neo4j & Redis" dashboard, with working panels (docs/decisions/012-stores-slos-and-dashboard.md)."""
     neo, cache = f'namespace="{neo4j_namespace}"', f'namespace="{redis_namespace}"'
     panels = [
         ("Neo4j p95 query latency", "ms", {"{{service}}": f"neo4j:query_latency_ms:p95{{{neo}}}"}),

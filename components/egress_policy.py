@@ -10,53 +10,14 @@ and nothing else gets through.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.flows import DNS_PEER, Flow
 from components.kube import labels_for
-
-
-@dataclass(frozen=True)
-class Peer:
-    """The other end of a flow: pods (in this or another namespace) or CIDR blocks."""
-
-    namespace: Optional[str] = None  # None: the same namespace
-    pods: Optional[dict[str, str]] = None  # None: every pod there
-    cidrs: tuple[str, ...] = ()
-
-    def to_policy(self) -> list[dict]:
-        if self.cidrs:
-            return [{"ipBlock": {"cidr": cidr}} for cidr in self.cidrs]
-        entry: dict = {"podSelector": {"matchLabels": self.pods or {}}}
-        if self.namespace is not None:
-            # namespaceSelector and podSelector in ONE element: pods matching both, not either.
-            entry["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": self.namespace}}
-        return [entry]
-
-
-@dataclass(frozen=True)
-class Flow:
-    """One allowed connection: ``pods`` of this namespace to/from ``peer`` on ``ports``."""
-
-    name: str
-    direction: Literal["egress", "ingress"]
-    peer: Peer
-    ports: tuple[int, ...]
-    pods: dict[str, str] = field(default_factory=dict)  # {}: every pod in the namespace
-    protocol: Literal["TCP", "UDP"] = "TCP"
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        if "0.0.0.0/0" in self.peer.cidrs or "::/0" in self.peer.cidrs:
-            raise ValueError(f"flow {self.name}: an allow to the whole internet defeats default-deny")
-        if not self.ports:
-            raise ValueError(f"flow {self.name}: name the ports; an allow on every port is not least privilege")
-
-
-DNS_PEER = Peer(namespace="kube-system", pods={"k8s-app": "kube-dns"})
 
 
 @dataclass(frozen=True)

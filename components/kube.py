@@ -106,12 +106,14 @@ def cron_job(
     volumes: Optional[list[dict]] = None,
     labels: Optional[dict[str, str]] = None,
     init_containers: Optional[list[dict[str, Any]]] = None,
+    resource_name: Optional[str] = None,
 ) -> k8s.batch.v1.CronJob:
     """A CronJob that never overlaps itself, gives up on missed runs and bounded retries, and
-    runs one hardened container."""
+    runs one hardened container. ``name`` is the object's; ``resource_name`` (default ``name``)
+    the Pulumi resource's, prefixed with the component's name so two instances never share a URN."""
     pod_labels = {**(labels or {}), "app.kubernetes.io/name": name}
     return k8s.batch.v1.CronJob(
-        name,
+        resource_name or name,
         metadata={"name": name, "namespace": namespace, "labels": pod_labels},
         spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             "schedule": schedule,

@@ -22,7 +22,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Neighbours, Peer
 from components.irsa import irsa_role
 from components.kube import (
     MONITORING_API,
@@ -148,14 +148,13 @@ def writer_policy(bucket_arn: str, key_arn: str, prefix: str, region: str) -> di
     }
 
 
-def shipper_flows(namespace: str, s3_cidrs: tuple[str, ...], sts_cidrs: tuple[str, ...],
-                  prometheus_namespace: str) -> tuple[Flow, ...]:
+def shipper_flows(around: Neighbours) -> tuple[Flow, ...]:
     return (
-        Flow("shipper-s3", "egress", Peer(cidrs=s3_cidrs), (443,), pods=POD_LABELS,
+        Flow("shipper-s3", "egress", Peer(cidrs=around.s3_cidrs), (443,), pods=POD_LABELS,
              reason="container logs go to the logs bucket through the S3 interface endpoint"),
-        Flow("shipper-sts", "egress", Peer(cidrs=sts_cidrs), (443,), pods=POD_LABELS,
+        Flow("shipper-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
-        Flow("shipper-metrics", "ingress", Peer(namespace=prometheus_namespace), (HTTP_PORT,), pods=POD_LABELS,
+        Flow("shipper-metrics", "ingress", Peer(namespace=around.monitoring_namespace), (HTTP_PORT,), pods=POD_LABELS,
              reason="Prometheus scrapes Fluent Bit's metrics (scrubber drops, output failures)"),
     )
 

@@ -1,8 +1,8 @@
 """Neo4jBackup: hourly online backups to S3 in bounded chains, a freshness check, whole-chain
 retention, and a weekly restore rehearsal.
 
-The seed's jobs used static AWS keys in a Secret, a 4.x host name and a "verify" that only
-checked that *something* existed. Here: IRSA roles scoped to the bucket's ``neo4j/`` prefix (the
+Not the design notes' static AWS keys, 4.x host name and existence-only "verify"
+(docs/decisions/002-neo4j-backups-irsa-and-age.md): IRSA roles scoped to the bucket's ``neo4j/`` prefix (the
 backup may write, the checks may only read, the retention job may only delete), the 5.x
 ``neo4j-admin database backup`` against the servers' admin services (secondaries first, so backups
 never load a primary) into ``neo4j/chains/<start date>/`` - a full backup every ``chain_days``,
@@ -21,9 +21,10 @@ from typing import Optional
 import pulumi
 
 from components.dr_budget import cron_max_gap_seconds
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Neighbours, Peer
 from components.irsa import irsa_role
 from components.kube import container_security_context, cron_job, prometheus_rule, resources
+from components.neo4j_cluster import BACKUP_PORT
 from components.validation import require
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -128,6 +129,9 @@ class Neo4jBackupArgs:
 
 
 class Neo4jBackup(pulumi.ComponentResource):
+    max_age_seconds: int
+    full_backup_seconds: int
+
     def __init__(self, name: str, args: Neo4jBackupArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:graph:Neo4jBackup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -166,10 +170,10 @@ class Neo4jBackup(pulumi.ComponentResource):
         def mounts(**paths: str) -> list[dict]:
             return [{"name": volume, "mountPath": path} for volume, path in paths.items()]
 
-        admin = [f"{s}-admin.{args.namespace}.svc.cluster.local:6362" for s in args.admin_services]
+        admin = [f"{s}-admin.{args.namespace}.svc.cluster.local:{BACKUP_PORT}" for s in args.admin_services]
 
         cron_job(
-            BACKUP_JOB, namespace=args.namespace, schedule=args.backup_schedule,
+            BACKUP_JOB, resource_name=name, namespace=args.namespace, schedule=args.backup_schedule,
             time_zone=args.time_zone, service_account=BACKUP_JOB, run_as_user=NEO4J_UID,
             # every run must be able to finish a chain's first, full backup of the whole store
             active_deadline_seconds=max(args.interval_seconds - 300, args.full_backup_seconds),
@@ -182,7 +186,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[writer]),
         )
         cron_job(
-            FRESHNESS_JOB, namespace=args.namespace, schedule=FRESHNESS_SCHEDULE,
+            FRESHNESS_JOB, resource_name=f"{name}-freshness", namespace=args.namespace, schedule=FRESHNESS_SCHEDULE,
             time_zone=args.time_zone, service_account=FRESHNESS_JOB, run_as_user=NOBODY_UID,
             active_deadline_seconds=FRESHNESS_DEADLINE_SECONDS,
             container=self._container(args.aws_cli_image, "neo4j_backup_freshness.sh", [
@@ -192,7 +196,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
         )
         cron_job(
-            PRUNE_JOB, namespace=args.namespace, schedule=PRUNE_SCHEDULE,
+            PRUNE_JOB, resource_name=f"{name}-prune", namespace=args.namespace, schedule=PRUNE_SCHEDULE,
             time_zone=args.time_zone, service_account=PRUNE_JOB, run_as_user=NOBODY_UID,
             active_deadline_seconds=1800,
             container=self._container(args.aws_cli_image, "neo4j_backup_prune.sh", [
@@ -204,7 +208,8 @@ class Neo4jBackup(pulumi.ComponentResource):
         rehearsal_env = [*common_env, {"name": "DATABASE", "value": args.database},
                          {"name": "ARTIFACT_FILE", "value": ARTIFACT_FILE}]
         cron_job(
-            REHEARSAL_JOB, namespace=args.restore_namespace, schedule=args.restore_schedule,
+            REHEARSAL_JOB, resource_name=f"{name}-rehearsal", namespace=args.restore_namespace,
+            schedule=args.restore_schedule,
             time_zone=args.time_zone, service_account=REHEARSAL_JOB, run_as_user=NEO4J_UID,
             active_deadline_seconds=rehearsal_deadline_seconds(args.store_bytes),
             init_containers=[self._container(args.aws_cli_image, "neo4j_pick_backup.sh", [
@@ -220,6 +225,8 @@ class Neo4jBackup(pulumi.ComponentResource):
         prometheus_rule(
             f"{name}-rules", namespace=args.namespace, release_label=args.prometheus_release_label,
             groups=backup_rule_groups(args), opts=child)
+        self.max_age_seconds = args.max_age_seconds  # ops/dr_readiness holds the bucket to it
+        self.full_backup_seconds = args.full_backup_seconds  # the DR budget's RTO counts it
         self.register_outputs({"maxBackupAgeSeconds": args.max_age_seconds})
 
     @staticmethod
@@ -237,23 +244,21 @@ class Neo4jBackup(pulumi.ComponentResource):
         }
 
 
-def backup_flows(cluster_name: str, s3_cidrs: tuple[str, ...], sts_cidrs: tuple[str, ...],
-                 with_cluster: bool) -> tuple[Flow, ...]:
-    """S3 and STS (for IRSA) through the VPC endpoints only; in the cluster's namespace also the
-    servers' backup port."""
+def backup_flows(around: Neighbours, servers: Optional[dict[str, str]] = None) -> tuple[Flow, ...]:
+    """S3 and STS (for IRSA) through the VPC endpoints only; in the cluster's namespace, where
+    ``servers`` selects the server pods (Neo4jCluster.pod_selector), also their backup port."""
     flows = [
-        Flow("backup-s3", "egress", Peer(cidrs=s3_cidrs), (443,), pods=POD_LABELS,
+        Flow("backup-s3", "egress", Peer(cidrs=around.s3_cidrs), (443,), pods=POD_LABELS,
              reason="backups go to S3 through the VPC interface endpoint, never public S3 ranges"),
-        Flow("backup-sts", "egress", Peer(cidrs=sts_cidrs), (443,), pods=POD_LABELS,
+        Flow("backup-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
     ]
-    if with_cluster:
-        servers = {"app": cluster_name}
+    if servers is not None:
         backup_job = {JOB_LABEL: BACKUP_JOB}  # not the freshness, prune or rehearsal pods
         flows += [
-            Flow("backup-from-servers", "egress", Peer(pods=servers), (6362,), pods=backup_job,
+            Flow("backup-from-servers", "egress", Peer(pods=servers), (BACKUP_PORT,), pods=backup_job,
                  reason="neo4j-admin backup reads from the servers' backup port"),
-            Flow("backup-to-servers", "ingress", Peer(pods=backup_job), (6362,), pods=servers,
+            Flow("backup-to-servers", "ingress", Peer(pods=backup_job), (BACKUP_PORT,), pods=servers,
                  reason="the servers' backup port is unauthenticated: only the backup job may reach it"),
         ]
     return tuple(flows)

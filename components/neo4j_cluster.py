@@ -1,6 +1,7 @@
 """Neo4jCluster: a Neo4j 5 cluster from the official neo4j/neo4j Helm chart.
 
-Neo4j 5 has no core/read-replica chart (that was the retired 4.x Labs chart): a cluster is one
+Neo4j 5 has no core/read-replica chart (that was the retired 4.x Labs chart; see
+docs/decisions/001-neo4j-5-one-release-per-server.md): a cluster is one
 Helm release per server, all sharing ``neo4j.name``, each waiting for ``minimumClusterSize``
 primaries. Extra servers are constrained to SECONDARY mode; Neo4j enables every server that
 joins (``initial.dbms.automatically_enable_free_servers``), no operations pod. Releases use
@@ -57,7 +58,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Neighbours, Peer
 from components.kube import pod_disruption_budget, prometheus_rule, service_monitor
 from components.neo4j_password import admin_secret
 from components.validation import require
@@ -175,6 +176,10 @@ class Neo4jClusterArgs:
     zones: tuple[str, ...]
     password_epoch: int = 0
     bootstrap: bool = False  # this deploy creates the cluster (see the module docstring)
+    # True for a cluster whose releases were created before they were named after the component
+    # (prod's and stage's): an alias per release keeps the URN they hold their data under. A new
+    # cluster adopts nothing (README "Contributing: stateful resources").
+    unprefixed_release_urns: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -198,6 +203,23 @@ class Neo4jClusterArgs:
     def servers(self) -> int:
         return self.primaries + self.secondaries
 
+    @property
+    def release_names(self) -> list[str]:
+        return [f"{self.cluster_name}-server-{i}" for i in range(1, self.servers + 1)]
+
+    @property
+    def backup_sources(self) -> tuple[str, ...]:
+        """The releases whose admin services a backup reads from, in the order to try them:
+        secondaries first (a backup never loads a primary while a secondary answers), then the
+        primaries, highest first."""
+        names = self.release_names
+        return (*names[self.primaries:], *reversed(names[: self.primaries]))
+
+    @property
+    def pod_selector(self) -> dict[str, str]:
+        """Every server pod of the cluster (the chart labels them app=<neo4j.name>)."""
+        return server_pods(self.cluster_name)
+
 
 class Neo4jCluster(pulumi.ComponentResource):
     release_names: list[str]
@@ -205,6 +227,8 @@ class Neo4jCluster(pulumi.ComponentResource):
     client_service_name: str
     secondary_release_names: list[str]
     password_secret_name: str
+    backup_sources: tuple[str, ...]  # Neo4jBackupArgs.admin_services
+    pod_selector: dict[str, str]  # for the flows of other pods to and from the servers
 
     def __init__(self, name: str, args: Neo4jClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:graph:Neo4jCluster", name, None, opts)
@@ -239,8 +263,10 @@ class Neo4jCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.release_names = [f"{args.cluster_name}-server-{i}" for i in range(1, args.servers + 1)]
+        self.release_names = args.release_names
         self.secondary_release_names = self.release_names[args.primaries:]
+        self.backup_sources = args.backup_sources
+        self.pod_selector = args.pod_selector
         # Roll order (see the module docstring): secondaries first, then primaries, highest index
         # first; each release depends on the one before it, and waits for its server unless this
         # run is the cluster's first install.
@@ -249,7 +275,9 @@ class Neo4jCluster(pulumi.ComponentResource):
         releases: list[k8s.helm.v3.Release] = []
         for release in self.roll_order:
             releases.append(k8s.helm.v3.Release(
-                release,
+                # prefixed with the component's name: a second cluster in another namespace may
+                # share the release names
+                f"{name}-{release}",
                 name=release,
                 chart=CHART,
                 version=args.chart_version,
@@ -259,11 +287,11 @@ class Neo4jCluster(pulumi.ComponentResource):
                 skip_await=first_install,
                 # Helm's wait for one server: a restart, or a join to the running cluster.
                 timeout=RELEASE_TIMEOUT_SECONDS,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]],
+                                            aliases=[pulumi.Alias(name=release)] if args.unprefixed_release_urns else None),
             ))
 
-        selector = {"app": args.cluster_name}
-        pod_disruption_budget(f"{name}-pdb", args.namespace, selector, max_unavailable=1, opts=child)
+        pod_disruption_budget(f"{name}-pdb", args.namespace, args.pod_selector, max_unavailable=1, opts=child)
         service_monitor(
             f"{name}-metrics",
             namespace=args.namespace,
@@ -277,6 +305,8 @@ class Neo4jCluster(pulumi.ComponentResource):
         self.register_outputs({
             "releaseNames": self.release_names,
             "secondaryReleaseNames": self.secondary_release_names,
+            "backupSources": list(self.backup_sources),
+            "podSelector": self.pod_selector,
             "heap": self.plan.heap,
             "pagecache": self.plan.pagecache,
         })
@@ -383,6 +413,10 @@ class Neo4jCluster(pulumi.ComponentResource):
         }
 
 
+def server_pods(cluster_name: str) -> dict[str, str]:
+    return {"app": cluster_name}
+
+
 def pod_placement(cluster_name: str, zones: tuple[str, ...], primary: bool) -> dict:
     """One server per node always. Primaries must also spread over the zones when there are at
     least 3 (a zone outage then takes one primary, and 3+ primaries keep a majority); with fewer
@@ -409,8 +443,7 @@ def pod_placement(cluster_name: str, zones: tuple[str, ...], primary: bool) -> d
     return placement
 
 
-def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_service_ip: str,
-                  client_namespace: str, monitoring_namespace: str) -> tuple[Flow, ...]:
+def cluster_flows(cluster_name: str, around: Neighbours) -> tuple[Flow, ...]:
     """What a Neo4j cluster needs on the network, for its namespace's policies.
 
     The Kubernetes API is allowed twice: at the ``kubernetes`` Service's ClusterIP (what the
@@ -421,8 +454,8 @@ def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_serv
     VPC CNI's network policy agent enforces in eBPF on the pod's interface, where the destination
     may still be the ClusterIP. Only both make the flow hold on every data path.
     """
-    servers = {"app": cluster_name}
-    api = Peer(cidrs=(f"{api_service_ip}/32", *api_server_cidrs))
+    servers = server_pods(cluster_name)
+    api = around.kubernetes_api
     return (
         Flow("neo4j-peers-out", "egress", Peer(pods=servers), PEER_PORTS, pods=servers,
              reason="cluster members discover, replicate, elect and route among themselves"),
@@ -430,16 +463,16 @@ def cluster_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_serv
              reason="cluster members discover, replicate, elect and route among themselves"),
         Flow("neo4j-kubernetes-api", "egress", api, (443,), pods=servers,
              reason="Kubernetes service discovery finds the other cluster members (Service IP and ENIs)"),
-        Flow("neo4j-clients", "ingress", Peer(namespace=client_namespace), (BOLT_PORT,), pods=servers,
+        Flow("neo4j-clients", "ingress", Peer(namespace=around.client_namespace), (BOLT_PORT,), pods=servers,
              reason="application pods query the graph over Bolt"),
-        Flow("neo4j-metrics", "ingress", Peer(namespace=monitoring_namespace), (METRICS_PORT,), pods=servers,
+        Flow("neo4j-metrics", "ingress", Peer(namespace=around.monitoring_namespace), (METRICS_PORT,), pods=servers,
              reason="Prometheus scrapes the servers' metrics"),
     )
 
 
-# Neo4j 5 exports no Bolt latency histogram (the seed's neo4j_bolt_message_processing_time_seconds
-# does not exist); it exports the query execution latency as a summary with quantiles, and Bolt
-# processing time and message counts as counters.
+# Neo4j 5 exports no Bolt latency histogram (neo4j_bolt_message_processing_time_seconds does not
+# exist: docs/decisions/003-neo4j-latency-metrics.md); it exports the query execution latency as a
+# summary with quantiles, and Bolt processing time and message counts as counters.
 GRAPH_SLI_RULES = [{
     "name": "graph-sli",
     "rules": [

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Peer
 from components.kube import container_security_context, labels_for, pod_security_context, resources
 
 SCRIPT = Path(__file__).parent / "scripts" / "neo4j_password_rotate.sh"
@@ -101,9 +101,9 @@ def _rotation_job(name: str, namespace: str, cluster_name: str, image: str, epoc
     )
 
 
-def rotation_flows(cluster_name: str) -> tuple[Flow, ...]:
-    """The rotation Job reaches the servers' Bolt port (the routing table names each server)."""
-    servers = {"app": cluster_name}
+def rotation_flows(servers: dict[str, str]) -> tuple[Flow, ...]:
+    """The rotation Job reaches the servers' Bolt port (the routing table names each server);
+    ``servers`` selects the server pods (Neo4jCluster.pod_selector)."""
     return (
         Flow("neo4j-rotation-bolt", "egress", Peer(pods=servers), (BOLT_PORT,), pods=JOB_POD_LABELS,
              reason="the password rotation Job runs ALTER USER over Bolt"),

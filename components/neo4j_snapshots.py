@@ -19,7 +19,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Neighbours
 from components.kube import container_security_context, cron_job, labels_for, resources
 from components.neo4j_backup import JOB_LABEL
 from components.validation import require
@@ -123,7 +123,8 @@ class Neo4jSnapshots(pulumi.ComponentResource):
             "securityContext": container_security_context(read_only_root=True),
         }
         # its own job identity (as every job here): the API flow opens for these pods alone
-        cron_job(args.job_name, namespace=args.namespace, schedule=args.schedule, time_zone=args.time_zone,
+        cron_job(args.job_name, resource_name=f"{name}-job", namespace=args.namespace, schedule=args.schedule,
+                 time_zone=args.time_zone,
                  container=container, service_account=args.job_name, run_as_user=NOBODY,
                  active_deadline_seconds=3600, labels={**labels, JOB_LABEL: args.job_name},
                  opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role, contents, *bindings]))
@@ -147,10 +148,9 @@ def restore_claim(release: str, namespace: str, snapshot: str, storage_class: st
     }
 
 
-def snapshot_flows(cluster_name: str, api_server_cidrs: tuple[str, ...], api_service_ip: str) -> tuple[Flow, ...]:
+def snapshot_flows(cluster_name: str, around: Neighbours) -> tuple[Flow, ...]:
     """The snapshot CronJob talks only to the Kubernetes API: at the kubernetes Service's ClusterIP
     and at the control plane's addresses, as cluster_flows allows it (either may be matched)."""
-    api = Peer(cidrs=(f"{api_service_ip}/32", *api_server_cidrs))
-    return (Flow("neo4j-snapshots-api", "egress", api, (443,),
+    return (Flow("neo4j-snapshots-api", "egress", around.kubernetes_api, (443,),
                  pods={JOB_LABEL: f"{cluster_name}-volume-snapshots"},
                  reason="the snapshot CronJob creates and expires VolumeSnapshots through the API"),)

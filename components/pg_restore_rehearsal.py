@@ -20,7 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.dr_budget import cron_max_gap_seconds
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Neighbours, Peer
 from components.irsa import irsa_role
 from components.kube import container_security_context, cron_job, prometheus_rule, resources
 from components.validation import require
@@ -91,7 +91,7 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
             data={**{f: (OPS_DIR / f).read_text() for f in OPS_FILES}, "outputs.json": outputs},
             opts=child)
         cron_job(
-            JOB, namespace=args.namespace, schedule=args.schedule, time_zone=args.time_zone,
+            JOB, resource_name=name, namespace=args.namespace, schedule=args.schedule, time_zone=args.time_zone,
             service_account=JOB, run_as_user=NOBODY_UID, active_deadline_seconds=args.deadline_seconds,
             container={
                 "name": JOB,
@@ -158,9 +158,9 @@ def rehearsal_policy(account_id: str, region: str, key_arn: str, subnet_group: s
     }
 
 
-def rehearsal_flows(sts_cidrs: tuple[str, ...], dr_rds_cidrs: tuple[str, ...]) -> tuple[Flow, ...]:
+def rehearsal_flows(around: Neighbours, dr_rds_cidrs: tuple[str, ...]) -> tuple[Flow, ...]:
     return (
-        Flow("pg-rehearsal-sts", "egress", Peer(cidrs=sts_cidrs), (443,), pods=POD_LABELS,
+        Flow("pg-rehearsal-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
         Flow("pg-rehearsal-rds-api", "egress", Peer(cidrs=dr_rds_cidrs), (443,), pods=POD_LABELS,
              reason="the rehearsal calls the RDS API of the DR region (restore, describe, delete)"),

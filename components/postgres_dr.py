@@ -7,7 +7,7 @@ replica must name its source by ARN and bring a KMS key and subnet group of its 
 automated backups are replicated to the DR region, so point-in-time restore exists there too.
 
 WAL-G is not used: it needs host access and archive_command, which RDS does not give; RDS's
-own transaction-log backups are the PITR mechanism.
+own transaction-log backups are the PITR mechanism (docs/decisions/005-no-wal-g-rds-pitr.md).
 
 Heartbeat: an idle primary makes the replica report up to five minutes of lag, so both parameter
 groups preload pg_cron and HEARTBEAT_SQL (run once on the primary, see the README) schedules an
@@ -38,7 +38,9 @@ LOG_EXPORTS = ["postgresql", "upgrade"]
 
 
 @dataclass(frozen=True)
-class RegionNetwork:
+class DbNetwork:
+    """Where one region's database sits (VPC, subnets) and who may reach it."""
+
     vpc_id: str
     subnet_ids: tuple[str, ...]
     # Clients of the database in this region: after a failover the DR instance serves the DR
@@ -50,8 +52,8 @@ class RegionNetwork:
 class PostgresDrArgs:
     account_id: str
     dr_provider: pulumi.ProviderResource
-    primary_network: RegionNetwork
-    dr_network: RegionNetwork
+    primary_network: DbNetwork
+    dr_network: DbNetwork
     engine_version: str
     instance_class: str
     allocated_storage_gb: int
@@ -227,7 +229,7 @@ class PostgresDr(pulumi.ComponentResource):
             "masterSecretArn": self.master_secret_arn,
         })
 
-    def _region(self, label: str, network: RegionNetwork, opts: pulumi.ResourceOptions) -> _Region:
+    def _region(self, label: str, network: DbNetwork, opts: pulumi.ResourceOptions) -> _Region:
         """Key, subnet group, security group, parameter group and alert topic of one region."""
         name, args = f"{self._name}-{label}", self._args
         key = aws.kms.Key(

@@ -1,6 +1,6 @@
 """RedisCache: a Redis StatefulSet tuned as a cache, with metrics and SLO alerts.
 
-``maxmemory 75%`` (the seed) is refused by redis-server ("argument must be a memory value"), and
+``maxmemory 75%`` is refused by redis-server ("argument must be a memory value"), and
 Redis never reads its cgroup limit anyway: the ceiling here is an absolute byte count derived from
 the container's memory limit. Without persistence 75% goes to data and 25% stays free for
 client buffers, replication backlog and fragmentation; with persistence only 50%, because a
@@ -10,6 +10,8 @@ Each pod is an independent cache node behind a headless Service (clients hash ke
 addresses); losing a pod loses a share of the cache, never correctness. The password lives only
 in a Secret: redis-server reads it from an ``include`` file, the probes and the exporter from the
 environment - never from a command line that ``ps`` would show.
+
+Why not a percentage: docs/decisions/004-redis-maxmemory-absolute.md.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.egress_policy import Flow, Peer
+from components.flows import Flow, Peer
 from components.kube import (
     container_security_context,
     labels_for,
@@ -261,7 +263,8 @@ def cache_flows(name: str, client_namespace: str, monitoring_namespace: str) -> 
 
 
 def cache_rule_groups(namespace: str, limit_bytes: int) -> list[dict]:
-    """The seed's cache SLIs, plus memory near the container limit and node down.
+    """The design notes' cache SLIs, plus memory near the container limit and node down
+    (docs/decisions/012-stores-slos-and-dashboard.md).
 
     A cache sits at maxmemory by design (eviction keeps it there), so "near max" that matters is
     the process's resident memory nearing the container limit: the OOM killer's line.

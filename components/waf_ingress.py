@@ -13,16 +13,18 @@ and a request-size limit; every rule emits CloudWatch metrics and sampled reques
 logs to CloudWatch Logs with credentials redacted.
 
 Compatibility mode ``nginx``, for clusters still on ingress-nginx (retired in March 2026: no more
-security fixes): the same Ingress with the controller's non-snippet annotations only. The seed's
+security fixes): the same Ingress with the controller's non-snippet annotations only.
 ``modsecurity-snippet`` is refused by current controllers; ModSecurity blocking
-(``SecRuleEngine On``) must be switched on in the controller's ConfigMap instead.
+(``SecRuleEngine On``) must be switched on in the controller's ConfigMap instead
+(docs/decisions/006-waf-instead-of-nginx-snippets.md).
 
-Rate limit translation: the seed allowed 10 rps with bursts of 2x on nginx's leaky bucket. WAF
+Rate limit translation (docs/decisions/007-waf-rate-limit-translation.md): the design notes
+allowed 10 rps with bursts of 2x on nginx's leaky bucket. WAF
 counts requests per client IP over a sliding window, so the limit is rps x window (10 x 300 s =
 3000 per 5 minutes). A window average has no separate burst knob: a client may burst at 2x for
-half the window, which is the seed's burst allowance spread over time.
+half the window, which is that burst allowance spread over time.
 
-Body size: WAF on an ALB inspects only the first 8 KB of a body, so it cannot measure a 2 MB
+Body size (docs/decisions/008-waf-body-size.md): WAF on an ALB inspects only the first 8 KB of a body, so it cannot measure a 2 MB
 body. The limit is enforced on the declared Content-Length instead, and the common rule set's
 8 KB SizeRestrictions_BODY rule is set to count - otherwise it would block every request above
 8 KB, far below the 2 MB the API accepts. Chunked uploads are bounded by the backend.
@@ -253,7 +255,7 @@ class WafIngress(pulumi.ComponentResource):
             f"{name}-waf-logging",
             resource_arn=acl.arn,
             log_destination_configs=[logs.arn],
-            # credentials never reach the logs (seed PR 52: privacy by default)
+            # credentials never reach the logs (docs/decisions/010-log-scrubbing-fields.md)
             redacted_fields=[{"single_header": {"name": "authorization"}},
                              {"single_header": {"name": "cookie"}}],
             opts=opts,

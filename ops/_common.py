@@ -66,7 +66,7 @@ def stack_outputs(stack: Optional[str], outputs_file: Optional[Path]) -> dict:
     return document
 
 
-def require(outputs: dict, *path: str) -> Any:
+def stack_output(outputs: dict, *path: str) -> Any:
     """outputs[path...], or an InputError naming the missing output."""
     value: Any = outputs
     for i, key in enumerate(path):

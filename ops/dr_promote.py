@@ -33,7 +33,7 @@ from ops._common import (
     DbRef,
     InputError,
     print_table,
-    require,
+    stack_output,
     stack_outputs,
 )
 from ops.dr_readiness import describe, latest_lag_seconds, replica_status
@@ -133,11 +133,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             secret_key = args.secret_kms_key_arn
         else:
             outputs = stack_outputs(args.stack, args.outputs)
-            primary_arn = require(outputs, "postgres", "primaryArn")
-            replica_arn = require(outputs, "postgres", "replicaArn")
-            max_lag = args.max_lag_seconds or require(outputs, "postgres", "lagAlarmThresholdSeconds")
-            retention = args.retention_days or require(outputs, "postgres", "backupRetentionDays")
-            secret_key = args.secret_kms_key_arn or require(outputs, "postgres", "replicaKmsKeyArn")
+            primary_arn = stack_output(outputs, "postgres", "primaryArn")
+            replica_arn = stack_output(outputs, "postgres", "replicaArn")
+            max_lag = args.max_lag_seconds or stack_output(outputs, "postgres", "lagAlarmThresholdSeconds")
+            retention = args.retention_days or stack_output(outputs, "postgres", "backupRetentionDays")
+            secret_key = args.secret_kms_key_arn or stack_output(outputs, "postgres", "replicaKmsKeyArn")
         primary = DbRef.parse(primary_arn, "the primary ARN")
         replica = DbRef.parse(replica_arn, "the replica ARN")
         if primary.region == replica.region:

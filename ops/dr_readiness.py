@@ -30,7 +30,7 @@ from ops._common import (
     DbRef,
     InputError,
     print_table,
-    require,
+    stack_output,
     stack_outputs,
 )
 
@@ -161,37 +161,39 @@ def pitr_replication(primary: DbRef, dr_region: str) -> Check:
 
 
 def run_checks(outputs: dict) -> list[Check]:
-    primary = DbRef.parse(require(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
-    replica = DbRef.parse(require(outputs, "postgres", "replicaArn"), "postgres.replicaArn")
-    threshold = require(outputs, "postgres", "lagAlarmThresholdSeconds")
-    check_id = require(outputs, "dnsFailover", "healthCheckId")
-    buckets = require(outputs, "backupBuckets")
+    primary = DbRef.parse(stack_output(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
+    replica = DbRef.parse(stack_output(outputs, "postgres", "replicaArn"), "postgres.replicaArn")
+    threshold = stack_output(outputs, "postgres", "lagAlarmThresholdSeconds")
+    check_id = stack_output(outputs, "dnsFailover", "healthCheckId")
+    buckets = stack_output(outputs, "backupBuckets")
     if not isinstance(threshold, (int, float)) or threshold <= 0:
         raise InputError(f"postgres.lagAlarmThresholdSeconds must be a positive number (given: {threshold!r})")
 
-    checks: list[Callable[[], Check]] = [
-        lambda: replica_status(primary, replica),
-        lambda: replica_lag(replica, threshold),
-        lambda: health_check(check_id),
-        lambda: pitr_replication(primary, replica.region),
+    # (name, check): the name is the row an AWS error inside the check is reported under
+    checks: list[tuple[str, Callable[[], Check]]] = [
+        ("replica-status", lambda: replica_status(primary, replica)),
+        ("replica-lag", lambda: replica_lag(replica, threshold)),
+        ("health-check", lambda: health_check(check_id)),
+        ("pitr-replication", lambda: pitr_replication(primary, replica.region)),
     ]
     for purpose, bucket in sorted(buckets.items()):
-        name = require(outputs, "backupBuckets", purpose, "bucket")
-        region = require(outputs, "backupBuckets", purpose, "region")
-        replica_arn = require(outputs, "backupBuckets", purpose, "replicaBucketArn")
-        checks.append(lambda n=name, r=region, a=replica_arn: bucket_replication(n, r, a))
-        checks.append(lambda n=name, r=region: newest_object_replicated(n, r))
+        name = stack_output(outputs, "backupBuckets", purpose, "bucket")
+        region = stack_output(outputs, "backupBuckets", purpose, "region")
+        replica_arn = stack_output(outputs, "backupBuckets", purpose, "replicaBucketArn")
+        checks.append((f"bucket-replication {name}", lambda n=name, r=region, a=replica_arn: bucket_replication(n, r, a)))
+        checks.append((f"object-replicated {name}", lambda n=name, r=region: newest_object_replicated(n, r)))
         if bucket.get("maxBackupAgeSeconds"):
-            checks.append(lambda n=name, r=region, m=bucket["maxBackupAgeSeconds"]: newest_object_age(n, r, m))
-    return [_guarded(check) for check in checks]
+            checks.append((f"backup-freshness {name}",
+                           lambda n=name, r=region, m=bucket["maxBackupAgeSeconds"]: newest_object_age(n, r, m)))
+    return [_guarded(name, check) for name, check in checks]
 
 
-def _guarded(check: Callable[[], Check]) -> Check:
+def _guarded(name: str, check: Callable[[], Check]) -> Check:
     """An AWS error in one check is that check's failure, not the end of the report."""
     try:
         return check()
     except (ClientError, BotoCoreError) as exc:
-        return Check(getattr(check, "__name__", "check"), False, f"AWS error: {exc}")
+        return Check(name, False, f"AWS error: {exc}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

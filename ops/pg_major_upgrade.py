@@ -33,7 +33,7 @@ from ops._common import (
     DbRef,
     InputError,
     print_table,
-    require,
+    stack_output,
     stack_outputs,
 )
 from ops.dr_readiness import describe, replica_status
@@ -112,8 +112,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         major(args.target_version)
         outputs = stack_outputs(args.stack, args.outputs)
-        primary = DbRef.parse(require(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
-        replica = DbRef.parse(require(outputs, "postgres", "replicaArn"), "postgres.replicaArn")
+        primary = DbRef.parse(stack_output(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
+        replica = DbRef.parse(stack_output(outputs, "postgres", "replicaArn"), "postgres.replicaArn")
     except InputError as exc:
         print(f"pg_major_upgrade: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

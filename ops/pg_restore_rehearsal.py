@@ -30,7 +30,7 @@ from typing import Callable, Optional
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ops._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Check, DbRef, InputError, print_table, require, stack_outputs
+from ops._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Check, DbRef, InputError, print_table, stack_output, stack_outputs
 
 POLL_SECONDS = 30
 TAG = {"Key": "intelgraph:purpose", "Value": "pitr-rehearsal"}
@@ -143,8 +143,8 @@ def delete(rds, identifier: str) -> None:
 
 
 def target_from_outputs(outputs: dict) -> tuple[DbRef, Target]:
-    source = DbRef.parse(require(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
-    fields = {name: require(outputs, "pgRestoreRehearsal", key) for name, key in (
+    source = DbRef.parse(stack_output(outputs, "postgres", "primaryArn"), "postgres.primaryArn")
+    fields = {name: stack_output(outputs, "pgRestoreRehearsal", key) for name, key in (
         ("region", "region"), ("kms_key_arn", "kmsKeyArn"), ("subnet_group", "subnetGroup"),
         ("security_group_id", "securityGroupId"), ("parameter_group", "parameterGroup"),
         ("instance_class", "instanceClass"), ("prefix", "prefix"))}

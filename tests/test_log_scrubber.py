@@ -40,7 +40,7 @@ def run(records: list[dict], tmp_path: Path, filter_file: Path = FILTER) -> list
 
 
 UNCHANGED = [
-    # seed PR 41's audit record: the audit trail keeps who (an id), what, why and from where
+    # design-notes PR 41's audit record (docs/decisions/010): the audit trail keeps who (an id), what, why and from where
     {"audit": {"ts": "2026-12-01T18:05:46.123Z", "user": "u-81234", "path": "/api/cases/42/export",
                "method": "POST", "status": 200, "reason": "case review INC-2291", "ip": "10.40.12.7"}},
     {"log": "GET /healthz 200 1.2ms", "stream": "stdout", "kubernetes": {"namespace_name": "graph"}},
@@ -63,7 +63,7 @@ def test_records_without_personal_data_pass_unchanged(tmp_path):
 
 
 @pytest.mark.parametrize("record, expected", [
-    # fields seed PR 43 (pino redact paths) and PR 52 (Fluent Bit Remove_key, OTEL attributes) name
+    # fields design-notes PR 43 (pino redact paths) and PR 52 (Fluent Bit Remove_key, OTEL attributes) name
     ({"req": {"headers": {"authorization": "Basic dXNlcjpwYXNz", "accept": "json"}}, "msg": "in"},
      {"req": {"headers": {"accept": "json"}}, "msg": "in"}),
     ({"password": "hunter2", "ssn": "078-05-1120", "email": "ana@example.org", "ok": 1}, {"ok": 1}),

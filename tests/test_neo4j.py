@@ -111,6 +111,18 @@ def test_a_limit_too_small_for_heap_pagecache_and_overhead_is_rejected():
                          ("us-east-1a", "us-east-1b", "us-east-1c"))
 
 
+def test_backups_try_every_secondary_before_any_primary():
+    # neo4j-admin database backup --from takes a list and uses the first server that answers
+    # (Neo4j Operations Manual 5, "Back up an online database": --from): secondaries first keeps
+    # the backup's read load off the primaries while any secondary is up.
+    args = Neo4jClusterArgs("graph", "graph", "5.26.16", "neo4j:5.26.16-enterprise", "yes", 3, 2, "1", "2",
+                            "4Gi", 4 * GIB, "gp3", "10Gi", "kube-prometheus-stack",
+                            ("us-east-1a", "us-east-1b", "us-east-1c"))
+    assert args.backup_sources == ("graph-server-4", "graph-server-5", "graph-server-3", "graph-server-2",
+                                   "graph-server-1")
+    assert args.pod_selector == {"app": "graph"}
+
+
 def test_a_tiny_memory_setting_is_a_settings_error_naming_the_key():
     import settings
     from tests.conftest import config_with

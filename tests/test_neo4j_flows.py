@@ -88,6 +88,11 @@ JOB = "intelgraph.io/job"
 
 def test_the_stand_ins_carry_the_real_labels():
     assert all(p["metadata"]["labels"]["app"] == "graph" for p in server_pods())
+    # Neo4jCluster's pod_selector, which the backup and rotation flows select the servers by,
+    # matches the pods the chart renders
+    selector = synthesized("prod").named("neo4j", "intelgraph:graph:Neo4jCluster").outputs.get("podSelector")
+    assert selector == {"app": "graph"} and all(
+        selector.items() <= p["metadata"]["labels"].items() for p in server_pods())
     jobs = {p["metadata"]["name"]: p["metadata"]["labels"] for p in job_pods(kubernetes_objects(synthesized("prod")))}
     assert {labels[JOB] for labels in jobs.values()} == set(jobs)
 

@@ -222,7 +222,7 @@ def test_a_missing_volume_or_no_volumes_fail_the_job_before_it_creates_anything(
 def test_the_restore_claim_is_what_the_release_adopts_and_validates():
     """Restore: create this claim (from a ready snapshot) before the release's StatefulSet exists."""
     synthesis = synthesized("prod")
-    release = synthesis.named("graph-server-1", "kubernetes:helm.sh/v3:Release").inputs
+    release = synthesis.named("neo4j-graph-server-1", "kubernetes:helm.sh/v3:Release").inputs
     volume = release["values"]["volumes"]["data"]["dynamic"]
     claim = restore_claim("graph-server-1", "graph", "data-graph-server-1-0-20261201t180000z",
                           volume["storageClassName"], volume["requests"]["storage"])
@@ -258,7 +258,7 @@ def test_the_readme_restore_path_is_valid_and_is_what_the_code_builds():
     assert snapshot["spec"]["volumeSnapshotClassName"] == objects("prod")[("VolumeSnapshotClass", "graph-ebs-retain")][
         "metadata"]["name"]
     kubernetes_validate.validate(claim, "1.33", strict=True)
-    volume = synthesized("prod").named("graph-server-1", "kubernetes:helm.sh/v3:Release").inputs["values"]["volumes"][
+    volume = synthesized("prod").named("neo4j-graph-server-1", "kubernetes:helm.sh/v3:Release").inputs["values"]["volumes"][
         "data"]["dynamic"]
     assert claim == restore_claim("graph-server-1", "graph", snapshot["metadata"]["name"],
                                   volume["storageClassName"], volume["requests"]["storage"])

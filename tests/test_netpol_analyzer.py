@@ -27,14 +27,14 @@ import pytest
 import yaml
 
 from components import egress_policy
-from components.egress_policy import DNS_PEER, Flow, Peer
+from components.flows import DNS_PEER, Flow, Peer
 from synth import engine, export
 from tests.conftest import ROOT, STACKS, config_with
 from tests.tools import require_tool
 
 NCA = ROOT / ".tools" / "nca" / "bin" / "nca"
 WORKLOADS = {"StatefulSet", "Deployment", "DaemonSet", "CronJob", "Job", "ReplicaSet", "Pod"}
-PUBLIC_S3 = ipaddress.ip_address("52.216.0.10")  # the seed's hard-coded public S3 range
+PUBLIC_S3 = ipaddress.ip_address("52.216.0.10")  # the design notes' public S3 range (docs/decisions/009)
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,20 @@ def test_a_pending_replica_past_the_rtc_sla_fails(world, capsys, monkeypatch):
     assert code == 1 and "FAIL  object-replicated intelgraph-prod-neo4j" in out and "PENDING" in out
 
 
+def test_an_aws_error_fails_the_check_it_happened_in_by_name(world, capsys, outputs):
+    # ListObjectsV2 on a bucket that is gone answers 404 NoSuchBucket (Amazon S3 API Reference,
+    # ListObjectsV2 "Errors"): a ClientError inside the check, reported as that check's row.
+    outputs["backupBuckets"]["neo4j"]["bucket"] = "intelgraph-prod-neo4j-gone"
+    world.write_text(json.dumps(outputs))
+    code, out = readiness(world, capsys)
+    assert code == 1, out
+    for name in ("object-replicated intelgraph-prod-neo4j-gone", "backup-freshness intelgraph-prod-neo4j-gone"):
+        line = next(x for x in out.splitlines() if name in x)
+        assert line.strip().startswith("FAIL") and "AWS error" in line and "NoSuchBucket" in line, line
+    assert "<lambda>" not in out
+    assert "PASS  replica-status" in out  # the other checks still ran
+
+
 def test_missing_output_is_a_clear_input_error(tmp_path, capsys):
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({"postgres": {}}))

@@ -90,7 +90,7 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("k8s-no-privilege-escalation", "redis", ":StatefulSet",
      lambda e: pod(e)["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
      "allowPrivilegeEscalation: false"),
-    ("k8s-not-privileged", "neo4j-restore-rehearsal", ":CronJob",
+    ("k8s-not-privileged", "neo4j-backup-rehearsal", ":CronJob",
      lambda e: pod(e)["containers"][0]["securityContext"].update(privileged=True), "remove securityContext.privileged"),
     ("k8s-seccomp-runtime-default", "redis", ":StatefulSet",
      lambda e: (pod(e)["securityContext"].pop("seccompProfile"),
@@ -112,12 +112,12 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      "wafv2-acl-arn"),
     ("k8s-netpol-no-internet-egress", "graph-backup-s3", ":NetworkPolicy",
      lambda e: e["inputs"]["spec"]["egress"][0]["to"].append({"ipBlock": {"cidr": "0.0.0.0/0"}}), "0.0.0.0/0"),
-    ("k8s-helm-values-hardened", "graph-server-2", ":Release",
+    ("k8s-helm-values-hardened", "neo4j-graph-server-2", ":Release",
      lambda e: e["inputs"]["values"]["containerSecurityContext"].update(privileged=True),
      "values: container neo4j: remove securityContext.privileged"),
     ("k8s-namespace-default-deny", "cache-default-deny", ":NetworkPolicy",
      lambda e: e.update(type="kubernetes:core/v1:ConfigMap"), "without a default-deny egress"),
-    ("neo4j-min-primaries", "graph-server-3", ":Release",
+    ("neo4j-min-primaries", "neo4j-graph-server-3", ":Release",
      lambda e: e["outputs"]["values"]["config"].update({"initial.server.mode_constraint": "SECONDARY"}),
      "has 2 primaries; run at least 3"),
     # a regional WebACL protects only its own region: without the DR one, failover bypasses WAF
@@ -232,13 +232,13 @@ def test_the_dr_waf_rule_decides_on_the_first_preview(prod_export):
 
 
 @pytest.fixture
-def exceptions_file(tmp_path):
+def exceptions_file(tmp_path, monkeypatch):
+    path = tmp_path / "exceptions.yaml"
+    monkeypatch.setattr(policy_exceptions, "current", lambda: policy_exceptions.load(path, today=date(2026, 11, 22)))
+
     def use(entries: list[dict]) -> None:
-        path = tmp_path / "exceptions.yaml"
         path.write_text(json.dumps({"exceptions": entries}))
-        policy_exceptions.use(policy_exceptions.load(path, today=date(2026, 11, 22)))
-    yield use
-    policy_exceptions.use(None)
+    return use
 
 
 WAIVER = {"policy": "rds-multi-az", "resource": "intelgraph-pg-primary",
@@ -267,6 +267,20 @@ def test_an_expired_exception_is_a_mandatory_violation(prod_export, exceptions_f
     messages = {p: f.message for p, f in report.mandatory_violations}
     assert "rds-multi-az" in messages  # no longer waived
     assert "expired on 2026-11-01" in messages["policy-exceptions-valid"]
+
+
+def test_one_pack_process_judges_the_exceptions_in_force_at_each_evaluation(prod_export, tmp_path, monkeypatch):
+    # One analyzer process serves every resource of a `pulumi up` (Pulumi docs, "Policy as Code":
+    # the pack runs as a plugin next to the engine), and a preview may follow an edit of the file:
+    # a waiver removed, or one that expired, must stop waiving without a restart.
+    path = tmp_path / "exceptions.yaml"
+    monkeypatch.setattr(policy_exceptions, "FILE", path)
+    broken = copy.deepcopy(prod_export)
+    entry(broken, "intelgraph-pg-primary", ":Instance")["inputs"].update(multiAz=False)
+    path.write_text(json.dumps({"exceptions": [{**WAIVER, "expires": "2099-12-31"}]}))
+    assert "rds-multi-az" not in dict(policy_runner.evaluate(broken, "prod").mandatory_violations)
+    path.write_text(json.dumps({"exceptions": []}))
+    assert "rds-multi-az" in dict(policy_runner.evaluate(broken, "prod").mandatory_violations)
 
 
 @pytest.mark.parametrize("bad,words", [

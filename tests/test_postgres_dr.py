@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from components.postgres_dr import PostgresDrArgs, RegionNetwork
+from components.postgres_dr import DbNetwork, PostgresDrArgs
 from synth import export
 from tests.conftest import stack_settings
 
@@ -130,15 +130,15 @@ def test_no_plaintext_password_anywhere_in_stack_json(stack):
 @pytest.mark.parametrize("changes,words", [
     ({"backup_retention_days": 0}, "backup_retention_days must be at least 1"),
     ({"max_allocated_storage_gb": 10}, "max_allocated_storage_gb must be at least"),
-    ({"dr_network": RegionNetwork("vpc-2", ("subnet-3", "subnet-4"))}, "dr_network.allowed_cidrs must name"),
-    ({"dr_network": RegionNetwork("vpc-1", ("subnet-1",), ("10.1.0.0/16",))}, "at least two subnets"),
+    ({"dr_network": DbNetwork("vpc-2", ("subnet-3", "subnet-4"))}, "dr_network.allowed_cidrs must name"),
+    ({"dr_network": DbNetwork("vpc-1", ("subnet-1",), ("10.1.0.0/16",))}, "at least two subnets"),
     ({"engine_version": "16.4"}, "major version only with auto_minor_version_upgrade"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(
         account_id="481236059412", dr_provider=None,
-        primary_network=RegionNetwork("vpc-1", ("subnet-1", "subnet-2"), ("10.0.0.0/16",)),
-        dr_network=RegionNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",)), engine_version="16",
+        primary_network=DbNetwork("vpc-1", ("subnet-1", "subnet-2"), ("10.0.0.0/16",)),
+        dr_network=DbNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",)), engine_version="16",
         instance_class="db.t4g.large", allocated_storage_gb=50, max_allocated_storage_gb=100,
         backup_retention_days=7, multi_az=False, deletion_protection=False, final_snapshot=False,
         maintenance_window="sun:05:00-sun:06:00",

@@ -128,7 +128,7 @@ def test_liveness_tolerates_loading_but_readiness_does_not(prod):
     assert run("livenessProbe") == 0 and run("readinessProbe") != 0
 
 
-def test_the_seeds_percentage_is_refused_by_a_real_redis_server(tmp_path):
+def test_a_percentage_maxmemory_is_refused_by_a_real_redis_server(tmp_path):
     (tmp_path / "redis.conf").write_text("maxmemory 75%\n")
     result = subprocess.run([require_tool("redis-server"), "redis.conf", "--port", str(free_port())],
                             cwd=tmp_path, capture_output=True, text=True, timeout=10)

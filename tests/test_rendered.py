@@ -120,7 +120,7 @@ def test_synth_check_renders_an_edited_export_from_its_own_values(prod_export, t
     assert synth_main(["check", str(bad), "--stack", "prod"]) == 1
     out = capsys.readouterr().out
     assert "[MANDATORY] k8s-not-privileged on graph-server-1:graph/graph-server-1" in out
-    assert "[MANDATORY] k8s-helm-values-hardened on graph-server-1" in out
+    assert "[MANDATORY] k8s-helm-values-hardened on neo4j-graph-server-1" in out
 
 
 def test_a_chart_that_refuses_an_exports_values_is_invalid_input(prod_export, tmp_path, capsys):

@@ -1,6 +1,6 @@
 -- Fluent Bit Lua filter: scrub personal data and credentials from a record before it leaves the node.
 --
--- Removes the fields the privacy notes name (seed PR 43: req.headers.authorization, password, ssn,
+-- Removes the fields the privacy notes name (docs/decisions/010-log-scrubbing-fields.md; PR 43: req.headers.authorization, password, ssn,
 -- card.number, email; PR 52: authorization, email, password, user.email, db.statement.parameters,
 -- http.request.header.authorization) wherever they appear - as nested tables or as dotted keys -
 -- and masks, inside every string value: e-mail addresses, phone numbers, bearer tokens, AWS access

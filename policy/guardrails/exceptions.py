@@ -1,4 +1,5 @@
-"""Time-boxed policy exceptions (policy/exceptions.yaml), as seed PR 45 asked: explicit, with a
+"""Time-boxed policy exceptions (policy/exceptions.yaml), as design-notes PR 45 asked
+(docs/decisions/011-time-boxed-policy-exceptions.md): explicit, with a
 reason and an approver, expiring on a date. A valid entry waives one policy for one resource
 until it expires; an expired or malformed entry is itself a mandatory violation."""
 
@@ -31,7 +32,8 @@ class Loaded:
     problems: tuple[str, ...]  # expired or malformed entries, one message each
 
 
-def load(path: Path = FILE, today: Optional[date] = None) -> Loaded:
+def load(path: Optional[Path] = None, today: Optional[date] = None) -> Loaded:
+    path = path or FILE
     today = today or date.today()
     if not path.exists():
         return Loaded((), ())
@@ -73,20 +75,10 @@ def load(path: Path = FILE, today: Optional[date] = None) -> Loaded:
     return Loaded(tuple(valid), tuple(problems))
 
 
-_loaded: Optional[Loaded] = None
-
-
 def current() -> Loaded:
-    global _loaded
-    if _loaded is None:
-        _loaded = load()
-    return _loaded
-
-
-def use(loaded: Optional[Loaded]) -> None:
-    """Replace the exceptions in force (tests; None reloads the file on next use)."""
-    global _loaded
-    _loaded = loaded
+    """The exceptions in force now, read from the file at each call: one analyzer process serves
+    a whole `pulumi up`, so a cache would keep an entry that expired (or was deleted) meanwhile."""
+    return load()
 
 
 def waiver(policy: str, urn: Optional[str]) -> Optional[Exception_]:
