@@ -20,21 +20,40 @@ from components.stateful import is_stateful
 EXIT_OK, EXIT_STATEFUL, EXIT_INVALID = 0, 1, 2
 
 # Properties the cloud cannot change in place, so the provider replaces the resource. Sources:
-# RDS ModifyDBInstance / ModifyDBParameterGroup / ModifyDBSubnetGroup take none of these; S3 has
-# no rename and no API to turn Object Lock off; KMS keeps a key's spec, usage and multi-Region flag for life; a Helm release
-# cannot be renamed or moved; Kubernetes refuses updates to a StatefulSet's selector, service
-# name and volume claim templates ("Forbidden: updates to statefulset spec for fields other than...").
+# the ForceNew fields of terraform-provider-aws's schemas, which pulumi-aws bridges unchanged -
+# internal/service/rds/instance.go (identifier, identifier_prefix, engine, kms_key_id,
+# storage_encrypted, username, db_name, availability_zone, character_set_name,
+# nchar_character_set_name, timezone, custom_iam_instance_profile, snapshot_identifier,
+# restore_to_point_in_time; engine_version, db_subnet_group_name and parameter_group_name update in
+# place), rds/parameter_group.go (name, name_prefix, family, and description: RDS has no API to
+# change a parameter group's description), rds/subnet_group.go (name, name_prefix; description and
+# subnets update), kms/key.go (customer_master_key_spec, key_usage, multi_region,
+# custom_key_store_id, xks_key_id); S3 has no rename and no API to turn Object Lock off; a Helm
+# release cannot be renamed or moved; Kubernetes refuses updates to a StatefulSet's selector,
+# service name and volume claim templates ("Forbidden: updates to statefulset spec for fields
+# other than...").
 FORCE_NEW: dict[str, tuple[str, ...]] = {
-    "aws:rds/instance:Instance": ("kmsKeyId", "storageEncrypted", "username", "dbName", "availabilityZone",
-                                  "characterSetName"),
-    "aws:rds/parameterGroup:ParameterGroup": ("name", "namePrefix", "family"),
+    "aws:rds/instance:Instance": ("identifier", "identifierPrefix", "engine", "kmsKeyId", "storageEncrypted",
+                                  "username", "dbName", "availabilityZone", "characterSetName",
+                                  "ncharCharacterSetName", "timezone", "customIamInstanceProfile",
+                                  "snapshotIdentifier", "restoreToPointInTime"),
+    "aws:rds/parameterGroup:ParameterGroup": ("name", "namePrefix", "family", "description"),
     "aws:rds/subnetGroup:SubnetGroup": ("name", "namePrefix"),
     "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
-    "aws:kms/key:Key": ("customerMasterKeySpec", "keySpec", "keyUsage", "multiRegion"),
+    "aws:kms/key:Key": ("customerMasterKeySpec", "keyUsage", "multiRegion", "customKeyStoreId", "xksKeyId"),
     "kubernetes:helm.sh/v3:Release": ("name", "namespace"),
     "kubernetes:apps/v1:StatefulSet": ("metadata.name", "metadata.namespace", "spec.selector",
                                        "spec.serviceName", "spec.volumeClaimTemplates"),
 }
+# Provider inputs whose change replaces every resource the provider manages. The engine asks the
+# new provider's DiffConfig whenever a resource's provider changes, and a replacing diff cascades
+# to all of its resources (pulumi/pulumi pkg/resource/deploy/step_generator.go, providerChanged and
+# calculateDependentReplacements). pulumi-aws does so for `region` (pulumi/pulumi-aws#4000); from v7
+# the region is also each resource's own input, injected from the provider's (terraform-provider-aws
+# 6 "enhanced region support"): either way a resource does not move to another region in place.
+PROVIDER_FORCE_NEW: dict[str, tuple[str, ...]] = {"pulumi:providers:aws": ("region",)}
+PROVIDER_PREFIX = "pulumi:providers:"
+
 ORDER = {"replace": 0, "delete": 1, "create": 2, "update": 3}
 # The input that fixes a resource's physical name. Pulumi replaces create-first (Pulumi docs,
 # "deleteBeforeReplace"), so a replacement that keeps the name collides with the old resource and
@@ -96,6 +115,31 @@ def _major_upgrade(type_: str, old: dict, new: dict) -> str:
     return f"major engine upgrade {before} -> {after}" if before and after and before != after else ""
 
 
+def _provider_urn(resource: dict) -> str:
+    """The URN part of a provider reference (``<urn>::<id>``); "" for none."""
+    return (resource.get("provider") or "").rsplit("::", 1)[0]
+
+
+def _provider_replacement(old: dict, new: dict, before: dict, after: dict) -> str:
+    """Why the resource's provider forces its replacement, or "": its provider (the same one, or
+    the one it now names) differs from the old one in an input that replaces its resources."""
+    old_urn, new_urn = _provider_urn(before), _provider_urn(after)
+    if not old_urn or not new_urn or old_urn not in old or new_urn not in new:
+        return ""
+    was, now = old[old_urn], new[new_urn]
+    if old_urn in now.get("aliases", []):  # the engine treats an aliased provider as the same one
+        old_urn = new_urn
+    keys = PROVIDER_FORCE_NEW.get(now["type"])
+    if keys is None:  # a provider we do not model: the engine's DiffConfig decides; assume the worst
+        return f"its provider changes ({old_urn} -> {new_urn})" if old_urn != new_urn else ""
+    forced = [k for k in keys if was.get("inputs", {}).get(k) != now.get("inputs", {}).get(k)]
+    if not forced:
+        return ""
+    name = new_urn.rsplit("::", 1)[-1]
+    moves = ", ".join(f"{k} {was.get('inputs', {}).get(k)} -> {now.get('inputs', {}).get(k)}" for k in forced)
+    return f"its provider {name} is {'another one' if old_urn != new_urn else 'changed'}: {moves}"
+
+
 def compare(old_doc: dict, new_doc: dict) -> list[Change]:
     old = {r["urn"]: r for r in old_doc["deployment"]["resources"]}
     new = {r["urn"]: r for r in new_doc["deployment"]["resources"]}
@@ -117,7 +161,11 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
         changed = _changed(before.get("inputs", {}), after.get("inputs", {}))
         forced = _forced_by(after["type"], changed)
         reason = ""
-        if forced:
+        by_provider = "" if after["type"].startswith(PROVIDER_PREFIX) else _provider_replacement(
+            old, new, before, after)
+        if by_provider:
+            reason = by_provider
+        elif forced:
             reason = "forced by " + ", ".join(forced)
         elif after.get("custom") and before.get("id") and after.get("id") and before["id"] != after["id"]:
             # the export's own word: the physical resource behind the URN is another one
