@@ -237,6 +237,19 @@ def test_promotion_happy_path(world, capsys):
     assert "is now a standalone primary" in out and "pulumi refresh" in out
 
 
+
+def test_the_next_steps_never_swap_the_stack_regions(world, capsys):
+    # A provider whose region changes replaces every resource it manages (pulumi/pulumi-aws#4000;
+    # synth diff marks them, prod's protect refuses), and a standalone instance cannot be made a
+    # replica again (terraform-provider-aws #16054, "cannot elect new source database for
+    # replication"): the printed steps must not advise a region swap, and must hold `up` back.
+    assert dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "primaryRegion=" not in out and "drRegion=" not in out
+    assert "Do NOT swap aws.primaryRegion/drRegion" in out and "Freeze `pulumi up`" in out
+    assert out.index("pulumi refresh") < out.index("Do NOT swap")
+
+
 def test_the_promoted_instance_gets_a_managed_secret_in_its_own_region(world, capsys, outputs):
     # The primary's RDS-managed secret lives in Secrets Manager in the primary region only, and a
     # read replica cannot manage one (RDS User Guide, "Password management with Amazon RDS and
