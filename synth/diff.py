@@ -190,6 +190,37 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
     return sorted(changes, key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
 
 
+# `pulumi preview --json` step ops (pulumi/pulumi pkg/display/json.go PreviewStep: op, urn,
+# oldState, newState, diffReasons, replaceReasons). A replacement shows as create-replacement,
+# replace and delete-replaced steps of one URN.
+ENGINE_ACTIONS = {"create": "create", "update": "update", "delete": "delete", "replace": "replace",
+                  "create-replacement": "replace", "delete-replaced": "replace"}
+
+
+def engine_plan(preview: dict) -> list[Change]:
+    """The engine's own verdict: the same Changes, from the steps of `pulumi preview --json`."""
+    steps = preview.get("steps") if isinstance(preview, dict) else None
+    if not isinstance(steps, list):
+        raise ValueError("no steps list; is this `pulumi preview --json` output?")
+    found: dict[str, Change] = {}
+    for step in steps:
+        action = ENGINE_ACTIONS.get(step.get("op", ""))
+        old_state, new_state = step.get("oldState") or {}, step.get("newState") or {}
+        type_ = old_state.get("type") or new_state.get("type") or ""
+        if action is None or type_ == "pulumi:pulumi:Stack":
+            continue  # same, read, refresh, the stack itself
+        if step["urn"] in found and found[step["urn"]].action == "replace":
+            continue
+        replace = step.get("replaceReasons") or []
+        found[step["urn"]] = Change(
+            action, step["urn"], type_,
+            stateful=is_stateful(type_) or bool(old_state.get("retainOnDelete") or new_state.get("retainOnDelete")),
+            protected=bool(old_state.get("protect") or new_state.get("protect")),
+            properties=list(step.get("diffReasons") or []),
+            reason=f"the engine replaces it: {', '.join(replace)}" if action == "replace" and replace else "")
+    return sorted(found.values(), key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
+
+
 def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int]:
     counts = {a: sum(c.action == a for c in changes) for a in ORDER}
     dangerous = [c for c in changes if c.dangerous]
@@ -213,22 +244,31 @@ def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int
 
 
 def main(argv: list[str]) -> int:
+    import json
+
     from synth.__main__ import _read_export
 
     parser = argparse.ArgumentParser(prog="python -m synth diff", description=__doc__.splitlines()[0])
-    parser.add_argument("old", type=Path, help="the export before the change (e.g. main's synth)")
-    parser.add_argument("new", type=Path, help="the export after the change (e.g. the branch's synth)")
+    parser.add_argument("old", type=Path, nargs="?", help="the export before the change (e.g. main's synth)")
+    parser.add_argument("new", type=Path, nargs="?", help="the export after the change (e.g. the branch's synth)")
+    parser.add_argument("--engine", type=Path, help="judge `pulumi preview --json` output instead of two exports")
     parser.add_argument("--approved-by", help="who approved replacing or deleting stateful resources")
     parser.add_argument("--markdown", type=Path, help="also write the summary here (a PR comment)")
     args = parser.parse_args(argv)
+    if bool(args.engine) == bool(args.old and args.new) or (args.engine and args.old):
+        parser.error("give OLD.json NEW.json, or --engine PREVIEW.json")
     try:
-        old, new = _read_export(args.old), _read_export(args.new)
+        if args.engine:
+            changes, title = engine_plan(json.loads(args.engine.read_text())), f"`{args.engine}` (the engine's plan)"
+        else:
+            changes = compare(_read_export(args.old), _read_export(args.new))
+            title = f"`{args.new}` against `{args.old}`"
     except (OSError, ValueError) as exc:
         print(f"synth diff: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    text, code = summary(compare(old, new), (args.approved_by or "").strip() or None)
+    text, code = summary(changes, (args.approved_by or "").strip() or None)
     print(text)
     if args.markdown:
         with args.markdown.open("a") as out:
-            out.write(f"### `{args.new}` against `{args.old}`\n\n```\n{text}\n```\n\n")
+            out.write(f"### {title}\n\n```\n{text}\n```\n\n")
     return code

@@ -204,3 +204,36 @@ def test_a_resource_handed_to_another_provider_is_replaced_when_the_provider_con
     assert found["neo4j"].action == "replace" and "its provider changes" in found["neo4j"].reason
     aliased = {**k8s_b, "aliases": [k8s_a["urn"]]}
     assert "neo4j" not in changed(document(k8s_a, on(k8s_a, release)), document(aliased, on(aliased, release)))
+
+
+def preview_step(op: str, res: dict, **extra) -> dict:
+    state = {k: res[k] for k in ("urn", "type", "custom", "inputs") if k in res}
+    state |= {k: res[k] for k in ("protect", "retainOnDelete") if k in res}
+    return {"op": op, "urn": res["urn"], "oldState": state, "newState": state, "detailedDiff": None, **extra}
+
+
+def test_the_engines_own_preview_json_gates_a_stateful_replace(tmp_path):
+    # `pulumi preview --json` (pulumi/pulumi pkg/display/json.go PreviewStep): a replacement is
+    # create-replacement + replace + delete-replaced steps of one URN, with replaceReasons; the
+    # oldState carries protect and retainOnDelete. The engine knows what our table cannot (a
+    # provider's own DiffConfig, a replaceOnChanges option).
+    stack = {"urn": f"{PREFIX}pulumi:pulumi:Stack::intelgraph-platform-prod", "type": "pulumi:pulumi:Stack"}
+    steps = [{"op": "same", "urn": stack["urn"], "newState": stack},
+             *(preview_step(op, DATABASE, replaceReasons=["engineVersion"])
+               for op in ("create-replacement", "replace", "delete-replaced")),
+             preview_step("update", ROLE, diffReasons=["tags"])]
+    plan = diff.engine_plan({"steps": steps, "changeSummary": {"replace": 1, "update": 1}})
+    assert [(c.action, c.urn.rsplit("::", 1)[-1]) for c in plan] == [("replace", "pg-primary"), ("update", "backup-role")]
+    assert plan[0].dangerous and plan[0].reason == "the engine replaces it: engineVersion"
+    assert plan[1].properties == ["tags"] and not plan[1].dangerous
+    (tmp_path / "preview.json").write_text(json.dumps({"steps": steps}))
+    cli = [sys.executable, "-m", "synth", "diff", "--engine", str(tmp_path / "preview.json")]
+    result = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "! replace " + DATABASE["urn"] in result.stdout
+    result = subprocess.run([*cli, "--approved-by", "bob"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    # only updates: passes; not preview output: bad input
+    assert diff.summary(diff.engine_plan({"steps": [steps[0], steps[-1]]}), None)[1] == diff.EXIT_OK
+    (tmp_path / "bad.json").write_text(json.dumps(document(ROLE)))
+    bad = subprocess.run(cli[:-1] + [str(tmp_path / "bad.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "pulumi preview --json" in bad.stderr
