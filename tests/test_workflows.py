@@ -101,7 +101,7 @@ def test_pull_requests_run_tests_and_synth_before_previews():
     jobs = load("preview.yml")["jobs"]
     runs = " ".join(s.get("run", "") for s in jobs["test"]["steps"])
     assert "bash .ci/run" in runs and "./dev synth" in runs
-    assert jobs["preview"]["needs"] == "test" and jobs["preview"]["with"]["comment-on-pr"] is True
+    assert jobs["preview"]["needs"] == ["test", "plan"] and jobs["preview"]["with"]["comment-on-pr"] is True
     assert "id-token" not in jobs["test"].get("permissions", {})
 
 
@@ -414,3 +414,33 @@ def test_dev_refuses_to_pull_when_the_stacks_pin_different_charts(tmp_path):
     result = _dev(tmp_path, env, "charts", str(tmp_path / "charts"))
     assert result.returncode == 1 and "must pin one Neo4j chartVersion" in result.stderr
     assert "helm" not in log.read_text()
+
+
+def test_the_engines_preview_json_gates_pr_previews_with_the_plans_approval(tmp_path):
+    """`pulumi preview --json` from the real engine, judged by `synth diff --engine`: the step's own
+    script, with a fake pulumi on PATH that checks its arguments and prints a replacement."""
+    from tests.test_diff import DATABASE, preview_step
+
+    preview = load("preview.yml")["jobs"]
+    assert preview["preview"]["with"]["approved-by"] == "${{ needs.plan.outputs.approver }}"
+    assert preview["plan"]["outputs"]["approver"] == "${{ steps.approval.outputs.name }}"
+    assert _step(preview["plan"], "Who approved")["id"] == "approval"
+    step = _step(load("_pulumi.yml")["jobs"]["pulumi"], "Engine plan gate")
+    assert step["if"] == "inputs.command == 'preview' && inputs.comment-on-pr"  # PR previews, not drift
+    assert step["env"]["APPROVER"] == "${{ inputs.approved-by }}"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    steps = [preview_step(op, DATABASE, replaceReasons=["kmsKeyId"]) for op in ("create-replacement", "replace")]
+    (tmp_path / "steps.json").write_text(json.dumps({"steps": steps}))
+    (bin_dir / "pulumi").write_text(
+        "#!/bin/bash\n"
+        '[ "$*" = "preview --stack prod --json --policy-pack policy --policy-pack-config policy/config/prod.json" ]'
+        f" || {{ echo \"unexpected: $*\" >&2; exit 9; }}\ncat {tmp_path / 'steps.json'}\n")
+    (bin_dir / "pulumi").chmod(0o755)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    for approver, code in (("", 1), ("carol", 0)):
+        summary = tmp_path / f"summary-{code}"
+        result = _bash(step["run"], tmp_path, {"STACK": "prod", "APPROVER": approver, "PYTHONPATH": str(ROOT),
+                                               "GITHUB_STEP_SUMMARY": str(summary)}, bin_dir)
+        assert result.returncode == code, result.stdout + result.stderr
+        assert "! replace " + DATABASE["urn"] in summary.read_text()
