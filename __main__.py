@@ -62,6 +62,9 @@ eks = kubernetes.Provider(
 # The audit trail delivers to the logs bucket: its policy carries CloudTrail's grants.
 trail_name = audit_trail.trail_name(pulumi.get_stack())
 trail_arn = audit_trail.trail_arn(cfg.aws.primary_region, cfg.aws.account_id, trail_name)
+# The trail encrypts its log files with its own key, which exists only after the bucket it writes
+# to: a deferred output lets the logs bucket's replication role name it (resolved below).
+trail_key_arn, resolve_trail_key_arn = pulumi.deferred_output()
 buckets = {
     purpose: BackupBucket(
         f"{purpose}-backups",
@@ -78,6 +81,7 @@ buckets = {
             else None,
             extra_policy=(lambda arn: audit_trail.delivery_statements(arn, cfg.aws.account_id, trail_arn))
             if purpose == "logs" else None,
+            other_source_key_arns=[trail_key_arn] if purpose == "logs" else (),
         ),
         opts=pulumi.ResourceOptions(provider=primary),
     )
@@ -99,9 +103,11 @@ trail = AuditTrail(
             AuditedPrefix(buckets["logs"].replica_bucket_arn, "containers/"),
         ],
     ),
-    # CreateTrail checks the bucket policy: the logs bucket (and its policy) first
-    opts=pulumi.ResourceOptions(provider=primary, depends_on=[buckets["logs"]]),
+    # CreateTrail checks the bucket policy: it first. Not the whole bucket component: its
+    # replication role names the trail's key, so waiting for all of it would be a cycle.
+    opts=pulumi.ResourceOptions(provider=primary, depends_on=[buckets["logs"].bucket_policy]),
 )
+resolve_trail_key_arn(trail.kms_key_arn)
 
 # --- workload namespaces: default-deny, DNS, then each component's declared flows ----------------
 k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": eks, "aws": primary})

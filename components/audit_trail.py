@@ -123,4 +123,5 @@ class AuditTrail(pulumi.ComponentResource):
         # the ARN CloudTrail gives a trail (arn:aws:cloudtrail:<home region>:<account>:trail/<name>),
         # the one the bucket and key policies name
         self.trail_arn = trail.name.apply(lambda n: trail_arn(args.region, args.account_id, n))
-        self.register_outputs({"trailArn": self.trail_arn})
+        self.kms_key_arn = key.arn  # the logs bucket's replication must decrypt the log files
+        self.register_outputs({"trailArn": self.trail_arn, "kmsKeyArn": self.kms_key_arn})

@@ -52,6 +52,9 @@ class BackupBucketArgs:
     # More statements for the primary bucket's policy, from its ARN (e.g. CloudTrail's delivery
     # grant: a bucket has one policy, so they must join the TLS-only one)
     extra_policy: Optional[Callable[[str], list[dict]]] = None
+    # Keys other than the bucket's own that encrypt objects written to the primary bucket (a PUT
+    # that names its key, e.g. CloudTrail's log files): replication must decrypt those too
+    other_source_key_arns: Sequence[pulumi.Input[str]] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +80,7 @@ class _Side:
     bucket: aws.s3.Bucket
     key: aws.kms.Key
     versioning: aws.s3.BucketVersioning
+    policy: aws.s3.BucketPolicy
 
 
 class BackupBucket(pulumi.ComponentResource):
@@ -88,6 +92,7 @@ class BackupBucket(pulumi.ComponentResource):
     replica_kms_key_arn: pulumi.Output[str]
     replication_role_arn: pulumi.Output[str]
     alert_topic: aws.sns.Topic  # the replication alarm's (primary region)
+    bucket_policy: aws.s3.BucketPolicy  # the primary bucket's
 
     def __init__(self, name: str, args: BackupBucketArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:storage:BackupBucket", name, None, opts)
@@ -109,6 +114,7 @@ class BackupBucket(pulumi.ComponentResource):
         self.replica_bucket_arn = replica.bucket.arn
         self.replica_kms_key_arn = replica.key.arn
         self.replication_role_arn = role.arn
+        self.bucket_policy = primary.policy  # what a writer checked against the policy waits for
         self.register_outputs({
             "bucketName": self.bucket_name,
             "bucketArn": self.bucket_arn,
@@ -176,7 +182,7 @@ class BackupBucket(pulumi.ComponentResource):
             }],
             opts=opts,
         )
-        aws.s3.BucketPolicy(
+        policy = aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=bucket.id,
             policy=bucket.arn.apply(lambda arn: tls_only_policy(arn, extra_policy(arn) if extra_policy else [])),
@@ -212,7 +218,7 @@ class BackupBucket(pulumi.ComponentResource):
                 }},
                 opts=_after(opts, [versioning]),
             )
-        return _Side(bucket=bucket, key=key, versioning=versioning)
+        return _Side(bucket=bucket, key=key, versioning=versioning, policy=policy)
 
     def _replicate(self, name: str, source: _Side, replica: _Side, opts: pulumi.ResourceOptions) -> aws.iam.Role:
         role = aws.iam.Role(
@@ -226,7 +232,7 @@ class BackupBucket(pulumi.ComponentResource):
             role=role.id,
             policy=pulumi.Output.all(
                 source.bucket.arn, replica.bucket.arn, source.key.arn, replica.key.arn,
-                source.bucket.region, replica.bucket.region,
+                source.bucket.region, replica.bucket.region, pulumi.Output.all(*self._args.other_source_key_arns),
             ).apply(lambda a: json.dumps(replication_policy(*a))),
             opts=opts,
         )
@@ -303,7 +309,7 @@ def tls_only_policy(bucket_arn: str, extra: Sequence[dict] = ()) -> str:
 
 def replication_policy(
     source_arn: str, replica_arn: str, source_key_arn: str, replica_key_arn: str,
-    source_region: str, replica_region: str,
+    source_region: str, replica_region: str, other_source_key_arns: Sequence[str] = (),
 ) -> dict:
     """Least privilege for S3 replication of KMS-encrypted objects (AWS S3 User Guide,
     "Replicating objects created with server-side encryption (SSE-KMS)").
@@ -312,7 +318,23 @@ def replication_policy(
     not the object ARN (``<bucket>/*``): a condition on the object ARN never matches and every
     object fails to replicate. S3 also calls kms:Decrypt on the destination key while writing a
     replica (multipart replicas need it to complete the upload).
+
+    The role needs kms:Decrypt on the key that encrypted *each* source object (same page), so
+    objects a writer encrypted with its own key (CloudTrail's log files) need that key too. Such a
+    PUT names a key other than the bucket default, and S3 shares a Bucket Key only among objects
+    of the bucket's default key, so those objects may carry either context: the bucket ARN or
+    their object ARN (S3 User Guide, "Reducing the cost of SSE-KMS with Amazon S3 Bucket Keys").
     """
+    other_keys = [{
+        "Sid": "DecryptSourceObjectsOfOtherKeys",
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": list(other_source_key_arns),
+        "Condition": {"StringLike": {
+            "kms:ViaService": f"s3.{source_region}.amazonaws.com",
+            "kms:EncryptionContext:aws:s3:arn": [source_arn, f"{source_arn}/*"],
+        }},
+    }] if other_source_key_arns else []
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -360,5 +382,6 @@ def replication_policy(
                     "kms:EncryptionContext:aws:s3:arn": replica_arn,
                 }},
             },
+            *other_keys,
         ],
     }

@@ -96,17 +96,30 @@ def manage_master_secret(replica: DbRef, kms_key_arn: str, timeout_seconds: floa
 
 
 def next_steps(primary: DbRef, replica: DbRef, seconds: float, secret_arn: str) -> str:
+    """What the operator does next. Not a swap of aws.primaryRegion/drRegion: a provider whose
+    region changes replaces every resource it manages (synth diff says so; prod's `protect`
+    refuses it), and a standalone instance cannot be made a replica again in place
+    (terraform-provider-aws #16054, "cannot elect new source database for replication")."""
     return f"""
 {replica.identifier} in {replica.region} is now a standalone primary ({seconds:.0f}s).
 Its master password is managed by RDS in {secret_arn}
 (the primary region's secret does not apply here).
-Point clients at it, then bring the stack in line before the next `pulumi up`:
-  1. pulumi refresh --stack <stack>   (the state still describes a replica)
-  2. Swap the regions in Pulumi.<stack>.yaml: intelgraph-platform:aws.primaryRegion={replica.region},
-     drRegion={primary.region}; swap network.primary and network.dr, and the load balancers in dns.
-  3. The old primary {primary.identifier} must not come back as a second writer: delete it (its
-     final snapshot and replicated backups remain) and let `pulumi up` build a new replica.
-  4. If {seconds:.0f}s exceeds dr.replicaPromotionEstimateSeconds, raise it: the DR budget uses it.
+Next:
+  1. Point the database clients at {replica.identifier} (DNS fails the API over by itself).
+  2. pulumi refresh --stack <stack>   (the state still describes a replica of {primary.identifier})
+  3. Do NOT swap aws.primaryRegion/drRegion (or network.primary/dr) in Pulumi.<stack>.yaml: a
+     provider's region change replaces every resource it manages - buckets, keys, both databases
+     (prod refuses: they are protected). Run `python -m synth diff` on any stack change first.
+  4. Freeze `pulumi up` for this stack until it is reconciled: the program still declares
+     {replica.identifier} as a replica (replicate_source_db, no managed password), and neither RDS
+     nor the provider can turn a standalone instance back into a replica in place; an `up` now
+     would try, or replace it. Reconciling means changing the program so the promoted instance
+     is declared standalone (no replicate_source_db; manage_master_user_password with the
+     DR-region key, as this runbook set it) before the next `up` shows no diff for it.
+  5. The old primary {primary.identifier} must not come back as a second writer: once its region
+     returns, stop clients from reaching it; retire it deliberately (README, "Retiring a
+     protected resource deliberately"), its final snapshot and replicated backups remain.
+  6. If {seconds:.0f}s exceeds dr.replicaPromotionEstimateSeconds, raise it: the DR budget uses it.
 """
 
 

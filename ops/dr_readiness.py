@@ -6,8 +6,9 @@
 Checks: the DR replica is available and follows the primary; its current lag is under the
 alarm threshold; the Route 53 health check sees the primary healthy; each backup bucket's newest
 object is younger than its freshness limit; each backup bucket replicates to its DR twin, and
-its newest object really reached it (ReplicationStatus COMPLETED, or PENDING within the 15-minute
-Replication Time Control SLA); automated backups are replicated to the DR region (PITR there). Prints a table; exit 1 on any
+the newest object of each top-level folder (each writer) really reached it
+(ReplicationStatus COMPLETED, or PENDING within the 15-minute Replication Time Control SLA);
+automated backups are replicated to the DR region (PITR there). Prints a table; exit 1 on any
 failure, 2 on bad input.
 """
 
@@ -97,9 +98,9 @@ def health_check(check_id: str) -> Check:
                  f"{healthy}/{len(observations)} checkers see the primary healthy")
 
 
-def _newest(s3, bucket: str) -> Optional[dict]:
+def _newest(s3, bucket: str, prefix: str = "") -> Optional[dict]:
     newest = None
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             if newest is None or obj["LastModified"] > newest["LastModified"]:
                 newest = obj
@@ -130,23 +131,44 @@ def bucket_replication(bucket: str, region: str, replica_arn: str) -> Check:
                  else f"no enabled rule replicates to {replica_arn}")
 
 
+def _top_prefixes(s3, bucket: str) -> list[str]:
+    """The bucket's top-level folders ("" for objects at the root): one per writer here."""
+    prefixes, root = [], False
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Delimiter="/"):
+        prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        root = root or bool(page.get("Contents"))
+    return ([""] if root else []) + prefixes
+
+
 def newest_object_replicated(bucket: str, region: str) -> Check:
     """S3 reports per object whether replication finished: PENDING, COMPLETED or FAILED on the
     source (S3 User Guide, "Getting replication status information"); a configured rule proves
-    nothing if the objects never arrive (a KMS permission, say, fails every one)."""
+    nothing if the objects never arrive (a KMS permission, say, fails every one).
+
+    Judged per top-level folder: writers encrypt differently (CloudTrail's log files under
+    cloudtrail/ with the trail's key, everything else with the bucket's), so replication can fail
+    for one writer only, and a frequent writer's newest object would hide the other's failures."""
     s3 = boto3.client("s3", region_name=region)
     name = f"object-replicated {bucket}"
-    found = _newest(s3, bucket)
-    if found is None:
+    verdicts = [_replicated(s3, bucket, prefix) for prefix in _top_prefixes(s3, bucket)]
+    if not verdicts:
         return Check(name, False, "bucket is empty: nothing to replicate yet")
+    failed = [detail for ok, detail in verdicts if not ok]
+    return Check(name, not failed, "; ".join(failed or [detail for _, detail in verdicts]))
+
+
+def _replicated(s3, bucket: str, prefix: str) -> tuple[bool, str]:
+    found = _newest(s3, bucket, prefix)
+    if found is None:  # emptied since it was listed
+        return True, f"{prefix or '/'} is empty now"
     status = s3.head_object(Bucket=bucket, Key=found["Key"]).get("ReplicationStatus")
     age = (datetime.now(timezone.utc) - found["LastModified"]).total_seconds()
     if status == "COMPLETED":
-        return Check(name, True, f"{found['Key']} replicated to the DR twin")
+        return True, f"{found['Key']} replicated to the DR twin"
     if status == "PENDING" and age <= REPLICATION_SLA_SECONDS:
-        return Check(name, True, f"{found['Key']} pending, {age / 60:.0f} min old (within the 15-minute RTC SLA)")
-    return Check(name, False, f"{found['Key']} replication status {status or 'none (no rule matched it)'}, "
-                              f"{age / 60:.0f} min old: the DR copy is missing")
+        return True, f"{found['Key']} pending, {age / 60:.0f} min old (within the 15-minute RTC SLA)"
+    return False, (f"{found['Key']} replication status {status or 'none (no rule matched it)'}, "
+                   f"{age / 60:.0f} min old: the DR copy is missing")
 
 
 def pitr_replication(primary: DbRef, dr_region: str) -> Check:

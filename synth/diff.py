@@ -20,21 +20,40 @@ from components.stateful import is_stateful
 EXIT_OK, EXIT_STATEFUL, EXIT_INVALID = 0, 1, 2
 
 # Properties the cloud cannot change in place, so the provider replaces the resource. Sources:
-# RDS ModifyDBInstance / ModifyDBParameterGroup / ModifyDBSubnetGroup take none of these; S3 has
-# no rename and no API to turn Object Lock off; KMS keeps a key's spec, usage and multi-Region flag for life; a Helm release
-# cannot be renamed or moved; Kubernetes refuses updates to a StatefulSet's selector, service
-# name and volume claim templates ("Forbidden: updates to statefulset spec for fields other than...").
+# the ForceNew fields of terraform-provider-aws's schemas, which pulumi-aws bridges unchanged -
+# internal/service/rds/instance.go (identifier, identifier_prefix, engine, kms_key_id,
+# storage_encrypted, username, db_name, availability_zone, character_set_name,
+# nchar_character_set_name, timezone, custom_iam_instance_profile, snapshot_identifier,
+# restore_to_point_in_time; engine_version, db_subnet_group_name and parameter_group_name update in
+# place), rds/parameter_group.go (name, name_prefix, family, and description: RDS has no API to
+# change a parameter group's description), rds/subnet_group.go (name, name_prefix; description and
+# subnets update), kms/key.go (customer_master_key_spec, key_usage, multi_region,
+# custom_key_store_id, xks_key_id); S3 has no rename and no API to turn Object Lock off; a Helm
+# release cannot be renamed or moved; Kubernetes refuses updates to a StatefulSet's selector,
+# service name and volume claim templates ("Forbidden: updates to statefulset spec for fields
+# other than...").
 FORCE_NEW: dict[str, tuple[str, ...]] = {
-    "aws:rds/instance:Instance": ("kmsKeyId", "storageEncrypted", "username", "dbName", "availabilityZone",
-                                  "characterSetName"),
-    "aws:rds/parameterGroup:ParameterGroup": ("name", "namePrefix", "family"),
+    "aws:rds/instance:Instance": ("identifier", "identifierPrefix", "engine", "kmsKeyId", "storageEncrypted",
+                                  "username", "dbName", "availabilityZone", "characterSetName",
+                                  "ncharCharacterSetName", "timezone", "customIamInstanceProfile",
+                                  "snapshotIdentifier", "restoreToPointInTime"),
+    "aws:rds/parameterGroup:ParameterGroup": ("name", "namePrefix", "family", "description"),
     "aws:rds/subnetGroup:SubnetGroup": ("name", "namePrefix"),
     "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
-    "aws:kms/key:Key": ("customerMasterKeySpec", "keySpec", "keyUsage", "multiRegion"),
+    "aws:kms/key:Key": ("customerMasterKeySpec", "keyUsage", "multiRegion", "customKeyStoreId", "xksKeyId"),
     "kubernetes:helm.sh/v3:Release": ("name", "namespace"),
     "kubernetes:apps/v1:StatefulSet": ("metadata.name", "metadata.namespace", "spec.selector",
                                        "spec.serviceName", "spec.volumeClaimTemplates"),
 }
+# Provider inputs whose change replaces every resource the provider manages. The engine asks the
+# new provider's DiffConfig whenever a resource's provider changes, and a replacing diff cascades
+# to all of its resources (pulumi/pulumi pkg/resource/deploy/step_generator.go, providerChanged and
+# calculateDependentReplacements). pulumi-aws does so for `region` (pulumi/pulumi-aws#4000); from v7
+# the region is also each resource's own input, injected from the provider's (terraform-provider-aws
+# 6 "enhanced region support"): either way a resource does not move to another region in place.
+PROVIDER_FORCE_NEW: dict[str, tuple[str, ...]] = {"pulumi:providers:aws": ("region",)}
+PROVIDER_PREFIX = "pulumi:providers:"
+
 ORDER = {"replace": 0, "delete": 1, "create": 2, "update": 3}
 # The input that fixes a resource's physical name. Pulumi replaces create-first (Pulumi docs,
 # "deleteBeforeReplace"), so a replacement that keeps the name collides with the old resource and
@@ -96,6 +115,31 @@ def _major_upgrade(type_: str, old: dict, new: dict) -> str:
     return f"major engine upgrade {before} -> {after}" if before and after and before != after else ""
 
 
+def _provider_urn(resource: dict) -> str:
+    """The URN part of a provider reference (``<urn>::<id>``); "" for none."""
+    return (resource.get("provider") or "").rsplit("::", 1)[0]
+
+
+def _provider_replacement(old: dict, new: dict, before: dict, after: dict) -> str:
+    """Why the resource's provider forces its replacement, or "": its provider (the same one, or
+    the one it now names) differs from the old one in an input that replaces its resources."""
+    old_urn, new_urn = _provider_urn(before), _provider_urn(after)
+    if not old_urn or not new_urn or old_urn not in old or new_urn not in new:
+        return ""
+    was, now = old[old_urn], new[new_urn]
+    if old_urn in now.get("aliases", []):  # the engine treats an aliased provider as the same one
+        old_urn = new_urn
+    keys = PROVIDER_FORCE_NEW.get(now["type"])
+    if keys is None:  # a provider we do not model: the engine's DiffConfig decides; assume the worst
+        return f"its provider changes ({old_urn} -> {new_urn})" if old_urn != new_urn else ""
+    forced = [k for k in keys if was.get("inputs", {}).get(k) != now.get("inputs", {}).get(k)]
+    if not forced:
+        return ""
+    name = new_urn.rsplit("::", 1)[-1]
+    moves = ", ".join(f"{k} {was.get('inputs', {}).get(k)} -> {now.get('inputs', {}).get(k)}" for k in forced)
+    return f"its provider {name} is {'another one' if old_urn != new_urn else 'changed'}: {moves}"
+
+
 def compare(old_doc: dict, new_doc: dict) -> list[Change]:
     old = {r["urn"]: r for r in old_doc["deployment"]["resources"]}
     new = {r["urn"]: r for r in new_doc["deployment"]["resources"]}
@@ -117,7 +161,11 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
         changed = _changed(before.get("inputs", {}), after.get("inputs", {}))
         forced = _forced_by(after["type"], changed)
         reason = ""
-        if forced:
+        by_provider = "" if after["type"].startswith(PROVIDER_PREFIX) else _provider_replacement(
+            old, new, before, after)
+        if by_provider:
+            reason = by_provider
+        elif forced:
             reason = "forced by " + ", ".join(forced)
         elif after.get("custom") and before.get("id") and after.get("id") and before["id"] != after["id"]:
             # the export's own word: the physical resource behind the URN is another one
@@ -140,6 +188,37 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
                                   is_stateful(before["type"]) or bool(before.get("retainOnDelete")),
                                   bool(before.get("protect"))))
     return sorted(changes, key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
+
+
+# `pulumi preview --json` step ops (pulumi/pulumi pkg/display/json.go PreviewStep: op, urn,
+# oldState, newState, diffReasons, replaceReasons). A replacement shows as create-replacement,
+# replace and delete-replaced steps of one URN.
+ENGINE_ACTIONS = {"create": "create", "update": "update", "delete": "delete", "replace": "replace",
+                  "create-replacement": "replace", "delete-replaced": "replace"}
+
+
+def engine_plan(preview: dict) -> list[Change]:
+    """The engine's own verdict: the same Changes, from the steps of `pulumi preview --json`."""
+    steps = preview.get("steps") if isinstance(preview, dict) else None
+    if not isinstance(steps, list):
+        raise ValueError("no steps list; is this `pulumi preview --json` output?")
+    found: dict[str, Change] = {}
+    for step in steps:
+        action = ENGINE_ACTIONS.get(step.get("op", ""))
+        old_state, new_state = step.get("oldState") or {}, step.get("newState") or {}
+        type_ = old_state.get("type") or new_state.get("type") or ""
+        if action is None or type_ == "pulumi:pulumi:Stack":
+            continue  # same, read, refresh, the stack itself
+        if step["urn"] in found and found[step["urn"]].action == "replace":
+            continue
+        replace = step.get("replaceReasons") or []
+        found[step["urn"]] = Change(
+            action, step["urn"], type_,
+            stateful=is_stateful(type_) or bool(old_state.get("retainOnDelete") or new_state.get("retainOnDelete")),
+            protected=bool(old_state.get("protect") or new_state.get("protect")),
+            properties=list(step.get("diffReasons") or []),
+            reason=f"the engine replaces it: {', '.join(replace)}" if action == "replace" and replace else "")
+    return sorted(found.values(), key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
 
 
 def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int]:
@@ -165,22 +244,31 @@ def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int
 
 
 def main(argv: list[str]) -> int:
+    import json
+
     from synth.__main__ import _read_export
 
     parser = argparse.ArgumentParser(prog="python -m synth diff", description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument("old", type=Path, help="the export before the change (e.g. main's synth)")
-    parser.add_argument("new", type=Path, help="the export after the change (e.g. the branch's synth)")
+    parser.add_argument("old", type=Path, nargs="?", help="the export before the change (e.g. main's synth)")
+    parser.add_argument("new", type=Path, nargs="?", help="the export after the change (e.g. the branch's synth)")
+    parser.add_argument("--engine", type=Path, help="judge `pulumi preview --json` output instead of two exports")
     parser.add_argument("--approved-by", help="who approved replacing or deleting stateful resources")
     parser.add_argument("--markdown", type=Path, help="also write the summary here (a PR comment)")
     args = parser.parse_args(argv)
+    if bool(args.engine) == bool(args.old and args.new) or (args.engine and args.old):
+        parser.error("give OLD.json NEW.json, or --engine PREVIEW.json")
     try:
-        old, new = _read_export(args.old), _read_export(args.new)
+        if args.engine:
+            changes, title = engine_plan(json.loads(args.engine.read_text())), f"`{args.engine}` (the engine's plan)"
+        else:
+            changes = compare(_read_export(args.old), _read_export(args.new))
+            title = f"`{args.new}` against `{args.old}`"
     except (OSError, ValueError) as exc:
         print(f"synth diff: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    text, code = summary(compare(old, new), (args.approved_by or "").strip() or None)
+    text, code = summary(changes, (args.approved_by or "").strip() or None)
     print(text)
     if args.markdown:
         with args.markdown.open("a") as out:
-            out.write(f"### `{args.new}` against `{args.old}`\n\n```\n{text}\n```\n\n")
+            out.write(f"### {title}\n\n```\n{text}\n```\n\n")
     return code

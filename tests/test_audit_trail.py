@@ -42,6 +42,8 @@ def test_the_trail_is_tamper_evident_encrypted_multi_region_and_delivers_to_the_
     assert synthesis.outputs["audit"]["trailArn"] == expected_trail_arn(synthesis, trail)
     # CloudTrail checks the bucket policy at CreateTrail: the trail waits for the logs bucket
     assert any(dep.endswith("::logs-backups") for dep in trail.dependencies)
+    component = synthesis.named("audit-trail", "intelgraph:audit:AuditTrail")
+    assert synthesis.named("logs-backups-tls-only", "aws:s3/bucketPolicy:BucketPolicy").urn in component.dependencies
 
 
 def delivery_keys(account: str, prefix: str) -> list[str]:

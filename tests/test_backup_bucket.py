@@ -106,6 +106,8 @@ def test_replication_role_may_only_touch_its_two_buckets_and_keys(any_stack, pur
     policy = json.loads(any_stack.named(f"{purpose}-replication", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     arns = {child(any_stack, n, "Bucket").outputs["arn"] for n in (purpose, f"{purpose}-replica")}
     keys = {any_stack.named(f"{n}-key", "aws:kms/key:Key").outputs["arn"] for n in (purpose, f"{purpose}-replica")}
+    if purpose == "logs-backups":  # and the key CloudTrail encrypts its log files with
+        keys.add(any_stack.named("audit-trail-key", "aws:kms/key:Key").outputs["arn"])
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert not any(action.endswith("*") for action in actions), statement
@@ -123,10 +125,13 @@ def _allows(policy: dict, action: str, key_arn: str, context: dict[str, str]) ->
 
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        if statement["Effect"] != "Allow" or action not in actions or statement["Resource"] != key_arn:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if statement["Effect"] != "Allow" or action not in actions or key_arn not in resources:
             continue
         conditions = statement.get("Condition", {}).get("StringLike", {})
-        if all(k in context and fnmatchcase(context[k], v) for k, v in conditions.items()):
+        # a list of values matches when any one does
+        if all(k in context and any(fnmatchcase(context[k], p) for p in ([v] if isinstance(v, str) else v))
+               for k, v in conditions.items()):
             return True
     return False
 
@@ -151,6 +156,32 @@ def test_replication_role_kms_conditions_match_what_s3_sends_with_bucket_keys(an
     # and nothing else: another bucket's context, or a key through another service, is refused
     assert not _allows(policy, "kms:Decrypt", source_key, {**read, "kms:EncryptionContext:aws:s3:arn": replica})
     assert not _allows(policy, "kms:Encrypt", replica_key, {**write, "kms:ViaService": "ec2.us-west-2.amazonaws.com"})
+
+
+def test_replication_role_decrypts_the_cloudtrail_files_in_the_logs_bucket(any_stack):
+    # S3 User Guide, "Replicating objects created with server-side encryption (SSE-KMS)": the role
+    # needs kms:Decrypt on the key that encrypted each source object. CloudTrail's PutObject names
+    # the trail's own key (CloudTrail User Guide, "Encrypting CloudTrail log files with AWS KMS
+    # keys"), not the bucket default, so S3 shares no Bucket Key with it: the context is the
+    # object ARN, or the bucket ARN where S3 uses a Bucket Key of that key. Both must decrypt.
+    [trail] = any_stack.of_type("aws:cloudtrail/trail:Trail")
+    trail_key = trail.inputs["kmsKeyId"]
+    policy = json.loads(any_stack.named("logs-backups-replication", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    source = child(any_stack, "logs-backups", "Bucket").outputs["arn"]
+    assert trail.inputs["s3BucketName"] == child(any_stack, "logs-backups", "Bucket").outputs["bucket"]
+    log_file = f"{source}/{trail.inputs['s3KeyPrefix']}/AWSLogs/000000000000/CloudTrail/us-east-1/2026/12/01/f.json.gz"
+    via = {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+    for context in (log_file, source):
+        assert _allows(policy, "kms:Decrypt", trail_key, {**via, "kms:EncryptionContext:aws:s3:arn": context})
+    # least privilege still: only through S3 in the source region, only for objects of this bucket
+    assert not _allows(policy, "kms:Decrypt", trail_key, {"kms:ViaService": "s3.us-west-2.amazonaws.com",
+                                                          "kms:EncryptionContext:aws:s3:arn": log_file})
+    assert not _allows(policy, "kms:Decrypt", trail_key, {**via, "kms:EncryptionContext:aws:s3:arn":
+                                                          "arn:aws:s3:::another-bucket/x"})
+    assert not _allows(policy, "kms:Encrypt", trail_key, {**via, "kms:EncryptionContext:aws:s3:arn": log_file})
+    # the neo4j bucket receives no foreign-key objects: its role gets no other key
+    neo4j = json.loads(any_stack.named("neo4j-backups-replication", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    assert not _allows(neo4j, "kms:Decrypt", trail_key, {**via, "kms:EncryptionContext:aws:s3:arn": log_file})
 
 
 @pytest.mark.parametrize("purpose", PURPOSES)

@@ -141,3 +141,99 @@ def test_renaming_a_real_component_fails_the_diff_of_two_synth_runs(tmp_path):
     assert code == 1 and lines[1].startswith("  delete   SP ")
     assert lines.index(next(x for x in lines if x.startswith("  create   S"))) > lines.index(
         next(x for x in lines if x.startswith("  delete   SP ")))
+
+
+def test_a_new_parameter_group_description_or_database_identifier_is_a_replace():
+    # terraform-provider-aws internal/service/rds/parameter_group.go: description is ForceNew (RDS
+    # has no API to change it); rds/instance.go: identifier is ForceNew - neither changes the
+    # export's id here, so only the ForceNew table can tell.
+    group = resource("aws:rds/parameterGroup:ParameterGroup", "pg-params",
+                     {"name": "pg-params", "family": "postgres16", "description": "TLS only"},
+                     protect=True, retainOnDelete=True)
+    reworded = copy.deepcopy(group)
+    reworded["inputs"]["description"] = "TLS only, logical replication"
+    found = changed(document(group), document(reworded))["pg-params"]
+    assert found.action == "replace" and found.reason.startswith("forced by description") and found.dangerous
+    renamed = copy.deepcopy(DATABASE)
+    renamed["inputs"]["identifier"] = "pg-primary-2"
+    found = changed(document(DATABASE), document(renamed))["pg-primary"]
+    assert found.action == "replace" and found.reason == "forced by identifier" and found.dangerous
+
+
+def provider(name: str, region: str, type_: str = "pulumi:providers:aws") -> dict:
+    return resource(type_, name, {"region": region}, id_=f"{name}-uuid")
+
+
+def on(provider_: dict, res: dict) -> dict:
+    return {**copy.deepcopy(res), "provider": f"{provider_['urn']}::{provider_['id']}"}
+
+
+def test_a_new_region_on_the_provider_replaces_every_resource_it_manages(tmp_path):
+    # pulumi/pulumi step_generator.go: a provider whose DiffConfig reports a replacement replaces
+    # every resource it manages; pulumi-aws does so when `region` changes (pulumi/pulumi-aws#4000);
+    # a resource does not move to another region in place.
+    primary, elsewhere = provider("aws-primary", "us-east-1"), provider("aws-dr", "us-west-2")
+    old = document(primary, elsewhere, on(primary, DATABASE), on(primary, ROLE), on(elsewhere, ROLE) | {
+        "urn": ROLE["urn"] + "-dr"})
+    moved = copy.deepcopy(old)
+    moved["deployment"]["resources"][1]["inputs"]["region"] = "eu-west-1"
+    found = changed(old, moved)
+    assert found["pg-primary"].action == found["backup-role"].action == "replace"
+    assert found["pg-primary"].reason.startswith("its provider aws-primary is changed: region us-east-1 -> eu-west-1")
+    assert found["pg-primary"].dangerous and "backup-role-dr" not in found  # the other provider's stay
+    assert found["aws-primary"].action == "update"
+    code, out = run(old, moved, tmp_path)
+    assert code == 1 and "! replace " + DATABASE["urn"] in out
+
+
+def test_a_resource_handed_to_another_provider_is_replaced_when_the_provider_config_differs():
+    # step_generator.go providerChanged: a changed provider reference is judged by the new
+    # provider's DiffConfig against the old provider's inputs; an alias of the old one is the same.
+    primary, dr = provider("aws-primary", "us-east-1"), provider("aws-dr", "us-west-2")
+    twin = provider("aws-primary-2", "us-east-1")
+    old = document(primary, dr, twin, on(primary, DATABASE))
+    found = changed(old, document(primary, dr, twin, on(dr, DATABASE)))["pg-primary"]
+    assert found.action == "replace" and found.reason.startswith(
+        "its provider aws-dr is another one: region us-east-1 -> us-west-2")
+    # the same region through another provider object: no replacement
+    assert "pg-primary" not in changed(old, document(primary, dr, twin, on(twin, DATABASE)))
+    # a provider we do not model: its DiffConfig is unknown here, so the plan assumes the replace
+    k8s_a, k8s_b = (provider(n, "", "pulumi:providers:kubernetes") for n in ("eks", "eks-2"))
+    release = resource("kubernetes:helm.sh/v3:Release", "neo4j", {"name": "neo4j"})
+    found = changed(document(k8s_a, k8s_b, on(k8s_a, release)), document(k8s_a, k8s_b, on(k8s_b, release)))
+    assert found["neo4j"].action == "replace" and "its provider changes" in found["neo4j"].reason
+    aliased = {**k8s_b, "aliases": [k8s_a["urn"]]}
+    assert "neo4j" not in changed(document(k8s_a, on(k8s_a, release)), document(aliased, on(aliased, release)))
+
+
+def preview_step(op: str, res: dict, **extra) -> dict:
+    state = {k: res[k] for k in ("urn", "type", "custom", "inputs") if k in res}
+    state |= {k: res[k] for k in ("protect", "retainOnDelete") if k in res}
+    return {"op": op, "urn": res["urn"], "oldState": state, "newState": state, "detailedDiff": None, **extra}
+
+
+def test_the_engines_own_preview_json_gates_a_stateful_replace(tmp_path):
+    # `pulumi preview --json` (pulumi/pulumi pkg/display/json.go PreviewStep): a replacement is
+    # create-replacement + replace + delete-replaced steps of one URN, with replaceReasons; the
+    # oldState carries protect and retainOnDelete. The engine knows what our table cannot (a
+    # provider's own DiffConfig, a replaceOnChanges option).
+    stack = {"urn": f"{PREFIX}pulumi:pulumi:Stack::intelgraph-platform-prod", "type": "pulumi:pulumi:Stack"}
+    steps = [{"op": "same", "urn": stack["urn"], "newState": stack},
+             *(preview_step(op, DATABASE, replaceReasons=["engineVersion"])
+               for op in ("create-replacement", "replace", "delete-replaced")),
+             preview_step("update", ROLE, diffReasons=["tags"])]
+    plan = diff.engine_plan({"steps": steps, "changeSummary": {"replace": 1, "update": 1}})
+    assert [(c.action, c.urn.rsplit("::", 1)[-1]) for c in plan] == [("replace", "pg-primary"), ("update", "backup-role")]
+    assert plan[0].dangerous and plan[0].reason == "the engine replaces it: engineVersion"
+    assert plan[1].properties == ["tags"] and not plan[1].dangerous
+    (tmp_path / "preview.json").write_text(json.dumps({"steps": steps}))
+    cli = [sys.executable, "-m", "synth", "diff", "--engine", str(tmp_path / "preview.json")]
+    result = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "! replace " + DATABASE["urn"] in result.stdout
+    result = subprocess.run([*cli, "--approved-by", "bob"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    # only updates: passes; not preview output: bad input
+    assert diff.summary(diff.engine_plan({"steps": [steps[0], steps[-1]]}), None)[1] == diff.EXIT_OK
+    (tmp_path / "bad.json").write_text(json.dumps(document(ROLE)))
+    bad = subprocess.run(cli[:-1] + [str(tmp_path / "bad.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "pulumi preview --json" in bad.stderr

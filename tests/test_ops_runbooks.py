@@ -190,6 +190,27 @@ def test_newest_backup_must_have_reached_the_dr_twin(world, capsys, outputs, sta
     assert code == (0 if passes else 1), out
 
 
+def test_a_writer_whose_objects_fail_to_replicate_is_not_hidden_by_another_writer(world, capsys, outputs):
+    # The logs bucket has two writers with two keys: CloudTrail (its own key, under cloudtrail/)
+    # and the log shipper (the bucket's key). The replication role needs kms:Decrypt on the key of
+    # each object (S3 User Guide, "Replicating objects created with server-side encryption"), so
+    # one writer's objects can all fail while the other's, newer and more frequent, replicate.
+    from moto.s3.models import s3_backends
+
+    bucket = outputs["backupBuckets"]["logs"]["bucket"]
+    s3 = boto3.client("s3", "us-east-1")
+    s3.put_object(Bucket=bucket, Key="containers/app/2026/12/01/part-0001.gz", Body=b"log")
+    keys = s3_backends[ACCOUNT]["aws"].buckets[bucket].keys
+    keys["containers/app/2026/12/01/part-0001.gz"].last_modified -= timedelta(minutes=10)
+    s3.put_object(Bucket=bucket, Key="cloudtrail/AWSLogs/x/CloudTrail/us-east-1/f.json.gz", Body=b"trail")
+    REPLICATION_STATUS[(bucket, "containers/app/2026/12/01/part-0001.gz")] = "FAILED"
+    REPLICATION_STATUS[(bucket, "cloudtrail/AWSLogs/x/CloudTrail/us-east-1/f.json.gz")] = "COMPLETED"
+    code, out = readiness(world, capsys)
+    line = next(x for x in out.splitlines() if f"object-replicated {bucket}" in x)
+    assert code == 1 and line.strip().startswith("FAIL"), line
+    assert "containers/app/2026/12/01/part-0001.gz replication status FAILED" in line
+
+
 def test_a_pending_replica_past_the_rtc_sla_fails(world, capsys, monkeypatch):
     for key in list(REPLICATION_STATUS):
         REPLICATION_STATUS[key] = "PENDING"
@@ -249,6 +270,19 @@ def test_promotion_happy_path(world, capsys):
     assert code == 0, out
     assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
     assert "is now a standalone primary" in out and "pulumi refresh" in out
+
+
+
+def test_the_next_steps_never_swap_the_stack_regions(world, capsys):
+    # A provider whose region changes replaces every resource it manages (pulumi/pulumi-aws#4000;
+    # synth diff marks them, prod's protect refuses), and a standalone instance cannot be made a
+    # replica again (terraform-provider-aws #16054, "cannot elect new source database for
+    # replication"): the printed steps must not advise a region swap, and must hold `up` back.
+    assert dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "primaryRegion=" not in out and "drRegion=" not in out
+    assert "Do NOT swap aws.primaryRegion/drRegion" in out and "Freeze `pulumi up`" in out
+    assert out.index("pulumi refresh") < out.index("Do NOT swap")
 
 
 def test_the_promoted_instance_gets_a_managed_secret_in_its_own_region(world, capsys, outputs):

@@ -101,7 +101,7 @@ def test_pull_requests_run_tests_and_synth_before_previews():
     jobs = load("preview.yml")["jobs"]
     runs = " ".join(s.get("run", "") for s in jobs["test"]["steps"])
     assert "bash .ci/run" in runs and "./dev synth" in runs
-    assert jobs["preview"]["needs"] == "test" and jobs["preview"]["with"]["comment-on-pr"] is True
+    assert jobs["preview"]["needs"] == ["test", "plan"] and jobs["preview"]["with"]["comment-on-pr"] is True
     assert "id-token" not in jobs["test"].get("permissions", {})
 
 
@@ -264,7 +264,7 @@ def test_the_plan_runs_synth_diff_of_both_stacks_against_main_and_reruns_on_labe
     assert "id-token" not in plan["permissions"] and plan["permissions"]["pull-requests"] == "write"
     [base] = [s for s in plan["steps"] if s.get("with", {}).get("path") == "base"]
     assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"  # main, as the PR sees it
-    assert "(cd base && ./dev synth) && ./dev synth" in _step(plan, "Offline synth")["run"]
+    assert _step(plan, "Offline synth")["run"].endswith(") && ./dev synth")  # main, then the branch
     assert "gh pr comment" in _step(plan, "Post the plan")["run"]
 
 
@@ -325,3 +325,122 @@ jq -r "$5" {tmp_path / "events.json"}
     assert output.read_text() == "name=erin\n"  # the latest adder of that label, not dave
     result = _bash(step["run"], tmp_path, {**env, "AUTHOR": "erin", "GITHUB_OUTPUT": str(output)}, bin_dir)
     assert result.returncode == 1 and "other than the author" in result.stdout
+
+
+# --- jobs that run ./dev on a GitHub-hosted runner -------------------------------------------------
+# GitHub-hosted runners run as the `runner` user with passwordless sudo ("GitHub-hosted runners":
+# "The Linux and macOS virtual machines both run using passwordless sudo"), and no checkout has the
+# ../shared/charts folder synth/helm.py falls back to.
+
+def _runs_dev(step: dict) -> bool:
+    run = step.get("run", "")
+    return "./dev synth" in run or "./dev test" in run or ".ci/run" in run
+
+
+def test_every_job_that_runs_dev_pulls_the_pinned_chart_first_and_installs_no_debian_list_of_its_own():
+    jobs = [(name, job_id, job) for name, job_id, job in all_jobs() if any(map(_runs_dev, job.get("steps", [])))]
+    assert {(n, j) for n, j, _ in jobs} == {("preview.yml", "test"), ("preview.yml", "plan")}
+    for name, job_id, job in jobs:
+        steps = job["steps"]
+        first_dev = next(i for i, s in enumerate(steps) if _runs_dev(s))
+        charts = [s["run"] for s in steps[:first_dev] if "./dev charts" in s.get("run", "")]
+        assert charts and '"$INTELGRAPH_CHARTS_DIR"' in charts[0], (name, job_id)
+        assert job["env"]["INTELGRAPH_CHARTS_DIR"].startswith("${{ github.workspace }}"), (name, job_id)
+        # ./dev owns the list of Debian tools (it installs them through sudo): no partial list here
+        assert not any("apt-get" in s.get("run", "") for s in steps), (name, job_id)
+    plan = load("preview.yml")["jobs"]["plan"]
+    # main is synthesized with main's pin, pulled from main's checkout, into its own folder
+    assert './dev charts "$BASE_CHARTS_DIR" base' in _step(plan, "Real validators")["run"]
+    assert '(cd base && INTELGRAPH_CHARTS_DIR="$BASE_CHARTS_DIR" ./dev synth)' in _step(plan, "Offline synth")["run"]
+    assert plan["env"]["BASE_CHARTS_DIR"] != plan["env"]["INTELGRAPH_CHARTS_DIR"]
+
+
+def _fake_runner(tmp_path: Path, sudo_works: bool, pins: tuple[str, str] = ("5.26.16", "5.26.16")) -> tuple[Path, dict]:
+    """A checkout with ./dev on a machine that has none of the Debian tools, run by a non-root user;
+    fakes of id, sudo, apt-get and helm record what they are asked."""
+    import os
+    import shutil
+
+    checkout, bin_dir, log = tmp_path / "repo", tmp_path / "bin", tmp_path / "calls.log"
+    checkout.mkdir()
+    bin_dir.mkdir()
+    shutil.copy(ROOT / "dev", checkout / "dev")
+    (checkout / ".tools").symlink_to(ROOT / ".tools")  # helm already installed: setup_helm returns
+    for stack, pin in zip(("stage", "prod"), pins, strict=True):
+        (checkout / f"Pulumi.{stack}.yaml").write_text(f"config:\n  intelgraph-platform:neo4j:\n    chartVersion: {pin}\n")
+    for tool in ("bash", "dirname", "sed", "sort", "wc", "mkdir", "rm", "cat", "env", "cut", "sha256sum", "true"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    fakes = {
+        "id": 'echo 1001',
+        "sudo": f'echo "sudo $*" >> {log}; [ "$1" = -n ] && shift; [ {int(sudo_works)} = 1 ] || exit 1; exec "$@"',
+        "apt-get": f'echo "apt-get $*" >> {log}',
+        "helm": f'echo "helm $*" >> {log}',
+    }
+    for tool, body in fakes.items():
+        (bin_dir / tool).write_text(f"#!{shutil.which('bash')}\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    return log, {**os.environ, "PATH": str(bin_dir), "HELM": str(bin_dir / "helm")}
+
+
+def _dev(tmp_path: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([env["PATH"] + "/bash", str(tmp_path / "repo" / "dev"), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_dev_installs_the_debian_tools_through_sudo_when_not_root_and_pulls_the_pinned_chart(tmp_path):
+    log, env = _fake_runner(tmp_path, sudo_works=True)
+    result = _dev(tmp_path, env, "charts", str(tmp_path / "charts"))
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    install = [c for c in calls if c.startswith("apt-get install")]
+    assert install and all(p in install[0].split() for p in
+                           ("redis-server", "prometheus", "prometheus-alertmanager", "lua5.4", "unzip"))
+    assert "sudo -n apt-get update -qq" in calls
+    # the chart at the version the stacks pin, from the official repository, untarred where synth reads it
+    assert calls[-1] == (f"helm pull neo4j --repo https://helm.neo4j.com/neo4j --version 5.26.16 "
+                         f"--untar --untardir {tmp_path / 'charts'}")
+
+
+def test_dev_without_root_or_sudo_says_what_to_install(tmp_path):
+    log, env = _fake_runner(tmp_path, sudo_works=False)
+    result = _dev(tmp_path, env, "charts", str(tmp_path / "charts"))
+    assert result.returncode == 1
+    assert "missing Debian packages: redis-server prometheus prometheus-alertmanager lua5.4 unzip" in result.stderr
+    assert "apt-get" not in log.read_text()
+
+
+def test_dev_refuses_to_pull_when_the_stacks_pin_different_charts(tmp_path):
+    log, env = _fake_runner(tmp_path, sudo_works=True, pins=("5.26.16", "5.26.17"))
+    result = _dev(tmp_path, env, "charts", str(tmp_path / "charts"))
+    assert result.returncode == 1 and "must pin one Neo4j chartVersion" in result.stderr
+    assert "helm" not in log.read_text()
+
+
+def test_the_engines_preview_json_gates_pr_previews_with_the_plans_approval(tmp_path):
+    """`pulumi preview --json` from the real engine, judged by `synth diff --engine`: the step's own
+    script, with a fake pulumi on PATH that checks its arguments and prints a replacement."""
+    from tests.test_diff import DATABASE, preview_step
+
+    preview = load("preview.yml")["jobs"]
+    assert preview["preview"]["with"]["approved-by"] == "${{ needs.plan.outputs.approver }}"
+    assert preview["plan"]["outputs"]["approver"] == "${{ steps.approval.outputs.name }}"
+    assert _step(preview["plan"], "Who approved")["id"] == "approval"
+    step = _step(load("_pulumi.yml")["jobs"]["pulumi"], "Engine plan gate")
+    assert step["if"] == "inputs.command == 'preview' && inputs.comment-on-pr"  # PR previews, not drift
+    assert step["env"]["APPROVER"] == "${{ inputs.approved-by }}"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    steps = [preview_step(op, DATABASE, replaceReasons=["kmsKeyId"]) for op in ("create-replacement", "replace")]
+    (tmp_path / "steps.json").write_text(json.dumps({"steps": steps}))
+    (bin_dir / "pulumi").write_text(
+        "#!/bin/bash\n"
+        '[ "$*" = "preview --stack prod --json --policy-pack policy --policy-pack-config policy/config/prod.json" ]'
+        f" || {{ echo \"unexpected: $*\" >&2; exit 9; }}\ncat {tmp_path / 'steps.json'}\n")
+    (bin_dir / "pulumi").chmod(0o755)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    for approver, code in (("", 1), ("carol", 0)):
+        summary = tmp_path / f"summary-{code}"
+        result = _bash(step["run"], tmp_path, {"STACK": "prod", "APPROVER": approver, "PYTHONPATH": str(ROOT),
+                                               "GITHUB_STEP_SUMMARY": str(summary)}, bin_dir)
+        assert result.returncode == code, result.stdout + result.stderr
+        assert "! replace " + DATABASE["urn"] in summary.read_text()
