@@ -641,6 +641,12 @@ class PgRestoreRehearsalSettings(Model):
     # The addresses through which the cluster reaches the RDS API of the DR region (an interface
     # endpoint reached over the peering); default-deny allows nothing else.
     dr_rds_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)]
+    # That interface endpoint's own DNS name, which the runbook calls (AWS_ENDPOINT_URL_RDS): its
+    # private DNS answers only inside the DR VPC, so from the primary VPC boto3 would resolve
+    # rds.<dr region>.amazonaws.com to public addresses that default-deny refuses.
+    dr_rds_endpoint_url: Annotated[str, Field(pattern=(
+        r"^https://vpce-[0-9a-f]{8,17}-[0-9a-z]{8}(-[a-z]{2}-[a-z]+-\d[a-z])?"
+        r"\.rds\.[a-z]{2}(-gov)?-[a-z]+-\d\.vpce\.amazonaws\.com$"))]
     timeout_minutes: Annotated[int, Field(ge=15, le=720)]
 
 
@@ -731,6 +737,14 @@ class StackSettings(Model):
                              "ingress-nginx controller's load balancer")
         if self.dns.health_check.fqdn == self.ingress.host:
             raise ValueError(f"dns.healthCheck.fqdn must differ from ingress.host ({self.ingress.host})")
+        return self
+
+    @model_validator(mode="after")
+    def _rehearsal_endpoint_is_in_the_dr_region(self) -> "StackSettings":
+        url = self.pg_restore_rehearsal.dr_rds_endpoint_url
+        if f".rds.{self.aws.dr_region}.vpce." not in url:
+            raise ValueError(f"pgRestoreRehearsal.drRdsEndpointUrl {url!r} is not an RDS interface endpoint of "
+                             f"aws.drRegion {self.aws.dr_region}: the rehearsal restores in the DR region")
         return self
 
     @property

@@ -71,6 +71,15 @@ BAD_CONFIGS = [
      "not an IPv4 address"),
     ("chain longer than a week", {"backups.neo4j.chainDays": 8}, (), "backups.neo4j.chainDays",
      "less than or equal to 7"),
+    # the public RDS name resolves to public addresses from the primary VPC (an interface endpoint's
+    # private DNS answers only inside its own VPC): the rehearsal must name the endpoint itself
+    ("rehearsal through the public RDS name",
+     {"pgRestoreRehearsal.drRdsEndpointUrl": "https://rds.us-west-2.amazonaws.com"}, (),
+     "pgRestoreRehearsal.drRdsEndpointUrl", "should match pattern"),
+    ("rehearsal endpoint in the primary region",
+     {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
+     (), "<stack>", "pgRestoreRehearsal.drRdsEndpointUrl 'https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1"
+     ".vpce.amazonaws.com' is not an RDS interface endpoint of aws.drRegion us-west-2"),
 ]
 
 
