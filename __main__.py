@@ -305,6 +305,7 @@ PgRestoreRehearsal(
         oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
         oidc_issuer=cfg.kubernetes.oidc_issuer,
         prometheus_release_label=obs.prometheus_release_label,
+        dr_rds_endpoint_url=pgr.dr_rds_endpoint_url,
     ),
     opts=inside(pgr.namespace),
 )

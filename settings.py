@@ -857,6 +857,13 @@ class PgRestoreRehearsalSettings(Model):
     # endpoint reached over the peering); default-deny allows nothing else.
     dr_rds_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
         description="Addresses of the DR region's RDS API interface endpoint (inside network.dr.vpcCidr).")
+    # That interface endpoint's own DNS name, which the runbook calls (AWS_ENDPOINT_URL_RDS): its
+    # private DNS answers only inside the DR VPC, so from the primary VPC boto3 would resolve
+    # rds.<dr region>.amazonaws.com to public addresses that default-deny refuses.
+    dr_rds_endpoint_url: Annotated[str, Field(pattern=(
+        r"^https://vpce-[0-9a-f]{8,17}-[0-9a-z]{8}(-[a-z]{2}-[a-z]+-\d[a-z])?"
+        r"\.rds\.[a-z]{2}(-gov)?-[a-z]+-\d\.vpce\.amazonaws\.com$"))] = Field(
+        description="DNS name of the DR region's RDS interface endpoint (https://vpce-...rds.<drRegion>.vpce.amazonaws.com).")
     timeout_minutes: Annotated[int, Field(ge=15, le=720)] = Field(description="The rehearsal's own timeout in minutes.")
 
 
@@ -933,7 +940,8 @@ class StackSettings(Model):
     def _across_sections(self) -> "StackSettings":
         # every rule that relates sections, all reported at once
         _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
-                   + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode())
+                   + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode()
+                   + self._rehearsal_endpoint_in_the_dr_region())
         return self
 
     def _addresses_in_their_regions_network(self) -> list[tuple[str, str, Any]]:
@@ -995,6 +1003,13 @@ class StackSettings(Model):
             problems.append(("dns.healthCheck.fqdn", f"must differ from ingress.host ({self.ingress.host})",
                              self.dns.health_check.fqdn))
         return problems
+
+    def _rehearsal_endpoint_in_the_dr_region(self) -> list[tuple[str, str, Any]]:
+        url = self.pg_restore_rehearsal.dr_rds_endpoint_url
+        if f".rds.{self.aws.dr_region}.vpce." in url:
+            return []
+        return [("pgRestoreRehearsal.drRdsEndpointUrl", f"is not an RDS interface endpoint of aws.drRegion "
+                 f"{self.aws.dr_region}: the rehearsal restores in the DR region", url)]
 
     @property
     def is_prod(self) -> bool:

@@ -10,6 +10,11 @@ admits; the namespace enforces that level and still warns and audits at "restric
 
 The logs bucket has S3 Object Lock with a default retention in prod: S3 then requires an integrity
 checksum (Content-MD5) on every PutObject, so the s3 output sends it.
+
+The s3 output buffers in its own store_dir and uploads later (Fluent Bit manual, "Amazon S3": its
+success/retry/error metrics "are meaningless for S3 output"). Both on-disk buffers are bounded below
+the state volume's sizeLimit, so a long S3 outage discards the oldest logs instead of getting the
+pod evicted with everything it buffered.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ HTTP_PORT = 2020
 CONFIG_DIR = "/fluent-bit/etc/intelgraph"
 STATE_DIR = "/fluent-bit/state"
 POD_LABELS = labels_for(NAME, "log-shipper")
+# The state emptyDir holds the tail offsets, the engine's filesystem chunks (bounded per output by
+# storage.total_limit_size) and the s3 output's upload buffer (bounded by store_dir_limit_size);
+# the kubelet evicts a pod whose emptyDir exceeds its sizeLimit (buffer and offsets lost with it).
+STATE_SIZE_LIMIT_MIB = 2048
+S3_STORE_LIMIT_MIB = 1024
+ENGINE_QUEUE_LIMIT_MIB = 512
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,8 @@ def fluent_bit_conf(args: LogShipperArgs, bucket: str) -> str:
     send_content_md5  On
     compression       gzip
     store_dir         {STATE_DIR}/s3
+    store_dir_limit_size {S3_STORE_LIMIT_MIB}M
+    storage.total_limit_size {ENGINE_QUEUE_LIMIT_MIB}M
     Retry_Limit       5
 """
 
@@ -215,7 +228,7 @@ class LogShipper(pulumi.ComponentResource):
                             {"name": "config", "configMap": {"name": f"{NAME}-config"}},
                             # offsets and the upload buffer (a hostPath for them would need root):
                             # a replaced pod starts at each file's end, lines written meanwhile are lost
-                            {"name": "state", "emptyDir": {"sizeLimit": "2Gi"}},
+                            {"name": "state", "emptyDir": {"sizeLimit": f"{STATE_SIZE_LIMIT_MIB}Mi"}},
                         ],
                     },
                 },
@@ -241,10 +254,18 @@ def shipper_rule_groups(namespace: str) -> list[dict]:
          "expr": f'rate(fluentbit_filter_drop_records_total{{namespace="{namespace}", name="scrub"}}[10m]) > 0',
          "for": "10m",
          "annotations": {"summary": "The log scrubber drops records it cannot scrub (logs are being lost)"}},
+        # The s3 output's own retry/error counters never move (Fluent Bit manual, "Amazon S3").
+        # Its flush buffers each chunk into store_dir and counts it processed; once uploads have
+        # failed long enough to fill store_dir_limit_size, the flush returns FLB_RETRY
+        # (plugins/out_s3/s3.c cb_s3_flush, s3_store_buffer_put "Buffer is full") and processed
+        # records stop while the tail input keeps reading: logs are about to be discarded.
         {"alert": "LogShipperOutputFailing",
-         "expr": f'rate(fluentbit_output_retries_failed_total{{namespace="{namespace}", name="s3"}}[15m]) > 0',
+         "expr": (f'increase(fluentbit_input_records_total{{namespace="{namespace}", name="containers"}}[15m]) > 0'
+                  f' and on(namespace, pod) '
+                  f'increase(fluentbit_output_proc_records_total{{namespace="{namespace}", name="s3"}}[15m]) == 0'),
          "for": "15m",
-         "annotations": {"summary": "Fluent Bit gives up uploading logs to S3"}},
+         "annotations": {"summary": "Fluent Bit reads logs but its S3 upload buffer is full: uploads are failing "
+                                    "and the oldest buffered logs are being discarded"}},
         {"alert": "LogShipperUnavailable",
          "expr": f'kube_daemonset_status_number_unavailable{{namespace="{namespace}", daemonset="{NAME}"}} > 0',
          "for": "15m",

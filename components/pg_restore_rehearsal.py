@@ -53,10 +53,14 @@ class PgRestoreRehearsalArgs:
     oidc_provider_arn: str
     oidc_issuer: str
     prometheus_release_label: str
+    # the DR region's RDS interface endpoint by its own DNS name (https://vpce-….rds.<dr>.vpce…)
+    dr_rds_endpoint_url: str
 
     def __post_init__(self) -> None:
         require("PgRestoreRehearsalArgs", [
             "" if self.dr_region != self.primary_region else "dr_region must differ from primary_region",
+            "" if f".rds.{self.dr_region}.vpce.amazonaws.com" in self.dr_rds_endpoint_url
+            else "dr_rds_endpoint_url must be an RDS interface endpoint of dr_region",
             "" if {"kmsKeyArn", "subnetGroup", "securityGroupId", "parameterGroup", "instanceClass"}
             <= set(self.restore_target) else "restore_target lacks keys ops.pg_restore_rehearsal reads",
         ])
@@ -107,6 +111,11 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
                     # STS for IRSA through the primary region's endpoint; the runbook names the DR
                     # region for RDS itself (from the outputs file)
                     {"name": "AWS_REGION", "value": args.primary_region},
+                    # RDS through the DR region's interface endpoint by its own name: its private DNS
+                    # answers only inside the DR VPC, the public name resolves to public addresses
+                    # (boto3 honours AWS_ENDPOINT_URL_<SERVICE>: AWS SDKs and Tools Reference Guide,
+                    # "Service-specific endpoints")
+                    {"name": "AWS_ENDPOINT_URL_RDS", "value": args.dr_rds_endpoint_url},
                     {"name": "HOME", "value": "/tmp"},
                 ],
                 "resources": resources("50m", "250m", "256Mi"),

@@ -12,6 +12,11 @@ use, private, in the expected subnet group), and deletes it - in a ``finally``, 
 failed verification or a restore that never becomes available. The time from the restore call to
 "available" is the PITR restore time: record it as dr.postgresPitrRestoreEstimateSeconds.
 
+A SIGTERM (eviction, the Job's activeDeadlineSeconds) raises SystemExit, so the ``finally`` still
+deletes the instance (Python's default SIGTERM action ends the process without unwinding). What a
+SIGKILL leaves behind, the next run sweeps first: every instance named with the prefix *and*
+tagged by a rehearsal is deleted before a new one is created.
+
 Exit 0: restored, verified and deleted. 1: refused (no replicated backups), timed out or failed
 verification, or the delete failed (then delete the instance by hand; the message names it).
 2: bad input.
@@ -20,6 +25,7 @@ verification, or the delete failed (then delete the instance by hand; the messag
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -53,8 +59,15 @@ class Failed(Exception):
     """The rehearsal failed; the message says at which step."""
 
 
+# DescribeDBInstanceAutomatedBackups Status (RDS API Reference): "creating" has no snapshot to
+# restore yet, "retained" is what is left after the source was deleted or replication stopped (a
+# stale chain proves nothing about today's); the live replicated chain reports "replicating" (RDS
+# User Guide, "Finding information about replicated backups").
+USABLE_BACKUP_STATUSES = ("replicating", "active")
+
+
 def replicated_backup(source: DbRef, region: str) -> dict:
-    """The source's automated backups replicated to ``region``, or Failed (refusal)."""
+    """The source's live automated backups replicated to ``region``, or Failed (refusal)."""
     rds = boto3.client("rds", region_name=region)
     backups = [b for page in rds.get_paginator("describe_db_instance_automated_backups").paginate()
                for b in page["DBInstanceAutomatedBackups"]
@@ -63,7 +76,27 @@ def replicated_backup(source: DbRef, region: str) -> dict:
         raise Failed(f"no automated backups of {source.arn} are replicated to {region}: point-in-time "
                      "restore in the DR region is impossible (is InstanceAutomatedBackupsReplication "
                      "deployed and replicating?). Nothing was created.")
-    return backups[0]
+    usable = [b for b in backups if b.get("Status") in USABLE_BACKUP_STATUSES]
+    if not usable:
+        found = ", ".join(f"{b.get('DBInstanceAutomatedBackupsArn')} ({b.get('Status')})" for b in backups)
+        raise Failed(f"the automated backups of {source.arn} in {region} are not being replicated: {found}. "
+                     "Nothing was created.")
+    # the chain that reaches furthest (a restarted replication leaves the old one retained)
+    return max(usable, key=lambda b: str(b.get("RestoreWindow", {}).get("LatestTime", "")))
+
+
+def sweep_leftovers(rds, prefix: str) -> list[str]:
+    """Delete what an earlier run left (killed before its finally): instances named with the
+    prefix AND tagged by a rehearsal - never anything else, and not one already being deleted."""
+    swept = []
+    for page in rds.get_paginator("describe_db_instances").paginate():
+        for db in page["DBInstances"]:
+            ours = db["DBInstanceIdentifier"].startswith(prefix) and TAG in db.get("TagList", [])
+            if ours and db["DBInstanceStatus"] != "deleting":
+                print(f"sweeping {db['DBInstanceIdentifier']}, left by an earlier rehearsal")
+                delete(rds, db["DBInstanceIdentifier"])
+                swept.append(db["DBInstanceIdentifier"])
+    return swept
 
 
 def wait_available(rds, identifier: str, timeout_seconds: float, sleep: Callable[[float], None]) -> dict:
@@ -100,6 +133,7 @@ def rehearse(source: DbRef, target: Target, *, restore_time: Optional[datetime],
     """Restore, wait, verify, always delete. Return seconds from the restore call to available."""
     backup = replicated_backup(source, target.region)
     rds = boto3.client("rds", region_name=target.region)
+    sweep_leftovers(rds, target.prefix)
     identifier = f"{target.prefix}{now():%Y%m%d%H%M%S}"
     when = {"RestoreTime": restore_time} if restore_time else {"UseLatestRestorableTime": True}
     started = time.monotonic()
@@ -154,6 +188,12 @@ def target_from_outputs(outputs: dict) -> tuple[DbRef, Target]:
     return source, Target(**fields)
 
 
+def _terminated(signum, frame) -> None:
+    # unwinds through rehearse()'s finally, which deletes the instance, then exits 1
+    print("REHEARSAL FAILED: terminated (SIGTERM); deleting the instance")
+    raise SystemExit(EXIT_FAILED)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--stack")
@@ -172,11 +212,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         took = rehearse(source, target, restore_time=restore_time, timeout_seconds=args.timeout_seconds)
     except (Failed, ClientError, BotoCoreError) as exc:
         print(f"REHEARSAL FAILED: {exc}")
         return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"PITR rehearsal passed: restore took {took:.0f}s "
           "(record it as dr.postgresPitrRestoreEstimateSeconds)")
     return EXIT_OK

@@ -114,3 +114,36 @@ def test_settings_refuse_a_retention_cloudwatch_does_not_accept():
         settings.validate(config_with("prod", {"logs.retentionDays": 45}))
     assert any("intelgraph-platform:logs.retentionDays: CloudWatch Logs accepts only 1, 3" in p
                for p in error.value.problems), error.value.problems
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_readme_imports_exactly_the_rds_log_groups_rds_may_already_have_created(stack):
+    """RDS creates /aws/rds/instance/<id>/<type> on its first export; on a stack deployed before
+    the program managed them, CreateLogGroup fails with ResourceAlreadyExistsException
+    (terraform-provider-aws #42858), so the README's one-time `pulumi import` loop must expand to
+    every RDS log group of the export: its logical name, its physical name, its parent and its
+    region's provider."""
+    import re
+    import shlex
+
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    [loop] = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if "pulumi import" in b]
+    assert "ResourceAlreadyExistsException" in readme and "#42858" in readme
+    # expand the documented loop with the shell itself, `pulumi` replaced by echo
+    script = loop.replace("s=prod", f"s={stack}").replace("pulumi import", "echo import")
+    import subprocess
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    imported = {}
+    for line in run.stdout.splitlines():
+        words = shlex.split(line)
+        name, physical = words[6], words[7]
+        parent = words[words.index("--parent") + 1].split("=", 1)[1]
+        provider = words[words.index("--provider") + 1].split("=", 1)[1]
+        imported[name] = (physical, parent, provider)
+    synthesis = synthesized(stack)
+    rds_groups = {g.urn.rsplit("::", 1)[1]: (g.inputs["name"], g.parent, g.provider.rsplit("::", 1)[0])
+                  for g in synthesis.of_type(LOG_GROUP) if g.inputs["name"].startswith("/aws/rds/")}
+    assert imported == rds_groups

@@ -174,3 +174,62 @@ def test_the_config_reader_reads_the_classic_format():
     # 'Key Value' lines, not INI's '=': a misread key would make every assertion above vacuous
     assert sections("[OUTPUT]\n    Name s3\n    # note\n    Bucket b c\n") == [
         ("OUTPUT", {"name": "s3", "bucket": "b c"})]
+
+
+def mib(size: str) -> float:
+    """Fluent Bit sizes ('1024M', K/M/G powers of 1024) and Kubernetes quantities ('2Gi', 'Mi')."""
+    number, unit = re.fullmatch(r"(\d+)([KMG]i?)?", size).groups()
+    return int(number) * {"K": 1 / 1024, "M": 1, "G": 1024, None: 1 / 1024 ** 2}[(unit or "M")[0] if unit else None]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_upload_buffers_are_bounded_below_the_state_volume(stack):
+    """The s3 output buffers in store_dir and, when its store is full, the engine queues chunks for
+    it on disk: both live on the state emptyDir. Unbounded (store_dir_limit_size defaults to 0 =
+    unlimited, Fluent Bit manual "Amazon S3"; storage.total_limit_size too, "Buffering and
+    storage"), a long S3 outage outgrows the sizeLimit and the kubelet evicts the pod with every
+    buffered log (Kubernetes docs, "Local ephemeral storage": a pod whose emptyDir exceeds its
+    sizeLimit is evicted). Both limits together must leave room for the tail offsets database."""
+    _, conf = config(stack)
+    [(_, s3)] = [s for s in conf if s[0] == "OUTPUT"]
+    ds = obj(stack, "DaemonSet", "fluent-bit")
+    pod = ds["spec"]["template"]["spec"]
+    [state] = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == log_shipper.STATE_DIR]
+    [volume] = [v for v in pod["volumes"] if v["name"] == state["name"]]
+    assert s3["store_dir"].startswith(log_shipper.STATE_DIR + "/")
+    buffered = mib(s3["store_dir_limit_size"]) + mib(s3["storage.total_limit_size"])
+    assert buffered <= 0.8 * mib(volume["emptyDir"]["sizeLimit"])
+
+
+def test_size_reader():
+    assert (mib("2Gi"), mib("1024M"), mib("512M"), mib("64K")) == (2048, 1024, 512, 1 / 16)
+
+
+def shipper_series(pod: str, read: str, processed: str) -> list[dict]:
+    labels = f'namespace="logging", pod="{pod}"'
+    return [{"series": f'fluentbit_input_records_total{{{labels}, name="containers"}}', "values": read},
+            {"series": f'fluentbit_output_proc_records_total{{{labels}, name="s3"}}', "values": processed},
+            # the s3 output's own retry counters stay 0 whatever happens (Fluent Bit manual, "Amazon S3")
+            {"series": f'fluentbit_output_retries_failed_total{{{labels}, name="s3"}}', "values": "0x120"}]
+
+
+def test_the_output_alert_fires_when_the_s3_buffer_is_full_and_stays_quiet_otherwise(prod, tmp_path):
+    """promtool's rule unit tests over the series Fluent Bit really emits during an S3 outage: the
+    s3 output's flush buffers chunks and counts them processed until store_dir_limit_size is
+    reached, then returns FLB_RETRY (fluent-bit plugins/out_s3/s3.c: cb_s3_flush, and
+    s3_store_buffer_put's "Buffer is full"), so processed records stop while the tail input
+    keeps reading. An idle node (nothing read, nothing processed) and a healthy one stay quiet."""
+    from tests.test_neo4j_backup_alerts import promtool_test
+
+    groups = obj("prod", "PrometheusRule", "log-shipper-rules")["spec"]["groups"]
+    rule = next(r for r in groups[0]["rules"] if r["alert"] == "LogShipperOutputFailing")
+    series = (shipper_series("full", "0+100x120", "0+100x20 2000x100")  # store full from minute 20
+              + shipper_series("healthy", "0+100x120", "0+100x120")
+              + shipper_series("idle", "5x120", "5x120"))
+    firing = {"exp_labels": {**rule["labels"], "namespace": "logging", "pod": "full", "name": "containers"},
+              "exp_annotations": rule["annotations"]}
+    promtool_test(groups, tmp_path, "1m", series, [
+        {"eval_time": "20m", "alertname": "LogShipperOutputFailing", "exp_alerts": []},
+        {"eval_time": "45m", "alertname": "LogShipperOutputFailing", "exp_alerts": []},  # still pending
+        {"eval_time": "60m", "alertname": "LogShipperOutputFailing", "exp_alerts": [firing]},
+    ])

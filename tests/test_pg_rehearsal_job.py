@@ -5,13 +5,16 @@ default-deny with exactly its flows, and its alerts pass promtool."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
+import settings
 from components import pg_restore_rehearsal as component
 from ops import pg_restore_rehearsal as runbook
+from synth import engine
 from synth.export import kubernetes_objects
 from tests.conftest import ROOT, STACKS, stack_settings, synthesized
 from tests.tools import promtool_check, require_tool
@@ -54,6 +57,31 @@ def test_the_cronjob_runs_the_repositorys_runbook_from_a_read_only_mount(stack, 
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"would rehearse {aws.dr_region}" in run.stdout
     assert job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > float(args[args.index("--timeout-seconds") + 1])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_boto3_in_the_pod_calls_the_dr_rds_interface_endpoint_not_the_public_name(stack):
+    """From the primary VPC, rds.us-west-2.amazonaws.com resolves to public addresses (an interface
+    endpoint's private DNS answers only inside its own VPC, AWS PrivateLink guide "Access an AWS
+    service using an interface VPC endpoint"), which default-deny refuses. The CronJob names the
+    endpoint in AWS_ENDPOINT_URL_RDS, which boto3 honours (AWS SDKs and Tools Reference Guide,
+    "Service-specific endpoints"): the real boto3, with the pod's environment, builds the client
+    the runbook builds and must send RDS calls to the DR endpoint."""
+    [job] = [o for o in objects(stack, "CronJob") if o["metadata"]["name"] == component.JOB]
+    [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    _, target = runbook.target_from_outputs(json.loads(code_map(stack)["data"]["outputs.json"]))
+    probe = ("import boto3, sys; c = boto3.client('rds', region_name=sys.argv[1]); "
+             "print(c.meta.endpoint_url); print(boto3.client('sts').meta.endpoint_url)")
+    run = subprocess.run([sys.executable, "-c", probe, target.region], capture_output=True, text=True, timeout=60,
+                         env={**env, "PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+                              "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+    assert run.returncode == 0, run.stderr
+    rds_url, sts_url = run.stdout.split()
+    assert re.fullmatch(rf"https://vpce-[0-9a-f]+-[0-9a-z]+\.rds\.{target.region}\.vpce\.amazonaws\.com", rds_url)
+    assert "vpce" not in sts_url and rds_url != sts_url  # only RDS is redirected; IRSA's STS is not
+    settings_cfg = settings.validate(engine.stack_config(stack)).pg_restore_rehearsal
+    assert rds_url == settings_cfg.dr_rds_endpoint_url
 
 
 def test_the_role_restores_and_deletes_only_rehearsal_instances_in_the_dr_region(prod):

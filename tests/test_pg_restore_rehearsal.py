@@ -38,15 +38,26 @@ def world(monkeypatch, outputs, tmp_path):
     from moto.rds.models import RDSBackend
 
     target = outputs["pgRestoreRehearsal"]
-    state = SimpleNamespace(replicated=True, never_available=False, restores=[], kms_key=target["kmsKeyArn"])
+    state = SimpleNamespace(replicated=True, never_available=False, restores=[], kms_key=target["kmsKeyArn"],
+                            status="replicating", older_backups=[], on_describe=None)
+
+    def backup(arn: str, status: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            db_instance_arn=outputs["postgres"]["primaryArn"], region="us-east-1", status=status,
+            db_instance_automated_backups_arn=arn, kms_key_id=target["kmsKeyArn"],
+            db_instance_identifier="intelgraph-pg-primary")
 
     def describe_automated_backups(self, db_instance_identifier=None, **_):
         if self.region_name != "us-west-2" or not state.replicated:
             return []
-        return [SimpleNamespace(
-            db_instance_arn=outputs["postgres"]["primaryArn"], region="us-east-1", status="replicating",
-            db_instance_automated_backups_arn=BACKUP_ARN, kms_key_id=target["kmsKeyArn"],
-            db_instance_identifier="intelgraph-pg-primary")]
+        return [backup(arn, status) for arn, status in state.older_backups] + [backup(BACKUP_ARN, state.status)]
+
+    describe_instances = RDSBackend.describe_db_instances
+
+    def describe_db_instances(self, db_instance_identifier=None, filters=None):
+        if db_instance_identifier and state.on_describe:
+            state.on_describe()
+        return describe_instances(self, db_instance_identifier, filters)
 
     def restore(self, source_db_identifier, target_db_identifier, overrides):
         state.restores.append(dict(overrides, region=self.region_name))
@@ -69,6 +80,7 @@ def world(monkeypatch, outputs, tmp_path):
 
     monkeypatch.setattr(RDSBackend, "describe_db_instance_automated_backups", describe_automated_backups)
     monkeypatch.setattr(RDSBackend, "restore_db_instance_to_point_in_time", restore)
+    monkeypatch.setattr(RDSBackend, "describe_db_instances", describe_db_instances)
     monkeypatch.setattr(pg_restore_rehearsal, "POLL_SECONDS", 0)
     with mock_aws():
         ec2 = boto3.client("ec2", "us-west-2")
@@ -134,3 +146,70 @@ def test_missing_rehearsal_outputs_are_a_clear_input_error(tmp_path, capsys, out
     path.write_text(json.dumps(outputs))
     assert pg_restore_rehearsal.main(["--outputs", str(path)]) == 2
     assert "stack output pgRestoreRehearsal is missing" in capsys.readouterr().err
+
+
+def test_a_sigterm_during_the_restore_still_deletes_the_instance(world, capsys):
+    """Kubernetes stops a Job's pod with SIGTERM (eviction, activeDeadlineSeconds: Kubernetes docs,
+    "Pod termination"); Python's default SIGTERM action ends the process without running finally
+    blocks (Python docs, "signal": SIGTERM is not handled by default). The runbook turns it into
+    SystemExit, so the instance is deleted and the run exits 1."""
+    import os
+    import signal
+
+    world.never_available = True
+    world.on_describe = lambda: os.kill(os.getpid(), signal.SIGTERM)  # while it waits for "available"
+    # stands in for the default action (which would end pytest): the runbook must replace it
+    kept = []
+
+    def record(*_):
+        kept.append("the default action would have ended the process here")
+
+    previous = signal.signal(signal.SIGTERM, record)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            pg_restore_rehearsal.main(["--outputs", str(world.path), "--timeout-seconds", "5"])
+        assert signal.getsignal(signal.SIGTERM) is record  # the runbook restores the handler it found
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out = capsys.readouterr().out
+    assert exited.value.code == 1 and kept == []
+    assert "terminated (SIGTERM)" in out and "deleted pgrehearsal-" in out
+    assert instances() == []
+
+
+def test_leftovers_of_a_killed_run_are_swept_by_prefix_and_tag_only(world, capsys):
+    """A SIGKILL (or a lost node) skips every handler, and the Job's retry creates a second
+    instance: each run first deletes instances named with the prefix AND carrying the rehearsal
+    tag. A prefixed instance without the tag, and a tagged one without the prefix, are not ours."""
+    rds = boto3.client("rds", "us-west-2")
+    tag = pg_restore_rehearsal.TAG
+    subnet_group = json.loads(world.path.read_text())["pgRestoreRehearsal"]["subnetGroup"]
+    for name, tags in (("pgrehearsal-20261124050000", [tag]), ("pgrehearsal-by-hand", []),
+                       ("intelgraph-pg-scratch", [tag])):
+        rds.create_db_instance(DBInstanceIdentifier=name, Engine="postgres", DBInstanceClass="db.t4g.micro",
+                               AllocatedStorage=20, MasterUsername="x", MasterUserPassword="unused-12345",
+                               DBSubnetGroupName=subnet_group, Tags=tags)
+    code = pg_restore_rehearsal.main(["--outputs", str(world.path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "sweeping pgrehearsal-20261124050000" in out
+    assert sorted(db["DBInstanceIdentifier"] for db in instances()) == ["intelgraph-pg-scratch", "pgrehearsal-by-hand"]
+
+
+def test_the_live_replicated_backup_is_chosen_not_the_first_listed(world, capsys):
+    """DescribeDBInstanceAutomatedBackups lists a retained chain (replication stopped and
+    restarted, RDS API Reference: "retained") next to the live one: restore from the live one."""
+    world.older_backups = [(f"arn:aws:rds:us-west-2:{ACCOUNT}:auto-backup:ab-stopped-last-month", "retained")]
+    code = pg_restore_rehearsal.main(["--outputs", str(world.path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    [restore] = world.restores
+    assert restore["source_db_instance_automated_backups_arn"] == BACKUP_ARN
+
+
+def test_refuses_when_no_replicated_backup_is_live(world, capsys):
+    world.status = "retained"
+    code = pg_restore_rehearsal.main(["--outputs", str(world.path)])
+    out = capsys.readouterr().out
+    assert code == 1 and "are not being replicated" in out and f"{BACKUP_ARN} (retained)" in out
+    assert world.restores == [] and instances() == []

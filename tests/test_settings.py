@@ -148,6 +148,14 @@ BAD_CONFIGS = [
     ("DR RDS endpoint in the primary VPC", {"pgRestoreRehearsal.drRdsEndpointCidrs": ["10.99.1.90/32"]}, (),
      "pgRestoreRehearsal.drRdsEndpointCidrs.0", "outside network.dr.vpcCidr"),
     ("alarms that notify nobody", {"alerting.subscribers.dr": []}, (), "alerting.subscribers.dr", "notify nobody"),
+    # the public RDS name resolves to public addresses from the primary VPC (an interface endpoint's
+    # private DNS answers only inside its own VPC): the rehearsal must name the endpoint itself
+    ("rehearsal through the public RDS name",
+     {"pgRestoreRehearsal.drRdsEndpointUrl": "https://rds.us-west-2.amazonaws.com"}, (),
+     "pgRestoreRehearsal.drRdsEndpointUrl", "should match pattern"),
+    ("rehearsal endpoint in the primary region",
+     {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
+     (), "pgRestoreRehearsal.drRdsEndpointUrl", "is not an RDS interface endpoint of aws.drRegion us-west-2"),
 ]
 
 

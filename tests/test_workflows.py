@@ -394,7 +394,7 @@ def test_dev_installs_the_debian_tools_through_sudo_when_not_root_and_pulls_the_
     calls = log.read_text().splitlines()
     install = [c for c in calls if c.startswith("apt-get install")]
     assert install and all(p in install[0].split() for p in
-                           ("redis-server", "prometheus", "prometheus-alertmanager", "lua5.4", "unzip"))
+                           ("redis-server", "prometheus", "prometheus-alertmanager", "lua5.4", "luajit", "unzip"))
     assert "sudo -n apt-get update -qq" in calls
     # the chart at the version the stacks pin, from the official repository, untarred where synth reads it
     assert calls[-1] == (f"helm pull neo4j --repo https://helm.neo4j.com/neo4j --version 5.26.16 "
@@ -405,7 +405,7 @@ def test_dev_without_root_or_sudo_says_what_to_install(tmp_path):
     log, env = _fake_runner(tmp_path, sudo_works=False)
     result = _dev(tmp_path, env, "charts", str(tmp_path / "charts"))
     assert result.returncode == 1
-    assert "missing Debian packages: redis-server prometheus prometheus-alertmanager lua5.4 unzip" in result.stderr
+    assert "missing Debian packages: redis-server prometheus prometheus-alertmanager lua5.4 luajit unzip" in result.stderr
     assert "apt-get" not in log.read_text()
 
 

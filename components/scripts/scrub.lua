@@ -5,7 +5,11 @@
 -- http.request.header.authorization) wherever they appear - as nested tables or as dotted keys -
 -- and masks, inside every string value: e-mail addresses, phone numbers, bearer tokens, AWS access
 -- key ids and secret keys, US social security numbers and payment card numbers (Luhn-checked, so
--- order ids and timestamps stay). A record with nothing to scrub is returned as "unchanged" (0).
+-- order ids and timestamps stay). The same field names are masked in plain text too (a line the
+-- JSON parser did not parse, e.g. truncated JSON or `password=...`): key=value, key: value and
+-- "key": "value" forms, and HTTP Basic credentials. A record with nothing to scrub is returned as
+-- "unchanged" (0). Fluent Bit embeds LuaJIT: Lua 5.1 semantics only (no integer division, bit or
+-- utf8 libraries, goto or __pairs).
 -- Any error drops the record (-1): an unscrubbed line must never be shipped.
 --
 -- Fluent Bit calls scrub(tag, timestamp, record) and reads back (code, timestamp, record): code 0
@@ -43,9 +47,61 @@ local function phone(candidate)
   return nil
 end
 
+-- RFC 7617: Basic credentials are base64 of "user-id:password"; decoding and finding the colon
+-- keeps prose like "basic settings" unchanged. Arithmetic only (Lua 5.1 has no bit operators).
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function basic(prefix, token)
+  local bits, nbits, out = 0, 0, {}
+  for c in token:gsub("=+$", ""):gmatch(".") do
+    bits, nbits = bits * 64 + B64:find(c, 1, true) - 1, nbits + 6
+    if nbits >= 8 then
+      nbits = nbits - 8
+      local byte = math.floor(bits / 2 ^ nbits)
+      out[#out + 1] = string.char(byte)
+      bits = bits - byte * 2 ^ nbits
+    end
+  end
+  if table.concat(out):find(":", 1, true) then return prefix .. "[credentials]" end
+  return nil
+end
+
+-- "password=hunter2", "Authorization: Basic x", '"email": "a@b"' in text: a name (any case, also
+-- as the end of a longer key like user_password, userEmail or user.email, never the start of one
+-- like email_verified) followed by = or : and a value. Values already masked ("[...]") stay.
+local TEXT_NAMES = { "authorization", "password", "passwd", "ssn", "email", "cookie" }
+local SCHEMES = { bearer = true, basic = true, digest = true, negotiate = true }
+
+local function any_case(name)
+  return (name:gsub("%a", function(c) return "[" .. c:upper() .. c:lower() .. "]" end))
+end
+
+local function unquoted(prefix, value)
+  if SCHEMES[value:lower()] then return nil end -- "Authorization: Bearer [token]": already masked
+  return prefix .. "[redacted]"
+end
+
+local function assignment_rules()
+  local rules = {}
+  for _, name in ipairs(TEXT_NAMES) do
+    local key = any_case(name) .. "[\"']?%s*[=:]%s*"
+    -- a quoted value up to its closing quote (an escaped quote does not end it)
+    rules[#rules + 1] = { "(" .. key .. ")\"(.-[^\\])\"", "%1\"[redacted]\"" }
+    if name == "authorization" then
+      -- "Authorization: Digest abc": the scheme stays, whatever credential follows is masked
+      rules[#rules + 1] = { "(" .. key .. "%a+%s+)[^%s&,;\"'%[%]]+", "%1[credentials]" }
+    end
+    -- an unquoted (or unterminated) value up to a separator; a Cookie header's value is every
+    -- cookie to the end of the line ("sid=1; csrf=2")
+    local value = name == "cookie" and "[^\r\n\"'%[%]]+" or "[^%s&,;\"'%[%]]+"
+    rules[#rules + 1] = { "(" .. key .. "[\"']?)(" .. value .. ")", unquoted }
+  end
+  return rules
+end
+
 -- Order matters: tokens and keys before the digit patterns that could match inside them.
 local RULES = {
   { "[Bb][Ee][Aa][Rr][Ee][Rr]%s+[%w%-%._~%+/]+=*", "Bearer [token]" },
+  { "(%f[%w][Bb][Aa][Ss][Ii][Cc]%s+)([%w%+/]+=*)", basic },
   { "(aws_secret_access_key[\"']?%s*[=:]%s*[\"']?)[%w/%+]+", "%1[aws-secret]" },
   { "%f[%w]AKIA[%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d]%f[%W]", "[aws-key]" },
   { "%f[%w]ASIA[%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d][%u%d]%f[%W]", "[aws-key]" },
@@ -56,6 +112,7 @@ local RULES = {
   { "%(%d%d%d%)%s?%d%d%d[%s%.%-]%d%d%d%d%f[%D]", "[phone]" },
   { "%f[%d]%d%d%d[%s%.%-]%d%d%d[%s%.%-]%d%d%d%d%f[%D]", "[phone]" },
 }
+for _, rule in ipairs(assignment_rules()) do RULES[#RULES + 1] = rule end
 
 local function scrub_string(value)
   local changed = false

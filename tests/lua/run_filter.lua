@@ -1,6 +1,7 @@
 -- Test driver: load a Fluent Bit Lua filter, call it on each record of a samples file the way
 -- Fluent Bit does (tag, timestamp, record), and print one JSON line per call: code and record.
--- usage: lua5.4 run_filter.lua FILTER.lua FUNCTION SAMPLES.lua
+-- usage: lua5.4|luajit run_filter.lua FILTER.lua FUNCTION SAMPLES.lua (Lua 5.1 semantics only:
+-- Fluent Bit embeds LuaJIT)
 local filter, fn, samples = arg[1], arg[2], arg[3]
 dofile(filter)
 local call = _G[fn]
@@ -13,7 +14,8 @@ local function encode(v)
       return string.format("\\u%04x", c:byte())
     end) .. '"'
   elseif t == "number" then
-    return (math.type(v) == "integer") and tostring(v) or string.format("%.17g", v)
+    -- no math.type in 5.1: an integral value prints as an integer
+    return (v == math.floor(v) and math.abs(v) < 2 ^ 53) and string.format("%d", v) or string.format("%.17g", v)
   elseif t == "boolean" then
     return tostring(v)
   elseif t == "table" then
