@@ -12,6 +12,8 @@ from typing import Literal, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.kms import key_policy
+
 # Where docs/runbooks.md is published; every alert links to one of its headings.
 RUNBOOKS_URL = "https://github.com/intelgraph/platform-infrastructure/blob/main/docs/runbooks.md"
 RUNBOOKS_FILE = "docs/runbooks.md"
@@ -143,26 +145,14 @@ def alert_topic(name: str, account_id: str, opts: pulumi.ResourceOptions) -> aws
 
 
 def alert_key_policy(account_id: str) -> dict:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AccountAdministersKeyThroughIam",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
-            {
-                "Sid": "CloudWatchAlarmsPublish",
-                "Effect": "Allow",
-                "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-            },
-        ],
-    }
+    return key_policy(account_id, {
+        "Sid": "CloudWatchAlarmsPublish",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+    })
 
 
 def alarm(

@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.kms import key_policy
 from components.validation import require
 
 PREFIX = "cloudtrail"
@@ -50,21 +51,17 @@ def delivery_statements(bucket_arn: str, account_id: str, source_trail_arn: str)
 def trail_key_policy(account_id: str, source_trail_arn: str) -> dict:
     """CloudTrail may encrypt for our trail only; principals of this account may decrypt log
     files (with IAM permission) - "Configure AWS KMS key policies for CloudTrail"."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "AccountAdministersKeyThroughIam", "Effect": "Allow",
-             "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"},
-            {"Sid": "CloudTrailEncryptsForOurTrail", "Effect": "Allow",
-             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:GenerateDataKey*", "Resource": "*",
-             "Condition": {"StringEquals": {"aws:SourceArn": source_trail_arn},
-                           "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
-                                          f"arn:aws:cloudtrail:*:{account_id}:trail/*"}}},
-            {"Sid": "CloudTrailDescribesKey", "Effect": "Allow",
-             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:DescribeKey", "Resource": "*",
-             "Condition": {"StringEquals": {"aws:SourceArn": source_trail_arn}}},
-        ],
-    }
+    return key_policy(
+        account_id,
+        {"Sid": "CloudTrailEncryptsForOurTrail", "Effect": "Allow",
+         "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:GenerateDataKey*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceArn": source_trail_arn},
+                       "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                      f"arn:aws:cloudtrail:*:{account_id}:trail/*"}}},
+        {"Sid": "CloudTrailDescribesKey", "Effect": "Allow",
+         "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:DescribeKey", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceArn": source_trail_arn}}},
+    )
 
 
 @dataclass(frozen=True)

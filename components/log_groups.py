@@ -14,6 +14,8 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
+from components.kms import key_policy
+
 # The retention values CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
                   2557, 2922, 3288, 3653)
@@ -26,19 +28,15 @@ PII_IDENTIFIERS = ("EmailAddress", "PhoneNumber-US", "Ssn-US", "CreditCardNumber
 def log_key_policy(account_id: str, region: str) -> dict:
     """CloudWatch Logs encrypts with the key only for log groups of this account and region
     (the key-policy statement of "Encrypt log data in CloudWatch Logs using AWS KMS")."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "AccountAdministersKeyThroughIam", "Effect": "Allow",
-             "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"},
-            {"Sid": "CloudWatchLogsUsesKeyForThisAccountsLogGroups", "Effect": "Allow",
-             "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-             "Resource": "*",
-             "Condition": {"ArnLike": {
-                 "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account_id}:log-group:*"}}},
-        ],
-    }
+    return key_policy(
+        account_id,
+        {"Sid": "CloudWatchLogsUsesKeyForThisAccountsLogGroups", "Effect": "Allow",
+         "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+         "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+         "Resource": "*",
+         "Condition": {"ArnLike": {
+             "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account_id}:log-group:*"}}},
+    )
 
 
 def log_key(name: str, opts: pulumi.ResourceOptions) -> aws.kms.Key:
