@@ -8,29 +8,30 @@ import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
 
 import settings
-from components import audit_trail, dr_budget, stateful
-from components.alerting import Subscriber, subscribe
+from components import audit_trail
 from components.alertmanager import AlertRouting, AlertRoutingArgs, SecretRef
 from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
-from components.dashboards import dashboard_configmap, stores_dashboard
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
-from components.flows import Flow, Neighbours, Peer
 from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
-from components.neo4j_password import rotation_flows
 from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
 from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
 from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehearsalArgs, rehearsal_flows
 from components.postgres_dr import DbNetwork, PostgresDr, PostgresDrArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
+from helpers import dr_budget, stateful
+from helpers.alerting import Subscriber, subscribe
+from helpers.dashboards import dashboard_configmap, stores_dashboard
+from helpers.flows import Flow, Neighbours, Peer
+from helpers.neo4j_password import rotation_flows
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 # Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
-# is retained on delete and, in prod, protected (components/stateful.py).
+# is retained on delete and, in prod, protected (helpers/stateful.py).
 pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod))
 
 # --- providers: one per AWS region, one for the EKS cluster --------------------------------------

@@ -446,7 +446,7 @@ class Neo4jSettings(Model):
     restore_rehearsal_schedule: Cron = Field(description="Cron schedule of the weekly restore rehearsal.")
     time_zone: str = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
     volume_snapshots: VolumeSnapshotSettings = Field(description="Scheduled EBS snapshots of the servers' volumes.")
-    # Raise by one to rotate the admin password (components/neo4j_password.py).
+    # Raise by one to rotate the admin password (helpers/neo4j_password.py).
     password_epoch: Annotated[int, Field(ge=0)] = Field(0, description="Raise by one to rotate the Neo4j admin password.")
     # true only for the deploy that creates the cluster: its releases then go in without Helm's
     # wait, so the primaries can form the cluster (components/neo4j_cluster.py). false (default):
@@ -535,7 +535,7 @@ class Neo4jSettings(Model):
 
 class RedisPasswordRotation(Model):
     """Which password epoch is current, and which step of the roll to it this deploy is
-    (components/redis_auth.py: servers -> clients -> none)."""
+    (helpers/redis_auth.py: servers -> clients -> none)."""
 
     epoch: Annotated[int, Field(ge=0)] = Field(0, description="Which password generation is current.")
     rollover: Literal["none", "servers", "clients"] = Field("none",
@@ -881,7 +881,7 @@ class LogSettings(Model):
     @field_validator("retention_days")
     @classmethod
     def _cloudwatch_retention(cls, value: int) -> int:
-        from components.log_groups import RETENTION_DAYS
+        from helpers.log_groups import RETENTION_DAYS
 
         if value not in RETENTION_DAYS:
             raise ValueError(f"CloudWatch Logs accepts only {', '.join(map(str, RETENTION_DAYS))}")
@@ -1017,8 +1017,8 @@ class StackSettings(Model):
 
     @property
     def replica_lag_threshold_seconds(self) -> int:
-        """The replica-lag alarm's threshold (from the replication heartbeat, components/dr_budget.py)."""
-        from components.dr_budget import lag_alarm_threshold_seconds
+        """The replica-lag alarm's threshold (from the replication heartbeat, helpers/dr_budget.py)."""
+        from helpers.dr_budget import lag_alarm_threshold_seconds
 
         return lag_alarm_threshold_seconds()
 

@@ -21,8 +21,8 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.kube import labels_for
-from components.validation import require
+from helpers.kube import labels_for
+from helpers.validation import require
 
 API_VERSION = "monitoring.coreos.com/v1alpha1"
 GROUP_BY = ("alertname", "namespace")

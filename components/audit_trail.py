@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.kms import key_policy
-from components.validation import require
+from helpers.kms import key_policy
+from helpers.validation import require
 
 PREFIX = "cloudtrail"
 

@@ -21,8 +21,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from components.alerting import alarm, alert_topic
-from components.validation import require
+from helpers.alerting import alarm, alert_topic
+from helpers.validation import require
 
 # S3 Replication Time Control replicates 99.99% of objects within 15 minutes; 15 is also the only
 # value S3 accepts for the RTC time and the metrics event threshold (S3 User Guide, "Meeting

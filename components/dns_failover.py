@@ -5,7 +5,7 @@ PRIMARY alias record answers while it is healthy, the SECONDARY (DR load balance
 The checked name has a record of its own, aliasing the primary load balancer (never the failover
 name: that would follow the failover and check the DR region), and the Ingress serves it.
 Detection takes request_interval x failure_threshold; resolvers may then keep the old answer for
-the alias's 60 s TTL (see components/dr_budget.py).
+the alias's 60 s TTL (see helpers/dr_budget.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Literal, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.alerting import alarm, alert_topic
-from components.validation import require
+from helpers.alerting import alarm, alert_topic
+from helpers.validation import require
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Literal, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.flows import DNS_PEER, Flow
-from components.kube import labels_for
+from helpers.flows import DNS_PEER, Flow
+from helpers.kube import labels_for
 
 
 @dataclass(frozen=True)

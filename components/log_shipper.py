@@ -27,9 +27,9 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.flows import Flow, Neighbours, Peer
-from components.irsa import irsa_role
-from components.kube import (
+from helpers.flows import Flow, Neighbours, Peer
+from helpers.irsa import irsa_role
+from helpers.kube import (
     MONITORING_API,
     container_security_context,
     labels_for,
@@ -37,7 +37,7 @@ from components.kube import (
     prometheus_rule,
     resources,
 )
-from components.validation import require
+from helpers.validation import require
 
 SCRUBBER = Path(__file__).parent / "scripts" / "scrub.lua"
 NAME = "fluent-bit"

@@ -20,12 +20,12 @@ from typing import Optional
 
 import pulumi
 
-from components.dr_budget import cron_max_gap_seconds
-from components.flows import Flow, Neighbours, Peer
-from components.irsa import irsa_role
-from components.kube import container_security_context, cron_job, prometheus_rule, resources
 from components.neo4j_cluster import BACKUP_PORT
-from components.validation import require
+from helpers.dr_budget import cron_max_gap_seconds
+from helpers.flows import Flow, Neighbours, Peer
+from helpers.irsa import irsa_role
+from helpers.kube import container_security_context, cron_job, prometheus_rule, resources
+from helpers.validation import require
 
 SCRIPTS = Path(__file__).parent / "scripts"
 NEO4J_UID = 7474

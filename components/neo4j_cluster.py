@@ -58,10 +58,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.flows import Flow, Neighbours, Peer
-from components.kube import pod_disruption_budget, prometheus_rule, service_monitor
-from components.neo4j_password import admin_secret
-from components.validation import require
+from helpers.flows import Flow, Neighbours, Peer
+from helpers.kube import pod_disruption_budget, prometheus_rule, service_monitor
+from helpers.neo4j_password import admin_secret
+from helpers.validation import require
 
 CHART = "neo4j"
 CHART_REPO = "https://helm.neo4j.com/neo4j"

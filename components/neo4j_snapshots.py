@@ -19,10 +19,10 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.flows import Flow, Neighbours
-from components.kube import container_security_context, cron_job, labels_for, resources
 from components.neo4j_backup import JOB_LABEL
-from components.validation import require
+from helpers.flows import Flow, Neighbours
+from helpers.kube import container_security_context, cron_job, labels_for, resources
+from helpers.validation import require
 
 SCRIPT = Path(__file__).parent / "scripts" / "neo4j_volume_snapshot.sh"
 EBS_CSI_DRIVER = "ebs.csi.aws.com"

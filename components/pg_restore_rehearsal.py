@@ -19,11 +19,11 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.dr_budget import cron_max_gap_seconds
-from components.flows import Flow, Neighbours, Peer
-from components.irsa import irsa_role
-from components.kube import container_security_context, cron_job, prometheus_rule, resources
-from components.validation import require
+from helpers.dr_budget import cron_max_gap_seconds
+from helpers.flows import Flow, Neighbours, Peer
+from helpers.irsa import irsa_role
+from helpers.kube import container_security_context, cron_job, prometheus_rule, resources
+from helpers.validation import require
 
 # Every instance the rehearsal creates is named with this prefix; its IAM role can restore into and
 # delete only instances whose identifier starts with it.

@@ -27,10 +27,10 @@ from typing import Literal, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components import dr_budget
-from components.alerting import alarm, alert_topic
-from components.log_groups import log_group, log_key
-from components.validation import require
+from helpers import dr_budget
+from helpers.alerting import alarm, alert_topic
+from helpers.log_groups import log_group, log_key
+from helpers.validation import require
 
 PORT = 5432
 CA_CERTIFICATE = "rds-ca-rsa2048-g1"

@@ -23,8 +23,8 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.flows import Flow, Peer
-from components.kube import (
+from helpers.flows import Flow, Peer
+from helpers.kube import (
     container_security_context,
     labels_for,
     pod_disruption_budget,
@@ -33,8 +33,8 @@ from components.kube import (
     resources,
     service_monitor,
 )
-from components.redis_auth import EPOCHS_ANNOTATION, Rollover, accepted_epochs, redis_auth
-from components.validation import require
+from helpers.redis_auth import EPOCHS_ANNOTATION, Rollover, accepted_epochs, redis_auth
+from helpers.validation import require
 
 PORT = 6379
 METRICS_PORT = 9121

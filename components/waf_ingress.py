@@ -41,8 +41,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.log_groups import log_key
-from components.validation import require
+from helpers.log_groups import log_key
+from helpers.validation import require
 
 RATE_WINDOW_SECONDS = 300
 WAF_BODY_INSPECTION_BYTES = 8 * 1024

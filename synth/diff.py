@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from components.stateful import is_stateful
+from helpers.stateful import is_stateful
 
 EXIT_OK, EXIT_STATEFUL, EXIT_INVALID = 0, 1, 2
 

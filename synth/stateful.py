@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from components.stateful import is_stateful
+from helpers.stateful import is_stateful
 from synth import engine
 from synth.engine import Synthesis
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 import settings
-from components import alerting
 from components.alertmanager import AlertRoutingArgs, SecretRef, native_config
+from helpers import alerting
 from synth import engine
 from synth.export import kubernetes_objects
 from tests import crds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import dr_budget
+from helpers import dr_budget
 from synth import engine
 from tests.conftest import config_with
 

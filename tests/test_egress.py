@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import settings
-from components.flows import Flow, Peer
+from helpers.flows import Flow, Peer
 from synth.export import kubernetes_objects
 from tests.conftest import config_with, synthesized
 

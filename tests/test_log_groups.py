@@ -11,7 +11,7 @@ import pytest
 
 import settings
 from components import postgres_dr
-from components.log_groups import PII_IDENTIFIERS, RETENTION_DAYS, data_protection_policy
+from helpers.log_groups import PII_IDENTIFIERS, RETENTION_DAYS, data_protection_policy
 from synth import engine
 from tests.conftest import STACKS, synthesized
 

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from components import egress_policy
-from components.flows import DNS_PEER, Flow, Peer
+from helpers.flows import DNS_PEER, Flow, Peer
 from synth import engine, export
 from tests.conftest import ROOT, STACKS, config_with
 from tests.tools import require_tool

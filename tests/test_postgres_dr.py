@@ -277,8 +277,8 @@ def test_the_heartbeat_sql_upserts_one_row_every_15_seconds():
 
     from pglast import ast, parse_sql
 
-    from components import dr_budget
     from components.postgres_dr import heartbeat_sql
+    from helpers import dr_budget
 
     statements = [s.stmt for s in parse_sql(heartbeat_sql())]
     assert isinstance(statements[0], ast.CreateExtensionStmt) and statements[0].extname == "pg_cron"

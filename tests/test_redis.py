@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from pulumi.runtime import rpc
 
-from components.alerting import ALERTS
 from components.redis_cache import maxmemory_bytes
+from helpers.alerting import ALERTS
 from tests.conftest import STACKS, synthesized
 from tests.tools import promtool_check, require_tool
 

@@ -8,8 +8,8 @@ import pulumi_kubernetes as kubernetes
 import pytest
 from pulumi.runtime import rpc
 
-from components.redis_auth import EPOCHS_ANNOTATION
 from components.redis_cache import RedisCache, RedisCacheArgs
+from helpers.redis_auth import EPOCHS_ANNOTATION
 from synth import engine
 from tests.conftest import config_with, run_component, synthesized
 from tests.test_redis import RedisServer
@@ -165,7 +165,7 @@ echo "user"; echo "neo4j"
 
 
 def rotate(tmp_path, current: str, old: str, new: str):
-    from components.neo4j_password import SCRIPT, routing_address
+    from helpers.neo4j_password import SCRIPT, routing_address
 
     (tmp_path / "bin").mkdir(exist_ok=True)
     state, log = tmp_path / "password", tmp_path / "calls.log"

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.stateful import STATEFUL_TYPES
+from helpers.stateful import STATEFUL_TYPES
 from synth import engine, export, stateful
 from tests.conftest import ROOT, STACKS, run_component, synthesized
 

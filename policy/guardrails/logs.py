@@ -36,7 +36,7 @@ def rds_exports_managed(resources, args):
             if group is None:
                 yield (f"RDS instance {identifier} exports its {export} log, but the stack has no log group "
                        f"{name} in {region_of(instance)}: RDS would create it with no retention and no "
-                       "customer key. Create it (components/log_groups.log_group) before the instance.",
+                       "customer key. Create it (helpers/log_groups.log_group) before the instance.",
                        instance.urn)
             elif export == "postgresql" and name not in masked:
                 yield (f"Log group {name} holds query text and has no data protection policy; add a "

@@ -12,7 +12,7 @@ from typing import Literal, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.kms import key_policy
+from helpers.kms import key_policy
 
 # Where docs/runbooks.md is published; every alert links to one of its headings.
 RUNBOOKS_URL = "https://github.com/intelgraph/platform-infrastructure/blob/main/docs/runbooks.md"
@@ -76,7 +76,7 @@ def alert_info(key: str) -> AlertInfo:
     except KeyError:
         raise ValueError(
             f"alert {key!r} has no severity or runbook: add {key!r}: AlertInfo(severity, anchor) to "
-            f"ALERTS in components/alerting.py and a '## ...' section for it to {RUNBOOKS_FILE}"
+            f"ALERTS in helpers/alerting.py and a '## ...' section for it to {RUNBOOKS_FILE}"
         ) from None
 
 

@@ -14,7 +14,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.kms import key_policy
+from helpers.kms import key_policy
 
 # The retention values CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,

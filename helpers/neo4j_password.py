@@ -15,10 +15,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.flows import Flow, Peer
-from components.kube import container_security_context, labels_for, pod_security_context, resources
+from helpers.flows import Flow, Peer
+from helpers.kube import container_security_context, labels_for, pod_security_context, resources
 
-SCRIPT = Path(__file__).parent / "scripts" / "neo4j_password_rotate.sh"
+SCRIPT = Path(__file__).parent.parent / "components" / "scripts" / "neo4j_password_rotate.sh"
 NEO4J_UID = 7474
 BOLT_PORT = 7687
 JOB_POD_LABELS = {"intelgraph.io/job": "neo4j-password-rotation"}  # neo4j_backup.JOB_LABEL: one identity per job

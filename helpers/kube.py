@@ -12,7 +12,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.alerting import with_runbooks
+from helpers.alerting import with_runbooks
 
 MONITORING_API = "monitoring.coreos.com/v1"
 
@@ -81,7 +81,7 @@ def service_monitor(name: str, *, namespace: str, release_label: str, selector: 
 
 def prometheus_rule(name: str, *, namespace: str, release_label: str, groups: list[dict],
                     opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
-    """Every alert gets its severity label and runbook_url from components/alerting.ALERTS."""
+    """Every alert gets its severity label and runbook_url from helpers/alerting.ALERTS."""
     return k8s.apiextensions.CustomResource(
         name,
         api_version=MONITORING_API,
