@@ -119,3 +119,21 @@ def rendered(stack: str) -> list[dict]:
     if stack not in _rendered:
         _rendered[stack] = export.render_releases(export.to_export(synthesized(stack)))
     return _rendered[stack]
+
+
+def region_of(synthesis: Synthesis, resource) -> str:
+    """The region a resource is created in: its explicit provider's (the stacks disable default
+    providers, so every AWS resource names one)."""
+    provider_urn = resource.provider.rsplit("::", 1)[0]
+    return next(r for r in synthesis.resources if r.urn == provider_urn).inputs["region"]
+
+
+def fake_aws_credentials(monkeypatch, account_id: str | None = None) -> None:
+    """moto must never see real credentials, and nothing may reach AWS: only fake keys in the
+    environment (and moto's account, when a test needs the stack's own)."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    if account_id:
+        monkeypatch.setenv("MOTO_ACCOUNT_ID", account_id)

@@ -17,7 +17,7 @@ from helpers import alerting
 from synth import engine
 from synth.export import kubernetes_objects
 from tests import crds
-from tests.conftest import ROOT, STACKS, config_with, stack_settings, synthesized
+from tests.conftest import ROOT, STACKS, config_with, region_of, stack_settings, synthesized
 from tests.tools import require_tool
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -99,10 +99,6 @@ def test_an_alert_missing_from_the_table_stops_the_program_with_the_name_to_add(
         alerting.with_runbooks([{"name": "g", "rules": [
             {"alert": "RedisDown", "expr": "1", "labels": {"severity": "warning"}}]}])
 
-
-def region_of(synthesis, resource) -> str:
-    provider_urn = resource.provider.rsplit("::", 1)[0]
-    return next(r for r in synthesis.resources if r.urn == provider_urn).inputs["region"]
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -14,14 +14,10 @@ from moto import mock_aws
 
 from components import audit_trail
 from tests.aws_shapes import to_aws
-from tests.conftest import STACKS, stack_settings, synthesized
+from tests.conftest import STACKS, fake_aws_credentials, region_of, stack_settings, synthesized
 
 TRAIL = "aws:cloudtrail/trail:Trail"
 
-
-def region_of(synthesis, resource) -> str:
-    provider_urn = resource.provider.rsplit("::", 1)[0]
-    return next(r for r in synthesis.resources if r.urn == provider_urn).inputs["region"]
 
 
 def expected_trail_arn(synthesis, trail) -> str:
@@ -105,11 +101,7 @@ def test_every_backup_object_is_audited_but_not_the_trails_own_deliveries(prod):
 
 
 def test_cloudtrail_kms_and_s3_accept_what_the_stack_sends(prod, monkeypatch):
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("MOTO_ACCOUNT_ID", stack_settings("prod").aws.account_id)
+    fake_aws_credentials(monkeypatch, stack_settings("prod").aws.account_id)
     [trail] = prod.of_type(TRAIL)
     bucket = prod.named("logs-backups", "aws:s3/bucket:Bucket").outputs["bucket"]
     policy = prod.named("logs-backups-tls-only", "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"]

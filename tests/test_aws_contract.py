@@ -16,17 +16,14 @@ from moto import mock_aws
 
 from synth.engine import Synthesis
 from tests.aws_shapes import to_aws
+from tests.conftest import fake_aws_credentials
 
 S3 = "aws:s3/"
 
 
 @pytest.fixture
 def aws(monkeypatch):
-    # moto must never see real credentials, and nothing here may reach AWS.
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    fake_aws_credentials(monkeypatch)
     with mock_aws():
         yield
 

@@ -8,7 +8,7 @@ import pytest
 
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from synth.engine import Synthesis
-from tests.conftest import run_component, stack_settings
+from tests.conftest import region_of, run_component, stack_settings
 
 S3 = "aws:s3/"
 PURPOSES = ("neo4j-backups", "logs-backups")
@@ -17,10 +17,6 @@ PURPOSES = ("neo4j-backups", "logs-backups")
 def child(synthesis: Synthesis, name: str, kind: str):
     return synthesis.named(name, f"{S3}{kind[:1].lower() + kind[1:]}:{kind}")
 
-
-def region_of(synthesis: Synthesis, resource) -> str:
-    provider_urn = resource.provider.rsplit("::", 1)[0]
-    return next(r for r in synthesis.resources if r.urn == provider_urn).inputs["region"]
 
 
 @pytest.mark.parametrize("purpose", PURPOSES)

@@ -13,16 +13,12 @@ import settings
 from components import postgres_dr
 from helpers.log_groups import PII_IDENTIFIERS, RETENTION_DAYS, data_protection_policy
 from synth import engine
-from tests.conftest import STACKS, synthesized
+from tests.conftest import STACKS, region_of, synthesized
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 KEY = "aws:kms/key:Key"
 INSTANCE = "aws:rds/instance:Instance"
 
-
-def region_of(synthesis, resource) -> str:
-    provider_urn = resource.provider.rsplit("::", 1)[0]
-    return next(r for r in synthesis.resources if r.urn == provider_urn).inputs["region"]
 
 
 @pytest.mark.parametrize("stack", STACKS)

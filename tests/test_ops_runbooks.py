@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from ops import dr_promote, dr_readiness
-from tests.conftest import stack_settings, synthesized
+from tests.conftest import fake_aws_credentials, stack_settings, synthesized
 
 ACCOUNT = stack_settings("prod").aws.account_id  # moto must be the account the outputs name
 
@@ -28,10 +28,7 @@ def outputs(tmp_path) -> dict:
 
 @pytest.fixture
 def world(monkeypatch, outputs, tmp_path):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fake_aws_credentials(monkeypatch, ACCOUNT)
     with mock_aws():
         _fix_moto_promotion(monkeypatch)
         _report_replication_status(monkeypatch)

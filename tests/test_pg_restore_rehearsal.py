@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 from ops import pg_restore_rehearsal
-from tests.conftest import synthesized
+from tests.conftest import fake_aws_credentials, synthesized
 
 ACCOUNT = "481236059412"
 BACKUP_ARN = f"arn:aws:rds:us-west-2:{ACCOUNT}:auto-backup:ab-rehearsal"
@@ -31,10 +31,7 @@ def outputs() -> dict:
 
 @pytest.fixture
 def world(monkeypatch, outputs, tmp_path):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    fake_aws_credentials(monkeypatch, ACCOUNT)
     from moto.rds.models import RDSBackend
 
     target = outputs["pgRestoreRehearsal"]

@@ -9,14 +9,10 @@ import pytest
 
 from components.postgres_dr import DbNetwork, PostgresDrArgs
 from synth import export
-from tests.conftest import stack_settings
+from tests.conftest import region_of, stack_settings
 
 INSTANCE = "aws:rds/instance:Instance"
 
-
-def region_of(synthesis, resource) -> str:
-    provider_urn = resource.provider.rsplit("::", 1)[0]
-    return next(r for r in synthesis.resources if r.urn == provider_urn).inputs["region"]
 
 
 def test_replica_follows_the_primary_by_arn_with_dr_region_key_and_subnets(any_stack):
