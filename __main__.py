@@ -72,6 +72,8 @@ buckets = {
         BackupBucketArgs(
             purpose=f"{purpose}-backups",
             dr_provider=dr,
+            primary_region=cfg.aws.primary_region,
+            dr_region=cfg.aws.dr_region,
             account_id=cfg.aws.account_id,
             transition_days=bucket.transition_days,
             transition_storage_class=bucket.transition_storage_class,

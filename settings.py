@@ -215,6 +215,16 @@ class AwsSettings(Model):
         description="The AWS region of the disaster-recovery copies (read replica, "
                     "bucket twins, WAF); must differ from primaryRegion.")
 
+    @field_validator("primary_region", "dr_region")
+    @classmethod
+    def _bucket_namespace_offered(cls, value: str) -> str:
+        from components.backup_bucket import NAMESPACE_UNAVAILABLE_REGIONS
+
+        if value in NAMESPACE_UNAVAILABLE_REGIONS:
+            raise ValueError("S3 offers no account regional namespace there, and the backup buckets "
+                             f"live in one; not {', '.join(sorted(NAMESPACE_UNAVAILABLE_REGIONS))}")
+        return value
+
     @field_validator("dr_region")
     @classmethod
     def _distinct_regions(cls, value: str, info: ValidationInfo) -> str:
@@ -937,12 +947,28 @@ class StackSettings(Model):
     logs: LogSettings = Field(description="Log retention and shipping.")
 
     @model_validator(mode="after")
-    def _across_sections(self) -> "StackSettings":
+    def _across_sections(self, info: ValidationInfo) -> "StackSettings":
         # every rule that relates sections, all reported at once
+        stack = (info.context or {}).get("stack")
         _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
                    + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode()
-                   + self._rehearsal_endpoint_in_the_dr_region())
+                   + self._rehearsal_endpoint_in_the_dr_region()
+                   + (self._bucket_names_fit(stack) if stack else []))
         return self
+
+    def _bucket_names_fit(self, stack: str) -> list[tuple[str, str, Any]]:
+        # A backup bucket's name holds the stack, the account and its region (components/backup_bucket.py);
+        # S3 refuses a name over 63 characters. __main__ names each bucket '<section>-backups'.
+        from components.backup_bucket import MAX_BUCKET_NAME, bucket_name
+
+        problems = []
+        for key, region in (("aws.primaryRegion", self.aws.primary_region), ("aws.drRegion", self.aws.dr_region)):
+            longest = max((bucket_name(stack, f"{section}-backups", self.aws.account_id, region)
+                           for section in BackupSettings.model_fields), key=len)
+            if len(longest) > MAX_BUCKET_NAME:
+                problems.append((key, f"the bucket name {longest!r} ({len(longest)} characters) would exceed "
+                                 f"S3's {MAX_BUCKET_NAME}: use a shorter stack name or region", region))
+        return problems
 
     def _addresses_in_their_regions_network(self) -> list[tuple[str, str, Any]]:
         # A security group or NetworkPolicy allowing another region's addresses allows nobody there:
@@ -1085,8 +1111,9 @@ def _describe_one(error: ErrorDetails, loc: tuple) -> str:
     return f"{key}: {message} (given: {json.dumps(error.get('input'), default=str)})"
 
 
-def validate(raw_config: dict[str, str]) -> StackSettings:
-    """Validate the project namespace of a stack's config (``{"project:key": "text"}``)."""
+def validate(raw_config: dict[str, str], stack: Optional[str] = None) -> StackSettings:
+    """Validate the project namespace of a stack's config (``{"project:key": "text"}``); with the
+    ``stack``'s name, also what depends on it (bucket names)."""
     prefix = f"{PROJECT}:"
     document = {
         key[len(prefix):]: _decode(value)
@@ -1094,16 +1121,17 @@ def validate(raw_config: dict[str, str]) -> StackSettings:
         if key.startswith(prefix)
     }
     try:
-        return StackSettings.model_validate(document)
+        return StackSettings.model_validate(document, context={"stack": stack})
     except ValidationError as exc:
         raise SettingsError([line for e in exc.errors() for line in _describe(e)]) from None
 
 
 def load() -> StackSettings:
     """Read and validate this stack's configuration from the Pulumi runtime."""
+    import pulumi
     from pulumi.runtime import config as runtime_config
 
     # pulumi.Config can only look keys up one at a time; to reject unknown keys we need them
     # all: the engine passes them in PULUMI_CONFIG, the mock engine through set_all_config.
     everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return validate(everything)
+    return validate(everything, stack=pulumi.get_stack())

@@ -16,7 +16,7 @@ from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 
 # component + children: bucket pair with keys, hardening, object lock, replication alarm (+ topic, key);
 # namespace and its policies; cache
-RESOURCES_PER_TENANT = 28 + 6 + 9
+RESOURCES_PER_TENANT = 27 + 6 + 9
 
 
 def program(tenants: int):
@@ -30,7 +30,8 @@ def program(tenants: int):
         for i in range(tenants):
             tenant = f"t{i:03d}"
             backups.append(BackupBucket(f"{tenant}-backups", BackupBucketArgs(
-                purpose=f"{tenant}-backups", dr_provider=dr, transition_days=bucket.transition_days,
+                purpose=f"{tenant}-backups", dr_provider=dr, primary_region=cfg.aws.primary_region,
+                dr_region=cfg.aws.dr_region, transition_days=bucket.transition_days,
                 transition_storage_class=bucket.transition_storage_class, expiration_days=bucket.expiration_days,
                 noncurrent_expiration_days=bucket.noncurrent_expiration_days,
                 object_lock=ObjectLock(bucket.object_lock.mode, bucket.object_lock.days) if bucket.object_lock else None,

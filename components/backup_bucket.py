@@ -19,7 +19,6 @@ from typing import Callable, Literal, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_random as random
 
 from helpers.alerting import alarm, alert_topic
 from helpers.validation import require
@@ -28,6 +27,24 @@ from helpers.validation import require
 # value S3 accepts for the RTC time and the metrics event threshold (S3 User Guide, "Meeting
 # compliance requirements with S3 Replication Time Control").
 REPLICATION_SLA_MINUTES = 15
+
+# S3 account regional namespaces (S3 User Guide, "Namespaces for general purpose buckets"): a name
+# ending -<account>-<region>-an can only ever be created by that account, so it is predictable
+# without being claimable by anyone else (before creation or after deletion), and a first preview
+# knows it. Not offered in me-south-1 and me-central-1. docs/decisions/013-account-regional-bucket-names.md
+NAMESPACE = "account-regional"
+NAMESPACE_UNAVAILABLE_REGIONS = frozenset({"me-south-1", "me-central-1"})
+MAX_BUCKET_NAME = 63  # S3 bucket naming rules, account regional names included
+
+
+def bucket_name(stack: str, name: str, account_id: str, region: str) -> str:
+    """The physical name of ``name``'s bucket in ``region``: the primary and its DR twin share the
+    prefix and differ by region."""
+    return f"intelgraph-{stack}-{name}-{account_id}-{region}-an"
+
+
+def bucket_arn(bucket: str) -> str:
+    return f"arn:aws:s3:::{bucket}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,8 @@ class BackupBucketArgs:
 
     purpose: str  # short label used in names and tags, e.g. "neo4j-backups"
     dr_provider: pulumi.ProviderResource
+    primary_region: str  # the regions of the primary provider (opts) and of dr_provider: bucket names hold them
+    dr_region: str
     transition_days: int
     transition_storage_class: str
     expiration_days: int
@@ -70,6 +89,8 @@ class BackupBucketArgs:
             problems.append("object_lock.days cannot exceed expiration_days")
         if not (len(self.account_id) == 12 and self.account_id.isdigit()):
             problems.append(f"account_id must be the 12-digit AWS account id (given {self.account_id!r})")
+        if self.primary_region == self.dr_region:
+            problems.append("dr_region must differ from primary_region")
         require("BackupBucketArgs", problems)
 
 
@@ -100,18 +121,19 @@ class BackupBucket(pulumi.ComponentResource):
         primary_opts = pulumi.ResourceOptions(parent=self)
         dr_opts = pulumi.ResourceOptions(parent=self, provider=args.dr_provider)
 
-        # S3 names are global: a random suffix keeps stage, prod and forks from colliding.
-        suffix = random.RandomId(f"{name}-suffix", byte_length=4, opts=primary_opts)
-
-        primary = self._hardened_bucket(name, suffix, primary_opts, args.extra_policy)
-        replica = self._hardened_bucket(f"{name}-replica", suffix, dr_opts)
+        primary = self._hardened_bucket(name, bucket_name(pulumi.get_stack(), name, args.account_id, args.primary_region),
+                                        primary_opts, args.extra_policy)
+        replica = self._hardened_bucket(f"{name}-replica",
+                                        bucket_name(pulumi.get_stack(), name, args.account_id, args.dr_region), dr_opts)
         role = self._replicate(name, primary, replica, primary_opts)
 
+        # ARNs from the names (known at a first preview, unlike the computed `arn`), still
+        # depending on the buckets
         self.bucket_name = primary.bucket.bucket
-        self.bucket_arn = primary.bucket.arn
+        self.bucket_arn = primary.bucket.bucket.apply(bucket_arn)
         self.kms_key_arn = primary.key.arn
         self.replica_bucket_name = replica.bucket.bucket
-        self.replica_bucket_arn = replica.bucket.arn
+        self.replica_bucket_arn = replica.bucket.bucket.apply(bucket_arn)
         self.replica_kms_key_arn = replica.key.arn
         self.replication_role_arn = role.arn
         self.bucket_policy = primary.policy  # what a writer checked against the policy waits for
@@ -125,7 +147,7 @@ class BackupBucket(pulumi.ComponentResource):
             "replicationRoleArn": self.replication_role_arn,
         })
 
-    def _hardened_bucket(self, name: str, suffix: random.RandomId, opts: pulumi.ResourceOptions,
+    def _hardened_bucket(self, name: str, physical_name: str, opts: pulumi.ResourceOptions,
                          extra_policy: Optional[Callable[[str], list[dict]]] = None) -> _Side:
         """Key, bucket and every hardening child; the same code serves both regions."""
         args = self._args
@@ -141,7 +163,8 @@ class BackupBucket(pulumi.ComponentResource):
 
         bucket = aws.s3.Bucket(
             name,
-            bucket=suffix.hex.apply(lambda h: f"intelgraph-{pulumi.get_stack()}-{name}-{h}"),
+            bucket=physical_name,
+            bucket_namespace=NAMESPACE,
             # Object Lock can only be switched on when the bucket is created.
             object_lock_enabled=bool(args.object_lock),
             force_destroy=False,
@@ -185,7 +208,9 @@ class BackupBucket(pulumi.ComponentResource):
         policy = aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: tls_only_policy(arn, extra_policy(arn) if extra_policy else [])),
+            # text from the known name, not from bucket.arn (computed): a first preview judges it
+            policy=tls_only_policy(bucket_arn(physical_name),
+                                   extra_policy(bucket_arn(physical_name)) if extra_policy else []),
             # A policy put before the public-access block can race with it; order them.
             opts=_after(opts, [public_access, ownership]),
         )

@@ -28,7 +28,8 @@ EXIT_OK, EXIT_STATEFUL, EXIT_INVALID = 0, 1, 2
 # place), rds/parameter_group.go (name, name_prefix, family, and description: RDS has no API to
 # change a parameter group's description), rds/subnet_group.go (name, name_prefix; description and
 # subnets update), kms/key.go (customer_master_key_spec, key_usage, multi_region,
-# custom_key_store_id, xks_key_id); S3 has no rename and no API to turn Object Lock off; a Helm
+# custom_key_store_id, xks_key_id); S3 has no rename, no API to turn Object Lock off, and sets a
+# bucket's namespace only at CreateBucket (the x-amz-bucket-namespace header); a Helm
 # release cannot be renamed or moved; Kubernetes refuses updates to a StatefulSet's selector,
 # service name and volume claim templates ("Forbidden: updates to statefulset spec for fields
 # other than...").
@@ -39,7 +40,7 @@ FORCE_NEW: dict[str, tuple[str, ...]] = {
                                   "snapshotIdentifier", "restoreToPointInTime"),
     "aws:rds/parameterGroup:ParameterGroup": ("name", "namePrefix", "family", "description"),
     "aws:rds/subnetGroup:SubnetGroup": ("name", "namePrefix"),
-    "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
+    "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "bucketNamespace", "objectLockEnabled"),
     "aws:kms/key:Key": ("customerMasterKeySpec", "keyUsage", "multiRegion", "customKeyStoreId", "xksKeyId"),
     "kubernetes:helm.sh/v3:Release": ("name", "namespace"),
     "kubernetes:apps/v1:StatefulSet": ("metadata.name", "metadata.namespace", "spec.selector",

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+import settings
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from synth.engine import Synthesis
-from tests.conftest import region_of, run_component, stack_settings
+from tests.conftest import fake_aws_credentials, region_of, run_component, stack_settings
 
 S3 = "aws:s3/"
 PURPOSES = ("neo4j-backups", "logs-backups")
@@ -206,10 +207,42 @@ def test_stage_has_no_object_lock(stage):
     assert all(b.inputs["objectLockEnabled"] is False for b in stage.of_type(f"{S3}bucket:Bucket"))
 
 
-def test_bucket_names_are_globally_unique_per_stack(stage, prod):
-    names = [b.outputs["bucket"] for s in (stage, prod) for b in s.of_type(f"{S3}bucket:Bucket")]
-    assert len(names) == len(set(names)) == 8
-    assert all(len(n) <= 63 and n == n.lower() for n in names)
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_bucket_names_are_account_regional_names_s3_accepts(stack, request, monkeypatch):
+    """Each name ends -<account>-<region>-an with the account regional namespace, so only the
+    stack's account can ever create it (S3 User Guide, "Namespaces for general purpose buckets");
+    moto's CreateBucket refuses the header for a name without that suffix, as S3 does."""
+    import boto3
+    from moto import mock_aws
+
+    synthesis = request.getfixturevalue(stack)
+    account = stack_settings(stack).aws.account_id
+    fake_aws_credentials(monkeypatch, account)
+    buckets = synthesis.of_type(f"{S3}bucket:Bucket")
+    assert len(buckets) == 4
+    with mock_aws():
+        for bucket in buckets:
+            name, region = bucket.inputs["bucket"], region_of(synthesis, bucket)
+            assert bucket.inputs["bucketNamespace"] == "account-regional" and len(name) <= 63
+            s3 = boto3.client("s3", region_name=region)
+            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            s3.create_bucket(Bucket=name, BucketNamespace="account-regional", **where)
+            other = name.replace(f"-{region}-an", "-eu-west-1-an")
+            with pytest.raises(s3.exceptions.ClientError, match="InvalidNamespaceHeader"):
+                s3.create_bucket(Bucket=other, BucketNamespace="account-regional", **where)
+
+
+def test_a_bucket_name_too_long_for_s3_is_refused_by_settings():
+    """S3 names are at most 63 characters; the stack name is part of them."""
+    from synth import engine
+
+    config = engine.stack_config("prod")
+    settings.validate(config, stack="prod")
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config, stack="p" * 20)
+    keys = {p.split(": ")[0].removeprefix("intelgraph-platform:") for p in raised.value.problems}
+    assert keys == {"aws.primaryRegion", "aws.drRegion"}
+    assert "would exceed S3's 63" in str(raised.value)
 
 
 def test_component_outputs_point_at_the_dr_twin():
@@ -220,7 +253,8 @@ def test_component_outputs_point_at_the_dr_twin():
         dr = aws.Provider("dr", region="eu-west-1")
         primary = aws.Provider("primary", region="eu-central-1")
         bucket = BackupBucket("dumps", BackupBucketArgs(
-            purpose="dumps", dr_provider=dr, transition_days=7, transition_storage_class="GLACIER_IR",
+            purpose="dumps", dr_provider=dr, primary_region="eu-central-1", dr_region="eu-west-1",
+            transition_days=7, transition_storage_class="GLACIER_IR",
             expiration_days=30, noncurrent_expiration_days=7, object_lock=ObjectLock("GOVERNANCE", 7),
             account_id="481236059412",
         ), opts=pulumi.ResourceOptions(provider=primary))
@@ -229,8 +263,8 @@ def test_component_outputs_point_at_the_dr_twin():
 
     outputs = run_component(build).outputs
     assert ":eu-west-1:" in outputs["key"]
-    assert outputs["replica"].startswith("intelgraph-prod-dumps-replica-")
-    assert outputs["bucket"].startswith("intelgraph-prod-dumps-")
+    assert outputs["replica"] == "intelgraph-prod-dumps-481236059412-eu-west-1-an"
+    assert outputs["bucket"] == "intelgraph-prod-dumps-481236059412-eu-central-1-an"
 
 
 @pytest.mark.parametrize("changes,words", [
@@ -239,9 +273,11 @@ def test_component_outputs_point_at_the_dr_twin():
     ({"noncurrent_expiration_days": 0}, "noncurrent_expiration_days must be at least 1"),
     ({"object_lock": ObjectLock("COMPLIANCE", 999)}, "object_lock.days cannot exceed"),
     ({"account_id": ""}, "account_id must be the 12-digit"),
+    ({"dr_region": "eu-central-1"}, "dr_region must differ"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
-    base = dict(purpose="dumps", dr_provider=None, transition_days=7,
+    base = dict(purpose="dumps", dr_provider=None, primary_region="eu-central-1", dr_region="eu-west-1",
+                transition_days=7,
                 transition_storage_class="GLACIER_IR", expiration_days=30, noncurrent_expiration_days=7,
                 account_id="481236059412")
     with pytest.raises(ValueError, match=words):

@@ -43,6 +43,8 @@ def stack_outputs(document: dict) -> dict:
 Mutation = Callable[[dict], None]
 # rule, resource name, type suffix, how to break it, words of the fix in the message
 BREAKS: list[tuple[str, str, str, Mutation, str]] = [
+    ("s3-account-regional-namespace", "logs-backups-replica", ":Bucket",
+     lambda e: e["inputs"].pop("bucketNamespace"), "set it to 'account-regional'"),
     ("s3-sse-kms-customer-key", "neo4j-backups-encryption", ":BucketServerSideEncryptionConfiguration",
      lambda e: e["inputs"]["rules"][0]["applyServerSideEncryptionByDefault"].update(sseAlgorithm="AES256"),
      "set it to 'aws:kms'"),

@@ -11,7 +11,7 @@ from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE
 from policy.guardrails import s3
 from synth import policy_runner
 
-BUCKET_NAME = "intelgraph-prod-neo4j-backups-ae6dc970"
+BUCKET_NAME = "intelgraph-prod-neo4j-backups-481236059412-us-east-1-an"
 ARN = f"arn:aws:s3:::{BUCKET_NAME}"
 KEY = "arn:aws:kms:us-east-1:481236059412:key/d275d6ba-455a-4128-810b-d4e232a2543b"
 
@@ -39,6 +39,8 @@ GOOD_BLOCK = {"bucket": BUCKET_NAME, **{flag: True for flag in s3.PUBLIC_ACCESS_
 
 CASES = [
     # rule, resource type, good inputs, bad inputs, words in the message
+    (s3.account_regional, s3.BUCKET, {"bucket": BUCKET_NAME, "bucketNamespace": "account-regional"},
+     {"bucket": "intelgraph-prod-neo4j-backups-ae6dc970", "bucketNamespace": "global"}, "'account-regional'"),
     (s3.sse_kms, s3.ENCRYPTION, GOOD_SSE,
      {**GOOD_SSE, "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"},
                              "bucketKeyEnabled": True}]}, "set it to 'aws:kms'"),

@@ -7,6 +7,7 @@ knows: the resource a value comes from (property dependencies), URNs and parents
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -17,15 +18,6 @@ from synth import engine, export, policy_runner
 from tests.conftest import ROOT
 from tests.test_policy_pack import entry
 
-# What still cannot decide at a first preview, and why (a ratchet: nothing may join this list).
-# The TLS-only bucket policy is JSON text built from the bucket's ARN, and the bucket's name ends
-# in a RandomId (unpredictable names: nobody can claim a backup bucket's name first), so the whole
-# document is unknown until the RandomId exists; it is decided on the next preview and at up.
-STILL_UNDECIDED = {
-    ("s3-tls-only", name) for name in ("neo4j-backups-tls-only", "neo4j-backups-replica-tls-only",
-                                       "logs-backups-tls-only", "logs-backups-replica-tls-only")
-}
-
 
 @pytest.fixture(scope="module")
 def previews() -> dict[str, dict]:
@@ -33,17 +25,27 @@ def previews() -> dict[str, dict]:
 
 
 def test_a_first_preview_knows_only_inputs(previews):
-    bucket = entry(previews["prod"], "neo4j-backups", ":Bucket")
-    assert bucket["outputs"]["arn"] == UNKNOWN and bucket["inputs"]["bucket"] == UNKNOWN  # from a RandomId
     replica = entry(previews["prod"], "intelgraph-pg-replica", ":Instance")
     assert replica["inputs"]["replicateSourceDb"] == UNKNOWN  # the primary's ARN
 
 
+def test_a_bucket_policy_is_known_text_at_a_first_preview(previews):
+    """The bucket's `arn` is computed (unknown), but an account regional name is known from config,
+    so the TLS-only policy built from it is text the pack reads. A policy built from `bucket.arn`
+    stays unknown even as an object: the provider's Check turns a policy document holding an
+    unknown into one unknown string (pulumi-terraform-bridge TransformJSONDocument)."""
+    bucket = entry(previews["prod"], "neo4j-backups", ":Bucket")
+    assert bucket["outputs"]["arn"] == UNKNOWN
+    name = bucket["inputs"]["bucket"]
+    assert name.endswith("-us-east-1-an") and bucket["inputs"]["bucketNamespace"] == "account-regional"
+    policy = json.loads(entry(previews["prod"], "neo4j-backups-tls-only", ":BucketPolicy")["inputs"]["policy"])
+    assert policy["Statement"][0]["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]
+
+
 @pytest.mark.parametrize("stack", ["prod", "stage"])
-def test_every_judgement_but_the_known_few_decides_at_preview(previews, stack):
+def test_every_judgement_decides_at_a_first_preview(previews, stack):
     report = policy_runner.evaluate(previews[stack], stack)
-    undecided = {(p, f.urn.rsplit("::", 1)[-1] if f.urn else None) for p, f in report.undecided}
-    assert undecided == STILL_UNDECIDED
+    assert [(p, f.urn, f.message) for p, f in report.undecided] == []
     assert report.mandatory_violations == []
 
 
@@ -88,16 +90,27 @@ def test_a_first_preview_reaches_the_same_verdict_under_the_engine(previews):
 
     with PolicyPackProcess("prod", engine.stack_config("prod"), dry_run=True) as pack:
         _, under_engine = assert_same_verdict(pack, previews["prod"], "prod")
-    assert {(p, u.rsplit("::", 1)[-1]) for p, u, _ in under_engine.undecided} == STILL_UNDECIDED
+    assert under_engine.undecided == set()
     secrets = {(p, u.rsplit("::", 1)[-1]) for p, u, _ in under_engine.not_applicable}
     assert secrets == {(rule, name) for rule in ("k8s-secret-no-aws-keys", "k8s-secret-no-placeholders")
                        for name in ("redis-auth", "neo4j-auth")}
 
 
-def test_synth_preview_reports_what_cannot_decide_and_fails(tmp_path):
+def test_synth_preview_passes_when_every_judgement_decides(tmp_path):
     result = subprocess.run([sys.executable, "-m", "synth", "--stack", "prod", "--preview", "--out", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 3, result.stdout + result.stderr
-    assert f"{len(STILL_UNDECIDED)} judgements cannot decide" in result.stdout
-    assert "[cannot decide] s3-tls-only on neo4j-backups-tls-only" in result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cannot decide" not in result.stdout
     assert (tmp_path / "stack.json").is_file() and (tmp_path / "policy-report.json").is_file()
+
+
+def test_synth_preview_reports_what_cannot_decide_and_fails(tmp_path, monkeypatch, capsys):
+    """A bucket policy built from the computed ARN (what the program did before) cannot decide."""
+    import synth.__main__ as cli
+    from components import backup_bucket
+
+    monkeypatch.setattr(backup_bucket, "tls_only_policy", lambda arn, extra=(): UNKNOWN)
+    assert cli.main(["--stack", "prod", "--preview", "--out", str(tmp_path)]) == 3
+    out = capsys.readouterr().out
+    assert "4 judgements cannot decide" in out and "[cannot decide] s3-tls-only on neo4j-backups-tls-only" in out
+

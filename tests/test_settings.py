@@ -38,6 +38,8 @@ BAD_CONFIGS = [
     ("DR in primary region", {"aws.drRegion": "us-east-1"}, (), "aws.drRegion", "must differ"),
     ("region that does not exist", {"aws.primaryRegion": "us-east-9"}, (), "aws.primaryRegion",
      "unknown AWS region"),
+    ("region without account regional buckets", {"aws.drRegion": "me-south-1"}, (), "aws.drRegion",
+     "no account regional namespace"),
     ("short account id", {"aws.accountId": "12345"}, (), "aws.accountId", "pattern"),
     ("latest tag", {"redis.image": "redis:latest"}, (), "redis.image", "':latest' is not a pin"),
     ("untagged image", {"redis.exporterImage": "oliver006/redis_exporter"}, (),

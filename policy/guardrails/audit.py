@@ -63,7 +63,7 @@ def _covers(trail, prefix: str, bucket) -> bool:
     """Whether a trail's object-ARN prefix covers ``bucket``'s objects."""
     name = peek(bucket.props, "bucket")
     if is_unknown(name) or is_unknown(prefix):
-        # a first preview: the bucket's name (a RandomId suffix) and the selector built from it are
+        # a first preview: a bucket name the provider computes, and the selector built from it, are
         # unknown; the engine's property dependencies say which buckets the selector comes from
         return is_unknown(prefix) and bucket in depends_on(trail, "advancedEventSelectors", BUCKET)
     objects = f"arn:aws:s3:::{name}/"

@@ -21,6 +21,18 @@ LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
 PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 
 
+@resource_rule("s3-account-regional-namespace",
+               "Buckets live in the account regional namespace: no other account can ever take their names.",
+               (BUCKET,))
+def account_regional(props, args):
+    # A name in the shared global namespace can be claimed by any account once the bucket is deleted
+    # (or before it is created), and writers still holding the name then write into that account's
+    # bucket (S3 User Guide, "Namespaces for general purpose buckets").
+    if dig(props, "bucketNamespace") != "account-regional":
+        yield (f"bucketNamespace is {dig(props, 'bucketNamespace')!r}; set it to 'account-regional' and name "
+               "the bucket <prefix>-<account id>-<region>-an (components/backup_bucket.py bucket_name).")
+
+
 @resource_rule("s3-sse-kms-customer-key",
                "S3 default encryption is SSE-KMS with a customer-managed key and S3 Bucket Keys.",
                (ENCRYPTION,))
@@ -124,4 +136,4 @@ def bucket_hardened(resources, args):
                    "BackupBucket component or add them.", r.urn)
 
 
-POLICIES = [sse_kms, versioning, public_access, tls_only, lifecycle, bucket_hardened]
+POLICIES = [account_regional, sse_kms, versioning, public_access, tls_only, lifecycle, bucket_hardened]
