@@ -3,6 +3,8 @@
 Settings are read and validated once; nothing below this line reads configuration.
 """
 
+import dataclasses
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
@@ -187,8 +189,23 @@ def inside(*names: str) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions.merge(k8s_and_aws, pulumi.ResourceOptions(depends_on=[namespaces[n] for n in names]))
 
 
-# --- graph: Neo4j 5 cluster, backups to S3, restore rehearsal ------------------------------------
-graph = Neo4jCluster("neo4j", graph_args, opts=inside(neo.namespace))
+# --- graph: Neo4j 5 cluster, volume snapshots, backups to S3, restore rehearsal ------------------
+# snapshots first: each server's release waits for a snapshot of its volume before it changes
+snapshots = Neo4jSnapshots(
+    "neo4j-snapshots",
+    Neo4jSnapshotsArgs(
+        namespace=neo.namespace,
+        cluster_name=neo.cluster_name,
+        release_names=tuple(graph_args.release_names),
+        schedule=neo.volume_snapshots.schedule,
+        time_zone=neo.time_zone,
+        retain=neo.volume_snapshots.retain,
+        kubectl_image=neo.volume_snapshots.kubectl_image,
+    ),
+    opts=inside(neo.namespace),
+)
+graph = Neo4jCluster("neo4j", dataclasses.replace(graph_args, before_change=snapshots.before_change),
+                     opts=inside(neo.namespace))
 backup_args = Neo4jBackupArgs(
     namespace=neo.namespace,
     restore_namespace=neo.restore_namespace,
@@ -214,20 +231,6 @@ backup_args = Neo4jBackupArgs(
     store_bytes=neo.store_bytes,
 )
 neo4j_backup = Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
-
-Neo4jSnapshots(
-    "neo4j-snapshots",
-    Neo4jSnapshotsArgs(
-        namespace=neo.namespace,
-        cluster_name=neo.cluster_name,
-        release_names=tuple(graph.release_names),
-        schedule=neo.volume_snapshots.schedule,
-        time_zone=neo.time_zone,
-        retain=neo.volume_snapshots.retain,
-        kubectl_image=neo.volume_snapshots.kubectl_image,
-    ),
-    opts=inside(neo.namespace),
-)
 
 # --- cache: Redis StatefulSet, exporter, SLO rules ------------------------------------------------
 RedisCache(

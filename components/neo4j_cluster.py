@@ -50,9 +50,11 @@ them too (templates/_helpers.tpl, "minimum of 2Gi"), and below it the reserve fa
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -157,6 +159,13 @@ def memory_plan(limit_bytes: int) -> MemoryPlan:
     return MemoryPlan(limit_bytes, heap, pagecache)
 
 
+def change_id(chart_version: str, values: dict) -> str:
+    """What a release change is called: the same for the same chart and values, new for any other
+    (what Helm upgrades a release on)."""
+    text = json.dumps({"chart": chart_version, "values": values}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class Neo4jClusterArgs:
     namespace: str
@@ -180,6 +189,10 @@ class Neo4jClusterArgs:
     # (prod's and stage's): an alias per release keeps the URN they hold their data under. A new
     # cluster adopts nothing (README "Contributing: stateful resources").
     unprefixed_release_urns: bool = False
+    # What must happen to a server before its release changes (Neo4jSnapshots.before_change: a
+    # snapshot): called with a resource name, the release, the change's id and the previous
+    # release in the roll; the release then waits for what it returns.
+    before_change: Optional[Callable[[str, str, str, Sequence[pulumi.Resource]], pulumi.Resource]] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -274,6 +287,10 @@ class Neo4jCluster(pulumi.ComponentResource):
         first_install = self._first_install(name, args.bootstrap)
         releases: list[k8s.helm.v3.Release] = []
         for release in self.roll_order:
+            values = self.values(secondary=release in self.secondary_release_names)
+            before = [args.before_change(f"{name}-{release}-before-change", release,
+                                         change_id(args.chart_version, values), releases[-1:])] \
+                if args.before_change else []
             releases.append(k8s.helm.v3.Release(
                 # prefixed with the component's name: a second cluster in another namespace may
                 # share the release names
@@ -283,11 +300,11 @@ class Neo4jCluster(pulumi.ComponentResource):
                 version=args.chart_version,
                 repository_opts={"repo": CHART_REPO},
                 namespace=args.namespace,
-                values=self.values(secondary=release in self.secondary_release_names),
+                values=values,
                 skip_await=first_install,
                 # Helm's wait for one server: a restart, or a join to the running cluster.
                 timeout=RELEASE_TIMEOUT_SECONDS,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:]],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:], *before],
                                             aliases=[pulumi.Alias(name=release)] if args.unprefixed_release_urns else None),
             ))
 

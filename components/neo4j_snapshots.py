@@ -1,10 +1,20 @@
-"""Neo4jSnapshots: scheduled EBS snapshots of every Neo4j server's data volume.
+"""Neo4jSnapshots: EBS snapshots of every Neo4j server's data volume, on a schedule and before
+each change of its release.
 
 The chart keeps each server's store on a claim named from its StatefulSet's claim template
 (`data`) and the release (one pod): `data-<release>-0`. A CronJob snapshots each claim through
-the EBS CSI driver's VolumeSnapshotClass and keeps the newest `retain` of each. The class's
+the EBS CSI driver's VolumeSnapshotClass and keeps the newest `retain` of each kind. The class's
 deletionPolicy is Retain: deleting a VolumeSnapshot (or the namespace holding it) keeps the EBS
 snapshot; only the CronJob's own expiry flips a content to Delete first.
+
+Before a release changes, ``before_change`` gives the Neo4j cluster a Job per server, named after
+the change (a hash of the chart version and the server's values): the cluster chains it between
+the previous server's release and this server's, so the deploy snapshots each server just before
+restarting it and waits until the snapshot is ready (pulumi-kubernetes awaits a Job until it is
+Complete). An unchanged release keeps its Job's name, so nothing runs; a changed one renames it,
+which replaces the Job and runs it. A server that does not exist yet has nothing to snapshot.
+A snapshot of a running server is crash-consistent; Neo4j recovers such a store from its
+transaction logs on start, as after a power loss.
 
 Restore (README, "Neo4j volume snapshots"): a claim with that same name whose dataSource is the
 snapshot, created before the release's StatefulSet exists; the StatefulSet then adopts it.
@@ -14,20 +24,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.neo4j_backup import JOB_LABEL
 from helpers.flows import Flow, Neighbours
-from helpers.kube import container_security_context, cron_job, labels_for, resources
+from helpers.kube import container_security_context, cron_job, job_spec, labels_for, resources
 from helpers.validation import require
 
 SCRIPT = Path(__file__).parent / "scripts" / "neo4j_volume_snapshot.sh"
 EBS_CSI_DRIVER = "ebs.csi.aws.com"
 SNAPSHOT_API = "snapshot.storage.k8s.io"
 NOBODY = 65534
+# One try and one retry of a snapshot that may take READY_TIMEOUT each; the deploy waits a bit longer.
+READY_TIMEOUT_MINUTES = 15
+PRE_CHANGE_DEADLINE_SECONDS = 2 * READY_TIMEOUT_MINUTES * 60
 
 
 def data_claim(release: str) -> str:
@@ -65,6 +78,7 @@ class Neo4jSnapshots(pulumi.ComponentResource):
         super().__init__("intelgraph:graph:Neo4jSnapshots", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = labels_for(args.cluster_name, "volume-snapshots")
+        self._args, self._labels = args, labels
         self.snapshot_class_name = f"{args.cluster_name}-ebs-retain"
         # A VolumeSnapshotClass keeps driver and deletionPolicy at the top level, which
         # apiextensions.CustomResource (spec only) cannot carry: register it by its type token, as
@@ -85,6 +99,8 @@ class Neo4jSnapshots(pulumi.ComponentResource):
             metadata={"name": args.job_name, "namespace": args.namespace, "labels": labels},
             rules=[
                 {"api_groups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]},
+                # a pre-change snapshot tells a server not created yet from one that lost its claim
+                {"api_groups": ["apps"], "resources": ["statefulsets"], "verbs": ["get"]},
                 {"api_groups": [SNAPSHOT_API], "resources": ["volumesnapshots"],
                  "verbs": ["get", "list", "watch", "create", "delete"]},
             ],
@@ -110,25 +126,57 @@ class Neo4jSnapshots(pulumi.ComponentResource):
                           "name": f"{args.namespace}-{args.job_name}"},
                 subjects=subject, opts=child),
         ]
-        container = {
+        self._access = [account, role, contents, *bindings]
+        cron_job(args.job_name, resource_name=f"{name}-job", namespace=args.namespace, schedule=args.schedule,
+                 time_zone=args.time_zone,
+                 container=self._container({"MODE": "scheduled",
+                                            "CLAIMS": " ".join(data_claim(r) for r in args.release_names),
+                                            "RETAIN": str(args.retain)}),
+                 **self._job(active_deadline_seconds=3600), labels={**labels, JOB_LABEL: args.job_name},
+                 opts=pulumi.ResourceOptions(parent=self, depends_on=self._access))
+        self.register_outputs({"snapshotClassName": self.snapshot_class_name})
+
+    def before_change(self, resource_name: str, release: str, change: str,
+                      after: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+        """The Job ``resource_name`` (the caller's: one per cluster and server) that snapshots
+        ``release``'s server before ``change`` (neo4j_cluster.change_id) reaches it, once ``after``
+        (the previous server in the roll) is done. The object's name holds the change (at most
+        53 + 9 characters: a Job name must be a label value, 63)."""
+        args = self._args
+        name = f"{release}-{change}"
+        pod_labels = {**self._labels, JOB_LABEL: args.job_name, "app.kubernetes.io/name": args.job_name}
+        return k8s.batch.v1.Job(
+            resource_name,
+            metadata={"name": name, "namespace": args.namespace, "labels": pod_labels},
+            spec=job_spec(  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
+                container=self._container({"MODE": "pre-change", "RELEASE": release, "CHANGE": change}),
+                pod_labels=pod_labels, **self._job(active_deadline_seconds=PRE_CHANGE_DEADLINE_SECONDS)),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*self._access, *after],
+                # pulumi-kubernetes waits 10 minutes for a Job by default; this one may take two tries
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{PRE_CHANGE_DEADLINE_SECONDS // 60 + 5}m",
+                                                      update=f"{PRE_CHANGE_DEADLINE_SECONDS // 60 + 5}m")),
+        )
+
+    def _container(self, env: dict[str, str]) -> dict[str, Any]:
+        args = self._args
+        return {
             "name": "snapshot",
             "image": args.kubectl_image,
             "imagePullPolicy": "IfNotPresent",
             "command": ["/bin/bash", "-c", SCRIPT.read_text()],
-            "env": [{"name": "NAMESPACE", "value": args.namespace},
-                    {"name": "CLAIMS", "value": " ".join(data_claim(r) for r in args.release_names)},
-                    {"name": "SNAPSHOT_CLASS", "value": self.snapshot_class_name},
-                    {"name": "RETAIN", "value": str(args.retain)}],
+            "env": [{"name": k, "value": v} for k, v in {
+                "NAMESPACE": args.namespace, "SNAPSHOT_CLASS": self.snapshot_class_name,
+                "READY_TIMEOUT": f"{READY_TIMEOUT_MINUTES}m", **env}.items()],
             "resources": resources("50m", "200m", "128Mi"),
             "securityContext": container_security_context(read_only_root=True),
         }
-        # its own job identity (as every job here): the API flow opens for these pods alone
-        cron_job(args.job_name, resource_name=f"{name}-job", namespace=args.namespace, schedule=args.schedule,
-                 time_zone=args.time_zone,
-                 container=container, service_account=args.job_name, run_as_user=NOBODY,
-                 active_deadline_seconds=3600, labels={**labels, JOB_LABEL: args.job_name},
-                 opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role, contents, *bindings]))
-        self.register_outputs({"snapshotClassName": self.snapshot_class_name})
+
+    def _job(self, active_deadline_seconds: int) -> dict[str, Any]:
+        # its own job identity (as every job here): the API flow opens for these pods alone, and
+        # kubectl needs the service account's token
+        return {"service_account": self._args.job_name, "run_as_user": NOBODY,
+                "active_deadline_seconds": active_deadline_seconds, "kubernetes_api": True}
 
 
 def restore_claim(release: str, namespace: str, snapshot: str, storage_class: str, size: str) -> dict:

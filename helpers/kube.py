@@ -92,25 +92,53 @@ def prometheus_rule(name: str, *, namespace: str, release_label: str, groups: li
     )
 
 
+def job_spec(
+    *,
+    container: dict[str, Any],
+    service_account: str,
+    run_as_user: int,
+    active_deadline_seconds: int,
+    pod_labels: dict[str, str],
+    volumes: Optional[list[dict]] = None,
+    init_containers: Optional[list[dict[str, Any]]] = None,
+    kubernetes_api: bool = False,
+) -> dict[str, Any]:
+    """One try and one retry of one hardened container, within a deadline. The service account's
+    token is mounted only for a job that calls the Kubernetes API (``kubernetes_api``): kubectl in a
+    pod authenticates with nothing else (client-go rest.InClusterConfig reads
+    /var/run/secrets/kubernetes.io/serviceaccount/token), and IRSA projects a token of its own."""
+    return {
+        "backoffLimit": 1,
+        "activeDeadlineSeconds": active_deadline_seconds,
+        "template": {
+            "metadata": {"labels": pod_labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": service_account,
+                "automountServiceAccountToken": kubernetes_api,
+                "securityContext": pod_security_context(run_as_user),
+                **({"initContainers": init_containers} if init_containers else {}),
+                "containers": [container],
+                "volumes": volumes or [],
+            },
+        },
+    }
+
+
 def cron_job(
     name: str,
     *,
     namespace: str,
     schedule: str,
     time_zone: str,
-    container: dict[str, Any],
-    service_account: str,
-    run_as_user: int,
-    active_deadline_seconds: int,
     opts: pulumi.ResourceOptions,
-    volumes: Optional[list[dict]] = None,
     labels: Optional[dict[str, str]] = None,
-    init_containers: Optional[list[dict[str, Any]]] = None,
     resource_name: Optional[str] = None,
+    **job: Any,
 ) -> k8s.batch.v1.CronJob:
-    """A CronJob that never overlaps itself, gives up on missed runs and bounded retries, and
-    runs one hardened container. ``name`` is the object's; ``resource_name`` (default ``name``)
-    the Pulumi resource's, prefixed with the component's name so two instances never share a URN."""
+    """A CronJob that never overlaps itself and gives up on missed runs; ``job`` is ``job_spec``'s.
+    ``name`` is the object's; ``resource_name`` (default ``name``) the Pulumi resource's, prefixed
+    with the component's name so two instances never share a URN."""
     pod_labels = {**(labels or {}), "app.kubernetes.io/name": name}
     return k8s.batch.v1.CronJob(
         resource_name or name,
@@ -123,23 +151,7 @@ def cron_job(
             "startingDeadlineSeconds": 300,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {
-                "backoffLimit": 1,
-                "activeDeadlineSeconds": active_deadline_seconds,
-                "template": {
-                    "metadata": {"labels": pod_labels},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "serviceAccountName": service_account,
-                        # IRSA injects its own projected token; no job here calls the Kubernetes API.
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security_context(run_as_user),
-                        **({"initContainers": init_containers} if init_containers else {}),
-                        "containers": [container],
-                        "volumes": volumes or [],
-                    },
-                },
-            }},
+            "jobTemplate": {"spec": job_spec(pod_labels=pod_labels, **job)},
         },
         opts=opts,
     )

@@ -69,3 +69,31 @@ def test_manifests_never_carry_secret_values():
             if obj["kind"] == "Secret":
                 values = {**obj.get("stringData", {}), **obj.get("data", {})}
                 assert values and set(values.values()) == {"REDACTED-BY-SYNTH"}
+
+
+POD_TEMPLATES = {"Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"),
+                 "DaemonSet": ("spec", "template"), "Job": ("spec", "template"),
+                 "CronJob": ("spec", "jobTemplate", "spec", "template")}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_pod_mounts_its_token_exactly_when_its_service_account_is_granted_api_access(stack):
+    """kubectl (client-go rest.InClusterConfig) in a pod authenticates only with the token mounted at
+    /var/run/secrets/kubernetes.io/serviceaccount; automountServiceAccountToken false leaves none, and
+    a job granted RBAC then fails every run. The reverse: a token nobody needs is one to steal
+    (Kubernetes docs, "Configure Service Accounts for Pods"; IRSA projects a token of its own)."""
+    objects = every_object(stack)
+    bound = {(s.get("namespace") or o["metadata"].get("namespace"), s["name"])
+             for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
+             for s in o.get("subjects", []) if s["kind"] == "ServiceAccount"}
+    checked = 0
+    for obj in (o for o in objects if o["kind"] in POD_TEMPLATES):
+        pod = obj
+        for key in POD_TEMPLATES[obj["kind"]]:
+            pod = pod[key]
+        account = pod["spec"].get("serviceAccountName", "default")
+        mounted = pod["spec"].get("automountServiceAccountToken", True)
+        assert mounted == ((obj["metadata"]["namespace"], account) in bound), \
+            f"{obj['kind']} {obj['metadata']['name']}: token mounted {mounted}, service account {account}"
+        checked += 1
+    assert checked >= 10

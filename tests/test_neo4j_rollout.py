@@ -150,3 +150,72 @@ def test_the_marker_keeps_the_token_of_the_run_that_created_it(upgrade):
     releases = _releases(synthesis)
     # every release reads the marker, so none can start before the engine knows which run this is
     assert all(marker.urn in r.dependencies for r in releases.values())
+
+
+JOB = "kubernetes:batch/v1:Job"
+
+
+def _roll(synthesis) -> list[str]:
+    """The releases and their before-change Jobs in the only order the engine can run them."""
+    steps = {r.urn: r for r in (*synthesis.of_type(RELEASE), *synthesis.of_type(JOB))
+             if r.type == RELEASE or r.name.endswith("-before-change")}
+    before = {urn: {d for d in r.dependencies if d in steps} for urn, r in steps.items()}
+    order: list[str] = []
+    while before:
+        ready = [urn for urn, deps in before.items() if not deps - set(order)]
+        assert len(ready) == 1, f"these could run at the same time: {[steps[u].name for u in ready]}"
+        order.append(ready[0])
+        del before[ready[0]]
+    return [f"snapshot {_job_env(steps[u])['RELEASE']}" if steps[u].type == JOB else f"upgrade {steps[u].inputs['name']}"
+            for u in order]
+
+
+def _job_env(job) -> dict[str, str]:
+    [container] = job.inputs["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+@pytest.mark.parametrize("stack", ["prod", "stage"])
+def test_each_server_is_snapshotted_just_before_its_release_changes(stack):
+    """The issue's rule: a snapshot precedes each server's restart. The chain alternates: the
+    snapshot of a server waits for the previous server's release (Helm waited for it), and the
+    server's release waits for the snapshot (pulumi-kubernetes awaits a Job until Complete)."""
+    synthesis = synthesized(stack)
+    servers = _order(synthesis)
+    assert _roll(synthesis) == [step for s in servers for step in (f"snapshot {s}", f"upgrade {s}")]
+
+
+def test_a_before_change_job_is_named_after_the_change_it_precedes():
+    """Same chart and values: the same Job (nothing runs on a deploy that changes nothing); other
+    values: a new name, so Pulumi replaces the Job and it runs before the release updates."""
+    from components.neo4j_cluster import change_id
+
+    def jobs(synthesis) -> dict[str, object]:
+        return {_job_env(j)["RELEASE"]: j for j in synthesis.of_type(JOB) if j.name.endswith("-before-change")}
+
+    now = jobs(synthesized("prod"))
+    for release in synthesized("prod").of_type(RELEASE):
+        job = now[release.inputs["name"]]
+        change = change_id(release.inputs["version"], release.inputs["values"])
+        assert _job_env(job)["MODE"] == "pre-change" and _job_env(job)["CHANGE"] == change
+        assert job.inputs["metadata"]["name"] == f"{release.inputs['name']}-{change}"
+        assert len(job.inputs["metadata"]["name"]) <= 63
+    again = jobs(engine.synthesize("prod"))
+    assert {r: j.inputs["metadata"]["name"] for r, j in again.items()} == {
+        r: j.inputs["metadata"]["name"] for r, j in now.items()}
+    bigger = jobs(engine.synthesize("prod", config_with("prod", {"neo4j.resources.memory": "32Gi"})))
+    assert all(bigger[r].inputs["metadata"]["name"] != j.inputs["metadata"]["name"] for r, j in now.items())
+
+
+def test_the_before_change_job_can_reach_the_api_and_waits_long_enough():
+    """kubectl in a pod authenticates only with the mounted service-account token (client-go
+    rest.InClusterConfig); the Job carries the snapshot jobs' label, which their API flow opens."""
+    from components.neo4j_backup import JOB_LABEL
+    from components.neo4j_snapshots import PRE_CHANGE_DEADLINE_SECONDS
+
+    for job in (j for j in synthesized("prod").of_type(JOB) if j.name.endswith("-before-change")):
+        pod = job.inputs["spec"]["template"]
+        assert pod["spec"]["automountServiceAccountToken"] is True
+        assert pod["spec"]["serviceAccountName"] == "graph-volume-snapshots"
+        assert pod["metadata"]["labels"][JOB_LABEL] == "graph-volume-snapshots"
+        assert job.inputs["spec"]["activeDeadlineSeconds"] == PRE_CHANGE_DEADLINE_SECONDS

@@ -106,8 +106,8 @@ def test_every_servers_data_volume_is_snapshotted_by_the_claim_name_the_chart_cr
 
 
 FAKE_KUBECTL = r"""
-# kubectl as the snapshot job uses it, over a world of VolumeSnapshots ($WORLD/snapshots/NAME.json);
-# anything else it is asked is an error
+# kubectl as the snapshot job uses it, over a world of claims ($WORLD/pvc/NAME), StatefulSets
+# ($WORLD/sts/NAME) and VolumeSnapshots ($WORLD/snapshots/NAME.json); anything else it is asked is an error
 import json, os, sys
 from pathlib import Path
 import yaml
@@ -117,28 +117,38 @@ with (world / "calls.log").open("a") as log:
     log.write(" ".join(args) + "\n")
 assert args[:2] == ["-n", "graph"] or args[0] == "patch", args
 verb, rest = (args[2], args[3:]) if args[0] == "-n" else (args[0], args[1:])
-if verb == "get" and rest[0] == "persistentvolumeclaim":
-    if not (world / "pvc" / rest[1]).exists():
-        sys.exit(f'Error from server (NotFound): persistentvolumeclaims "{rest[1]}" not found')
-    print(f"persistentvolumeclaim/{rest[1]}")
+kinds = {"persistentvolumeclaim": "pvc", "statefulset": "sts"}
+if verb == "get" and rest[0] in kinds:
+    assert rest[2:] == ["-o", "name"], rest
+    if not (world / kinds[rest[0]] / rest[1]).exists():
+        sys.exit(f'Error from server (NotFound): {rest[0]}s "{rest[1]}" not found')
+    print(f"{rest[0]}/{rest[1]}")
+elif verb == "get" and rest[0] == "volumesnapshot" and rest[1] != "-l":
+    assert rest[2:] == ["-o", "name"], rest
+    if not (world / "snapshots" / f"{rest[1]}.json").exists():
+        sys.exit(f'Error from server (NotFound): volumesnapshots.snapshot.storage.k8s.io "{rest[1]}" not found')
+    print(f"volumesnapshot.snapshot.storage.k8s.io/{rest[1]}")
 elif verb == "create" and rest == ["-f", "-"]:
     text = sys.stdin.read()
     obj = yaml.safe_load(text)
     name = obj["metadata"]["name"]
+    if (world / "snapshots" / f"{name}.json").exists():
+        sys.exit(f'Error from server (AlreadyExists): volumesnapshots "{name}" already exists')
     (world / f"created-{name}.yaml").write_text(text)
     (world / "snapshots" / f"{name}.json").write_text(json.dumps({
         "t": "2026-12-01T18:00:00Z", "name": name, "claim": obj["spec"]["source"]["persistentVolumeClaimName"],
-        "content": f"snapcontent-{name}"}))
+        "kind": obj["metadata"]["labels"]["intelgraph.io/kind"], "content": f"snapcontent-{name}"}))
 elif verb == "wait":
     assert rest[0] == "--for=jsonpath={.status.readyToUse}=true", rest
+    assert (world / "snapshots" / (rest[1].removeprefix("volumesnapshot/") + ".json")).exists(), rest
     if (world / "never-ready").exists():
         sys.exit("error: timed out waiting for the condition")
 elif verb == "get" and rest[:2] == ["volumesnapshot", "-l"]:
     claim, kind = (part.split("=", 1)[1] for part in rest[2].split(","))
-    assert rest[2] == f"intelgraph.io/snapshot-of={claim},intelgraph.io/kind=scheduled", rest[2]
+    assert rest[2] == f"intelgraph.io/snapshot-of={claim},intelgraph.io/kind={kind}", rest[2]
     for path in (world / "snapshots").glob("*.json"):
         snap = json.loads(path.read_text())
-        if snap["claim"] == claim:
+        if snap["claim"] == claim and snap["kind"] == kind:
             print(snap["t"], snap["name"], snap["content"])
 elif verb == "patch" and rest[0] == "volumesnapshotcontent":
     assert rest[2:5] == ["--type", "merge", "-p"], rest
@@ -153,27 +163,34 @@ else:
 """
 
 
-def run_job(tmp_path: Path, claims: list[str], existing: dict[str, list[str]], retain: int, ready: bool = True,
-            claims_present: bool = True):
+def run_job(tmp_path: Path, claims: list[str], existing: dict[str, list[str]], retain: int = 1, ready: bool = True,
+            claims_present: bool = True, statefulsets: tuple[str, ...] = (), kind: str = "scheduled",
+            env: dict[str, str] | None = None):
+    """The script in a world of ``claims`` (present or not), ``statefulsets`` and ``existing``
+    snapshots (claim -> creation times, of ``kind``); ``env`` adds to or overrides the job's."""
     world = tmp_path / "world"
-    (world / "snapshots").mkdir(parents=True)
-    (world / "pvc").mkdir()
+    for directory in ("snapshots", "pvc", "sts"):
+        (world / directory).mkdir(parents=True)
     for claim in claims if claims_present else ():
         (world / "pvc" / claim).touch()
+    for statefulset in statefulsets:
+        (world / "sts" / statefulset).touch()
     for claim, stamps in existing.items():
         for stamp in stamps:
             name = f"{claim}-{stamp}"
             (world / "snapshots" / f"{name}.json").write_text(json.dumps(
-                {"t": stamp, "name": name, "claim": claim, "content": f"snapcontent-{name}"}))
+                {"t": stamp, "name": name, "claim": claim, "kind": kind, "content": f"snapcontent-{name}"}))
     if not ready:
         (world / "never-ready").touch()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "kubectl").write_text(f"#!{sys.executable}\n{FAKE_KUBECTL}")
     (bin_dir / "kubectl").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "WORLD": str(world), "NAMESPACE": "graph",
-           "CLAIMS": " ".join(claims), "SNAPSHOT_CLASS": "graph-ebs-retain", "RETAIN": str(retain)}
-    result = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    job_env = {"NAMESPACE": "graph", "CLAIMS": " ".join(claims), "SNAPSHOT_CLASS": "graph-ebs-retain",
+               "RETAIN": str(retain), **(env or {})}
+    result = subprocess.run(["bash", str(SCRIPT)], env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                                                        "WORLD": str(world), **job_env},
+                            capture_output=True, text=True, timeout=60)
     read = lambda name: (world / name).read_text().split("\n")[:-1] if (world / name).exists() else []  # noqa: E731
     return result, world, read("deleted.log"), read("patched.log")
 
@@ -219,6 +236,62 @@ def test_a_missing_volume_or_no_volumes_fail_the_job_before_it_creates_anything(
     assert result.returncode != 0 and "NotFound" in result.stderr and not list(world.glob("created-*"))
 
 
+def test_expiry_keeps_the_newest_of_each_kind_apart(tmp_path):
+    """Pre-change snapshots are kept to `retain` too, counted on their own: a burst of releases
+    never pushes out the scheduled ones, nor the reverse."""
+    claim = data_claim("graph-server-1")
+    old = ["2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z"]
+    result, world, deleted, _ = run_job(tmp_path, [claim], {claim: old}, retain=2, kind="pre-change")
+    assert result.returncode == 0, result.stderr
+    assert deleted == [f"{claim}-{old[0]}"]  # 3 pre-change, keep 2; 1 new scheduled, keep it
+    assert [json.loads(p.read_text())["kind"] for p in (world / "snapshots").glob("*.json")].count("scheduled") == 1
+
+
+PRE_CHANGE = {"MODE": "pre-change", "RELEASE": "graph-server-2", "CHANGE": "e4b138b6"}
+
+
+def test_before_a_change_the_server_is_snapshotted_and_the_job_waits_until_ready(tmp_path):
+    claim = data_claim("graph-server-2")
+    result, world, deleted, _ = run_job(tmp_path, [claim], {}, statefulsets=("graph-server-2",), env=PRE_CHANGE)
+    assert result.returncode == 0, result.stderr
+    [created] = world.glob("created-*.yaml")
+    snapshot = yaml.safe_load(created.read_text())
+    validate_custom(snapshot)
+    assert snapshot["metadata"]["name"] == f"{claim}-pre-e4b138b6"
+    assert snapshot["metadata"]["labels"] == {"intelgraph.io/snapshot-of": claim, "intelgraph.io/kind": "pre-change",
+                                              "intelgraph.io/change": "e4b138b6"}
+    calls = (world / "calls.log").read_text()
+    assert f"wait --for=jsonpath={{.status.readyToUse}}=true volumesnapshot/{claim}-pre-e4b138b6" in calls
+    assert deleted == []  # a deploy never expires anything
+
+
+def test_a_retried_pre_change_job_waits_for_the_snapshot_it_already_made(tmp_path):
+    claim = data_claim("graph-server-2")
+    result, world, _, _ = run_job(tmp_path, [claim], {claim: ["pre-e4b138b6"]}, statefulsets=("graph-server-2",),
+                                  kind="pre-change", env=PRE_CHANGE)
+    assert result.returncode == 0, result.stderr
+    assert not list(world.glob("created-*")) and "wait --for" in (world / "calls.log").read_text()
+
+
+def test_a_server_not_created_yet_has_nothing_to_snapshot(tmp_path):
+    result, world, _, _ = run_job(tmp_path, [data_claim("graph-server-2")], {}, claims_present=False, env=PRE_CHANGE)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to snapshot" in result.stdout and not list(world.glob("created-*"))
+
+
+def test_a_server_without_its_data_claim_stops_the_deploy_before_its_release_changes(tmp_path):
+    result, world, _, _ = run_job(tmp_path, [data_claim("graph-server-2")], {}, claims_present=False,
+                                  statefulsets=("graph-server-2",), env=PRE_CHANGE)
+    assert result.returncode == 1 and "stopping before the release changes" in result.stderr
+    assert not list(world.glob("created-*"))
+
+
+def test_a_pre_change_snapshot_that_never_becomes_ready_fails_the_job(tmp_path):
+    claim = data_claim("graph-server-2")
+    result, _, _, _ = run_job(tmp_path, [claim], {}, statefulsets=("graph-server-2",), ready=False, env=PRE_CHANGE)
+    assert result.returncode != 0 and "timed out" in result.stderr
+
+
 def test_the_restore_claim_is_what_the_release_adopts_and_validates():
     """Restore: create this claim (from a ready snapshot) before the release's StatefulSet exists."""
     synthesis = synthesized("prod")
@@ -247,22 +320,18 @@ def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
 
 
 def test_the_readme_restore_path_is_valid_and_is_what_the_code_builds():
-    """The written-down procedure: its pre-change VolumeSnapshot passes the CRD, its claim the
-    Kubernetes schema, and the claim is exactly restore_claim() for the prod release's volume."""
+    """The written-down procedure: its claim passes the Kubernetes schema, is exactly restore_claim()
+    for the prod release's volume, and names a snapshot as the pre-change job names them."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## Neo4j volume snapshots", 1)[1].split("\n## ", 1)[0]
-    blocks = [yaml.safe_load(b.split("```", 1)[0]) for b in section.split("```yaml\n")[1:]]
-    snapshot, claim = blocks
-    validate_custom(snapshot)
-    assert snapshot["metadata"]["labels"]["intelgraph.io/kind"] == "pre-change"  # never expired
-    assert snapshot["spec"]["volumeSnapshotClassName"] == objects("prod")[("VolumeSnapshotClass", "graph-ebs-retain")][
-        "metadata"]["name"]
+    [claim] = [yaml.safe_load(b.split("```", 1)[0]) for b in section.split("```yaml\n")[1:]]
     kubernetes_validate.validate(claim, "1.33", strict=True)
     volume = synthesized("prod").named("neo4j-graph-server-1", "kubernetes:helm.sh/v3:Release").inputs["values"]["volumes"][
         "data"]["dynamic"]
-    assert claim == restore_claim("graph-server-1", "graph", snapshot["metadata"]["name"],
-                                  volume["storageClassName"], volume["requests"]["storage"])
-    assert claim["spec"]["dataSource"]["name"] == snapshot["metadata"]["name"]
+    snapshot = claim["spec"]["dataSource"]["name"]
+    assert claim == restore_claim("graph-server-1", "graph", snapshot, volume["storageClassName"],
+                                  volume["requests"]["storage"])
+    assert snapshot.startswith(f"{data_claim('graph-server-1')}-pre-")  # the script's "$claim-pre-$CHANGE"
 
 
 def test_network_config_analyzer_lets_the_snapshot_job_reach_the_api_and_nothing_of_the_servers(tmp_path):
