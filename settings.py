@@ -958,16 +958,15 @@ class StackSettings(Model):
 
     def _bucket_names_fit(self, stack: str) -> list[tuple[str, str, Any]]:
         # A backup bucket's name holds the stack, the account and its region (components/backup_bucket.py);
-        # S3 refuses a name over 63 characters. __main__ names each bucket '<section>-backups'.
-        from components.backup_bucket import MAX_BUCKET_NAME, bucket_name
+        # S3 refuses what does not fit only at `pulumi up`. __main__ names each bucket '<section>-backups'.
+        from components.backup_bucket import bucket_name_problem
 
         problems = []
         for key, region in (("aws.primaryRegion", self.aws.primary_region), ("aws.drRegion", self.aws.dr_region)):
-            longest = max((bucket_name(stack, f"{section}-backups", self.aws.account_id, region)
-                           for section in BackupSettings.model_fields), key=len)
-            if len(longest) > MAX_BUCKET_NAME:
-                problems.append((key, f"the bucket name {longest!r} ({len(longest)} characters) would exceed "
-                                 f"S3's {MAX_BUCKET_NAME}: use a shorter stack name or region", region))
+            found = {bucket_name_problem(stack, f"{section}-backups", self.aws.account_id, region)
+                     for section in BackupSettings.model_fields} - {None}
+            problems += [(key, f"{problem}: use a shorter stack name or another region", region)
+                         for problem in sorted(p for p in found if p)]  # the stack name's letters: validate()
         return problems
 
     def _addresses_in_their_regions_network(self) -> list[tuple[str, str, Any]]:
@@ -1120,6 +1119,13 @@ def validate(raw_config: dict[str, str], stack: Optional[str] = None) -> StackSe
         for key, value in raw_config.items()
         if key.startswith(prefix)
     }
+    if stack is not None:
+        from components.backup_bucket import NAME_PART
+
+        if not NAME_PART.fullmatch(stack):
+            # not a config key, but config cannot fix it: the stack's name goes into bucket names
+            raise SettingsError([f"stack name {stack!r}: S3 bucket names hold it; use lowercase letters, "
+                                 "digits and '-' (a letter or digit first and last), e.g. 'prod-eu'"])
     try:
         return StackSettings.model_validate(document, context={"stack": stack})
     except ValidationError as exc:

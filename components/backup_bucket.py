@@ -14,6 +14,7 @@ statement breaks backup tools that send no encryption header.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional, Sequence
 
@@ -35,12 +36,27 @@ REPLICATION_SLA_MINUTES = 15
 NAMESPACE = "account-regional"
 NAMESPACE_UNAVAILABLE_REGIONS = frozenset({"me-south-1", "me-central-1"})
 MAX_BUCKET_NAME = 63  # S3 bucket naming rules, account regional names included
+# Lowercase letters, digits and '-' (S3 also allows '.', which breaks TLS for virtual-hosted
+# requests: the wildcard certificate covers one label), a letter or digit at each end.
+NAME_PART = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 
 
 def bucket_name(stack: str, name: str, account_id: str, region: str) -> str:
     """The physical name of ``name``'s bucket in ``region``: the primary and its DR twin share the
     prefix and differ by region."""
     return f"intelgraph-{stack}-{name}-{account_id}-{region}-an"
+
+
+def bucket_name_problem(stack: str, name: str, account_id: str, region: str) -> Optional[str]:
+    """Why S3 would refuse that name at CreateBucket (after a preview that passed), or None."""
+    for what, part in (("stack name", stack), ("component name", name)):
+        if not NAME_PART.fullmatch(part):
+            return (f"the {what} {part!r} goes into bucket names: use lowercase letters, digits and '-' "
+                    "(a letter or digit first and last)")
+    full = bucket_name(stack, name, account_id, region)
+    if len(full) > MAX_BUCKET_NAME:
+        return f"the bucket name {full!r} ({len(full)} characters) would exceed S3's {MAX_BUCKET_NAME}"
+    return None
 
 
 def bucket_arn(bucket: str) -> str:
@@ -117,6 +133,8 @@ class BackupBucket(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BackupBucketArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:storage:BackupBucket", name, None, opts)
+        require("BackupBucket", [p for region in (args.primary_region, args.dr_region)
+                                 if (p := bucket_name_problem(pulumi.get_stack(), name, args.account_id, region))])
         self._args = args
         primary_opts = pulumi.ResourceOptions(parent=self)
         dr_opts = pulumi.ResourceOptions(parent=self, provider=args.dr_provider)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -243,6 +244,16 @@ def test_a_bucket_name_too_long_for_s3_is_refused_by_settings():
     keys = {p.split(": ")[0].removeprefix("intelgraph-platform:") for p in raised.value.problems}
     assert keys == {"aws.primaryRegion", "aws.drRegion"}
     assert "would exceed S3's 63" in str(raised.value)
+
+
+@pytest.mark.parametrize("stack", ["Prod", "prod_eu", "prod.eu", "-prod"])
+def test_a_stack_name_s3_would_refuse_in_a_bucket_name_is_refused_before_anything_exists(stack):
+    """Pulumi allows uppercase, '_' and '.' in stack names; S3 bucket names allow none of the first
+    two (and '.' breaks virtual-hosted TLS), and would refuse them only at CreateBucket."""
+    from synth import engine
+
+    with pytest.raises(settings.SettingsError, match=f"stack name '{re.escape(stack)}'"):
+        settings.validate(engine.stack_config("prod"), stack=stack)
 
 
 def test_component_outputs_point_at_the_dr_twin():
