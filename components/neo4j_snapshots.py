@@ -83,7 +83,7 @@ class Neo4jSnapshots(pulumi.ComponentResource):
         # A VolumeSnapshotClass keeps driver and deletionPolicy at the top level, which
         # apiextensions.CustomResource (spec only) cannot carry: register it by its type token, as
         # that class itself does ("kubernetes:<apiVersion>:<kind>").
-        pulumi.CustomResource(
+        snapshot_class = pulumi.CustomResource(
             f"kubernetes:{SNAPSHOT_API}/v1:VolumeSnapshotClass",
             f"{name}-class",
             {"apiVersion": f"{SNAPSHOT_API}/v1", "kind": "VolumeSnapshotClass",
@@ -126,7 +126,7 @@ class Neo4jSnapshots(pulumi.ComponentResource):
                           "name": f"{args.namespace}-{args.job_name}"},
                 subjects=subject, opts=child),
         ]
-        self._access = [account, role, contents, *bindings]
+        self._access = [snapshot_class, account, role, contents, *bindings]
         cron_job(args.job_name, resource_name=f"{name}-job", namespace=args.namespace, schedule=args.schedule,
                  time_zone=args.time_zone,
                  container=self._container({"MODE": "scheduled",
@@ -147,9 +147,13 @@ class Neo4jSnapshots(pulumi.ComponentResource):
         pod_labels = {**self._labels, JOB_LABEL: args.job_name, "app.kubernetes.io/name": args.job_name}
         return k8s.batch.v1.Job(
             resource_name,
-            metadata={"name": name, "namespace": args.namespace, "labels": pod_labels},
+            metadata={"name": name, "namespace": args.namespace, "labels": pod_labels,
+                      # a Job that failed is replaced (and runs again) on the next `pulumi up`, instead
+                      # of being awaited forever (pulumi-kubernetes: replaceUnready)
+                      "annotations": {"pulumi.com/replaceUnready": "true"}},
             spec=job_spec(  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
-                container=self._container({"MODE": "pre-change", "RELEASE": release, "CHANGE": change}),
+                container=self._container({"MODE": "pre-change", "RELEASE": release, "CHANGE": change},
+                                          job_uid=True),
                 pod_labels=pod_labels, **self._job(active_deadline_seconds=PRE_CHANGE_DEADLINE_SECONDS)),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[*self._access, *after],
@@ -158,7 +162,7 @@ class Neo4jSnapshots(pulumi.ComponentResource):
                                                       update=f"{PRE_CHANGE_DEADLINE_SECONDS // 60 + 5}m")),
         )
 
-    def _container(self, env: dict[str, str]) -> dict[str, Any]:
+    def _container(self, env: dict[str, str], job_uid: bool = False) -> dict[str, Any]:
         args = self._args
         return {
             "name": "snapshot",
@@ -167,16 +171,23 @@ class Neo4jSnapshots(pulumi.ComponentResource):
             "command": ["/bin/bash", "-c", SCRIPT.read_text()],
             "env": [{"name": k, "value": v} for k, v in {
                 "NAMESPACE": args.namespace, "SNAPSHOT_CLASS": self.snapshot_class_name,
-                "READY_TIMEOUT": f"{READY_TIMEOUT_MINUTES}m", **env}.items()],
+                "READY_TIMEOUT": f"{READY_TIMEOUT_MINUTES}m",
+                # kubectl keeps its discovery cache under $HOME; the root filesystem is read-only
+                "HOME": "/tmp", **env}.items()]
+            # the Job controller labels each pod with its Job's uid, the same for every retry
+            + ([{"name": "JOB_UID", "valueFrom": {"fieldRef": {
+                "fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}}] if job_uid else []),
             "resources": resources("50m", "200m", "128Mi"),
             "securityContext": container_security_context(read_only_root=True),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
 
     def _job(self, active_deadline_seconds: int) -> dict[str, Any]:
         # its own job identity (as every job here): the API flow opens for these pods alone, and
         # kubectl needs the service account's token
         return {"service_account": self._args.job_name, "run_as_user": NOBODY,
-                "active_deadline_seconds": active_deadline_seconds, "kubernetes_api": True}
+                "active_deadline_seconds": active_deadline_seconds, "kubernetes_api": True,
+                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]}
 
 
 def restore_claim(release: str, namespace: str, snapshot: str, storage_class: str, size: str) -> dict:
@@ -185,8 +196,9 @@ def restore_claim(release: str, namespace: str, snapshot: str, storage_class: st
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
+        # an annotation: a snapshot's name can outgrow a label value's 63 characters
         "metadata": {"name": data_claim(release), "namespace": namespace,
-                     "labels": {"intelgraph.io/restored-from": snapshot}},
+                     "annotations": {"intelgraph.io/restored-from": snapshot}},
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "storageClassName": storage_class,

@@ -172,7 +172,7 @@ def _roll(synthesis) -> list[str]:
 
 def _job_env(job) -> dict[str, str]:
     [container] = job.inputs["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container["env"]}
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
 @pytest.mark.parametrize("stack", ["prod", "stage"])
@@ -209,7 +209,10 @@ def test_a_before_change_job_is_named_after_the_change_it_precedes():
 
 def test_the_before_change_job_can_reach_the_api_and_waits_long_enough():
     """kubectl in a pod authenticates only with the mounted service-account token (client-go
-    rest.InClusterConfig); the Job carries the snapshot jobs' label, which their API flow opens."""
+    rest.InClusterConfig); the Job carries the snapshot jobs' label, which their API flow opens. Its
+    snapshot is named after the Job's uid, which the Job controller puts on every pod of the Job as
+    the label batch.kubernetes.io/controller-uid (Kubernetes docs, "Jobs", 1.27+); a failed Job is
+    replaced on the next up rather than awaited again (pulumi-kubernetes pulumi.com/replaceUnready)."""
     from components.neo4j_backup import JOB_LABEL
     from components.neo4j_snapshots import PRE_CHANGE_DEADLINE_SECONDS
 
@@ -219,3 +222,9 @@ def test_the_before_change_job_can_reach_the_api_and_waits_long_enough():
         assert pod["spec"]["serviceAccountName"] == "graph-volume-snapshots"
         assert pod["metadata"]["labels"][JOB_LABEL] == "graph-volume-snapshots"
         assert job.inputs["spec"]["activeDeadlineSeconds"] == PRE_CHANGE_DEADLINE_SECONDS
+        assert job.inputs["metadata"]["annotations"] == {"pulumi.com/replaceUnready": "true"}
+        [container] = pod["spec"]["containers"]
+        [uid] = [e for e in container["env"] if e["name"] == "JOB_UID"]
+        assert uid["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}
+        home = next(e["value"] for e in container["env"] if e["name"] == "HOME")
+        assert {"name": "tmp", "mountPath": home} in container["volumeMounts"]  # the root filesystem is read-only

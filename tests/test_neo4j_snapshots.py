@@ -106,8 +106,10 @@ def test_every_servers_data_volume_is_snapshotted_by_the_claim_name_the_chart_cr
 
 
 FAKE_KUBECTL = r"""
-# kubectl as the snapshot job uses it, over a world of claims ($WORLD/pvc/NAME), StatefulSets
-# ($WORLD/sts/NAME) and VolumeSnapshots ($WORLD/snapshots/NAME.json); anything else it is asked is an error
+# kubectl as the snapshot job uses it, over a world of claims ($WORLD/pvc/NAME, holding the phase),
+# StatefulSets ($WORLD/sts/NAME) and VolumeSnapshots ($WORLD/snapshots/NAME.json). $WORLD/forbidden
+# makes every call fail as an API server refusing the service account would. Anything else it is
+# asked is an error.
 import json, os, sys
 from pathlib import Path
 import yaml
@@ -115,39 +117,54 @@ import yaml
 world, args = Path(os.environ["WORLD"]), sys.argv[1:]
 with (world / "calls.log").open("a") as log:
     log.write(" ".join(args) + "\n")
+if (world / "forbidden").exists():
+    sys.exit('Error from server (Forbidden): User "system:serviceaccount:graph:x" cannot get resource')
 assert args[:2] == ["-n", "graph"] or args[0] == "patch", args
 verb, rest = (args[2], args[3:]) if args[0] == "-n" else (args[0], args[1:])
-kinds = {"persistentvolumeclaim": "pvc", "statefulset": "sts"}
-if verb == "get" and rest[0] in kinds:
-    assert rest[2:] == ["-o", "name"], rest
-    if not (world / kinds[rest[0]] / rest[1]).exists():
-        sys.exit(f'Error from server (NotFound): {rest[0]}s "{rest[1]}" not found')
-    print(f"{rest[0]}/{rest[1]}")
-elif verb == "get" and rest[0] == "volumesnapshot" and rest[1] != "-l":
-    assert rest[2:] == ["-o", "name"], rest
-    if not (world / "snapshots" / f"{rest[1]}.json").exists():
-        sys.exit(f'Error from server (NotFound): volumesnapshots.snapshot.storage.k8s.io "{rest[1]}" not found')
-    print(f"volumesnapshot.snapshot.storage.k8s.io/{rest[1]}")
+where = {"persistentvolumeclaim": "pvc", "statefulset": "sts", "volumesnapshot": "snapshots"}
+
+
+def path(kind, name):
+    return world / where[kind] / (f"{name}.json" if kind == "volumesnapshot" else name)
+
+
+if verb == "get" and rest[0] in where and rest[1] != "-l":
+    kind, name, output = rest[0], rest[1], rest[2:]
+    exists = path(kind, name).exists()
+    if output == ["--ignore-not-found", "-o", "name"]:
+        if exists:
+            print(f"{kind}/{name}")
+    elif not exists:
+        sys.exit(f'Error from server (NotFound): {kind}s "{name}" not found')
+    elif output == ["-o", "name"]:
+        print(f"{kind}/{name}")
+    elif kind == "persistentvolumeclaim" and output == ["-o", "jsonpath={.status.phase}"]:
+        print(path(kind, name).read_text() or "Bound", end="")
+    elif kind == "volumesnapshot" and output == ["-o", "jsonpath={.status.error.message}"]:
+        print(json.loads(path(kind, name).read_text()).get("error", ""), end="")
+    else:
+        sys.exit(f"unexpected get: {args}")
 elif verb == "create" and rest == ["-f", "-"]:
     text = sys.stdin.read()
     obj = yaml.safe_load(text)
     name = obj["metadata"]["name"]
-    if (world / "snapshots" / f"{name}.json").exists():
+    if path("volumesnapshot", name).exists():
         sys.exit(f'Error from server (AlreadyExists): volumesnapshots "{name}" already exists')
     (world / f"created-{name}.yaml").write_text(text)
-    (world / "snapshots" / f"{name}.json").write_text(json.dumps({
+    path("volumesnapshot", name).write_text(json.dumps({
         "t": "2026-12-01T18:00:00Z", "name": name, "claim": obj["spec"]["source"]["persistentVolumeClaimName"],
-        "kind": obj["metadata"]["labels"]["intelgraph.io/kind"], "content": f"snapcontent-{name}"}))
+        "kind": obj["metadata"]["labels"]["intelgraph.io/kind"], "content": f"snapcontent-{name}",
+        **({"error": "InvalidSnapshot"} if (world / "snapshot-error").exists() else {})}))
 elif verb == "wait":
-    assert rest[0] == "--for=jsonpath={.status.readyToUse}=true", rest
-    assert (world / "snapshots" / (rest[1].removeprefix("volumesnapshot/") + ".json")).exists(), rest
+    assert rest[0] in ("--for=jsonpath={.status.readyToUse}=true", "--for=jsonpath={.status.creationTime}"), rest
+    assert path("volumesnapshot", rest[1].removeprefix("volumesnapshot/")).exists(), rest
     if (world / "never-ready").exists():
         sys.exit("error: timed out waiting for the condition")
 elif verb == "get" and rest[:2] == ["volumesnapshot", "-l"]:
     claim, kind = (part.split("=", 1)[1] for part in rest[2].split(","))
     assert rest[2] == f"intelgraph.io/snapshot-of={claim},intelgraph.io/kind={kind}", rest[2]
-    for path in (world / "snapshots").glob("*.json"):
-        snap = json.loads(path.read_text())
+    for snapshot_path in (world / "snapshots").glob("*.json"):
+        snap = json.loads(snapshot_path.read_text())
         if snap["claim"] == claim and snap["kind"] == kind:
             print(snap["t"], snap["name"], snap["content"])
 elif verb == "patch" and rest[0] == "volumesnapshotcontent":
@@ -155,7 +172,7 @@ elif verb == "patch" and rest[0] == "volumesnapshotcontent":
     with (world / "patched.log").open("a") as out:
         out.write(f"{rest[1]} {rest[5]}\n")
 elif verb == "delete" and rest[0] == "volumesnapshot":
-    (world / "snapshots" / f"{rest[1]}.json").unlink()
+    path("volumesnapshot", rest[1]).unlink()
     with (world / "deleted.log").open("a") as out:
         out.write(rest[1] + "\n")
 else:
@@ -165,14 +182,16 @@ else:
 
 def run_job(tmp_path: Path, claims: list[str], existing: dict[str, list[str]], retain: int = 1, ready: bool = True,
             claims_present: bool = True, statefulsets: tuple[str, ...] = (), kind: str = "scheduled",
-            env: dict[str, str] | None = None):
+            env: dict[str, str] | None = None, phase: str = "Bound", flags: tuple[str, ...] = ()):
     """The script in a world of ``claims`` (present or not), ``statefulsets`` and ``existing``
     snapshots (claim -> creation times, of ``kind``); ``env`` adds to or overrides the job's."""
     world = tmp_path / "world"
     for directory in ("snapshots", "pvc", "sts"):
         (world / directory).mkdir(parents=True)
     for claim in claims if claims_present else ():
-        (world / "pvc" / claim).touch()
+        (world / "pvc" / claim).write_text(phase)
+    for flag in flags:  # forbidden, snapshot-error
+        (world / flag).touch()
     for statefulset in statefulsets:
         (world / "sts" / statefulset).touch()
     for claim, stamps in existing.items():
@@ -247,49 +266,74 @@ def test_expiry_keeps_the_newest_of_each_kind_apart(tmp_path):
     assert [json.loads(p.read_text())["kind"] for p in (world / "snapshots").glob("*.json")].count("scheduled") == 1
 
 
-PRE_CHANGE = {"MODE": "pre-change", "RELEASE": "graph-server-2", "CHANGE": "e4b138b6"}
+JOB_UID = "5f0c2a9e-1b7d-4c3e-9a55-0d6e2f4b8c71"
+PRE_CHANGE = {"MODE": "pre-change", "RELEASE": "graph-server-2", "CHANGE": "e4b138b6", "JOB_UID": JOB_UID}
+SERVER_2 = data_claim("graph-server-2")
 
 
-def test_before_a_change_the_server_is_snapshotted_and_the_job_waits_until_ready(tmp_path):
-    claim = data_claim("graph-server-2")
-    result, world, deleted, _ = run_job(tmp_path, [claim], {}, statefulsets=("graph-server-2",), env=PRE_CHANGE)
+def pre_change(tmp_path, **world):
+    world = {"statefulsets": ("graph-server-2",), **world}
+    return run_job(tmp_path, [SERVER_2], world.pop("existing", {}), env={**PRE_CHANGE, **world.pop("env", {})}, **world)
+
+
+def test_before_a_change_the_server_is_snapshotted_and_the_job_waits_until_it_is_cut(tmp_path):
+    result, world, deleted, _ = pre_change(tmp_path)
     assert result.returncode == 0, result.stderr
     [created] = world.glob("created-*.yaml")
     snapshot = yaml.safe_load(created.read_text())
     validate_custom(snapshot)
-    assert snapshot["metadata"]["name"] == f"{claim}-pre-e4b138b6"
-    assert snapshot["metadata"]["labels"] == {"intelgraph.io/snapshot-of": claim, "intelgraph.io/kind": "pre-change",
+    name = f"{SERVER_2}-pre-e4b138b6-5f0c2a9e"
+    assert snapshot["metadata"]["name"] == name
+    assert snapshot["metadata"]["labels"] == {"intelgraph.io/snapshot-of": SERVER_2, "intelgraph.io/kind": "pre-change",
                                               "intelgraph.io/change": "e4b138b6"}
     calls = (world / "calls.log").read_text()
-    assert f"wait --for=jsonpath={{.status.readyToUse}}=true volumesnapshot/{claim}-pre-e4b138b6" in calls
+    assert f"wait --for=jsonpath={{.status.creationTime}} volumesnapshot/{name}" in calls
     assert deleted == []  # a deploy never expires anything
 
 
-def test_a_retried_pre_change_job_waits_for_the_snapshot_it_already_made(tmp_path):
-    claim = data_claim("graph-server-2")
-    result, world, _, _ = run_job(tmp_path, [claim], {claim: ["pre-e4b138b6"]}, statefulsets=("graph-server-2",),
-                                  kind="pre-change", env=PRE_CHANGE)
+def test_an_all_digit_change_is_still_a_string_label(tmp_path):
+    """YAML reads an unquoted 20261201 as an integer, which a label value cannot be: about one change
+    id in 43 is all digits (8 hex characters)."""
+    result, world, _, _ = pre_change(tmp_path, env={"CHANGE": "20261201"})
+    assert result.returncode == 0, result.stderr
+    [created] = world.glob("created-*.yaml")
+    snapshot = yaml.safe_load(created.read_text())
+    validate_custom(snapshot)
+    assert snapshot["metadata"]["labels"]["intelgraph.io/change"] == "20261201"
+
+
+def test_a_retried_pod_of_the_same_job_reuses_its_snapshot(tmp_path):
+    result, world, _, _ = pre_change(tmp_path, existing={SERVER_2: ["pre-e4b138b6-5f0c2a9e"]}, kind="pre-change")
     assert result.returncode == 0, result.stderr
     assert not list(world.glob("created-*")) and "wait --for" in (world / "calls.log").read_text()
 
 
+def test_a_change_back_to_earlier_values_is_a_new_job_and_a_new_snapshot(tmp_path):
+    """A -> B -> A: the Job named after A comes back with a new uid; the snapshot taken before the
+    first A does not hold the volume as B left it."""
+    result, world, _, _ = pre_change(tmp_path, existing={SERVER_2: ["pre-e4b138b6-0a1b2c3d"]}, kind="pre-change")
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in world.glob("created-*")] == [f"created-{SERVER_2}-pre-e4b138b6-5f0c2a9e.yaml"]
+
+
 def test_a_server_not_created_yet_has_nothing_to_snapshot(tmp_path):
-    result, world, _, _ = run_job(tmp_path, [data_claim("graph-server-2")], {}, claims_present=False, env=PRE_CHANGE)
+    result, world, _, _ = pre_change(tmp_path, claims_present=False, statefulsets=())
     assert result.returncode == 0, result.stderr
     assert "nothing to snapshot" in result.stdout and not list(world.glob("created-*"))
 
 
-def test_a_server_without_its_data_claim_stops_the_deploy_before_its_release_changes(tmp_path):
-    result, world, _, _ = run_job(tmp_path, [data_claim("graph-server-2")], {}, claims_present=False,
-                                  statefulsets=("graph-server-2",), env=PRE_CHANGE)
-    assert result.returncode == 1 and "stopping before the release changes" in result.stderr
-    assert not list(world.glob("created-*"))
-
-
-def test_a_pre_change_snapshot_that_never_becomes_ready_fails_the_job(tmp_path):
-    claim = data_claim("graph-server-2")
-    result, _, _, _ = run_job(tmp_path, [claim], {}, statefulsets=("graph-server-2",), ready=False, env=PRE_CHANGE)
-    assert result.returncode != 0 and "timed out" in result.stderr
+@pytest.mark.parametrize("world,words", [
+    ({"claims_present": False}, "exists but its data claim"),
+    ({"phase": "Pending"}, "is Pending, not Bound"),
+    ({"flags": ("snapshot-error",)}, "failed: InvalidSnapshot"),
+    ({"ready": False}, "timed out"),
+    # a refused call is not "not found": it must not pass for a server that does not exist yet
+    ({"flags": ("forbidden",), "statefulsets": ()}, "Forbidden"),
+], ids=["statefulset-without-claim", "claim-not-bound", "snapshot-error", "never-cut", "api-refuses"])
+def test_what_stops_the_deploy_before_the_release_changes(tmp_path, world, words):
+    result, _, _, _ = pre_change(tmp_path, **world)
+    assert result.returncode != 0 and words in result.stderr, (result.stdout, result.stderr)
+    assert "nothing to snapshot" not in result.stdout and "snapshotted" not in result.stdout
 
 
 def test_the_restore_claim_is_what_the_release_adopts_and_validates():
