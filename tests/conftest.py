@@ -137,3 +137,10 @@ def fake_aws_credentials(monkeypatch, account_id: str | None = None) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     if account_id:
         monkeypatch.setenv("MOTO_ACCOUNT_ID", account_id)
+
+
+def pytest_configure(config) -> None:
+    # pyright runs in the background for the whole session (tests/test_types.py), started once
+    from tests.test_types import start_pyright
+
+    start_pyright(config)

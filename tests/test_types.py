@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -34,31 +36,41 @@ CANARY = Path(__file__).with_name("types_canary.py")
 CONFIG = json.loads((ROOT / "pyrightconfig.json").read_text())
 
 
-def _start_pyright():
-    """Started when this module is collected: pyright (20-60 s on this machine) checks while the
-    rest of the suite runs, instead of after it."""
+PYRIGHT_OUT = "INTELGRAPH_PYRIGHT_OUT"  # where the run started for this session writes its report
+
+
+def start_pyright(config) -> None:
+    """Called once per session, in the process that starts it (the xdist controller when there are
+    workers, which inherit the environment): pyright (20-60 s) checks while the rest of the suite
+    runs. Only when this module is part of the run."""
+    if PYRIGHT_OUT in os.environ or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    this = Path(__file__).resolve()
+    if not any(this == p or p in this.parents for p in (Path(a.split("::")[0]).resolve() for a in config.args)):
+        return
     pyright = shutil.which("pyright", path=str(Path(sys.executable).parent))
     if not pyright or not shutil.which("node"):
-        return None
-    out = tempfile.TemporaryFile()
-    # the program (the config's include) plus the canary; --outputjson: no version check online
-    proc = subprocess.Popen([pyright, "--outputjson", *CONFIG["include"], str(CANARY.relative_to(ROOT))],
-                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        return
+    report = Path(tempfile.mkdtemp(prefix="pyright-")) / "report.json"
+    # the program (the config's include) plus the canary; --outputjson: no version check online;
+    # the report appears whole, when pyright is done
+    command = [pyright, "--outputjson", *CONFIG["include"], str(CANARY.relative_to(ROOT))]
+    proc = subprocess.Popen(["sh", "-c", f'"$@" > "{report}.part" 2>&1; mv "{report}.part" "{report}"', "sh", *command],
+                            cwd=ROOT)
     atexit.register(proc.kill)
-    return proc, out
-
-
-RUN = _start_pyright()
+    os.environ[PYRIGHT_OUT] = str(report)
 
 
 @pytest.fixture(scope="module")
 def diagnostics() -> list[dict]:
     assert shutil.which("node"), "node is not installed; pyright runs on it (./dev installs npm and node's tools)"
-    assert RUN, "pyright is not installed; ./dev test installs requirements-dev.txt"
-    proc, out = RUN
-    proc.wait(timeout=600)
-    out.seek(0)
-    text = out.read().decode()
+    assert PYRIGHT_OUT in os.environ, "pyright is not installed; ./dev test installs requirements-dev.txt"
+    report_path = Path(os.environ[PYRIGHT_OUT])
+    deadline = time.monotonic() + 600
+    while not report_path.exists():
+        assert time.monotonic() < deadline, "pyright did not finish within 10 minutes"
+        time.sleep(0.5)
+    text = report_path.read_text()
     report = json.loads(text[text.index("{"):])
     assert report["summary"]["filesAnalyzed"] >= len(_program_files()) + 1, report["summary"]
     return report["generalDiagnostics"]

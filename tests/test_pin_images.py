@@ -1,0 +1,157 @@
+"""synth.pin_images resolves every unpinned image of a stack file at its registry and writes
+name:tag@sha256 in place, all or nothing.
+
+The registry here is a fake that keeps the rules the real ones enforce (OCI distribution spec,
+"Pulling manifests"; Docker registry token authentication): a manifest request without a bearer
+token for that repository is refused with 401 and a WWW-Authenticate challenge naming the token
+realm, service and scope; the token endpoint hands out a token for exactly the scope asked; the
+index digest is served only to a client that accepts index media types (otherwise the registry
+falls back to one platform's manifest); the digest is the sha256 of the manifest bytes."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from synth import pin_images
+from tests.conftest import ROOT
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def manifest(repository: str, tag: str, kind: str) -> bytes:
+    return json.dumps({"mediaType": kind, "repository": repository, "tag": tag}).encode()
+
+
+class Registry(BaseHTTPRequestHandler):
+    tags: dict[tuple[str, str, str], bool] = {}  # (registry, repository, tag) -> sends Docker-Content-Digest
+    seen: list[tuple[str, str]] = []
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _manifest(self, send_body: bool) -> None:
+        registry, _, rest = self.path.lstrip("/").partition("/")
+        repository, _, tag = rest.removeprefix("v2/").rpartition("/manifests/")
+        self.seen.append((self.command, f"{registry}/{repository}:{tag}"))
+        if self.headers.get("Authorization") != f"Bearer token-for-{repository}":
+            self.send_response(401)
+            host, port = self.server.server_address[:2]
+            self.send_header("WWW-Authenticate", f'Bearer realm="http://{host!s}:{port}/token",'
+                                                 f'service="{registry}",scope="repository:{repository}:pull"')
+            self.end_headers()
+            return
+        if (registry, repository, tag) not in self.tags:
+            self.send_response(404)
+            self.end_headers()
+            return
+        kind = INDEX if INDEX in self.headers.get("Accept", "") else "application/vnd.oci.image.manifest.v1+json"
+        body = manifest(repository, tag, kind)
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        if self.tags[(registry, repository, tag)]:
+            self.send_header("Docker-Content-Digest", "sha256:" + hashlib.sha256(body).hexdigest())
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self._manifest(send_body=False)
+
+    def do_GET(self):
+        if self.path.startswith("/token?"):
+            from urllib.parse import parse_qs, urlparse
+
+            query = parse_qs(urlparse(self.path).query)
+            repository = query["scope"][0].removeprefix("repository:").removesuffix(":pull")
+            body = json.dumps({"token": f"token-for-{repository}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self._manifest(send_body=True)
+
+
+@pytest.fixture
+def registry():
+    Registry.tags, Registry.seen = {}, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    yield functools.partial(pin_images.resolve, base_url=lambda r: f"http://127.0.0.1:{port}/{r}")
+    server.shutdown()
+
+
+def index_digest(repository: str, tag: str) -> str:
+    return "sha256:" + hashlib.sha256(manifest(repository, tag, INDEX)).hexdigest()
+
+
+PROD_IMAGES = {  # what Pulumi.prod.yaml names, where each registry lives
+    ("registry-1.docker.io", "library/neo4j", "5.26.16-enterprise"),
+    ("registry-1.docker.io", "alpine/k8s", "1.33.4"),
+    ("registry-1.docker.io", "library/redis", "7.4.2-bookworm"),
+    ("registry-1.docker.io", "oliver006/redis_exporter", "v1.67.0"),
+    ("public.ecr.aws", "lambda/python", "3.12.2025.11.20.14"),
+    ("cr.fluentbit.io", "fluent/fluent-bit", "3.1.9"),
+}
+
+
+@pytest.mark.parametrize("image,expected", [
+    ("redis:7.4.2-bookworm", ("registry-1.docker.io", "library/redis", "7.4.2-bookworm")),
+    ("oliver006/redis_exporter:v1.67.0", ("registry-1.docker.io", "oliver006/redis_exporter", "v1.67.0")),
+    ("cr.fluentbit.io/fluent/fluent-bit:3.1.9", ("cr.fluentbit.io", "fluent/fluent-bit", "3.1.9")),
+    ("localhost:5000/team/app:1.0", ("localhost:5000", "team/app", "1.0")),
+])
+def test_references_follow_dockers_rules(image, expected):
+    assert pin_images.Reference.parse(image) == pin_images.Reference(*expected)
+
+
+def test_the_prod_stack_file_is_pinned_in_place_with_index_digests(registry, tmp_path):
+    Registry.tags = {key: True for key in PROD_IMAGES}
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    shutil.copy(ROOT / "Pulumi.prod.yaml", stack_file)
+    before = pin_images.image_settings("prod", stack_file)
+
+    pinned = pin_images.pin("prod", stack_file, write=True, resolver=registry)
+
+    after = pin_images.image_settings("prod", stack_file)
+    assert set(pinned) == {k for k, v in before.items() if "@" not in v} and len(pinned) == 6
+    for key, image in after.items():
+        name, _, digest = image.partition("@")
+        assert name == before[key].partition("@")[0]  # the tag stays beside the digest
+        if key in pinned:
+            ref = pin_images.Reference.parse(name)
+            assert digest == index_digest(ref.repository, ref.tag)  # the multi-platform digest
+        else:
+            assert image == before[key]  # already pinned: untouched
+    # every manifest request was retried with a token for its own repository after the 401
+    assert len(Registry.seen) == 2 * len(pinned)
+    # only the values changed: comments and layout stay for the reviewer
+    original = (ROOT / "Pulumi.prod.yaml").read_text().splitlines()
+    written = stack_file.read_text().splitlines()
+    assert len(original) == len(written) and sum(a != b for a, b in zip(original, written, strict=True)) == len(pinned)
+
+
+def test_a_registry_without_a_digest_header_is_hashed_from_the_manifest_bytes(registry):
+    Registry.tags = {("registry-1.docker.io", "library/redis", "7.4.2-bookworm"): False}
+    assert registry("redis:7.4.2-bookworm") == index_digest("library/redis", "7.4.2-bookworm")
+    assert [m for m, _ in Registry.seen] == ["HEAD", "HEAD", "GET"]
+
+
+def test_one_image_that_cannot_be_resolved_leaves_the_file_unchanged(registry, tmp_path, monkeypatch, capsys):
+    Registry.tags = {key: True for key in PROD_IMAGES if key[1] != "fluent/fluent-bit"}
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    shutil.copy(ROOT / "Pulumi.prod.yaml", stack_file)
+    monkeypatch.setattr(pin_images, "resolve", registry)
+    code = pin_images.main(["--stack", "prod", "--stack-file", str(stack_file), "--write"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cr.fluentbit.io/fluent/fluent-bit:3.1.9" in err and "HTTP 404" in err, err
+    assert stack_file.read_text() == (ROOT / "Pulumi.prod.yaml").read_text()
