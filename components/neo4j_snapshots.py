@@ -132,7 +132,9 @@ class Neo4jSnapshots(pulumi.ComponentResource):
                  container=self._container({"MODE": "scheduled",
                                             "CLAIMS": " ".join(data_claim(r) for r in args.release_names),
                                             "RETAIN": str(args.retain)}),
-                 **self._job(active_deadline_seconds=3600), labels={**labels, JOB_LABEL: args.job_name},
+                 # each claim may wait READY_TIMEOUT for its snapshot, one after another
+                 **self._job(active_deadline_seconds=len(args.release_names) * READY_TIMEOUT_MINUTES * 60 + 600),
+                 labels={**labels, JOB_LABEL: args.job_name},
                  opts=pulumi.ResourceOptions(parent=self, depends_on=self._access))
         self.register_outputs({"snapshotClassName": self.snapshot_class_name})
 

@@ -102,6 +102,9 @@ def test_every_servers_data_volume_is_snapshotted_by_the_claim_name_the_chart_cr
         rendered.add(f"{template['metadata']['name']}-{statefulset['metadata']['name']}-0")
     assert len(rendered) == 5 and set(env["CLAIMS"].split()) == rendered
     assert env["SNAPSHOT_CLASS"] == "graph-ebs-retain" and env["RETAIN"] == "14"
+    # the claims are snapshotted one after another, each waiting up to READY_TIMEOUT: the deadline covers all
+    minutes = int(env["READY_TIMEOUT"].removesuffix("m"))
+    assert job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > len(rendered) * minutes * 60
     assert job["spec"]["concurrencyPolicy"] == "Forbid" and job["spec"]["schedule"] == "30 */6 * * *"
 
 
