@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import sys
 import urllib.error
@@ -36,6 +37,23 @@ ACCEPT = ", ".join((
 ))
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 DOCKER_HUB = "registry-1.docker.io"
+DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io", DOCKER_HUB})
+
+
+class _Redirect(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect as GET and keeps every header: keep the method (a Docker Hub GET
+    counts as a pull, a HEAD does not) and never carry a registry's token to another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.method = req.get_method()
+            if urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+                new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_Redirect)
 
 
 class PinError(Exception):
@@ -60,6 +78,8 @@ class Reference:
             registry, repository = first, rest
         else:
             registry, repository = DOCKER_HUB, name
+        if registry in DOCKER_HUB_NAMES:  # distribution/reference normalize.go: one registry, three spellings
+            registry = DOCKER_HUB
             if "/" not in repository:
                 repository = f"library/{repository}"
         return cls(registry, repository, tag)
@@ -71,7 +91,7 @@ Opener = Callable[[urllib.request.Request], Any]
 def resolve(image: str, base_url: Callable[[str], str] = lambda r: f"https://{r}",
             opener: Optional[Opener] = None) -> str:
     """The digest ``image`` (name:tag) names now, at its registry."""
-    open_ = opener or (lambda request: urllib.request.urlopen(request, timeout=30))
+    open_ = opener or (lambda request: _OPENER.open(request, timeout=30))
     ref = Reference.parse(image)
     url = f"{base_url(ref.registry)}/v2/{ref.repository}/manifests/{ref.tag}"
     headers = {"Accept": ACCEPT}
@@ -89,6 +109,7 @@ def resolve(image: str, base_url: Callable[[str], str] = lambda r: f"https://{r}
             challenge = error.headers.get("WWW-Authenticate", "") if error.headers else ""
             if error.code != 401 or attempt == "token" or not challenge.lower().startswith("bearer "):
                 raise PinError(f"{image}: {url} answered HTTP {error.code}") from None
+            url = error.url or url  # the host that asked (after any redirect) is the one to answer
             headers = {**headers, "Authorization": f"Bearer {_token(image, challenge, open_)}"}
         except urllib.error.URLError as error:
             raise PinError(f"{image}: {url} unreachable ({error.reason})") from None
@@ -96,12 +117,14 @@ def resolve(image: str, base_url: Callable[[str], str] = lambda r: f"https://{r}
 
 
 def _token(image: str, challenge: str, open_: Opener) -> str:
-    params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+    params = {k: quoted or bare for k, quoted, bare in re.findall(r'(\w+)=(?:"([^"]*)"|([^,\s]*))', challenge)}
     realm = params.pop("realm", None)
     if not realm:
         raise PinError(f"{image}: the registry's bearer challenge names no realm: {challenge!r}")
+    parts = urllib.parse.urlsplit(realm)
+    query = urllib.parse.urlencode([*urllib.parse.parse_qsl(parts.query), *params.items()])
     try:
-        with open_(urllib.request.Request(f"{realm}?{urllib.parse.urlencode(params)}")) as response:
+        with open_(urllib.request.Request(urllib.parse.urlunsplit(parts._replace(query=query)))) as response:
             body = json.loads(response.read())
     except (urllib.error.URLError, ValueError) as error:
         raise PinError(f"{image}: no token from {realm} ({error})") from None
@@ -139,24 +162,58 @@ def pin(stack: str, stack_file: Path, write: bool, resolver: Optional[Callable[[
     pinned = {key: f"{image}@{resolver(image)}" for key, image in image_settings(stack, stack_file).items()
               if "@" not in image}
     if write and pinned:
-        original = text = stack_file.read_text()
-        for key, new in pinned.items():
-            old = new.split("@", 1)[0]
-            # the value where YAML ends it: end of line, comment, or the next item of a flow mapping
-            text, count = re.subn(rf"(?<=[\s:]){re.escape(old)}(?=\s*(?:[,}}\]#]|$))", new, text, flags=re.M)
-            if count == 0:
-                raise PinError(f"{key}: {old!r} not found in {stack_file} to replace")
-        stack_file.write_text(text)
+        original = stack_file.read_text()
+        _write(stack_file, _splice(original, stack_file, pinned))
         try:
             after = image_settings(stack, stack_file)
         except Exception:
-            stack_file.write_text(original)
+            _write(stack_file, original)
             raise
         wrong = [k for k, v in pinned.items() if after.get(k) != v]
         if wrong:
-            stack_file.write_text(original)
+            _write(stack_file, original)
             raise PinError(f"after writing, these settings would not hold their pins: {wrong}")
     return pinned
+
+
+def _splice(text: str, stack_file: Path, values: dict[str, str]) -> str:
+    """``text`` with the scalar of each dotted key replaced where YAML has it (by position, in the
+    value's own quoting): comments, layout, other keys holding the same string stay as they are."""
+    import yaml
+
+    from settings import PROJECT
+
+    root = yaml.compose(text)
+    spans = []
+    for key, value in values.items():
+        first, *rest = key.split(".")
+        node = _child(_child(root, "config"), f"{PROJECT}:{first}")
+        for part in rest:
+            node = _child(node, part)
+        if not isinstance(node, yaml.ScalarNode) or node.start_mark is None or node.end_mark is None:
+            raise PinError(f"{key}: not a plain value in {stack_file}")
+        quote = node.style if node.style in ("'", '"') else ""
+        spans.append((node.start_mark.index, node.end_mark.index, f"{quote}{value}{quote}"))
+    for start, end, replacement in sorted(spans, reverse=True):  # from the end: earlier offsets hold
+        text = text[:start] + replacement + text[end:]
+    return text
+
+
+def _child(node: Any, key: str) -> Any:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v
+    raise PinError(f"no key {key!r} where the stack file should have it")
+
+
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all: a reader never sees half a stack file."""
+    part = path.with_name(f".{path.name}.part")
+    part.write_text(text)
+    os.replace(part, path)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -32,14 +32,23 @@ def manifest(repository: str, tag: str, kind: str) -> bytes:
 class Registry(BaseHTTPRequestHandler):
     tags: dict[tuple[str, str, str], bool] = {}  # (registry, repository, tag) -> sends Docker-Content-Digest
     seen: list[tuple[str, str]] = []
+    authorizations: list[str | None] = []
 
     def log_message(self, *args):  # quiet
         pass
 
+    redirect: str | None = None  # answer every manifest request with 307 to this base URL
+
     def _manifest(self, send_body: bool) -> None:
+        if self.redirect:
+            self.send_response(307)
+            self.send_header("Location", f"{self.redirect}{self.path}")
+            self.end_headers()
+            return
         registry, _, rest = self.path.lstrip("/").partition("/")
         repository, _, tag = rest.removeprefix("v2/").rpartition("/manifests/")
         self.seen.append((self.command, f"{registry}/{repository}:{tag}"))
+        self.authorizations.append(self.headers.get("Authorization"))
         if self.headers.get("Authorization") != f"Bearer token-for-{repository}":
             self.send_response(401)
             host, port = self.server.server_address[:2]
@@ -82,7 +91,7 @@ class Registry(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def registry():
-    Registry.tags, Registry.seen = {}, []
+    Registry.tags, Registry.seen, Registry.authorizations, Registry.redirect = {}, [], [], None
     server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
@@ -109,6 +118,9 @@ PROD_IMAGES = {  # what Pulumi.prod.yaml names, where each registry lives
     ("oliver006/redis_exporter:v1.67.0", ("registry-1.docker.io", "oliver006/redis_exporter", "v1.67.0")),
     ("cr.fluentbit.io/fluent/fluent-bit:3.1.9", ("cr.fluentbit.io", "fluent/fluent-bit", "3.1.9")),
     ("localhost:5000/team/app:1.0", ("localhost:5000", "team/app", "1.0")),
+    # Docker Hub's other spellings (distribution/reference normalize.go)
+    ("docker.io/redis:7", ("registry-1.docker.io", "library/redis", "7")),
+    ("index.docker.io/oliver006/redis_exporter:v1", ("registry-1.docker.io", "oliver006/redis_exporter", "v1")),
 ])
 def test_references_follow_dockers_rules(image, expected):
     assert pin_images.Reference.parse(image) == pin_images.Reference(*expected)
@@ -155,3 +167,51 @@ def test_one_image_that_cannot_be_resolved_leaves_the_file_unchanged(registry, t
     err = capsys.readouterr().err
     assert code == 1 and "cr.fluentbit.io/fluent/fluent-bit:3.1.9" in err and "HTTP 404" in err, err
     assert stack_file.read_text() == (ROOT / "Pulumi.prod.yaml").read_text()
+
+
+def test_a_redirect_keeps_head_and_never_carries_a_token_to_another_host(registry, monkeypatch):
+    """urllib follows a 307 as GET with every header (HTTPRedirectHandler.redirect_request): a GET
+    counts as a pull on Docker Hub, and a token for one host must not reach another."""
+    class Front(Registry):
+        redirect = None
+
+    Registry.tags = {("registry-1.docker.io", "library/redis", "7.4.2-bookworm"): True}
+    front = ThreadingHTTPServer(("127.0.0.1", 0), Front)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    try:
+        behind = registry.keywords["base_url"]("x").removesuffix("/x")
+        Front.redirect = behind
+        digest = pin_images.resolve("redis:7.4.2-bookworm", base_url=lambda r: f"http://127.0.0.1:{front.server_address[1]}/{r}")
+    finally:
+        front.shutdown()
+    assert digest == index_digest("library/redis", "7.4.2-bookworm")
+    assert [m for m, _ in Registry.seen] == ["HEAD", "HEAD"]  # still HEAD after the redirect
+    assert Registry.authorizations == [None, "Bearer token-for-library/redis"]  # the token only where it was asked
+
+
+@pytest.mark.parametrize("edit,words", [
+    ("duplicate", "two settings with the same image"),
+    ("quoted", "a quoted value"),
+    ("comment", "a comment naming the image"),
+])
+def test_the_rewrite_touches_exactly_the_values_it_pins(registry, tmp_path, edit, words):
+    Registry.tags = {key: True for key in PROD_IMAGES}
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    text = (ROOT / "Pulumi.prod.yaml").read_text()
+    redis = "image: redis:7.4.2-bookworm"
+    assert text.count(redis) == 1
+    text = {"duplicate": text.replace("kubectlImage: alpine/k8s:1.33.4", "kubectlImage: redis:7.4.2-bookworm"),
+            "quoted": text.replace(redis, 'image: "redis:7.4.2-bookworm"'),
+            "comment": text.replace(redis, f"{redis}  # was redis:7.4.2-bookworm before"),
+            }[edit]
+    stack_file.write_text(text)
+    pinned = pin_images.pin("prod", stack_file, write=True, resolver=registry)
+    after = pin_images.image_settings("prod", stack_file)
+    assert all(after[k] == v for k, v in pinned.items()), words
+    written = stack_file.read_text()
+    if edit == "comment":
+        assert "# was redis:7.4.2-bookworm before" in written  # the comment is not a value
+    if edit == "quoted":
+        assert f'image: "redis:7.4.2-bookworm@{index_digest("library/redis", "7.4.2-bookworm")}"' in written
+    changed = sum(a != b for a, b in zip(text.splitlines(), written.splitlines(), strict=True))
+    assert changed == len(pinned) == 6  # one line per pinned key, the comment's line only at its value
