@@ -28,6 +28,7 @@ from __future__ import annotations
 import pytest
 
 from synth import engine, helm
+from synth.engine import Resource
 from synth.mocks import PlatformMocks
 from tests.conftest import config_with, synthesized
 
@@ -68,22 +69,26 @@ def upgrade():
     return engine.synthesize("prod", config, monitor=monitor), monitor
 
 
-def _releases(synthesis) -> dict[str, object]:
+def _releases(synthesis) -> dict[str, Resource]:
     return {r.urn: r for r in synthesis.of_type(RELEASE)}
 
 
-def _order(synthesis) -> list[str]:
-    """The releases in the only order the engine can run them, from their dependencies; fails
-    unless the dependencies make one total order (then no two servers are ever in flight)."""
-    releases = _releases(synthesis)
-    before = {urn: {d for d in r.dependencies if d in releases} for urn, r in releases.items()}
+def _total_order(steps: dict[str, Resource]) -> list[Resource]:
+    """``steps`` (by URN) in the only order the engine can run them, from their dependencies; fails
+    unless the dependencies make one total order (then no two steps are ever in flight)."""
+    before = {urn: {d for d in r.dependencies if d in steps} for urn, r in steps.items()}
     order: list[str] = []
     while before:
         ready = [urn for urn, deps in before.items() if not deps - set(order)]
-        assert len(ready) == 1, f"these releases could update at the same time: {[releases[u].name for u in ready]}"
+        assert len(ready) == 1, f"these could run at the same time: {[steps[u].name for u in ready]}"
         order.append(ready[0])
         del before[ready[0]]
-    return [releases[urn].inputs["name"] for urn in order]
+    return [steps[urn] for urn in order]
+
+
+def _order(synthesis) -> list[str]:
+    """The releases in the engine's order: one server in flight at a time."""
+    return [r.inputs["name"] for r in _total_order(_releases(synthesis))]
 
 
 def _secondaries(synthesis) -> set[str]:
@@ -159,15 +164,8 @@ def _roll(synthesis) -> list[str]:
     """The releases and their before-change Jobs in the only order the engine can run them."""
     steps = {r.urn: r for r in (*synthesis.of_type(RELEASE), *synthesis.of_type(JOB))
              if r.type == RELEASE or r.name.endswith("-before-change")}
-    before = {urn: {d for d in r.dependencies if d in steps} for urn, r in steps.items()}
-    order: list[str] = []
-    while before:
-        ready = [urn for urn, deps in before.items() if not deps - set(order)]
-        assert len(ready) == 1, f"these could run at the same time: {[steps[u].name for u in ready]}"
-        order.append(ready[0])
-        del before[ready[0]]
-    return [f"snapshot {_job_env(steps[u])['RELEASE']}" if steps[u].type == JOB else f"upgrade {steps[u].inputs['name']}"
-            for u in order]
+    return [f"snapshot {_job_env(r)['RELEASE']}" if r.type == JOB else f"upgrade {r.inputs['name']}"
+            for r in _total_order(steps)]
 
 
 def _job_env(job) -> dict[str, str]:
@@ -190,7 +188,7 @@ def test_a_before_change_job_is_named_after_the_change_it_precedes():
     values: a new name, so Pulumi replaces the Job and it runs before the release updates."""
     from components.neo4j_cluster import change_id
 
-    def jobs(synthesis) -> dict[str, object]:
+    def jobs(synthesis) -> dict[str, Resource]:
         return {_job_env(j)["RELEASE"]: j for j in synthesis.of_type(JOB) if j.name.endswith("-before-change")}
 
     now = jobs(synthesized("prod"))
