@@ -3,7 +3,6 @@
 Settings are read and validated once; nothing below this line reads configuration.
 """
 
-import dataclasses
 
 import pulumi
 import pulumi_aws as aws
@@ -11,25 +10,22 @@ import pulumi_kubernetes as kubernetes
 
 import settings
 from components import audit_trail
-from components.alertmanager import AlertRouting, AlertRoutingArgs, SecretRef
+from components.alertmanager import SecretRef
 from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
-from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
-from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
-from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
-from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
-from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
+from components.neo4j_backup import Neo4jBackupArgs
+from components.neo4j_cluster import Neo4jClusterArgs
+from components.neo4j_snapshots import Neo4jSnapshotsArgs
 from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
 from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehearsalArgs, rehearsal_flows
 from components.postgres_dr import DbNetwork, PostgresDr, PostgresDrArgs
-from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
-from components.waf_ingress import WafIngress, WafIngressArgs
+from components.redis_cache import RedisCacheArgs
+from components.regional_tier import BucketRef, Observability, RegionalTier, RegionalTierArgs
+from components.waf_ingress import WafIngressArgs
 from helpers import dr_budget, stateful
 from helpers.alerting import Subscriber, subscribe
-from helpers.dashboards import dashboard_configmap, stores_dashboard
 from helpers.flows import Flow, Neighbours, Peer
-from helpers.neo4j_password import rotation_flows
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 # Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
@@ -114,18 +110,12 @@ trail = AuditTrail(
 )
 resolve_trail_key_arn(trail.kms_key_arn)
 
-# --- workload namespaces: default-deny, DNS, then each component's declared flows ----------------
-k8s_and_aws = pulumi.ResourceOptions(providers={"kubernetes": eks, "aws": primary})
+# --- the Kubernetes tier, once per region ----------------------------------------------------------
 neo = cfg.neo4j
 redis = cfg.redis
-net = cfg.network.primary
 obs = cfg.observability
-# what the components' flows name outside their namespaces, once for all of them
-around = Neighbours(
-    api_server_cidrs=tuple(cfg.kubernetes.api_server_cidrs), api_service_ip=cfg.kubernetes.api_service_ip,
-    s3_cidrs=tuple(net.s3_endpoint_cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
-    client_namespace=cfg.kubernetes.app_namespace, monitoring_namespace=obs.prometheus_namespace,
-)
+edge = cfg.ingress
+pgr = cfg.pg_restore_rehearsal
 # the graph's contract comes first: its pods' selector opens the flows to the servers
 graph_args = Neo4jClusterArgs(
     namespace=neo.namespace,
@@ -149,118 +139,142 @@ graph_args = Neo4jClusterArgs(
 )
 
 
-def allowlisted(namespace: str) -> tuple[Flow, ...]:
-    """Reviewed exceptions from config (egress.allowlist), each with its reason."""
-    return tuple(
-        Flow(f"allowlist-{i}", "egress", Peer(cidrs=(entry.cidr,)), tuple(entry.ports), reason=entry.reason)
-        for i, entry in enumerate(cfg.egress.allowlist) if entry.namespace == namespace
+def neighbours() -> Neighbours:
+    """What the region's flows name outside its workload namespaces, once for all of them."""
+    net = cfg.network.primary
+    return Neighbours(
+        api_server_cidrs=tuple(cfg.kubernetes.api_server_cidrs), api_service_ip=cfg.kubernetes.api_service_ip,
+        s3_cidrs=tuple(net.s3_endpoint_cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
+        client_namespace=cfg.kubernetes.app_namespace, monitoring_namespace=obs.prometheus_namespace,
     )
 
 
-namespace_flows = {
-    neo.namespace: (
-        cluster_flows(neo.cluster_name, around)
-        + backup_flows(around, servers=graph_args.pod_selector)
-        + (rotation_flows(graph_args.pod_selector) if neo.password_epoch else ())
-        + snapshot_flows(neo.cluster_name, around)
-    ),
-    neo.restore_namespace: backup_flows(around),
-    redis.namespace: cache_flows("redis", cfg.kubernetes.app_namespace, obs.prometheus_namespace),
-}
-pgr = cfg.pg_restore_rehearsal
-namespace_flows[pgr.namespace] = namespace_flows.get(pgr.namespace, ()) + rehearsal_flows(
-    around, tuple(pgr.dr_rds_endpoint_cidrs))
-shipper = cfg.logs.shipper
-# whose container logs are shipped (scrubbed): every namespace the stack runs workloads in, and the app's
-log_sources = tuple(dict.fromkeys((*namespace_flows, cfg.kubernetes.app_namespace)))
-namespace_flows[shipper.namespace] = shipper_flows(around)
-# the log shipper reads /var/log through a (read-only) hostPath, which only "privileged" admits;
-# warn and audit stay at restricted there, and every other namespace enforces restricted
-namespaces = {
-    ns: WorkloadNamespace(ns, WorkloadNamespaceArgs(
-        namespace=ns, flows=flows + allowlisted(ns),
-        pod_security="privileged" if ns == shipper.namespace else "restricted"),
-        opts=pulumi.ResourceOptions(provider=eks))
-    for ns, flows in namespace_flows.items()
-}
+def allowlisted() -> dict[str, tuple[Flow, ...]]:
+    """Reviewed exceptions from config (egress.allowlist), each with its reason."""
+    flows: dict[str, tuple[Flow, ...]] = {}
+    for i, entry in enumerate(cfg.egress.allowlist):
+        flows[entry.namespace] = flows.get(entry.namespace, ()) + (
+            Flow(f"allowlist-{i}", "egress", Peer(cidrs=(entry.cidr,)), tuple(entry.ports), reason=entry.reason),)
+    return flows
 
 
-def inside(*names: str) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions.merge(k8s_and_aws, pulumi.ResourceOptions(depends_on=[namespaces[n] for n in names]))
-
-
-# --- graph: Neo4j 5 cluster, volume snapshots, backups to S3, restore rehearsal ------------------
-# snapshots first: each server's release waits for a snapshot of its volume before it changes
-snapshots = Neo4jSnapshots(
-    "neo4j-snapshots",
-    Neo4jSnapshotsArgs(
+def backup_args() -> Neo4jBackupArgs:
+    """The primary's servers back up to the primary bucket (replicated to the DR region)."""
+    cluster = cfg.kubernetes
+    return Neo4jBackupArgs(
         namespace=neo.namespace,
-        cluster_name=neo.cluster_name,
-        release_names=tuple(graph_args.release_names),
-        schedule=neo.volume_snapshots.schedule,
+        restore_namespace=neo.restore_namespace,
+        admin_services=graph_args.backup_sources,
+        bucket_name=buckets["neo4j"].bucket_name,
+        bucket_arn=buckets["neo4j"].bucket_arn,
+        kms_key_arn=buckets["neo4j"].kms_key_arn,
+        region=cfg.aws.primary_region,
+        image=neo.image,
+        accept_license_agreement=neo.accept_license_agreement,
+        aws_cli_image=neo.aws_cli_image,
+        backup_schedule=neo.backup_schedule,
+        freshness_slack_minutes=neo.backup_freshness_slack_minutes,
+        restore_schedule=neo.restore_rehearsal_schedule,
         time_zone=neo.time_zone,
-        retain=neo.volume_snapshots.retain,
-        kubectl_image=neo.volume_snapshots.kubectl_image,
-    ),
-    opts=inside(neo.namespace),
-)
-graph = Neo4jCluster("neo4j", dataclasses.replace(graph_args, before_change=snapshots.before_change),
-                     opts=inside(neo.namespace))
-backup_args = Neo4jBackupArgs(
-    namespace=neo.namespace,
-    restore_namespace=neo.restore_namespace,
-    admin_services=graph.backup_sources,
-    bucket_name=buckets["neo4j"].bucket_name,
-    bucket_arn=buckets["neo4j"].bucket_arn,
-    kms_key_arn=buckets["neo4j"].kms_key_arn,
-    region=cfg.aws.primary_region,
-    image=neo.image,
-    accept_license_agreement=neo.accept_license_agreement,
-    aws_cli_image=neo.aws_cli_image,
-    backup_schedule=neo.backup_schedule,
-    freshness_slack_minutes=neo.backup_freshness_slack_minutes,
-    restore_schedule=neo.restore_rehearsal_schedule,
-    time_zone=neo.time_zone,
-    oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
-    oidc_issuer=cfg.kubernetes.oidc_issuer,
-    prometheus_release_label=obs.prometheus_release_label,
-    chain_days=cfg.backups.neo4j.chain_days,
-    retention_days=cfg.backups.neo4j.retention_days,
-    storage_class=neo.storage_class,
-    store_size=neo.storage_size,
-    store_bytes=neo.store_bytes,
-)
-neo4j_backup = Neo4jBackup("neo4j-backup", backup_args, opts=inside(neo.namespace, neo.restore_namespace))
-
-# --- cache: Redis StatefulSet, exporter, SLO rules ------------------------------------------------
-RedisCache(
-    "redis",
-    RedisCacheArgs(
-        namespace=redis.namespace,
-        image=redis.image,
-        exporter_image=redis.exporter_image,
-        replicas=redis.replicas,
-        cpu_request=redis.resources.cpu_request,
-        cpu_limit=redis.resources.cpu_limit,
-        memory=redis.resources.memory,
-        memory_bytes=redis.resources.memory_bytes,
-        persistence=redis.persistence,
-        storage_class=redis.storage_class,
-        storage_size=redis.storage_size,
-        maxmemory_policy=redis.maxmemory_policy,
-        timeout_seconds=redis.timeout_seconds,
-        tcp_keepalive_seconds=redis.tcp_keepalive_seconds,
-        slowlog_slower_than_micros=redis.slowlog_slower_than_micros,
-        slowlog_max_len=redis.slowlog_max_len,
-        password_epoch=redis.password_rotation.epoch,
-        password_rollover=redis.password_rotation.rollover,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer,
         prometheus_release_label=obs.prometheus_release_label,
-    ),
-    opts=inside(redis.namespace),
-)
-dashboard_configmap(
-    "stores-dashboard", namespace=obs.prometheus_namespace, label=obs.grafana_dashboard_label,
-    dashboard=stores_dashboard(neo.namespace, redis.namespace), opts=pulumi.ResourceOptions(provider=eks))
+        chain_days=cfg.backups.neo4j.chain_days,
+        retention_days=cfg.backups.neo4j.retention_days,
+        storage_class=neo.storage_class,
+        store_size=neo.storage_size,
+        store_bytes=neo.store_bytes,
+    )
+
+
+def tier_args() -> RegionalTierArgs:
+    """The primary region's tier, from its cluster, network, buckets and certificate."""
+    cluster, around = cfg.kubernetes, neighbours()
+    logs = buckets["logs"]
+    extra_flows = allowlisted()
+    # the PostgreSQL restore rehearsal runs in the primary cluster (below)
+    extra_flows[pgr.namespace] = extra_flows.get(pgr.namespace, ()) + rehearsal_flows(
+        around, tuple(pgr.dr_rds_endpoint_cidrs))
+    return RegionalTierArgs(
+        region=cfg.aws.primary_region,
+        neighbours=around,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer,
+        graph_namespace=neo.namespace,
+        graph_cluster_name=neo.cluster_name,
+        graph=graph_args,
+        snapshots=Neo4jSnapshotsArgs(
+            namespace=neo.namespace,
+            cluster_name=neo.cluster_name,
+            release_names=tuple(graph_args.release_names),
+            schedule=neo.volume_snapshots.schedule,
+            time_zone=neo.time_zone,
+            retain=neo.volume_snapshots.retain,
+            kubectl_image=neo.volume_snapshots.kubectl_image,
+        ),
+        backup=backup_args(),
+        cache=RedisCacheArgs(
+            namespace=redis.namespace,
+            image=redis.image,
+            exporter_image=redis.exporter_image,
+            replicas=redis.replicas,
+            cpu_request=redis.resources.cpu_request,
+            cpu_limit=redis.resources.cpu_limit,
+            memory=redis.resources.memory,
+            memory_bytes=redis.resources.memory_bytes,
+            persistence=redis.persistence,
+            storage_class=redis.storage_class,
+            storage_size=redis.storage_size,
+            maxmemory_policy=redis.maxmemory_policy,
+            timeout_seconds=redis.timeout_seconds,
+            tcp_keepalive_seconds=redis.tcp_keepalive_seconds,
+            slowlog_slower_than_micros=redis.slowlog_slower_than_micros,
+            slowlog_max_len=redis.slowlog_max_len,
+            password_epoch=redis.password_rotation.epoch,
+            password_rollover=redis.password_rotation.rollover,
+            prometheus_release_label=obs.prometheus_release_label,
+        ),
+        shipper_namespace=cfg.logs.shipper.namespace,
+        shipper_image=cfg.logs.shipper.image,
+        logs_bucket=BucketRef(logs.bucket_name, logs.bucket_arn, logs.kms_key_arn),
+        observability=Observability(
+            prometheus_namespace=obs.prometheus_namespace,
+            prometheus_release_label=obs.prometheus_release_label,
+            grafana_dashboard_label=obs.grafana_dashboard_label,
+            pager_secret=SecretRef(cfg.alerting.alertmanager.pager_secret.name,
+                                   cfg.alerting.alertmanager.pager_secret.key),
+            chat_secret=SecretRef(cfg.alerting.alertmanager.chat_secret.name,
+                                  cfg.alerting.alertmanager.chat_secret.key),
+            chat_channel=cfg.alerting.alertmanager.chat_channel,
+        ),
+        edge=WafIngressArgs(
+            mode=edge.mode,
+            namespace=edge.namespace,
+            host=edge.host,
+            service_name=edge.service_name,
+            service_port=edge.service_port,
+            certificate_arn=edge.certificate_arn,
+            requests_per_second=edge.rate_limit.requests_per_second,
+            burst_multiplier=edge.rate_limit.burst_multiplier,
+            allowlist_cidrs=tuple(edge.allowlist_cidrs),
+            max_body_bytes=edge.max_body_size_mb * 2**20,
+            tls_secret_name=edge.tls_secret_name,
+            # The controller would otherwise name the ALB k8s-<ns>-<name>-<hash>; DNS needs to find it.
+            load_balancer_name=f"intelgraph-{cfg.environment}-api" if edge.mode == "alb" else None,
+            # Route 53 checks the primary by a name only the primary serves
+            health_host=cfg.dns.health_check.fqdn,
+            # the DR region's WebACL, for the DR Ingress (until the DR region runs a tier of its own)
+            dr_provider=dr,
+            log_retention_days=cfg.logs.retention_days,
+        ),
+        extra_flows=extra_flows,
+        moved_from_root=True,  # its children predate the tier
+    )
+
+
+tier = RegionalTier("primary", tier_args(), opts=pulumi.ResourceOptions(providers={"kubernetes": eks, "aws": primary}))
+graph, neo4j_backup = tier.graph, tier.backup
+assert graph is not None and neo4j_backup is not None  # the primary always runs and backs up the graph
 
 # --- PostgreSQL: primary + cross-region replica, PITR in both regions ---------------------------
 pg = cfg.postgres
@@ -313,60 +327,18 @@ PgRestoreRehearsal(
         prometheus_release_label=obs.prometheus_release_label,
         dr_rds_endpoint_url=pgr.dr_rds_endpoint_url,
     ),
-    opts=inside(pgr.namespace),
-)
-
-# --- logs: container logs scrubbed on the node, then to the logs bucket ---------------------------
-LogShipper(
-    "log-shipper",
-    LogShipperArgs(
-        namespace=shipper.namespace,
-        image=shipper.image,
-        source_namespaces=log_sources,
-        bucket_name=buckets["logs"].bucket_name,
-        bucket_arn=buckets["logs"].bucket_arn,
-        kms_key_arn=buckets["logs"].kms_key_arn,
-        region=cfg.aws.primary_region,
-        oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
-        oidc_issuer=cfg.kubernetes.oidc_issuer,
-        prometheus_namespace=obs.prometheus_namespace,
-        prometheus_release_label=obs.prometheus_release_label,
-    ),
-    opts=inside(shipper.namespace),
-)
-
-# --- edge: TLS ingress behind AWS WAF (or the ingress-nginx compatibility mode) -----------------
-edge = cfg.ingress
-ingress = WafIngress(
-    "api",
-    WafIngressArgs(
-        mode=edge.mode,
-        namespace=edge.namespace,
-        host=edge.host,
-        service_name=edge.service_name,
-        service_port=edge.service_port,
-        certificate_arn=edge.certificate_arn,
-        requests_per_second=edge.rate_limit.requests_per_second,
-        burst_multiplier=edge.rate_limit.burst_multiplier,
-        allowlist_cidrs=tuple(edge.allowlist_cidrs),
-        max_body_bytes=edge.max_body_size_mb * 2**20,
-        tls_secret_name=edge.tls_secret_name,
-        # The controller would otherwise name the ALB k8s-<ns>-<name>-<hash>; DNS needs to find it.
-        load_balancer_name=f"intelgraph-{cfg.environment}-api" if edge.mode == "alb" else None,
-        health_host=cfg.dns.health_check.fqdn,
-        dr_provider=dr,
-        log_retention_days=cfg.logs.retention_days,
-    ),
-    opts=k8s_and_aws,
+    opts=pulumi.ResourceOptions(providers={"kubernetes": eks, "aws": primary},
+                                depends_on=[tier.namespaces[pgr.namespace]]),
 )
 
 # --- edge DNS: health-checked failover to the DR region ------------------------------------------
 dns = cfg.dns
+
+
 # alb mode: the ALB the WAF-protected Ingress creates; nginx mode: the controller's, from config
 # (settings require dns.primaryLoadBalancer exactly in nginx mode)
-if edge.mode == "alb":
-    assert ingress.load_balancer_dns_name is not None and ingress.load_balancer_zone_id is not None
-    primary_load_balancer = LoadBalancerTarget(ingress.load_balancer_dns_name, ingress.load_balancer_zone_id)
+if tier.load_balancer is not None:
+    primary_load_balancer = tier.load_balancer
 else:
     assert dns.primary_load_balancer is not None
     primary_load_balancer = LoadBalancerTarget(dns.primary_load_balancer.dns_name, dns.primary_load_balancer.zone_id)
@@ -397,19 +369,6 @@ alert_topics["api-failover"] = (failover.alert_topic, "primary")
 alert_topics.update({f"{purpose}-backups": (b.alert_topic, "primary") for purpose, b in buckets.items()})
 for topic_name, (topic, role) in alert_topics.items():
     subscribe(f"{topic_name}-oncall", topic, subscribers[role])
-# the namespaces whose series our PrometheusRules fire on (the operator matches on it)
-alerted_namespaces = tuple(dict.fromkeys((neo.namespace, neo.restore_namespace, redis.namespace, pgr.namespace,
-                                          shipper.namespace)))
-AlertRouting(
-    "alert-routing",
-    AlertRoutingArgs(
-        namespaces=alerted_namespaces,
-        pager_secret=SecretRef(alerting.alertmanager.pager_secret.name, alerting.alertmanager.pager_secret.key),
-        chat_secret=SecretRef(alerting.alertmanager.chat_secret.name, alerting.alertmanager.chat_secret.key),
-        chat_channel=alerting.alertmanager.chat_channel,
-    ),
-    opts=inside(*alerted_namespaces),
-)
 
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
 budget = [
@@ -465,10 +424,10 @@ pulumi.export("postgres", {
 pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,
                         "pagecache": graph.plan.pagecache})
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
-pulumi.export("edge", {"mode": edge.mode, "webAclArn": ingress.web_acl_arn,
+pulumi.export("edge", {"mode": edge.mode, "webAclArn": tier.edge.web_acl_arn,
                        # for the DR region's Ingress (alb.ingress.kubernetes.io/wafv2-acl-arn)
-                       "drWebAclArn": ingress.dr_web_acl_arn,
-                       "loadBalancerDnsName": ingress.load_balancer_dns_name})
+                       "drWebAclArn": tier.edge.dr_web_acl_arn,
+                       "loadBalancerDnsName": tier.edge.load_balancer_dns_name})
 pulumi.export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
 pulumi.export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_REHEARSAL_PREFIX,
                                      **postgres.dr_restore_target})

@@ -51,24 +51,29 @@ class WorkloadNamespace(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
-        self._policy(f"{name}-default-deny", args.namespace, {}, ["Ingress", "Egress"], {}, in_ns)
-        self._policy(f"{name}-allow-dns", args.namespace, {}, ["Egress"], {"egress": [{
+
+        def policy(suffix: str, pods: dict, types: list[str], rules: dict, reason: str = "") -> None:
+            # the object is named after the namespace (the same in every region's cluster); the
+            # resource after the component, so one stack can build a namespace in two clusters
+            self._policy(f"{name}-{suffix}", f"{args.namespace}-{suffix}", args.namespace, pods, types, rules,
+                         in_ns, reason=reason)
+
+        policy("default-deny", {}, ["Ingress", "Egress"], {})
+        policy("allow-dns", {}, ["Egress"], {"egress": [{
             "to": DNS_PEER.to_policy(),
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-        }]}, in_ns)
+        }]})
         for flow in args.flows:
             rule = {"to" if flow.direction == "egress" else "from": flow.peer.to_policy(),
                     "ports": [{"protocol": flow.protocol, "port": p} for p in flow.ports]}
-            self._policy(f"{name}-{flow.name}", args.namespace, flow.pods,
-                         [flow.direction.capitalize()], {flow.direction: [rule]}, in_ns,
-                         reason=flow.reason)
+            policy(flow.name, flow.pods, [flow.direction.capitalize()], {flow.direction: [rule]}, reason=flow.reason)
         self.namespace = ns.metadata.name
         self.register_outputs({"namespace": self.namespace})
 
     @staticmethod
-    def _policy(name: str, namespace: str, pods: dict, types: list[str], rules: dict,
+    def _policy(name: str, object_name: str, namespace: str, pods: dict, types: list[str], rules: dict,
                 opts: pulumi.ResourceOptions, reason: str = "") -> k8s.networking.v1.NetworkPolicy:
-        metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": name, "namespace": namespace}
+        metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": object_name, "namespace": namespace}
         if reason:
             metadata["annotations"] = {"intelgraph.io/reason": reason}
         return k8s.networking.v1.NetworkPolicy(

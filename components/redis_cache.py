@@ -80,13 +80,16 @@ class RedisCacheArgs:
     storage_size: Optional[str] = None
     password_epoch: int = 0
     password_rollover: Rollover = "none"
+    # The Kubernetes name of the cache (Service, StatefulSet, Secret '<app>-auth', ConfigMap): the
+    # same in every region, so clients find it under one name whichever cluster serves them.
+    app_name: str = "redis"
 
     def __post_init__(self) -> None:
         problems = []
         if self.password_rollover != "none" and self.password_epoch < 1:
             problems.append("password_rollover needs password_epoch >= 1 (a previous password)")
-        if self.replicas < 1:
-            problems.append("replicas must be at least 1")
+        if self.replicas < 0:
+            problems.append("replicas cannot be negative (0: a pilot-light standby, scaled up by the region switch)")
         if self.persistence and not (self.storage_class and self.storage_size):
             problems.append("persistence needs storage_class and storage_size")
         require("RedisCacheArgs", problems)
@@ -127,14 +130,15 @@ class RedisCache(pulumi.ComponentResource):
     def __init__(self, name: str, args: RedisCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:cache:RedisCache", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "cache"}
-        labels = labels_for(name, "cache")
+        app = args.app_name
+        selector = {"app.kubernetes.io/name": app, "app.kubernetes.io/component": "cache"}
+        labels = labels_for(app, "cache")
 
         # clients read "password"; the server's ACL may accept two during a rotation (redis_auth)
         auth = redis_auth(name, args.password_epoch, args.password_rollover, child)
         secret = k8s.core.v1.Secret(
             f"{name}-auth",
-            metadata={"name": f"{name}-auth", "namespace": args.namespace, "labels": labels},
+            metadata={"name": f"{app}-auth", "namespace": args.namespace, "labels": labels},
             type="Opaque",
             string_data={
                 "password": auth.client_password,
@@ -144,13 +148,13 @@ class RedisCache(pulumi.ComponentResource):
         )
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
-            metadata={"name": f"{name}-config", "namespace": args.namespace, "labels": labels},
+            metadata={"name": f"{app}-config", "namespace": args.namespace, "labels": labels},
             data={"redis.conf": redis_conf(args)},
             opts=child,
         )
         service = k8s.core.v1.Service(
             name,
-            metadata={"name": name, "namespace": args.namespace, "labels": labels},
+            metadata={"name": app, "namespace": args.namespace, "labels": labels},
             spec={
                 "cluster_ip": "None",  # headless: one stable DNS name per cache node
                 "selector": selector,
@@ -161,8 +165,8 @@ class RedisCache(pulumi.ComponentResource):
         )
         k8s.apps.v1.StatefulSet(
             name,
-            metadata={"name": name, "namespace": args.namespace, "labels": labels},
-            spec=self._statefulset_spec(name, args, selector, labels),  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
+            metadata={"name": app, "namespace": args.namespace, "labels": labels},
+            spec=self._statefulset_spec(app, args, selector, labels),  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, config, service]),
         )
         pod_disruption_budget(f"{name}-pdb", args.namespace, selector, max_unavailable=1, opts=child)
@@ -174,8 +178,8 @@ class RedisCache(pulumi.ComponentResource):
         self.register_outputs({"serviceName": self.service_name, "maxmemoryBytes": args.maxmemory})
 
     @staticmethod
-    def _statefulset_spec(name: str, args: RedisCacheArgs, selector: dict, labels: dict) -> dict:
-        password_env = {"valueFrom": {"secretKeyRef": {"name": f"{name}-auth", "key": "password"}}}
+    def _statefulset_spec(app: str, args: RedisCacheArgs, selector: dict, labels: dict) -> dict:
+        password_env = {"valueFrom": {"secretKeyRef": {"name": f"{app}-auth", "key": "password"}}}
         # PONG, or LOADING while a restarted node reads its dataset: alive, just not ready.
         ping = 'out=$(redis-cli -h 127.0.0.1 -p {port} ping 2>&1); [ "$out" = PONG ]{extra}'
         redis = {
@@ -215,12 +219,12 @@ class RedisCache(pulumi.ComponentResource):
             "livenessProbe": {"httpGet": {"path": "/health", "port": "metrics"}, "periodSeconds": 20},
         }
         volumes = [
-            {"name": "config", "configMap": {"name": f"{name}-config"}},
-            {"name": "auth", "secret": {"secretName": f"{name}-auth", "defaultMode": 0o400,
+            {"name": "config", "configMap": {"name": f"{app}-config"}},
+            {"name": "auth", "secret": {"secretName": f"{app}-auth", "defaultMode": 0o400,
                                         "items": [{"key": "auth.conf", "path": "auth.conf"}]}},
         ]
         spec = {
-            "serviceName": name,
+            "serviceName": app,
             "replicas": args.replicas,
             "podManagementPolicy": "Parallel",  # cache nodes are independent; start them together
             "selector": {"matchLabels": selector},

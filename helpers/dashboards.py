@@ -5,6 +5,7 @@ export, or one of our recording rules built from them."""
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -61,10 +62,10 @@ def stores_dashboard(neo4j_namespace: str, redis_namespace: str) -> dict:
 
 
 def dashboard_configmap(name: str, *, namespace: str, label: str, dashboard: dict,
-                        opts: pulumi.ResourceOptions) -> k8s.core.v1.ConfigMap:
+                        opts: pulumi.ResourceOptions, object_name: Optional[str] = None) -> k8s.core.v1.ConfigMap:
     return k8s.core.v1.ConfigMap(
         name,
-        metadata={"name": name, "namespace": namespace, "labels": {label: "1"}},
+        metadata={"name": object_name or name, "namespace": namespace, "labels": {label: "1"}},
         data={f"{dashboard['uid']}.json": json.dumps(dashboard, indent=2, ensure_ascii=False)},
         opts=opts,
     )

@@ -95,11 +95,13 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self._lock = threading.Lock()
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        # The engine leaves the root stack out of a URN's type chain (resources directly under
-        # the stack are "...::aws:s3/bucket:Bucket::name"); the SDK's mock does not.
-        if parent and parent.split("::")[2] == STACK_TYPE:
-            parent = ""
-        return super().make_urn(parent, type_, name)
+        # As the engine builds it (pkg/resource/urn.go NewURN with the parent's QualifiedType): the
+        # parent's whole type chain, then the type - "A$B$c::name" for c under B under A - leaving
+        # out the root stack. The SDK's mock keeps only the parent's last type, so a component
+        # nested in another would get a URN the engine never gives it.
+        chain = parent.split("::")[2] if parent else STACK_TYPE
+        qualified = type_ if chain == STACK_TYPE else f"{chain}${type_}"
+        return super().make_urn("", qualified, name)
 
     def RegisterResource(self, request):
         if (

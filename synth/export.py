@@ -123,13 +123,25 @@ def _manifest_value(value: Any) -> Any:
     return value
 
 
-def kubernetes_objects(synthesis: Synthesis) -> list[dict]:
-    """Every Kubernetes object the stack creates directly, as the API server would receive it
-    (secret values masked). Helm releases are not objects - Helm renders them at deploy time -
-    and stay in stack.json; ``render_releases`` renders what they create."""
+CLUSTERS = ("primary", "dr")
+
+
+def cluster_of(provider_ref: str | None) -> str:
+    """Which region's cluster a Kubernetes resource goes to: its provider (``eks`` for the primary
+    cluster, ``eks-dr`` for the DR region's; __main__.py names them)."""
+    name = provider_ref.split("::")[-2] if provider_ref and provider_ref.count("::") >= 2 else ""
+    return "dr" if name.endswith("-dr") else "primary"
+
+
+def kubernetes_objects(synthesis: Synthesis, cluster: str = "primary") -> list[dict]:
+    """Every Kubernetes object the stack creates directly in one region's ``cluster``, as its API
+    server would receive it (secret values masked). Helm releases are not objects - Helm renders
+    them at deploy time - and stay in stack.json; ``render_releases`` renders what they create."""
     objects = []
     for r in synthesis.resources:
         if not r.type.startswith("kubernetes:") or r.type.startswith(("kubernetes:helm.sh", "pulumi:")):
+            continue
+        if cluster_of(r.provider) != cluster:
             continue
         body = _manifest_value({k: v for k, v in r.inputs.items() if not k.startswith("__")})
         metadata = {**body.get("metadata", {}), "name": r.outputs["metadata"]["name"]}
@@ -165,20 +177,28 @@ def manifest_name(obj: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", "_".join(parts)) + ".yaml"
 
 
+def manifest_dir(out: Path, cluster: str) -> Path:
+    """manifests/ holds the primary cluster's objects, manifests/dr/ the DR region's cluster's."""
+    return out / "manifests" if cluster == "primary" else out / "manifests" / cluster
+
+
 def write(synthesis: Synthesis, out: Path, export: dict, rendered: Sequence[dict] = ()) -> list[Path]:
-    """Write stack.json and manifests/ (the stack's own objects and the ``rendered`` entries of
-    its releases) under ``out``; return the manifest paths."""
+    """Write stack.json and the manifests of each cluster (the stack's own objects and the
+    ``rendered`` entries of its releases) under ``out``; return the manifest paths."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "stack.json").write_text(json.dumps(export, indent=2, sort_keys=False) + "\n")
-    manifests = out / "manifests"
-    manifests.mkdir(exist_ok=True)
-    for old in manifests.glob("*.yaml"):
-        old.unlink()
     written = []
-    for obj in [*kubernetes_objects(synthesis), *(entry["inputs"] for entry in rendered)]:
-        path = manifests / manifest_name(obj)
-        path.write_text(yaml.dump(obj, Dumper=_ManifestDumper, sort_keys=False, allow_unicode=True))
-        written.append(path)
+    for cluster in CLUSTERS:
+        manifests = manifest_dir(out, cluster)
+        manifests.mkdir(parents=True, exist_ok=True)
+        for old in manifests.glob("*.yaml"):
+            old.unlink()
+        objects = [*kubernetes_objects(synthesis, cluster),
+                   *(entry["inputs"] for entry in rendered if cluster_of(entry.get("provider")) == cluster)]
+        for obj in objects:
+            path = manifests / manifest_name(obj)
+            path.write_text(yaml.dump(obj, Dumper=_ManifestDumper, sort_keys=False, allow_unicode=True))
+            written.append(path)
     return written
 
 

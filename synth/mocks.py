@@ -41,7 +41,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
         self.default_region = default_region
         self.preview = preview  # a stack's first preview: nothing exists yet
         self._provider_regions: dict[str, str] = {}
-        self._alb_names: set[str] = set()  # ALBs the AWS Load Balancer Controller would create
+        self._alb_names: set[tuple[str, str]] = set()  # (region, name) of the ALBs the controller would create
         self._lock = threading.Lock()
 
     # -- engine callbacks ------------------------------------------------------------------------
@@ -52,6 +52,15 @@ class PlatformMocks(pulumi.runtime.Mocks):
             provider_id = _uuid(seed)
             with self._lock:
                 self._provider_regions[provider_id] = args.inputs.get("region", self.default_region)
+            return provider_id, dict(args.inputs)
+        if args.typ == "pulumi:providers:kubernetes":
+            # an EKS cluster lives in one region: its kubeconfig context is the cluster's ARN
+            # (aws eks update-kubeconfig names it so), arn:aws:eks:<region>:<account>:cluster/<name>
+            provider_id = _uuid(seed)
+            context = str(args.inputs.get("context") or "")
+            if context.startswith("arn:aws:eks:"):
+                with self._lock:
+                    self._provider_regions[provider_id] = context.split(":")[3]
             return provider_id, dict(args.inputs)
         if args.typ.startswith("pulumi:providers:"):
             return _uuid(seed), dict(args.inputs)
@@ -66,7 +75,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             resource_id = _generic_aws(ctx, args.typ)
         elif args.typ.startswith("kubernetes:"):
             resource_id = _kubernetes(ctx)
-            self._controller_sees(args.typ, outputs)
+            self._controller_sees(args.typ, outputs, region)
         else:
             resource_id = f"{args.name}-{_hex(seed, 8)}"
         if self.preview:
@@ -87,9 +96,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
             f"synth has no mock for the function {args.token}; add one to synth/mocks.py"
         )
 
-    def _controller_sees(self, type_: str, outputs: Outputs) -> None:
-        """The AWS Load Balancer Controller creates one ALB per `alb`-class Ingress, named by the
-        alb.ingress.kubernetes.io/load-balancer-name annotation (else k8s-<ns>-<name>-<hash>)."""
+    def _controller_sees(self, type_: str, outputs: Outputs, region: str) -> None:
+        """The AWS Load Balancer Controller creates one ALB per `alb`-class Ingress, in its cluster's
+        region, named by the alb.ingress.kubernetes.io/load-balancer-name annotation (else
+        k8s-<ns>-<name>-<hash>)."""
         if type_ != "kubernetes:networking.k8s.io/v1:Ingress":
             return
         if (outputs.get("spec") or {}).get("ingressClassName") != "alb":
@@ -100,19 +110,20 @@ class PlatformMocks(pulumi.runtime.Mocks):
             namespace, ingress = str(metadata.get("namespace")), str(metadata.get("name"))
             name = f"k8s-{namespace[:8]}-{ingress[:8]}-{_hex(f'{namespace}/{ingress}', 10)}"
         with self._lock:
-            self._alb_names.add(name)
+            self._alb_names.add((region, name))
 
     def _load_balancer(self, args: pulumi.runtime.MockCallArgs) -> Outputs:
         """elbv2 DescribeLoadBalancers by name: only an ALB that exists, i.e. one whose Ingress the
         controller has reconciled - a lookup that runs before its Ingress fails, as in AWS."""
         name = args.args.get("name")
+        region = args.args.get("region") or self._region_of(args.provider)
         with self._lock:
-            exists = name in self._alb_names
+            exists = (region, name) in self._alb_names
         if not exists:
             raise Exception(
-                f"LoadBalancerNotFound: no load balancer named {name!r} (the controller creates it only "
-                "after it has reconciled an Ingress carrying alb.ingress.kubernetes.io/load-balancer-name)")
-        region = args.args.get("region") or self._region_of(args.provider)
+                f"LoadBalancerNotFound: no load balancer named {name!r} in {region} (the controller creates "
+                "it only after it has reconciled an Ingress carrying alb.ingress.kubernetes.io/load-balancer-name, "
+                "in its own cluster's region)")
         suffix = _hex(f"alb::{region}::{name}", 16)
         arn = f"arn:aws:elasticloadbalancing:{region}:{self.account_id}:loadbalancer/app/{name}/{suffix}"
         return {

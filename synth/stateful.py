@@ -1,4 +1,5 @@
-"""The committed URN snapshot of every stateful resource, per stack.
+"""The committed URN snapshots, per stack: every stateful resource (``urns``) and every resource
+(``all``) of the deployed stacks.
 
 A resource's URN is its identity to the engine: a renamed component or resource (or a new parent)
 is a new URN, which Pulumi plans as create-new then delete-old - a replace, for a bucket or a
@@ -29,8 +30,10 @@ def snapshot_path(stack: str) -> Path:
     return SNAPSHOTS / f"{stack}.json"
 
 
-def read_snapshot(stack: str) -> list[str]:
-    return json.loads(snapshot_path(stack).read_text())["urns"]
+def read_snapshot(stack: str, key: str = "urns") -> list[str]:
+    """``urns``: the stateful resources; ``all``: every resource (a replaced NetworkPolicy or
+    StatefulSet is an outage too, even if no data is lost)."""
+    return json.loads(snapshot_path(stack).read_text())[key]
 
 
 def lost(snapshot: list[str], synthesis: Synthesis) -> list[str]:
@@ -39,14 +42,26 @@ def lost(snapshot: list[str], synthesis: Synthesis) -> list[str]:
     return [urn for urn in snapshot if urn not in carried]
 
 
+def every_urn(synthesis: Synthesis, previous: list[str]) -> list[str]:
+    """What a deployed stack's checkpoint may hold: the previous snapshot's URNs that the program
+    still carries (as a URN or an alias: stacks not yet updated hold the old one), and the URN of
+    every resource that carries none of them."""
+    kept = set(previous) - set(lost(previous, synthesis))
+    new = {r.urn for r in synthesis.resources if not kept & ({r.urn} | set(r.aliases))}
+    return sorted(kept | new)
+
+
 def write_snapshot(stack: str, synthesis: Synthesis) -> Path:
     path = snapshot_path(stack)
     path.parent.mkdir(parents=True, exist_ok=True)
+    previous = read_snapshot(stack, "all") if path.exists() else []
     document = {
         "stack": stack,
         "regenerate": "python -m synth.stateful",
-        "urns": stateful_urns(synthesis),
+        "all": every_urn(synthesis, previous),
     }
+    # the stateful ones among them (a URN's type is the last of its type chain)
+    document["urns"] = [urn for urn in document["all"] if is_stateful(urn.split("::")[2].split("$")[-1])]
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
 
