@@ -625,9 +625,9 @@ class PostgresMajorUpgrade(Model):
     def _path_this_topology_supports(cls, value: str) -> str:
         if value == "blue-green":
             raise ValueError(
-                "RDS blue/green deployments support neither Secrets Manager-managed master passwords nor "
-                "cross-Region read replicas (RDS User Guide, 'Limitations for blue/green deployments'), and "
-                "this primary has both; use in-place (RDS upgrades the read replica along with the primary)")
+                "RDS blue/green deployments do not support cross-Region read replicas (RDS User Guide, "
+                "'Limitations for blue/green deployments'), and this primary has one; "
+                "use in-place (RDS upgrades the read replica along with the primary)")
         return value
 
 
