@@ -299,7 +299,7 @@ class PostgresDr(pulumi.ComponentResource):
                 "ssl": "true",
             }),
             secret_string_wo_version=1,
-            # Rotations add versions; this one only ever seeds the secret.
+            # Rotations add versions; this one only gives the secret its first value.
             opts=pulumi.ResourceOptions.merge(primary_region.opts, pulumi.ResourceOptions(
                 ignore_changes=["secretStringWo", "secretStringWoVersion"])),
         )
@@ -391,18 +391,20 @@ class PostgresDr(pulumi.ComponentResource):
             vpc_id=network.vpc_id,
             opts=opts,
         )
+        ingress: list[aws.ec2.SecurityGroupIngressArgsDict] = [{
+            "description": f"PostgreSQL from {cidr}",
+            "protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [cidr],
+        } for cidr in network.allowed_cidrs]
+        ingress.append({
+            "description": "PostgreSQL from the master secret's rotation function",
+            "protocol": "tcp", "from_port": PORT, "to_port": PORT, "security_groups": [rotation_group.id],
+        })
         security_group = aws.ec2.SecurityGroup(
             f"{name}-db",
             description=f"PostgreSQL {name}: 5432 from the platform networks only",
             vpc_id=network.vpc_id,
             # No egress rules: the database initiates no connections.
-            ingress=[{
-                "description": f"PostgreSQL from {cidr}",
-                "protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [cidr],
-            } for cidr in network.allowed_cidrs] + [{
-                "description": "PostgreSQL from the master secret's rotation function",
-                "protocol": "tcp", "from_port": PORT, "to_port": PORT, "security_groups": [rotation_group.id],
-            }],
+            ingress=ingress,
             opts=opts,
         )
         parameter_group = aws.rds.ParameterGroup(

@@ -51,7 +51,7 @@ def arn_in(value: object, service: str, region: str, what: str) -> str:
     match = _ARN_REGION.match(value) if isinstance(value, str) else None
     if not match or match["service"] != service or match["region"] != region:
         raise InputError(f"{what} must be a {service} ARN in {region} (given: {value!r})")
-    return value
+    return match.string
 
 
 def secret_check(secret_arn: str, primary: DbRef) -> Check:
