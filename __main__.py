@@ -283,10 +283,13 @@ postgres = PostgresDr(
     PostgresDrArgs(
         account_id=cfg.aws.account_id,
         dr_provider=dr,
+        primary_region=cfg.aws.primary_region,
+        dr_region=cfg.aws.dr_region,
         primary_network=DbNetwork(cfg.network.primary.vpc_id, tuple(cfg.network.primary.private_subnet_ids),
-                                  tuple(pg.allowed_cidrs.primary)),
+                                  tuple(pg.allowed_cidrs.primary),
+                                  tuple(cfg.network.primary.secretsmanager_endpoint_cidrs)),
         dr_network=DbNetwork(cfg.network.dr.vpc_id, tuple(cfg.network.dr.private_subnet_ids),
-                             tuple(pg.allowed_cidrs.dr)),
+                             tuple(pg.allowed_cidrs.dr), tuple(cfg.network.dr.secretsmanager_endpoint_cidrs)),
         engine_version=pg.engine_version,
         auto_minor_version_upgrade=pg.auto_minor_version_upgrade,
         instance_class=pg.instance_class,
@@ -414,7 +417,7 @@ pulumi.export("postgres", {
     "replicaEndpoint": postgres.replica_endpoint,
     "primaryArn": postgres.primary_arn,
     "replicaArn": postgres.replica_arn,
-    "masterSecretArn": postgres.master_secret_arn,
+    **postgres.secret_outputs,  # masterSecretArn, its DR replica, the DR rotation function, the schedule
     # ops/dr_promote gives the promoted replica its own managed secret under this key
     "replicaKmsKeyArn": postgres.replica_kms_key_arn,
     "lagAlarmThresholdSeconds": cfg.replica_lag_threshold_seconds,

@@ -251,6 +251,9 @@ class RegionNetwork(Model):
         description="Addresses of the region's S3 interface endpoint (PrivateLink): the only way backup and log jobs reach S3.")
     sts_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
         description="Addresses of the region's STS interface endpoint: the only way IRSA pods get credentials.")
+    secretsmanager_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
+        description="Addresses of the region's Secrets Manager interface endpoint (private DNS on): the only "
+                    "way the PostgreSQL master secret's rotation function reaches Secrets Manager.")
 
 
 class NetworkSettings(Model):
@@ -622,9 +625,9 @@ class PostgresMajorUpgrade(Model):
     def _path_this_topology_supports(cls, value: str) -> str:
         if value == "blue-green":
             raise ValueError(
-                "RDS blue/green deployments support neither Secrets Manager-managed master passwords nor "
-                "cross-Region read replicas (RDS User Guide, 'Limitations for blue/green deployments'), and "
-                "this primary has both; use in-place (RDS upgrades the read replica along with the primary)")
+                "RDS blue/green deployments do not support cross-Region read replicas (RDS User Guide, "
+                "'Limitations for blue/green deployments'), and this primary has one; "
+                "use in-place (RDS upgrades the read replica along with the primary)")
         return value
 
 
@@ -655,11 +658,26 @@ class PostgresSettings(Model):
         description="Weekly maintenance window, ddd:hh:mm-ddd:hh:mm (UTC).")
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")] = Field(
         description="Daily backup window, hh:mm-hh:mm (UTC).")
-    # RDS's own default for its managed master secret; Secrets Manager allows 1-1000 days.
+    # Secrets Manager allows 1-1000 days; 7 is what RDS itself would have used.
     master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = Field(7,
-        description="Rotation interval of the RDS-managed master secret.")
+        description="Rotation interval of the master secret (AWS's PostgreSQL single-user rotation function).")
     major_upgrade: Optional[PostgresMajorUpgrade] = Field(None,
         description="A declared major version upgrade (one major step); omit otherwise.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_managed_master_password(cls, data: Any) -> Any:
+        # Said here, not as "unknown key": the primary is a replication source and the DR replica
+        # becomes one once promoted, and RDS refuses a read replica of an instance whose master
+        # password it manages in Secrets Manager (RDS User Guide, "Password management with Amazon
+        # RDS and AWS Secrets Manager", Limitations; docs/decisions/014-master-secret-not-rds-managed.md).
+        if isinstance(data, dict) and {"manageMasterUserPassword", "manage_master_user_password"} & data.keys():
+            raise ValueError(
+                "manageMasterUserPassword is not allowed: both instances are, or become after a promotion, "
+                "replication sources, and RDS refuses to create a read replica when the source manages its "
+                "master password with Secrets Manager (RDS User Guide, 'Password management with Amazon RDS "
+                "and AWS Secrets Manager', Limitations); the master secret is our own multi-Region secret")
+        return data
 
     @field_validator("max_allocated_storage_gb")
     @classmethod
@@ -978,7 +996,8 @@ class StackSettings(Model):
         lists += [(f"network.{label}.{alias}", label, getattr(getattr(self.network, label), field))
                   for label in ("primary", "dr")
                   for alias, field in (("s3EndpointCidrs", "s3_endpoint_cidrs"),
-                                       ("stsEndpointCidrs", "sts_endpoint_cidrs"))]
+                                       ("stsEndpointCidrs", "sts_endpoint_cidrs"),
+                                       ("secretsmanagerEndpointCidrs", "secretsmanager_endpoint_cidrs"))]
         lists += [("kubernetes.apiServerCidrs", "primary", self.kubernetes.api_server_cidrs),
                   ("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
         problems = []

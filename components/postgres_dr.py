@@ -1,8 +1,19 @@
 """PostgresDr: RDS PostgreSQL primary, a cross-region read replica, and PITR in both regions.
 
-The primary keeps its master password in Secrets Manager (RDS creates and rotates it: nothing in
-config or state), forces TLS, allows IAM authentication and is reachable on 5432 only from the
-configured CIDRs. The replica in the DR region follows the primary by ARN - a cross-region
+Master credentials: RDS refuses to create a read replica of an instance whose master password it
+manages in Secrets Manager (RDS User Guide, "Password management with Amazon RDS and AWS Secrets
+Manager", Limitations), so the master secret is our own: a Secrets Manager secret under a customer
+key, replicated to the DR region under a DR-region key, rotated on schedule by the rotation function
+AWS publishes for PostgreSQL (Serverless Application Repository, single user), which runs in the
+private subnets and reaches the database and Secrets Manager (interface endpoint) only through the
+VPC. The instance is created with a bootstrap password given write-only (password_wo), and the
+first rotation, at deploy, replaces it with one Secrets Manager generates: what state keeps
+(encrypted, as a secret) is dead from then on (docs/decisions/014-master-secret-not-rds-managed.md).
+A rotation function also waits in the DR region: ops/dr_promote turns the DR copy into a standalone
+secret and rotation continues there.
+
+The primary forces TLS, allows IAM authentication and is reachable on 5432 only from the
+configured CIDRs and its region's rotation function. The replica in the DR region follows the primary by ARN - a cross-region
 replica must name its source by ARN and bring a KMS key and subnet group of its own region - and
 automated backups are replicated to the DR region, so point-in-time restore exists there too.
 
@@ -26,6 +37,7 @@ from typing import Literal, Optional
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from helpers import dr_budget
 from helpers.alerting import alarm, alert_topic
@@ -35,6 +47,19 @@ from helpers.validation import require
 PORT = 5432
 CA_CERTIFICATE = "rds-ca-rsa2048-g1"
 LOG_EXPORTS = ["postgresql", "upgrade"]
+HTTPS = 443
+# The rotation function AWS publishes for RDS PostgreSQL, single-user scheme (Secrets Manager User
+# Guide, "Rotation function templates"), at the version aws-cdk-lib pins for the aws partition
+# (aws-secretsmanager/lib/secret-rotation.ts, SecretRotationApplication.POSTGRES_ROTATION_SINGLE_USER).
+ROTATION_APPLICATION = ("arn:aws:serverlessrepo:us-east-1:297356227824:applications/"
+                        "SecretsManagerRDSPostgreSQLRotationSingleUser")
+ROTATION_APPLICATION_VERSION = "1.1.671"
+# The template creates the function's role and its Secrets Manager invoke permission.
+ROTATION_CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"]
+# GetRandomPassword's exclusions the function uses by default (its EXCLUDE_CHARACTERS), which also
+# covers what RDS refuses in a master password ('/', '"', '@', space): the bootstrap uses letters
+# and digits only.
+BOOTSTRAP_PASSWORD_LENGTH = 40
 
 
 @dataclass(frozen=True)
@@ -46,12 +71,17 @@ class DbNetwork:
     # Clients of the database in this region: after a failover the DR instance serves the DR
     # region's workloads, whose addresses are not the primary VPC's.
     allowed_cidrs: tuple[str, ...] = ()
+    # The region's Secrets Manager interface endpoint (private DNS on): the rotation function's
+    # only way to Secrets Manager.
+    secretsmanager_endpoint_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class PostgresDrArgs:
     account_id: str
     dr_provider: pulumi.ProviderResource
+    primary_region: str
+    dr_region: str
     primary_network: DbNetwork
     dr_network: DbNetwork
     engine_version: str
@@ -84,6 +114,13 @@ class PostgresDrArgs:
         for label, network in (("primary_network", self.primary_network), ("dr_network", self.dr_network)):
             if not network.allowed_cidrs:
                 problems.append(f"{label}.allowed_cidrs must name at least one client network of that region")
+            if not network.secretsmanager_endpoint_cidrs:
+                problems.append(f"{label}.secretsmanager_endpoint_cidrs must name the region's Secrets Manager "
+                                "endpoint: the rotation function reaches Secrets Manager only through it")
+        if self.primary_region == self.dr_region:
+            problems.append("dr_region must differ from primary_region")
+        if not 1 <= self.master_secret_rotation_days <= 1000:
+            problems.append("master_secret_rotation_days must be 1-1000 (Secrets Manager RotationRules)")
         if self.auto_minor_version_upgrade == ("." in self.engine_version):
             problems.append("engine_version must be the major version only with auto_minor_version_upgrade, "
                             "and major.minor without it (RDS upgrades minors itself)")
@@ -102,7 +139,11 @@ class PostgresDrArgs:
 class _Region:
     """What each region provides a database instance with."""
 
+    region: str
+    network: DbNetwork
     key: aws.kms.Key
+    secret_key: aws.kms.Key  # the master secret's (or its replica's) key: the rotation function decrypts with it
+    rotation_group: aws.ec2.SecurityGroup
     subnet_group: aws.rds.SubnetGroup
     security_group: aws.ec2.SecurityGroup
     parameter_group: aws.rds.ParameterGroup
@@ -116,16 +157,34 @@ class PostgresDr(pulumi.ComponentResource):
     primary_arn: pulumi.Output[str]
     replica_arn: pulumi.Output[str]
     master_secret_arn: pulumi.Output[str]
+    dr_master_secret_arn: pulumi.Output[str]  # the secret's DR-region replica
+    dr_rotation_function_arn: pulumi.Output[str]
     replica_kms_key_arn: pulumi.Output[str]  # DR-region key: also for the promoted replica's secret
 
     def __init__(self, name: str, args: PostgresDrArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:database:PostgresDr", name, None, opts)
         self._name, self._args = name, args
 
-        primary_region = self._region("primary", args.primary_network, pulumi.ResourceOptions(parent=self))
-        dr_region = self._region("dr", args.dr_network,
+        primary_region = self._region("primary", args.primary_region, args.primary_network,
+                                      pulumi.ResourceOptions(parent=self))
+        dr_region = self._region("dr", args.dr_region, args.dr_network,
                                  pulumi.ResourceOptions(parent=self, provider=args.dr_provider))
         monitoring_role = self._monitoring_role()
+        # Secrets Manager's own generator replaces this at the first rotation (at deploy, below);
+        # until then it is a secret in state (the provider marks the result secret) and the write-only
+        # password_wo / secret_string_wo, which the provider never reads back.
+        bootstrap = random.RandomPassword(f"{name}-master-bootstrap", length=BOOTSTRAP_PASSWORD_LENGTH,
+                                          special=False, opts=pulumi.ResourceOptions(parent=self))
+        secret = aws.secretsmanager.Secret(
+            f"{name}-master",
+            name=f"{name}-master",
+            description=f"{name}: master user credentials (engine, host, port, dbname, username, password)",
+            kms_key_id=primary_region.secret_key.arn,
+            # multi-Region secret: readable in the DR region when the primary region is down
+            replicas=[{"region": args.dr_region, "kms_key_id": dr_region.secret_key.arn}],
+            recovery_window_in_days=30,
+            opts=primary_region.opts,
+        )
 
         primary = aws.rds.Instance(
             f"{name}-primary",
@@ -136,9 +195,11 @@ class PostgresDr(pulumi.ComponentResource):
             allocated_storage=args.allocated_storage_gb,
             db_name=args.database_name,
             username=args.master_username,
-            # RDS generates the password, keeps it in Secrets Manager under our key, rotates it.
-            manage_master_user_password=True,
-            master_user_secret_kms_key_id=primary_region.key.arn,
+            # Never manage_master_user_password: RDS then refuses the replica below (module docstring).
+            # Write-only: sent at create, never read back; bumping the version would send it again
+            # and undo the rotations, so it stays 1.
+            password_wo=bootstrap.result,
+            password_wo_version=1,
             multi_az=args.multi_az,
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=not args.final_snapshot,
@@ -201,17 +262,8 @@ class PostgresDr(pulumi.ComponentResource):
         self.replica_endpoint = replica.endpoint
         self.primary_arn = primary.arn
         self.replica_arn = replica.arn
-        self.master_secret_arn = primary.master_user_secrets.apply(lambda s: (s[0].secret_arn if s else None) or "")
         self.replica_kms_key_arn = dr_region.key.arn
-        # Managed rotation: Secrets Manager keeps the schedule of the RDS-managed secret and RDS
-        # changes the password, so no rotation Lambda (Secrets Manager User Guide, "Managed rotation").
-        aws.secretsmanager.SecretRotation(
-            f"{name}-master-secret-rotation",
-            secret_id=self.master_secret_arn,
-            rotation_rules={"automatically_after_days": args.master_secret_rotation_days},
-            rotate_immediately=False,
-            opts=primary_region.opts,
-        )
+        self._master_secret(secret, bootstrap, primary, primary_region, dr_region)
         # by region role: __main__ subscribes each region's on-call endpoints (alerting.subscribe)
         self.alert_topics = {"primary": primary_region.topic, "dr": dr_region.topic}
         # what ops/pg_restore_rehearsal restores into: the DR region's key, network and parameters
@@ -227,28 +279,132 @@ class PostgresDr(pulumi.ComponentResource):
             "primaryArn": self.primary_arn,
             "replicaArn": self.replica_arn,
             "masterSecretArn": self.master_secret_arn,
+            "drMasterSecretArn": self.dr_master_secret_arn,
         })
 
-    def _region(self, label: str, network: DbNetwork, opts: pulumi.ResourceOptions) -> _Region:
-        """Key, subnet group, security group, parameter group and alert topic of one region."""
+    def _master_secret(self, secret: aws.secretsmanager.Secret, bootstrap: random.RandomPassword,
+                       primary: aws.rds.Instance, primary_region: _Region, dr_region: _Region) -> None:
+        """The secret's first value (what the rotation function expects: engine, host, port,
+        dbname, username, password), a rotation function per region, and rotation in the primary
+        region from the first deploy on."""
+        name, args = self._name, self._args
+        initial = aws.secretsmanager.SecretVersion(
+            f"{name}-master-initial",
+            secret_id=secret.id,
+            secret_string_wo=pulumi.Output.json_dumps({
+                "engine": "postgres", "host": primary.address, "port": PORT, "dbname": args.database_name,
+                "username": args.master_username, "password": bootstrap.result,
+                # "true": TLS with certificate and host name checks, no fallback to plain text
+                # (the function's get_ssl_config); the parameter group refuses plain text anyway.
+                "ssl": "true",
+            }),
+            secret_string_wo_version=1,
+            # Rotations add versions; this one only gives the secret its first value.
+            opts=pulumi.ResourceOptions.merge(primary_region.opts, pulumi.ResourceOptions(
+                ignore_changes=["secretStringWo", "secretStringWoVersion"])),
+        )
+        functions = {label: self._rotation_function(label, region) for label, region in
+                     (("primary", primary_region), ("dr", dr_region))}
+        # Immediately: the bootstrap password stops working at the first `up`. The DR copy cannot
+        # rotate (a replica follows its primary); ops/dr_promote promotes it and points it at the
+        # DR function (Secrets Manager User Guide, "Promote a replica secret to a standalone secret").
+        aws.secretsmanager.SecretRotation(
+            f"{name}-master-secret-rotation",
+            secret_id=secret.id,
+            rotation_lambda_arn=functions["primary"],
+            rotation_rules={"automatically_after_days": args.master_secret_rotation_days},
+            rotate_immediately=True,
+            opts=pulumi.ResourceOptions.merge(primary_region.opts, pulumi.ResourceOptions(
+                depends_on=[initial, primary])),
+        )
+        self.master_secret_arn = secret.arn
+        # A replica's ARN is the primary's with the region changed (Secrets Manager API Reference,
+        # StopReplicationToReplica, "ARN").
+        self.dr_master_secret_arn = secret.arn.apply(
+            lambda arn: arn.replace(f":secretsmanager:{args.primary_region}:", f":secretsmanager:{args.dr_region}:", 1))
+        self.dr_rotation_function_arn = functions["dr"]
+        # what ops/dr_promote needs to keep rotating in the DR region (the postgres export)
+        self.secret_outputs = {
+            "masterSecretArn": self.master_secret_arn,
+            "drMasterSecretArn": self.dr_master_secret_arn,
+            "drRotationFunctionArn": self.dr_rotation_function_arn,
+            "masterSecretRotationDays": args.master_secret_rotation_days,
+        }
+
+    def _rotation_function(self, label: str, region: _Region) -> pulumi.Output[str]:
+        """AWS's PostgreSQL single-user rotation function in this region's private subnets: its
+        security group lets it reach the database (5432) and the Secrets Manager endpoint (443)
+        and nothing else. Returns the function's ARN."""
+        name = f"{self._name}-{label}"
+        egress = {"db": {"referenced_security_group_id": region.security_group.id, "from_port": PORT, "to_port": PORT,
+                         "description": "PostgreSQL: the database whose password it rotates"}}
+        egress.update({f"secretsmanager-{i}": {"cidr_ipv4": cidr, "from_port": HTTPS, "to_port": HTTPS,
+                                               "description": f"Secrets Manager interface endpoint {cidr}"}
+                       for i, cidr in enumerate(region.network.secretsmanager_endpoint_cidrs)})
+        rules = [aws.vpc.SecurityGroupEgressRule(f"{name}-rotation-{rule}", security_group_id=region.rotation_group.id,
+                                                 ip_protocol="tcp", opts=region.opts, **spec)
+                 for rule, spec in egress.items()]
+        stack = aws.serverlessrepository.CloudFormationStack(
+            f"{name}-rotation",
+            name=f"{name}-rotation",
+            application_id=ROTATION_APPLICATION,
+            semantic_version=ROTATION_APPLICATION_VERSION,
+            capabilities=ROTATION_CAPABILITIES,
+            parameters={
+                # the regional name: with private DNS it resolves to the interface endpoint
+                "endpoint": f"https://secretsmanager.{region.region}.amazonaws.com",
+                "functionName": f"{name}-rotation",
+                "vpcSubnetIds": ",".join(region.network.subnet_ids),
+                "vpcSecurityGroupIds": region.rotation_group.id,
+                # the template grants the function's role this key, for the secret's value
+                "kmsKeyArn": region.secret_key.arn,
+            },
+            # a function that exists can reach what it rotates: Secrets Manager runs it at once
+            opts=pulumi.ResourceOptions.merge(region.opts, pulumi.ResourceOptions(depends_on=rules)),
+        )
+        return stack.outputs.apply(lambda outputs: (outputs or {}).get("RotationLambdaARN", ""))
+
+    def _region(self, label: str, region_name: str, network: DbNetwork, opts: pulumi.ResourceOptions) -> _Region:
+        """Keys, subnet group, security groups, parameter group and alert topic of one region."""
         name, args = f"{self._name}-{label}", self._args
         key = aws.kms.Key(
             f"{name}-key",
-            description=f"Encrypts {name}: storage, Performance Insights, master secret",
+            description=f"Encrypts {name}: storage, Performance Insights",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            opts=opts,
+        )
+        # Its own key: the rotation function's role may decrypt the secret, not the database's key.
+        secret_key = aws.kms.Key(
+            f"{name}-secret-key",
+            description=f"Encrypts {name}'s master secret (or its replica)",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             opts=opts,
         )
         subnet_group = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=list(network.subnet_ids), opts=opts)
+        # No inline rules: its egress rules are resources of their own (they name the database's
+        # group, which names this one). The provider revokes AWS's default allow-all egress.
+        rotation_group = aws.ec2.SecurityGroup(
+            f"{name}-rotation",
+            description=f"Master secret rotation function {name}: 5432 to the database, 443 to Secrets Manager",
+            vpc_id=network.vpc_id,
+            opts=opts,
+        )
+        ingress: list[aws.ec2.SecurityGroupIngressArgsDict] = [{
+            "description": f"PostgreSQL from {cidr}",
+            "protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [cidr],
+        } for cidr in network.allowed_cidrs]
+        ingress.append({
+            "description": "PostgreSQL from the master secret's rotation function",
+            "protocol": "tcp", "from_port": PORT, "to_port": PORT, "security_groups": [rotation_group.id],
+        })
         security_group = aws.ec2.SecurityGroup(
             f"{name}-db",
             description=f"PostgreSQL {name}: 5432 from the platform networks only",
             vpc_id=network.vpc_id,
             # No egress rules: the database initiates no connections.
-            ingress=[{
-                "description": f"PostgreSQL from {cidr}",
-                "protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [cidr],
-            } for cidr in network.allowed_cidrs],
+            ingress=ingress,
             opts=opts,
         )
         parameter_group = aws.rds.ParameterGroup(
@@ -262,7 +418,8 @@ class PostgresDr(pulumi.ComponentResource):
         topic = alert_topic(f"{name}-alerts", args.account_id, opts)
         # everything placed with these opts (the instance first) waits for its log groups
         logs = self._log_groups(label, opts)
-        return _Region(key, subnet_group, security_group, parameter_group, topic,
+        return _Region(region_name, network, key, secret_key, rotation_group, subnet_group, security_group,
+                       parameter_group, topic,
                        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=logs)))
 
     def _log_groups(self, label: str, opts: pulumi.ResourceOptions) -> list[aws.cloudwatch.LogGroup]:

@@ -30,6 +30,8 @@ STATEFUL_TYPES: dict[str, Stateful] = {
         "becomes unreadable"),
     "aws:s3/bucket:Bucket": Stateful("the backups themselves, and their DR-region replica"),
     "aws:rds/instance:Instance": Stateful("the database (primary or cross-Region replica)"),
+    "aws:secretsmanager/secret:Secret": Stateful(
+        "the database's master credentials: the only copy of the password the rotation function set"),
     "aws:rds/parameterGroup:ParameterGroup": Stateful(
         "RDS refuses to delete a parameter group an instance uses; a replace fails halfway"),
     "aws:rds/subnetGroup:SubnetGroup": Stateful(

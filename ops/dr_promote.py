@@ -6,17 +6,21 @@
 
 Preconditions (all must hold, or nothing is changed): the replica exists, is available, and
 replicates from the expected primary; its lag over the last 10 minutes is within the limit
-(pass --accept-data-loss when the primary region is down and the lag metric is gone or high).
-Then it promotes, waits until the instance is a standalone, available primary, and turns on an
-RDS-managed master password there: the primary's managed secret lives only in the primary region
-and a read replica cannot have one, so without this the promoted database has no credentials
-anyone can read in its region. It prints how long promotion took (record it as
-dr.replicaPromotionEstimateSeconds), the new secret and what to change in the stack.
+(pass --accept-data-loss when the primary region is down and the lag metric is gone or high);
+the master secret's DR copy is still a replica of the primary region's secret, and the DR
+region's rotation function exists. Then it promotes, waits until the instance is a standalone,
+available primary, and makes the master secret's DR copy the promoted database's own: promoted
+to a standalone secret (StopReplicationToReplica, called in the DR region), pointed at the
+promoted instance (the rotation function logs in to the secret's host), and rotated on the same
+schedule by the DR region's function. Every call goes to the DR region only. It prints how long
+promotion took (record it as dr.replicaPromotionEstimateSeconds), the secret and what to change
+in the stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import boto3
+from botocore.exceptions import ClientError
 
 from ops._common import (
     EXIT_BAD_INPUT,
@@ -38,14 +43,48 @@ from ops._common import (
 )
 from ops.dr_readiness import describe, latest_lag_seconds, replica_status
 
-_KMS_ARN_REGION = re.compile(r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):[0-9]{12}:key/.+$")
+_ARN_REGION = re.compile(r"^arn:aws[a-z-]*:(?P<service>secretsmanager|lambda):(?P<region>[a-z0-9-]+):[0-9]{12}:.+$")
 
 
-def preconditions(primary: DbRef, replica: DbRef, max_lag: float, accept_data_loss: bool) -> list[Check]:
+def arn_in(value: object, service: str, region: str, what: str) -> str:
+    """``value`` if it is an ARN of ``service`` in ``region``; else an InputError naming ``what``."""
+    match = _ARN_REGION.match(value) if isinstance(value, str) else None
+    if not match or match["service"] != service or match["region"] != region:
+        raise InputError(f"{what} must be a {service} ARN in {region} (given: {value!r})")
+    return match.string
+
+
+def secret_check(secret_arn: str, primary: DbRef) -> Check:
+    """The master secret's DR copy exists and is still a replica of the primary region's secret:
+    the state StopReplicationToReplica starts from (DescribeSecret PrimaryRegion)."""
+    region = secret_arn.split(":")[3]
+    try:
+        secret = boto3.client("secretsmanager", region_name=region).describe_secret(SecretId=secret_arn)
+    except ClientError as exc:
+        return Check("master-secret", False, f"{secret_arn}: {exc.response['Error']['Code']}")
+    origin = secret.get("PrimaryRegion")
+    if origin != primary.region:
+        return Check("master-secret", False, f"{secret_arn} is not a replica of {primary.region}'s secret "
+                                             f"(primary region: {origin or 'none, already standalone'})")
+    return Check("master-secret", True, f"replica of the {origin} secret")
+
+
+def function_check(function_arn: str) -> Check:
+    region = function_arn.split(":")[3]
+    try:
+        boto3.client("lambda", region_name=region).get_function(FunctionName=function_arn)
+    except ClientError as exc:
+        return Check("rotation-function", False, f"{function_arn}: {exc.response['Error']['Code']}")
+    return Check("rotation-function", True, function_arn)
+
+
+def preconditions(primary: DbRef, replica: DbRef, max_lag: float, accept_data_loss: bool,
+                  secret_arn: str, function_arn: str) -> list[Check]:
     status = replica_status(primary, replica)
     checks = [status]
     if not status.ok:
         return checks  # nothing else is meaningful about a replica that is not one
+    checks += [secret_check(secret_arn, primary), function_check(function_arn)]
     lag = latest_lag_seconds(replica)
     if accept_data_loss:
         checks.append(Check("replica-lag", True, f"not enforced (--accept-data-loss); last known lag {lag}"))
@@ -74,25 +113,25 @@ def promote(replica: DbRef, retention_days: int, timeout_seconds: float,
         sleep(15)
 
 
-def manage_master_secret(replica: DbRef, kms_key_arn: str, timeout_seconds: float,
-                         sleep: Callable[[float], None] = time.sleep) -> str:
-    """Have RDS create and manage the promoted instance's master password in Secrets Manager in
-    its own region, under our DR-region key (ModifyDBInstance ManageMasterUserPassword; RDS User
-    Guide, "Password management with Amazon RDS and AWS Secrets Manager": not possible on a read
-    replica, possible once promoted). Returns the secret's ARN."""
-    rds = boto3.client("rds", region_name=replica.region)
-    rds.modify_db_instance(DBInstanceIdentifier=replica.identifier, ManageMasterUserPassword=True,
-                           MasterUserSecretKmsKeyId=kms_key_arn, ApplyImmediately=True)
-    started = time.monotonic()
-    while True:
-        secret = (describe(replica) or {}).get("MasterUserSecret") or {}
-        if secret.get("SecretArn"):
-            if f":secretsmanager:{replica.region}:" not in secret["SecretArn"]:
-                raise RuntimeError(f"the master secret {secret['SecretArn']} is not in {replica.region}")
-            return secret["SecretArn"]
-        if time.monotonic() - started > timeout_seconds:
-            raise TimeoutError(f"{replica.identifier} has no managed master secret after {timeout_seconds:.0f}s")
-        sleep(15)
+def promote_secret(replica: DbRef, secret_arn: str, function_arn: str, rotation_days: int) -> str:
+    """Make the master secret's DR copy the promoted instance's own, all in the DR region:
+    StopReplicationToReplica ("You must call this operation from the Region in which you want to
+    promote the replica": Secrets Manager API Reference), then a new current version whose host is
+    the promoted instance (the password is unchanged: the database replicated it), then rotation
+    with the DR region's function. Returns the secret's ARN."""
+    client = boto3.client("secretsmanager", region_name=replica.region)
+    client.stop_replication_to_replica(SecretId=secret_arn)
+    value = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    endpoint = (describe(replica) or {}).get("Endpoint") or {}
+    if not endpoint.get("Address"):
+        raise RuntimeError(f"{replica.identifier} reports no endpoint; the secret {secret_arn} is standalone "
+                           "but still names the old primary: put the new host into it by hand")
+    value.update(host=endpoint["Address"], port=endpoint.get("Port", value.get("port")))
+    client.put_secret_value(SecretId=secret_arn, SecretString=json.dumps(value))
+    # not immediately: the password works; rotation goes on at the stack's schedule
+    client.rotate_secret(SecretId=secret_arn, RotationLambdaARN=function_arn,
+                         RotationRules={"AutomaticallyAfterDays": rotation_days}, RotateImmediately=False)
+    return secret_arn
 
 
 def next_steps(primary: DbRef, replica: DbRef, seconds: float, secret_arn: str) -> str:
@@ -102,8 +141,8 @@ def next_steps(primary: DbRef, replica: DbRef, seconds: float, secret_arn: str) 
     (terraform-provider-aws #16054, "cannot elect new source database for replication")."""
     return f"""
 {replica.identifier} in {replica.region} is now a standalone primary ({seconds:.0f}s).
-Its master password is managed by RDS in {secret_arn}
-(the primary region's secret does not apply here).
+Its master credentials: {secret_arn}, now a standalone secret naming it and rotating in
+{replica.region} (the primary region's secret no longer replicates to it).
 Next:
   1. Point the database clients at {replica.identifier} (DNS fails the API over by itself).
   2. pulumi refresh --stack <stack>   (the state still describes a replica of {primary.identifier})
@@ -114,8 +153,8 @@ Next:
      {replica.identifier} as a replica (replicate_source_db, no managed password), and neither RDS
      nor the provider can turn a standalone instance back into a replica in place; an `up` now
      would try, or replace it. Reconciling means changing the program so the promoted instance
-     is declared standalone (no replicate_source_db; manage_master_user_password with the
-     DR-region key, as this runbook set it) before the next `up` shows no diff for it.
+     is declared standalone (no replicate_source_db; never manage_master_user_password: RDS would
+     refuse the next replica of it) before the next `up` shows no diff for it.
   5. The old primary {primary.identifier} must not come back as a second writer: once its region
      returns, stop clients from reaching it; retire it deliberately (README, "Retiring a
      protected resource deliberately"), its final snapshot and replicated backups remain.
@@ -131,39 +170,45 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--replica-arn", help="ARN of the DR read replica to promote")
     parser.add_argument("--max-lag-seconds", type=float, help="refuse above this lag (default: the alarm threshold)")
     parser.add_argument("--retention-days", type=int, default=None, help="backup retention after promotion")
-    parser.add_argument("--secret-kms-key-arn", help="DR-region KMS key for the promoted instance's master secret")
+    parser.add_argument("--dr-secret-arn", help="the master secret's replica in the DR region")
+    parser.add_argument("--rotation-function-arn", help="the DR region's rotation function")
+    parser.add_argument("--rotation-days", type=int, help="rotation schedule after promotion (default: the stack's)")
     parser.add_argument("--accept-data-loss", action="store_true", help="promote whatever the lag")
     parser.add_argument("--timeout-seconds", type=float, default=3600)
     parser.add_argument("--dry-run", action="store_true", help="check preconditions, change nothing")
     args = parser.parse_args(argv)
     try:
         if args.primary_arn or args.replica_arn:
-            if not (args.primary_arn and args.replica_arn and args.max_lag_seconds and args.secret_kms_key_arn):
-                raise InputError("with flags, give all of --primary-arn, --replica-arn, --max-lag-seconds "
-                                 "and --secret-kms-key-arn")
+            if not (args.primary_arn and args.replica_arn and args.max_lag_seconds and args.dr_secret_arn
+                    and args.rotation_function_arn):
+                raise InputError("with flags, give all of --primary-arn, --replica-arn, --max-lag-seconds, "
+                                 "--dr-secret-arn and --rotation-function-arn")
             primary_arn, replica_arn = args.primary_arn, args.replica_arn
             max_lag, retention = args.max_lag_seconds, args.retention_days or 7
-            secret_key = args.secret_kms_key_arn
+            secret_arn, function_arn = args.dr_secret_arn, args.rotation_function_arn
+            rotation_days = args.rotation_days or 7
         else:
             outputs = stack_outputs(args.stack, args.outputs)
             primary_arn = stack_output(outputs, "postgres", "primaryArn")
             replica_arn = stack_output(outputs, "postgres", "replicaArn")
             max_lag = args.max_lag_seconds or stack_output(outputs, "postgres", "lagAlarmThresholdSeconds")
             retention = args.retention_days or stack_output(outputs, "postgres", "backupRetentionDays")
-            secret_key = args.secret_kms_key_arn or stack_output(outputs, "postgres", "replicaKmsKeyArn")
+            secret_arn = args.dr_secret_arn or stack_output(outputs, "postgres", "drMasterSecretArn")
+            function_arn = args.rotation_function_arn or stack_output(outputs, "postgres", "drRotationFunctionArn")
+            rotation_days = args.rotation_days or stack_output(outputs, "postgres", "masterSecretRotationDays")
         primary = DbRef.parse(primary_arn, "the primary ARN")
         replica = DbRef.parse(replica_arn, "the replica ARN")
         if primary.region == replica.region:
             raise InputError(f"primary and replica are both in {primary.region}: this is not a cross-region pair")
-        key = _KMS_ARN_REGION.match(secret_key) if isinstance(secret_key, str) else None
-        if not key or key["region"] != replica.region:
-            raise InputError(f"the master secret's KMS key must be a key ARN in {replica.region} "
-                             f"(given: {secret_key!r})")
+        arn_in(secret_arn, "secretsmanager", replica.region, "the master secret's DR copy")
+        arn_in(function_arn, "lambda", replica.region, "the DR rotation function")
+        if not isinstance(rotation_days, int) or not 1 <= rotation_days <= 1000:
+            raise InputError(f"the rotation schedule must be 1-1000 days (given: {rotation_days!r})")
     except InputError as exc:
         print(f"dr_promote: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    checks = preconditions(primary, replica, max_lag, args.accept_data_loss)
+    checks = preconditions(primary, replica, max_lag, args.accept_data_loss, secret_arn, function_arn)
     print_table(f"Preconditions for promoting {replica.identifier}:", checks)
     if not all(c.ok for c in checks):
         print("Refusing to promote: nothing was changed.")
@@ -173,8 +218,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_OK
     try:
         seconds = promote(replica, int(retention), args.timeout_seconds)
-        secret_arn = manage_master_secret(replica, secret_key, args.timeout_seconds)
-    except (TimeoutError, RuntimeError) as exc:
+        secret_arn = promote_secret(replica, secret_arn, function_arn, rotation_days)
+    except (TimeoutError, RuntimeError, ClientError) as exc:
         print(f"dr_promote: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(next_steps(primary, replica, seconds, secret_arn))

@@ -260,6 +260,23 @@ def _db_instance(ctx: _Context) -> str:
     return identifier
 
 
+def _secret(ctx: _Context) -> str:
+    # Secrets Manager appends six random characters to the name; a replica's ARN is the same with
+    # its region (API Reference, StopReplicationToReplica).
+    arn = ctx.arn("secretsmanager", f"secret:{ctx.physical_name()}-{_hex(ctx.seed, 6)}")
+    ctx.outputs["replicas"] = [{**replica, "status": "InSync", "statusMessage": "Replication succeeded"}
+                               for replica in ctx.outputs.get("replicas") or []]
+    return arn
+
+
+def _serverless_application(ctx: _Context) -> str:
+    # The rotation applications' template outputs the function's ARN as RotationLambdaARN.
+    name = ctx.physical_name()
+    function = (ctx.outputs.get("parameters") or {}).get("functionName", name)
+    ctx.outputs["outputs"] = {"RotationLambdaARN": f"arn:aws:lambda:{ctx.region}:{ctx.account}:function:{function}"}
+    return f"arn:aws:cloudformation:{ctx.region}:{ctx.account}:stack/serverlessrepo-{name}/{_uuid(ctx.seed)}"
+
+
 def _rds_named(kind: str) -> Callable[[_Context], str]:
     def shape(ctx: _Context) -> str:
         name = ctx.physical_name()
@@ -362,6 +379,8 @@ _SHAPES: dict[str, Callable[[_Context], str]] = {
     "aws:iam/policy:Policy": _iam("policy"),
     "aws:iam/rolePolicy:RolePolicy": _role_policy,
     "aws:rds/instance:Instance": _db_instance,
+    "aws:secretsmanager/secret:Secret": _secret,
+    "aws:serverlessrepository/cloudFormationStack:CloudFormationStack": _serverless_application,
     "aws:rds/subnetGroup:SubnetGroup": _rds_named("subgrp"),
     "aws:rds/parameterGroup:ParameterGroup": _rds_named("pg"),
     "aws:ec2/securityGroup:SecurityGroup": _security_group,

@@ -116,7 +116,7 @@ def test_settings_refuse_a_major_change_the_path_cannot_take():
             settings.validate(config_with("prod", {"postgres.engineVersion": version, "postgres.majorUpgrade": upgrade}))
         return str(caught.value)
 
-    assert "postgres.majorUpgrade.method: RDS blue/green deployments support neither" in problem(
+    assert "postgres.majorUpgrade.method: RDS blue/green deployments do not support cross-Region read replicas" in problem(
         {"fromVersion": "16.4", "snapshotIdentifier": "pre-17", "method": "blue-green"})
     assert "postgres.majorUpgrade: 15.7 -> 17.2 skips a major version" in problem(
         {"fromVersion": "15.7", "snapshotIdentifier": "pre-17"})

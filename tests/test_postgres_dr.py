@@ -1,5 +1,7 @@
 """PostgresDr on the mock engine: the replica follows the primary by ARN from the DR region,
-PITR is replicated, nothing carries a password, and prod is stricter than stage."""
+PITR is replicated, the master credentials live in our own multi-Region secret that AWS's
+rotation function rotates through the VPC, nothing carries a readable password, and prod is
+stricter than stage."""
 
 from __future__ import annotations
 
@@ -39,13 +41,16 @@ def test_replica_carries_none_of_the_arguments_a_replica_must_not(any_stack):
         assert forbidden not in replica.inputs, forbidden
 
 
-def test_primary_is_encrypted_private_iam_enabled_with_a_managed_password(any_stack):
+def test_primary_is_encrypted_private_iam_enabled_with_a_write_only_bootstrap_password(any_stack):
     primary = any_stack.named("intelgraph-pg-primary", INSTANCE)
     key = any_stack.named("intelgraph-pg-primary-key", "aws:kms/key:Key").outputs["arn"]
     i = primary.inputs
     assert i["storageEncrypted"] is True and i["kmsKeyId"] == key
-    assert i["manageMasterUserPassword"] is True and i["masterUserSecretKmsKeyId"] == key
-    assert "password" not in i
+    # RDS refuses a read replica of a source that manages its password in Secrets Manager
+    # (RDS User Guide, "Password management with Amazon RDS and AWS Secrets Manager", Limitations)
+    assert "manageMasterUserPassword" not in i and "masterUserSecretKmsKeyId" not in i
+    assert "password" not in i and i["passwordWoVersion"] == 1
+    assert i["passwordWo"]["value"] == any_stack.named("intelgraph-pg-master-bootstrap").outputs["result"]  # a secret
     assert i["publiclyAccessible"] is False and i["iamDatabaseAuthenticationEnabled"] is True
     assert i["backupRetentionPeriod"] > 0 and i["deleteAutomatedBackups"] is False
     assert i["performanceInsightsEnabled"] is True and i["performanceInsightsKmsKeyId"] == key
@@ -72,7 +77,7 @@ def test_each_region_forces_tls_and_admits_5432_only_from_platform_networks(any_
     assert group.inputs.get("egress") in (None, [])
     for rule in group.inputs["ingress"]:
         assert (rule["fromPort"], rule["toPort"], rule["protocol"]) == (5432, 5432, "tcp")
-        assert "0.0.0.0/0" not in rule["cidrBlocks"]
+        assert "0.0.0.0/0" not in rule.get("cidrBlocks", [])
 
 
 def test_prod_is_multi_az_protected_and_keeps_a_final_snapshot(prod, stage):
@@ -106,7 +111,13 @@ def test_outputs_expose_endpoints_arns_and_the_master_secret(prod):
     outputs, aws = prod.outputs["postgres"], stack_settings("prod").aws
     assert outputs["primaryEndpoint"].endswith(f".{aws.primary_region}.rds.amazonaws.com:5432")
     assert outputs["replicaEndpoint"].endswith(f".{aws.dr_region}.rds.amazonaws.com:5432")
-    assert outputs["masterSecretArn"].startswith(f"arn:aws:secretsmanager:{aws.primary_region}:{aws.account_id}:secret:rds!db-")
+    assert outputs["masterSecretArn"].startswith(
+        f"arn:aws:secretsmanager:{aws.primary_region}:{aws.account_id}:secret:intelgraph-pg-master-")
+    # a replica's ARN is the primary's with its region (Secrets Manager API, StopReplicationToReplica)
+    assert outputs["drMasterSecretArn"] == outputs["masterSecretArn"].replace(f":{aws.primary_region}:",
+                                                                             f":{aws.dr_region}:")
+    assert outputs["drRotationFunctionArn"].startswith(f"arn:aws:lambda:{aws.dr_region}:{aws.account_id}:function:")
+    assert outputs["masterSecretRotationDays"] == stack_settings("prod").postgres.master_secret_rotation_days
 
 
 @pytest.mark.parametrize("stack", ["stage", "prod"])
@@ -116,25 +127,33 @@ def test_no_plaintext_password_anywhere_in_stack_json(stack):
     synthesis = synthesized(stack)
     text = json.dumps(export.to_export(synthesis))
     generated = [p.outputs["result"] for p in synthesis.of_type("random:index/randomPassword:RandomPassword")]
-    assert len(generated) == 2  # Neo4j admin, Redis
+    assert len(generated) == 3  # Neo4j admin, Redis, the PostgreSQL bootstrap
     for password in generated:
         assert password not in text
     for instance in synthesis.of_type(INSTANCE):
-        assert "password" not in instance.inputs and "passwordWo" not in instance.inputs
+        assert "password" not in instance.inputs
+    # write-only and secret: the state keeps it encrypted only (pulumi-terraform-bridge #3215)
+    [primary] = [e for e in export.to_export(synthesis)["deployment"]["resources"]
+                 if e["urn"].endswith("::intelgraph-pg-primary")]
+    assert primary["inputs"]["passwordWo"] == export.secret_marker()
 
 
 @pytest.mark.parametrize("changes,words", [
     ({"backup_retention_days": 0}, "backup_retention_days must be at least 1"),
     ({"max_allocated_storage_gb": 10}, "max_allocated_storage_gb must be at least"),
     ({"dr_network": DbNetwork("vpc-2", ("subnet-3", "subnet-4"))}, "dr_network.allowed_cidrs must name"),
-    ({"dr_network": DbNetwork("vpc-1", ("subnet-1",), ("10.1.0.0/16",))}, "at least two subnets"),
+    ({"dr_network": DbNetwork("vpc-1", ("subnet-1",), ("10.1.0.0/16",), ("10.1.1.9/32",))}, "at least two subnets"),
+    ({"dr_network": DbNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",))},
+     "dr_network.secretsmanager_endpoint_cidrs must name"),
+    ({"dr_region": "us-east-1"}, "dr_region must differ"),
     ({"engine_version": "16.4"}, "major version only with auto_minor_version_upgrade"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(
-        account_id="481236059412", dr_provider=None,
-        primary_network=DbNetwork("vpc-1", ("subnet-1", "subnet-2"), ("10.0.0.0/16",)),
-        dr_network=DbNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",)), engine_version="16",
+        account_id="481236059412", dr_provider=None, primary_region="us-east-1", dr_region="us-west-2",
+        primary_network=DbNetwork("vpc-1", ("subnet-1", "subnet-2"), ("10.0.0.0/16",), ("10.0.1.9/32",)),
+        dr_network=DbNetwork("vpc-2", ("subnet-3", "subnet-4"), ("10.1.0.0/16",), ("10.1.1.9/32",)),
+        engine_version="16",
         instance_class="db.t4g.large", allocated_storage_gb=50, max_allocated_storage_gb=100,
         backup_retention_days=7, multi_az=False, deletion_protection=False, final_snapshot=False,
         maintenance_window="sun:05:00-sun:06:00",
@@ -188,7 +207,7 @@ def test_each_region_admits_its_own_network_so_the_promoted_replica_has_clients(
     vpc = ipaddress.ip_network(network["vpcCidr"])
     group = any_stack.named(f"intelgraph-pg-{label}-db", "aws:ec2/securityGroup:SecurityGroup")
     assert group.inputs["vpcId"] == network["vpcId"]
-    cidrs = [c for rule in group.inputs["ingress"] for c in rule["cidrBlocks"]]
+    cidrs = [c for rule in group.inputs["ingress"] for c in rule.get("cidrBlocks", [])]
     assert cidrs and all(ipaddress.ip_network(c).subnet_of(vpc) for c in cidrs), (cidrs, vpc)
 
 
@@ -296,3 +315,132 @@ def test_the_heartbeat_sql_upserts_one_row_every_15_seconds():
     assert isinstance(purge, ast.DeleteStmt) and purge.relation.relname == "job_run_details"
     with pytest.raises(ValueError, match="1-59 seconds"):
         heartbeat_sql(60)
+
+
+# --- master credentials: our own multi-Region secret, rotated by AWS's function through the VPC --
+
+SECRET = "aws:secretsmanager/secret:Secret"
+RDS_MANAGED_REPLICA_LIMITATION = (
+    "RDS User Guide, 'Password management with Amazon RDS and AWS Secrets Manager', Limitations: creating a "
+    "read replica when the source manages credentials with Secrets Manager is not supported (every engine but "
+    "SQL Server); terraform-aws-modules/terraform-aws-rds #512, #532 show the InvalidParameterValue")
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_no_replication_source_or_future_source_manages_its_master_password(stack):
+    # The contract over what both stacks synthesize: every instance that is a replication source
+    # (the primary) or becomes one when promoted (the replica, which the rebuilt primary region
+    # replicates) has no RDS-managed master password - RDS would refuse the replica.
+    from tests.conftest import synthesized
+
+    synthesis = synthesized(stack)
+    instances = synthesis.of_type(INSTANCE)
+    sources = {i.inputs["replicateSourceDb"] for i in instances if "replicateSourceDb" in i.inputs}
+    assert sources, "no replica: nothing to check"
+    for instance in instances:
+        role = "source" if instance.outputs["arn"] in sources else "replica (a source once promoted)"
+        assert not instance.inputs.get("manageMasterUserPassword"), f"{instance.name} ({role}): " + RDS_MANAGED_REPLICA_LIMITATION
+        assert "masterUserSecretKmsKeyId" not in instance.inputs, instance.name
+
+
+def test_settings_refuse_a_managed_master_password_and_say_why():
+    import settings
+    from tests.conftest import config_with
+
+    with pytest.raises(settings.SettingsError) as caught:
+        settings.validate(config_with("prod", {"postgres.manageMasterUserPassword": True}))
+    message = str(caught.value)
+    assert "manageMasterUserPassword is not allowed" in message
+    assert "RDS refuses to create a read replica when the source manages its master password" in message
+    assert "Password management with Amazon RDS and AWS Secrets Manager" in message
+
+
+def test_the_master_secret_is_ours_under_customer_keys_and_replicated_to_the_dr_region(any_stack):
+    aws = stack_settings(any_stack.stack).aws
+    secret = any_stack.named("intelgraph-pg-master", SECRET)
+    primary_key = any_stack.named("intelgraph-pg-primary-secret-key", "aws:kms/key:Key").outputs["arn"]
+    dr_key = any_stack.named("intelgraph-pg-dr-secret-key", "aws:kms/key:Key").outputs["arn"]
+    assert region_of(any_stack, secret) == aws.primary_region and f":{aws.primary_region}:" in primary_key
+    assert secret.inputs["kmsKeyId"] == primary_key
+    # a multi-Region secret: the replica's key must be a key of the replica's region
+    assert secret.inputs["replicas"] == [{"region": aws.dr_region, "kmsKeyId": dr_key}]
+    assert f":{aws.dr_region}:" in dr_key
+    assert secret.inputs["recoveryWindowInDays"] == 30
+    # not the database's own keys: the rotation function's role may decrypt the secret only
+    assert primary_key != any_stack.named("intelgraph-pg-primary-key", "aws:kms/key:Key").outputs["arn"]
+
+
+def test_the_secret_starts_with_what_the_rotation_function_reads_and_the_instance_was_given(any_stack):
+    # SecretsManagerRDSPostgreSQLRotationSingleUser (aws-samples/aws-secrets-manager-rotation-lambdas,
+    # lambda_function.py) requires host, username, password and engine 'postgres', reads dbname and
+    # port, and logs in with the current version before it sets a new password; "ssl": "true" means
+    # TLS with certificate checks and no plain-text fallback (its get_ssl_config).
+    document = export.to_export(any_stack, show_secrets=True)
+    entries = {e["urn"].rsplit("::", 1)[-1]: e for e in document["deployment"]["resources"]}
+    value = json.loads(json.loads(entries["intelgraph-pg-master-initial"]["inputs"]["secretStringWo"]["plaintext"]))
+    primary = any_stack.named("intelgraph-pg-primary", INSTANCE)
+    given = json.loads(entries["intelgraph-pg-primary"]["inputs"]["passwordWo"]["plaintext"])
+    assert value == {"engine": "postgres", "host": primary.outputs["address"], "port": 5432,
+                     "dbname": primary.inputs["dbName"], "username": primary.inputs["username"],
+                     "password": given, "ssl": "true"}
+    version = any_stack.named("intelgraph-pg-master-initial")
+    assert version.inputs["secretId"] == any_stack.named("intelgraph-pg-master", SECRET).outputs["arn"]
+
+
+def test_rotation_starts_at_deploy_on_the_config_schedule_with_the_primary_regions_function(any_stack):
+    # Immediately: the bootstrap password (in state, encrypted) stops working at the first `up`.
+    rotation = any_stack.named("intelgraph-pg-master-secret-rotation")
+    function = any_stack.named("intelgraph-pg-primary-rotation",
+                               "aws:serverlessrepository/cloudFormationStack:CloudFormationStack")
+    assert rotation.inputs["secretId"] == any_stack.named("intelgraph-pg-master", SECRET).outputs["arn"]
+    assert rotation.inputs["rotationLambdaArn"] == function.outputs["outputs"]["RotationLambdaARN"]
+    assert rotation.inputs["rotateImmediately"] is True
+    assert rotation.inputs["rotationRules"] == {
+        "automaticallyAfterDays": stack_settings(any_stack.stack).postgres.master_secret_rotation_days}
+    assert region_of(any_stack, rotation) == stack_settings(any_stack.stack).aws.primary_region
+
+
+@pytest.mark.parametrize("label", ["primary", "dr"])
+def test_each_regions_rotation_function_reaches_the_database_and_secrets_manager_through_the_vpc_only(
+        any_stack, label):
+    # The chain: AWS's published function (pinned SAR version, aws-cdk-lib's pin) runs in the
+    # region's private subnets with its own security group; that group may open 5432 to the
+    # database's group (which admits it) and 443 to the Secrets Manager interface endpoint's
+    # addresses from config - nothing else; the function's endpoint is the regional name that
+    # private DNS resolves to that endpoint; it may decrypt the secret's key of its region.
+    from components import postgres_dr
+    from synth import engine
+
+    settings = stack_settings(any_stack.stack)
+    region = getattr(settings.aws, f"{label}_region")
+    network = getattr(settings.network, label)
+    stack = any_stack.named(f"intelgraph-pg-{label}-rotation",
+                            "aws:serverlessrepository/cloudFormationStack:CloudFormationStack")
+    group = any_stack.named(f"intelgraph-pg-{label}-rotation", "aws:ec2/securityGroup:SecurityGroup")
+    db_group = any_stack.named(f"intelgraph-pg-{label}-db", "aws:ec2/securityGroup:SecurityGroup")
+    key = any_stack.named(f"intelgraph-pg-{label}-secret-key", "aws:kms/key:Key")
+    assert region_of(any_stack, stack) == region == region_of(any_stack, group)
+    assert stack.inputs["applicationId"] == postgres_dr.ROTATION_APPLICATION
+    assert stack.inputs["semanticVersion"] == "1.1.671"
+    assert set(stack.inputs["capabilities"]) == {"CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"}
+    parameters = stack.inputs["parameters"]
+    assert parameters["endpoint"] == f"https://secretsmanager.{region}.amazonaws.com"
+    assert parameters["vpcSubnetIds"].split(",") == list(network.private_subnet_ids)
+    assert parameters["vpcSecurityGroupIds"] == group.id
+    assert parameters["kmsKeyArn"] == key.outputs["arn"]
+
+    assert group.inputs["vpcId"] == network.vpc_id == db_group.inputs["vpcId"]
+    assert not group.inputs.get("ingress") and not group.inputs.get("egress")  # rules are resources
+    rules = [r for r in any_stack.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+             if r.inputs["securityGroupId"] == group.id]
+    to_db = [r for r in rules if r.inputs.get("referencedSecurityGroupId") == db_group.id]
+    assert [(r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in to_db] == [("tcp", 5432, 5432)]
+    https = sorted(r.inputs["cidrIpv4"] for r in rules if r not in to_db)
+    assert https == sorted(network.secretsmanager_endpoint_cidrs)
+    assert all((r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) == ("tcp", 443, 443)
+               for r in rules if r not in to_db)
+    admitted = [rule for rule in db_group.inputs["ingress"] if group.id in rule.get("securityGroups", [])]
+    assert [(r["protocol"], r["fromPort"], r["toPort"]) for r in admitted] == [("tcp", 5432, 5432)]
+    # the endpoint addresses are the region's (settings check them against its VPC)
+    raw = json.loads(engine.stack_config(any_stack.stack)["intelgraph-platform:network"])[label]
+    assert raw["secretsmanagerEndpointCidrs"] == list(network.secretsmanager_endpoint_cidrs)

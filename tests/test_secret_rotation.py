@@ -1,4 +1,4 @@
-"""Rotated secrets: the RDS managed master secret on a schedule from config, the Redis password
+"""Rotated secrets: the PostgreSQL master secret on a schedule from config, the Redis password
 through an ACL roll that a real redis-server accepts step by step, the Neo4j password through a
 Job that runs ALTER USER before the Secret flips."""
 
@@ -29,21 +29,24 @@ def rotating_stage():
 
 # --- RDS ---------------------------------------------------------------------------------------
 
-def test_the_rds_managed_secret_rotates_on_the_configured_schedule_under_our_key(any_stack):
-    """Secrets Manager User Guide, "Managed rotation for AWS Secrets Manager secrets": RDS offers
-    managed rotation of its master user secret; the schedule is the secret's rotation rules, with
-    no Lambda (the provider's rotation_lambda_arn: "Must be supplied if the secret is not managed
-    by AWS"). pulumi-aws v7's rds.Instance has no rotation argument, so a SecretRotation holds it."""
+def test_the_master_secret_rotates_with_awss_postgres_function_under_our_key(any_stack):
+    """Not RDS-managed rotation: RDS refuses a read replica of an instance whose master password it
+    manages (RDS User Guide, "Password management with Amazon RDS and AWS Secrets Manager",
+    Limitations), so the secret is ours and a rotation function (the provider's
+    rotation_lambda_arn: "Must be supplied if the secret is not managed by AWS") rotates it, from
+    the first deploy (docs/decisions/014-master-secret-not-rds-managed.md)."""
     primary = any_stack.named("intelgraph-pg-primary", "aws:rds/instance:Instance")
     [rotation] = any_stack.of_type(ROTATION)
-    secret = primary.outputs["masterUserSecrets"][0]
-    assert rotation.inputs["secretId"] == secret["secretArn"] and secret["secretArn"].startswith(
+    secret = any_stack.named("intelgraph-pg-master", "aws:secretsmanager/secret:Secret")
+    assert not primary.outputs.get("masterUserSecrets")  # no RDS-managed secret exists
+    assert rotation.inputs["secretId"] == secret.outputs["arn"] and secret.outputs["arn"].startswith(
         "arn:aws:secretsmanager:us-east-1:")
     assert rotation.inputs["rotationRules"] == {"automaticallyAfterDays": 7}
-    assert "rotationLambdaArn" not in rotation.inputs and rotation.inputs["rotateImmediately"] is False
-    # encrypted with the customer key of the primary's region, not aws/secretsmanager
-    key = any_stack.named("intelgraph-pg-primary-key", "aws:kms/key:Key").outputs["arn"]
-    assert primary.inputs["masterUserSecretKmsKeyId"] == key == secret["kmsKeyId"]
+    assert rotation.inputs["rotationLambdaArn"].startswith("arn:aws:lambda:us-east-1:")
+    assert rotation.inputs["rotateImmediately"] is True
+    # encrypted with a customer key of the primary's region, not aws/secretsmanager
+    key = any_stack.named("intelgraph-pg-primary-secret-key", "aws:kms/key:Key").outputs["arn"]
+    assert secret.inputs["kmsKeyId"] == key
     assert rotation.parent == any_stack.named("intelgraph-pg", "intelgraph:database:PostgresDr").urn
 
 

@@ -28,9 +28,11 @@ def test_prod_protects_and_retains_every_key_bucket_database_and_group():
     by_type: dict[str, list[dict]] = {}
     for entry in document["deployment"]["resources"]:
         by_type.setdefault(entry["type"], []).append(entry)
-    # the list: KMS keys, backup buckets and replicas, RDS instances, their groups
+    # the list: KMS keys, backup buckets and replicas, RDS instances, their groups; and the
+    # database's master secret (docs/decisions/014-master-secret-not-rds-managed.md)
     assert DATA_TYPES == {"aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:rds/instance:Instance",
-                          "aws:rds/parameterGroup:ParameterGroup", "aws:rds/subnetGroup:SubnetGroup"}
+                          "aws:rds/parameterGroup:ParameterGroup", "aws:rds/subnetGroup:SubnetGroup",
+                          "aws:secretsmanager/secret:Secret"}
     for type_ in DATA_TYPES:
         assert by_type[type_], type_
         for entry in by_type[type_]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel
 
-from ._rules import dig, number, present, resource_rule, setting
+from ._rules import depends_on, dig, is_unknown, number, peek, present, resource_rule, setting, stack_rule
 
 INSTANCE = "aws:rds/instance:Instance"
 RETENTION = {"minimumDays": {"type": "integer", "minimum": 1, "maximum": 35, "default": 7}}
@@ -13,6 +13,16 @@ RETENTION = {"minimumDays": {"type": "integer", "minimum": 1, "maximum": 35, "de
 
 def is_replica(props) -> bool:
     return present(props, "replicateSourceDb")  # unknown at preview: the primary's ARN, still a replica
+
+
+def source_db(replica, instances: list):
+    """The primary a replica replicates: the instance its replicateSourceDb comes from (known at
+    preview, when the ARN is not), or the one whose ARN or identifier it names."""
+    [source, *_] = depends_on(replica, "replicateSourceDb", INSTANCE) or [None]
+    if source is not None:
+        return source
+    named = peek(replica.props, "replicateSourceDb")
+    return next((i for i in instances if not is_unknown(named) and named in (peek(i.props, "arn"), i.name)), None)
 
 
 @resource_rule("rds-encrypted-customer-key", "RDS storage is encrypted with a customer-managed KMS key.",
@@ -40,13 +50,40 @@ def retention(props, args):
         yield f"backupRetentionPeriod is {number(days)}; set it to at least {number(minimum)} days."
 
 
-@resource_rule("rds-managed-password", "The master password is managed by Secrets Manager, never in code or state.",
-               (INSTANCE,))
-def managed_password(props, args):
-    if dig(props, "password") or dig(props, "passwordWo"):
-        yield "Remove password; set manageMasterUserPassword: true so RDS keeps it in Secrets Manager."
-    elif not is_replica(props) and dig(props, "manageMasterUserPassword") is not True:
-        yield "Set manageMasterUserPassword: true."
+@resource_rule("rds-master-password-write-only",
+               "The master password is never readable from code or state: write-only, or managed by RDS.", (INSTANCE,))
+def master_password_write_only(props, args):
+    # `password` is stored in the resource's inputs and outputs; `passwordWo` is write-only (the
+    # provider never reads it back; Pulumi keeps the input encrypted as a secret: pulumi-terraform-
+    # bridge #3215) and sent again only when passwordWoVersion changes (pulumi-aws rds.Instance).
+    if dig(props, "password"):
+        yield "Remove password; give the master password write-only (passwordWo with passwordWoVersion)."
+    elif present(props, "passwordWo") and not present(props, "passwordWoVersion"):
+        yield "Set passwordWoVersion: the provider requires it with passwordWo."
+    elif not is_replica(props) and not present(props, "passwordWo") and dig(props, "manageMasterUserPassword") is not True:
+        yield "Give the master password write-only (passwordWo), from the stack's master secret."
+
+
+MANAGED_SOURCE = ("RDS refuses to create a read replica when the source manages its master password with Secrets "
+                  "Manager (RDS User Guide, 'Password management with Amazon RDS and AWS Secrets Manager', "
+                  "Limitations)")
+
+
+@stack_rule("rds-replication-source-password-not-managed",
+            "No instance that is, or becomes when promoted, a replication source has an RDS-managed master password.",
+            judges=(INSTANCE,))
+def replication_source_password(resources, args):
+    instances = [r for r in resources if r.resource_type == INSTANCE]
+    for instance in instances:
+        if dig(instance.props, "manageMasterUserPassword") is not True:
+            continue
+        replicas = [r.name for r in instances if is_replica(r.props) and source_db(r, instances) is instance]
+        if replicas:
+            yield (f"{instance.name} manages its master password in Secrets Manager and is the source of "
+                   f"{', '.join(replicas)}: {MANAGED_SOURCE}. Use a secret of your own and passwordWo.", instance.urn)
+        elif is_replica(instance.props):
+            yield (f"{instance.name} is a read replica that becomes a replication source once promoted: "
+                   f"{MANAGED_SOURCE}. Remove manageMasterUserPassword.", instance.urn)
 
 
 @resource_rule("rds-iam-auth", "IAM database authentication is enabled.", (INSTANCE,))
@@ -68,4 +105,5 @@ def multi_az(props, args):
         yield "Set multiAz: true."
 
 
-POLICIES = [encrypted, not_public, retention, managed_password, iam_auth, deletion_protection, multi_az]
+POLICIES = [encrypted, not_public, retention, master_password_write_only, iam_auth, deletion_protection, multi_az,
+            replication_source_password]

@@ -11,6 +11,7 @@ from . import exceptions
 from ._rules import depends_on, dig, each, is_unknown, number, peek, region_of, setting, stack_rule
 from .kubernetes import WORKLOADS
 from .rds import INSTANCE, is_replica
+from .rds import source_db as _source_db
 from .s3 import BUCKET, bucket_of, label
 
 REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
@@ -23,16 +24,6 @@ WEB_ACL = "aws:wafv2/webAcl:WebAcl"
 # ELB DNS names end in <region>.elb.amazonaws.com (ALB: name-id.region..., optionally dualstack.)
 _ELB_REGION = re.compile(r"\.([a-z]{2}(?:-[a-z]+)+-[0-9])\.elb\.amazonaws\.com\.?$")
 PRIMARIES = {"minimum": {"type": "integer", "minimum": 1, "default": 3}}
-
-
-def _source_db(replica, instances: list):
-    """The primary a replica replicates: the instance its replicateSourceDb comes from (known at
-    preview, when the ARN is not), or the one whose ARN or identifier it names."""
-    [source, *_] = depends_on(replica, "replicateSourceDb", INSTANCE) or [None]
-    if source is not None:
-        return source
-    named = peek(replica.props, "replicateSourceDb")
-    return next((i for i in instances if not is_unknown(named) and named in (peek(i.props, "arn"), i.name)), None)
 
 
 def _is_backup_bucket(bucket) -> bool:
