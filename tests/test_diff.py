@@ -73,8 +73,10 @@ def test_a_new_kms_key_on_the_database_is_a_replace_that_needs_a_named_approval(
     found = changed(document(DATABASE), document(rekeyed))["pg-primary"]
     assert (found.action, found.stateful, found.protected) == ("replace", True, True)
     # and the fixed identifier means the create-first replacement would fail half-way
-    assert found.reason == ("forced by kmsKeyId; the fixed name 'pg-primary' stays, so creating the "
-                            "replacement first fails: set deleteBeforeReplace or let Pulumi name it")
+    # and the fixed identifier stays while the old database is retained under it: the replacement
+    # cannot be created, and deleteBeforeReplace would only forget the old one (never advised)
+    assert found.reason.startswith("forced by kmsKeyId; the fixed name 'pg-primary' stays and the old one is "
+                                   "retained under it") and "deleteBeforeReplace would not help" in found.reason
     code, out = run(document(DATABASE), document(rekeyed), tmp_path)
     assert code == 1 and "! replace " + DATABASE["urn"] in out and "Not approved" in out
     code, out = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "alice (platform lead)")
@@ -84,11 +86,11 @@ def test_a_new_kms_key_on_the_database_is_a_replace_that_needs_a_named_approval(
 
 
 def test_a_new_physical_id_is_a_replace_even_outside_the_table():
-    renamed = copy.deepcopy(ROLE)
-    renamed["inputs"]["name"] = renamed["id"] = "backup-role-v2"
-    found = changed(document(ROLE), document(renamed))["backup-role"]
+    reworded = copy.deepcopy(ROLE)
+    reworded["inputs"]["description"], reworded["id"] = "backups", "backup-role-v2"
+    found = changed(document(ROLE), document(reworded))["backup-role"]
     assert found.action == "replace" and "backup-role -> backup-role-v2" in found.reason
-    assert found.properties == ["name"] and not found.dangerous  # an IAM role holds no data
+    assert found.properties == ["description"] and not found.dangerous  # an IAM role holds no data
 
 
 def test_a_rename_without_an_alias_deletes_the_database_and_with_one_it_is_the_same(tmp_path):
@@ -143,10 +145,10 @@ def test_renaming_a_real_component_fails_the_diff_of_two_synth_runs(tmp_path):
         next(x for x in lines if x.startswith("  delete   SP ")))
 
 
-def test_a_new_parameter_group_description_or_database_identifier_is_a_replace():
+def test_a_new_parameter_group_description_is_a_replace_and_a_new_identifier_a_rename():
     # terraform-provider-aws internal/service/rds/parameter_group.go: description is ForceNew (RDS
-    # has no API to change it); rds/instance.go: identifier is ForceNew - neither changes the
-    # export's id here, so only the ForceNew table can tell.
+    # has no API to change it); rds/instance.go since v5 renames in place (NewDBInstanceIdentifier,
+    # #31232 closing #507; issue 25 cites #32590): a reboot and a new endpoint name, not a new database.
     group = resource("aws:rds/parameterGroup:ParameterGroup", "pg-params",
                      {"name": "pg-params", "family": "postgres16", "description": "TLS only"},
                      protect=True, retainOnDelete=True)
@@ -157,7 +159,9 @@ def test_a_new_parameter_group_description_or_database_identifier_is_a_replace()
     renamed = copy.deepcopy(DATABASE)
     renamed["inputs"]["identifier"] = "pg-primary-2"
     found = changed(document(DATABASE), document(renamed))["pg-primary"]
-    assert found.action == "replace" and found.reason == "forced by identifier" and found.dangerous
+    assert found.action == "update" and not found.dangerous
+    assert found.values == ["identifier: pg-primary → pg-primary-2"]
+    assert any("rename: the instance reboots and its endpoint's DNS name changes" in n for n in found.notes)
 
 
 def provider(name: str, region: str, type_: str = "pulumi:providers:aws") -> dict:
