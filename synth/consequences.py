@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import yaml
 
@@ -299,12 +299,13 @@ def urn_parts(urn: str) -> tuple[str, str]:
     return parts[2], "::".join(parts[3:])
 
 
-def alias_for(old: Mapping, new: Mapping) -> str:
+def alias_for(old: Mapping, new: Mapping, parent_aliased: bool = False) -> str:
     """The `pulumi.Alias(...)` that makes the new resource the old one (Pulumi docs, "aliases"):
-    the old name, and the old parent when the parent changed."""
+    the old name, and the old parent when the parent changed (unless the parent carries its own
+    alias, which the child's combines with)."""
     old_name, new_name = urn_parts(old["urn"])[1], urn_parts(new["urn"])[1]
     args = [f'name="{old_name}"'] if old_name != new_name else []
-    if (old.get("parent") or "") != (new.get("parent") or ""):
+    if (old.get("parent") or "") != (new.get("parent") or "") and not parent_aliased:
         args.append(f'parent="{old["parent"]}"' if old.get("parent") else "parent=pulumi.ROOT_STACK_RESOURCE")
     return f"opts=pulumi.ResourceOptions(aliases=[pulumi.Alias({', '.join(args)})])"
 
@@ -315,8 +316,16 @@ def similarity(a: str, b: str) -> float:
 
 def pair_renames(deleted: list[Mapping], created: list[Mapping]) -> list[tuple[Mapping, Mapping]]:
     """Pairs (old, new) of one type that look like one resource renamed or moved: the same parent
-    chain and name, the same parent and a similar name, or the same name under a parent that was
-    itself renamed. Best match first; each resource pairs at most once."""
+    chain and a similar name (or the only one of its kind on both sides), the same name under
+    another parent, or a similar name under a similar parent. Best match first; each resource
+    pairs at most once."""
+    def chains(found: list[Mapping]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in found:
+            counts[urn_parts(r["urn"])[0]] = counts.get(urn_parts(r["urn"])[0], 0) + 1
+        return counts
+
+    gone, come = chains(deleted), chains(created)
     scored: list[tuple[float, int, int]] = []
     for i, old in enumerate(deleted):
         old_qualified, old_name = urn_parts(old["urn"])
@@ -326,9 +335,12 @@ def pair_renames(deleted: list[Mapping], created: list[Mapping]) -> list[tuple[M
             new_qualified, new_name = urn_parts(new["urn"])
             name = similarity(old_name, new_name)
             same_chain = old_qualified == new_qualified
-            if (same_chain and name >= 0.5) or name == 1.0 or (name >= 0.6 and similarity(
+            # the only one of its kind to go and to come, or one name inside the other
+            alone = same_chain and gone[old_qualified] == come[new_qualified] == 1
+            contains = old_name in new_name or new_name in old_name
+            if (same_chain and (name >= 0.5 or alone or contains)) or name == 1.0 or (name >= 0.6 and similarity(
                     old.get("parent") or "", new.get("parent") or "") >= 0.6):
-                scored.append((name + same_chain, i, j))
+                scored.append((name + same_chain + alone, i, j))
     pairs, used_old, used_new = [], set(), set()
     for _, i, j in sorted(scored, reverse=True):
         if i not in used_old and j not in used_new:
@@ -336,14 +348,3 @@ def pair_renames(deleted: list[Mapping], created: list[Mapping]) -> list[tuple[M
             used_old.add(i)
             used_new.add(j)
     return pairs
-
-
-def inherits_alias(old: Mapping, new: Mapping, paired: Mapping[str, str]) -> Optional[str]:
-    """The new parent URN when this child only follows its parent's rename: same name, and its old
-    parent is paired with its new parent. A child inherits its parent's aliases (Pulumi docs), so
-    the one alias on the parent keeps it."""
-    if urn_parts(old["urn"])[1] != urn_parts(new["urn"])[1]:
-        return None
-    if old.get("parent") and paired.get(new.get("parent") or "") == old["parent"]:
-        return new["parent"]
-    return None

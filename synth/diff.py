@@ -226,18 +226,21 @@ def _add_notes(changes: list[Change], new: dict, updated: dict[str, list[str]], 
 def _pair_renames(changes: list[Change], old: dict, new: dict) -> None:
     """A delete and a create of one type that look like one resource renamed or moved (same parent
     chain, or a similar name): suggest the alias that makes the engine treat them as the same
-    resource. A child that only follows its renamed parent inherits the parent's alias."""
+    resource. (A URN holds its parents' types, not their names, so a child keeping its own name
+    under a renamed component keeps its URN; children named after the component need their own.)"""
     deleted = [old[c.urn] for c in changes if c.action == "delete"]
     created = [new[c.urn] for c in changes if c.action == "create"]
     pairs = consequences.pair_renames(deleted, created)
     paired = {n["urn"]: o["urn"] for o, n in pairs}
     by_urn = {c.urn: c for c in changes}
     for was, now in pairs:
-        parent = consequences.inherits_alias(was, now, paired)
         by_urn[was["urn"]].hint = f"looks renamed to {now['urn']}"
+        moved_parent = bool(was.get("parent")) and paired.get(now.get("parent") or "") == was.get("parent")
+        alias = consequences.alias_for(was, now, moved_parent)
         by_urn[now["urn"]].hint = (
-            f"covered by the alias on its parent {parent.rsplit('::', 1)[-1]} (children inherit it)" if parent else
-            f"if this is {was['urn'].rsplit('::', 1)[-1]} renamed, keep it: {consequences.alias_for(was, now)}")
+            f"if this is {was['urn'].rsplit('::', 1)[-1]} renamed, keep it: {alias}"
+            + (f", together with the alias on its parent {now['parent'].rsplit('::', 1)[-1]} (Pulumi combines "
+               "a child's aliases with its parent's)" if moved_parent else ""))
 
 
 # `pulumi preview --json` step ops (pulumi/pulumi pkg/display/json.go PreviewStep: op, urn,
