@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel
 
+from . import config_keys
 from ._rules import dig, number, present, resource_rule, setting
 
 INSTANCE = "aws:rds/instance:Instance"
@@ -37,7 +38,8 @@ def retention(props, args):
     minimum = setting(args, "minimumDays", RETENTION)
     days = dig(props, "backupRetentionPeriod", default=0)
     if not is_replica(props) and days < minimum:
-        yield f"backupRetentionPeriod is {number(days)}; set it to at least {number(minimum)} days."
+        yield (f"backupRetentionPeriod is {number(days)}; set it to at least {number(minimum)} days."
+               + config_keys.where(config_keys.RDS_KEYS["backupRetentionPeriod"]))
 
 
 @resource_rule("rds-managed-password", "The master password is managed by Secrets Manager, never in code or state.",
@@ -59,13 +61,13 @@ def iam_auth(props, args):
                level=EnforcementLevel.MANDATORY)
 def deletion_protection(props, args):
     if dig(props, "deletionProtection") is not True:
-        yield "Set deletionProtection: true."
+        yield "Set deletionProtection: true." + config_keys.where(config_keys.RDS_KEYS["deletionProtection"])
 
 
 @resource_rule("rds-multi-az", "Production primaries survive the loss of an availability zone.", (INSTANCE,))
 def multi_az(props, args):
     if not is_replica(props) and dig(props, "multiAz") is not True:
-        yield "Set multiAz: true."
+        yield "Set multiAz: true." + config_keys.where(config_keys.RDS_KEYS["multiAz"])
 
 
 POLICIES = [encrypted, not_public, retention, managed_password, iam_auth, deletion_protection, multi_az]
