@@ -145,7 +145,7 @@ def major_upgrade(type_: str, before: Mapping, after: Mapping) -> str:
         return ""
     old_v, new_v = _version(before.get("engineVersion")), _version(after.get("engineVersion"))
     if old_v and new_v and new_v[0] > old_v[0]:
-        return f"major engine upgrade {old_v[0]} {ARROW} {new_v[0]}"
+        return f"major engine upgrade {old_v[0]} -> {new_v[0]}"
     return ""
 
 

@@ -221,7 +221,7 @@ def _add_notes(changes: list[Change], new: dict, updated: dict[str, list[str]], 
             meta = after.get("inputs", {}).get("metadata") or {}
             readers = [(w, rolls(u)) for u, w in new.items()
                        if w["type"].startswith("kubernetes:") and (w.get("inputs", {}).get("metadata") or {}).get(
-                           "namespace") == meta.get("namespace") and consequences.mounts_configmap(w, meta.get("name"))]
+                           "namespace") == meta.get("namespace") and consequences.mounts_configmap(w, str(meta.get("name")))]
             change.notes += consequences.configmap_notes(after, paths, readers)
 def _pair_renames(changes: list[Change], old: dict, new: dict) -> None:
     """A delete and a create of one type that look like one resource renamed or moved (same parent

@@ -386,7 +386,7 @@ def test_what_rds_refuses_fails_the_plan_even_when_approved(tmp_path):
     assert "major upgrade without allowMajorVersionUpgrade: RDS refuses it" in found.refused[0]
     newer["inputs"]["allowMajorVersionUpgrade"] = True
     found = changed(document(base), document(newer))["pg-primary"]
-    assert not found.refused and found.needs_review and found.reason == "major engine upgrade 16 → 17"
+    assert not found.refused and found.needs_review and found.reason == "major engine upgrade 16 -> 17"
     assert any("engineVersion: an outage" in n for n in found.notes)
     minor = copy.deepcopy(base)
     minor["inputs"]["engineVersion"] = "16"  # a major-only pin of the same line is no downgrade
