@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -40,6 +41,7 @@ def _synth(argv: list[str]) -> int:
     parser.add_argument("--preview", action="store_true",
                         help="run as a new stack's first `pulumi preview` (every computed output unknown) and "
                              "fail on any judgement that cannot decide (default out build/<stack>/preview)")
+    parser.add_argument("--verbose", action="store_true", help="list every resource of a repeated advisory")
     args = parser.parse_args(argv)
 
     import yaml
@@ -78,7 +80,7 @@ def _synth(argv: list[str]) -> int:
         (out / "stack.json").write_text(json.dumps(document, indent=2) + "\n")
         _write_report(report, out)
         print(f"synth {args.stack} --preview: {len(synthesis.resources)} resources -> {out}/")
-        code = _print_report(report)
+        code = _print_report(report, args.verbose)
         return code or (EXIT_UNDECIDED if report.undecided else EXIT_OK)
     manifests = exporter.write(synthesis, out, document, rendered)
     _write_report(report, out)
@@ -89,7 +91,7 @@ def _synth(argv: list[str]) -> int:
     for warning in synthesis.warnings:
         print(f"\nWARNING: {warning}")
     _print_dr_budget(document)
-    return _print_report(report)
+    return _print_report(report, args.verbose)
 
 
 def _check(argv: list[str]) -> int:
@@ -99,6 +101,7 @@ def _check(argv: list[str]) -> int:
     parser.add_argument("--stack", help="stack whose policy/config/<stack>.json applies")
     parser.add_argument("--policy-pack-config", type=Path, metavar="FILE",
                         help="the pack config file, as `pulumi preview --policy-pack-config` takes it")
+    parser.add_argument("--verbose", action="store_true", help="list every resource of a repeated advisory")
     args = parser.parse_args(argv)
     try:
         document = _read_export(args.file)
@@ -109,7 +112,7 @@ def _check(argv: list[str]) -> int:
         return EXIT_INVALID
     print(f"synth check {args.file}: {len(document['deployment']['resources'])} resources")
     _print_dr_budget(document)
-    return _print_report(report)
+    return _print_report(report, args.verbose)
 
 
 def _read_export(path: Path) -> dict:
@@ -187,19 +190,44 @@ def _print_dr_budget(document: dict) -> None:
                   "shorten the terms above (health-check interval/threshold, promotion, schedule).")
 
 
-def _print_report(report) -> int:
+def _where(finding) -> str:
+    return finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
+
+
+def _advisory_lines(advisory, verbose: bool) -> list[str]:
+    """Advisories grouped by policy and by message with the resource's own words taken out (a
+    container name, a quoted image): one line with a count, an example and the resources, or all
+    of them with --verbose. Mandatory violations are always listed one by one."""
+    if verbose:
+        return [f"  [advisory] {policy} on {_where(f)}: {f.message}" for policy, f in advisory]
+    groups: dict[tuple[str, str], list] = {}
+    for policy, finding in advisory:
+        shape = re.sub(r"'[^']*'", "'…'", re.sub(r"^container [^:]+: ", "container …: ", finding.message))
+        groups.setdefault((policy, shape), []).append(finding)
+    lines = []
+    for (policy, _), found in groups.items():
+        if len(found) == 1:
+            lines.append(f"  [advisory] {policy} on {_where(found[0])}: {found[0].message}")
+            continue
+        names = sorted({_where(f) for f in found})
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"  [advisory] {policy} x{len(found)} ({shown}; --verbose lists each), e.g. on "
+                     f"{_where(found[0])}: {found[0].message}")
+    return lines
+
+
+def _print_report(report, verbose: bool = False) -> int:
     mandatory, advisory = report.mandatory_violations, report.advisory_violations
     print(f"\nPolicy pack {report.pack}: {len(report.verdicts)} policies, "
           f"{len(mandatory)} mandatory and {len(advisory)} advisory violations")
-    for level, found in (("MANDATORY", mandatory), ("advisory", advisory)):
-        for policy, finding in found:
-            where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
-            print(f"  [{level}] {policy} on {where}: {finding.message}")
+    for policy, finding in mandatory:
+        print(f"  [MANDATORY] {policy} on {_where(finding)}: {finding.message}")
+    for line in _advisory_lines(advisory, verbose):
+        print(line)
     if report.undecided:
         print(f"{len(report.undecided)} judgements cannot decide:")
         for policy, finding in report.undecided:
-            where = finding.urn.rsplit("::", 1)[-1] if finding.urn else "stack"
-            print(f"  [cannot decide] {policy} on {where}: {finding.message}")
+            print(f"  [cannot decide] {policy} on {_where(finding)}: {finding.message}")
     return EXIT_VIOLATION if mandatory else EXIT_OK
 
 

@@ -16,36 +16,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from helpers.stateful import is_stateful
+from synth import consequences, forcenew
+from synth.consequences import is_secret
 
 EXIT_OK, EXIT_STATEFUL, EXIT_INVALID = 0, 1, 2
 
-# Properties the cloud cannot change in place, so the provider replaces the resource. Sources:
-# the ForceNew fields of terraform-provider-aws's schemas, which pulumi-aws bridges unchanged -
-# internal/service/rds/instance.go (identifier, identifier_prefix, engine, kms_key_id,
-# storage_encrypted, username, db_name, availability_zone, character_set_name,
-# nchar_character_set_name, timezone, custom_iam_instance_profile, snapshot_identifier,
-# restore_to_point_in_time; engine_version, db_subnet_group_name and parameter_group_name update in
-# place), rds/parameter_group.go (name, name_prefix, family, and description: RDS has no API to
-# change a parameter group's description), rds/subnet_group.go (name, name_prefix; description and
-# subnets update), kms/key.go (customer_master_key_spec, key_usage, multi_region,
-# custom_key_store_id, xks_key_id); S3 has no rename, no API to turn Object Lock off, and sets a
-# bucket's namespace only at CreateBucket (the x-amz-bucket-namespace header); a Helm
-# release cannot be renamed or moved; Kubernetes refuses updates to a StatefulSet's selector,
-# service name and volume claim templates ("Forbidden: updates to statefulset spec for fields
-# other than...").
-FORCE_NEW: dict[str, tuple[str, ...]] = {
-    "aws:rds/instance:Instance": ("identifier", "identifierPrefix", "engine", "kmsKeyId", "storageEncrypted",
-                                  "username", "dbName", "availabilityZone", "characterSetName",
-                                  "ncharCharacterSetName", "timezone", "customIamInstanceProfile",
-                                  "snapshotIdentifier", "restoreToPointInTime"),
-    "aws:rds/parameterGroup:ParameterGroup": ("name", "namePrefix", "family", "description"),
-    "aws:rds/subnetGroup:SubnetGroup": ("name", "namePrefix"),
-    "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "bucketNamespace", "objectLockEnabled"),
-    "aws:kms/key:Key": ("customerMasterKeySpec", "keyUsage", "multiRegion", "customKeyStoreId", "xksKeyId"),
-    "kubernetes:helm.sh/v3:Release": ("name", "namespace"),
-    "kubernetes:apps/v1:StatefulSet": ("metadata.name", "metadata.namespace", "spec.selector",
-                                       "spec.serviceName", "spec.volumeClaimTemplates"),
-}
+# Which input changes replace a resource: synth/forcenew.py, per type, audited against the
+# provider sources (terraform-provider-aws, pulumi-kubernetes, terraform-provider-random).
+
 # Provider inputs whose change replaces every resource the provider manages. The engine asks the
 # new provider's DiffConfig whenever a resource's provider changes, and a replacing diff cascades
 # to all of its resources (pulumi/pulumi pkg/resource/deploy/step_generator.go, providerChanged and
@@ -58,7 +36,10 @@ PROVIDER_PREFIX = "pulumi:providers:"
 ORDER = {"replace": 0, "delete": 1, "create": 2, "update": 3}
 # The input that fixes a resource's physical name. Pulumi replaces create-first (Pulumi docs,
 # "deleteBeforeReplace"), so a replacement that keeps the name collides with the old resource and
-# fails half-way through the deploy.
+# fails half-way through the deploy. (Kubernetes objects are exempt: pulumi-kubernetes deletes
+# first by itself when a replaced object keeps its name, provider.go Diff.) With retainOnDelete
+# the delete only forgets the old resource and leaves it in AWS under that name, so
+# deleteBeforeReplace cannot help there: the create fails either way.
 FIXED_NAME = {"aws:rds/instance:Instance": "identifier", "aws:s3/bucket:Bucket": "bucket",
               "aws:rds/parameterGroup:ParameterGroup": "name", "aws:rds/subnetGroup:SubnetGroup": "name",
               "aws:kms/alias:Alias": "name", "kubernetes:helm.sh/v3:Release": "name"}
@@ -75,10 +56,19 @@ class Change:
     reason: str = ""
     aliased_from: Optional[str] = None
     needs_review: bool = False  # an in-place change that still cannot be undone (a major upgrade)
+    values: list[str] = field(default_factory=list)  # old -> new, secrets masked
+    notes: list[str] = field(default_factory=list)  # what applying it disrupts
+    refused: list[str] = field(default_factory=list)  # what the cloud rejects: the deploy fails here
+    hint: str = ""  # for a delete or create: the alias that makes it a rename
 
     @property
     def dangerous(self) -> bool:
         return self.needs_review or (self.action in ("replace", "delete") and (self.stateful or self.protected))
+
+    def details(self) -> list[str]:
+        """The lines under the change: values, then what it disrupts, refusals and the alias hint."""
+        return ([f"    {v}" for v in self.values] + [f"    ~ {n}" for n in self.notes]
+                + [f"    x refused: {r}" for r in self.refused] + ([f"    > {self.hint}"] if self.hint else []))
 
     def line(self) -> str:
         marks = "".join(m for m, on in (("S", self.stateful), ("P", self.protected)) if on) or "-"
@@ -91,8 +81,8 @@ class Change:
 
 
 def _changed(old: Any, new: Any, path: str = "") -> list[str]:
-    """Dotted paths whose values differ; maps are compared key by key, lists as a whole."""
-    if isinstance(old, dict) and isinstance(new, dict):
+    """Dotted paths whose values differ; maps are compared key by key, lists and secrets whole."""
+    if isinstance(old, dict) and isinstance(new, dict) and not (is_secret(old) or is_secret(new)):
         found: list[str] = []
         for key in sorted(set(old) | set(new)):
             if key.startswith("__"):
@@ -100,20 +90,6 @@ def _changed(old: Any, new: Any, path: str = "") -> list[str]:
             found += _changed(old.get(key), new.get(key), f"{path}.{key}" if path else key)
         return found
     return [] if old == new else [path]
-
-
-def _forced_by(type_: str, changed: list[str]) -> list[str]:
-    return [p for p in changed
-            if any(p == f or p.startswith(f + ".") for f in FORCE_NEW.get(type_, ()))]
-
-
-def _major_upgrade(type_: str, old: dict, new: dict) -> str:
-    """RDS upgrades a database's major version in place, but no API takes it back down: the way
-    back is a restore from the snapshot taken before."""
-    if type_ != "aws:rds/instance:Instance":
-        return ""
-    before, after = (str(v.get("engineVersion") or "").split(".")[0] for v in (old, new))
-    return f"major engine upgrade {before} -> {after}" if before and after and before != after else ""
 
 
 def _provider_urn(resource: dict) -> str:
@@ -141,11 +117,21 @@ def _provider_replacement(old: dict, new: dict, before: dict, after: dict) -> st
     return f"its provider {name} is {'another one' if old_urn != new_urn else 'changed'}: {moves}"
 
 
+class StackMismatch(ValueError):
+    """Two exports of different stacks: every resource would look deleted and created."""
+
+
 def compare(old_doc: dict, new_doc: dict) -> list[Change]:
+    was, now = consequences.stack_of(old_doc), consequences.stack_of(new_doc)
+    if was != now:
+        raise StackMismatch(f"the exports are of different stacks ({'/'.join(reversed(was))} and "
+                            f"{'/'.join(reversed(now))}); compare two exports of the same stack")
     old = {r["urn"]: r for r in old_doc["deployment"]["resources"]}
     new = {r["urn"]: r for r in new_doc["deployment"]["resources"]}
     changes: list[Change] = []
     matched: set[str] = set()
+    updated: dict[str, list[str]] = {}  # urn -> changed paths, for the notes that need the whole plan
+    previous: dict[str, dict] = {}  # urn -> the inputs it had
     for urn, after in new.items():
         if after["type"] == "pulumi:pulumi:Stack":
             matched.add(urn)
@@ -158,9 +144,13 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
         matched.add(source)
         before = old[source]
         protected = bool(before.get("protect") or after.get("protect"))
-        stateful = stateful or bool(before.get("retainOnDelete"))
-        changed = _changed(before.get("inputs", {}), after.get("inputs", {}))
-        forced = _forced_by(after["type"], changed)
+        retained = bool(before.get("retainOnDelete"))
+        stateful = stateful or retained
+        inputs_before, inputs_after = before.get("inputs", {}), after.get("inputs", {})
+        changed = _changed(inputs_before, inputs_after)
+        updated[urn], previous[urn] = changed, inputs_before
+        provider = new.get(_provider_urn(after), {}).get("inputs", {})
+        forced = forcenew.forced_by(after["type"], changed, inputs_after, provider)
         reason = ""
         by_provider = "" if after["type"].startswith(PROVIDER_PREFIX) else _provider_replacement(
             old, new, before, after)
@@ -172,23 +162,85 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
             # the export's own word: the physical resource behind the URN is another one
             reason = f"the export's id changes ({before['id']} -> {after['id']})"
         name_key = FIXED_NAME.get(after["type"])
-        fixed = name_key and after.get("inputs", {}).get(name_key)
-        if reason and fixed and fixed == before.get("inputs", {}).get(name_key):
-            reason += (f"; the fixed name {fixed!r} stays, so creating the replacement first fails: "
+        fixed = name_key and inputs_after.get(name_key)
+        if reason and fixed and fixed == inputs_before.get(name_key) and not after["type"].startswith("kubernetes:"):
+            reason += (f"; the fixed name {fixed!r} stays and the old one is retained under it, so the replacement "
+                       "cannot be created (deleteBeforeReplace would not help): give it a new name and move the "
+                       "data, or undo the change" if retained else
+                       f"; the fixed name {fixed!r} stays, so creating the replacement first fails: "
                        "set deleteBeforeReplace or let Pulumi name it")
+        values = consequences.values(after["type"], before, after, changed)
         if reason:
             changes.append(Change("replace", urn, after["type"], stateful, protected, changed, reason,
-                                  source if source != urn else None))
+                                  source if source != urn else None, values=values))
         elif changed or source != urn:
-            upgrade = _major_upgrade(after["type"], before.get("inputs", {}), after.get("inputs", {}))
-            changes.append(Change("update", urn, after["type"], stateful, protected, changed, upgrade,
-                                  aliased_from=source if source != urn else None, needs_review=bool(upgrade)))
+            upgrade = consequences.major_upgrade(after["type"], inputs_before, inputs_after)
+            unknown = (changed and after.get("custom") and not forcenew.known(after["type"])
+                       and not after["type"].startswith(PROVIDER_PREFIX))
+            changes.append(Change(
+                "update", urn, after["type"], stateful, protected, changed, upgrade,
+                aliased_from=source if source != urn else None, needs_review=bool(upgrade), values=values,
+                refused=consequences.refusals(after["type"], inputs_before, inputs_after),
+                notes=["this type is not in the ForceNew table (synth/forcenew.py): whether it is replaced "
+                       "is the provider's call"] if unknown else []))
     for urn, before in old.items():
         if urn not in matched:
             changes.append(Change("delete", urn, before["type"],
                                   is_stateful(before["type"]) or bool(before.get("retainOnDelete")),
                                   bool(before.get("protect"))))
+    _add_notes(changes, new, updated, previous)
+    _pair_renames(changes, old, new)
     return sorted(changes, key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
+
+
+def _add_notes(changes: list[Change], new: dict, updated: dict[str, list[str]], previous: dict[str, dict]) -> None:
+    """What applying each update or replace disrupts; some notes need the rest of the plan (which
+    servers of a cluster change, which workloads read a changed ConfigMap and also restart)."""
+    def rolls(urn: str) -> bool:
+        return any(p == "spec.template" or p.startswith(("spec.template.", "spec.jobTemplate."))
+                   for p in updated.get(urn, []))
+
+    releases: dict[str, list[str]] = {}
+    for urn, res in new.items():
+        if res["type"] == consequences.RELEASE:
+            releases.setdefault(res.get("parent") or "", []).append(urn)
+    for change in changes:
+        if change.action not in ("update", "replace"):
+            continue
+        after, paths = new[change.urn], change.properties
+        if change.type == consequences.RDS:
+            change.notes += consequences.rds_notes(previous[change.urn], after.get("inputs", {}), paths)
+        elif change.type == consequences.RELEASE:
+            cluster = releases.get(after.get("parent") or "", [])
+            moving = sum(1 for u in cluster if any(p.split(".", 1)[0] in ("values", "version", "chart")
+                                                    for p in updated.get(u, [])))
+            change.notes += consequences.release_notes(after, paths, (moving, len(cluster)))
+        elif change.type == consequences.STATEFULSET:
+            change.notes += consequences.statefulset_notes(after, paths)
+        elif change.type == consequences.CONFIGMAP:
+            meta = after.get("inputs", {}).get("metadata") or {}
+            readers = [(w, rolls(u)) for u, w in new.items()
+                       if w["type"].startswith("kubernetes:") and (w.get("inputs", {}).get("metadata") or {}).get(
+                           "namespace") == meta.get("namespace") and consequences.mounts_configmap(w, str(meta.get("name")))]
+            change.notes += consequences.configmap_notes(after, paths, readers)
+def _pair_renames(changes: list[Change], old: dict, new: dict) -> None:
+    """A delete and a create of one type that look like one resource renamed or moved (same parent
+    chain, or a similar name): suggest the alias that makes the engine treat them as the same
+    resource. (A URN holds its parents' types, not their names, so a child keeping its own name
+    under a renamed component keeps its URN; children named after the component need their own.)"""
+    deleted = [old[c.urn] for c in changes if c.action == "delete"]
+    created = [new[c.urn] for c in changes if c.action == "create"]
+    pairs = consequences.pair_renames(deleted, created)
+    paired = {n["urn"]: o["urn"] for o, n in pairs}
+    by_urn = {c.urn: c for c in changes}
+    for was, now in pairs:
+        by_urn[was["urn"]].hint = f"looks renamed to {now['urn']}"
+        moved_parent = bool(was.get("parent")) and paired.get(now.get("parent") or "") == was.get("parent")
+        alias = consequences.alias_for(was, now, moved_parent)
+        by_urn[now["urn"]].hint = (
+            f"if this is {was['urn'].rsplit('::', 1)[-1]} renamed, keep it: {alias}"
+            + (f", together with the alias on its parent {now['parent'].rsplit('::', 1)[-1]} (Pulumi combines "
+               "a child's aliases with its parent's)" if moved_parent else ""))
 
 
 # `pulumi preview --json` step ops (pulumi/pulumi pkg/display/json.go PreviewStep: op, urn,
@@ -225,19 +277,26 @@ def engine_plan(preview: dict) -> list[Change]:
 def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int]:
     counts = {a: sum(c.action == a for c in changes) for a in ORDER}
     dangerous = [c for c in changes if c.dangerous]
+    refused = [c for c in changes if c.refused]
     lines = [f"synth diff: {counts['create']} to create, {counts['update']} to update, "
              f"{counts['replace']} to replace, {counts['delete']} to delete "
-             "(S stateful, P protected; stateful first)"]
-    lines += [f"  {c.line()}" for c in changes]
+             "(S stateful, P protected; stateful first; ~ what it disrupts, x what the cloud refuses, "
+             "> how to keep it)"]
+    for c in changes:
+        lines += [f"  {c.line()}", *c.details()]
+    if refused:
+        # no approval makes the cloud accept these: the deploy would stop at them half-way
+        lines.append(f"{len(refused)} change(s) the cloud refuses; the deploy would fail there:")
+        lines += [f"  x {c.urn}: {r}" for c in refused for r in c.refused]
     if not dangerous:
         lines.append("No stateful or protected resource is replaced or deleted.")
-        return "\n".join(lines), EXIT_OK
+        return "\n".join(lines), EXIT_STATEFUL if refused else EXIT_OK
     lines.append(f"{len(dangerous)} stateful or protected resource(s) would be replaced, deleted or "
                  "upgraded past undoing:")
     lines += [f"  ! {c.action} {c.urn}" + (f" ({c.reason})" if c.needs_review else "") for c in dangerous]
     if approved_by:
         lines.append(f"Approved by {approved_by}: the replacements and deletions above are intended.")
-        return "\n".join(lines), EXIT_OK
+        return "\n".join(lines), EXIT_STATEFUL if refused else EXIT_OK
     lines.append("Not approved. If this is intended, a reviewer approves it by name (the "
                  "`stateful-change-approved` label on the pull request; `--approved-by NAME` here); "
                  "otherwise add an alias or undo the change that forces it.")

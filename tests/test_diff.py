@@ -9,12 +9,18 @@ instance; a new physical id behind the same URN is the export's own record of a 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
+import re
 import subprocess
 import sys
 
-from synth import diff, export
-from tests.conftest import ROOT, synthesized
+import pulumi_aws as aws
+import pulumi_random
+import pytest
+
+from synth import diff, export, forcenew
+from tests.conftest import ROOT, STACKS, synthesized
 
 PREFIX = "urn:pulumi:prod::intelgraph-platform::"
 DB = "aws:rds/instance:Instance"
@@ -73,8 +79,10 @@ def test_a_new_kms_key_on_the_database_is_a_replace_that_needs_a_named_approval(
     found = changed(document(DATABASE), document(rekeyed))["pg-primary"]
     assert (found.action, found.stateful, found.protected) == ("replace", True, True)
     # and the fixed identifier means the create-first replacement would fail half-way
-    assert found.reason == ("forced by kmsKeyId; the fixed name 'pg-primary' stays, so creating the "
-                            "replacement first fails: set deleteBeforeReplace or let Pulumi name it")
+    # and the fixed identifier stays while the old database is retained under it: the replacement
+    # cannot be created, and deleteBeforeReplace would only forget the old one (never advised)
+    assert found.reason.startswith("forced by kmsKeyId; the fixed name 'pg-primary' stays and the old one is "
+                                   "retained under it") and "deleteBeforeReplace would not help" in found.reason
     code, out = run(document(DATABASE), document(rekeyed), tmp_path)
     assert code == 1 and "! replace " + DATABASE["urn"] in out and "Not approved" in out
     code, out = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "alice (platform lead)")
@@ -84,11 +92,11 @@ def test_a_new_kms_key_on_the_database_is_a_replace_that_needs_a_named_approval(
 
 
 def test_a_new_physical_id_is_a_replace_even_outside_the_table():
-    renamed = copy.deepcopy(ROLE)
-    renamed["inputs"]["name"] = renamed["id"] = "backup-role-v2"
-    found = changed(document(ROLE), document(renamed))["backup-role"]
+    reworded = copy.deepcopy(ROLE)
+    reworded["inputs"]["description"], reworded["id"] = "backups", "backup-role-v2"
+    found = changed(document(ROLE), document(reworded))["backup-role"]
     assert found.action == "replace" and "backup-role -> backup-role-v2" in found.reason
-    assert found.properties == ["name"] and not found.dangerous  # an IAM role holds no data
+    assert found.properties == ["description"] and not found.dangerous  # an IAM role holds no data
 
 
 def test_a_rename_without_an_alias_deletes_the_database_and_with_one_it_is_the_same(tmp_path):
@@ -143,10 +151,10 @@ def test_renaming_a_real_component_fails_the_diff_of_two_synth_runs(tmp_path):
         next(x for x in lines if x.startswith("  delete   SP ")))
 
 
-def test_a_new_parameter_group_description_or_database_identifier_is_a_replace():
+def test_a_new_parameter_group_description_is_a_replace_and_a_new_identifier_a_rename():
     # terraform-provider-aws internal/service/rds/parameter_group.go: description is ForceNew (RDS
-    # has no API to change it); rds/instance.go: identifier is ForceNew - neither changes the
-    # export's id here, so only the ForceNew table can tell.
+    # has no API to change it); rds/instance.go since v5 renames in place (NewDBInstanceIdentifier,
+    # #31232 closing #507; issue 25 cites #32590): a reboot and a new endpoint name, not a new database.
     group = resource("aws:rds/parameterGroup:ParameterGroup", "pg-params",
                      {"name": "pg-params", "family": "postgres16", "description": "TLS only"},
                      protect=True, retainOnDelete=True)
@@ -157,7 +165,9 @@ def test_a_new_parameter_group_description_or_database_identifier_is_a_replace()
     renamed = copy.deepcopy(DATABASE)
     renamed["inputs"]["identifier"] = "pg-primary-2"
     found = changed(document(DATABASE), document(renamed))["pg-primary"]
-    assert found.action == "replace" and found.reason == "forced by identifier" and found.dangerous
+    assert found.action == "update" and not found.dangerous
+    assert found.values == ["identifier: pg-primary → pg-primary-2"]
+    assert any("rename: the instance reboots and its endpoint's DNS name changes" in n for n in found.notes)
 
 
 def provider(name: str, region: str, type_: str = "pulumi:providers:aws") -> dict:
@@ -237,3 +247,224 @@ def test_the_engines_own_preview_json_gates_a_stateful_replace(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(document(ROLE)))
     bad = subprocess.run(cli[:-1] + [str(tmp_path / "bad.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "pulumi preview --json" in bad.stderr
+
+
+# --- a plan review a person can act on (issue 25) -------------------------------------------------
+
+def secret(plaintext: str) -> dict:
+    """A Pulumi secret as `pulumi stack export --show-secrets` writes it (the signature key, then
+    the JSON-encoded value)."""
+    return {diff.consequences.SIG_KEY: "1b47061264138c4ac30d75fd1eb44270", "plaintext": json.dumps(plaintext)}
+
+
+def test_changed_values_print_old_to_new_and_never_a_secret(tmp_path):
+    small = copy.deepcopy(DATABASE)
+    small["inputs"]["instanceClass"] = "db.t4g.large"
+    bigger = copy.deepcopy(small)
+    bigger["inputs"]["instanceClass"] = "db.r6g.large"
+    # a value wrapped as a Pulumi secret, and one the resource lists in additionalSecretOutputs
+    auth = resource("kubernetes:core/v1:Secret", "redis-auth", {
+        "metadata": {"name": "redis-auth"}, "stringData": {"password": secret("hunter2-old")}})
+    token = resource("aws:iam/role:Role", "token-role", {"name": "token-role", "description": "tok-old"},
+                     additionalSecretOutputs=["description"])
+    rotated, retold = copy.deepcopy(auth), copy.deepcopy(token)
+    rotated["inputs"]["stringData"]["password"] = secret("hunter2-new")
+    retold["inputs"]["description"] = "tok-new"
+    code, out = run(document(small, auth, token), document(bigger, rotated, retold), tmp_path)
+    assert "    instanceClass: db.t4g.large → db.r6g.large" in out.splitlines()
+    assert "stringData.password: (secret, changed; value not shown)" in out
+    assert "description: (secret, changed; value not shown)" in out
+    assert not any(word in out for word in ("hunter2", "tok-old", "tok-new"))
+
+
+def test_a_rendered_config_shows_only_the_lines_that_changed():
+    conf = "port 6379\nmaxmemory 3221225472\nmaxmemory-policy allkeys-lru\nappendonly no\n"
+    config = resource("kubernetes:core/v1:ConfigMap", "redis-config", {
+        "metadata": {"name": "redis-config", "namespace": "cache"}, "data": {"redis.conf": conf}})
+    grown = copy.deepcopy(config)
+    grown["inputs"]["data"]["redis.conf"] = conf.replace("3221225472", "4294967296")
+    found = changed(document(config), document(grown))["redis-config"]
+    assert found.values == ["data.redis.conf: changed lines", "  -maxmemory 3221225472", "  +maxmemory 4294967296"]
+    # pulumi-kubernetes replaces a ConfigMap whose data changes (enableConfigMapMutable defaults to
+    # false, provider.go; diff.go forceNewProperties) - unless the provider turns it on
+    assert found.action == "replace" and found.reason == "forced by data.redis.conf"
+    eks = provider("eks", "", "pulumi:providers:kubernetes") | {"inputs": {"enableConfigMapMutable": "true"}}
+    mutable = changed(document(eks, on(eks, config)), document(eks, on(eks, grown)))["redis-config"]
+    assert mutable.action == "update"
+
+
+REDIS_IMAGE = "redis:7.4.2-bookworm"
+
+
+def redis_set(digest: str, **spec) -> dict:
+    template = {"metadata": {"annotations": {"intelgraph.io/redis-conf-sha256": digest}},
+                "spec": {"containers": [{"name": "redis", "image": REDIS_IMAGE}],
+                         "volumes": [{"name": "config", "configMap": {"name": "redis-config"}}]}}
+    return resource("kubernetes:apps/v1:StatefulSet", "redis", {
+        "metadata": {"name": "redis", "namespace": "cache"}, "spec": {"replicas": 3, "template": template, **spec}})
+
+
+def test_disruption_notes_name_what_restarts_and_when():
+    # Kubernetes docs "StatefulSets": a new pod template rolls the pods one at a time; with no
+    # volume claim template Redis (appendonly no, save "") comes back with an empty cache.
+    old_cache, new_cache = redis_set("a"), redis_set("b")
+    notes = changed(document(old_cache), document(new_cache))["redis"].notes
+    assert len(notes) == 1 and "every pod restarts, one at a time" in notes[0] and "empty cache" in notes[0]
+    kept = changed(document(redis_set("a", volumeClaimTemplates=[{"metadata": {"name": "data"}}])),
+                   document(redis_set("b", volumeClaimTemplates=[{"metadata": {"name": "data"}}])))["redis"]
+    assert "empty cache" not in kept.notes[0]
+    # a ConfigMap read at pod start: restarted with it when the digest moves, stale when it does not
+    config = resource("kubernetes:core/v1:ConfigMap", "redis-config", {
+        "metadata": {"name": "redis-config", "namespace": "cache"}, "data": {"redis.conf": "maxmemory 1\n"}})
+    edited = copy.deepcopy(config)
+    edited["inputs"]["data"]["redis.conf"] = "maxmemory 2\n"
+    with_digest = changed(document(config, old_cache), document(edited, new_cache))["redis-config"]
+    assert with_digest.notes == ["read at pod start: StatefulSet redis restart(s) with it in this plan "
+                                 "(their pod template changes too)"]
+    stale = changed(document(config, old_cache), document(edited, old_cache))["redis-config"]
+    assert "they keep the old configuration" in stale.notes[0]
+    # RDS (ModifyDBInstance; User Guide "Settings for DB instances"): an instance class change is an
+    # outage, all of it on a single-AZ instance, and waits for the maintenance window unless
+    # applyImmediately
+    single = copy.deepcopy(DATABASE)
+    single["inputs"] |= {"multiAz": False, "maintenanceWindow": "sun:05:00-sun:06:00"}
+    bigger = copy.deepcopy(single)
+    bigger["inputs"]["instanceClass"] = "db.r6g.2xlarge"
+    notes = changed(document(single), document(bigger))["pg-primary"].notes
+    assert notes == ["instanceClass: an outage while the instance class changes (single-AZ: the database is "
+                     "down for all of it)",
+                     "instanceClass: applied in the next maintenance window (sun:05:00-sun:06:00); applyImmediately "
+                     "is false, so the plan ends before the change happens"]
+
+
+def neo4j_release(index: int, memory: str, skip_await: bool = False) -> dict:
+    return resource("kubernetes:helm.sh/v3:Release", f"neo4j-graph-server-{index}", {
+        "name": f"graph-server-{index}", "namespace": "graph", "chart": "neo4j", "version": "5.26.16",
+        "repositoryOpts": {"repo": "https://helm.neo4j.com/neo4j"}, "skipAwait": skip_await,
+        "values": {"neo4j": {"resources": {"memory": memory}}}},
+        parent_type="intelgraph:graph:Neo4jCluster", parent=f"{PREFIX}intelgraph:graph:Neo4jCluster::neo4j")
+
+
+def test_new_release_values_are_a_rolling_restart_of_every_neo4j_server():
+    # components/neo4j_cluster.py: one release per server, chained by dependsOn and waiting for
+    # each server (skipAwait false), so an upgrade of all releases restarts them one at a time
+    before = [neo4j_release(i, "8Gi") for i in (1, 2, 3)]
+    found = changed(document(*before), document(*(neo4j_release(i, "16Gi") for i in (1, 2, 3))))
+    server = found["neo4j-graph-server-2"]
+    assert server.values == ["values.neo4j.resources.memory: 8Gi → 16Gi"] and server.action == "update"
+    assert "every Neo4j server of this cluster (3 of 3) restarts, a rolling restart, one server at a time" in server.notes[0]
+    one = changed(document(*before), document(neo4j_release(1, "16Gi"), *before[1:]))["neo4j-graph-server-1"]
+    assert "1 of 3 Neo4j servers of this cluster restart" in one.notes[0]
+    rushed = changed(document(*before), document(*(neo4j_release(i, "16Gi", skip_await=True) for i in (1, 2, 3))))
+    assert "all at once" in rushed["neo4j-graph-server-3"].notes[0]
+
+
+def test_what_rds_refuses_fails_the_plan_even_when_approved(tmp_path):
+    # RDS User Guide: allocated storage can only grow; ModifyDBInstance has no downgrade, and a new
+    # major version needs AllowMajorVersionUpgrade
+    base = copy.deepcopy(DATABASE)
+    base["inputs"] |= {"allocatedStorage": 200, "engineVersion": "16.4"}
+    shrunk = copy.deepcopy(base)
+    shrunk["inputs"]["allocatedStorage"] = 100
+    found = changed(document(base), document(shrunk))["pg-primary"]
+    assert found.refused == ["allocatedStorage 200 → 100 GiB: RDS cannot shrink storage; the way to less storage "
+                             "is a new instance loaded from a dump"]
+    code, out = run(document(base), document(shrunk), tmp_path, "--approved-by", "alice")
+    assert code == 1 and "x refused: allocatedStorage 200 → 100 GiB" in out and "the deploy would fail there" in out
+    # with storage autoscaling the provider ignores a lower value (instance.go DiffSuppressFunc)
+    autoscaled = copy.deepcopy(shrunk)
+    autoscaled["inputs"]["maxAllocatedStorage"] = 1000
+    assert not changed(document(base), document(autoscaled))["pg-primary"].refused
+    older = copy.deepcopy(base)
+    older["inputs"]["engineVersion"] = "15.7"
+    found = changed(document(base), document(older))["pg-primary"]
+    assert "is a downgrade: RDS has none" in found.refused[0] and not found.needs_review
+    assert "major upgrade" not in found.reason
+    newer = copy.deepcopy(base)
+    newer["inputs"]["engineVersion"] = "17.2"
+    found = changed(document(base), document(newer))["pg-primary"]
+    assert "major upgrade without allowMajorVersionUpgrade: RDS refuses it" in found.refused[0]
+    newer["inputs"]["allowMajorVersionUpgrade"] = True
+    found = changed(document(base), document(newer))["pg-primary"]
+    assert not found.refused and found.needs_review and found.reason == "major engine upgrade 16 -> 17"
+    assert any("engineVersion: an outage" in n for n in found.notes)
+    minor = copy.deepcopy(base)
+    minor["inputs"]["engineVersion"] = "16"  # a major-only pin of the same line is no downgrade
+    assert not changed(document(base), document(minor))["pg-primary"].refused
+
+
+def test_force_new_beyond_stateful_types():
+    # terraform-provider-aws ec2/vpc_security_group.go: vpc_id, name and description are ForceNew
+    group = resource("aws:ec2/securityGroup:SecurityGroup", "redis-sg", {"vpcId": "vpc-1", "description": "redis"})
+    moved = copy.deepcopy(group)
+    moved["inputs"]["vpcId"] = "vpc-2"
+    found = changed(document(group), document(moved))["redis-sg"]
+    assert (found.action, found.reason, found.dangerous) == ("replace", "forced by vpcId", False)
+    assert found.values == ["vpcId: vpc-1 → vpc-2"]
+    # sns/topic_subscription.go topic_arn (Pulumi: `topic`); route53/health_check.go request_interval
+    subscription = resource("aws:sns/topicSubscription:TopicSubscription", "pager", {"topic": "arn:a", "protocol": "https"})
+    assert changed(document(subscription), document(subscription | {"inputs": {"topic": "arn:b", "protocol": "https"}}))[
+        "pager"].action == "replace"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_synthesized_resource_type_is_in_the_force_new_table(stack):
+    """A new resource type in the program fails here until its ForceNew fields are audited
+    (synth/forcenew.py names the provider source file for each)."""
+    types = {r.type for r in synthesized(stack).resources if r.custom and not r.type.startswith("pulumi:providers:")}
+    assert sorted(t for t in types if not forcenew.known(t)) == []
+
+
+def sdk_inputs(resource_type: str) -> set[str]:
+    """The camelCase input names the Python SDK accepts for a resource type."""
+    package, module, name = resource_type.split(":")
+    sdk = {"aws": aws, "random": pulumi_random}[package]
+    cls = getattr(sdk, name) if module.startswith("index") else getattr(getattr(sdk, module.split("/")[0]), name)
+    names = [p for p in inspect.signature(cls._internal_init).parameters if p not in ("__self__", "resource_name",
+                                                                                       "opts", "__props__")]
+    return {re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), n) for n in names}
+
+
+def test_every_force_new_field_is_an_input_the_sdk_has():
+    # the table uses the engine's names (pulumi-aws renames some: alarm_name is `name`,
+    # topic_arn is `topic`): a misspelt field would never match a change
+    wrong = {t: [f for f in fields if f not in sdk_inputs(t)]
+             for t, fields in {**forcenew.AWS, **forcenew.RANDOM}.items()}
+    assert {t: f for t, f in wrong.items() if f} == {}
+
+
+def test_a_delete_and_create_of_one_resource_suggest_the_exact_alias(tmp_path):
+    moved = copy.deepcopy(DATABASE)
+    moved["urn"] = moved["urn"].replace("::pg-primary", "::postgres-primary")
+    found = changed(document(DATABASE), document(moved))
+    assert found["pg-primary"].hint == f"looks renamed to {moved['urn']}"
+    assert found["postgres-primary"].hint == ('if this is pg-primary renamed, keep it: opts=pulumi.ResourceOptions('
+                                              'aliases=[pulumi.Alias(name="pg-primary")])')
+    code, out = run(document(DATABASE), document(moved), tmp_path)
+    assert code == 1 and '    > if this is pg-primary renamed' in out
+
+
+def test_renaming_a_component_suggests_the_alias_for_it_and_each_child_named_after_it():
+    """Pulumi docs ("aliases"): a child's aliases combine with its parent's, so renaming PostgresDr
+    needs the component's old name, and each child named after it its own old name."""
+    from tests.test_stateful import renamed_postgres
+
+    found = diff.compare(export.to_export(synthesized("prod")), export.to_export(renamed_postgres()))
+    by_name = {(c.action, c.urn.rsplit("::", 1)[-1]): c for c in found}
+    component = by_name[("create", "pg")]
+    assert component.hint == ('if this is intelgraph-pg renamed, keep it: '
+                              'opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(name="intelgraph-pg")])')
+    # its children are named from the component, so each needs its old name too
+    database = by_name[("create", "pg-primary")]
+    assert database.hint == ('if this is intelgraph-pg-primary renamed, keep it: opts=pulumi.ResourceOptions('
+                             'aliases=[pulumi.Alias(name="intelgraph-pg-primary")]), together with the alias on its '
+                             "parent pg (Pulumi combines a child's aliases with its parent's)")
+    assert by_name[("delete", "intelgraph-pg-primary")].hint.startswith("looks renamed to ")
+
+
+def test_two_exports_of_different_stacks_are_refused_in_one_line(tmp_path):
+    stage = json.loads(json.dumps(document(ROLE)).replace("urn:pulumi:prod::", "urn:pulumi:stage::"))
+    code, out = run(document(ROLE), stage, tmp_path)
+    assert code == 2 and out.strip().splitlines() == [
+        "synth diff: the exports are of different stacks (intelgraph-platform/prod and intelgraph-platform/stage); "
+        "compare two exports of the same stack"]

@@ -9,6 +9,7 @@ from typing import Any, Iterator, Mapping
 
 from pulumi_policy import EnforcementLevel
 
+from . import config_keys
 from ._rules import depends_on, dig, each, is_unknown, peek, present, resource_rule, stack_rule
 
 DEPLOYMENT, STATEFULSET, DAEMONSET = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
@@ -56,7 +57,8 @@ def image_pinned(props, args):
         image = dig(c, "image", default="")
         tag = image.rsplit("/", 1)[-1].partition(":")[2]
         if "@sha256:" not in image and (not tag or tag == "latest"):
-            yield f"container {dig(c, 'name')}: pin {image!r} to a version tag or @sha256 digest."
+            yield (f"container {dig(c, 'name')}: pin {image!r} to a version tag or @sha256 digest."
+                   + config_keys.where(config_keys.image_key(image)))
 
 
 DIGEST_PIN = re.compile(r"^[^@]+:[^:/@]+@sha256:[0-9a-f]{64}$")
@@ -75,7 +77,8 @@ def image_digest(props, args):
     # reviewed. The tag stays for people (Docker resolves name:tag@digest by the digest).
     for name, image in _workload_images(props, args.resource_type):
         if not DIGEST_PIN.match(image):
-            yield f"container {name}: pin {image!r} as name:tag@sha256:<digest> (settings accept that form)."
+            yield (f"container {name}: pin {image!r} as name:tag@sha256:<digest> (settings accept that form)."
+                   + config_keys.where(config_keys.image_key(image)))
 
 
 @resource_rule("k8s-resources-set", "Containers request and limit CPU and memory.", WORKLOADS)

@@ -4,6 +4,7 @@ query-text log masks personal data."""
 
 from __future__ import annotations
 
+from . import config_keys
 from ._rules import dig, each, present, region_of, resource_rule, stack_rule
 from .rds import INSTANCE
 
@@ -16,7 +17,8 @@ DATA_PROTECTION = "aws:cloudwatch/logDataProtectionPolicy:LogDataProtectionPolic
 def retention_and_kms(props, args):
     # retentionInDays 0 or unset is "never expire" (PutRetentionPolicy)
     if not dig(props, "retentionInDays"):
-        yield "Set retentionInDays (e.g. 30 or 365): without it the group keeps every event forever."
+        yield ("Set retentionInDays (e.g. 30 or 365): without it the group keeps every event forever."
+               + config_keys.where(config_keys.LOG_RETENTION))
     if not present(props, "kmsKeyId"):  # at a first preview: the ARN of a key this stack creates
         yield ("Set kmsKeyId to a customer KMS key whose policy lets logs.<region>.amazonaws.com use it "
                "for this account's log groups.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel
 
+from . import config_keys
 from ._rules import depends_on, dig, is_unknown, number, peek, present, resource_rule, setting, stack_rule
 
 INSTANCE = "aws:rds/instance:Instance"
@@ -47,7 +48,8 @@ def retention(props, args):
     minimum = setting(args, "minimumDays", RETENTION)
     days = dig(props, "backupRetentionPeriod", default=0)
     if not is_replica(props) and days < minimum:
-        yield f"backupRetentionPeriod is {number(days)}; set it to at least {number(minimum)} days."
+        yield (f"backupRetentionPeriod is {number(days)}; set it to at least {number(minimum)} days."
+               + config_keys.where(config_keys.RDS_KEYS["backupRetentionPeriod"]))
 
 
 @resource_rule("rds-master-password-write-only",
@@ -96,13 +98,13 @@ def iam_auth(props, args):
                level=EnforcementLevel.MANDATORY)
 def deletion_protection(props, args):
     if dig(props, "deletionProtection") is not True:
-        yield "Set deletionProtection: true."
+        yield "Set deletionProtection: true." + config_keys.where(config_keys.RDS_KEYS["deletionProtection"])
 
 
 @resource_rule("rds-multi-az", "Production primaries survive the loss of an availability zone.", (INSTANCE,))
 def multi_az(props, args):
     if not is_replica(props) and dig(props, "multiAz") is not True:
-        yield "Set multiAz: true."
+        yield "Set multiAz: true." + config_keys.where(config_keys.RDS_KEYS["multiAz"])
 
 
 POLICIES = [encrypted, not_public, retention, master_password_write_only, iam_auth, deletion_protection, multi_az,

@@ -7,7 +7,7 @@ import re
 
 from pulumi_policy import EnforcementLevel
 
-from . import exceptions
+from . import config_keys, exceptions
 from ._rules import depends_on, dig, each, is_unknown, number, peek, region_of, setting, stack_rule
 from .kubernetes import WORKLOADS
 from .rds import INSTANCE, is_replica
@@ -128,7 +128,8 @@ def neo4j_primaries(resources, args):
     for name, primaries in clusters.items():
         if len(primaries) < minimum:
             yield (f"Neo4j cluster {name} has {len(primaries)} primaries; run at least {number(minimum)} "
-                   "(one Helm release per primary) so a failure keeps write quorum.", None)
+                   "(one Helm release per primary) so a failure keeps write quorum."
+                   + config_keys.where(config_keys.NEO4J_PRIMARIES), None)
 
 
 @stack_rule("dr-budget-within-targets", "Computed RTO/RPO bounds are within the stack's targets.", judges=(STACK,))
@@ -140,7 +141,9 @@ def dr_budget(resources, args):
                 # sorted: an object's keys reach the pack in no particular order (a protobuf Struct)
                 terms = ", ".join(f"{k} {number(v)}s" for k, v in sorted((dig(row, "terms") or {}).items()))
                 yield (f"{dig(row, 'datastore')} {dig(row, 'objective')} bound {number(bound)}s exceeds its target "
-                       f"{number(target)}s ({terms}); shorten those terms or renegotiate the target.", stack.urn)
+                       f"{number(target)}s ({terms}); shorten those terms or renegotiate the target."
+                       + config_keys.where(config_keys.DR_TARGETS.get((dig(row, "datastore"), dig(row, "objective")))),
+                       stack.urn)
 
 
 @stack_rule("waf-every-failover-region", "Every region DNS fails over to has a regional WAF WebACL.",
