@@ -6,7 +6,8 @@ Measures on this machine, in one run:
     (median of N fresh processes), and the ratio synth / floor;
   * a scaled fleet (1x, 10x, 50x tenants) through the real components: resources, synth seconds,
     policy-pack seconds, seconds per resource - super-linear growth shows as a rising s/resource;
-  * the policy pack alone over the largest export (1,000+ resources).
+  * the policy pack alone over the largest export (1,000+ resources);
+  * the log scrubber's MB/s on realistic lines under LuaJIT (benchmarks/scrubber.py, goal >= 20).
 Prints a table and writes it as JSON. Figures are medians and ratios; nothing here is asserted.
 """
 
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     stacks = [synth_vs_floor(stack, args.runs, modules) for stack in ("stage", "prod")]
     rows, largest = fleet([int(s) for s in args.scales.split(",")])
     pack = policy_alone(largest, args.runs)
+    from benchmarks.scrubber import scrubber_throughput
+
+    scrubber = scrubber_throughput()
 
     print(f"{'stack':<8}{'resources':>10}{'synth s':>10}{'floor s':>10}{'ratio':>8}")
     for row in stacks:
@@ -120,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['tenants']:<8}{row['resources']:>10}{row['synth_s']:>10}{row['policy_s']:>10}"
               f"{row['synth_ms_per_resource']:>12}{row['policy_ms_per_resource']:>13}")
     print(f"\npolicy pack alone over {pack['resources']} resources: {pack['median_s']} s (median of {args.runs})")
+    print(f"scrubber under LuaJIT: {scrubber['mb_per_s']} MB/s on {scrubber['payload_mb']} MB of realistic records "
+          f"(goal >= {scrubber['goal_mb_per_s']}: {'met' if scrubber['meets_goal'] else 'MISSED'})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"stacks": stacks, "fleet": rows, "policy_pack": pack}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"stacks": stacks, "fleet": rows, "policy_pack": pack, "scrubber": scrubber},
+                                   indent=2) + "\n")
     print(f"written to {args.out}")
     return 0
 

@@ -45,6 +45,8 @@ UID = 10001
 HTTP_PORT = 2020
 CONFIG_DIR = "/fluent-bit/etc/intelgraph"
 STATE_DIR = "/fluent-bit/state"
+# what tail's Tag "kube.*" becomes for /var/log/containers/<file> (the kubernetes filter's default)
+TAG_PREFIX = "kube.var.log.containers."
 POD_LABELS = labels_for(NAME, "log-shipper")
 # The state emptyDir holds the tail offsets, the engine's filesystem chunks (bounded per output by
 # storage.total_limit_size) and the s3 output's upload buffer (bounded by store_dir_limit_size);
@@ -82,8 +84,12 @@ def tail_paths(namespaces: tuple[str, ...]) -> str:
 
 
 def fluent_bit_conf(args: LogShipperArgs, bucket: str) -> str:
-    # Filters run in the order written: JSON lines are parsed into fields first, so the scrubber
-    # sees (and can remove) keys like "email", then everything is scrubbed before the output.
+    # Filters run in the order written. Every record first gets kubernetes.{namespace_name,
+    # pod_name, container_name, docker_id} from its tag - tail expands "kube.*" to the file's path
+    # with "/" as "." and the kubelet names the file <pod>_<namespace>_<container>-<id>.log;
+    # Use_Tag_For_Meta reads only the tag, never the API (Fluent Bit manual, "Kubernetes" filter),
+    # so the shipper stays without API access. JSON lines are then parsed into fields, so the
+    # scrubber sees (and can remove) keys like "email", and everything is scrubbed before the output.
     return f"""[SERVICE]
     Flush             5
     Daemon            Off
@@ -107,6 +113,15 @@ def fluent_bit_conf(args: LogShipperArgs, bucket: str) -> str:
     Skip_Long_Lines   On
     Refresh_Interval  10
     storage.type      filesystem
+
+[FILTER]
+    Name              kubernetes
+    Alias             kube_meta
+    Match             kube.*
+    Kube_Tag_Prefix   {TAG_PREFIX}
+    Use_Tag_For_Meta  On
+    Labels            Off
+    Annotations       Off
 
 [FILTER]
     Name              parser

@@ -93,16 +93,16 @@ def test_only_the_workload_namespaces_logs_are_read(prod):
 def test_filters_parse_then_scrub_then_ship_to_the_logs_bucket(prod):
     data, conf = config("prod")
     kinds = [(name, body.get("name")) for name, body in conf]
-    assert kinds == [("SERVICE", None), ("INPUT", "tail"), ("FILTER", "parser"), ("FILTER", "lua"),
-                     ("OUTPUT", "s3")]  # Fluent Bit applies filters in the order they are written
-    lua = conf[3][1]
+    assert kinds == [("SERVICE", None), ("INPUT", "tail"), ("FILTER", "kubernetes"), ("FILTER", "parser"),
+                     ("FILTER", "lua"), ("OUTPUT", "s3")]  # Fluent Bit applies filters in the order they are written
+    lua = conf[4][1]
     assert lua["script"] == f"{log_shipper.CONFIG_DIR}/scrub.lua" and lua["call"] == "scrub"
     assert data["scrub.lua"] == (ROOT / "components" / "scripts" / "scrub.lua").read_text()
     assert "function scrub(tag, timestamp, record)" in data["scrub.lua"]
-    parser = conf[2][1]
+    parser = conf[3][1]
     assert parser["key_name"] == "log"  # the cri multiline parser puts the message under "log"
     assert "Name        json" in data["parsers.conf"] and parser["parser"] == "json"
-    s3 = conf[4][1]
+    s3 = conf[5][1]
     logs_bucket = prod.named("logs-backups", "aws:s3/bucket:Bucket")
     assert s3["bucket"] == logs_bucket.outputs["bucket"] and s3["region"] == stack_settings("prod").aws.primary_region
     # the bucket has Object Lock: S3 refuses a PutObject without an integrity checksum
@@ -116,11 +116,52 @@ def test_filters_parse_then_scrub_then_ship_to_the_logs_bucket(prod):
     assert not any("s3:GetObject" in s["Action"] for s in policy["Statement"])  # write-only
 
 
+# fluent-bit plugins/filter_kubernetes/kube_regex.h KUBE_TAG_TO_REGEX, applied to the tag after
+# Kube_Tag_Prefix is removed (Python spells named groups (?P<...>))
+KUBE_TAG_TO_REGEX = (r"(?P<pod_name>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)"
+                     r"_(?P<namespace_name>[^_]+)_(?P<container_name>.+)-(?P<docker_id>[a-z0-9]{64})\.log$")
+
+
+def tail_tag(tag_setting: str, path: str) -> str:
+    """Fluent Bit manual, "Kubernetes" filter, "Workflow of Tail and Kubernetes filter": a "*" in
+    tail's Tag is replaced by the monitored file's absolute path with "/" as "."
+    (/var/log/containers/x.log -> kube.var.log.containers.x.log)."""
+    return tag_setting.replace("*", path.lstrip("/").replace("/", "."))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_shipped_record_names_its_namespace_pod_and_container(stack):
+    """The s3 output writes records, not tags: without the kubernetes filter a shipped line says
+    nothing of where it came from. Use_Tag_For_Meta takes pod_name, namespace_name, container_name
+    and docker_id from the tag alone ("Connection to Kubernetes API Server won't get established",
+    Fluent Bit manual; filter_kubernetes/kube_meta.c merge_meta_from_tag) - the shipper has no API
+    token and no flow to the API server - and adds them under "kubernetes" before the output."""
+    _, conf = config(stack)
+    [(_, tail)] = [s for s in conf if s[0] == "INPUT"]
+    [kube] = [body for name, body in conf if body.get("name") == "kubernetes"]
+    [(_, out)] = [s for s in conf if s[0] == "OUTPUT"]
+    assert kube["use_tag_for_meta"] == "On"
+    assert kube["labels"] == kube["annotations"] == "Off"  # these would need the API
+    assert fnmatch.fnmatchcase(tail_tag(tail["tag"], "/var/log/containers/x"), kube["match"])
+    assert fnmatch.fnmatchcase(tail_tag(tail["tag"], "/var/log/containers/x"), out["match"])
+    docker_id = "4f2a" * 16
+    for pattern in tail["path"].split(","):
+        namespace = pattern.split("_")[1]
+        path = f"/var/log/containers/api-7d9f8b6c5-x2k4q_{namespace}_api-{docker_id}.log"
+        assert fnmatch.fnmatchcase(path, pattern)
+        tag = tail_tag(tail["tag"], path)
+        assert tag.startswith(kube["kube_tag_prefix"])
+        meta = re.search(KUBE_TAG_TO_REGEX, tag[len(kube["kube_tag_prefix"]):])
+        assert meta and meta.groupdict() == {"pod_name": "api-7d9f8b6c5-x2k4q", "namespace_name": namespace,
+                                             "container_name": "api", "docker_id": docker_id}
+
+
 def test_the_mounted_scrubber_scrubs_a_cri_record(prod, tmp_path):
     data, _ = config("prod")
     (tmp_path / "scrub.lua").write_text(data["scrub.lua"])
     # what the tail + cri + json parser stages hand the Lua filter for one JSON log line
-    record = {"stream": "stdout", "_p": "F", "time": "2026-12-01T18:00:00.1Z", "level": "info",
+    kubernetes = {"pod_name": "api-0", "namespace_name": "intelgraph-app", "container_name": "api", "docker_id": "f" * 64}
+    record = {"stream": "stdout", "_p": "F", "time": "2026-12-01T18:00:00.1Z", "level": "info", "kubernetes": kubernetes,
               "msg": "signup ana@example.org", "password": "x", "user": {"email": "ana@example.org", "id": "u-1"}}
     (tmp_path / "samples.lua").write_text("return {" + to_lua(record) + "}")
     run = subprocess.run([require_tool("lua5.4"), str(DRIVER), str(tmp_path / "scrub.lua"), "scrub",
@@ -128,7 +169,8 @@ def test_the_mounted_scrubber_scrubs_a_cri_record(prod, tmp_path):
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     assert out["code"] == 2 and out["record"] == {"stream": "stdout", "_p": "F", "time": "2026-12-01T18:00:00.1Z",
-                                                  "level": "info", "msg": "signup [email]", "user": {"id": "u-1"}}
+                                                  "level": "info", "msg": "signup [email]", "user": {"id": "u-1"},
+                                                  "kubernetes": kubernetes}  # where it came from survives
 
 
 def test_the_shipper_reaches_s3_sts_and_prometheus_reaches_it_nothing_else(prod, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,10 +104,8 @@ def index_digest(repository: str, tag: str) -> str:
     return "sha256:" + hashlib.sha256(manifest(repository, tag, INDEX)).hexdigest()
 
 
-PROD_IMAGES = {  # what Pulumi.prod.yaml names, where each registry lives
-    ("registry-1.docker.io", "library/neo4j", "5.26.16-enterprise"),
+PROD_IMAGES = {  # what Pulumi.prod.yaml names unpinned, where each registry lives
     ("registry-1.docker.io", "alpine/k8s", "1.33.4"),
-    ("registry-1.docker.io", "library/redis", "7.4.2-bookworm"),
     ("registry-1.docker.io", "oliver006/redis_exporter", "v1.67.0"),
     ("public.ecr.aws", "lambda/python", "3.12.2025.11.20.14"),
     ("cr.fluentbit.io", "fluent/fluent-bit", "3.1.9"),
@@ -135,7 +134,7 @@ def test_the_prod_stack_file_is_pinned_in_place_with_index_digests(registry, tmp
     pinned = pin_images.pin("prod", stack_file, write=True, resolver=registry)
 
     after = pin_images.image_settings("prod", stack_file)
-    assert set(pinned) == {k for k, v in before.items() if "@" not in v} and len(pinned) == 6
+    assert set(pinned) == {k for k, v in before.items() if "@" not in v} and len(pinned) == 4
     for key, image in after.items():
         name, _, digest = image.partition("@")
         assert name == before[key].partition("@")[0]  # the tag stays beside the digest
@@ -195,9 +194,10 @@ def test_a_redirect_keeps_head_and_never_carries_a_token_to_another_host(registr
     ("comment", "a comment naming the image"),
 ])
 def test_the_rewrite_touches_exactly_the_values_it_pins(registry, tmp_path, edit, words):
-    Registry.tags = {key: True for key in PROD_IMAGES}
+    Registry.tags = {key: True for key in {*PROD_IMAGES, ("registry-1.docker.io", "library/redis", "7.4.2-bookworm")}}
     stack_file = tmp_path / "Pulumi.prod.yaml"
-    text = (ROOT / "Pulumi.prod.yaml").read_text()
+    # the real file with its Redis pin taken off again: an unpinned official image beside the others
+    text = re.sub(r"image: redis:\S+", "image: redis:7.4.2-bookworm", (ROOT / "Pulumi.prod.yaml").read_text())
     redis = "image: redis:7.4.2-bookworm"
     assert text.count(redis) == 1
     text = {"duplicate": text.replace("kubectlImage: alpine/k8s:1.33.4", "kubectlImage: redis:7.4.2-bookworm"),
@@ -214,4 +214,31 @@ def test_the_rewrite_touches_exactly_the_values_it_pins(registry, tmp_path, edit
     if edit == "quoted":
         assert f'image: "redis:7.4.2-bookworm@{index_digest("library/redis", "7.4.2-bookworm")}"' in written
     changed = sum(a != b for a, b in zip(text.splitlines(), written.splitlines(), strict=True))
-    assert changed == len(pinned) == 6  # one line per pinned key, the comment's line only at its value
+    assert changed == len(pinned) == 5  # one line per pinned key, the comment's line only at its value
+
+
+# Index digests as docker-library/repo-info records them (repos/<image>/remote/<tag>.md, "docker
+# pull <image>@sha256:..." under the tag's heading, Manifest MIME application/vnd.oci.image.index.v1+json),
+# read on 2026-12-06 - the newest patch of each line listed there (issue 24 item 10).
+REPO_INFO = {
+    "redis:7.4.11-bookworm": ("sha256:c6eabf748fc7a61dbb5a705c78bcf3d6377b1127a97d0ce965c11c44ba46896f",
+                              "repos/redis/remote/7.4.11-bookworm.md"),
+    "neo4j:5.26.31-enterprise": ("sha256:1a0fc10992bce3d046d1fe1e6999771d33b73dde2af1c5e0eb3e2f6fd54429f5",
+                                 "repos/neo4j/remote/5.26.31-enterprise.md"),
+}
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_the_official_images_are_pinned_by_their_published_index_digests(stack):
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    images = pin_images.image_settings(stack, stack_file)
+    text = stack_file.read_text()
+    for key in ("redis.image", "neo4j.image"):
+        name, _, digest = images[key].partition("@")
+        ref = pin_images.Reference.parse(name)  # the tool's own reading: name:tag, no digest in it
+        assert ref.registry == pin_images.DOCKER_HUB and ref.repository.startswith("library/")
+        assert pin_images.DIGEST.match(digest), key
+        assert REPO_INFO[name][0] == digest, f"{key}: {name} is not the digest repo-info publishes"
+        # the source and the date stand beside the pin, for the reviewer of the next change
+        before = text[:text.index(images[key])].splitlines()[-3:]
+        assert any(REPO_INFO[name][1] in line for line in before) and any("2026-12-06" in line for line in before)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 import yaml
@@ -164,22 +165,40 @@ DIGEST = "sha256:" + "0" * 64
     ("redis:7.4.2-bookworm", False),         # a tag can be pushed again with other content
     (f"redis@{DIGEST}", False),              # the tag stays readable beside the digest
     (f"registry.example.com:5000/redis:7.4@{DIGEST}", True),
+    ("registry.example.com:5000/redis:7.4", False),
 ])
-def test_the_digest_rule_wants_tag_and_digest(prod_export, image, pinned):
+def test_the_digest_rules_want_tag_and_digest(prod_export, image, pinned):
     broken = copy.deepcopy(prod_export)
     [redis] = [e for e in broken["deployment"]["resources"] if e["urn"].endswith("StatefulSet::redis")]
     redis["inputs"]["spec"]["template"]["spec"]["containers"][0]["image"] = image
-    [verdict] = policy_runner.evaluate(broken, "prod", policies=[BY_NAME["k8s-image-digest"]]).verdicts
-    flagged = [f for f in verdict.violations if f.urn == redis["urn"] and "container redis:" in f.message]
+    rules = [BY_NAME["k8s-image-digest"], BY_NAME["k8s-image-digest-unverified"]]
+    flagged = [f for v in policy_runner.evaluate(broken, "prod", policies=rules).verdicts for f in v.violations
+               if f.urn == redis["urn"] and "container redis:" in f.message]
     assert bool(flagged) is not pinned
 
 
-def test_the_digest_rule_judges_release_values_and_is_advisory_in_prod_until_every_digest_is_known(prod_export):
-    [verdict] = policy_runner.evaluate(prod_export, "prod", policies=[BY_NAME["k8s-image-digest"]]).verdicts
-    assert verdict.level == "advisory"  # README "Policy pack": which prod images still lack a digest
-    assert {f.urn for f in verdict.violations} >= {e["urn"] for e in releases(prod_export)}
+# Docker official images publish every tag's index digest in docker-library/repo-info
+# (repos/<image>/remote/<tag>.md): their pins are verified, so the rule is mandatory in both stacks.
+# The others have no such offline source (issue 24 item 10): advisory, and exactly these remain.
+UNVERIFIABLE = {"oliver006/redis_exporter", "cr.fluentbit.io/fluent/fluent-bit", "alpine/k8s",
+                "public.ecr.aws/lambda/python"}
+
+
+def test_official_images_must_be_pinned_and_only_unverifiable_ones_stay_advisory(prod_export):
+    [official] = policy_runner.evaluate(prod_export, "prod", policies=[BY_NAME["k8s-image-digest"]]).verdicts
+    assert official.level == "mandatory" and official.violations == []
     [stage] = policy_runner.evaluate(prod_export, "stage", policies=[BY_NAME["k8s-image-digest"]]).verdicts
-    assert stage.level == "disabled"
+    assert stage.level == "mandatory"
+    [other] = policy_runner.evaluate(prod_export, "prod", policies=[BY_NAME["k8s-image-digest-unverified"]]).verdicts
+    assert other.level == "advisory"
+    named = {m.group(1).rsplit(":", 1)[0] for f in other.violations for m in [re.search(r"pin '([^']+)'", f.message)] if m}
+    assert named == UNVERIFIABLE
+    # a pinned official image unpinned again breaks the mandatory rule, in a release's values too
+    broken = copy.deepcopy(prod_export)
+    first = releases(broken)[0]
+    first["inputs"]["values"]["image"]["customImage"] = "neo4j:5.26.31-enterprise"
+    [verdict] = policy_runner.evaluate(broken, "prod", policies=[BY_NAME["k8s-image-digest"]]).verdicts
+    assert [f.urn for f in verdict.violations] == [first["urn"]]
 
 
 def test_a_secret_inside_an_exports_values_is_rendered_masked_and_encrypted_values_fail_closed(prod_export):

@@ -70,15 +70,39 @@ def _workload_images(props: Any, resource_type: str) -> Iterator[tuple[Any, str]
         yield dig(c, "name"), str(dig(c, "image", default=""))
 
 
-@resource_rule("k8s-image-digest", "Images are pinned by digest, their tag kept beside it (name:tag@sha256:...).",
-               (*WORKLOADS, RELEASE), level=EnforcementLevel.ADVISORY)
-def image_digest(props, args):
-    # A tag can be pushed again with other content; only a digest names the image that was
-    # reviewed. The tag stays for people (Docker resolves name:tag@digest by the digest).
-    for name, image in _workload_images(props, args.resource_type):
-        if not DIGEST_PIN.match(image):
+def docker_official(image: str) -> bool:
+    """A Docker official image (Docker Hub's library/ namespace): no registry, no namespace, or
+    spelled docker.io/library/... (Docker's reference rules: a first component is a registry only
+    with a '.' or ':' or as 'localhost'). docker-library/repo-info publishes each of its tags'
+    index digest (repos/<image>/remote/<tag>.md), so its pin can always be verified."""
+    head, _, last = image.split("@", 1)[0].rpartition("/")  # a registry's ":port" is not a tag
+    name = f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "library/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return bool(name) and "/" not in name
+
+
+def _unpinned(props: Any, resource_type: str, official: bool) -> Iterator[str]:
+    for name, image in _workload_images(props, resource_type):
+        if docker_official(image) is official and not DIGEST_PIN.match(image):
             yield (f"container {name}: pin {image!r} as name:tag@sha256:<digest> (settings accept that form)."
                    + config_keys.where(config_keys.image_key(image)))
+
+
+# A tag can be pushed again with other content; only a digest names the image that was reviewed.
+# The tag stays for people (Docker resolves name:tag@digest by the digest).
+@resource_rule("k8s-image-digest", "Docker official images are pinned by digest, their tag kept beside it "
+               "(name:tag@sha256:...; docker-library/repo-info publishes every tag's digest).", (*WORKLOADS, RELEASE))
+def image_digest(props, args):
+    yield from _unpinned(props, args.resource_type, official=True)
+
+
+@resource_rule("k8s-image-digest-unverified", "Other images are pinned by digest too, once their digest can be "
+               "verified (advisory: no offline source publishes it).", (*WORKLOADS, RELEASE),
+               level=EnforcementLevel.ADVISORY)
+def image_digest_unverified(props, args):
+    yield from _unpinned(props, args.resource_type, official=False)
 
 
 @resource_rule("k8s-resources-set", "Containers request and limit CPU and memory.", WORKLOADS)
@@ -277,4 +301,4 @@ def no_internet(props, args):
 POLICIES = [image_pinned, resources_set, probes, non_root, no_escalation, not_privileged, seccomp,
             capabilities, cronjob_bounded, no_aws_keys, no_placeholders, ingress_tls, ingress_waf, no_internet,
             secret_generated,
-            release_values, image_digest]
+            release_values, image_digest, image_digest_unverified]

@@ -1,0 +1,82 @@
+"""Every RDS API parameter the PITR rehearsal runbook sends exists in the botocore service model it
+runs with (issue 24 item 1: BackupRetentionPeriod on RestoreDBInstanceToPointInTime exists only in
+botocore releases of 2026; an older boto3 refuses the call before it is sent, on every run).
+
+The model is read with botocore's own loader (botocore.loaders: the rds "service-2" model, each
+operation's input shape and its members), for the botocore that requirements.txt pins - the one
+these tests ran against and the one the job must import (docs/decisions/015)."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import boto3
+import botocore
+import botocore.loaders
+import pytest
+
+from tests.conftest import ROOT
+
+RUNBOOK = ROOT / "ops" / "pg_restore_rehearsal.py"
+
+
+def pinned(package: str) -> str:
+    [version] = re.findall(rf"^{package}==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    return version
+
+
+def rds_calls(source: str) -> list[tuple[str, set[str]]]:
+    """(method, keyword names) of every call on a client named ``rds``; ** unpacking of a dict
+    literal counts its keys, anything else fails (the test must see every parameter)."""
+    calls = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "rds":
+            names: set[str] = set()
+            for kw in node.keywords:
+                if kw.arg is not None:
+                    names.add(kw.arg)
+                    continue
+                assert isinstance(kw.value, ast.Name), f"line {node.lineno}: **{ast.unparse(kw.value)} hides parameters"
+                names |= unpacked_keys(source, kw.value.id)
+            calls.append((node.func.attr, names))
+    return calls
+
+
+def unpacked_keys(source: str, variable: str) -> set[str]:
+    """The keys every dict literal assigned to ``variable`` may hold."""
+    keys: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == variable for t in node.targets):
+            for d in ast.walk(node.value):
+                if isinstance(d, ast.Dict):
+                    keys |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
+    assert keys, f"{variable}: no dict literal found"
+    return keys
+
+
+def test_the_suite_runs_the_pinned_botocore():
+    assert (boto3.__version__, botocore.__version__) == (pinned("boto3"), pinned("botocore"))
+
+
+def test_the_call_reader_sees_keywords_and_unpacked_dicts():
+    source = 'when = {"A": 1} if x else {"B": 2}\nrds.op(C=1, **when)\n'
+    assert rds_calls(source) == [("op", {"A", "B", "C"})]
+    with pytest.raises(AssertionError):
+        rds_calls("rds.op(**make())\n")
+
+
+def test_every_parameter_the_rehearsal_sends_exists_in_the_pinned_rds_model():
+    model = botocore.loaders.create_loader().load_service_model("rds", "service-2")
+    client = boto3.client("rds", region_name="us-east-1")
+    operations = client.meta.method_to_api_mapping
+    calls = [(m, names) for m, names in rds_calls(RUNBOOK.read_text()) if m in operations]
+    sent = {m for m, _ in calls}
+    assert {"restore_db_instance_to_point_in_time", "describe_db_instances", "delete_db_instance"} <= sent
+    for method, names in calls:
+        operation = model["operations"][operations[method]]
+        members = set(model["shapes"][operation["input"]["shape"]]["members"])
+        assert names <= members, f"{operations[method]} has no {sorted(names - members)} in botocore {botocore.__version__}"
+    [(_, restore)] = [c for c in calls if c[0] == "restore_db_instance_to_point_in_time"]
+    assert "BackupRetentionPeriod" in restore  # the parameter issue 24 names is among those checked
