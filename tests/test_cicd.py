@@ -180,7 +180,7 @@ def test_the_rollout_budget_adds_each_servers_snapshot_and_release_waits():
     assert rollout.rollout_budget(1, 100, 0, 0)["maxSeconds"] == 100
     for bad in ({"servers": 0}, {"servers": 2, "release_timeout_seconds": -1}, {"servers": True}):
         with pytest.raises(ValueError, match=next(iter(k for k in bad if k != "servers"), "servers")):
-            rollout.rollout_budget(**bad)  # pyright: ignore[reportArgumentType]
+            rollout.rollout_budget(**bad)
 
 
 @pytest.mark.parametrize("stack", ["stage", "prod"])
