@@ -436,3 +436,8 @@ pulumi.export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_R
                                      **postgres.dr_restore_target})
 pulumi.export("audit", {"trailArn": trail.trail_arn, "trailName": trail_name})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])
+# The longest a deploy may legitimately run (the Neo4j roll, server after server): the deploy job
+# and its AWS credentials must outlast it (helpers/rollout.py, tests/test_rollout_budget.py).
+from helpers.rollout import rollout_budget  # noqa: E402  (kept next to its one use: the lead owns the header)
+
+pulumi.export("rolloutBudget", rollout_budget(servers=len(graph.release_names)))

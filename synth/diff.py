@@ -245,9 +245,13 @@ def _pair_renames(changes: list[Change], old: dict, new: dict) -> None:
 
 # `pulumi preview --json` step ops (pulumi/pulumi pkg/display/json.go PreviewStep: op, urn,
 # oldState, newState, diffReasons, replaceReasons). A replacement shows as create-replacement,
-# replace and delete-replaced steps of one URN.
+# replace and delete-replaced steps of one URN. Only with --show-replacement-steps does the JSON
+# carry the delete-replaced steps (pkg/backend/display/display.go shouldShow), among them the
+# delete of an old copy a failed replacement left pending: a delete-replaced step without a
+# replace of its URN in the same plan deletes a physical resource, so it counts as a delete.
 ENGINE_ACTIONS = {"create": "create", "update": "update", "delete": "delete", "replace": "replace",
                   "create-replacement": "replace", "delete-replaced": "replace"}
+PENDING_DELETE = "delete-replaced"
 
 
 def engine_plan(preview: dict) -> list[Change]:
@@ -255,6 +259,7 @@ def engine_plan(preview: dict) -> list[Change]:
     steps = preview.get("steps") if isinstance(preview, dict) else None
     if not isinstance(steps, list):
         raise ValueError("no steps list; is this `pulumi preview --json` output?")
+    replaced = {s.get("urn") for s in steps if s.get("op") in ("replace", "create-replacement")}
     found: dict[str, Change] = {}
     for step in steps:
         action = ENGINE_ACTIONS.get(step.get("op", ""))
@@ -262,15 +267,21 @@ def engine_plan(preview: dict) -> list[Change]:
         type_ = old_state.get("type") or new_state.get("type") or ""
         if action is None or type_ == "pulumi:pulumi:Stack":
             continue  # same, read, refresh, the stack itself
-        if step["urn"] in found and found[step["urn"]].action == "replace":
+        key, reason = step["urn"], ""
+        if step.get("op") == PENDING_DELETE and step["urn"] not in replaced:
+            # its own entry: the URN may also be updated (or kept) in this plan
+            key, action, reason = f"{step['urn']}#{PENDING_DELETE}", "delete", \
+                "a replaced copy left pending by an earlier run is deleted (delete-replaced)"
+        if key in found and found[key].action == "replace":
             continue
         replace = step.get("replaceReasons") or []
-        found[step["urn"]] = Change(
+        if action == "replace" and replace:
+            reason = f"the engine replaces it: {', '.join(replace)}"
+        found[key] = Change(
             action, step["urn"], type_,
             stateful=is_stateful(type_) or bool(old_state.get("retainOnDelete") or new_state.get("retainOnDelete")),
             protected=bool(old_state.get("protect") or new_state.get("protect")),
-            properties=list(step.get("diffReasons") or []),
-            reason=f"the engine replaces it: {', '.join(replace)}" if action == "replace" and replace else "")
+            properties=list(step.get("diffReasons") or []), reason=reason)
     return sorted(found.values(), key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
 
 

@@ -5,6 +5,7 @@ deploy per stack at a time, prod behind its environment gate, every action pinne
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -63,20 +64,20 @@ def test_the_policy_pack_runs_on_every_pulumi_command():
     assert commands == {("preview.yml", "preview"), ("deploy.yml", "up"), ("drift.yml", "preview")}
 
 
-def test_oidc_only_where_a_job_assumes_an_aws_role():
+def test_oidc_only_where_a_job_assumes_an_aws_role_and_pr_write_only_where_a_job_comments():
+    """A called workflow's jobs run with at most what the caller's job grants (GitHub docs, "Reusing
+    workflows"): _pulumi.yml declares nothing, so each caller decides, and grants only what it uses."""
+    shared = load("_pulumi.yml")
+    assert "permissions" not in shared and "permissions" not in shared["jobs"]["pulumi"]
     for path in FILES:
-        assert "id-token" not in load(path.name)["permissions"], path.name  # never workflow-wide
+        assert "id-token" not in load(path.name).get("permissions", {}), path.name  # never workflow-wide
     for name, job_id, job in all_jobs():
-        needs_aws = job.get("uses") == REUSABLE or (name == "_pulumi.yml")
-        assert (job.get("permissions", {}).get("id-token") == "write") == needs_aws, (name, job_id)
-
-
-def test_no_long_lived_cloud_keys_anywhere():
-    text = "\n".join(p.read_text() for p in FILES)
-    assert not re.search(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY)|PULUMI_ACCESS_TOKEN|aws-access-key-id", text)
-    creds = [s for s in load("_pulumi.yml")["jobs"]["pulumi"]["steps"]
-             if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
-    assert creds and set(creds[0]["with"]) == {"role-to-assume", "role-session-name", "aws-region"}
+        if name == "_pulumi.yml":
+            continue
+        previews = job.get("uses") == REUSABLE and job["with"]["command"] == "preview"  # up uses its runner's role
+        assert (job.get("permissions", {}).get("id-token") == "write") == previews, (name, job_id)
+        comments = job.get("with", {}).get("comment-on-pr") is True or "gh pr comment" in yaml.safe_dump(job)
+        assert (job.get("permissions", {}).get("pull-requests") == "write") == comments, (name, job_id)
 
 
 def test_one_deploy_per_stack_at_a_time_and_prod_behind_its_gate():
@@ -94,7 +95,7 @@ def test_drift_detection_runs_nightly_and_fails_on_changes():
     assert drift["on"]["schedule"][0]["cron"]
     job = drift["jobs"]["drift"]
     assert job["with"]["refresh"] is True and job["with"]["expect-no-changes"] is True
-    assert job["strategy"]["matrix"]["stack"] == ["stage", "prod"]
+    assert [entry["stack"] for entry in job["strategy"]["matrix"]["include"]] == ["stage", "prod"]
 
 
 def test_pull_requests_run_tests_and_synth_before_previews():
@@ -217,9 +218,10 @@ def job_runs(job: dict, context: dict, results: dict) -> bool:
     return bool(value) if expression.uses_status else status["success"] and bool(value)
 
 
-def deployed(event: str, stack: str | None = None, stage_outcome: str = "success") -> set[str]:
+def deployed(event: str, stack: str | None = None, stage_outcome: str = "success",
+             ref: str = "refs/heads/main") -> set[str]:
     jobs = load("deploy.yml")["jobs"]
-    context = {"github": {"event_name": event}, "inputs": {"stack": stack} if stack else {}}
+    context = {"github": {"event_name": event, "ref": ref}, "inputs": {"stack": stack} if stack else {}}
     results: dict[str, str] = {}
     for job_id in ("stage", "prod"):  # needs order
         runs = job_runs(jobs[job_id], context, results)
@@ -240,6 +242,15 @@ def test_a_failed_stage_stops_prod_on_push():
     assert deployed("push", stage_outcome="failure") == {"stage"}
 
 
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+@pytest.mark.parametrize("ref", ["refs/heads/feature", "refs/tags/v1.0.0", "refs/heads/main-old"])
+def test_a_manual_dispatch_deploys_only_from_main(stack, ref):
+    """workflow_dispatch runs on whatever ref the person picks (GitHub docs, "Events that trigger
+    workflows": GITHUB_REF is the branch or tag selected); only main passed the PR's plan."""
+    assert deployed("workflow_dispatch", stack, ref=ref) == set()
+    assert deployed("workflow_dispatch", stack) == {stack}
+
+
 def test_the_expression_reader_follows_github_rules():
     status = {"success": True, "always": True, "cancelled": False, "failure": False}
     ctx = {"inputs": {"stack": "Prod"}, "github": {"event_name": "push"}}
@@ -257,9 +268,11 @@ def _step(job: dict, name_start: str) -> dict:
     return step
 
 
-def test_the_plan_runs_synth_diff_of_both_stacks_against_main_and_reruns_on_labels():
+def test_the_plan_runs_synth_diff_of_both_stacks_against_main_and_reruns_on_reviews():
     preview = load("preview.yml")
-    assert {"labeled", "unlabeled", "synchronize"} <= set(preview["on"]["pull_request"]["types"])
+    assert set(preview["on"]["pull_request"]["types"]) == {"opened", "synchronize", "reopened"}
+    assert set(preview["on"]["pull_request_review"]["types"]) == {"submitted", "dismissed"}
+    assert "stateful-change-approved" not in (WORKFLOWS / "preview.yml").read_text()  # no label approves
     plan = preview["jobs"]["plan"]
     assert "id-token" not in plan["permissions"] and plan["permissions"]["pull-requests"] == "write"
     [base] = [s for s in plan["steps"] if s.get("with", {}).get("path") == "base"]
@@ -300,31 +313,42 @@ def test_the_plan_step_fails_a_stateful_delete_until_a_name_approves_it(tmp_path
         assert ("Approved by bob" in text) == bool(approver)
 
 
-def test_the_approval_is_the_labels_last_adder_and_never_the_author(tmp_path):
-    """A fake gh that checks its arguments and answers like the issue-events API (jq applied)."""
-    import shutil
-
-    assert shutil.which("jq"), "jq is needed to play gh's --jq"
-    events = [{"event": "labeled", "label": {"name": "stateful-change-approved"}, "actor": {"login": "carol"}},
-              {"event": "labeled", "label": {"name": "needs-review"}, "actor": {"login": "dave"}},
-              {"event": "labeled", "label": {"name": "stateful-change-approved"}, "actor": {"login": "erin"}}]
-    (tmp_path / "events.json").write_text(json.dumps(events))
+def test_the_approval_step_asks_the_api_for_the_head_and_its_reviews(tmp_path):
+    """The step's own script with a fake gh that checks its arguments and answers like the pulls API
+    (the head from `pulls/N`, the reviews slurped page by page); the decision is cicd.approval's."""
+    head, old = "c" * 40, "d" * 40
+    pages = [[{"user": {"login": "carol"}, "state": "APPROVED", "commit_id": old}],
+             [{"user": {"login": "erin"}, "state": "APPROVED", "commit_id": head}]]
+    api = tmp_path / "api"  # what the fake API answers (the step writes its own reviews.json)
+    api.mkdir()
+    (api / "reviews.json").write_text(json.dumps(pages))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "gh").write_text(f"""#!/bin/bash
-[ "$1 $2 $3" = "api --paginate repos/acme/platform/issues/42/events" ] || {{ echo "unexpected: $*" >&2; exit 9; }}
-[ "$4" = "--jq" ] || {{ echo "no --jq" >&2; exit 9; }}
-jq -r "$5" {tmp_path / "events.json"}
+case "$*" in
+  "api repos/acme/platform/pulls/42 --jq .head.sha") echo {head} ;;
+  "api --paginate --slurp repos/acme/platform/pulls/42/reviews") cat {api / "reviews.json"} ;;
+  *) echo "unexpected: $*" >&2; exit 9 ;;
+esac
 """)
     (bin_dir / "gh").chmod(0o755)
+    (bin_dir / "python3").symlink_to(sys.executable)  # the runner's python3; cicd.approval needs no package
     step = _step(load("preview.yml")["jobs"]["plan"], "Who approved")
-    env = {"GITHUB_REPOSITORY": "acme/platform", "PR": "42", "APPROVAL_LABEL": "stateful-change-approved"}
-    output = tmp_path / "out"
-    result = _bash(step["run"], tmp_path, {**env, "AUTHOR": "frank", "GITHUB_OUTPUT": str(output)}, bin_dir)
-    assert result.returncode == 0, result.stderr
-    assert output.read_text() == "name=erin\n"  # the latest adder of that label, not dave
-    result = _bash(step["run"], tmp_path, {**env, "AUTHOR": "erin", "GITHUB_OUTPUT": str(output)}, bin_dir)
-    assert result.returncode == 1 and "other than the author" in result.stdout
+    assert step["env"]["RUN_SHA"] == "${{ github.event.pull_request.head.sha }}"
+    env = {"GITHUB_REPOSITORY": "acme/platform", "PR": "42", "PYTHONPATH": str(ROOT)}
+    cases = (("frank", head, "name=erin\n"),  # erin reviewed the head; carol an older commit
+             ("erin", head, "name=\n"),       # the author's own approval: none
+             ("frank", old, "name=\n"))       # a re-run of an older run: none
+    for i, (author, run_sha, expected) in enumerate(cases):
+        output = tmp_path / f"out-{i}"
+        result = _bash(step["run"], tmp_path, {**env, "AUTHOR": author, "RUN_SHA": run_sha,
+                                               "GITHUB_OUTPUT": str(output)}, bin_dir)
+        assert result.returncode == 0, result.stderr  # "not approved" is the plan gate's to judge
+        assert output.read_text() == expected, (author, run_sha, result.stderr)
+    (api / "reviews.json").write_text('{"message": "Bad credentials"}')
+    result = _bash(step["run"], tmp_path, {**env, "AUTHOR": "frank", "RUN_SHA": head,
+                                           "GITHUB_OUTPUT": str(tmp_path / "out")}, bin_dir)
+    assert result.returncode == 2  # an unreadable answer fails the job, never reads as "no approval"
 
 
 # --- jobs that run ./dev on a GitHub-hosted runner -------------------------------------------------
@@ -434,7 +458,8 @@ def test_the_engines_preview_json_gates_pr_previews_with_the_plans_approval(tmp_
     (tmp_path / "steps.json").write_text(json.dumps({"steps": steps}))
     (bin_dir / "pulumi").write_text(
         "#!/bin/bash\n"
-        '[ "$*" = "preview --stack prod --json --policy-pack policy --policy-pack-config policy/config/prod.json" ]'
+        '[ "$*" = "preview --stack prod --json --show-replacement-steps --policy-pack policy'
+        ' --policy-pack-config policy/config/prod.json" ]'
         f" || {{ echo \"unexpected: $*\" >&2; exit 9; }}\ncat {tmp_path / 'steps.json'}\n")
     (bin_dir / "pulumi").chmod(0o755)
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
@@ -444,3 +469,213 @@ def test_the_engines_preview_json_gates_pr_previews_with_the_plans_approval(tmp_
                                                "GITHUB_STEP_SUMMARY": str(summary)}, bin_dir)
         assert result.returncode == code, result.stdout + result.stderr
         assert "! replace " + DATABASE["urn"] in summary.read_text()
+
+
+# --- jobs that run Pulumi: secrets, clusters, credentials, time (issue 23) ------------------------
+
+def _pulumi_step_index(steps: list[dict]) -> int:
+    """The first step that runs the Pulumi CLI (the action, or `pulumi` in a script)."""
+    return next(i for i, s in enumerate(steps)
+                if s.get("uses", "").startswith("pulumi/actions@") or re.search(r"(^|\s)pulumi\s", s.get("run", "")))
+
+
+def _jobs_running_pulumi():
+    for name, job_id, job in all_jobs():
+        if any(s.get("uses", "").startswith("pulumi/actions@") or re.search(r"(^|\s)pulumi\s", s.get("run", ""))
+               for s in job.get("steps", [])):
+            yield name, job_id, job
+
+
+def test_only_the_shared_job_runs_pulumi():
+    assert [(n, j) for n, j, _ in _jobs_running_pulumi()] == [("_pulumi.yml", "pulumi")]
+
+
+def test_every_pulumi_command_finds_its_secrets_without_a_passphrase():
+    """pulumi/pulumi pkg/cmd/pulumi/stack/secrets.go: with no secretsprovider in the stack file and
+    PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER set, the CLI uses the secrets manager the state records
+    (`stack init --secrets-provider awskms://...` stores it: pkg/cmd/pulumi/stack/io.go CreateStack);
+    without either it falls back to the passphrase manager, which CI cannot answer. The variable
+    exists since v3.134.0 (CHANGELOG); the workflows pin a later CLI."""
+    for name, job_id, job in _jobs_running_pulumi():
+        assert job["env"]["PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER"] == "true", (name, job_id)
+        [action] = [s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+        version = tuple(int(x) for x in action["with"]["pulumi-version"].split("."))
+        assert version >= (3, 134, 0) and "secrets-provider" not in action["with"]
+    text = "\n".join(p.read_text() for p in FILES)
+    assert "PULUMI_CONFIG_PASSPHRASE" not in text
+    for stack in ("stage", "prod"):
+        document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+        # a salt or a passphrase provider would send the CLI back to the passphrase manager
+        assert "encryptionsalt" not in document and document.get("secretsprovider", "awskms://").startswith("awskms://")
+
+
+def test_every_job_that_runs_pulumi_writes_a_kubeconfig_for_its_clusters_first():
+    """pulumi-kubernetes treats a context it cannot find as an unreachable cluster: the kubeconfig
+    (cicd/kubeconfig.py, from the stack file) comes before the first Pulumi command."""
+    for name, job_id, job in _jobs_running_pulumi():
+        steps = job["steps"]
+        [kube] = [i for i, s in enumerate(steps) if "-m cicd.kubeconfig" in s.get("run", "")]
+        assert kube < _pulumi_step_index(steps), (name, job_id)
+        assert '--stack "$STACK"' in steps[kube]["run"] and steps[kube]["env"]["STACK"] == "${{ inputs.stack }}"
+        # after the AWS credentials (aws eks update-kubeconfig calls DescribeCluster)
+        creds = [i for i, s in enumerate(steps) if "configure-aws-credentials" in s.get("uses", "")
+                 or "sts get-caller-identity" in s.get("run", "")]
+        assert creds and max(creds) < kube, (name, job_id)
+
+
+def test_every_preview_json_shows_the_replacement_steps():
+    """Without --show-replacement-steps the JSON leaves out delete-replaced steps (pulumi/pulumi
+    pkg/backend/display/display.go shouldShow), so the gate would not see those deletes."""
+    commands = [line for p in FILES for line in p.read_text().split("\n\n") if re.search(r"pulumi preview\b.*--json", line, re.S)]
+    assert commands
+    for command in commands:
+        assert "--show-replacement-steps" in command, command
+
+
+# Each JavaScript action's `runs.using` at the pinned release, read from the action's action.yml at
+# that tag (actions/checkout v6.1.0, actions/setup-python v6.2.0, actions/upload-artifact v6.0.0,
+# aws-actions/configure-aws-credentials v6.2.3, pulumi/actions v7.0.0). GitHub removed Node 20 from
+# its runners on 2026-09-16 ("Deprecation of Node 20 on GitHub Actions runners", changelog
+# 2025-09-19): a node20 action no longer runs as written.
+ACTION_RUNTIMES = {
+    "actions/checkout@v6.1.0": "node24",
+    "actions/setup-python@v6.2.0": "node24",
+    "actions/upload-artifact@v6.0.0": "node24",
+    "aws-actions/configure-aws-credentials@v6.2.3": "node24",
+    "pulumi/actions@v7.0.0": "node24",
+}
+
+
+def test_every_javascript_action_runs_on_the_runners_node():
+    used = {ref for p in FILES for ref in re.findall(r"uses:\s*([^\s#]+)", p.read_text()) if not ref.startswith("./")}
+    assert used <= set(ACTION_RUNTIMES), f"record the runtime of {used - set(ACTION_RUNTIMES)} from its action.yml"
+    assert all(ACTION_RUNTIMES[ref] == "node24" for ref in used)
+
+
+def test_each_stack_names_its_own_role_and_an_empty_one_is_never_replaced_by_another():
+    """`cond && a || b` yields b when a is empty: an unset prod variable would run prod with stage's
+    role. Each matrix entry names its variable; `vars[...]` of an unset one is empty and the
+    credentials step fails."""
+    text = "\n".join(p.read_text() for p in FILES)
+    assert not re.search(r"&&\s*vars\.\w+\s*\|\|", text)
+    for name, job_id in (("preview.yml", "preview"), ("drift.yml", "drift")):
+        job = load(name)["jobs"][job_id]
+        assert job["with"]["role-arn"] == "${{ vars[matrix.role-var] }}", (name, job_id)
+        assert {e["stack"]: e["role-var"] for e in job["strategy"]["matrix"]["include"]} == {
+            "stage": "AWS_PREVIEW_ROLE_ARN_STAGE", "prod": "AWS_PREVIEW_ROLE_ARN_PROD"}
+    for stack, job in load("deploy.yml")["jobs"].items():
+        assert job["with"]["role-arn"] == f"${{{{ vars.AWS_DEPLOY_ROLE_ARN_{stack.upper()} }}}}"
+
+
+# GitHub docs, "Usage limits": a job on a GitHub-hosted runner runs for at most 6 hours, on a
+# self-hosted runner for up to 5 days. AWS IAM: a role session lasts at most its MaxSessionDuration,
+# 12 hours at most (IAM API reference, CreateRole); configure-aws-credentials does not renew it.
+HOSTED_JOB_MAX_MINUTES = 6 * 60
+SELF_HOSTED_JOB_MAX_MINUTES = 5 * 24 * 60
+MAX_ROLE_SESSION_SECONDS = 12 * 3600
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_the_deploy_job_outlasts_the_programs_rollout_budget(stack):
+    """rolloutBudget.maxSeconds (helpers/rollout.py, exported by the program): a deploy killed before
+    it leaves a lock, pending operations and a pending Helm release (docs/runbooks.md)."""
+    from tests.conftest import synthesized
+
+    budget = synthesized(stack).outputs["rolloutBudget"]["maxSeconds"]
+    job = load("deploy.yml")["jobs"][stack]
+    minutes = job["with"]["timeout-minutes"]
+    assert minutes * 60 >= budget
+    if budget > HOSTED_JOB_MAX_MINUTES * 60:  # no hosted runner can hold this roll
+        assert json.loads(job["with"]["runs-on"])[0] == "self-hosted" and minutes <= SELF_HOSTED_JOB_MAX_MINUTES
+    if budget > MAX_ROLE_SESSION_SECONDS:
+        # no OIDC session can last the roll: the deploy runner's instance-profile credentials renew
+        # themselves, and the job checks it is the stack's deploy role instead of assuming it
+        shared = load("_pulumi.yml")["jobs"]["pulumi"]
+        [creds] = [s for s in shared["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+        assert creds["if"] == "inputs.command != 'up'"
+        assert _step(shared, "The deploy runner is the stack's deploy role")["if"] == "inputs.command == 'up'"
+
+
+def test_the_program_budget_really_outgrows_hosted_runners_and_sessions():
+    """Why the deploy runs where it does: prod's roll (5 servers) is longer than both limits."""
+    from helpers.rollout import rollout_budget
+
+    assert rollout_budget(servers=5)["maxSeconds"] > max(HOSTED_JOB_MAX_MINUTES * 60, MAX_ROLE_SESSION_SECONDS)
+
+
+def test_a_preview_session_lasts_its_job():
+    shared = load("_pulumi.yml")
+    [creds] = [s for s in shared["jobs"]["pulumi"]["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+    default_minutes = shared["on"]["workflow_call"]["inputs"]["timeout-minutes"]["default"]
+    assert creds["with"]["role-duration-seconds"] >= default_minutes * 60
+    for name, job_id, job in all_jobs():  # previews keep the default
+        if job.get("uses") == REUSABLE and job["with"]["command"] == "preview":
+            assert "timeout-minutes" not in job["with"], (name, job_id)
+
+
+def test_the_deploy_runner_must_be_the_stacks_deploy_role(tmp_path):
+    """The step's own script with a fake aws answering sts get-caller-identity (an instance profile's
+    session ARN is arn:aws:sts::ACCOUNT:assumed-role/ROLE/INSTANCE)."""
+    step = _step(load("_pulumi.yml")["jobs"]["pulumi"], "The deploy runner is the stack's deploy role")
+    role = "arn:aws:iam::739104582266:role/intelgraph-deploy-prod"
+    for caller, code in (("arn:aws:sts::739104582266:assumed-role/intelgraph-deploy-prod/i-0abc", 0),
+                         ("arn:aws:sts::739104582266:assumed-role/intelgraph-deploy-stage/i-0abc", 1),
+                         ("arn:aws:sts::111111111111:assumed-role/intelgraph-deploy-prod/i-0abc", 1)):
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        (bin_dir / "aws").write_text(
+            '#!/bin/bash\n[ "$*" = "sts get-caller-identity --query Arn --output text" ] || exit 9\n'
+            f"echo {caller}\n")
+        (bin_dir / "aws").chmod(0o755)
+        result = _bash(step["run"], tmp_path, {"ROLE_ARN": role}, bin_dir)
+        assert result.returncode == code, (caller, result.stdout, result.stderr)
+
+
+# --- the environment a job builds, with the commands it runs --------------------------------------
+
+def _installed_requirements(job_steps: list[dict]) -> list[str]:
+    [install] = [s["run"] for s in job_steps if ".venv/bin/pip install" in s.get("run", "")]
+    line = next(line for line in install.splitlines() if ".venv/bin/pip install" in line and "policy/venv" not in line)
+    return re.findall(r"-r\s+(\S+)", line)
+
+
+@pytest.fixture(scope="module")
+def job_venv(tmp_path_factory) -> Path:
+    """A fresh venv from exactly the files _pulumi.yml installs into .venv (pip's cache and the
+    package index only)."""
+    files = _installed_requirements(load("_pulumi.yml")["jobs"]["pulumi"]["steps"])
+    assert files
+    venv = tmp_path_factory.mktemp("job") / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    result = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                             *(arg for f in files for arg in ("-r", str(ROOT / f)))],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return venv
+
+
+def test_the_shared_jobs_environment_runs_synth_diff_and_check(job_venv, tmp_path):
+    """issue 23 item 1: `synth diff` imports synth.policy_runner (pulumi_policy, jsonschema); the
+    job's .venv once had neither. Both modes and `synth check`, in that venv, from a checkout."""
+    from tests.test_diff import DATABASE, ROLE, document, preview_step
+
+    (tmp_path / "old.json").write_text(json.dumps(document(DATABASE, ROLE)))
+    (tmp_path / "new.json").write_text(json.dumps(document(ROLE)))
+    (tmp_path / "preview.json").write_text(json.dumps({"steps": [preview_step("delete", DATABASE)]}))
+    python = str(job_venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    for argv, code in ((["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")], 1),
+                       (["diff", "--engine", str(tmp_path / "preview.json")], 1),
+                       (["diff", "--engine", str(tmp_path / "preview.json"), "--approved-by", "erin"], 0)):
+        result = subprocess.run([python, "-m", "synth", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == code, result.stdout + result.stderr
+        assert "! delete " + DATABASE["urn"] in result.stdout
+    from synth.export import to_export
+    from tests.conftest import synthesized
+
+    (tmp_path / "stack.json").write_text(json.dumps(to_export(synthesized("stage"))))
+    result = subprocess.run([python, "-m", "synth", "check", str(tmp_path / "stack.json"), "--stack", "stage"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "synth check" in result.stdout
