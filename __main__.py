@@ -26,6 +26,7 @@ from components.waf_ingress import WafIngressArgs
 from helpers import dr_budget, stateful
 from helpers.alerting import Subscriber, subscribe
 from helpers.flows import Flow, Neighbours, Peer
+from helpers.rollout import rollout_budget
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 # Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
@@ -418,7 +419,7 @@ pulumi.export("postgres", {
     "primaryArn": postgres.primary_arn,
     "replicaArn": postgres.replica_arn,
     **postgres.secret_outputs,  # masterSecretArn, its DR replica, the DR rotation function, the schedule
-    # ops/dr_promote gives the promoted replica its own managed secret under this key
+    # the DR-region key of the replica's storage (and of a PITR restore there)
     "replicaKmsKeyArn": postgres.replica_kms_key_arn,
     "lagAlarmThresholdSeconds": cfg.replica_lag_threshold_seconds,
     "heartbeatIntervalSeconds": dr_budget.HEARTBEAT_INTERVAL_SECONDS,
@@ -438,6 +439,4 @@ pulumi.export("audit", {"trailArn": trail.trail_arn, "trailName": trail_name})
 pulumi.export("drBudget", [bound.as_output() for bound in budget])
 # The longest a deploy may legitimately run (the Neo4j roll, server after server): the deploy job
 # and its AWS credentials must outlast it (helpers/rollout.py, tests/test_rollout_budget.py).
-from helpers.rollout import rollout_budget  # noqa: E402  (kept next to its one use: the lead owns the header)
-
 pulumi.export("rolloutBudget", rollout_budget(servers=len(graph.release_names)))

@@ -308,8 +308,8 @@ def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int
     if approved_by:
         lines.append(f"Approved by {approved_by}: the replacements and deletions above are intended.")
         return "\n".join(lines), EXIT_STATEFUL if refused else EXIT_OK
-    lines.append("Not approved. If this is intended, a reviewer approves it by name (the "
-                 "`stateful-change-approved` label on the pull request; `--approved-by NAME` here); "
+    lines.append("Not approved. If this is intended, a reviewer other than the author approves the pull "
+                 "request's head commit (cicd/approval.py; `--approved-by NAME` here); "
                  "otherwise add an alias or undo the change that forces it.")
     return "\n".join(lines), EXIT_STATEFUL
 
