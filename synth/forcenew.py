@@ -62,8 +62,16 @@ AWS: dict[str, tuple[str, ...]] = {
     "aws:route53/healthCheck:HealthCheck": ("type", "referenceName", "requestInterval", "measureLatency",
                                             "routingControlArn"),
     "aws:route53/record:Record": ("name", "zoneId"),
-    # secretsmanager/secret_rotation.go, sns/topic.go, sns/topic_subscription.go
+    # secretsmanager/secret.go, secret_version.go (secret_string_wo is write-only: never diffed; its
+    # version is ForceNew), secret_rotation.go, sns/topic.go, sns/topic_subscription.go
+    "aws:secretsmanager/secret:Secret": ("name", "namePrefix"),
+    "aws:secretsmanager/secretVersion:SecretVersion": ("secretId", "secretBinary", "secretString",
+                                                       "secretStringWoVersion"),
     "aws:secretsmanager/secretRotation:SecretRotation": ("secretId",),
+    # serverlessrepo/cloudformation_stack.go: the SAR application and the stack's name
+    "aws:serverlessrepository/cloudFormationStack:CloudFormationStack": ("applicationId", "name"),
+    # vpc/security_group_egress_rule.go (framework): only the group requires a replacement
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("securityGroupId",),
     "aws:sns/topic:Topic": ("name", "namePrefix", "fifoTopic"),
     "aws:sns/topicSubscription:TopicSubscription": ("topic", "protocol", "endpoint"),  # topic_arn; Pulumi names it `topic`
     # wafv2/ip_set.go, web_acl.go, web_acl_logging_configuration.go

@@ -50,7 +50,8 @@ def test_every_image_the_stacks_deploy_has_a_key(stack):
 
 def test_every_image_advisory_names_its_key():
     report = policy_runner.evaluate(export.to_export(synthesized("prod"), show_secrets=True), "prod")
-    images = [f.message for policy, f in report.advisory_violations if policy == "k8s-image-digest"]
+    # the images no offline source can verify stay advisory (k8s-image-digest-unverified)
+    images = [f.message for policy, f in report.advisory_violations if policy == "k8s-image-digest-unverified"]
     assert images and all(f" Stack config: {config_keys.PROJECT}:" in m for m in images)
 
 
@@ -66,17 +67,19 @@ def test_a_broken_database_setting_names_the_key_that_fixes_it():
 
 
 def test_a_repeated_advisory_prints_once_with_a_count_and_all_with_verbose(tmp_path):
-    """prod runs five Neo4j servers with the same tag-pinned image: one line says so, with the
-    count and the key; --verbose lists every one."""
+    """prod snapshots each of its five Neo4j servers with the same tag-pinned kubectl image: one
+    line says so, with the count and the key; --verbose lists every one."""
     def run(*flags: str) -> list[str]:
         result = subprocess.run([sys.executable, "-m", "synth", "--stack", "prod", "--out", str(tmp_path), *flags],
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
-        return [line for line in result.stdout.splitlines() if line.startswith("  [advisory] k8s-image-digest")]
+        return [line for line in result.stdout.splitlines()
+                if line.startswith("  [advisory] k8s-image-digest-unverified")]
 
     grouped, each = run(), run("--verbose")
-    neo4j = [line for line in grouped if "neo4j.image." in line]
-    assert len(neo4j) == 1 and re.search(r"k8s-image-digest x\d+ \(", neo4j[0]) and "--verbose lists each" in neo4j[0]
-    count = int(re.search(r" x(\d+) ", neo4j[0]).group(1))
-    assert len([line for line in each if "neo4j.image." in line]) == count > 1
+    kubectl = [line for line in grouped if "neo4j.volumeSnapshots.kubectlImage." in line]
+    assert len(kubectl) == 1 and re.search(r"k8s-image-digest-unverified x\d+ \(", kubectl[0])
+    assert "--verbose lists each" in kubectl[0]
+    count = int(re.search(r" x(\d+) ", kubectl[0]).group(1))
+    assert len([line for line in each if "neo4j.volumeSnapshots.kubectlImage." in line]) == count > 1
     assert len(grouped) < len(each)
