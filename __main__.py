@@ -33,30 +33,31 @@ cfg = settings.load()  # invalid config stops here, before any resource is regis
 # is retained on delete and, in prod, protected (helpers/stateful.py).
 pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod))
 
-# --- providers: one per AWS region, one for the EKS cluster --------------------------------------
+# --- providers: per region, an AWS provider and its EKS cluster's Kubernetes provider ---------------
 aws_tags: aws.ProviderDefaultTagsArgsDict = {
     "tags": {"project": "intelgraph", "stack": pulumi.get_stack(), "managed-by": "pulumi"}}
-primary = aws.Provider(
-    "aws-primary",
-    region=cfg.aws.primary_region,
-    allowed_account_ids=[cfg.aws.account_id],  # refuse to touch any other account
-    default_tags=aws_tags,
-)
-dr = aws.Provider(
-    "aws-dr",
-    region=cfg.aws.dr_region,
-    allowed_account_ids=[cfg.aws.account_id],
-    default_tags=aws_tags,
-)
+aws_providers = {
+    role: aws.Provider(
+        f"aws-{role}",
+        region=cfg.aws.region(role),
+        allowed_account_ids=[cfg.aws.account_id],  # refuse to touch any other account
+        default_tags=aws_tags,
+    )
+    for role in settings.ROLES
+}
+primary, dr = aws_providers["primary"], aws_providers["dr"]
 # Route 53 health-check metrics exist only in us-east-1.
 route53_metrics = primary if cfg.aws.primary_region == "us-east-1" else aws.Provider(
     "aws-us-east-1", region="us-east-1", allowed_account_ids=[cfg.aws.account_id], default_tags=aws_tags)
-eks = kubernetes.Provider(
-    "eks",
-    context=cfg.kubernetes.context,
-    kubeconfig=cfg.kubernetes.kubeconfig_path,
-    enable_server_side_apply=True,
-)
+eks = {
+    role: kubernetes.Provider(
+        "eks" if role == "primary" else f"eks-{role}",  # the primary's keeps the name it was deployed under
+        context=cfg.kubernetes.of(role).context,
+        kubeconfig=cfg.kubernetes.of(role).kubeconfig_path,
+        enable_server_side_apply=True,
+    )
+    for role in settings.ROLES
+}
 
 # --- storage: backup buckets replicated to the DR region -----------------------------------------
 # The audit trail delivers to the logs bucket: its policy carries CloudTrail's grants.
@@ -117,34 +118,38 @@ redis = cfg.redis
 obs = cfg.observability
 edge = cfg.ingress
 pgr = cfg.pg_restore_rehearsal
-# the graph's contract comes first: its pods' selector opens the flows to the servers
-graph_args = Neo4jClusterArgs(
-    namespace=neo.namespace,
-    cluster_name=neo.cluster_name,
-    chart_version=neo.chart_version,
-    image=neo.image,
-    accept_license_agreement=neo.accept_license_agreement,
-    primaries=neo.primaries,
-    secondaries=neo.secondaries,
-    cpu_request=neo.resources.cpu_request,
-    cpu_limit=neo.resources.cpu_limit,
-    memory=neo.resources.memory,
-    memory_plan=neo.memory_plan,
-    storage_class=neo.storage_class,
-    storage_size=neo.storage_size,
-    prometheus_release_label=obs.prometheus_release_label,
-    zones=tuple(neo.zones),
-    password_epoch=neo.password_epoch,
-    bootstrap=neo.bootstrap,
-    unprefixed_release_urns=True,  # created before the releases were named after the component
-)
 
 
-def neighbours() -> Neighbours:
-    """What the region's flows name outside its workload namespaces, once for all of them."""
-    net = cfg.network.primary
+def graph_args(role: settings.Role) -> Neo4jClusterArgs:
+    """The graph's servers in a region: the primary's, or the DR region's warm standby of the same shape."""
+    return Neo4jClusterArgs(
+        namespace=neo.namespace,
+        cluster_name=neo.cluster_name,
+        chart_version=neo.chart_version,
+        image=neo.image,
+        accept_license_agreement=neo.accept_license_agreement,
+        primaries=neo.primaries,
+        secondaries=neo.secondaries,
+        cpu_request=neo.resources.cpu_request,
+        cpu_limit=neo.resources.cpu_limit,
+        memory=neo.resources.memory,
+        memory_plan=neo.memory_plan,
+        storage_class=neo.storage_class,
+        storage_size=neo.storage_size,
+        prometheus_release_label=obs.prometheus_release_label,
+        zones=tuple(neo.zones if role == "primary" else neo.dr.zones),
+        password_epoch=neo.password_epoch,
+        bootstrap=neo.bootstrap if role == "primary" else neo.dr.bootstrap,
+        # the primary's releases were created before they were named after the component
+        unprefixed_release_urns=role == "primary",
+    )
+
+
+def neighbours(role: settings.Role) -> Neighbours:
+    """What a region's flows name outside its workload namespaces, once for all of them."""
+    net, cluster = cfg.network.of(role), cfg.kubernetes.of(role)
     return Neighbours(
-        api_server_cidrs=tuple(cfg.kubernetes.api_server_cidrs), api_service_ip=cfg.kubernetes.api_service_ip,
+        api_server_cidrs=tuple(cluster.api_server_cidrs), api_service_ip=cluster.api_service_ip,
         s3_cidrs=tuple(net.s3_endpoint_cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
         client_namespace=cfg.kubernetes.app_namespace, monitoring_namespace=obs.prometheus_namespace,
     )
@@ -159,13 +164,13 @@ def allowlisted() -> dict[str, tuple[Flow, ...]]:
     return flows
 
 
-def backup_args() -> Neo4jBackupArgs:
+def backup_args(graph: Neo4jClusterArgs) -> Neo4jBackupArgs:
     """The primary's servers back up to the primary bucket (replicated to the DR region)."""
-    cluster = cfg.kubernetes
+    cluster = cfg.kubernetes.primary
     return Neo4jBackupArgs(
         namespace=neo.namespace,
         restore_namespace=neo.restore_namespace,
-        admin_services=graph_args.backup_sources,
+        admin_services=graph.backup_sources,
         bucket_name=buckets["neo4j"].bucket_name,
         bucket_arn=buckets["neo4j"].bucket_arn,
         kms_key_arn=buckets["neo4j"].kms_key_arn,
@@ -188,32 +193,37 @@ def backup_args() -> Neo4jBackupArgs:
     )
 
 
-def tier_args() -> RegionalTierArgs:
-    """The primary region's tier, from its cluster, network, buckets and certificate."""
-    cluster, around = cfg.kubernetes, neighbours()
+def tier_args(role: settings.Role) -> RegionalTierArgs:
+    """A region's tier, from its cluster, network, buckets and certificate. The primary's graph is
+    the source of truth (snapshots, backups); the DR region runs the graph only in warm mode."""
+    cluster, around = cfg.kubernetes.of(role), neighbours(role)
+    is_primary = role == "primary"
     logs = buckets["logs"]
-    extra_flows = allowlisted()
-    # the PostgreSQL restore rehearsal runs in the primary cluster (below)
-    extra_flows[pgr.namespace] = extra_flows.get(pgr.namespace, ()) + rehearsal_flows(
-        around, tuple(pgr.dr_rds_endpoint_cidrs))
+    graph = graph_args(role) if is_primary or neo.dr.mode == "warm" else None
+    extra_flows = {}
+    if is_primary:
+        extra_flows = allowlisted()
+        # the PostgreSQL restore rehearsal runs in the primary cluster (below)
+        extra_flows[pgr.namespace] = extra_flows.get(pgr.namespace, ()) + rehearsal_flows(
+            around, tuple(pgr.dr_rds_endpoint_cidrs))
     return RegionalTierArgs(
-        region=cfg.aws.primary_region,
+        region=cfg.aws.region(role),
         neighbours=around,
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer=cluster.oidc_issuer,
         graph_namespace=neo.namespace,
         graph_cluster_name=neo.cluster_name,
-        graph=graph_args,
+        graph=graph,
         snapshots=Neo4jSnapshotsArgs(
             namespace=neo.namespace,
             cluster_name=neo.cluster_name,
-            release_names=tuple(graph_args.release_names),
+            release_names=tuple(graph.release_names),
             schedule=neo.volume_snapshots.schedule,
             time_zone=neo.time_zone,
             retain=neo.volume_snapshots.retain,
             kubectl_image=neo.volume_snapshots.kubectl_image,
-        ),
-        backup=backup_args(),
+        ) if is_primary and graph else None,
+        backup=backup_args(graph) if is_primary and graph else None,
         cache=RedisCacheArgs(
             namespace=redis.namespace,
             image=redis.image,
@@ -237,7 +247,9 @@ def tier_args() -> RegionalTierArgs:
         ),
         shipper_namespace=cfg.logs.shipper.namespace,
         shipper_image=cfg.logs.shipper.image,
-        logs_bucket=BucketRef(logs.bucket_name, logs.bucket_arn, logs.kms_key_arn),
+        # each region ships to its own copy of the logs bucket: the DR region's outlives the primary
+        logs_bucket=BucketRef(logs.bucket_name, logs.bucket_arn, logs.kms_key_arn) if is_primary
+        else BucketRef(logs.replica_bucket_name, logs.replica_bucket_arn, logs.replica_kms_key_arn),
         observability=Observability(
             prometheus_namespace=obs.prometheus_namespace,
             prometheus_release_label=obs.prometheus_release_label,
@@ -254,26 +266,31 @@ def tier_args() -> RegionalTierArgs:
             host=edge.host,
             service_name=edge.service_name,
             service_port=edge.service_port,
-            certificate_arn=edge.certificate_arn,
+            # an ALB takes only a certificate of its own region (settings check both); nginx mode
+            # terminates TLS in the cluster and has no DR certificate
+            certificate_arn=edge.certificate_arn if is_primary else (edge.dr_certificate_arn or edge.certificate_arn),
             requests_per_second=edge.rate_limit.requests_per_second,
             burst_multiplier=edge.rate_limit.burst_multiplier,
             allowlist_cidrs=tuple(edge.allowlist_cidrs),
             max_body_bytes=edge.max_body_size_mb * 2**20,
             tls_secret_name=edge.tls_secret_name,
             # The controller would otherwise name the ALB k8s-<ns>-<name>-<hash>; DNS needs to find it.
-            load_balancer_name=f"intelgraph-{cfg.environment}-api" if edge.mode == "alb" else None,
+            load_balancer_name=(f"intelgraph-{cfg.environment}-api" + ("" if is_primary else "-dr"))
+            if edge.mode == "alb" else None,
             # Route 53 checks the primary by a name only the primary serves
-            health_host=cfg.dns.health_check.fqdn,
-            # the DR region's WebACL, for the DR Ingress (until the DR region runs a tier of its own)
-            dr_provider=dr,
+            health_host=cfg.dns.health_check.fqdn if is_primary else None,
+            ingress_name="api",  # one name in both clusters
             log_retention_days=cfg.logs.retention_days,
         ),
         extra_flows=extra_flows,
-        moved_from_root=True,  # its children predate the tier
+        moved_from_root=is_primary,  # the primary's children predate the tier
     )
 
 
-tier = RegionalTier("primary", tier_args(), opts=pulumi.ResourceOptions(providers={"kubernetes": eks, "aws": primary}))
+tiers = {role: RegionalTier(role, tier_args(role),
+                            opts=pulumi.ResourceOptions(providers={"kubernetes": eks[role], "aws": aws_providers[role]}))
+         for role in settings.ROLES}
+tier = tiers["primary"]
 graph, neo4j_backup = tier.graph, tier.backup
 assert graph is not None and neo4j_backup is not None  # the primary always runs and backs up the graph
 
@@ -326,12 +343,12 @@ PgRestoreRehearsal(
         dr_region=cfg.aws.dr_region,
         primary_arn=postgres.primary_arn,
         restore_target=postgres.dr_restore_target,
-        oidc_provider_arn=cfg.kubernetes.oidc_provider_arn,
-        oidc_issuer=cfg.kubernetes.oidc_issuer,
+        oidc_provider_arn=cfg.kubernetes.primary.oidc_provider_arn,
+        oidc_issuer=cfg.kubernetes.primary.oidc_issuer,
         prometheus_release_label=obs.prometheus_release_label,
         dr_rds_endpoint_url=pgr.dr_rds_endpoint_url,
     ),
-    opts=pulumi.ResourceOptions(providers={"kubernetes": eks, "aws": primary},
+    opts=pulumi.ResourceOptions(providers={"kubernetes": eks["primary"], "aws": primary},
                                 depends_on=[tier.namespaces[pgr.namespace]]),
 )
 
@@ -339,13 +356,18 @@ PgRestoreRehearsal(
 dns = cfg.dns
 
 
-# alb mode: the ALB the WAF-protected Ingress creates; nginx mode: the controller's, from config
-# (settings require dns.primaryLoadBalancer exactly in nginx mode)
-if tier.load_balancer is not None:
-    primary_load_balancer = tier.load_balancer
-else:
-    assert dns.primary_load_balancer is not None
-    primary_load_balancer = LoadBalancerTarget(dns.primary_load_balancer.dns_name, dns.primary_load_balancer.zone_id)
+
+
+def load_balancer(role: settings.Role) -> LoadBalancerTarget:
+    """alb mode: the ALB the region's WAF-protected Ingress creates; nginx mode: the controller's,
+    from config (settings require dns.<role>LoadBalancer exactly in nginx mode)."""
+    if tiers[role].load_balancer is not None:
+        return tiers[role].load_balancer
+    configured = getattr(dns, f"{role}_load_balancer")
+    assert configured is not None
+    return LoadBalancerTarget(configured.dns_name, configured.zone_id)
+
+
 failover = DnsFailover(
     "api-failover",
     DnsFailoverArgs(
@@ -356,8 +378,8 @@ failover = DnsFailover(
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
         checker_regions=tuple(dns.health_check.regions),
-        primary=primary_load_balancer,
-        secondary=LoadBalancerTarget(dns.dr_load_balancer.dns_name, dns.dr_load_balancer.zone_id),
+        primary=load_balancer("primary"),
+        secondary=load_balancer("dr"),
     ),
     opts=pulumi.ResourceOptions(provider=route53_metrics),
 )
@@ -429,9 +451,14 @@ pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap
                         "pagecache": graph.plan.pagecache})
 pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
 pulumi.export("edge", {"mode": edge.mode, "webAclArn": tier.edge.web_acl_arn,
-                       # for the DR region's Ingress (alb.ingress.kubernetes.io/wafv2-acl-arn)
-                       "drWebAclArn": tier.edge.dr_web_acl_arn,
-                       "loadBalancerDnsName": tier.edge.load_balancer_dns_name})
+                       "drWebAclArn": tiers["dr"].edge.web_acl_arn,
+                       "loadBalancerDnsName": tier.edge.load_balancer_dns_name,
+                       "drLoadBalancerDnsName": tiers["dr"].edge.load_balancer_dns_name})
+pulumi.export("tiers", {role: {"region": cfg.aws.region(role), "cluster": cfg.kubernetes.of(role).cluster_name,
+                               "namespaces": list(t.namespaces),
+                               "neo4jServers": t.graph.release_names if t.graph else [],
+                               "neo4jMode": "primary" if role == "primary" else neo.dr.mode}
+                        for role, t in tiers.items()})
 pulumi.export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
 pulumi.export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_REHEARSAL_PREFIX,
                                      **postgres.dr_restore_target})

@@ -188,6 +188,13 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Days = Annotated[int, Field(ge=1, le=3650)]
 K8sName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 Arn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:.+$")]
+# The two regions of a stack: the one serving traffic, and the disaster-recovery standby.
+Role = Literal["primary", "dr"]
+ROLES: tuple[Role, ...] = ("primary", "dr")
+
+
+def _snake(alias: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", alias).lower()
 
 
 def _camel(name: str) -> str:
@@ -234,6 +241,9 @@ class AwsSettings(Model):
             )
         return value
 
+    def region(self, role: Role) -> str:
+        return self.primary_region if role == "primary" else self.dr_region
+
 
 class RegionNetwork(Model):
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] = Field(
@@ -260,24 +270,24 @@ class NetworkSettings(Model):
     primary: RegionNetwork = Field(description="The primary region's network.")
     dr: RegionNetwork = Field(description="The DR region's network.")
 
+    def of(self, role: Role) -> RegionNetwork:
+        return self.primary if role == "primary" else self.dr
 
-class KubernetesSettings(Model):
+
+class ClusterSettings(Model):
+    """One region's EKS cluster: how the program reaches it, and what its pods must be allowed to dial."""
+
     context: Optional[str] = Field(None,
         description="The kubeconfig context of the EKS cluster (set exactly one of context and kubeconfigPath).")
     kubeconfig_path: Optional[str] = Field(None,
         description="A kubeconfig file for the cluster (set exactly one of context and kubeconfigPath).")
     cluster_name: K8sName = Field(description="The EKS cluster's name.")
-    # The cluster's Kubernetes minor version: manifests are validated against its schemas.
-    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$")] = Field(
-        description="The cluster's Kubernetes minor version (e.g. '1.33'): manifests are validated against its schemas.")
     oidc_provider_arn: Arn = Field(description="The ARN of the cluster's IAM OIDC provider, which IRSA roles trust.")
     oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")] = Field(
         description="The cluster's OIDC issuer without https:// (oidc.eks.<region>.amazonaws.com/id/<ID>).")
-    app_namespace: K8sName = Field(
-        description="The namespace of the application that uses Neo4j and Redis (allowed in by their NetworkPolicies).")
     # The EKS control plane's ENIs in the VPC: Neo4j discovers its peers through the API.
     api_server_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
-        description="The EKS control plane's ENI addresses in the primary VPC: Neo4j "
+        description="The EKS control plane's ENI addresses in the region's VPC: Neo4j "
                     "discovery and snapshot jobs reach the API there.")
     # ...which pods dial at the `kubernetes` Service's ClusterIP: egress allows both.
     api_service_ip: Annotated[str, AfterValidator(_service_ip)] = Field(
@@ -285,9 +295,33 @@ class KubernetesSettings(Model):
                     "the service CIDR), which pods dial for the API.")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "KubernetesSettings":
+    def _one_source(self) -> "ClusterSettings":
         if bool(self.context) == bool(self.kubeconfig_path):
             raise ValueError("set exactly one of 'context' or 'kubeconfigPath'")
+        return self
+
+
+class KubernetesSettings(Model):
+    # The cluster's Kubernetes minor version: manifests are validated against its schemas.
+    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$")] = Field(
+        description="The clusters' Kubernetes minor version (e.g. '1.33'): manifests are validated against "
+                    "its schemas; both regions run the same version, so a switch meets the same API.")
+    app_namespace: K8sName = Field(
+        description="The namespace of the application that uses Neo4j and Redis, in both clusters "
+                    "(allowed in by their NetworkPolicies).")
+    primary: ClusterSettings = Field(description="The primary region's EKS cluster.")
+    dr: ClusterSettings = Field(description="The DR region's EKS cluster (a prerequisite, like the primary's).")
+
+    def of(self, role: Role) -> ClusterSettings:
+        return self.primary if role == "primary" else self.dr
+
+    @model_validator(mode="after")
+    def _two_clusters(self) -> "KubernetesSettings":
+        same = [key for key in ("context", "kubeconfig_path", "cluster_name", "oidc_provider_arn")
+                if getattr(self.primary, key) is not None and getattr(self.primary, key) == getattr(self.dr, key)]
+        if same:
+            raise ValueError(f"primary and dr name the same cluster ({', '.join(_camel(k) for k in same)}): "
+                             "the DR tier must run in the DR region's own cluster")
         return self
 
 
@@ -429,6 +463,33 @@ class VolumeSnapshotSettings(Model):
 MAX_NEO4J_SERVERS = 29  # primaries (at most 9) + secondaries (at most 20)
 
 
+Zone = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]
+
+
+class Neo4jDrSettings(Model):
+    """What the DR region runs of the graph until a region switch (components/regional_tier.py)."""
+
+    # pilot-light: no servers; a switch creates them and seeds every database from the newest
+    # chain replicated to the DR bucket. warm: a cluster of the primary's shape runs, its
+    # databases restored from that chain on a schedule, ready to take writes when switched to.
+    mode: Literal["pilot-light", "warm"] = Field(
+        description="pilot-light (no DR servers until a switch creates and seeds them) or warm (a running DR "
+                    "cluster refreshed from the replicated backups on a schedule).")
+    zones: Annotated[list[Zone], Field(min_length=1)] = Field(
+        description="The DR cluster's availability zones (in aws.drRegion); with 3 or more, primaries spread one per zone.")
+    # like neo4j.bootstrap, for the deploy that creates the DR servers (warm mode's first deploy,
+    # or the switch that brings up a pilot-light region's servers)
+    bootstrap: Annotated[bool, Field(strict=True)] = Field(
+        False, description="true only for the deploy that creates the DR servers; false afterwards.")
+
+    @field_validator("zones")
+    @classmethod
+    def _distinct_zones(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each zone once")
+        return value
+
+
 class Neo4jSettings(Model):
     namespace: K8sName = Field(description="Namespace of the Neo4j servers and their backup jobs.")
     cluster_name: K8sName = Field(
@@ -445,7 +506,7 @@ class Neo4jSettings(Model):
         description="Number of read-only secondary servers (need at least 3 primaries).")
     # The availability zones the cluster's nodes run in (topology.kubernetes.io/zone values):
     # with 3 or more, primaries are spread over them as a scheduling requirement.
-    zones: Annotated[list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]], Field(min_length=1)] = Field(
+    zones: Annotated[list[Zone], Field(min_length=1)] = Field(
         description="The availability zones the nodes run in; with 3 or more, primaries are spread one per zone.")
     resources: ResourceSettings = Field(
         description="CPU and memory of each server; heap and page cache are derived from the memory limit.")
@@ -459,6 +520,7 @@ class Neo4jSettings(Model):
     restore_rehearsal_schedule: Cron = Field(description="Cron schedule of the weekly restore rehearsal.")
     time_zone: str = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
     volume_snapshots: VolumeSnapshotSettings = Field(description="Scheduled EBS snapshots of the servers' volumes.")
+    dr: Neo4jDrSettings = Field(description="The graph in the DR region: pilot-light or warm.")
     # Raise by one to rotate the admin password (helpers/neo4j_password.py).
     password_epoch: Annotated[int, Field(ge=0)] = Field(0, description="Raise by one to rotate the Neo4j admin password.")
     # true only for the deploy that creates the cluster: its releases then go in without Helm's
@@ -753,7 +815,8 @@ class DnsSettings(Model):
     # nginx compatibility mode names the primary load balancer (the ingress-nginx controller's).
     primary_load_balancer: Optional[LoadBalancer] = Field(None,
         description="nginx mode only: the ingress-nginx controller's load balancer (alb mode uses the Ingress's ALB).")
-    dr_load_balancer: LoadBalancer = Field(description="The DR region's load balancer (the SECONDARY failover target).")
+    dr_load_balancer: Optional[LoadBalancer] = Field(None,
+        description="nginx mode only: the DR cluster's ingress-nginx load balancer (alb mode aliases the DR Ingress's ALB).")
 
     @model_validator(mode="after")
     def _checked_name_is_not_the_failover_name(self) -> "DnsSettings":
@@ -778,7 +841,10 @@ class IngressSettings(Model):
     host: str = Field(description="The public host name served.")
     service_name: K8sName = Field(description="The backend Service the Ingress routes to.")
     service_port: Port = Field(description="The backend Service's port.")
-    certificate_arn: Arn = Field(description="ACM certificate of the host (TLS 1.3 policy).")
+    certificate_arn: Arn = Field(description="ACM certificate of the host in aws.primaryRegion (TLS 1.3 policy).")
+    # ACM certificates are regional: an ALB takes only a certificate of its own region.
+    dr_certificate_arn: Optional[Arn] = Field(None,
+        description="alb mode: ACM certificate of the host in aws.drRegion, for the DR region's ALB.")
     rate_limit: RateLimitSettings = Field(description="Per-IP rate limit.")
     allowlist_cidrs: list[PrivateCidr] = Field(description="Client CIDRs exempt from the rate limit.")
     max_body_size_mb: Annotated[int, Field(ge=1, le=64)] = Field(description="Largest request body in MB.")
@@ -970,7 +1036,8 @@ class StackSettings(Model):
         stack = (info.context or {}).get("stack")
         _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
                    + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode()
-                   + self._rehearsal_endpoint_in_the_dr_region()
+                   + self._rehearsal_endpoint_in_the_dr_region() + self._clusters_in_their_regions()
+                   + self._zones_in_their_regions()
                    + (self._bucket_names_fit(stack) if stack else []))
         return self
 
@@ -998,8 +1065,9 @@ class StackSettings(Model):
                   for alias, field in (("s3EndpointCidrs", "s3_endpoint_cidrs"),
                                        ("stsEndpointCidrs", "sts_endpoint_cidrs"),
                                        ("secretsmanagerEndpointCidrs", "secretsmanager_endpoint_cidrs"))]
-        lists += [("kubernetes.apiServerCidrs", "primary", self.kubernetes.api_server_cidrs),
-                  ("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
+        lists += [(f"kubernetes.{role}.apiServerCidrs", role, self.kubernetes.of(role).api_server_cidrs)
+                  for role in ROLES]
+        lists += [("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
         problems = []
         for key, label, cidrs in lists:
             vpc = ipaddress.ip_network(getattr(self.network, label).vpc_cidr)
@@ -1032,20 +1100,62 @@ class StackSettings(Model):
         return problems
 
     def _load_balancers_match_the_ingress_mode(self) -> list[tuple[str, str, Any]]:
-        lb, problems = self.dns.primary_load_balancer, []
-        if self.ingress.mode == "alb" and lb is not None:
-            problems.append(("dns.primaryLoadBalancer", "must not be set with ingress.mode alb: DNS aliases the ALB "
-                             "the program's WAF-protected Ingress creates; a name from config could be an "
-                             "unprotected ALB", lb.dns_name))
-        if self.ingress.mode == "nginx" and lb is None:
-            problems.append(("dns.primaryLoadBalancer", "is required with ingress.mode nginx: name the "
-                             "ingress-nginx controller's load balancer", None))
-        if lb is not None and lb == self.dns.dr_load_balancer:
+        # alb mode: DNS aliases the ALBs the program's WAF-protected Ingresses create, and each ALB
+        # needs a certificate of its own region. nginx mode: the controllers' load balancers, from config.
+        problems: list[tuple[str, str, Any]] = []
+        alb = self.ingress.mode == "alb"
+        for role in ROLES:
+            key = f"dns.{role}LoadBalancer"
+            lb = getattr(self.dns, f"{role}_load_balancer")
+            if alb and lb is not None:
+                problems.append((key, "must not be set with ingress.mode alb: DNS aliases the ALB the program's "
+                                 "WAF-protected Ingress creates; a name from config could be an unprotected ALB",
+                                 lb.dns_name))
+            if not alb and lb is None:
+                problems.append((key, f"is required with ingress.mode nginx: name the {role} cluster's "
+                                 "ingress-nginx load balancer", None))
+        if self.dns.primary_load_balancer is not None and self.dns.primary_load_balancer == self.dns.dr_load_balancer:
             problems.append(("dns.primaryLoadBalancer.dnsName", "must differ from dns.drLoadBalancer: failover "
-                             "to the same load balancer fails over to nothing", lb.dns_name))
+                             "to the same load balancer fails over to nothing", self.dns.primary_load_balancer.dns_name))
+        if alb and self.ingress.dr_certificate_arn is None:
+            problems.append(("ingress.drCertificateArn", "is required with ingress.mode alb: the DR region's ALB "
+                             "needs an ACM certificate issued in aws.drRegion", None))
+        for key, arn, role in (("ingress.certificateArn", self.ingress.certificate_arn, "primary"),
+                               ("ingress.drCertificateArn", self.ingress.dr_certificate_arn, "dr")):
+            region = self.aws.region(role)
+            if arn is not None and arn.split(":")[3] != region:
+                problems.append((key, f"is a certificate of {arn.split(':')[3]}: an ALB uses only ACM certificates "
+                                 f"of its own region ({region})", arn))
         if self.dns.health_check.fqdn == self.ingress.host:
             problems.append(("dns.healthCheck.fqdn", f"must differ from ingress.host ({self.ingress.host})",
                              self.dns.health_check.fqdn))
+        return problems
+
+    def _zones_in_their_regions(self) -> list[tuple[str, str, Any]]:
+        # topology.kubernetes.io/zone values are the region's AZ names: a zone of another region
+        # matches no node, and with DoNotSchedule the primaries would never schedule.
+        problems = []
+        for key, zones, role in (("neo4j.zones", self.neo4j.zones, "primary"), ("neo4j.dr.zones", self.neo4j.dr.zones, "dr")):
+            region = self.aws.region(role)
+            problems += [(f"{key}.{i}", f"is not a zone of {region} (aws.{'primaryRegion' if role == 'primary' else 'drRegion'})",
+                          zone) for i, zone in enumerate(zones) if zone[:-1] != region]
+        return problems
+
+    def _clusters_in_their_regions(self) -> list[tuple[str, str, Any]]:
+        # Each tier runs in its own region's cluster: an EKS context ARN and an OIDC issuer name
+        # their region (arn:aws:eks:<region>:..., oidc.eks.<region>.amazonaws.com/...).
+        problems = []
+        for role in ROLES:
+            cluster, region = self.kubernetes.of(role), self.aws.region(role)
+            found = {"context": (cluster.context or "").split(":")[3] if (cluster.context or "").startswith(
+                        "arn:aws:eks:") else region,
+                     "oidcIssuer": cluster.oidc_issuer.split(".")[2],
+                     "oidcProviderArn": cluster.oidc_provider_arn.split("/")[1].split(".")[2]
+                     if "/oidc.eks." in cluster.oidc_provider_arn else region}
+            key_of_region = "aws.primaryRegion" if role == "primary" else "aws.drRegion"
+            problems += [(f"kubernetes.{role}.{key}", f"names {there}, not {key_of_region} {region}: the {role} "
+                          "tier runs in its own region's cluster", getattr(cluster, _snake(key)))
+                         for key, there in found.items() if there != region]
         return problems
 
     def _rehearsal_endpoint_in_the_dr_region(self) -> list[tuple[str, str, Any]]:

@@ -24,7 +24,7 @@ def program(tenants: int):
         cfg = settings.load()
         primary = aws.Provider("aws-primary", region=cfg.aws.primary_region)
         dr = aws.Provider("aws-dr", region=cfg.aws.dr_region)
-        cluster = kubernetes.Provider("eks", context=cfg.kubernetes.context)
+        cluster = kubernetes.Provider("eks", context=cfg.kubernetes.primary.context)
         bucket, cache = cfg.backups.neo4j, cfg.redis
         backups = []
         for i in range(tenants):

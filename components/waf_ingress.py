@@ -5,9 +5,9 @@ attached through ``alb.ingress.kubernetes.io/wafv2-acl-arn``. The controller nam
 ``k8s-<namespace>-<ingress>-<hash>`` unless ``alb.ingress.kubernetes.io/load-balancer-name`` fixes
 it, so the Ingress fixes it and the component reads that ALB back (``aws.lb.get_load_balancer``,
 made to wait for the Ingress: the ALB exists only once the controller has reconciled it). DNS
-aliases exactly that ALB - the one the WebACL protects - never a name from config. The same WebACL
-is also created in the DR region (a regional WebACL protects only its own region's ALBs) and its
-ARN exported for the DR region's Ingress. The ACL runs AWS's managed rule
+aliases exactly that ALB - the one the WebACL protects - never a name from config. A regional
+WebACL protects only its own region's ALBs, so each region's tier builds its own WafIngress
+(components/regional_tier.py). The ACL runs AWS's managed rule
 groups (common, known bad inputs, SQL injection), a per-IP rate limit that exempts an allowlist,
 and a request-size limit; every rule emits CloudWatch metrics and sampled requests, and the ACL
 logs to CloudWatch Logs with credentials redacted.
@@ -101,7 +101,8 @@ class WafIngressArgs:
     # A host served only for the health check: Route 53 probes the primary ALB by this name.
     health_host: Optional[str] = None
     health_path: str = "/healthz"
-    dr_provider: Optional[pulumi.ProviderResource] = None  # alb mode: the DR region's WebACL
+    # the Kubernetes object's name (default: the component's): one name in every region's cluster
+    ingress_name: Optional[str] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -125,7 +126,6 @@ class WafIngressArgs:
 
 class WafIngress(pulumi.ComponentResource):
     web_acl_arn: Optional[pulumi.Output[str]]
-    dr_web_acl_arn: Optional[pulumi.Output[str]]
     load_balancer_dns_name: Optional[pulumi.Output[str]]  # alb mode: the ALB the Ingress creates
     load_balancer_zone_id: Optional[pulumi.Output[str]]
     warnings: list[str]
@@ -133,16 +133,13 @@ class WafIngress(pulumi.ComponentResource):
     def __init__(self, name: str, args: WafIngressArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:edge:WafIngress", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.web_acl_arn = self.dr_web_acl_arn = None
+        self.web_acl_arn = None
         self.load_balancer_dns_name = self.load_balancer_zone_id = None
         self.warnings = []
         hosts = [args.host, *([args.health_host] if args.health_host else [])]
         if args.mode == "alb":
             acl = self._web_acl(name, args, child)
             self.web_acl_arn = acl.arn
-            if args.dr_provider is not None:
-                dr_opts = pulumi.ResourceOptions(parent=self, provider=args.dr_provider)
-                self.dr_web_acl_arn = self._web_acl(f"{name}-dr", args, dr_opts).arn
             assert args.load_balancer_name is not None  # WafIngressArgs requires it in alb mode
             annotations: dict[str, pulumi.Input[str]] = {
                 "alb.ingress.kubernetes.io/scheme": "internet-facing",
@@ -182,7 +179,7 @@ class WafIngress(pulumi.ComponentResource):
                 {"path": args.health_path, "path_type": "Exact", "backend": backend}]}})
         ingress = k8s.networking.v1.Ingress(
             name,
-            metadata={"name": name, "namespace": args.namespace, "annotations": annotations},
+            metadata={"name": args.ingress_name or name, "namespace": args.namespace, "annotations": annotations},
             spec={"ingress_class_name": ingress_class, "tls": tls, "rules": rules},
             opts=child,
         )
@@ -193,7 +190,7 @@ class WafIngress(pulumi.ComponentResource):
                 name=args.load_balancer_name,
                 opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[ingress]))
             self.load_balancer_dns_name, self.load_balancer_zone_id = alb.dns_name, alb.zone_id
-        self.register_outputs({"webAclArn": self.web_acl_arn, "drWebAclArn": self.dr_web_acl_arn,
+        self.register_outputs({"webAclArn": self.web_acl_arn,
                                "loadBalancerDnsName": self.load_balancer_dns_name,
                                "ingress": ingress.metadata.name})
 

@@ -362,7 +362,7 @@ def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
     assert policy["spec"]["podSelector"]["matchLabels"] == {"intelgraph.io/job": "graph-volume-snapshots"}
     [rule] = policy["spec"]["egress"]
     assert [p["port"] for p in rule["ports"]] == [443]
-    kubernetes = settings.validate(engine.stack_config("prod")).kubernetes
+    kubernetes = settings.validate(engine.stack_config("prod")).kubernetes.primary
     assert {b["ipBlock"]["cidr"] for b in rule["to"]} == {f"{kubernetes.api_service_ip}/32", *kubernetes.api_server_cidrs}
 
 
@@ -385,7 +385,7 @@ def test_network_config_analyzer_lets_the_snapshot_job_reach_the_api_and_nothing
     """Judged by the real analyzer over the stack's policies and the CronJob's own pod labels."""
     from tests.test_neo4j_flows import JOB, nca, to_servers
 
-    kubernetes = settings.validate(engine.stack_config("prod")).kubernetes
+    kubernetes = settings.validate(engine.stack_config("prod")).kubernetes.primary
     source = {JOB: "graph-volume-snapshots"}
     api = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": f"snapshots-api-{i}", "namespace": "graph"},

@@ -19,8 +19,8 @@ def test_real_stack_files_load(stack):
     cfg = settings.validate(engine.stack_config(stack))
     assert cfg.environment == stack
     # both stacks' clusters run in the region their API server's ARN names
-    assert cfg.kubernetes.context.split(":")[3] == cfg.aws.primary_region != cfg.aws.dr_region
-    assert cfg.kubernetes.context.split(":")[4] == cfg.aws.account_id
+    assert cfg.kubernetes.primary.context.split(":")[3] == cfg.aws.primary_region != cfg.aws.dr_region
+    assert cfg.kubernetes.primary.context.split(":")[4] == cfg.aws.account_id
 
 
 def test_prod_and_stage_have_the_same_shape_but_prod_is_bigger():
@@ -71,9 +71,9 @@ BAD_CONFIGS = [
                                     "backups.neo4j.objectLock": None},
      (), "backups.neo4j.expirationDays", "greater than chainDays + retentionDays + 1 = 38"),
     # the `kubernetes` Service takes the first address of the service CIDR
-    ("api service ip not the first", {"kubernetes.apiServiceIp": "172.20.0.10"}, (), "kubernetes.apiServiceIp",
+    ("api service ip not the first", {"kubernetes.primary.apiServiceIp": "172.20.0.10"}, (), "kubernetes.primary.apiServiceIp",
      "first (.1) address"),
-    ("api service ip in words", {"kubernetes.apiServiceIp": "kubernetes.default"}, (), "kubernetes.apiServiceIp",
+    ("api service ip in words", {"kubernetes.primary.apiServiceIp": "kubernetes.default"}, (), "kubernetes.primary.apiServiceIp",
      "not an IPv4 address"),
     ("chain longer than a week", {"backups.neo4j.chainDays": 8}, (), "backups.neo4j.chainDays",
      "less than or equal to 7"),
@@ -145,7 +145,7 @@ BAD_CONFIGS = [
     # an ENI takes its address from its VPC (VPC User Guide): another range reaches nothing there
     ("S3 endpoint outside the VPC", {"network.primary.s3EndpointCidrs": ["10.99.1.36/32"]}, (),
      "network.primary.s3EndpointCidrs.0", "outside network.primary.vpcCidr"),
-    ("API server outside the VPC", {"kubernetes.apiServerCidrs": ["10.99.0.0/28"]}, (), "kubernetes.apiServerCidrs.0",
+    ("API server outside the VPC", {"kubernetes.primary.apiServerCidrs": ["10.99.0.0/28"]}, (), "kubernetes.primary.apiServerCidrs.0",
      "outside network.primary.vpcCidr"),
     ("DR RDS endpoint in the primary VPC", {"pgRestoreRehearsal.drRdsEndpointCidrs": ["10.99.1.90/32"]}, (),
      "pgRestoreRehearsal.drRdsEndpointCidrs.0", "outside network.dr.vpcCidr"),
