@@ -12,7 +12,7 @@ import settings
 from components import audit_trail
 from components.alertmanager import SecretRef
 from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
-from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
+from components.backup_bucket import REPLICATION_SLA_MINUTES, BackupBucket, BackupBucketArgs, ObjectLock
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.neo4j_backup import Neo4jBackupArgs
 from components.neo4j_cluster import Neo4jClusterArgs
@@ -280,6 +280,8 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             # Route 53 checks the primary by a name only the primary serves
             health_host=cfg.dns.health_check.fqdn if is_primary else None,
             ingress_name="api",  # one name in both clusters
+            # the DR WebACL was built by the primary's edge, a top-level component then
+            acl_moved_from=None if is_primary else pulumi.create_urn("api", "intelgraph:edge:WafIngress"),
             log_retention_days=cfg.logs.retention_days,
         ),
         extra_flows=extra_flows,
@@ -287,7 +289,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
     )
 
 
-tiers = {role: RegionalTier(role, tier_args(role),
+tiers: dict[settings.Role, RegionalTier] = {role: RegionalTier(role, tier_args(role),
                             opts=pulumi.ResourceOptions(providers={"kubernetes": eks[role], "aws": aws_providers[role]}))
          for role in settings.ROLES}
 tier = tiers["primary"]
@@ -361,8 +363,9 @@ dns = cfg.dns
 def load_balancer(role: settings.Role) -> LoadBalancerTarget:
     """alb mode: the ALB the region's WAF-protected Ingress creates; nginx mode: the controller's,
     from config (settings require dns.<role>LoadBalancer exactly in nginx mode)."""
-    if tiers[role].load_balancer is not None:
-        return tiers[role].load_balancer
+    created = tiers[role].load_balancer
+    if created is not None:
+        return created
     configured = getattr(dns, f"{role}_load_balancer")
     assert configured is not None
     return LoadBalancerTarget(configured.dns_name, configured.zone_id)
@@ -414,6 +417,9 @@ budget = [
         full_backup_seconds=neo4j_backup.full_backup_seconds,
         restore_estimate_seconds=cfg.dr.neo4j_restore_estimate_seconds,
         differential_estimate_seconds=cfg.dr.neo4j_differential_estimate_seconds,
+        dr_mode=neo.dr.mode,
+        replication_sla_seconds=REPLICATION_SLA_MINUTES * 60,
+        cluster_start_seconds=cfg.dr.neo4j_cluster_start_estimate_seconds or 0,
     ),
 ]
 budget.append(dr_budget.postgres_pitr_rto(

@@ -191,6 +191,7 @@ Arn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]
 # The two regions of a stack: the one serving traffic, and the disaster-recovery standby.
 Role = Literal["primary", "dr"]
 ROLES: tuple[Role, ...] = ("primary", "dr")
+_REGION_KEYS: dict[Role, str] = {"primary": "primaryRegion", "dr": "drRegion"}
 
 
 def _snake(alias: str) -> str:
@@ -469,12 +470,12 @@ Zone = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]
 class Neo4jDrSettings(Model):
     """What the DR region runs of the graph until a region switch (components/regional_tier.py)."""
 
-    # pilot-light: no servers; a switch creates them and seeds every database from the newest
-    # chain replicated to the DR bucket. warm: a cluster of the primary's shape runs, its
-    # databases restored from that chain on a schedule, ready to take writes when switched to.
+    # pilot-light: no servers; a switch creates them, then restores every database from the
+    # newest chain replicated to the DR bucket. warm: a cluster of the primary's shape runs, so a
+    # switch only restores that chain into it (helpers/dr_budget.py counts each path's steps).
     mode: Literal["pilot-light", "warm"] = Field(
-        description="pilot-light (no DR servers until a switch creates and seeds them) or warm (a running DR "
-                    "cluster refreshed from the replicated backups on a schedule).")
+        description="pilot-light (no DR servers until a switch creates them and restores the replicated backups) "
+                    "or warm (a running DR cluster of the primary's shape, restored into on a switch).")
     zones: Annotated[list[Zone], Field(min_length=1)] = Field(
         description="The DR cluster's availability zones (in aws.drRegion); with 3 or more, primaries spread one per zone.")
     # like neo4j.bootstrap, for the deploy that creates the DR servers (warm mode's first deploy,
@@ -1000,6 +1001,11 @@ class DrSettings(Model):
         description="Measured time to restore a chain's full backup.")
     neo4j_differential_estimate_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
         description="Measured time to replay one differential backup.")
+    # pilot-light only: the switch creates the DR servers, and they must schedule, attach new
+    # volumes, start and form the cluster before the restore begins (measure it in a DR drill).
+    neo4j_cluster_start_estimate_seconds: Optional[Annotated[int, Field(ge=60, le=7200)]] = Field(None,
+        description="neo4j.dr.mode pilot-light: measured time for the switch to start the DR servers "
+                    "and form the cluster (a DR drill prints it).")
     # PostgreSQL point-in-time restore in the DR region (when the replica cannot be used, e.g. a
     # bad write replicated to it): the target, and the time ops.pg_restore_rehearsal measures.
     postgres_pitr_rto_seconds: Annotated[int, Field(ge=60)] = Field(
@@ -1037,7 +1043,7 @@ class StackSettings(Model):
         _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
                    + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode()
                    + self._rehearsal_endpoint_in_the_dr_region() + self._clusters_in_their_regions()
-                   + self._zones_in_their_regions()
+                   + self._zones_in_their_regions() + self._dr_mode_measured()
                    + (self._bucket_names_fit(stack) if stack else []))
         return self
 
@@ -1120,8 +1126,8 @@ class StackSettings(Model):
         if alb and self.ingress.dr_certificate_arn is None:
             problems.append(("ingress.drCertificateArn", "is required with ingress.mode alb: the DR region's ALB "
                              "needs an ACM certificate issued in aws.drRegion", None))
-        for key, arn, role in (("ingress.certificateArn", self.ingress.certificate_arn, "primary"),
-                               ("ingress.drCertificateArn", self.ingress.dr_certificate_arn, "dr")):
+        for key, arn, role in zip(("ingress.certificateArn", "ingress.drCertificateArn"),
+                                  (self.ingress.certificate_arn, self.ingress.dr_certificate_arn), ROLES, strict=True):
             region = self.aws.region(role)
             if arn is not None and arn.split(":")[3] != region:
                 problems.append((key, f"is a certificate of {arn.split(':')[3]}: an ALB uses only ACM certificates "
@@ -1131,14 +1137,26 @@ class StackSettings(Model):
                              self.dns.health_check.fqdn))
         return problems
 
+    def _dr_mode_measured(self) -> list[tuple[str, str, Any]]:
+        # the DR budget of a pilot-light graph counts the servers' start; a warm one's are running
+        estimate, mode = self.dr.neo4j_cluster_start_estimate_seconds, self.neo4j.dr.mode
+        if mode == "pilot-light" and estimate is None:
+            return [("dr.neo4jClusterStartEstimateSeconds", "is required with neo4j.dr.mode pilot-light: the "
+                     "switch starts the DR servers before it can restore (measure it in a DR drill)", None)]
+        if mode == "warm" and estimate is not None:
+            return [("dr.neo4jClusterStartEstimateSeconds", "applies only to neo4j.dr.mode pilot-light: a warm "
+                     "DR cluster is already running; remove it", estimate)]
+        return []
+
     def _zones_in_their_regions(self) -> list[tuple[str, str, Any]]:
         # topology.kubernetes.io/zone values are the region's AZ names: a zone of another region
         # matches no node, and with DoNotSchedule the primaries would never schedule.
         problems = []
-        for key, zones, role in (("neo4j.zones", self.neo4j.zones, "primary"), ("neo4j.dr.zones", self.neo4j.dr.zones, "dr")):
+        for key, zones, role in zip(("neo4j.zones", "neo4j.dr.zones"), (self.neo4j.zones, self.neo4j.dr.zones), ROLES,
+                                    strict=True):
             region = self.aws.region(role)
-            problems += [(f"{key}.{i}", f"is not a zone of {region} (aws.{'primaryRegion' if role == 'primary' else 'drRegion'})",
-                          zone) for i, zone in enumerate(zones) if zone[:-1] != region]
+            problems += [(f"{key}.{i}", f"is not a zone of {region} (aws.{_REGION_KEYS[role]})", zone)
+                         for i, zone in enumerate(zones) if zone[:-1] != region]
         return problems
 
     def _clusters_in_their_regions(self) -> list[tuple[str, str, Any]]:
@@ -1152,7 +1170,7 @@ class StackSettings(Model):
                      "oidcIssuer": cluster.oidc_issuer.split(".")[2],
                      "oidcProviderArn": cluster.oidc_provider_arn.split("/")[1].split(".")[2]
                      if "/oidc.eks." in cluster.oidc_provider_arn else region}
-            key_of_region = "aws.primaryRegion" if role == "primary" else "aws.drRegion"
+            key_of_region = f"aws.{_REGION_KEYS[role]}"
             problems += [(f"kubernetes.{role}.{key}", f"names {there}, not {key_of_region} {region}: the {role} "
                           "tier runs in its own region's cluster", getattr(cluster, _snake(key)))
                          for key, there in found.items() if there != region]

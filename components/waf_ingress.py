@@ -103,6 +103,9 @@ class WafIngressArgs:
     health_path: str = "/healthz"
     # the Kubernetes object's name (default: the component's): one name in every region's cluster
     ingress_name: Optional[str] = None
+    # The URN of the component the WebACL's resources were children of before (a stack deployed
+    # when another edge built this region's WebACL): an alias each, so nothing is replaced.
+    acl_moved_from: Optional[pulumi.Input[str]] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -138,7 +141,8 @@ class WafIngress(pulumi.ComponentResource):
         self.warnings = []
         hosts = [args.host, *([args.health_host] if args.health_host else [])]
         if args.mode == "alb":
-            acl = self._web_acl(name, args, child)
+            acl = self._web_acl(name, args, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                aliases=[pulumi.Alias(parent=args.acl_moved_from)] if args.acl_moved_from else None)))
             self.web_acl_arn = acl.arn
             assert args.load_balancer_name is not None  # WafIngressArgs requires it in alb mode
             annotations: dict[str, pulumi.Input[str]] = {

@@ -133,6 +133,11 @@ def cluster_of(provider_ref: str | None) -> str:
     return "dr" if name.endswith("-dr") else "primary"
 
 
+def every_cluster_objects(synthesis: Synthesis) -> list[dict]:
+    """The Kubernetes objects of every region's cluster: what the validators judge."""
+    return [obj for cluster in CLUSTERS for obj in kubernetes_objects(synthesis, cluster)]
+
+
 def kubernetes_objects(synthesis: Synthesis, cluster: str = "primary") -> list[dict]:
     """Every Kubernetes object the stack creates directly in one region's ``cluster``, as its API
     server would receive it (secret values masked). Helm releases are not objects - Helm renders

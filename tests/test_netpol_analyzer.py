@@ -195,14 +195,17 @@ class Analysis:
         return _ip_ranges(declared(self.flows, self.workloads))
 
 
-def analyze(config: dict[str, str] | None, stack: str, directory: Path) -> Analysis:
-    """Synthesize (recording the flows the program declares), write the manifests as synth does,
-    rendered releases included, add the peers outside the stack, run the analyzer."""
+def analyze(config: dict[str, str] | None, stack: str, directory: Path, cluster: str = "primary") -> Analysis:
+    """Synthesize (recording the flows the program declares in ``cluster``), write the manifests as
+    synth does, rendered releases included, add the peers outside the stack, run the analyzer over
+    that cluster's manifests."""
     flows: dict[str, tuple[Flow, ...]] = {}
     original = egress_policy.WorkloadNamespace.__init__
 
     def recording(self, name, args, opts=None):
-        flows[args.namespace] = args.flows
+        # each region's tier declares its namespaces' flows; the RegionalTier is the parent
+        if getattr(getattr(opts, "parent", None), "_tier_name", "primary") == cluster:
+            flows[args.namespace] = args.flows
         original(self, name, args, opts)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -210,7 +213,7 @@ def analyze(config: dict[str, str] | None, stack: str, directory: Path) -> Analy
         synthesis = engine.synthesize(stack, config if config is not None else engine.stack_config(stack))
     document = export.to_export(synthesis)
     export.write(synthesis, directory, document, export.render_releases(document))
-    manifests = directory / "manifests"
+    manifests = export.manifest_dir(directory, cluster)
     peers = peer_objects(flows)
     (manifests / "peers-outside-the-stack.yaml").write_text(yaml.safe_dump_all(peers))
     objects = [yaml.safe_load(p.read_text()) for p in sorted(manifests.glob("*.yaml"))
@@ -236,6 +239,23 @@ def reanalyze(analysis: Analysis, directory: Path, edit) -> Analysis:
 @pytest.fixture(scope="module", params=STACKS)
 def analysis(request, tmp_path_factory) -> Analysis:
     return analyze(None, request.param, tmp_path_factory.mktemp(f"nca-{request.param}"))
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def dr_analysis(request, tmp_path_factory) -> Analysis:
+    return analyze(None, request.param, tmp_path_factory.mktemp(f"nca-dr-{request.param}"), cluster="dr")
+
+
+def test_the_dr_clusters_connectivity_equals_its_declared_flows_no_more(dr_analysis):
+    """The DR region's tier, judged by the same analyzer over the DR cluster's own manifests."""
+    expected, found = dr_analysis.expected(), dr_analysis.found
+    assert expected and {w.namespace for w in dr_analysis.workloads} >= set(dr_analysis.flows)
+    assert found - expected == set(), "allowed but never declared"
+    assert expected - found == set(), "declared but blocked"
+    for src, dst, protocol, port in found:
+        assert protocol != "ALL", (src, dst)
+        if dst.startswith("ip:"):
+            assert ipaddress.ip_address(dst[3:]).is_private, (src, dst, port)
 
 
 def test_the_analyzer_sees_the_rendered_neo4j_servers_and_every_workload(analysis):

@@ -113,7 +113,7 @@ def test_an_encrypted_secret_cannot_decide_and_says_how_to_export(packs):
     report = policy_runner.evaluate(export.to_export(synthesized("prod")), "prod")
     undecided = {(p, f.urn.rsplit("::", 1)[-1]): f.message for p, f in report.undecided}
     assert set(undecided) == {(rule, name) for rule in ("k8s-secret-no-aws-keys", "k8s-secret-no-placeholders")
-                              for name in ("redis-auth", "neo4j-auth")}
+                              for name in ("redis-auth", "neo4j-auth", "redis-dr-auth", "neo4j-dr-auth")}
     assert all("--show-secrets" in m for m in undecided.values())
 
 

@@ -93,7 +93,7 @@ def test_a_first_preview_reaches_the_same_verdict_under_the_engine(previews):
     assert under_engine.undecided == set()
     secrets = {(p, u.rsplit("::", 1)[-1]) for p, u, _ in under_engine.not_applicable}
     assert secrets == {(rule, name) for rule in ("k8s-secret-no-aws-keys", "k8s-secret-no-placeholders")
-                       for name in ("redis-auth", "neo4j-auth")}
+                       for name in ("redis-auth", "neo4j-auth", "redis-dr-auth", "neo4j-dr-auth")}
 
 
 def test_synth_preview_passes_when_every_judgement_decides(tmp_path):

@@ -145,7 +145,8 @@ BAD_CONFIGS = [
     # an ENI takes its address from its VPC (VPC User Guide): another range reaches nothing there
     ("S3 endpoint outside the VPC", {"network.primary.s3EndpointCidrs": ["10.99.1.36/32"]}, (),
      "network.primary.s3EndpointCidrs.0", "outside network.primary.vpcCidr"),
-    ("API server outside the VPC", {"kubernetes.primary.apiServerCidrs": ["10.99.0.0/28"]}, (), "kubernetes.primary.apiServerCidrs.0",
+    ("API server outside the VPC", {"kubernetes.primary.apiServerCidrs": ["10.99.0.0/28"]}, (),
+     "kubernetes.primary.apiServerCidrs.0",
      "outside network.primary.vpcCidr"),
     ("DR RDS endpoint in the primary VPC", {"pgRestoreRehearsal.drRdsEndpointCidrs": ["10.99.1.90/32"]}, (),
      "pgRestoreRehearsal.drRdsEndpointCidrs.0", "outside network.dr.vpcCidr"),
