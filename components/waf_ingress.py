@@ -193,7 +193,10 @@ class WafIngress(pulumi.ComponentResource):
             alb = aws.lb.get_load_balancer_output(
                 name=args.load_balancer_name,
                 opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[ingress]))
-            self.load_balancer_dns_name, self.load_balancer_zone_id = alb.dns_name, alb.zone_id
+            # carried with the Ingress as their dependency (an invoke's result carries none): a record
+            # aliasing them then depends on the Ingress, which a preview's policy can follow
+            self.load_balancer_dns_name, self.load_balancer_zone_id = (
+                pulumi.Output.all(ingress.urn, value).apply(lambda pair: pair[1]) for value in (alb.dns_name, alb.zone_id))
         self.register_outputs({"webAclArn": self.web_acl_arn,
                                "loadBalancerDnsName": self.load_balancer_dns_name,
                                "ingress": ingress.metadata.name})

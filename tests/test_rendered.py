@@ -65,7 +65,7 @@ def test_every_release_is_rendered_and_its_workloads_are_judged_by_every_k8s_rul
     statefulsets = [e for e in entries if e["type"] == "kubernetes:apps/v1:StatefulSet"]
     assert {e["inputs"]["metadata"]["name"] for e in statefulsets} == names
     # each rendered object is a child of the release that renders it and says so
-    by_urn = {e["urn"]: e for e in releases(document)}
+    by_urn = {e["urn"]: e for e in document["deployment"]["resources"] if e["type"] == RELEASE}
     for entry in entries:
         release = by_urn[entry["parent"]]["inputs"]
         assert entry["inputs"]["metadata"]["annotations"][helm.RENDERED_BY] == f"{release['namespace']}/{release['name']}"
