@@ -52,12 +52,12 @@ def _set(document: dict, path: str, value: Any) -> None:
 def _delete(document: dict, path: str) -> None:
     key, rest = _key_and_rest(path)
     if not rest:
-        del document[key]
+        document.pop(key, None)  # removing what a stack does not set leaves it as it is
         return
     node = document[key]
     for part in rest[:-1]:
         node = node[part]
-    del node[rest[-1]]
+    node.pop(rest[-1], None)
 
 
 def stack_settings(stack: str):
