@@ -141,11 +141,62 @@ def _region(value: str) -> str:
     return value
 
 
-def _cron(value: str) -> str:
-    from croniter import croniter
+# What the Kubernetes API server accepts in a CronJob's schedule: robfig/cron v3's standard parser
+# (pkg/apis/batch/validation, cron.ParseStandard; robfig/cron spec.go and parser.go): per field
+# '*', '?', a number or a name, a range 'a-b', a step '/n', comma lists. Names only for the month
+# and the weekday, and the weekday ends at 6 (Saturday): croniter's 7, L, W and # are refused there.
+_CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
+                ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+                ("day of week", 0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+_CRON_PART = re.compile(r"^(?:[*?]|(?P<low>[0-9]+|[a-z]{3})(?:-(?P<high>[0-9]+|[a-z]{3}))?)(?:/(?P<step>[0-9]+))?$")
+# robfig/cron's SpecSchedule.Next gives up after five years ("If no time is found within five years,
+# return zero"): a CronJob whose next run lies further off never runs.
+CRON_HORIZON_YEARS = 5
 
-    if len(value.split()) != 5 or not croniter.is_valid(value):
+
+def _cron_field_problem(text: str, name: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    for part in text.lower().split(","):
+        match = _CRON_PART.match(part)
+        if not match:
+            return f"{name} {text!r} is not cron syntax Kubernetes accepts (*, ?, a-b, */n, lists)"
+        if match["step"] is not None and int(match["step"]) == 0:
+            return f"{name} {text!r}: a step of 0"
+        for value in filter(None, (match["low"], match["high"])):
+            number = _cron_number(value, low, names) if value in names or value.isdigit() else None
+            if number is None:
+                return f"{name} {text!r}: {value!r} is no {name} name" + (
+                    f" ({', '.join(names)})" if names else "; use numbers")
+            if not low <= number <= high:
+                return f"{name} {text!r}: {number} is outside {low}-{high}"
+        if match["high"] and _cron_number(match["low"], low, names) > _cron_number(match["high"], low, names):
+            return f"{name} {text!r}: the range runs backwards"
+    return None
+
+
+def _cron_number(value: str, low: int, names: tuple[str, ...]) -> int:
+    return names.index(value) + low if value in names else int(value)
+
+
+def _cron(value: str) -> str:
+    from datetime import datetime, timezone
+
+    from croniter import CroniterError, croniter
+
+    fields = value.split()
+    if len(fields) != 5 or not croniter.is_valid(value):
         raise ValueError("not a valid 5-field cron schedule, e.g. '0 * * * *'")
+    problems = [p for text, spec in zip(fields, _CRON_FIELDS) if (p := _cron_field_problem(text, *spec))]
+    if problems:
+        raise ValueError(f"{problems[0]}: the Kubernetes API server refuses the CronJob")
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)  # fixed: the same verdict on every run
+    try:
+        first = croniter(value, start).get_next(datetime)
+    except CroniterError:  # e.g. 30 February: no date ever matches
+        first = None
+    if first is None or first.year > start.year + CRON_HORIZON_YEARS:
+        raise ValueError("never fires: no date matches it (e.g. day 30 or 31 of a month too short for it), "
+                         f"and Kubernetes' cron library gives up after {CRON_HORIZON_YEARS} years; "
+                         "name a day every chosen month has")
     return value
 
 

@@ -155,6 +155,18 @@ BAD_CONFIGS = [
     ("rehearsal through the public RDS name",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://rds.us-west-2.amazonaws.com"}, (),
      "pgRestoreRehearsal.drRdsEndpointUrl", "should match pattern"),
+    # --- what is accepted today and fails later, or is ignored (issue 25) ---
+    # Kubernetes parses CronJob schedules with robfig/cron v3 (ParseStandard): the weekday ends at 6,
+    # and croniter's L / # extensions are no syntax there (robfig/cron parser.go getRange)
+    ("cron weekday 7", {"neo4j.backupSchedule": "0 * * * 7"}, (), "neo4j.backupSchedule", "7 is outside 0-6"),
+    ("cron last day of the month", {"neo4j.volumeSnapshots.schedule": "0 3 L * *"}, (),
+     "neo4j.volumeSnapshots.schedule", "not cron syntax Kubernetes accepts"),
+    ("cron range backwards", {"pgRestoreRehearsal.schedule": "0 5 * * fri-mon"}, (), "pgRestoreRehearsal.schedule",
+     "the range runs backwards"),
+    # no date matches: croniter raises CroniterBadDateError, robfig/cron's Next returns zero (never runs)
+    *[(f"cron that never fires: {key}", {key: "0 4 30 2 *"}, (), key, "never fires")
+      for key in ("neo4j.backupSchedule", "neo4j.restoreRehearsalSchedule", "neo4j.volumeSnapshots.schedule",
+                  "pgRestoreRehearsal.schedule")],
     ("rehearsal endpoint in the primary region",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
      (), "pgRestoreRehearsal.drRdsEndpointUrl", "is not an RDS interface endpoint of aws.drRegion us-west-2"),
@@ -192,6 +204,29 @@ def test_bad_value_exits_2_naming_its_key_and_registers_nothing(case, stack, tmp
     # The stack itself is the only registration: not one resource or provider; nothing written.
     assert registered == ["pulumi:pulumi:Stack"]
     assert not (tmp_path / "out").exists()
+
+
+def test_every_schedule_is_judged_by_the_one_cron_type():
+    """Every field named *schedule* is a ``settings.Cron``, and a row above tries 30 February on it."""
+    seen: set = set()
+    found = []
+
+    def walk(model, path):
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            key = f"{path}{field.alias or name}"
+            if "schedule" in name:
+                found.append((key, settings._cron in [getattr(m, "func", None) for m in field.metadata]))
+            for annotation in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(annotation, type) and issubclass(annotation, settings.BaseModel):
+                    walk(annotation, f"{key}.")
+
+    walk(settings.StackSettings, "")
+    never = [c[1] for c in BAD_CONFIGS if c[0].startswith("cron that never fires")]
+    assert found and all(is_cron for _, is_cron in found), found
+    assert {key for key, _ in found} == {next(iter(k)) for k in never}
 
 
 def test_the_table_has_one_case_per_rule():
