@@ -762,6 +762,11 @@ class PostgresSettings(Model):
         return value
 
     @model_validator(mode="after")
+    def _windows_rds_accepts(self) -> "PostgresSettings":
+        _raise_any(rds_window_problems(self.maintenance_window, self.backup_window))
+        return self
+
+    @model_validator(mode="after")
     def _version_matches_upgrade_policy(self) -> "PostgresSettings":
         major_only = "." not in self.engine_version
         if self.auto_minor_version_upgrade and not major_only:
@@ -774,6 +779,51 @@ class PostgresSettings(Model):
                 f"engineVersion {self.engine_version!r} names no minor version while autoMinorVersionUpgrade "
                 "is off: pin the minor (e.g. '16.4') so upgrades happen only when you change it")
         return self
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEK = 7 * 1440
+
+
+def _minutes(day_time: str) -> int:
+    """Minutes since Monday 00:00 of 'ddd:hh:mm', or since midnight of 'hh:mm'."""
+    *day, hours, minutes = day_time.split(":")
+    if int(hours) > 23:
+        raise ValueError(f"{day_time!r} is no time of day (hours 00-23)")
+    return (_DAYS.index(day[0]) * 1440 if day else 0) + int(hours) * 60 + int(minutes)
+
+
+def _span(window: str, period: int) -> tuple[int, int]:
+    """(start, length in minutes) of a window that may wrap past the end of its day or week."""
+    start, end = (_minutes(t) for t in window.split("-"))
+    return start, (end - start) % period
+
+
+def rds_window_problems(maintenance: str, backup: str) -> list[tuple[str, str, Any]]:
+    """What RDS refuses in the two windows (RDS API Reference, CreateDBInstance and ModifyDBInstance:
+    PreferredBackupWindow 'hh24:mi-hh24:mi', PreferredMaintenanceWindow 'ddd:hh24:mi-ddd:hh24:mi', each
+    at least 30 minutes, in UTC, and neither may conflict with the other; RDS User Guide, "Backup
+    window": the backup window can't overlap the weekly maintenance window)."""
+    problems, spans = [], {}
+    for key, window, period in (("maintenanceWindow", maintenance, _WEEK), ("backupWindow", backup, 1440)):
+        try:
+            spans[key] = start, length = _span(window, period)
+        except ValueError as exc:
+            problems.append((key, str(exc), window))
+            continue
+        if length < 30:
+            problems.append((key, "must be at least 30 minutes long (RDS refuses a shorter window)", window))
+    if len(spans) == 2 and not problems:
+        (m_start, m_len), (b_start, b_len) = spans["maintenanceWindow"], spans["backupWindow"]
+        # the backup window recurs every day of the week; two spans on the week's circle overlap when
+        # either starts inside the other
+        days = [d for d in range(7) for b in [(b_start + d * 1440) % _WEEK]
+                if (b - m_start) % _WEEK < m_len or (m_start - b) % _WEEK < b_len]
+        if days:
+            problems.append(("maintenanceWindow", f"overlaps backupWindow {backup} on {_DAYS[days[0]]}: RDS refuses "
+                             "a maintenance window that conflicts with the backup window; move one of them",
+                             maintenance))
+    return problems
 
 
 class LoadBalancer(Model):

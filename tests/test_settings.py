@@ -167,6 +167,18 @@ BAD_CONFIGS = [
     *[(f"cron that never fires: {key}", {key: "0 4 30 2 *"}, (), key, "never fires")
       for key in ("neo4j.backupSchedule", "neo4j.restoreRehearsalSchedule", "neo4j.volumeSnapshots.schedule",
                   "pgRestoreRehearsal.schedule")],
+    # RDS API Reference, CreateDBInstance: PreferredMaintenanceWindow "must not conflict with the preferred
+    # backup window", each window "must be at least 30 minutes"; RDS User Guide, "Backup window"
+    ("RDS maintenance inside the backup window", {"postgres.maintenanceWindow": "sun:03:30-sun:04:30",
+                                                  "postgres.backupWindow": "03:00-04:00"}, (),
+     "postgres.maintenanceWindow", "overlaps backupWindow 03:00-04:00 on sun"),
+    ("RDS maintenance across midnight into the backup window", {"postgres.maintenanceWindow": "sat:23:30-sun:00:30",
+                                                                "postgres.backupWindow": "00:00-00:45"}, (),
+     "postgres.maintenanceWindow", "overlaps backupWindow"),
+    ("RDS backup window under 30 minutes", {"postgres.backupWindow": "03:00-03:20"}, (), "postgres.backupWindow",
+     "at least 30 minutes"),
+    ("RDS window at hour 25", {"postgres.maintenanceWindow": "sun:25:00-sun:26:00"}, (), "postgres.maintenanceWindow",
+     "no time of day"),
     ("rehearsal endpoint in the primary region",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
      (), "pgRestoreRehearsal.drRdsEndpointUrl", "is not an RDS interface endpoint of aws.drRegion us-west-2"),
