@@ -1072,6 +1072,8 @@ class StackSettings(Model):
         _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
                    + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode()
                    + self._rehearsal_endpoint_in_the_dr_region()
+                   + self._cluster_in_the_stacks_account_and_region() + self._allowlist_in_managed_namespaces()
+                   + self._zones_in_the_primary_region()
                    + (self._bucket_names_fit(stack) if stack else []))
         return self
 
@@ -1155,6 +1157,73 @@ class StackSettings(Model):
             return []
         return [("pgRestoreRehearsal.drRdsEndpointUrl", f"is not an RDS interface endpoint of aws.drRegion "
                  f"{self.aws.dr_region}: the rehearsal restores in the DR region", url)]
+
+    def _cluster_in_the_stacks_account_and_region(self) -> list[tuple[str, str, Any]]:
+        # Every AWS provider refuses any account but aws.accountId (allowed_account_ids), and the cluster
+        # runs in aws.primaryRegion; an ARN of another account or region is a deploy that fails half-way
+        # (or an IRSA trust, an ALB listener, that never works). ARN formats: IAM User Guide, "IAM ARNs"
+        # (oidc-provider/<issuer>), EKS (cluster/<name>), ACM (certificate/<id>); an ALB takes only an
+        # ACM certificate of its own region (ACM User Guide, "Integrated services": Elastic Load Balancing).
+        account, region, kube = self.aws.account_id, self.aws.primary_region, self.kubernetes
+        problems = []
+
+        def expect(key: str, arn: str, service: str, arn_region: Optional[str], resource: str, shown: str) -> None:
+            parts = arn.split(":", 5)
+            wanted = f"arn:aws:{service}:{arn_region or ''}:{account}:{shown}"
+            if parts[2] != service:
+                problems.append((key, f"is not an {service} ARN; expected {wanted}", arn))
+            elif (parts[3] or None) != arn_region:
+                problems.append((key, f"is in region {parts[3] or '(global)'}, not aws.primaryRegion {region}", arn))
+            elif parts[4] != account:
+                problems.append((key, f"is in account {parts[4]}, not aws.accountId {account}: every provider "
+                                 "refuses any other account", arn))
+            elif not re.fullmatch(resource, parts[5]):
+                problems.append((key, f"names {parts[5]}, expected {shown}", arn))
+
+        issuer = f"oidc-provider/{kube.oidc_issuer}"  # the provider IRSA roles trust is the issuer's
+        expect("kubernetes.oidcProviderArn", kube.oidc_provider_arn, "iam", None, re.escape(issuer), issuer)
+        issuer_region = kube.oidc_issuer.split(".")[2]
+        if issuer_region != region:
+            problems.append(("kubernetes.oidcIssuer", f"is the issuer of a cluster in {issuer_region}, not "
+                             f"aws.primaryRegion {region}", kube.oidc_issuer))
+        if kube.context and kube.context.startswith("arn:"):
+            # `aws eks update-kubeconfig` names the context after the cluster's ARN (unless --alias):
+            # such a context says which cluster it reaches, and CI writes it from clusterName (cicd/kubeconfig.py)
+            if re.fullmatch(r"arn:aws:eks:[a-z0-9-]+:[0-9]{12}:cluster/.+", kube.context):
+                expect("kubernetes.context", kube.context, "eks", region, r"cluster/.+", f"cluster/{kube.cluster_name}")
+                reached = kube.context.rpartition(":cluster/")[2]
+                if reached != kube.cluster_name:
+                    problems.append(("kubernetes.clusterName", f"disagrees with kubernetes.context, which reaches "
+                                     f"the cluster {reached!r}: CI writes that context for clusterName (aws eks "
+                                     "update-kubeconfig --name clusterName --alias context), so CI and a local "
+                                     "run would deploy to different clusters", kube.cluster_name))
+            else:
+                problems.append(("kubernetes.context", "is an ARN but not an EKS cluster's "
+                                 f"(arn:aws:eks:{region}:{account}:cluster/{kube.cluster_name})", kube.context))
+        expect("ingress.certificateArn", self.ingress.certificate_arn, "acm", region, r"certificate/[0-9a-f-]+",
+               "certificate/<id>")
+        return problems
+
+    def _zones_in_the_primary_region(self) -> list[tuple[str, str, Any]]:
+        # The servers run in the primary region's cluster; 3 or more zones make their spread a
+        # DoNotSchedule constraint over 3 zones (components/neo4j_cluster.py pod_placement, minDomains 3):
+        # counting a zone of another region, where the cluster has no node, leaves a primary unscheduled.
+        # A zone name is its region's name and a letter (EC2 User Guide, "Availability Zones").
+        region = self.aws.primary_region
+        return [(f"neo4j.zones.{i}", f"is not an availability zone of aws.primaryRegion {region} "
+                 f"({region}a, {region}b, ...): the cluster has no node there, and with 3 zones the "
+                 "primaries must spread over 3 (DoNotSchedule)", zone)
+                for i, zone in enumerate(self.neo4j.zones) if not re.fullmatch(rf"{re.escape(region)}[a-z]", zone)]
+
+    def _allowlist_in_managed_namespaces(self) -> list[tuple[str, str, Any]]:
+        # The namespaces the program creates with default-deny egress (components/regional_tier.py);
+        # an entry for any other would create that namespace: a typo becomes an empty namespace, and
+        # one that exists already (the application's, the Ingress's) fails the deploy.
+        managed = sorted({self.neo4j.namespace, self.neo4j.restore_namespace, self.redis.namespace,
+                          self.pg_restore_rehearsal.namespace, self.logs.shipper.namespace})
+        return [(f"egress.allowlist.{i}.namespace", f"is not a namespace this stack manages; allowed: "
+                 f"{', '.join(managed)} (egress elsewhere is its owner's to allow)", entry.namespace)
+                for i, entry in enumerate(self.egress.allowlist) if entry.namespace not in managed]
 
     @property
     def is_prod(self) -> bool:

@@ -179,6 +179,33 @@ BAD_CONFIGS = [
      "at least 30 minutes"),
     ("RDS window at hour 25", {"postgres.maintenanceWindow": "sun:25:00-sun:26:00"}, (), "postgres.maintenanceWindow",
      "no time of day"),
+    # every AWS provider refuses any account but aws.accountId (allowed_account_ids); ARN formats: IAM
+    # User Guide "IAM ARNs", EKS and ACM; an ALB takes an ACM certificate of its own region only
+    ("cluster context in another account", {"kubernetes.context": "arn:aws:eks:us-east-1:111122223333:cluster/x"}, (),
+     "kubernetes.context", "not aws.accountId"),
+    ("cluster context in the DR region", {"aws.primaryRegion": "us-east-1", "kubernetes.context":
+                                          "arn:aws:eks:us-west-2:481236059412:cluster/intelgraph-prod"}, (),
+     "kubernetes.context", "not aws.primaryRegion us-east-1"),
+    ("cluster name that disagrees with the context", {"kubernetes.clusterName": "intelgraph-other"}, (),
+     "kubernetes.clusterName", "disagrees with kubernetes.context"),
+    ("OIDC provider in another account",
+     {"kubernetes.oidcProviderArn": "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/AB12"},
+     (), "kubernetes.oidcProviderArn", "not aws.accountId"),
+    ("OIDC provider of another issuer", {"kubernetes.oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF"},
+     (), "kubernetes.oidcProviderArn", "expected oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF"),
+    ("certificate in another account",
+     {"ingress.certificateArn": "arn:aws:acm:us-east-1:111122223333:certificate/3f9d2c1e-7a4b-4e8f-9c2d-1b6a5e7f8d90"},
+     (), "ingress.certificateArn", "not aws.accountId"),
+    ("certificate in the DR region", {"ingress.certificateArn": "arn:aws:acm:us-west-2:481236059412:certificate/3f9d2c1e"},
+     (), "ingress.certificateArn", "not aws.primaryRegion us-east-1"),
+    # with 3 zones the primaries spread as DoNotSchedule over 3 (components/neo4j_cluster.py pod_placement)
+    ("zones of another region", {"neo4j.zones": ["us-east-1a", "us-west-2b", "us-east-1c"]}, (), "neo4j.zones.1",
+     "not an availability zone of aws.primaryRegion us-east-1"),
+    # the program creates (default-deny) only its own namespaces; an entry elsewhere created one more
+    ("egress allowlist for a namespace the stack does not manage",
+     {"egress.allowlist": [{"namespace": "intelgraph-app", "cidr": "10.40.9.0/24", "ports": [443],
+                            "reason": "calls the billing service"}]}, (),
+     "egress.allowlist.0.namespace", "not a namespace this stack manages; allowed: cache, dr-verify, graph, logging"),
     ("rehearsal endpoint in the primary region",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
      (), "pgRestoreRehearsal.drRdsEndpointUrl", "is not an RDS interface endpoint of aws.drRegion us-west-2"),
