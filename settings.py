@@ -1299,10 +1299,35 @@ def _describe_one(error: ErrorDetails, loc: tuple) -> str:
     return f"{key}: {message} (given: {json.dumps(error.get('input'), default=str)})"
 
 
+# The config namespaces something reads besides the project's: the engine's own (`pulumi:`, e.g.
+# disable-default-providers) and those of the provider packages in requirements.txt (a test holds the
+# two together). A key in any other namespace - a misspelt project prefix - is read by nothing.
+PROVIDER_NAMESPACES = ("aws", "kubernetes", "random")
+ENGINE_NAMESPACE = "pulumi"
+
+
+def _foreign_keys(raw_config: dict[str, str]) -> list[str]:
+    from difflib import get_close_matches
+
+    known = (PROJECT, ENGINE_NAMESPACE, *PROVIDER_NAMESPACES)
+    problems = []
+    for key in sorted(raw_config):
+        namespace, colon, name = key.partition(":")
+        if colon and namespace in known:
+            continue
+        guess = get_close_matches(namespace, known, n=1)
+        problems.append(f"{key}: {'unknown config namespace ' + repr(namespace) if colon else 'no namespace'}, so "
+                        f"nothing reads it; allowed: {PROJECT} (this project), {ENGINE_NAMESPACE} (the engine), "
+                        f"{', '.join(PROVIDER_NAMESPACES)} (providers)"
+                        + (f"; did you mean {guess[0]}:{name or key}?" if guess else ""))
+    return problems
+
+
 def validate(raw_config: dict[str, str], stack: Optional[str] = None) -> StackSettings:
-    """Validate the project namespace of a stack's config (``{"project:key": "text"}``); with the
-    ``stack``'s name, also what depends on it (bucket names)."""
+    """Validate the project namespace of a stack's config (``{"project:key": "text"}``) and refuse keys
+    of namespaces nothing reads; with the ``stack``'s name, also what depends on it (bucket names)."""
     prefix = f"{PROJECT}:"
+    foreign = _foreign_keys(raw_config)
     document = {
         key[len(prefix):]: _decode(value)
         for key, value in raw_config.items()
@@ -1316,9 +1341,12 @@ def validate(raw_config: dict[str, str], stack: Optional[str] = None) -> StackSe
             raise SettingsError([f"stack name {stack!r}: S3 bucket names hold it; use lowercase letters, "
                                  "digits and '-' (a letter or digit first and last), e.g. 'prod-eu'"])
     try:
-        return StackSettings.model_validate(document, context={"stack": stack})
+        validated = StackSettings.model_validate(document, context={"stack": stack})
     except ValidationError as exc:
-        raise SettingsError([line for e in exc.errors() for line in _describe(e)]) from None
+        raise SettingsError(foreign + [line for e in exc.errors() for line in _describe(e)]) from None
+    if foreign:
+        raise SettingsError(foreign)
+    return validated
 
 
 def load() -> StackSettings:

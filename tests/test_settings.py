@@ -206,6 +206,10 @@ BAD_CONFIGS = [
      {"egress.allowlist": [{"namespace": "intelgraph-app", "cidr": "10.40.9.0/24", "ports": [443],
                             "reason": "calls the billing service"}]}, (),
      "egress.allowlist.0.namespace", "not a namespace this stack manages; allowed: cache, dr-verify, graph, logging"),
+    # only the project's namespace, the engine's and the providers' are read: a misspelt prefix was ignored
+    ("misspelt project namespace", {"intelgraph-platfrom:egress": {"allowlist": []}}, (), "intelgraph-platfrom:egress",
+     "unknown config namespace 'intelgraph-platfrom', so nothing reads it; allowed: intelgraph-platform (this "
+     "project), pulumi (the engine), aws, kubernetes, random (providers); did you mean intelgraph-platform:egress?"),
     ("rehearsal endpoint in the primary region",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
      (), "pgRestoreRehearsal.drRdsEndpointUrl", "is not an RDS interface endpoint of aws.drRegion us-west-2"),
@@ -236,8 +240,9 @@ def test_bad_value_exits_2_naming_its_key_and_registers_nothing(case, stack, tmp
     _, changes, removed, key, words = case
     code, out, err, registered = run_synth(tmp_path, monkeypatch, capsys, stack, config_with(stack, changes, removed))
     assert code == 2, (out, err)
-    lines = [line for line in err.splitlines() if line.startswith(f"  - {K}{key}:")]
-    assert lines, f"no problem reported for {K}{key}: {err}"
+    full = key if ":" in key else K + key  # a key of another namespace is named as it is written
+    lines = [line for line in err.splitlines() if line.startswith(f"  - {full}:")]
+    assert lines, f"no problem reported for {full}: {err}"
     assert words in lines[0], lines[0]
     assert "Traceback" not in out + err
     # The stack itself is the only registration: not one resource or provider; nothing written.
@@ -311,9 +316,28 @@ def test_message_shows_what_was_given():
         settings.validate(config)
 
 
-def test_other_namespaces_are_not_ours_to_judge():
-    config = config_with("prod", {"aws:region": "us-east-1"})
+def test_the_engines_and_the_providers_namespaces_are_not_ours_to_judge():
+    config = config_with("prod", {"aws:region": "us-east-1", "random:anything": "x", "kubernetes:context": "c"})
     assert settings.validate(config).environment == "prod"
+
+
+def test_the_provider_namespaces_are_the_provider_packages_the_program_pins():
+    """A provider reads its package's namespace (Pulumi docs, "Providers": default provider configuration);
+    the pinned pulumi-<name> packages of requirements.txt are the providers the program has."""
+    import re
+
+    pins = (engine.ROOT / "requirements.txt").read_text()
+    assert set(re.findall(r"^pulumi-([a-z0-9-]+)==", pins, re.M)) == set(settings.PROVIDER_NAMESPACES)
+
+
+def test_a_key_without_a_namespace_is_refused_with_the_right_spelling():
+    config = config_with("prod")
+    config["environment"] = config.pop(f"{K}environment")
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config)
+    assert raised.value.problems[0].startswith("environment: no namespace, so nothing reads it")
+    assert "did you mean" not in raised.value.problems[0]
+    assert f"{K}environment: required key is missing" in raised.value.problems
 
 
 @pytest.mark.parametrize("quantity,value", [("4Gi", 4 * 2**30), ("500m", 0.5), ("2", 2), ("1.5G", 1.5e9)])
