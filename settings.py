@@ -19,6 +19,7 @@ from pulumi.errors import RunError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -227,14 +228,49 @@ def _chart_version(value: str) -> str:
     return value
 
 
-Quantity = Annotated[str, AfterValidator(_quantity)]
+# YAML reads `cpuLimit: 2` as a number where a string is expected. Where the number says exactly what
+# the text would, it is taken as that text: a Kubernetes quantity is a number (2, 0.5: same value as
+# '2', '0.50'), a 12-digit account id or a major version is an integer (16). Where it cannot, the value
+# is refused with the quoting that fixes it: a version is text, and YAML reads 1.30 as 1.3 and 16.10
+# as 16.1 (both real: Kubernetes 1.30, PostgreSQL 16.10); an account id with a leading zero loses it.
+def _number_as_text(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    return f"{value:f}".rstrip("0").rstrip(".") if "e" in text else text
+
+
+def _integer_as_text(value: Any) -> Any:
+    if isinstance(value, float) and not isinstance(value, bool):
+        return _must_quote(value)
+    return _number_as_text(value)
+
+
+def _must_quote(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"YAML read this as the number {value}, and a number cannot keep what the text said "
+                         "(1.30 reads as 1.3, 16.10 as 16.1): write the value in quotes exactly as meant, e.g. \"1.30\"")
+    return value
+
+
+def _account_as_text(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) != 12:
+        raise ValueError(f"YAML read this as the number {value}: an account id with a leading zero loses it; "
+                         "quote all 12 digits, e.g. \"012345678901\"")
+    return _integer_as_text(value)
+
+
+Quantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_quantity)]
+Version = BeforeValidator(_must_quote)  # a version is text: a YAML number is refused, never guessed
+MajorVersion = BeforeValidator(_integer_as_text)  # 16 is '16'; 16.1 may have been '16.10'
+
 Cidr = Annotated[str, AfterValidator(_cidr)]
 PrivateCidr = Annotated[str, AfterValidator(_private_cidr)]
 Region = Annotated[str, AfterValidator(_region)]
 Cron = Annotated[str, AfterValidator(_cron)]
 Image = Annotated[str, AfterValidator(_image)]
-ChartVersion = Annotated[str, AfterValidator(_chart_version)]
-AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+ChartVersion = Annotated[str, Version, AfterValidator(_chart_version)]
+AccountId = Annotated[str, BeforeValidator(_account_as_text), Field(pattern=r"^[0-9]{12}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Days = Annotated[int, Field(ge=1, le=3650)]
 K8sName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
@@ -319,7 +355,7 @@ class KubernetesSettings(Model):
         description="A kubeconfig file for the cluster (set exactly one of context and kubeconfigPath).")
     cluster_name: K8sName = Field(description="The EKS cluster's name.")
     # The cluster's Kubernetes minor version: manifests are validated against its schemas.
-    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$")] = Field(
+    version: Annotated[str, Version, Field(pattern=r"^1\.[0-9]{2}$")] = Field(
         description="The cluster's Kubernetes minor version (e.g. '1.33'): manifests are validated against its schemas.")
     oidc_provider_arn: Arn = Field(description="The ARN of the cluster's IAM OIDC provider, which IRSA roles trust.")
     oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")] = Field(
@@ -663,7 +699,7 @@ class PostgresMajorUpgrade(Model):
     """A declared major version upgrade of the primary (and, with it, its replica). Check it first:
     ``python -m ops.pg_major_upgrade`` verifies the preconditions and takes the snapshot named here."""
 
-    from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")] = Field(
+    from_version: Annotated[str, Version, Field(pattern=r"^[0-9]{2}\.[0-9]+$")] = Field(
         description="The running major.minor version the upgrade starts from.")
     # the manual snapshot taken just before (automated backups expire; a manual snapshot stays)
     snapshot_identifier: Annotated[str, Field(pattern=r"^[a-zA-Z]([a-zA-Z0-9]|-[a-zA-Z0-9]){0,254}$")] = Field(
@@ -687,7 +723,7 @@ class PostgresSettings(Model):
     # minors itself when allowed, and a pinned minor would then read back as a downgrade that RDS
     # refuses on every later `up` (aws_db_instance engine_version: a prefix of the actual version
     # is kept as configured; anything else is replaced by the version read back).
-    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")] = Field(
+    engine_version: Annotated[str, MajorVersion, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")] = Field(
         description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without.")
     auto_minor_version_upgrade: bool = Field(description="Let RDS apply minor upgrades in the maintenance window.")
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = Field(

@@ -210,6 +210,13 @@ BAD_CONFIGS = [
     ("misspelt project namespace", {"intelgraph-platfrom:egress": {"allowlist": []}}, (), "intelgraph-platfrom:egress",
      "unknown config namespace 'intelgraph-platfrom', so nothing reads it; allowed: intelgraph-platform (this "
      "project), pulumi (the engine), aws, kubernetes, random (providers); did you mean intelgraph-platform:egress?"),
+    # a YAML number where a version is text: 1.30 reads as 1.3 (Kubernetes 1.30), 16.10 as 16.1 (PostgreSQL 16.10)
+    ("Kubernetes version as a YAML number", {"kubernetes.version": 1.3}, (), "kubernetes.version",
+     "YAML read this as the number 1.3, and a number cannot keep what the text said"),
+    ("PostgreSQL minor as a YAML number", {"postgres.engineVersion": 16.1, "postgres.autoMinorVersionUpgrade": False},
+     (), "postgres.engineVersion", "16.10 as 16.1"),
+    ("account id that lost its leading zero", {"aws.accountId": 81236059412}, (), "aws.accountId",
+     "an account id with a leading zero loses it"),
     ("rehearsal endpoint in the primary region",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
      (), "pgRestoreRehearsal.drRdsEndpointUrl", "is not an RDS interface endpoint of aws.drRegion us-west-2"),
@@ -338,6 +345,34 @@ def test_a_key_without_a_namespace_is_refused_with_the_right_spelling():
     assert raised.value.problems[0].startswith("environment: no namespace, so nothing reads it")
     assert "did you mean" not in raised.value.problems[0]
     assert f"{K}environment: required key is missing" in raised.value.problems
+
+
+def test_unambiguous_yaml_numbers_are_taken_as_the_text_they_say(tmp_path, monkeypatch, capsys):
+    """`cpuLimit: 2` unquoted: YAML gives a number where a string is expected. A quantity is a number, a
+    12-digit account id and a major version are integers: each means exactly its text, so it is
+    accepted (and a real synth runs with it); versions with a fraction are refused above."""
+    import yaml
+
+    changes = {"neo4j.resources.cpuLimit": 4, "neo4j.resources.cpuRequest": 2, "redis.resources.cpuRequest": 0.5,
+               "neo4j.storageSize": 214748364800, "aws.accountId": 481236059412, "postgres.engineVersion": 16}
+    text = yaml.safe_dump({"config": {k: json.loads(v) if v[:1] in "{[" else v
+                                      for k, v in config_with("prod", changes).items()}})
+    assert "cpuLimit: 4\n" in text and "accountId: 481236059412\n" in text  # unquoted in the stack file
+    cfg = settings.validate(engine.stack_config("prod", _written(tmp_path, text)))
+    assert (cfg.neo4j.resources.cpu_limit, cfg.neo4j.resources.cpu_request, cfg.redis.resources.cpu_request,
+            cfg.neo4j.storage_size, cfg.aws.account_id, cfg.postgres.engine_version) == (
+        "4", "2", "0.5", "214748364800", "481236059412", "16")
+    code, out, err, _ = run_synth(tmp_path, monkeypatch, capsys, "prod", config_with("prod", changes))
+    assert code == 0, err
+    # booleans are no numbers here: `cpuLimit: true` stays an error
+    with pytest.raises(settings.SettingsError, match="cpuLimit: Input should be a valid string"):
+        settings.validate(config_with("prod", {"neo4j.resources.cpuLimit": True}))
+
+
+def _written(tmp_path, text: str):
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(text)
+    return path
 
 
 @pytest.mark.parametrize("quantity,value", [("4Gi", 4 * 2**30), ("500m", 0.5), ("2", 2), ("1.5G", 1.5e9)])
