@@ -270,7 +270,7 @@ Region = Annotated[str, AfterValidator(_region)]
 Cron = Annotated[str, AfterValidator(_cron)]
 Image = Annotated[str, AfterValidator(_image)]
 ChartVersion = Annotated[str, Version, AfterValidator(_chart_version)]
-AccountId = Annotated[str, BeforeValidator(_account_as_text), Field(pattern=r"^[0-9]{12}$")]
+AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$"), BeforeValidator(_account_as_text)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Days = Annotated[int, Field(ge=1, le=3650)]
 K8sName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
@@ -355,7 +355,7 @@ class KubernetesSettings(Model):
         description="A kubeconfig file for the cluster (set exactly one of context and kubeconfigPath).")
     cluster_name: K8sName = Field(description="The EKS cluster's name.")
     # The cluster's Kubernetes minor version: manifests are validated against its schemas.
-    version: Annotated[str, Version, Field(pattern=r"^1\.[0-9]{2}$")] = Field(
+    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$"), Version] = Field(
         description="The cluster's Kubernetes minor version (e.g. '1.33'): manifests are validated against its schemas.")
     oidc_provider_arn: Arn = Field(description="The ARN of the cluster's IAM OIDC provider, which IRSA roles trust.")
     oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")] = Field(
@@ -699,7 +699,7 @@ class PostgresMajorUpgrade(Model):
     """A declared major version upgrade of the primary (and, with it, its replica). Check it first:
     ``python -m ops.pg_major_upgrade`` verifies the preconditions and takes the snapshot named here."""
 
-    from_version: Annotated[str, Version, Field(pattern=r"^[0-9]{2}\.[0-9]+$")] = Field(
+    from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$"), Version] = Field(
         description="The running major.minor version the upgrade starts from.")
     # the manual snapshot taken just before (automated backups expire; a manual snapshot stays)
     snapshot_identifier: Annotated[str, Field(pattern=r"^[a-zA-Z]([a-zA-Z0-9]|-[a-zA-Z0-9]){0,254}$")] = Field(
@@ -723,7 +723,7 @@ class PostgresSettings(Model):
     # minors itself when allowed, and a pinned minor would then read back as a downgrade that RDS
     # refuses on every later `up` (aws_db_instance engine_version: a prefix of the actual version
     # is kept as configured; anything else is replaced by the version read back).
-    engine_version: Annotated[str, MajorVersion, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")] = Field(
+    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$"), MajorVersion] = Field(
         description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without.")
     auto_minor_version_upgrade: bool = Field(description="Let RDS apply minor upgrades in the maintenance window.")
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = Field(
