@@ -201,6 +201,23 @@ def _cron(value: str) -> str:
     return value
 
 
+def _time_zone(value: str) -> str:
+    # A CronJob's timeZone must be a name of the IANA database the API server embeds (Kubernetes
+    # docs, "CronJob": Time zones; kube-apiserver refuses "unknown time zone"); the same database
+    # Python's zoneinfo reads. Offsets ("UTC+2") and "TZ=" prefixes are no names there.
+    from zoneinfo import ZoneInfo, available_timezones
+
+    if not available_timezones():
+        raise ValueError("cannot be checked: this machine has no IANA time zone database (install tzdata)")
+    if value not in available_timezones():
+        try:
+            ZoneInfo(value)  # e.g. a link the listing leaves out
+        except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError("not an IANA time zone name, e.g. 'Etc/UTC' or 'Europe/Berlin': the Kubernetes "
+                             "API server refuses the CronJob") from None
+    return value
+
+
 _IMAGE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._\-/][a-z0-9]+)*(?::[0-9]+/[a-z0-9._\-/]+)?)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}))?"
@@ -268,6 +285,7 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 PrivateCidr = Annotated[str, AfterValidator(_private_cidr)]
 Region = Annotated[str, AfterValidator(_region)]
 Cron = Annotated[str, AfterValidator(_cron)]
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
 Image = Annotated[str, AfterValidator(_image)]
 ChartVersion = Annotated[str, Version, AfterValidator(_chart_version)]
 AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$"), BeforeValidator(_account_as_text)]
@@ -544,7 +562,7 @@ class Neo4jSettings(Model):
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
         description="Minutes a backup may be late before the newest backup counts as stale.")
     restore_rehearsal_schedule: Cron = Field(description="Cron schedule of the weekly restore rehearsal.")
-    time_zone: str = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
+    time_zone: TimeZone = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
     volume_snapshots: VolumeSnapshotSettings = Field(description="Scheduled EBS snapshots of the servers' volumes.")
     # Raise by one to rotate the admin password (helpers/neo4j_password.py).
     password_epoch: Annotated[int, Field(ge=0)] = Field(0, description="Raise by one to rotate the Neo4j admin password.")
@@ -1014,7 +1032,7 @@ class PgRestoreRehearsalSettings(Model):
     """The weekly PostgreSQL point-in-time restore rehearsal (ops/pg_restore_rehearsal)."""
 
     schedule: Cron = Field(description="Cron schedule of the weekly PostgreSQL point-in-time restore rehearsal.")
-    time_zone: str = Field("Etc/UTC", description="IANA time zone of the schedule.")
+    time_zone: TimeZone = Field("Etc/UTC", description="IANA time zone of the schedule.")
     # Python 3 with boto3 (AWS Lambda's base image ships both); the runbook is mounted from a ConfigMap.
     image: Image = Field(description="Pinned Python 3 image with boto3 that runs the rehearsal.")
     namespace: K8sName = Field(description="Namespace of the rehearsal CronJob.")

@@ -217,6 +217,10 @@ BAD_CONFIGS = [
      (), "postgres.engineVersion", "16.10 as 16.1"),
     ("account id that lost its leading zero", {"aws.accountId": 81236059412}, (), "aws.accountId",
      "an account id with a leading zero loses it"),
+    # a CronJob's timeZone must be an IANA name (Kubernetes docs, "CronJob": Time zones)
+    ("schedule time zone misspelt", {"neo4j.timeZone": "Europe/Berln"}, (), "neo4j.timeZone", "not an IANA time zone name"),
+    ("schedule time zone as an offset", {"pgRestoreRehearsal.timeZone": "UTC+2"}, (), "pgRestoreRehearsal.timeZone",
+     "not an IANA time zone name"),
     ("rehearsal endpoint in the primary region",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
      (), "pgRestoreRehearsal.drRdsEndpointUrl", "is not an RDS interface endpoint of aws.drRegion us-west-2"),
@@ -258,9 +262,10 @@ def test_bad_value_exits_2_naming_its_key_and_registers_nothing(case, stack, tmp
 
 
 def test_every_schedule_is_judged_by_the_one_cron_type():
-    """Every field named *schedule* is a ``settings.Cron``, and a row above tries 30 February on it."""
+    """Every field named *schedule* is a ``settings.Cron``, and a row above tries 30 February on it;
+    every time zone of a schedule is a ``settings.TimeZone``."""
     seen: set = set()
-    found = []
+    found, zones = [], []
 
     def walk(model, path):
         if model in seen:
@@ -268,8 +273,11 @@ def test_every_schedule_is_judged_by_the_one_cron_type():
         seen.add(model)
         for name, field in model.model_fields.items():
             key = f"{path}{field.alias or name}"
+            checks = [getattr(m, "func", None) for m in field.metadata]
             if "schedule" in name:
-                found.append((key, settings._cron in [getattr(m, "func", None) for m in field.metadata]))
+                found.append((key, settings._cron in checks))
+            if name == "time_zone":
+                zones.append((key, settings._time_zone in checks))
             for annotation in (field.annotation, *getattr(field.annotation, "__args__", ())):
                 if isinstance(annotation, type) and issubclass(annotation, settings.BaseModel):
                     walk(annotation, f"{key}.")
@@ -277,6 +285,7 @@ def test_every_schedule_is_judged_by_the_one_cron_type():
     walk(settings.StackSettings, "")
     never = [c[1] for c in BAD_CONFIGS if c[0].startswith("cron that never fires")]
     assert found and all(is_cron for _, is_cron in found), found
+    assert len(zones) == 2 and all(is_zone for _, is_zone in zones), zones
     assert {key for key, _ in found} == {next(iter(k)) for k in never}
 
 
