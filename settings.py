@@ -186,7 +186,7 @@ def _cron(value: str) -> str:
     fields = value.split()
     if len(fields) != 5 or not croniter.is_valid(value):
         raise ValueError("not a valid 5-field cron schedule, e.g. '0 * * * *'")
-    problems = [p for text, spec in zip(fields, _CRON_FIELDS) if (p := _cron_field_problem(text, *spec))]
+    problems = [p for text, spec in zip(fields, _CRON_FIELDS, strict=True) if (p := _cron_field_problem(text, *spec))]
     if problems:
         raise ValueError(f"{problems[0]}: the Kubernetes API server refuses the CronJob")
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)  # fixed: the same verdict on every run
