@@ -368,14 +368,16 @@ class NetworkSettings(Model):
 
 class KubernetesSettings(Model):
     context: Optional[str] = Field(None,
-        description="The kubeconfig context of the EKS cluster (set exactly one of context and kubeconfigPath).")
+        description="The kubeconfig context of the EKS cluster (set exactly one of context and kubeconfigPath); "
+                    "a cluster ARN must name aws.accountId, aws.primaryRegion and clusterName.")
     kubeconfig_path: Optional[str] = Field(None,
         description="A kubeconfig file for the cluster (set exactly one of context and kubeconfigPath).")
     cluster_name: K8sName = Field(description="The EKS cluster's name.")
     # The cluster's Kubernetes minor version: manifests are validated against its schemas.
     version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$"), Version] = Field(
         description="The cluster's Kubernetes minor version (e.g. '1.33'): manifests are validated against its schemas.")
-    oidc_provider_arn: Arn = Field(description="The ARN of the cluster's IAM OIDC provider, which IRSA roles trust.")
+    oidc_provider_arn: Arn = Field(
+        description="The ARN of the cluster's IAM OIDC provider, which IRSA roles trust: in aws.accountId, for oidcIssuer.")
     oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")] = Field(
         description="The cluster's OIDC issuer without https:// (oidc.eks.<region>.amazonaws.com/id/<ID>).")
     app_namespace: K8sName = Field(
@@ -551,7 +553,8 @@ class Neo4jSettings(Model):
     # The availability zones the cluster's nodes run in (topology.kubernetes.io/zone values):
     # with 3 or more, primaries are spread over them as a scheduling requirement.
     zones: Annotated[list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]], Field(min_length=1)] = Field(
-        description="The availability zones the nodes run in; with 3 or more, primaries are spread one per zone.")
+        description="The availability zones (of aws.primaryRegion) the nodes run in; with 3 or more, "
+                    "primaries are spread one per zone.")
     resources: ResourceSettings = Field(
         description="CPU and memory of each server; heap and page cache are derived from the memory limit.")
     storage_class: K8sName = Field(
@@ -760,9 +763,9 @@ class PostgresSettings(Model):
         description="Enhanced Monitoring interval (1, 5, 10, 15, 30 or 60 s).")
     final_snapshot: bool = Field(description="Take a final snapshot when an instance is deleted.")
     maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")] = Field(
-        description="Weekly maintenance window, ddd:hh:mm-ddd:hh:mm (UTC).")
+        description="Weekly maintenance window, ddd:hh:mm-ddd:hh:mm (UTC), at least 30 minutes, clear of backupWindow.")
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")] = Field(
-        description="Daily backup window, hh:mm-hh:mm (UTC).")
+        description="Daily backup window, hh:mm-hh:mm (UTC), at least 30 minutes.")
     # Secrets Manager allows 1-1000 days; 7 is what RDS itself would have used.
     master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = Field(7,
         description="Rotation interval of the master secret (AWS's PostgreSQL single-user rotation function).")
@@ -933,7 +936,8 @@ class IngressSettings(Model):
     host: str = Field(description="The public host name served.")
     service_name: K8sName = Field(description="The backend Service the Ingress routes to.")
     service_port: Port = Field(description="The backend Service's port.")
-    certificate_arn: Arn = Field(description="ACM certificate of the host (TLS 1.3 policy).")
+    certificate_arn: Arn = Field(
+        description="ACM certificate of the host (TLS 1.3 policy), in aws.accountId and aws.primaryRegion.")
     rate_limit: RateLimitSettings = Field(description="Per-IP rate limit.")
     allowlist_cidrs: list[PrivateCidr] = Field(description="Client CIDRs exempt from the rate limit.")
     max_body_size_mb: Annotated[int, Field(ge=1, le=64)] = Field(description="Largest request body in MB.")
@@ -948,7 +952,9 @@ class IngressSettings(Model):
 
 
 class EgressAllow(Model):
-    namespace: K8sName = Field(description="The namespace allowed out.")
+    namespace: K8sName = Field(description="The namespace allowed out: one the stack manages (neo4j.namespace, "
+                               "neo4j.restoreNamespace, redis.namespace, pgRestoreRehearsal.namespace, "
+                               "logs.shipper.namespace).")
     cidr: PrivateCidr = Field(description="The destination CIDR (never the whole internet).")
     ports: Annotated[list[Port], Field(min_length=1)] = Field(description="The destination TCP ports.")
     reason: Annotated[str, Field(min_length=10)] = Field(description="Why this exception exists (reviewed).")
