@@ -1233,7 +1233,8 @@ class StackSettings(Model):
             if parts[2] != service:
                 problems.append((key, f"is not an {service} ARN; expected {wanted}", arn))
             elif (parts[3] or None) != arn_region:
-                problems.append((key, f"is in region {parts[3] or '(global)'}, not aws.primaryRegion {region}", arn))
+                problems.append((key, f"is in region {parts[3] or '(none)'}, not aws.primaryRegion {region}" if arn_region else
+                                 f"names region {parts[3]}, but {service} is global (no region); expected {wanted}", arn))
             elif parts[4] != account:
                 problems.append((key, f"is in account {parts[4]}, not aws.accountId {account}: every provider "
                                  "refuses any other account", arn))
