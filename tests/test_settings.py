@@ -457,3 +457,23 @@ def test_the_longest_cluster_name_settings_accept_is_a_release_name_helm_accepts
     assert helm_template(f"{'g' * longest}-server-{settings.MAX_NEO4J_SERVERS}").returncode == 0
     refused = helm_template(f"{'g' * (longest + 1)}-server-{settings.MAX_NEO4J_SERVERS}")
     assert refused.returncode != 0 and "must not be longer than 53" in refused.stderr
+
+
+def test_arns_of_the_cluster_name_what_is_wrong_with_them():
+    """IAM ARNs carry no region (IAM User Guide, "IAM ARNs"); an ALB takes an ACM certificate, not an
+    IAM server certificate, here (the Ingress names an ACM ARN)."""
+    def problem(changes: dict) -> str:
+        with pytest.raises(settings.SettingsError) as raised:
+            settings.validate(config_with("prod", changes))
+        [found] = raised.value.problems
+        return found
+
+    issuer = "oidc.eks.us-east-1.amazonaws.com/id/5C2F8E14B7A93D6E0F1A4C8B2D7E9F03"
+    assert "iam is global (no region)" in problem(
+        {"kubernetes.oidcProviderArn": f"arn:aws:iam:us-east-1:481236059412:oidc-provider/{issuer}"})
+    assert "is not an acm ARN; expected arn:aws:acm:us-east-1:481236059412:certificate/<id>" in problem(
+        {"ingress.certificateArn": "arn:aws:iam::481236059412:server-certificate/api"})
+    assert "is an ARN but not an EKS cluster's" in problem(
+        {"kubernetes.context": "arn:aws:iam::481236059412:role/deployer"})
+    # a context that is an alias (aws eks update-kubeconfig --alias) names no account to compare
+    assert settings.validate(config_with("prod", {"kubernetes.context": "prod-admin"})).kubernetes.context == "prod-admin"
