@@ -659,9 +659,10 @@ def test_the_shared_jobs_environment_runs_synth_diff_and_check(job_venv, tmp_pat
     job's .venv once had neither. Both modes and `synth check`, in that venv, from a checkout."""
     from tests.test_diff import DATABASE, ROLE, document, preview_step
 
-    (tmp_path / "old.json").write_text(json.dumps(document(DATABASE, ROLE)))
+    retired = {**DATABASE, "protect": False}  # a protected one no approval deletes (tests/test_retire.py)
+    (tmp_path / "old.json").write_text(json.dumps(document(retired, ROLE)))
     (tmp_path / "new.json").write_text(json.dumps(document(ROLE)))
-    (tmp_path / "preview.json").write_text(json.dumps({"steps": [preview_step("delete", DATABASE)]}))
+    (tmp_path / "preview.json").write_text(json.dumps({"steps": [preview_step("delete", retired)]}))
     python = str(job_venv / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     for argv, code in ((["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")], 1),
