@@ -185,20 +185,20 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
                        f"; the fixed name {fixed!r} stays, so creating the replacement first fails: "
                        "set deleteBeforeReplace or let Pulumi name it")
         values = consequences.values(after["type"], before, after, changed)
-        unprotect = bool(before.get("protect")) != bool(after.get("protect"))
-        if unprotect:
+        protect_changed = bool(before.get("protect")) != bool(after.get("protect"))
+        if protect_changed:
             values.append(consequences.value_lines(PROTECT, bool(before.get("protect")), bool(after.get("protect")),
                                                    False)[0])
         if reason:
             changes.append(Change("replace", urn, after["type"], stateful, protected, changed, reason,
                                   source if source != urn else None, values=values,
                                   refused=[PROTECTED_REPLACE] if before.get("protect") and after.get("protect") else []))
-        elif changed or source != urn or unprotect:
+        elif changed or source != urn or protect_changed:
             upgrade = consequences.major_upgrade(after["type"], inputs_before, inputs_after)
             unknown = (changed and after.get("custom") and not forcenew.known(after["type"])
                        and not after["type"].startswith(PROVIDER_PREFIX))
             changes.append(Change(
-                "update", urn, after["type"], stateful, protected, changed + ([PROTECT] if unprotect else []), upgrade,
+                "update", urn, after["type"], stateful, protected, changed + ([PROTECT] if protect_changed else []), upgrade,
                 aliased_from=source if source != urn else None, needs_review=bool(upgrade), values=values,
                 refused=consequences.refusals(after["type"], inputs_before, inputs_after),
                 notes=["this type is not in the ForceNew table (synth/forcenew.py): whether it is replaced "

@@ -295,7 +295,8 @@ def test_the_plan_step_fails_a_stateful_delete_until_a_name_approves_it(tmp_path
     """The step's own script, on exports where main has the database and the branch lost it."""
     from tests.test_diff import DATABASE, ROLE, document
 
-    for side, doc in (("base/build", document(DATABASE, ROLE)), ("build", document(ROLE))):
+    retired = {**DATABASE, "protect": False}  # a protected one no approval deletes (tests/test_retire.py)
+    for side, doc in (("base/build", document(retired, ROLE)), ("build", document(ROLE))):
         for stack in ("stage", "prod"):
             (tmp_path / side / stack).mkdir(parents=True)
             (tmp_path / side / stack / "stack.json").write_text(json.dumps(doc))
@@ -454,7 +455,9 @@ def test_the_engines_preview_json_gates_pr_previews_with_the_plans_approval(tmp_
     assert step["env"]["APPROVER"] == "${{ inputs.approved-by }}"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    steps = [preview_step(op, DATABASE, replaceReasons=["kmsKeyId"]) for op in ("create-replacement", "replace")]
+    # released through `retire`: a replace protected on both sides no approval passes (tests/test_retire.py)
+    steps = [preview_step(op, {**DATABASE, "protect": False}, replaceReasons=["kmsKeyId"])
+             for op in ("create-replacement", "replace")]
     (tmp_path / "steps.json").write_text(json.dumps({"steps": steps}))
     (bin_dir / "pulumi").write_text(
         "#!/bin/bash\n"
