@@ -30,8 +30,8 @@ from helpers.rollout import rollout_budget
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 # Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
-# is retained on delete and, in prod, protected (helpers/stateful.py).
-pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod))
+# is retained on delete and, in prod, protected unless `retire` lists it (helpers/stateful.py).
+pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod, retire=cfg.retire))
 
 # --- providers: one per AWS region, one for the EKS cluster --------------------------------------
 aws_tags: aws.ProviderDefaultTagsArgsDict = {

@@ -1103,6 +1103,28 @@ class DrSettings(Model):
         description="Measured point-in-time restore time (ops.pg_restore_rehearsal).")
 
 
+def _retired_urn(value: str) -> str:
+    # The engine's URN (pulumi/pulumi sdk/go/common/resource/urn.go): urn:pulumi:<stack>::<project>::
+    # <parent types $-joined, then the type>::<name>. The stack is checked against the one being
+    # deployed in StackSettings (the model alone does not know it).
+    from helpers.stateful import STATEFUL_TYPES
+
+    parts = value.split("::", 3)
+    if len(parts) != 4 or not parts[0].startswith("urn:pulumi:") or not all(parts):
+        raise ValueError("not a resource URN; copy it from `pulumi stack --show-urns` or synth's stack.json, "
+                         f"e.g. 'urn:pulumi:prod::{PROJECT}::aws:kms/key:Key::intelgraph-pg-primary-key'")
+    if parts[1] != PROJECT:
+        raise ValueError(f"names project {parts[1]!r}; only this project's resources ({PROJECT}) can be retired here")
+    kind = parts[2].split("$")[-1]
+    if kind not in STATEFUL_TYPES:
+        raise ValueError(f"names a {kind}, which the program never protects; only these are: "
+                         f"{', '.join(sorted(STATEFUL_TYPES))}")
+    return value
+
+
+RetiredUrn = Annotated[str, AfterValidator(_retired_urn)]
+
+
 class StackSettings(Model):
     """The whole ``intelgraph-platform:*`` namespace of one stack."""
 
@@ -1124,6 +1146,12 @@ class StackSettings(Model):
     alerting: AlertingSettings = Field(description="On-call routing.")
     pg_restore_rehearsal: PgRestoreRehearsalSettings = Field(description="The PostgreSQL restore rehearsal.")
     logs: LogSettings = Field(description="Log retention and shipping.")
+    # The approved way to remove a protected resource (docs/cicd.md, "Retiring a protected resource"):
+    # the engine refuses, in preview too, to delete a resource its state records as protected, so a
+    # reviewed deploy first releases it (listed here), and a later one removes it from the code.
+    retire: list[RetiredUrn] = Field(
+        [], description="URNs of protected resources being retired: the program stops protecting them "
+                        "(deploy 1); remove the resource and its entry together in a later change (deploy 2).")
 
     @model_validator(mode="after")
     def _across_sections(self, info: ValidationInfo) -> "StackSettings":
@@ -1131,11 +1159,27 @@ class StackSettings(Model):
         stack = (info.context or {}).get("stack")
         _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
                    + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode()
-                   + self._rehearsal_endpoint_in_the_dr_region()
+                   + self._rehearsal_endpoint_in_the_dr_region() + self._retired_in_this_stack(stack)
                    + self._cluster_in_the_stacks_account_and_region() + self._allowlist_in_managed_namespaces()
                    + self._zones_in_the_primary_region()
                    + (self._bucket_names_fit(stack) if stack else []))
         return self
+
+    def _retired_in_this_stack(self, stack: Optional[str]) -> list[tuple[str, str, Any]]:
+        # Whether each entry names a resource the program registers is known only after it ran:
+        # synth checks that (exit 2, synth/stateful.py stale_retirements).
+        problems, seen = [], set()
+        for i, urn in enumerate(self.retire):
+            if not self.is_prod:
+                problems.append((f"retire.{i}", "only prod protects resources (environment stage protects "
+                                 "nothing): a stage resource is removed by removing it from the code", urn))
+            elif stack is not None and not urn.startswith(f"urn:pulumi:{stack}::"):
+                problems.append((f"retire.{i}", f"is not a URN of this stack ({stack}): it would release nothing "
+                                 "here", urn))
+            elif urn in seen:
+                problems.append((f"retire.{i}", "is listed twice", urn))
+            seen.add(urn)
+        return problems
 
     def _bucket_names_fit(self, stack: str) -> list[tuple[str, str, Any]]:
         # A backup bucket's name holds the stack, the account and its region (components/backup_bucket.py);

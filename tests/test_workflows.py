@@ -295,7 +295,8 @@ def test_the_plan_step_fails_a_stateful_delete_until_a_name_approves_it(tmp_path
     """The step's own script, on exports where main has the database and the branch lost it."""
     from tests.test_diff import DATABASE, ROLE, document
 
-    for side, doc in (("base/build", document(DATABASE, ROLE)), ("build", document(ROLE))):
+    retired = {**DATABASE, "protect": False}  # a protected one no approval deletes (tests/test_retire.py)
+    for side, doc in (("base/build", document(retired, ROLE)), ("build", document(ROLE))):
         for stack in ("stage", "prod"):
             (tmp_path / side / stack).mkdir(parents=True)
             (tmp_path / side / stack / "stack.json").write_text(json.dumps(doc))
@@ -454,7 +455,9 @@ def test_the_engines_preview_json_gates_pr_previews_with_the_plans_approval(tmp_
     assert step["env"]["APPROVER"] == "${{ inputs.approved-by }}"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    steps = [preview_step(op, DATABASE, replaceReasons=["kmsKeyId"]) for op in ("create-replacement", "replace")]
+    # released through `retire`: a replace protected on both sides no approval passes (tests/test_retire.py)
+    steps = [preview_step(op, {**DATABASE, "protect": False}, replaceReasons=["kmsKeyId"])
+             for op in ("create-replacement", "replace")]
     (tmp_path / "steps.json").write_text(json.dumps({"steps": steps}))
     (bin_dir / "pulumi").write_text(
         "#!/bin/bash\n"
@@ -659,9 +662,10 @@ def test_the_shared_jobs_environment_runs_synth_diff_and_check(job_venv, tmp_pat
     job's .venv once had neither. Both modes and `synth check`, in that venv, from a checkout."""
     from tests.test_diff import DATABASE, ROLE, document, preview_step
 
-    (tmp_path / "old.json").write_text(json.dumps(document(DATABASE, ROLE)))
+    retired = {**DATABASE, "protect": False}  # a protected one no approval deletes (tests/test_retire.py)
+    (tmp_path / "old.json").write_text(json.dumps(document(retired, ROLE)))
     (tmp_path / "new.json").write_text(json.dumps(document(ROLE)))
-    (tmp_path / "preview.json").write_text(json.dumps({"steps": [preview_step("delete", DATABASE)]}))
+    (tmp_path / "preview.json").write_text(json.dumps({"steps": [preview_step("delete", retired)]}))
     python = str(job_venv / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     for argv, code in ((["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")], 1),
