@@ -488,6 +488,19 @@ class Neo4jSettings(Model):
                              f"with fewer each server would run as its own standalone database")
         return value
 
+    # The first install sets the initial password (the chart's NEO4J_AUTH); a rotation from epoch
+    # N-1 needs a running cluster, and the releases wait for the Secret that waits for the rotation
+    # Job (helpers/neo4j_password.py): with both, the Job can never succeed.
+    @field_validator("bootstrap")
+    @classmethod
+    def _install_at_epoch_zero(cls, value: bool, info: ValidationInfo) -> bool:
+        epoch = info.data.get("password_epoch", 0)
+        if value and epoch:
+            raise ValueError(f"a first install starts at neo4j.passwordEpoch 0 (given: {epoch}): the rotation Job "
+                             "needs the running cluster, which waits for the Secret that waits for the Job; "
+                             "install at 0, then raise the epoch in a later deploy")
+        return value
+
     @field_validator("zones")
     @classmethod
     def _distinct_zones(cls, value: list[str]) -> list[str]:
