@@ -25,11 +25,17 @@ is an old resource, then ``prov.Check``), and the random provider refuses a leng
 the Plugin Framework bridge runs those validators in Check since pulumi-terraform-bridge #1163).
 So ``pulumi preview`` fails on the witness of the skipped step, naming it, before anything changes:
 
-  servers at N   creates  N-servers;  keeps N-1-clients (N >= 2: clients hold N-1)
-  clients at N   creates  N-clients;  keeps N-servers   (servers accept N)
-  none at N >= 1                      keeps N-clients   (clients were handed N)
+  none at 0      creates  0-clients                      (a new stack hands clients epoch 0)
+  servers at N   creates  N-servers;  keeps N-1-clients  (clients hold N-1)
+  clients at N   creates  N-clients;  keeps N-servers    (servers accept N), and N-1-clients
+                                                         (so the clients step can be undone)
+  none at N >= 1                      keeps N-clients    (clients were handed N)
 
-A new stack therefore starts at epoch 0 (or at a "servers" step); docs/runbooks.md has the procedure.
+A new stack therefore starts at epoch 0 with rollover "none". Lowering the epoch is not guarded
+(epoch 0's witness is creatable, as a new stack needs; a clients step and the settled epoch
+before it share the witness that lets the clients step be undone): never lower an epoch.
+tests/test_secret_rotation.py checks every transition between these states against what a
+client needs. docs/runbooks.md has the procedure.
 """
 
 from __future__ import annotations
@@ -69,10 +75,10 @@ Step = Literal["servers", "clients"]
 def step_witnesses(epoch: int, rollover: Rollover) -> list[tuple[int, Step, bool]]:
     """(epoch, step, keep_only) of every witness this state registers (see the module docstring)."""
     if rollover == "servers":
-        return [(epoch, "servers", False)] + ([(epoch - 1, "clients", True)] if epoch >= 2 else [])
+        return [(epoch, "servers", False), (epoch - 1, "clients", True)]
     if rollover == "clients":
-        return [(epoch, "servers", True), (epoch, "clients", False)]
-    return [(epoch, "clients", True)] if epoch >= 1 else []
+        return [(epoch, "servers", True), (epoch, "clients", False), (epoch - 1, "clients", True)]
+    return [(epoch, "clients", epoch >= 1)]
 
 
 def _witness(name: str, epoch: int, step: Step, keep_only: bool, opts: pulumi.ResourceOptions) -> random.RandomString:

@@ -1,6 +1,8 @@
 """Rotated secrets: the PostgreSQL master secret on a schedule from config, the Redis password
-through an ACL roll that a real redis-server accepts step by step, the Neo4j password through a
-Job that runs ALTER USER before the Secret flips."""
+through an ACL roll that a real redis-server accepts step by step and the engine keeps in order,
+the Neo4j admin password through a Job that runs ALTER USER before the Secret flips, and the
+application's Neo4j user through two users that take turns; clients read both from Secrets in
+their own namespace."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 from pulumi.runtime import rpc
 
 from components.redis_cache import RedisCache, RedisCacheArgs
-from helpers.redis_auth import EPOCHS_ANNOTATION
+from helpers.redis_auth import EPOCHS_ANNOTATION, accepted_epochs, client_epoch, step_witnesses
 from synth import engine
 from tests.conftest import config_with, run_component, synthesized
 from tests.test_redis import RedisServer
@@ -62,7 +64,8 @@ def test_the_rotation_schedule_comes_from_config_and_is_bounded():
 # --- Redis -------------------------------------------------------------------------------------
 
 def _redis(epoch: int, rollover: str):
-    """The real RedisCache at one step of a roll; returns its config, Secret and pod annotations."""
+    """The real RedisCache at one step of a roll; returns its config, the cache's Secret, the
+    application's Secret (namespace "app"), the pod annotation and the passwords."""
 
     def build() -> dict:
         provider = kubernetes.Provider("k8s", context="test")
@@ -73,15 +76,21 @@ def _redis(epoch: int, rollover: str):
             replicas=1, cpu_request="100m", cpu_limit="200m", memory="1Gi", memory_bytes=2**30,
             persistence=False, maxmemory_policy="allkeys-lru", timeout_seconds=0, tcp_keepalive_seconds=300,
             slowlog_slower_than_micros=10000, slowlog_max_len=128, prometheus_release_label="kps",
-            password_epoch=epoch, password_rollover=rollover), opts=ResourceOptions(provider=provider))
+            password_epoch=epoch, password_rollover=rollover, client_namespace="app"),
+            opts=ResourceOptions(provider=provider))
         return {}
 
     synthesis = run_component(build)
     config = synthesis.named("redis-config", "kubernetes:core/v1:ConfigMap").inputs["data"]["redis.conf"]
     secret = rpc.unwrap_rpc_secret(synthesis.named("redis-auth", "kubernetes:core/v1:Secret").inputs["stringData"])
+    app = synthesis.named("redis-client", "kubernetes:core/v1:Secret").inputs
+    assert app["metadata"]["namespace"] == "app" and app["metadata"]["name"] == "redis-client"
+    assert rpc.is_rpc_secret(app["stringData"])  # a secret: encrypted in the state, masked in a diff
+    client = rpc.unwrap_rpc_secret(app["stringData"])
+    assert client["REDIS_ADDRESS"] == "redis.cache.svc.cluster.local:6379"
     template = synthesis.named("redis", "kubernetes:apps/v1:StatefulSet").inputs["spec"]["template"]
     passwords = {r.name: r.outputs["result"] for r in synthesis.of_type("random:index/randomPassword:RandomPassword")}
-    return config, secret, template["metadata"]["annotations"][EPOCHS_ANNOTATION], passwords
+    return config, secret, client, template["metadata"]["annotations"][EPOCHS_ANNOTATION], passwords
 
 
 def _answers(tmp_path, config: str, auth_conf: str, passwords: dict[str, str]) -> dict[str, str]:
@@ -99,30 +108,106 @@ def _answers(tmp_path, config: str, auth_conf: str, passwords: dict[str, str]) -
 
 def test_a_redis_password_rolls_without_a_moment_where_a_client_is_refused(tmp_path):
     """Redis ACL (redis.io, "ACL"): a user may hold several passwords, `#<sha256>` adds one by its
-    digest and every one authenticates. Each step is one deploy; a real redis-server judges each."""
-    config, before, epochs, pw = _redis(0, "none")
+    digest and every one authenticates. Each step is one deploy; a real redis-server judges each,
+    with the password the application reads from its own namespace's Secret."""
+    config, before, app, epochs, pw = _redis(0, "none")
     old = pw["redis-password"]
-    assert before["password"] == old and epochs == "0"
+    assert before["password"] == old == app["REDIS_PASSWORD"] and epochs == "0"
 
     # 1. servers accept both, clients keep the old one
-    config, servers, epochs, pw = _redis(1, "servers")
+    config, servers, app, epochs, pw = _redis(1, "servers")
     new = pw["redis-password-1"]
     assert pw["redis-password"] == old and new != old  # the old password survives the new epoch
-    assert servers["password"] == old and epochs == "0,1"  # a new annotation restarts the pods
+    assert servers["password"] == app["REDIS_PASSWORD"] == old and epochs == "0,1"  # a new annotation restarts the pods
     assert old not in servers["auth.conf"] and new not in servers["auth.conf"]  # digests only
     assert _answers(tmp_path / "1", config, servers["auth.conf"], {"old": old, "new": new}) == {
         "old": "PONG / OK", "new": "PONG / OK"}
 
     # 2. clients switch to the new one; the servers (unchanged, not restarted) still take both
-    config, clients, epochs, _ = _redis(1, "clients")
-    assert clients["password"] == new and clients["auth.conf"] == servers["auth.conf"] and epochs == "0,1"
+    config, clients, app, epochs, _ = _redis(1, "clients")
+    assert clients["password"] == app["REDIS_PASSWORD"] == new
+    assert clients["auth.conf"] == servers["auth.conf"] and epochs == "0,1"
+    assert _answers(tmp_path / "2", config, clients["auth.conf"], {"old": old, "new": app["REDIS_PASSWORD"]}) == {
+        "old": "PONG / OK", "new": "PONG / OK"}  # a client not yet restarted still gets in
 
     # 3. only the new one
-    config, after, epochs, pw = _redis(1, "none")
-    assert after["password"] == new and epochs == "1" and "redis-password" not in pw
+    config, after, app, epochs, pw = _redis(1, "none")
+    assert after["password"] == app["REDIS_PASSWORD"] == new and epochs == "1" and "redis-password" not in pw
     answers = _answers(tmp_path / "3", config, after["auth.conf"], {"old": old, "new": new})
     assert answers == {"new": "PONG / OK",
                        "old": "NOAUTH Authentication required. / WRONGPASS invalid username-password pair or user is disabled."}
+
+
+STATES = [(e, r) for e in range(5) for r in ("none", "servers", "clients") if e or r == "none"]
+
+
+def _registers(state) -> dict[tuple[int, str], bool]:
+    return {(e, step): keep for e, step, keep in step_witnesses(*state)}
+
+
+def _admitted(before, after) -> bool:
+    """The engine's verdict on a deploy from ``before`` to ``after``: a witness registered keep-only
+    (length 0, ignore_changes [length]) must be in the state, which holds exactly the witnesses the
+    previous deploy registered; otherwise the provider's Check refuses its length
+    (pulumi/pulumi step_generator.go: ignoreChanges applies only with an old resource;
+    terraform-provider-random resource_string.go: length AtLeast(1))."""
+    held = _registers(before)
+    return all(witness in held for witness, keep in _registers(after).items() if keep)
+
+
+def _safe(before, after) -> bool:
+    """No client is refused during or after the deploy: clients not yet restarted hold before's
+    password, those that picked up the new Secret hold after's, and while the servers roll some
+    run before's ACL and some after's - so both passwords must be in both ACLs."""
+    held = {client_epoch(*before), client_epoch(*after)}
+    return held <= set(accepted_epochs(*before)) & set(accepted_epochs(*after))
+
+
+def test_the_engine_refuses_every_redis_step_that_would_lock_a_client_out():
+    """Settings see one deploy, so every state is valid alone; the order lives in the state (the
+    step witnesses). Checked over every pair of states: each deploy the witnesses admit is safe for
+    every client, unless it lowers the epoch (documented: never lower an epoch) - to 0, whose
+    witness a new stack must be able to create, or from a clients step to the settled epoch before
+    it, which shares its witness with the undo of that clients step."""
+    unsafe = {(a, b) for a in STATES for b in STATES if a != b and _admitted(a, b) and not _safe(a, b)}
+    assert unsafe and all(b[0] < a[0] for a, b in unsafe)
+    assert {(a, b) for a, b in unsafe if b != (0, "none")} == {((e, "clients"), (e - 1, "none")) for e in range(2, 5)}
+    # the procedure itself goes through, and so does undoing its clients step
+    for epoch in range(1, 5):
+        path = [(epoch - 1, "none"), (epoch, "servers"), (epoch, "clients"), (epoch, "none")]
+        assert all(_admitted(a, b) and _safe(a, b) for a, b in zip(path, path[1:]))
+        assert _admitted((epoch, "clients"), (epoch, "servers"))
+    # the skips the issue names: epoch only, rollover straight to clients, and clients left out
+    assert not _admitted((0, "none"), (1, "none"))
+    assert not _admitted((0, "none"), (1, "clients"))
+    assert not _admitted((1, "servers"), (1, "none"))
+    assert not _admitted((1, "none"), (3, "servers"))
+    # a new stack starts at epoch 0 and nowhere else
+    assert [s for s in STATES if all(not keep for keep in _registers(s).values())] == [(0, "none")]
+
+
+def test_the_witnesses_reach_the_engine_keep_only_where_the_state_machine_says():
+    """What the component registers is what the model above judged: a keep-only witness has
+    length 0 and ignores changes to length, a created one a valid length."""
+
+    def witnesses(epoch: int, rollover: str) -> dict[str, tuple[int, list[str]]]:
+        def build() -> dict:
+            from helpers.redis_auth import redis_auth
+            redis_auth("redis", epoch, rollover, pulumi.ResourceOptions())  # type: ignore[arg-type]
+            return {}
+        synthesis = run_component(build)
+        return {r.name: (r.inputs["length"], r.ignore_changes)
+                for r in synthesis.of_type("random:index/randomString:RandomString")}
+
+    import pulumi
+
+    assert witnesses(0, "none") == {"redis-rotation-0-clients": (8, ["length"])}
+    assert witnesses(2, "servers") == {"redis-rotation-2-servers": (8, ["length"]),
+                                       "redis-rotation-1-clients": (0, ["length"])}
+    assert witnesses(2, "clients") == {"redis-rotation-2-servers": (0, ["length"]),
+                                       "redis-rotation-2-clients": (8, ["length"]),
+                                       "redis-rotation-1-clients": (0, ["length"])}
+    assert witnesses(2, "none") == {"redis-rotation-2-clients": (0, ["length"])}
 
 
 def test_the_stack_config_drives_the_redis_roll_and_refuses_a_roll_from_nothing():
