@@ -6,6 +6,9 @@ their own namespace."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pulumi_kubernetes as kubernetes
 import pytest
 from pulumi.runtime import rpc
@@ -263,8 +266,6 @@ def rotate(tmp_path, current: str, old: str, new: str):
     fake.chmod(0o755)
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "NEO4J_ADDRESS": routing_address("graph", "graph"),
            "NEO4J_USERNAME": "neo4j", "OLD_PASSWORD": old, "NEW_PASSWORD": new}
-    import subprocess
-
     result = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
     return result, state.read_text(), log.read_text() if log.exists() else ""
 
@@ -328,3 +329,215 @@ def test_a_negative_neo4j_epoch_is_a_settings_error_naming_the_key():
 
     with pytest.raises(settings.SettingsError, match=r"neo4j\.passwordEpoch: Input should be greater than or equal to 0"):
         settings.validate(config_with("stage", {"neo4j.passwordEpoch": -1}))
+
+
+def test_a_first_install_with_a_rotated_neo4j_epoch_is_refused_before_anything_registers():
+    """With passwordEpoch >= 1 on a first install the rotation Job (ALTER USER from the previous
+    password) needs the running cluster, the releases need the Secret, and the Secret waits for the
+    Job: a cycle that no retry breaks. A first install starts at epoch 0 (exit 2, naming the key)."""
+    import settings
+    from components.neo4j_cluster import Neo4jClusterArgs
+
+    with pytest.raises(settings.SettingsError, match=r"neo4j\.bootstrap: a first install starts at neo4j\.passwordEpoch 0"):
+        settings.validate(config_with("stage", {"neo4j.passwordEpoch": 1, "neo4j.bootstrap": True}))
+    settings.validate(config_with("stage", {"neo4j.passwordEpoch": 0, "neo4j.bootstrap": True}))
+    settings.validate(config_with("stage", {"neo4j.passwordEpoch": 1, "neo4j.bootstrap": False}))
+    cfg = settings.validate(config_with("stage"))
+    with pytest.raises(ValueError, match="bootstrap needs password_epoch 0"):
+        Neo4jClusterArgs(namespace="graph", cluster_name="graph", chart_version="5.26.0",
+                         image="neo4j:5.26.0-enterprise", accept_license_agreement="yes", primaries=3,
+                         secondaries=0, cpu_request="1", cpu_limit="2", memory="8Gi",
+                         memory_plan=cfg.neo4j.memory_plan, storage_class="gp3", storage_size="100Gi",
+                         prometheus_release_label="kps", zones=("a", "b", "c"), password_epoch=1, bootstrap=True)
+
+
+def _depends_on(synthesis, resource) -> set[str]:
+    """Every URN ``resource`` waits for, directly or through what it waits for."""
+    by_urn = {r.urn: r for r in synthesis.resources}
+    seen: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen:
+            seen.add(urn)
+            todo += by_urn[urn].dependencies + ([by_urn[urn].parent] if by_urn[urn].parent in by_urn else [])
+    return seen
+
+
+def test_the_credential_jobs_are_replaced_when_a_run_failed_and_cannot_deadlock():
+    """pulumi-kubernetes provider/pkg/provider/provider.go (Diff): with `pulumi.com/replaceUnready:
+    "true"` a Job whose live object is not ready (await/checker/job: Complete, not Failed) is
+    replaced on the next update, named objects delete-before-replace; without it the provider keeps
+    awaiting the failed Job, failing every later `up` (gen/additionalComments.go). The admin
+    rotation waits for no server (it runs against the running cluster before the Secret flips);
+    the app-user Job waits for every server and for the admin Secret it logs in with."""
+    synthesis = rotating_stage()
+    releases = {r.urn for r in synthesis.of_type("kubernetes:helm.sh/v3:Release")}
+    rotation = synthesis.named("neo4j-password-rotation-1", "kubernetes:batch/v1:Job")
+    app_job = synthesis.named("neo4j-app-user-1", "kubernetes:batch/v1:Job")
+    for job in (rotation, app_job):
+        assert job.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+    assert not _depends_on(synthesis, rotation) & releases
+    assert releases <= set(app_job.dependencies)
+    assert synthesis.named("neo4j-auth", "kubernetes:core/v1:Secret").urn in app_job.dependencies
+    assert rotation.urn in _depends_on(synthesis, app_job)  # epoch N's admin password first
+    # the app-user Job outlives the provider's default 10-minute wait while a new cluster forms
+    assert app_job.inputs["spec"]["activeDeadlineSeconds"] == 1200
+    # and at a first install (epoch 0) there is no rotation Job at all
+    assert not [r for r in synthesized("stage").of_type("kubernetes:batch/v1:Job")
+                if r.name.startswith("neo4j-password-rotation")]
+
+
+@pytest.mark.parametrize("epoch,user", [(0, "app_a"), (1, "app_b")])
+def test_the_application_gets_its_neo4j_user_in_its_own_namespace(epoch, user):
+    """A Pod reads Secrets of its own namespace only (Kubernetes docs, "Secrets"): the application's
+    credentials are written into kubernetes.appNamespace, as a secret (encrypted in the state),
+    and only after the Job has set that user's password in the database."""
+    import kubernetes_validate
+
+    from synth import export
+
+    import settings
+
+    synthesis = rotating_stage() if epoch else synthesized("stage")
+    app_namespace = settings.validate(config_with("stage")).kubernetes.app_namespace
+    secret = synthesis.named("neo4j-client", "kubernetes:core/v1:Secret")
+    assert secret.inputs["metadata"] == {**secret.inputs["metadata"], "name": "graph-client", "namespace": app_namespace}
+    assert rpc.is_rpc_secret(secret.inputs["stringData"])
+    data = rpc.unwrap_rpc_secret(secret.inputs["stringData"])
+    password = synthesis.named(f"neo4j-app-password-{epoch}", "random:index/randomPassword:RandomPassword")
+    assert data == {"NEO4J_URI": "neo4j://graph-lb-neo4j.graph.svc.cluster.local:7687",
+                    "NEO4J_USERNAME": user, "NEO4J_PASSWORD": password.outputs["result"]}
+    job = synthesis.named(f"neo4j-app-user-{epoch}", "kubernetes:batch/v1:Job")
+    assert job.urn in secret.dependencies
+    env = {e["name"]: e for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["APP_USER"]["value"] == user and env["APP_ROLE"]["value"] == "publisher"
+    assert env["NEO4J_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "graph-auth", "key": "NEO4J_AUTH"}
+    assert env["APP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": f"graph-app-user-{epoch}", "key": "APP_PASSWORD"}
+    # nothing in the state or the manifests carries the password in clear
+    assert password.outputs["result"] not in json.dumps(export.to_export(synthesis))
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in export.kubernetes_objects(synthesis)}
+    kubernetes_validate.validate(objects[("Job", f"graph-app-user-{epoch}")], "1.33", strict=True)
+    # the Job's pods reach Bolt through the graph namespace's policies, at every epoch
+    labels = objects[("Job", f"graph-app-user-{epoch}")]["spec"]["template"]["metadata"]["labels"]
+    egress = objects[("NetworkPolicy", "graph-neo4j-rotation-bolt")]
+    assert egress["metadata"]["namespace"] == "graph" and ("NetworkPolicy", "graph-neo4j-rotation-bolt-in") in objects
+    assert egress["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+FAKE_NEO4J_USERS = r"""#!/bin/bash
+# cypher-shell against a "system database" of users in {db}/users/<name> (their password) and
+# {db}/roles/<name> (granted roles). Checks its flags, authenticates NEO4J_USERNAME/NEO4J_PASSWORD,
+# refuses connections while {db}/down holds a count above 0 (a cluster still forming), and applies
+# only the statements the app-user Job may send: CREATE OR REPLACE USER, GRANT ROLE (admin only),
+# SHOW CURRENT USER. Anything else fails the call.
+db={db}
+echo "argv: $*" >> "$db/calls.log"
+expected="-a neo4j://graph-lb-neo4j.graph.svc.cluster.local:7687 -d system --non-interactive --format plain"
+[ "$*" = "$expected" ] || {{ echo "unexpected flags: $*" >&2; exit 64; }}
+query=$(cat)
+echo "stdin($NEO4J_USERNAME): $query" >> "$db/calls.log"
+if [ -f "$db/down" ] && [ "$(cat "$db/down")" -gt 0 ]; then
+  echo $(( $(cat "$db/down") - 1 )) > "$db/down"; echo "Connection refused" >&2; exit 1
+fi
+if [ ! -f "$db/users/$NEO4J_USERNAME" ] || [ "$NEO4J_PASSWORD" != "$(cat "$db/users/$NEO4J_USERNAME")" ]; then
+  echo "The client is unauthorized due to authentication failure." >&2; exit 1
+fi
+create="^CREATE OR REPLACE USER ([a-z_]+) SET PLAINTEXT PASSWORD '([^']*)' CHANGE NOT REQUIRED;$"
+grant="^GRANT ROLE ([a-z]+) TO ([a-z_]+);$"
+while IFS= read -r statement; do
+  if [[ $statement =~ $create ]]; then
+    [ "$NEO4J_USERNAME" = neo4j ] || {{ echo "Permission denied" >&2; exit 1; }}
+    printf '%s' "${{BASH_REMATCH[2]}}" > "$db/users/${{BASH_REMATCH[1]}}"; rm -f "$db/roles/${{BASH_REMATCH[1]}}"
+  elif [[ $statement =~ $grant ]]; then
+    [ "$NEO4J_USERNAME" = neo4j ] && [ -f "$db/users/${{BASH_REMATCH[2]}}" ] || {{ echo "Permission denied" >&2; exit 1; }}
+    echo "${{BASH_REMATCH[1]}}" >> "$db/roles/${{BASH_REMATCH[2]}}"
+  elif [ "$statement" != "SHOW CURRENT USER YIELD user;" ]; then
+    echo "Invalid input: $statement" >&2; exit 1
+  fi
+done <<< "$query"
+echo "user"; echo "$NEO4J_USERNAME"
+"""
+
+
+class Neo4jUsers:
+    """The fake's database, and the app-user script run against it as the Job runs it."""
+
+    def __init__(self, tmp_path, admin_password: str):
+        self.db = tmp_path
+        (tmp_path / "users").mkdir()
+        (tmp_path / "roles").mkdir()
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "users" / "neo4j").write_text(admin_password)
+        fake = tmp_path / "bin" / "cypher-shell"
+        fake.write_text(FAKE_NEO4J_USERS.format(db=tmp_path))
+        fake.chmod(0o755)
+        self.admin_password = admin_password
+
+    def env(self, **extra: str) -> dict[str, str]:
+        from helpers.neo4j_password import routing_address
+
+        return {"PATH": f"{self.db / 'bin'}:/usr/bin:/bin", "NEO4J_ADDRESS": routing_address("graph", "graph"),
+                "NEO4J_AUTH": f"neo4j/{self.admin_password}", "APP_ROLE": "publisher",
+                "CONNECT_INTERVAL_SECONDS": "0", **extra}
+
+    def run_job(self, epoch: int, password: str, attempts: int = 5):
+        from helpers.neo4j_password import APP_USER_SCRIPT, app_user_name
+
+        env = self.env(APP_USER=app_user_name(epoch), APP_PASSWORD=password, CONNECT_ATTEMPTS=str(attempts))
+        return subprocess.run(["bash", str(APP_USER_SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+
+    def login(self, user: str, password: str) -> bool:
+        """A client's login, as the application's driver would try it."""
+        env = {**self.env(), "NEO4J_USERNAME": user, "NEO4J_PASSWORD": password}
+        shell = [str(self.db / "bin" / "cypher-shell"), "-a", env["NEO4J_ADDRESS"], "-d", "system",
+                 "--non-interactive", "--format", "plain"]
+        return subprocess.run(shell, env=env, input="SHOW CURRENT USER YIELD user;", capture_output=True,
+                              text=True, timeout=10).returncode == 0
+
+    def roles(self, user: str) -> list[str]:
+        path = self.db / "roles" / user
+        return path.read_text().split() if path.exists() else []
+
+    def log(self) -> str:
+        path = self.db / "calls.log"
+        return path.read_text() if path.exists() else ""
+
+
+def test_neo4j_app_users_take_turns_so_the_previous_password_works_until_the_next_rotation(tmp_path):
+    """Neo4j Operations Manual, "Manage users": CREATE OR REPLACE USER ... SET PLAINTEXT PASSWORD
+    ... CHANGE NOT REQUIRED, GRANT ROLE ... TO ..., run by an admin on the system database; the
+    built-in `publisher` role reads and writes data. Epoch N rewrites only APP_USERS[N % 2]."""
+    neo4j = Neo4jUsers(tmp_path, admin_password="admin0")
+    for epoch, password in enumerate(("pw0", "pw1")):
+        result = neo4j.run_job(epoch, password)
+        assert result.returncode == 0, result.stderr
+    assert neo4j.login("app_a", "pw0") and neo4j.login("app_b", "pw1")  # a client not yet restarted still gets in
+    assert neo4j.roles("app_a") == neo4j.roles("app_b") == ["publisher"]
+    result = neo4j.run_job(2, "pw2")  # the epoch after next takes app_a over
+    assert result.returncode == 0, result.stderr
+    assert not neo4j.login("app_a", "pw0") and neo4j.login("app_a", "pw2") and neo4j.login("app_b", "pw1")
+    log = neo4j.log()
+    assert "stdin(neo4j): CREATE OR REPLACE USER app_a SET PLAINTEXT PASSWORD 'pw2' CHANGE NOT REQUIRED;\nGRANT ROLE publisher TO app_a;" in log
+    argv = [line for line in log.splitlines() if line.startswith("argv:")]
+    assert argv and not any(p in a for a in argv for p in ("pw0", "pw1", "pw2", "admin0"))  # never on a command line
+    # safe to run again (a replaced Job runs it once more)
+    assert neo4j.run_job(2, "pw2").returncode == 0 and neo4j.login("app_a", "pw2")
+
+
+def test_the_app_user_job_waits_for_a_forming_cluster_and_gives_up_without_changes(tmp_path):
+    neo4j = Neo4jUsers(tmp_path, admin_password="admin0")
+    (tmp_path / "down").write_text("3")  # three refused connections, then the cluster answers
+    result = neo4j.run_job(0, "pw0", attempts=5)
+    assert result.returncode == 0, result.stderr
+    assert neo4j.login("app_a", "pw0")
+    (tmp_path / "down").write_text("10")
+    result = neo4j.run_job(1, "pw1", attempts=4)
+    assert result.returncode == 1 and "after 4 attempts" in result.stderr
+    assert not (tmp_path / "users" / "app_b").exists()
+
+
+def test_the_app_user_job_refuses_what_a_cypher_literal_cannot_carry(tmp_path):
+    neo4j = Neo4jUsers(tmp_path, admin_password="admin0")
+    result = neo4j.run_job(0, "it's")
+    assert result.returncode == 2 and neo4j.log() == ""
