@@ -459,8 +459,11 @@ class Neo4jSettings(Model):
     restore_rehearsal_schedule: Cron = Field(description="Cron schedule of the weekly restore rehearsal.")
     time_zone: str = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
     volume_snapshots: VolumeSnapshotSettings = Field(description="Scheduled EBS snapshots of the servers' volumes.")
-    # Raise by one to rotate the admin password (helpers/neo4j_password.py).
-    password_epoch: Annotated[int, Field(ge=0)] = Field(0, description="Raise by one to rotate the Neo4j admin password.")
+    # Raise by one to rotate the admin password and the application's user (helpers/neo4j_password.py).
+    password_epoch: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Raise by one to rotate the Neo4j admin password and hand the application the other of its two "
+        "users (app_a/app_b) with a new password; 0 at a first install (bootstrap). Restart every client "
+        "before raising it again: the previous user keeps working until then (docs/runbooks.md)."))
     # true only for the deploy that creates the cluster: its releases then go in without Helm's
     # wait, so the primaries can form the cluster (components/neo4j_cluster.py). false (default):
     # every release waits for its server, so upgrades roll one server at a time.
@@ -561,11 +564,16 @@ class Neo4jSettings(Model):
 
 class RedisPasswordRotation(Model):
     """Which password epoch is current, and which step of the roll to it this deploy is
-    (helpers/redis_auth.py: servers -> clients -> none)."""
+    (helpers/redis_auth.py: servers -> clients -> none). Each state is checked here; the order
+    between deploys is the engine's to enforce (the step witnesses in helpers/redis_auth.py), since
+    settings never see the previous deploy."""
 
-    epoch: Annotated[int, Field(ge=0)] = Field(0, description="Which password generation is current.")
-    rollover: Literal["none", "servers", "clients"] = Field("none",
-        description="Step of a roll to a new epoch: servers (accept both), clients (use the new), none (done).")
+    epoch: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Which password generation is current. Raise it by one, together with rollover: servers; never lower it."))
+    rollover: Literal["none", "servers", "clients"] = Field("none", description=(
+        "Step of a roll to a new epoch, one per deploy in this order: servers (accept both), clients (hand "
+        "clients the new one, in kubernetes.appNamespace's redis-client Secret), none (drop the old one, once "
+        "every client restarted). A skipped step fails the preview (docs/runbooks.md)."))
 
     @field_validator("rollover")
     @classmethod

@@ -13,7 +13,7 @@ epoch N sets ``APP_USERS[N % 2]`` to a new password (CREATE OR REPLACE USER, rol
 the client Secret flips to it. The other user keeps the previous epoch's password, so clients
 that have not restarted yet keep working - until epoch N+1 replaces that user. The overlap is
 therefore "until the next rotation": restart every client before raising the epoch again
-(docs/runbooks.md, "Rotating the Neo4j passwords").
+(docs/runbooks.md, "Rotating credentials").
 
 Both Jobs carry ``pulumi.com/replaceUnready: "true"``. Without it a Job that failed (an election,
 a wrong password) fails every later ``up``: the provider keeps awaiting the same immutable Job.
@@ -53,7 +53,7 @@ APP_ROLE = "publisher"
 # The app-user Job waits for the cluster (a first install does not): attempts x interval, under
 # the Job's deadline, under Pulumi's wait for it (the provider's default is 10 minutes,
 # await/job.go DefaultJobTimeoutMins).
-CONNECT_ATTEMPTS, CONNECT_INTERVAL_SECONDS = 90, 10
+CONNECT_ATTEMPTS, CONNECT_INTERVAL_SECONDS = 60, 10
 APP_JOB_DEADLINE_SECONDS = 1200
 APP_JOB_TIMEOUT = "25m"
 

@@ -14,7 +14,7 @@ import pytest
 from pulumi.runtime import rpc
 
 from components.redis_cache import RedisCache, RedisCacheArgs
-from helpers.redis_auth import EPOCHS_ANNOTATION, accepted_epochs, client_epoch, step_witnesses
+from helpers.redis_auth import EPOCHS_ANNOTATION, Rollover, accepted_epochs, client_epoch, step_witnesses
 from synth import engine
 from tests.conftest import config_with, run_component, synthesized
 from tests.test_redis import RedisServer
@@ -66,7 +66,7 @@ def test_the_rotation_schedule_comes_from_config_and_is_bounded():
 
 # --- Redis -------------------------------------------------------------------------------------
 
-def _redis(epoch: int, rollover: str):
+def _redis(epoch: int, rollover: Rollover):
     """The real RedisCache at one step of a roll; returns its config, the cache's Secret, the
     application's Secret (namespace "app"), the pod annotation and the passwords."""
 
@@ -141,7 +141,8 @@ def test_a_redis_password_rolls_without_a_moment_where_a_client_is_refused(tmp_p
                        "old": "NOAUTH Authentication required. / WRONGPASS invalid username-password pair or user is disabled."}
 
 
-STATES = [(e, r) for e in range(5) for r in ("none", "servers", "clients") if e or r == "none"]
+ROLLOVERS: tuple[Rollover, ...] = ("none", "servers", "clients")
+STATES = [(e, r) for e in range(5) for r in ROLLOVERS if e or r == "none"]
 
 
 def _registers(state) -> dict[tuple[int, str], bool]:
@@ -178,7 +179,7 @@ def test_the_engine_refuses_every_redis_step_that_would_lock_a_client_out():
     # the procedure itself goes through, and so does undoing its clients step
     for epoch in range(1, 5):
         path = [(epoch - 1, "none"), (epoch, "servers"), (epoch, "clients"), (epoch, "none")]
-        assert all(_admitted(a, b) and _safe(a, b) for a, b in zip(path, path[1:]))
+        assert all(_admitted(a, b) and _safe(a, b) for a, b in zip(path, path[1:], strict=False))
         assert _admitted((epoch, "clients"), (epoch, "servers"))
     # the skips the issue names: epoch only, rollover straight to clients, and clients left out
     assert not _admitted((0, "none"), (1, "none"))
@@ -193,10 +194,10 @@ def test_the_witnesses_reach_the_engine_keep_only_where_the_state_machine_says()
     """What the component registers is what the model above judged: a keep-only witness has
     length 0 and ignores changes to length, a created one a valid length."""
 
-    def witnesses(epoch: int, rollover: str) -> dict[str, tuple[int, list[str]]]:
+    def witnesses(epoch: int, rollover: Rollover) -> dict[str, tuple[int, list[str]]]:
         def build() -> dict:
             from helpers.redis_auth import redis_auth
-            redis_auth("redis", epoch, rollover, pulumi.ResourceOptions())  # type: ignore[arg-type]
+            redis_auth("redis", epoch, rollover, pulumi.ResourceOptions())
             return {}
         synthesis = run_component(build)
         return {r.name: (r.inputs["length"], r.ignore_changes)
@@ -395,9 +396,8 @@ def test_the_application_gets_its_neo4j_user_in_its_own_namespace(epoch, user):
     and only after the Job has set that user's password in the database."""
     import kubernetes_validate
 
-    from synth import export
-
     import settings
+    from synth import export
 
     synthesis = rotating_stage() if epoch else synthesized("stage")
     app_namespace = settings.validate(config_with("stage")).kubernetes.app_namespace
@@ -518,7 +518,8 @@ def test_neo4j_app_users_take_turns_so_the_previous_password_works_until_the_nex
     assert result.returncode == 0, result.stderr
     assert not neo4j.login("app_a", "pw0") and neo4j.login("app_a", "pw2") and neo4j.login("app_b", "pw1")
     log = neo4j.log()
-    assert "stdin(neo4j): CREATE OR REPLACE USER app_a SET PLAINTEXT PASSWORD 'pw2' CHANGE NOT REQUIRED;\nGRANT ROLE publisher TO app_a;" in log
+    assert ("stdin(neo4j): CREATE OR REPLACE USER app_a SET PLAINTEXT PASSWORD 'pw2' CHANGE NOT REQUIRED;\n"
+            "GRANT ROLE publisher TO app_a;") in log
     argv = [line for line in log.splitlines() if line.startswith("argv:")]
     assert argv and not any(p in a for a in argv for p in ("pw0", "pw1", "pw2", "admin0"))  # never on a command line
     # safe to run again (a replaced Job runs it once more)
