@@ -542,3 +542,23 @@ def test_the_app_user_job_refuses_what_a_cypher_literal_cannot_carry(tmp_path):
     neo4j = Neo4jUsers(tmp_path, admin_password="admin0")
     result = neo4j.run_job(0, "it's")
     assert result.returncode == 2 and neo4j.log() == ""
+
+
+def test_synth_diff_sees_a_kept_witness_as_the_engine_does_not_as_a_replacement():
+    """A keep-only witness changes its length input 8 -> 0 under ignore_changes: the engine diffs
+    the old value (step_generator.go processIgnoreChanges), so nothing happens to it. The export
+    carries ignoreChanges as the checkpoint does (apitype ResourceV3), and synth diff honours it."""
+    from helpers.redis_auth import redis_auth
+    from synth import diff, export
+
+    def at(epoch: int, rollover: Rollover) -> dict:
+        return export.to_export(run_component(lambda: redis_auth("redis", epoch, rollover, pulumi.ResourceOptions()) and {}))
+
+    import pulumi
+
+    servers, clients = at(1, "servers"), at(1, "clients")
+    witness = next(e for e in clients["deployment"]["resources"] if e["urn"].endswith("::redis-rotation-1-servers"))
+    assert witness["ignoreChanges"] == ["length"] and witness["inputs"]["length"] == 0
+    changes = {c.urn.split("::")[-1]: c.action for c in diff.compare(servers, clients)}
+    assert "redis-rotation-1-servers" not in changes  # kept: no update, no replacement
+    assert changes["redis-rotation-1-clients"] == "create" and "redis-rotation-0-clients" not in changes
