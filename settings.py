@@ -274,7 +274,8 @@ class KubernetesSettings(Model):
     oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")] = Field(
         description="The cluster's OIDC issuer without https:// (oidc.eks.<region>.amazonaws.com/id/<ID>).")
     app_namespace: K8sName = Field(
-        description="The namespace of the application that uses Neo4j and Redis (allowed in by their NetworkPolicies).")
+        description="The namespace of the application that uses Neo4j and Redis (allowed in by their NetworkPolicies). "
+                    "It must exist: the program writes the redis-client and <neo4j.clusterName>-client Secrets into it.")
     # The EKS control plane's ENIs in the VPC: Neo4j discovers its peers through the API.
     api_server_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
         description="The EKS control plane's ENI addresses in the primary VPC: Neo4j "
