@@ -135,6 +135,7 @@ graph_args = Neo4jClusterArgs(
     prometheus_release_label=obs.prometheus_release_label,
     zones=tuple(neo.zones),
     password_epoch=neo.password_epoch,
+    client_namespace=cfg.kubernetes.app_namespace,  # the app user's Secret, where the app's pods read it
     bootstrap=neo.bootstrap,
     unprefixed_release_urns=True,  # created before the releases were named after the component
 )
@@ -233,6 +234,7 @@ def tier_args() -> RegionalTierArgs:
             slowlog_max_len=redis.slowlog_max_len,
             password_epoch=redis.password_rotation.epoch,
             password_rollover=redis.password_rotation.rollover,
+            client_namespace=cfg.kubernetes.app_namespace,  # the client Secret, where the app's pods read it
             prometheus_release_label=obs.prometheus_release_label,
         ),
         shipper_namespace=cfg.logs.shipper.namespace,

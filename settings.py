@@ -381,7 +381,8 @@ class KubernetesSettings(Model):
     oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")] = Field(
         description="The cluster's OIDC issuer without https:// (oidc.eks.<region>.amazonaws.com/id/<ID>).")
     app_namespace: K8sName = Field(
-        description="The namespace of the application that uses Neo4j and Redis (allowed in by their NetworkPolicies).")
+        description="The namespace of the application that uses Neo4j and Redis (allowed in by their NetworkPolicies). "
+                    "It must exist: the program writes the redis-client and <neo4j.clusterName>-client Secrets into it.")
     # The EKS control plane's ENIs in the VPC: Neo4j discovers its peers through the API.
     api_server_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
         description="The EKS control plane's ENI addresses in the primary VPC: Neo4j "
@@ -567,8 +568,11 @@ class Neo4jSettings(Model):
     restore_rehearsal_schedule: Cron = Field(description="Cron schedule of the weekly restore rehearsal.")
     time_zone: TimeZone = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
     volume_snapshots: VolumeSnapshotSettings = Field(description="Scheduled EBS snapshots of the servers' volumes.")
-    # Raise by one to rotate the admin password (helpers/neo4j_password.py).
-    password_epoch: Annotated[int, Field(ge=0)] = Field(0, description="Raise by one to rotate the Neo4j admin password.")
+    # Raise by one to rotate the admin password and the application's user (helpers/neo4j_password.py).
+    password_epoch: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Raise by one to rotate the Neo4j admin password and hand the application the other of its two "
+        "users (app_a/app_b) with a new password; 0 at a first install (bootstrap). Restart every client "
+        "before raising it again: the previous user keeps working until then (docs/runbooks.md)."))
     # true only for the deploy that creates the cluster: its releases then go in without Helm's
     # wait, so the primaries can form the cluster (components/neo4j_cluster.py). false (default):
     # every release waits for its server, so upgrades roll one server at a time.
@@ -594,6 +598,19 @@ class Neo4jSettings(Model):
             raise ValueError(f"secondaries need a cluster of at least 3 primaries (given primaries: "
                              f"{primaries}); the chart clusters only from minimumClusterSize 3, so "
                              f"with fewer each server would run as its own standalone database")
+        return value
+
+    # The first install sets the initial password (the chart's NEO4J_AUTH); a rotation from epoch
+    # N-1 needs a running cluster, and the releases wait for the Secret that waits for the rotation
+    # Job (helpers/neo4j_password.py): with both, the Job can never succeed.
+    @field_validator("bootstrap")
+    @classmethod
+    def _install_at_epoch_zero(cls, value: bool, info: ValidationInfo) -> bool:
+        epoch = info.data.get("password_epoch", 0)
+        if value and epoch:
+            raise ValueError(f"a first install starts at neo4j.passwordEpoch 0 (given: {epoch}): the rotation Job "
+                             "needs the running cluster, which waits for the Secret that waits for the Job; "
+                             "install at 0, then raise the epoch in a later deploy")
         return value
 
     @field_validator("zones")
@@ -656,11 +673,16 @@ class Neo4jSettings(Model):
 
 class RedisPasswordRotation(Model):
     """Which password epoch is current, and which step of the roll to it this deploy is
-    (helpers/redis_auth.py: servers -> clients -> none)."""
+    (helpers/redis_auth.py: servers -> clients -> none). Each state is checked here; the order
+    between deploys is the engine's to enforce (the step witnesses in helpers/redis_auth.py), since
+    settings never see the previous deploy."""
 
-    epoch: Annotated[int, Field(ge=0)] = Field(0, description="Which password generation is current.")
-    rollover: Literal["none", "servers", "clients"] = Field("none",
-        description="Step of a roll to a new epoch: servers (accept both), clients (use the new), none (done).")
+    epoch: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Which password generation is current. Raise it by one, together with rollover: servers; never lower it."))
+    rollover: Literal["none", "servers", "clients"] = Field("none", description=(
+        "Step of a roll to a new epoch, one per deploy in this order: servers (accept both), clients (hand "
+        "clients the new one, in kubernetes.appNamespace's redis-client Secret), none (drop the old one, once "
+        "every client restarted). A skipped step fails the preview (docs/runbooks.md)."))
 
     @field_validator("rollover")
     @classmethod

@@ -162,7 +162,11 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
         retained = bool(before.get("retainOnDelete"))
         stateful = stateful or retained
         inputs_before, inputs_after = before.get("inputs", {}), after.get("inputs", {})
-        changed = _changed(inputs_before, inputs_after)
+        # the engine puts an ignored property's old value back before it diffs (pulumi/pulumi
+        # step_generator.go processIgnoreChanges; the checkpoint keeps the list, apitype ResourceV3)
+        ignored = after.get("ignoreChanges") or []
+        changed = [path for path in _changed(inputs_before, inputs_after)
+                   if not any(path == i or path.startswith(f"{i}.") for i in ignored)]
         updated[urn], previous[urn] = changed, inputs_before
         provider = new.get(_provider_urn(after), {}).get("inputs", {})
         forced = forcenew.forced_by(after["type"], changed, inputs_after, provider)
