@@ -16,7 +16,7 @@ which replaces the Job and runs it. A server that does not exist yet has nothing
 A snapshot of a running server is crash-consistent; Neo4j recovers such a store from its
 transaction logs on start, as after a power loss.
 
-Restore (README, "Neo4j volume snapshots"): a claim with that same name whose dataSource is the
+Restore (docs/operator.md, "Neo4j volume snapshots"): a claim with that same name whose dataSource is the
 snapshot, created before the release's StatefulSet exists; the StatefulSet then adopts it.
 """
 

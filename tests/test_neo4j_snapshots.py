@@ -366,11 +366,11 @@ def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
     assert {b["ipBlock"]["cidr"] for b in rule["to"]} == {f"{kubernetes.api_service_ip}/32", *kubernetes.api_server_cidrs}
 
 
-def test_the_readme_restore_path_is_valid_and_is_what_the_code_builds():
-    """The written-down procedure: its claim passes the Kubernetes schema, is exactly restore_claim()
+def test_the_documented_restore_path_is_valid_and_is_what_the_code_builds():
+    """The written-down procedure (docs/operator.md): its claim passes the Kubernetes schema, is exactly restore_claim()
     for the prod release's volume, and names a snapshot as the pre-change job names them."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Neo4j volume snapshots", 1)[1].split("\n## ", 1)[0]
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "operator.md").read_text()
+    section = guide.split("## Neo4j volume snapshots", 1)[1].split("\n## ", 1)[0]
     [claim] = [yaml.safe_load(b.split("```", 1)[0]) for b in section.split("```yaml\n")[1:]]
     kubernetes_validate.validate(claim, "1.33", strict=True)
     volume = synthesized("prod").named("neo4j-graph-server-1", "kubernetes:helm.sh/v3:Release").inputs["values"]["volumes"][
