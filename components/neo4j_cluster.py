@@ -190,7 +190,7 @@ class Neo4jClusterArgs:
     bootstrap: bool = False  # this deploy creates the cluster (see the module docstring)
     # True for a cluster whose releases were created before they were named after the component
     # (prod's and stage's): an alias per release keeps the URN they hold their data under. A new
-    # cluster adopts nothing (README "Contributing: stateful resources").
+    # cluster adopts nothing (docs/contributor.md, "Stateful resources").
     unprefixed_release_urns: bool = False
     # What must happen to a server before its release changes (Neo4jSnapshots.before_change: a
     # snapshot): called with a resource name, the release, the change's id and the previous

@@ -97,11 +97,11 @@ def test_no_document_restores_a_server_from_a_snapshot(path):
     assert not re.search(r"(kubectl .*apply|create).*(restored-from|dataSource)", text)
 
 
-def test_the_readme_sends_restores_to_the_runbook_and_says_why():
-    readme = (ROOT / "README.md").read_text()
-    snapshots = readme.split("## Neo4j volume snapshots", 1)[1].split("\n## ", 1)[0]
+def test_the_operators_guide_sends_restores_to_the_runbook_and_says_why():
+    guide = (ROOT / "docs" / "operator.md").read_text()
+    snapshots = guide.split("## Neo4j volume snapshots", 1)[1].split("\n## ", 1)[0]
     assert "not a restore path for a cluster member" in snapshots and "Raft" in snapshots
-    assert "(docs/runbooks.md#neo4j-restoring-data-safely)" in snapshots
+    assert "(runbooks.md#neo4j-restoring-data-safely)" in snapshots
     assert not hasattr(neo4j_snapshots, "restore_claim")  # it only built the removed procedure
 
 
@@ -209,4 +209,4 @@ def test_every_cypher_statement_is_a_526_form_with_the_stacks_topology():
     # inline, in the prose: the other commands the procedure names
     for inline in ("ENABLE SERVER '<new serverId>';", "CALL dbms.cluster.statusCheck([]);",
                    "CALL dbms.cluster.setAutomaticallyEnableFreeServers(true)"):
-        assert inline in section() or inline in (ROOT / "README.md").read_text()
+        assert inline in section() or inline in (ROOT / "docs" / "operator.md").read_text()
