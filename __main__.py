@@ -30,8 +30,8 @@ from helpers.rollout import rollout_budget
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 # Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
-# is retained on delete and, in prod, protected (helpers/stateful.py).
-pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod))
+# is retained on delete and, in prod, protected unless `retire` lists it (helpers/stateful.py).
+pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod, retire=cfg.retire))
 
 # --- providers: per region, an AWS provider and its EKS cluster's Kubernetes provider ---------------
 aws_tags: aws.ProviderDefaultTagsArgsDict = {
@@ -139,6 +139,7 @@ def graph_args(role: settings.Role) -> Neo4jClusterArgs:
         prometheus_release_label=obs.prometheus_release_label,
         zones=tuple(neo.zones if role == "primary" else neo.dr.zones),
         password_epoch=neo.password_epoch,
+        client_namespace=cfg.kubernetes.app_namespace,  # the app user's Secret, where the app's pods read it
         bootstrap=neo.bootstrap if role == "primary" else neo.dr.bootstrap,
         # the primary's releases were created before they were named after the component
         unprefixed_release_urns=role == "primary",
@@ -243,6 +244,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             slowlog_max_len=redis.slowlog_max_len,
             password_epoch=redis.password_rotation.epoch,
             password_rollover=redis.password_rotation.rollover,
+            client_namespace=cfg.kubernetes.app_namespace,  # the client Secret, where the app's pods read it
             prometheus_release_label=obs.prometheus_release_label,
         ),
         shipper_namespace=cfg.logs.shipper.namespace,

@@ -15,8 +15,8 @@ from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 
 # component + children: bucket pair with keys, hardening, object lock, replication alarm (+ topic, key);
-# namespace and its policies; cache
-RESOURCES_PER_TENANT = 27 + 6 + 9
+# namespace and its policies; cache (with its rotation witness, helpers/redis_auth.py)
+RESOURCES_PER_TENANT = 27 + 6 + 10
 
 
 def program(tenants: int):

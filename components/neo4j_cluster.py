@@ -62,7 +62,7 @@ import pulumi_random as random
 
 from helpers.flows import Flow, Neighbours, Peer
 from helpers.kube import pod_disruption_budget, prometheus_rule, service_monitor
-from helpers.neo4j_password import admin_secret
+from helpers.neo4j_password import admin_secret, client_credentials
 from helpers.validation import require
 
 CHART = "neo4j"
@@ -184,10 +184,13 @@ class Neo4jClusterArgs:
     prometheus_release_label: str
     zones: tuple[str, ...]
     password_epoch: int = 0
+    # The application's namespace: it gets '<cluster_name>-client', the application user's
+    # credentials (helpers/neo4j_password.py); None: no application user.
+    client_namespace: Optional[str] = None
     bootstrap: bool = False  # this deploy creates the cluster (see the module docstring)
     # True for a cluster whose releases were created before they were named after the component
     # (prod's and stage's): an alias per release keeps the URN they hold their data under. A new
-    # cluster adopts nothing (README "Contributing: stateful resources").
+    # cluster adopts nothing (docs/contributor.md, "Stateful resources").
     unprefixed_release_urns: bool = False
     # What must happen to a server before its release changes (Neo4jSnapshots.before_change: a
     # snapshot): called with a resource name, the release, the change's id and the previous
@@ -198,6 +201,9 @@ class Neo4jClusterArgs:
         problems = []
         if self.password_epoch < 0:
             problems.append("password_epoch cannot be negative")
+        if self.bootstrap and self.password_epoch > 0:
+            problems.append("bootstrap needs password_epoch 0: a first install has no password to rotate from, "
+                            "and the rotation Job would wait for a cluster that waits for it")
         if self.primaries < 1:
             problems.append("primaries must be at least 1")
         if self.primaries == 2:
@@ -308,6 +314,12 @@ class Neo4jCluster(pulumi.ComponentResource):
                                             aliases=[pulumi.Alias(name=release)] if args.unprefixed_release_urns else None),
             ))
 
+        if args.client_namespace:
+            # after every server (and the admin Secret the Job logs in with): on a first install the
+            # Job waits for the cluster to form; on an upgrade it runs once the roll is done
+            client_credentials(name, namespace=args.namespace, cluster_name=args.cluster_name, image=args.image,
+                               epoch=args.password_epoch, admin_secret_name=self.password_secret_name,
+                               client_namespace=args.client_namespace, after=[auth, *releases], opts=child)
         pod_disruption_budget(f"{name}-pdb", args.namespace, args.pod_selector, max_unavailable=1, opts=child)
         service_monitor(
             f"{name}-metrics",

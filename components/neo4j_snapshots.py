@@ -16,8 +16,9 @@ which replaces the Job and runs it. A server that does not exist yet has nothing
 A snapshot of a running server is crash-consistent; Neo4j recovers such a store from its
 transaction logs on start, as after a power loss.
 
-Restore (README, "Neo4j volume snapshots"): a claim with that same name whose dataSource is the
-snapshot, created before the release's StatefulSet exists; the StatefulSet then adopts it.
+A snapshot is never put back under a member of the running cluster: it holds that member's Raft
+state too, and an older one forgets entries the member acknowledged (docs/runbooks.md, "Neo4j:
+restoring data safely": replace a failed server, restore the whole cluster from a backup).
 """
 
 from __future__ import annotations
@@ -190,24 +191,6 @@ class Neo4jSnapshots(pulumi.ComponentResource):
         return {"service_account": self._args.job_name, "run_as_user": NOBODY,
                 "active_deadline_seconds": active_deadline_seconds, "kubernetes_api": True,
                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]}
-
-
-def restore_claim(release: str, namespace: str, snapshot: str, storage_class: str, size: str) -> dict:
-    """The claim that brings a server back from a snapshot: the chart's claim name, so the
-    release's StatefulSet adopts it instead of provisioning an empty volume."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        # an annotation: a snapshot's name can outgrow a label value's 63 characters
-        "metadata": {"name": data_claim(release), "namespace": namespace,
-                     "annotations": {"intelgraph.io/restored-from": snapshot}},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": storage_class,
-            "resources": {"requests": {"storage": size}},
-            "dataSource": {"apiGroup": SNAPSHOT_API, "kind": "VolumeSnapshot", "name": snapshot},
-        },
-    }
 
 
 def snapshot_flows(cluster_name: str, around: Neighbours) -> tuple[Flow, ...]:

@@ -21,7 +21,7 @@ WAL-G is not used: it needs host access and archive_command, which RDS does not 
 own transaction-log backups are the PITR mechanism (docs/decisions/005-no-wal-g-rds-pitr.md).
 
 Heartbeat: an idle primary makes the replica report up to five minutes of lag, so both parameter
-groups preload pg_cron and HEARTBEAT_SQL (run once on the primary, see the README) schedules an
+groups preload pg_cron and HEARTBEAT_SQL (run once on the primary, see docs/operator.md) schedules an
 upsert every 15 s. pg_cron over a pod: it runs inside the primary, needs no network path, role or
 token, accepts second intervals ('[1-59] seconds', pg_cron 1.5+; RDS for PostgreSQL 16 ships
 1.6), never runs on a hot standby, and keeps running on the replica once it is promoted (its jobs

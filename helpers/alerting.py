@@ -111,7 +111,7 @@ class Subscriber:
 def subscribe(name: str, topic: aws.sns.Topic, subscribers: Sequence[Subscriber]) -> list[aws.sns.TopicSubscription]:
     """Subscriptions to ``topic``, created as its children so they inherit its region's provider
     (a subscription must live in the topic's region). Email and HTTPS endpoints stay
-    PendingConfirmation until the recipient confirms; the README's on-call section says so."""
+    PendingConfirmation until the recipient confirms; the operator guide (docs/operator.md) says so."""
     if not subscribers:
         raise ValueError(f"{name}: an alert topic without subscribers notifies nobody")
     return [

@@ -96,7 +96,7 @@ Snapshot {snapshot} is available. Now, in one pull request:
        majorUpgrade: {{fromVersion: "{current}", snapshotIdentifier: {snapshot}}}
   2. The parameter groups follow the engine family, so both are replaced: the plan (synth diff)
      lists them; get the stateful-change approval, and `pulumi state unprotect` the old groups
-     before `pulumi up` (README, "Retiring a protected resource").
+     before `pulumi up` (docs/contributor.md, "Retiring a protected resource").
   3. After the upgrade: remove majorUpgrade again; keep the snapshot until the new version is proven.
 """
 

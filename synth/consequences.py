@@ -130,8 +130,14 @@ def rds_refusals(before: Mapping, after: Mapping) -> list[str]:
         refused.append(f"engineVersion {before.get('engineVersion')} {ARROW} {after.get('engineVersion')} is a "
                        "downgrade: RDS has none (the way back is a restore of the snapshot taken before the upgrade)")
     elif common and new_v[0] != old_v[0] and after.get("allowMajorVersionUpgrade") is not True:
+        # The program sets allowMajorVersionUpgrade only for a declared upgrade (settings: postgres.majorUpgrade),
+        # which the runbook prepares: preconditions, then the manual snapshot that is the way back.
         refused.append(f"engineVersion {before.get('engineVersion')} {ARROW} {after.get('engineVersion')} is a major "
-                       "upgrade without allowMajorVersionUpgrade: RDS refuses it")
+                       "upgrade without allowMajorVersionUpgrade: RDS refuses it. Declare it: run `python -m "
+                       "ops.pg_major_upgrade --outputs outputs.json --target-version "
+                       f"{after.get('engineVersion')}` (outputs.json from `pulumi stack output --json`; it checks the "
+                       "preconditions and takes the manual snapshot), then set intelgraph-platform:postgres.majorUpgrade "
+                       "{fromVersion, snapshotIdentifier} as it prints")
     return refused
 
 

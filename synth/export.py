@@ -91,6 +91,8 @@ def to_export(synthesis: Synthesis, show_secrets: bool = False) -> dict:
             entry["retainOnDelete"] = True
         if r.aliases:
             entry["aliases"] = r.aliases
+        if r.ignore_changes:
+            entry["ignoreChanges"] = r.ignore_changes
         entries.append(entry)
     return {
         "version": 3,

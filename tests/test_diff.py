@@ -85,9 +85,14 @@ def test_a_new_kms_key_on_the_database_is_a_replace_that_needs_a_named_approval(
                                    "retained under it") and "deleteBeforeReplace would not help" in found.reason
     code, out = run(document(DATABASE), document(rekeyed), tmp_path)
     assert code == 1 and "! replace " + DATABASE["urn"] in out and "Not approved" in out
+    # protected in the state and still in the program: the engine refuses it, approved or not
+    # (pulumi/pulumi step_generator.go, `new.Protect && old.Protect`); tests/test_retire.py
     code, out = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "alice (platform lead)")
+    assert code == 1 and diff.PROTECTED_REPLACE in out
+    released = {**rekeyed, "protect": False}  # its URN in `retire`: the replace may go in that deploy
+    code, out = run(document(DATABASE), document(released), tmp_path, "--approved-by", "alice (platform lead)")
     assert code == 0 and "Approved by alice (platform lead)" in out
-    code, _ = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "  ")
+    code, _ = run(document(DATABASE), document(released), tmp_path, "--approved-by", "  ")
     assert code == 1  # a blank name is no approval
 
 
@@ -227,9 +232,10 @@ def test_the_engines_own_preview_json_gates_a_stateful_replace(tmp_path):
     # create-replacement + replace + delete-replaced steps of one URN, with replaceReasons; the
     # oldState carries protect and retainOnDelete. The engine knows what our table cannot (a
     # provider's own DiffConfig, a replaceOnChanges option).
+    # (unprotected: a protected one the engine refuses whatever the approval, tests/test_retire.py)
     stack = {"urn": f"{PREFIX}pulumi:pulumi:Stack::intelgraph-platform-prod", "type": "pulumi:pulumi:Stack"}
     steps = [{"op": "same", "urn": stack["urn"], "newState": stack},
-             *(preview_step(op, DATABASE, replaceReasons=["engineVersion"])
+             *(preview_step(op, {**DATABASE, "protect": False}, replaceReasons=["engineVersion"])
                for op in ("create-replacement", "replace", "delete-replaced")),
              preview_step("update", ROLE, diffReasons=["tags"])]
     plan = diff.engine_plan({"steps": steps, "changeSummary": {"replace": 1, "update": 1}})

@@ -1,12 +1,14 @@
 """Neo4j volume snapshots: an EBS CSI VolumeSnapshotClass that retains, a CronJob that snapshots
-every server's data volume and expires old ones, and a restore path - every object validated
-strictly against the external-snapshotter CRDs the cluster serves (../shared/crds).
+every server's data volume and expires old ones - every object validated strictly against the
+external-snapshotter CRDs the cluster serves (../shared/crds). (No per-server restore path: a
+snapshot under one member of the running cluster loses acknowledged writes, see
+tests/test_neo4j_restore_docs.py.)
 
 Facts: the chart names each server's data claim from its StatefulSet (the release, one replica)
-and the claim template `data` (templates/_volumeTemplate.tpl); a StatefulSet adopts an existing
-claim of that name; a VolumeSnapshot's class decides what happens to the EBS snapshot when the
-snapshot object goes (external-snapshotter: deletionPolicy Retain keeps VolumeSnapshotContent and
-the physical snapshot; a content's deletionPolicy may be changed later, Delete then removes both)."""
+and the claim template `data` (templates/_volumeTemplate.tpl); a VolumeSnapshot's class decides
+what happens to the EBS snapshot when the snapshot object goes (external-snapshotter:
+deletionPolicy Retain keeps VolumeSnapshotContent and the physical snapshot; a content's
+deletionPolicy may be changed later, Delete then removes both)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,11 @@ import sys
 from pathlib import Path
 
 import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
 import settings
-from components.neo4j_snapshots import SCRIPT, data_claim, restore_claim
+from components.neo4j_snapshots import SCRIPT, data_claim
 from synth import engine, helm
 from synth.export import kubernetes_objects
 from tests.conftest import synthesized
@@ -339,24 +340,6 @@ def test_what_stops_the_deploy_before_the_release_changes(tmp_path, world, words
     assert "nothing to snapshot" not in result.stdout and "snapshotted" not in result.stdout
 
 
-def test_the_restore_claim_is_what_the_release_adopts_and_validates():
-    """Restore: create this claim (from a ready snapshot) before the release's StatefulSet exists."""
-    synthesis = synthesized("prod")
-    release = synthesis.named("neo4j-graph-server-1", "kubernetes:helm.sh/v3:Release").inputs
-    volume = release["values"]["volumes"]["data"]["dynamic"]
-    claim = restore_claim("graph-server-1", "graph", "data-graph-server-1-0-20261201t180000z",
-                          volume["storageClassName"], volume["requests"]["storage"])
-    kubernetes_validate.validate(claim, "1.33", strict=True)
-    [statefulset] = [d for d in helm.render(release["name"], release["namespace"], "neo4j", release["values"])
-                     if d and d["kind"] == "StatefulSet"]
-    [template] = statefulset["spec"]["volumeClaimTemplates"]
-    assert claim["metadata"]["name"] == f"{template['metadata']['name']}-{statefulset['metadata']['name']}-0"
-    assert claim["spec"]["storageClassName"] == template["spec"]["storageClassName"]
-    assert claim["spec"]["resources"] == template["spec"]["resources"]
-    assert claim["spec"]["dataSource"] == {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
-                                           "name": "data-graph-server-1-0-20261201t180000z"}
-
-
 def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
     policy = objects("prod")[("NetworkPolicy", "graph-neo4j-snapshots-api")]
     assert policy["spec"]["podSelector"]["matchLabels"] == {"intelgraph.io/job": "graph-volume-snapshots"}
@@ -364,21 +347,6 @@ def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
     assert [p["port"] for p in rule["ports"]] == [443]
     kubernetes = settings.validate(engine.stack_config("prod")).kubernetes.primary
     assert {b["ipBlock"]["cidr"] for b in rule["to"]} == {f"{kubernetes.api_service_ip}/32", *kubernetes.api_server_cidrs}
-
-
-def test_the_readme_restore_path_is_valid_and_is_what_the_code_builds():
-    """The written-down procedure: its claim passes the Kubernetes schema, is exactly restore_claim()
-    for the prod release's volume, and names a snapshot as the pre-change job names them."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Neo4j volume snapshots", 1)[1].split("\n## ", 1)[0]
-    [claim] = [yaml.safe_load(b.split("```", 1)[0]) for b in section.split("```yaml\n")[1:]]
-    kubernetes_validate.validate(claim, "1.33", strict=True)
-    volume = synthesized("prod").named("neo4j-graph-server-1", "kubernetes:helm.sh/v3:Release").inputs["values"]["volumes"][
-        "data"]["dynamic"]
-    snapshot = claim["spec"]["dataSource"]["name"]
-    assert claim == restore_claim("graph-server-1", "graph", snapshot, volume["storageClassName"],
-                                  volume["requests"]["storage"])
-    assert snapshot.startswith(f"{data_claim('graph-server-1')}-pre-")  # the script's "$claim-pre-$CHANGE"
 
 
 def test_network_config_analyzer_lets_the_snapshot_job_reach_the_api_and_nothing_of_the_servers(tmp_path):

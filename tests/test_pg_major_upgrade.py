@@ -142,3 +142,22 @@ def test_a_declared_upgrade_lets_rds_take_it_and_the_plan_flags_it_for_review():
     # without the declaration RDS would refuse the new major version (no AllowMajorVersionUpgrade)
     assert "allowMajorVersionUpgrade" not in synthesized("stage").named(
         "intelgraph-pg-primary", "aws:rds/instance:Instance").inputs
+
+
+def test_a_major_engine_version_change_without_the_declaration_is_refused_with_the_command(tmp_path, capsys):
+    """Settings see only config, never the version running: the change is judged where both exist, by
+    `synth diff` between the deployed stack's export and the change's (or `--engine` on the engine's
+    plan). RDS refuses the new major version without AllowMajorVersionUpgrade (ModifyDBInstance), so the
+    plan refuses it (exit 1, no approval lifts it) and names the runbook that prepares the declaration."""
+    from synth import __main__ as synth_cli
+
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    before.write_text(json.dumps(export.to_export(synthesized("stage"))))
+    after.write_text(json.dumps(export.to_export(engine.synthesize(
+        "stage", config_with("stage", {"postgres.engineVersion": "17"})))))
+    assert synth_cli.main(["diff", str(before), str(after), "--approved-by", "dba-lead"]) == 1
+    out = capsys.readouterr().out
+    refusal = next(line for line in out.splitlines() if line.lstrip().startswith("x ") and "intelgraph-pg-primary" in line)
+    assert "engineVersion 16 → 17 is a major upgrade without allowMajorVersionUpgrade: RDS refuses it" in refusal
+    assert "python -m ops.pg_major_upgrade --outputs outputs.json --target-version 17" in refusal
+    assert "intelgraph-platform:postgres.majorUpgrade {fromVersion, snapshotIdentifier}" in refusal

@@ -127,7 +127,7 @@ def test_no_plaintext_password_anywhere_in_stack_json(stack):
     synthesis = synthesized(stack)
     text = json.dumps(export.to_export(synthesis))
     generated = [p.outputs["result"] for p in synthesis.of_type("random:index/randomPassword:RandomPassword")]
-    assert len(generated) == 3  # Neo4j admin, Redis, the PostgreSQL bootstrap
+    assert len(generated) == 4  # Neo4j admin, Neo4j application user, Redis, the PostgreSQL bootstrap
     for password in generated:
         assert password not in text
     for instance in synthesis.of_type(INSTANCE):

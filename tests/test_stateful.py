@@ -57,7 +57,7 @@ def test_no_snapshotted_stateful_urn_is_lost(stack):
     lost = stateful.lost(stateful.read_snapshot(stack), synthesized(stack))
     assert not lost, (f"{stack}: these stateful resources would be deleted and created anew (a rename or "
                       f"a new parent changes the URN); add `aliases=[pulumi.Alias(...)]` carrying the old "
-                      f"URN, or retire them deliberately (README, Contributing): {lost}")
+                      f"URN, or retire them deliberately (docs/contributor.md, Stateful resources): {lost}")
 
 
 @pytest.mark.parametrize("stack", STACKS)
