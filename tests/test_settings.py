@@ -73,14 +73,14 @@ BAD_CONFIGS = [
     # --- the DR region's tier: its own cluster, zones, certificate and load balancer ---
     ("DR cluster in the primary region",
      {"kubernetes.dr.context": "arn:aws:eks:us-east-1:481236059412:cluster/intelgraph-x-dr"}, (),
-     "kubernetes.dr.context", "the dr tier runs in its own region's cluster"),
+     "kubernetes.dr.context", "not aws.drRegion us-west-2"),
     ("DR cluster is the primary's", {"kubernetes.dr.oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/AB12"}, (),
      "kubernetes.dr.oidcIssuer", "not aws.drRegion"),
     ("DR zones of the primary region", {"neo4j.dr.zones": ["us-east-1a", "us-west-2b"]}, (), "neo4j.dr.zones.0",
-     "is not a zone of us-west-2"),
+     "is not an availability zone of aws.drRegion us-west-2"),
     ("DR certificate of the primary region",
      {"ingress.drCertificateArn": "arn:aws:acm:us-east-1:481236059412:certificate/1"}, (),
-     "ingress.drCertificateArn", "only ACM certificates of its own region (us-west-2)"),
+     "ingress.drCertificateArn", "is in region us-east-1, not aws.drRegion us-west-2"),
     ("alb mode without a DR certificate", {}, ("ingress.drCertificateArn",), "ingress.drCertificateArn",
      "needs an ACM certificate issued in aws.drRegion"),
     ("a typed DR load balancer in alb mode",
@@ -202,18 +202,18 @@ BAD_CONFIGS = [
      "no time of day"),
     # every AWS provider refuses any account but aws.accountId (allowed_account_ids); ARN formats: IAM
     # User Guide "IAM ARNs", EKS and ACM; an ALB takes an ACM certificate of its own region only
-    ("cluster context in another account", {"kubernetes.context": "arn:aws:eks:us-east-1:111122223333:cluster/x"}, (),
-     "kubernetes.context", "not aws.accountId"),
-    ("cluster context in the DR region", {"aws.primaryRegion": "us-east-1", "kubernetes.context":
+    ("cluster context in another account", {"kubernetes.primary.context": "arn:aws:eks:us-east-1:111122223333:cluster/x"}, (),
+     "kubernetes.primary.context", "not aws.accountId"),
+    ("cluster context in the DR region", {"aws.primaryRegion": "us-east-1", "kubernetes.primary.context":
                                           "arn:aws:eks:us-west-2:481236059412:cluster/intelgraph-prod"}, (),
-     "kubernetes.context", "not aws.primaryRegion us-east-1"),
-    ("cluster name that disagrees with the context", {"kubernetes.clusterName": "intelgraph-other"}, (),
-     "kubernetes.clusterName", "disagrees with kubernetes.context"),
+     "kubernetes.primary.context", "not aws.primaryRegion us-east-1"),
+    ("cluster name that disagrees with the context", {"kubernetes.primary.clusterName": "intelgraph-other"}, (),
+     "kubernetes.primary.clusterName", "disagrees with kubernetes.primary.context"),
     ("OIDC provider in another account",
-     {"kubernetes.oidcProviderArn": "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/AB12"},
-     (), "kubernetes.oidcProviderArn", "not aws.accountId"),
-    ("OIDC provider of another issuer", {"kubernetes.oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF"},
-     (), "kubernetes.oidcProviderArn", "expected oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF"),
+     {"kubernetes.primary.oidcProviderArn": "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/AB12"},
+     (), "kubernetes.primary.oidcProviderArn", "not aws.accountId"),
+    ("OIDC provider of another issuer", {"kubernetes.primary.oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF"},
+     (), "kubernetes.primary.oidcProviderArn", "expected oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF"),
     ("certificate in another account",
      {"ingress.certificateArn": "arn:aws:acm:us-east-1:111122223333:certificate/3f9d2c1e-7a4b-4e8f-9c2d-1b6a5e7f8d90"},
      (), "ingress.certificateArn", "not aws.accountId"),
@@ -491,10 +491,11 @@ def test_arns_of_the_cluster_name_what_is_wrong_with_them():
 
     issuer = "oidc.eks.us-east-1.amazonaws.com/id/5C2F8E14B7A93D6E0F1A4C8B2D7E9F03"
     assert "iam is global (no region)" in problem(
-        {"kubernetes.oidcProviderArn": f"arn:aws:iam:us-east-1:481236059412:oidc-provider/{issuer}"})
+        {"kubernetes.primary.oidcProviderArn": f"arn:aws:iam:us-east-1:481236059412:oidc-provider/{issuer}"})
     assert "is not an acm ARN; expected arn:aws:acm:us-east-1:481236059412:certificate/<id>" in problem(
         {"ingress.certificateArn": "arn:aws:iam::481236059412:server-certificate/api"})
     assert "is an ARN but not an EKS cluster's" in problem(
-        {"kubernetes.context": "arn:aws:iam::481236059412:role/deployer"})
+        {"kubernetes.primary.context": "arn:aws:iam::481236059412:role/deployer"})
     # a context that is an alias (aws eks update-kubeconfig --alias) names no account to compare
-    assert settings.validate(config_with("prod", {"kubernetes.context": "prod-admin"})).kubernetes.context == "prod-admin"
+    aliased = settings.validate(config_with("prod", {"kubernetes.primary.context": "prod-admin"}))
+    assert aliased.kubernetes.primary.context == "prod-admin"
