@@ -306,7 +306,7 @@ postgres = PostgresDr(
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
         replica_lag_threshold_seconds=cfg.replica_lag_threshold_seconds,
         master_secret_rotation_days=pg.master_secret_rotation_days,
-        major_upgrade=pg.major_upgrade is not None,
+        major_upgrade_from=pg.major_upgrade.from_version if pg.major_upgrade else None,
         log_retention_days=cfg.logs.retention_days,
     ),
     opts=pulumi.ResourceOptions(provider=primary),

@@ -101,8 +101,9 @@ class PostgresDrArgs:
     database_name: str = "intelgraph"
     master_username: str = "intelgraph_admin"
     master_secret_rotation_days: int = 7
-    # a declared major upgrade (settings: postgres.majorUpgrade; snapshot taken by ops.pg_major_upgrade)
-    major_upgrade: bool = False
+    # a declared major upgrade: the version it starts from (settings: postgres.majorUpgrade.fromVersion;
+    # snapshot taken and target checked by ops.pg_major_upgrade)
+    major_upgrade_from: Optional[str] = None
     log_retention_days: int = 30  # the exported postgresql/upgrade log groups
 
     def __post_init__(self) -> None:
@@ -121,18 +122,33 @@ class PostgresDrArgs:
             problems.append("dr_region must differ from primary_region")
         if not 1 <= self.master_secret_rotation_days <= 1000:
             problems.append("master_secret_rotation_days must be 1-1000 (Secrets Manager RotationRules)")
-        if self.auto_minor_version_upgrade == ("." in self.engine_version):
+        if self.major_upgrade_from is None and self.auto_minor_version_upgrade == ("." in self.engine_version):
             problems.append("engine_version must be the major version only with auto_minor_version_upgrade, "
                             "and major.minor without it (RDS upgrades minors itself)")
         if self.replica_lag_threshold_seconds < 1:
             problems.append("replica_lag_threshold_seconds must be positive")
         if len(self.primary_network.subnet_ids) < 2 or len(self.dr_network.subnet_ids) < 2:
             problems.append("each region needs at least two subnets (two AZs) for a DB subnet group")
+        if self.major_upgrade_from is not None and "." not in self.engine_version:
+            problems.append("engine_version must be the exact target version during a major upgrade")
         require("PostgresDrArgs", problems)
+
+    @property
+    def major_upgrade(self) -> bool:
+        return self.major_upgrade_from is not None
 
     @property
     def family(self) -> str:
         return f"postgres{self.engine_version.split('.')[0]}"
+
+    @property
+    def replica_family(self) -> str:
+        """The DR parameter group's family: the old one while an upgrade is declared. RDS applies a
+        custom parameter group to a read replica only after the replica's upgrade completes (RDS
+        User Guide, "How to perform a major version upgrade for RDS for PostgreSQL", "Handle read
+        replicas"), and nothing promises that upgrade for a cross-Region replica: the group moves
+        in the deploy after, once ops.pg_major_upgrade --after saw the replica on the new major."""
+        return f"postgres{self.major_upgrade_from.split('.')[0]}" if self.major_upgrade_from else self.family
 
 
 @dataclass(frozen=True)
@@ -409,7 +425,7 @@ class PostgresDr(pulumi.ComponentResource):
         )
         parameter_group = aws.rds.ParameterGroup(
             f"{name}-params",
-            family=args.family,
+            family=args.family if label == "primary" else args.replica_family,
             description=f"{name}: TLS only, slow-query and connection logging",
             parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k in STATIC else "immediate"}
                         for k, v in parameters(args.database_name).items()],
