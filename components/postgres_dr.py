@@ -185,7 +185,12 @@ class PostgresDr(pulumi.ComponentResource):
                                       pulumi.ResourceOptions(parent=self))
         dr_region = self._region("dr", args.dr_region, args.dr_network,
                                  pulumi.ResourceOptions(parent=self, provider=args.dr_provider))
-        monitoring_role = self._monitoring_role()
+        monitoring_role, monitoring_policy = self._monitoring_role()
+        # RDS checks the role when the instance is created or modified: without the policy attached
+        # yet, CreateDBInstance fails ("IAM role ARN value is invalid or does not include the
+        # required permissions for: ENHANCED_MONITORING", pulumi/pulumi #5628, claranet/terraform-aws-
+        # aurora #23); the role alone is not enough
+        waits = pulumi.ResourceOptions(depends_on=[monitoring_policy])
         # Secrets Manager's own generator replaces this at the first rotation (at deploy, below);
         # until then it is a secret in state (the provider marks the result secret) and the write-only
         # password_wo / secret_string_wo, which the provider never reads back.
@@ -229,7 +234,7 @@ class PostgresDr(pulumi.ComponentResource):
             # right after the runbook's snapshot, not in some later maintenance window
             **({"allow_major_version_upgrade": True, "apply_immediately": True} if args.major_upgrade else {}),
             **self._common(primary_region, monitoring_role),
-            opts=primary_region.opts,
+            opts=pulumi.ResourceOptions.merge(primary_region.opts, waits),
         )
         replica = aws.rds.Instance(
             f"{name}-replica",
@@ -249,7 +254,7 @@ class PostgresDr(pulumi.ComponentResource):
             # comes from the replicated backups below, and ops/dr_promote turns backups on when it
             # promotes.
             **self._common(dr_region, monitoring_role),
-            opts=dr_region.opts,
+            opts=pulumi.ResourceOptions.merge(dr_region.opts, waits),
         )
         aws.rds.InstanceAutomatedBackupsReplication(
             f"{name}-backups-to-dr",
@@ -449,7 +454,7 @@ class PostgresDr(pulumi.ComponentResource):
                           mask_personal_data=export == "postgresql")
                 for export in LOG_EXPORTS]
 
-    def _monitoring_role(self) -> aws.iam.Role:
+    def _monitoring_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
         """Enhanced Monitoring publishes OS metrics through this role (IAM is global)."""
         role = aws.iam.Role(
             f"{self._name}-monitoring",
@@ -461,13 +466,13 @@ class PostgresDr(pulumi.ComponentResource):
             }),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.iam.RolePolicyAttachment(
+        attachment = aws.iam.RolePolicyAttachment(
             f"{self._name}-monitoring",
             role=role.name,
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return role
+        return role, attachment
 
     def _common(self, region: _Region, monitoring_role: aws.iam.Role) -> dict:
         """Arguments the primary and the replica share: placement, encryption, observability."""
