@@ -24,6 +24,12 @@ from helpers.kms import key_policy
 from helpers.validation import require
 
 PREFIX = "cloudtrail"
+# The principal that creates or updates a trail with SSE-KMS needs kms:Decrypt on the trail's key
+# when the bucket uses an S3 Bucket Key (CloudTrail User Guide, "Configure AWS KMS key policies for
+# CloudTrail", required sections for trails, item 2) - the logs bucket does. The key policy leaves
+# that to IAM; the deploy role's policy grants it by this tag (docs/cicd.md, Bootstrap), which
+# works before the key exists.
+DEPLOY_DECRYPT_TAG = ("intelgraph:purpose", "audit-trail")
 
 
 def trail_name(stack: str) -> str:
@@ -95,7 +101,8 @@ class AuditTrail(pulumi.ComponentResource):
         key = aws.kms.Key(
             f"{name}-key", description=f"Encrypts the {args.name} CloudTrail log files",
             enable_key_rotation=True, deletion_window_in_days=30,
-            policy=json.dumps(trail_key_policy(args.account_id, arn)), opts=child)
+            policy=json.dumps(trail_key_policy(args.account_id, arn)),
+            tags=dict([DEPLOY_DECRYPT_TAG]), opts=child)
         starts = pulumi.Output.all(*[a.bucket_arn for a in args.audited]).apply(
             lambda arns: [f"{b}/{a.prefix}" for b, a in zip(arns, args.audited, strict=True)])
         trail = aws.cloudtrail.Trail(

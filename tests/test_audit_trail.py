@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 
 import boto3
 import pytest
@@ -14,7 +15,7 @@ from moto import mock_aws
 
 from components import audit_trail
 from tests.aws_shapes import to_aws
-from tests.conftest import STACKS, fake_aws_credentials, region_of, stack_settings, synthesized
+from tests.conftest import ROOT, STACKS, fake_aws_credentials, region_of, stack_settings, synthesized
 
 TRAIL = "aws:cloudtrail/trail:Trail"
 
@@ -123,3 +124,24 @@ def test_cloudtrail_kms_and_s3_accept_what_the_stack_sends(prod, monkeypatch):
         selectors = cloudtrail.get_event_selectors(TrailName=i["name"])["AdvancedEventSelectors"]
         assert [s["Name"] for s in selectors] == [s["name"] for s in i["advancedEventSelectors"]]
         assert audit_trail.PREFIX == i["s3KeyPrefix"]
+
+
+def test_the_deploy_role_can_decrypt_with_the_trail_key(prod):
+    """CloudTrail requires kms:Decrypt of the principal creating or updating a trail with SSE-KMS
+    when the bucket uses an S3 Bucket Key (CloudTrail User Guide, "Configure AWS KMS key policies for
+    CloudTrail", required sections for trails, item 2). The logs bucket uses one; the key policy
+    delegates to IAM; the deploy role's statement in docs/cicd.md grants Decrypt by the key's tag."""
+    bucket_sse = prod.named("logs-backups-encryption", "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert [r["bucketKeyEnabled"] for r in bucket_sse.inputs["rules"]] == [True]
+    key = prod.named("audit-trail-key", "aws:kms/key:Key")
+    [root] = [s for s in json.loads(key.inputs["policy"])["Statement"] if s["Sid"] == "AccountAdministersKeyThroughIam"]
+    assert root["Action"] == "kms:*" and root["Principal"]["AWS"].endswith(":root")  # IAM policies count
+    doc = (ROOT / "docs" / "cicd.md").read_text()
+    [snippet] = re.findall(r"<!-- deploy-role-trail-key -->\s*```json\n(.*?)```", doc, re.S)
+    statement = json.loads(snippet)
+    assert statement["Effect"] == "Allow" and statement["Action"] == "kms:Decrypt"
+    account = prod.outputs["postgres"]["primaryArn"].split(":")[4]
+    assert fnmatch.fnmatchcase(key.outputs["arn"], statement["Resource"].replace("<account>", account))
+    [(condition_key, wanted)] = statement["Condition"]["StringEquals"].items()
+    tag = condition_key.removeprefix("aws:ResourceTag/")
+    assert key.inputs["tags"][tag] == wanted == dict([audit_trail.DEPLOY_DECRYPT_TAG])[tag]
