@@ -72,10 +72,12 @@ def trail_key_policy(account_id: str, source_trail_arn: str) -> dict:
 
 @dataclass(frozen=True)
 class AuditedPrefix:
-    """Object-level events of ``bucket_arn`` under ``prefix`` ("" = the whole bucket)."""
+    """Object-level events of ``bucket_arn`` under ``prefix`` ("" = the whole bucket); with
+    ``reads_only``, only the read-only ones (GetObject, HeadObject, ...)."""
 
     bucket_arn: pulumi.Input[str]
     prefix: str = ""
+    reads_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,14 @@ class AuditTrail(pulumi.ComponentResource):
             enable_key_rotation=True, deletion_window_in_days=30,
             policy=json.dumps(trail_key_policy(args.account_id, arn)),
             tags=dict([DEPLOY_DECRYPT_TAG]), opts=child)
-        starts = pulumi.Output.all(*[a.bucket_arn for a in args.audited]).apply(
-            lambda arns: [f"{b}/{a.prefix}" for b, a in zip(arns, args.audited, strict=True)])
+        def starts(audited: list[AuditedPrefix]) -> pulumi.Output[list[str]]:
+            return pulumi.Output.all(*[a.bucket_arn for a in audited]).apply(
+                lambda arns: [f"{b}/{a.prefix}" for b, a in zip(arns, audited, strict=True)])
+
+        every_event = [a for a in args.audited if not a.reads_only]
+        reads = [a for a in args.audited if a.reads_only]
+        objects = [{"field": "eventCategory", "equals": ["Data"]},
+                   {"field": "resources.type", "equals": ["AWS::S3::Object"]}]
         trail = aws.cloudtrail.Trail(
             name,
             name=args.name,
@@ -119,9 +127,13 @@ class AuditTrail(pulumi.ComponentResource):
                 {"name": "Management events", "field_selectors": [
                     {"field": "eventCategory", "equals": ["Management"]}]},
                 {"name": "Backup objects: every read, write and delete", "field_selectors": [
-                    {"field": "eventCategory", "equals": ["Data"]},
-                    {"field": "resources.type", "equals": ["AWS::S3::Object"]},
-                    {"field": "resources.ARN", "starts_withs": starts}]},
+                    *objects, {"field": "resources.ARN", "starts_withs": starts(every_event)}]},
+                # Who read the audit log itself (CIS AWS Foundations: access logging on the CloudTrail
+                # bucket; Security Hub CloudTrail.7). Reads only: the trail's own deliveries are
+                # PutObject (readOnly false), and recording them would deliver them again.
+                *([{"name": "Audit log files: every read", "field_selectors": [
+                    *objects, {"field": "readOnly", "equals": ["true"]},
+                    {"field": "resources.ARN", "starts_withs": starts(reads)}]}] if reads else []),
             ],
             opts=child)
         # the ARN CloudTrail gives a trail (arn:aws:cloudtrail:<home region>:<account>:trail/<name>),
