@@ -176,6 +176,7 @@ GATE_POD_LABELS = {"intelgraph.io/job": "neo4j-roll-gate"}
 # How long a restarted server's databases may take to come online (store recovery, catching up
 # from the other members) before the roll stops: the Job fails and the next release does not start.
 GATE_DEADLINE_SECONDS = 1800
+AUTH_DIR = "/etc/neo4j-auth"
 
 
 def server_address(release: str, namespace: str) -> str:
@@ -373,12 +374,13 @@ class Neo4jCluster(pulumi.ComponentResource):
                     {"name": "SERVER_ADDRESS", "value": server_address(release, args.namespace)},
                     {"name": "FIRST_INSTALL", "value": pulumi.Output.from_input(first_install).apply(
                         lambda first: "true" if first else "false")},
-                    {"name": "NEO4J_AUTH", "valueFrom": {"secretKeyRef": {"name": self.password_secret_name,
-                                                                          "key": "NEO4J_AUTH"}}},
+                    # the credentials as a file, not an environment variable of the container
+                    {"name": "NEO4J_AUTH_FILE", "value": f"{AUTH_DIR}/NEO4J_AUTH"},
                     {"name": "HOME", "value": "/tmp"}],  # the JVM and cypher-shell write here
             "resources": resources("100m", "500m", "512Mi"),
             "securityContext": container_security_context(read_only_root=True),
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}],
         }
         return k8s.batch.v1.Job(
             f"{name}-{release}-online",
@@ -395,7 +397,9 @@ class Neo4jCluster(pulumi.ComponentResource):
                         "automountServiceAccountToken": False,
                         "securityContext": pod_security_context(NEO4J_UID),
                         "containers": [container],
-                        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                                    {"name": "auth", "secret": {"secretName": self.password_secret_name,
+                                                                "items": [{"key": "NEO4J_AUTH", "path": "NEO4J_AUTH"}]}}],
                     },
                 },
             },

@@ -506,10 +506,15 @@ if [ $kind = servers ]; then case $n in {health} esac; else case $n in {rows} es
         "sleep": "exit 0"}
 
 
+def auth_file(tmp_path: Path) -> str:
+    (tmp_path / "NEO4J_AUTH").write_text("neo4j/secret")  # the chart's Secret, mounted as a file
+    return str(tmp_path / "NEO4J_AUTH")
+
+
 def gate(tmp_path: Path, answers, **env) -> subprocess.CompletedProcess:
     return run("neo4j_wait_online.sh", tmp_path, gate_tools(tmp_path, answers),
                {"NEO4J_ADDRESS": "neo4j://graph-lb-neo4j.graph.svc.cluster.local:7687", "SERVER_ADDRESS": ADDRESS,
-                "NEO4J_AUTH": "neo4j/secret", "POLL_SECONDS": "0", **env})
+                "NEO4J_AUTH_FILE": auth_file(tmp_path), "POLL_SECONDS": "0", **env})
 
 
 def test_the_roll_gate_waits_until_every_allocation_requested_online_is_online(tmp_path):
@@ -532,7 +537,7 @@ def test_the_roll_gate_never_passes_a_server_hosting_nothing_and_keeps_waiting(t
     tools["sleep"] = f"n=$(cat {tmp_path}/sleeps 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/sleeps; " \
                      "[ $n -lt 3 ] || exit 9"
     result = run("neo4j_wait_online.sh", tmp_path, tools,
-                 {"NEO4J_ADDRESS": "neo4j://x:7687", "SERVER_ADDRESS": ADDRESS, "NEO4J_AUTH": "neo4j/secret"})
+                 {"NEO4J_ADDRESS": "neo4j://x:7687", "SERVER_ADDRESS": ADDRESS, "NEO4J_AUTH_FILE": auth_file(tmp_path)})
     assert result.returncode == 9 and "0 allocation(s)" in result.stdout
 
 

@@ -5,16 +5,17 @@
 # the server's Bolt advertised address). The chart's readiness probe only asks whether Bolt answers;
 # a server can answer while its databases are still "starting" or catching up, and restarting the
 # next server then may leave a database without a majority of online primaries.
-# Credentials from NEO4J_AUTH ("user/password", the chart's Secret) into cypher-shell's environment,
-# never argv. The Job's activeDeadlineSeconds bounds the wait.
+# Credentials from the chart's Secret mounted as a file (NEO4J_AUTH_FILE: "user/password") into
+# cypher-shell's environment, never argv. The Job's activeDeadlineSeconds bounds the wait.
 set -euo pipefail
-: "${NEO4J_ADDRESS:?}" "${SERVER_ADDRESS:?}" "${NEO4J_AUTH:?}"
+: "${NEO4J_ADDRESS:?}" "${SERVER_ADDRESS:?}" "${NEO4J_AUTH_FILE:?}"
 if [ "${FIRST_INSTALL:-false}" = "true" ]; then
   echo "first install: the servers form the cluster on their own; nothing to wait for"
   exit 0
 fi
-export NEO4J_USERNAME="${NEO4J_AUTH%%/*}" NEO4J_PASSWORD="${NEO4J_AUTH#*/}"
-unset NEO4J_AUTH
+auth=$(cat "${NEO4J_AUTH_FILE}")
+export NEO4J_USERNAME="${auth%%/*}" NEO4J_PASSWORD="${auth#*/}"
+unset auth
 
 rows() {  # rows STATEMENT: the result rows of STATEMENT on the system database, quotes removed, header dropped
   echo "$1" | cypher-shell -a "$NEO4J_ADDRESS" -d system --non-interactive --format plain | tail -n +2 | tr -d '"'
