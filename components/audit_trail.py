@@ -105,14 +105,16 @@ class AuditTrail(pulumi.ComponentResource):
             enable_key_rotation=True, deletion_window_in_days=30,
             policy=json.dumps(trail_key_policy(args.account_id, arn)),
             tags=dict([DEPLOY_DECRYPT_TAG]), opts=child)
+
         def starts(audited: list[AuditedPrefix]) -> pulumi.Output[list[str]]:
             return pulumi.Output.all(*[a.bucket_arn for a in audited]).apply(
                 lambda arns: [f"{b}/{a.prefix}" for b, a in zip(arns, audited, strict=True)])
 
         every_event = [a for a in args.audited if not a.reads_only]
         reads = [a for a in args.audited if a.reads_only]
-        objects = [{"field": "eventCategory", "equals": ["Data"]},
-                   {"field": "resources.type", "equals": ["AWS::S3::Object"]}]
+        objects: list[aws.cloudtrail.TrailAdvancedEventSelectorFieldSelectorArgsDict] = [
+            {"field": "eventCategory", "equals": ["Data"]},
+            {"field": "resources.type", "equals": ["AWS::S3::Object"]}]
         trail = aws.cloudtrail.Trail(
             name,
             name=args.name,
