@@ -90,7 +90,7 @@ buckets = {
     for purpose, bucket in (("neo4j", cfg.backups.neo4j), ("logs", cfg.backups.logs))
 }
 
-# --- audit: management events, and every read/write/delete of a backup, in both regions ----------
+# --- audit: management events, every read/write/delete of a backup and every read of the audit log --
 trail = AuditTrail(
     "audit-trail",
     AuditTrailArgs(
@@ -100,9 +100,11 @@ trail = AuditTrail(
         bucket_name=buckets["logs"].bucket_name,
         audited=[
             AuditedPrefix(buckets["neo4j"].bucket_arn), AuditedPrefix(buckets["neo4j"].replica_bucket_arn),
-            # not cloudtrail/: recording the trail's own deliveries would record them again
+            # cloudtrail/ for reads only: recording the trail's own deliveries would record them again
             AuditedPrefix(buckets["logs"].bucket_arn, "containers/"),
             AuditedPrefix(buckets["logs"].replica_bucket_arn, "containers/"),
+            *(AuditedPrefix(arn, f"{audit_trail.PREFIX}/", reads_only=True)
+              for arn in (buckets["logs"].bucket_arn, buckets["logs"].replica_bucket_arn)),
         ],
     ),
     # CreateTrail checks the bucket policy: it first. Not the whole bucket component: its
@@ -308,7 +310,7 @@ postgres = PostgresDr(
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
         replica_lag_threshold_seconds=cfg.replica_lag_threshold_seconds,
         master_secret_rotation_days=pg.master_secret_rotation_days,
-        major_upgrade=pg.major_upgrade is not None,
+        major_upgrade_from=pg.major_upgrade.from_version if pg.major_upgrade else None,
         log_retention_days=cfg.logs.retention_days,
     ),
     opts=pulumi.ResourceOptions(provider=primary),

@@ -739,8 +739,9 @@ _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
 
 
 class PostgresMajorUpgrade(Model):
-    """A declared major version upgrade of the primary (and, with it, its replica). Check it first:
-    ``python -m ops.pg_major_upgrade`` verifies the preconditions and takes the snapshot named here."""
+    """A declared major version upgrade of the primary (deploy 1 of 2: the cross-Region replica's
+    parameter group follows once it is removed). Check it first: ``python -m ops.pg_major_upgrade``
+    verifies the preconditions and the exact target, and takes the snapshot named here."""
 
     from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$"), Version] = Field(
         description="The running major.minor version the upgrade starts from.")
@@ -756,8 +757,9 @@ class PostgresMajorUpgrade(Model):
         if value == "blue-green":
             raise ValueError(
                 "RDS blue/green deployments do not support cross-Region read replicas (RDS User Guide, "
-                "'Limitations for blue/green deployments'), and this primary has one; "
-                "use in-place (RDS upgrades the read replica along with the primary)")
+                "'Limitations for blue/green deployments'), and this primary has one; use in-place "
+                "(docs/runbooks.md, 'PostgreSQL major upgrade': RDS promises to upgrade in-Region read "
+                "replicas with the primary, and ops.pg_major_upgrade --after checks the cross-Region one)")
         return value
 
 
@@ -767,7 +769,8 @@ class PostgresSettings(Model):
     # refuses on every later `up` (aws_db_instance engine_version: a prefix of the actual version
     # is kept as configured; anything else is replaced by the version read back).
     engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$"), MajorVersion] = Field(
-        description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without.")
+        description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without; "
+                    "the exact target version while majorUpgrade is declared.")
     auto_minor_version_upgrade: bool = Field(description="Let RDS apply minor upgrades in the maintenance window.")
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = Field(
         description="RDS instance class of the primary and the replica (db.<family>.<size>).")
@@ -792,7 +795,7 @@ class PostgresSettings(Model):
     master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = Field(7,
         description="Rotation interval of the master secret (AWS's PostgreSQL single-user rotation function).")
     major_upgrade: Optional[PostgresMajorUpgrade] = Field(None,
-        description="A declared major version upgrade (one major step); omit otherwise.")
+        description="A declared major version upgrade (one major step, deploy 1 of 2: docs/runbooks.md); omit otherwise.")
 
     @model_validator(mode="before")
     @classmethod
@@ -823,8 +826,10 @@ class PostgresSettings(Model):
     @field_validator("major_upgrade")
     @classmethod
     def _one_major_step(cls, value: Optional[PostgresMajorUpgrade], info: ValidationInfo):
-        """The in-place path, one major version per change: RDS upgrades the cross-Region replica
-        with the primary, and the way back is the snapshot of the step before."""
+        """The in-place path, one major version per change; the way back is the snapshot of the
+        step before. RDS documents the replica upgrade for in-Region read replicas only (RDS User
+        Guide, "How to perform a major version upgrade for RDS for PostgreSQL", "Handle read
+        replicas"): the replica here is cross-Region, checked by ``ops.pg_major_upgrade --after``."""
         target = info.data.get("engine_version")
         if value is None or target is None:
             return value
@@ -848,6 +853,17 @@ class PostgresSettings(Model):
     @model_validator(mode="after")
     def _version_matches_upgrade_policy(self) -> "PostgresSettings":
         major_only = "." not in self.engine_version
+        if self.major_upgrade is not None:
+            # Given a major version only, RDS picks its default minor (ModifyDBInstance, EngineVersion),
+            # which need not be a valid upgrade target of the running minor (terraform-aws-modules/
+            # terraform-aws-rds #627): the upgrade names the exact target ops.pg_major_upgrade checked.
+            if major_only:
+                raise ValueError(
+                    f"engineVersion {self.engine_version!r} with majorUpgrade: name the exact target version "
+                    "that `python -m ops.pg_major_upgrade` checked against RDS's valid upgrade targets "
+                    f"(e.g. '{self.engine_version}.2'); RDS would otherwise pick its default minor, which "
+                    f"need not be a valid target from {self.major_upgrade.from_version}")
+            return self
         if self.auto_minor_version_upgrade and not major_only:
             raise ValueError(
                 f"engineVersion {self.engine_version!r} pins a minor version while autoMinorVersionUpgrade is "

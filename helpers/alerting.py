@@ -67,6 +67,8 @@ ALERTS: dict[str, AlertInfo] = {
     "LogScrubberDroppingRecords": AlertInfo("warning", "log-scrubber-dropped-records"),
     "LogShipperOutputFailing": AlertInfo("warning", "log-shipper-unavailable-or-failing"),
     "LogShipperUnavailable": AlertInfo("warning", "log-shipper-unavailable-or-failing"),
+    # a rejected AlertmanagerConfig silences a whole namespace: someone must know now
+    "AlertmanagerConfigRejected": AlertInfo("critical", "alertmanager-configuration-rejected"),
 }
 
 
