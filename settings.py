@@ -235,6 +235,44 @@ class AwsSettings(Model):
         return value
 
 
+def _public_cidr(value: str) -> str:
+    network = ipaddress.ip_network(_private_cidr(value))
+    if not network.is_global:
+        raise ValueError("not a public range: a gateway endpoint routes to S3's public addresses "
+                         "(the com.amazonaws.<region>.s3 prefix list)")
+    return str(network)
+
+
+class S3Path(Model):
+    """Which S3 addresses pods dial. The AWS CLI, Fluent Bit and neo4j-admin resolve
+    s3.<region>.amazonaws.com, so egress must allow what that name resolves to *inside the VPC*:
+    the interface endpoint's ENI addresses only when private DNS is on for in-VPC resolvers
+    (PrivateDnsEnabled, and not PrivateDnsOnlyForInboundResolverEndpoint, which "routes traffic that
+    originates from the VPC to the gateway endpoint": EC2 API Reference, DnsOptionsSpecification);
+    otherwise S3's public addresses, which a gateway endpoint routes (the managed prefix list
+    com.amazonaws.<region>.s3). ops.s3_path checks a live VPC against this."""
+
+    mode: Literal["interface", "gateway"] = Field(
+        description="interface: an S3 interface endpoint with private DNS on for in-VPC resolvers; "
+                    "gateway: an S3 gateway endpoint (and no such interface endpoint).")
+    cidrs: Annotated[list[Cidr], Field(min_length=1)] = Field(
+        description="interface: the endpoint's ENI addresses (inside vpcCidr); gateway: every CIDR of the "
+                    "com.amazonaws.<region>.s3 managed prefix list, from `aws ec2 get-managed-prefix-list-entries "
+                    "--prefix-list-id <pl-id>` (`aws ec2 describe-managed-prefix-lists --filters "
+                    "Name=prefix-list-name,Values=com.amazonaws.<region>.s3` names the id).")
+
+    @model_validator(mode="after")
+    def _cidrs_fit_the_mode(self) -> "S3Path":
+        problems = []
+        for i, cidr in enumerate(self.cidrs):
+            try:
+                (_private_cidr if self.mode == "interface" else _public_cidr)(cidr)
+            except ValueError as exc:
+                problems.append((f"cidrs.{i}", f"mode {self.mode}: {exc}", cidr))
+        _raise_any(problems)
+        return self
+
+
 class RegionNetwork(Model):
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] = Field(
         description="The region's VPC (vpc-...), where the database subnets and security groups live.")
@@ -245,10 +283,10 @@ class RegionNetwork(Model):
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
     ] = Field(description="Private subnets in at least two availability zones, for the DB subnet group.")
-    # Interface endpoints (PrivateLink): backup jobs reach S3, and IRSA reaches STS, only
-    # through these addresses - not through public AWS ranges, which change.
-    s3_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
-        description="Addresses of the region's S3 interface endpoint (PrivateLink): the only way backup and log jobs reach S3.")
+    # S3 is reached through whichever endpoint s3.<region>.amazonaws.com resolves to inside the VPC
+    # (S3Path); IRSA reaches STS only through its interface endpoint's addresses.
+    s3: S3Path = Field(description="How pods reach S3 in this region: the endpoint the VPC resolves "
+                                   "s3.<region>.amazonaws.com to, and the addresses that egress allows.")
     sts_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
         description="Addresses of the region's STS interface endpoint: the only way IRSA pods get credentials.")
     secretsmanager_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
@@ -995,9 +1033,11 @@ class StackSettings(Model):
                  for label in ("primary", "dr")]
         lists += [(f"network.{label}.{alias}", label, getattr(getattr(self.network, label), field))
                   for label in ("primary", "dr")
-                  for alias, field in (("s3EndpointCidrs", "s3_endpoint_cidrs"),
-                                       ("stsEndpointCidrs", "sts_endpoint_cidrs"),
+                  for alias, field in (("stsEndpointCidrs", "sts_endpoint_cidrs"),
                                        ("secretsmanagerEndpointCidrs", "secretsmanager_endpoint_cidrs"))]
+        # an interface endpoint's ENIs are in the VPC (a gateway's public ranges: S3Path)
+        lists += [(f"network.{label}.s3.cidrs", label, getattr(self.network, label).s3.cidrs)
+                  for label in ("primary", "dr") if getattr(self.network, label).s3.mode == "interface"]
         lists += [("kubernetes.apiServerCidrs", "primary", self.kubernetes.api_server_cidrs),
                   ("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
         problems = []
