@@ -212,6 +212,7 @@ def tier_args() -> RegionalTierArgs:
             time_zone=neo.time_zone,
             retain=neo.volume_snapshots.retain,
             kubectl_image=neo.volume_snapshots.kubectl_image,
+            prometheus_release_label=obs.prometheus_release_label,
         ),
         backup=backup_args(),
         cache=RedisCacheArgs(
