@@ -457,6 +457,20 @@ class ResourceSettings(Model):
         return int(quantity_value(self.memory))
 
 
+class VolumeResize(Model):
+    """A growth of the servers' data volumes, declared for the deploy that makes it. Kubernetes refuses
+    the chart's new volumeClaimTemplates on the running StatefulSets, so the growth goes through the
+    resize path (docs/runbooks.md, "Growing a Neo4j volume"), which supports growing only, and only
+    on a StorageClass with allowVolumeExpansion. Remove it once the volumes have the new size."""
+
+    from_size: Quantity = Field(
+        description="The size the data claims have now (`kubectl -n <namespace> get pvc` CAPACITY); storageSize "
+                    "must be larger.")
+    storage_class_allows_expansion: Annotated[bool, Field(strict=True)] = Field(
+        description="`kubectl get storageclass <storageClass> -o jsonpath='{.allowVolumeExpansion}'` printed true "
+                    "(without it the API server refuses to grow a claim).")
+
+
 class VolumeSnapshotSettings(Model):
     schedule: Cron = Field(description="Cron schedule of the EBS volume snapshots of the Neo4j servers.")
     retain: Annotated[int, Field(ge=1, le=100)] = Field(
@@ -490,6 +504,8 @@ class Neo4jSettings(Model):
     storage_class: K8sName = Field(
         description="StorageClass of the servers' data volumes (and of the backup jobs' scratch volumes).")
     storage_size: Quantity = Field(description="Size of each server's data volume (e.g. '200Gi').")
+    volume_resize: Optional[VolumeResize] = Field(None,
+        description="Set for the deploy that grows storageSize (the resize path, docs/runbooks.md); omit otherwise.")
     backup_schedule: Cron = Field(
         description="Cron schedule of the backups (a full backup starts each chain, differentials after).")
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
@@ -564,6 +580,28 @@ class Neo4jSettings(Model):
             raise ValueError(f"at most {53 - len('-server-') - len(str(MAX_NEO4J_SERVERS))} characters: "
                              f"the release name {longest!r} would exceed Helm's 53")
         return value
+
+    @model_validator(mode="after")
+    def _resize_path_supports_it(self) -> "Neo4jSettings":
+        resize = self.volume_resize
+        if resize is None:
+            return self
+        problems = []
+        if quantity_value(self.storage_size) < quantity_value(resize.from_size):
+            # PersistentVolumeClaim update validation: "field can not be less than previous value"
+            problems.append(("storageSize", f"smaller than volumeResize.fromSize {resize.from_size}: a volume "
+                             "cannot shrink (Kubernetes refuses a smaller claim request)", self.storage_size))
+        elif quantity_value(self.storage_size) == quantity_value(resize.from_size):
+            problems.append(("volumeResize", f"storageSize is already {resize.from_size}: nothing grows; remove "
+                             "volumeResize", resize.from_size))
+        if not resize.storage_class_allows_expansion:
+            # Kubernetes docs, "Persistent Volumes" (expanding claims): only a claim whose StorageClass
+            # sets allowVolumeExpansion: true can grow
+            problems.append(("volumeResize.storageClassAllowsExpansion", f"StorageClass {self.storage_class} "
+                             "must set allowVolumeExpansion: true, or the API server refuses to grow its claims; "
+                             "move to a class that does (a new volume, restored from a snapshot)", False))
+        _raise_any(problems)
+        return self
 
     @field_validator("restore_namespace")
     @classmethod

@@ -61,6 +61,8 @@ ALERTS: dict[str, AlertInfo] = {
     "Neo4jVolumeSnapshotFailed": AlertInfo("warning", "neo4j-volume-snapshots-failing-or-stale"),
     "Neo4jVolumeSnapshotsStale": AlertInfo("critical", "neo4j-volume-snapshots-failing-or-stale"),
     "Neo4jVolumeSnapshotsMissing": AlertInfo("critical", "neo4j-volume-snapshots-failing-or-stale"),
+    "Neo4jVolumeFillingUp": AlertInfo("warning", "neo4j-volume-filling-up"),
+    "Neo4jVolumeAlmostFull": AlertInfo("critical", "neo4j-volume-filling-up"),
     "RedisEvictionsHigh": AlertInfo("warning", "redis-evictions-high"),
     "RedisMemoryNearLimit": AlertInfo("critical", "redis-memory-near-limit"),
     "RedisDown": AlertInfo("critical", "redis-down"),
