@@ -140,7 +140,8 @@ def refusals(type_: str, before: Mapping, after: Mapping) -> list[str]:
 
 
 RESIZE_RUNBOOK = "docs/runbooks.md, 'Growing a Neo4j volume'"
-# Kubernetes, pkg/apis/apps/validation/validation.go ValidateStatefulSetUpdate: "updates to statefulset
+# Kubernetes, pkg/apis/apps/validation/validation.go ValidateStatefulSetUpdate (as of commit 2dd1588c;
+# the list of mutable fields grew over releases, volumeClaimTemplates never joined it): "updates to statefulset
 # spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy',
 # 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".
 STS_FORBIDDEN = ("Kubernetes forbids updating a StatefulSet's volumeClaimTemplates (apps/v1 validation: only "
