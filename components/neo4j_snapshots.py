@@ -220,9 +220,12 @@ class Neo4jSnapshots(pulumi.ComponentResource):
 def snapshot_rule_groups(args: Neo4jSnapshotsArgs) -> list[dict]:
     """The scheduled snapshots' failures and staleness, from kube-state-metrics' Job and CronJob series.
 
-    A failed run: one of the CronJob's Jobs (named ``<cronjob>-<minutes>`` by the CronJob controller)
-    has failed pods (``kube_job_status_failed``) and was created after the CronJob's last success, so
-    the alert clears with the next good run rather than when the failed Job is deleted from history.
+    A failed run: one of the CronJob's Jobs (the CronJob controller names them ``<cronjob>-<scheduled
+    minute>``, pkg/controller/cronjob/utils.go getJobName) has failed pods (``kube_job_status_failed``)
+    or the Failed condition (``kube_job_failed{condition="true"}``: also a run its activeDeadlineSeconds
+    stopped) and was created after the CronJob's last success, so the alert clears with the next good
+    run rather than when the failed Job leaves the history. Labels namespace and job_name
+    (kube-state-metrics docs/job-metrics.md).
     ``kube_cronjob_status_last_successful_time`` exists only after a first success (kube-state-metrics
     internal/store/cronjob.go), hence the absent() rule beside the staleness one.
     """
@@ -230,8 +233,8 @@ def snapshot_rule_groups(args: Neo4jSnapshotsArgs) -> list[dict]:
     cronjob = f'{where}, cronjob="{args.job_name}"'
     jobs = f'{where}, job_name=~"{args.job_name}-[0-9]+"'
     success = f"kube_cronjob_status_last_successful_time{{{cronjob}}}"
-    failed_jobs = (f"max by (namespace) (kube_job_created{{{jobs}}} "
-                   f"and on (namespace, job_name) (kube_job_status_failed{{{jobs}}} > 0))")
+    failed_jobs = (f"max by (namespace) (kube_job_created{{{jobs}}} and on (namespace, job_name) "
+                   f"(kube_job_status_failed{{{jobs}}} > 0 or kube_job_failed{{{jobs}, condition=\"true\"}} > 0))")
     # one missed run is tolerated (a first full copy may outlast its run): two periods and a run's deadline
     stale = 2 * cron_max_gap_seconds(args.schedule) + scheduled_deadline_seconds(args.schedule)
     created = f"kube_cronjob_created{{{cronjob}}}"

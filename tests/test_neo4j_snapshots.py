@@ -558,6 +558,24 @@ def test_a_run_that_failed_before_any_success_alerts(tmp_path):
          "exp_alerts": [expected(groups, "Neo4jVolumeSnapshotFailed", namespace="graph")]}])
 
 
+def test_a_run_stopped_by_its_deadline_alerts(tmp_path):
+    """activeDeadlineSeconds ends a Job with the Failed condition (reason DeadlineExceeded)."""
+    groups = snapshot_rules()
+    job = f"{SNAPSHOT_JOB}-29412345"
+    promtool_test(groups, tmp_path, "1m", [
+        {"series": f'kube_cronjob_status_last_successful_time{{namespace="graph", cronjob="{SNAPSHOT_JOB}"}}',
+         "values": "0x60"},
+        {"series": f'kube_job_created{{namespace="graph", job_name="{job}"}}', "values": "600x60"},
+        {"series": f'kube_job_status_failed{{namespace="graph", job_name="{job}"}}', "values": "0x60"},
+        {"series": f'kube_job_failed{{namespace="graph", job_name="{job}", condition="true"}}', "values": "0x19 1x40"},
+        {"series": f'kube_job_failed{{namespace="graph", job_name="{job}", condition="false"}}', "values": "1x19 0x40"},
+    ], [
+        {"eval_time": "15m", "alertname": "Neo4jVolumeSnapshotFailed", "exp_alerts": []},
+        {"eval_time": "25m", "alertname": "Neo4jVolumeSnapshotFailed",
+         "exp_alerts": [expected(groups, "Neo4jVolumeSnapshotFailed", namespace="graph")]},
+    ])
+
+
 def test_snapshots_that_stopped_succeeding_alert_after_two_periods_and_a_run(tmp_path):
     """6-hourly: two periods (12 h) plus one run's deadline (5 h 55 m), then 10 minutes pending."""
     groups = snapshot_rules()
