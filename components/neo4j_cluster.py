@@ -510,8 +510,8 @@ GRAPH_SLI_RULES = [{
 
 
 # Free space below which a volume warns (if it also fills within FILL_HORIZON at the recent rate) and
-# pages. Growing takes a while: the resize path (docs/runbooks.md, "Growing a Neo4j volume") and EBS's
-# one modification per volume per six hours.
+# pages. Growing takes a while: the resize path (docs/runbooks.md, "Growing a Neo4j volume"), and EBS
+# modifies a volume again only once the last modification completed (EC2 API Reference, ModifyVolume).
 VOLUME_WARN_FREE, VOLUME_PAGE_FREE = 0.20, 0.10
 FILL_HORIZON_SECONDS = 4 * 86400
 
