@@ -148,7 +148,7 @@ def neighbours() -> Neighbours:
     net = cfg.network.primary
     return Neighbours(
         api_server_cidrs=tuple(cfg.kubernetes.api_server_cidrs), api_service_ip=cfg.kubernetes.api_service_ip,
-        s3_cidrs=tuple(net.s3_endpoint_cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
+        s3_cidrs=tuple(net.s3.cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
         client_namespace=cfg.kubernetes.app_namespace, monitoring_namespace=obs.prometheus_namespace,
     )
 
@@ -215,6 +215,7 @@ def tier_args() -> RegionalTierArgs:
             time_zone=neo.time_zone,
             retain=neo.volume_snapshots.retain,
             kubectl_image=neo.volume_snapshots.kubectl_image,
+            prometheus_release_label=obs.prometheus_release_label,
         ),
         backup=backup_args(),
         cache=RedisCacheArgs(

@@ -340,6 +340,44 @@ class AwsSettings(Model):
         return value
 
 
+def _public_cidr(value: str) -> str:
+    network = ipaddress.ip_network(_private_cidr(value))
+    if not network.is_global:
+        raise ValueError("not a public range: a gateway endpoint routes to S3's public addresses "
+                         "(the com.amazonaws.<region>.s3 prefix list)")
+    return str(network)
+
+
+class S3Path(Model):
+    """Which S3 addresses pods dial. The AWS CLI, Fluent Bit and neo4j-admin resolve
+    s3.<region>.amazonaws.com, so egress must allow what that name resolves to *inside the VPC*:
+    the interface endpoint's ENI addresses only when private DNS is on for in-VPC resolvers
+    (PrivateDnsEnabled, and not PrivateDnsOnlyForInboundResolverEndpoint, which "routes traffic that
+    originates from the VPC to the gateway endpoint": EC2 API Reference, DnsOptionsSpecification);
+    otherwise S3's public addresses, which a gateway endpoint routes (the managed prefix list
+    com.amazonaws.<region>.s3). ops.s3_path checks a live VPC against this."""
+
+    mode: Literal["interface", "gateway"] = Field(
+        description="interface: an S3 interface endpoint with private DNS on for in-VPC resolvers; "
+                    "gateway: an S3 gateway endpoint (and no such interface endpoint).")
+    cidrs: Annotated[list[Cidr], Field(min_length=1)] = Field(
+        description="interface: the endpoint's ENI addresses (inside vpcCidr); gateway: every CIDR of the "
+                    "com.amazonaws.<region>.s3 managed prefix list, from `aws ec2 get-managed-prefix-list-entries "
+                    "--prefix-list-id <pl-id>` (`aws ec2 describe-managed-prefix-lists --filters "
+                    "Name=prefix-list-name,Values=com.amazonaws.<region>.s3` names the id).")
+
+    @model_validator(mode="after")
+    def _cidrs_fit_the_mode(self) -> "S3Path":
+        problems = []
+        for i, cidr in enumerate(self.cidrs):
+            try:
+                (_private_cidr if self.mode == "interface" else _public_cidr)(cidr)
+            except ValueError as exc:
+                problems.append((f"cidrs.{i}", f"mode {self.mode}: {exc}", cidr))
+        _raise_any(problems)
+        return self
+
+
 class RegionNetwork(Model):
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] = Field(
         description="The region's VPC (vpc-...), where the database subnets and security groups live.")
@@ -350,10 +388,10 @@ class RegionNetwork(Model):
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
     ] = Field(description="Private subnets in at least two availability zones, for the DB subnet group.")
-    # Interface endpoints (PrivateLink): backup jobs reach S3, and IRSA reaches STS, only
-    # through these addresses - not through public AWS ranges, which change.
-    s3_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
-        description="Addresses of the region's S3 interface endpoint (PrivateLink): the only way backup and log jobs reach S3.")
+    # S3 is reached through whichever endpoint s3.<region>.amazonaws.com resolves to inside the VPC
+    # (S3Path); IRSA reaches STS only through its interface endpoint's addresses.
+    s3: S3Path = Field(description="How pods reach S3 in this region: the endpoint the VPC resolves "
+                                   "s3.<region>.amazonaws.com to, and the addresses that egress allows.")
     sts_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
         description="Addresses of the region's STS interface endpoint: the only way IRSA pods get credentials.")
     secretsmanager_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
@@ -527,6 +565,20 @@ class ResourceSettings(Model):
         return int(quantity_value(self.memory))
 
 
+class VolumeResize(Model):
+    """A growth of the servers' data volumes, declared for the deploy that makes it. Kubernetes refuses
+    the chart's new volumeClaimTemplates on the running StatefulSets, so the growth goes through the
+    resize path (docs/runbooks.md, "Growing a Neo4j volume"), which supports growing only, and only
+    on a StorageClass with allowVolumeExpansion. Remove it once the volumes have the new size."""
+
+    from_size: Quantity = Field(
+        description="The size the data claims have now (`kubectl -n <namespace> get pvc` CAPACITY); storageSize "
+                    "must be larger.")
+    storage_class_allows_expansion: Annotated[bool, Field(strict=True)] = Field(
+        description="`kubectl get storageclass <storageClass> -o jsonpath='{.allowVolumeExpansion}'` printed true "
+                    "(without it the API server refuses to grow a claim).")
+
+
 class VolumeSnapshotSettings(Model):
     schedule: Cron = Field(description="Cron schedule of the EBS volume snapshots of the Neo4j servers.")
     retain: Annotated[int, Field(ge=1, le=100)] = Field(
@@ -561,6 +613,8 @@ class Neo4jSettings(Model):
     storage_class: K8sName = Field(
         description="StorageClass of the servers' data volumes (and of the backup jobs' scratch volumes).")
     storage_size: Quantity = Field(description="Size of each server's data volume (e.g. '200Gi').")
+    volume_resize: Optional[VolumeResize] = Field(None,
+        description="Set for the deploy that grows storageSize (the resize path, docs/runbooks.md); omit otherwise.")
     backup_schedule: Cron = Field(
         description="Cron schedule of the backups (a full backup starts each chain, differentials after).")
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
@@ -651,6 +705,28 @@ class Neo4jSettings(Model):
             raise ValueError(f"at most {53 - len('-server-') - len(str(MAX_NEO4J_SERVERS))} characters: "
                              f"the release name {longest!r} would exceed Helm's 53")
         return value
+
+    @model_validator(mode="after")
+    def _resize_path_supports_it(self) -> "Neo4jSettings":
+        resize = self.volume_resize
+        if resize is None:
+            return self
+        problems = []
+        if quantity_value(self.storage_size) < quantity_value(resize.from_size):
+            # PersistentVolumeClaim update validation: "field can not be less than previous value"
+            problems.append(("storageSize", f"smaller than volumeResize.fromSize {resize.from_size}: a volume "
+                             "cannot shrink (Kubernetes refuses a smaller claim request)", self.storage_size))
+        elif quantity_value(self.storage_size) == quantity_value(resize.from_size):
+            problems.append(("volumeResize", f"storageSize is already {resize.from_size}: nothing grows; remove "
+                             "volumeResize", resize.from_size))
+        if not resize.storage_class_allows_expansion:
+            # Kubernetes docs, "Persistent Volumes" (expanding claims): only a claim whose StorageClass
+            # sets allowVolumeExpansion: true can grow
+            problems.append(("volumeResize.storageClassAllowsExpansion", f"StorageClass {self.storage_class} "
+                             "must set allowVolumeExpansion: true, or the API server refuses to grow its claims; "
+                             "move to a class that does (a new volume, restored from a snapshot)", False))
+        _raise_any(problems)
+        return self
 
     @field_validator("restore_namespace")
     @classmethod
@@ -1240,9 +1316,11 @@ class StackSettings(Model):
                  for label in ("primary", "dr")]
         lists += [(f"network.{label}.{alias}", label, getattr(getattr(self.network, label), field))
                   for label in ("primary", "dr")
-                  for alias, field in (("s3EndpointCidrs", "s3_endpoint_cidrs"),
-                                       ("stsEndpointCidrs", "sts_endpoint_cidrs"),
+                  for alias, field in (("stsEndpointCidrs", "sts_endpoint_cidrs"),
                                        ("secretsmanagerEndpointCidrs", "secretsmanager_endpoint_cidrs"))]
+        # an interface endpoint's ENIs are in the VPC (a gateway's public ranges: S3Path)
+        lists += [(f"network.{label}.s3.cidrs", label, getattr(self.network, label).s3.cidrs)
+                  for label in ("primary", "dr") if getattr(self.network, label).s3.mode == "interface"]
         lists += [("kubernetes.apiServerCidrs", "primary", self.kubernetes.api_server_cidrs),
                   ("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
         problems = []

@@ -189,7 +189,7 @@ def writer_policy(bucket_arn: str, key_arn: str, prefix: str, region: str) -> di
 def shipper_flows(around: Neighbours) -> tuple[Flow, ...]:
     return (
         Flow("shipper-s3", "egress", Peer(cidrs=around.s3_cidrs), (443,), pods=POD_LABELS,
-             reason="container logs go to the logs bucket through the S3 interface endpoint"),
+             reason="container logs go to the logs bucket at the addresses of network.<region>.s3"),
         Flow("shipper-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
         Flow("shipper-metrics", "ingress", Peer(namespace=around.monitoring_namespace), (HTTP_PORT,), pods=POD_LABELS,

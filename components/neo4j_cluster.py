@@ -358,7 +358,8 @@ class Neo4jCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=releases),
         )
         prometheus_rule(f"{name}-rules", namespace=args.namespace,
-                        release_label=args.prometheus_release_label, groups=GRAPH_SLI_RULES, opts=child)
+                        release_label=args.prometheus_release_label,
+                        groups=GRAPH_SLI_RULES + volume_rule_groups(args.namespace, args.release_names), opts=child)
         self.register_outputs({
             "releaseNames": self.release_names,
             "secondaryReleaseNames": self.secondary_release_names,
@@ -605,3 +606,35 @@ GRAPH_SLI_RULES = [{
                          "description": "{{ $labels.service }}: p95 is {{ $value | humanize }} ms."}},
     ],
 }]
+
+
+# Free space below which a volume warns (if it also fills within FILL_HORIZON at the recent rate) and
+# pages. Growing takes a while: the resize path (docs/runbooks.md, "Growing a Neo4j volume"), and EBS
+# modifies a volume again only once the last modification completed (EC2 API Reference, ModifyVolume).
+VOLUME_WARN_FREE, VOLUME_PAGE_FREE = 0.20, 0.10
+FILL_HORIZON_SECONDS = 4 * 86400
+
+
+def volume_rule_groups(namespace: str, release_names: list[str]) -> list[dict]:
+    """Alerts before a server's data volume fills, from the kubelet's volume stats
+    (kubelet_volume_stats_available_bytes / kubelet_volume_stats_capacity_bytes, labelled with the
+    claim's namespace and name; scraped by kube-prometheus-stack's kubelet ServiceMonitor)."""
+    claims = "|".join(f"data-{release}-0" for release in release_names)  # [a-z0-9-]: nothing to escape
+    selector = f'namespace="{namespace}", persistentvolumeclaim=~"{claims}"'
+    free = (f"kubelet_volume_stats_available_bytes{{{selector}}} / "
+            f"kubelet_volume_stats_capacity_bytes{{{selector}}}")
+    return [{"name": "neo4j-volumes", "rules": [
+        {"alert": "Neo4jVolumeFillingUp",
+         "expr": f"{free} < {VOLUME_WARN_FREE} and predict_linear(kubelet_volume_stats_available_bytes"
+                 f"{{{selector}}}[6h], {FILL_HORIZON_SECONDS}) < 0",
+         "for": "1h",
+         "annotations": {"summary": "A Neo4j data volume fills within four days",
+                         "description": "{{ $labels.persistentvolumeclaim }}: {{ $value | humanizePercentage }} "
+                                        "free and falling; grow it (resize path) before it fills."}},
+        {"alert": "Neo4jVolumeAlmostFull",
+         "expr": f"{free} < {VOLUME_PAGE_FREE}",
+         "for": "5m",
+         "annotations": {"summary": "A Neo4j data volume is over 90 % full",
+                         "description": "{{ $labels.persistentvolumeclaim }}: {{ $value | humanizePercentage }} "
+                                        "free; Neo4j stops writing when it is full."}},
+    ]}]
