@@ -91,7 +91,7 @@ buckets = {
     for purpose, bucket in (("neo4j", cfg.backups.neo4j), ("logs", cfg.backups.logs))
 }
 
-# --- audit: management events, and every read/write/delete of a backup, in both regions ----------
+# --- audit: management events, every read/write/delete of a backup and every read of the audit log --
 trail = AuditTrail(
     "audit-trail",
     AuditTrailArgs(
@@ -101,9 +101,11 @@ trail = AuditTrail(
         bucket_name=buckets["logs"].bucket_name,
         audited=[
             AuditedPrefix(buckets["neo4j"].bucket_arn), AuditedPrefix(buckets["neo4j"].replica_bucket_arn),
-            # not cloudtrail/: recording the trail's own deliveries would record them again
+            # cloudtrail/ for reads only: recording the trail's own deliveries would record them again
             AuditedPrefix(buckets["logs"].bucket_arn, "containers/"),
             AuditedPrefix(buckets["logs"].replica_bucket_arn, "containers/"),
+            *(AuditedPrefix(arn, f"{audit_trail.PREFIX}/", reads_only=True)
+              for arn in (buckets["logs"].bucket_arn, buckets["logs"].replica_bucket_arn)),
         ],
     ),
     # CreateTrail checks the bucket policy: it first. Not the whole bucket component: its
@@ -151,7 +153,7 @@ def neighbours(role: settings.Role) -> Neighbours:
     net, cluster = cfg.network.of(role), cfg.kubernetes.of(role)
     return Neighbours(
         api_server_cidrs=tuple(cluster.api_server_cidrs), api_service_ip=cluster.api_service_ip,
-        s3_cidrs=tuple(net.s3_endpoint_cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
+        s3_cidrs=tuple(net.s3.cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
         client_namespace=cfg.kubernetes.app_namespace, monitoring_namespace=obs.prometheus_namespace,
     )
 
@@ -223,6 +225,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             time_zone=neo.time_zone,
             retain=neo.volume_snapshots.retain,
             kubectl_image=neo.volume_snapshots.kubectl_image,
+            prometheus_release_label=obs.prometheus_release_label,
         ) if is_primary and graph else None,
         backup=backup_args(graph) if is_primary and graph else None,
         cache=RedisCacheArgs(
@@ -327,7 +330,7 @@ postgres = PostgresDr(
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
         replica_lag_threshold_seconds=cfg.replica_lag_threshold_seconds,
         master_secret_rotation_days=pg.master_secret_rotation_days,
-        major_upgrade=pg.major_upgrade is not None,
+        major_upgrade_from=pg.major_upgrade.from_version if pg.major_upgrade else None,
         log_retention_days=cfg.logs.retention_days,
     ),
     opts=pulumi.ResourceOptions(provider=primary),

@@ -351,6 +351,44 @@ class AwsSettings(Model):
         return self.primary_region if role == "primary" else self.dr_region
 
 
+def _public_cidr(value: str) -> str:
+    network = ipaddress.ip_network(_private_cidr(value))
+    if not network.is_global:
+        raise ValueError("not a public range: a gateway endpoint routes to S3's public addresses "
+                         "(the com.amazonaws.<region>.s3 prefix list)")
+    return str(network)
+
+
+class S3Path(Model):
+    """Which S3 addresses pods dial. The AWS CLI, Fluent Bit and neo4j-admin resolve
+    s3.<region>.amazonaws.com, so egress must allow what that name resolves to *inside the VPC*:
+    the interface endpoint's ENI addresses only when private DNS is on for in-VPC resolvers
+    (PrivateDnsEnabled, and not PrivateDnsOnlyForInboundResolverEndpoint, which "routes traffic that
+    originates from the VPC to the gateway endpoint": EC2 API Reference, DnsOptionsSpecification);
+    otherwise S3's public addresses, which a gateway endpoint routes (the managed prefix list
+    com.amazonaws.<region>.s3). ops.s3_path checks a live VPC against this."""
+
+    mode: Literal["interface", "gateway"] = Field(
+        description="interface: an S3 interface endpoint with private DNS on for in-VPC resolvers; "
+                    "gateway: an S3 gateway endpoint (and no such interface endpoint).")
+    cidrs: Annotated[list[Cidr], Field(min_length=1)] = Field(
+        description="interface: the endpoint's ENI addresses (inside vpcCidr); gateway: every CIDR of the "
+                    "com.amazonaws.<region>.s3 managed prefix list, from `aws ec2 get-managed-prefix-list-entries "
+                    "--prefix-list-id <pl-id>` (`aws ec2 describe-managed-prefix-lists --filters "
+                    "Name=prefix-list-name,Values=com.amazonaws.<region>.s3` names the id).")
+
+    @model_validator(mode="after")
+    def _cidrs_fit_the_mode(self) -> "S3Path":
+        problems = []
+        for i, cidr in enumerate(self.cidrs):
+            try:
+                (_private_cidr if self.mode == "interface" else _public_cidr)(cidr)
+            except ValueError as exc:
+                problems.append((f"cidrs.{i}", f"mode {self.mode}: {exc}", cidr))
+        _raise_any(problems)
+        return self
+
+
 class RegionNetwork(Model):
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] = Field(
         description="The region's VPC (vpc-...), where the database subnets and security groups live.")
@@ -361,10 +399,10 @@ class RegionNetwork(Model):
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
     ] = Field(description="Private subnets in at least two availability zones, for the DB subnet group.")
-    # Interface endpoints (PrivateLink): backup jobs reach S3, and IRSA reaches STS, only
-    # through these addresses - not through public AWS ranges, which change.
-    s3_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
-        description="Addresses of the region's S3 interface endpoint (PrivateLink): the only way backup and log jobs reach S3.")
+    # S3 is reached through whichever endpoint s3.<region>.amazonaws.com resolves to inside the VPC
+    # (S3Path); IRSA reaches STS only through its interface endpoint's addresses.
+    s3: S3Path = Field(description="How pods reach S3 in this region: the endpoint the VPC resolves "
+                                   "s3.<region>.amazonaws.com to, and the addresses that egress allows.")
     sts_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
         description="Addresses of the region's STS interface endpoint: the only way IRSA pods get credentials.")
     secretsmanager_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
@@ -562,6 +600,20 @@ class ResourceSettings(Model):
         return int(quantity_value(self.memory))
 
 
+class VolumeResize(Model):
+    """A growth of the servers' data volumes, declared for the deploy that makes it. Kubernetes refuses
+    the chart's new volumeClaimTemplates on the running StatefulSets, so the growth goes through the
+    resize path (docs/runbooks.md, "Growing a Neo4j volume"), which supports growing only, and only
+    on a StorageClass with allowVolumeExpansion. Remove it once the volumes have the new size."""
+
+    from_size: Quantity = Field(
+        description="The size the data claims have now (`kubectl -n <namespace> get pvc` CAPACITY); storageSize "
+                    "must be larger.")
+    storage_class_allows_expansion: Annotated[bool, Field(strict=True)] = Field(
+        description="`kubectl get storageclass <storageClass> -o jsonpath='{.allowVolumeExpansion}'` printed true "
+                    "(without it the API server refuses to grow a claim).")
+
+
 class VolumeSnapshotSettings(Model):
     schedule: Cron = Field(description="Cron schedule of the EBS volume snapshots of the Neo4j servers.")
     retain: Annotated[int, Field(ge=1, le=100)] = Field(
@@ -623,6 +675,8 @@ class Neo4jSettings(Model):
     storage_class: K8sName = Field(
         description="StorageClass of the servers' data volumes (and of the backup jobs' scratch volumes).")
     storage_size: Quantity = Field(description="Size of each server's data volume (e.g. '200Gi').")
+    volume_resize: Optional[VolumeResize] = Field(None,
+        description="Set for the deploy that grows storageSize (the resize path, docs/runbooks.md); omit otherwise.")
     backup_schedule: Cron = Field(
         description="Cron schedule of the backups (a full backup starts each chain, differentials after).")
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
@@ -715,6 +769,28 @@ class Neo4jSettings(Model):
                              f"the release name {longest!r} would exceed Helm's 53")
         return value
 
+    @model_validator(mode="after")
+    def _resize_path_supports_it(self) -> "Neo4jSettings":
+        resize = self.volume_resize
+        if resize is None:
+            return self
+        problems = []
+        if quantity_value(self.storage_size) < quantity_value(resize.from_size):
+            # PersistentVolumeClaim update validation: "field can not be less than previous value"
+            problems.append(("storageSize", f"smaller than volumeResize.fromSize {resize.from_size}: a volume "
+                             "cannot shrink (Kubernetes refuses a smaller claim request)", self.storage_size))
+        elif quantity_value(self.storage_size) == quantity_value(resize.from_size):
+            problems.append(("volumeResize", f"storageSize is already {resize.from_size}: nothing grows; remove "
+                             "volumeResize", resize.from_size))
+        if not resize.storage_class_allows_expansion:
+            # Kubernetes docs, "Persistent Volumes" (expanding claims): only a claim whose StorageClass
+            # sets allowVolumeExpansion: true can grow
+            problems.append(("volumeResize.storageClassAllowsExpansion", f"StorageClass {self.storage_class} "
+                             "must set allowVolumeExpansion: true, or the API server refuses to grow its claims; "
+                             "move to a class that does (a new volume, restored from a snapshot)", False))
+        _raise_any(problems)
+        return self
+
     @field_validator("restore_namespace")
     @classmethod
     def _rehearsal_apart(cls, value: str, info: ValidationInfo) -> str:
@@ -802,8 +878,9 @@ _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
 
 
 class PostgresMajorUpgrade(Model):
-    """A declared major version upgrade of the primary (and, with it, its replica). Check it first:
-    ``python -m ops.pg_major_upgrade`` verifies the preconditions and takes the snapshot named here."""
+    """A declared major version upgrade of the primary (deploy 1 of 2: the cross-Region replica's
+    parameter group follows once it is removed). Check it first: ``python -m ops.pg_major_upgrade``
+    verifies the preconditions and the exact target, and takes the snapshot named here."""
 
     from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$"), Version] = Field(
         description="The running major.minor version the upgrade starts from.")
@@ -819,8 +896,9 @@ class PostgresMajorUpgrade(Model):
         if value == "blue-green":
             raise ValueError(
                 "RDS blue/green deployments do not support cross-Region read replicas (RDS User Guide, "
-                "'Limitations for blue/green deployments'), and this primary has one; "
-                "use in-place (RDS upgrades the read replica along with the primary)")
+                "'Limitations for blue/green deployments'), and this primary has one; use in-place "
+                "(docs/runbooks.md, 'PostgreSQL major upgrade': RDS promises to upgrade in-Region read "
+                "replicas with the primary, and ops.pg_major_upgrade --after checks the cross-Region one)")
         return value
 
 
@@ -830,7 +908,8 @@ class PostgresSettings(Model):
     # refuses on every later `up` (aws_db_instance engine_version: a prefix of the actual version
     # is kept as configured; anything else is replaced by the version read back).
     engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$"), MajorVersion] = Field(
-        description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without.")
+        description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without; "
+                    "the exact target version while majorUpgrade is declared.")
     auto_minor_version_upgrade: bool = Field(description="Let RDS apply minor upgrades in the maintenance window.")
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = Field(
         description="RDS instance class of the primary and the replica (db.<family>.<size>).")
@@ -855,7 +934,7 @@ class PostgresSettings(Model):
     master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = Field(7,
         description="Rotation interval of the master secret (AWS's PostgreSQL single-user rotation function).")
     major_upgrade: Optional[PostgresMajorUpgrade] = Field(None,
-        description="A declared major version upgrade (one major step); omit otherwise.")
+        description="A declared major version upgrade (one major step, deploy 1 of 2: docs/runbooks.md); omit otherwise.")
 
     @model_validator(mode="before")
     @classmethod
@@ -886,8 +965,10 @@ class PostgresSettings(Model):
     @field_validator("major_upgrade")
     @classmethod
     def _one_major_step(cls, value: Optional[PostgresMajorUpgrade], info: ValidationInfo):
-        """The in-place path, one major version per change: RDS upgrades the cross-Region replica
-        with the primary, and the way back is the snapshot of the step before."""
+        """The in-place path, one major version per change; the way back is the snapshot of the
+        step before. RDS documents the replica upgrade for in-Region read replicas only (RDS User
+        Guide, "How to perform a major version upgrade for RDS for PostgreSQL", "Handle read
+        replicas"): the replica here is cross-Region, checked by ``ops.pg_major_upgrade --after``."""
         target = info.data.get("engine_version")
         if value is None or target is None:
             return value
@@ -911,6 +992,17 @@ class PostgresSettings(Model):
     @model_validator(mode="after")
     def _version_matches_upgrade_policy(self) -> "PostgresSettings":
         major_only = "." not in self.engine_version
+        if self.major_upgrade is not None:
+            # Given a major version only, RDS picks its default minor (ModifyDBInstance, EngineVersion),
+            # which need not be a valid upgrade target of the running minor (terraform-aws-modules/
+            # terraform-aws-rds #627): the upgrade names the exact target ops.pg_major_upgrade checked.
+            if major_only:
+                raise ValueError(
+                    f"engineVersion {self.engine_version!r} with majorUpgrade: name the exact target version "
+                    "that `python -m ops.pg_major_upgrade` checked against RDS's valid upgrade targets "
+                    f"(e.g. '{self.engine_version}.2'); RDS would otherwise pick its default minor, which "
+                    f"need not be a valid target from {self.major_upgrade.from_version}")
+            return self
         if self.auto_minor_version_upgrade and not major_only:
             raise ValueError(
                 f"engineVersion {self.engine_version!r} pins a minor version while autoMinorVersionUpgrade is "
@@ -1296,9 +1388,11 @@ class StackSettings(Model):
                  for label in ("primary", "dr")]
         lists += [(f"network.{label}.{alias}", label, getattr(getattr(self.network, label), field))
                   for label in ("primary", "dr")
-                  for alias, field in (("s3EndpointCidrs", "s3_endpoint_cidrs"),
-                                       ("stsEndpointCidrs", "sts_endpoint_cidrs"),
+                  for alias, field in (("stsEndpointCidrs", "sts_endpoint_cidrs"),
                                        ("secretsmanagerEndpointCidrs", "secretsmanager_endpoint_cidrs"))]
+        # an interface endpoint's ENIs are in the VPC (a gateway's public ranges: S3Path)
+        lists += [(f"network.{label}.s3.cidrs", label, getattr(self.network, label).s3.cidrs)
+                  for label in ("primary", "dr") if getattr(self.network, label).s3.mode == "interface"]
         lists += [(f"kubernetes.{role}.apiServerCidrs", role, self.kubernetes.of(role).api_server_cidrs)
                   for role in ROLES]
         lists += [("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]

@@ -187,7 +187,8 @@ class RegionalTier(pulumi.ComponentResource):
         AlertRouting(
             self._named("alert-routing"),
             AlertRoutingArgs(namespaces=tuple(self.namespaces), pager_secret=obs.pager_secret,
-                             chat_secret=obs.chat_secret, chat_channel=obs.chat_channel),
+                             chat_secret=obs.chat_secret, chat_channel=obs.chat_channel,
+                             prometheus_release_label=obs.prometheus_release_label),
             opts=self._inside(*self.namespaces),
         )
 

@@ -57,6 +57,12 @@ ALERTS: dict[str, AlertInfo] = {
     "Neo4jBackupPruneFailing": AlertInfo("warning", "neo4j-backup-prune-failing"),
     "Neo4jBackupPruneMissing": AlertInfo("critical", "neo4j-backup-prune-failing"),
     "Neo4jRestoreRehearsalMissing": AlertInfo("critical", "neo4j-restore-rehearsal-failed-or-stale"),
+    # scheduled EBS snapshots of the Neo4j volumes (the fast way back from a bad change or a lost volume)
+    "Neo4jVolumeSnapshotFailed": AlertInfo("warning", "neo4j-volume-snapshots-failing-or-stale"),
+    "Neo4jVolumeSnapshotsStale": AlertInfo("critical", "neo4j-volume-snapshots-failing-or-stale"),
+    "Neo4jVolumeSnapshotsMissing": AlertInfo("critical", "neo4j-volume-snapshots-failing-or-stale"),
+    "Neo4jVolumeFillingUp": AlertInfo("warning", "neo4j-volume-filling-up"),
+    "Neo4jVolumeAlmostFull": AlertInfo("critical", "neo4j-volume-filling-up"),
     "RedisEvictionsHigh": AlertInfo("warning", "redis-evictions-high"),
     "RedisMemoryNearLimit": AlertInfo("critical", "redis-memory-near-limit"),
     "RedisDown": AlertInfo("critical", "redis-down"),
@@ -67,6 +73,8 @@ ALERTS: dict[str, AlertInfo] = {
     "LogScrubberDroppingRecords": AlertInfo("warning", "log-scrubber-dropped-records"),
     "LogShipperOutputFailing": AlertInfo("warning", "log-shipper-unavailable-or-failing"),
     "LogShipperUnavailable": AlertInfo("warning", "log-shipper-unavailable-or-failing"),
+    # a rejected AlertmanagerConfig silences a whole namespace: someone must know now
+    "AlertmanagerConfigRejected": AlertInfo("critical", "alertmanager-configuration-rejected"),
 }
 
 

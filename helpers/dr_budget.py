@@ -100,20 +100,25 @@ def postgres_pitr_rto(*, rto_target: int, restore_estimate_seconds: int) -> Boun
 
 
 @cache
-def cron_max_gap_seconds(schedule: str, start: datetime | None = None) -> int:
-    """Longest interval between two runs of ``schedule`` over a week (the backup RPO)."""
+def cron_gaps_seconds(schedule: str, start: datetime | None = None) -> tuple[int, ...]:
+    """Every interval between two consecutive runs of ``schedule`` over a week."""
     from croniter import croniter
 
     start = start or datetime(2024, 1, 1, tzinfo=timezone.utc)
     runs = croniter(schedule, start)
     previous = runs.get_next(datetime)
     end = previous + timedelta(days=7)
-    gap = 0
+    gaps = []
     while previous < end:
         current = runs.get_next(datetime)
-        gap = max(gap, int((current - previous).total_seconds()))
+        gaps.append(int((current - previous).total_seconds()))
         previous = current
-    return gap
+    return tuple(gaps)
+
+
+def cron_max_gap_seconds(schedule: str, start: datetime | None = None) -> int:
+    """Longest interval between two runs of ``schedule`` over a week (the backup RPO)."""
+    return max(cron_gaps_seconds(schedule, start))
 
 
 def differentials_per_chain(backup_schedule: str, chain_days: int) -> int:

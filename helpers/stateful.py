@@ -22,6 +22,8 @@ class Stateful:
     # leave a running server nobody manages (its volume survives `helm uninstall` anyway: a
     # StatefulSet's claims are kept unless persistentVolumeClaimRetentionPolicy says Delete).
     retain_on_delete: bool = True
+    # protect in prod; not where the program itself retires the resource (a rotated password)
+    protect: bool = True
 
 
 STATEFUL_TYPES: dict[str, Stateful] = {
@@ -39,6 +41,13 @@ STATEFUL_TYPES: dict[str, Stateful] = {
     "kubernetes:helm.sh/v3:Release": Stateful(
         "a Neo4j server: its data volume is named after the release, so a new release starts empty",
         retain_on_delete=False),
+    # Nothing in the cloud to keep or lose, but a replacement (a ForceNew argument, a rename) is a
+    # new password the servers and clients never saw: it flips credentials outside the rotation
+    # (helpers/neo4j_password.py, helpers/redis_auth.py). Stateful, so `synth diff` asks for the
+    # named approval; not protected, because a rotation retires the previous epoch's password.
+    "random:index/randomPassword:RandomPassword": Stateful(
+        "a generated credential (Neo4j, Redis, the database's bootstrap): a new one reaches no server "
+        "or client without the rotation", retain_on_delete=False, protect=False),
 }
 
 
@@ -79,7 +88,7 @@ def guard(protect: bool, retire: Iterable[str] = ()):
         if kind is None:
             return None
         urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{chain}::{args.name}"
-        options = pulumi.ResourceOptions(protect=False if urn in retiring else (protect or None),
+        options = pulumi.ResourceOptions(protect=False if urn in retiring else ((protect and kind.protect) or None),
                                          retain_on_delete=kind.retain_on_delete or None)
         return pulumi.ResourceTransformationResult(args.props, pulumi.ResourceOptions.merge(args.opts, options))
 

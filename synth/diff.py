@@ -75,6 +75,8 @@ class Change:
     notes: list[str] = field(default_factory=list)  # what applying it disrupts
     refused: list[str] = field(default_factory=list)  # what the cloud or engine rejects: the deploy fails here
     hint: str = ""  # for a delete or create: the alias that makes it a rename
+    # what the API refuses unless an operator runs the documented path first (a volume resize)
+    resize: list[str] = field(default_factory=list)
 
     @property
     def dangerous(self) -> bool:
@@ -83,7 +85,9 @@ class Change:
     def details(self) -> list[str]:
         """The lines under the change: values, then what it disrupts, refusals and the alias hint."""
         return ([f"    {v}" for v in self.values] + [f"    ~ {n}" for n in self.notes]
-                + [f"    x refused: {r}" for r in self.refused] + ([f"    > {self.hint}"] if self.hint else []))
+                + [f"    x refused: {r}" for r in self.refused]
+                + [f"    x refused unless the resize path runs first: {r}" for r in self.resize]
+                + ([f"    > {self.hint}"] if self.hint else []))
 
     def line(self) -> str:
         marks = "".join(m for m, on in (("S", self.stateful), ("P", self.protected)) if on) or "-"
@@ -201,10 +205,13 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
             upgrade = consequences.major_upgrade(after["type"], inputs_before, inputs_after)
             unknown = (changed and after.get("custom") and not forcenew.known(after["type"])
                        and not after["type"].startswith(PROVIDER_PREFIX))
+            resize, refused = _claim_template_changes(after["type"], inputs_before, inputs_after)
             changes.append(Change(
-                "update", urn, after["type"], stateful, protected, changed + ([PROTECT] if protect_changed else []), upgrade,
-                aliased_from=source if source != urn else None, needs_review=bool(upgrade), values=values,
-                refused=consequences.refusals(after["type"], inputs_before, inputs_after),
+                "update", urn, after["type"], stateful, protected, changed + ([PROTECT] if protect_changed else []),
+                upgrade or ("volumeClaimTemplates change: only the resize path gets it through" if resize else ""),
+                aliased_from=source if source != urn else None, needs_review=bool(upgrade or resize), values=values,
+                refused=consequences.refusals(after["type"], inputs_before, inputs_after) + refused,
+                resize=resize,
                 notes=["this type is not in the ForceNew table (synth/forcenew.py): whether it is replaced "
                        "is the provider's call"] if unknown else []))
     for urn, before in old.items():
@@ -216,6 +223,15 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
     _add_notes(changes, new, updated, previous)
     _pair_renames(changes, old, new)
     return sorted(changes, key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
+
+
+def _claim_template_changes(type_: str, before: dict, after: dict) -> tuple[list[str], list[str]]:
+    """(resize path, refused) for the volumeClaimTemplates a Neo4j release renders: helm upgrades the
+    StatefulSet in place, which the API server refuses. (A StatefulSet of our own is replaced by
+    pulumi-kubernetes instead: consequences.replaced_claim_notes.)"""
+    if type_ == consequences.RELEASE:
+        return consequences.release_claim_changes(before, after)
+    return [], []
 
 
 def _add_notes(changes: list[Change], new: dict, updated: dict[str, list[str]], previous: dict[str, dict]) -> None:
@@ -242,6 +258,8 @@ def _add_notes(changes: list[Change], new: dict, updated: dict[str, list[str]], 
             change.notes += consequences.release_notes(after, paths, (moving, len(cluster)))
         elif change.type == consequences.STATEFULSET:
             change.notes += consequences.statefulset_notes(after, paths)
+            if change.action == "replace":
+                change.notes += consequences.replaced_claim_notes(previous[change.urn], after.get("inputs", {}))
         elif change.type == consequences.CONFIGMAP:
             meta = after.get("inputs", {}).get("metadata") or {}
             readers = [(w, rolls(u)) for u, w in new.items()

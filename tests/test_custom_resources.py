@@ -11,7 +11,8 @@ from synth.export import every_cluster_objects
 from tests import crds
 from tests.conftest import STACKS, synthesized
 
-BUILTIN_GROUPS = ("v1", "apps/", "batch/", "policy/", "networking.k8s.io/", "rbac.authorization.k8s.io/")
+BUILTIN_GROUPS = ("v1", "apps/", "batch/", "policy/", "networking.k8s.io/", "rbac.authorization.k8s.io/",
+                  "scheduling.k8s.io/")
 
 
 @pytest.mark.parametrize("stack", STACKS)

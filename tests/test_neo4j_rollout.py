@@ -226,3 +226,48 @@ def test_the_before_change_job_can_reach_the_api_and_waits_long_enough():
         assert uid["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}
         home = next(e["value"] for e in container["env"] if e["name"] == "HOME")
         assert {"name": "tmp", "mountPath": home} in container["volumeMounts"]  # the root filesystem is read-only
+
+
+def _gated_roll(synthesis) -> list[str]:
+    steps = {r.urn: r for r in (*synthesis.of_type(RELEASE), *synthesis.of_type(JOB))
+             if r.type == RELEASE or r.name.endswith(("-before-change", "-online"))}
+    return [(f"snapshot {_job_env(r)['RELEASE']}" if r.name.endswith("-before-change")
+             else f"online {_job_env(r)['SERVER_ADDRESS'].split('.')[0]}") if r.type == JOB
+            else f"upgrade {r.inputs['name']}" for r in _total_order(steps)]
+
+
+@pytest.mark.parametrize("stack", ["prod", "stage"])
+def test_the_next_server_restarts_only_when_every_allocation_of_the_last_is_online(stack):
+    """Helm's wait ends at the chart's readiness probe (Bolt answers), before the server's
+    databases are online (Neo4j Operations Manual, "Managing databases in a cluster": an
+    allocation's currentStatus goes starting -> online; SHOW SERVERS health Available). The gate
+    Job between two releases waits for both; the next snapshot and release wait for the gate."""
+    synthesis = synthesized(stack)
+    servers = _order(synthesis)
+    assert _gated_roll(synthesis) == [step for s in servers
+                                      for step in (f"snapshot {s}", f"upgrade {s}", f"online {s}")]
+    from components.neo4j_cluster import change_id
+
+    rendered = {}
+    for release in synthesis.of_type(RELEASE):
+        [sts] = [o for o in helm.render(release.inputs["name"], "graph", "neo4j", release.inputs["values"])
+                 if o["kind"] == "StatefulSet"]
+        [server] = sts["spec"]["template"]["spec"]["containers"][:1]
+        rendered[release.inputs["name"]] = ({e["name"]: e.get("value") for e in server["env"]}["SERVICE_NEO4J"],
+                                            change_id(release.inputs["version"], release.inputs["values"]))
+    for gate in (j for j in synthesis.of_type(JOB) if j.name.endswith("-online")):
+        env = _job_env(gate)
+        release = env["SERVER_ADDRESS"].split(".")[0]
+        service, change = rendered[release]
+        # the address SHOW SERVERS / SHOW DATABASES report: the chart's server.bolt.advertised_address
+        assert env["SERVER_ADDRESS"] == f"{service}:7687"
+        assert env["FIRST_INSTALL"] == "false"
+        assert gate.inputs["metadata"]["name"] == f"{release}-online-{change}"  # runs again on each change
+        assert len(gate.inputs["metadata"]["name"]) <= 63
+        assert gate.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+
+
+def test_on_the_first_install_the_gate_lets_the_cluster_form():
+    bootstrap = engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True}))
+    gates = [j for j in bootstrap.of_type(JOB) if j.name.endswith("-online")]
+    assert len(gates) == 5 and all(_job_env(g)["FIRST_INSTALL"] == "true" for g in gates)

@@ -157,6 +157,15 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      "neo4j-backups-replica"),
     ("s3-backup-data-events-audited", "audit-trail", ":Trail",
      lambda e: e["outputs"].update(isMultiRegionTrail=False), "(us-west-2) has no data-event auditing"),
+    # reads of the audit log: CIS AWS Foundations (access logging on the CloudTrail bucket), Security Hub CloudTrail.7
+    ("s3-backup-data-events-audited", "audit-trail", ":Trail",
+     lambda e: e["outputs"]["advancedEventSelectors"].pop(2), "Reads of the audit log in"),
+    ("s3-backup-data-events-audited", "audit-trail", ":Trail",
+     lambda e: e["outputs"]["advancedEventSelectors"][2]["fieldSelectors"][3].update(
+         startsWiths=[p for p in e["outputs"]["advancedEventSelectors"][2]["fieldSelectors"][3]["startsWiths"]
+                      if "-us-west-2-" not in p]), "(us-west-2, cloudtrail/) are not recorded"),
+    ("s3-backup-data-events-audited", "audit-trail", ":Trail",
+     lambda e: e["outputs"]["advancedEventSelectors"][2]["fieldSelectors"].pop(2), "each delivery is recorded"),
 ]
 
 

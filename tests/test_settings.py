@@ -51,8 +51,8 @@ BAD_CONFIGS = [
     ("cron in prose", {"neo4j.backupSchedule": "every hour"}, (), "neo4j.backupSchedule",
      "cron schedule"),
     ("chart version range", {"neo4j.chartVersion": "5.x"}, (), "neo4j.chartVersion", "exact chart version"),
-    ("bad CIDR", {"network.primary.s3EndpointCidrs": ["10.0.0.300/32"]}, (),
-     "network.primary.s3EndpointCidrs.0", "not a valid CIDR"),
+    ("bad CIDR", {"network.primary.s3.cidrs": ["10.0.0.300/32"]}, (),
+     "network.primary.s3.cidrs.0", "not a valid CIDR"),
     ("typo in a section", {"redis.maxmemoryPolcy": "allkeys-lru"}, (), "redis.maxmemoryPolcy",
      "unknown key; allowed keys here: exporterImage"),
     ("typo at top level", {"redsi": "{}"}, (), "redsi", "unknown key; allowed keys here: alerting, aws"),
@@ -163,8 +163,8 @@ BAD_CONFIGS = [
     ("cron hour out of range", {"neo4j.restoreRehearsalSchedule": "30 24 * * 1"}, (), "neo4j.restoreRehearsalSchedule",
      "cron schedule"),
     # an ENI takes its address from its VPC (VPC User Guide): another range reaches nothing there
-    ("S3 endpoint outside the VPC", {"network.primary.s3EndpointCidrs": ["10.99.1.36/32"]}, (),
-     "network.primary.s3EndpointCidrs.0", "outside network.primary.vpcCidr"),
+    ("S3 endpoint outside the VPC", {"network.primary.s3.cidrs": ["10.99.1.36/32"]}, (),
+     "network.primary.s3.cidrs.0", "outside network.primary.vpcCidr"),
     ("API server outside the VPC", {"kubernetes.primary.apiServerCidrs": ["10.99.0.0/28"]}, (),
      "kubernetes.primary.apiServerCidrs.0",
      "outside network.primary.vpcCidr"),
@@ -441,7 +441,7 @@ def test_rules_relating_keys_report_every_bad_key_at_once():
     config = config_with("prod", {
         "backups.neo4j.transitionStorageClass": "GLACIER_IR", "backups.neo4j.expirationDays": 37,
         "redis.persistence": True, "redis.resources.memory": "40Mi",
-        "network.dr.s3EndpointCidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
+        "network.dr.s3.cidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
         "dns.healthCheck.fqdn": "api.intelgraph.example.com.internal", "ingress.host": "api.intelgraph.example.com.internal"})
     with pytest.raises(settings.SettingsError) as raised:
         settings.validate(config)
@@ -450,12 +450,12 @@ def test_rules_relating_keys_report_every_bad_key_at_once():
             "redis.resources.memory"} <= keys, raised.value.problems
     # the cross-section rules judge a model whose sections are valid: fix those first, then all of these show
     config = config_with("prod", {
-        "network.dr.s3EndpointCidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
+        "network.dr.s3.cidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
         "dns.healthCheck.fqdn": "primary.example.com", "ingress.host": "primary.example.com"})
     with pytest.raises(settings.SettingsError) as raised:
         settings.validate(config)
     keys = {p.split(": ")[0].removeprefix(K) for p in raised.value.problems}
-    assert keys == {"network.dr.s3EndpointCidrs.0", "logs.shipper.namespace", "dns.healthCheck.fqdn"}, keys
+    assert keys == {"network.dr.s3.cidrs.0", "logs.shipper.namespace", "dns.healthCheck.fqdn"}, keys
 
 
 def test_the_longest_cluster_name_settings_accept_is_a_release_name_helm_accepts():
