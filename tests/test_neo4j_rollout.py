@@ -242,7 +242,7 @@ def test_the_next_server_restarts_only_when_every_allocation_of_the_last_is_onli
     databases are online (Neo4j Operations Manual, "Managing databases in a cluster": an
     allocation's currentStatus goes starting -> online; SHOW SERVERS health Available). The gate
     Job between two releases waits for both; the next snapshot and release wait for the gate."""
-    synthesis = synthesized(stack)
+    synthesis = primary_tier(stack)
     servers = _order(synthesis)
     assert _gated_roll(synthesis) == [step for s in servers
                                       for step in (f"snapshot {s}", f"upgrade {s}", f"online {s}")]
