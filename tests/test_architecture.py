@@ -4,7 +4,6 @@ exactly what the generator prints today."""
 
 from __future__ import annotations
 
-import copy
 import re
 
 from synth import engine
@@ -66,11 +65,12 @@ def test_every_component_of_the_stack_is_drawn_in_each_region_it_has_resources_i
 
 def test_namespaces_sit_in_their_cluster_in_its_region():
     arch = prod_architecture()
-    # the cluster's region comes from the provider's EKS context (Pulumi.prod.yaml kubernetes.context)
-    assert set(arch.namespaces) == {("us-east-1", "intelgraph-prod")}
+    # each cluster's region comes from its provider's EKS context (Pulumi.prod.yaml kubernetes.<role>.context)
+    assert set(arch.namespaces) == {("us-east-1", "intelgraph-prod"), ("us-west-2", "intelgraph-prod-dr")}
     assert {"graph", "cache", "dr-verify", "logging"} <= arch.namespaces[("us-east-1", "intelgraph-prod")]
-    neo4j = next(c for c in arch.components.values() if c.type == "intelgraph:graph:Neo4jCluster")
-    assert arch.where(neo4j) == "us-east-1, cluster intelgraph-prod, namespace graph"
+    neo4j = next(c for c in arch.components.values() if c.name == "neo4j")
+    # the servers in graph, the application's credentials in its own namespace
+    assert arch.where(neo4j) == "us-east-1, cluster intelgraph-prod (namespaces graph, intelgraph-app)"
 
 
 def test_the_flows_are_the_network_policies_between_namespaces_and_to_named_addresses():
@@ -78,7 +78,7 @@ def test_the_flows_are_the_network_policies_between_namespaces_and_to_named_addr
     flows = {(arch.describe(f.source), arch.describe(f.target), f.ports, f.name) for f in arch.flows}
     assert ("intelgraph-app (intelgraph-prod)", "graph (intelgraph-prod)", "7687", "neo4j-clients") in flows
     assert ("monitoring (intelgraph-prod)", "cache (intelgraph-prod)", "9121", "redis-metrics") in flows
-    assert ("graph (intelgraph-prod)", "network.primary.s3EndpointCidrs (us-east-1)", "443", "backup-s3") in flows
+    assert ("graph (intelgraph-prod)", "network.primary.s3.cidrs (us-east-1)", "443", "backup-s3") in flows
     # a flow between regions: the rehearsal in the primary cluster calls the DR region's RDS API
     assert ("dr-verify (intelgraph-prod)", "pgRestoreRehearsal.drRdsEndpointCidrs (us-west-2)", "443",
             "pg-rehearsal-rds-api") in flows
@@ -106,41 +106,16 @@ def test_references_between_regions_name_the_property():
                                                     "BackupBucket neo4j-backups (us-east-1)")]
 
 
-def test_a_second_regional_tier_in_the_dr_cluster_is_drawn_without_a_change_to_the_generator():
-    """The DR region's tier (RegionalTier "dr" on its own EKS provider) is derived like the
+def test_the_dr_regions_tier_is_drawn_in_its_own_cluster():
+    """The DR region's tier (RegionalTier "dr" on the eks-dr provider) is derived like the
     primary's: from the tree, the providers' regions and the namespaces."""
-    doc = exporter.to_export(synthesized("prod"))
-    resources = doc["deployment"]["resources"]
-    prefix = "urn:pulumi:prod::intelgraph-platform::"
-    eks, aws_primary = f"{prefix}pulumi:providers:kubernetes::eks", f"{prefix}pulumi:providers:aws::aws-primary"
-    eks_dr, aws_dr = f"{prefix}pulumi:providers:kubernetes::eks-dr", f"{prefix}pulumi:providers:aws::aws-dr"
-    resources.append({"urn": eks_dr, "custom": True, "id": "eks-dr-id", "type": "pulumi:providers:kubernetes",
-                      "inputs": {"context": "arn:aws:eks:us-west-2:481236059412:cluster/intelgraph-prod-dr"},
-                      "outputs": {}, "parent": STACK_URN})
-    tier = next(r for r in resources if r["type"] == "intelgraph:tier:RegionalTier")
-    inside, frontier = {tier["urn"]}, True
-    while frontier:
-        found = {r["urn"] for r in resources if r.get("parent") in inside} - inside
-        frontier, inside = bool(found), inside | found
-    renamed = {urn: f"{urn}-dr" for urn in inside}
-    providers = {eks: eks_dr, aws_primary: aws_dr}
-    for r in [r for r in resources if r["urn"] in inside]:
-        twin = copy.deepcopy(r)
-        twin["urn"] = renamed[r["urn"]]
-        twin["parent"] = renamed.get(r.get("parent"), r.get("parent"))
-        if r.get("provider"):
-            urn, ident = r["provider"].rsplit("::", 1)
-            twin["provider"] = f"{providers.get(urn, urn)}::{ident}"
-        twin.pop("propertyDependencies", None)
-        resources.append(twin)
-    arch = prod_architecture(doc)
-    assert set(arch.namespaces) == {("us-east-1", "intelgraph-prod"), ("us-west-2", "intelgraph-prod-dr")}
-    assert arch.namespaces[("us-west-2", "intelgraph-prod-dr")] >= {"graph", "cache", "dr-verify", "logging"}
+    arch = prod_architecture()
+    assert arch.namespaces[("us-west-2", "intelgraph-prod-dr")] >= {"graph", "cache", "logging"}
     redis_dr = next(c for c in arch.components.values() if c.name == "redis-dr")
-    assert arch.where(redis_dr) == "us-west-2, cluster intelgraph-prod-dr, namespace cache"
+    assert arch.where(redis_dr).startswith("us-west-2, cluster intelgraph-prod-dr (namespaces cache")
     diagram = arch.mermaid()
     assert 'subgraph k_us_west_2_intelgraph_prod_dr["EKS cluster intelgraph-prod-dr"]' in diagram
-    assert "RegionalTier<br/>primary-dr" in diagram
+    assert "RegionalTier<br/>dr" in diagram
     # and its flows, in its own cluster
     assert any(f.source == arch.namespace_node("us-west-2", "intelgraph-prod-dr", "intelgraph-app")
                and f.target == arch.namespace_node("us-west-2", "intelgraph-prod-dr", "graph") for f in arch.flows)

@@ -90,11 +90,12 @@ def test_budget_follows_the_stack_file():
     assert rows[("postgres", "RTO")]["terms"]["dnsDetection"] == 90
 
 
-def neo4j(chain_days: int, full_backup_seconds: int = 3877) -> dict:
+def neo4j(chain_days: int, full_backup_seconds: int = 3877, replication_sla_seconds: int = 0) -> dict:
+    """A warm DR graph's bounds (no cluster start), without the bucket's replication by default."""
     return {b.objective: b for b in dr_budget.neo4j_bounds(
         rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=chain_days,
         full_backup_seconds=full_backup_seconds, restore_estimate_seconds=2700,
-        differential_estimate_seconds=20)}
+        differential_estimate_seconds=20, dr_mode="warm", replication_sla_seconds=replication_sla_seconds)}
 
 
 def test_neo4j_rto_grows_with_the_differentials_a_chain_holds():
@@ -107,15 +108,18 @@ def test_neo4j_rto_grows_with_the_differentials_a_chain_holds():
 
 
 def test_neo4j_rpo_is_the_longest_gap_between_backups_including_a_chains_full_backup():
-    assert neo4j(1, full_backup_seconds=1419)["RPO"].terms == {"backupInterval": 3600}
+    assert neo4j(1, full_backup_seconds=1419)["RPO"].terms == {"backupInterval": 3600, "bucketReplication": 0}
     slow = neo4j(1, full_backup_seconds=7000)["RPO"]
     assert slow.bound_seconds == 7000 and not slow.met
+    # the DR bucket holds a backup up to the replication SLA later (S3 RTC: 15 minutes)
+    assert neo4j(1, full_backup_seconds=1419, replication_sla_seconds=900)["RPO"].bound_seconds == 4500
 
 
 def test_the_stacks_neo4j_bounds_come_from_their_chain(prod):
     rows = {(r["datastore"], r["objective"]): r for r in prod.outputs["drBudget"]}
     assert rows[("neo4j", "RTO")]["boundSeconds"] == 2700 + 23 * 20
-    assert rows[("neo4j", "RPO")]["boundSeconds"] == 3877  # 200 Gi full backup outlasts the hour
+    # the 200 Gi full backup outlasts the hour, and the DR copy trails by S3 RTC's 15 minutes
+    assert rows[("neo4j", "RPO")]["boundSeconds"] == 3877 + 900
 
 
 def test_postgres_pitr_rto_row_is_the_rehearsals_measured_restore_time(prod):

@@ -268,6 +268,6 @@ def test_the_next_server_restarts_only_when_every_allocation_of_the_last_is_onli
 
 
 def test_on_the_first_install_the_gate_lets_the_cluster_form():
-    bootstrap = engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True}))
+    bootstrap = in_tier(engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True})), "primary")
     gates = [j for j in bootstrap.of_type(JOB) if j.name.endswith("-online")]
     assert len(gates) == 5 and all(_job_env(g)["FIRST_INSTALL"] == "true" for g in gates)

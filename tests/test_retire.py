@@ -27,12 +27,15 @@ import pytest
 import yaml
 
 import settings
-from helpers.stateful import is_stateful
+from helpers.stateful import STATEFUL_TYPES, is_stateful
 from synth import diff, engine, export
 from tests.conftest import ROOT, config_with, synthesized
 
 SERVER_5 = ("urn:pulumi:prod::intelgraph-platform::intelgraph:tier:RegionalTier$intelgraph:graph:Neo4jCluster"
             "$kubernetes:helm.sh/v3:Release::neo4j-graph-server-5")
+# prod's warm DR cluster has the primary's shape: removing a server removes its DR twin too
+DR_SERVER_5 = SERVER_5.replace("::neo4j-graph-server-5", "::neo4j-dr-graph-server-5")
+SERVERS_5 = [DR_SERVER_5, SERVER_5]
 
 
 def state(config: dict[str, str]) -> dict:
@@ -45,7 +48,7 @@ def deploys() -> dict[str, dict]:
     and the shortcut that removes it without deploy 1."""
     return {
         "today": export.to_export(synthesized("prod")),
-        "deploy 1": state(config_with("prod", {"retire": [SERVER_5]})),
+        "deploy 1": state(config_with("prod", {"retire": SERVERS_5})),
         "deploy 2": state(config_with("prod", {"neo4j.secondaries": 1})),
     }
 
@@ -56,28 +59,29 @@ def by_urn(document: dict) -> dict[str, dict]:
 
 def test_the_retired_resource_is_registered_unprotected_and_nothing_else_changes(deploys):
     today, first = by_urn(deploys["today"]), by_urn(deploys["deploy 1"])
-    assert today[SERVER_5].get("protect") is True and "protect" not in first[SERVER_5]
-    assert {u: r.get("protect") for u, r in today.items() if u != SERVER_5} == \
-        {u: r.get("protect") for u, r in first.items() if u != SERVER_5}
+    for server in SERVERS_5:
+        assert today[server].get("protect") is True and "protect" not in first[server]
+    assert {u: r.get("protect") for u, r in today.items() if u not in SERVERS_5} == \
+        {u: r.get("protect") for u, r in first.items() if u not in SERVERS_5}
     plan = diff.compare(deploys["today"], deploys["deploy 1"])
-    assert [(c.action, c.urn, c.properties, c.values) for c in plan] == \
-        [("update", SERVER_5, ["protect"], ["protect: true → false"])]
+    assert sorted((c.action, c.urn, c.properties, c.values) for c in plan) == \
+        [("update", server, ["protect"], ["protect: true → false"]) for server in SERVERS_5]
     text, code = diff.summary(plan, None)
     assert code == diff.EXIT_OK and f"update   SP {SERVER_5}  [protect]" in text  # no approval needed
 
 
 def test_removing_a_protected_resource_without_deploy_1_is_refused_even_when_approved(deploys):
     plan = diff.compare(deploys["today"], deploys["deploy 2"])
-    [delete] = [c for c in plan if c.refused]  # (its pre-change snapshot Job goes too, unprotected)
-    assert (delete.action, delete.urn, delete.protected, delete.refused) == \
-        ("delete", SERVER_5, True, [diff.PROTECTED_DELETE])
+    # (the pre-change snapshot Job goes too, unprotected)
+    assert sorted((c.action, c.urn, c.protected, c.refused) for c in plan if c.refused) == \
+        [("delete", server, True, [diff.PROTECTED_DELETE]) for server in SERVERS_5]
     text, code = diff.summary(plan, "alice")
     assert code == diff.EXIT_STATEFUL and "the engine refuses" in text and "`retire`" in text
 
 
 def test_deploy_2_deletes_it_with_the_plans_approval_only(deploys):
     plan = diff.compare(deploys["deploy 1"], deploys["deploy 2"])
-    assert [(c.action, c.urn) for c in plan if c.dangerous] == [("delete", SERVER_5)]
+    assert sorted((c.action, c.urn) for c in plan if c.dangerous) == [("delete", server) for server in SERVERS_5]
     assert not any(c.refused for c in plan)  # the engine lets the delete through: the state says unprotected
     assert diff.summary(plan, None)[1] == diff.EXIT_STATEFUL  # the gate still asks for the review
     assert diff.summary(plan, "alice")[1] == diff.EXIT_OK
@@ -113,11 +117,13 @@ def test_the_engines_preview_of_each_deploy_gets_the_same_verdicts(deploys):
 def test_the_guard_computes_the_engines_urn_for_every_stateful_resource():
     """The guard knows a URN before the engine does (parent types $-joined, pkg/resource/urn.go):
     retiring every stateful URN the program registers leaves none of them protected."""
-    urns = [r.urn for r in synthesized("prod").resources if is_stateful(r.type)]
+    # the kinds prod protects (generated passwords are stateful for the gate, never protected)
+    urns = [r.urn for r in synthesized("prod").resources if is_stateful(r.type) and STATEFUL_TYPES[r.type].protect]
     assert any(u.count("$") >= 2 for u in urns)  # nested components too (RegionalTier > Neo4jCluster)
     released = engine.synthesize("prod", config_with("prod", {"retire": urns}))
     assert {r.urn: r.protect for r in released.resources if r.urn in urns} == {u: False for u in urns}
-    assert all(r.retain_on_delete for r in released.resources if r.urn in urns and r.type != diff.consequences.RELEASE)
+    assert all(r.retain_on_delete for r in released.resources
+               if r.urn in urns and STATEFUL_TYPES[r.type].retain_on_delete)
 
 
 def problems(changes: dict, stack: str = "prod") -> list[str]:
