@@ -517,7 +517,7 @@ def test_answers_are_checked_against_the_service_model(world):
     with pytest.raises(ParamValidationError):
         iam.simulate_principal_policy(PolicySourceArn=EBS_ROLE, ActionNames="ec2:CreateSnapshot")
     assert world.simulated == []
-    world.private_zone = "no"  # type: ignore[assignment]  # PrivateZone is a boolean in the model
+    world.private_zone = "no"  # PrivateZone is a boolean in the model
     with pytest.raises(ParamValidationError):
         world.client("route53", "us-east-1").get_hosted_zone(Id=CFG.dns.hosted_zone_id)
 
