@@ -47,9 +47,9 @@ MONITORING_CRDS = tuple(f"{plural}.monitoring.coreos.com"
                         for plural in ("servicemonitors", "podmonitors", "prometheusrules", "alertmanagerconfigs"))
 # The STS audience IRSA tokens carry (EKS user guide, "Create an IAM OIDC provider for your cluster").
 STS_AUDIENCE = "sts.amazonaws.com"
-# The interface endpoints the program's flows dial (settings.RegionNetwork): key -> config key.
-ENDPOINTS = (("s3", "s3EndpointCidrs"), ("sts", "stsEndpointCidrs"),
-             ("secretsmanager", "secretsmanagerEndpointCidrs"))
+# The interface endpoints the program's flows dial: service -> settings.RegionNetwork field.
+ENDPOINTS = (("s3", "s3_endpoint_cidrs"), ("sts", "sts_endpoint_cidrs"),
+             ("secretsmanager", "secretsmanager_endpoint_cidrs"))
 
 
 # --- reading the clusters and the account -------------------------------------------------------
@@ -392,7 +392,7 @@ def check_snapshot_class(t: Target) -> list[Finding]:
 def check_storage_classes(t: Target) -> list[Finding]:
     assert t.kube is not None
     wanted = {t.cfg.neo4j.storage_class: "neo4j.storageClass"}
-    if t.cfg.redis.persistence and t.cfg.redis.storage_class:
+    if t.cfg.redis.storage_class:
         wanted.setdefault(t.cfg.redis.storage_class, "redis.storageClass")
     problems = []
     for name, key in wanted.items():
@@ -512,10 +512,10 @@ def check_vpc_endpoints(t: Target) -> list[Finding]:
     endpoints = [e for page in ec2.get_paginator("describe_vpc_endpoints").paginate(
         Filters=[{"Name": "vpc-id", "Values": [net.vpc_id]}]) for e in page["VpcEndpoints"]]
     problems, seen = [], []
-    for service, key in ENDPOINTS:
+    for service, field in ENDPOINTS:
         name = f"com.amazonaws.{t.region}.{service}"
-        config_key = f"network.{t.role}.{key}"
-        cidrs = [ipaddress.ip_network(c) for c in getattr(net, _snake(key))]
+        config_key = f"network.{t.role}.{type(net).model_fields[field].alias}"
+        cidrs = [ipaddress.ip_network(c) for c in getattr(net, field)]
         found = [e for e in endpoints if e["ServiceName"] == name and e["VpcEndpointType"] == "Interface"]
         if not found:
             problems.append(fail(f"no {service} interface endpoint in {net.vpc_id}",
@@ -543,10 +543,6 @@ def check_vpc_endpoints(t: Target) -> list[Finding]:
                 f"set {config_key} to [{', '.join(f'{a}/32' for a in addresses)}]: the flows admit only these"))
         seen.append(f"{service} {', '.join(map(str, addresses))}")
     return problems or ok("; ".join(seen) + ", private DNS on")
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in camel)
 
 
 def check_alertmanager_secrets(t: Target) -> list[Finding]:
@@ -606,7 +602,7 @@ class Prerequisite:
     install: str  # how to install or change it (README, and printed when the check fails)
     run: Callable[[Target], list[Finding]]
     scope: Literal["region", "stack"] = "region"
-    needs_cluster: bool = True
+    needs_cluster: bool = True  # reads the region's cluster (through kubectl); else only AWS
 
 
 PREREQUISITES: tuple[Prerequisite, ...] = (
@@ -709,8 +705,9 @@ def preflight(cfg: Any, roles: Sequence[str], aws: Aws, kubectl: str = "kubectl"
     results = []
     for role in roles:
         cluster = cfg.kubernetes.of(role)
-        target = Target(cfg, role, Kubectl(cluster.context, cluster.kubeconfig_path, kubectl), aws)
-        results += [Result(p, role, f) for p in PREREQUISITES if p.scope == "region" for f in run(target, p)]
+        kube = Kubectl(cluster.context, cluster.kubeconfig_path, kubectl)
+        results += [Result(p, role, f) for p in PREREQUISITES if p.scope == "region"
+                    for f in run(Target(cfg, role, kube if p.needs_cluster else None, aws), p)]
     stack = Target(cfg, None, None, aws)
     results += [Result(p, "stack", f) for p in PREREQUISITES if p.scope == "stack" for f in run(stack, p)]
     return results

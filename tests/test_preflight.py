@@ -234,7 +234,7 @@ def _build_network(role: Role) -> str:
                                            PrivateDnsEnabled=True)["VpcEndpoint"]
         # moto gives an endpoint's ENIs random addresses outside its subnets; AWS picks one in each
         # subnet, which the operator copies into the config: place them there.
-        for eni_id, cidr in zip(endpoint["NetworkInterfaceIds"], getattr(net, preflight._snake(key)), strict=True):
+        for eni_id, cidr in zip(endpoint["NetworkInterfaceIds"], getattr(net, key), strict=True):
             eni = backend.enis[eni_id]
             eni.private_ip_address = cidr.split("/")[0]
             eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": eni.private_ip_address}]
