@@ -377,8 +377,9 @@ def check_snapshot_class(t: Target) -> list[Finding]:
     elif "csi-snapshotter" not in containers:
         problems.append(fail(f"kube-system/ebs-csi-controller has no csi-snapshotter container ({', '.join(containers)}): "
                              f"driver {EBS_CSI_DRIVER} would never cut a snapshot",
-                             "install the driver through the EKS add-on (its controller runs csi-snapshotter "
-                             "when the snapshot CRDs exist), or enable the chart's sidecars.snapshotter"))
+                             "the driver's chart and add-on add csi-snapshotter only when the snapshot CRDs "
+                             "exist at install: update the add-on after installing them, or set "
+                             "sidecars.snapshotter.forceEnable: true"))
     name = f"{t.cfg.neo4j.cluster_name}-ebs-retain"
     existing = t.kube.get("volumesnapshotclasses.snapshot.storage.k8s.io", name) if not _missing_crds(
         t, SNAPSHOT_CRDS[1:2]) else None
@@ -634,10 +635,11 @@ PREREQUISITES: tuple[Prerequisite, ...] = (
     Prerequisite("volume-snapshot-class", "Driver `ebs.csi.aws.com` takes snapshots (the controller's "
                  "`csi-snapshotter` sidecar) for the VolumeSnapshotClass `<neo4j.clusterName>-ebs-retain` "
                  "the program creates; no other class holds that name.",
-                 "Install the snapshot CRDs before the EBS CSI add-on, or update the add-on after them.",
+                 "Install the snapshot CRDs before the EBS CSI add-on (its chart adds the sidecar only "
+                 "when they exist), or update the add-on after them.",
                  check_snapshot_class),
-    Prerequisite("storage-class", "The StorageClass `neo4j.storageClass` (and `redis.storageClass` with "
-                 "persistence): provisioner `ebs.csi.aws.com`, `allowVolumeExpansion: true`.",
+    Prerequisite("storage-class", "The StorageClass `neo4j.storageClass` (and `redis.storageClass` when "
+                 "set): provisioner `ebs.csi.aws.com`, `allowVolumeExpansion: true`.",
                  "`kubectl apply` a StorageClass (gp3, encrypted, WaitForFirstConsumer, allowVolumeExpansion).",
                  check_storage_classes),
     Prerequisite("vpc-cni-network-policy", "VPC CNI network policy enforcement: the `aws-node` agent runs "

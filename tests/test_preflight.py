@@ -607,6 +607,6 @@ def test_another_accounts_credentials_are_bad_input(monkeypatch, capsys, tmp_pat
 def test_the_readme_lists_exactly_the_checks_the_preflight_runs():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Prerequisites\n", 1)[1].split("\n## ", 1)[0]
-    assert preflight.table() in section, "regenerate the table: python -m ops.preflight --table"
+    assert preflight.table() in section, "replace the table with the output of: python -m ops.preflight --table"
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == [p.name for p in preflight.PREREQUISITES]
