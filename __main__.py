@@ -12,7 +12,7 @@ import settings
 from components import audit_trail
 from components.alertmanager import SecretRef
 from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
-from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
+from components.backup_bucket import REPLICATION_SLA_MINUTES, BackupBucket, BackupBucketArgs, ObjectLock
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.neo4j_backup import Neo4jBackupArgs
 from components.neo4j_cluster import Neo4jClusterArgs
@@ -30,8 +30,8 @@ from helpers.rollout import rollout_budget
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 # Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
-# is retained on delete and, in prod, protected (helpers/stateful.py).
-pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod))
+# is retained on delete and, in prod, protected unless `retire` lists it (helpers/stateful.py).
+pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod, retire=cfg.retire))
 
 # --- providers: per region, an AWS provider and its EKS cluster's Kubernetes provider ---------------
 aws_tags: aws.ProviderDefaultTagsArgsDict = {
@@ -91,7 +91,7 @@ buckets = {
     for purpose, bucket in (("neo4j", cfg.backups.neo4j), ("logs", cfg.backups.logs))
 }
 
-# --- audit: management events, and every read/write/delete of a backup, in both regions ----------
+# --- audit: management events, every read/write/delete of a backup and every read of the audit log --
 trail = AuditTrail(
     "audit-trail",
     AuditTrailArgs(
@@ -101,9 +101,11 @@ trail = AuditTrail(
         bucket_name=buckets["logs"].bucket_name,
         audited=[
             AuditedPrefix(buckets["neo4j"].bucket_arn), AuditedPrefix(buckets["neo4j"].replica_bucket_arn),
-            # not cloudtrail/: recording the trail's own deliveries would record them again
+            # cloudtrail/ for reads only: recording the trail's own deliveries would record them again
             AuditedPrefix(buckets["logs"].bucket_arn, "containers/"),
             AuditedPrefix(buckets["logs"].replica_bucket_arn, "containers/"),
+            *(AuditedPrefix(arn, f"{audit_trail.PREFIX}/", reads_only=True)
+              for arn in (buckets["logs"].bucket_arn, buckets["logs"].replica_bucket_arn)),
         ],
     ),
     # CreateTrail checks the bucket policy: it first. Not the whole bucket component: its
@@ -139,6 +141,7 @@ def graph_args(role: settings.Role) -> Neo4jClusterArgs:
         prometheus_release_label=obs.prometheus_release_label,
         zones=tuple(neo.zones if role == "primary" else neo.dr.zones),
         password_epoch=neo.password_epoch,
+        client_namespace=cfg.kubernetes.app_namespace,  # the app user's Secret, where the app's pods read it
         bootstrap=neo.bootstrap if role == "primary" else neo.dr.bootstrap,
         # the primary's releases were created before they were named after the component
         unprefixed_release_urns=role == "primary",
@@ -150,7 +153,7 @@ def neighbours(role: settings.Role) -> Neighbours:
     net, cluster = cfg.network.of(role), cfg.kubernetes.of(role)
     return Neighbours(
         api_server_cidrs=tuple(cluster.api_server_cidrs), api_service_ip=cluster.api_service_ip,
-        s3_cidrs=tuple(net.s3_endpoint_cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
+        s3_cidrs=tuple(net.s3.cidrs), sts_cidrs=tuple(net.sts_endpoint_cidrs),
         client_namespace=cfg.kubernetes.app_namespace, monitoring_namespace=obs.prometheus_namespace,
     )
 
@@ -222,6 +225,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             time_zone=neo.time_zone,
             retain=neo.volume_snapshots.retain,
             kubectl_image=neo.volume_snapshots.kubectl_image,
+            prometheus_release_label=obs.prometheus_release_label,
         ) if is_primary and graph else None,
         backup=backup_args(graph) if is_primary and graph else None,
         cache=RedisCacheArgs(
@@ -243,6 +247,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             slowlog_max_len=redis.slowlog_max_len,
             password_epoch=redis.password_rotation.epoch,
             password_rollover=redis.password_rotation.rollover,
+            client_namespace=cfg.kubernetes.app_namespace,  # the client Secret, where the app's pods read it
             prometheus_release_label=obs.prometheus_release_label,
         ),
         shipper_namespace=cfg.logs.shipper.namespace,
@@ -280,6 +285,8 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             # Route 53 checks the primary by a name only the primary serves
             health_host=cfg.dns.health_check.fqdn if is_primary else None,
             ingress_name="api",  # one name in both clusters
+            # the DR WebACL was built by the primary's edge, a top-level component then
+            acl_moved_from=None if is_primary else pulumi.create_urn("api", "intelgraph:edge:WafIngress"),
             log_retention_days=cfg.logs.retention_days,
         ),
         extra_flows=extra_flows,
@@ -287,7 +294,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
     )
 
 
-tiers = {role: RegionalTier(role, tier_args(role),
+tiers: dict[settings.Role, RegionalTier] = {role: RegionalTier(role, tier_args(role),
                             opts=pulumi.ResourceOptions(providers={"kubernetes": eks[role], "aws": aws_providers[role]}))
          for role in settings.ROLES}
 tier = tiers["primary"]
@@ -323,7 +330,7 @@ postgres = PostgresDr(
         monitoring_interval_seconds=pg.monitoring_interval_seconds,
         replica_lag_threshold_seconds=cfg.replica_lag_threshold_seconds,
         master_secret_rotation_days=pg.master_secret_rotation_days,
-        major_upgrade=pg.major_upgrade is not None,
+        major_upgrade_from=pg.major_upgrade.from_version if pg.major_upgrade else None,
         log_retention_days=cfg.logs.retention_days,
     ),
     opts=pulumi.ResourceOptions(provider=primary),
@@ -361,8 +368,9 @@ dns = cfg.dns
 def load_balancer(role: settings.Role) -> LoadBalancerTarget:
     """alb mode: the ALB the region's WAF-protected Ingress creates; nginx mode: the controller's,
     from config (settings require dns.<role>LoadBalancer exactly in nginx mode)."""
-    if tiers[role].load_balancer is not None:
-        return tiers[role].load_balancer
+    created = tiers[role].load_balancer
+    if created is not None:
+        return created
     configured = getattr(dns, f"{role}_load_balancer")
     assert configured is not None
     return LoadBalancerTarget(configured.dns_name, configured.zone_id)
@@ -414,6 +422,9 @@ budget = [
         full_backup_seconds=neo4j_backup.full_backup_seconds,
         restore_estimate_seconds=cfg.dr.neo4j_restore_estimate_seconds,
         differential_estimate_seconds=cfg.dr.neo4j_differential_estimate_seconds,
+        dr_mode=neo.dr.mode,
+        replication_sla_seconds=REPLICATION_SLA_MINUTES * 60,
+        cluster_start_seconds=cfg.dr.neo4j_cluster_start_estimate_seconds or 0,
     ),
 ]
 budget.append(dr_budget.postgres_pitr_rto(

@@ -19,6 +19,7 @@ from pulumi.errors import RunError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -141,11 +142,79 @@ def _region(value: str) -> str:
     return value
 
 
-def _cron(value: str) -> str:
-    from croniter import croniter
+# What the Kubernetes API server accepts in a CronJob's schedule: robfig/cron v3's standard parser
+# (pkg/apis/batch/validation, cron.ParseStandard; robfig/cron spec.go and parser.go): per field
+# '*', '?', a number or a name, a range 'a-b', a step '/n', comma lists. Names only for the month
+# and the weekday, and the weekday ends at 6 (Saturday): croniter's 7, L, W and # are refused there.
+_CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
+                ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+                ("day of week", 0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+_CRON_PART = re.compile(r"^(?:[*?]|(?P<low>[0-9]+|[a-z]{3})(?:-(?P<high>[0-9]+|[a-z]{3}))?)(?:/(?P<step>[0-9]+))?$")
+# robfig/cron's SpecSchedule.Next gives up after five years ("If no time is found within five years,
+# return zero"): a CronJob whose next run lies further off never runs.
+CRON_HORIZON_YEARS = 5
 
-    if len(value.split()) != 5 or not croniter.is_valid(value):
+
+def _cron_field_problem(text: str, name: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    for part in text.lower().split(","):
+        match = _CRON_PART.match(part)
+        if not match:
+            return f"{name} {text!r} is not cron syntax Kubernetes accepts (*, ?, a-b, */n, lists)"
+        if match["step"] is not None and int(match["step"]) == 0:
+            return f"{name} {text!r}: a step of 0"
+        for value in filter(None, (match["low"], match["high"])):
+            number = _cron_number(value, low, names) if value in names or value.isdigit() else None
+            if number is None:
+                return f"{name} {text!r}: {value!r} is no {name} name" + (
+                    f" ({', '.join(names)})" if names else "; use numbers")
+            if not low <= number <= high:
+                return f"{name} {text!r}: {number} is outside {low}-{high}"
+        if match["high"] and _cron_number(match["low"], low, names) > _cron_number(match["high"], low, names):
+            return f"{name} {text!r}: the range runs backwards"
+    return None
+
+
+def _cron_number(value: str, low: int, names: tuple[str, ...]) -> int:
+    return names.index(value) + low if value in names else int(value)
+
+
+def _cron(value: str) -> str:
+    from datetime import datetime, timezone
+
+    from croniter import CroniterError, croniter
+
+    fields = value.split()
+    if len(fields) != 5 or not croniter.is_valid(value):
         raise ValueError("not a valid 5-field cron schedule, e.g. '0 * * * *'")
+    problems = [p for text, spec in zip(fields, _CRON_FIELDS, strict=True) if (p := _cron_field_problem(text, *spec))]
+    if problems:
+        raise ValueError(f"{problems[0]}: the Kubernetes API server refuses the CronJob")
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)  # fixed: the same verdict on every run
+    try:
+        first = croniter(value, start).get_next(datetime)
+    except CroniterError:  # e.g. 30 February: no date ever matches
+        first = None
+    if first is None or first.year > start.year + CRON_HORIZON_YEARS:
+        raise ValueError("never fires: no date matches it (e.g. day 30 or 31 of a month too short for it), "
+                         f"and Kubernetes' cron library gives up after {CRON_HORIZON_YEARS} years; "
+                         "name a day every chosen month has")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    # A CronJob's timeZone must be a name of the IANA database the API server embeds (Kubernetes
+    # docs, "CronJob": Time zones; kube-apiserver refuses "unknown time zone"); the same database
+    # Python's zoneinfo reads. Offsets ("UTC+2") and "TZ=" prefixes are no names there.
+    from zoneinfo import ZoneInfo, available_timezones
+
+    if not available_timezones():
+        raise ValueError("cannot be checked: this machine has no IANA time zone database (install tzdata)")
+    if value not in available_timezones():
+        try:
+            ZoneInfo(value)  # e.g. a link the listing leaves out
+        except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError("not an IANA time zone name, e.g. 'Etc/UTC' or 'Europe/Berlin': the Kubernetes "
+                             "API server refuses the CronJob") from None
     return value
 
 
@@ -176,14 +245,50 @@ def _chart_version(value: str) -> str:
     return value
 
 
-Quantity = Annotated[str, AfterValidator(_quantity)]
+# YAML reads `cpuLimit: 2` as a number where a string is expected. Where the number says exactly what
+# the text would, it is taken as that text: a Kubernetes quantity is a number (2, 0.5: same value as
+# '2', '0.50'), a 12-digit account id or a major version is an integer (16). Where it cannot, the value
+# is refused with the quoting that fixes it: a version is text, and YAML reads 1.30 as 1.3 and 16.10
+# as 16.1 (both real: Kubernetes 1.30, PostgreSQL 16.10); an account id with a leading zero loses it.
+def _number_as_text(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    return f"{value:f}".rstrip("0").rstrip(".") if "e" in text else text
+
+
+def _integer_as_text(value: Any) -> Any:
+    if isinstance(value, float) and not isinstance(value, bool):
+        return _must_quote(value)
+    return _number_as_text(value)
+
+
+def _must_quote(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"YAML read this as the number {value}, and a number cannot keep what the text said "
+                         "(1.30 reads as 1.3, 16.10 as 16.1): write the value in quotes exactly as meant, e.g. \"1.30\"")
+    return value
+
+
+def _account_as_text(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) != 12:
+        raise ValueError(f"YAML read this as the number {value}: an account id with a leading zero loses it; "
+                         "quote all 12 digits, e.g. \"012345678901\"")
+    return _integer_as_text(value)
+
+
+Quantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_quantity)]
+Version = BeforeValidator(_must_quote)  # a version is text: a YAML number is refused, never guessed
+MajorVersion = BeforeValidator(_integer_as_text)  # 16 is '16'; 16.1 may have been '16.10'
+
 Cidr = Annotated[str, AfterValidator(_cidr)]
 PrivateCidr = Annotated[str, AfterValidator(_private_cidr)]
 Region = Annotated[str, AfterValidator(_region)]
 Cron = Annotated[str, AfterValidator(_cron)]
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
 Image = Annotated[str, AfterValidator(_image)]
-ChartVersion = Annotated[str, AfterValidator(_chart_version)]
-AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+ChartVersion = Annotated[str, Version, AfterValidator(_chart_version)]
+AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$"), BeforeValidator(_account_as_text)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Days = Annotated[int, Field(ge=1, le=3650)]
 K8sName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
@@ -191,6 +296,7 @@ Arn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]
 # The two regions of a stack: the one serving traffic, and the disaster-recovery standby.
 Role = Literal["primary", "dr"]
 ROLES: tuple[Role, ...] = ("primary", "dr")
+_REGION_KEYS: dict[Role, str] = {"primary": "primaryRegion", "dr": "drRegion"}
 
 
 def _snake(alias: str) -> str:
@@ -245,6 +351,44 @@ class AwsSettings(Model):
         return self.primary_region if role == "primary" else self.dr_region
 
 
+def _public_cidr(value: str) -> str:
+    network = ipaddress.ip_network(_private_cidr(value))
+    if not network.is_global:
+        raise ValueError("not a public range: a gateway endpoint routes to S3's public addresses "
+                         "(the com.amazonaws.<region>.s3 prefix list)")
+    return str(network)
+
+
+class S3Path(Model):
+    """Which S3 addresses pods dial. The AWS CLI, Fluent Bit and neo4j-admin resolve
+    s3.<region>.amazonaws.com, so egress must allow what that name resolves to *inside the VPC*:
+    the interface endpoint's ENI addresses only when private DNS is on for in-VPC resolvers
+    (PrivateDnsEnabled, and not PrivateDnsOnlyForInboundResolverEndpoint, which "routes traffic that
+    originates from the VPC to the gateway endpoint": EC2 API Reference, DnsOptionsSpecification);
+    otherwise S3's public addresses, which a gateway endpoint routes (the managed prefix list
+    com.amazonaws.<region>.s3). ops.s3_path checks a live VPC against this."""
+
+    mode: Literal["interface", "gateway"] = Field(
+        description="interface: an S3 interface endpoint with private DNS on for in-VPC resolvers; "
+                    "gateway: an S3 gateway endpoint (and no such interface endpoint).")
+    cidrs: Annotated[list[Cidr], Field(min_length=1)] = Field(
+        description="interface: the endpoint's ENI addresses (inside vpcCidr); gateway: every CIDR of the "
+                    "com.amazonaws.<region>.s3 managed prefix list, from `aws ec2 get-managed-prefix-list-entries "
+                    "--prefix-list-id <pl-id>` (`aws ec2 describe-managed-prefix-lists --filters "
+                    "Name=prefix-list-name,Values=com.amazonaws.<region>.s3` names the id).")
+
+    @model_validator(mode="after")
+    def _cidrs_fit_the_mode(self) -> "S3Path":
+        problems = []
+        for i, cidr in enumerate(self.cidrs):
+            try:
+                (_private_cidr if self.mode == "interface" else _public_cidr)(cidr)
+            except ValueError as exc:
+                problems.append((f"cidrs.{i}", f"mode {self.mode}: {exc}", cidr))
+        _raise_any(problems)
+        return self
+
+
 class RegionNetwork(Model):
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] = Field(
         description="The region's VPC (vpc-...), where the database subnets and security groups live.")
@@ -255,10 +399,10 @@ class RegionNetwork(Model):
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
     ] = Field(description="Private subnets in at least two availability zones, for the DB subnet group.")
-    # Interface endpoints (PrivateLink): backup jobs reach S3, and IRSA reaches STS, only
-    # through these addresses - not through public AWS ranges, which change.
-    s3_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
-        description="Addresses of the region's S3 interface endpoint (PrivateLink): the only way backup and log jobs reach S3.")
+    # S3 is reached through whichever endpoint s3.<region>.amazonaws.com resolves to inside the VPC
+    # (S3Path); IRSA reaches STS only through its interface endpoint's addresses.
+    s3: S3Path = Field(description="How pods reach S3 in this region: the endpoint the VPC resolves "
+                                   "s3.<region>.amazonaws.com to, and the addresses that egress allows.")
     sts_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
         description="Addresses of the region's STS interface endpoint: the only way IRSA pods get credentials.")
     secretsmanager_endpoint_cidrs: Annotated[list[PrivateCidr], Field(min_length=1)] = Field(
@@ -278,11 +422,13 @@ class ClusterSettings(Model):
     """One region's EKS cluster: how the program reaches it, and what its pods must be allowed to dial."""
 
     context: Optional[str] = Field(None,
-        description="The kubeconfig context of the EKS cluster (set exactly one of context and kubeconfigPath).")
+        description="The kubeconfig context of the EKS cluster (set exactly one of context and kubeconfigPath); "
+                    "a cluster ARN must name aws.accountId, the cluster's region and clusterName.")
     kubeconfig_path: Optional[str] = Field(None,
         description="A kubeconfig file for the cluster (set exactly one of context and kubeconfigPath).")
     cluster_name: K8sName = Field(description="The EKS cluster's name.")
-    oidc_provider_arn: Arn = Field(description="The ARN of the cluster's IAM OIDC provider, which IRSA roles trust.")
+    oidc_provider_arn: Arn = Field(
+        description="The ARN of the cluster's IAM OIDC provider, which IRSA roles trust: in aws.accountId, for oidcIssuer.")
     oidc_issuer: Annotated[str, Field(pattern=r"^oidc\.eks\.[a-z0-9-]+\.amazonaws\.com/id/[A-F0-9]+$")] = Field(
         description="The cluster's OIDC issuer without https:// (oidc.eks.<region>.amazonaws.com/id/<ID>).")
     # The EKS control plane's ENIs in the VPC: Neo4j discovers its peers through the API.
@@ -303,12 +449,13 @@ class ClusterSettings(Model):
 
 class KubernetesSettings(Model):
     # The cluster's Kubernetes minor version: manifests are validated against its schemas.
-    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$")] = Field(
+    version: Annotated[str, Field(pattern=r"^1\.[0-9]{2}$"), Version] = Field(
         description="The clusters' Kubernetes minor version (e.g. '1.33'): manifests are validated against "
                     "its schemas; both regions run the same version, so a switch meets the same API.")
     app_namespace: K8sName = Field(
         description="The namespace of the application that uses Neo4j and Redis, in both clusters "
-                    "(allowed in by their NetworkPolicies).")
+                    "(allowed in by their NetworkPolicies). It must exist: the program writes the redis-client "
+                    "and <neo4j.clusterName>-client Secrets into it.")
     primary: ClusterSettings = Field(description="The primary region's EKS cluster.")
     dr: ClusterSettings = Field(description="The DR region's EKS cluster (a prerequisite, like the primary's).")
 
@@ -453,6 +600,20 @@ class ResourceSettings(Model):
         return int(quantity_value(self.memory))
 
 
+class VolumeResize(Model):
+    """A growth of the servers' data volumes, declared for the deploy that makes it. Kubernetes refuses
+    the chart's new volumeClaimTemplates on the running StatefulSets, so the growth goes through the
+    resize path (docs/runbooks.md, "Growing a Neo4j volume"), which supports growing only, and only
+    on a StorageClass with allowVolumeExpansion. Remove it once the volumes have the new size."""
+
+    from_size: Quantity = Field(
+        description="The size the data claims have now (`kubectl -n <namespace> get pvc` CAPACITY); storageSize "
+                    "must be larger.")
+    storage_class_allows_expansion: Annotated[bool, Field(strict=True)] = Field(
+        description="`kubectl get storageclass <storageClass> -o jsonpath='{.allowVolumeExpansion}'` printed true "
+                    "(without it the API server refuses to grow a claim).")
+
+
 class VolumeSnapshotSettings(Model):
     schedule: Cron = Field(description="Cron schedule of the EBS volume snapshots of the Neo4j servers.")
     retain: Annotated[int, Field(ge=1, le=100)] = Field(
@@ -469,12 +630,12 @@ Zone = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]
 class Neo4jDrSettings(Model):
     """What the DR region runs of the graph until a region switch (components/regional_tier.py)."""
 
-    # pilot-light: no servers; a switch creates them and seeds every database from the newest
-    # chain replicated to the DR bucket. warm: a cluster of the primary's shape runs, its
-    # databases restored from that chain on a schedule, ready to take writes when switched to.
+    # pilot-light: no servers; a switch creates them, then restores every database from the
+    # newest chain replicated to the DR bucket. warm: a cluster of the primary's shape runs, so a
+    # switch only restores that chain into it (helpers/dr_budget.py counts each path's steps).
     mode: Literal["pilot-light", "warm"] = Field(
-        description="pilot-light (no DR servers until a switch creates and seeds them) or warm (a running DR "
-                    "cluster refreshed from the replicated backups on a schedule).")
+        description="pilot-light (no DR servers until a switch creates them and restores the replicated backups) "
+                    "or warm (a running DR cluster of the primary's shape, restored into on a switch).")
     zones: Annotated[list[Zone], Field(min_length=1)] = Field(
         description="The DR cluster's availability zones (in aws.drRegion); with 3 or more, primaries spread one per zone.")
     # like neo4j.bootstrap, for the deploy that creates the DR servers (warm mode's first deploy,
@@ -507,22 +668,28 @@ class Neo4jSettings(Model):
     # The availability zones the cluster's nodes run in (topology.kubernetes.io/zone values):
     # with 3 or more, primaries are spread over them as a scheduling requirement.
     zones: Annotated[list[Zone], Field(min_length=1)] = Field(
-        description="The availability zones the nodes run in; with 3 or more, primaries are spread one per zone.")
+        description="The availability zones (of aws.primaryRegion) the nodes run in; with 3 or more, "
+                    "primaries are spread one per zone.")
     resources: ResourceSettings = Field(
         description="CPU and memory of each server; heap and page cache are derived from the memory limit.")
     storage_class: K8sName = Field(
         description="StorageClass of the servers' data volumes (and of the backup jobs' scratch volumes).")
     storage_size: Quantity = Field(description="Size of each server's data volume (e.g. '200Gi').")
+    volume_resize: Optional[VolumeResize] = Field(None,
+        description="Set for the deploy that grows storageSize (the resize path, docs/runbooks.md); omit otherwise.")
     backup_schedule: Cron = Field(
         description="Cron schedule of the backups (a full backup starts each chain, differentials after).")
     backup_freshness_slack_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
         description="Minutes a backup may be late before the newest backup counts as stale.")
     restore_rehearsal_schedule: Cron = Field(description="Cron schedule of the weekly restore rehearsal.")
-    time_zone: str = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
+    time_zone: TimeZone = Field("Etc/UTC", description="IANA time zone of the CronJob schedules.")
     volume_snapshots: VolumeSnapshotSettings = Field(description="Scheduled EBS snapshots of the servers' volumes.")
     dr: Neo4jDrSettings = Field(description="The graph in the DR region: pilot-light or warm.")
-    # Raise by one to rotate the admin password (helpers/neo4j_password.py).
-    password_epoch: Annotated[int, Field(ge=0)] = Field(0, description="Raise by one to rotate the Neo4j admin password.")
+    # Raise by one to rotate the admin password and the application's user (helpers/neo4j_password.py).
+    password_epoch: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Raise by one to rotate the Neo4j admin password and hand the application the other of its two "
+        "users (app_a/app_b) with a new password; 0 at a first install (bootstrap). Restart every client "
+        "before raising it again: the previous user keeps working until then (docs/runbooks.md)."))
     # true only for the deploy that creates the cluster: its releases then go in without Helm's
     # wait, so the primaries can form the cluster (components/neo4j_cluster.py). false (default):
     # every release waits for its server, so upgrades roll one server at a time.
@@ -548,6 +715,19 @@ class Neo4jSettings(Model):
             raise ValueError(f"secondaries need a cluster of at least 3 primaries (given primaries: "
                              f"{primaries}); the chart clusters only from minimumClusterSize 3, so "
                              f"with fewer each server would run as its own standalone database")
+        return value
+
+    # The first install sets the initial password (the chart's NEO4J_AUTH); a rotation from epoch
+    # N-1 needs a running cluster, and the releases wait for the Secret that waits for the rotation
+    # Job (helpers/neo4j_password.py): with both, the Job can never succeed.
+    @field_validator("bootstrap")
+    @classmethod
+    def _install_at_epoch_zero(cls, value: bool, info: ValidationInfo) -> bool:
+        epoch = info.data.get("password_epoch", 0)
+        if value and epoch:
+            raise ValueError(f"a first install starts at neo4j.passwordEpoch 0 (given: {epoch}): the rotation Job "
+                             "needs the running cluster, which waits for the Secret that waits for the Job; "
+                             "install at 0, then raise the epoch in a later deploy")
         return value
 
     @field_validator("zones")
@@ -589,6 +769,28 @@ class Neo4jSettings(Model):
                              f"the release name {longest!r} would exceed Helm's 53")
         return value
 
+    @model_validator(mode="after")
+    def _resize_path_supports_it(self) -> "Neo4jSettings":
+        resize = self.volume_resize
+        if resize is None:
+            return self
+        problems = []
+        if quantity_value(self.storage_size) < quantity_value(resize.from_size):
+            # PersistentVolumeClaim update validation: "field can not be less than previous value"
+            problems.append(("storageSize", f"smaller than volumeResize.fromSize {resize.from_size}: a volume "
+                             "cannot shrink (Kubernetes refuses a smaller claim request)", self.storage_size))
+        elif quantity_value(self.storage_size) == quantity_value(resize.from_size):
+            problems.append(("volumeResize", f"storageSize is already {resize.from_size}: nothing grows; remove "
+                             "volumeResize", resize.from_size))
+        if not resize.storage_class_allows_expansion:
+            # Kubernetes docs, "Persistent Volumes" (expanding claims): only a claim whose StorageClass
+            # sets allowVolumeExpansion: true can grow
+            problems.append(("volumeResize.storageClassAllowsExpansion", f"StorageClass {self.storage_class} "
+                             "must set allowVolumeExpansion: true, or the API server refuses to grow its claims; "
+                             "move to a class that does (a new volume, restored from a snapshot)", False))
+        _raise_any(problems)
+        return self
+
     @field_validator("restore_namespace")
     @classmethod
     def _rehearsal_apart(cls, value: str, info: ValidationInfo) -> str:
@@ -610,11 +812,16 @@ class Neo4jSettings(Model):
 
 class RedisPasswordRotation(Model):
     """Which password epoch is current, and which step of the roll to it this deploy is
-    (helpers/redis_auth.py: servers -> clients -> none)."""
+    (helpers/redis_auth.py: servers -> clients -> none). Each state is checked here; the order
+    between deploys is the engine's to enforce (the step witnesses in helpers/redis_auth.py), since
+    settings never see the previous deploy."""
 
-    epoch: Annotated[int, Field(ge=0)] = Field(0, description="Which password generation is current.")
-    rollover: Literal["none", "servers", "clients"] = Field("none",
-        description="Step of a roll to a new epoch: servers (accept both), clients (use the new), none (done).")
+    epoch: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Which password generation is current. Raise it by one, together with rollover: servers; never lower it."))
+    rollover: Literal["none", "servers", "clients"] = Field("none", description=(
+        "Step of a roll to a new epoch, one per deploy in this order: servers (accept both), clients (hand "
+        "clients the new one, in kubernetes.appNamespace's redis-client Secret), none (drop the old one, once "
+        "every client restarted). A skipped step fails the preview (docs/runbooks.md)."))
 
     @field_validator("rollover")
     @classmethod
@@ -671,10 +878,11 @@ _DAY_TIME = r"(mon|tue|wed|thu|fri|sat|sun):[0-2][0-9]:[0-5][0-9]"
 
 
 class PostgresMajorUpgrade(Model):
-    """A declared major version upgrade of the primary (and, with it, its replica). Check it first:
-    ``python -m ops.pg_major_upgrade`` verifies the preconditions and takes the snapshot named here."""
+    """A declared major version upgrade of the primary (deploy 1 of 2: the cross-Region replica's
+    parameter group follows once it is removed). Check it first: ``python -m ops.pg_major_upgrade``
+    verifies the preconditions and the exact target, and takes the snapshot named here."""
 
-    from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$")] = Field(
+    from_version: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]+$"), Version] = Field(
         description="The running major.minor version the upgrade starts from.")
     # the manual snapshot taken just before (automated backups expire; a manual snapshot stays)
     snapshot_identifier: Annotated[str, Field(pattern=r"^[a-zA-Z]([a-zA-Z0-9]|-[a-zA-Z0-9]){0,254}$")] = Field(
@@ -688,8 +896,9 @@ class PostgresMajorUpgrade(Model):
         if value == "blue-green":
             raise ValueError(
                 "RDS blue/green deployments do not support cross-Region read replicas (RDS User Guide, "
-                "'Limitations for blue/green deployments'), and this primary has one; "
-                "use in-place (RDS upgrades the read replica along with the primary)")
+                "'Limitations for blue/green deployments'), and this primary has one; use in-place "
+                "(docs/runbooks.md, 'PostgreSQL major upgrade': RDS promises to upgrade in-Region read "
+                "replicas with the primary, and ops.pg_major_upgrade --after checks the cross-Region one)")
         return value
 
 
@@ -698,8 +907,9 @@ class PostgresSettings(Model):
     # minors itself when allowed, and a pinned minor would then read back as a downgrade that RDS
     # refuses on every later `up` (aws_db_instance engine_version: a prefix of the actual version
     # is kept as configured; anything else is replaced by the version read back).
-    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$")] = Field(
-        description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without.")
+    engine_version: Annotated[str, Field(pattern=r"^[0-9]{2}(\.[0-9]+)?$"), MajorVersion] = Field(
+        description="PostgreSQL version: the major only with autoMinorVersionUpgrade, major.minor without; "
+                    "the exact target version while majorUpgrade is declared.")
     auto_minor_version_upgrade: bool = Field(description="Let RDS apply minor upgrades in the maintenance window.")
     instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = Field(
         description="RDS instance class of the primary and the replica (db.<family>.<size>).")
@@ -717,14 +927,14 @@ class PostgresSettings(Model):
         description="Enhanced Monitoring interval (1, 5, 10, 15, 30 or 60 s).")
     final_snapshot: bool = Field(description="Take a final snapshot when an instance is deleted.")
     maintenance_window: Annotated[str, Field(pattern=rf"^{_DAY_TIME}-{_DAY_TIME}$")] = Field(
-        description="Weekly maintenance window, ddd:hh:mm-ddd:hh:mm (UTC).")
+        description="Weekly maintenance window, ddd:hh:mm-ddd:hh:mm (UTC), at least 30 minutes, clear of backupWindow.")
     backup_window: Annotated[str, Field(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")] = Field(
-        description="Daily backup window, hh:mm-hh:mm (UTC).")
+        description="Daily backup window, hh:mm-hh:mm (UTC), at least 30 minutes.")
     # Secrets Manager allows 1-1000 days; 7 is what RDS itself would have used.
     master_secret_rotation_days: Annotated[int, Field(ge=1, le=365)] = Field(7,
         description="Rotation interval of the master secret (AWS's PostgreSQL single-user rotation function).")
     major_upgrade: Optional[PostgresMajorUpgrade] = Field(None,
-        description="A declared major version upgrade (one major step); omit otherwise.")
+        description="A declared major version upgrade (one major step, deploy 1 of 2: docs/runbooks.md); omit otherwise.")
 
     @model_validator(mode="before")
     @classmethod
@@ -755,8 +965,10 @@ class PostgresSettings(Model):
     @field_validator("major_upgrade")
     @classmethod
     def _one_major_step(cls, value: Optional[PostgresMajorUpgrade], info: ValidationInfo):
-        """The in-place path, one major version per change: RDS upgrades the cross-Region replica
-        with the primary, and the way back is the snapshot of the step before."""
+        """The in-place path, one major version per change; the way back is the snapshot of the
+        step before. RDS documents the replica upgrade for in-Region read replicas only (RDS User
+        Guide, "How to perform a major version upgrade for RDS for PostgreSQL", "Handle read
+        replicas"): the replica here is cross-Region, checked by ``ops.pg_major_upgrade --after``."""
         target = info.data.get("engine_version")
         if value is None or target is None:
             return value
@@ -773,8 +985,24 @@ class PostgresSettings(Model):
         return value
 
     @model_validator(mode="after")
+    def _windows_rds_accepts(self) -> "PostgresSettings":
+        _raise_any(rds_window_problems(self.maintenance_window, self.backup_window))
+        return self
+
+    @model_validator(mode="after")
     def _version_matches_upgrade_policy(self) -> "PostgresSettings":
         major_only = "." not in self.engine_version
+        if self.major_upgrade is not None:
+            # Given a major version only, RDS picks its default minor (ModifyDBInstance, EngineVersion),
+            # which need not be a valid upgrade target of the running minor (terraform-aws-modules/
+            # terraform-aws-rds #627): the upgrade names the exact target ops.pg_major_upgrade checked.
+            if major_only:
+                raise ValueError(
+                    f"engineVersion {self.engine_version!r} with majorUpgrade: name the exact target version "
+                    "that `python -m ops.pg_major_upgrade` checked against RDS's valid upgrade targets "
+                    f"(e.g. '{self.engine_version}.2'); RDS would otherwise pick its default minor, which "
+                    f"need not be a valid target from {self.major_upgrade.from_version}")
+            return self
         if self.auto_minor_version_upgrade and not major_only:
             raise ValueError(
                 f"engineVersion {self.engine_version!r} pins a minor version while autoMinorVersionUpgrade is "
@@ -785,6 +1013,51 @@ class PostgresSettings(Model):
                 f"engineVersion {self.engine_version!r} names no minor version while autoMinorVersionUpgrade "
                 "is off: pin the minor (e.g. '16.4') so upgrades happen only when you change it")
         return self
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEK = 7 * 1440
+
+
+def _minutes(day_time: str) -> int:
+    """Minutes since Monday 00:00 of 'ddd:hh:mm', or since midnight of 'hh:mm'."""
+    *day, hours, minutes = day_time.split(":")
+    if int(hours) > 23:
+        raise ValueError(f"{day_time!r} is no time of day (hours 00-23)")
+    return (_DAYS.index(day[0]) * 1440 if day else 0) + int(hours) * 60 + int(minutes)
+
+
+def _span(window: str, period: int) -> tuple[int, int]:
+    """(start, length in minutes) of a window that may wrap past the end of its day or week."""
+    start, end = (_minutes(t) for t in window.split("-"))
+    return start, (end - start) % period
+
+
+def rds_window_problems(maintenance: str, backup: str) -> list[tuple[str, str, Any]]:
+    """What RDS refuses in the two windows (RDS API Reference, CreateDBInstance and ModifyDBInstance:
+    PreferredBackupWindow 'hh24:mi-hh24:mi', PreferredMaintenanceWindow 'ddd:hh24:mi-ddd:hh24:mi', each
+    at least 30 minutes, in UTC, and neither may conflict with the other; RDS User Guide, "Backup
+    window": the backup window can't overlap the weekly maintenance window)."""
+    problems, spans = [], {}
+    for key, window, period in (("maintenanceWindow", maintenance, _WEEK), ("backupWindow", backup, 1440)):
+        try:
+            spans[key] = start, length = _span(window, period)
+        except ValueError as exc:
+            problems.append((key, str(exc), window))
+            continue
+        if length < 30:
+            problems.append((key, "must be at least 30 minutes long (RDS refuses a shorter window)", window))
+    if len(spans) == 2 and not problems:
+        (m_start, m_len), (b_start, b_len) = spans["maintenanceWindow"], spans["backupWindow"]
+        # the backup window recurs every day of the week; two spans on the week's circle overlap when
+        # either starts inside the other
+        days = [d for d in range(7) for b in [(b_start + d * 1440) % _WEEK]
+                if (b - m_start) % _WEEK < m_len or (m_start - b) % _WEEK < b_len]
+        if days:
+            problems.append(("maintenanceWindow", f"overlaps backupWindow {backup} on {_DAYS[days[0]]}: RDS refuses "
+                             "a maintenance window that conflicts with the backup window; move one of them",
+                             maintenance))
+    return problems
 
 
 class LoadBalancer(Model):
@@ -841,10 +1114,11 @@ class IngressSettings(Model):
     host: str = Field(description="The public host name served.")
     service_name: K8sName = Field(description="The backend Service the Ingress routes to.")
     service_port: Port = Field(description="The backend Service's port.")
-    certificate_arn: Arn = Field(description="ACM certificate of the host in aws.primaryRegion (TLS 1.3 policy).")
+    certificate_arn: Arn = Field(
+        description="ACM certificate of the host (TLS 1.3 policy), in aws.accountId and aws.primaryRegion.")
     # ACM certificates are regional: an ALB takes only a certificate of its own region.
     dr_certificate_arn: Optional[Arn] = Field(None,
-        description="alb mode: ACM certificate of the host in aws.drRegion, for the DR region's ALB.")
+        description="alb mode: ACM certificate of the host for the DR region's ALB, in aws.accountId and aws.drRegion.")
     rate_limit: RateLimitSettings = Field(description="Per-IP rate limit.")
     allowlist_cidrs: list[PrivateCidr] = Field(description="Client CIDRs exempt from the rate limit.")
     max_body_size_mb: Annotated[int, Field(ge=1, le=64)] = Field(description="Largest request body in MB.")
@@ -859,7 +1133,9 @@ class IngressSettings(Model):
 
 
 class EgressAllow(Model):
-    namespace: K8sName = Field(description="The namespace allowed out.")
+    namespace: K8sName = Field(description="The namespace allowed out: one the stack manages (neo4j.namespace, "
+                               "neo4j.restoreNamespace, redis.namespace, pgRestoreRehearsal.namespace, "
+                               "logs.shipper.namespace).")
     cidr: PrivateCidr = Field(description="The destination CIDR (never the whole internet).")
     ports: Annotated[list[Port], Field(min_length=1)] = Field(description="The destination TCP ports.")
     reason: Annotated[str, Field(min_length=10)] = Field(description="Why this exception exists (reviewed).")
@@ -943,7 +1219,7 @@ class PgRestoreRehearsalSettings(Model):
     """The weekly PostgreSQL point-in-time restore rehearsal (ops/pg_restore_rehearsal)."""
 
     schedule: Cron = Field(description="Cron schedule of the weekly PostgreSQL point-in-time restore rehearsal.")
-    time_zone: str = Field("Etc/UTC", description="IANA time zone of the schedule.")
+    time_zone: TimeZone = Field("Etc/UTC", description="IANA time zone of the schedule.")
     # Python 3 with boto3 (AWS Lambda's base image ships both); the runbook is mounted from a ConfigMap.
     image: Image = Field(description="Pinned Python 3 image with boto3 that runs the rehearsal.")
     namespace: K8sName = Field(description="Namespace of the rehearsal CronJob.")
@@ -1000,12 +1276,39 @@ class DrSettings(Model):
         description="Measured time to restore a chain's full backup.")
     neo4j_differential_estimate_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
         description="Measured time to replay one differential backup.")
+    # pilot-light only: the switch creates the DR servers, and they must schedule, attach new
+    # volumes, start and form the cluster before the restore begins (measure it in a DR drill).
+    neo4j_cluster_start_estimate_seconds: Optional[Annotated[int, Field(ge=60, le=7200)]] = Field(None,
+        description="neo4j.dr.mode pilot-light: measured time for the switch to start the DR servers "
+                    "and form the cluster (a DR drill prints it).")
     # PostgreSQL point-in-time restore in the DR region (when the replica cannot be used, e.g. a
     # bad write replicated to it): the target, and the time ops.pg_restore_rehearsal measures.
     postgres_pitr_rto_seconds: Annotated[int, Field(ge=60)] = Field(
         description="Target time for a point-in-time restore in the DR region.")
     postgres_pitr_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)] = Field(
         description="Measured point-in-time restore time (ops.pg_restore_rehearsal).")
+
+
+def _retired_urn(value: str) -> str:
+    # The engine's URN (pulumi/pulumi sdk/go/common/resource/urn.go): urn:pulumi:<stack>::<project>::
+    # <parent types $-joined, then the type>::<name>. The stack is checked against the one being
+    # deployed in StackSettings (the model alone does not know it).
+    from helpers.stateful import STATEFUL_TYPES
+
+    parts = value.split("::", 3)
+    if len(parts) != 4 or not parts[0].startswith("urn:pulumi:") or not all(parts):
+        raise ValueError("not a resource URN; copy it from `pulumi stack --show-urns` or synth's stack.json, "
+                         f"e.g. 'urn:pulumi:prod::{PROJECT}::aws:kms/key:Key::intelgraph-pg-primary-key'")
+    if parts[1] != PROJECT:
+        raise ValueError(f"names project {parts[1]!r}; only this project's resources ({PROJECT}) can be retired here")
+    kind = parts[2].split("$")[-1]
+    if kind not in STATEFUL_TYPES:
+        raise ValueError(f"names a {kind}, which the program never protects; only these are: "
+                         f"{', '.join(sorted(STATEFUL_TYPES))}")
+    return value
+
+
+RetiredUrn = Annotated[str, AfterValidator(_retired_urn)]
 
 
 class StackSettings(Model):
@@ -1029,6 +1332,12 @@ class StackSettings(Model):
     alerting: AlertingSettings = Field(description="On-call routing.")
     pg_restore_rehearsal: PgRestoreRehearsalSettings = Field(description="The PostgreSQL restore rehearsal.")
     logs: LogSettings = Field(description="Log retention and shipping.")
+    # The approved way to remove a protected resource (docs/cicd.md, "Retiring a protected resource"):
+    # the engine refuses, in preview too, to delete a resource its state records as protected, so a
+    # reviewed deploy first releases it (listed here), and a later one removes it from the code.
+    retire: list[RetiredUrn] = Field(
+        [], description="URNs of protected resources being retired: the program stops protecting them "
+                        "(deploy 1); remove the resource and its entry together in a later change (deploy 2).")
 
     @model_validator(mode="after")
     def _across_sections(self, info: ValidationInfo) -> "StackSettings":
@@ -1036,10 +1345,27 @@ class StackSettings(Model):
         stack = (info.context or {}).get("stack")
         _raise_any(self._addresses_in_their_regions_network() + self._shipper_apart_from_its_sources()
                    + self._workloads_in_namespaces_of_their_own() + self._load_balancers_match_the_ingress_mode()
-                   + self._rehearsal_endpoint_in_the_dr_region() + self._clusters_in_their_regions()
-                   + self._zones_in_their_regions()
+                   + self._rehearsal_endpoint_in_the_dr_region() + self._retired_in_this_stack(stack)
+                   + self._clusters_in_the_stacks_account_and_regions() + self._allowlist_in_managed_namespaces()
+                   + self._zones_in_their_regions() + self._dr_mode_measured()
                    + (self._bucket_names_fit(stack) if stack else []))
         return self
+
+    def _retired_in_this_stack(self, stack: Optional[str]) -> list[tuple[str, str, Any]]:
+        # Whether each entry names a resource the program registers is known only after it ran:
+        # synth checks that (exit 2, synth/stateful.py stale_retirements).
+        problems, seen = [], set()
+        for i, urn in enumerate(self.retire):
+            if not self.is_prod:
+                problems.append((f"retire.{i}", "only prod protects resources (environment stage protects "
+                                 "nothing): a stage resource is removed by removing it from the code", urn))
+            elif stack is not None and not urn.startswith(f"urn:pulumi:{stack}::"):
+                problems.append((f"retire.{i}", f"is not a URN of this stack ({stack}): it would release nothing "
+                                 "here", urn))
+            elif urn in seen:
+                problems.append((f"retire.{i}", "is listed twice", urn))
+            seen.add(urn)
+        return problems
 
     def _bucket_names_fit(self, stack: str) -> list[tuple[str, str, Any]]:
         # A backup bucket's name holds the stack, the account and its region (components/backup_bucket.py);
@@ -1062,9 +1388,11 @@ class StackSettings(Model):
                  for label in ("primary", "dr")]
         lists += [(f"network.{label}.{alias}", label, getattr(getattr(self.network, label), field))
                   for label in ("primary", "dr")
-                  for alias, field in (("s3EndpointCidrs", "s3_endpoint_cidrs"),
-                                       ("stsEndpointCidrs", "sts_endpoint_cidrs"),
+                  for alias, field in (("stsEndpointCidrs", "sts_endpoint_cidrs"),
                                        ("secretsmanagerEndpointCidrs", "secretsmanager_endpoint_cidrs"))]
+        # an interface endpoint's ENIs are in the VPC (a gateway's public ranges: S3Path)
+        lists += [(f"network.{label}.s3.cidrs", label, getattr(self.network, label).s3.cidrs)
+                  for label in ("primary", "dr") if getattr(self.network, label).s3.mode == "interface"]
         lists += [(f"kubernetes.{role}.apiServerCidrs", role, self.kubernetes.of(role).api_server_cidrs)
                   for role in ROLES]
         lists += [("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
@@ -1120,42 +1448,35 @@ class StackSettings(Model):
         if alb and self.ingress.dr_certificate_arn is None:
             problems.append(("ingress.drCertificateArn", "is required with ingress.mode alb: the DR region's ALB "
                              "needs an ACM certificate issued in aws.drRegion", None))
-        for key, arn, role in (("ingress.certificateArn", self.ingress.certificate_arn, "primary"),
-                               ("ingress.drCertificateArn", self.ingress.dr_certificate_arn, "dr")):
-            region = self.aws.region(role)
-            if arn is not None and arn.split(":")[3] != region:
-                problems.append((key, f"is a certificate of {arn.split(':')[3]}: an ALB uses only ACM certificates "
-                                 f"of its own region ({region})", arn))
         if self.dns.health_check.fqdn == self.ingress.host:
             problems.append(("dns.healthCheck.fqdn", f"must differ from ingress.host ({self.ingress.host})",
                              self.dns.health_check.fqdn))
         return problems
 
-    def _zones_in_their_regions(self) -> list[tuple[str, str, Any]]:
-        # topology.kubernetes.io/zone values are the region's AZ names: a zone of another region
-        # matches no node, and with DoNotSchedule the primaries would never schedule.
-        problems = []
-        for key, zones, role in (("neo4j.zones", self.neo4j.zones, "primary"), ("neo4j.dr.zones", self.neo4j.dr.zones, "dr")):
-            region = self.aws.region(role)
-            problems += [(f"{key}.{i}", f"is not a zone of {region} (aws.{'primaryRegion' if role == 'primary' else 'drRegion'})",
-                          zone) for i, zone in enumerate(zones) if zone[:-1] != region]
-        return problems
+    def _dr_mode_measured(self) -> list[tuple[str, str, Any]]:
+        # the DR budget of a pilot-light graph counts the servers' start; a warm one's are running
+        estimate, mode = self.dr.neo4j_cluster_start_estimate_seconds, self.neo4j.dr.mode
+        if mode == "pilot-light" and estimate is None:
+            return [("dr.neo4jClusterStartEstimateSeconds", "is required with neo4j.dr.mode pilot-light: the "
+                     "switch starts the DR servers before it can restore (measure it in a DR drill)", None)]
+        if mode == "warm" and estimate is not None:
+            return [("dr.neo4jClusterStartEstimateSeconds", "applies only to neo4j.dr.mode pilot-light: a warm "
+                     "DR cluster is already running; remove it", estimate)]
+        return []
 
-    def _clusters_in_their_regions(self) -> list[tuple[str, str, Any]]:
-        # Each tier runs in its own region's cluster: an EKS context ARN and an OIDC issuer name
-        # their region (arn:aws:eks:<region>:..., oidc.eks.<region>.amazonaws.com/...).
+    def _zones_in_their_regions(self) -> list[tuple[str, str, Any]]:
+        # Each region's servers run in its cluster; 3 or more zones make their spread a DoNotSchedule
+        # constraint over 3 zones (components/neo4j_cluster.py pod_placement, minDomains 3): counting a
+        # zone of another region, where the cluster has no node, leaves a primary unscheduled. A zone
+        # name is its region's name and a letter (EC2 User Guide, "Availability Zones").
         problems = []
-        for role in ROLES:
-            cluster, region = self.kubernetes.of(role), self.aws.region(role)
-            found = {"context": (cluster.context or "").split(":")[3] if (cluster.context or "").startswith(
-                        "arn:aws:eks:") else region,
-                     "oidcIssuer": cluster.oidc_issuer.split(".")[2],
-                     "oidcProviderArn": cluster.oidc_provider_arn.split("/")[1].split(".")[2]
-                     if "/oidc.eks." in cluster.oidc_provider_arn else region}
-            key_of_region = "aws.primaryRegion" if role == "primary" else "aws.drRegion"
-            problems += [(f"kubernetes.{role}.{key}", f"names {there}, not {key_of_region} {region}: the {role} "
-                          "tier runs in its own region's cluster", getattr(cluster, _snake(key)))
-                         for key, there in found.items() if there != region]
+        for key, zones, role in zip(("neo4j.zones", "neo4j.dr.zones"), (self.neo4j.zones, self.neo4j.dr.zones), ROLES,
+                                    strict=True):
+            region, region_key = self.aws.region(role), f"aws.{_REGION_KEYS[role]}"
+            problems += [(f"{key}.{i}", f"is not an availability zone of {region_key} {region} ({region}a, "
+                          f"{region}b, ...): the cluster has no node there, and with 3 zones the primaries must "
+                          "spread over 3 (DoNotSchedule)", zone)
+                         for i, zone in enumerate(zones) if not re.fullmatch(rf"{re.escape(region)}[a-z]", zone)]
         return problems
 
     def _rehearsal_endpoint_in_the_dr_region(self) -> list[tuple[str, str, Any]]:
@@ -1164,6 +1485,73 @@ class StackSettings(Model):
             return []
         return [("pgRestoreRehearsal.drRdsEndpointUrl", f"is not an RDS interface endpoint of aws.drRegion "
                  f"{self.aws.dr_region}: the rehearsal restores in the DR region", url)]
+
+    def _clusters_in_the_stacks_account_and_regions(self) -> list[tuple[str, str, Any]]:
+        # Every AWS provider refuses any account but aws.accountId (allowed_account_ids), and each
+        # region's tier runs in that region's cluster; an ARN of another account or region is a deploy
+        # that fails half-way (or an IRSA trust, an ALB listener, that never works). ARN formats: IAM
+        # User Guide, "IAM ARNs" (oidc-provider/<issuer>), EKS (cluster/<name>), ACM (certificate/<id>);
+        # an ALB takes only an ACM certificate of its own region (ACM User Guide, "Integrated services").
+        account = self.aws.account_id
+        problems: list[tuple[str, str, Any]] = []
+
+        def expect(key: str, arn: str, service: str, arn_region: Optional[str], region_key: str, resource: str,
+                   shown: str) -> None:
+            parts = arn.split(":", 5)
+            wanted = f"arn:aws:{service}:{arn_region or ''}:{account}:{shown}"
+            if parts[2] != service:
+                problems.append((key, f"is not an {service} ARN; expected {wanted}", arn))
+            elif (parts[3] or None) != arn_region:
+                problems.append((key, f"is in region {parts[3] or '(none)'}, not {region_key} {arn_region}" if arn_region
+                                 else f"names region {parts[3]}, but {service} is global (no region); expected {wanted}",
+                                 arn))
+            elif parts[4] != account:
+                problems.append((key, f"is in account {parts[4]}, not aws.accountId {account}: every provider "
+                                 "refuses any other account", arn))
+            elif not re.fullmatch(resource, parts[5]):
+                problems.append((key, f"names {parts[5]}, expected {shown}", arn))
+
+        for role in ROLES:
+            kube, region, region_key = self.kubernetes.of(role), self.aws.region(role), f"aws.{_REGION_KEYS[role]}"
+            at = f"kubernetes.{role}"
+            issuer = f"oidc-provider/{kube.oidc_issuer}"  # the provider IRSA roles trust is the issuer's
+            expect(f"{at}.oidcProviderArn", kube.oidc_provider_arn, "iam", None, region_key, re.escape(issuer), issuer)
+            issuer_region = kube.oidc_issuer.split(".")[2]
+            if issuer_region != region:
+                problems.append((f"{at}.oidcIssuer", f"is the issuer of a cluster in {issuer_region}, not "
+                                 f"{region_key} {region}: the {role} tier runs in its own region's cluster",
+                                 kube.oidc_issuer))
+            if kube.context and kube.context.startswith("arn:"):
+                # `aws eks update-kubeconfig` names the context after the cluster's ARN (unless --alias):
+                # such a context says which cluster it reaches, and CI writes it from clusterName (cicd/kubeconfig.py)
+                if re.fullmatch(r"arn:aws:eks:[a-z0-9-]+:[0-9]{12}:cluster/.+", kube.context):
+                    expect(f"{at}.context", kube.context, "eks", region, region_key, r"cluster/.+",
+                           f"cluster/{kube.cluster_name}")
+                    reached = kube.context.rpartition(":cluster/")[2]
+                    if reached != kube.cluster_name:
+                        problems.append((f"{at}.clusterName", f"disagrees with {at}.context, which reaches "
+                                         f"the cluster {reached!r}: CI writes that context for clusterName (aws eks "
+                                         "update-kubeconfig --name clusterName --alias context), so CI and a local "
+                                         "run would deploy to different clusters", kube.cluster_name))
+                else:
+                    problems.append((f"{at}.context", "is an ARN but not an EKS cluster's "
+                                     f"(arn:aws:eks:{region}:{account}:cluster/{kube.cluster_name})", kube.context))
+        for key, arn, role in zip(("ingress.certificateArn", "ingress.drCertificateArn"),
+                                  (self.ingress.certificate_arn, self.ingress.dr_certificate_arn), ROLES, strict=True):
+            if arn is not None:
+                expect(key, arn, "acm", self.aws.region(role), f"aws.{_REGION_KEYS[role]}", r"certificate/[0-9a-f-]+",
+                       "certificate/<id>")
+        return problems
+
+    def _allowlist_in_managed_namespaces(self) -> list[tuple[str, str, Any]]:
+        # The namespaces the program creates with default-deny egress (components/regional_tier.py);
+        # an entry for any other would create that namespace: a typo becomes an empty namespace, and
+        # one that exists already (the application's, the Ingress's) fails the deploy.
+        managed = sorted({self.neo4j.namespace, self.neo4j.restore_namespace, self.redis.namespace,
+                          self.pg_restore_rehearsal.namespace, self.logs.shipper.namespace})
+        return [(f"egress.allowlist.{i}.namespace", f"is not a namespace this stack manages; allowed: "
+                 f"{', '.join(managed)} (egress elsewhere is its owner's to allow)", entry.namespace)
+                for i, entry in enumerate(self.egress.allowlist) if entry.namespace not in managed]
 
     @property
     def is_prod(self) -> bool:
@@ -1239,10 +1627,35 @@ def _describe_one(error: ErrorDetails, loc: tuple) -> str:
     return f"{key}: {message} (given: {json.dumps(error.get('input'), default=str)})"
 
 
+# The config namespaces something reads besides the project's: the engine's own (`pulumi:`, e.g.
+# disable-default-providers) and those of the provider packages in requirements.txt (a test holds the
+# two together). A key in any other namespace - a misspelt project prefix - is read by nothing.
+PROVIDER_NAMESPACES = ("aws", "kubernetes", "random")
+ENGINE_NAMESPACE = "pulumi"
+
+
+def _foreign_keys(raw_config: dict[str, str]) -> list[str]:
+    from difflib import get_close_matches
+
+    known = (PROJECT, ENGINE_NAMESPACE, *PROVIDER_NAMESPACES)
+    problems = []
+    for key in sorted(raw_config):
+        namespace, colon, name = key.partition(":")
+        if colon and namespace in known:
+            continue
+        guess = get_close_matches(namespace, known, n=1)
+        problems.append(f"{key}: {'unknown config namespace ' + repr(namespace) if colon else 'no namespace'}, so "
+                        f"nothing reads it; allowed: {PROJECT} (this project), {ENGINE_NAMESPACE} (the engine), "
+                        f"{', '.join(PROVIDER_NAMESPACES)} (providers)"
+                        + (f"; did you mean {guess[0]}:{name or key}?" if guess else ""))
+    return problems
+
+
 def validate(raw_config: dict[str, str], stack: Optional[str] = None) -> StackSettings:
-    """Validate the project namespace of a stack's config (``{"project:key": "text"}``); with the
-    ``stack``'s name, also what depends on it (bucket names)."""
+    """Validate the project namespace of a stack's config (``{"project:key": "text"}``) and refuse keys
+    of namespaces nothing reads; with the ``stack``'s name, also what depends on it (bucket names)."""
     prefix = f"{PROJECT}:"
+    foreign = _foreign_keys(raw_config)
     document = {
         key[len(prefix):]: _decode(value)
         for key, value in raw_config.items()
@@ -1256,9 +1669,12 @@ def validate(raw_config: dict[str, str], stack: Optional[str] = None) -> StackSe
             raise SettingsError([f"stack name {stack!r}: S3 bucket names hold it; use lowercase letters, "
                                  "digits and '-' (a letter or digit first and last), e.g. 'prod-eu'"])
     try:
-        return StackSettings.model_validate(document, context={"stack": stack})
+        validated = StackSettings.model_validate(document, context={"stack": stack})
     except ValidationError as exc:
-        raise SettingsError([line for e in exc.errors() for line in _describe(e)]) from None
+        raise SettingsError(foreign + [line for e in exc.errors() for line in _describe(e)]) from None
+    if foreign:
+        raise SettingsError(foreign)
+    return validated
 
 
 def load() -> StackSettings:

@@ -9,14 +9,15 @@ import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
 
 import settings
+from components import audit_trail
 from components.audit_trail import AuditedPrefix, AuditTrail, AuditTrailArgs
 from components.backup_bucket import BackupBucket, BackupBucketArgs, ObjectLock
 from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 
 # component + children: bucket pair with keys, hardening, object lock, replication alarm (+ topic, key);
-# namespace and its policies; cache
-RESOURCES_PER_TENANT = 27 + 6 + 9
+# namespace and its policies; cache (with its rotation witness, helpers/redis_auth.py)
+RESOURCES_PER_TENANT = 27 + 6 + 10
 
 
 def program(tenants: int):
@@ -50,11 +51,17 @@ def program(tenants: int):
                 slowlog_slower_than_micros=cache.slowlog_slower_than_micros, slowlog_max_len=cache.slowlog_max_len,
                 prometheus_release_label=cfg.observability.prometheus_release_label,
             ), opts=pulumi.ResourceOptions(provider=cluster, depends_on=[namespace]))
-        # one trail records every tenant's backup reads and deletes (policy s3-backup-data-events-audited)
+        # one trail records every tenant's backup reads and deletes, and reads of its own log files
+        # in the first tenant's bucket, where it delivers: there, every event only under the backups'
+        # prefix (components/neo4j_backup.py), or it would record its own deliveries (policy
+        # s3-backup-data-events-audited)
+        first = (backups[0].bucket_arn, backups[0].replica_bucket_arn)
         AuditTrail("fleet-audit", AuditTrailArgs(
             account_id=cfg.aws.account_id, region=cfg.aws.primary_region, name="fleet-audit",
             bucket_name=backups[0].bucket_name,
-            audited=[AuditedPrefix(arn) for b in backups for arn in (b.bucket_arn, b.replica_bucket_arn)],
+            audited=[*(AuditedPrefix(arn, "neo4j/") for arn in first),
+                     *(AuditedPrefix(arn, f"{audit_trail.PREFIX}/", reads_only=True) for arn in first),
+                     *(AuditedPrefix(arn) for b in backups[1:] for arn in (b.bucket_arn, b.replica_bucket_arn))],
         ), opts=pulumi.ResourceOptions(provider=primary))
 
     return run

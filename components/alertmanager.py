@@ -11,6 +11,13 @@ operator requires); their values never pass through config or state.
 
 ``critical`` pages (PagerDuty Events v2), ``warning`` and anything unlabelled go to the team's
 Slack channel: nothing falls through to kube-prometheus-stack's ``null`` receiver.
+
+An AlertmanagerConfig the operator rejects (a receiver's Secret missing: ``checkReceivers`` reads
+every referenced Secret) is skipped, so its namespace's alerts reach nobody; the operator counts it
+in ``prometheus_operator_managed_resources{controller="alertmanager", resource="AlertmanagerConfig",
+state="rejected"}`` (prometheus-operator pkg/alertmanager/operator.go, ``selectAlertmanagerConfigs``;
+pkg/operator/operator.go). ``AlertmanagerConfigRejected`` pages on it, carried by two namespaces'
+routes so that the rejected one cannot swallow it.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from helpers.kube import labels_for
+from helpers.kube import labels_for, prometheus_rule
 from helpers.validation import require
 
 API_VERSION = "monitoring.coreos.com/v1alpha1"
@@ -46,6 +53,7 @@ class AlertRoutingArgs:
     pager_secret: SecretRef  # PagerDuty Events v2 routing key
     chat_secret: SecretRef  # Slack incoming-webhook URL
     chat_channel: str
+    prometheus_release_label: str  # the label kube-prometheus-stack's Prometheus selects rules by
     name: str = "intelgraph-alerts"
 
     def __post_init__(self) -> None:
@@ -86,6 +94,23 @@ def receivers_spec(args: AlertRoutingArgs) -> list[dict]:
             "text": '{{ .CommonAnnotations.summary }} Runbook: {{ .CommonAnnotations.runbook_url }}',
         }]},
     ]
+
+
+REJECTED = ('prometheus_operator_managed_resources{controller="alertmanager",resource="AlertmanagerConfig",'
+            'state="rejected"}')
+
+
+def rejected_rule_groups(args: AlertRoutingArgs) -> list[dict]:
+    """The alert, once per carrying namespace: one rejected config (one namespace's missing
+    Secret) leaves the other route. 5 minutes: a Secret created just after its config is fine."""
+    return [{"name": "alertmanager-config", "rules": [{
+        "alert": "AlertmanagerConfigRejected",
+        "expr": f"max({REJECTED}) > 0",
+        "for": "5m",
+        "labels": {"namespace": namespace},
+        "annotations": {"summary": "The Prometheus operator rejected {{ $value }} AlertmanagerConfig(s): "
+                                   "alerts of their namespaces reach nobody"},
+    } for namespace in args.namespaces[:2]]}]
 
 
 def alertmanager_config(args: AlertRoutingArgs, namespace: str) -> dict:
@@ -150,4 +175,6 @@ class AlertRouting(pulumi.ComponentResource):
             k8s.apiextensions.CustomResource(
                 f"{name}-{namespace}", api_version=config["apiVersion"], kind=config["kind"],
                 metadata=config["metadata"], spec=config["spec"], opts=pulumi.ResourceOptions(parent=self))
+        prometheus_rule(f"{name}-rejected", namespace=args.namespaces[0], release_label=args.prometheus_release_label,
+                        groups=rejected_rule_groups(args), opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"namespaces": list(args.namespaces)})

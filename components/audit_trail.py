@@ -24,6 +24,12 @@ from helpers.kms import key_policy
 from helpers.validation import require
 
 PREFIX = "cloudtrail"
+# The principal that creates or updates a trail with SSE-KMS needs kms:Decrypt on the trail's key
+# when the bucket uses an S3 Bucket Key (CloudTrail User Guide, "Configure AWS KMS key policies for
+# CloudTrail", required sections for trails, item 2) - the logs bucket does. The key policy leaves
+# that to IAM; the deploy role's policy grants it by this tag (docs/cicd.md, Bootstrap), which
+# works before the key exists.
+DEPLOY_DECRYPT_TAG = ("intelgraph:purpose", "audit-trail")
 
 
 def trail_name(stack: str) -> str:
@@ -66,10 +72,12 @@ def trail_key_policy(account_id: str, source_trail_arn: str) -> dict:
 
 @dataclass(frozen=True)
 class AuditedPrefix:
-    """Object-level events of ``bucket_arn`` under ``prefix`` ("" = the whole bucket)."""
+    """Object-level events of ``bucket_arn`` under ``prefix`` ("" = the whole bucket); with
+    ``reads_only``, only the read-only ones (GetObject, HeadObject, ...)."""
 
     bucket_arn: pulumi.Input[str]
     prefix: str = ""
+    reads_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,9 +103,18 @@ class AuditTrail(pulumi.ComponentResource):
         key = aws.kms.Key(
             f"{name}-key", description=f"Encrypts the {args.name} CloudTrail log files",
             enable_key_rotation=True, deletion_window_in_days=30,
-            policy=json.dumps(trail_key_policy(args.account_id, arn)), opts=child)
-        starts = pulumi.Output.all(*[a.bucket_arn for a in args.audited]).apply(
-            lambda arns: [f"{b}/{a.prefix}" for b, a in zip(arns, args.audited, strict=True)])
+            policy=json.dumps(trail_key_policy(args.account_id, arn)),
+            tags=dict([DEPLOY_DECRYPT_TAG]), opts=child)
+
+        def starts(audited: list[AuditedPrefix]) -> pulumi.Output[list[str]]:
+            return pulumi.Output.all(*[a.bucket_arn for a in audited]).apply(
+                lambda arns: [f"{b}/{a.prefix}" for b, a in zip(arns, audited, strict=True)])
+
+        every_event = [a for a in args.audited if not a.reads_only]
+        reads = [a for a in args.audited if a.reads_only]
+        objects: list[aws.cloudtrail.TrailAdvancedEventSelectorFieldSelectorArgsDict] = [
+            {"field": "eventCategory", "equals": ["Data"]},
+            {"field": "resources.type", "equals": ["AWS::S3::Object"]}]
         trail = aws.cloudtrail.Trail(
             name,
             name=args.name,
@@ -112,9 +129,13 @@ class AuditTrail(pulumi.ComponentResource):
                 {"name": "Management events", "field_selectors": [
                     {"field": "eventCategory", "equals": ["Management"]}]},
                 {"name": "Backup objects: every read, write and delete", "field_selectors": [
-                    {"field": "eventCategory", "equals": ["Data"]},
-                    {"field": "resources.type", "equals": ["AWS::S3::Object"]},
-                    {"field": "resources.ARN", "starts_withs": starts}]},
+                    *objects, {"field": "resources.ARN", "starts_withs": starts(every_event)}]},
+                # Who read the audit log itself (CIS AWS Foundations: access logging on the CloudTrail
+                # bucket; Security Hub CloudTrail.7). Reads only: the trail's own deliveries are
+                # PutObject (readOnly false), and recording them would deliver them again.
+                *([{"name": "Audit log files: every read", "field_selectors": [
+                    *objects, {"field": "readOnly", "equals": ["true"]},
+                    {"field": "resources.ARN", "starts_withs": starts(reads)}]}] if reads else []),
             ],
             opts=child)
         # the ARN CloudTrail gives a trail (arn:aws:cloudtrail:<home region>:<account>:trail/<name>),

@@ -422,7 +422,11 @@ def replication_policy(
                 "Resource": replica_key_arn,
                 "Condition": {"StringLike": {
                     "kms:ViaService": f"s3.{replica_region}.amazonaws.com",
-                    "kms:EncryptionContext:aws:s3:arn": replica_arn,
+                    # the bucket ARN for replicas under the destination's Bucket Key; the object ARN
+                    # for replicas written without one (a source object encrypted with another key,
+                    # such as CloudTrail's log files, keeps none: same page, "S3 Bucket Keys and
+                    # replication")
+                    "kms:EncryptionContext:aws:s3:arn": [replica_arn, f"{replica_arn}/*"],
                 }},
             },
             *other_keys,

@@ -48,6 +48,16 @@ STATE_DIR = "/fluent-bit/state"
 # what tail's Tag "kube.*" becomes for /var/log/containers/<file> (the kubernetes filter's default)
 TAG_PREFIX = "kube.var.log.containers."
 POD_LABELS = labels_for(NAME, "log-shipper")
+# The shipper's own PriorityClass. Above every workload (pods without a class have priority 0), so
+# on a full node the scheduler preempts a workload pod to place it (Kubernetes, "Pod Priority and
+# Preemption"; DaemonSet pods go through the default scheduler); below system-cluster-critical
+# (2000000000) and system-node-critical (2000001000), so it never displaces the node's CNI, kube-
+# proxy or CSI pods. Not system-node-critical itself: that ranks a log shipper with the node's
+# networking, and some distributions admit the system-* classes only in kube-system (OpenShift) or
+# with a ResourceQuota (GKE); a class the program creates works on any cluster. User-defined
+# classes may go up to 1000000000.
+PRIORITY_CLASS = "intelgraph-node-logging"
+PRIORITY = 1_000_000
 # The state emptyDir holds the tail offsets, the engine's filesystem chunks (bounded per output by
 # storage.total_limit_size) and the s3 output's upload buffer (bounded by store_dir_limit_size);
 # the kubelet evicts a pod whose emptyDir exceeds its sizeLimit (buffer and offsets lost with it).
@@ -179,7 +189,7 @@ def writer_policy(bucket_arn: str, key_arn: str, prefix: str, region: str) -> di
 def shipper_flows(around: Neighbours) -> tuple[Flow, ...]:
     return (
         Flow("shipper-s3", "egress", Peer(cidrs=around.s3_cidrs), (443,), pods=POD_LABELS,
-             reason="container logs go to the logs bucket through the S3 interface endpoint"),
+             reason="container logs go to the logs bucket at the addresses of network.<region>.s3"),
         Flow("shipper-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
         Flow("shipper-metrics", "ingress", Peer(namespace=around.monitoring_namespace), (HTTP_PORT,), pods=POD_LABELS,
@@ -205,6 +215,14 @@ class LogShipper(pulumi.ComponentResource):
                   "parsers.conf": PARSERS_CONF,
                   "scrub.lua": SCRUBBER.read_text()},
             opts=child)
+        priority = k8s.scheduling.v1.PriorityClass(
+            f"{name}-priority",
+            metadata={"name": PRIORITY_CLASS},
+            value=PRIORITY,
+            global_default=False,
+            preemption_policy="PreemptLowerPriority",
+            description="Fluent Bit on every node, full ones too: every container log is scrubbed and shipped",
+            opts=child)
         probe = {"httpGet": {"path": "/api/v1/health", "port": HTTP_PORT}, "periodSeconds": 30,
                  "timeoutSeconds": 5, "failureThreshold": 3}
         k8s.apps.v1.DaemonSet(
@@ -217,6 +235,7 @@ class LogShipper(pulumi.ComponentResource):
                     "metadata": {"labels": POD_LABELS},
                     "spec": {
                         "serviceAccountName": NAME,
+                        "priorityClassName": PRIORITY_CLASS,
                         # IRSA projects its own token; the shipper never calls the Kubernetes API
                         "automountServiceAccountToken": False,
                         # every node, also tainted ones: their workloads' logs must be scrubbed too
@@ -248,7 +267,7 @@ class LogShipper(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, config]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, config, priority]),
         )
         k8s.apiextensions.CustomResource(
             f"{name}-metrics", api_version=MONITORING_API, kind="PodMonitor",

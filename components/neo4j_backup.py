@@ -249,7 +249,7 @@ def backup_flows(around: Neighbours, servers: Optional[dict[str, str]] = None) -
     ``servers`` selects the server pods (Neo4jCluster.pod_selector), also their backup port."""
     flows = [
         Flow("backup-s3", "egress", Peer(cidrs=around.s3_cidrs), (443,), pods=POD_LABELS,
-             reason="backups go to S3 through the VPC interface endpoint, never public S3 ranges"),
+             reason="backups go to S3 at the addresses of network.<region>.s3 (the endpoint the VPC resolves S3 to)"),
         Flow("backup-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
     ]

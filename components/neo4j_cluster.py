@@ -29,8 +29,11 @@ the install waits again. Default (false): every release waits.
 
 What this does not do: the bootstrap ``pulumi up`` returns before the cluster has formed
 (nothing waits); the next run (bootstrap back to false) updates every release once, waited
-one by one (the ``initial.*`` settings leave the config, see ``values``). "Ready" is the chart's
-readiness probe (the Bolt port answers), not "caught up with the cluster". A first install that
+one by one (the ``initial.*`` settings leave the config, see ``values``). Helm's "ready" is the
+chart's readiness probe (the Bolt port answers), not "caught up with the cluster": between two
+releases a Job (``_online_gate``, components/scripts/neo4j_wait_online.sh) waits until the server
+just restarted is Available and every database allocation on it requested online is online (SHOW
+SERVERS, SHOW DATABASES), and the next release waits for that Job. A first install that
 fails half-way leaves the marker behind: finish it with ``bootstrap: true`` and
 ``pulumi up --replace`` on the marker's URN.
 
@@ -54,6 +57,7 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import pulumi
@@ -61,8 +65,16 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from helpers.flows import Flow, Neighbours, Peer
-from helpers.kube import pod_disruption_budget, prometheus_rule, service_monitor
-from helpers.neo4j_password import admin_secret
+from helpers.kube import (
+    container_security_context,
+    labels_for,
+    pod_disruption_budget,
+    pod_security_context,
+    prometheus_rule,
+    resources,
+    service_monitor,
+)
+from helpers.neo4j_password import NEO4J_UID, admin_secret, client_credentials, routing_address
 from helpers.validation import require
 
 CHART = "neo4j"
@@ -159,6 +171,20 @@ def memory_plan(limit_bytes: int) -> MemoryPlan:
     return MemoryPlan(limit_bytes, heap, pagecache)
 
 
+GATE_SCRIPT = Path(__file__).parent / "scripts" / "neo4j_wait_online.sh"
+GATE_POD_LABELS = {"intelgraph.io/job": "neo4j-roll-gate"}
+# How long a restarted server's databases may take to come online (store recovery, catching up
+# from the other members) before the roll stops: the Job fails and the next release does not start.
+GATE_DEADLINE_SECONDS = 1800
+AUTH_DIR = "/etc/neo4j-auth"
+
+
+def server_address(release: str, namespace: str) -> str:
+    """The Bolt address a server advertises, as SHOW SERVERS and SHOW DATABASES report it (the
+    chart: server.bolt.advertised_address = $SERVICE_NEO4J, the release's own Service)."""
+    return f"{release}.{namespace}.svc.cluster.local:{BOLT_PORT}"
+
+
 def change_id(chart_version: str, values: dict) -> str:
     """What a release change is called: the same for the same chart and values, new for any other
     (what Helm upgrades a release on)."""
@@ -184,10 +210,13 @@ class Neo4jClusterArgs:
     prometheus_release_label: str
     zones: tuple[str, ...]
     password_epoch: int = 0
+    # The application's namespace: it gets '<cluster_name>-client', the application user's
+    # credentials (helpers/neo4j_password.py); None: no application user.
+    client_namespace: Optional[str] = None
     bootstrap: bool = False  # this deploy creates the cluster (see the module docstring)
     # True for a cluster whose releases were created before they were named after the component
     # (prod's and stage's): an alias per release keeps the URN they hold their data under. A new
-    # cluster adopts nothing (README "Contributing: stateful resources").
+    # cluster adopts nothing (docs/contributor.md, "Stateful resources").
     unprefixed_release_urns: bool = False
     # What must happen to a server before its release changes (Neo4jSnapshots.before_change: a
     # snapshot): called with a resource name, the release, the change's id and the previous
@@ -198,6 +227,9 @@ class Neo4jClusterArgs:
         problems = []
         if self.password_epoch < 0:
             problems.append("password_epoch cannot be negative")
+        if self.bootstrap and self.password_epoch > 0:
+            problems.append("bootstrap needs password_epoch 0: a first install has no password to rotate from, "
+                            "and the rotation Job would wait for a cluster that waits for it")
         if self.primaries < 1:
             problems.append("primaries must be at least 1")
         if self.primaries == 2:
@@ -286,11 +318,12 @@ class Neo4jCluster(pulumi.ComponentResource):
         self.roll_order = list(reversed(self.release_names))
         first_install = self._first_install(name, args.bootstrap)
         releases: list[k8s.helm.v3.Release] = []
+        gates: list[k8s.batch.v1.Job] = []
         for release in self.roll_order:
             values = self.values(secondary=release in self.secondary_release_names)
-            before = [args.before_change(f"{name}-{release}-before-change", release,
-                                         change_id(args.chart_version, values), releases[-1:])] \
-                if args.before_change else []
+            change = change_id(args.chart_version, values)
+            before = [args.before_change(f"{name}-{release}-before-change", release, change,
+                                         [*releases[-1:], *gates[-1:]])] if args.before_change else []
             releases.append(k8s.helm.v3.Release(
                 # prefixed with the component's name: a second cluster in another namespace may
                 # share the release names
@@ -304,10 +337,17 @@ class Neo4jCluster(pulumi.ComponentResource):
                 skip_await=first_install,
                 # Helm's wait for one server: a restart, or a join to the running cluster.
                 timeout=RELEASE_TIMEOUT_SECONDS,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:], *before],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, *releases[-1:], *gates[-1:], *before],
                                             aliases=[pulumi.Alias(name=release)] if args.unprefixed_release_urns else None),
             ))
+            gates.append(self._online_gate(name, release, change, first_install, releases[-1]))
 
+        if args.client_namespace:
+            # after every server (and the admin Secret the Job logs in with): on a first install the
+            # Job waits for the cluster to form; on an upgrade it runs once the roll is done
+            client_credentials(name, namespace=args.namespace, cluster_name=args.cluster_name, image=args.image,
+                               epoch=args.password_epoch, admin_secret_name=self.password_secret_name,
+                               client_namespace=args.client_namespace, after=[auth, *releases], opts=child)
         pod_disruption_budget(f"{name}-pdb", args.namespace, args.pod_selector, max_unavailable=1, opts=child)
         service_monitor(
             f"{name}-metrics",
@@ -318,7 +358,8 @@ class Neo4jCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=releases),
         )
         prometheus_rule(f"{name}-rules", namespace=args.namespace,
-                        release_label=args.prometheus_release_label, groups=GRAPH_SLI_RULES, opts=child)
+                        release_label=args.prometheus_release_label,
+                        groups=GRAPH_SLI_RULES + volume_rule_groups(args.namespace, args.release_names), opts=child)
         self.register_outputs({
             "releaseNames": self.release_names,
             "secondaryReleaseNames": self.secondary_release_names,
@@ -327,6 +368,59 @@ class Neo4jCluster(pulumi.ComponentResource):
             "heap": self.plan.heap,
             "pagecache": self.plan.pagecache,
         })
+
+    def _online_gate(self, name: str, release: str, change: str, first_install: pulumi.Input[bool],
+                     after: k8s.helm.v3.Release) -> k8s.batch.v1.Job:
+        """The Job between ``release`` and the next in the roll: done when the server is Available
+        and its allocations requested online are online. Named after the change, so every change
+        of the release runs it again (a Job is immutable); on the first install it exits at once."""
+        args = self._args
+        job_name = f"{release}-online-{change}"
+        labels = {**labels_for(args.cluster_name, "roll-gate"), **GATE_POD_LABELS}
+        container = {
+            "name": "wait-online",
+            "image": args.image,  # the server image: its cypher-shell speaks the server's Bolt version
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/bash", "-c", GATE_SCRIPT.read_text()],
+            "env": [{"name": "NEO4J_ADDRESS", "value": routing_address(args.cluster_name, args.namespace)},
+                    # the chart advertises <release>.<namespace>.svc.cluster.local as the Bolt address
+                    {"name": "SERVER_ADDRESS", "value": server_address(release, args.namespace)},
+                    {"name": "FIRST_INSTALL", "value": pulumi.Output.from_input(first_install).apply(
+                        lambda first: "true" if first else "false")},
+                    # the credentials as a file, not an environment variable of the container
+                    {"name": "NEO4J_AUTH_FILE", "value": f"{AUTH_DIR}/NEO4J_AUTH"},
+                    {"name": "HOME", "value": "/tmp"}],  # the JVM and cypher-shell write here
+            "resources": resources("100m", "500m", "512Mi"),
+            "securityContext": container_security_context(read_only_root=True),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}],
+        }
+        return k8s.batch.v1.Job(
+            f"{name}-{release}-online",
+            metadata={"name": job_name, "namespace": args.namespace, "labels": labels,
+                      # a failed gate is replaced (run again) on the next `pulumi up`
+                      "annotations": {"pulumi.com/replaceUnready": "true"}},
+            spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
+                "backoffLimit": 1,
+                "activeDeadlineSeconds": GATE_DEADLINE_SECONDS,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security_context(NEO4J_UID),
+                        "containers": [container],
+                        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                                    {"name": "auth", "secret": {"secretName": self.password_secret_name,
+                                                                "items": [{"key": "NEO4J_AUTH", "path": "NEO4J_AUTH"}]}}],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[after],
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{GATE_DEADLINE_SECONDS // 60 + 5}m",
+                                                      update=f"{GATE_DEADLINE_SECONDS // 60 + 5}m")),
+        )
 
     def _first_install(self, name: str, bootstrap: bool) -> pulumi.Output[bool]:
         """True when the stack says this deploy creates the cluster (``bootstrap``) and the marker
@@ -484,6 +578,12 @@ def cluster_flows(cluster_name: str, around: Neighbours) -> tuple[Flow, ...]:
              reason="application pods query the graph over Bolt"),
         Flow("neo4j-metrics", "ingress", Peer(namespace=around.monitoring_namespace), (METRICS_PORT,), pods=servers,
              reason="Prometheus scrapes the servers' metrics"),
+        Flow("neo4j-roll-gate-bolt", "egress", Peer(pods=servers), (BOLT_PORT,), pods=GATE_POD_LABELS,
+             reason="between two servers of a roll, the gate Job asks the cluster over Bolt whether the "
+                    "restarted server's databases are online"),
+        Flow("neo4j-roll-gate-bolt-in", "ingress", Peer(pods=GATE_POD_LABELS), (BOLT_PORT,), pods=servers,
+             reason="between two servers of a roll, the gate Job asks the cluster over Bolt whether the "
+                    "restarted server's databases are online"),
     )
 
 
@@ -506,3 +606,35 @@ GRAPH_SLI_RULES = [{
                          "description": "{{ $labels.service }}: p95 is {{ $value | humanize }} ms."}},
     ],
 }]
+
+
+# Free space below which a volume warns (if it also fills within FILL_HORIZON at the recent rate) and
+# pages. Growing takes a while: the resize path (docs/runbooks.md, "Growing a Neo4j volume"), and EBS
+# modifies a volume again only once the last modification completed (EC2 API Reference, ModifyVolume).
+VOLUME_WARN_FREE, VOLUME_PAGE_FREE = 0.20, 0.10
+FILL_HORIZON_SECONDS = 4 * 86400
+
+
+def volume_rule_groups(namespace: str, release_names: list[str]) -> list[dict]:
+    """Alerts before a server's data volume fills, from the kubelet's volume stats
+    (kubelet_volume_stats_available_bytes / kubelet_volume_stats_capacity_bytes, labelled with the
+    claim's namespace and name; scraped by kube-prometheus-stack's kubelet ServiceMonitor)."""
+    claims = "|".join(f"data-{release}-0" for release in release_names)  # [a-z0-9-]: nothing to escape
+    selector = f'namespace="{namespace}", persistentvolumeclaim=~"{claims}"'
+    free = (f"kubelet_volume_stats_available_bytes{{{selector}}} / "
+            f"kubelet_volume_stats_capacity_bytes{{{selector}}}")
+    return [{"name": "neo4j-volumes", "rules": [
+        {"alert": "Neo4jVolumeFillingUp",
+         "expr": f"{free} < {VOLUME_WARN_FREE} and predict_linear(kubelet_volume_stats_available_bytes"
+                 f"{{{selector}}}[6h], {FILL_HORIZON_SECONDS}) < 0",
+         "for": "1h",
+         "annotations": {"summary": "A Neo4j data volume fills within four days",
+                         "description": "{{ $labels.persistentvolumeclaim }}: {{ $value | humanizePercentage }} "
+                                        "free and falling; grow it (resize path) before it fills."}},
+        {"alert": "Neo4jVolumeAlmostFull",
+         "expr": f"{free} < {VOLUME_PAGE_FREE}",
+         "for": "5m",
+         "annotations": {"summary": "A Neo4j data volume is over 90 % full",
+                         "description": "{{ $labels.persistentvolumeclaim }}: {{ $value | humanizePercentage }} "
+                                        "free; Neo4j stops writing when it is full."}},
+    ]}]

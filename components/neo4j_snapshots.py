@@ -16,8 +16,9 @@ which replaces the Job and runs it. A server that does not exist yet has nothing
 A snapshot of a running server is crash-consistent; Neo4j recovers such a store from its
 transaction logs on start, as after a power loss.
 
-Restore (README, "Neo4j volume snapshots"): a claim with that same name whose dataSource is the
-snapshot, created before the release's StatefulSet exists; the StatefulSet then adopts it.
+A snapshot is never put back under a member of the running cluster: it holds that member's Raft
+state too, and an older one forgets entries the member acknowledged (docs/runbooks.md, "Neo4j:
+restoring data safely": replace a failed server, restore the whole cluster from a backup).
 """
 
 from __future__ import annotations
@@ -30,17 +31,38 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.neo4j_backup import JOB_LABEL
+from helpers.dr_budget import cron_gaps_seconds, cron_max_gap_seconds
 from helpers.flows import Flow, Neighbours
-from helpers.kube import container_security_context, cron_job, job_spec, labels_for, resources
+from helpers.kube import container_security_context, cron_job, job_spec, labels_for, prometheus_rule, resources
 from helpers.validation import require
 
 SCRIPT = Path(__file__).parent / "scripts" / "neo4j_volume_snapshot.sh"
 EBS_CSI_DRIVER = "ebs.csi.aws.com"
 SNAPSHOT_API = "snapshot.storage.k8s.io"
 NOBODY = 65534
-# One try and one retry of a snapshot that may take READY_TIMEOUT each; the deploy waits a bit longer.
+# Before a change: one try and one retry, each waiting READY_TIMEOUT until the snapshot is cut (EBS
+# takes the point in time at once); the deploy waits a bit longer.
 READY_TIMEOUT_MINUTES = 15
 PRE_CHANGE_DEADLINE_SECONDS = 2 * READY_TIMEOUT_MINUTES * 60
+# Scheduled: every volume's snapshot is polled at once until its EBS copy completes. A volume's first
+# snapshot is a full copy that "can take several hours", later ones copy only the blocks changed since
+# (Amazon EBS User Guide, "Create Amazon EBS snapshots", "How Amazon EBS snapshots work"), so a run waits
+# as long as the schedule allows - until MARGIN before the next run - and a copy still going on then is
+# waited on by the next run instead of starting another full copy.
+SCHEDULED_MARGIN_SECONDS = 15 * 60
+# a snapshot whose status.error outlives this has failed: the snapshot controller retries and clears
+# the error on success (external-snapshotter VolumeSnapshotStatus.error); a few of its retries
+ERROR_GRACE_SECONDS = 5 * 60
+
+
+def scheduled_wait_seconds(schedule: str) -> int:
+    """How long a scheduled run waits for its snapshots: until shortly before the next run is due."""
+    return max(min(cron_gaps_seconds(schedule)) - SCHEDULED_MARGIN_SECONDS, 5 * 60)
+
+
+def scheduled_deadline_seconds(schedule: str) -> int:
+    # the wait, plus creating the snapshots and pruning (a few API calls per volume)
+    return scheduled_wait_seconds(schedule) + 10 * 60
 
 
 def data_claim(release: str) -> str:
@@ -57,6 +79,7 @@ class Neo4jSnapshotsArgs:
     time_zone: str
     retain: int
     kubectl_image: str
+    prometheus_release_label: str
 
     def __post_init__(self) -> None:
         problems = []
@@ -131,11 +154,14 @@ class Neo4jSnapshots(pulumi.ComponentResource):
                  time_zone=args.time_zone,
                  container=self._container({"MODE": "scheduled",
                                             "CLAIMS": " ".join(data_claim(r) for r in args.release_names),
-                                            "RETAIN": str(args.retain)}),
-                 # each claim may wait READY_TIMEOUT for its snapshot, one after another
-                 **self._job(active_deadline_seconds=len(args.release_names) * READY_TIMEOUT_MINUTES * 60 + 600),
+                                            "RETAIN": str(args.retain),
+                                            "READY_TIMEOUT": f"{scheduled_wait_seconds(args.schedule)}s"}),
+                 # every claim's snapshot is waited for at once, within one wait
+                 **self._job(active_deadline_seconds=scheduled_deadline_seconds(args.schedule)),
                  labels={**labels, JOB_LABEL: args.job_name},
                  opts=pulumi.ResourceOptions(parent=self, depends_on=self._access))
+        prometheus_rule(f"{name}-rules", namespace=args.namespace, release_label=args.prometheus_release_label,
+                        groups=snapshot_rule_groups(args), opts=child)
         self.register_outputs({"snapshotClassName": self.snapshot_class_name})
 
     def before_change(self, resource_name: str, release: str, change: str,
@@ -173,7 +199,7 @@ class Neo4jSnapshots(pulumi.ComponentResource):
             "command": ["/bin/bash", "-c", SCRIPT.read_text()],
             "env": [{"name": k, "value": v} for k, v in {
                 "NAMESPACE": args.namespace, "SNAPSHOT_CLASS": self.snapshot_class_name,
-                "READY_TIMEOUT": f"{READY_TIMEOUT_MINUTES}m",
+                "READY_TIMEOUT": f"{READY_TIMEOUT_MINUTES}m", "ERROR_GRACE": str(ERROR_GRACE_SECONDS),
                 # kubectl keeps its discovery cache under $HOME; the root filesystem is read-only
                 "HOME": "/tmp", **env}.items()]
             # the Job controller labels each pod with its Job's uid, the same for every retry
@@ -192,22 +218,46 @@ class Neo4jSnapshots(pulumi.ComponentResource):
                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]}
 
 
-def restore_claim(release: str, namespace: str, snapshot: str, storage_class: str, size: str) -> dict:
-    """The claim that brings a server back from a snapshot: the chart's claim name, so the
-    release's StatefulSet adopts it instead of provisioning an empty volume."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        # an annotation: a snapshot's name can outgrow a label value's 63 characters
-        "metadata": {"name": data_claim(release), "namespace": namespace,
-                     "annotations": {"intelgraph.io/restored-from": snapshot}},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": storage_class,
-            "resources": {"requests": {"storage": size}},
-            "dataSource": {"apiGroup": SNAPSHOT_API, "kind": "VolumeSnapshot", "name": snapshot},
-        },
-    }
+def snapshot_rule_groups(args: Neo4jSnapshotsArgs) -> list[dict]:
+    """The scheduled snapshots' failures and staleness, from kube-state-metrics' Job and CronJob series.
+
+    A failed run: one of the CronJob's Jobs (the CronJob controller names them ``<cronjob>-<scheduled
+    minute>``, pkg/controller/cronjob/utils.go getJobName) has failed pods (``kube_job_status_failed``)
+    or the Failed condition (``kube_job_failed{condition="true"}``: also a run its activeDeadlineSeconds
+    stopped) and was created after the CronJob's last success, so the alert clears with the next good
+    run rather than when the failed Job leaves the history. Labels namespace and job_name
+    (kube-state-metrics docs/job-metrics.md).
+    ``kube_cronjob_status_last_successful_time`` exists only after a first success (kube-state-metrics
+    internal/store/cronjob.go), hence the absent() rule beside the staleness one.
+    """
+    where = f'namespace="{args.namespace}"'
+    cronjob = f'{where}, cronjob="{args.job_name}"'
+    jobs = f'{where}, job_name=~"{args.job_name}-[0-9]+"'
+    success = f"kube_cronjob_status_last_successful_time{{{cronjob}}}"
+    failed_jobs = (f"max by (namespace) (kube_job_created{{{jobs}}} and on (namespace, job_name) "
+                   f"(kube_job_status_failed{{{jobs}}} > 0 or kube_job_failed{{{jobs}, condition=\"true\"}} > 0))")
+    # one missed run is tolerated (a first full copy may outlast its run): two periods and a run's deadline
+    stale = 2 * cron_max_gap_seconds(args.schedule) + scheduled_deadline_seconds(args.schedule)
+    created = f"kube_cronjob_created{{{cronjob}}}"
+    return [{"name": "neo4j-volume-snapshots", "rules": [
+        {"alert": "Neo4jVolumeSnapshotFailed",
+         "expr": f"{failed_jobs} > on (namespace) group_left max by (namespace) ({success}) "
+                 f"or ({failed_jobs} unless on (namespace) {success})",
+         "annotations": {"summary": "A scheduled Neo4j volume snapshot run failed",
+                         "description": f"{args.job_name} in {args.namespace} failed after its last success: a "
+                                        "snapshot failed (status.error) or was not ready in time; see the job log."}},
+        {"alert": "Neo4jVolumeSnapshotsStale",
+         "expr": f"time() - {success} > {stale}",
+         "for": "10m",
+         "annotations": {"summary": "No scheduled Neo4j volume snapshot has completed for two periods",
+                         "description": f"{args.job_name} in {args.namespace} has not succeeded for {stale}s."}},
+        {"alert": "Neo4jVolumeSnapshotsMissing",
+         "expr": f"absent({success}) and on () (absent({created}) or time() - {created} > {stale})",
+         "for": "10m",
+         "annotations": {"summary": "Scheduled Neo4j volume snapshots have never succeeded (or are not scraped)",
+                         "description": f"{args.job_name} in {args.namespace} has no successful run {stale}s "
+                                        "after it was created."}},
+    ]}]
 
 
 def snapshot_flows(cluster_name: str, around: Neighbours) -> tuple[Flow, ...]:

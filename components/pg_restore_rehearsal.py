@@ -12,6 +12,7 @@ success is older than a period plus a day.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,7 @@ from helpers.flows import Flow, Neighbours, Peer
 from helpers.irsa import irsa_role
 from helpers.kube import container_security_context, cron_job, prometheus_rule, resources
 from helpers.validation import require
+from ops._common import PINNED_BOTOCORE_ENV
 
 # Every instance the rehearsal creates is named with this prefix; its IAM role can restore into and
 # delete only instances whose identifier starts with it.
@@ -35,6 +37,13 @@ OPS_DIR = Path(__file__).resolve().parent.parent / "ops"
 OPS_FILES = ("__init__.py", "_common.py", "pg_restore_rehearsal.py")
 CODE_ROOT = "/opt/intelgraph"
 OUTPUTS_FILE = "/etc/pg-restore-rehearsal/outputs.json"
+REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
+
+
+def pinned_botocore() -> str:
+    """requirements.txt's botocore: what the tests ran against, and what the runbook refuses to run without."""
+    [version] = re.findall(r"^botocore==(\S+)$", REQUIREMENTS.read_text(), re.M)
+    return version
 POD_LABELS = {"intelgraph.io/job": JOB}
 
 
@@ -108,6 +117,8 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
                     {"name": "PYTHONPATH", "value": CODE_ROOT},
                     {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},  # the code is read-only
                     {"name": "PYTHONUNBUFFERED", "value": "1"},
+                    # the runbook exits 2 on any other botocore (decision 016)
+                    {"name": PINNED_BOTOCORE_ENV, "value": pinned_botocore()},
                     # STS for IRSA through the primary region's endpoint; the runbook names the DR
                     # region for RDS itself (from the outputs file)
                     {"name": "AWS_REGION", "value": args.primary_region},

@@ -21,7 +21,7 @@ WAL-G is not used: it needs host access and archive_command, which RDS does not 
 own transaction-log backups are the PITR mechanism (docs/decisions/005-no-wal-g-rds-pitr.md).
 
 Heartbeat: an idle primary makes the replica report up to five minutes of lag, so both parameter
-groups preload pg_cron and HEARTBEAT_SQL (run once on the primary, see the README) schedules an
+groups preload pg_cron and HEARTBEAT_SQL (run once on the primary, see docs/operator.md) schedules an
 upsert every 15 s. pg_cron over a pod: it runs inside the primary, needs no network path, role or
 token, accepts second intervals ('[1-59] seconds', pg_cron 1.5+; RDS for PostgreSQL 16 ships
 1.6), never runs on a hot standby, and keeps running on the replica once it is promoted (its jobs
@@ -101,8 +101,9 @@ class PostgresDrArgs:
     database_name: str = "intelgraph"
     master_username: str = "intelgraph_admin"
     master_secret_rotation_days: int = 7
-    # a declared major upgrade (settings: postgres.majorUpgrade; snapshot taken by ops.pg_major_upgrade)
-    major_upgrade: bool = False
+    # a declared major upgrade: the version it starts from (settings: postgres.majorUpgrade.fromVersion;
+    # snapshot taken and target checked by ops.pg_major_upgrade)
+    major_upgrade_from: Optional[str] = None
     log_retention_days: int = 30  # the exported postgresql/upgrade log groups
 
     def __post_init__(self) -> None:
@@ -121,18 +122,33 @@ class PostgresDrArgs:
             problems.append("dr_region must differ from primary_region")
         if not 1 <= self.master_secret_rotation_days <= 1000:
             problems.append("master_secret_rotation_days must be 1-1000 (Secrets Manager RotationRules)")
-        if self.auto_minor_version_upgrade == ("." in self.engine_version):
+        if self.major_upgrade_from is None and self.auto_minor_version_upgrade == ("." in self.engine_version):
             problems.append("engine_version must be the major version only with auto_minor_version_upgrade, "
                             "and major.minor without it (RDS upgrades minors itself)")
         if self.replica_lag_threshold_seconds < 1:
             problems.append("replica_lag_threshold_seconds must be positive")
         if len(self.primary_network.subnet_ids) < 2 or len(self.dr_network.subnet_ids) < 2:
             problems.append("each region needs at least two subnets (two AZs) for a DB subnet group")
+        if self.major_upgrade_from is not None and "." not in self.engine_version:
+            problems.append("engine_version must be the exact target version during a major upgrade")
         require("PostgresDrArgs", problems)
+
+    @property
+    def major_upgrade(self) -> bool:
+        return self.major_upgrade_from is not None
 
     @property
     def family(self) -> str:
         return f"postgres{self.engine_version.split('.')[0]}"
+
+    @property
+    def replica_family(self) -> str:
+        """The DR parameter group's family: the old one while an upgrade is declared. RDS applies a
+        custom parameter group to a read replica only after the replica's upgrade completes (RDS
+        User Guide, "How to perform a major version upgrade for RDS for PostgreSQL", "Handle read
+        replicas"), and nothing promises that upgrade for a cross-Region replica: the group moves
+        in the deploy after, once ops.pg_major_upgrade --after saw the replica on the new major."""
+        return f"postgres{self.major_upgrade_from.split('.')[0]}" if self.major_upgrade_from else self.family
 
 
 @dataclass(frozen=True)
@@ -169,7 +185,12 @@ class PostgresDr(pulumi.ComponentResource):
                                       pulumi.ResourceOptions(parent=self))
         dr_region = self._region("dr", args.dr_region, args.dr_network,
                                  pulumi.ResourceOptions(parent=self, provider=args.dr_provider))
-        monitoring_role = self._monitoring_role()
+        monitoring_role, monitoring_policy = self._monitoring_role()
+        # RDS checks the role when the instance is created or modified: without the policy attached
+        # yet, CreateDBInstance fails ("IAM role ARN value is invalid or does not include the
+        # required permissions for: ENHANCED_MONITORING", pulumi/pulumi #5628, claranet/terraform-aws-
+        # aurora #23); the role alone is not enough
+        waits = pulumi.ResourceOptions(depends_on=[monitoring_policy])
         # Secrets Manager's own generator replaces this at the first rotation (at deploy, below);
         # until then it is a secret in state (the provider marks the result secret) and the write-only
         # password_wo / secret_string_wo, which the provider never reads back.
@@ -213,7 +234,7 @@ class PostgresDr(pulumi.ComponentResource):
             # right after the runbook's snapshot, not in some later maintenance window
             **({"allow_major_version_upgrade": True, "apply_immediately": True} if args.major_upgrade else {}),
             **self._common(primary_region, monitoring_role),
-            opts=primary_region.opts,
+            opts=pulumi.ResourceOptions.merge(primary_region.opts, waits),
         )
         replica = aws.rds.Instance(
             f"{name}-replica",
@@ -233,7 +254,7 @@ class PostgresDr(pulumi.ComponentResource):
             # comes from the replicated backups below, and ops/dr_promote turns backups on when it
             # promotes.
             **self._common(dr_region, monitoring_role),
-            opts=dr_region.opts,
+            opts=pulumi.ResourceOptions.merge(dr_region.opts, waits),
         )
         aws.rds.InstanceAutomatedBackupsReplication(
             f"{name}-backups-to-dr",
@@ -409,7 +430,7 @@ class PostgresDr(pulumi.ComponentResource):
         )
         parameter_group = aws.rds.ParameterGroup(
             f"{name}-params",
-            family=args.family,
+            family=args.family if label == "primary" else args.replica_family,
             description=f"{name}: TLS only, slow-query and connection logging",
             parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k in STATIC else "immediate"}
                         for k, v in parameters(args.database_name).items()],
@@ -433,7 +454,7 @@ class PostgresDr(pulumi.ComponentResource):
                           mask_personal_data=export == "postgresql")
                 for export in LOG_EXPORTS]
 
-    def _monitoring_role(self) -> aws.iam.Role:
+    def _monitoring_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
         """Enhanced Monitoring publishes OS metrics through this role (IAM is global)."""
         role = aws.iam.Role(
             f"{self._name}-monitoring",
@@ -445,13 +466,13 @@ class PostgresDr(pulumi.ComponentResource):
             }),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.iam.RolePolicyAttachment(
+        attachment = aws.iam.RolePolicyAttachment(
             f"{self._name}-monitoring",
             role=role.name,
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return role
+        return role, attachment
 
     def _common(self, region: _Region, monitoring_role: aws.iam.Role) -> dict:
         """Arguments the primary and the replica share: placement, encryption, observability."""

@@ -83,6 +83,10 @@ class RedisCacheArgs:
     # The Kubernetes name of the cache (Service, StatefulSet, Secret '<app>-auth', ConfigMap): the
     # same in every region, so clients find it under one name whichever cluster serves them.
     app_name: str = "redis"
+    # The application's namespace: it gets the Secret '<app>-client' with the client password.
+    # Pods read Secrets of their own namespace only (Kubernetes docs, "Secrets": a Secret is
+    # namespaced, and a Pod can reference only Secrets in its own namespace).
+    client_namespace: Optional[str] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -146,6 +150,11 @@ class RedisCache(pulumi.ComponentResource):
             },
             opts=child,
         )
+        if args.client_namespace:
+            # the same value as "password" above, at the same step of a roll: clients move when this does
+            client_secret(f"{name}-client", app=app, namespace=args.client_namespace, labels=labels,
+                          address=f"{app}.{args.namespace}.svc.cluster.local:{PORT}",
+                          password=auth.client_password, opts=child)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata={"name": f"{app}-config", "namespace": args.namespace, "labels": labels},
@@ -253,6 +262,19 @@ class RedisCache(pulumi.ComponentResource):
                          "resources": {"requests": {"storage": args.storage_size}}},
             }]
         return spec
+
+
+def client_secret(resource_name: str, *, app: str, namespace: str, labels: dict, address: str,
+                  password: pulumi.Input[str], opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+    """What an application pod needs to reach the cache, in the application's namespace."""
+    return k8s.core.v1.Secret(
+        resource_name,
+        metadata={"name": f"{app}-client", "namespace": namespace, "labels": labels},
+        type="Opaque",
+        # the headless Service's name: one A record per cache node
+        string_data={"REDIS_ADDRESS": address, "REDIS_PASSWORD": pulumi.Output.secret(password)},
+        opts=opts,
+    )
 
 
 def cache_flows(name: str, client_namespace: str, monitoring_namespace: str) -> tuple[Flow, ...]:

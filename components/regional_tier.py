@@ -120,7 +120,8 @@ class RegionalTier(pulumi.ComponentResource):
         graph_flows = cluster_flows(args.graph_cluster_name, around)
         if graph is not None:
             graph_flows += ((backup_flows(around, servers=graph.pod_selector) if args.backup else ())
-                            + (rotation_flows(graph.pod_selector) if graph.password_epoch else ())
+                            + (rotation_flows(graph.pod_selector)
+                               if graph.password_epoch or graph.client_namespace else ())
                             + (snapshot_flows(graph.cluster_name, around) if args.snapshots else ()))
         flows: dict[str, tuple[Flow, ...]] = {args.graph_namespace: graph_flows}
         if args.backup is not None:
@@ -186,7 +187,8 @@ class RegionalTier(pulumi.ComponentResource):
         AlertRouting(
             self._named("alert-routing"),
             AlertRoutingArgs(namespaces=tuple(self.namespaces), pager_secret=obs.pager_secret,
-                             chat_secret=obs.chat_secret, chat_channel=obs.chat_channel),
+                             chat_secret=obs.chat_secret, chat_channel=obs.chat_channel,
+                             prometheus_release_label=obs.prometheus_release_label),
             opts=self._inside(*self.namespaces),
         )
 

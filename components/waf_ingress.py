@@ -103,6 +103,9 @@ class WafIngressArgs:
     health_path: str = "/healthz"
     # the Kubernetes object's name (default: the component's): one name in every region's cluster
     ingress_name: Optional[str] = None
+    # The URN of the component the WebACL's resources were children of before (a stack deployed
+    # when another edge built this region's WebACL): an alias each, so nothing is replaced.
+    acl_moved_from: Optional[pulumi.Input[str]] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -138,7 +141,8 @@ class WafIngress(pulumi.ComponentResource):
         self.warnings = []
         hosts = [args.host, *([args.health_host] if args.health_host else [])]
         if args.mode == "alb":
-            acl = self._web_acl(name, args, child)
+            acl = self._web_acl(name, args, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                aliases=[pulumi.Alias(parent=args.acl_moved_from)] if args.acl_moved_from else None)))
             self.web_acl_arn = acl.arn
             assert args.load_balancer_name is not None  # WafIngressArgs requires it in alb mode
             annotations: dict[str, pulumi.Input[str]] = {
@@ -189,7 +193,10 @@ class WafIngress(pulumi.ComponentResource):
             alb = aws.lb.get_load_balancer_output(
                 name=args.load_balancer_name,
                 opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[ingress]))
-            self.load_balancer_dns_name, self.load_balancer_zone_id = alb.dns_name, alb.zone_id
+            # carried with the Ingress as their dependency (an invoke's result carries none): a record
+            # aliasing them then depends on the Ingress, which a preview's policy can follow
+            self.load_balancer_dns_name, self.load_balancer_zone_id = (
+                pulumi.Output.all(ingress.urn, value).apply(lambda pair: pair[1]) for value in (alb.dns_name, alb.zone_id))
         self.register_outputs({"webAclArn": self.web_acl_arn,
                                "loadBalancerDnsName": self.load_balancer_dns_name,
                                "ingress": ingress.metadata.name})

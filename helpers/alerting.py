@@ -57,6 +57,12 @@ ALERTS: dict[str, AlertInfo] = {
     "Neo4jBackupPruneFailing": AlertInfo("warning", "neo4j-backup-prune-failing"),
     "Neo4jBackupPruneMissing": AlertInfo("critical", "neo4j-backup-prune-failing"),
     "Neo4jRestoreRehearsalMissing": AlertInfo("critical", "neo4j-restore-rehearsal-failed-or-stale"),
+    # scheduled EBS snapshots of the Neo4j volumes (the fast way back from a bad change or a lost volume)
+    "Neo4jVolumeSnapshotFailed": AlertInfo("warning", "neo4j-volume-snapshots-failing-or-stale"),
+    "Neo4jVolumeSnapshotsStale": AlertInfo("critical", "neo4j-volume-snapshots-failing-or-stale"),
+    "Neo4jVolumeSnapshotsMissing": AlertInfo("critical", "neo4j-volume-snapshots-failing-or-stale"),
+    "Neo4jVolumeFillingUp": AlertInfo("warning", "neo4j-volume-filling-up"),
+    "Neo4jVolumeAlmostFull": AlertInfo("critical", "neo4j-volume-filling-up"),
     "RedisEvictionsHigh": AlertInfo("warning", "redis-evictions-high"),
     "RedisMemoryNearLimit": AlertInfo("critical", "redis-memory-near-limit"),
     "RedisDown": AlertInfo("critical", "redis-down"),
@@ -67,6 +73,8 @@ ALERTS: dict[str, AlertInfo] = {
     "LogScrubberDroppingRecords": AlertInfo("warning", "log-scrubber-dropped-records"),
     "LogShipperOutputFailing": AlertInfo("warning", "log-shipper-unavailable-or-failing"),
     "LogShipperUnavailable": AlertInfo("warning", "log-shipper-unavailable-or-failing"),
+    # a rejected AlertmanagerConfig silences a whole namespace: someone must know now
+    "AlertmanagerConfigRejected": AlertInfo("critical", "alertmanager-configuration-rejected"),
 }
 
 
@@ -111,7 +119,7 @@ class Subscriber:
 def subscribe(name: str, topic: aws.sns.Topic, subscribers: Sequence[Subscriber]) -> list[aws.sns.TopicSubscription]:
     """Subscriptions to ``topic``, created as its children so they inherit its region's provider
     (a subscription must live in the topic's region). Email and HTTPS endpoints stay
-    PendingConfirmation until the recipient confirms; the README's on-call section says so."""
+    PendingConfirmation until the recipient confirms; the operator guide (docs/operator.md) says so."""
     if not subscribers:
         raise ValueError(f"{name}: an alert topic without subscribers notifies nobody")
     return [

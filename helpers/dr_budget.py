@@ -100,20 +100,25 @@ def postgres_pitr_rto(*, rto_target: int, restore_estimate_seconds: int) -> Boun
 
 
 @cache
-def cron_max_gap_seconds(schedule: str, start: datetime | None = None) -> int:
-    """Longest interval between two runs of ``schedule`` over a week (the backup RPO)."""
+def cron_gaps_seconds(schedule: str, start: datetime | None = None) -> tuple[int, ...]:
+    """Every interval between two consecutive runs of ``schedule`` over a week."""
     from croniter import croniter
 
     start = start or datetime(2024, 1, 1, tzinfo=timezone.utc)
     runs = croniter(schedule, start)
     previous = runs.get_next(datetime)
     end = previous + timedelta(days=7)
-    gap = 0
+    gaps = []
     while previous < end:
         current = runs.get_next(datetime)
-        gap = max(gap, int((current - previous).total_seconds()))
+        gaps.append(int((current - previous).total_seconds()))
         previous = current
-    return gap
+    return tuple(gaps)
+
+
+def cron_max_gap_seconds(schedule: str, start: datetime | None = None) -> int:
+    """Longest interval between two runs of ``schedule`` over a week (the backup RPO)."""
+    return max(cron_gaps_seconds(schedule, start))
 
 
 def differentials_per_chain(backup_schedule: str, chain_days: int) -> int:
@@ -124,23 +129,34 @@ def differentials_per_chain(backup_schedule: str, chain_days: int) -> int:
 
 def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chain_days: int,
                  full_backup_seconds: int, restore_estimate_seconds: int,
-                 differential_estimate_seconds: int) -> list[Bound]:
-    """Bounds from the backup chain.
+                 differential_estimate_seconds: int, dr_mode: str, replication_sla_seconds: int,
+                 cluster_start_seconds: int = 0) -> list[Bound]:
+    """Bounds of the DR path: the primary region is lost, and the DR region's graph is rebuilt from
+    the newest backup chain replicated to the DR bucket.
 
-    RPO: the longest gap between two completed backups. Hourly, except when a chain starts: that
-    run first closes the old chain with a differential, then takes the full backup, during which
-    nothing newer completes - so the gap is the longer of the interval and the full backup.
+    RPO: the newest backup the DR bucket can hold. Backups complete at most the longest gap
+    between two of them apart - hourly, except when a chain starts: that run first closes the old
+    chain with a differential, then takes the full backup, during which nothing newer completes -
+    and the DR copy trails by up to the bucket's replication SLA (S3 Replication Time Control: 15
+    minutes), so a backup that completed just before the loss may never reach the DR region.
     RTO: restoring the newest artifact restores its chain: the full backup, then every differential
     replayed onto it (Neo4j operations manual, "Restore a database backup": a differential artifact
-    restores the chain ending at it). The newest artifact of a full chain has the most to replay.
+    restores the chain ending at it); the newest artifact of a full chain has the most to replay.
+    In pilot-light mode the DR servers do not run yet: the switch first starts them and waits for
+    the cluster to form (``cluster_start_seconds``, measured in a drill); a warm cluster is running.
     """
+    if dr_mode not in ("pilot-light", "warm"):
+        raise ValueError(f"dr_mode must be pilot-light or warm, not {dr_mode!r}")
     interval = cron_max_gap_seconds(backup_schedule)
     differentials = differentials_per_chain(backup_schedule, chain_days)
     rpo_terms = {"backupInterval": interval}
     if full_backup_seconds > interval:
         rpo_terms["fullBackupOverrun"] = full_backup_seconds - interval
+    rpo_terms["bucketReplication"] = replication_sla_seconds
     rto_terms = {"restoreFullBackup": restore_estimate_seconds,
                  "replayDifferentials": differentials * differential_estimate_seconds}
+    if dr_mode == "pilot-light":
+        rto_terms = {"clusterStart": cluster_start_seconds, **rto_terms}
     return [
         Bound("neo4j", "RTO", rto_target, sum(rto_terms.values()), rto_terms),
         Bound("neo4j", "RPO", rpo_target, sum(rpo_terms.values()), rpo_terms),

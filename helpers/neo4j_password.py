@@ -1,10 +1,30 @@
-"""The Neo4j admin password, rotated by a config epoch without an outage.
+"""Neo4j credentials, rotated by a config epoch without an outage.
 
-The chart turns NEO4J_AUTH into the *initial* password only; on a running cluster the password
-changes with `ALTER CURRENT USER SET PASSWORD` (Neo4j Operations Manual, "Manage users"). So a new
-epoch first runs a Job that changes it in the database (old -> new, through the cluster's Bolt
-routing address, on the system database), and only when that Job has completed - Pulumi waits for
-a Job to succeed - does the Secret that clients read flip to the new one.
+The admin (``neo4j``). The chart turns NEO4J_AUTH into the *initial* password only; on a running
+cluster the password changes with `ALTER CURRENT USER SET PASSWORD` (Neo4j Operations Manual,
+"Manage users"). So a new epoch first runs a Job that changes it in the database (old -> new,
+through the cluster's Bolt routing address, on the system database), and only when that Job has
+completed - Pulumi waits for a Job to succeed - does the Secret the chart reads flip to the new
+one. Only the credential Jobs and operators log in as the admin.
+
+The application. Its pods read Secrets of their own namespace only, so it gets a Secret there
+('<cluster>-client': URI, user, password), and it logs in as one of two users that take turns:
+epoch N sets ``APP_USERS[N % 2]`` to a new password (CREATE OR REPLACE USER, role APP_ROLE), then
+the client Secret flips to it. The other user keeps the previous epoch's password, so clients
+that have not restarted yet keep working - until epoch N+1 replaces that user. The overlap is
+therefore "until the next rotation": restart every client before raising the epoch again
+(docs/runbooks.md, "Rotating credentials").
+
+Both Jobs carry ``pulumi.com/replaceUnready: "true"``. Without it a Job that failed (an election,
+a wrong password) fails every later ``up``: the provider keeps awaiting the same immutable Job.
+With it, the provider's Diff reads the live Job and, when it is not ready, plans a replacement
+(pulumi-kubernetes provider/pkg/provider/provider.go, "replaceUnready": Jobs only, checked with
+await/checker/job; a named object is deleted before its replacement) - so the next ``up`` runs it
+again, which both scripts are safe to do.
+
+A first install cannot run the admin rotation (the Job needs the cluster, the releases need the
+Secret that waits for the Job): settings refuse ``neo4j.bootstrap`` with ``passwordEpoch`` >= 1.
+The app-user Job runs after every release instead and waits for the cluster to answer.
 """
 
 from __future__ import annotations
@@ -18,10 +38,24 @@ import pulumi_random as random
 from helpers.flows import Flow, Peer
 from helpers.kube import container_security_context, labels_for, pod_security_context, resources
 
-SCRIPT = Path(__file__).parent.parent / "components" / "scripts" / "neo4j_password_rotate.sh"
+SCRIPTS = Path(__file__).parent.parent / "components" / "scripts"
+SCRIPT = SCRIPTS / "neo4j_password_rotate.sh"
+APP_USER_SCRIPT = SCRIPTS / "neo4j_app_user.sh"
 NEO4J_UID = 7474
 BOLT_PORT = 7687
-JOB_POD_LABELS = {"intelgraph.io/job": "neo4j-password-rotation"}  # neo4j_backup.JOB_LABEL: one identity per job
+# neo4j_backup.JOB_LABEL: one identity per job; both credential Jobs share this one (same flows)
+JOB_POD_LABELS = {"intelgraph.io/job": "neo4j-password-rotation"}
+REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
+APP_USERS = ("app_a", "app_b")
+# Built-in role: read and write data, no schema, users or privileges (Operations Manual,
+# "Built-in roles and privileges"); indexes and constraints are the operators' (admin) job.
+APP_ROLE = "publisher"
+# The app-user Job waits for the cluster (a first install does not): attempts x interval, under
+# the Job's deadline, under Pulumi's wait for it (the provider's default is 10 minutes,
+# await/job.go DefaultJobTimeoutMins).
+CONNECT_ATTEMPTS, CONNECT_INTERVAL_SECONDS = 60, 10
+APP_JOB_DEADLINE_SECONDS = 1200
+APP_JOB_TIMEOUT = "25m"
 
 
 def password(name: str, epoch: int, opts: pulumi.ResourceOptions) -> random.RandomPassword:
@@ -64,28 +98,83 @@ def _rotation_job(name: str, namespace: str, cluster_name: str, image: str, epoc
         string_data={"OLD_PASSWORD": previous.result, "NEW_PASSWORD": current.result},
         opts=opts,
     )
-    from_secret = [{"name": key, "valueFrom": {"secretKeyRef": {"name": job_name, "key": key}}}
-                   for key in ("OLD_PASSWORD", "NEW_PASSWORD")]
+    return _credentials_job(
+        f"{name}-password-rotation-{epoch}", job_name=job_name, namespace=namespace, cluster_name=cluster_name,
+        image=image, script=SCRIPT, deadline_seconds=600,
+        env=[{"name": "NEO4J_USERNAME", "value": "neo4j"},
+             *_from_secret(job_name, "OLD_PASSWORD", "NEW_PASSWORD")],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[passwords])))
+
+
+def app_user_name(epoch: int) -> str:
+    return APP_USERS[epoch % 2]
+
+
+def client_credentials(name: str, *, namespace: str, cluster_name: str, image: str, epoch: int,
+                       admin_secret_name: str, client_namespace: str, after: list[pulumi.Resource],
+                       opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+    """This epoch's application user, set in the database by a Job that runs ``after`` (the
+    releases and the admin Secret), then handed to ``client_namespace`` as '<cluster>-client'."""
+    user = app_user_name(epoch)
+    password = random.RandomPassword(f"{name}-app-password-{epoch}", length=32, special=False, opts=opts)
+    job_name = f"{cluster_name}-app-user-{epoch}"  # a Job is immutable: one per epoch
+    handover = k8s.core.v1.Secret(
+        f"{name}-app-user-{epoch}",
+        metadata={"name": job_name, "namespace": namespace, "labels": labels_for(cluster_name, "auth")},
+        type="Opaque",
+        string_data={"APP_PASSWORD": password.result},
+        opts=opts,
+    )
+    job = _credentials_job(
+        f"{name}-app-user-{epoch}", job_name=job_name, namespace=namespace, cluster_name=cluster_name,
+        image=image, script=APP_USER_SCRIPT, deadline_seconds=APP_JOB_DEADLINE_SECONDS,
+        env=[{"name": "APP_USER", "value": user}, {"name": "APP_ROLE", "value": APP_ROLE},
+             {"name": "CONNECT_ATTEMPTS", "value": str(CONNECT_ATTEMPTS)},
+             {"name": "CONNECT_INTERVAL_SECONDS", "value": str(CONNECT_INTERVAL_SECONDS)},
+             {"name": "NEO4J_AUTH", "valueFrom": {"secretKeyRef": {"name": admin_secret_name, "key": "NEO4J_AUTH"}}},
+             *_from_secret(job_name, "APP_PASSWORD")],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            depends_on=[handover, *after], custom_timeouts=pulumi.CustomTimeouts(create=APP_JOB_TIMEOUT))))
+    return k8s.core.v1.Secret(
+        f"{name}-client",
+        metadata={"name": f"{cluster_name}-client", "namespace": client_namespace,
+                  "labels": labels_for(cluster_name, "client")},
+        type="Opaque",
+        string_data={"NEO4J_URI": routing_address(cluster_name, namespace), "NEO4J_USERNAME": user,
+                     "NEO4J_PASSWORD": pulumi.Output.secret(password.result)},
+        # the flip waits for the user to exist with this password (Pulumi awaits a Job's success)
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[job])),
+    )
+
+
+def _from_secret(secret_name: str, *keys: str) -> list[dict]:
+    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}} for key in keys]
+
+
+def _credentials_job(resource_name: str, *, job_name: str, namespace: str, cluster_name: str, image: str,
+                     script: Path, env: list[dict], deadline_seconds: int,
+                     opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
+    """A hardened Job that runs ``script`` with the server image's cypher-shell against the
+    cluster's routing address; replaced on the next ``up`` when it failed (REPLACE_UNREADY)."""
     container = {
         "name": "rotate",
         "image": image,  # the server image: its cypher-shell speaks the server's Bolt version
         "imagePullPolicy": "IfNotPresent",
-        "command": ["/bin/bash", "-c", SCRIPT.read_text()],
+        "command": ["/bin/bash", "-c", script.read_text()],
         "env": [{"name": "NEO4J_ADDRESS", "value": routing_address(cluster_name, namespace)},
-                {"name": "NEO4J_USERNAME", "value": "neo4j"},
                 {"name": "HOME", "value": "/tmp"},  # the JVM and cypher-shell write here
-                *from_secret],
+                *env],
         "resources": resources("100m", "500m", "512Mi"),
         "securityContext": container_security_context(read_only_root=True),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     labels = {**labels_for(cluster_name, "password-rotation"), **JOB_POD_LABELS}
     return k8s.batch.v1.Job(
-        f"{name}-password-rotation-{epoch}",
-        metadata={"name": job_name, "namespace": namespace, "labels": labels},
+        resource_name,
+        metadata={"name": job_name, "namespace": namespace, "labels": labels, "annotations": REPLACE_UNREADY},
         spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             "backoffLimit": 3,  # the cluster may be electing a leader: retry, then fail the deploy
-            "activeDeadlineSeconds": 600,
+            "activeDeadlineSeconds": deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
@@ -97,16 +186,16 @@ def _rotation_job(name: str, namespace: str, cluster_name: str, image: str, epoc
                 },
             },
         },
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[passwords])),
+        opts=opts,
     )
 
 
 def rotation_flows(servers: dict[str, str]) -> tuple[Flow, ...]:
-    """The rotation Job reaches the servers' Bolt port (the routing table names each server);
+    """The credential Jobs reach the servers' Bolt port (the routing table names each server);
     ``servers`` selects the server pods (Neo4jCluster.pod_selector)."""
     return (
         Flow("neo4j-rotation-bolt", "egress", Peer(pods=servers), (BOLT_PORT,), pods=JOB_POD_LABELS,
-             reason="the password rotation Job runs ALTER USER over Bolt"),
+             reason="the credential Jobs run ALTER / CREATE USER over Bolt"),
         Flow("neo4j-rotation-bolt-in", "ingress", Peer(pods=JOB_POD_LABELS), (BOLT_PORT,), pods=servers,
-             reason="the password rotation Job runs ALTER USER over Bolt"),
+             reason="the credential Jobs run ALTER / CREATE USER over Bolt"),
     )

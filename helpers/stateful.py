@@ -10,7 +10,7 @@ the engine keeps in the checkpoint (`pulumi stack export` shows `protect` / `ret
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
 import pulumi
 
@@ -22,6 +22,8 @@ class Stateful:
     # leave a running server nobody manages (its volume survives `helm uninstall` anyway: a
     # StatefulSet's claims are kept unless persistentVolumeClaimRetentionPolicy says Delete).
     retain_on_delete: bool = True
+    # protect in prod; not where the program itself retires the resource (a rotated password)
+    protect: bool = True
 
 
 STATEFUL_TYPES: dict[str, Stateful] = {
@@ -39,6 +41,13 @@ STATEFUL_TYPES: dict[str, Stateful] = {
     "kubernetes:helm.sh/v3:Release": Stateful(
         "a Neo4j server: its data volume is named after the release, so a new release starts empty",
         retain_on_delete=False),
+    # Nothing in the cloud to keep or lose, but a replacement (a ForceNew argument, a rename) is a
+    # new password the servers and clients never saw: it flips credentials outside the rotation
+    # (helpers/neo4j_password.py, helpers/redis_auth.py). Stateful, so `synth diff` asks for the
+    # named approval; not protected, because a rotation retires the previous epoch's password.
+    "random:index/randomPassword:RandomPassword": Stateful(
+        "a generated credential (Neo4j, Redis, the database's bootstrap): a new one reaches no server "
+        "or client without the rotation", retain_on_delete=False, protect=False),
 }
 
 
@@ -46,16 +55,40 @@ def is_stateful(resource_type: str) -> bool:
     return resource_type in STATEFUL_TYPES
 
 
-def guard(protect: bool):
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def guard(protect: bool, retire: Iterable[str] = ()):
     """A stack transformation: every stateful resource gets `retain_on_delete` (where it keeps
-    data) and, when ``protect``, `protect`. Registered once in __main__.py, so a component added
-    later is covered without remembering to."""
+    data) and, when ``protect``, `protect`, except a resource whose URN ``retire`` lists: that one
+    gets ``protect=False``. Registered once in __main__.py, so a component added later is covered
+    without remembering to.
+
+    Why retiring takes its own deploy (pulumi/pulumi pkg/resource/deploy/step.go DeleteStep.Apply):
+    the engine refuses to delete a resource its *state* records as protected, in preview as in
+    `up`; a program that only changes ``protect`` yields a `same` step whose new state the engine
+    writes (pkg/engine/journal_snapshot.go: a changed Protect must be written), and the next deploy
+    may delete it."""
+    retiring = frozenset(retire)
+    # The qualified type of each resource registered so far (its URN's type part), so a child's
+    # URN can be known here, before the engine is asked: the parent's chain, '$', its own type.
+    chains: dict[pulumi.Resource, str] = {}
 
     def transformation(args: pulumi.ResourceTransformationArgs) -> Optional[pulumi.ResourceTransformationResult]:
+        parent = args.opts.parent
+        if parent is None or parent.pulumi_resource_type == STACK_TYPE:
+            chain = args.type_  # children of the stack carry no parent type (urn.go NewURN)
+        elif parent in chains:
+            chain = f"{chains[parent]}${args.type_}"
+        else:
+            raise ValueError(f"{args.type_} {args.name!r}: its parent {parent.pulumi_resource_type} was registered "
+                             "before the stateful guard; register the guard before the first resource")
+        chains[args.resource] = chain
         kind = STATEFUL_TYPES.get(args.type_)
         if kind is None:
             return None
-        options = pulumi.ResourceOptions(protect=protect or None,
+        urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{chain}::{args.name}"
+        options = pulumi.ResourceOptions(protect=False if urn in retiring else ((protect and kind.protect) or None),
                                          retain_on_delete=kind.retain_on_delete or None)
         return pulumi.ResourceTransformationResult(args.props, pulumi.ResourceOptions.merge(args.opts, options))
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# A job sets this to requirements.txt's botocore pin; the runbook refuses any other (decision 016).
+PINNED_BOTOCORE_ENV = "INTELGRAPH_BOTOCORE_VERSION"
 _RDS_ARN = re.compile(r"^arn:aws[a-z-]*:rds:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):db:(?P<id>[A-Za-z0-9-]+)$")
 
 

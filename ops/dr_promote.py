@@ -156,7 +156,7 @@ Next:
      is declared standalone (no replicate_source_db; never manage_master_user_password: RDS would
      refuse the next replica of it) before the next `up` shows no diff for it.
   5. The old primary {primary.identifier} must not come back as a second writer: once its region
-     returns, stop clients from reaching it; retire it deliberately (README, "Retiring a
+     returns, stop clients from reaching it; retire it deliberately (docs/contributor.md, "Retiring a
      protected resource deliberately"), its final snapshot and replicated backups remain.
   6. If {seconds:.0f}s exceeds dr.replicaPromotionEstimateSeconds, raise it: the DR budget uses it.
 """

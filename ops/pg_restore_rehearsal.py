@@ -19,12 +19,14 @@ tagged by a rehearsal is deleted before a new one is created.
 
 Exit 0: restored, verified and deleted. 1: refused (no replicated backups), timed out or failed
 verification, or the delete failed (then delete the instance by hand; the message names it).
-2: bad input.
+2: bad input, or a botocore other than the one the job pins (``INTELGRAPH_BOTOCORE_VERSION``,
+requirements.txt's pin): an older one lacks parameters the restore sends (docs/decisions/016).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -34,9 +36,21 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import boto3
+import botocore
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ops._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Check, DbRef, InputError, print_table, stack_output, stack_outputs
+from ops._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    PINNED_BOTOCORE_ENV,
+    Check,
+    DbRef,
+    InputError,
+    print_table,
+    stack_output,
+    stack_outputs,
+)
 
 POLL_SECONDS = 30
 TAG = {"Key": "intelgraph:purpose", "Value": "pitr-rehearsal"}
@@ -188,6 +202,15 @@ def target_from_outputs(outputs: dict) -> tuple[DbRef, Target]:
     return source, Target(**fields)
 
 
+def check_botocore(pinned: Optional[str]) -> None:
+    """Refuse a botocore other than the pin before any call: an older one refuses parameters the
+    restore sends (BackupRetentionPeriod) only at the call, after the sweep already ran."""
+    if pinned and botocore.__version__ != pinned:
+        raise InputError(f"botocore {botocore.__version__} (from {Path(botocore.__file__).parent}) is not the "
+                         f"pinned {pinned}: run the image built from images/pg-restore-rehearsal "
+                         "(docs/decisions/016)")
+
+
 def _terminated(signum, frame) -> None:
     # unwinds through rehearse()'s finally, which deletes the instance, then exits 1
     print("REHEARSAL FAILED: terminated (SIGTERM); deleting the instance")
@@ -202,6 +225,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timeout-seconds", type=float, default=5400)
     args = parser.parse_args(argv)
     try:
+        check_botocore(os.environ.get(PINNED_BOTOCORE_ENV))
         source, target = target_from_outputs(stack_outputs(args.stack, args.outputs))
         restore_time = None
         if args.restore_time:

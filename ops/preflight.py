@@ -33,6 +33,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from ops._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, InputError
+from ops.s3_path import check_s3_path
 
 Status = Literal["PASS", "FAIL", "WARN", "INFO"]
 
@@ -48,8 +49,9 @@ MONITORING_CRDS = tuple(f"{plural}.monitoring.coreos.com"
 # The STS audience IRSA tokens carry (EKS user guide, "Create an IAM OIDC provider for your cluster").
 STS_AUDIENCE = "sts.amazonaws.com"
 # The interface endpoints the program's flows dial: service -> settings.RegionNetwork field.
-ENDPOINTS = (("s3", "s3_endpoint_cidrs"), ("sts", "sts_endpoint_cidrs"),
-             ("secretsmanager", "secretsmanager_endpoint_cidrs"))
+# interface endpoints at configured addresses; S3's path (interface or gateway) is network.<role>.s3,
+# checked by ops.s3_path
+ENDPOINTS = (("sts", "sts_endpoint_cidrs"), ("secretsmanager", "secretsmanager_endpoint_cidrs"))
 
 
 # --- reading the clusters and the account -------------------------------------------------------
@@ -483,7 +485,8 @@ def check_monitoring_selectors(t: Target) -> list[Finding]:
                              f"{release['release']}, or set observability.prometheusReleaseLabel to its release; "
                              "its ...SelectorNilUsesHelmValues=false or the namespace selectors {} widen the scope"))
     routing = alertmanager_config(AlertRoutingArgs(namespaces=(ns,), pager_secret=SecretRef("p", "k"),
-                                                   chat_secret=SecretRef("c", "k"), chat_channel="#x"), ns)
+                                                   chat_secret=SecretRef("c", "k"), chat_channel="#x",
+                                                   prometheus_release_label=release["release"]), ns)
     routing_labels = routing["metadata"]["labels"]
     reasons = []
     for alertmanager in t.kube.items("alertmanagers.monitoring.coreos.com", ns):
@@ -543,6 +546,9 @@ def check_vpc_endpoints(t: Target) -> list[Finding]:
                 f"{config_key} is {', '.join(map(str, cidrs))}",
                 f"set {config_key} to [{', '.join(f'{a}/32' for a in addresses)}]: the flows admit only these"))
         seen.append(f"{service} {', '.join(map(str, addresses))}")
+    s3 = check_s3_path(ec2, region=t.region, vpc_id=net.vpc_id, mode=net.s3.mode, cidrs=list(net.s3.cidrs))
+    problems += [fail(c.detail, f"network.{t.role}.s3 must describe how pods reach S3") for c in s3 if not c.ok]
+    seen.append(f"s3 {net.s3.mode}")
     return problems or ok("; ".join(seen) + ", private DNS on")
 
 
@@ -656,9 +662,10 @@ PREREQUISITES: tuple[Prerequisite, ...] = (
                  "Install the chart under that release name (or set the label to its release); "
                  "chart defaults select every AlertmanagerConfig.",
                  check_monitoring_selectors),
-    Prerequisite("vpc-endpoints", "Interface endpoints for S3, STS and Secrets Manager in "
+    Prerequisite("vpc-endpoints", "Interface endpoints for STS and Secrets Manager in "
                  "`network.<role>.vpcId`, available, private DNS on, at exactly the addresses in "
-                 "`network.<role>.*EndpointCidrs`.",
+                 "`network.<role>.*EndpointCidrs`; S3 reached as `network.<role>.s3` says (an interface "
+                 "endpoint with private DNS, or a gateway endpoint and the region's S3 prefix list).",
                  "Create the endpoints (private DNS on), then copy their ENI addresses into the config.",
                  check_vpc_endpoints, needs_cluster=False),
     Prerequisite("alertmanager-secrets", "Secrets `alerting.alertmanager.pagerSecret` and `chatSecret` "

@@ -48,7 +48,7 @@ def _synth(argv: list[str]) -> int:
 
     import settings
     from synth import export as exporter
-    from synth import helm
+    from synth import helm, stateful
 
     try:
         config = engine.stack_config(args.stack, args.stack_file)
@@ -59,6 +59,10 @@ def _synth(argv: list[str]) -> int:
         synthesis = engine.synthesize(args.stack, config, preview=args.preview)
     except settings.SettingsError as exc:
         print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    stale = stateful.stale_retirements(settings.validate(config, args.stack).retire, synthesis)
+    if stale:  # known only once the program ran: still a config error, caught before any deploy
+        print("synth: " + str(settings.SettingsError(stale)), file=sys.stderr)
         return EXIT_INVALID
     out = args.out or Path("build") / args.stack / ("preview" if args.preview else "")
     document = exporter.to_export(synthesis)

@@ -14,11 +14,12 @@ from typing import Any
 HEADER = """# Configuration reference
 
 Generated from `settings.py` by `python -m synth.config_reference > docs/configuration.md`; do not
-edit by hand. Every key lives under the `intelgraph-platform:` namespace of `Pulumi.<stack>.yaml`.
-Unknown keys are errors; a bad value stops `python -m synth` with exit 2 before anything is
-registered, naming the key, the value and what is allowed. Rules that relate several keys (S3
-lifecycle minimums, CIDRs inside their region's VPC, ...) are listed in `settings.py` beside the
-model they judge.
+edit by hand. Every key lives under the `intelgraph-platform:` namespace of `Pulumi.<stack>.yaml`;
+besides it, only the engine's namespace and the providers' are read ({others}): a key in any other
+namespace (a misspelt project prefix) is an error. Unknown keys are errors; a bad value stops
+`python -m synth` with exit 2 before anything is registered, naming the key, the value and what is
+allowed. Rules that relate several keys (S3 lifecycle minimums, CIDRs inside their region's VPC,
+...) are listed in `settings.py` beside the model they judge.
 """
 
 
@@ -89,7 +90,8 @@ def reference() -> str:
 
     schema = settings.StackSettings.model_json_schema(by_alias=True)
     defs = schema.get("$defs", {})
-    out = [HEADER]
+    out = [HEADER.format(others=", ".join(f"`{ns}:`" for ns in (settings.ENGINE_NAMESPACE,
+                                                                  *settings.PROVIDER_NAMESPACES)))]
     for section, field in schema["properties"].items():
         out.append(f"\n## `{section}`\n")
         if field.get("description"):

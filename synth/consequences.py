@@ -130,13 +130,131 @@ def rds_refusals(before: Mapping, after: Mapping) -> list[str]:
         refused.append(f"engineVersion {before.get('engineVersion')} {ARROW} {after.get('engineVersion')} is a "
                        "downgrade: RDS has none (the way back is a restore of the snapshot taken before the upgrade)")
     elif common and new_v[0] != old_v[0] and after.get("allowMajorVersionUpgrade") is not True:
+        # The program sets allowMajorVersionUpgrade only for a declared upgrade (settings: postgres.majorUpgrade),
+        # which the runbook prepares: preconditions, then the manual snapshot that is the way back.
         refused.append(f"engineVersion {before.get('engineVersion')} {ARROW} {after.get('engineVersion')} is a major "
-                       "upgrade without allowMajorVersionUpgrade: RDS refuses it")
+                       "upgrade without allowMajorVersionUpgrade: RDS refuses it. Declare it: run `python -m "
+                       "ops.pg_major_upgrade --outputs outputs.json --target-version "
+                       f"{after.get('engineVersion')}` (outputs.json from `pulumi stack output --json`; it checks the "
+                       "preconditions and takes the manual snapshot), then set intelgraph-platform:postgres.majorUpgrade "
+                       "{fromVersion, snapshotIdentifier} as it prints")
     return refused
 
 
 def refusals(type_: str, before: Mapping, after: Mapping) -> list[str]:
     return rds_refusals(before, after) if type_ == RDS else []
+
+
+RESIZE_RUNBOOK = "docs/runbooks.md, 'Growing a Neo4j volume'"
+# Kubernetes, pkg/apis/apps/validation/validation.go ValidateStatefulSetUpdate (as of commit 2dd1588c;
+# the list of mutable fields grew over releases, volumeClaimTemplates never joined it): "updates to statefulset
+# spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy',
+# 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".
+STS_FORBIDDEN = ("Kubernetes forbids updating a StatefulSet's volumeClaimTemplates (apps/v1 validation: only "
+                 "replicas, ordinals, template, updateStrategy, persistentVolumeClaimRetentionPolicy and "
+                 "minReadySeconds may change)")
+
+
+def claim_templates(inputs: Mapping) -> dict[str, Mapping]:
+    spec = inputs.get("spec") or {}
+    return {str((t.get("metadata") or {}).get("name")): t for t in spec.get("volumeClaimTemplates") or []}
+
+
+def _storage(template: Mapping) -> Any:
+    return (((template.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+
+
+def _without_storage(template: Mapping) -> Any:
+    copy = json.loads(json.dumps(template))
+    (((copy.get("spec") or {}).get("resources") or {}).get("requests") or {}).pop("storage", None)
+    return copy
+
+
+def _bytes(quantity: Any) -> float | None:
+    from settings import quantity_value  # the one parser of Kubernetes quantities
+
+    try:
+        return quantity_value(str(quantity))
+    except ValueError:
+        return None
+
+
+def claim_template_refusals(before: Mapping[str, Mapping], after: Mapping[str, Mapping],
+                            where: str) -> tuple[list[str], list[str]]:
+    """A change of a StatefulSet's volumeClaimTemplates, ``where`` naming the StatefulSet when a chart
+    renders it: (what only the resize path gets through, what nothing gets through). The API server
+    refuses the update either way (STS_FORBIDDEN); growing a claim's storage is possible by
+    expanding each PVC (on a StorageClass with allowVolumeExpansion) and re-creating the StatefulSet
+    without its pods (--cascade=orphan) - the runbook. A smaller request is refused for PVCs too
+    ("field can not be less than previous value", ValidatePersistentVolumeClaimUpdate), and any other
+    change would leave the existing claims as they are while the template says otherwise."""
+    resize: list[str] = []
+    refused: list[str] = []
+    if before == after:
+        return resize, refused
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        label = f"{where}volumeClaimTemplates {name}"
+        if old is None or new is None:
+            refused.append(f"{label} {'added' if old is None else 'removed'}: {STS_FORBIDDEN}; existing pods keep "
+                           "the claims they have")
+            continue
+        if _without_storage(old) != _without_storage(new):
+            refused.append(f"{label} changes more than its storage request: {STS_FORBIDDEN}, and the existing "
+                           "claims keep their class and modes; move the data to new volumes instead")
+            continue
+        size_old, size_new = _bytes(_storage(old)), _bytes(_storage(new))
+        if size_old is not None and size_new is not None and size_new < size_old:
+            refused.append(f"{label} storage {_storage(old)} {ARROW} {_storage(new)}: a volume cannot shrink "
+                           "(PersistentVolumeClaim validation: 'field can not be less than previous value')")
+        else:
+            resize.append(f"{label} storage {_storage(old)} {ARROW} {_storage(new)}: {STS_FORBIDDEN}, so the "
+                          f"deploy fails unless the resize path runs first ({RESIZE_RUNBOOK}): expand each "
+                          "PVC, then delete the StatefulSet with --cascade=orphan")
+    return resize, refused
+
+
+def replaced_claim_notes(before: Mapping, after: Mapping) -> list[str]:
+    """pulumi-kubernetes replaces a StatefulSet whose volumeClaimTemplates change (synth/forcenew.py):
+    its pods are deleted with it, and the claims they had stay as they are - a claim template is used
+    only for a claim that does not exist yet (Kubernetes docs, "StatefulSets": stable storage)."""
+    old, new = claim_templates(before), claim_templates(after)
+    if old == new:
+        return []
+    return [f"volumeClaimTemplates change: the replacement deletes every pod at once, and the existing claims "
+            f"keep their size and class (a template makes only new claims); to grow them, {RESIZE_RUNBOOK}"]
+
+
+def release_claim_templates(inputs: Mapping) -> dict[str, dict[str, Mapping]]:
+    """The volumeClaimTemplates of every StatefulSet a Neo4j release renders (real helm and chart:
+    the chart builds them from any of its `volumes` values), by StatefulSet name."""
+    from synth import helm
+
+    rendered = helm.render(str(inputs.get("name")), str(inputs.get("namespace")), str(inputs.get("chart")),
+                           dict(inputs.get("values") or {}))
+    return {str(d["metadata"]["name"]): claim_templates(d) for d in rendered if d.get("kind") == "StatefulSet"}
+
+
+def release_claim_changes(before: Mapping, after: Mapping) -> tuple[list[str], list[str]]:
+    """claim_template_refusals for the StatefulSets a Neo4j release renders before and after."""
+    if not _release_is_neo4j(after) or (before.get("values"), before.get("version")) == (
+            after.get("values"), after.get("version")):
+        return [], []
+    from synth.helm import HelmError
+
+    try:
+        old, new = release_claim_templates(before), release_claim_templates(after)
+    except HelmError as exc:  # the values the chart refuses are synth check's to report
+        return [f"cannot render the release to compare its volumeClaimTemplates ({exc}): review by hand"], []
+    resize: list[str] = []
+    refused: list[str] = []
+    for name in sorted(set(old) & set(new)):
+        more = claim_template_refusals(old[name], new[name], f"rendered StatefulSet {name}: ")
+        resize += more[0]
+        refused += more[1]
+    return resize, refused
 
 
 def major_upgrade(type_: str, before: Mapping, after: Mapping) -> str:

@@ -45,6 +45,21 @@ FIXED_NAME = {"aws:rds/instance:Instance": "identifier", "aws:s3/bucket:Bucket":
               "aws:kms/alias:Alias": "name", "kubernetes:helm.sh/v3:Release": "name"}
 
 
+# What the engine refuses whatever the approval (pulumi/pulumi pkg/resource/deploy): a delete of a
+# resource its state records as protected (step.go DeleteStep.Apply, checked before its preview
+# branch, so the preview fails too), and a replace of one protected in the state and the program
+# (step_generator.go: `new.Protect && old.Protect`; "we do allow unprotecting and replacing to happen
+# in a single update cycle"). The way through is the `retire` setting (docs/cicd.md).
+PROTECTED_DELETE = ("the Pulumi engine refuses, in preview too, to delete a resource its state records as "
+                    "protected: first deploy a change that lists its URN in `retire`, then remove it (docs/cicd.md)")
+PROTECTED_REPLACE = ("the Pulumi engine refuses to replace a resource protected in its state and in the program: "
+                     "list its URN in `retire`, and the replace may go in that deploy (docs/cicd.md)")
+# A changed `protect` alone is no provider call: the engine plans a `same` step whose new state it
+# writes (pkg/engine/journal_snapshot.go: a changed Protect must be written; the display shows such a
+# step, pkg/backend/display/display.go shouldShow). Listed as an update of the pseudo-property:
+PROTECT = "protect"
+
+
 @dataclass
 class Change:
     action: str  # create | update | replace | delete
@@ -58,8 +73,10 @@ class Change:
     needs_review: bool = False  # an in-place change that still cannot be undone (a major upgrade)
     values: list[str] = field(default_factory=list)  # old -> new, secrets masked
     notes: list[str] = field(default_factory=list)  # what applying it disrupts
-    refused: list[str] = field(default_factory=list)  # what the cloud rejects: the deploy fails here
+    refused: list[str] = field(default_factory=list)  # what the cloud or engine rejects: the deploy fails here
     hint: str = ""  # for a delete or create: the alias that makes it a rename
+    # what the API refuses unless an operator runs the documented path first (a volume resize)
+    resize: list[str] = field(default_factory=list)
 
     @property
     def dangerous(self) -> bool:
@@ -68,7 +85,9 @@ class Change:
     def details(self) -> list[str]:
         """The lines under the change: values, then what it disrupts, refusals and the alias hint."""
         return ([f"    {v}" for v in self.values] + [f"    ~ {n}" for n in self.notes]
-                + [f"    x refused: {r}" for r in self.refused] + ([f"    > {self.hint}"] if self.hint else []))
+                + [f"    x refused: {r}" for r in self.refused]
+                + [f"    x refused unless the resize path runs first: {r}" for r in self.resize]
+                + ([f"    > {self.hint}"] if self.hint else []))
 
     def line(self) -> str:
         marks = "".join(m for m, on in (("S", self.stateful), ("P", self.protected)) if on) or "-"
@@ -147,7 +166,11 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
         retained = bool(before.get("retainOnDelete"))
         stateful = stateful or retained
         inputs_before, inputs_after = before.get("inputs", {}), after.get("inputs", {})
-        changed = _changed(inputs_before, inputs_after)
+        # the engine puts an ignored property's old value back before it diffs (pulumi/pulumi
+        # step_generator.go processIgnoreChanges; the checkpoint keeps the list, apitype ResourceV3)
+        ignored = after.get("ignoreChanges") or []
+        changed = [path for path in _changed(inputs_before, inputs_after)
+                   if not any(path == i or path.startswith(f"{i}.") for i in ignored)]
         updated[urn], previous[urn] = changed, inputs_before
         provider = new.get(_provider_urn(after), {}).get("inputs", {})
         forced = forcenew.forced_by(after["type"], changed, inputs_after, provider)
@@ -170,27 +193,45 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
                        f"; the fixed name {fixed!r} stays, so creating the replacement first fails: "
                        "set deleteBeforeReplace or let Pulumi name it")
         values = consequences.values(after["type"], before, after, changed)
+        protect_changed = bool(before.get("protect")) != bool(after.get("protect"))
+        if protect_changed:
+            values.append(consequences.value_lines(PROTECT, bool(before.get("protect")), bool(after.get("protect")),
+                                                   False)[0])
         if reason:
             changes.append(Change("replace", urn, after["type"], stateful, protected, changed, reason,
-                                  source if source != urn else None, values=values))
-        elif changed or source != urn:
+                                  source if source != urn else None, values=values,
+                                  refused=[PROTECTED_REPLACE] if before.get("protect") and after.get("protect") else []))
+        elif changed or source != urn or protect_changed:
             upgrade = consequences.major_upgrade(after["type"], inputs_before, inputs_after)
             unknown = (changed and after.get("custom") and not forcenew.known(after["type"])
                        and not after["type"].startswith(PROVIDER_PREFIX))
+            resize, refused = _claim_template_changes(after["type"], inputs_before, inputs_after)
             changes.append(Change(
-                "update", urn, after["type"], stateful, protected, changed, upgrade,
-                aliased_from=source if source != urn else None, needs_review=bool(upgrade), values=values,
-                refused=consequences.refusals(after["type"], inputs_before, inputs_after),
+                "update", urn, after["type"], stateful, protected, changed + ([PROTECT] if protect_changed else []),
+                upgrade or ("volumeClaimTemplates change: only the resize path gets it through" if resize else ""),
+                aliased_from=source if source != urn else None, needs_review=bool(upgrade or resize), values=values,
+                refused=consequences.refusals(after["type"], inputs_before, inputs_after) + refused,
+                resize=resize,
                 notes=["this type is not in the ForceNew table (synth/forcenew.py): whether it is replaced "
                        "is the provider's call"] if unknown else []))
     for urn, before in old.items():
         if urn not in matched:
             changes.append(Change("delete", urn, before["type"],
                                   is_stateful(before["type"]) or bool(before.get("retainOnDelete")),
-                                  bool(before.get("protect"))))
+                                  bool(before.get("protect")),
+                                  refused=[PROTECTED_DELETE] if before.get("protect") else []))
     _add_notes(changes, new, updated, previous)
     _pair_renames(changes, old, new)
     return sorted(changes, key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
+
+
+def _claim_template_changes(type_: str, before: dict, after: dict) -> tuple[list[str], list[str]]:
+    """(resize path, refused) for the volumeClaimTemplates a Neo4j release renders: helm upgrades the
+    StatefulSet in place, which the API server refuses. (A StatefulSet of our own is replaced by
+    pulumi-kubernetes instead: consequences.replaced_claim_notes.)"""
+    if type_ == consequences.RELEASE:
+        return consequences.release_claim_changes(before, after)
+    return [], []
 
 
 def _add_notes(changes: list[Change], new: dict, updated: dict[str, list[str]], previous: dict[str, dict]) -> None:
@@ -217,6 +258,8 @@ def _add_notes(changes: list[Change], new: dict, updated: dict[str, list[str]], 
             change.notes += consequences.release_notes(after, paths, (moving, len(cluster)))
         elif change.type == consequences.STATEFULSET:
             change.notes += consequences.statefulset_notes(after, paths)
+            if change.action == "replace":
+                change.notes += consequences.replaced_claim_notes(previous[change.urn], after.get("inputs", {}))
         elif change.type == consequences.CONFIGMAP:
             meta = after.get("inputs", {}).get("metadata") or {}
             readers = [(w, rolls(u)) for u, w in new.items()
@@ -250,7 +293,7 @@ def _pair_renames(changes: list[Change], old: dict, new: dict) -> None:
 # delete of an old copy a failed replacement left pending: a delete-replaced step without a
 # replace of its URN in the same plan deletes a physical resource, so it counts as a delete.
 ENGINE_ACTIONS = {"create": "create", "update": "update", "delete": "delete", "replace": "replace",
-                  "create-replacement": "replace", "delete-replaced": "replace"}
+                  "create-replacement": "replace", "delete-replaced": "replace", "same": "update"}
 PENDING_DELETE = "delete-replaced"
 
 
@@ -266,13 +309,19 @@ def engine_plan(preview: dict) -> list[Change]:
         old_state, new_state = step.get("oldState") or {}, step.get("newState") or {}
         type_ = old_state.get("type") or new_state.get("type") or ""
         if action is None or type_ == "pulumi:pulumi:Stack":
-            continue  # same, read, refresh, the stack itself
+            continue  # read, refresh, the stack itself
+        was, now = bool(old_state.get("protect")), bool(new_state.get("protect"))
+        if step.get("op") == "same" and (not old_state or not new_state or was == now):
+            continue  # unchanged; a same step that flips protect is the one shown (an update of `protect`)
         key, reason = step["urn"], ""
         if step.get("op") == PENDING_DELETE and step["urn"] not in replaced:
             # its own entry: the URN may also be updated (or kept) in this plan
             key, action, reason = f"{step['urn']}#{PENDING_DELETE}", "delete", \
                 "a replaced copy left pending by an earlier run is deleted (delete-replaced)"
+        refused = ([PROTECTED_DELETE] if action == "delete" and step.get("op") == "delete" and was else
+                   [PROTECTED_REPLACE] if action == "replace" and was and now else [])
         if key in found and found[key].action == "replace":
+            found[key].refused = found[key].refused or refused  # the steps of one replacement
             continue
         replace = step.get("replaceReasons") or []
         if action == "replace" and replace:
@@ -280,8 +329,9 @@ def engine_plan(preview: dict) -> list[Change]:
         found[key] = Change(
             action, step["urn"], type_,
             stateful=is_stateful(type_) or bool(old_state.get("retainOnDelete") or new_state.get("retainOnDelete")),
-            protected=bool(old_state.get("protect") or new_state.get("protect")),
-            properties=list(step.get("diffReasons") or []), reason=reason)
+            protected=was or now,
+            properties=[PROTECT] if step.get("op") == "same" else list(step.get("diffReasons") or []),
+            reason=reason, refused=refused)
     return sorted(found.values(), key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
 
 
@@ -291,13 +341,13 @@ def summary(changes: list[Change], approved_by: Optional[str]) -> tuple[str, int
     refused = [c for c in changes if c.refused]
     lines = [f"synth diff: {counts['create']} to create, {counts['update']} to update, "
              f"{counts['replace']} to replace, {counts['delete']} to delete "
-             "(S stateful, P protected; stateful first; ~ what it disrupts, x what the cloud refuses, "
+             "(S stateful, P protected; stateful first; ~ what it disrupts, x what the cloud or engine refuses, "
              "> how to keep it)"]
     for c in changes:
         lines += [f"  {c.line()}", *c.details()]
     if refused:
         # no approval makes the cloud accept these: the deploy would stop at them half-way
-        lines.append(f"{len(refused)} change(s) the cloud refuses; the deploy would fail there:")
+        lines.append(f"{len(refused)} change(s) the cloud or the engine refuses; the deploy would fail there:")
         lines += [f"  x {c.urn}: {r}" for c in refused for r in c.refused]
     if not dangerous:
         lines.append("No stateful or protected resource is replaced or deleted.")

@@ -56,6 +56,8 @@ class Resource:
     protect: bool = False
     retain_on_delete: bool = False
     aliases: list[str] = field(default_factory=list)
+    # Not in the checkpoint, but it decides what the engine checks (helpers/redis_auth.py's witnesses).
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             protect=bool(request.protect),
             retain_on_delete=bool(request.retainOnDelete),
             aliases=self._alias_urns(request),
+            ignore_changes=list(request.ignoreChanges),
         )
         if request.type != STACK_TYPE:
             record.inputs = _numbers(rpc.deserialize_properties(request.object))

@@ -91,6 +91,8 @@ def to_export(synthesis: Synthesis, show_secrets: bool = False) -> dict:
             entry["retainOnDelete"] = True
         if r.aliases:
             entry["aliases"] = r.aliases
+        if r.ignore_changes:
+            entry["ignoreChanges"] = r.ignore_changes
         entries.append(entry)
     return {
         "version": 3,
@@ -131,6 +133,11 @@ def cluster_of(provider_ref: str | None) -> str:
     cluster, ``eks-dr`` for the DR region's; __main__.py names them)."""
     name = provider_ref.split("::")[-2] if provider_ref and provider_ref.count("::") >= 2 else ""
     return "dr" if name.endswith("-dr") else "primary"
+
+
+def every_cluster_objects(synthesis: Synthesis) -> list[dict]:
+    """The Kubernetes objects of every region's cluster: what the validators judge."""
+    return [obj for cluster in CLUSTERS for obj in kubernetes_objects(synthesis, cluster)]
 
 
 def kubernetes_objects(synthesis: Synthesis, cluster: str = "primary") -> list[dict]:

@@ -10,8 +10,8 @@ the synthesized stacks contain (tests/test_diff.py fails when a synthesized type
 * Kubernetes: pulumi-kubernetes provider/pkg/provider/diff.go ``forceNewProperties`` (metadata
   name and namespace for every kind, plus per-kind fields), and helm_release.go (a release's name
   and namespace).
-* random: terraform-provider-random internal/provider/resource_{id,password}.go, where every
-  input carries ``RequiresReplace``.
+* random: terraform-provider-random internal/provider/resource_{id,password,string}.go, where
+  every input carries ``RequiresReplace``.
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ AWS: dict[str, tuple[str, ...]] = {
 RANDOM: dict[str, tuple[str, ...]] = {
     "random:index/randomId:RandomId": ("byteLength", "keepers", "prefix"),
     "random:index/randomPassword:RandomPassword": (
+        "keepers", "length", "special", "upper", "lower", "number", "numeric", "minNumeric", "minUpper",
+        "minLower", "minSpecial", "overrideSpecial"),
+    # the same schema as RandomPassword (resource_string.go), minus bcrypt
+    "random:index/randomString:RandomString": (
         "keepers", "length", "special", "upper", "lower", "number", "numeric", "minNumeric", "minUpper",
         "minLower", "minSpecial", "overrideSpecial"),
 }

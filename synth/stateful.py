@@ -26,6 +26,16 @@ def stateful_urns(synthesis: Synthesis) -> list[str]:
     return sorted(r.urn for r in synthesis.resources if is_stateful(r.type))
 
 
+def stale_retirements(retire: list[str], synthesis: Synthesis) -> list[str]:
+    """A problem line for each ``retire`` entry that names no stateful resource the program
+    registers: left over after its resource was removed (deploy 2 removes both), or mistyped. Either
+    way it releases nothing, and a later resource of that name would silently start unprotected."""
+    registered = {r.urn for r in synthesis.resources if is_stateful(r.type)}
+    return [f"intelgraph-platform:retire.{i}: names no resource the program registers (given: {urn}); "
+            "remove the entry in the change that removes its resource, or correct the URN"
+            for i, urn in enumerate(retire) if urn not in registered]
+
+
 def snapshot_path(stack: str) -> Path:
     return SNAPSHOTS / f"{stack}.json"
 

@@ -52,12 +52,12 @@ def _set(document: dict, path: str, value: Any) -> None:
 def _delete(document: dict, path: str) -> None:
     key, rest = _key_and_rest(path)
     if not rest:
-        del document[key]
+        document.pop(key, None)  # removing what a stack does not set leaves it as it is
         return
     node = document[key]
     for part in rest[:-1]:
         node = node[part]
-    del node[rest[-1]]
+    node.pop(rest[-1], None)
 
 
 def stack_settings(stack: str):
@@ -83,6 +83,18 @@ def any_stack(request) -> Synthesis:
     return synthesized(request.param)
 
 
+@pytest.fixture(params=STACKS)
+def any_primary(request) -> Synthesis:
+    """A real stack without its DR tier: for tests of one region's objects (tests/test_regional_tier.py
+    holds the DR tier to the primary's)."""
+    return primary_tier(request.param)
+
+
+@pytest.fixture
+def prod_primary() -> Synthesis:
+    return primary_tier("prod")
+
+
 @pytest.fixture
 def prod() -> Synthesis:
     return synthesized("prod")
@@ -91,6 +103,47 @@ def prod() -> Synthesis:
 @pytest.fixture
 def stage() -> Synthesis:
     return synthesized("stage")
+
+
+TIER_TYPE = "intelgraph:tier:RegionalTier"
+
+
+def tiers_of(synthesis: Synthesis) -> dict[str, str | None]:
+    """Each resource's RegionalTier (``primary`` / ``dr``), by URN; None outside the tiers."""
+    by_urn = {r.urn: r for r in synthesis.resources}
+    found: dict[str, str | None] = {}
+
+    def tier(urn: str | None) -> str | None:
+        if urn is None or urn not in by_urn:
+            return None
+        if urn not in found:
+            node = by_urn[urn]
+            found[urn] = node.name if node.type == TIER_TYPE else tier(node.parent)
+        return found[urn]
+
+    return {r.urn: tier(r.urn) for r in synthesis.resources}
+
+
+_tiers: dict[tuple[str, str], Synthesis] = {}
+
+
+def in_tier(synthesis: Synthesis, role: str) -> Synthesis:
+    """The stack as one region's tier sees it: everything but the other region's tier (tests written
+    for one region's objects ask this view, so the DR tier's copies do not double their counts)."""
+    key = (synthesis.stack, role)
+    if key in _tiers and _cache.get(synthesis.stack) is synthesis:
+        return _tiers[key]
+    tiers = tiers_of(synthesis)
+    view = Synthesis(synthesis.stack, [r for r in synthesis.resources if tiers[r.urn] in (None, role)],
+                     synthesis.warnings)
+    if _cache.get(synthesis.stack) is synthesis:
+        _tiers[key] = view
+    return view
+
+
+def primary_tier(stack: str) -> Synthesis:
+    """The real stack without its DR tier (read-only, cached)."""
+    return in_tier(synthesized(stack), "primary")
 
 
 def run_component(build: Callable[[], dict[str, Any]], stack: str = "prod") -> Synthesis:

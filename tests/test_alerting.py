@@ -173,7 +173,8 @@ def test_the_strict_validator_rejects_an_unknown_field():
 
 
 ARGS = AlertRoutingArgs(namespaces=("graph", "cache", "dr-verify"), pager_secret=SecretRef("pd", "routingKey"),
-                        chat_secret=SecretRef("slack", "webhookUrl"), chat_channel="#alerts")
+                        chat_secret=SecretRef("slack", "webhookUrl"), chat_channel="#alerts",
+                        prometheus_release_label="kube-prometheus-stack")
 
 
 @pytest.fixture(scope="module")
@@ -230,14 +231,15 @@ def test_every_prometheus_alert_of_the_stack_reaches_a_person(stack, tmp_path):
     args = AlertRoutingArgs(namespaces=tuple(c["metadata"]["namespace"] for c in configs),
                             pager_secret=SecretRef(pager["name"], pager["key"]),
                             chat_secret=SecretRef(chat["apiURL"]["name"], chat["apiURL"]["key"]),
-                            chat_channel=chat["channel"])
+                            chat_channel=chat["channel"], prometheus_release_label="unused")
     native = tmp_path / "alertmanager.yml"
     native.write_text(yaml.safe_dump(native_config(args)))
     checked = 0
     for rule_obj in (o for o in objects if o["kind"] == "PrometheusRule"):
         for group in rule_obj["spec"]["groups"]:
             for rule in (r for r in group["rules"] if "alert" in r):
-                namespaces = set(re.findall(r'namespace="([^"]+)"', rule["expr"])) or {rule_obj["metadata"]["namespace"]}
+                namespaces = ({rule["labels"]["namespace"]} if "namespace" in rule["labels"] else
+                              set(re.findall(r'namespace="([^"]+)"', rule["expr"])) or {rule_obj["metadata"]["namespace"]})
                 for namespace in namespaces:
                     severity = rule["labels"]["severity"]
                     got = route(native, f"namespace={namespace}", f"severity={severity}", f"alertname={rule['alert']}")
@@ -245,3 +247,46 @@ def test_every_prometheus_alert_of_the_stack_reaches_a_person(stack, tmp_path):
                     assert got == f"{namespace}/{args.name}/{want}", (rule["alert"], namespace, got)
                     checked += 1
     assert checked >= 10
+
+
+def rejected_rule(stack: str) -> tuple[list[dict], list[dict]]:
+    [rules] = [o for o in kubernetes_objects(synthesized(stack))
+               if o["kind"] == "PrometheusRule" and o["metadata"]["name"].endswith("alert-routing-rejected")]
+    groups = rules["spec"]["groups"]
+    return groups, [r for g in groups for r in g["rules"] if r.get("alert") == "AlertmanagerConfigRejected"]
+
+
+def test_a_rejected_alertmanager_config_pages_through_a_route_it_cannot_silence(tmp_path):
+    """prometheus-operator (pkg/alertmanager/operator.go, selectAlertmanagerConfigs) skips an
+    AlertmanagerConfig whose receivers reference a missing Secret (checkAlertmanagerConfigResource
+    -> checkReceivers) and exports the count as prometheus_operator_managed_resources{controller=
+    "alertmanager", resource="AlertmanagerConfig", state="rejected"} (pkg/operator/operator.go,
+    the registerer wrapped with controller="alertmanager"). promtool: quiet at 0 and for the first
+    5 minutes, then one page per carrying namespace; the routes: each copy pages via its namespace,
+    so with either namespace's config rejected the other still pages."""
+    from tests.test_neo4j_backup_alerts import promtool_test
+
+    groups, copies = rejected_rule("prod")
+    namespaces = [r["labels"]["namespace"] for r in copies]
+    assert len(namespaces) == 2 and len(set(namespaces)) == 2 and all(r["labels"]["severity"] == "critical" for r in copies)
+    metric = ('prometheus_operator_managed_resources{controller="alertmanager", resource="AlertmanagerConfig", '
+              'state="%s", namespace="monitoring", job="kube-prometheus-stack-operator"}')
+    series = [{"series": metric % "rejected", "values": "0x10 1x30"},  # a Secret deleted at minute 10
+              {"series": metric % "selected", "values": "6x10 5x30"}]
+    firing = [{"exp_labels": {"namespace": ns, "severity": "critical"},
+               "exp_annotations": {**copies[0]["annotations"],
+                                   "summary": copies[0]["annotations"]["summary"].replace("{{ $value }}", "1")}}
+              for ns in namespaces]
+    promtool_test(groups, tmp_path, "1m", series, [
+        {"eval_time": "9m", "alertname": "AlertmanagerConfigRejected", "exp_alerts": []},
+        {"eval_time": "14m", "alertname": "AlertmanagerConfigRejected", "exp_alerts": []},  # pending
+        {"eval_time": "16m", "alertname": "AlertmanagerConfigRejected", "exp_alerts": firing},
+    ])
+    args = AlertRoutingArgs(namespaces=tuple(c["metadata"]["namespace"] for c in amc_objects("prod")),
+                            pager_secret=SecretRef("pd", "routingKey"), chat_secret=SecretRef("slack", "webhookUrl"),
+                            chat_channel="#alerts", prometheus_release_label="unused")
+    native = tmp_path / "alertmanager.yml"
+    native.write_text(yaml.safe_dump(native_config(args)))
+    for namespace in namespaces:
+        assert route(native, f"namespace={namespace}", "severity=critical",
+                     "alertname=AlertmanagerConfigRejected") == f"{namespace}/{args.name}/pager"

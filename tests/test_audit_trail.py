@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 
 import boto3
 import pytest
@@ -14,7 +15,7 @@ from moto import mock_aws
 
 from components import audit_trail
 from tests.aws_shapes import to_aws
-from tests.conftest import STACKS, fake_aws_credentials, region_of, stack_settings, synthesized
+from tests.conftest import ROOT, STACKS, fake_aws_credentials, region_of, stack_settings, synthesized
 
 TRAIL = "aws:cloudtrail/trail:Trail"
 
@@ -83,7 +84,7 @@ def test_the_trail_key_policy_matches_what_cloudtrail_sends(prod):
 
 def test_every_backup_object_is_audited_but_not_the_trails_own_deliveries(prod):
     [trail] = prod.of_type(TRAIL)
-    [_, data] = trail.inputs["advancedEventSelectors"]
+    [_, data, _] = trail.inputs["advancedEventSelectors"]
     fields = {f["field"]: f for f in data["fieldSelectors"]}
     assert fields["eventCategory"]["equals"] == ["Data"] and fields["resources.type"]["equals"] == ["AWS::S3::Object"]
     prefixes = fields["resources.ARN"]["startsWiths"]
@@ -98,6 +99,22 @@ def test_every_backup_object_is_audited_but_not_the_trails_own_deliveries(prod):
     # recording CloudTrail's own PutObjects would deliver them again ("recursive events")
     account = stack_settings("prod").aws.account_id
     assert not audited(f"{logs}/{trail.inputs['s3KeyPrefix']}/AWSLogs/{account}/CloudTrail/x.json.gz")
+
+
+def test_reads_of_the_audit_log_are_recorded_in_both_regions_but_not_its_deliveries(prod):
+    """Nobody should read the audit trail unrecorded (CIS AWS Foundations, access logging on the
+    CloudTrail bucket; Security Hub CloudTrail.7): read data events on cloudtrail/ of the logs
+    bucket and its DR copy. readOnly = true leaves out CloudTrail's own PutObject deliveries
+    (CloudTrail User Guide, "Logging data events": the readOnly field of advanced event selectors)."""
+    [trail] = prod.of_type(TRAIL)
+    [_, _, reads] = trail.inputs["advancedEventSelectors"]
+    fields = {f["field"]: f for f in reads["fieldSelectors"]}
+    assert fields["eventCategory"]["equals"] == ["Data"] and fields["resources.type"]["equals"] == ["AWS::S3::Object"]
+    assert fields["readOnly"]["equals"] == ["true"]
+    assert sorted(fields["resources.ARN"]["startsWiths"]) == sorted(
+        f"{prod.named(name, 'aws:s3/bucket:Bucket').outputs['arn']}/{audit_trail.PREFIX}/"
+        for name in ("logs-backups", "logs-backups-replica"))
+    assert trail.inputs["isMultiRegionTrail"] is True  # the DR copy is in the other region
 
 
 def test_cloudtrail_kms_and_s3_accept_what_the_stack_sends(prod, monkeypatch):
@@ -123,3 +140,25 @@ def test_cloudtrail_kms_and_s3_accept_what_the_stack_sends(prod, monkeypatch):
         selectors = cloudtrail.get_event_selectors(TrailName=i["name"])["AdvancedEventSelectors"]
         assert [s["Name"] for s in selectors] == [s["name"] for s in i["advancedEventSelectors"]]
         assert audit_trail.PREFIX == i["s3KeyPrefix"]
+
+
+def test_the_deploy_role_can_decrypt_with_the_trail_key(prod):
+    """CloudTrail requires kms:Decrypt of the principal creating or updating a trail with SSE-KMS
+    when the bucket uses an S3 Bucket Key (CloudTrail User Guide, "Configure AWS KMS key policies for
+    CloudTrail", required sections for trails, item 2). The logs bucket uses one; the key policy
+    delegates to IAM; the deploy role's statement in docs/cicd.md grants Decrypt by the key's tag."""
+    bucket_sse = prod.named("logs-backups-encryption",
+                            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert [r["bucketKeyEnabled"] for r in bucket_sse.inputs["rules"]] == [True]
+    key = prod.named("audit-trail-key", "aws:kms/key:Key")
+    [root] = [s for s in json.loads(key.inputs["policy"])["Statement"] if s["Sid"] == "AccountAdministersKeyThroughIam"]
+    assert root["Action"] == "kms:*" and root["Principal"]["AWS"].endswith(":root")  # IAM policies count
+    doc = (ROOT / "docs" / "cicd.md").read_text()
+    [snippet] = re.findall(r"<!-- deploy-role-trail-key -->\s*```json\n(.*?)```", doc, re.S)
+    statement = json.loads(snippet)
+    assert statement["Effect"] == "Allow" and statement["Action"] == "kms:Decrypt"
+    account = prod.outputs["postgres"]["primaryArn"].split(":")[4]
+    assert fnmatch.fnmatchcase(key.outputs["arn"], statement["Resource"].replace("<account>", account))
+    [(condition_key, wanted)] = statement["Condition"]["StringEquals"].items()
+    tag = condition_key.removeprefix("aws:ResourceTag/")
+    assert key.inputs["tags"][tag] == wanted == dict([audit_trail.DEPLOY_DECRYPT_TAG])[tag]

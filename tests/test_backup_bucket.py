@@ -151,6 +151,11 @@ def test_replication_role_kms_conditions_match_what_s3_sends_with_bucket_keys(an
     assert _allows(policy, "kms:Decrypt", source_key, read)
     for action in ("kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"):
         assert _allows(policy, action, replica_key, write), action
+        # a replica written without a Bucket Key carries its object ARN as the context (S3 User Guide,
+        # "Replicating objects created with server-side encryption (SSE-KMS)", S3 Bucket Keys and
+        # replication): the CloudTrail log files, encrypted with the trail's key, are such objects
+        assert _allows(policy, action, replica_key, {**write, "kms:EncryptionContext:aws:s3:arn":
+                                                     f"{replica}/cloudtrail/AWSLogs/1/CloudTrail/x.json.gz"}), action
     # and nothing else: another bucket's context, or a key through another service, is refused
     assert not _allows(policy, "kms:Decrypt", source_key, {**read, "kms:EncryptionContext:aws:s3:arn": replica})
     assert not _allows(policy, "kms:Encrypt", replica_key, {**write, "kms:ViaService": "ec2.us-west-2.amazonaws.com"})

@@ -72,7 +72,7 @@ def test_every_manifest_and_every_rendered_object_is_scanned(scan):
     scanned = {(_where(c), c["resource"]) for c in scan["results"]["passed_checks"] + scan["results"]["failed_checks"]}
     for stack in STACKS:
         ours = {(stack, f"{o['kind']}.{o['metadata'].get('namespace', 'default')}.{o['metadata']['name']}")
-                for o in export.kubernetes_objects(synthesized(stack))
+                for o in export.every_cluster_objects(synthesized(stack))
                 if o["kind"] in SCANNED_KINDS}
         theirs = {(stack, f"{e['inputs']['kind']}.{e['inputs']['metadata']['namespace']}.{e['inputs']['metadata']['name']}")
                   for e in rendered(stack) if e["inputs"]["kind"] in SCANNED_KINDS}

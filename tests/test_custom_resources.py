@@ -7,16 +7,17 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from synth.export import kubernetes_objects
+from synth.export import every_cluster_objects
 from tests import crds
 from tests.conftest import STACKS, synthesized
 
-BUILTIN_GROUPS = ("v1", "apps/", "batch/", "policy/", "networking.k8s.io/", "rbac.authorization.k8s.io/")
+BUILTIN_GROUPS = ("v1", "apps/", "batch/", "policy/", "networking.k8s.io/", "rbac.authorization.k8s.io/",
+                  "scheduling.k8s.io/")
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_custom_resource_matches_its_upstream_crd(stack):
-    custom = [o for o in kubernetes_objects(synthesized(stack)) if not o["apiVersion"].startswith(BUILTIN_GROUPS)]
+    custom = [o for o in every_cluster_objects(synthesized(stack)) if not o["apiVersion"].startswith(BUILTIN_GROUPS)]
     assert {o["kind"] for o in custom} >= {"ServiceMonitor", "PrometheusRule", "PodMonitor", "AlertmanagerConfig"}
     for obj in custom:
         try:

@@ -85,9 +85,14 @@ def test_a_new_kms_key_on_the_database_is_a_replace_that_needs_a_named_approval(
                                    "retained under it") and "deleteBeforeReplace would not help" in found.reason
     code, out = run(document(DATABASE), document(rekeyed), tmp_path)
     assert code == 1 and "! replace " + DATABASE["urn"] in out and "Not approved" in out
+    # protected in the state and still in the program: the engine refuses it, approved or not
+    # (pulumi/pulumi step_generator.go, `new.Protect && old.Protect`); tests/test_retire.py
     code, out = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "alice (platform lead)")
+    assert code == 1 and diff.PROTECTED_REPLACE in out
+    released = {**rekeyed, "protect": False}  # its URN in `retire`: the replace may go in that deploy
+    code, out = run(document(DATABASE), document(released), tmp_path, "--approved-by", "alice (platform lead)")
     assert code == 0 and "Approved by alice (platform lead)" in out
-    code, _ = run(document(DATABASE), document(rekeyed), tmp_path, "--approved-by", "  ")
+    code, _ = run(document(DATABASE), document(released), tmp_path, "--approved-by", "  ")
     assert code == 1  # a blank name is no approval
 
 
@@ -227,9 +232,10 @@ def test_the_engines_own_preview_json_gates_a_stateful_replace(tmp_path):
     # create-replacement + replace + delete-replaced steps of one URN, with replaceReasons; the
     # oldState carries protect and retainOnDelete. The engine knows what our table cannot (a
     # provider's own DiffConfig, a replaceOnChanges option).
+    # (unprotected: a protected one the engine refuses whatever the approval, tests/test_retire.py)
     stack = {"urn": f"{PREFIX}pulumi:pulumi:Stack::intelgraph-platform-prod", "type": "pulumi:pulumi:Stack"}
     steps = [{"op": "same", "urn": stack["urn"], "newState": stack},
-             *(preview_step(op, DATABASE, replaceReasons=["engineVersion"])
+             *(preview_step(op, {**DATABASE, "protect": False}, replaceReasons=["engineVersion"])
                for op in ("create-replacement", "replace", "delete-replaced")),
              preview_step("update", ROLE, diffReasons=["tags"])]
     plan = diff.engine_plan({"steps": steps, "changeSummary": {"replace": 1, "update": 1}})
@@ -468,3 +474,77 @@ def test_two_exports_of_different_stacks_are_refused_in_one_line(tmp_path):
     assert code == 2 and out.strip().splitlines() == [
         "synth diff: the exports are of different stacks (intelgraph-platform/prod and intelgraph-platform/stage); "
         "compare two exports of the same stack"]
+
+
+# --- volumeClaimTemplates: forbidden on update; only the resize path grows a volume -------------------
+# Kubernetes pkg/apis/apps/validation/validation.go (ValidateStatefulSetUpdate): "updates to statefulset
+# spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy',
+# 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden". The Neo4j chart renders
+# each server's StatefulSet with a `data` claim template from `volumes.data` (templates/_volumeTemplate.tpl),
+# so `helm upgrade` with a new size fails at the API server on every run.
+
+RELEASE_1 = "neo4j-graph-server-1"
+
+
+def _prod_with_volume(**dynamic) -> dict:
+    document_ = copy.deepcopy(export.to_export(synthesized("prod")))
+    for entry in document_["deployment"]["resources"]:
+        if entry["type"] == "kubernetes:helm.sh/v3:Release" and entry["urn"].endswith(f"::{RELEASE_1}"):
+            entry["inputs"]["values"]["volumes"]["data"]["dynamic"].update(dynamic)
+    return document_
+
+
+def test_growing_a_chart_rendered_volume_is_refused_unless_the_resize_path_runs_first(tmp_path):
+    base = export.to_export(synthesized("prod"))
+    grown = _prod_with_volume(requests={"storage": "300Gi"})
+    [change] = [c for c in diff.compare(base, grown) if c.action != "create" and c.properties]
+    assert change.urn.endswith(RELEASE_1) and not change.refused and change.needs_review
+    assert change.resize == [
+        "rendered StatefulSet graph-server-1: volumeClaimTemplates data storage 200Gi → 300Gi: Kubernetes forbids "
+        "updating a StatefulSet's volumeClaimTemplates (apps/v1 validation: only replicas, ordinals, template, "
+        "updateStrategy, persistentVolumeClaimRetentionPolicy and minReadySeconds may change), so the deploy fails "
+        "unless the resize path runs first (docs/runbooks.md, 'Growing a Neo4j volume'): expand each PVC, then "
+        "delete the StatefulSet with --cascade=orphan"]
+    code, out = run(base, grown, tmp_path)
+    assert code == 1 and "x refused unless the resize path runs first: rendered StatefulSet graph-server-1" in out
+    # an approval records that the operator runs the resize path before the deploy
+    code, out = run(base, grown, tmp_path, "--approved-by", "alice")
+    assert code == 0, out
+
+
+@pytest.mark.parametrize("dynamic,words", [
+    ({"requests": {"storage": "100Gi"}}, "storage 200Gi → 100Gi: a volume cannot shrink"),
+    ({"storageClassName": "gp2"}, "changes more than its storage request"),
+], ids=["shrink", "storage-class"])
+def test_what_no_resize_path_gets_through_fails_the_plan_even_when_approved(tmp_path, dynamic, words):
+    base = export.to_export(synthesized("prod"))
+    edited = _prod_with_volume(**dynamic)
+    [change] = [c for c in diff.compare(base, edited) if c.properties]
+    assert len(change.refused) == 1 and words in change.refused[0] and not change.resize
+    code, out = run(base, edited, tmp_path, "--approved-by", "alice")
+    assert code == 1 and "the deploy would fail there" in out
+
+
+def test_release_values_that_leave_the_claim_templates_alone_are_no_resize():
+    base = export.to_export(synthesized("prod"))
+    edited = copy.deepcopy(base)
+    for entry in edited["deployment"]["resources"]:
+        if entry["urn"].endswith(f"::{RELEASE_1}"):
+            entry["inputs"]["values"]["neo4j"]["resources"]["memory"] = "40Gi"
+    [change] = [c for c in diff.compare(base, edited) if c.properties]
+    assert not change.resize and not change.refused and not change.needs_review
+
+
+def test_a_statefulsets_own_claim_templates_are_a_replace_that_leaves_the_claims_as_they_are():
+    """pulumi-kubernetes replaces a StatefulSet whose claim templates change (ForceNew table), which
+    deletes its pods; a template only makes claims that do not exist yet, so the old ones keep their size."""
+    def claim(size: str) -> dict:
+        return {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3",
+                                                         "resources": {"requests": {"storage": size}}}}
+    old = redis_set("a", volumeClaimTemplates=[claim("10Gi")])
+    grown = changed(document(old), document(redis_set("a", volumeClaimTemplates=[claim("20Gi")])))["redis"]
+    assert grown.action == "replace" and "spec.volumeClaimTemplates" in grown.reason
+    assert any("the existing claims keep their size and class" in n for n in grown.notes), grown.notes
+    # and no claim template change, no such note
+    same = changed(document(old), document(redis_set("b", volumeClaimTemplates=[claim("10Gi")])))["redis"]
+    assert same.action == "update" and not any("claims keep" in n for n in same.notes)

@@ -43,3 +43,25 @@ def test_a_chart_that_refuses_its_values_is_an_error(prod):
     values = {**release.inputs["values"], "neo4j": {**release.inputs["values"]["neo4j"], "acceptLicenseAgreement": "no"}}
     with pytest.raises(helm.HelmError, match="failed"):
         helm.render(release.inputs["name"], release.inputs["namespace"], "neo4j", values)
+
+
+def test_a_missing_chart_source_says_to_run_dev_charts(prod, tmp_path):
+    """Without the chart source synth cannot render the releases: exit 2 (bad input, as for any
+    chart error), and the message names the directory synth looked in and the command that fills
+    it (`./dev charts DIR` pulls the pinned chart into DIR/neo4j)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from synth import export as exporter
+    from tests.conftest import ROOT
+
+    (tmp_path / "stack.json").write_text(json.dumps(exporter.to_export(prod)))
+    empty = tmp_path / "charts"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, "-m", "synth", "check", str(tmp_path / "stack.json"), "--stack", "prod"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "INTELGRAPH_CHARTS_DIR": str(empty)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"no source for chart 'neo4j' at {empty / 'neo4j'}: run `./dev charts {empty}`" in result.stderr

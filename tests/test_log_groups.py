@@ -113,10 +113,10 @@ def test_settings_refuse_a_retention_cloudwatch_does_not_accept():
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_readme_imports_exactly_the_rds_log_groups_rds_may_already_have_created(stack):
+def test_the_operator_guide_imports_exactly_the_rds_log_groups_rds_may_already_have_created(stack):
     """RDS creates /aws/rds/instance/<id>/<type> on its first export; on a stack deployed before
     the program managed them, CreateLogGroup fails with ResourceAlreadyExistsException
-    (terraform-provider-aws #42858), so the README's one-time `pulumi import` loop must expand to
+    (terraform-provider-aws #42858), so the operator guide's one-time `pulumi import` loop (docs/operator.md) must expand to
     every RDS log group of the export: its logical name, its physical name, its parent and its
     region's provider."""
     import re
@@ -124,9 +124,9 @@ def test_the_readme_imports_exactly_the_rds_log_groups_rds_may_already_have_crea
 
     from tests.conftest import ROOT
 
-    readme = (ROOT / "README.md").read_text()
-    [loop] = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if "pulumi import" in b]
-    assert "ResourceAlreadyExistsException" in readme and "#42858" in readme
+    guide = (ROOT / "docs" / "operator.md").read_text()
+    [loop] = [b for b in re.findall(r"```bash\n(.*?)```", guide, re.S) if "pulumi import" in b]
+    assert "ResourceAlreadyExistsException" in guide and "#42858" in guide
     # expand the documented loop with the shell itself, `pulumi` replaced by echo
     script = loop.replace("s=prod", f"s={stack}").replace("pulumi import", "echo import")
     import subprocess

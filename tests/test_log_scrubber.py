@@ -98,7 +98,7 @@ def test_records_without_personal_data_pass_unchanged(tmp_path, lua):
      {"log": "using [aws-key] with aws_secret_access_key=[aws-secret]"}),
     ({"log": "paid with 5500-0000-0000-0004, ssn 078-05-1120"}, {"log": "paid with [card], ssn [ssn]"}),
     ({"items": [{"email": "a@b.io"}, "mail me at a@b.io"]}, {"items": [{}, "mail me at [email]"]}),
-    # the same field names in lines the JSON parser left as text (the README: removed "wherever
+    # the same field names in lines the JSON parser left as text (docs/operator.md: removed "wherever
     # they appear"): key=value, key: value, "key": "value", also truncated JSON
     ({"log": "POST /login password=hunter2 user=bob"}, {"log": "POST /login password=[redacted] user=bob"}),
     ({"log": "GET /reset?user=bob&Passwd=s3cret&next=/home"}, {"log": "GET /reset?user=bob&Passwd=[redacted]&next=/home"}),

@@ -275,3 +275,19 @@ def test_the_output_alert_fires_when_the_s3_buffer_is_full_and_stays_quiet_other
         {"eval_time": "45m", "alertname": "LogShipperOutputFailing", "exp_alerts": []},  # still pending
         {"eval_time": "60m", "alertname": "LogShipperOutputFailing", "exp_alerts": [firing]},
     ])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_shipper_outranks_workloads_on_a_full_node_but_not_the_node_itself(stack):
+    """Kubernetes, "Pod Priority and Preemption": a pending pod preempts lower-priority pods on a
+    node; pods without a class have priority 0; user-defined classes go up to 1000000000, below
+    system-cluster-critical (2000000000) and system-node-critical (2000001000)."""
+    pod = obj(stack, "DaemonSet", "fluent-bit")["spec"]["template"]["spec"]
+    [priority] = [o for o in kubernetes_objects(synthesized(stack)) if o["kind"] == "PriorityClass"
+                  and o["metadata"]["name"] == pod["priorityClassName"]]
+    assert priority["apiVersion"] == "scheduling.k8s.io/v1"
+    assert 0 < priority["value"] <= 1_000_000_000 and priority["preemptionPolicy"] == "PreemptLowerPriority"
+    assert priority["globalDefault"] is False  # workloads keep priority 0
+    for o in kubernetes_objects(synthesized(stack)):  # nothing the program runs outranks it
+        spec = (o.get("spec") or {}).get("template", {}).get("spec") or {}
+        assert spec.get("priorityClassName") in (None, pod["priorityClassName"]), o["metadata"]["name"]

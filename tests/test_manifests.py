@@ -9,7 +9,7 @@ import pytest
 
 import settings
 from synth import engine, helm
-from synth.export import kubernetes_objects
+from synth.export import every_cluster_objects, kubernetes_objects
 from tests.conftest import STACKS, rendered, synthesized
 
 # Custom resources have no upstream schema: promtool checks PrometheusRules (test_neo4j, test_redis),
@@ -19,7 +19,7 @@ CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "VolumeSnapshotClass", "Aler
 
 
 def every_object(stack: str) -> list[dict]:
-    return [*kubernetes_objects(synthesized(stack)), *(entry["inputs"] for entry in rendered(stack))]
+    return [*every_cluster_objects(synthesized(stack)), *(entry["inputs"] for entry in rendered(stack))]
 
 
 def k8s_version(stack: str) -> str:

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from components.neo4j_cluster import GIB, MIB, Neo4jClusterArgs, memory_plan
-from tests.conftest import stack_settings
+from synth import export
+from tests.conftest import primary_tier, stack_settings
 from tests.tools import promtool_check
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -22,9 +23,8 @@ def releases(synthesis):
 
 @pytest.mark.parametrize("stack,servers,secondaries", [("prod", 5, 2), ("stage", 3, 0)])
 def test_one_release_per_server_all_sharing_the_cluster_name(stack, servers, secondaries):
-    from tests.conftest import synthesized
 
-    found = releases(synthesized(stack))
+    found = releases(primary_tier(stack))
     assert [r.inputs["name"] for r in found] == [f"graph-server-{i}" for i in range(1, servers + 1)]
     for r in found:
         values = r.inputs["values"]
@@ -133,16 +133,16 @@ def test_a_tiny_memory_setting_is_a_settings_error_naming_the_key():
     assert problem.startswith("intelgraph-platform:neo4j.resources.memory:") and "too small for Neo4j" in problem
 
 
-def test_one_service_monitor_for_the_cluster_with_the_release_label(any_stack):
-    [monitor] = [m for m in any_stack.of_type(f"{CUSTOM}ServiceMonitor") if m.inputs["metadata"]["namespace"] == "graph"]
+def test_one_service_monitor_for_the_cluster_with_the_release_label(any_primary):
+    [monitor] = [m for m in any_primary.of_type(f"{CUSTOM}ServiceMonitor") if m.inputs["metadata"]["namespace"] == "graph"]
     assert monitor.inputs["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
     assert monitor.inputs["spec"]["selector"]["matchLabels"] == {
         "helm.neo4j.com/service": "admin", "helm.neo4j.com/neo4j.name": "graph"}
     assert monitor.inputs["spec"]["endpoints"][0]["port"] == "tcp-prometheus"
 
 
-def test_a_pdb_keeps_quorum(any_stack):
-    [pdb] = [p for p in any_stack.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+def test_a_pdb_keeps_quorum(any_primary):
+    [pdb] = [p for p in any_primary.of_type("kubernetes:policy/v1:PodDisruptionBudget")
              if p.inputs["metadata"]["namespace"] == "graph"]
     assert pdb.inputs["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "graph"}}}
 
@@ -218,19 +218,24 @@ def test_every_job_running_neo4j_accepts_the_license_as_the_servers_do(accepted)
         assert {e["name"]: e["value"] for e in container["env"]}["NEO4J_ACCEPT_LICENSE_AGREEMENT"] == accepted, job
 
 
-def test_each_job_uses_its_own_irsa_service_account(prod):
+@pytest.mark.parametrize("role", ["primary", "dr"])
+def test_each_job_uses_its_own_irsa_service_account(prod, role):
+    """In each region's cluster, each job's role trusts that cluster's OIDC issuer (IRSA tokens are
+    issued per cluster) and that service account only."""
     accounts = {(a.inputs["metadata"]["namespace"], a.inputs["metadata"]["name"]): a.inputs
-                for a in prod.of_type("kubernetes:core/v1:ServiceAccount")}
+                for a in prod.of_type("kubernetes:core/v1:ServiceAccount") if export.cluster_of(a.provider) == role}
     roles = {r.outputs["arn"]: r for r in prod.of_type("aws:iam/role:Role")}
     # the volume snapshot job talks to the Kubernetes API only: its token, no AWS role
-    snapshots = accounts.pop(("graph", "graph-volume-snapshots"))
-    assert "annotations" not in snapshots["metadata"]
+    snapshots = accounts.pop(("graph", "graph-volume-snapshots"), None)
+    assert (snapshots is not None) == (role == "primary")
+    assert snapshots is None or "annotations" not in snapshots["metadata"]
+    issuer = stack_settings("prod").kubernetes.of(role).oidc_issuer
+    assert accounts
     for (namespace, name), account in accounts.items():
-        role = roles[account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]]
-        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+        role_resource = roles[account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]]
+        trust = json.loads(role_resource.inputs["assumeRolePolicy"])["Statement"][0]
         assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
-        subjects = trust["Condition"]["StringEquals"][
-            "oidc.eks.us-east-1.amazonaws.com/id/5C2F8E14B7A93D6E0F1A4C8B2D7E9F03:sub"]
+        subjects = trust["Condition"]["StringEquals"][f"{issuer}:sub"]
         assert f"system:serviceaccount:{namespace}:{name}" in subjects
         assert account["automountServiceAccountToken"] is False
 

@@ -14,7 +14,7 @@ import pytest
 
 import settings
 from synth import helm
-from tests.conftest import config_with, synthesized
+from tests.conftest import config_with, primary_tier
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -26,7 +26,7 @@ def _render(release) -> list[dict]:
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, dict[str, list[dict]]]:
     """stack -> release name -> the objects that release renders."""
-    return {stack: {r.inputs["name"]: _render(r) for r in synthesized(stack).of_type(RELEASE)}
+    return {stack: {r.inputs["name"]: _render(r) for r in primary_tier(stack).of_type(RELEASE)}
             for stack in ("prod", "stage")}
 
 
@@ -124,7 +124,7 @@ def _exported(series: str, config: dict) -> bool:
 
 @pytest.mark.parametrize("stack", ["prod", "stage"])
 def test_every_neo4j_series_a_rule_or_panel_reads_is_exported(stack, rendered):
-    used = _series_used(synthesized(stack))
+    used = _series_used(primary_tier(stack))
     assert {"neo4j_dbms_bolt_messages_done_total", "neo4j_dbms_bolt_accumulated_processing_time_total",
             "neo4j_database_neo4j_db_query_execution_latency_millis"} <= used
     for name, objects in rendered[stack].items():
@@ -223,7 +223,7 @@ def test_the_shared_client_service_is_owned_once_and_reaches_every_server(stack,
         assert not [j for j in _kinds(objects, "Job") if j["metadata"]["name"].endswith("-cleanup")], name
     # ...and the stack owns it once, as a ClusterIP Service selecting every server's pods on the
     # ports the server containers really listen on.
-    [service] = [s for s in synthesized(stack).of_type("kubernetes:core/v1:Service")
+    [service] = [s for s in primary_tier(stack).of_type("kubernetes:core/v1:Service")
                  if s.inputs["metadata"]["name"] == "graph-lb-neo4j"]
     spec = service.inputs["spec"]
     assert spec["type"] == "ClusterIP"

@@ -30,7 +30,7 @@ import pytest
 from synth import engine, helm
 from synth.engine import Resource
 from synth.mocks import PlatformMocks
-from tests.conftest import config_with, synthesized
+from tests.conftest import config_with, in_tier, primary_tier
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 MARKER = "neo4j-first-install"
@@ -66,7 +66,7 @@ def upgrade():
     config = config_with("prod", {"neo4j.bootstrap": True})
     aws = engine._decode_section(config["intelgraph-platform:aws"])
     monitor = _Monitor(_ExistingCluster(account_id=aws["accountId"], default_region=aws["primaryRegion"]))
-    return engine.synthesize("prod", config, monitor=monitor), monitor
+    return in_tier(engine.synthesize("prod", config, monitor=monitor), "primary"), monitor
 
 
 def _releases(synthesis) -> dict[str, Resource]:
@@ -101,7 +101,7 @@ def _secondaries(synthesis) -> set[str]:
     ("stage", ["graph-server-3", "graph-server-2", "graph-server-1"]),
 ])
 def test_releases_form_one_chain_secondaries_first(stack, expected):
-    synthesis = synthesized(stack)
+    synthesis = primary_tier(stack)
     order = _order(synthesis)
     assert order == expected
     secondaries = _secondaries(synthesis)
@@ -110,7 +110,7 @@ def test_releases_form_one_chain_secondaries_first(stack, expected):
 
 def test_an_upgrade_waits_for_every_server_before_the_next(upgrade):
     synthesis, _ = upgrade
-    assert _order(synthesis) == _order(synthesized("prod"))  # the same chain as on install
+    assert _order(synthesis) == _order(primary_tier("prod"))  # the same chain as on install
     for release in synthesis.of_type(RELEASE):
         assert release.inputs["skipAwait"] is False, release.name  # Helm waits: the next starts after
         assert release.inputs["timeout"] >= 600
@@ -122,7 +122,7 @@ def test_a_running_cluster_never_counts_as_a_first_install(stack):
     # marker is created in this run (the mock engine creates every resource). A marker-only guess
     # made this a first install and skipped every wait (helm_release.go: client.Wait =
     # !SkipAwait): every server restarted at once. Without neo4j.bootstrap every release waits.
-    synthesis = synthesized(stack)
+    synthesis = primary_tier(stack)
     assert synthesis.named(MARKER, "random:index/randomId:RandomId")  # created in this run
     for release in synthesis.of_type(RELEASE):
         assert release.inputs["skipAwait"] is False, release.name
@@ -139,7 +139,7 @@ def test_the_first_install_does_not_wait_so_the_cluster_can_form():
     # A new stack deployed with neo4j.bootstrap: true, the marker created in this run. Waiting
     # would deadlock: the head of the chain is a secondary (or, in stage, one primary) that cannot
     # be ready before 3 primaries run, and those come after it in the chain.
-    bootstrap = engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True}))
+    bootstrap = in_tier(engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True})), "primary")
     releases = sorted(bootstrap.of_type(RELEASE), key=lambda r: r.inputs["name"])
     head = next(r for r in bootstrap.of_type(RELEASE) if r.inputs["name"] == _order(bootstrap)[0])
     config = next(o for o in helm.render(head.inputs["name"], "graph", "neo4j", head.inputs["values"])
@@ -178,7 +178,7 @@ def test_each_server_is_snapshotted_just_before_its_release_changes(stack):
     """The issue's rule: a snapshot precedes each server's restart. The chain alternates: the
     snapshot of a server waits for the previous server's release (Helm waited for it), and the
     server's release waits for the snapshot (pulumi-kubernetes awaits a Job until Complete)."""
-    synthesis = synthesized(stack)
+    synthesis = primary_tier(stack)
     servers = _order(synthesis)
     assert _roll(synthesis) == [step for s in servers for step in (f"snapshot {s}", f"upgrade {s}")]
 
@@ -191,17 +191,17 @@ def test_a_before_change_job_is_named_after_the_change_it_precedes():
     def jobs(synthesis) -> dict[str, Resource]:
         return {_job_env(j)["RELEASE"]: j for j in synthesis.of_type(JOB) if j.name.endswith("-before-change")}
 
-    now = jobs(synthesized("prod"))
-    for release in synthesized("prod").of_type(RELEASE):
+    now = jobs(primary_tier("prod"))
+    for release in primary_tier("prod").of_type(RELEASE):
         job = now[release.inputs["name"]]
         change = change_id(release.inputs["version"], release.inputs["values"])
         assert _job_env(job)["MODE"] == "pre-change" and _job_env(job)["CHANGE"] == change
         assert job.inputs["metadata"]["name"] == f"{release.inputs['name']}-{change}"
         assert len(job.inputs["metadata"]["name"]) <= 63
-    again = jobs(engine.synthesize("prod"))
+    again = jobs(in_tier(engine.synthesize("prod"), "primary"))
     assert {r: j.inputs["metadata"]["name"] for r, j in again.items()} == {
         r: j.inputs["metadata"]["name"] for r, j in now.items()}
-    bigger = jobs(engine.synthesize("prod", config_with("prod", {"neo4j.resources.memory": "32Gi"})))
+    bigger = jobs(in_tier(engine.synthesize("prod", config_with("prod", {"neo4j.resources.memory": "32Gi"})), "primary"))
     assert all(bigger[r].inputs["metadata"]["name"] != j.inputs["metadata"]["name"] for r, j in now.items())
 
 
@@ -214,7 +214,7 @@ def test_the_before_change_job_can_reach_the_api_and_waits_long_enough():
     from components.neo4j_backup import JOB_LABEL
     from components.neo4j_snapshots import PRE_CHANGE_DEADLINE_SECONDS
 
-    for job in (j for j in synthesized("prod").of_type(JOB) if j.name.endswith("-before-change")):
+    for job in (j for j in primary_tier("prod").of_type(JOB) if j.name.endswith("-before-change")):
         pod = job.inputs["spec"]["template"]
         assert pod["spec"]["automountServiceAccountToken"] is True
         assert pod["spec"]["serviceAccountName"] == "graph-volume-snapshots"
@@ -226,3 +226,48 @@ def test_the_before_change_job_can_reach_the_api_and_waits_long_enough():
         assert uid["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}
         home = next(e["value"] for e in container["env"] if e["name"] == "HOME")
         assert {"name": "tmp", "mountPath": home} in container["volumeMounts"]  # the root filesystem is read-only
+
+
+def _gated_roll(synthesis) -> list[str]:
+    steps = {r.urn: r for r in (*synthesis.of_type(RELEASE), *synthesis.of_type(JOB))
+             if r.type == RELEASE or r.name.endswith(("-before-change", "-online"))}
+    return [(f"snapshot {_job_env(r)['RELEASE']}" if r.name.endswith("-before-change")
+             else f"online {_job_env(r)['SERVER_ADDRESS'].split('.')[0]}") if r.type == JOB
+            else f"upgrade {r.inputs['name']}" for r in _total_order(steps)]
+
+
+@pytest.mark.parametrize("stack", ["prod", "stage"])
+def test_the_next_server_restarts_only_when_every_allocation_of_the_last_is_online(stack):
+    """Helm's wait ends at the chart's readiness probe (Bolt answers), before the server's
+    databases are online (Neo4j Operations Manual, "Managing databases in a cluster": an
+    allocation's currentStatus goes starting -> online; SHOW SERVERS health Available). The gate
+    Job between two releases waits for both; the next snapshot and release wait for the gate."""
+    synthesis = primary_tier(stack)
+    servers = _order(synthesis)
+    assert _gated_roll(synthesis) == [step for s in servers
+                                      for step in (f"snapshot {s}", f"upgrade {s}", f"online {s}")]
+    from components.neo4j_cluster import change_id
+
+    rendered = {}
+    for release in synthesis.of_type(RELEASE):
+        [sts] = [o for o in helm.render(release.inputs["name"], "graph", "neo4j", release.inputs["values"])
+                 if o["kind"] == "StatefulSet"]
+        [server] = sts["spec"]["template"]["spec"]["containers"][:1]
+        rendered[release.inputs["name"]] = ({e["name"]: e.get("value") for e in server["env"]}["SERVICE_NEO4J"],
+                                            change_id(release.inputs["version"], release.inputs["values"]))
+    for gate in (j for j in synthesis.of_type(JOB) if j.name.endswith("-online")):
+        env = _job_env(gate)
+        release = env["SERVER_ADDRESS"].split(".")[0]
+        service, change = rendered[release]
+        # the address SHOW SERVERS / SHOW DATABASES report: the chart's server.bolt.advertised_address
+        assert env["SERVER_ADDRESS"] == f"{service}:7687"
+        assert env["FIRST_INSTALL"] == "false"
+        assert gate.inputs["metadata"]["name"] == f"{release}-online-{change}"  # runs again on each change
+        assert len(gate.inputs["metadata"]["name"]) <= 63
+        assert gate.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+
+
+def test_on_the_first_install_the_gate_lets_the_cluster_form():
+    bootstrap = engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True}))
+    gates = [j for j in bootstrap.of_type(JOB) if j.name.endswith("-online")]
+    assert len(gates) == 5 and all(_job_env(g)["FIRST_INSTALL"] == "true" for g in gates)

@@ -479,3 +479,69 @@ def test_a_failing_step_fails_the_rehearsal(tmp_path, tools, words):
         assert words in result.stdout
     if tools.get("admin_exit"):
         assert "neo4j start" not in calls(tmp_path)
+
+
+# SHOW SERVERS / SHOW DATABASES as cypher-shell --format plain prints them: a header, then rows of
+# quoted strings (Neo4j Operations Manual, "Managing servers in a cluster", "Managing databases in
+# a cluster": health Available/Degraded/Unavailable; currentStatus starting/online/...).
+ADDRESS = "graph-server-5.graph.svc.cluster.local:7687"
+
+
+def gate_tools(tmp_path: Path, answers: list[tuple[str, list[str]]]) -> dict[str, str]:
+    """cypher-shell answering the i-th SHOW SERVERS with answers[i][0] and the i-th SHOW DATABASES
+    with answers[i][1] (the last answer repeats); it checks the statements name the server."""
+    health = "\n".join(f"{i}) printf 'health\\n\"{h}\"\\n';;" for i, (h, _) in enumerate(answers))
+    rows = "\n".join(f"{i}) printf 'name, requestedStatus, currentStatus\\n{''.join(r + chr(92) + 'n' for r in dbs)}';;"
+                     for i, (_, dbs) in enumerate(answers))
+    last = len(answers) - 1
+    return {"cypher-shell": f"""
+[ -n "$NEO4J_PASSWORD" ] && [ "$NEO4J_USERNAME" = neo4j ] || {{ echo "no credentials" >&2; exit 3; }}
+case "$*" in *secret*) echo "password in argv" >&2; exit 4;; esac
+statement=$(cat)
+case "$statement" in *"'{ADDRESS}'"*) ;; *) echo "not about the restarted server" >&2; exit 5;; esac
+kind=databases; case "$statement" in "SHOW SERVERS"*) kind=servers;; esac
+n=$(cat {tmp_path}/$kind 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/$kind
+[ "$n" -le {last} ] || n={last}
+if [ $kind = servers ]; then case $n in {health} esac; else case $n in {rows} esac; fi""",
+        "sleep": "exit 0"}
+
+
+def auth_file(tmp_path: Path) -> str:
+    (tmp_path / "NEO4J_AUTH").write_text("neo4j/secret")  # the chart's Secret, mounted as a file
+    return str(tmp_path / "NEO4J_AUTH")
+
+
+def gate(tmp_path: Path, answers, **env) -> subprocess.CompletedProcess:
+    return run("neo4j_wait_online.sh", tmp_path, gate_tools(tmp_path, answers),
+               {"NEO4J_ADDRESS": "neo4j://graph-lb-neo4j.graph.svc.cluster.local:7687", "SERVER_ADDRESS": ADDRESS,
+                "NEO4J_AUTH_FILE": auth_file(tmp_path), "POLL_SECONDS": "0", **env})
+
+
+def test_the_roll_gate_waits_until_every_allocation_requested_online_is_online(tmp_path):
+    result = gate(tmp_path, [
+        ("Unavailable", ['"system", "online", "starting"']),  # Bolt answers, the server is not back
+        ("Available", ['"system", "online", "online"', '"neo4j", "online", "starting"']),  # catching up
+        ("Available", ['"system", "online", "online"', '"neo4j", "online", "online"', '"old", "offline", "offline"']),
+    ])
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "not online yet: system (starting)" in lines[0] and "not online yet: neo4j (starting)" in lines[1]
+    assert lines[-1] == f"{ADDRESS}: Available, 3 allocation(s), every one requested online is online"
+    assert (tmp_path / "servers").read_text().strip() == "3"  # it polled until then, not longer
+
+
+def test_the_roll_gate_never_passes_a_server_hosting_nothing_and_keeps_waiting(tmp_path):
+    # no allocation on the server (its address not yet in the cluster's view): still waiting when
+    # the Job's deadline would end it (here: the stand-in's timeout of the test run)
+    tools = gate_tools(tmp_path, [("Available", [])])
+    tools["sleep"] = f"n=$(cat {tmp_path}/sleeps 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/sleeps; " \
+                     "[ $n -lt 3 ] || exit 9"
+    result = run("neo4j_wait_online.sh", tmp_path, tools,
+                 {"NEO4J_ADDRESS": "neo4j://x:7687", "SERVER_ADDRESS": ADDRESS, "NEO4J_AUTH_FILE": auth_file(tmp_path)})
+    assert result.returncode == 9 and "0 allocation(s)" in result.stdout
+
+
+def test_the_roll_gate_lets_a_first_install_form_the_cluster(tmp_path):
+    result = gate(tmp_path, [("Unavailable", [])], FIRST_INSTALL="true")
+    assert result.returncode == 0 and "first install" in result.stdout
+    assert not (tmp_path / "calls.log").exists()  # it asked nobody

@@ -1,12 +1,14 @@
 """Neo4j volume snapshots: an EBS CSI VolumeSnapshotClass that retains, a CronJob that snapshots
-every server's data volume and expires old ones, and a restore path - every object validated
-strictly against the external-snapshotter CRDs the cluster serves (../shared/crds).
+every server's data volume and expires old ones - every object validated strictly against the
+external-snapshotter CRDs the cluster serves (../shared/crds). (No per-server restore path: a
+snapshot under one member of the running cluster loses acknowledged writes, see
+tests/test_neo4j_restore_docs.py.)
 
 Facts: the chart names each server's data claim from its StatefulSet (the release, one replica)
-and the claim template `data` (templates/_volumeTemplate.tpl); a StatefulSet adopts an existing
-claim of that name; a VolumeSnapshot's class decides what happens to the EBS snapshot when the
-snapshot object goes (external-snapshotter: deletionPolicy Retain keeps VolumeSnapshotContent and
-the physical snapshot; a content's deletionPolicy may be changed later, Delete then removes both)."""
+and the claim template `data` (templates/_volumeTemplate.tpl); a VolumeSnapshot's class decides
+what happens to the EBS snapshot when the snapshot object goes (external-snapshotter:
+deletionPolicy Retain keeps VolumeSnapshotContent and the physical snapshot; a content's
+deletionPolicy may be changed later, Delete then removes both)."""
 
 from __future__ import annotations
 
@@ -14,18 +16,19 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
 import settings
-from components.neo4j_snapshots import SCRIPT, data_claim, restore_claim
+from components.neo4j_snapshots import SCRIPT, data_claim
 from synth import engine, helm
 from synth.export import kubernetes_objects
 from tests.conftest import synthesized
+from tests.test_neo4j_backup_alerts import RULE, expected, promtool_test
 
 CRDS = Path(__file__).resolve().parent.parent.parent / "shared" / "crds" / "external-snapshotter"
 
@@ -102,17 +105,25 @@ def test_every_servers_data_volume_is_snapshotted_by_the_claim_name_the_chart_cr
         rendered.add(f"{template['metadata']['name']}-{statefulset['metadata']['name']}-0")
     assert len(rendered) == 5 and set(env["CLAIMS"].split()) == rendered
     assert env["SNAPSHOT_CLASS"] == "graph-ebs-retain" and env["RETAIN"] == "14"
-    # the claims are snapshotted one after another, each waiting up to READY_TIMEOUT: the deadline covers all
-    minutes = int(env["READY_TIMEOUT"].removesuffix("m"))
-    assert job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > len(rendered) * minutes * 60
+    # every claim's snapshot is waited for at once, within one wait sized from EBS (a first snapshot is a
+    # full copy taking hours): as long as the 6-hourly schedule allows, ending before the next run is due
+    wait = int(env["READY_TIMEOUT"].removesuffix("s"))
+    deadline = job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
     assert job["spec"]["concurrencyPolicy"] == "Forbid" and job["spec"]["schedule"] == "30 */6 * * *"
+    assert 5 * 3600 < wait < deadline < 6 * 3600, (wait, deadline)
+    assert env["ERROR_GRACE"] == "300"
 
 
 FAKE_KUBECTL = r"""
 # kubectl as the snapshot job uses it, over a world of claims ($WORLD/pvc/NAME, holding the phase),
 # StatefulSets ($WORLD/sts/NAME) and VolumeSnapshots ($WORLD/snapshots/NAME.json). $WORLD/forbidden
-# makes every call fail as an API server refusing the service account would. Anything else it is
-# asked is an error.
+# makes every call fail as an API server refusing the service account would. A snapshot's status
+# answers as the snapshot controller fills it (external-snapshotter VolumeSnapshotStatus): it is cut
+# (creationTime) after $WORLD/cut-after polls and readyToUse after $WORLD/ready-after polls, unless
+# $WORLD/never-ready; a
+# snapshot of a claim listed in $WORLD/error-claims carries status.error (cleared after
+# $WORLD/error-polls polls when that file exists: the controller's retry succeeded). Anything else
+# it is asked is an error.
 import json, os, sys
 from pathlib import Path
 import yaml
@@ -125,10 +136,29 @@ if (world / "forbidden").exists():
 assert args[:2] == ["-n", "graph"] or args[0] == "patch", args
 verb, rest = (args[2], args[3:]) if args[0] == "-n" else (args[0], args[1:])
 where = {"persistentvolumeclaim": "pvc", "statefulset": "sts", "volumesnapshot": "snapshots"}
+LISTING = ('jsonpath={range .items[*]}{.metadata.creationTimestamp}{"|"}{.metadata.name}{"|"}'
+           '{.status.readyToUse}{"|"}{.status.boundVolumeSnapshotContentName}{"\\n"}{end}')
 
 
 def path(kind, name):
     return world / where[kind] / (f"{name}.json" if kind == "volumesnapshot" else name)
+
+
+def number(flag, default):
+    return int((world / flag).read_text()) if (world / flag).exists() else default
+
+
+def status(name):
+    # one poll of a snapshot: how far the controller has got
+    snap = json.loads(path("volumesnapshot", name).read_text())
+    snap["polls"] = polls = snap.get("polls", 0) + 1
+    error = snap.get("error", "")
+    if error and polls > number("error-polls", 10**9):
+        error = ""
+    cut = snap.get("ready") or not (world / "never-ready").exists() and not error and polls > number("cut-after", 0)
+    snap["ready"] = ready = snap.get("ready") or cut and polls > number("ready-after", 0)
+    path("volumesnapshot", name).write_text(json.dumps(snap))
+    return ("2026-12-01T18:00:00Z" if cut else ""), ("true" if ready else "false" if cut else ""), error
 
 
 if verb == "get" and rest[0] in where and rest[1] != "-l":
@@ -143,6 +173,12 @@ if verb == "get" and rest[0] in where and rest[1] != "-l":
         print(f"{kind}/{name}")
     elif kind == "persistentvolumeclaim" and output == ["-o", "jsonpath={.status.phase}"]:
         print(path(kind, name).read_text() or "Bound", end="")
+    elif kind == "volumesnapshot" and output == ["-o", 'jsonpath={.status.readyToUse}{"|"}{.status.error.message}']:
+        _, ready, error = status(name)
+        print(f"{ready}|{error}", end="")
+    elif kind == "volumesnapshot" and output == ["-o", 'jsonpath={.status.creationTime}{"|"}{.status.error.message}']:
+        created, _, error = status(name)
+        print(f"{created}|{error}", end="")
     elif kind == "volumesnapshot" and output == ["-o", "jsonpath={.status.error.message}"]:
         print(json.loads(path(kind, name).read_text()).get("error", ""), end="")
     else:
@@ -154,27 +190,26 @@ elif verb == "create" and rest == ["-f", "-"]:
     if path("volumesnapshot", name).exists():
         sys.exit(f'Error from server (AlreadyExists): volumesnapshots "{name}" already exists')
     (world / f"created-{name}.yaml").write_text(text)
+    claim = obj["spec"]["source"]["persistentVolumeClaimName"]
+    erring = (world / "error-claims").exists() and claim in (world / "error-claims").read_text().split()
     path("volumesnapshot", name).write_text(json.dumps({
-        "t": "2026-12-01T18:00:00Z", "name": name, "claim": obj["spec"]["source"]["persistentVolumeClaimName"],
+        "t": "2026-12-01T18:00:00Z", "name": name, "claim": claim, "ready": False,
         "kind": obj["metadata"]["labels"]["intelgraph.io/kind"], "content": f"snapcontent-{name}",
-        **({"error": "InvalidSnapshot"} if (world / "snapshot-error").exists() else {})}))
-elif verb == "wait":
-    assert rest[0] in ("--for=jsonpath={.status.readyToUse}=true", "--for=jsonpath={.status.creationTime}"), rest
-    assert path("volumesnapshot", rest[1].removeprefix("volumesnapshot/")).exists(), rest
-    if (world / "never-ready").exists():
-        sys.exit("error: timed out waiting for the condition")
+        **({"error": "Failed to check and update snapshot content: InvalidSnapshot"} if erring else {})}))
 elif verb == "get" and rest[:2] == ["volumesnapshot", "-l"]:
     claim, kind = (part.split("=", 1)[1] for part in rest[2].split(","))
     assert rest[2] == f"intelgraph.io/snapshot-of={claim},intelgraph.io/kind={kind}", rest[2]
+    assert rest[3:] == ["-o", LISTING], rest[3:]
     for snapshot_path in (world / "snapshots").glob("*.json"):
         snap = json.loads(snapshot_path.read_text())
         if snap["claim"] == claim and snap["kind"] == kind:
-            print(snap["t"], snap["name"], snap["content"])
+            print(f"{snap['t']}|{snap['name']}|{'true' if snap.get('ready') else 'false'}|{snap['content']}")
 elif verb == "patch" and rest[0] == "volumesnapshotcontent":
     assert rest[2:5] == ["--type", "merge", "-p"], rest
     with (world / "patched.log").open("a") as out:
         out.write(f"{rest[1]} {rest[5]}\n")
 elif verb == "delete" and rest[0] == "volumesnapshot":
+    assert rest[2:] == ["--wait=false"], rest
     path("volumesnapshot", rest[1]).unlink()
     with (world / "deleted.log").open("a") as out:
         out.write(rest[1] + "\n")
@@ -185,9 +220,11 @@ else:
 
 def run_job(tmp_path: Path, claims: list[str], existing: dict[str, list[str]], retain: int = 1, ready: bool = True,
             claims_present: bool = True, statefulsets: tuple[str, ...] = (), kind: str = "scheduled",
-            env: dict[str, str] | None = None, phase: str = "Bound", flags: tuple[str, ...] = ()):
+            env: dict[str, str] | None = None, phase: str = "Bound", flags: tuple[str, ...] = (),
+            copying: tuple[str, ...] = (), world_files: dict[str, str] | None = None):
     """The script in a world of ``claims`` (present or not), ``statefulsets`` and ``existing``
-    snapshots (claim -> creation times, of ``kind``); ``env`` adds to or overrides the job's."""
+    snapshots (claim -> creation times, of ``kind``; ready unless named in ``copying``); ``env`` adds
+    to or overrides the job's; ``world_files`` sets the fake's knobs (ready-after, error-claims...)."""
     world = tmp_path / "world"
     for directory in ("snapshots", "pvc", "sts"):
         (world / directory).mkdir(parents=True)
@@ -195,13 +232,18 @@ def run_job(tmp_path: Path, claims: list[str], existing: dict[str, list[str]], r
         (world / "pvc" / claim).write_text(phase)
     for flag in flags:  # forbidden, snapshot-error
         (world / flag).touch()
+    if "snapshot-error" in flags:
+        (world / "error-claims").write_text(" ".join(claims))
+    for file, text in (world_files or {}).items():
+        (world / file).write_text(text)
     for statefulset in statefulsets:
         (world / "sts" / statefulset).touch()
     for claim, stamps in existing.items():
         for stamp in stamps:
             name = f"{claim}-{stamp}"
             (world / "snapshots" / f"{name}.json").write_text(json.dumps(
-                {"t": stamp, "name": name, "claim": claim, "kind": kind, "content": f"snapcontent-{name}"}))
+                {"t": stamp, "name": name, "claim": claim, "kind": kind, "content": f"snapcontent-{name}",
+                 "ready": name not in copying}))
     if not ready:
         (world / "never-ready").touch()
     bin_dir = tmp_path / "bin"
@@ -209,7 +251,9 @@ def run_job(tmp_path: Path, claims: list[str], existing: dict[str, list[str]], r
     (bin_dir / "kubectl").write_text(f"#!{sys.executable}\n{FAKE_KUBECTL}")
     (bin_dir / "kubectl").chmod(0o755)
     job_env = {"NAMESPACE": "graph", "CLAIMS": " ".join(claims), "SNAPSHOT_CLASS": "graph-ebs-retain",
-               "RETAIN": str(retain), **(env or {})}
+               "RETAIN": str(retain), "POLL_SECONDS": "0", "ERROR_GRACE": "0",
+               # long enough for a loaded machine; the tests of a timeout set a short one
+               "READY_TIMEOUT": "10m", **(env or {})}
     result = subprocess.run(["bash", str(SCRIPT)], env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
                                                         "WORLD": str(world), **job_env},
                             capture_output=True, text=True, timeout=60)
@@ -242,7 +286,7 @@ def test_the_job_snapshots_each_volume_and_expires_the_oldest_beyond_retention(t
 def test_a_snapshot_that_never_becomes_ready_expires_nothing_and_fails_the_job(tmp_path):
     claim = data_claim("graph-server-1")
     result, _, deleted, patched = run_job(tmp_path, [claim], {claim: ["2026-11-29T00:00:00Z"] * 1}, retain=1,
-                                          ready=False)
+                                          ready=False, env={"READY_TIMEOUT": "2s", "POLL_SECONDS": "1"})
     assert result.returncode != 0 and deleted == [] and patched == []
 
 
@@ -279,8 +323,12 @@ def pre_change(tmp_path, **world):
     return run_job(tmp_path, [SERVER_2], world.pop("existing", {}), env={**PRE_CHANGE, **world.pop("env", {})}, **world)
 
 
+CUT_POLL = 'jsonpath={.status.creationTime}{"|"}{.status.error.message}'
+READY_POLL = 'jsonpath={.status.readyToUse}{"|"}{.status.error.message}'
+
+
 def test_before_a_change_the_server_is_snapshotted_and_the_job_waits_until_it_is_cut(tmp_path):
-    result, world, deleted, _ = pre_change(tmp_path)
+    result, world, deleted, _ = pre_change(tmp_path, world_files={"cut-after": "2"})
     assert result.returncode == 0, result.stderr
     [created] = world.glob("created-*.yaml")
     snapshot = yaml.safe_load(created.read_text())
@@ -290,7 +338,8 @@ def test_before_a_change_the_server_is_snapshotted_and_the_job_waits_until_it_is
     assert snapshot["metadata"]["labels"] == {"intelgraph.io/snapshot-of": SERVER_2, "intelgraph.io/kind": "pre-change",
                                               "intelgraph.io/change": "e4b138b6"}
     calls = (world / "calls.log").read_text()
-    assert f"wait --for=jsonpath={{.status.creationTime}} volumesnapshot/{name}" in calls
+    # polled until cut (the third poll), not until EBS has copied it: readyToUse is never asked
+    assert calls.count(f"get volumesnapshot {name} -o {CUT_POLL}") == 3 and "readyToUse" not in calls
     assert deleted == []  # a deploy never expires anything
 
 
@@ -308,7 +357,7 @@ def test_an_all_digit_change_is_still_a_string_label(tmp_path):
 def test_a_retried_pod_of_the_same_job_reuses_its_snapshot(tmp_path):
     result, world, _, _ = pre_change(tmp_path, existing={SERVER_2: ["pre-e4b138b6-5f0c2a9e"]}, kind="pre-change")
     assert result.returncode == 0, result.stderr
-    assert not list(world.glob("created-*")) and "wait --for" in (world / "calls.log").read_text()
+    assert not list(world.glob("created-*")) and CUT_POLL in (world / "calls.log").read_text()
 
 
 def test_a_change_back_to_earlier_values_is_a_new_job_and_a_new_snapshot(tmp_path):
@@ -328,8 +377,8 @@ def test_a_server_not_created_yet_has_nothing_to_snapshot(tmp_path):
 @pytest.mark.parametrize("world,words", [
     ({"claims_present": False}, "exists but its data claim"),
     ({"phase": "Pending"}, "is Pending, not Bound"),
-    ({"flags": ("snapshot-error",)}, "failed: InvalidSnapshot"),
-    ({"ready": False}, "timed out"),
+    ({"flags": ("snapshot-error",)}, "failed: Failed to check and update snapshot content: InvalidSnapshot"),
+    ({"ready": False, "env": {"READY_TIMEOUT": "2s", "POLL_SECONDS": "1"}}, "timed out"),
     # a refused call is not "not found": it must not pass for a server that does not exist yet
     ({"flags": ("forbidden",), "statefulsets": ()}, "Forbidden"),
 ], ids=["statefulset-without-claim", "claim-not-bound", "snapshot-error", "never-cut", "api-refuses"])
@@ -339,24 +388,6 @@ def test_what_stops_the_deploy_before_the_release_changes(tmp_path, world, words
     assert "nothing to snapshot" not in result.stdout and "snapshotted" not in result.stdout
 
 
-def test_the_restore_claim_is_what_the_release_adopts_and_validates():
-    """Restore: create this claim (from a ready snapshot) before the release's StatefulSet exists."""
-    synthesis = synthesized("prod")
-    release = synthesis.named("neo4j-graph-server-1", "kubernetes:helm.sh/v3:Release").inputs
-    volume = release["values"]["volumes"]["data"]["dynamic"]
-    claim = restore_claim("graph-server-1", "graph", "data-graph-server-1-0-20261201t180000z",
-                          volume["storageClassName"], volume["requests"]["storage"])
-    kubernetes_validate.validate(claim, "1.33", strict=True)
-    [statefulset] = [d for d in helm.render(release["name"], release["namespace"], "neo4j", release["values"])
-                     if d and d["kind"] == "StatefulSet"]
-    [template] = statefulset["spec"]["volumeClaimTemplates"]
-    assert claim["metadata"]["name"] == f"{template['metadata']['name']}-{statefulset['metadata']['name']}-0"
-    assert claim["spec"]["storageClassName"] == template["spec"]["storageClassName"]
-    assert claim["spec"]["resources"] == template["spec"]["resources"]
-    assert claim["spec"]["dataSource"] == {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
-                                           "name": "data-graph-server-1-0-20261201t180000z"}
-
-
 def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
     policy = objects("prod")[("NetworkPolicy", "graph-neo4j-snapshots-api")]
     assert policy["spec"]["podSelector"]["matchLabels"] == {"intelgraph.io/job": "graph-volume-snapshots"}
@@ -364,21 +395,6 @@ def test_the_snapshot_job_may_reach_only_the_kubernetes_api():
     assert [p["port"] for p in rule["ports"]] == [443]
     kubernetes = settings.validate(engine.stack_config("prod")).kubernetes.primary
     assert {b["ipBlock"]["cidr"] for b in rule["to"]} == {f"{kubernetes.api_service_ip}/32", *kubernetes.api_server_cidrs}
-
-
-def test_the_readme_restore_path_is_valid_and_is_what_the_code_builds():
-    """The written-down procedure: its claim passes the Kubernetes schema, is exactly restore_claim()
-    for the prod release's volume, and names a snapshot as the pre-change job names them."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Neo4j volume snapshots", 1)[1].split("\n## ", 1)[0]
-    [claim] = [yaml.safe_load(b.split("```", 1)[0]) for b in section.split("```yaml\n")[1:]]
-    kubernetes_validate.validate(claim, "1.33", strict=True)
-    volume = synthesized("prod").named("neo4j-graph-server-1", "kubernetes:helm.sh/v3:Release").inputs["values"]["volumes"][
-        "data"]["dynamic"]
-    snapshot = claim["spec"]["dataSource"]["name"]
-    assert claim == restore_claim("graph-server-1", "graph", snapshot, volume["storageClassName"],
-                                  volume["requests"]["storage"])
-    assert snapshot.startswith(f"{data_claim('graph-server-1')}-pre-")  # the script's "$claim-pre-$CHANGE"
 
 
 def test_network_config_analyzer_lets_the_snapshot_job_reach_the_api_and_nothing_of_the_servers(tmp_path):
@@ -403,3 +419,154 @@ def test_network_config_analyzer_lets_the_snapshot_job_reach_the_api_and_nothing
     forbidden = nca(tmp_path / "forbids", "forbids", [to_servers("snapshots-never-reach-servers", source,
                                                                  (6362, 7687, 5000, 6000, 7000, 7688))])
     assert forbidden.returncode == 0, forbidden.stdout + forbidden.stderr
+
+
+# --- scheduled runs: every volume at once, failures noticed at once, each volume pruned on its own ---
+
+
+def test_every_snapshot_is_taken_before_any_is_waited_for(tmp_path):
+    """All snapshots are created first and polled together: one slow volume (a first, full EBS copy)
+    does not delay the others' snapshots by its wait, as a wait per volume in turn would."""
+    claims = [data_claim(f"graph-server-{i}") for i in (1, 2, 3)]
+    result, world, _, _ = run_job(tmp_path, claims, {}, world_files={"ready-after": "2"})
+    assert result.returncode == 0, result.stderr
+    calls = (world / "calls.log").read_text().splitlines()
+    creates = [i for i, c in enumerate(calls) if " create -f -" in c]
+    polls = [i for i, c in enumerate(calls) if c.endswith(READY_POLL)]
+    assert len(creates) == 3 and max(creates) < min(polls)
+    # polled until ready (the third answer), then never again
+    for claim in claims:
+        assert sum(1 for c in calls if c.startswith(f"-n graph get volumesnapshot {claim}-") and c.endswith(READY_POLL)) == 3
+
+
+def test_a_snapshot_that_failed_at_once_fails_the_run_without_the_full_wait_and_the_others_are_pruned(tmp_path):
+    """status.error is polled with readyToUse: a refused snapshot is noticed at the next poll, not after
+    READY_TIMEOUT (an hour here); the healthy volume is still snapshotted and pruned, the failed one
+    keeps every snapshot it had."""
+    claims = [data_claim("graph-server-1"), data_claim("graph-server-2")]
+    old = ["2026-11-30T00:30:00Z", "2026-11-30T06:30:00Z"]
+    started = time.monotonic()
+    result, world, deleted, _ = run_job(tmp_path, claims, {claims[0]: old, claims[1]: old}, retain=1,
+                                        env={"READY_TIMEOUT": "1h", "POLL_SECONDS": "1"},
+                                        world_files={"error-claims": claims[0], "ready-after": "3"})
+    assert time.monotonic() - started < 300  # minutes at most on a loaded machine, never the hour
+    assert result.returncode == 1
+    assert f"{claims[0]}-" in result.stderr and "InvalidSnapshot" in result.stderr
+    assert f"no new ready snapshot of: {claims[0]}\n" in result.stderr
+    assert deleted == [f"{claims[1]}-{old[0]}", f"{claims[1]}-{old[1]}"]  # keeps only its new one
+
+
+def test_an_error_the_controller_retries_away_is_not_a_failure(tmp_path):
+    """The snapshot controller keeps retrying and clears status.error on success (VolumeSnapshotStatus):
+    an error that clears within ERROR_GRACE is waited through."""
+    claim = data_claim("graph-server-1")
+    result, _, _, _ = run_job(tmp_path, [claim], {}, env={"ERROR_GRACE": "60"},
+                              world_files={"error-claims": claim, "error-polls": "2"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_volume_whose_snapshot_is_still_copying_waits_on_it_instead_of_a_second_full_copy(tmp_path):
+    claim = data_claim("graph-server-1")
+    old = ["2026-11-30T00:30:00Z", "2026-11-30T06:30:00Z"]
+    copying = f"{claim}-{old[1]}"
+    result, world, deleted, _ = run_job(tmp_path, [claim], {claim: old}, retain=1, copying=(copying,))
+    assert result.returncode == 0, result.stderr
+    assert not list(world.glob("created-*")) and "still copying" in result.stdout
+    assert deleted == [f"{claim}-{old[0]}"]  # once it is ready it is the one kept
+
+
+def test_a_snapshot_still_copying_at_the_deadline_fails_the_run_and_prunes_nothing_of_its_volume(tmp_path):
+    claim = data_claim("graph-server-1")
+    result, world, deleted, _ = run_job(tmp_path, [claim], {claim: ["2026-11-30T00:30:00Z"]}, retain=1,
+                                        env={"READY_TIMEOUT": "2s", "POLL_SECONDS": "1"},
+                                        world_files={"ready-after": "1000"})
+    assert result.returncode == 1 and "timed out after 2s" in result.stderr and deleted == []
+    # a snapshot still copying is not counted as one to keep, nor pruned, by expiry
+    assert len(list((world / "snapshots").glob("*.json"))) == 2
+
+
+# --- the alerts, run by promtool against the series kube-state-metrics emits ---
+
+SNAPSHOT_JOB = "graph-volume-snapshots"
+
+
+def snapshot_rules() -> list[dict]:
+    return synthesized("prod").named("neo4j-snapshots-rules", RULE).inputs["spec"]["groups"]
+
+
+def test_a_failed_scheduled_run_alerts_until_a_later_run_succeeds(tmp_path):
+    """kube_job_status_failed > 0 on a Job of the CronJob created after its last success; the Job
+    stays in the failed history, so a later success (newer last_successful_time) must clear it."""
+    groups = snapshot_rules()
+    job = f"{SNAPSHOT_JOB}-29412345"
+    promtool_test(groups, tmp_path, "1m", [
+        # an earlier success at t=60s, the failed Job created at t=600s (0 until it fails at 20m)
+        {"series": f'kube_cronjob_status_last_successful_time{{namespace="graph", cronjob="{SNAPSHOT_JOB}"}}',
+         "values": "60x359 25000x100"},
+        {"series": f'kube_job_created{{namespace="graph", job_name="{job}"}}', "values": "600x460"},
+        {"series": f'kube_job_status_failed{{namespace="graph", job_name="{job}", reason="BackoffLimitExceeded"}}',
+         "values": "0x19 1x440"},
+        # a pre-change Job that failed is the deploy's to report, not this alert's
+        {"series": 'kube_job_created{namespace="graph", job_name="graph-server-2-e4b138b6"}', "values": "900x460"},
+        {"series": 'kube_job_status_failed{namespace="graph", job_name="graph-server-2-e4b138b6"}', "values": "1x460"},
+    ], [
+        {"eval_time": "15m", "alertname": "Neo4jVolumeSnapshotFailed", "exp_alerts": []},
+        {"eval_time": "25m", "alertname": "Neo4jVolumeSnapshotFailed",
+         "exp_alerts": [expected(groups, "Neo4jVolumeSnapshotFailed", namespace="graph")]},
+        # the next run succeeded (last success now after the failed Job's creation)
+        {"eval_time": "370m", "alertname": "Neo4jVolumeSnapshotFailed", "exp_alerts": []},
+    ])
+
+
+def test_a_run_that_failed_before_any_success_alerts(tmp_path):
+    groups = snapshot_rules()
+    job = f"{SNAPSHOT_JOB}-29412345"
+    promtool_test(groups, tmp_path, "1m", [
+        {"series": f'kube_job_created{{namespace="graph", job_name="{job}"}}', "values": "0x60"},
+        {"series": f'kube_job_status_failed{{namespace="graph", job_name="{job}"}}', "values": "1x60"},
+    ], [{"eval_time": "5m", "alertname": "Neo4jVolumeSnapshotFailed",
+         "exp_alerts": [expected(groups, "Neo4jVolumeSnapshotFailed", namespace="graph")]}])
+
+
+def test_a_run_stopped_by_its_deadline_alerts(tmp_path):
+    """activeDeadlineSeconds ends a Job with the Failed condition (reason DeadlineExceeded)."""
+    groups = snapshot_rules()
+    job = f"{SNAPSHOT_JOB}-29412345"
+    promtool_test(groups, tmp_path, "1m", [
+        {"series": f'kube_cronjob_status_last_successful_time{{namespace="graph", cronjob="{SNAPSHOT_JOB}"}}',
+         "values": "0x60"},
+        {"series": f'kube_job_created{{namespace="graph", job_name="{job}"}}', "values": "600x60"},
+        {"series": f'kube_job_status_failed{{namespace="graph", job_name="{job}"}}', "values": "0x60"},
+        {"series": f'kube_job_failed{{namespace="graph", job_name="{job}", condition="true"}}', "values": "0x19 1x40"},
+        {"series": f'kube_job_failed{{namespace="graph", job_name="{job}", condition="false"}}', "values": "1x19 0x40"},
+    ], [
+        {"eval_time": "15m", "alertname": "Neo4jVolumeSnapshotFailed", "exp_alerts": []},
+        {"eval_time": "25m", "alertname": "Neo4jVolumeSnapshotFailed",
+         "exp_alerts": [expected(groups, "Neo4jVolumeSnapshotFailed", namespace="graph")]},
+    ])
+
+
+def test_snapshots_that_stopped_succeeding_alert_after_two_periods_and_a_run(tmp_path):
+    """6-hourly: two periods (12 h) plus one run's deadline (5 h 55 m), then 10 minutes pending."""
+    groups = snapshot_rules()
+    promtool_test(groups, tmp_path, "1m", [
+        {"series": f'kube_cronjob_created{{namespace="graph", cronjob="{SNAPSHOT_JOB}"}}', "values": "0x1200"},
+        {"series": f'kube_cronjob_status_last_successful_time{{namespace="graph", cronjob="{SNAPSHOT_JOB}"}}',
+         "values": "0x1200"},  # one success at t=0, never again
+    ], [
+        {"eval_time": "18h", "alertname": "Neo4jVolumeSnapshotsStale", "exp_alerts": []},
+        {"eval_time": "18h20m", "alertname": "Neo4jVolumeSnapshotsStale",
+         "exp_alerts": [expected(groups, "Neo4jVolumeSnapshotsStale", namespace="graph", cronjob=SNAPSHOT_JOB)]},
+        {"eval_time": "18h20m", "alertname": "Neo4jVolumeSnapshotsMissing", "exp_alerts": []},
+    ])
+
+
+def test_snapshots_that_never_succeeded_alert(tmp_path):
+    groups = snapshot_rules()
+    promtool_test(groups, tmp_path, "1m", [
+        {"series": f'kube_cronjob_created{{namespace="graph", cronjob="{SNAPSHOT_JOB}"}}', "values": "0x1200"},
+    ], [
+        {"eval_time": "18h", "alertname": "Neo4jVolumeSnapshotsMissing", "exp_alerts": []},
+        {"eval_time": "18h20m", "alertname": "Neo4jVolumeSnapshotsMissing",
+         "exp_alerts": [expected(groups, "Neo4jVolumeSnapshotsMissing", namespace="graph", cronjob=SNAPSHOT_JOB)]},
+    ])

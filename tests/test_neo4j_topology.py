@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 
 from synth import engine, helm
-from tests.conftest import config_with, synthesized
+from tests.conftest import config_with, in_tier, primary_tier
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -37,7 +37,7 @@ def _one(objects: list[dict], kind: str, suffix: str = "") -> dict:
 
 @pytest.fixture(scope="module")
 def prod_renders() -> dict[str, list[dict]]:
-    return _renders(synthesized("prod"))
+    return _renders(primary_tier("prod"))
 
 
 @pytest.mark.parametrize("stack,change,unchanged", [
@@ -45,8 +45,8 @@ def prod_renders() -> dict[str, list[dict]]:
     ("stage", {"neo4j.primaries": 5}, [f"graph-server-{i}" for i in range(1, 4)]),
 ])
 def test_adding_a_server_leaves_the_existing_servers_pod_templates_unchanged(stack, change, unchanged, prod_renders):
-    before = prod_renders if stack == "prod" else _renders(synthesized(stack))
-    after = _renders(engine.synthesize(stack, config_with(stack, change)))
+    before = prod_renders if stack == "prod" else _renders(primary_tier(stack))
+    after = _renders(in_tier(engine.synthesize(stack, config_with(stack, change)), "primary"))
     assert set(before) < set(after)  # servers were added
     for name in unchanged:
         old, new = _one(before[name], "StatefulSet"), _one(after[name], "StatefulSet")
@@ -57,7 +57,7 @@ def test_adding_a_server_leaves_the_existing_servers_pod_templates_unchanged(sta
 
 
 def test_the_bootstrap_deploy_writes_the_initial_topology():
-    bootstrap = _renders(engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True})))
+    bootstrap = _renders(in_tier(engine.synthesize("prod", config_with("prod", {"neo4j.bootstrap": True})), "primary"))
     for name in ("graph-server-1", "graph-server-5"):  # a primary and a secondary
         user = _one(bootstrap[name], "ConfigMap", "-user-config")["data"]
         assert user["initial.dbms.default_primaries_count"] == "3"
@@ -80,7 +80,7 @@ def test_helm_waits_as_long_as_the_chart_lets_a_server_restart(prod_renders):
     # pod's whole terminationGracePeriodSeconds to stop and the new one's whole startup probe
     # window (failureThreshold x periodSeconds) and a readiness period to become ready, all as the
     # chart renders them (templates/neo4j-statefulset.yaml).
-    for release in synthesized("prod").of_type(RELEASE):
+    for release in primary_tier("prod").of_type(RELEASE):
         pod = _one(prod_renders[release.inputs["name"]], "StatefulSet")["spec"]["template"]["spec"]
         [server] = [c for c in pod["containers"] if c["name"] == "neo4j"]
         startup, readiness = server["startupProbe"], server["readinessProbe"]

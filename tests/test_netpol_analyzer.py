@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import settings
 from components import egress_policy
 from helpers.flows import DNS_PEER, Flow, Peer
 from synth import engine, export
@@ -186,6 +187,7 @@ def _ip_ranges(conns: set[Conn]) -> set[Conn]:
 
 @dataclass
 class Analysis:
+    stack: str
     flows: dict[str, tuple[Flow, ...]]
     workloads: list[Workload]
     directory: Path
@@ -195,14 +197,17 @@ class Analysis:
         return _ip_ranges(declared(self.flows, self.workloads))
 
 
-def analyze(config: dict[str, str] | None, stack: str, directory: Path) -> Analysis:
-    """Synthesize (recording the flows the program declares), write the manifests as synth does,
-    rendered releases included, add the peers outside the stack, run the analyzer."""
+def analyze(config: dict[str, str] | None, stack: str, directory: Path, cluster: str = "primary") -> Analysis:
+    """Synthesize (recording the flows the program declares in ``cluster``), write the manifests as
+    synth does, rendered releases included, add the peers outside the stack, run the analyzer over
+    that cluster's manifests."""
     flows: dict[str, tuple[Flow, ...]] = {}
     original = egress_policy.WorkloadNamespace.__init__
 
     def recording(self, name, args, opts=None):
-        flows[args.namespace] = args.flows
+        # each region's tier declares its namespaces' flows; the RegionalTier is the parent
+        if getattr(getattr(opts, "parent", None), "_tier_name", "primary") == cluster:
+            flows[args.namespace] = args.flows
         original(self, name, args, opts)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -210,12 +215,12 @@ def analyze(config: dict[str, str] | None, stack: str, directory: Path) -> Analy
         synthesis = engine.synthesize(stack, config if config is not None else engine.stack_config(stack))
     document = export.to_export(synthesis)
     export.write(synthesis, directory, document, export.render_releases(document))
-    manifests = directory / "manifests"
+    manifests = export.manifest_dir(directory, cluster)
     peers = peer_objects(flows)
     (manifests / "peers-outside-the-stack.yaml").write_text(yaml.safe_dump_all(peers))
     objects = [yaml.safe_load(p.read_text()) for p in sorted(manifests.glob("*.yaml"))
                if p.name != "peers-outside-the-stack.yaml"]
-    return _run(Analysis(flows, workloads_of(objects + peers), manifests, set()))
+    return _run(Analysis(stack, flows, workloads_of(objects + peers), manifests, set()))
 
 
 def _run(analysis: Analysis) -> Analysis:
@@ -230,12 +235,32 @@ def reanalyze(analysis: Analysis, directory: Path, edit) -> Analysis:
     copy = directory / "manifests"
     shutil.copytree(analysis.directory, copy)
     edit(copy)
-    return _run(Analysis(analysis.flows, analysis.workloads, copy, set()))
+    return _run(Analysis(analysis.stack, analysis.flows, analysis.workloads, copy, set()))
 
 
 @pytest.fixture(scope="module", params=STACKS)
 def analysis(request, tmp_path_factory) -> Analysis:
     return analyze(None, request.param, tmp_path_factory.mktemp(f"nca-{request.param}"))
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def dr_analysis(request, tmp_path_factory) -> Analysis:
+    return analyze(None, request.param, tmp_path_factory.mktemp(f"nca-dr-{request.param}"), cluster="dr")
+
+
+def test_the_dr_clusters_connectivity_equals_its_declared_flows_no_more(dr_analysis):
+    """The DR region's tier, judged by the same analyzer over the DR cluster's own manifests."""
+    expected, found = dr_analysis.expected(), dr_analysis.found
+    neo4j = settings.validate(engine.stack_config(dr_analysis.stack)).neo4j
+    # a pilot-light region declares the graph's flows before any server runs there
+    idle = {neo4j.namespace} if neo4j.dr.mode == "pilot-light" else set()
+    assert expected and {w.namespace for w in dr_analysis.workloads} >= set(dr_analysis.flows) - idle
+    assert found - expected == set(), "allowed but never declared"
+    assert expected - found == set(), "declared but blocked"
+    for src, dst, protocol, port in found:
+        assert protocol != "ALL", (src, dst)
+        if dst.startswith("ip:"):
+            assert ipaddress.ip_address(dst[3:]).is_private, (src, dst, port)
 
 
 def test_the_analyzer_sees_the_rendered_neo4j_servers_and_every_workload(analysis):

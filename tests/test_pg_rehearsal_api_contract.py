@@ -4,19 +4,28 @@ botocore releases of 2026; an older boto3 refuses the call before it is sent, on
 
 The model is read with botocore's own loader (botocore.loaders: the rds "service-2" model, each
 operation's input shape and its members), for the botocore that requirements.txt pins - the one
-these tests ran against and the one the job must import (docs/decisions/015)."""
+these tests ran against and the one the job must import (docs/decisions/016). The job's image is
+built from images/pg-restore-rehearsal (the same pins and their whole closure, installed with
+--no-deps), the CronJob tells the runbook the pin, and the runbook exits 2 under any other
+botocore, before its first call."""
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import re
 
 import boto3
 import botocore
 import botocore.loaders
 import pytest
+from packaging.requirements import Requirement
 
-from tests.conftest import ROOT
+from components import pg_restore_rehearsal as component
+from ops import pg_restore_rehearsal as runbook
+from ops._common import PINNED_BOTOCORE_ENV
+from synth.export import kubernetes_objects
+from tests.conftest import ROOT, STACKS, synthesized
 
 RUNBOOK = ROOT / "ops" / "pg_restore_rehearsal.py"
 
@@ -80,3 +89,45 @@ def test_every_parameter_the_rehearsal_sends_exists_in_the_pinned_rds_model():
         assert names <= members, f"{operations[method]} has no {sorted(names - members)} in botocore {botocore.__version__}"
     [(_, restore)] = [c for c in calls if c[0] == "restore_db_instance_to_point_in_time"]
     assert "BackupRetentionPeriod" in restore  # the parameter issue 24 names is among those checked
+
+
+IMAGE = ROOT / "images" / "pg-restore-rehearsal"
+
+
+def image_pins() -> dict[str, str]:
+    lines = [line for line in (IMAGE / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("==") for line in lines)
+
+
+def test_the_job_image_installs_the_pins_and_their_whole_closure():
+    pins = image_pins()
+    assert (pins["boto3"], pins["botocore"]) == (pinned("boto3"), pinned("botocore"))
+    # every pin is the version this suite runs with, and every dependency of a pinned package is
+    # pinned too (importlib.metadata: the installed distributions' Requires-Dist), so --no-deps misses none
+    for name, version in pins.items():
+        assert importlib.metadata.version(name) == version, name
+        for requirement in map(Requirement, importlib.metadata.requires(name) or []):
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                assert requirement.name in pins, f"{name} needs {requirement.name}, which the image does not pin"
+    dockerfile = (IMAGE / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.12-slim@sha256:[0-9a-f]{64}$", dockerfile, re.M)  # by digest
+    assert "pip install --no-cache-dir --no-deps -r /tmp/requirements.txt" in dockerfile
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_job_tells_the_runbook_the_pinned_botocore(stack):
+    [job] = [o for o in kubernetes_objects(synthesized(stack))
+             if o["kind"] == "CronJob" and o["metadata"]["name"] == component.JOB]
+    [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[PINNED_BOTOCORE_ENV] == pinned("botocore") == botocore.__version__
+
+
+def test_the_runbook_refuses_another_botocore_before_any_call(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv(PINNED_BOTOCORE_ENV, "1.40.0")
+    monkeypatch.setattr(runbook, "rehearse", lambda *a, **k: pytest.fail("must not reach AWS"))
+    assert runbook.main(["--outputs", str(tmp_path / "absent.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"botocore {botocore.__version__}" in err and "is not the pinned 1.40.0" in err
+    runbook.check_botocore(botocore.__version__)  # the pin itself passes
+    runbook.check_botocore(None)  # an operator's own run outside the job: not asked

@@ -127,7 +127,7 @@ def test_no_plaintext_password_anywhere_in_stack_json(stack):
     synthesis = synthesized(stack)
     text = json.dumps(export.to_export(synthesis))
     generated = [p.outputs["result"] for p in synthesis.of_type("random:index/randomPassword:RandomPassword")]
-    assert len(generated) == 3  # Neo4j admin, Redis, the PostgreSQL bootstrap
+    assert len(generated) == 4  # Neo4j admin, Neo4j application user, Redis, the PostgreSQL bootstrap
     for password in generated:
         assert password not in text
     for instance in synthesis.of_type(INSTANCE):
@@ -444,3 +444,14 @@ def test_each_regions_rotation_function_reaches_the_database_and_secrets_manager
     # the endpoint addresses are the region's (settings check them against its VPC)
     raw = json.loads(engine.stack_config(any_stack.stack)["intelgraph-platform:network"])[label]
     assert raw["secretsmanagerEndpointCidrs"] == list(network.secretsmanager_endpoint_cidrs)
+
+
+def test_both_instances_wait_for_the_enhanced_monitoring_policy(any_stack):
+    """RDS checks the monitoring role's permissions at CreateDBInstance: created before the managed
+    policy is attached, the instance fails with "IAM role ARN value is invalid or does not include
+    the required permissions for: ENHANCED_MONITORING" (pulumi/pulumi #5628; claranet/terraform-aws-
+    aurora #23 adds the same dependency)."""
+    attachment = any_stack.named("intelgraph-pg-monitoring", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+    for role in ("primary", "replica"):
+        assert attachment.urn in any_stack.named(f"intelgraph-pg-{role}", "aws:rds/instance:Instance").dependencies

@@ -228,13 +228,14 @@ def _build_network(role: Role) -> str:
                                  AvailabilityZone=f"{region}{zone}")["Subnet"]["SubnetId"]
                for i, zone in ((1, "a"), (2, "b"), (3, "c"))]
     backend = ec2_backends[ACCOUNT][region]
-    for service, key in preflight.ENDPOINTS:
+    # the stacks reach S3 through an interface endpoint too (network.<role>.s3.mode interface)
+    for service, cidrs in [*((service, getattr(net, key)) for service, key in preflight.ENDPOINTS), ("s3", net.s3.cidrs)]:
         endpoint = ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{region}.{service}",
                                            VpcEndpointType="Interface", SubnetIds=subnets,
                                            PrivateDnsEnabled=True)["VpcEndpoint"]
         # moto gives an endpoint's ENIs random addresses outside its subnets; AWS picks one in each
         # subnet, which the operator copies into the config: place them there.
-        for eni_id, cidr in zip(endpoint["NetworkInterfaceIds"], getattr(net, key), strict=True):
+        for eni_id, cidr in zip(endpoint["NetworkInterfaceIds"], cidrs, strict=True):
             eni = backend.enis[eni_id]
             eni.private_ip_address = cidr.split("/")[0]
             eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": eni.private_ip_address}]
@@ -527,7 +528,8 @@ def test_the_routing_labels_are_the_programs():
     """The Alertmanager check judges the labels components/alertmanager.py really puts on its config."""
     from components.alertmanager import AlertRoutingArgs, SecretRef
 
-    config = alertmanager_config(AlertRoutingArgs(("a",), SecretRef("p", "k"), SecretRef("c", "k"), "#c"), "a")
+    args = AlertRoutingArgs(("a",), SecretRef("p", "k"), SecretRef("c", "k"), "#c", "kube-prometheus-stack")
+    config = alertmanager_config(args, "a")
     assert preflight.selects({"matchLabels": {"app.kubernetes.io/part-of": "intelgraph"}}, config["metadata"]["labels"])
     assert not preflight.selects({"matchLabels": {"release": "x"}}, config["metadata"]["labels"])
 

@@ -86,14 +86,14 @@ def test_an_unknown_object_around_a_value_proves_nothing(previews):
 def test_a_first_preview_reaches_the_same_verdict_under_the_engine(previews):
     """The pack run as the engine runs a preview (PULUMI_DRY_RUN=true) on the preview export."""
     from tests.pulumi_engine import PolicyPackProcess
-    from tests.test_policy_engine import assert_same_verdict
+    from tests.test_policy_engine import SECRETS_WITH_GENERATED_DATA, assert_same_verdict
 
     with PolicyPackProcess("prod", engine.stack_config("prod"), dry_run=True) as pack:
         _, under_engine = assert_same_verdict(pack, previews["prod"], "prod")
     assert under_engine.undecided == set()
     secrets = {(p, u.rsplit("::", 1)[-1]) for p, u, _ in under_engine.not_applicable}
     assert secrets == {(rule, name) for rule in ("k8s-secret-no-aws-keys", "k8s-secret-no-placeholders")
-                       for name in ("redis-auth", "neo4j-auth")}
+                       for name in SECRETS_WITH_GENERATED_DATA}
 
 
 def test_synth_preview_passes_when_every_judgement_decides(tmp_path):

@@ -37,7 +37,9 @@ def prod_export() -> dict:
 
 
 def releases(document: dict) -> list[dict]:
-    return sorted((e for e in document["deployment"]["resources"] if e["type"] == RELEASE), key=lambda e: e["urn"])
+    """The primary cluster's releases (the DR region's warm standby has the same ones)."""
+    return sorted((e for e in document["deployment"]["resources"]
+                   if e["type"] == RELEASE and export.cluster_of(e.get("provider")) == "primary"), key=lambda e: e["urn"])
 
 
 def privileged_root_latest(document: dict) -> dict:
@@ -63,7 +65,7 @@ def test_every_release_is_rendered_and_its_workloads_are_judged_by_every_k8s_rul
     statefulsets = [e for e in entries if e["type"] == "kubernetes:apps/v1:StatefulSet"]
     assert {e["inputs"]["metadata"]["name"] for e in statefulsets} == names
     # each rendered object is a child of the release that renders it and says so
-    by_urn = {e["urn"]: e for e in releases(document)}
+    by_urn = {e["urn"]: e for e in document["deployment"]["resources"] if e["type"] == RELEASE}
     for entry in entries:
         release = by_urn[entry["parent"]]["inputs"]
         assert entry["inputs"]["metadata"]["annotations"][helm.RENDERED_BY] == f"{release['namespace']}/{release['name']}"
@@ -148,7 +150,7 @@ def test_synth_writes_the_rendered_objects_beside_the_others(tmp_path):
     paths = export.write(synthesis, tmp_path, document, rendered("stage"))
     ours = [p for p in paths if not p.name.startswith("rendered-by-")]
     theirs = [p for p in paths if p.name.startswith("rendered-by-")]
-    assert len(ours) == len(export.kubernetes_objects(synthesis))
+    assert len(ours) == len(export.every_cluster_objects(synthesis))
     assert len(theirs) == len(rendered("stage"))
     assert len(set(paths)) == len(paths)  # releases of one chart render same-named objects
     for path in theirs:

@@ -51,8 +51,8 @@ BAD_CONFIGS = [
     ("cron in prose", {"neo4j.backupSchedule": "every hour"}, (), "neo4j.backupSchedule",
      "cron schedule"),
     ("chart version range", {"neo4j.chartVersion": "5.x"}, (), "neo4j.chartVersion", "exact chart version"),
-    ("bad CIDR", {"network.primary.s3EndpointCidrs": ["10.0.0.300/32"]}, (),
-     "network.primary.s3EndpointCidrs.0", "not a valid CIDR"),
+    ("bad CIDR", {"network.primary.s3.cidrs": ["10.0.0.300/32"]}, (),
+     "network.primary.s3.cidrs.0", "not a valid CIDR"),
     ("typo in a section", {"redis.maxmemoryPolcy": "allkeys-lru"}, (), "redis.maxmemoryPolcy",
      "unknown key; allowed keys here: exporterImage"),
     ("typo at top level", {"redsi": "{}"}, (), "redsi", "unknown key; allowed keys here: alerting, aws"),
@@ -70,6 +70,26 @@ BAD_CONFIGS = [
                                     "backups.neo4j.transitionDays": 30, "backups.neo4j.chainDays": 7,
                                     "backups.neo4j.objectLock": None},
      (), "backups.neo4j.expirationDays", "greater than chainDays + retentionDays + 1 = 38"),
+    # --- the DR region's tier: its own cluster, zones, certificate and load balancer ---
+    ("DR cluster in the primary region",
+     {"kubernetes.dr.context": "arn:aws:eks:us-east-1:481236059412:cluster/intelgraph-x-dr"}, (),
+     "kubernetes.dr.context", "not aws.drRegion us-west-2"),
+    ("DR cluster is the primary's", {"kubernetes.dr.oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/AB12"}, (),
+     "kubernetes.dr.oidcIssuer", "not aws.drRegion"),
+    ("DR zones of the primary region", {"neo4j.dr.zones": ["us-east-1a", "us-west-2b"]}, (), "neo4j.dr.zones.0",
+     "is not an availability zone of aws.drRegion us-west-2"),
+    ("DR certificate of the primary region",
+     {"ingress.drCertificateArn": "arn:aws:acm:us-east-1:481236059412:certificate/1"}, (),
+     "ingress.drCertificateArn", "is in region us-east-1, not aws.drRegion us-west-2"),
+    ("alb mode without a DR certificate", {}, ("ingress.drCertificateArn",), "ingress.drCertificateArn",
+     "needs an ACM certificate issued in aws.drRegion"),
+    ("a typed DR load balancer in alb mode",
+     {"dns.drLoadBalancer": {"dnsName": "k8s-edge-a-1.us-west-2.elb.amazonaws.com", "zoneId": "Z1H1FL5HABSF5"}}, (),
+     "dns.drLoadBalancer", "must not be set with ingress.mode alb"),
+    ("pilot-light without its start estimate", {"neo4j.dr.mode": "pilot-light"},
+     ("dr.neo4jClusterStartEstimateSeconds",), "dr.neo4jClusterStartEstimateSeconds", "required with neo4j.dr.mode"),
+    ("warm with a start estimate", {"neo4j.dr.mode": "warm", "dr.neo4jClusterStartEstimateSeconds": 900}, (),
+     "dr.neo4jClusterStartEstimateSeconds", "applies only to neo4j.dr.mode pilot-light"),
     # the `kubernetes` Service takes the first address of the service CIDR
     ("api service ip not the first", {"kubernetes.primary.apiServiceIp": "172.20.0.10"}, (), "kubernetes.primary.apiServiceIp",
      "first (.1) address"),
@@ -143,9 +163,10 @@ BAD_CONFIGS = [
     ("cron hour out of range", {"neo4j.restoreRehearsalSchedule": "30 24 * * 1"}, (), "neo4j.restoreRehearsalSchedule",
      "cron schedule"),
     # an ENI takes its address from its VPC (VPC User Guide): another range reaches nothing there
-    ("S3 endpoint outside the VPC", {"network.primary.s3EndpointCidrs": ["10.99.1.36/32"]}, (),
-     "network.primary.s3EndpointCidrs.0", "outside network.primary.vpcCidr"),
-    ("API server outside the VPC", {"kubernetes.primary.apiServerCidrs": ["10.99.0.0/28"]}, (), "kubernetes.primary.apiServerCidrs.0",
+    ("S3 endpoint outside the VPC", {"network.primary.s3.cidrs": ["10.99.1.36/32"]}, (),
+     "network.primary.s3.cidrs.0", "outside network.primary.vpcCidr"),
+    ("API server outside the VPC", {"kubernetes.primary.apiServerCidrs": ["10.99.0.0/28"]}, (),
+     "kubernetes.primary.apiServerCidrs.0",
      "outside network.primary.vpcCidr"),
     ("DR RDS endpoint in the primary VPC", {"pgRestoreRehearsal.drRdsEndpointCidrs": ["10.99.1.90/32"]}, (),
      "pgRestoreRehearsal.drRdsEndpointCidrs.0", "outside network.dr.vpcCidr"),
@@ -155,6 +176,72 @@ BAD_CONFIGS = [
     ("rehearsal through the public RDS name",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://rds.us-west-2.amazonaws.com"}, (),
      "pgRestoreRehearsal.drRdsEndpointUrl", "should match pattern"),
+    # --- what is accepted today and fails later, or is ignored (issue 25) ---
+    # Kubernetes parses CronJob schedules with robfig/cron v3 (ParseStandard): the weekday ends at 6,
+    # and croniter's L / # extensions are no syntax there (robfig/cron parser.go getRange)
+    ("cron weekday 7", {"neo4j.backupSchedule": "0 * * * 7"}, (), "neo4j.backupSchedule", "7 is outside 0-6"),
+    ("cron last day of the month", {"neo4j.volumeSnapshots.schedule": "0 3 L * *"}, (),
+     "neo4j.volumeSnapshots.schedule", "not cron syntax Kubernetes accepts"),
+    ("cron range backwards", {"pgRestoreRehearsal.schedule": "0 5 * * fri-mon"}, (), "pgRestoreRehearsal.schedule",
+     "the range runs backwards"),
+    # no date matches: croniter raises CroniterBadDateError, robfig/cron's Next returns zero (never runs)
+    *[(f"cron that never fires: {key}", {key: "0 4 30 2 *"}, (), key, "never fires")
+      for key in ("neo4j.backupSchedule", "neo4j.restoreRehearsalSchedule", "neo4j.volumeSnapshots.schedule",
+                  "pgRestoreRehearsal.schedule")],
+    # RDS API Reference, CreateDBInstance: PreferredMaintenanceWindow "must not conflict with the preferred
+    # backup window", each window "must be at least 30 minutes"; RDS User Guide, "Backup window"
+    ("RDS maintenance inside the backup window", {"postgres.maintenanceWindow": "sun:03:30-sun:04:30",
+                                                  "postgres.backupWindow": "03:00-04:00"}, (),
+     "postgres.maintenanceWindow", "overlaps backupWindow 03:00-04:00 on sun"),
+    ("RDS maintenance across midnight into the backup window", {"postgres.maintenanceWindow": "sat:23:30-sun:00:30",
+                                                                "postgres.backupWindow": "00:00-00:45"}, (),
+     "postgres.maintenanceWindow", "overlaps backupWindow"),
+    ("RDS backup window under 30 minutes", {"postgres.backupWindow": "03:00-03:20"}, (), "postgres.backupWindow",
+     "at least 30 minutes"),
+    ("RDS window at hour 25", {"postgres.maintenanceWindow": "sun:25:00-sun:26:00"}, (), "postgres.maintenanceWindow",
+     "no time of day"),
+    # every AWS provider refuses any account but aws.accountId (allowed_account_ids); ARN formats: IAM
+    # User Guide "IAM ARNs", EKS and ACM; an ALB takes an ACM certificate of its own region only
+    ("cluster context in another account", {"kubernetes.primary.context": "arn:aws:eks:us-east-1:111122223333:cluster/x"}, (),
+     "kubernetes.primary.context", "not aws.accountId"),
+    ("cluster context in the DR region", {"aws.primaryRegion": "us-east-1", "kubernetes.primary.context":
+                                          "arn:aws:eks:us-west-2:481236059412:cluster/intelgraph-prod"}, (),
+     "kubernetes.primary.context", "not aws.primaryRegion us-east-1"),
+    ("cluster name that disagrees with the context", {"kubernetes.primary.clusterName": "intelgraph-other"}, (),
+     "kubernetes.primary.clusterName", "disagrees with kubernetes.primary.context"),
+    ("OIDC provider in another account",
+     {"kubernetes.primary.oidcProviderArn": "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/AB12"},
+     (), "kubernetes.primary.oidcProviderArn", "not aws.accountId"),
+    ("OIDC provider of another issuer", {"kubernetes.primary.oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF"},
+     (), "kubernetes.primary.oidcProviderArn", "expected oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF"),
+    ("certificate in another account",
+     {"ingress.certificateArn": "arn:aws:acm:us-east-1:111122223333:certificate/3f9d2c1e-7a4b-4e8f-9c2d-1b6a5e7f8d90"},
+     (), "ingress.certificateArn", "not aws.accountId"),
+    ("certificate in the DR region", {"ingress.certificateArn": "arn:aws:acm:us-west-2:481236059412:certificate/3f9d2c1e"},
+     (), "ingress.certificateArn", "not aws.primaryRegion us-east-1"),
+    # with 3 zones the primaries spread as DoNotSchedule over 3 (components/neo4j_cluster.py pod_placement)
+    ("zones of another region", {"neo4j.zones": ["us-east-1a", "us-west-2b", "us-east-1c"]}, (), "neo4j.zones.1",
+     "not an availability zone of aws.primaryRegion us-east-1"),
+    # the program creates (default-deny) only its own namespaces; an entry elsewhere created one more
+    ("egress allowlist for a namespace the stack does not manage",
+     {"egress.allowlist": [{"namespace": "intelgraph-app", "cidr": "10.40.9.0/24", "ports": [443],
+                            "reason": "calls the billing service"}]}, (),
+     "egress.allowlist.0.namespace", "not a namespace this stack manages; allowed: cache, dr-verify, graph, logging"),
+    # only the project's namespace, the engine's and the providers' are read: a misspelt prefix was ignored
+    ("misspelt project namespace", {"intelgraph-platfrom:egress": {"allowlist": []}}, (), "intelgraph-platfrom:egress",
+     "unknown config namespace 'intelgraph-platfrom', so nothing reads it; allowed: intelgraph-platform (this "
+     "project), pulumi (the engine), aws, kubernetes, random (providers); did you mean intelgraph-platform:egress?"),
+    # a YAML number where a version is text: 1.30 reads as 1.3 (Kubernetes 1.30), 16.10 as 16.1 (PostgreSQL 16.10)
+    ("Kubernetes version as a YAML number", {"kubernetes.version": 1.3}, (), "kubernetes.version",
+     "YAML read this as the number 1.3, and a number cannot keep what the text said"),
+    ("PostgreSQL minor as a YAML number", {"postgres.engineVersion": 16.1, "postgres.autoMinorVersionUpgrade": False},
+     (), "postgres.engineVersion", "16.10 as 16.1"),
+    ("account id that lost its leading zero", {"aws.accountId": 81236059412}, (), "aws.accountId",
+     "an account id with a leading zero loses it"),
+    # a CronJob's timeZone must be an IANA name (Kubernetes docs, "CronJob": Time zones)
+    ("schedule time zone misspelt", {"neo4j.timeZone": "Europe/Berln"}, (), "neo4j.timeZone", "not an IANA time zone name"),
+    ("schedule time zone as an offset", {"pgRestoreRehearsal.timeZone": "UTC+2"}, (), "pgRestoreRehearsal.timeZone",
+     "not an IANA time zone name"),
     ("rehearsal endpoint in the primary region",
      {"pgRestoreRehearsal.drRdsEndpointUrl": "https://vpce-0d4c7e2a91b3f5a60-k3x9q2zt.rds.us-east-1.vpce.amazonaws.com"},
      (), "pgRestoreRehearsal.drRdsEndpointUrl", "is not an RDS interface endpoint of aws.drRegion us-west-2"),
@@ -185,13 +272,42 @@ def test_bad_value_exits_2_naming_its_key_and_registers_nothing(case, stack, tmp
     _, changes, removed, key, words = case
     code, out, err, registered = run_synth(tmp_path, monkeypatch, capsys, stack, config_with(stack, changes, removed))
     assert code == 2, (out, err)
-    lines = [line for line in err.splitlines() if line.startswith(f"  - {K}{key}:")]
-    assert lines, f"no problem reported for {K}{key}: {err}"
+    full = key if ":" in key else K + key  # a key of another namespace is named as it is written
+    lines = [line for line in err.splitlines() if line.startswith(f"  - {full}:")]
+    assert lines, f"no problem reported for {full}: {err}"
     assert words in lines[0], lines[0]
     assert "Traceback" not in out + err
     # The stack itself is the only registration: not one resource or provider; nothing written.
     assert registered == ["pulumi:pulumi:Stack"]
     assert not (tmp_path / "out").exists()
+
+
+def test_every_schedule_is_judged_by_the_one_cron_type():
+    """Every field named *schedule* is a ``settings.Cron``, and a row above tries 30 February on it;
+    every time zone of a schedule is a ``settings.TimeZone``."""
+    seen: set = set()
+    found, zones = [], []
+
+    def walk(model, path):
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            key = f"{path}{field.alias or name}"
+            checks = [getattr(m, "func", None) for m in field.metadata]
+            if "schedule" in name:
+                found.append((key, settings._cron in checks))
+            if name == "time_zone":
+                zones.append((key, settings._time_zone in checks))
+            for annotation in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(annotation, type) and issubclass(annotation, settings.BaseModel):
+                    walk(annotation, f"{key}.")
+
+    walk(settings.StackSettings, "")
+    never = [c[1] for c in BAD_CONFIGS if c[0].startswith("cron that never fires")]
+    assert found and all(is_cron for _, is_cron in found), found
+    assert len(zones) == 2 and all(is_zone for _, is_zone in zones), zones
+    assert {key for key, _ in found} == {next(iter(k)) for k in never}
 
 
 def test_the_table_has_one_case_per_rule():
@@ -237,9 +353,56 @@ def test_message_shows_what_was_given():
         settings.validate(config)
 
 
-def test_other_namespaces_are_not_ours_to_judge():
-    config = config_with("prod", {"aws:region": "us-east-1"})
+def test_the_engines_and_the_providers_namespaces_are_not_ours_to_judge():
+    config = config_with("prod", {"aws:region": "us-east-1", "random:anything": "x", "kubernetes:context": "c"})
     assert settings.validate(config).environment == "prod"
+
+
+def test_the_provider_namespaces_are_the_provider_packages_the_program_pins():
+    """A provider reads its package's namespace (Pulumi docs, "Providers": default provider configuration);
+    the pinned pulumi-<name> packages of requirements.txt are the providers the program has."""
+    import re
+
+    pins = (engine.ROOT / "requirements.txt").read_text()
+    assert set(re.findall(r"^pulumi-([a-z0-9-]+)==", pins, re.M)) == set(settings.PROVIDER_NAMESPACES)
+
+
+def test_a_key_without_a_namespace_is_refused_with_the_right_spelling():
+    config = config_with("prod")
+    config["environment"] = config.pop(f"{K}environment")
+    with pytest.raises(settings.SettingsError) as raised:
+        settings.validate(config)
+    assert raised.value.problems[0].startswith("environment: no namespace, so nothing reads it")
+    assert "did you mean" not in raised.value.problems[0]
+    assert f"{K}environment: required key is missing" in raised.value.problems
+
+
+def test_unambiguous_yaml_numbers_are_taken_as_the_text_they_say(tmp_path, monkeypatch, capsys):
+    """`cpuLimit: 2` unquoted: YAML gives a number where a string is expected. A quantity is a number, a
+    12-digit account id and a major version are integers: each means exactly its text, so it is
+    accepted (and a real synth runs with it); versions with a fraction are refused above."""
+    import yaml
+
+    changes = {"neo4j.resources.cpuLimit": 4, "neo4j.resources.cpuRequest": 2, "redis.resources.cpuRequest": 0.5,
+               "neo4j.storageSize": 214748364800, "aws.accountId": 481236059412, "postgres.engineVersion": 16}
+    text = yaml.safe_dump({"config": {k: json.loads(v) if v[:1] in "{[" else v
+                                      for k, v in config_with("prod", changes).items()}})
+    assert "cpuLimit: 4\n" in text and "accountId: 481236059412\n" in text  # unquoted in the stack file
+    cfg = settings.validate(engine.stack_config("prod", _written(tmp_path, text)))
+    assert (cfg.neo4j.resources.cpu_limit, cfg.neo4j.resources.cpu_request, cfg.redis.resources.cpu_request,
+            cfg.neo4j.storage_size, cfg.aws.account_id, cfg.postgres.engine_version) == (
+        "4", "2", "0.5", "214748364800", "481236059412", "16")
+    code, out, err, _ = run_synth(tmp_path, monkeypatch, capsys, "prod", config_with("prod", changes))
+    assert code == 0, err
+    # booleans are no numbers here: `cpuLimit: true` stays an error
+    with pytest.raises(settings.SettingsError, match="cpuLimit: Input should be a valid string"):
+        settings.validate(config_with("prod", {"neo4j.resources.cpuLimit": True}))
+
+
+def _written(tmp_path, text: str):
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(text)
+    return path
 
 
 @pytest.mark.parametrize("quantity,value", [("4Gi", 4 * 2**30), ("500m", 0.5), ("2", 2), ("1.5G", 1.5e9)])
@@ -278,7 +441,7 @@ def test_rules_relating_keys_report_every_bad_key_at_once():
     config = config_with("prod", {
         "backups.neo4j.transitionStorageClass": "GLACIER_IR", "backups.neo4j.expirationDays": 37,
         "redis.persistence": True, "redis.resources.memory": "40Mi",
-        "network.dr.s3EndpointCidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
+        "network.dr.s3.cidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
         "dns.healthCheck.fqdn": "api.intelgraph.example.com.internal", "ingress.host": "api.intelgraph.example.com.internal"})
     with pytest.raises(settings.SettingsError) as raised:
         settings.validate(config)
@@ -287,12 +450,12 @@ def test_rules_relating_keys_report_every_bad_key_at_once():
             "redis.resources.memory"} <= keys, raised.value.problems
     # the cross-section rules judge a model whose sections are valid: fix those first, then all of these show
     config = config_with("prod", {
-        "network.dr.s3EndpointCidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
+        "network.dr.s3.cidrs": ["10.99.0.1/32"], "logs.shipper.namespace": "graph",
         "dns.healthCheck.fqdn": "primary.example.com", "ingress.host": "primary.example.com"})
     with pytest.raises(settings.SettingsError) as raised:
         settings.validate(config)
     keys = {p.split(": ")[0].removeprefix(K) for p in raised.value.problems}
-    assert keys == {"network.dr.s3EndpointCidrs.0", "logs.shipper.namespace", "dns.healthCheck.fqdn"}, keys
+    assert keys == {"network.dr.s3.cidrs.0", "logs.shipper.namespace", "dns.healthCheck.fqdn"}, keys
 
 
 def test_the_longest_cluster_name_settings_accept_is_a_release_name_helm_accepts():
@@ -315,3 +478,24 @@ def test_the_longest_cluster_name_settings_accept_is_a_release_name_helm_accepts
     assert helm_template(f"{'g' * longest}-server-{settings.MAX_NEO4J_SERVERS}").returncode == 0
     refused = helm_template(f"{'g' * (longest + 1)}-server-{settings.MAX_NEO4J_SERVERS}")
     assert refused.returncode != 0 and "must not be longer than 53" in refused.stderr
+
+
+def test_arns_of_the_cluster_name_what_is_wrong_with_them():
+    """IAM ARNs carry no region (IAM User Guide, "IAM ARNs"); an ALB takes an ACM certificate, not an
+    IAM server certificate, here (the Ingress names an ACM ARN)."""
+    def problem(changes: dict) -> str:
+        with pytest.raises(settings.SettingsError) as raised:
+            settings.validate(config_with("prod", changes))
+        [found] = raised.value.problems
+        return found
+
+    issuer = "oidc.eks.us-east-1.amazonaws.com/id/5C2F8E14B7A93D6E0F1A4C8B2D7E9F03"
+    assert "iam is global (no region)" in problem(
+        {"kubernetes.primary.oidcProviderArn": f"arn:aws:iam:us-east-1:481236059412:oidc-provider/{issuer}"})
+    assert "is not an acm ARN; expected arn:aws:acm:us-east-1:481236059412:certificate/<id>" in problem(
+        {"ingress.certificateArn": "arn:aws:iam::481236059412:server-certificate/api"})
+    assert "is an ARN but not an EKS cluster's" in problem(
+        {"kubernetes.primary.context": "arn:aws:iam::481236059412:role/deployer"})
+    # a context that is an alias (aws eks update-kubeconfig --alias) names no account to compare
+    aliased = settings.validate(config_with("prod", {"kubernetes.primary.context": "prod-admin"}))
+    assert aliased.kubernetes.primary.context == "prod-admin"

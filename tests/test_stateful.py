@@ -8,6 +8,7 @@ stack::project::parent types$type::name, so a rename is a new resource - a repla
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -17,7 +18,7 @@ import pulumi_aws as aws
 import pytest
 
 from helpers.stateful import STATEFUL_TYPES
-from synth import engine, export, stateful
+from synth import diff, engine, export, stateful
 from tests.conftest import ROOT, STACKS, run_component, synthesized
 
 DATA_TYPES = {t for t, kind in STATEFUL_TYPES.items() if kind.retain_on_delete}
@@ -40,6 +41,10 @@ def test_prod_protects_and_retains_every_key_bucket_database_and_group():
     assert len(by_type["aws:s3/bucket:Bucket"]) == 4 and len(by_type["aws:rds/instance:Instance"]) == 2
     for entry in by_type["kubernetes:helm.sh/v3:Release"]:
         assert entry.get("protect") is True and "retainOnDelete" not in entry
+    # generated passwords: stateful for the plan's gate, but a rotation retires old epochs
+    assert len(by_type["random:index/randomPassword:RandomPassword"]) >= 3  # Neo4j, Redis, PostgreSQL bootstrap
+    for entry in by_type["random:index/randomPassword:RandomPassword"]:
+        assert not entry.get("protect") and not entry.get("retainOnDelete"), entry["urn"]
     # and nothing else: a protected IAM role or alarm would only block routine changes
     for type_, entries in by_type.items():
         if type_ not in STATEFUL_TYPES:
@@ -57,7 +62,7 @@ def test_no_snapshotted_stateful_urn_is_lost(stack):
     lost = stateful.lost(stateful.read_snapshot(stack), synthesized(stack))
     assert not lost, (f"{stack}: these stateful resources would be deleted and created anew (a rename or "
                       f"a new parent changes the URN); add `aliases=[pulumi.Alias(...)]` carrying the old "
-                      f"URN, or retire them deliberately (README, Contributing): {lost}")
+                      f"URN, or retire them deliberately (docs/contributor.md, Stateful resources): {lost}")
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -163,3 +168,17 @@ def test_a_urn_carries_the_whole_type_chain_of_its_parents():
     [key] = [r for r in run_component(_nested).resources if r.type == "aws:kms/key:Key"]
     assert key.urn == ("urn:pulumi:prod::intelgraph-platform::intelgraph:test:Outer$intelgraph:test:Inner"
                        "$aws:kms/key:Key::outer-inner-key")
+
+
+@pytest.mark.parametrize("name", ["neo4j-admin-password", "redis-password"])
+def test_replacing_a_generated_password_needs_the_named_approval(name):
+    """A replaced RandomPassword (length is ForceNew: pulumi-random's resource_password.go) is a new
+    credential no server or client has: it flips credentials outside the rotation, so the plan
+    marks it like any stateful replace (issue 24 item 9)."""
+    before = export.to_export(synthesized("prod"))
+    after = copy.deepcopy(before)
+    [entry] = [e for e in after["deployment"]["resources"]
+               if e["type"] == "random:index/randomPassword:RandomPassword" and e["urn"].endswith(f"::{name}")]
+    entry["inputs"]["length"] = entry["inputs"]["length"] + 1
+    [change] = [c for c in diff.compare(before, after) if c.urn == entry["urn"]]
+    assert change.action == "replace" and change.stateful and change.dangerous

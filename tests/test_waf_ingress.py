@@ -19,7 +19,10 @@ from tests.conftest import ROOT, config_with, stack_settings
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NGINX = {"ingress.mode": "nginx", "ingress.tlsSecretName": "api-tls",
          "dns.primaryLoadBalancer": {"dnsName": "ingress-nginx-4f1c2a9b7e-1736402215.us-east-1.elb.amazonaws.com",
-                                     "zoneId": "Z35SXDOTRQ7X7K"}}
+                                     "zoneId": "Z35SXDOTRQ7X7K"},
+         # each region's ingress-nginx controller has its own load balancer (us-west-2's canonical zone)
+         "dns.drLoadBalancer": {"dnsName": "ingress-nginx-8d2e5f1a3c-2039485716.us-west-2.elb.amazonaws.com",
+                                "zoneId": "Z1H1FL5HABSF5"}}
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
 
 
@@ -103,13 +106,14 @@ def test_nginx_mode_uses_only_non_snippet_annotations(nginx):
 
 
 def test_nginx_mode_warns(nginx):
-    assert nginx.warnings == [NGINX_WARNING]
+    assert nginx.warnings == [NGINX_WARNING] * 2  # each region's edge runs on the retired controller
 
 
 def test_nginx_mode_through_a_stack_file_prints_the_warning(tmp_path):
     document = yaml.safe_load((ROOT / "Pulumi.stage.yaml").read_text())
     document["config"]["intelgraph-platform:ingress"].update(mode="nginx", tlsSecretName="api-tls")
-    document["config"]["intelgraph-platform:dns"]["primaryLoadBalancer"] = NGINX["dns.primaryLoadBalancer"]
+    for role in ("primary", "dr"):
+        document["config"]["intelgraph-platform:dns"][f"{role}LoadBalancer"] = NGINX[f"dns.{role}LoadBalancer"]
     stack_file = tmp_path / "Pulumi.stage.yaml"
     stack_file.write_text(yaml.safe_dump(document))
     result = subprocess.run([sys.executable, "-m", "synth", "--stack", "stage", "--stack-file", str(stack_file),
@@ -207,9 +211,11 @@ def test_a_primary_load_balancer_from_config_is_refused_in_alb_mode():
         settings.validate(config_with("prod", {"ingress.mode": "nginx", "ingress.tlsSecretName": "api-tls"}))
 
 
-def test_nginx_mode_aliases_the_configured_controller_load_balancer(nginx):
-    [primary] = [r for r in nginx.of_type("aws:route53/record:Record") if r.inputs.get("setIdentifier") == "primary"]
-    assert primary.inputs["aliases"][0]["name"] == NGINX["dns.primaryLoadBalancer"]["dnsName"]
+def test_nginx_mode_aliases_the_configured_controller_load_balancers(nginx):
+    records = {r.inputs["setIdentifier"]: r for r in nginx.of_type("aws:route53/record:Record")
+               if r.inputs.get("setIdentifier")}
+    assert records["primary"].inputs["aliases"][0]["name"] == NGINX["dns.primaryLoadBalancer"]["dnsName"]
+    assert records["secondary"].inputs["aliases"][0]["name"] == NGINX["dns.drLoadBalancer"]["dnsName"]
 
 
 @pytest.mark.parametrize("name,ok", [("intelgraph-prod-api", True), ("a" * 32, True), ("a" * 33, False),

@@ -295,7 +295,8 @@ def test_the_plan_step_fails_a_stateful_delete_until_a_name_approves_it(tmp_path
     """The step's own script, on exports where main has the database and the branch lost it."""
     from tests.test_diff import DATABASE, ROLE, document
 
-    for side, doc in (("base/build", document(DATABASE, ROLE)), ("build", document(ROLE))):
+    retired = {**DATABASE, "protect": False}  # a protected one no approval deletes (tests/test_retire.py)
+    for side, doc in (("base/build", document(retired, ROLE)), ("build", document(ROLE))):
         for stack in ("stage", "prod"):
             (tmp_path / side / stack).mkdir(parents=True)
             (tmp_path / side / stack / "stack.json").write_text(json.dumps(doc))
@@ -420,9 +421,53 @@ def test_dev_installs_the_debian_tools_through_sudo_when_not_root_and_pulls_the_
     assert install and all(p in install[0].split() for p in
                            ("redis-server", "prometheus", "prometheus-alertmanager", "lua5.4", "luajit", "unzip"))
     assert "sudo -n apt-get update -qq" in calls
+    # and says so, one line per phase, on stderr
+    assert "dev: installing Debian packages: redis-server prometheus prometheus-alertmanager lua5.4 luajit unzip" \
+        in result.stderr.splitlines()
+    assert f"dev: pulling the neo4j chart 5.26.16 into {tmp_path / 'charts'}/neo4j" in result.stderr.splitlines()
     # the chart at the version the stacks pin, from the official repository, untarred where synth reads it
     assert calls[-1] == (f"helm pull neo4j --repo https://helm.neo4j.com/neo4j --version 5.26.16 "
                          f"--untar --untardir {tmp_path / 'charts'}")
+
+
+def test_dev_synth_on_a_fresh_machine_says_what_it_is_doing_phase_by_phase(tmp_path):
+    """A fresh checkout spends minutes in set-up: each phase that does work prints one line on
+    stderr (stdout stays synth's), in order; a second run with everything in place prints none.
+    The fake python records what it is asked and creates the virtualenvs it is asked for."""
+    import shutil
+
+    log, env = _fake_runner(tmp_path, sudo_works=True)
+    checkout, bin_dir = tmp_path / "repo", tmp_path / "bin"
+    for tool in ("chmod", "cp"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    (checkout / "policy").mkdir()
+    for reqs in ("requirements.txt", "requirements-dev.txt", "policy/requirements.txt"):
+        (checkout / reqs).write_text("pulumi==3.0.0\n")
+    (bin_dir / "python-fresh").write_text(
+        f"#!{shutil.which('bash')}\n"
+        f'echo "python $*" >> {log}\n'
+        'if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python" && chmod +x "$3/bin/python"; fi\n')
+    (bin_dir / "python-fresh").chmod(0o755)
+    env = {**env, "PYTHON": str(bin_dir / "python-fresh")}
+    first = _dev(tmp_path, env, "synth")
+    assert first.returncode == 0, first.stderr
+    assert [line for line in first.stderr.splitlines() if line.startswith("dev: ")] == [
+        "dev: creating the virtualenv .venv (" + str(bin_dir / "python-fresh") + ")",
+        "dev: installing the pinned Python requirements into .venv (requirements-dev.txt; minutes on a fresh machine)",
+        "dev: creating the policy pack's virtualenv policy/venv",
+        "dev: installing policy/requirements.txt into policy/venv",
+        "dev: installing Debian packages: redis-server prometheus prometheus-alertmanager lua5.4 luajit unzip",
+        "dev: synth stage",
+        "dev: synth prod",
+    ]
+    assert "python -m synth --stack prod" in log.read_text()
+    # everything in place (the Debian tools now "installed" by faking them): set-up is silent
+    for tool in ("redis-server", "promtool", "amtool", "lua5.4", "luajit", "unzip"):
+        (bin_dir / tool).symlink_to(bin_dir / "apt-get")
+    again = _dev(tmp_path, env, "synth")
+    assert again.returncode == 0, again.stderr
+    assert [line for line in again.stderr.splitlines() if line.startswith("dev: ")] == ["dev: synth stage",
+                                                                                         "dev: synth prod"]
 
 
 def test_dev_without_root_or_sudo_says_what_to_install(tmp_path):
@@ -454,7 +499,9 @@ def test_the_engines_preview_json_gates_pr_previews_with_the_plans_approval(tmp_
     assert step["env"]["APPROVER"] == "${{ inputs.approved-by }}"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    steps = [preview_step(op, DATABASE, replaceReasons=["kmsKeyId"]) for op in ("create-replacement", "replace")]
+    # released through `retire`: a replace protected on both sides no approval passes (tests/test_retire.py)
+    steps = [preview_step(op, {**DATABASE, "protect": False}, replaceReasons=["kmsKeyId"])
+             for op in ("create-replacement", "replace")]
     (tmp_path / "steps.json").write_text(json.dumps({"steps": steps}))
     (bin_dir / "pulumi").write_text(
         "#!/bin/bash\n"
@@ -659,9 +706,10 @@ def test_the_shared_jobs_environment_runs_synth_diff_and_check(job_venv, tmp_pat
     job's .venv once had neither. Both modes and `synth check`, in that venv, from a checkout."""
     from tests.test_diff import DATABASE, ROLE, document, preview_step
 
-    (tmp_path / "old.json").write_text(json.dumps(document(DATABASE, ROLE)))
+    retired = {**DATABASE, "protect": False}  # a protected one no approval deletes (tests/test_retire.py)
+    (tmp_path / "old.json").write_text(json.dumps(document(retired, ROLE)))
     (tmp_path / "new.json").write_text(json.dumps(document(ROLE)))
-    (tmp_path / "preview.json").write_text(json.dumps({"steps": [preview_step("delete", DATABASE)]}))
+    (tmp_path / "preview.json").write_text(json.dumps({"steps": [preview_step("delete", retired)]}))
     python = str(job_venv / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     for argv, code in ((["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")], 1),

@@ -129,6 +129,13 @@ def region_of(resource: Any) -> Optional[str]:
     return dig(provider.props, "region") if provider is not None else None
 
 
+def cluster_of(resource: Any) -> str:
+    """The Kubernetes cluster a resource goes to: its provider's URN (one provider per cluster), so
+    a namespace of the same name in two regions' clusters is judged as two namespaces."""
+    provider = getattr(resource, "provider", None)
+    return getattr(provider, "urn", None) or "default"
+
+
 UNKNOWNS = frozenset((UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, UNKNOWN_ARRAY_VALUE,
                       UNKNOWN_ASSET_VALUE, UNKNOWN_ARCHIVE_VALUE, UNKNOWN_OBJECT_VALUE))
 

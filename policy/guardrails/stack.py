@@ -8,8 +8,8 @@ import re
 from pulumi_policy import EnforcementLevel
 
 from . import config_keys, exceptions
-from ._rules import depends_on, dig, each, is_unknown, number, peek, region_of, setting, stack_rule
-from .kubernetes import WORKLOADS
+from ._rules import cluster_of, depends_on, dig, each, is_unknown, number, peek, region_of, setting, stack_rule
+from .kubernetes import INGRESS, WORKLOADS
 from .rds import INSTANCE, is_replica
 from .rds import source_db as _source_db
 from .s3 import BUCKET, bucket_of, label
@@ -95,16 +95,17 @@ def _allows_dns(policy) -> bool:
 @stack_rule("k8s-namespace-default-deny", "Every namespace with workloads denies egress by default and allows DNS.",
             judges=(*WORKLOADS, RELEASE))
 def namespaces_closed(resources, args):
+    # a namespace per cluster: the DR region's cluster has namespaces of the same names
     workloads = {}
     for r in resources:
         if r.resource_type in WORKLOADS or r.resource_type == RELEASE:
-            workloads.setdefault(_namespace_of(r), r)
-    policies: dict[str | None, list] = {}
+            workloads.setdefault((cluster_of(r), _namespace_of(r)), r)
+    policies: dict[tuple[str, str | None], list] = {}
     for r in resources:
         if r.resource_type == NETWORK_POLICY:
-            policies.setdefault(_namespace_of(r), []).append(r)
-    for namespace, example in sorted(workloads.items(), key=lambda kv: str(kv[0])):
-        mine = policies.get(namespace, [])
+            policies.setdefault((cluster_of(r), _namespace_of(r)), []).append(r)
+    for (cluster, namespace), example in sorted(workloads.items(), key=lambda kv: str(kv[0])):
+        mine = policies.get((cluster, namespace), [])
         if not any(_default_deny(p) for p in mine):
             yield (f"Namespace {namespace} runs workloads ({example.name}) without a default-deny egress "
                    "NetworkPolicy; deploy it through WorkloadNamespace.", example.urn)
@@ -117,15 +118,16 @@ def namespaces_closed(resources, args):
             judges=(RELEASE,))
 def neo4j_primaries(resources, args):
     minimum = setting(args, "minimum", PRIMARIES)
-    clusters: dict[str, list] = {}
+    # a Neo4j cluster is its neo4j.name within one Kubernetes cluster (each region runs its own)
+    clusters: dict[tuple[str, str], list] = {}
     for release in (r for r in resources if r.resource_type == RELEASE and dig(r.props, "chart") == "neo4j"):
         values = dig(release.props, "values", default={})
-        name = dig(values, "neo4j", "name")
+        key = (cluster_of(release), dig(values, "neo4j", "name"))
         if dig(values, "config", "initial.server.mode_constraint") != "SECONDARY":
-            clusters.setdefault(name, []).append(release)
+            clusters.setdefault(key, []).append(release)
         else:
-            clusters.setdefault(name, [])
-    for name, primaries in clusters.items():
+            clusters.setdefault(key, [])
+    for (_, name), primaries in clusters.items():
         if len(primaries) < minimum:
             yield (f"Neo4j cluster {name} has {len(primaries)} primaries; run at least {number(minimum)} "
                    "(one Helm release per primary) so a failure keeps write quorum."
@@ -153,17 +155,36 @@ def waf_every_failover_region(resources, args):
     # Developer Guide): after failover the DR load balancer is unprotected unless its region has one.
     protected = {region_of(acl) for acl in resources
                  if acl.resource_type == WEB_ACL and dig(acl.props, "scope") == "REGIONAL"}
-    # Only SECONDARY records are failover targets; their load balancer is known at preview, while
-    # the PRIMARY's alias (read from the ALB its Ingress creates) is not until `up`.
+    # Only SECONDARY records are failover targets. Their alias is the ALB the DR region's Ingress
+    # creates, read back after `up`: at preview the name is unknown, so the rule follows the alias's
+    # property dependencies to that Ingress, and the Ingress's to the WebACL it attaches.
     targets = (r for r in resources if r.resource_type == RECORD
                and any(dig(p, "type") == "SECONDARY" for p in each(r.props, "failoverRoutingPolicies")))
     for record in targets:
-        for alias in each(record.props, "aliases"):
-            match = _ELB_REGION.search(str(dig(alias, "name") or ""))
+        for i, alias in enumerate(each(record.props, "aliases")):
+            name = peek(alias, "name")
+            ingresses = depends_on(record, "aliases", INGRESS)
+            if is_unknown(name) and ingresses:
+                yield from _ingresses_protected(record, ingresses)
+                continue
+            match = _ELB_REGION.search(str(dig(record.props, "aliases", i, "name") or ""))  # unknown: undecided
             if match and match[1] not in protected:
                 yield (f"Route 53 failover record {record.name} sends traffic to a load balancer in {match[1]}, "
                        f"where the stack has no REGIONAL WAFv2 WebACL; create the WebACL with that region's "
                        "provider and attach it to the load balancer there.", record.urn)
+
+
+def _ingresses_protected(record, ingresses):
+    for ingress in ingresses:
+        # the cluster's region: its provider's context is the EKS cluster's ARN (arn:aws:eks:<region>:...)
+        context = str(dig(ingress.provider.props, "context", default="") if ingress.provider else "")
+        region = context.split(":")[3] if context.startswith("arn:aws:eks:") else None
+        acls = [a for a in depends_on(ingress, "metadata", WEB_ACL) if dig(a.props, "scope") == "REGIONAL"]
+        if not any(region_of(a) == region for a in acls):
+            yield (f"Route 53 failover record {record.name} sends traffic to the load balancer of Ingress "
+                   f"{ingress.name} in {region or 'an unknown region'}, which attaches no REGIONAL WAFv2 WebACL of "
+                   "that region; set alb.ingress.kubernetes.io/wafv2-acl-arn to a WebACL created with that "
+                   "region's provider.", record.urn)
 
 
 @stack_rule("policy-exceptions-valid", "Every exception in policy/exceptions.yaml is well-formed and unexpired.",
