@@ -627,6 +627,15 @@ MAX_NEO4J_SERVERS = 29  # primaries (at most 9) + secondaries (at most 20)
 Zone = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]
 
 
+def _each_once(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError("each zone once")
+    return value
+
+
+Zones = Annotated[list[Zone], Field(min_length=1), AfterValidator(_each_once)]
+
+
 class Neo4jDrSettings(Model):
     """What the DR region runs of the graph until a region switch (components/regional_tier.py)."""
 
@@ -636,19 +645,12 @@ class Neo4jDrSettings(Model):
     mode: Literal["pilot-light", "warm"] = Field(
         description="pilot-light (no DR servers until a switch creates them and restores the replicated backups) "
                     "or warm (a running DR cluster of the primary's shape, restored into on a switch).")
-    zones: Annotated[list[Zone], Field(min_length=1)] = Field(
+    zones: Zones = Field(
         description="The DR cluster's availability zones (in aws.drRegion); with 3 or more, primaries spread one per zone.")
     # like neo4j.bootstrap, for the deploy that creates the DR servers (warm mode's first deploy,
     # or the switch that brings up a pilot-light region's servers)
     bootstrap: Annotated[bool, Field(strict=True)] = Field(
         False, description="true only for the deploy that creates the DR servers; false afterwards.")
-
-    @field_validator("zones")
-    @classmethod
-    def _distinct_zones(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("each zone once")
-        return value
 
 
 class Neo4jSettings(Model):
@@ -667,7 +669,7 @@ class Neo4jSettings(Model):
         description="Number of read-only secondary servers (need at least 3 primaries).")
     # The availability zones the cluster's nodes run in (topology.kubernetes.io/zone values):
     # with 3 or more, primaries are spread over them as a scheduling requirement.
-    zones: Annotated[list[Zone], Field(min_length=1)] = Field(
+    zones: Zones = Field(
         description="The availability zones (of aws.primaryRegion) the nodes run in; with 3 or more, "
                     "primaries are spread one per zone.")
     resources: ResourceSettings = Field(
@@ -728,13 +730,6 @@ class Neo4jSettings(Model):
             raise ValueError(f"a first install starts at neo4j.passwordEpoch 0 (given: {epoch}): the rotation Job "
                              "needs the running cluster, which waits for the Secret that waits for the Job; "
                              "install at 0, then raise the epoch in a later deploy")
-        return value
-
-    @field_validator("zones")
-    @classmethod
-    def _distinct_zones(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("each zone once")
         return value
 
     @field_validator("resources")

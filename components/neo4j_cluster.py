@@ -66,15 +66,11 @@ import pulumi_random as random
 
 from helpers.flows import Flow, Neighbours, Peer
 from helpers.kube import (
-    container_security_context,
-    labels_for,
     pod_disruption_budget,
-    pod_security_context,
     prometheus_rule,
-    resources,
     service_monitor,
 )
-from helpers.neo4j_password import NEO4J_UID, admin_secret, client_credentials, routing_address
+from helpers.neo4j_password import admin_secret, client_credentials, cypher_job
 from helpers.validation import require
 
 CHART = "neo4j"
@@ -376,46 +372,17 @@ class Neo4jCluster(pulumi.ComponentResource):
         of the release runs it again (a Job is immutable); on the first install it exits at once."""
         args = self._args
         job_name = f"{release}-online-{change}"
-        labels = {**labels_for(args.cluster_name, "roll-gate"), **GATE_POD_LABELS}
-        container = {
-            "name": "wait-online",
-            "image": args.image,  # the server image: its cypher-shell speaks the server's Bolt version
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["/bin/bash", "-c", GATE_SCRIPT.read_text()],
-            "env": [{"name": "NEO4J_ADDRESS", "value": routing_address(args.cluster_name, args.namespace)},
-                    # the chart advertises <release>.<namespace>.svc.cluster.local as the Bolt address
-                    {"name": "SERVER_ADDRESS", "value": server_address(release, args.namespace)},
-                    {"name": "FIRST_INSTALL", "value": pulumi.Output.from_input(first_install).apply(
-                        lambda first: "true" if first else "false")},
-                    # the credentials as a file, not an environment variable of the container
-                    {"name": "NEO4J_AUTH_FILE", "value": f"{AUTH_DIR}/NEO4J_AUTH"},
-                    {"name": "HOME", "value": "/tmp"}],  # the JVM and cypher-shell write here
-            "resources": resources("100m", "500m", "512Mi"),
-            "securityContext": container_security_context(read_only_root=True),
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}],
-        }
-        return k8s.batch.v1.Job(
-            f"{name}-{release}-online",
-            metadata={"name": job_name, "namespace": args.namespace, "labels": labels,
-                      # a failed gate is replaced (run again) on the next `pulumi up`
-                      "annotations": {"pulumi.com/replaceUnready": "true"}},
-            spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
-                "backoffLimit": 1,
-                "activeDeadlineSeconds": GATE_DEADLINE_SECONDS,
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security_context(NEO4J_UID),
-                        "containers": [container],
-                        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-                                    {"name": "auth", "secret": {"secretName": self.password_secret_name,
-                                                                "items": [{"key": "NEO4J_AUTH", "path": "NEO4J_AUTH"}]}}],
-                    },
-                },
-            },
+        return cypher_job(
+            f"{name}-{release}-online", job_name=job_name, namespace=args.namespace, cluster_name=args.cluster_name,
+            image=args.image, script=GATE_SCRIPT, deadline_seconds=GATE_DEADLINE_SECONDS,
+            env=[  # the chart advertises <release>.<namespace>.svc.cluster.local as the Bolt address
+                {"name": "SERVER_ADDRESS", "value": server_address(release, args.namespace)},
+                {"name": "FIRST_INSTALL", "value": pulumi.Output.from_input(first_install).apply(
+                    lambda first: "true" if first else "false")},
+                {"name": "NEO4J_AUTH_FILE", "value": f"{AUTH_DIR}/NEO4J_AUTH"}],
+            # the credentials as a file, not an environment variable of the container
+            secret_files=(self.password_secret_name, "NEO4J_AUTH", AUTH_DIR),
+            container_name="wait-online", component="roll-gate", pod_labels=GATE_POD_LABELS, backoff_limit=1,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[after],
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{GATE_DEADLINE_SECONDS // 60 + 5}m",

@@ -30,6 +30,7 @@ The app-user Job runs after every release instead and waits for the cluster to a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -154,10 +155,30 @@ def _from_secret(secret_name: str, *keys: str) -> list[dict]:
 def _credentials_job(resource_name: str, *, job_name: str, namespace: str, cluster_name: str, image: str,
                      script: Path, env: list[dict], deadline_seconds: int,
                      opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
+    """A credential Job: ``script`` against the cluster's routing address; the cluster may be
+    electing a leader, so it retries before it fails the deploy."""
+    return cypher_job(resource_name, job_name=job_name, namespace=namespace, cluster_name=cluster_name,
+                      image=image, script=script, env=env, deadline_seconds=deadline_seconds,
+                      container_name="rotate", component="password-rotation", pod_labels=JOB_POD_LABELS,
+                      backoff_limit=3, opts=opts)
+
+
+def cypher_job(resource_name: str, *, job_name: str, namespace: str, cluster_name: str, image: str,
+               script: Path, env: list[dict], deadline_seconds: int, container_name: str, component: str,
+               pod_labels: dict[str, str], backoff_limit: int, opts: pulumi.ResourceOptions,
+               secret_files: Optional[tuple[str, str, str]] = None) -> k8s.batch.v1.Job:
     """A hardened Job that runs ``script`` with the server image's cypher-shell against the
-    cluster's routing address; replaced on the next ``up`` when it failed (REPLACE_UNREADY)."""
+    cluster's routing address; replaced on the next ``up`` when it failed (REPLACE_UNREADY).
+    ``secret_files``: (Secret, key, directory) mounted read-only, credentials as a file rather than
+    an environment variable of the container."""
+    mounts: list[dict] = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict] = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+    if secret_files:
+        secret, key, directory = secret_files
+        mounts.append({"name": "auth", "mountPath": directory, "readOnly": True})
+        volumes.append({"name": "auth", "secret": {"secretName": secret, "items": [{"key": key, "path": key}]}})
     container = {
-        "name": "rotate",
+        "name": container_name,
         "image": image,  # the server image: its cypher-shell speaks the server's Bolt version
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/bash", "-c", script.read_text()],
@@ -166,14 +187,14 @@ def _credentials_job(resource_name: str, *, job_name: str, namespace: str, clust
                 *env],
         "resources": resources("100m", "500m", "512Mi"),
         "securityContext": container_security_context(read_only_root=True),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": mounts,
     }
-    labels = {**labels_for(cluster_name, "password-rotation"), **JOB_POD_LABELS}
+    labels = {**labels_for(cluster_name, component), **pod_labels}
     return k8s.batch.v1.Job(
         resource_name,
         metadata={"name": job_name, "namespace": namespace, "labels": labels, "annotations": REPLACE_UNREADY},
         spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
-            "backoffLimit": 3,  # the cluster may be electing a leader: retry, then fail the deploy
+            "backoffLimit": backoff_limit,
             "activeDeadlineSeconds": deadline_seconds,
             "template": {
                 "metadata": {"labels": labels},
@@ -182,7 +203,7 @@ def _credentials_job(resource_name: str, *, job_name: str, namespace: str, clust
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(NEO4J_UID),
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                    "volumes": volumes,
                 },
             },
         },
