@@ -285,6 +285,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             # Route 53 checks the primary by a name only the primary serves
             health_host=cfg.dns.health_check.fqdn if is_primary else None,
             ingress_name="api",  # one name in both clusters
+            region=cfg.aws.region(role),
             # the DR WebACL was built by the primary's edge, a top-level component then
             acl_moved_from=None if is_primary else pulumi.create_urn("api", "intelgraph:edge:WafIngress"),
             log_retention_days=cfg.logs.retention_days,
@@ -424,6 +425,8 @@ budget = [
         differential_estimate_seconds=cfg.dr.neo4j_differential_estimate_seconds,
         dr_mode=neo.dr.mode,
         replication_sla_seconds=REPLICATION_SLA_MINUTES * 60,
+        request_interval_seconds=dns.health_check.request_interval_seconds,
+        failure_threshold=dns.health_check.failure_threshold,
         cluster_start_seconds=cfg.dr.neo4j_cluster_start_estimate_seconds or 0,
     ),
 ]

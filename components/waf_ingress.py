@@ -49,6 +49,7 @@ WAF_BODY_INSPECTION_BYTES = 8 * 1024
 MANAGED_RULE_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
                        "AWSManagedRulesSQLiRuleSet")
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+REGION_ANNOTATION = "intelgraph.io/region"
 NGINX_WARNING = (
     "ingress.mode is nginx: ingress-nginx was retired in March 2026 and gets no security fixes; "
     "WAF blocking needs enable-modsecurity and 'SecRuleEngine On' in the controller ConfigMap "
@@ -103,6 +104,9 @@ class WafIngressArgs:
     health_path: str = "/healthz"
     # the Kubernetes object's name (default: the component's): one name in every region's cluster
     ingress_name: Optional[str] = None
+    # alb mode: the region of the cluster (and so of its ALB), stated on the Ingress for the policy
+    # pack, which cannot derive it from a kubeconfig alias or file
+    region: Optional[str] = None
     # The URN of the component the WebACL's resources were children of before (a stack deployed
     # when another edge built this region's WebACL): an alias each, so nothing is replaced.
     acl_moved_from: Optional[pulumi.Input[str]] = None
@@ -154,6 +158,7 @@ class WafIngress(pulumi.ComponentResource):
                 "alb.ingress.kubernetes.io/healthcheck-path": args.health_path,
                 "alb.ingress.kubernetes.io/wafv2-acl-arn": acl.arn,
                 "alb.ingress.kubernetes.io/load-balancer-name": args.load_balancer_name,
+                **({REGION_ANNOTATION: args.region} if args.region else {}),
             }
             tls: list[k8s.networking.v1.IngressTLSArgsDict] = [{"hosts": hosts}]
             ingress_class = "alb"
@@ -193,7 +198,7 @@ class WafIngress(pulumi.ComponentResource):
             alb = aws.lb.get_load_balancer_output(
                 name=args.load_balancer_name,
                 opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[ingress]))
-            # carried with the Ingress as their dependency (an invoke's result carries none): a record
+            # carried with the Ingress as their dependency (an unknown invoke result carries none): a record
             # aliasing them then depends on the Ingress, which a preview's policy can follow
             self.load_balancer_dns_name, self.load_balancer_zone_id = (
                 pulumi.Output.all(ingress.urn, value).apply(lambda pair: pair[1]) for value in (alb.dns_name, alb.zone_id))

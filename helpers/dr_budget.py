@@ -130,6 +130,7 @@ def differentials_per_chain(backup_schedule: str, chain_days: int) -> int:
 def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chain_days: int,
                  full_backup_seconds: int, restore_estimate_seconds: int,
                  differential_estimate_seconds: int, dr_mode: str, replication_sla_seconds: int,
+                 request_interval_seconds: int, failure_threshold: int,
                  cluster_start_seconds: int = 0) -> list[Bound]:
     """Bounds of the DR path: the primary region is lost, and the DR region's graph is rebuilt from
     the newest backup chain replicated to the DR bucket.
@@ -138,12 +139,16 @@ def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chai
     between two of them apart - hourly, except when a chain starts: that run first closes the old
     chain with a differential, then takes the full backup, during which nothing newer completes -
     and the DR copy trails by up to the bucket's replication SLA (S3 Replication Time Control: 15
-    minutes), so a backup that completed just before the loss may never reach the DR region.
+    minutes for 99.99 % of objects, a percentile rather than a maximum: ops.dr_readiness fails on a
+    copy still pending past it), so a backup that completed just before the loss may never reach
+    the DR region.
     RTO: restoring the newest artifact restores its chain: the full backup, then every differential
     replayed onto it (Neo4j operations manual, "Restore a database backup": a differential artifact
     restores the chain ending at it); the newest artifact of a full chain has the most to replay.
-    In pilot-light mode the DR servers do not run yet: the switch first starts them and waits for
-    the cluster to form (``cluster_start_seconds``, measured in a drill); a warm cluster is running.
+    The switch starts when Route 53 marks the primary unhealthy, and clients reach the DR region
+    once resolvers drop the alias's TTL, as for PostgreSQL. In pilot-light mode the DR servers do
+    not run yet: the switch's deploy first starts them and waits for the cluster to form
+    (``cluster_start_seconds``, the whole deploy as a drill measures it); a warm cluster is running.
     """
     if dr_mode not in ("pilot-light", "warm"):
         raise ValueError(f"dr_mode must be pilot-light or warm, not {dr_mode!r}")
@@ -153,10 +158,11 @@ def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chai
     if full_backup_seconds > interval:
         rpo_terms["fullBackupOverrun"] = full_backup_seconds - interval
     rpo_terms["bucketReplication"] = replication_sla_seconds
-    rto_terms = {"restoreFullBackup": restore_estimate_seconds,
+    rto_terms = {"dnsDetection": dns_detection_seconds(request_interval_seconds, failure_threshold),
+                 "aliasTtl": ALIAS_TO_ELB_TTL_SECONDS,
+                 **({"clusterStart": cluster_start_seconds} if dr_mode == "pilot-light" else {}),
+                 "restoreFullBackup": restore_estimate_seconds,
                  "replayDifferentials": differentials * differential_estimate_seconds}
-    if dr_mode == "pilot-light":
-        rto_terms = {"clusterStart": cluster_start_seconds, **rto_terms}
     return [
         Bound("neo4j", "RTO", rto_target, sum(rto_terms.values()), rto_terms),
         Bound("neo4j", "RPO", rpo_target, sum(rpo_terms.values()), rpo_terms),

@@ -241,17 +241,32 @@ def test_unknown_values_never_crash_a_rule(prod_export):
 
 
 def test_the_dr_waf_rule_decides_on_the_first_preview(prod_export):
-    """On a new stack's first preview the PRIMARY record's alias is unknown (it is read from the ALB
-    the Ingress creates); the rule judges the failover target, whose load balancer is known."""
+    """On a new stack's first preview both records' aliases are unknown: each is read from the ALB
+    its region's Ingress creates. The rule follows the SECONDARY's alias to that Ingress (the
+    record's property dependencies) and the Ingress to the WebACL it attaches, in the Ingress's
+    region: stated on it (intelgraph.io/region), since a kubeconfig alias or file names none."""
     document = copy.deepcopy(prod_export)
-    for name in ("api-failover-primary", "api-failover-health"):
-        entry(document, name, ":Record")["inputs"]["aliases"][0]["name"] = UNKNOWN_STRING_VALUE
+    for name in ("api-failover-primary", "api-failover-secondary", "api-failover-health"):
+        record = entry(document, name, ":Record")
+        for side in ("inputs", "outputs"):  # a stack policy judges the outputs
+            record[side]["aliases"][0]["name"] = UNKNOWN_STRING_VALUE
+    for provider in ("eks", "eks-dr"):  # contexts that are kubeconfig aliases, not cluster ARNs
+        entry(document, provider, "providers:kubernetes")["inputs"]["context"] = f"{provider}-admin"
     policy = BY_NAME["waf-every-failover-region"]
-    [verdict] = policy_runner.evaluate(document, "prod", policies=[policy]).verdicts
-    assert verdict.violations == [] and not verdict.cannot_tell and verdict.evaluated > 0
+
+    def verdict(doc):
+        [found] = policy_runner.evaluate(doc, "prod", policies=[policy]).verdicts
+        assert not found.cannot_tell and found.evaluated > 0
+        return found
+
+    assert verdict(document).violations == []
+    wrong_region = copy.deepcopy(document)
+    ingress = entry(wrong_region, "api-dr", ":Ingress")
+    for side in ("inputs", "outputs"):  # as an export holds them
+        ingress[side]["metadata"]["annotations"]["intelgraph.io/region"] = "us-east-1"
+    assert any("attaches no REGIONAL WAFv2 WebACL of that region" in v.message for v in verdict(wrong_region).violations)
     entry(document, "api-dr-acl", ":WebAcl").update(type="aws:wafv2/ipSet:IpSet")
-    [verdict] = policy_runner.evaluate(document, "prod", policies=[policy]).verdicts
-    assert verdict.violations and not verdict.cannot_tell
+    assert verdict(document).violations
 
 
 @pytest.fixture

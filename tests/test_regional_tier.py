@@ -130,6 +130,9 @@ def test_the_dr_budget_describes_the_dr_path_of_the_stacks_mode(stack):
     rto, rpo = rows[("neo4j", "RTO")], rows[("neo4j", "RPO")]
     # the DR bucket holds a backup up to S3 RTC's 15 minutes after the primary's (replication SLA)
     assert rpo["terms"]["bucketReplication"] == 15 * 60
+    # the switch starts on Route 53's verdict and reaches clients after the alias's TTL
+    assert rto["terms"]["dnsDetection"] == rows[("postgres", "RTO")]["terms"]["dnsDetection"]
+    assert rto["terms"]["aliasTtl"] == rows[("postgres", "RTO")]["terms"]["aliasTtl"]
     if cfg.neo4j.dr.mode == "pilot-light":
         assert rto["terms"]["clusterStart"] == cfg.dr.neo4j_cluster_start_estimate_seconds
     else:
@@ -142,7 +145,7 @@ def test_a_pilot_light_target_that_the_start_breaks_prints_missed():
 
     common = dict(rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=1,
                   full_backup_seconds=600, restore_estimate_seconds=2700, differential_estimate_seconds=20,
-                  replication_sla_seconds=900)
+                  replication_sla_seconds=900, request_interval_seconds=10, failure_threshold=3)
     warm = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="warm", **common)}
     cold = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="pilot-light", cluster_start_seconds=900, **common)}
     assert warm["RTO"].met and not cold["RTO"].met

@@ -176,9 +176,11 @@ def waf_every_failover_region(resources, args):
 
 def _ingresses_protected(record, ingresses):
     for ingress in ingresses:
-        # the cluster's region: its provider's context is the EKS cluster's ARN (arn:aws:eks:<region>:...)
+        # the cluster's region: stated on the Ingress, else its provider's context when that is the
+        # EKS cluster's ARN (arn:aws:eks:<region>:...; an alias or a kubeconfig file says nothing)
         context = str(dig(ingress.provider.props, "context", default="") if ingress.provider else "")
-        region = context.split(":")[3] if context.startswith("arn:aws:eks:") else None
+        region = dig(ingress.props, "metadata", "annotations", "intelgraph.io/region") or (
+            context.split(":")[3] if context.startswith("arn:aws:eks:") else None)
         acls = [a for a in depends_on(ingress, "metadata", WEB_ACL) if dig(a.props, "scope") == "REGIONAL"]
         if not any(region_of(a) == region for a in acls):
             yield (f"Route 53 failover record {record.name} sends traffic to the load balancer of Ingress "
