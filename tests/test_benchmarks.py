@@ -60,3 +60,18 @@ def test_the_fleet_process_and_its_floor_pay_the_same_imports():
 
     assert FLEET_SNIPPET.startswith(IMPORTS) and FLOOR_SNIPPET.startswith(IMPORTS)
     assert "program(" in FLEET_SNIPPET and "trivial_program(" in FLOOR_SNIPPET
+
+
+def test_the_floor_imports_leave_pulumi_kubernetes_lazy_classes_callable():
+    # pulumi_kubernetes binds apiextensions.CustomResource (a class) lazily from a module of the same
+    # name; importing that module by name binds the module instead and the fleet's ServiceMonitor
+    # fails with "'module' object is not callable" - the imports must reach it as the program does
+    import subprocess
+    import sys
+
+    from benchmarks.__main__ import IMPORTS, ROOT
+
+    snippet = IMPORTS.format(root=str(ROOT), modules=["pulumi_kubernetes.apiextensions.CustomResource"]) + (
+        "\nimport inspect, pulumi_kubernetes as k\nprint(inspect.isclass(k.apiextensions.CustomResource))")
+    out = subprocess.run([sys.executable, "-c", snippet], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["True"]
