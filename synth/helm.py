@@ -29,7 +29,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 # libyaml's parser builds the same safe objects (same SafeConstructor) about ten times faster than
-# PyYAML's pure-Python one; parsing helm's output was half of synth's own time (issue 24 item 11)
+# PyYAML's pure-Python one, which took over half of synth's Helm rendering (issue 24 item 11)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Marks every rendered object with the release that renders it (synth manifests, tests, rules).
 RENDERED_BY = "intelgraph.io/rendered-by-release"
