@@ -6,9 +6,13 @@ Measures on this machine, in one run:
     (median of N fresh processes), and the ratio synth / floor;
   * a scaled fleet (1x, 10x, 50x tenants) through the real components: resources, synth seconds,
     policy-pack seconds, seconds per resource - super-linear growth shows as a rising s/resource;
+  * the largest fleet against its own floor: a fresh process with the same imports registering and
+    exporting the fleet, against one registering as many trivial resources (median of N each);
   * the policy pack alone over the largest export (1,000+ resources);
-  * the log scrubber's MB/s on realistic lines under LuaJIT (benchmarks/scrubber.py, goal >= 20).
-Prints a table and writes it as JSON. Figures are medians and ratios; nothing here is asserted.
+  * the log scrubber's MB/s on realistic lines under LuaJIT (benchmarks/scrubber.py).
+Prints each figure against its goal (issue 24 item 11: GOALS below) as met / MISSED and writes the
+figures, goals and verdicts as JSON. It is a report: the exit status is 0 whatever the verdicts,
+because timings belong to the machine (the charter: speed is measured in benchmarks, not timed tests).
 """
 
 from __future__ import annotations
@@ -22,24 +26,64 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FLOOR_SNIPPET = """
-import sys, time
-started = time.perf_counter()
+# issue 24 item 11: synth <= 1.2x its floor per stack, the 50-tenant fleet <= 1.5x its floor,
+# the scrubber >= 20 MB/s (benchmarks/scrubber.py holds that one, next to its measurement)
+SYNTH_GOAL = 1.2
+FLEET_GOAL = 1.5
+FLEET_GOAL_TENANTS = 50
+# pulumi_kubernetes loads each class lazily from a module of the same name (apiextensions.CustomResource):
+# importing such a module directly would bind the module over the class, so reach it as the program
+# does, through the package's attribute
+IMPORTS = """
+import sys
 sys.path.insert(0, {root!r})
 import importlib
 for module in {modules!r}:
-    importlib.import_module(module)
+    package, _, leaf = module.rpartition(".")
+    if leaf[:1].isupper():
+        getattr(importlib.import_module(package), leaf)
+    else:
+        importlib.import_module(module)
+"""
+FLOOR_SNIPPET = IMPORTS + """
 from synth import engine
 from benchmarks.fleet import trivial_program
 engine.synthesize({stack!r}, program=trivial_program({count}))
 """
+FLEET_SNIPPET = IMPORTS + """
+from synth import engine, export
+from benchmarks.fleet import program
+export.to_export(engine.synthesize("prod", program=program({tenants})))
+"""
+
+
+def verdict(figure: float, goal: float, *, at_least: bool = False) -> dict:
+    """A figure against its goal: a ceiling (ratios) unless ``at_least`` (throughput)."""
+    met = figure >= goal if at_least else figure <= goal
+    return {"figure": figure, "goal": f"{'>=' if at_least else '<='} {goal}", "met": met}
+
+
+def verdicts(stacks: list[dict], fleet_floor: dict | None, scrubber: dict) -> dict[str, dict]:
+    """Every goal of issue 24 item 11 with this run's figure and whether it is met."""
+    judged = {f"synth {row['stack']} / floor": verdict(row["ratio"], SYNTH_GOAL) for row in stacks}
+    if fleet_floor is not None:
+        judged[f"fleet {fleet_floor['tenants']}x / floor"] = verdict(fleet_floor["ratio"], FLEET_GOAL)
+    judged["scrubber MB/s under LuaJIT"] = verdict(scrubber["mb_per_s"], scrubber["goal_mb_per_s"], at_least=True)
+    return judged
+
+
+def verdict_lines(judged: dict[str, dict]) -> list[str]:
+    return [f"{name:<30}{v['figure']:>8}  goal {v['goal']:<8}{'met' if v['met'] else 'MISSED'}"
+            for name, v in judged.items()]
 
 
 def median_wall(command: list[str], runs: int) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:  # the command line itself is a page of module names: show the error
+            raise RuntimeError(f"a benchmark process failed ({done.returncode}):\n{done.stderr[-3000:]}")
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -63,6 +107,17 @@ def synth_vs_floor(stack: str, runs: int, modules: list[str]) -> dict:
     floor = median_wall([sys.executable, "-c", snippet], runs)
     return {"stack": stack, "resources": count, "synth_s": round(synth, 3), "floor_s": round(floor, 3),
             "ratio": round(synth / floor, 3)}
+
+
+def fleet_vs_floor(tenants: int, resources: int, runs: int, modules: list[str]) -> dict:
+    """The fleet in a fresh process (imports, registration, export) against the floor with the same
+    imports registering as many trivial resources: what the fleet's components cost per resource."""
+    fleet_s = median_wall([sys.executable, "-c", FLEET_SNIPPET.format(root=str(ROOT), modules=modules,
+                                                                      tenants=tenants)], runs)
+    floor_s = median_wall([sys.executable, "-c", FLOOR_SNIPPET.format(root=str(ROOT), modules=modules,
+                                                                      stack="prod", count=resources)], runs)
+    return {"tenants": tenants, "resources": resources, "fleet_s": round(fleet_s, 3), "floor_s": round(floor_s, 3),
+            "ratio": round(fleet_s / floor_s, 3)}
 
 
 def fleet(scales: list[int]) -> tuple[list[dict], dict]:
@@ -112,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     stacks = [synth_vs_floor(stack, args.runs, modules) for stack in ("stage", "prod")]
     rows, largest = fleet([int(s) for s in args.scales.split(",")])
     pack = policy_alone(largest, args.runs)
+    goal_row = next((row for row in rows if row["tenants"] == FLEET_GOAL_TENANTS), None)
+    fleet_floor = goal_row and fleet_vs_floor(goal_row["tenants"], goal_row["resources"], args.runs, modules)
     from benchmarks.scrubber import scrubber_throughput
 
     scrubber = scrubber_throughput()
@@ -123,12 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row['tenants']:<8}{row['resources']:>10}{row['synth_s']:>10}{row['policy_s']:>10}"
               f"{row['synth_ms_per_resource']:>12}{row['policy_ms_per_resource']:>13}")
+    if fleet_floor:
+        print(f"\nfleet {fleet_floor['tenants']}x in a fresh process: {fleet_floor['fleet_s']} s against its floor "
+              f"{fleet_floor['floor_s']} s ({fleet_floor['resources']} trivial resources): {fleet_floor['ratio']}")
     print(f"\npolicy pack alone over {pack['resources']} resources: {pack['median_s']} s (median of {args.runs})")
-    print(f"scrubber under LuaJIT: {scrubber['mb_per_s']} MB/s on {scrubber['payload_mb']} MB of realistic records "
-          f"(goal >= {scrubber['goal_mb_per_s']}: {'met' if scrubber['meets_goal'] else 'MISSED'})")
+    print(f"scrubber under LuaJIT: {scrubber['mb_per_s']} MB/s on {scrubber['payload_mb']} MB of realistic records\n")
+    judged = verdicts(stacks, fleet_floor, scrubber)
+    print("\n".join(["goals (issue 24 item 11):", *verdict_lines(judged)]))
+    if fleet_floor is None:
+        print(f"fleet / floor not measured: the goal is for {FLEET_GOAL_TENANTS} tenants, not in --scales")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"stacks": stacks, "fleet": rows, "policy_pack": pack, "scrubber": scrubber},
-                                   indent=2) + "\n")
+    args.out.write_text(json.dumps({"stacks": stacks, "fleet": rows, "fleet_floor": fleet_floor,
+                                   "policy_pack": pack, "scrubber": scrubber, "goals": judged}, indent=2) + "\n")
     print(f"written to {args.out}")
     return 0
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -234,7 +236,7 @@ def render_releases(document: dict) -> list[dict]:
     children of their release (the URN names the release, as Pulumi names a chart's children), the
     object as both inputs and outputs. The engine never sees these; synth and ``synth check`` judge
     them beside the rest."""
-    entries = []
+    jobs = []
     for release in document.get("deployment", {}).get("resources", []):
         if release.get("type") != RELEASE:
             continue
@@ -246,8 +248,14 @@ def render_releases(document: dict) -> list[dict]:
         values = props.get("values") or {}
         if SIG_KEY in values:
             continue  # encrypted as a whole: nothing to render (k8s-helm-values-hardened says so)
+        jobs.append((release, name, namespace, chart, _unsecret(values)))
+    # each render waits on its own helm process: run them side by side (one per core), in order
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        rendered = list(pool.map(lambda job: helm.render(*job[1:]), jobs))
+    entries = []
+    for (release, name, *_), objects in zip(jobs, rendered, strict=True):
         prefix = release["urn"].rsplit("::", 1)[0]
-        for obj in helm.render(name, namespace, chart, _unsecret(values)):
+        for obj in objects:
             type_ = _type_token(obj)
             meta = obj["metadata"]
             entry = {"urn": f"{prefix}${type_}::{name}:{meta.get('namespace')}/{meta['name']}", "custom": True,
