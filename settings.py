@@ -299,10 +299,6 @@ ROLES: tuple[Role, ...] = ("primary", "dr")
 _REGION_KEYS: dict[Role, str] = {"primary": "primaryRegion", "dr": "drRegion"}
 
 
-def _snake(alias: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", alias).lower()
-
-
 def _camel(name: str) -> str:
     # Not pydantic's to_camel: that turns "neo4j" into "neo4J".
     first, *rest = name.split("_")

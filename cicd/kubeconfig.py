@@ -8,9 +8,8 @@ every object). ``aws eks update-kubeconfig --name N --region R --alias CONTEXT``
 exactly that name whose user runs ``aws eks get-token`` with the job's AWS credentials (AWS CLI
 reference, ``eks update-kubeconfig``: ``--alias`` names the context).
 
-Two shapes of the config key are understood: one cluster (``context``, ``clusterName``; region
-``aws.primaryRegion``), and one cluster per region (``primary`` / ``dr``, each with ``context`` and
-``clusterName``; regions ``aws.primaryRegion`` / ``aws.drRegion``).
+One cluster per region (``primary`` / ``dr``, each with ``context`` and ``clusterName``; regions
+``aws.primaryRegion`` / ``aws.drRegion``), as settings require.
 
     python -m cicd.kubeconfig --stack prod [--dry-run]
 """
@@ -62,18 +61,13 @@ def clusters(config: dict[str, Any]) -> list[Cluster]:
     kube, aws = config.get(kube_key), config.get(aws_key)
     if not isinstance(kube, dict):
         raise StackFileError(f"{kube_key} is missing: the stack names no cluster")
-    per_region = {role: kube[role] for role in REGION_KEYS if role in kube}
-    if per_region and "context" in kube:
-        raise StackFileError(f"{kube_key} mixes a single cluster (context) with per-region clusters "
-                             f"({', '.join(per_region)}): use one shape")
-    if not per_region:
-        if "context" not in kube:
-            raise StackFileError(f"{kube_key} must have context and clusterName, or primary/dr clusters "
-                                 f"(got keys {sorted(kube)})")
-        per_region = {"primary": kube}
     result = []
-    for role, cluster in per_region.items():
-        where = f"{kube_key}.{role}" if cluster is not kube else kube_key
+    for role in REGION_KEYS:  # settings require both regions' clusters (kubernetes.primary, kubernetes.dr)
+        where = f"{kube_key}.{role}"
+        cluster = kube.get(role)
+        if not isinstance(cluster, dict):
+            raise StackFileError(f"{where} is missing: each region's tier runs in its own cluster "
+                                 f"(got keys {sorted(kube)})")
         result.append(Cluster(role, _require(cluster, "clusterName", where),
                               _require(aws, REGION_KEYS[role], aws_key), _require(cluster, "context", where)))
     return result

@@ -96,10 +96,8 @@ def test_the_committed_stack_files_name_their_cluster_under_the_context_the_prov
     document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     kube, aws = document["intelgraph-platform:kubernetes"], document["intelgraph-platform:aws"]
     found = kubeconfig.stack_clusters(stack)
-    if "context" in kube:  # one cluster (today's shape)
-        assert found == [kubeconfig.Cluster("primary", kube["clusterName"], aws["primaryRegion"], kube["context"])]
-    else:
-        assert [c.role for c in found] == [r for r in ("primary", "dr") if r in kube]
+    assert found == [kubeconfig.Cluster(role, kube[role]["clusterName"], aws[f"{role}Region"], kube[role]["context"])
+                     for role in ("primary", "dr")]
     for cluster in found:
         assert cluster.command() == ["aws", "eks", "update-kubeconfig", "--name", cluster.name,
                                      "--region", cluster.region, "--alias", cluster.context]
@@ -115,9 +113,13 @@ def test_a_cluster_per_region_gives_one_kubeconfig_each_in_its_own_region():
 
 
 @pytest.mark.parametrize("kube,message", [
-    ({"version": "1.33"}, "must have context and clusterName, or primary/dr clusters"),
-    ({"context": "c", "clusterName": "a", "dr": {"context": "d", "clusterName": "b"}}, "use one shape"),
-    ({"primary": {"context": "c"}}, "intelgraph-platform:kubernetes.primary.clusterName must be a non-empty string"),
+    ({"version": "1.33"}, "intelgraph-platform:kubernetes.primary is missing"),
+    # the single-cluster shape of stacks before the DR tier: settings refuse it too
+    ({"context": "c", "clusterName": "a", "dr": {"context": "d", "clusterName": "b"}},
+     "intelgraph-platform:kubernetes.primary is missing"),
+    ({"primary": {"context": "c", "clusterName": "a"}}, "intelgraph-platform:kubernetes.dr is missing"),
+    ({"primary": {"context": "c"}, "dr": {"context": "d", "clusterName": "b"}},
+     "intelgraph-platform:kubernetes.primary.clusterName must be a non-empty string"),
 ])
 def test_a_stack_file_without_a_usable_cluster_is_refused_by_key(kube, message):
     with pytest.raises(kubeconfig.StackFileError, match=message.replace(".", r"\.")):
