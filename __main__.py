@@ -22,7 +22,7 @@ from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehears
 from components.postgres_dr import DbNetwork, PostgresDr, PostgresDrArgs
 from components.redis_cache import RedisCacheArgs
 from components.regional_tier import BucketRef, Observability, RegionalTier, RegionalTierArgs
-from components.waf_ingress import WafIngressArgs
+from components.waf_ingress import EdgeNetwork, WafIngressArgs
 from helpers import dr_budget, stateful
 from helpers.alerting import Subscriber, subscribe
 from helpers.flows import Flow, Neighbours, Peer
@@ -199,7 +199,7 @@ def backup_args(graph: Neo4jClusterArgs) -> Neo4jBackupArgs:
 def tier_args(role: settings.Role) -> RegionalTierArgs:
     """A region's tier, from its cluster, network, buckets and certificate. The primary's graph is
     the source of truth (snapshots, backups); the DR region runs the graph only in warm mode."""
-    cluster, around = cfg.kubernetes.of(role), neighbours(role)
+    cluster, around, net = cfg.kubernetes.of(role), neighbours(role), cfg.network.of(role)
     is_primary = role == "primary"
     logs = buckets["logs"]
     graph = graph_args(role) if is_primary or neo.dr.mode == "warm" else None
@@ -279,9 +279,13 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             allowlist_cidrs=tuple(edge.allowlist_cidrs),
             max_body_bytes=edge.max_body_size_mb * 2**20,
             tls_secret_name=edge.tls_secret_name,
-            # The controller would otherwise name the ALB k8s-<ns>-<name>-<hash>; DNS needs to find it.
-            load_balancer_name=(f"intelgraph-{cfg.environment}-api" + ("" if is_primary else "-dr"))
+            # not intelgraph-<env>-api[-dr], the name the controller gave the Ingress's ALB: both
+            # exist until DNS has moved (docs/decisions/019-the-edge-alb-is-the-programs.md)
+            load_balancer_name=(f"intelgraph-{cfg.environment}-edge" + ("" if is_primary else "-dr"))
             if edge.mode == "alb" else None,
+            network=EdgeNetwork(net.vpc_id, net.vpc_cidr, tuple(net.public_subnet_ids), tuple(net.public_subnet_cidrs))
+            if edge.mode == "alb" and net.public_subnet_ids and net.public_subnet_cidrs else None,
+            pod_port=edge.pod_port,
             # Route 53 checks the primary by a name only the primary serves
             health_host=cfg.dns.health_check.fqdn if is_primary else None,
             ingress_name="api",  # one name in both clusters
@@ -367,7 +371,7 @@ dns = cfg.dns
 
 
 def load_balancer(role: settings.Role) -> LoadBalancerTarget:
-    """alb mode: the ALB the region's WAF-protected Ingress creates; nginx mode: the controller's,
+    """alb mode: the region's WAF-protected ALB the program creates; nginx mode: the controller's,
     from config (settings require dns.<role>LoadBalancer exactly in nginx mode)."""
     created = tiers[role].load_balancer
     if created is not None:

@@ -395,6 +395,17 @@ class RegionNetwork(Model):
     private_subnet_ids: Annotated[
         list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
     ] = Field(description="Private subnets in at least two availability zones, for the DB subnet group.")
+    # ingress.mode alb: the program's internet-facing ALB (components/waf_ingress.py) lives in these
+    # subnets; an ALB needs subnets in at least two Availability Zones (ELB User Guide, "Subnets for
+    # your load balancer"), and its nodes take their addresses from them, which is where the pods
+    # see its requests come from (target type ip): the NetworkPolicy flow names these CIDRs.
+    public_subnet_ids: Optional[Annotated[
+        list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)
+    ]] = Field(None, description="ingress.mode alb: public subnets (a route to an internet gateway) in at least two "
+                                 "availability zones, for the region's internet-facing ALB.")
+    public_subnet_cidrs: Optional[Annotated[list[PrivateCidr], Field(min_length=2)]] = Field(None,
+        description="ingress.mode alb: the CIDR blocks of publicSubnetIds (inside vpcCidr, in the same order): the "
+                    "ALB's nodes take their addresses there, so the pods behind it admit these.")
     # S3 is reached through whichever endpoint s3.<region>.amazonaws.com resolves to inside the VPC
     # (S3Path); IRSA reaches STS only through its interface endpoint's addresses.
     s3: S3Path = Field(description="How pods reach S3 in this region: the endpoint the VPC resolves "
@@ -1075,12 +1086,12 @@ class DnsSettings(Model):
         description="The Route 53 hosted zone of recordName.")
     record_name: str = Field(description="The failover record clients use.")
     health_check: HealthCheckSettings = Field(description="The health check of the primary.")
-    # ingress.mode alb: none - DNS aliases the ALB the program's own Ingress creates. Only the
+    # ingress.mode alb: none - DNS aliases the ALB the program creates. Only the
     # nginx compatibility mode names the primary load balancer (the ingress-nginx controller's).
     primary_load_balancer: Optional[LoadBalancer] = Field(None,
-        description="nginx mode only: the ingress-nginx controller's load balancer (alb mode uses the Ingress's ALB).")
+        description="nginx mode only: the ingress-nginx controller's load balancer (alb mode aliases the program's ALB).")
     dr_load_balancer: Optional[LoadBalancer] = Field(None,
-        description="nginx mode only: the DR cluster's ingress-nginx load balancer (alb mode aliases the DR Ingress's ALB).")
+        description="nginx mode only: the DR cluster's ingress-nginx load balancer (alb mode aliases the program's DR ALB).")
 
     @model_validator(mode="after")
     def _checked_name_is_not_the_failover_name(self) -> "DnsSettings":
@@ -1101,10 +1112,17 @@ class RateLimitSettings(Model):
 
 class IngressSettings(Model):
     mode: Literal["alb", "nginx"] = Field(description="alb (ALB Ingress with AWS WAF) or nginx (compatibility mode).")
-    namespace: K8sName = Field(description="Namespace of the API Ingress.")
+    namespace: K8sName = Field(description="The application's namespace of serviceName (it must exist: the edge's "
+                               "TargetGroupBinding, or nginx mode's Ingress, is created there).")
     host: str = Field(description="The public host name served.")
-    service_name: K8sName = Field(description="The backend Service the Ingress routes to.")
+    service_name: K8sName = Field(description="The application's Service the edge sends to (in namespace); it need "
+                                  "not exist at deploy time (alb mode binds it with a TargetGroupBinding).")
     service_port: Port = Field(description="The backend Service's port.")
+    # alb mode: the ALB sends to the pods' own addresses (target type ip), on the port the Service's
+    # targetPort names; the security group rule and the NetworkPolicy flow need it as a number.
+    pod_port: Optional[Port] = Field(None,
+        description="alb mode: the port the Service's pods listen on (its targetPort for servicePort); default "
+                    "servicePort. The ALB sends there directly; ops.preflight compares it with the live Service.")
     certificate_arn: Arn = Field(
         description="ACM certificate of the host (TLS 1.3 policy), in aws.accountId and aws.primaryRegion.")
     # ACM certificates are regional: an ALB takes only a certificate of its own region.
@@ -1387,6 +1405,8 @@ class StackSettings(Model):
         lists += [(f"kubernetes.{role}.apiServerCidrs", role, self.kubernetes.of(role).api_server_cidrs)
                   for role in ROLES]
         lists += [("pgRestoreRehearsal.drRdsEndpointCidrs", "dr", self.pg_restore_rehearsal.dr_rds_endpoint_cidrs)]
+        lists += [(f"network.{label}.publicSubnetCidrs", label, getattr(self.network, label).public_subnet_cidrs or [])
+                  for label in ("primary", "dr")]
         problems = []
         for key, label, cidrs in lists:
             vpc = ipaddress.ip_network(getattr(self.network, label).vpc_cidr)
@@ -1419,16 +1439,17 @@ class StackSettings(Model):
         return problems
 
     def _load_balancers_match_the_ingress_mode(self) -> list[tuple[str, str, Any]]:
-        # alb mode: DNS aliases the ALBs the program's WAF-protected Ingresses create, and each ALB
-        # needs a certificate of its own region. nginx mode: the controllers' load balancers, from config.
+        # alb mode: DNS aliases the ALBs the program creates (one per region, in its public subnets),
+        # and each ALB needs a certificate of its own region. nginx mode: the controllers' load
+        # balancers, from config.
         problems: list[tuple[str, str, Any]] = []
         alb = self.ingress.mode == "alb"
         for role in ROLES:
             key = f"dns.{role}LoadBalancer"
             lb = getattr(self.dns, f"{role}_load_balancer")
             if alb and lb is not None:
-                problems.append((key, "must not be set with ingress.mode alb: DNS aliases the ALB the program's "
-                                 "WAF-protected Ingress creates; a name from config could be an unprotected ALB",
+                problems.append((key, "must not be set with ingress.mode alb: DNS aliases the WAF-protected ALB the "
+                                 "program creates; a name from config could be an unprotected ALB",
                                  lb.dns_name))
             if not alb and lb is None:
                 problems.append((key, f"is required with ingress.mode nginx: name the {role} cluster's "
@@ -1436,6 +1457,19 @@ class StackSettings(Model):
         if self.dns.primary_load_balancer is not None and self.dns.primary_load_balancer == self.dns.dr_load_balancer:
             problems.append(("dns.primaryLoadBalancer.dnsName", "must differ from dns.drLoadBalancer: failover "
                              "to the same load balancer fails over to nothing", self.dns.primary_load_balancer.dns_name))
+        for role in ROLES:
+            net = self.network.of(role)
+            ids, cidrs = net.public_subnet_ids, net.public_subnet_cidrs
+            if alb and (ids is None or cidrs is None):
+                problems.append((f"network.{role}.publicSubnet{'Ids' if ids is None else 'Cidrs'}",
+                                 "is required with ingress.mode alb: the program's internet-facing ALB lives in the "
+                                 "region's public subnets (at least two availability zones)", None))
+            elif ids is not None and cidrs is not None and len(ids) != len(cidrs):
+                problems.append((f"network.{role}.publicSubnetCidrs", f"names {len(cidrs)} CIDRs for {len(ids)} "
+                                 "publicSubnetIds: one CIDR per subnet, in the same order", cidrs))
+            elif cidrs is not None and len(set(cidrs)) != len(cidrs):
+                problems.append((f"network.{role}.publicSubnetCidrs", "lists a CIDR twice: each subnet has its own",
+                                 cidrs))
         if alb and self.ingress.dr_certificate_arn is None:
             problems.append(("ingress.drCertificateArn", "is required with ingress.mode alb: the DR region's ALB "
                              "needs an ACM certificate issued in aws.drRegion", None))

@@ -64,9 +64,7 @@ class WorkloadNamespace(pulumi.ComponentResource):
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
         }]})
         for flow in args.flows:
-            rule = {"to" if flow.direction == "egress" else "from": flow.peer.to_policy(),
-                    "ports": [{"protocol": flow.protocol, "port": p} for p in flow.ports]}
-            policy(flow.name, flow.pods, [flow.direction.capitalize()], {flow.direction: [rule]}, reason=flow.reason)
+            flow_policy(f"{name}-{flow.name}", args.namespace, flow, in_ns)
         self.namespace = ns.metadata.name
         self.register_outputs({"namespace": self.namespace})
 
@@ -82,3 +80,13 @@ class WorkloadNamespace(pulumi.ComponentResource):
             spec={"podSelector": {"matchLabels": pods}, "policyTypes": types, **rules},  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             opts=opts,
         )
+
+
+def flow_policy(name: str, namespace: str, flow: Flow, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """One declared flow as a NetworkPolicy object named '<namespace>-<flow>': in a WorkloadNamespace,
+    or alone in a namespace the stack does not own (where it selects only the pods the flow names:
+    a policy isolates every pod it selects, so selecting all of them would close what the owner left open)."""
+    rule = {"to" if flow.direction == "egress" else "from": flow.peer.to_policy(),
+            "ports": [{"protocol": flow.protocol, "port": p} for p in flow.ports]}
+    return WorkloadNamespace._policy(name, f"{namespace}-{flow.name}", namespace, flow.pods,
+                                     [flow.direction.capitalize()], {flow.direction: [rule]}, opts, reason=flow.reason)

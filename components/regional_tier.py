@@ -9,7 +9,8 @@ and roles:
   backups to the region's bucket;
 * the cache: Redis;
 * log shipping to the region's logs bucket, alert routing, the stores dashboard;
-* the edge: the Ingress behind a WebACL, with a fixed ALB name that Route 53's records alias.
+* the edge: the region's ALB behind its WebACL, bound to the application's Service (whenever that
+  exists), whose DNS name Route 53's records alias.
 
 What spans regions (the PostgreSQL pair, bucket replication, DNS, the audit trail) is wired in
 ``__main__.py``. Kubernetes object names do not depend on the tier (``redis``, ``redis-auth``,
@@ -107,7 +108,7 @@ class RegionalTier(pulumi.ComponentResource):
     backup: Optional[Neo4jBackup]
     cache: RedisCache
     edge: WafIngress
-    load_balancer: Optional[LoadBalancerTarget]  # alb mode: the ALB the region's Ingress creates
+    load_balancer: Optional[LoadBalancerTarget]  # alb mode: the region's ALB
 
     def __init__(self, name: str, args: RegionalTierArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("intelgraph:tier:RegionalTier", name, None, opts)
@@ -192,7 +193,7 @@ class RegionalTier(pulumi.ComponentResource):
             opts=self._inside(*self.namespaces),
         )
 
-        # --- edge: TLS Ingress behind the region's WebACL -----------------------------------------
+        # --- edge: the region's ALB behind its WebACL, bound to the application's Service ----------
         self.edge = WafIngress(self._named("api"), args.edge, opts=self._child())
         self.load_balancer = None
         if self.edge.load_balancer_dns_name is not None and self.edge.load_balancer_zone_id is not None:

@@ -1,19 +1,23 @@
-"""WafIngress: the platform's public edge - a TLS Ingress protected by a web application firewall.
+"""WafIngress: the platform's public edge - TLS at a load balancer protected by a web application firewall.
 
-Default mode ``alb``: an AWS Load Balancer Controller Ingress with a regional WAFv2 WebACL
-attached through ``alb.ingress.kubernetes.io/wafv2-acl-arn``. The controller names the ALB
-``k8s-<namespace>-<ingress>-<hash>`` unless ``alb.ingress.kubernetes.io/load-balancer-name`` fixes
-it, so the Ingress fixes it and the component reads that ALB back (``aws.lb.get_load_balancer``,
-made to wait for the Ingress: the ALB exists only once the controller has reconciled it). DNS
-aliases exactly that ALB - the one the WebACL protects - never a name from config. A regional
-WebACL protects only its own region's ALBs, so each region's tier builds its own WafIngress
-(components/regional_tier.py). The ACL runs AWS's managed rule
-groups (common, known bad inputs, SQL injection), a per-IP rate limit that exempts an allowlist,
-and a request-size limit; every rule emits CloudWatch metrics and sampled requests, and the ACL
-logs to CloudWatch Logs with credentials redacted.
+Default mode ``alb``: the program owns the region's Application Load Balancer (docs/decisions/019):
+an internet-facing ALB in the region's public subnets with one HTTPS listener (the region's ACM
+certificate, a TLS 1.2+ policy; no HTTP listener: nothing listens on 80), host rules forwarding to a
+target group of type ``ip``, and the region's WAFv2 WebACL associated with it. The application's
+Service (``ingress.serviceName``, which this program does not create) is bound to the target group
+by a ``TargetGroupBinding`` (elbv2.k8s.aws/v1beta1): the AWS Load Balancer Controller registers the
+Service's pods as targets when the Service appears and opens the pods' security group to the ALB's
+(``spec.networking``). Nothing here waits for the application - pulumi-kubernetes awaits no custom
+resource without a ``pulumi.com/waitFor`` annotation - so a first deploy does not depend on it, and
+Route 53 aliases the ALB resource's own DNS name and zone (no lookup reaches any region at deploy).
+A regional WebACL protects only its own region's ALBs, so each region's tier builds its own
+WafIngress (components/regional_tier.py). The ACL runs AWS's managed rule groups (common, known bad
+inputs, SQL injection), a per-IP rate limit that exempts an allowlist, and a request-size limit;
+every rule emits CloudWatch metrics and sampled requests, and the ACL logs to CloudWatch Logs with
+credentials redacted.
 
 Compatibility mode ``nginx``, for clusters still on ingress-nginx (retired in March 2026: no more
-security fixes): the same Ingress with the controller's non-snippet annotations only.
+security fixes): an Ingress with the controller's non-snippet annotations only.
 ``modsecurity-snippet`` is refused by current controllers; ModSecurity blocking
 (``SecRuleEngine On``) must be switched on in the controller's ConfigMap instead
 (docs/decisions/006-waf-instead-of-nginx-snippets.md).
@@ -32,7 +36,6 @@ body. The limit is enforced on the declared Content-Length instead, and the comm
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Literal, Optional
@@ -41,6 +44,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.egress_policy import flow_policy
+from helpers.flows import Flow, Peer
 from helpers.log_groups import log_key
 from helpers.validation import require
 
@@ -85,6 +90,22 @@ def greater_than_regex(limit: int) -> str:
 
 
 @dataclass(frozen=True)
+class EdgeNetwork:
+    """alb mode: where the region's ALB lives and whom it sends to."""
+
+    vpc_id: str
+    vpc_cidr: str  # the pods the ALB sends to are in the VPC (target type ip)
+    public_subnet_ids: tuple[str, ...]
+    public_subnet_cidrs: tuple[str, ...]  # the ALB's nodes' addresses: what the pods see
+
+
+# The app's pods that take the ALB's traffic carry this label: the NetworkPolicy admitting the ALB
+# selects them only, so no other pod of the application's namespace changes (a policy isolates
+# every pod it selects).
+EDGE_BACKEND_LABEL = {"intelgraph.io/edge-backend": "api"}
+
+
+@dataclass(frozen=True)
 class WafIngressArgs:
     mode: Literal["alb", "nginx"]
     namespace: str
@@ -99,13 +120,14 @@ class WafIngressArgs:
     tls_secret_name: Optional[str] = None  # nginx mode terminates TLS in the cluster
     log_retention_days: int = 90
     load_balancer_name: Optional[str] = None  # alb mode: the ALB's fixed name
+    network: Optional[EdgeNetwork] = None  # alb mode
+    pod_port: Optional[int] = None  # alb mode: the Service's targetPort (default service_port)
     # A host served only for the health check: Route 53 probes the primary ALB by this name.
     health_host: Optional[str] = None
     health_path: str = "/healthz"
-    # the Kubernetes object's name (default: the component's): one name in every region's cluster
+    # the Kubernetes objects' name (default: the component's): one name in every region's cluster
     ingress_name: Optional[str] = None
-    # alb mode: the region of the cluster (and so of its ALB), stated on the Ingress for the policy
-    # pack, which cannot derive it from a kubeconfig alias or file
+    # the region of the cluster (and so of its ALB), stated on the Kubernetes objects for readers
     region: Optional[str] = None
     # The URN of the component the WebACL's resources were children of before (a stack deployed
     # when another edge built this region's WebACL): an alias each, so nothing is replaced.
@@ -124,16 +146,22 @@ class WafIngressArgs:
         if self.mode == "alb" and not _ALB_NAME.match(self.load_balancer_name or ""):
             problems.append(f"load_balancer_name {self.load_balancer_name!r} is not a valid ALB name: at most 32 "
                             "letters, digits and '-', not starting or ending with '-' nor with 'internal-'")
+        if self.mode == "alb" and (self.network is None or len(self.network.public_subnet_ids) < 2):
+            problems.append("alb mode needs network with public subnets in at least two availability zones")
         if self.health_host == self.host:
             problems.append("health_host must differ from host: the health check must reach the primary itself")
         if not self.health_path.startswith("/"):
             problems.append("health_path must start with '/'")
         require("WafIngressArgs", problems)
 
+    @property
+    def target_port(self) -> int:
+        return self.pod_port or self.service_port
+
 
 class WafIngress(pulumi.ComponentResource):
     web_acl_arn: Optional[pulumi.Output[str]]
-    load_balancer_dns_name: Optional[pulumi.Output[str]]  # alb mode: the ALB the Ingress creates
+    load_balancer_dns_name: Optional[pulumi.Output[str]]  # alb mode: the program's ALB
     load_balancer_zone_id: Optional[pulumi.Output[str]]
     warnings: list[str]
 
@@ -143,68 +171,136 @@ class WafIngress(pulumi.ComponentResource):
         self.web_acl_arn = None
         self.load_balancer_dns_name = self.load_balancer_zone_id = None
         self.warnings = []
-        hosts = [args.host, *([args.health_host] if args.health_host else [])]
         if args.mode == "alb":
             acl = self._web_acl(name, args, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 aliases=[pulumi.Alias(parent=args.acl_moved_from)] if args.acl_moved_from else None)))
             self.web_acl_arn = acl.arn
-            assert args.load_balancer_name is not None  # WafIngressArgs requires it in alb mode
-            annotations: dict[str, pulumi.Input[str]] = {
-                "alb.ingress.kubernetes.io/scheme": "internet-facing",
-                "alb.ingress.kubernetes.io/target-type": "ip",
-                "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTPS": 443}]),
-                "alb.ingress.kubernetes.io/certificate-arn": args.certificate_arn,
-                "alb.ingress.kubernetes.io/ssl-policy": TLS_POLICY,
-                "alb.ingress.kubernetes.io/healthcheck-path": args.health_path,
-                "alb.ingress.kubernetes.io/wafv2-acl-arn": acl.arn,
-                "alb.ingress.kubernetes.io/load-balancer-name": args.load_balancer_name,
-                **({REGION_ANNOTATION: args.region} if args.region else {}),
-            }
-            tls: list[k8s.networking.v1.IngressTLSArgsDict] = [{"hosts": hosts}]
-            ingress_class = "alb"
+            alb = self._load_balancer(name, args, acl, child)
+            # Route 53 aliases the resource's own outputs: no lookup, and a record's dependency on
+            # the ALB (which a preview's policy follows to the WebACL association) comes with them
+            self.load_balancer_dns_name, self.load_balancer_zone_id = alb.dns_name, alb.zone_id
         else:
             self.warnings.append(NGINX_WARNING)
             pulumi.log.warn(NGINX_WARNING, resource=self)
-            annotations = {
-                "nginx.ingress.kubernetes.io/enable-modsecurity": "true",
-                "nginx.ingress.kubernetes.io/enable-owasp-core-rules": "true",
-                "nginx.ingress.kubernetes.io/limit-rps": str(args.requests_per_second),
-                "nginx.ingress.kubernetes.io/limit-burst-multiplier": str(args.burst_multiplier),
-                "nginx.ingress.kubernetes.io/limit-allowlist": ",".join(args.allowlist_cidrs),
-                "nginx.ingress.kubernetes.io/proxy-body-size": f"{args.max_body_bytes // 2**20}m",
-                "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
-            }
-            tls = [{"hosts": hosts, "secret_name": args.tls_secret_name}]
-            ingress_class = "nginx"
+            self._nginx_ingress(name, args, child)
+        self.register_outputs({"webAclArn": self.web_acl_arn, "loadBalancerDnsName": self.load_balancer_dns_name})
 
+    def _load_balancer(self, name: str, args: WafIngressArgs, acl: aws.wafv2.WebAcl,
+                       opts: pulumi.ResourceOptions) -> aws.lb.LoadBalancer:
+        """The region's ALB, its HTTPS listener and host rules, the WebACL on it, and the binding
+        of the application's Service to its targets."""
+        net, port = args.network, args.target_port
+        assert net is not None and args.load_balancer_name is not None  # WafIngressArgs requires both in alb mode
+        group = aws.ec2.SecurityGroup(
+            f"{name}-alb-sg",
+            description=f"ALB {args.load_balancer_name}: HTTPS from clients, {port} to the pods behind it",
+            vpc_id=net.vpc_id,
+            ingress=[{"description": "HTTPS from clients (the WebACL filters them)", "protocol": "tcp",
+                      "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}],
+            # target type ip: the ALB opens connections to pod addresses in the VPC, for requests
+            # and health checks alike ("traffic-port"); the TargetGroupBinding opens the pods' side
+            egress=[{"description": "requests and health checks to the pods (target type ip)", "protocol": "tcp",
+                     "from_port": port, "to_port": port, "cidr_blocks": [net.vpc_cidr]}],
+            tags={"Name": f"{args.load_balancer_name}-alb"},
+            opts=opts,
+        )
+        alb = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            name=args.load_balancer_name,
+            load_balancer_type="application",
+            internal=False,
+            ip_address_type="ipv4",
+            subnets=list(net.public_subnet_ids),
+            security_groups=[group.id],
+            drop_invalid_header_fields=True,  # headers that are not valid HTTP never reach the app
+            enable_waf_fail_open=False,  # AWS WAF unreachable: refuse, never pass unfiltered
+            tags={"Name": args.load_balancer_name},
+            opts=opts,
+        )
+        targets = aws.lb.TargetGroup(
+            f"{name}-targets",
+            target_type="ip",
+            ip_address_type="ipv4",
+            protocol="HTTP",  # TLS ends at the ALB, as it did behind the Ingress
+            port=port,
+            vpc_id=net.vpc_id,
+            health_check={"enabled": True, "protocol": "HTTP", "port": "traffic-port", "path": args.health_path,
+                          "matcher": "200"},
+            opts=opts,
+        )
+        listener = aws.lb.Listener(
+            f"{name}-https",
+            load_balancer_arn=alb.arn,
+            port=443,
+            protocol="HTTPS",
+            ssl_policy=TLS_POLICY,
+            certificate_arn=args.certificate_arn,
+            # a host no rule names gets a 404, as the controller's ALB answered it
+            default_actions=[{"type": "fixed-response", "fixed_response": {
+                "content_type": "text/plain", "status_code": "404", "message_body": "not found"}}],
+            opts=opts,
+        )
+        forward: list[aws.lb.ListenerRuleActionArgsDict] = [{"type": "forward", "target_group_arn": targets.arn}]
+        aws.lb.ListenerRule(f"{name}-host", listener_arn=listener.arn, priority=10, actions=forward,
+                            conditions=[{"host_header": {"values": [args.host]}}], opts=opts)
+        if args.health_host:
+            # Route 53 sends the checked name as Host and SNI: only the health path answers there
+            aws.lb.ListenerRule(f"{name}-health", listener_arn=listener.arn, priority=20, actions=forward,
+                                conditions=[{"host_header": {"values": [args.health_host]}},
+                                            {"path_pattern": {"values": [args.health_path]}}], opts=opts)
+        aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=alb.arn, web_acl_arn=acl.arn, opts=opts)
+
+        # The application's Service into the target group, whenever it exists: the controller
+        # watches Services and registers their pods' addresses (target type ip); a missing Service is
+        # an event on the binding, not an error, and no await here waits for it.
+        object_name = args.ingress_name or name
+        k8s.apiextensions.CustomResource(
+            f"{name}-binding",
+            api_version="elbv2.k8s.aws/v1beta1",
+            kind="TargetGroupBinding",
+            metadata={"name": object_name, "namespace": args.namespace,
+                      "annotations": {REGION_ANNOTATION: args.region} if args.region else {}},
+            spec={
+                "serviceRef": {"name": args.service_name, "port": args.service_port},
+                "targetGroupARN": targets.arn,
+                "targetType": "ip",
+                "ipAddressType": "ipv4",
+                "vpcID": net.vpc_id,
+                # the controller adds this rule to the pods' security group: from the ALB's only
+                "networking": {"ingress": [{"from": [{"securityGroup": {"groupID": group.id}}],
+                                            "ports": [{"protocol": "TCP", "port": port}]}]},
+            },
+            opts=opts,
+        )
+        flow_policy(f"{name}-{EDGE_FLOW}", args.namespace, edge_flow(net, port), opts)
+        return alb
+
+    def _nginx_ingress(self, name: str, args: WafIngressArgs, opts: pulumi.ResourceOptions) -> None:
+        hosts = [args.host, *([args.health_host] if args.health_host else [])]
+        annotations = {
+            "nginx.ingress.kubernetes.io/enable-modsecurity": "true",
+            "nginx.ingress.kubernetes.io/enable-owasp-core-rules": "true",
+            "nginx.ingress.kubernetes.io/limit-rps": str(args.requests_per_second),
+            "nginx.ingress.kubernetes.io/limit-burst-multiplier": str(args.burst_multiplier),
+            "nginx.ingress.kubernetes.io/limit-allowlist": ",".join(args.allowlist_cidrs),
+            "nginx.ingress.kubernetes.io/proxy-body-size": f"{args.max_body_bytes // 2**20}m",
+            "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
+        }
         backend: k8s.networking.v1.IngressBackendArgsDict = {
             "service": {"name": args.service_name, "port": {"number": args.service_port}}}
         rules: list[k8s.networking.v1.IngressRuleArgsDict] = [
             {"host": args.host, "http": {"paths": [{"path": "/", "path_type": "Prefix", "backend": backend}]}}]
         if args.health_host:
-            # Route 53 sends the checked name as Host and SNI; an ALB answers a host no rule
-            # matches with its default fixed 404, which the check counts as a failure.
+            # Route 53 sends the checked name as Host and SNI: a host no rule matches is a failure
             rules.append({"host": args.health_host, "http": {"paths": [
                 {"path": args.health_path, "path_type": "Exact", "backend": backend}]}})
-        ingress = k8s.networking.v1.Ingress(
+        k8s.networking.v1.Ingress(
             name,
             metadata={"name": args.ingress_name or name, "namespace": args.namespace, "annotations": annotations},
-            spec={"ingress_class_name": ingress_class, "tls": tls, "rules": rules},
-            opts=child,
+            spec={"ingress_class_name": "nginx", "tls": [{"hosts": hosts, "secret_name": args.tls_secret_name}],
+                  "rules": rules},
+            opts=opts,
         )
-        if args.mode == "alb":
-            # Without depends_on the lookup would run when the program runs - before the
-            # controller has created the ALB on the first `up`.
-            alb = aws.lb.get_load_balancer_output(
-                name=args.load_balancer_name,
-                opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[ingress]))
-            # carried with the Ingress as their dependency (an unknown invoke result carries none): a record
-            # aliasing them then depends on the Ingress, which a preview's policy can follow
-            self.load_balancer_dns_name, self.load_balancer_zone_id = (
-                pulumi.Output.all(ingress.urn, value).apply(lambda pair: pair[1]) for value in (alb.dns_name, alb.zone_id))
-        self.register_outputs({"webAclArn": self.web_acl_arn,
-                               "loadBalancerDnsName": self.load_balancer_dns_name,
-                               "ingress": ingress.metadata.name})
 
     def _web_acl(self, name: str, args: WafIngressArgs, opts: pulumi.ResourceOptions) -> aws.wafv2.WebAcl:
         allowlist = aws.wafv2.IpSet(
@@ -288,3 +384,13 @@ class WafIngress(pulumi.ComponentResource):
 
 def _visibility(metric: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
     return {"cloudwatch_metrics_enabled": True, "sampled_requests_enabled": True, "metric_name": metric}
+
+
+EDGE_FLOW = "from-load-balancer"
+
+
+def edge_flow(net: EdgeNetwork, port: int) -> Flow:
+    """The ALB's requests and health checks into the application's pods that carry EDGE_BACKEND_LABEL:
+    with target type ip they arrive from the ALB's nodes, whose addresses lie in its subnets."""
+    return Flow(EDGE_FLOW, "ingress", Peer(cidrs=net.public_subnet_cidrs), (port,), pods=dict(EDGE_BACKEND_LABEL),
+                reason="the edge ALB (target type ip) reaches the API's pods from its public subnets")

@@ -41,7 +41,6 @@ class PlatformMocks(pulumi.runtime.Mocks):
         self.default_region = default_region
         self.preview = preview  # a stack's first preview: nothing exists yet
         self._provider_regions: dict[str, str] = {}
-        self._alb_names: set[tuple[str, str]] = set()  # (region, name) of the ALBs the controller would create
         self._lock = threading.Lock()
 
     # -- engine callbacks ------------------------------------------------------------------------
@@ -75,7 +74,6 @@ class PlatformMocks(pulumi.runtime.Mocks):
             resource_id = _generic_aws(ctx, args.typ)
         elif args.typ.startswith("kubernetes:"):
             resource_id = _kubernetes(ctx)
-            self._controller_sees(args.typ, outputs, region)
         else:
             resource_id = f"{args.name}-{_hex(seed, 8)}"
         if self.preview:
@@ -90,48 +88,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getRegion:getRegion":
             region = self._region_of(args.provider)
             return {"name": region, "region": region, "id": region}, []
-        if args.token == "aws:lb/getLoadBalancer:getLoadBalancer":
-            return self._load_balancer(args), []
         raise NotImplementedError(
             f"synth has no mock for the function {args.token}; add one to synth/mocks.py"
         )
-
-    def _controller_sees(self, type_: str, outputs: Outputs, region: str) -> None:
-        """The AWS Load Balancer Controller creates one ALB per `alb`-class Ingress, in its cluster's
-        region, named by the alb.ingress.kubernetes.io/load-balancer-name annotation (else
-        k8s-<ns>-<name>-<hash>)."""
-        if type_ != "kubernetes:networking.k8s.io/v1:Ingress":
-            return
-        if (outputs.get("spec") or {}).get("ingressClassName") != "alb":
-            return
-        metadata = outputs.get("metadata") or {}
-        name = (metadata.get("annotations") or {}).get("alb.ingress.kubernetes.io/load-balancer-name")
-        if not name:  # the controller's own scheme: k8s-%.8s-%.8s-%.10s (namespace, name, hash)
-            namespace, ingress = str(metadata.get("namespace")), str(metadata.get("name"))
-            name = f"k8s-{namespace[:8]}-{ingress[:8]}-{_hex(f'{namespace}/{ingress}', 10)}"
-        with self._lock:
-            self._alb_names.add((region, name))
-
-    def _load_balancer(self, args: pulumi.runtime.MockCallArgs) -> Outputs:
-        """elbv2 DescribeLoadBalancers by name: only an ALB that exists, i.e. one whose Ingress the
-        controller has reconciled - a lookup that runs before its Ingress fails, as in AWS."""
-        name = args.args.get("name")
-        region = args.args.get("region") or self._region_of(args.provider)
-        with self._lock:
-            exists = (region, name) in self._alb_names
-        if not exists:
-            raise Exception(
-                f"LoadBalancerNotFound: no load balancer named {name!r} in {region} (the controller creates "
-                "it only after it has reconciled an Ingress carrying alb.ingress.kubernetes.io/load-balancer-name, "
-                "in its own cluster's region)")
-        suffix = _hex(f"alb::{region}::{name}", 16)
-        arn = f"arn:aws:elasticloadbalancing:{region}:{self.account_id}:loadbalancer/app/{name}/{suffix}"
-        return {
-            "id": arn, "arn": arn, "name": name, "loadBalancerType": "application",
-            "internal": False, "region": region,
-            "dnsName": f"{name}-{int(suffix[:8], 16) % 10**10}.{region}.elb.amazonaws.com",
-            "zoneId": ALB_CANONICAL_ZONES[region],
-        }
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -335,6 +294,33 @@ def _wafv2(kind: str) -> Callable[[_Context], str]:
     return shape
 
 
+def _elbv2(kind: str) -> Callable[[_Context], str]:
+    """elbv2 ARNs: loadbalancer/app/<name>/<id>, targetgroup/<name>/<id>, listener/app/<lb>/<lb id>/<id>;
+    an ALB's DNS name is <name>-<number>.<region>.elb.amazonaws.com in its region's canonical zone."""
+
+    def shape(ctx: _Context) -> str:
+        suffix = _hex(ctx.seed, 16)
+        if kind == "listener":
+            lb = str(ctx.outputs.get("loadBalancerArn") or "")
+            resource = lb.split(":loadbalancer/", 1)[-1] if ":loadbalancer/" in lb else f"app/{ctx.name}/0"
+            arn = ctx.arn("elasticloadbalancing", f"listener/{resource}/{suffix}")
+        elif kind == "listener-rule":
+            listener = str(ctx.outputs.get("listenerArn") or "")
+            resource = listener.split(":listener/", 1)[-1] if ":listener/" in listener else f"app/{ctx.name}/0/0"
+            arn = ctx.arn("elasticloadbalancing", f"listener-rule/{resource}/{suffix}")
+        else:
+            name = ctx.physical_name()
+            path = f"loadbalancer/app/{name}/{suffix}" if kind == "loadbalancer" else f"targetgroup/{name}/{suffix}"
+            arn = ctx.arn("elasticloadbalancing", path)
+            ctx.outputs["arnSuffix"] = path.removeprefix("loadbalancer/")
+            if kind == "loadbalancer":
+                ctx.outputs.update(dnsName=f"{name}-{int(suffix[:8], 16) % 10**10}.{ctx.region}.elb.amazonaws.com",
+                                   zoneId=ALB_CANONICAL_ZONES[ctx.region])
+        return arn
+
+    return shape
+
+
 def _random_id(ctx: _Context) -> str:
     raw = _digest(ctx.seed)[: int(ctx.outputs.get("byteLength", 4))]
     ctx.outputs.update(
@@ -391,6 +377,10 @@ _SHAPES: dict[str, Callable[[_Context], str]] = {
     "aws:route53/record:Record": _record,
     "aws:wafv2/webAcl:WebAcl": _wafv2("webacl"),
     "aws:wafv2/ipSet:IpSet": _wafv2("ipset"),
+    "aws:lb/loadBalancer:LoadBalancer": _elbv2("loadbalancer"),
+    "aws:lb/targetGroup:TargetGroup": _elbv2("targetgroup"),
+    "aws:lb/listener:Listener": _elbv2("listener"),
+    "aws:lb/listenerRule:ListenerRule": _elbv2("listener-rule"),
     "random:index/randomId:RandomId": _random_id,
     "random:index/randomPassword:RandomPassword": _random_password,
 }

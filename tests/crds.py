@@ -1,4 +1,5 @@
-"""Strict validation of custom resources against the upstream CRDs in ../shared/crds.
+"""Strict validation of custom resources against the upstream CRDs in ../shared/crds, and those kept
+with the tests in tests/upstream-crds (each folder's README names its upstream and version).
 
 A CRD schema leaves ``additionalProperties`` open, but the API server prunes (and
 ``kubectl --validate=strict`` reports) every field the schema does not declare, unless the schema
@@ -15,6 +16,7 @@ import jsonschema
 import yaml
 
 CRDS = Path(__file__).resolve().parents[2] / "shared" / "crds"
+TEST_CRDS = Path(__file__).resolve().parent / "upstream-crds"
 
 
 class _CrdLoader(yaml.SafeLoader):
@@ -45,7 +47,7 @@ def strict(schema: dict) -> dict:
 @cache
 def crd_schema(api_version: str, kind: str) -> dict:
     group, version = api_version.split("/")
-    for path in CRDS.rglob("*.yaml"):
+    for path in (*CRDS.rglob("*.yaml"), *TEST_CRDS.rglob("*.yaml")):
         crd = yaml.load(path.read_text(), Loader=_CrdLoader)
         if crd.get("kind") != "CustomResourceDefinition":
             continue
@@ -53,7 +55,7 @@ def crd_schema(api_version: str, kind: str) -> dict:
         if spec["group"] == group and spec["names"]["kind"] == kind:
             served = next(v for v in spec["versions"] if v["name"] == version and v["served"])
             return strict(served["schema"]["openAPIV3Schema"])
-    raise LookupError(f"no CRD for {api_version} {kind} under {CRDS}")
+    raise LookupError(f"no CRD for {api_version} {kind} under {CRDS} or {TEST_CRDS}")
 
 
 def validate(obj: dict) -> None:

@@ -1,5 +1,5 @@
 """Every custom resource the stacks create, validated strictly against the upstream CRD of its
-served version (../shared/crds): an unknown or misspelt field is an error, as
+served version (../shared/crds, tests/upstream-crds): an unknown or misspelt field is an error, as
 `kubectl apply --validate=strict` would report it."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ BUILTIN_GROUPS = ("v1", "apps/", "batch/", "policy/", "networking.k8s.io/", "rba
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_custom_resource_matches_its_upstream_crd(stack):
     custom = [o for o in every_cluster_objects(synthesized(stack)) if not o["apiVersion"].startswith(BUILTIN_GROUPS)]
-    assert {o["kind"] for o in custom} >= {"ServiceMonitor", "PrometheusRule", "PodMonitor", "AlertmanagerConfig"}
+    assert {o["kind"] for o in custom} >= {"ServiceMonitor", "PrometheusRule", "PodMonitor", "AlertmanagerConfig",
+                                         "TargetGroupBinding"}
     for obj in custom:
         try:
             crds.validate(obj)

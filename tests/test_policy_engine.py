@@ -81,7 +81,7 @@ def test_the_real_stacks_reach_the_same_verdict_under_the_engine(packs, exports,
 CASES = ["rds-backup-retention", "dr-replica-cross-region", "neo4j-min-primaries", "dr-budget-within-targets",
          "k8s-cronjob-bounded", "s3-backup-replicated", "k8s-image-pinned", "s3-sse-kms-customer-key",
          "k8s-netpol-no-internet-egress", "k8s-namespace-default-deny", "route53-primary-health-check",
-         "s3-bucket-fully-hardened", "k8s-secret-generated"]
+         "s3-bucket-fully-hardened", "k8s-secret-generated", "edge-waf"]
 
 
 @pytest.mark.parametrize("rule", CASES)

@@ -120,10 +120,11 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      lambda e: e.update(type="aws:iam/accessKey:AccessKey"), "holds the AWS access key redis-password"),
     ("k8s-secret-no-placeholders", "redis-auth", ":Secret",
      lambda e: e["inputs"].update(stringData={"password": "<ssm:redis/password>"}), "placeholder"),
-    ("k8s-ingress-tls", "api", ":Ingress", lambda e: e["inputs"]["spec"].pop("tls"), "Add spec.tls"),
-    ("k8s-ingress-waf", "api", ":Ingress",
-     lambda e: e["inputs"]["metadata"]["annotations"].pop("alb.ingress.kubernetes.io/wafv2-acl-arn"),
-     "wafv2-acl-arn"),
+    # ELB User Guide, security policies: the default ELBSecurityPolicy-2016-08 still offers TLS 1.0
+    ("edge-tls", "api-https", ":Listener", lambda e: e["inputs"].update(sslPolicy="ELBSecurityPolicy-2016-08"),
+     "allows TLS older than 1.2"),
+    ("edge-waf", "api-waf", ":WebAclAssociation", lambda e: e.update(type="aws:wafv2/other:Other"),
+     "Internet-facing ALB api-alb (us-east-1) is associated with no REGIONAL WAFv2 WebACL"),
     ("k8s-netpol-no-internet-egress", "graph-backup-s3", ":NetworkPolicy",
      lambda e: e["inputs"]["spec"]["egress"][0]["to"].append({"ipBlock": {"cidr": "0.0.0.0/0"}}), "0.0.0.0/0"),
     ("k8s-helm-values-hardened", "neo4j-graph-server-2", ":Release",
@@ -136,7 +137,8 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      "has 2 primaries; run at least 3"),
     # a regional WebACL protects only its own region: without the DR one, failover bypasses WAF
     ("waf-every-failover-region", "api-dr-acl", ":WebAcl",
-     lambda e: e.update(type="aws:wafv2/ipSet:IpSet"), "in us-west-2, where the stack has no REGIONAL WAFv2 WebACL"),
+     lambda e: e.update(type="aws:wafv2/ipSet:IpSet"),
+     "load balancer api-dr-alb in us-west-2, which no REGIONAL WAFv2 WebACL of that region is associated with"),
     ("dr-budget-within-targets", "intelgraph-platform-prod", ":Stack",
      lambda e: e["outputs"]["drBudget"][0].update(targetSeconds=300), "exceeds its target 300s"),
     ("logs-retention-and-kms", "api-waf-logs", ":LogGroup",
@@ -241,17 +243,19 @@ def test_unknown_values_never_crash_a_rule(prod_export):
 
 
 def test_the_dr_waf_rule_decides_on_the_first_preview(prod_export):
-    """On a new stack's first preview both records' aliases are unknown: each is read from the ALB
-    its region's Ingress creates. The rule follows the SECONDARY's alias to that Ingress (the
-    record's property dependencies) and the Ingress to the WebACL it attaches, in the Ingress's
-    region: stated on it (intelgraph.io/region), since a kubeconfig alias or file names none."""
+    """On a new stack's first preview both records' aliases are unknown (the ALBs' DNS names are
+    computed). The rule follows the SECONDARY's alias to the ALB (the record's property
+    dependencies) and on to the WebAclAssociation naming it, and that one's WebACL, in the ALB's
+    region (its provider's)."""
     document = copy.deepcopy(prod_export)
     for name in ("api-failover-primary", "api-failover-secondary", "api-failover-health"):
         record = entry(document, name, ":Record")
         for side in ("inputs", "outputs"):  # a stack policy judges the outputs
             record[side]["aliases"][0]["name"] = UNKNOWN_STRING_VALUE
-    for provider in ("eks", "eks-dr"):  # contexts that are kubeconfig aliases, not cluster ARNs
-        entry(document, provider, "providers:kubernetes")["inputs"]["context"] = f"{provider}-admin"
+    for name in ("api-waf", "api-dr-waf"):
+        association = entry(document, name, ":WebAclAssociation")
+        for side in ("inputs", "outputs"):
+            association[side].update(resourceArn=UNKNOWN_STRING_VALUE, webAclArn=UNKNOWN_STRING_VALUE)
     policy = BY_NAME["waf-every-failover-region"]
 
     def verdict(doc):
@@ -260,13 +264,46 @@ def test_the_dr_waf_rule_decides_on_the_first_preview(prod_export):
         return found
 
     assert verdict(document).violations == []
+    # the DR ALB's association names the primary region's WebACL: it protects nothing in us-west-2
     wrong_region = copy.deepcopy(document)
-    ingress = entry(wrong_region, "api-dr", ":Ingress")
-    for side in ("inputs", "outputs"):  # as an export holds them
-        ingress[side]["metadata"]["annotations"]["intelgraph.io/region"] = "us-east-1"
-    assert any("attaches no REGIONAL WAFv2 WebACL of that region" in v.message for v in verdict(wrong_region).violations)
-    entry(document, "api-dr-acl", ":WebAcl").update(type="aws:wafv2/ipSet:IpSet")
+    primary_acl = entry(wrong_region, "api-acl", ":WebAcl")["urn"]
+    entry(wrong_region, "api-dr-waf", ":WebAclAssociation")["propertyDependencies"]["webAclArn"] = [primary_acl]
+    assert any("no REGIONAL WAFv2 WebACL of that region" in v.message for v in verdict(wrong_region).violations)
+    # and no association with the DR ALB at all
+    entry(document, "api-dr-waf", ":WebAclAssociation").update(type="aws:wafv2/other:Other")
     assert verdict(document).violations
+
+
+def test_the_edge_rules_judge_ingresses_and_listeners(prod_export):
+    """nginx mode's Ingress needs spec.tls; an alb-class Ingress needs the WAF annotation; an HTTP
+    listener may only redirect to HTTPS."""
+    document = copy.deepcopy(prod_export)
+    listener = entry(document, "api-https", ":Listener")
+    plain = copy.deepcopy(listener)
+    plain["urn"] = listener["urn"].replace("::api-https", "::api-http")
+    plain["inputs"].update(protocol="HTTP", port=80, defaultActions=[
+        {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}])
+    ingress = {"urn": listener["urn"].split("$aws:")[0] + "$kubernetes:networking.k8s.io/v1:Ingress::legacy",
+               "type": "kubernetes:networking.k8s.io/v1:Ingress", "custom": True,
+               "inputs": {"metadata": {"name": "legacy", "namespace": "edge", "annotations": {}},
+                          "spec": {"ingressClassName": "alb", "tls": [{"hosts": ["api.example.com"]}]}}}
+    ingress["outputs"] = copy.deepcopy(ingress["inputs"])
+    document["deployment"]["resources"] += [plain, ingress]
+
+    def messages(doc, rule):
+        [found] = policy_runner.evaluate(doc, "prod", policies=[BY_NAME[rule]]).verdicts
+        return [v.message for v in found.violations]
+
+    assert messages(document, "edge-tls") == []
+    assert messages(document, "edge-waf") == ["Attach the WebACL: set annotation alb.ingress.kubernetes.io/wafv2-acl-arn."]
+    ingress["inputs"]["metadata"]["annotations"]["alb.ingress.kubernetes.io/wafv2-acl-arn"] = "arn:aws:wafv2:x"
+    ingress["outputs"] = copy.deepcopy(ingress["inputs"])
+    assert messages(document, "edge-waf") == []
+    plain["inputs"]["defaultActions"] = [{"type": "forward", "targetGroupArn": "arn:aws:elasticloadbalancing:x"}]
+    ingress["inputs"]["spec"].pop("tls")
+    assert sorted(messages(document, "edge-tls")) == [
+        "Add spec.tls for every host; the edge never serves plain HTTP.",
+        "An HTTP listener may only redirect to HTTPS (defaultActions: redirect, protocol HTTPS), or remove it."]
 
 
 @pytest.fixture

@@ -74,13 +74,13 @@ def test_a_violation_is_caught_at_preview_not_after_up(previews, rule, name, suf
 
 
 def test_an_unknown_object_around_a_value_proves_nothing(previews):
-    """An unknown WebACL ARN is an attached WebACL; unknown annotations may hold none at all."""
+    """A known sslPolicy is judged at preview; an unknown one may be any policy at all."""
     broken = copy.deepcopy(previews["prod"])
-    ingress = entry(broken, "api", ":Ingress")
-    assert ingress["inputs"]["metadata"]["annotations"]["alb.ingress.kubernetes.io/wafv2-acl-arn"] == UNKNOWN
-    ingress["inputs"]["metadata"]["annotations"] = UNKNOWN
+    listener = entry(broken, "api-https", ":Listener")
+    assert listener["inputs"]["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    listener["inputs"]["sslPolicy"] = UNKNOWN
     report = policy_runner.evaluate(broken, "prod")
-    assert ("k8s-ingress-waf", ingress["urn"]) in {(p, f.urn) for p, f in report.undecided}
+    assert ("edge-tls", listener["urn"]) in {(p, f.urn) for p, f in report.undecided}
 
 
 def test_a_first_preview_reaches_the_same_verdict_under_the_engine(previews):

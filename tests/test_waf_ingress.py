@@ -1,4 +1,4 @@
-"""The edge: a WAF-protected TLS Ingress by default, and the ingress-nginx compatibility mode."""
+"""The edge: the program's WAF-protected ALB per region by default, and the ingress-nginx compatibility mode."""
 
 from __future__ import annotations
 
@@ -12,8 +12,16 @@ import pytest
 import yaml
 
 import settings
-from components.waf_ingress import NGINX_WARNING, greater_than_regex, rate_limit_per_window
+from components.waf_ingress import (
+    EDGE_BACKEND_LABEL,
+    EDGE_FLOW,
+    NGINX_WARNING,
+    TLS_POLICY,
+    greater_than_regex,
+    rate_limit_per_window,
+)
 from synth import engine
+from synth.engine import Resource
 from tests.conftest import ROOT, config_with, stack_settings
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
@@ -24,6 +32,9 @@ NGINX = {"ingress.mode": "nginx", "ingress.tlsSecretName": "api-tls",
          "dns.drLoadBalancer": {"dnsName": "ingress-nginx-8d2e5f1a3c-2039485716.us-west-2.elb.amazonaws.com",
                                 "zoneId": "Z1H1FL5HABSF5"}}
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+RULE = "aws:lb/listenerRule:ListenerRule"
+BINDING = "kubernetes:elbv2.k8s.aws/v1beta1:TargetGroupBinding"
 
 
 def web_acl(synthesis, name="api-acl"):
@@ -70,16 +81,112 @@ def test_waf_logs_to_cloudwatch_without_credentials(prod):
     assert redacted == {"authorization", "cookie"}
 
 
-def test_alb_ingress_is_tls_only_and_carries_the_acl(any_stack):
-    ingress = any_stack.named("api", INGRESS).inputs
-    annotations = ingress["metadata"]["annotations"]
-    assert ingress["spec"]["ingressClassName"] == "alb"
-    assert annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] == web_acl(any_stack).outputs["arn"]
-    assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
-    assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:us-east-1:")
-    assert annotations["alb.ingress.kubernetes.io/ssl-policy"].startswith("ELBSecurityPolicy-TLS13")
-    assert ingress["spec"]["tls"] == [{"hosts": [rule["host"] for rule in ingress["spec"]["rules"]]}]
-    assert not any(k.startswith("nginx.") for k in annotations)
+def edge(synthesis, role: str = "primary") -> dict[str, Resource]:
+    """One region's edge: its ALB, security group, listener, host rules, target group, WebACL association,
+    TargetGroupBinding and NetworkPolicy, by kind."""
+    prefix = "api" if role == "primary" else "api-dr"
+    found = {kind: synthesis.named(f"{prefix}-{suffix}", type_) for kind, (suffix, type_) in {
+        "alb": ("alb", LOAD_BALANCER), "sg": ("alb-sg", "aws:ec2/securityGroup:SecurityGroup"),
+        "listener": ("https", "aws:lb/listener:Listener"), "targets": ("targets", "aws:lb/targetGroup:TargetGroup"),
+        "host": ("host", RULE), "association": ("waf", "aws:wafv2/webAclAssociation:WebAclAssociation"),
+        "binding": ("binding", BINDING), "policy": (f"{EDGE_FLOW}", "kubernetes:networking.k8s.io/v1:NetworkPolicy"),
+        "acl": ("acl", WEB_ACL)}.items()}
+    if role == "primary":
+        found["health"] = synthesis.named("api-health", RULE)
+    return found
+
+
+@pytest.mark.parametrize("role", ["primary", "dr"])
+def test_each_region_s_alb_is_tls_only_in_its_public_subnets_behind_its_web_acl(any_stack, role):
+    """ELB User Guide, "Security policies for your Application Load Balancer":
+    ELBSecurityPolicy-TLS13-1-2-2021-06 negotiates TLS 1.3 and 1.2 only. One HTTPS listener and a
+    security group open on 443 only: nothing answers plain HTTP. An ALB takes only a certificate of
+    its own region (ACM), and a REGIONAL WebACL protects only resources of its region (AWS WAF
+    Developer Guide), so each region's ALB gets its own of both."""
+    from tests.test_postgres_dr import region_of
+
+    cfg = stack_settings(any_stack.stack)
+    region, net = cfg.aws.region(role), cfg.network.of(role)
+    e = edge(any_stack, role)
+    alb = e["alb"].inputs
+    assert alb["loadBalancerType"] == "application" and alb["internal"] is False
+    assert alb["subnets"] == net.public_subnet_ids and alb["securityGroups"] == [e["sg"].id]
+    assert alb["dropInvalidHeaderFields"] is True and alb["enableWafFailOpen"] is False
+    assert alb["name"] == f"intelgraph-{any_stack.stack}-edge" + ("" if role == "primary" else "-dr")
+    assert {region_of(any_stack, r) for r in e.values() if r.type.startswith("aws:")} == {region}
+    [listener] = [r for r in any_stack.of_type("aws:lb/listener:Listener")
+                  if r.inputs["loadBalancerArn"] == e["alb"].outputs["arn"]]
+    assert listener.inputs["protocol"] == "HTTPS" and listener.inputs["port"] == 443
+    assert listener.inputs["sslPolicy"] == TLS_POLICY == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert listener.inputs["certificateArn"] == (cfg.ingress.certificate_arn if role == "primary"
+                                                 else cfg.ingress.dr_certificate_arn)
+    assert listener.inputs["certificateArn"].startswith(f"arn:aws:acm:{region}:")
+    assert [(r["fromPort"], r["toPort"]) for r in e["sg"].inputs["ingress"]] == [(443, 443)]
+    port = cfg.ingress.pod_port or cfg.ingress.service_port
+    assert [(r["fromPort"], r["toPort"], r["cidrBlocks"]) for r in e["sg"].inputs["egress"]] == [
+        (port, port, [net.vpc_cidr])]
+    assert e["association"].inputs == {"resourceArn": e["alb"].outputs["arn"], "webAclArn": e["acl"].outputs["arn"]}
+
+
+def test_the_host_and_the_health_name_forward_to_ip_targets_and_nothing_else(prod):
+    """The Ingress's rules, kept: the API's host on every path, the checked name on the health path
+    only (Route 53 sends it as Host and SNI); any other host gets the listener's fixed 404."""
+    cfg = stack_settings("prod")
+    e = edge(prod)
+    targets = e["targets"].inputs
+    assert targets["targetType"] == "ip" and targets["protocol"] == "HTTP" and targets["vpcId"] == cfg.network.primary.vpc_id
+    assert targets["port"] == cfg.ingress.service_port and targets["healthCheck"]["path"] == "/healthz"
+    assert targets["healthCheck"]["port"] == "traffic-port"
+    forward = [{"type": "forward", "targetGroupArn": e["targets"].outputs["arn"]}]
+    assert e["host"].inputs["actions"] == forward and e["health"].inputs["actions"] == forward
+    assert e["host"].inputs["conditions"] == [{"hostHeader": {"values": [cfg.ingress.host]}}]
+    assert e["health"].inputs["conditions"] == [{"hostHeader": {"values": [cfg.dns.health_check.fqdn]}},
+                                                {"pathPattern": {"values": ["/healthz"]}}]
+    assert e["listener"].inputs["defaultActions"][0]["fixedResponse"]["statusCode"] == "404"
+    with pytest.raises(KeyError):  # the DR region is checked by nobody: no health name there
+        prod.named("api-dr-health", RULE)
+
+
+def test_the_application_s_service_is_bound_to_the_targets_without_being_awaited(any_stack):
+    """TargetGroupBinding (AWS Load Balancer Controller docs, guide/targetgroupbinding): serviceRef is
+    the Service and its port, in the binding's namespace; spec.networking makes the controller add the
+    rule from the ALB's security group to the pods' (pkg/networking/networking_manager.go). The
+    object matches the controller's CRD (tests/test_custom_resources.py) and carries no
+    pulumi.com/waitFor: pulumi-kubernetes then awaits nothing for it (metadata.ReadyCondition returns
+    an immediate condition unless PULUMI_K8S_AWAIT_ALL is true)."""
+    cfg = stack_settings(any_stack.stack)
+    for role in ("primary", "dr"):
+        e = edge(any_stack, role)
+        binding = e["binding"].inputs
+        assert binding["apiVersion"] == "elbv2.k8s.aws/v1beta1" and binding["kind"] == "TargetGroupBinding"
+        assert binding["metadata"]["namespace"] == cfg.ingress.namespace and binding["metadata"]["name"] == "api"
+        assert "pulumi.com/waitFor" not in binding["metadata"].get("annotations", {})
+        assert binding["spec"]["serviceRef"] == {"name": cfg.ingress.service_name, "port": cfg.ingress.service_port}
+        assert binding["spec"]["targetGroupARN"] == e["targets"].outputs["arn"] and binding["spec"]["targetType"] == "ip"
+        assert binding["spec"]["vpcID"] == cfg.network.of(role).vpc_id
+        port = cfg.ingress.pod_port or cfg.ingress.service_port
+        assert binding["spec"]["networking"] == {"ingress": [{
+            "from": [{"securityGroup": {"groupID": e["sg"].id}}], "ports": [{"protocol": "TCP", "port": port}]}]}
+
+
+def test_pod_port_sets_the_targets_and_every_rule_that_reaches_the_pods():
+    synthesis = engine.synthesize("stage", config_with("stage", {"ingress.podPort": 3000}))
+    e = edge(synthesis, "dr")
+    assert e["targets"].inputs["port"] == 3000
+    assert e["binding"].inputs["spec"]["serviceRef"]["port"] == 8080  # the Service's port stays
+    assert e["binding"].inputs["spec"]["networking"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 3000}]
+    assert e["sg"].inputs["egress"][0]["fromPort"] == 3000
+    assert e["policy"].inputs["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 3000}]
+
+
+def test_the_network_policy_admits_the_alb_subnets_to_the_labelled_backend_pods_only(any_stack):
+    """A NetworkPolicy isolates every pod it selects (Kubernetes docs, "Network Policies"): in the
+    application's namespace the program selects only the pods that opt in with EDGE_BACKEND_LABEL."""
+    cfg = stack_settings(any_stack.stack)
+    for role in ("primary", "dr"):
+        spec = edge(any_stack, role)["policy"].inputs["spec"]
+        assert spec["podSelector"] == {"matchLabels": EDGE_BACKEND_LABEL} and spec["policyTypes"] == ["Ingress"]
+        assert spec["ingress"][0]["from"] == [{"ipBlock": {"cidr": c}} for c in cfg.network.of(role).public_subnet_cidrs]
 
 
 @pytest.fixture(scope="module")
@@ -142,65 +249,102 @@ def test_rate_translation():
     assert rate_limit_per_window(10) == 3000 and rate_limit_per_window(10, 60) == 600
 
 
-# --- the ALB DNS aliases is the one the WAF-protected Ingress creates (item: DNS aliased a name from config)
+# --- DNS aliases the program's ALB: no lookup, and nothing that waits for the application
 
-def test_dns_aliases_the_alb_the_waf_protected_ingress_creates(any_stack):
-    # AWS Load Balancer Controller: an Ingress's ALB is named k8s-<namespace>-<name>-<hash> unless
-    # alb.ingress.kubernetes.io/load-balancer-name sets it (at most 32 characters, the ELB limit).
-    ingress = any_stack.named("api", INGRESS).inputs
-    annotations = ingress["metadata"]["annotations"]
-    alb_name = annotations["alb.ingress.kubernetes.io/load-balancer-name"]
-    assert len(alb_name) <= 32 and alb_name == f"intelgraph-{any_stack.stack}-api"
-    assert annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] == web_acl(any_stack).outputs["arn"]
-    alb_dns = any_stack.outputs["edge"]["loadBalancerDnsName"]
-    assert alb_dns.startswith(f"{alb_name}-") and alb_dns.endswith(".us-east-1.elb.amazonaws.com")
-    [primary] = [r for r in any_stack.of_type("aws:route53/record:Record") if r.inputs.get("setIdentifier") == "primary"]
-    assert primary.inputs["aliases"][0]["name"] == alb_dns
-    assert primary.inputs["aliases"][0]["zoneId"] == "Z35SXDOTRQ7X7K"  # us-east-1's ALB hosted zone
-
-
-def alb_program(wait: bool, annotate: bool = True, lookup: str = "intelgraph-test-api"):
-    """An Ingress (whose annotations resolve late, like the WebACL ARN) and a lookup of its ALB."""
-    import pulumi
-    import pulumi_aws as aws
-    import pulumi_kubernetes as k8s
-
-    def program():
-        provider = aws.Provider("primary", region="us-east-1")
-        cluster = k8s.Provider("eks", context="test")
-        topic = aws.sns.Topic("slow", opts=pulumi.ResourceOptions(provider=provider))
-        named = {"alb.ingress.kubernetes.io/load-balancer-name": "intelgraph-test-api"} if annotate else {}
-        ingress = k8s.networking.v1.Ingress("api", metadata={"name": "api", "namespace": "edge", "annotations": {
-            **named, "alb.ingress.kubernetes.io/wafv2-acl-arn": topic.arn}},
-            spec={"ingressClassName": "alb"}, opts=pulumi.ResourceOptions(provider=cluster))
-        alb = aws.lb.get_load_balancer_output(name=lookup, opts=pulumi.InvokeOutputOptions(
-            provider=provider, depends_on=[ingress] if wait else None))
-        return {"dns": alb.dns_name}
-
-    return program
+def test_dns_aliases_each_region_s_alb_resource(any_stack):
+    """The records alias the ALB resources' own dns_name and zone_id: no aws.lb.get_load_balancer
+    lookup, which reached the primary region on every deploy (the failed-over deploy must not)."""
+    records = {r.inputs["setIdentifier"]: r for r in any_stack.of_type("aws:route53/record:Record")
+               if r.inputs.get("setIdentifier")}
+    for role, record in (("primary", records["primary"]), ("dr", records["secondary"])):
+        alb = edge(any_stack, role)["alb"]
+        assert record.inputs["aliases"][0]["name"] == alb.outputs["dnsName"]
+        assert record.inputs["aliases"][0]["zoneId"] == alb.outputs["zoneId"]
+        assert record.property_dependencies["aliases"] == [alb.urn]
+    assert records["primary"].inputs["aliases"][0]["zoneId"] == "Z35SXDOTRQ7X7K"  # us-east-1's ALB hosted zone
+    assert any_stack.outputs["edge"]["loadBalancerDnsName"] == edge(any_stack)["alb"].outputs["dnsName"]
+    # the old Ingress's ALB (named by the controller) keeps its name until it is deleted: the new one differs
+    assert edge(any_stack)["alb"].inputs["name"] != f"intelgraph-{any_stack.stack}-api"
 
 
-def failed_run(*args) -> str:
-    # A program that fails inside an invoke leaves the SDK's pending outputs behind in its process:
-    # run each failing case in a process of its own.
-    script = ("import sys; from tests.conftest import run_component; from tests.test_waf_ingress import alb_program; "
-              f"run_component(alb_program(*{args!r}))")
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0, result.stdout
-    return result.stderr
+def test_the_edge_makes_no_lookup(monkeypatch):
+    """A deploy calls no ELB API through an invoke: each call the program makes is recorded."""
+    from synth.mocks import PlatformMocks
+
+    calls: list[str] = []
+    original = PlatformMocks.call
+
+    def recording(self, args):
+        calls.append(args.token)
+        return original(self, args)
+
+    monkeypatch.setattr(PlatformMocks, "call", recording)
+    engine.synthesize("prod")
+    assert calls and not [c for c in calls if c.startswith("aws:lb/")]
 
 
-def test_looking_the_alb_up_before_its_ingress_exists_fails():
-    """What the first `up` would do without depends_on: the lookup runs when the program runs,
-    before the controller has created the ALB (elbv2 DescribeLoadBalancers: LoadBalancerNotFound)."""
-    from tests.conftest import run_component
+def awaited_objects(synthesis) -> dict[str, set[str]]:
+    """What pulumi-kubernetes waits for before it reports each resource created, by URN
+    (provider/pkg/await/awaiters.go and ingress.go): an Ingress until each path's backend Service has
+    an Endpoints object (or a settlement period passes) and its status names a load balancer; a
+    custom resource only when pulumi.com/waitFor says so (metadata.ReadyCondition)."""
+    awaited: dict[str, set[str]] = {}
+    for r in synthesis.resources:
+        if r.type == INGRESS:
+            awaited[r.urn] = {p["backend"]["service"]["name"] for rule in r.inputs["spec"]["rules"]
+                              for p in rule["http"]["paths"]}
+        elif r.type.startswith("kubernetes:") and "pulumi.com/waitFor" in (r.inputs.get("metadata") or {}).get(
+                "annotations", {}):
+            awaited[r.urn] = {"<a condition on the object>"}
+    return awaited
 
-    assert run_component(alb_program(True)).outputs["dns"].startswith("intelgraph-test-api-")
-    assert "LoadBalancerNotFound: no load balancer named 'intelgraph-test-api'" in failed_run(False)
-    # Without the annotation the controller names the ALB k8s-edge-api-<hash>: a name from config
-    # (today's k8s-edge-prod-...) is some other load balancer, or none.
-    assert "LoadBalancerNotFound: no load balancer named 'k8s-edge-prod-4f1c2a9b7e'" in failed_run(
-        True, False, "k8s-edge-prod-4f1c2a9b7e")
+
+def waiting_for(synthesis, service: str) -> set[str]:
+    """Every resource whose creation waits, directly or through its dependencies (the export's
+    dependencies and property dependencies; a dependency on a component is one on each of its
+    children, as the engine expands it), for an object named ``service``."""
+    by_urn = {r.urn: r for r in synthesis.resources}
+    children: dict[str, list[str]] = {}
+    for r in synthesis.resources:
+        if r.parent:
+            children.setdefault(r.parent, []).append(r.urn)
+    waits = {urn for urn, names in awaited_objects(synthesis).items() if service in names}
+    found: set[str] = set()
+
+    def depends(urn: str, seen: set[str]) -> bool:
+        if urn in waits:
+            return True
+        if urn in seen or urn not in by_urn:
+            return False
+        seen.add(urn)
+        r = by_urn[urn]
+        through = {*r.dependencies, *(u for v in r.property_dependencies.values() for u in v)}
+        if not r.custom:
+            through |= set(children.get(urn, ()))
+        return any(depends(d, seen) for d in through)
+
+    for urn in by_urn:
+        if depends(urn, set()):
+            found.add(urn)
+    return found
+
+
+def test_a_first_deploy_waits_for_nothing_of_the_application(any_stack):
+    """Issue 22: the application's Service (ingress.serviceName) is not this program's. No resource
+    of the stack waits for it, directly or through what it depends on, so a first deploy completes
+    before the application exists; the binding that names it is awaited by nothing."""
+    service = stack_settings(any_stack.stack).ingress.service_name
+    assert waiting_for(any_stack, service) == set()
+    names_it = [r for r in any_stack.resources if service in json.dumps(r.inputs)]
+    assert {r.type for r in names_it} == {BINDING}
+
+
+def test_the_first_deploy_check_notices_an_ingress(nginx):
+    """nginx mode keeps the Ingress, and with it pulumi-kubernetes's wait for the Service's endpoints:
+    the walk finds it (and everything depending on it), so the check above can fail."""
+    service = stack_settings("prod").ingress.service_name
+    found = waiting_for(nginx, service)
+    assert {urn.rsplit("::", 1)[-1] for urn in found} >= {"api", "api-dr"}
 
 
 def test_a_primary_load_balancer_from_config_is_refused_in_alb_mode():
@@ -222,11 +366,12 @@ def test_nginx_mode_aliases_the_configured_controller_load_balancers(nginx):
                                      ("-edge", False), ("edge-", False), ("internal-edge", False),
                                      ("edge_api", False), (None, False)])
 def test_alb_names_follow_the_elb_rules(name, ok):
-    from components.waf_ingress import WafIngressArgs
+    from components.waf_ingress import EdgeNetwork, WafIngressArgs
 
     args = dict(mode="alb", namespace="edge", host="api.example.com", service_name="api", service_port=8080,
                 certificate_arn="arn:aws:acm:us-east-1:1:certificate/x", requests_per_second=10,
-                burst_multiplier=2, allowlist_cidrs=(), max_body_bytes=2**21, load_balancer_name=name)
+                burst_multiplier=2, allowlist_cidrs=(), max_body_bytes=2**21, load_balancer_name=name,
+                network=EdgeNetwork("vpc-1", "10.0.0.0/16", ("subnet-1", "subnet-2"), ("10.0.1.0/24", "10.0.2.0/24")))
     if ok:
         WafIngressArgs(**args)
     else:

@@ -1,5 +1,5 @@
-"""Kubernetes: hardened workloads, bounded CronJobs, clean Secrets, TLS+WAF ingress, and no
-egress to the whole internet. A Helm release is judged twice: synth renders it and judges the
+"""Kubernetes: hardened workloads, bounded CronJobs, clean Secrets, and no egress to the whole
+internet (the edge's TLS and WAF: edge.py). A Helm release is judged twice: synth renders it and judges the
 objects with these rules; the engine only sees the release, so its values are judged too."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping
 from pulumi_policy import EnforcementLevel
 
 from . import config_keys
-from ._rules import depends_on, dig, each, is_unknown, peek, present, resource_rule, stack_rule
+from ._rules import depends_on, dig, each, is_unknown, peek, resource_rule, stack_rule
 
 DEPLOYMENT, STATEFULSET, DAEMONSET = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet",
                                       "kubernetes:apps/v1:DaemonSet")
@@ -276,19 +276,6 @@ def secret_generated(resources, args):
                 dig(secret.props, field)
 
 
-@resource_rule("k8s-ingress-tls", "Ingresses terminate TLS.", (INGRESS,))
-def ingress_tls(props, args):
-    if not list(each(props, "spec", "tls")):
-        yield "Add spec.tls for every host; the edge never serves plain HTTP."
-
-
-@resource_rule("k8s-ingress-waf", "ALB ingresses are protected by a WAF WebACL.", (INGRESS,))
-def ingress_waf(props, args):
-    acl = ("metadata", "annotations", "alb.ingress.kubernetes.io/wafv2-acl-arn")  # the WebACL's ARN: unknown at preview
-    if dig(props, "spec", "ingressClassName") == "alb" and not present(props, *acl):
-        yield "Attach the WebACL: set annotation alb.ingress.kubernetes.io/wafv2-acl-arn."
-
-
 @resource_rule("k8s-netpol-no-internet-egress", "No NetworkPolicy allows egress to the whole internet.",
                (NETWORK_POLICY,))
 def no_internet(props, args):
@@ -299,6 +286,6 @@ def no_internet(props, args):
 
 
 POLICIES = [image_pinned, resources_set, probes, non_root, no_escalation, not_privileged, seccomp,
-            capabilities, cronjob_bounded, no_aws_keys, no_placeholders, ingress_tls, ingress_waf, no_internet,
+            capabilities, cronjob_bounded, no_aws_keys, no_placeholders, no_internet,
             secret_generated,
             release_values, image_digest, image_digest_unverified]

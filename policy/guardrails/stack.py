@@ -9,7 +9,8 @@ from pulumi_policy import EnforcementLevel
 
 from . import config_keys, exceptions
 from ._rules import cluster_of, depends_on, dig, each, is_unknown, number, peek, region_of, setting, stack_rule
-from .kubernetes import INGRESS, WORKLOADS
+from .edge import ASSOCIATION, LOAD_BALANCER, protected_in_its_region
+from .kubernetes import WORKLOADS
 from .rds import INSTANCE, is_replica
 from .rds import source_db as _source_db
 from .s3 import BUCKET, bucket_of, label
@@ -155,18 +156,19 @@ def waf_every_failover_region(resources, args):
     # Developer Guide): after failover the DR load balancer is unprotected unless its region has one.
     protected = {region_of(acl) for acl in resources
                  if acl.resource_type == WEB_ACL and dig(acl.props, "scope") == "REGIONAL"}
-    # Only SECONDARY records are failover targets. Their alias is the ALB the DR region's Ingress
-    # creates, read back after `up`: at preview the name is unknown, so the rule follows the alias's
-    # property dependencies to that Ingress, and the Ingress's to the WebACL it attaches.
+    associations = [r for r in resources if r.resource_type == ASSOCIATION]
+    # Only SECONDARY records are failover targets. Their alias is the ALB the program creates in the
+    # DR region: the rule follows the alias's property dependencies to that ALB (its DNS name is
+    # unknown at a first preview) and on to the WebAclAssociation that attaches a WebACL to it.
     targets = (r for r in resources if r.resource_type == RECORD
                and any(dig(p, "type") == "SECONDARY" for p in each(r.props, "failoverRoutingPolicies")))
     for record in targets:
-        for i, alias in enumerate(each(record.props, "aliases")):
-            name = peek(alias, "name")
-            ingresses = depends_on(record, "aliases", INGRESS)
-            if is_unknown(name) and ingresses:
-                yield from _ingresses_protected(record, ingresses)
-                continue
+        balancers = depends_on(record, "aliases", LOAD_BALANCER)
+        if balancers:
+            yield from _balancers_protected(record, balancers, associations)
+            continue
+        # a load balancer named in config (nginx mode): its DNS name says its region
+        for i, _ in enumerate(each(record.props, "aliases")):
             match = _ELB_REGION.search(str(dig(record.props, "aliases", i, "name") or ""))  # unknown: undecided
             if match and match[1] not in protected:
                 yield (f"Route 53 failover record {record.name} sends traffic to a load balancer in {match[1]}, "
@@ -174,19 +176,13 @@ def waf_every_failover_region(resources, args):
                        "provider and attach it to the load balancer there.", record.urn)
 
 
-def _ingresses_protected(record, ingresses):
-    for ingress in ingresses:
-        # the cluster's region: stated on the Ingress, else its provider's context when that is the
-        # EKS cluster's ARN (arn:aws:eks:<region>:...; an alias or a kubeconfig file says nothing)
-        context = str(dig(ingress.provider.props, "context", default="") if ingress.provider else "")
-        region = dig(ingress.props, "metadata", "annotations", "intelgraph.io/region") or (
-            context.split(":")[3] if context.startswith("arn:aws:eks:") else None)
-        acls = [a for a in depends_on(ingress, "metadata", WEB_ACL) if dig(a.props, "scope") == "REGIONAL"]
-        if not any(region_of(a) == region for a in acls):
-            yield (f"Route 53 failover record {record.name} sends traffic to the load balancer of Ingress "
-                   f"{ingress.name} in {region or 'an unknown region'}, which attaches no REGIONAL WAFv2 WebACL of "
-                   "that region; set alb.ingress.kubernetes.io/wafv2-acl-arn to a WebACL created with that "
-                   "region's provider.", record.urn)
+def _balancers_protected(record, balancers, associations):
+    for balancer in balancers:
+        if not protected_in_its_region(balancer, associations):
+            yield (f"Route 53 failover record {record.name} sends traffic to load balancer {balancer.name} in "
+                   f"{region_of(balancer) or 'an unknown region'}, which no REGIONAL WAFv2 WebACL of that region is "
+                   "associated with; add an aws.wafv2.WebAclAssociation of that region's WebACL with the load balancer.",
+                   record.urn)
 
 
 @stack_rule("policy-exceptions-valid", "Every exception in policy/exceptions.yaml is well-formed and unexpired.",
