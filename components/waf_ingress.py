@@ -270,7 +270,11 @@ class WafIngress(pulumi.ComponentResource):
                 "networking": {"ingress": [{"from": [{"securityGroup": {"groupID": group.id}}],
                                             "ports": [{"protocol": "TCP", "port": port}]}]},
             },
-            opts=opts,
+            # the controller's webhook refuses a change of these (targetgroupbinding_validator.go,
+            # checkImmutableFields): a new target group (a new port) replaces the binding, deleted
+            # first since its name stays (pulumi-kubernetes provider.go, deleteBeforeReplace)
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(replace_on_changes=[
+                "spec.targetGroupARN", "spec.targetType", "spec.ipAddressType", "spec.vpcID"])),
         )
         flow_policy(f"{name}-{EDGE_FLOW}", args.namespace, edge_flow(net, port), opts)
         return alb

@@ -40,6 +40,7 @@ Status = Literal["PASS", "FAIL", "WARN", "INFO"]
 EBS_CSI_DRIVER = "ebs.csi.aws.com"
 # The AWS Load Balancer Controller's IngressClass controller name (its docs, "IngressClass").
 ALB_CONTROLLER = "ingress.k8s.aws/alb"
+TARGET_GROUP_BINDING_CRD = "targetgroupbindings.elbv2.k8s.aws"
 SNAPSHOT_CRDS = tuple(f"{plural}.snapshot.storage.k8s.io"
                       for plural in ("volumesnapshots", "volumesnapshotclasses", "volumesnapshotcontents"))
 # What the program creates of kube-prometheus-stack's kinds: ServiceMonitors and PrometheusRules
@@ -276,7 +277,48 @@ def check_ingress_controller(t: Target) -> list[Finding]:
         problems.append(fail(f"IngressClass alb {found}",
                              f"the controller's chart creates IngressClass alb (controller {ALB_CONTROLLER}) "
                              "with createIngressClassResource=true"))
-    return problems or ok("aws-load-balancer-controller Available, IngressClass alb")
+    # the edge binds the application's Service to its ALB's target group with this kind
+    if _missing_crds(t, (TARGET_GROUP_BINDING_CRD,)):
+        problems.append(fail(f"missing CRD {TARGET_GROUP_BINDING_CRD}: the edge's TargetGroupBinding cannot be created",
+                             "install the controller's CRDs (the chart's crds/crds.yaml; helm does on install)"))
+    return problems or ok(f"aws-load-balancer-controller Available, IngressClass alb, CRD {TARGET_GROUP_BINDING_CRD}")
+
+
+def check_edge_service(t: Target) -> list[Finding]:
+    """The application's Service the edge sends to. Its namespace must exist (the TargetGroupBinding,
+    or nginx mode's Ingress, is created there); the Service itself need not, in mode alb: the
+    controller registers its pods whenever it appears, so a missing one is information. When it
+    exists, its port must be ingress.servicePort and that port's targetPort ingress.podPort (the
+    target group's port, the security group rule and the NetworkPolicy flow)."""
+    assert t.kube is not None
+    edge = t.cfg.ingress
+    where = f"{edge.namespace}/{edge.service_name}"
+    if t.kube.get("namespaces", edge.namespace) is None:
+        return [fail(f"no namespace {edge.namespace} (ingress.namespace): the edge's "
+                     f"{'TargetGroupBinding' if edge.mode == 'alb' else 'Ingress'} is created there",
+                     f"create namespace {edge.namespace} (the application's deploy owns it), or set ingress.namespace")]
+    service = t.kube.get("services", edge.service_name, edge.namespace)
+    if service is None:
+        if edge.mode == "nginx":
+            return [Finding("WARN", f"no Service {where} (ingress.serviceName): in mode nginx the deploy waits for "
+                                    "its endpoints (pulumi-kubernetes' Ingress await)", "deploy the application first")]
+        return [Finding("INFO", f"no Service {where} (ingress.serviceName) yet: the deploy does not need it; the "
+                                "ALB has no targets (503) until the application creates it")]
+    ports = [p for p in (service.get("spec") or {}).get("ports") or [] if p.get("port") == edge.service_port]
+    if not ports:
+        found = ", ".join(str(p.get("port")) for p in (service.get("spec") or {}).get("ports") or []) or "none"
+        return [fail(f"Service {where} has no port {edge.service_port} (ingress.servicePort; it has {found}): "
+                     "the binding would register no target", "set ingress.servicePort to the Service's port")]
+    target = ports[0].get("targetPort", edge.service_port)
+    pod_port = edge.pod_port or edge.service_port
+    if isinstance(target, str):
+        return [Finding("INFO", f"Service {where} port {edge.service_port} targets the named port {target!r}: "
+                                f"the ALB reaches the pods on ingress.podPort {pod_port}; make sure that is its number")]
+    if target != pod_port:
+        return [fail(f"Service {where} port {edge.service_port} targets port {target}, ingress.podPort is {pod_port}: "
+                     "the ALB's security group and the NetworkPolicy open the wrong port",
+                     f"set ingress.podPort to {target}")]
+    return ok(f"Service {where}: port {edge.service_port} -> pods' {pod_port}")
 
 
 def check_ebs_csi_driver(t: Target) -> list[Finding]:
@@ -622,10 +664,15 @@ PREREQUISITES: tuple[Prerequisite, ...] = (
                  "`eksctl utils associate-iam-oidc-provider --cluster <name> --approve`.",
                  check_oidc_provider, needs_cluster=False),
     Prerequisite("ingress-controller", "The AWS Load Balancer Controller (Deployment "
-                 "`kube-system/aws-load-balancer-controller` Available) and IngressClass `alb`; in "
-                 "`ingress.mode: nginx`, IngressClass `nginx`.",
+                 "`kube-system/aws-load-balancer-controller` Available), IngressClass `alb` and the CRD "
+                 "`targetgroupbindings.elbv2.k8s.aws`; in `ingress.mode: nginx`, IngressClass `nginx`.",
                  "Helm chart `eks/aws-load-balancer-controller` (IRSA role with its IAM policy).",
                  check_ingress_controller),
+    Prerequisite("edge-service", "The namespace `ingress.namespace`. The application's Service "
+                 "`ingress.serviceName` need not exist yet (reported as information); when it does, its port "
+                 "`ingress.servicePort` targets `ingress.podPort`.",
+                 "The application's deploy creates the namespace and the Service; fix the config to match them.",
+                 check_edge_service),
     Prerequisite("ebs-csi-driver", "The EBS CSI driver (CSIDriver `ebs.csi.aws.com`).",
                  "EKS add-on `aws-ebs-csi-driver`.", check_ebs_csi_driver),
     Prerequisite("ebs-csi-snapshot-permissions", "The EBS CSI controller's IAM role (the add-on's, or "

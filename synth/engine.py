@@ -58,6 +58,7 @@ class Resource:
     aliases: list[str] = field(default_factory=list)
     # Not in the checkpoint, but it decides what the engine checks (helpers/redis_auth.py's witnesses).
     ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -133,6 +134,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             retain_on_delete=bool(request.retainOnDelete),
             aliases=self._alias_urns(request),
             ignore_changes=list(request.ignoreChanges),
+            replace_on_changes=list(request.replaceOnChanges),
         )
         if request.type != STACK_TYPE:
             record.inputs = _numbers(rpc.deserialize_properties(request.object))

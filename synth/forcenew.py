@@ -74,6 +74,16 @@ AWS: dict[str, tuple[str, ...]] = {
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ("securityGroupId",),
     "aws:sns/topic:Topic": ("name", "namePrefix", "fifoTopic"),
     "aws:sns/topicSubscription:TopicSubscription": ("topic", "protocol", "endpoint"),  # topic_arn; Pulumi names it `topic`
+    # elbv2/load_balancer.go (a fixed name: a replacement must delete first, the name is taken),
+    # listener.go, listener_rule.go (priority updates in place), target_group.go
+    "aws:lb/loadBalancer:LoadBalancer": ("name", "namePrefix", "internal", "loadBalancerType",
+                                         "customerOwnedIpv4Pool"),
+    "aws:lb/listener:Listener": ("loadBalancerArn",),
+    "aws:lb/listenerRule:ListenerRule": ("listenerArn",),
+    "aws:lb/targetGroup:TargetGroup": ("name", "namePrefix", "port", "protocol", "protocolVersion", "targetType",
+                                       "vpcId", "ipAddressType"),
+    # wafv2/web_acl_association.go: no Update at all
+    "aws:wafv2/webAclAssociation:WebAclAssociation": ("resourceArn", "webAclArn"),
     # wafv2/ip_set.go, web_acl.go, web_acl_logging_configuration.go
     "aws:wafv2/ipSet:IpSet": ("name", "namePrefix", "scope", "ipAddressVersion"),
     "aws:wafv2/webAcl:WebAcl": ("name", "namePrefix", "scope"),

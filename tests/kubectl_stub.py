@@ -22,6 +22,7 @@ RESOURCES = {
     "configmaps": ("ConfigMap", True, None),
     "secrets": ("Secret", True, None),
     "serviceaccounts": ("ServiceAccount", True, None),
+    "services": ("Service", True, None),
     "namespaces": ("Namespace", False, None),
     "ingressclasses.networking.k8s.io": ("IngressClass", False, None),
     "csidrivers.storage.k8s.io": ("CSIDriver", False, None),

@@ -2,34 +2,41 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from components.dns_failover import DnsFailoverArgs, LoadBalancerTarget
 from tests.conftest import stack_settings
 
 RECORD = "aws:route53/record:Record"
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 
 
-def host_matches(rule_host: str, host: str) -> bool:
-    """Ingress host matching (Kubernetes Ingress docs): exact, or a wildcard covering one label."""
-    if rule_host.startswith("*."):
-        return host.split(".", 1)[-1] == rule_host[2:] and host.count(".") == rule_host.count(".")
-    return rule_host == host
+def _wildcard(pattern: str, value: str, case_sensitive: bool) -> bool:
+    """ALB rule conditions (ELB User Guide, "Listener rules for your Application Load Balancer"):
+    '*' matches any characters, '?' exactly one; host-header compares case-insensitively,
+    path-pattern case-sensitively."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE) is not None
 
 
-def path_matches(path: dict, request_path: str) -> bool:
-    """Exact: the whole path, case-sensitive; Prefix: element-wise on '/' (Kubernetes Ingress docs)."""
-    if path["pathType"] == "Exact":
-        return path["path"] == request_path
-    prefix = [p for p in path["path"].split("/") if p]
-    return [p for p in request_path.split("/") if p][: len(prefix)] == prefix
-
-
-def serving_rules(synthesis, host: str, request_path: str) -> list[dict]:
-    return [rule for ingress in synthesis.of_type(INGRESS) for rule in ingress.inputs["spec"]["rules"]
-            if host_matches(rule.get("host", host), host)
-            and any(path_matches(p, request_path) for p in rule["http"]["paths"])]
+def serving_rules(synthesis, alb_dns_name: str, host: str, request_path: str) -> list[dict]:
+    """The listener rules of the ALB with this DNS name, on its HTTPS 443 listener, whose every
+    condition matches the request and whose action forwards to a target group."""
+    [alb] = [r for r in synthesis.of_type("aws:lb/loadBalancer:LoadBalancer") if r.outputs["dnsName"] == alb_dns_name]
+    listeners = {r.outputs["arn"] for r in synthesis.of_type("aws:lb/listener:Listener")
+                 if r.inputs["loadBalancerArn"] == alb.outputs["arn"] and r.inputs["protocol"] == "HTTPS"
+                 and r.inputs["port"] == 443}
+    found = []
+    for rule in (r.inputs for r in synthesis.of_type("aws:lb/listenerRule:ListenerRule")
+                 if r.inputs["listenerArn"] in listeners):
+        hosts = [c["hostHeader"]["values"] for c in rule["conditions"] if "hostHeader" in c]
+        paths = [c["pathPattern"]["values"] for c in rule["conditions"] if "pathPattern" in c]
+        if (all(any(_wildcard(v, host, False) for v in values) for values in hosts)
+                and all(any(_wildcard(v, request_path, True) for v in values) for values in paths)
+                and any(a["type"] == "forward" for a in rule["actions"])):
+            found.append(rule)
+    return found
 
 
 def test_health_check_probes_healthz_over_https_from_several_regions(prod):
@@ -43,22 +50,21 @@ def test_health_check_probes_healthz_over_https_from_several_regions(prod):
 
 def test_the_checked_name_is_served_by_the_primary_alb(any_stack):
     """Route 53 HTTPS checks send the FQDN as Host and SNI and count only 2xx/3xx answers (Route 53
-    Developer Guide, "How Amazon Route 53 determines whether a health check is healthy"); an ALB
-    answers a host no Ingress rule matches with its default 404. So the checked name must resolve
+    Developer Guide, "How Amazon Route 53 determines whether a health check is healthy"); the ALB
+    answers a host no listener rule matches with its default 404. So the checked name must resolve
     to a record this stack creates - aliasing the primary ALB, not the failover name, which would
-    follow the failover - and an Ingress rule on that ALB must match its host and path."""
+    follow the failover - and a rule of that ALB's HTTPS listener must match its host and path."""
     [check] = any_stack.of_type("aws:route53/healthCheck:HealthCheck")
     fqdn, path = check.inputs["fqdn"], check.inputs["resourcePath"]
     [record] = [r for r in any_stack.of_type(RECORD) if r.inputs["name"] == fqdn]
     assert not record.inputs.get("failoverRoutingPolicies")
     primary = next(r for r in any_stack.of_type(RECORD) if r.inputs.get("setIdentifier") == "primary")
-    assert record.inputs["aliases"][0]["name"] == primary.inputs["aliases"][0]["name"]
-    assert record.inputs["aliases"][0]["name"] == any_stack.outputs["edge"]["loadBalancerDnsName"]
-    rules = serving_rules(any_stack, fqdn, path)
-    assert rules, f"no Ingress rule serves {fqdn}{path}: the ALB would answer 404"
-    alb_ingress = any_stack.named("api", INGRESS)
-    assert any(rule in alb_ingress.inputs["spec"]["rules"] for rule in rules)
-    assert not serving_rules(any_stack, fqdn, "/admin")  # only the health path is exposed on that name
+    alb = record.inputs["aliases"][0]["name"]
+    assert alb == primary.inputs["aliases"][0]["name"] == any_stack.outputs["edge"]["loadBalancerDnsName"]
+    assert serving_rules(any_stack, alb, fqdn, path), f"no listener rule serves {fqdn}{path}: the ALB would answer 404"
+    assert serving_rules(any_stack, alb, fqdn.upper(), path)  # host-header is case-insensitive
+    assert not serving_rules(any_stack, alb, fqdn, "/admin")  # only the health path is exposed on that name
+    assert not serving_rules(any_stack, alb, "other.example.com", path)
 
 
 def test_a_health_check_on_the_failover_name_is_a_settings_error():

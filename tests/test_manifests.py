@@ -14,8 +14,10 @@ from tests.conftest import STACKS, rendered, synthesized
 
 # Custom resources have no upstream schema: promtool checks PrometheusRules (test_neo4j, test_redis),
 # test_servicemonitors_are_well_formed the ServiceMonitors, test_neo4j_snapshots the snapshot CRDs,
-# test_alerting the AlertmanagerConfigs and test_log_shipper the PodMonitor (against the upstream CRDs).
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "VolumeSnapshotClass", "AlertmanagerConfig", "PodMonitor"}
+# test_alerting the AlertmanagerConfigs and test_log_shipper the PodMonitor (against the upstream CRDs);
+# test_custom_resources every one of them, the edge's TargetGroupBinding included, strictly.
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "VolumeSnapshotClass", "AlertmanagerConfig", "PodMonitor",
+                "TargetGroupBinding"}
 
 
 def every_object(stack: str) -> list[dict]:

@@ -102,7 +102,7 @@ def _deployment(namespace: str, name: str, containers: list[tuple[str, str]]) ->
 def cluster_objects(role: Role) -> list[dict]:
     """A cluster that holds every prerequisite, as the installers leave it."""
     monitoring, release = CFG.observability.prometheus_namespace, CFG.observability.prometheus_release_label
-    crds = (*preflight.SNAPSHOT_CRDS, *preflight.MONITORING_CRDS,
+    crds = (*preflight.SNAPSHOT_CRDS, *preflight.MONITORING_CRDS, preflight.TARGET_GROUP_BINDING_CRD,
             "prometheuses.monitoring.coreos.com", "alertmanagers.monitoring.coreos.com")
     objects = [_obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", n) for n in crds]
     objects += [
@@ -139,6 +139,13 @@ def cluster_objects(role: Role) -> list[dict]:
         _obj("monitoring.coreos.com/v1", "Alertmanager", "kube-prometheus-stack-alertmanager", monitoring, spec={
             "alertmanagerConfigSelector": {}, "alertmanagerConfigNamespaceSelector": {}}),
     ]
+    # the application, deployed: its namespace and the Service the edge binds
+    edge = CFG.ingress
+    objects += [_obj("v1", "Namespace", edge.namespace),
+                _obj("v1", "Service", edge.service_name, edge.namespace, spec={
+                    "selector": {"app": edge.service_name},
+                    "ports": [{"name": "http", "port": edge.service_port, "protocol": "TCP",
+                               "targetPort": edge.pod_port or edge.service_port}]})]
     am = CFG.alerting.alertmanager
     for ns in preflight.tier_namespaces(CFG, role):
         objects += [_obj("v1", "Secret", ref.name, ns, type="Opaque", data={ref.key: "c2VjcmV0"})
@@ -400,6 +407,11 @@ def _zone_private(world: World, role: Role) -> None:
     world.private_zone = True
 
 
+def _no_edge_namespace(world: World, role: Role) -> None:
+    drop(world.clusters[role], "Namespace", CFG.ingress.namespace)
+    drop(world.clusters[role], "Service", CFG.ingress.service_name)
+
+
 # check -> (how to break it in one region, what the failure says)
 BREAK: dict[str, tuple[Callable[[World, Role], None], str]] = {
     "eks-cluster": (_version, "runs Kubernetes 1.32, kubernetes.version says 1.33"),
@@ -417,6 +429,8 @@ BREAK: dict[str, tuple[Callable[[World, Role], None], str]] = {
     "alertmanager-secrets": (_no_chat_secret,
                              f"Secret {CFG.redis.namespace}/{CFG.alerting.alertmanager.chat_secret.name} has no key"),
     "route53-accelerated-recovery": (_zone_private, "is private; dns.hostedZoneId must be the public zone"),
+    "edge-service": (_no_edge_namespace, f"no namespace {CFG.ingress.namespace} (ingress.namespace): the edge's "
+                                         "TargetGroupBinding is created there"),
 }
 
 
@@ -612,3 +626,37 @@ def test_the_readme_lists_exactly_the_checks_the_preflight_runs():
     assert preflight.table() in section, "replace the table with the output of: python -m ops.preflight --table"
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == [p.name for p in preflight.PREREQUISITES]
+
+
+# --- the edge: the application's Service is information, not a prerequisite (docs/decisions/019) ------
+
+
+def test_a_cluster_without_the_application_passes_and_says_so(world, capsys):
+    """A first deploy does not wait for the Service (mode alb): its absence is reported, not failed."""
+    drop(world.clusters["dr"], "Service", CFG.ingress.service_name)
+    code, out = world.run(capsys, "--region", "dr")
+    assert code == preflight.EXIT_OK, out
+    assert checks_with(out, "INFO") == {("dr", "edge-service")}
+    assert f"no Service {CFG.ingress.namespace}/{CFG.ingress.service_name} (ingress.serviceName) yet" in out
+    asked = [c for c in world.kubectl_calls() if "services" in c]
+    assert asked and all(c[c.index("services") + 1] == CFG.ingress.service_name for c in asked)
+
+
+def test_a_service_whose_target_port_is_not_pod_port_fails(world, capsys):
+    service = find(world.clusters["primary"], "Service", CFG.ingress.service_name)
+    service["spec"]["ports"][0]["targetPort"] = 3000
+    code, out = world.run(capsys, "--region", "primary")
+    assert code == preflight.EXIT_FAILED
+    assert checks_with(out, "FAIL") == {("primary", "edge-service")}
+    assert "targets port 3000, ingress.podPort is 8080" in out and "set ingress.podPort to 3000" in out
+    service["spec"]["ports"][0]["port"] = 80
+    code, out = world.run(capsys, "--region", "primary")
+    assert code == preflight.EXIT_FAILED and "has no port 8080 (ingress.servicePort; it has 80)" in out
+
+
+def test_the_target_group_binding_crd_is_part_of_the_controller(world, capsys):
+    drop(world.clusters["primary"], "CustomResourceDefinition", preflight.TARGET_GROUP_BINDING_CRD)
+    code, out = world.run(capsys, "--region", "primary")
+    assert code == preflight.EXIT_FAILED
+    assert checks_with(out, "FAIL") == {("primary", "ingress-controller")}
+    assert "missing CRD targetgroupbindings.elbv2.k8s.aws" in out

@@ -14,7 +14,6 @@ from synth import export
 from tests.conftest import STACKS, in_tier, stack_settings, synthesized
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 RECORD = "aws:route53/record:Record"
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
 
@@ -93,22 +92,25 @@ def test_a_pilot_light_dr_region_runs_no_servers_but_keeps_their_namespace_and_f
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_dr_ingress_carries_the_dr_web_acl_and_secondary_aliases_its_alb(stack):
+def test_the_dr_alb_carries_the_dr_web_acl_and_secondary_aliases_it(stack):
     synthesis, cfg = synthesized(stack), stack_settings(stack)
-    [ingress] = in_tier(synthesis, "dr").of_type(INGRESS)
-    annotations = ingress.inputs["metadata"]["annotations"]
-    [acl] = [a for a in in_tier(synthesis, "dr").of_type(WEB_ACL)]
-    assert provider_of(synthesis, acl).inputs["region"] == cfg.aws.dr_region
-    assert annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] == acl.outputs["arn"]
+    dr = in_tier(synthesis, "dr")
+    [alb] = dr.of_type("aws:lb/loadBalancer:LoadBalancer")
+    [acl] = dr.of_type(WEB_ACL)
+    [association] = dr.of_type("aws:wafv2/webAclAssociation:WebAclAssociation")
+    for resource in (alb, acl, association):
+        assert provider_of(synthesis, resource).inputs["region"] == cfg.aws.dr_region
+    assert association.inputs == {"resourceArn": alb.outputs["arn"], "webAclArn": acl.outputs["arn"]}
     assert f":{cfg.aws.dr_region}:" in acl.outputs["arn"]
     # the DR ALB carries a certificate of its own region
-    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == cfg.ingress.dr_certificate_arn
-    assert ingress.inputs["metadata"]["name"] == "api"  # one name in both clusters
-    name = annotations["alb.ingress.kubernetes.io/load-balancer-name"]
+    [listener] = dr.of_type("aws:lb/listener:Listener")
+    assert listener.inputs["certificateArn"] == cfg.ingress.dr_certificate_arn
+    [binding] = dr.of_type("kubernetes:elbv2.k8s.aws/v1beta1:TargetGroupBinding")
+    assert binding.inputs["metadata"]["name"] == "api"  # one name in both clusters
+    assert provider_of(synthesis, binding).inputs["context"] == cfg.kubernetes.dr.context
     [secondary] = [r.inputs for r in synthesis.of_type(RECORD) if r.inputs.get("setIdentifier") == "secondary"]
     [alias] = secondary["aliases"]
-    # the mock answers the read-back only for an ALB an Ingress of that region's cluster names
-    assert alias["name"].startswith(f"{name}-") and alias["name"].endswith(f".{cfg.aws.dr_region}.elb.amazonaws.com")
+    assert alias["name"] == alb.outputs["dnsName"] and alias["name"].endswith(f".{cfg.aws.dr_region}.elb.amazonaws.com")
     assert synthesis.outputs["edge"]["drWebAclArn"] == acl.outputs["arn"]
     assert synthesis.outputs["edge"]["drLoadBalancerDnsName"] == alias["name"]
 

@@ -164,6 +164,9 @@ def test_the_application_s_service_is_bound_to_the_targets_without_being_awaited
         assert binding["spec"]["serviceRef"] == {"name": cfg.ingress.service_name, "port": cfg.ingress.service_port}
         assert binding["spec"]["targetGroupARN"] == e["targets"].outputs["arn"] and binding["spec"]["targetType"] == "ip"
         assert binding["spec"]["vpcID"] == cfg.network.of(role).vpc_id
+        # the webhook's immutable fields (webhooks/elbv2/targetgroupbinding_validator.go): a change replaces
+        assert set(e["binding"].replace_on_changes) == {"spec.targetGroupARN", "spec.targetType", "spec.ipAddressType",
+                                                         "spec.vpcID"}
         port = cfg.ingress.pod_port or cfg.ingress.service_port
         assert binding["spec"]["networking"] == {"ingress": [{
             "from": [{"securityGroup": {"groupID": e["sg"].id}}], "ports": [{"protocol": "TCP", "port": port}]}]}
