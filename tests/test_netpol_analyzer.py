@@ -347,3 +347,57 @@ def test_allowlist_entries_from_config_open_exactly_their_cidr_and_ports(tmp_pat
     reached = {(c[0], c[1]) for c in result.found if c[3] == 8443}
     assert ("graph/graph-server-1[StatefulSet]", "ip:10.60.4.7") in reached
     assert not any(c[1].startswith("ip:10.60.4.") and c[3] != 8443 for c in result.found)
+
+
+# --- the edge: the ALB reaches the application's pods by IP (target type ip) ----------------------------
+
+
+def test_the_alb_subnets_reach_only_the_labelled_backend_on_the_pod_port(analysis, tmp_path):
+    """The analyzer over the cluster's manifests plus the application's side of the edge namespace
+    (its gateway pods, labelled as the program asks, another pod that is not, and the application's
+    own default-deny): the ALB's subnets reach the gateway on ingress.podPort and nothing else; the
+    program's policy leaves the unlabelled pod alone (docs/decisions/019)."""
+    from components.waf_ingress import EDGE_BACKEND_LABEL
+
+    cfg = settings.validate(engine.stack_config(analysis.stack))
+    namespace, port = cfg.ingress.namespace, cfg.ingress.pod_port or cfg.ingress.service_port
+    manifests = tmp_path / "manifests"
+    shutil.copytree(analysis.directory, manifests)
+    policy = yaml.safe_load((manifests / f"{namespace}_NetworkPolicy_{namespace}-from-load-balancer.yaml").read_text())
+    assert policy["spec"]["podSelector"] == {"matchLabels": EDGE_BACKEND_LABEL}
+
+    def deployment(name: str, labels: dict) -> dict:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+                "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
+                    "containers": [{"name": name, "image": "registry.example/app:1",
+                                    "ports": [{"containerPort": port}]}]}}}}
+
+    application = [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}}},
+        deployment("api-gateway", {"app": "api-gateway", **EDGE_BACKEND_LABEL}),
+        deployment("admin", {"app": "admin"}),
+    ]
+    (manifests / "application.yaml").write_text(yaml.safe_dump_all(application))
+    alb = [ipaddress.ip_network(c) for c in cfg.network.primary.public_subnet_cidrs]
+
+    def from_alb(conns: set[Conn], target: str) -> set[tuple[str, int]]:
+        found = set()
+        for src, dst, protocol, dst_port in conns:
+            if dst == f"{namespace}/{target}[Deployment]" and src.startswith("ip:"):
+                first, last = (ipaddress.ip_address(a) for a in src[3:].split("-"))
+                if any(first in net or last in net or (first <= net[0] and net[-1] <= last) for net in alb):
+                    found.add((protocol, dst_port))
+        return found
+
+    open_namespace = parse(run_analyzer(manifests))
+    assert from_alb(open_namespace, "api-gateway") == {("TCP", port)}  # the policy isolates what it selects
+    assert from_alb(open_namespace, "admin") == {("ALL", 0)}  # untouched: the application's choice
+
+    (manifests / "application-default-deny.yaml").write_text(yaml.safe_dump(
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "default-deny", "namespace": namespace},
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}))
+    closed = parse(run_analyzer(manifests))
+    assert from_alb(closed, "api-gateway") == {("TCP", port)}
+    assert from_alb(closed, "admin") == set()
