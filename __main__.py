@@ -280,7 +280,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             max_body_bytes=edge.max_body_size_mb * 2**20,
             tls_secret_name=edge.tls_secret_name,
             # not intelgraph-<env>-api[-dr], the name the controller gave the Ingress's ALB: both
-            # exist until DNS has moved (docs/decisions/019-the-edge-alb-is-the-programs.md)
+            # exist until DNS has moved (docs/decisions/020-the-edge-alb-is-the-programs.md)
             load_balancer_name=(f"intelgraph-{cfg.environment}-edge" + ("" if is_primary else "-dr"))
             if edge.mode == "alb" else None,
             network=EdgeNetwork(net.vpc_id, net.vpc_cidr, tuple(net.public_subnet_ids), tuple(net.public_subnet_cidrs))

@@ -1,6 +1,6 @@
 """WafIngress: the platform's public edge - TLS at a load balancer protected by a web application firewall.
 
-Default mode ``alb``: the program owns the region's Application Load Balancer (docs/decisions/019):
+Default mode ``alb``: the program owns the region's Application Load Balancer (docs/decisions/020):
 an internet-facing ALB in the region's public subnets with one HTTPS listener (the region's ACM
 certificate, a TLS 1.2+ policy; no HTTP listener: nothing listens on 80), host rules forwarding to a
 target group of type ``ip``, and the region's WAFv2 WebACL associated with it. The application's

@@ -356,7 +356,7 @@ def test_the_alb_subnets_reach_only_the_labelled_backend_on_the_pod_port(analysi
     """The analyzer over the cluster's manifests plus the application's side of the edge namespace
     (its gateway pods, labelled as the program asks, another pod that is not, and the application's
     own default-deny): the ALB's subnets reach the gateway on ingress.podPort and nothing else; the
-    program's policy leaves the unlabelled pod alone (docs/decisions/019)."""
+    program's policy leaves the unlabelled pod alone (docs/decisions/020)."""
     from components.waf_ingress import EDGE_BACKEND_LABEL
 
     cfg = settings.validate(engine.stack_config(analysis.stack))

@@ -628,7 +628,7 @@ def test_the_readme_lists_exactly_the_checks_the_preflight_runs():
     assert [row.split("`")[1] for row in rows] == [p.name for p in preflight.PREREQUISITES]
 
 
-# --- the edge: the application's Service is information, not a prerequisite (docs/decisions/019) ------
+# --- the edge: the application's Service is information, not a prerequisite (docs/decisions/020) ------
 
 
 def test_a_cluster_without_the_application_passes_and_says_so(world, capsys):

@@ -123,9 +123,9 @@ def test_an_alias_carries_the_old_urn_through_a_rename():
 # (type and name: the same in both stacks). Nothing else may leave the `all` list.
 REMOVED = {
     # the edge's Ingresses: the program owns the ALBs now; `pulumi up --exclude` both URNs, move DNS,
-    # then `pulumi up` deletes them (docs/decisions/019-the-edge-alb-is-the-programs.md)
-    ("kubernetes:networking.k8s.io/v1:Ingress", "api"): "019",
-    ("kubernetes:networking.k8s.io/v1:Ingress", "api-dr"): "019",
+    # then `pulumi up` deletes them (docs/decisions/020-the-edge-alb-is-the-programs.md)
+    ("kubernetes:networking.k8s.io/v1:Ingress", "api"): "020",
+    ("kubernetes:networking.k8s.io/v1:Ingress", "api-dr"): "020",
 }
 
 
