@@ -263,7 +263,8 @@ class WafIngress(pulumi.ComponentResource):
             f"{name}-waf-logs",
             name=f"aws-waf-logs-{name}",
             retention_in_days=args.log_retention_days,
-            kms_key_id=log_key(f"{name}-waf-logs", opts, account_id=account_id, region=region).arn,  # WAF logs carry client addresses and URIs
+            # WAF logs carry client addresses and URIs
+            kms_key_id=log_key(f"{name}-waf-logs", opts, account_id=account_id, region=region).arn,
             opts=opts,
         )
         aws.wafv2.WebAclLoggingConfiguration(

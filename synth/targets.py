@@ -123,9 +123,9 @@ def derive(stack: str, config: dict[str, str], state: str = "failed-over") -> li
     from synth import engine
     from synth import export as exporter
 
-    exports = [exporter.to_export(engine.synthesize(stack, with_active_region(config, role)))
-               for role in ("primary", STATES[state])]
-    return targets(*exports, dr_region_of(config, stack))
+    normal, changed = (exporter.to_export(engine.synthesize(stack, with_active_region(config, role)))
+                       for role in ("primary", STATES[state]))
+    return targets(normal, changed, dr_region_of(config, stack))
 
 
 def main(argv: Iterable[str]) -> int:
