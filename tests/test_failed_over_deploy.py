@@ -223,3 +223,39 @@ def test_the_runbook_runs_the_command_and_never_target_dependents():
     assert not [line for line in runbook.splitlines() if "pulumi up" in line and "--target-dependents" in line]
     assert "PULUMI_K8S_SKIP_UPDATE_UNREACHABLE" in runbook
     assert "python -m synth targets" in (root / "docs" / "operator.md").read_text()
+
+
+# --- CI's kubeconfig ------------------------------------------------------------------------------------
+
+def test_ci_writes_no_primary_kubeconfig_once_failed_over_and_still_needs_the_dr_clusters(tmp_path):
+    """`aws eks update-kubeconfig --region <primary>` calls eks:DescribeCluster in the primary region
+    (AWS CLI reference): down with it. Failed over, the job goes on without that context (nothing
+    in that cluster is targeted, and pulumi-kubernetes treats a context it cannot load as an
+    unreachable cluster: provider.go Configure); the DR cluster's kubeconfig is still required."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.test_cicd import ROOT, _fake
+
+    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document["config"]["intelgraph-platform:dr"]["activeRegion"] = "dr"
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    primary_region = stack_settings("prod").aws.primary_region
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+
+    def run(stack_file_args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cicd.kubeconfig", "--stack", "prod", *stack_file_args],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    _fake(tmp_path / "bin", "aws", f'[[ "$*" == *"--region {primary_region} "* ]] && exit 254; exit 0')
+    result = run(["--stack-file", str(stack_file)])
+    assert result.returncode == 0, result.stderr
+    assert "warning: no kubeconfig for primary cluster" in result.stderr
+    assert run([]).returncode == 1  # the normal state needs both clusters
+    _fake(tmp_path / "bin", "aws", "exit 254")  # the DR cluster too: nothing to deploy to
+    result = run(["--stack-file", str(stack_file)])
+    assert result.returncode == 1 and "no kubeconfig for dr cluster" in result.stderr
