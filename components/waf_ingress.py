@@ -197,7 +197,8 @@ class WafIngress(pulumi.ComponentResource):
         assert net is not None and args.load_balancer_name is not None  # WafIngressArgs requires both in alb mode
         group = aws.ec2.SecurityGroup(
             f"{name}-alb-sg",
-            description=f"ALB {args.load_balancer_name}: HTTPS from clients, {port} to the pods behind it",
+            # no port in it: a description is ForceNew (synth/forcenew.py), a new podPort only edits the rule
+            description=f"ALB {args.load_balancer_name}: HTTPS from clients, the pod port to the pods behind it",
             vpc_id=net.vpc_id,
             ingress=[{"description": "HTTPS from clients (the WebACL filters them)", "protocol": "tcp",
                       "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}],
