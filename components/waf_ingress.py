@@ -263,8 +263,11 @@ class WafIngress(pulumi.ComponentResource):
             f"{name}-binding",
             api_version="elbv2.k8s.aws/v1beta1",
             kind="TargetGroupBinding",
-            metadata={"name": object_name, "namespace": args.namespace,
-                      "annotations": {REGION_ANNOTATION: args.region} if args.region else {}},
+            metadata={"name": object_name, "namespace": args.namespace, "annotations": {
+                # never awaited, even where PULUMI_K8S_AWAIT_ALL=true awaits every object's Ready
+                # condition (pulumi-kubernetes metadata/overrides.go: SkipAwaitLogic comes first)
+                "pulumi.com/skipAwait": "true",
+                **({REGION_ANNOTATION: args.region} if args.region else {})}},
             spec={
                 "serviceRef": {"name": args.service_name, "port": args.service_port},
                 "targetGroupARN": targets.arn,

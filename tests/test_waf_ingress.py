@@ -153,14 +153,16 @@ def test_the_application_s_service_is_bound_to_the_targets_without_being_awaited
     rule from the ALB's security group to the pods' (pkg/networking/networking_manager.go). The
     object matches the controller's CRD (tests/test_custom_resources.py) and carries no
     pulumi.com/waitFor: pulumi-kubernetes then awaits nothing for it (metadata.ReadyCondition returns
-    an immediate condition unless PULUMI_K8S_AWAIT_ALL is true)."""
+    an immediate condition unless PULUMI_K8S_AWAIT_ALL is true; pulumi.com/skipAwait covers that too)."""
     cfg = stack_settings(any_stack.stack)
     for role in ("primary", "dr"):
         e = edge(any_stack, role)
         binding = e["binding"].inputs
         assert binding["apiVersion"] == "elbv2.k8s.aws/v1beta1" and binding["kind"] == "TargetGroupBinding"
         assert binding["metadata"]["namespace"] == cfg.ingress.namespace and binding["metadata"]["name"] == "api"
-        assert "pulumi.com/waitFor" not in binding["metadata"].get("annotations", {})
+        assert "pulumi.com/waitFor" not in binding["metadata"]["annotations"]
+        # and not under PULUMI_K8S_AWAIT_ALL=true either: ReadyCondition checks SkipAwaitLogic first
+        assert binding["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
         assert binding["spec"]["serviceRef"] == {"name": cfg.ingress.service_name, "port": cfg.ingress.service_port}
         assert binding["spec"]["targetGroupARN"] == e["targets"].outputs["arn"] and binding["spec"]["targetType"] == "ip"
         assert binding["spec"]["vpcID"] == cfg.network.of(role).vpc_id
