@@ -301,11 +301,16 @@ def test_an_aws_error_fails_the_check_it_happened_in_by_name(world, capsys, outp
     assert "PASS  replica-status" in out  # the other checks still ran
 
 
-def test_missing_output_is_a_clear_input_error(tmp_path, capsys):
+def test_missing_output_is_a_clear_input_error(tmp_path, capsys, monkeypatch):
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({"postgres": {}}))
     assert dr_readiness.main(["--outputs", str(path)]) == 2
-    assert "stack output postgres.primaryArn is missing" in capsys.readouterr().err
+    assert "missing outputs: stack output aws is missing" in capsys.readouterr().err  # whose, before anything
+    fake_aws_credentials(monkeypatch, ACCOUNT)
+    path.write_text(json.dumps({"aws": {"accountId": ACCOUNT, "drRegion": "us-west-2"}, "postgres": {}}))
+    with mock_aws():
+        assert dr_readiness.main(["--outputs", str(path)]) == 2
+    assert "missing outputs: stack output postgres.primaryArn is missing" in capsys.readouterr().err
 
 
 def test_malformed_arn_and_unreadable_file_are_clear_input_errors(tmp_path, capsys):
@@ -317,7 +322,7 @@ def test_malformed_arn_and_unreadable_file_are_clear_input_errors(tmp_path, caps
     assert dr_readiness.main(["--outputs", str(tmp_path / "bad.json")]) == 2
     assert "is not JSON" in capsys.readouterr().err
     assert dr_readiness.main([]) == 2
-    assert "--stack NAME or --outputs FILE" in capsys.readouterr().err
+    assert "--stack NAME (reads the outputs from the DR region) or --outputs FILE" in capsys.readouterr().err
 
 
 def _replica():

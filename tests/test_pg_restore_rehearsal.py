@@ -137,11 +137,13 @@ def test_a_verification_failure_still_deletes(world, capsys):
     assert "deleted pgrehearsal-" in out and instances() == []
 
 
-def test_missing_rehearsal_outputs_are_a_clear_input_error(tmp_path, capsys, outputs):
+def test_missing_rehearsal_outputs_are_a_clear_input_error(tmp_path, capsys, outputs, monkeypatch):
     del outputs["pgRestoreRehearsal"]
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs))
-    assert pg_restore_rehearsal.main(["--outputs", str(path)]) == 2
+    fake_aws_credentials(monkeypatch, ACCOUNT)  # the account check passes; the outputs do not
+    with mock_aws():
+        assert pg_restore_rehearsal.main(["--outputs", str(path)]) == 2
     assert "stack output pgRestoreRehearsal is missing" in capsys.readouterr().err
 
 
