@@ -502,7 +502,8 @@ export("rolloutBudget", rollout_budget(servers=len(graph.release_names)))
 # Every deploy writes the outputs the runbooks read into the DR region: the runbooks read them there
 # with `--stack`, while the primary region - and the state backend and Pulumi CLI view in it - is
 # gone. A String parameter: ARNs, names and numbers, no secret (SecureString would only add a key
-# every reader needs); Standard tier holds 4 KB (tests/test_ops_iam.py keeps the document under it).
+# every reader needs), so insecure_value (pulumi-aws: never masked) and a preview shows its diff.
+# Standard tier holds 4 KB (tests/test_ops_commands.py keeps the document well under it).
 runbook_outputs = pulumi.Output.from_input({name: exported[name] for name in RUNBOOK_OUTPUTS})
 aws.ssm.Parameter(
     "runbook-outputs",
@@ -510,7 +511,7 @@ aws.ssm.Parameter(
     type="String",
     tier="Standard",
     description="Stack outputs the ops runbooks read (python -m ops.<runbook> --stack <stack>)",
-    value=runbook_outputs.apply(lambda document: json.dumps(document, sort_keys=True, separators=(",", ":"))),
+    insecure_value=runbook_outputs.apply(lambda document: json.dumps(document, sort_keys=True, separators=(",", ":"))),
     opts=pulumi.ResourceOptions(provider=dr),
 )
 

@@ -49,7 +49,7 @@ from ops._common import (
 )
 from ops.dr_readiness import describe, latest_lag_seconds, replica_status
 
-# Everything in the DR region (tests/test_ops_iam.py records the calls and compares).
+# Everything in the DR region (tests/iam_oracle.py records the calls and compares).
 IAM = Permissions((
     READ_OUTPUTS,
     Grant(("rds:DescribeDBInstances", "rds:PromoteReadReplica"), "dr-database", "preconditions, promotion"),

@@ -38,7 +38,7 @@ from ops._common import (
     stack_outputs,
 )
 
-# What the checks below call, on what (tests/test_ops_iam.py records the calls and compares).
+# What the checks below call, on what (tests/iam_oracle.py records the calls and compares).
 IAM = Permissions((
     READ_OUTPUTS,
     Grant(("rds:DescribeDBInstances",), "databases", "replica status, PITR replication of the primary"),

@@ -54,7 +54,7 @@ from ops._common import (
 )
 from ops.dr_readiness import describe, replica_status
 
-# Planned maintenance, run by whoever deploys (not the on-call role). tests/test_ops_iam.py
+# Planned maintenance, run by whoever deploys (not the on-call role). tests/iam_oracle.py
 # records the calls and compares.
 IAM = Permissions((
     READ_OUTPUTS,

@@ -78,7 +78,7 @@ class Failed(Exception):
 
 
 # The weekly Job's IRSA role grants these (components/pg_restore_rehearsal.py, rehearsal_policy);
-# tests/test_ops_iam.py records the calls and compares with both.
+# tests/iam_oracle.py records the calls and compares with both.
 IAM = Permissions((
     READ_OUTPUTS,
     Grant(("rds:DescribeDBInstances", "rds:DescribeDBInstanceAutomatedBackups"), "dr-region-rds",
@@ -256,7 +256,7 @@ def rehearsal(args) -> int:
             except ValueError:
                 raise InputError(f"--restore-time {args.restore_time!r} is not an ISO 8601 time") from None
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"pg_restore_rehearsal: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:

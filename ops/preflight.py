@@ -745,7 +745,7 @@ def report(stack: str, results: list[Result]) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-# Read-only, in each region checked (tests/test_ops_iam.py records the calls and compares). Run by
+# Read-only, in each region checked (tests/iam_oracle.py records the calls and compares). Run by
 # whoever deploys, before a deploy: not part of the on-call role.
 IAM = Permissions((
     Grant(("eks:DescribeCluster", "eks:DescribeAddon"), "clusters", "the cluster's issuer, the EBS CSI add-on"),
