@@ -498,7 +498,7 @@ export("drBudget", [bound.as_output() for bound in budget])
 # and its AWS credentials must outlast it (helpers/rollout.py, tests/test_rollout_budget.py).
 export("rolloutBudget", rollout_budget(servers=len(graph.release_names)))
 
-# --- runbooks that need nothing from the failed region (docs/decisions/019) -------------------------
+# --- runbooks that need nothing from the failed region (docs/decisions/022) -------------------------
 # Every deploy writes the outputs the runbooks read into the DR region: the runbooks read them there
 # with `--stack`, while the primary region - and the state backend and Pulumi CLI view in it - is
 # gone. A String parameter: ARNs, names and numbers, no secret (SecureString would only add a key

@@ -1278,7 +1278,7 @@ class DrSettings(Model):
         description="Target time for a point-in-time restore in the DR region.")
     postgres_pitr_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)] = Field(
         description="Measured point-in-time restore time (ops.pg_restore_rehearsal).")
-    # Who may assume the on-call role (docs/decisions/019): the users of this IAM Identity Center
+    # Who may assume the on-call role (docs/decisions/022): the users of this IAM Identity Center
     # permission set. Identity Center names the role it creates in the account
     # AWSReservedSSO_<permission set>_<suffix> (IAM Identity Center User Guide, "Referencing
     # permission sets in resource policies"); permission set names: 1-32 of [\w+=,.@-].

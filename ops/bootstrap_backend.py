@@ -5,7 +5,7 @@
 
 Run once per account, before the first `pulumi stack init`, with administrator rights (not the
 on-call role). Idempotent: a re-run finds what exists and completes the rest. It creates
-(docs/decisions/019):
+(docs/decisions/022):
 
 * a multi-Region KMS key in the primary region (alias/intelgraph-pulumi-secrets, yearly automatic
   rotation) and its replica in the DR region under the same alias. A replica shares the primary's

@@ -1,6 +1,6 @@
 """The on-call role's permissions: exactly the IAM actions the DR runbooks list in their --help,
 each on the stack's own resources, resolved from the runbook outputs (the document every deploy
-writes into the DR region: __main__.py). docs/decisions/019.
+writes into the DR region: __main__.py). docs/decisions/022.
 
 Which runbooks: the ones an incident needs, ``dr_readiness`` and ``dr_promote``. The PITR rehearsal
 runs as its Job (its own IRSA role); the major upgrade, the preflight and the state-backend
@@ -85,7 +85,7 @@ def trust_policy(account: str, permission_set: str) -> dict:
     (its ARN: role/aws-reserved/sso.amazonaws.com/[<region>/]AWSReservedSSO_<name>_<suffix>), by
     sts:AssumeRole through the account: no IAM user, no access key. MFA is the identity provider's
     to enforce; aws:MultiFactorAuthPresent is absent from federated sessions, so requiring it here
-    would lock the SSO users out (docs/decisions/019)."""
+    would lock the SSO users out (docs/decisions/022)."""
     return {"Version": "2012-10-17", "Statement": [{
         "Sid": "OnCallPermissionSet", "Effect": "Allow", "Action": "sts:AssumeRole",
         "Principal": {"AWS": f"arn:aws:iam::{account}:root"},

@@ -1,6 +1,6 @@
 """Every ops command: one line and exit 2 for a cause it cannot run for (no credentials, no endpoint,
 wrong account, missing outputs), never a traceback; the state-backend bootstrap on moto; the DR
-copy of the outputs and the on-call role as the program declares them (issue 21, docs/decisions/019)."""
+copy of the outputs and the on-call role as the program declares them (issue 21, docs/decisions/022)."""
 
 from __future__ import annotations
 
