@@ -1,9 +1,12 @@
 """What IAM action each AWS call a runbook makes is authorized as, and a recorder of those calls.
 
 A runbook's --help lists the IAM actions it needs (ops._common.Permissions). The tests run each
-runbook against moto with a botocore ``before-call`` hook on the default session (every
-``boto3.client`` the runbooks create is that session's), map each call to its IAM action and compare:
-every call is listed, and every listed action that is not ``implied`` was called.
+runbook against moto with a botocore event hook on the default session (every ``boto3.client`` the
+runbooks create is that session's), map each call to its IAM action and compare: every call is
+listed, and every listed action that is not ``implied`` was called. The hook is
+``before-parameter-build``, which botocore emits for every call just before ``before-call``: a test
+that answers an operation itself from a ``before-call`` handler (tests/test_preflight.py ``answer``)
+stops the ``before-call`` chain, not this one.
 
 The action of an API call is mostly ``<service>:<Operation>``; S3 is where they differ (Service
 Authorization Reference, "Actions defined by Amazon S3": HeadObject and GetObject are s3:GetObject,
@@ -41,13 +44,13 @@ def recorded(monkeypatch) -> Iterator[set[str]]:
     """The IAM actions of every call made through boto3's default session inside the block."""
     calls: set[str] = set()
 
-    def record(model, **_) -> None:
+    def record(model, **_) -> None:  # (params, model, context)
         calls.add(iam_action(model.service_model.service_name, model.name))
 
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     boto3.setup_default_session()
     assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-call", record)
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build", record)
     yield calls
 
 
