@@ -246,3 +246,16 @@ def test_the_on_call_role_is_assumed_through_the_identity_center_permission_set_
     # no static keys: no IAM user, no access key anywhere in the program
     assert not synthesis.of_type("aws:iam/user:User") and not synthesis.of_type("aws:iam/accessKey:AccessKey")
     assert synthesis.outputs["onCall"]["permissionSet"] == "IntelGraphOnCall"
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_a_failed_over_deploy_changes_no_iam(stack):
+    """IAM's control plane is in us-east-1 (IAM User Guide, "Resilience in AWS Identity and Access
+    Management"): the on-call role and its policy must come out of dr.activeRegion: dr byte for byte
+    as they were, or the failed-over deploy would call it. The DR copy of the outputs may change."""
+    from tests.test_failed_over_deploy import failed_over, normal
+
+    for name, kind in (("oncall", "aws:iam/role:Role"), ("oncall-runbooks", "aws:iam/rolePolicy:RolePolicy")):
+        assert failed_over(stack).named(name, kind).inputs == normal(stack).named(name, kind).inputs, name
+    parameter = failed_over(stack).named("runbook-outputs", "aws:ssm/parameter:Parameter")
+    assert region_of(failed_over(stack), parameter) == "us-west-2"
