@@ -259,3 +259,14 @@ def test_a_failed_over_deploy_changes_no_iam(stack):
         assert failed_over(stack).named(name, kind).inputs == normal(stack).named(name, kind).inputs, name
     parameter = failed_over(stack).named("runbook-outputs", "aws:ssm/parameter:Parameter")
     assert region_of(failed_over(stack), parameter) == "us-west-2"
+
+
+def test_a_permission_set_identity_center_cannot_name_exits_2_naming_the_key(tmp_path, monkeypatch, capsys):
+    # permission set names: 1-32 characters of [\w+=,.@-] (IAM Identity Center API Reference, CreatePermissionSet)
+    from tests.conftest import config_with
+    from tests.test_settings import run_synth
+
+    code, out, err, registered = run_synth(tmp_path, monkeypatch, capsys, "prod",
+                                           config_with("prod", {"dr.onCallPermissionSet": "on call/*"}))
+    assert code == 2 and registered == ["pulumi:pulumi:Stack"], (out, err)
+    assert "intelgraph-platform:dr.onCallPermissionSet" in err
