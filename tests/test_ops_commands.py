@@ -270,3 +270,14 @@ def test_a_permission_set_identity_center_cannot_name_exits_2_naming_the_key(tmp
                                            config_with("prod", {"dr.onCallPermissionSet": "on call/*"}))
     assert code == 2 and registered == ["pulumi:pulumi:Stack"], (out, err)
     assert "intelgraph-platform:dr.onCallPermissionSet" in err
+
+
+def test_sts_pointed_at_the_global_endpoint_is_refused_by_name(outputs_file, monkeypatch, capsys):
+    # botocore's legacy setting sends STS calls to sts.amazonaws.com, which us-east-1 serves
+    # (IAM User Guide, "Manage AWS STS in an AWS Region"); the account check would fail with the primary
+    fake_aws_credentials(monkeypatch, ACCOUNT)
+    monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", "legacy")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    with mock_aws():
+        assert dr_readiness.main(["--outputs", str(outputs_file)]) == 2
+    assert "STS is configured to use the global endpoint" in one_line(capsys, "dr_readiness")
