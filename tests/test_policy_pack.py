@@ -124,6 +124,16 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("k8s-ingress-waf", "api", ":Ingress",
      lambda e: e["inputs"]["metadata"]["annotations"].pop("alb.ingress.kubernetes.io/wafv2-acl-arn"),
      "wafv2-acl-arn"),
+    # ELB User Guide, "Security policies for your Application Load Balancer": 2016-08 also speaks TLS 1.0/1.1
+    ("alb-tls12-policy", "api", ":Ingress",
+     lambda e: e["inputs"]["metadata"]["annotations"].update({"alb.ingress.kubernetes.io/ssl-policy":
+                                                               "ELBSecurityPolicy-2016-08"}),
+     "is 'ELBSecurityPolicy-2016-08', not a TLS 1.2+ ALB security policy"),
+    # AWS WAF Developer Guide, "Overriding rule group actions": override Count makes a group's rules count
+    ("waf-acl-blocks", "api-acl", ":WebAcl",
+     lambda e: [rule.update({"overrideAction" if "overrideAction" in rule else "action": {"count": {}}})
+                for rule in e["outputs"]["rules"]],
+     "WebACL api-acl allows by default and every rule counts"),
     ("k8s-netpol-no-internet-egress", "graph-backup-s3", ":NetworkPolicy",
      lambda e: e["inputs"]["spec"]["egress"][0]["to"].append({"ipBlock": {"cidr": "0.0.0.0/0"}}), "0.0.0.0/0"),
     ("k8s-helm-values-hardened", "neo4j-graph-server-2", ":Release",
