@@ -97,6 +97,12 @@ BAD_CONFIGS = [
      "not an IPv4 address"),
     ("chain longer than a week", {"backups.neo4j.chainDays": 8}, (), "backups.neo4j.chainDays",
      "less than or equal to 7"),
+    # the bounds of the rules relating keys, not only a value far beyond them
+    ("expiry on the transition day", {"backups.logs.transitionDays": 30, "backups.logs.expirationDays": 30}, (),
+     "backups.logs.expirationDays", "greater than transitionDays"),
+    ("object lock a day beyond expiry", {"backups.logs.objectLock": {"mode": "GOVERNANCE", "days": 401},
+                                         "backups.logs.expirationDays": 400}, (),
+     "backups.logs.objectLock", "objectLock.days cannot exceed expirationDays"),
     # --- what components' Args used to be the first to refuse (a traceback and exit 1) ---
     # the chart clusters only from minimumClusterSize 3 (templates/_helpers.tpl "neo4j.isClusterEnabled")
     ("two primaries", {"neo4j.primaries": 2}, (), "neo4j.primaries", "must be 1 (standalone) or at least 3"),
