@@ -14,12 +14,17 @@ from a literal in the workflow:
   an operator's, not the stack file's; ``ops.bootstrap_backend`` creates both copies);
 * ``runs-on``: a self-hosted deploy runner's labels plus ``intelgraph-region-<region>``, so a
   failed-over deploy runs on the deploy runner in the DR region, never on one in the lost region;
-* ``targets`` (``--targets``, failed-over stacks only): the ``--target`` URNs
-  ``python -m synth targets --state failed-over`` derives, one a line (pulumi/actions' ``target``
-  input: one URN a line, and it also splits a line at commas, so a URN with a comma is refused).
+* ``targeted`` and ``targets`` (``--targets``): while the primary region is down (``--primary-down
+  true``, the repository variable ``PRIMARY_REGION_DOWN``) and the stack is failed over, the
+  ``--target`` URNs ``python -m synth targets --state failed-over`` derives, one a line
+  (pulumi/actions' ``target`` input: one URN a line, and it also splits a line at commas, so a URN
+  with a comma is refused). Not from ``activeRegion`` alone: once the primary region is back the
+  stack stays failed over (and is then rebuilt there), and those deploys must be whole
+  (docs/runbooks.md, "Deploy the failed-over state"). The primary region down with the stack not
+  failed over is refused: nothing could deploy it.
 
     python -m cicd.region --stack prod [--stack-file FILE] [--runs-on JSON] [--state-region primary|dr]
-                          [--targets] [--github-output FILE]
+                          [--primary-down true|false] [--targets] [--github-output FILE]
 
 Exit codes: 0 written, 1 ``synth targets`` refused the failover (it changes something outside
 the DR region), 2 a bad stack file or argument (the message names the key and what is allowed).
@@ -84,26 +89,42 @@ class Where:
     region: str
     backend: str
     runs_on: Any
+    primary_down: bool = False
 
     @property
     def failed_over(self) -> bool:
         return self.active == "dr"
 
+    @property
+    def targeted(self) -> bool:
+        """Deploy only the target list: failed over while the primary region is down."""
+        return self.failed_over and self.primary_down
+
     def outputs(self) -> dict[str, str]:
         return {"active": self.active, "region": self.region, "failed-over": str(self.failed_over).lower(),
-                "backend": self.backend, "runs-on": json.dumps(self.runs_on, separators=(",", ":"))}
+                "targeted": str(self.targeted).lower(), "backend": self.backend,
+                "runs-on": json.dumps(self.runs_on, separators=(",", ":"))}
 
 
-def where(config: dict[str, Any], runs_on: Any = "ubuntu-24.04", state_region: str = "") -> Where:
+def _switch(value: str, variable: str, allowed: tuple[str, ...]) -> str:
+    if value not in ("", *allowed):
+        raise StackFileError(f"the repository variable {variable} must be empty or one of {', '.join(allowed)} "
+                             f"(got {value!r})")
+    return value or allowed[0]
+
+
+def where(config: dict[str, Any], runs_on: Any = "ubuntu-24.04", state_region: str = "",
+          primary_down: str = "") -> Where:
     active = active_role(config)
-    state_role = state_region or "primary"
-    if state_role not in roles():
-        raise StackFileError(f"the state region (repository variable PULUMI_STATE_REGION) must be empty or one of "
-                             f"{', '.join(roles())} (got {state_region!r})")
+    state_role = _switch(state_region, "PULUMI_STATE_REGION", roles())
+    down = _switch(primary_down, "PRIMARY_REGION_DOWN", ("false", "true")) == "true"
+    if down and active != "dr":
+        raise StackFileError(f"the primary region is down (PRIMARY_REGION_DOWN) but {ACTIVE_REGION_KEY} is "
+                             f"{active!r}: deploy the failed-over state (docs/runbooks.md, Deploy the failed-over state)")
     region = region_of(config, active)
     account = _require(config.get(AWS_KEY), "accountId", AWS_KEY)
     return Where(active, region, state_backend_url(account, region_of(config, state_role)),
-                 runner_labels(runs_on, region))
+                 runner_labels(runs_on, region), down)
 
 
 def target_output(urns: list[str]) -> str:
@@ -121,18 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-file", type=Path, help="stack config instead of Pulumi.<stack>.yaml")
     parser.add_argument("--runs-on", default='"ubuntu-24.04"', help="the job's runner labels, JSON")
     parser.add_argument("--state-region", default="", help="primary (default) or dr: the state copy to use")
+    parser.add_argument("--primary-down", default="", help="true while the primary region is down (default false)")
     parser.add_argument("--targets", action="store_true",
-                        help="also the failed-over state's --target list (synthesizes the program: needs the chart)")
+                        help="also the --target list when targeted (synthesizes the program: needs the chart)")
     parser.add_argument("--github-output", type=Path, help="append to this file (GITHUB_OUTPUT) instead of stdout")
     args = parser.parse_args(argv)
     try:
         config = stack_config(args.stack, path=args.stack_file)
-        found = where(config, json.loads(args.runs_on), args.state_region)
+        found = where(config, json.loads(args.runs_on), args.state_region, args.primary_down)
     except (OSError, yaml.YAMLError, json.JSONDecodeError, StackFileError) as exc:
         print(f"cicd.region: {exc}", file=sys.stderr)
         return 2
     text = "".join(f"{key}={value}\n" for key, value in found.outputs().items())
-    if args.targets and found.failed_over:
+    if args.targets and found.targeted:
         import settings
         from synth import engine, targets
 
@@ -144,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         except (settings.SettingsError, ValueError) as exc:
             print(f"cicd.region: {exc}", file=sys.stderr)
             return 2
-    print(f"cicd.region: {args.stack} is active in {found.region} ({found.active})", file=sys.stderr)
+    print(f"cicd.region: {args.stack} is active in {found.region} ({found.active})"
+          + (", primary region down: targeted" if found.targeted else ""), file=sys.stderr)
     if args.github_output:
         with args.github_output.open("a") as output:
             output.write(text)

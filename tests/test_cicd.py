@@ -167,7 +167,17 @@ def test_the_active_region_is_the_stack_files_and_primary_by_default(active, exp
     found = region.where(_stack(active), DEPLOY_LABELS)
     assert found.region == expected and found.failed_over == (active == "dr")
     assert found.runs_on == [*DEPLOY_LABELS, f"intelgraph-region-{expected}"]  # that region's deploy runner
-    assert found.outputs()["failed-over"] == str(active == "dr").lower()
+    assert found.outputs()["failed-over"] == str(active == "dr").lower() and not found.targeted
+
+
+def test_only_a_failed_over_stack_with_the_primary_region_down_is_targeted():
+    """Once the primary region is back the stack stays failed over, and is rebuilt there: those
+    deploys change the primary region and must be whole (docs/runbooks.md, step 3)."""
+    assert region.where(_stack("dr"), primary_down="true").targeted
+    assert region.where(_stack("dr"), primary_down="true").outputs()["targeted"] == "true"
+    assert not region.where(_stack("dr"), primary_down="false").targeted
+    with pytest.raises(kubeconfig.StackFileError, match="primary region is down .* but intelgraph-platform:dr"):
+        region.where(_stack("primary"), primary_down="true")  # nothing could deploy the normal state
 
 
 def test_the_state_copy_is_the_operators_switch_not_the_active_regions():
@@ -186,11 +196,14 @@ def test_the_state_copy_is_the_operators_switch_not_the_active_regions():
     (_stack("dr", drRegion=""), "", "intelgraph-platform:aws.drRegion must be a non-empty string"),
     ({"intelgraph-platform:aws": {"primaryRegion": "us-east-1", "drRegion": "us-west-2"}}, "",
      "intelgraph-platform:aws.accountId must be a non-empty string"),
-    (_stack(), "us-west-2", "PULUMI_STATE_REGION) must be empty or one of primary, dr (got 'us-west-2')"),
+    (_stack(), "us-west-2", "variable PULUMI_STATE_REGION must be empty or one of primary, dr (got 'us-west-2')"),
 ])
 def test_a_bad_stack_file_or_state_region_is_refused_naming_the_key(config, state_region, message):
     with pytest.raises(kubeconfig.StackFileError, match=re.escape(message)):
         region.where(config, state_region=state_region)
+    with pytest.raises(kubeconfig.StackFileError, match=re.escape("PRIMARY_REGION_DOWN must be empty or one of "
+                                                                  "false, true (got 'yes')")):
+        region.where(_stack("dr"), primary_down="yes")
 
 
 def test_the_allowed_active_regions_are_settings_own():

@@ -834,11 +834,17 @@ def test_the_where_job_runs_first_needs_no_aws_and_installs_what_synth_targets_n
     assert not any("configure-aws-credentials" in s.get("uses", "") or "aws " in s.get("run", "") for s in where["steps"])
     assert _installed_requirements(where["steps"]) == _installed_requirements(jobs["pulumi"]["steps"])
     assert where["env"]["STATE_REGION"] == "${{ vars.PULUMI_STATE_REGION }}"
+    assert where["env"]["PRIMARY_DOWN"] == "${{ vars.PRIMARY_REGION_DOWN }}"
     assert "vars.PULUMI_BACKEND_URL" not in (WORKFLOWS / "_pulumi.yml").read_text()  # derived, per account
 
 
-@pytest.mark.parametrize("active,state_region", [("primary", ""), ("dr", "dr")])
-def test_each_pulumi_step_gets_the_active_region_the_state_copy_and_the_targets(checkout, active, state_region):
+@pytest.mark.parametrize("active,state_region,primary_down", [
+    ("primary", "", ""),
+    ("dr", "dr", "true"),  # the outage: targeted, state and secrets from the DR copies
+    ("dr", "", "false"),   # the primary region is back (then rebuilt): a whole deploy, still in the DR region
+])
+def test_each_pulumi_step_gets_the_active_region_the_state_copy_and_the_targets(checkout, active, state_region,
+                                                                                primary_down):
     """The where job on the stack file in each state, then what the pulumi job hands to each step:
     configure-aws-credentials' `aws-region` (its STS AssumeRoleWithWebIdentity), the job's
     AWS_REGION (the KMS key copy; the secrets provider names no region: docs/decisions/022), the
@@ -852,12 +858,15 @@ def test_each_pulumi_step_gets_the_active_region_the_state_copy_and_the_targets(
     state = aws["primaryRegion" if not state_region else "drRegion"]
     _stack_file(checkout, stack, active)
     (checkout / "dev.log").unlink(missing_ok=True)
-    outputs, context = run_where_job(checkout, DEPLOY_INPUTS, {"PULUMI_STATE_REGION": state_region})
+    outputs, context = run_where_job(checkout, DEPLOY_INPUTS, {"PULUMI_STATE_REGION": state_region,
+                                                               "PRIMARY_REGION_DOWN": primary_down})
+    targeted = primary_down == "true"
 
     assert outputs["region"] == region and outputs["failed-over"] == str(active == "dr").lower()
     assert outputs["backend"] == f"s3://intelgraph-pulumi-state-{aws['accountId']}-{state}?region={state}&awssdk=v2"
     assert json.loads(outputs["runs-on"]) == [*json.loads(DEPLOY_INPUTS["runs-on"]), f"intelgraph-region-{region}"]
-    if active == "dr":
+    assert outputs["targeted"] == str(targeted).lower()
+    if targeted:
         assert split_like_pulumi_actions(outputs["targets"]) == target_urns(stack)
         assert (checkout / "dev.log").read_text() == f"dev charts {checkout}/../charts\n"
     else:
@@ -871,7 +880,7 @@ def test_each_pulumi_step_gets_the_active_region_the_state_copy_and_the_targets(
     [action] = [s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
     assert resolve(action["with"]["cloud-url"], context) == outputs["backend"]
     assert split_like_pulumi_actions(str(resolve(action["with"]["target"], context))) == (
-        target_urns(stack) if active == "dr" else [])
+        target_urns(stack) if targeted else [])
     assert action["with"]["target-dependents"] is False  # the primary region's dependents stay out
     # the deploy runner's identity check: STS in the active region, through its regional endpoint
     step = _step(job, "The deploy runner is the stack's deploy role")
@@ -894,7 +903,7 @@ def test_each_pulumi_step_gets_the_active_region_the_state_copy_and_the_targets(
     _bash(gate["run"], checkout, {**gate_env, "GITHUB_STEP_SUMMARY": str(checkout / "summary")}, bin_dir)
     args = (checkout / "pulumi-args").read_text().splitlines()
     assert [a.removeprefix("--target=") for a in args if a.startswith("--target")] == (
-        target_urns(stack) if active == "dr" else [])
+        target_urns(stack) if targeted else [])
     assert args[:2] == ["preview", "--stack"] and "--target-dependents" not in args
 
 
