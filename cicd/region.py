@@ -7,7 +7,7 @@ from a literal in the workflow:
 * ``region``: the active region (``aws.primaryRegion``, or ``aws.drRegion`` once failed over). The
   OIDC exchange (configure-aws-credentials' ``aws-region``), the deploy runner's identity check
   (``aws sts get-caller-identity --region``) and the KMS secrets key (the stacks' secrets provider
-  names no region, so ``AWS_REGION`` picks the copy: docs/decisions/022) all use it;
+  names no region, so ``AWS_REGION`` picks the copy: docs/decisions/024) all use it;
 * ``backend``: the state bucket copy to log in to, ``s3://intelgraph-pulumi-state-<account>-<region>``
   in the region ``--state-region`` names (``primary`` unless the operator set the repository
   variable ``PULUMI_STATE_REGION`` to ``dr``: the DR copy is not replicated back, so the switch is

@@ -847,7 +847,7 @@ def test_each_pulumi_step_gets_the_active_region_the_state_copy_and_the_targets(
                                                                                 primary_down):
     """The where job on the stack file in each state, then what the pulumi job hands to each step:
     configure-aws-credentials' `aws-region` (its STS AssumeRoleWithWebIdentity), the job's
-    AWS_REGION (the KMS key copy; the secrets provider names no region: docs/decisions/022), the
+    AWS_REGION (the KMS key copy; the secrets provider names no region: ops.bootstrap_backend, decision 022), the
     action's cloud-url, target and target-dependents, and the runner."""
     from tests.test_failed_over_deploy import target_urns
 
