@@ -69,13 +69,6 @@ def region_of(config: dict[str, Any], role: str) -> str:
     return _require(config.get(AWS_KEY), REGION_KEYS[role], AWS_KEY)
 
 
-def state_backend_url(account: str, region: str) -> str:
-    """The state bucket copy in ``region``, as ops.bootstrap_backend names and prints it
-    (docs/operator.md "When the primary region is lost"): the S3 backend's ``region`` query
-    parameter sends every state call to that region."""
-    return f"s3://intelgraph-pulumi-state-{account}-{region}?region={region}&awssdk=v2"
-
-
 def runner_labels(runs_on: Any, region: str) -> Any:
     """A self-hosted runner's labels gain the region's label; a hosted runner's are kept as they are."""
     if isinstance(runs_on, list) and runs_on[:1] == ["self-hosted"]:
@@ -121,10 +114,14 @@ def where(config: dict[str, Any], runs_on: Any = "ubuntu-24.04", state_region: s
     if down and active != "dr":
         raise StackFileError(f"the primary region is down (PRIMARY_REGION_DOWN) but {ACTIVE_REGION_KEY} is "
                              f"{active!r}: deploy the failed-over state (docs/runbooks.md, Deploy the failed-over state)")
+    # the state bucket copies ops.bootstrap_backend creates and prints the login of (docs/operator.md,
+    # "When the primary region is lost"); the URL's region sends every state call to that region
+    from ops.bootstrap_backend import Backend
+
+    backend = Backend(_require(config.get(AWS_KEY), "accountId", AWS_KEY), region_of(config, "primary"),
+                      region_of(config, "dr"))
     region = region_of(config, active)
-    account = _require(config.get(AWS_KEY), "accountId", AWS_KEY)
-    return Where(active, region, state_backend_url(account, region_of(config, state_role)),
-                 runner_labels(runs_on, region), down)
+    return Where(active, region, backend.url(region_of(config, state_role)), runner_labels(runs_on, region), down)
 
 
 def target_output(urns: list[str]) -> str:
