@@ -49,6 +49,16 @@ def test_web_acl_runs_managed_rules_rate_limit_and_body_limit(prod):
                if "managedRuleGroupStatement" in r["statement"]]
     assert managed == ["AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
                        "AWSManagedRulesSQLiRuleSet"]
+    # exact actions: a managed group overridden to count, or an own rule that counts, blocks nothing
+    # (AWS WAF Developer Guide, "Overriding rule group actions")
+    assert {r["name"]: (r.get("overrideAction"), r.get("action"), r["priority"]) for r in acl["rules"]} == {
+        "AWSManagedRulesCommonRuleSet": ({"none": {}}, None, 0),
+        "AWSManagedRulesKnownBadInputsRuleSet": ({"none": {}}, None, 1),
+        "AWSManagedRulesSQLiRuleSet": ({"none": {}}, None, 2),
+        "rate-limit-per-ip": (None, {"block": {}}, 10),
+        "body-size-limit": (None, {"block": {}}, 20)}
+    for name in managed:
+        assert rules[name]["statement"]["managedRuleGroupStatement"]["vendorName"] == "AWS"
     rate = rules["rate-limit-per-ip"]["statement"]["rateBasedStatement"]
     assert rate["limit"] == 10 * 300 and rate["evaluationWindowSec"] == 300 and rate["aggregateKeyType"] == "IP"
     allowlist = prod.named("api-allowlist", "aws:wafv2/ipSet:IpSet")
@@ -58,15 +68,21 @@ def test_web_acl_runs_managed_rules_rate_limit_and_body_limit(prod):
     body = rules["body-size-limit"]["statement"]["regexMatchStatement"]
     assert body["fieldToMatch"] == {"singleHeader": {"name": "content-length"}}
     assert re.fullmatch(body["regexString"], str(2 * 2**20 + 1)) and not re.fullmatch(body["regexString"], str(2 * 2**20))
+    assert body["textTransformations"] == [{"priority": 0, "type": "NONE"}]
     for rule in [*acl["rules"], acl]:
         visibility = rule["visibilityConfig"]
-        assert visibility["cloudwatchMetricsEnabled"] and visibility["sampledRequestsEnabled"]
+        assert visibility["cloudwatchMetricsEnabled"] is True and visibility["sampledRequestsEnabled"] is True
+        assert visibility["metricName"] == rule.get("name", "api-acl")
 
 
 def test_common_rule_set_does_not_block_bodies_the_api_accepts(prod):
     common = next(r for r in web_acl(prod).inputs["rules"] if r["name"] == "AWSManagedRulesCommonRuleSet")
     overrides = common["statement"]["managedRuleGroupStatement"]["ruleActionOverrides"]
     assert overrides == [{"name": "SizeRestrictions_BODY", "actionToUse": {"count": {}}}]
+    # only that one rule counts: the other groups keep every rule's own action
+    others = [r for r in web_acl(prod).inputs["rules"] if "managedRuleGroupStatement" in r["statement"]
+              and r["name"] != "AWSManagedRulesCommonRuleSet"]
+    assert others and all("ruleActionOverrides" not in r["statement"]["managedRuleGroupStatement"] for r in others)
 
 
 def test_waf_logs_to_cloudwatch_without_credentials(prod):
