@@ -428,6 +428,7 @@ budget = [
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
         cluster_start_seconds=cfg.dr.neo4j_cluster_start_estimate_seconds or 0,
+        refresh_schedule=neo.dr.refresh_schedule,
     ),
 ]
 budget.append(dr_budget.postgres_pitr_rto(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import dr_budget
 from synth import export
 from tests.conftest import STACKS, in_tier, stack_settings, synthesized
 
@@ -133,20 +134,25 @@ def test_the_dr_budget_describes_the_dr_path_of_the_stacks_mode(stack):
     # the switch starts on Route 53's verdict and reaches clients after the alias's TTL
     assert rto["terms"]["dnsDetection"] == rows[("postgres", "RTO")]["terms"]["dnsDetection"]
     assert rto["terms"]["aliasTtl"] == rows[("postgres", "RTO")]["terms"]["aliasTtl"]
+    # either way the switch may wait for one seed of the newest chain (pilot-light: its own; warm:
+    # a refresh in flight)
+    assert rto["terms"]["restoreFullBackup"] == cfg.dr.neo4j_restore_estimate_seconds
     if cfg.neo4j.dr.mode == "pilot-light":
         assert rto["terms"]["clusterStart"] == cfg.dr.neo4j_cluster_start_estimate_seconds
+        assert "refreshInterval" not in rpo["terms"]
     else:
         assert "clusterStart" not in rto["terms"]
+        # the switch promotes what the last refresh loaded: the copy is up to one refresh gap older
+        assert rpo["terms"]["refreshInterval"] == dr_budget.cron_max_gap_seconds(cfg.neo4j.dr.refresh_schedule)
     assert rto["boundSeconds"] == sum(rto["terms"].values())
 
 
 def test_a_pilot_light_target_that_the_start_breaks_prints_missed():
-    from helpers import dr_budget
-
     common = dict(rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=1,
                   full_backup_seconds=600, restore_estimate_seconds=2700, differential_estimate_seconds=20,
                   replication_sla_seconds=900, request_interval_seconds=10, failure_threshold=3)
-    warm = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="warm", **common)}
+    warm = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="warm", refresh_schedule="20 */2 * * *",
+                                                           **common)}
     cold = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="pilot-light", cluster_start_seconds=900, **common)}
     assert warm["RTO"].met and not cold["RTO"].met
     assert cold["RTO"].bound_seconds - warm["RTO"].bound_seconds == 900
