@@ -37,8 +37,11 @@ def irsa_role(
     policy: pulumi.Input[str],
     description: str,
     opts: pulumi.ResourceOptions,
+    api_token: bool = False,
 ) -> tuple[aws.iam.Role, list[k8s.core.v1.ServiceAccount]]:
-    """The role, its inline policy, and one annotated ServiceAccount per subject."""
+    """The role, its inline policy, and one annotated ServiceAccount per subject. ``api_token``:
+    the pods also call the Kubernetes API (a Neo4j server's discovery), so the account's API token
+    is mounted; otherwise it is not."""
     role = aws.iam.Role(
         name,
         description=description,
@@ -47,9 +50,12 @@ def irsa_role(
         opts=opts,
     )
     aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=opts)
+    namespaces = [namespace for namespace, _ in subjects]
     accounts = [
         k8s.core.v1.ServiceAccount(
-            f"{name}-{namespace}",
+            # named after the namespace (the name deployed accounts hold), and the account where
+            # the role serves several in one namespace
+            f"{name}-{namespace}" if namespaces.count(namespace) == 1 else f"{name}-{namespace}-{account}",
             metadata={
                 "name": account,
                 "namespace": namespace,
@@ -58,8 +64,9 @@ def irsa_role(
                     "eks.amazonaws.com/sts-regional-endpoints": "true",
                 },
             },
-            # IRSA mounts its own projected web-identity token; the Kubernetes API token is not needed.
-            automount_service_account_token=False,
+            # IRSA mounts its own projected web-identity token; the Kubernetes API token only where
+            # the pods call the API
+            automount_service_account_token=api_token,
             opts=opts,
         )
         for namespace, account in subjects

@@ -8,6 +8,8 @@ Route 53's SECONDARY record aliases - no load balancer typed into config.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from helpers import dr_budget
@@ -55,8 +57,10 @@ def test_the_dr_cluster_runs_the_same_default_deny_namespaces_and_cache(stack):
                 and not o["spec"].get("ingress") and not o["spec"].get("egress")
                 and set(o["spec"]["policyTypes"]) == {"Ingress", "Egress"}}
 
-    # the restore rehearsals run only in the primary cluster; every other namespace is in both
-    assert namespaces(dr) == namespaces(primary) - {cfg.pg_restore_rehearsal.namespace, cfg.neo4j.restore_namespace}
+    # the PostgreSQL restore rehearsal runs in the primary cluster, the Neo4j one in the DR cluster
+    # (from the DR bucket); every other namespace is in both
+    assert namespaces(dr) == (namespaces(primary) - {cfg.pg_restore_rehearsal.namespace}) | {
+        cfg.neo4j.restore_namespace}
     assert deny_all(dr) == namespaces(dr)
     [redis] = [o for o in dr if o["kind"] == "StatefulSet" and o["metadata"]["namespace"] == cfg.redis.namespace]
     [primary_redis] = [o for o in primary if o["kind"] == "StatefulSet"
@@ -72,8 +76,13 @@ def test_a_warm_dr_region_runs_the_graph_as_the_primary_does_in_its_own_zones():
                    for role in ("primary", "dr"))
     assert set(dr) == set(primary)
     # the same chart, version, image and values: placement spreads the primaries over as many
-    # zones (neo4j.dr.zones, validated to lie in the DR region), and the zone names are the nodes'
-    assert dr == primary
+    # zones (neo4j.dr.zones, validated to lie in the DR region), and the zone names are the nodes';
+    # only the DR servers run as the account that may read the DR bucket (their seed), in its region
+    for name, inputs in dr.items():
+        inputs = copy.deepcopy(inputs)  # the session's synthesis stays as it is
+        assert inputs["values"]["podSpec"].pop("serviceAccountName") == f"{cfg.neo4j.cluster_name}-servers"
+        assert inputs["values"].pop("env") == {"AWS_REGION": cfg.aws.dr_region}
+        assert inputs == primary[name]
     assert len(cfg.neo4j.dr.zones) == len(cfg.neo4j.zones)
     # the DR servers are no source of truth: no snapshots, no backups of their own
     assert not [r for r in in_tier(synthesis, "dr").resources if "Neo4jBackup" in r.type or "Neo4jSnapshots" in r.type]
