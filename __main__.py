@@ -207,7 +207,7 @@ def dr_graph_args() -> Neo4jDrGraphArgs:
         cluster_name=neo.cluster_name,
         mode=neo.dr.mode,
         # dr.activeRegion (issue 21) is not a setting yet: with it, pass it here - the refresh is not
-        # scheduled while the DR region is active (the seed script refuses a promoted database anyway)
+        # scheduled while the DR region is active (neo4j_dr_seed.sh refuses a promoted database anyway)
         active_region="primary",
         bucket_name=bucket.replica_bucket_name,
         bucket_arn=bucket.replica_bucket_arn,
@@ -236,7 +236,7 @@ def dr_graph_args() -> Neo4jDrGraphArgs:
 def tier_args(role: settings.Role) -> RegionalTierArgs:
     """A region's tier, from its cluster, network, buckets and certificate. The primary's graph is
     the source of truth (snapshots, backups); the DR region runs the servers only in warm mode, and
-    seeds them from the replicated backups (refresh, switch) and rehearses the restore in either mode."""
+    fills them from the replicated backups (refresh, switch) and rehearses the restore in either mode."""
     cluster, around = cfg.kubernetes.of(role), neighbours(role)
     is_primary = role == "primary"
     logs = buckets["logs"]

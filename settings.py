@@ -635,12 +635,12 @@ Zones = Annotated[list[Zone], Field(min_length=1), AfterValidator(_each_once)]
 class Neo4jDrSettings(Model):
     """What the DR region runs of the graph until a region switch (components/regional_tier.py)."""
 
-    # pilot-light: no servers; a switch creates them, then seeds the databases from the newest
+    # pilot-light: no servers; a switch creates them, then seeding fills the databases from the newest
     # chain replicated to the DR bucket. warm: a cluster of the primary's shape runs, its databases
     # reseeded from that chain on refreshSchedule and held READ ONLY, so a switch only promotes them
     # (components/neo4j_dr.py; helpers/dr_budget.py counts each path's steps).
     mode: Literal["pilot-light", "warm"] = Field(
-        description="pilot-light (no DR servers until a switch creates them and seeds them from the replicated "
+        description="pilot-light (no DR servers until a switch creates them and fills them from the replicated "
                     "backups) or warm (a running DR cluster of the primary's shape, reseeded from the replicated "
                     "backups on refreshSchedule and promoted as it is on a switch).")
     # warm only: how often the DR databases are reseeded. Each refresh takes them offline for a seed

@@ -6,14 +6,14 @@ bucket, its DR-region key), so it keeps working when the primary region is lost.
 * The weekly restore rehearsal: the newest chain restored into a throwaway instance in a scratch
   namespace (neo4j_pick_backup.sh, neo4j_restore_rehearsal.sh), failing unless the graph has nodes.
   It proves the DR path: the DR bucket, its key and the DR cluster's IRSA and flows.
-* The seed (components/scripts/neo4j_dr_seed.sh), Neo4j 5's own mechanism for a cluster: a database
-  seeded from a URI, every server downloading the seed itself (Operations Manual 5.26, "Managing
-  databases in a cluster": seed from URI with the CloudSeedProvider, which from 5.26 seeds the
+* Seeding (components/scripts/neo4j_dr_seed.sh), Neo4j 5's own mechanism for a cluster: a database
+  seeded from a URI, every server downloading its seed itself (Operations Manual 5.26, "Managing
+  databases in a cluster": seed from URI with the CloudSeedProvider, which from 5.26 takes the
   whole chain ending at a differential artifact; ``dbms.cluster.recreateDatabase`` (5.24+)
   replaces the store of an existing database on every allocation, online or offline, keeping its
   privileges). Not ``neo4j-admin database restore`` into a server: it needs the server's data
   volume (held by the running server) and then a designated seeder; it stays the rehearsal's tool,
-  on a throwaway instance (docs/decisions/019-neo4j-dr-seed-from-uri.md).
+  on a throwaway instance (docs/decisions/021-neo4j-dr-seed-from-uri.md).
   - warm: a refresh on ``refresh_schedule`` reseeds the running DR cluster's database and holds it
     READ ONLY. It is not scheduled while the DR region is active, and the script refuses a database
     that is READ WRITE with data (a switch promoted it) - the guard the cluster itself carries when
@@ -21,7 +21,7 @@ bucket, its DR-region key), so it keeps working when the primary region is lost.
   - either mode: the switch's Job (a suspended CronJob, started with ``kubectl create job
     --from=cronjob/neo4j-dr-switch``): promote the refreshed copy, or seed first where there is none
     (pilot-light: the servers the switch just created).
-* The servers' ServiceAccount: the seed is downloaded by the servers, so they assume a read-only
+* The servers' ServiceAccount: each server downloads its seed itself, so they assume a read-only
   IRSA role on the DR bucket's prefix; as the chart's own account would, it may read Services and
   Endpoints for the cluster's Kubernetes discovery (chart templates/neo4j-service-account.yaml).
 """
@@ -66,7 +66,7 @@ SWITCH_TEMPLATE_SCHEDULE = "0 0 1 1 *"
 # Both seed jobs reach the servers' Bolt port; the label selects them and nothing else.
 SEED_POD_LABELS = {"intelgraph.io/neo4j-seed": "dr"}
 POLL_SECONDS = 10
-# Past the seed itself: the pick, the servers' restart and start, the promotion.
+# Past seeding itself: the pick, the servers' restart and start, the promotion.
 SEED_SLACK_SECONDS = 1800
 AUTH_DIR = "/etc/neo4j-auth"
 
@@ -99,7 +99,7 @@ class Neo4jDrGraphArgs:
     storage_class: str  # the rehearsal's scratch volumes
     store_size: str
     store_bytes: int
-    primaries: int  # the topology a database created from the seed gets
+    primaries: int  # the topology a database created from a seed gets
     secondaries: int
     seed_seconds: int  # one seed of the newest chain (helpers/dr_budget.seed_seconds)
     prefix: str = "neo4j/"
@@ -137,21 +137,21 @@ class Neo4jDrGraph(pulumi.ComponentResource):
                              oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer,
                              api_token=api_token, opts=child)
 
-        # --- the servers: they download the seed themselves --------------------------------------
+        # --- the servers: they download their seed themselves --------------------------------------
         self.servers_account = servers_account(args.cluster_name)
         _, [account] = role("servers", [(args.namespace, self.servers_account)], "servers (seed)", api_token=True)
         reader = k8s.rbac.v1.Role(
             f"{name}-discovery",
             metadata={"name": f"{self.servers_account}-service-reader", "namespace": args.namespace,
                       "labels": labels_for(args.cluster_name, "dr-seed")},
-            rules=[{"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["get", "watch", "list"]}],
+            rules=[{"api_groups": [""], "resources": ["services", "endpoints"], "verbs": ["get", "watch", "list"]}],
             opts=child)
         k8s.rbac.v1.RoleBinding(
             f"{name}-discovery",
             metadata={"name": f"{self.servers_account}-service-binding", "namespace": args.namespace,
                       "labels": labels_for(args.cluster_name, "dr-seed")},
             subjects=[{"kind": "ServiceAccount", "name": self.servers_account, "namespace": args.namespace}],
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": reader.metadata.name},
+            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": reader.metadata.name},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account]))
 
         # --- the jobs: pick the newest artifact of the DR bucket, then act on it ------------------
@@ -238,16 +238,16 @@ def dr_rule_groups(args: Neo4jDrGraphArgs) -> list[dict]:
 
 
 def dr_graph_flows(cluster_name: str, around: Neighbours) -> tuple[Flow, ...]:
-    """In the DR cluster's graph namespace: the servers download seeds from S3 (IRSA through STS),
-    the seed jobs pick the artifact (S3, STS) and talk to the servers over Bolt."""
+    """In the DR cluster's graph namespace: the servers download their seed from S3 (IRSA through STS),
+    the seeding jobs pick the artifact (S3, STS) and talk to the servers over Bolt."""
     servers = server_pods(cluster_name)
     return (
         Flow("neo4j-seed-s3", "egress", Peer(cidrs=around.s3_cidrs), (443,), pods=servers,
-             reason="each DR server downloads the seed of its databases from the DR bucket"),
+             reason="each DR server downloads its databases' seed from the DR bucket"),
         Flow("neo4j-seed-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=servers,
              reason="IRSA exchanges the server's token for AWS credentials at the STS endpoint"),
         Flow("seed-jobs-s3", "egress", Peer(cidrs=around.s3_cidrs), (443,), pods=POD_LABELS,
-             reason="the seed jobs list the DR bucket for the newest backup artifact"),
+             reason="the seeding jobs list the DR bucket for the newest backup artifact"),
         Flow("seed-jobs-sts", "egress", Peer(cidrs=around.sts_cidrs), (443,), pods=POD_LABELS,
              reason="IRSA exchanges the pod's token for AWS credentials at the STS endpoint"),
         Flow("neo4j-seed-bolt", "egress", Peer(pods=servers), (BOLT_PORT,), pods=SEED_POD_LABELS,

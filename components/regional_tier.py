@@ -6,7 +6,7 @@ and roles:
 
 * the workload namespaces, each default-deny, opened flow by flow (components/egress_policy.py);
 * the graph: the Neo4j servers when the region runs them, their volume snapshots and their
-  backups to the region's bucket; in the DR region, what seeds the graph from the replicated
+  backups to the region's bucket; in the DR region, what fills the graph from the replicated
   backups (the warm refresh, the switch's Job) and the weekly restore rehearsal;
 * the cache: Redis;
 * log shipping to the region's logs bucket, alert routing, the stores dashboard;
@@ -33,8 +33,7 @@ from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
 from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
-from components import neo4j_dr
-from components.neo4j_dr import Neo4jDrGraph, Neo4jDrGraphArgs, dr_graph_flows
+from components.neo4j_dr import Neo4jDrGraph, Neo4jDrGraphArgs, dr_graph_flows, servers_account
 from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
@@ -105,7 +104,7 @@ class RegionalTierArgs:
         if self.dr_graph is not None and self.backup is not None:
             problems.append("a region's graph is backed up (the source of truth) or seeded from backups, not both")
         if self.dr_graph is not None and self.graph is not None and self.graph.service_account != \
-                neo4j_dr.servers_account(self.graph_cluster_name):
+                servers_account(self.graph_cluster_name):
             problems.append("the DR servers must run as the account that may read the DR bucket (their seed)")
         if self.cache.namespace == self.graph_namespace:
             problems.append("the cache and the graph each need a default-deny namespace of their own")

@@ -140,7 +140,7 @@ def test_a_warm_graph_adds_the_longest_gap_between_refreshes_to_its_rpo():
                                                            **common)}
     assert warm["RPO"].terms["refreshInterval"] == 68 * 3600  # Friday 06:20 to Monday 02:20
     assert warm["RPO"].bound_seconds - cold["RPO"].bound_seconds == warm["RPO"].terms["refreshInterval"]
-    # the seed is in both RTOs: a switch into pilot-light seeds, one into warm may wait for a refresh
+    # one seed is in both RTOs: a switch into pilot-light seeding, one into warm may wait for a refresh
     assert warm["RTO"].terms["restoreFullBackup"] + warm["RTO"].terms["replayDifferentials"] == \
         dr_budget.seed_seconds("0 * * * *", 1, 2700, 20) == 2700 + 23 * 20
     assert cold["RTO"].bound_seconds - warm["RTO"].bound_seconds == 900  # the cluster's start

@@ -554,7 +554,7 @@ def test_the_roll_gate_lets_a_first_install_form_the_cluster(tmp_path):
 # allocation ("Managing databases in a cluster"); dbms.cluster.recreateDatabase (5.24+) needs an
 # existing database, works online or offline, keeps its access, and replaces the store on every
 # allocation asynchronously - the allocations restart, then report online with a new start time,
-# or offline with a status message when the seed cannot be started; CREATE DATABASE refuses an
+# or offline with a status message when its seed cannot be started; CREATE DATABASE refuses an
 # existing name; a query on a database that is not online fails. It refuses credentials in argv,
 # a login that is not the admin's, statements on the wrong database and a seed other than the
 # expected one, and logs every statement.
@@ -586,7 +586,7 @@ def save():
     json.dump(state, open(state_file, "w"))
 
 def settle():
-    # an asynchronous (re)seed in progress: allocations restart, then come up with the seed's store
+    # an asynchronous (re)seed in progress: allocations restart, then come up with the seeded store
     pending = state.get("pending")
     if not pending:
         return
@@ -696,7 +696,7 @@ def final(tmp_path: Path) -> dict:
 
 def test_a_refresh_recreates_the_standby_from_the_newest_replicated_artifact(tmp_path):
     """Steady state of warm mode: the database is READ ONLY and holds the last refresh. The refresh
-    recreates it on every allocation from the chain's artifact in the DR bucket (the seed the
+    recreates it on every allocation from the chain's artifact in the DR bucket (a seed the
     servers download themselves), waits until every allocation started anew, and leaves it READ
     ONLY (recreation keeps the access)."""
     dr_cluster(tmp_path)
@@ -714,7 +714,7 @@ def test_a_refresh_recreates_the_standby_from_the_newest_replicated_artifact(tmp
 
 def test_the_first_refresh_makes_the_empty_standby_read_only_before_seeding(tmp_path):
     """A new DR cluster has an empty, read-write default database. It becomes READ ONLY first, so
-    a switch that promotes during the seed is not undone when the seed lands."""
+    a switch that promotes while seeding runs is not undone when seeding ends."""
     dr_cluster(tmp_path, access="read-write", nodes=0)
     result = seed_job(tmp_path, "refresh")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -775,7 +775,7 @@ def test_a_switch_seeds_what_holds_no_usable_graph_then_opens_it_for_writes(tmp_
 def test_a_seed_that_never_starts_fails_the_job(tmp_path):
     dr_cluster(tmp_path, seed_fails=True)
     result = seed_job(tmp_path, "refresh")
-    assert result.returncode == 1 and "FAILED: the seed did not come online" in result.stdout
+    assert result.returncode == 1 and "FAILED: the seeded database did not come online" in result.stdout
     assert "Unable to start database" in result.stdout
 
 

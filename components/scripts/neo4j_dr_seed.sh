@@ -1,11 +1,11 @@
 #!/bin/bash
 # The DR cluster's graph from the newest backup chain replicated to the DR bucket (its artifact's key
 # picked by neo4j_pick_backup.sh into ARTIFACT_FILE), with Neo4j 5's own seeding: every server that
-# hosts the database downloads the seed itself from S3 (Operations Manual 5.26, "Managing databases
-# in a cluster": seed from URI, CloudSeedProvider; from 5.26 a differential artifact seeds the whole
+# hosts the database downloads its seed itself from S3 (Operations Manual 5.26, "Managing databases
+# in a cluster": seed from URI, CloudSeedProvider; from 5.26 a differential artifact stands for the whole
 # chain ending at it, found in the artifact's folder).
 #
-# MODE=refresh (warm mode's schedule): the database is recreated from the seed on every allocation
+# MODE=refresh (warm mode's schedule): the database is recreated from that artifact on every allocation
 #   (dbms.cluster.recreateDatabase, 5.24+: online or offline, the database's privileges kept),
 #   or created from it when it does not exist, then held READ ONLY: a standby takes no writes.
 #   Refused when the database is READ WRITE and holds data: a switch promoted it (the DR region is
@@ -21,7 +21,7 @@ set -euo pipefail
   "${MODE:?}" "${PRIMARIES:?}" "${SECONDARIES:?}"
 attempts=${WAIT_ATTEMPTS:-720} interval=${POLL_SECONDS:-10}
 case "${MODE}" in refresh | switch) ;; *) echo "refusing: MODE must be refresh or switch (given: ${MODE})" >&2; exit 2 ;; esac
-# the database name and the seed's key sit inside Cypher text: plain characters only
+# the database name and the artifact's key sit inside Cypher text: plain characters only
 [[ "${DATABASE}" =~ ^[a-z][a-z0-9]*$ ]] || { echo "refusing: database name '${DATABASE}' is not plain" >&2; exit 2; }
 artifact=$(cat "${ARTIFACT_FILE}")
 [[ "${artifact}" =~ ^[A-Za-z0-9._/:-]+\.backup$ && "${BACKUP_BUCKET}" =~ ^[a-z0-9.-]+$ ]] \
@@ -70,7 +70,7 @@ if [ "${MODE}" = refresh ] && [ "${exists}" -gt 0 ] && [ "${access}" = read-writ
          "(the DR region is active); set it READ ONLY only once the primary region is the writer again"
     exit 1
   fi
-  # READ ONLY before the seed: recreation keeps a database's access (it cannot change it), so a
+  # READ ONLY before seeding: recreation keeps a database's access (it cannot change it), so a
   # switch that promotes while this refresh runs is never undone by it
   on system "ALTER DATABASE ${DATABASE} SET ACCESS READ ONLY;" >/dev/null
 fi
@@ -89,7 +89,7 @@ if [ -z "${promote_as_is}" ]; then
     on system "CREATE DATABASE ${DATABASE} TOPOLOGY ${PRIMARIES} PRIMARIES ${SECONDARIES} SECONDARIES OPTIONS {existingData: 'use', seedURI: '${seed}'};" >/dev/null
     [ "${MODE}" = switch ] || on system "ALTER DATABASE ${DATABASE} SET ACCESS READ ONLY;" >/dev/null
   fi
-  wait_online SEEDED "${before}" || { echo "FAILED: the seed did not come online"; exit 1; }
+  wait_online SEEDED "${before}" || { echo "FAILED: the seeded database did not come online"; exit 1; }
 fi
 
 [ "${MODE}" = refresh ] || on system "ALTER DATABASE ${DATABASE} SET ACCESS READ WRITE;" >/dev/null
