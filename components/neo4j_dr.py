@@ -15,7 +15,7 @@ bucket, its DR-region key), so it keeps working when the primary region is lost.
   volume (held by the running server) and then a designated seeder; it stays the rehearsal's tool,
   on a throwaway instance (docs/decisions/021-neo4j-dr-seed-from-uri.md).
   - warm: a refresh on ``refresh_schedule`` reseeds the running DR cluster's database and holds it
-    READ ONLY. It is not scheduled while the DR region is active, and the script refuses a database
+    READ ONLY. It is suspended while the DR region is active, and the script refuses a database
     that is READ WRITE with data (a switch promoted it) - the guard the cluster itself carries when
     the switch ran before any deploy could say so.
   - either mode: the switch's Job (a suspended CronJob, started with ``kubectl create job
@@ -135,7 +135,7 @@ class Neo4jDrGraph(pulumi.ComponentResource):
             return irsa_role(f"{name}-{suffix}", subjects=subjects, policy=policy,
                              description=f"Neo4j DR {what}: read s3 {args.prefix} of the DR bucket only",
                              oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer,
-                             api_token=api_token, opts=child)
+                             api_token=api_token, name_by_account=True, opts=child)
 
         # --- the servers: they download their seed themselves --------------------------------------
         self.servers_account = servers_account(args.cluster_name)
@@ -155,7 +155,7 @@ class Neo4jDrGraph(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account]))
 
         # --- the jobs: pick the newest artifact of the DR bucket, then act on it ------------------
-        seed_jobs = [REFRESH_JOB] if args.refreshes else []
+        seed_jobs = [REFRESH_JOB] if args.mode == "warm" else []
         readers, _ = role("reader", [*[(args.namespace, job) for job in (*seed_jobs, SWITCH_JOB)],
                                      (args.restore_namespace, REHEARSAL_JOB)], "seed and rehearsal jobs")
         pick_env = [{"name": "BACKUP_BUCKET", "value": args.bucket_name},
@@ -191,9 +191,10 @@ class Neo4jDrGraph(pulumi.ComponentResource):
                 labels={**job_labels(job), **SEED_POD_LABELS},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[readers]))
 
-        if args.refreshes:
-            assert args.refresh_schedule is not None
-            seed_job(REFRESH_JOB, "refresh", args.refresh_schedule, suspend=False)
+        if args.refresh_schedule is not None:
+            # suspended, not removed, while the DR region is active: flipping the region back
+            # resumes it, and the flip replaces or deletes nothing
+            seed_job(REFRESH_JOB, "refresh", args.refresh_schedule, suspend=not args.refreshes)
         seed_job(SWITCH_JOB, "switch", SWITCH_TEMPLATE_SCHEDULE, suspend=True)
 
         # --- the weekly restore rehearsal, from the DR bucket into a throwaway instance ------------

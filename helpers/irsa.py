@@ -38,10 +38,14 @@ def irsa_role(
     description: str,
     opts: pulumi.ResourceOptions,
     api_token: bool = False,
+    name_by_account: bool = False,
 ) -> tuple[aws.iam.Role, list[k8s.core.v1.ServiceAccount]]:
     """The role, its inline policy, and one annotated ServiceAccount per subject. ``api_token``:
     the pods also call the Kubernetes API (a Neo4j server's discovery), so the account's API token
-    is mounted; otherwise it is not."""
+    is mounted; otherwise it is not. ``name_by_account``: each account's resource is named after
+    its namespace and account, so a role serving several accounts of one namespace (or a varying
+    set of them) keeps every account's URN; otherwise after the namespace alone, as the accounts
+    deployed before it are."""
     role = aws.iam.Role(
         name,
         description=description,
@@ -50,12 +54,9 @@ def irsa_role(
         opts=opts,
     )
     aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=opts)
-    namespaces = [namespace for namespace, _ in subjects]
     accounts = [
         k8s.core.v1.ServiceAccount(
-            # named after the namespace (the name deployed accounts hold), and the account where
-            # the role serves several in one namespace
-            f"{name}-{namespace}" if namespaces.count(namespace) == 1 else f"{name}-{namespace}-{account}",
+            f"{name}-{namespace}-{account}" if name_by_account else f"{name}-{namespace}",
             metadata={
                 "name": account,
                 "namespace": namespace,

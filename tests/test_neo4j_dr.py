@@ -182,15 +182,29 @@ def dr_graph(active_region: Literal["primary", "dr"]) -> dict:
     return {}
 
 
-def test_no_refresh_is_scheduled_while_the_dr_region_is_active():
+def test_the_refresh_is_suspended_while_the_dr_region_is_active():
     """dr.activeRegion dr: the DR graph is the writer; a refresh would put an older backup over it."""
     def alerts(synthesis):
         return {r["alert"] for rule in synthesis.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
                 for g in rule.inputs["spec"]["groups"] for r in g["rules"]}
 
+    def suspended(synthesis):
+        return {r.inputs["metadata"]["name"]: r.inputs["spec"].get("suspend", False) for r in synthesis.of_type(CRONJOB)}
+
     standby, active = run_component(lambda: dr_graph("primary")), run_component(lambda: dr_graph("dr"))
-    names = [{r.inputs["metadata"]["name"] for r in s.of_type(CRONJOB)} for s in (standby, active)]
-    assert names == [{"neo4j-dr-refresh", "neo4j-dr-switch", "neo4j-restore-rehearsal"},
-                     {"neo4j-dr-switch", "neo4j-restore-rehearsal"}]
+    assert suspended(standby) == {"neo4j-dr-refresh": False, "neo4j-dr-switch": True, "neo4j-restore-rehearsal": False}
+    # suspended, not removed: the flip back resumes it, and the flip itself deletes nothing
+    assert suspended(active) == {"neo4j-dr-refresh": True, "neo4j-dr-switch": True, "neo4j-restore-rehearsal": False}
+    assert {r.urn for r in standby.resources} == {r.urn for r in active.resources}
     assert {"Neo4jDrRefreshFailing", "Neo4jDrRefreshMissing"} <= alerts(standby)
     assert not {"Neo4jDrRefreshFailing", "Neo4jDrRefreshMissing"} & alerts(active)
+
+
+def test_the_failed_over_prod_stack_suspends_the_refresh_and_keeps_the_rehearsal():
+    """prod with dr.activeRegion: dr (the failed-over state): the DR graph is the writer."""
+    from synth import engine, targets
+
+    failed_over = engine.synthesize("prod", targets.with_active_region(engine.stack_config("prod"), "dr"))
+    jobs = {o["metadata"]["name"]: o for o in export.kubernetes_objects(failed_over, "dr") if o["kind"] == "CronJob"}
+    assert jobs["neo4j-dr-refresh"]["spec"]["suspend"] is True and not jobs["neo4j-restore-rehearsal"]["spec"].get("suspend")
+    assert not cronjobs("prod", "dr")["neo4j-dr-refresh"]["spec"].get("suspend")  # the normal state refreshes
