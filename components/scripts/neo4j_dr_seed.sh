@@ -47,7 +47,11 @@ wait_online() {  # wait_online SETTLE|SEEDED [STARTS_BEFORE]: until every alloca
   # start (offline with a message, e.g. a seed that did not download), since waiting cannot help.
   local how=$1 before=${2:- } state online failed
   for _ in $(seq 1 "${attempts}"); do
-    state=$(allocations)
+    if ! state=$(allocations); then  # a leader election of the system database: ask again
+      echo "the cluster does not answer yet"
+      sleep "${interval}"
+      continue
+    fi
     online=$(awk -F', ' -v before="${before}" '$3 == "online" && index(before, " " $4 " ") == 0 { n++ } END { print n + 0 }' <<<"${state}")
     failed=$(awk -F', ' '$2 == "online" && $3 == "offline" && $5 != "" { print $5; exit }' <<<"${state}")
     if [ "${online}" -eq "${expected}" ]; then return 0; fi
@@ -64,7 +68,7 @@ exists=$(grep -c . <<<"${state}" || true)
 access=$(head -n 1 <<<"${state}" | cut -d, -f1)
 promote_as_is=""
 if [ "${MODE}" = refresh ] && [ "${exists}" -gt 0 ] && [ "${access}" = read-write ]; then
-  count=$(nodes)
+  count=$(nodes || true)  # no answer: it cannot tell, so it refuses
   if ! [[ "${count}" =~ ^[0-9]+$ ]] || [ "${count}" -ne 0 ]; then
     echo "FAILED: refusing to refresh: ${DATABASE} is read-write with '${count}' nodes, so a switch promoted it" \
          "(the DR region is active); set it READ ONLY only once the primary region is the writer again"
@@ -75,7 +79,7 @@ if [ "${MODE}" = refresh ] && [ "${exists}" -gt 0 ] && [ "${access}" = read-writ
   on system "ALTER DATABASE ${DATABASE} SET ACCESS READ ONLY;" >/dev/null
 fi
 if [ "${MODE}" = switch ] && [ "${exists}" -gt 0 ] && wait_online SETTLE; then
-  count=$(nodes)
+  count=$(nodes || true)
   if [[ "${count}" =~ ^[0-9]+$ ]] && [ "${count}" -gt 0 ]; then promote_as_is=yes; fi
 fi
 
@@ -93,7 +97,7 @@ if [ -z "${promote_as_is}" ]; then
 fi
 
 [ "${MODE}" = refresh ] || on system "ALTER DATABASE ${DATABASE} SET ACCESS READ WRITE;" >/dev/null
-count=$(nodes)
+count=$(nodes || true)
 if ! [[ "${count}" =~ ^[0-9]+$ ]] || [ "${count}" -eq 0 ]; then
   echo "FAILED: ${DATABASE} has '${count}' nodes after the ${MODE}"
   exit 1
