@@ -104,7 +104,7 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("k8s-no-privilege-escalation", "redis", ":StatefulSet",
      lambda e: pod(e)["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
      "allowPrivilegeEscalation: false"),
-    ("k8s-not-privileged", "neo4j-backup-rehearsal", ":CronJob",
+    ("k8s-not-privileged", "neo4j-seed-dr-rehearsal", ":CronJob",
      lambda e: pod(e)["containers"][0]["securityContext"].update(privileged=True), "remove securityContext.privileged"),
     ("k8s-seccomp-runtime-default", "redis", ":StatefulSet",
      lambda e: (pod(e)["securityContext"].pop("seccompProfile"),
