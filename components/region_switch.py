@@ -16,7 +16,7 @@ the way back are the same steps mirrored:
 
 Not used: RdsCreateCrossRegionReplica. It renames the old primary and creates a replica under the old
 identifier outside this program's state; the way back instead is the design's *rebuilt* step, a
-``pulumi up`` that creates the new replica (docs/decisions/019-region-switch-plan.md).
+``pulumi up`` that creates the new replica (docs/decisions/023-region-switch-plan.md).
 
 The execution role holds exactly the actions of the ARC Developer Guide's sample policy of each block
 the plan uses, scoped to this stack's instances, hosted zone and clusters
