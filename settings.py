@@ -1269,6 +1269,10 @@ class RegionSwitchSettings(Model):
 
 
 class DrSettings(Model):
+    # The failed-over state is this one setting: it must deploy while the primary region's APIs
+    # are down (docs/decisions/019, docs/runbooks.md "Deploy the failed-over state").
+    active_region: Role = Field("primary", description=(
+        "Which region holds the writers and takes the traffic: primary, or dr once failed over."))
     postgres: DrTarget = Field(description="PostgreSQL failover targets.")
     neo4j: DrTarget = Field(description="Neo4j restore targets.")
     # AWS publishes no SLA for promoting a read replica: measure it in a stage failover drill

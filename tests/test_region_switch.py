@@ -314,3 +314,26 @@ def test_the_sample_policies_name_their_source():
     for name, block in SAMPLES["blocks"].items():
         assert block["source"].startswith(("https://docs.aws.amazon.com/r53recovery/",
                                           "https://docs.amazonaws.cn/en_us/r53recovery/")), name
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_failing_over_changes_nothing_of_the_switch_and_reads_no_control_plane(stack):
+    """`dr.activeRegion: dr` must deploy while us-east-1 (the primary region, and ARC's control plane)
+    is down: the plan, its roles, the health-check copy and the failover records keep their inputs,
+    and the health checks come from the DR region's copy (decision 023)."""
+    from synth import targets
+
+    normal = engine.synthesize(stack)
+    failed_over = engine.synthesize(stack, targets.with_active_region(engine.stack_config(stack), "dr"))
+    kinds = (PLAN, ROLE, ROLE_POLICY, RECORD, "aws:ssm/parameter:Parameter")
+
+    def switch_inputs(synthesis) -> dict:
+        return {r.urn: r.inputs for r in synthesis.resources if r.type in kinds
+                and ("region-switch" in r.urn or r.type == RECORD)}
+
+    assert switch_inputs(normal) == switch_inputs(failed_over) and switch_inputs(normal)
+    tokens = [(i.token, i.provider_urn.rsplit("::", 1)[-1]) for i in failed_over.invokes]
+    assert not [t for t in tokens if t[0].startswith("aws:arcregionswitch/")], tokens
+    assert ("aws:ssm/getParameter:getParameter", "aws-dr") in tokens
+    assert ("aws:arcregionswitch/getRoute53HealthChecks:getRoute53HealthChecks", "aws-dr") in [
+        (i.token, i.provider_urn.rsplit("::", 1)[-1]) for i in normal.invokes]
