@@ -337,3 +337,19 @@ def test_failing_over_changes_nothing_of_the_switch_and_reads_no_control_plane(s
     assert ("aws:ssm/getParameter:getParameter", "aws-dr") in tokens
     assert ("aws:arcregionswitch/getRoute53HealthChecks:getRoute53HealthChecks", "aws-dr") in [
         (i.token, i.provider_urn.rsplit("::", 1)[-1]) for i in normal.invokes]
+
+
+@pytest.mark.parametrize("changes,words", [
+    ({"environment": "a-very-long-environment-name"}, "longer than 32 characters"),
+    ({"regions": {"primary": "us-east-1", "dr": "us-east-1"}}, "two different regions"),
+    ({"cluster_names": {"primary": "eks"}}, "cluster_names must have an entry for primary and for dr"),
+])
+def test_args_are_validated_with_the_field_named(changes, words):
+    from components.region_switch import RegionSwitchArgs, StepTimeouts
+
+    base = dict(environment="prod", account_id="481236059412", regions={"primary": "us-east-1", "dr": "us-west-2"},
+                db_instance_arns={"primary": "a", "dr": "b"}, hosted_zone_id="Z1", record_name="api.example.com",
+                cluster_names={"primary": "eks", "dr": "eks-dr"}, timeouts=StepTimeouts(2, 10, 15, 1),
+                rto_target_seconds=900, providers={"primary": object(), "dr": object()})
+    with pytest.raises(ValueError, match=words):
+        RegionSwitchArgs(**{**base, **changes})
