@@ -257,8 +257,11 @@ class RegionSwitch(pulumi.ComponentResource):
 
     def _scaling(self) -> dict:
         """Scale the activating cluster's StatefulSets to what the other region ran (sampled over 24 h).
-        The API keys the scaling resources by region (ARC API Reference, EksResourceScalingConfiguration,
-        scalingResources: key pattern a Region name); the objects have one name in both clusters."""
+        Each scaling resource is an application (any key) naming its object per Region (botocore's
+        arc-region-switch model: KubernetesScalingApplication maps a string to RegionalScalingResource,
+        keyed by Region); the provider's ``namespace`` is the application's key and ``resource_name``
+        the Region (terraform-provider-aws arcregionswitch/expand.go). The objects have one name in
+        both clusters."""
         args = self._args
         return {
             "capacity_monitoring_approach": "sampledMaxInLast24Hours",
@@ -268,10 +271,10 @@ class RegionSwitch(pulumi.ComponentResource):
                              for r in ROLES],
             "kubernetes_resource_types": [{"api_version": "apps/v1", "kind": "StatefulSet"}],
             "scaling_resources": [
-                {"namespace": args.regions[r],
-                 "resources": [{"resource_name": f"{w.namespace}-{w.name}", "name": w.name, "namespace": w.namespace}
-                               for w in args.scaled]}
-                for r in ROLES],
+                {"namespace": f"{w.namespace}-{w.name}",
+                 "resources": [{"resource_name": args.regions[r], "name": w.name, "namespace": w.namespace}
+                               for r in ROLES]}
+                for w in args.scaled],
         }
 
     def _scaling_access(self, execution: aws.iam.Role,

@@ -169,11 +169,13 @@ def test_a_scaled_down_tier_gets_the_eks_step_its_access_entries_and_the_eks_sam
         [scaling] = workflow["steps"][2]["eksResourceScalingConfigs"]
         assert scaling["kubernetesResourceTypes"] == [{"apiVersion": "apps/v1", "kind": "StatefulSet"}]
         assert scaling["capacityMonitoringApproach"] == "sampledMaxInLast24Hours" and scaling["targetPercent"] == 100
-        # scalingResources are keyed by Region (ARC API Reference, EksResourceScalingConfiguration)
-        assert [r["namespace"] for r in scaling["scalingResources"]] == [cfg.aws.primary_region, cfg.aws.dr_region]
-        for by_region in scaling["scalingResources"]:
-            assert {(r["namespace"], r["name"]) for r in by_region["resources"]} == {
-                ("cache", "redis"), ("graph", "neo4j-graph-server-1")}
+        # one application per workload, naming its object in each Region (the model's
+        # KubernetesScalingApplication -> RegionalScalingResource, keyed by Region)
+        assert [a["namespace"] for a in scaling["scalingResources"]] == ["cache-redis", "graph-neo4j-graph-server-1"]
+        for application, (namespace, name) in zip(scaling["scalingResources"],
+                                                  [("cache", "redis"), ("graph", "neo4j-graph-server-1")], strict=True):
+            assert application["resources"] == [{"resourceName": region, "name": name, "namespace": namespace}
+                                                for region in (cfg.aws.primary_region, cfg.aws.dr_region)]
     statements = policy_of(synthesis, execution)["Statement"]
     eks = [s for s in statements if any(a.startswith("eks:") for a in actions(s))]
     [sample_describe, sample_entries] = SAMPLES["blocks"]["EKSResourceScaling"]["policy"]["Statement"]
@@ -353,3 +355,108 @@ def test_args_are_validated_with_the_field_named(changes, words):
                 rto_target_seconds=900, providers={"primary": object(), "dr": object()})
     with pytest.raises(ValueError, match=words):
         RegionSwitchArgs(**{**base, **changes})
+
+
+# --- the request AWS receives: CreatePlan, checked against the service's own model ---------------------
+
+# terraform-provider-aws internal/service/arcregionswitch/expand.go: each step's one configuration block
+# becomes the ExecutionBlockConfiguration member of its type; an EKS scaling_resources entry becomes a
+# map {<namespace field>: {<resource_name>: {name, namespace}}}
+BLOCK_CONFIGS = {"executionApprovalConfigs": "executionApprovalConfig",
+                 "rdsPromoteReadReplicaConfigs": "rdsPromoteReadReplicaConfig",
+                 "route53HealthCheckConfigs": "route53HealthCheckConfig",
+                 "eksResourceScalingConfigs": "eksResourceScalingConfig"}
+
+
+def create_plan_request(plan) -> dict:
+    def block(key: str, config: dict) -> dict:
+        if key != "eksResourceScalingConfigs":
+            return config
+        config = dict(config)
+        [config["kubernetesResourceType"]] = config.pop("kubernetesResourceTypes")
+        config["scalingResources"] = [
+            {entry["namespace"]: {r["resourceName"]: {"name": r["name"], "namespace": r["namespace"]}
+                                  for r in entry["resources"]}} for entry in config["scalingResources"]]
+        return config
+
+    inputs = plan.inputs
+    workflows = [{**{k: v for k, v in w.items() if k != "steps"}, "steps": [
+        {"name": s["name"], "executionBlockType": s["executionBlockType"],
+         "executionBlockConfiguration": {BLOCK_CONFIGS[k]: block(k, v[0]) for k, v in s.items() if k in BLOCK_CONFIGS}}
+        for s in w["steps"]]} for w in inputs["workflows"]]
+    keys = ("name", "executionRole", "recoveryApproach", "regions", "primaryRegion", "description",
+            "recoveryTimeObjectiveMinutes")
+    return {**{k: inputs[k] for k in keys}, "workflows": workflows}
+
+
+def model_violations(value, shape, path: str = "CreatePlan"):
+    """What botocore's validator leaves out: enums, ranges, lengths, and each string's or map key's
+    pattern (Smithy patterns are not anchored: a search)."""
+    import re
+
+    meta = shape.metadata
+    if shape.type_name == "structure":
+        for key, member in value.items():
+            yield from model_violations(member, shape.members[key], f"{path}.{key}")
+    elif shape.type_name == "list":
+        if not meta.get("min", 0) <= len(value) <= meta.get("max", len(value)):
+            yield f"{path}: {len(value)} items outside {meta}"
+        for i, item in enumerate(value):
+            yield from model_violations(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "map":
+        for key, item in value.items():
+            yield from model_violations(key, shape.key, f"{path} key")
+            yield from model_violations(item, shape.value, f"{path}[{key}]")
+    elif shape.type_name == "string":
+        if shape.enum and value not in shape.enum:
+            yield f"{path}: {value!r} is not one of {shape.enum}"
+        if "pattern" in meta and not re.search(meta["pattern"], value):
+            yield f"{path}: {value!r} does not match {meta['pattern']}"
+        if not meta.get("min", 0) <= len(value) <= meta.get("max", len(value)):
+            yield f"{path}: length {len(value)} outside {meta}"
+    elif shape.type_name in ("integer", "long", "float", "double"):
+        if not meta.get("min", value) <= value <= meta.get("max", value):
+            yield f"{path}: {value} outside {meta}"
+
+
+def assert_aws_accepts(plan) -> dict:
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    shape = botocore.session.get_session().get_service_model("arc-region-switch").operation_model("CreatePlan").input_shape
+    request = create_plan_request(plan)
+    report = ParamValidator().validate(request, shape)
+    assert not report.has_errors(), report.generate_report()
+    assert not (problems := list(model_violations(request, shape))), problems
+    return request
+
+
+def test_aws_would_accept_the_stacks_plan(any_stack):
+    plan, _, _ = the_plan(any_stack)
+    request = assert_aws_accepts(plan)
+    assert [s["executionBlockType"] for w in request["workflows"] for s in w["steps"]]
+
+
+def test_aws_would_accept_a_plan_with_the_eks_step():
+    plan, _, _ = the_plan(switch_with("stage", scaled=[("cache", "redis")]))
+    request = assert_aws_accepts(plan)
+    [scaling] = [s["executionBlockConfiguration"]["eksResourceScalingConfig"]
+                 for s in request["workflows"][0]["steps"] if s["executionBlockType"] == "EKSResourceScaling"]
+    assert scaling["scalingResources"] == [{"cache-redis": {
+        region: {"name": "redis", "namespace": "cache"} for region in ("us-east-1", "us-west-2")}}]
+
+
+def test_the_model_check_would_catch_a_wrong_block_type():
+    import copy
+
+    plan, _, _ = the_plan(synthesized_stage())
+    broken = copy.deepcopy(plan)
+    broken.inputs["workflows"][0]["steps"][0]["executionBlockType"] = "ManualApprove"
+    with pytest.raises(AssertionError, match="ManualApprove"):
+        assert_aws_accepts(broken)
+
+
+def synthesized_stage():
+    from tests.conftest import synthesized
+
+    return synthesized("stage")
