@@ -139,3 +139,20 @@ def test_postgres_pitr_rto_row_is_the_rehearsals_measured_restore_time(prod):
         "met": True, "terms": {"pitrRestore": 2400}}
     slow = dr_budget.postgres_pitr_rto(rto_target=3600, restore_estimate_seconds=5000)
     assert not slow.met and slow.as_output()["met"] is False
+
+
+def test_neo4j_rto_counts_the_region_switch_scaling_the_graph_up():
+    """When the Region switch plan scales the DR graph's StatefulSets up (its EKS scaling step), the
+    restore waits for that step, which ends by its timeout (components/region_switch.py)."""
+    common = dict(rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=1,
+                  full_backup_seconds=1419, restore_estimate_seconds=2700, differential_estimate_seconds=20,
+                  dr_mode="warm", replication_sla_seconds=900, request_interval_seconds=10, failure_threshold=3)
+    plain = {b.objective: b for b in dr_budget.neo4j_bounds(**common)}["RTO"]
+    scaled = {b.objective: b for b in dr_budget.neo4j_bounds(tier_scaling_seconds=900, **common)}["RTO"]
+    assert "tierScaling" not in plain.terms and scaled.terms["tierScaling"] == 900
+    assert scaled.bound_seconds == plain.bound_seconds + 900
+
+
+def test_switch_steps_need_distinct_names():
+    with pytest.raises(ValueError, match="distinct"):
+        dr_budget.switch_seconds([("approve", 60), ("approve", 60)])
