@@ -392,6 +392,7 @@ switch = RegionSwitch(
         # health checks come from their copy in the DR region
         health_checks_from="dr-copy" if cfg.dr.active_region == "dr" else "plan",
         providers=aws_providers,
+        control_plane_provider=route53_metrics,  # the us-east-1 provider
     ),
 )
 

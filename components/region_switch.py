@@ -27,9 +27,10 @@ Where it runs: CreatePlan/UpdatePlan/GetPlan and ListRoute53HealthChecks are con
 served only in the partition's leader region (us-east-1 for aws: botocore arc-region-switch endpoint
 rules, ``UseControlPlaneEndpoint``). Executing, approving and watching a plan are data-plane
 operations served in every region: during an outage of the primary region the on-call runs the plan
-from the DR region's endpoint. So this component never changes the plan when only the active region
-changes, and in the ``dr-copy`` mode it reads the health-check IDs from the copy every deploy keeps in
-the DR region instead of from the control plane.
+from the DR region's endpoint. So the plan and its IAM roles are bound to a us-east-1 provider (managed
+there, left alone by a failed-over deploy), nothing changes them when only the active region changes,
+and in the ``dr-copy`` mode the health-check IDs come from the copy every deploy keeps in the DR
+region instead of from the control plane.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class RegionSwitchArgs:
     # every deploy writes in the DR region (deployable while the primary region's APIs are down)
     health_checks_from: Literal["plan", "dr-copy"] = "plan"
     providers: Mapping[str, pulumi.ProviderResource] = field(default_factory=dict)
+    # a us-east-1 provider: where the control planes of ARC Region switch and IAM are
+    control_plane_provider: Optional[pulumi.ProviderResource] = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -107,6 +110,8 @@ class RegionSwitchArgs:
                 problems.append(f"{label} must have an entry for primary and for dr")
         if len(self.plan_name) > 32:
             problems.append(f"plan name {self.plan_name!r} is longer than 32 characters (CreatePlan)")
+        if self.control_plane_provider is None:
+            problems.append("control_plane_provider must be a us-east-1 provider (ARC's and IAM's control planes)")
         if self.health_checks_from not in ("plan", "dr-copy"):
             problems.append("health_checks_from must be plan or dr-copy")
         require("RegionSwitchArgs", problems)
@@ -174,9 +179,10 @@ class RegionSwitch(pulumi.ComponentResource):
         self._name, self._args = name, args
         in_region: dict[Role, pulumi.ResourceOptions] = {
             r: pulumi.ResourceOptions(parent=self, provider=args.providers[r]) for r in ROLES}
-        # IAM and the plan are global; the DR region's provider, which keeps working in an outage
-        # of the primary region (their control planes are us-east-1's either way)
-        here = in_region["dr"]
+        # IAM and the plan are global, managed through their control planes in us-east-1 whatever a
+        # provider's region: bound to a us-east-1 provider, so that they count as managed there (a
+        # failed-over deploy leaves them alone: synth targets)
+        here = pulumi.ResourceOptions(parent=self, provider=args.control_plane_provider)
 
         execution = aws.iam.Role(
             f"{name}-execution",

@@ -150,7 +150,8 @@ def switch_with(stack: str, **changes):
                               for role in ("primary", "dr")},
             hosted_zone_id=cfg.dns.hosted_zone_id, record_name=cfg.dns.record_name,
             cluster_names={role: cfg.kubernetes.of(role).cluster_name for role in ("primary", "dr")},
-            timeouts=StepTimeouts(2, 10, 15, 1), rto_target_seconds=900, providers=providers)
+            timeouts=StepTimeouts(2, 10, 15, 1), rto_target_seconds=900, providers=providers,
+            control_plane_provider=providers["primary"])  # us-east-1 in both stacks
         args.update(changes)
         if "scaled" in args:
             args["scaled"] = tuple(Workload(*w) for w in args["scaled"])
@@ -345,6 +346,7 @@ def test_failing_over_changes_nothing_of_the_switch_and_reads_no_control_plane(s
     ({"environment": "a-very-long-environment-name"}, "longer than 32 characters"),
     ({"regions": {"primary": "us-east-1", "dr": "us-east-1"}}, "two different regions"),
     ({"cluster_names": {"primary": "eks"}}, "cluster_names must have an entry for primary and for dr"),
+    ({"control_plane_provider": None}, "control_plane_provider must be a us-east-1 provider"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     from components.region_switch import RegionSwitchArgs, StepTimeouts
@@ -352,7 +354,8 @@ def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(environment="prod", account_id="481236059412", regions={"primary": "us-east-1", "dr": "us-west-2"},
                 db_instance_arns={"primary": "a", "dr": "b"}, hosted_zone_id="Z1", record_name="api.example.com",
                 cluster_names={"primary": "eks", "dr": "eks-dr"}, timeouts=StepTimeouts(2, 10, 15, 1),
-                rto_target_seconds=900, providers={"primary": object(), "dr": object()})
+                rto_target_seconds=900, providers={"primary": object(), "dr": object()},
+                control_plane_provider=object())
     with pytest.raises(ValueError, match=words):
         RegionSwitchArgs(**{**base, **changes})
 
@@ -460,3 +463,17 @@ def synthesized_stage():
     from tests.conftest import synthesized
 
     return synthesized("stage")
+
+
+def test_the_plan_and_its_roles_are_managed_in_us_east_1_and_a_failed_over_deploy_leaves_them_alone(any_stack):
+    """Their control planes (ARC Region switch, IAM) are in us-east-1 whatever a provider's region:
+    bound to the us-east-1 provider they are never in the failed-over target list."""
+    from synth import targets
+
+    plan, execution, approval = the_plan(any_stack)
+    assert {region_of(any_stack, r) for r in (plan, execution, approval)} == {"us-east-1"}
+    listed = targets.derive(any_stack.stack, engine.stack_config(any_stack.stack))
+    assert not [u for u in listed if any(u.endswith(f"::{r.name}") and r.type in u for r in (plan, execution, approval))]
+    # the copy of the health checks lives, and is read, in the DR region
+    [copy] = any_stack.of_type("aws:ssm/parameter:Parameter")
+    assert region_of(any_stack, copy) == stack_settings(any_stack.stack).aws.dr_region
