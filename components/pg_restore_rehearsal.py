@@ -25,7 +25,7 @@ from helpers.flows import Flow, Neighbours, Peer
 from helpers.irsa import irsa_role
 from helpers.kube import container_security_context, cron_job, prometheus_rule, resources
 from helpers.validation import require
-from ops._common import PINNED_BOTOCORE_ENV
+from ops._common import PINNED_BOTOCORE_ENV, STS_REGION_ENV
 
 # Every instance the rehearsal creates is named with this prefix; its IAM role can restore into and
 # delete only instances whose identifier starts with it.
@@ -94,6 +94,9 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
             opts=child)
         outputs = pulumi.Output.all(args.primary_arn, *target.values()).apply(
             lambda values: json.dumps({
+                # whose: the runbook checks its credentials' account before any other call
+                "aws": {"accountId": args.account_id, "primaryRegion": args.primary_region,
+                        "drRegion": args.dr_region},
                 "postgres": {"primaryArn": values[0]},
                 "pgRestoreRehearsal": {"region": args.dr_region, "prefix": PREFIX,
                                        **dict(zip(target.keys(), values[1:], strict=True))},
@@ -122,6 +125,8 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
                     # STS for IRSA through the primary region's endpoint; the runbook names the DR
                     # region for RDS itself (from the outputs file)
                     {"name": "AWS_REGION", "value": args.primary_region},
+                    # the runbook's account check too (GetCallerIdentity), not the DR region's STS
+                    {"name": STS_REGION_ENV, "value": args.primary_region},
                     # RDS through the DR region's interface endpoint by its own name: its private DNS
                     # answers only inside the DR VPC, the public name resolves to public addresses
                     # (boto3 honours AWS_ENDPOINT_URL_<SERVICE>: AWS SDKs and Tools Reference Guide,
