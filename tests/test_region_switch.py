@@ -475,5 +475,5 @@ def test_the_plan_and_its_roles_are_managed_in_us_east_1_and_a_failed_over_deplo
     listed = targets.derive(any_stack.stack, engine.stack_config(any_stack.stack))
     assert not [u for u in listed if any(u.endswith(f"::{r.name}") and r.type in u for r in (plan, execution, approval))]
     # the copy of the health checks lives, and is read, in the DR region
-    [copy] = any_stack.of_type("aws:ssm/parameter:Parameter")
+    [copy] = [p for p in any_stack.of_type("aws:ssm/parameter:Parameter") if p.name == "region-switch-health-checks"]
     assert region_of(any_stack, copy) == stack_settings(any_stack.stack).aws.dr_region
