@@ -171,7 +171,8 @@ def test_neo4j_rto_counts_the_region_switch_scaling_the_graph_up():
     restore waits for that step, which ends by its timeout (components/region_switch.py)."""
     common = dict(rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=1,
                   full_backup_seconds=1419, restore_estimate_seconds=2700, differential_estimate_seconds=20,
-                  dr_mode="warm", replication_sla_seconds=900, request_interval_seconds=10, failure_threshold=3)
+                  dr_mode="pilot-light", cluster_start_seconds=900, replication_sla_seconds=900,
+                  request_interval_seconds=10, failure_threshold=3)
     plain = {b.objective: b for b in dr_budget.neo4j_bounds(**common)}["RTO"]
     scaled = {b.objective: b for b in dr_budget.neo4j_bounds(tier_scaling_seconds=900, **common)}["RTO"]
     assert "tierScaling" not in plain.terms and scaled.terms["tierScaling"] == 900
