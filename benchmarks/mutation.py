@@ -88,7 +88,7 @@ MUTATIONS: list[Mutation] = [
       "tests/test_waf_ingress.py::test_web_acl_runs_managed_rules_rate_limit_and_body_limit"),
     m(C + "waf_ingress.py", 'TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"',
       'TLS_POLICY = "ELBSecurityPolicy-TLS13-1-0-2021-06"', "listener accepts TLS 1.0",
-      "tests/test_waf_ingress.py::test_alb_ingress_is_tls_only_and_carries_the_acl"),
+      "tests/test_waf_ingress.py::test_each_region_s_alb_is_tls_only_in_its_public_subnets_behind_its_web_acl"),
     m(C + "waf_ingress.py", '"action_to_use": {"count": {}}', '"action_to_use": {"block": {}}',
       "8 KB body rule blocks the API's 2 MB bodies",
       "tests/test_waf_ingress.py::test_common_rule_set_does_not_block_bodies_the_api_accepts"),
