@@ -1,5 +1,10 @@
 """PgRestoreRehearsal: the weekly PostgreSQL point-in-time restore rehearsal in the DR region.
 
+It runs in the DR region's cluster, so it keeps running when the primary region is lost, and it
+restores the writer's backups: the primary's automated backups replicated to the DR region while
+the writer is there, the DR writer's own after a failover
+(docs/decisions/018-active-region-is-state.md).
+
 A CronJob runs the runbook itself (``python -m ops.pg_restore_rehearsal``: the repository's
 ``ops/`` files mounted from a ConfigMap, the stack outputs it needs as a JSON file next to them)
 on an image that ships Python 3 and boto3. Its IRSA role may restore into, and delete, only DB
@@ -55,9 +60,8 @@ class PgRestoreRehearsalArgs:
     image: str
     timeout_minutes: int
     account_id: str
-    primary_region: str  # STS is reached through the primary region's endpoint (IRSA)
-    dr_region: str
-    primary_arn: pulumi.Input[str]
+    dr_region: str  # where it runs (the DR cluster: STS for IRSA there) and restores
+    writer_arn: pulumi.Input[str]  # whose backups it restores (the writer, in either region)
     restore_target: dict  # PostgresDr.dr_restore_target: kmsKeyArn, subnetGroup, securityGroupId, ...
     oidc_provider_arn: str
     oidc_issuer: str
@@ -67,7 +71,6 @@ class PgRestoreRehearsalArgs:
 
     def __post_init__(self) -> None:
         require("PgRestoreRehearsalArgs", [
-            "" if self.dr_region != self.primary_region else "dr_region must differ from primary_region",
             "" if f".rds.{self.dr_region}.vpce.amazonaws.com" in self.dr_rds_endpoint_url
             else "dr_rds_endpoint_url must be an RDS interface endpoint of dr_region",
             "" if {"kmsKeyArn", "subnetGroup", "securityGroupId", "parameterGroup", "instanceClass"}
@@ -92,7 +95,7 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
                 lambda a: json.dumps(rehearsal_policy(args.account_id, args.dr_region, *a))),
             description=f"PostgreSQL PITR rehearsal: restore and delete {PREFIX}* instances in {args.dr_region}",
             opts=child)
-        outputs = pulumi.Output.all(args.primary_arn, *target.values()).apply(
+        outputs = pulumi.Output.all(args.writer_arn, *target.values()).apply(
             lambda values: json.dumps({
                 "postgres": {"primaryArn": values[0]},
                 "pgRestoreRehearsal": {"region": args.dr_region, "prefix": PREFIX,
@@ -119,13 +122,11 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
                     {"name": "PYTHONUNBUFFERED", "value": "1"},
                     # the runbook exits 2 on any other botocore (decision 016)
                     {"name": PINNED_BOTOCORE_ENV, "value": pinned_botocore()},
-                    # STS for IRSA through the primary region's endpoint; the runbook names the DR
-                    # region for RDS itself (from the outputs file)
-                    {"name": "AWS_REGION", "value": args.primary_region},
-                    # RDS through the DR region's interface endpoint by its own name: its private DNS
-                    # answers only inside the DR VPC, the public name resolves to public addresses
-                    # (boto3 honours AWS_ENDPOINT_URL_<SERVICE>: AWS SDKs and Tools Reference Guide,
-                    # "Service-specific endpoints")
+                    # STS for IRSA through the DR region's endpoint, where the cluster runs
+                    {"name": "AWS_REGION", "value": args.dr_region},
+                    # RDS through the DR region's interface endpoint by its own name: the same address
+                    # from any VPC (boto3 honours AWS_ENDPOINT_URL_<SERVICE>: AWS SDKs and Tools
+                    # Reference Guide, "Service-specific endpoints")
                     {"name": "AWS_ENDPOINT_URL_RDS", "value": args.dr_rds_endpoint_url},
                     {"name": "HOME", "value": "/tmp"},
                 ],

@@ -1,6 +1,7 @@
-"""The weekly PITR rehearsal as deployed: the CronJob runs the repository's own runbook with the
-outputs it needs, through a role that can restore and delete only rehearsal instances, inside
-default-deny with exactly its flows, and its alerts pass promtool."""
+"""The weekly PITR rehearsal as deployed in the DR region's cluster (it outlives the primary
+region: docs/decisions/018-active-region-is-state.md): the CronJob runs the repository's own
+runbook with the outputs it needs, through a role that can restore and delete only rehearsal
+instances, inside default-deny with exactly its flows, and its alerts pass promtool."""
 
 from __future__ import annotations
 
@@ -21,7 +22,14 @@ from tests.tools import promtool_check, require_tool
 
 
 def objects(stack: str, kind: str) -> list[dict]:
-    return [o for o in kubernetes_objects(synthesized(stack)) if o["kind"] == kind]
+    return [o for o in kubernetes_objects(synthesized(stack), "dr") if o["kind"] == kind]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_rehearsal_runs_in_the_dr_cluster_only(stack):
+    """The primary region's loss must not stop the rehearsal: nothing of it is in the primary cluster."""
+    primary = [o for o in kubernetes_objects(synthesized(stack)) if o["metadata"]["name"].startswith(component.JOB)]
+    assert primary == [] and objects(stack, "CronJob")
 
 
 def code_map(stack: str) -> dict:
@@ -61,12 +69,13 @@ def test_the_cronjob_runs_the_repositorys_runbook_from_a_read_only_mount(stack, 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_boto3_in_the_pod_calls_the_dr_rds_interface_endpoint_not_the_public_name(stack):
-    """From the primary VPC, rds.us-west-2.amazonaws.com resolves to public addresses (an interface
-    endpoint's private DNS answers only inside its own VPC, AWS PrivateLink guide "Access an AWS
-    service using an interface VPC endpoint"), which default-deny refuses. The CronJob names the
-    endpoint in AWS_ENDPOINT_URL_RDS, which boto3 honours (AWS SDKs and Tools Reference Guide,
-    "Service-specific endpoints"): the real boto3, with the pod's environment, builds the client
-    the runbook builds and must send RDS calls to the DR endpoint."""
+    """The regional name rds.us-west-2.amazonaws.com reaches the interface endpoint only where its
+    private DNS answers (inside its own VPC, with private DNS on: AWS PrivateLink guide "Access an
+    AWS service using an interface VPC endpoint"); elsewhere it resolves to public addresses, which
+    default-deny refuses. The CronJob names the endpoint itself in AWS_ENDPOINT_URL_RDS, which
+    boto3 honours (AWS SDKs and Tools Reference Guide, "Service-specific endpoints"), so it does not
+    depend on that: the real boto3, with the pod's environment, builds the client the runbook
+    builds and must send RDS calls to the DR endpoint."""
     [job] = [o for o in objects(stack, "CronJob") if o["metadata"]["name"] == component.JOB]
     [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -161,11 +170,12 @@ def test_the_rehearsal_reaches_sts_and_the_dr_rds_api_and_nothing_else(prod, tmp
     """network-config-analyzer over the stack's namespaces, policies and workloads."""
     from tests.nca_map import connectivity, reaches
 
-    rows = connectivity(kubernetes_objects(prod), tmp_path)
+    rows = connectivity(kubernetes_objects(prod, "dr"), tmp_path)
     job = component.JOB
     assert reaches(rows, "dr-verify", job, 443, ip="10.41.2.33")  # DR RDS API endpoint (prod config)
-    assert reaches(rows, "dr-verify", job, 443, ip="10.40.1.52")  # STS endpoint
+    assert reaches(rows, "dr-verify", job, 443, ip="10.41.1.61")  # the DR region's STS endpoint
     assert reaches(rows, "dr-verify", job, 53, dst_ns="kube-system", dst_pod="*")
-    assert not reaches(rows, "dr-verify", job, 443, ip="10.40.2.112")  # S3: not this job's business
+    assert not reaches(rows, "dr-verify", job, 443, ip="10.41.2.87")  # S3: not this job's business
+    assert not reaches(rows, "dr-verify", job, 443, ip="10.40.1.52")  # nothing in the primary region
     assert not reaches(rows, "dr-verify", job, 443, ip="52.94.0.10")  # public AWS ranges
     assert not reaches(rows, "dr-verify", job, 5432, ip="10.41.2.33")  # only the API port
