@@ -349,6 +349,7 @@ PgRestoreRehearsal(
         account_id=cfg.aws.account_id,
         dr_region=cfg.aws.dr_region,
         writer_arn=postgres.writer_arn,
+        dr_instance_arn=postgres.dr_instance_arn,
         restore_target=postgres.dr_restore_target,
         oidc_provider_arn=cfg.kubernetes.dr.oidc_provider_arn,
         oidc_issuer=cfg.kubernetes.dr.oidc_issuer,

@@ -62,6 +62,10 @@ class PgRestoreRehearsalArgs:
     account_id: str
     dr_region: str  # where it runs (the DR cluster: STS for IRSA there) and restores
     writer_arn: pulumi.Input[str]  # whose backups it restores (the writer, in either region)
+    # The DR region's instance: the writer after a failover, whose own backups are restored then.
+    # Named in the role whatever the state, so a failover changes no IAM policy (IAM's control
+    # plane is in us-east-1: AWS whitepaper "AWS Fault Isolation Boundaries", global services).
+    dr_instance_arn: pulumi.Input[str]
     restore_target: dict  # PostgresDr.dr_restore_target: kmsKeyArn, subnetGroup, securityGroupId, ...
     oidc_provider_arn: str
     oidc_issuer: str
@@ -91,7 +95,8 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
         role, _ = irsa_role(
             f"{name}-role", oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer,
             subjects=[(args.namespace, JOB)],
-            policy=pulumi.Output.all(target["kmsKeyArn"], target["subnetGroup"], target["parameterGroup"]).apply(
+            policy=pulumi.Output.all(target["kmsKeyArn"], target["subnetGroup"], target["parameterGroup"],
+                                     args.dr_instance_arn).apply(
                 lambda a: json.dumps(rehearsal_policy(args.account_id, args.dr_region, *a))),
             description=f"PostgreSQL PITR rehearsal: restore and delete {PREFIX}* instances in {args.dr_region}",
             opts=child)
@@ -151,13 +156,17 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
         self.register_outputs({})
 
 
-def rehearsal_policy(account_id: str, region: str, key_arn: str, subnet_group: str, parameter_group: str) -> dict:
+def rehearsal_policy(account_id: str, region: str, key_arn: str, subnet_group: str, parameter_group: str,
+                     dr_instance_arn: str) -> dict:
     """Restore-and-delete of PREFIX instances in the DR region only (RDS resource types per the
     Service Authorization Reference for Amazon RDS: RestoreDBInstanceToPointInTime is authorized
-    on the target db, the source auto-backup, the subnet, parameter and option groups; tagging on
+    on the target db, the source (an auto-backup, or the source db when restoring its own
+    backups: the DR region's instance, the writer after a failover), the subnet, parameter and option groups; tagging on
     create needs AddTagsToResource; an encrypted restore makes RDS create a grant on the key)."""
     arn = f"arn:aws:rds:{region}:{account_id}"
     rehearsal_db = f"{arn}:db:{PREFIX}*"
+    # the DR region's own instance (a source once it writes); never any other db
+    own = [dr_instance_arn] if dr_instance_arn.startswith(f"{arn}:db:") else []
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -166,7 +175,7 @@ def rehearsal_policy(account_id: str, region: str, key_arn: str, subnet_group: s
              "Resource": "*", "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
             {"Sid": "RestoreIntoRehearsalInstances", "Effect": "Allow",
              "Action": ["rds:RestoreDBInstanceToPointInTime"],
-             "Resource": [rehearsal_db, f"{arn}:auto-backup:*", f"{arn}:subgrp:{subnet_group}",
+             "Resource": [rehearsal_db, f"{arn}:auto-backup:*", *own, f"{arn}:subgrp:{subnet_group}",
                           f"{arn}:pg:{parameter_group}", f"{arn}:og:*"]},
             {"Sid": "TagOnCreate", "Effect": "Allow", "Action": ["rds:AddTagsToResource"], "Resource": rehearsal_db},
             {"Sid": "DeleteRehearsalInstances", "Effect": "Allow", "Action": ["rds:DeleteDBInstance"],

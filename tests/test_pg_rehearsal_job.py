@@ -104,6 +104,11 @@ def test_the_role_restores_and_deletes_only_rehearsal_instances_in_the_dr_region
         resources = [resources] if isinstance(resources, str) else resources
         assert prefix in resources
         assert not any(r.endswith(":db:*") or r == "*" for r in resources), action
+    # after a failover it restores the DR writer's own backups: that one instance is a source, named
+    # in every state (a failover changes no IAM policy), and nothing of the primary region
+    restores = by_action["rds:RestoreDBInstanceToPointInTime"]["Resource"]
+    assert f"arn:aws:rds:{aws.dr_region}:{aws.account_id}:db:intelgraph-pg-replica" in restores
+    assert not any(f":{aws.primary_region}:" in r for r in restores)
     assert by_action["kms:CreateGrant"]["Condition"]["StringEquals"]["kms:ViaService"] == "rds.us-west-2.amazonaws.com"
     assert by_action["kms:CreateGrant"]["Resource"] == prod.outputs["pgRestoreRehearsal"]["kmsKeyArn"]
     # every RDS call the runbook makes is allowed (botocore names the IAM action after the operation)
