@@ -293,3 +293,37 @@ def test_switched_back_is_normal_again(trip):
         return counted
 
     assert shape(back) == shape(normal)
+
+
+def test_the_policy_pack_excuses_only_a_failed_over_pair(trip):
+    """dr-replica-cross-region wants a cross-Region replica of every standalone instance, and
+    rds-master-password-write-only a write-only password on it. Between a failover and the rebuild
+    neither can hold: the promoted instance (tagged with the instance it replicated, by the program)
+    and that former source in another region are excused - and nothing else is."""
+    from components.postgres_dr import PROMOTED_FROM_TAG
+    from policy.guardrails.rds import PROMOTED_FROM
+
+    assert PROMOTED_FROM == PROMOTED_FROM_TAG  # the pack runs in its own environment: one spelling, checked
+    stack = stack_of(trip[0])
+    failed = by_name(trip)["failed over"].export
+    b = instance_urn(stack, "replica")
+
+    def violations(mutate) -> list[tuple[str, str]]:
+        document = json.loads(json.dumps(failed))
+        [entry] = [r for r in document["deployment"]["resources"] if r["urn"] == b]
+        mutate(entry)
+        return sorted((p, f.urn or "") for p, f in policy_runner.evaluate(document, stack).mandatory_violations)
+
+    def untag(entry):
+        for side in ("inputs", "outputs"):
+            entry[side].pop("tags", None)
+
+    def tag_itself(entry):  # names an instance of its own region: not a failed-over pair
+        for side in ("inputs", "outputs"):
+            entry[side]["tags"] = {PROMOTED_FROM: f"{PG}-replica"}
+
+    a = instance_urn(stack, "primary")
+    assert violations(lambda e: None) == []
+    assert violations(untag) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b),
+                                 ("rds-master-password-write-only", b)]
+    assert violations(tag_itself) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b)]
