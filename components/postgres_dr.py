@@ -1,4 +1,11 @@
-"""PostgresDr: RDS PostgreSQL primary, a cross-region read replica, and PITR in both regions.
+"""PostgresDr: RDS PostgreSQL writer, a cross-region read replica, and PITR in both regions.
+
+Which region writes is state (docs/decisions/018-active-region-is-state.md): ``active_region``
+names it and ``generations`` the instance each region has. The writer has no replicate_source_db;
+the other region's instance replicates it when it was created after it, and is otherwise the
+former writer, whose inputs stay exactly as they were (failed over: nothing in the primary region
+changes). A replica becomes the writer by losing replicate_source_db, which the provider applies
+as PromoteReadReplica, in place.
 
 Master credentials: RDS refuses to create a read replica of an instance whose master password it
 manages in Secrets Manager (RDS User Guide, "Password management with Amazon RDS and AWS Secrets
@@ -12,10 +19,11 @@ first rotation, at deploy, replaces it with one Secrets Manager generates: what 
 A rotation function also waits in the DR region: ops/dr_promote turns the DR copy into a standalone
 secret and rotation continues there.
 
-The primary forces TLS, allows IAM authentication and is reachable on 5432 only from the
-configured CIDRs and its region's rotation function. The replica in the DR region follows the primary by ARN - a cross-region
-replica must name its source by ARN and bring a KMS key and subnet group of its own region - and
-automated backups are replicated to the DR region, so point-in-time restore exists there too.
+Every instance forces TLS, allows IAM authentication and is reachable on 5432 only from the
+configured CIDRs of its region and its region's rotation function. The replica follows the writer
+by ARN - a cross-region replica must name its source by ARN and bring a KMS key and subnet group of
+its own region - and the writer's automated backups are replicated to the other region, so
+point-in-time restore exists there too.
 
 WAL-G is not used: it needs host access and archive_command, which RDS does not give; RDS's
 own transaction-log backups are the PITR mechanism (docs/decisions/005-no-wal-g-rds-pitr.md).

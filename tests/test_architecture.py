@@ -79,9 +79,10 @@ def test_the_flows_are_the_network_policies_between_namespaces_and_to_named_addr
     assert ("intelgraph-app (intelgraph-prod)", "graph (intelgraph-prod)", "7687", "neo4j-clients") in flows
     assert ("monitoring (intelgraph-prod)", "cache (intelgraph-prod)", "9121", "redis-metrics") in flows
     assert ("graph (intelgraph-prod)", "network.primary.s3.cidrs (us-east-1)", "443", "backup-s3") in flows
-    # a flow between regions: the rehearsal in the primary cluster calls the DR region's RDS API
-    assert ("dr-verify (intelgraph-prod)", "pgRestoreRehearsal.drRdsEndpointCidrs (us-west-2)", "443",
+    # the PostgreSQL rehearsal runs in the DR cluster (decision 018) and calls its region's RDS API
+    assert ("dr-verify (intelgraph-prod-dr)", "pgRestoreRehearsal.drRdsEndpointCidrs (us-west-2)", "443",
             "pg-rehearsal-rds-api") in flows
+    assert not any(f[3].startswith("pg-rehearsal") for f in flows if f[0] == "dr-verify (intelgraph-prod)")
     # inside one namespace (the Neo4j peers) is not a flow between namespaces
     assert not any(name == "neo4j-peers-out" for *_, name in flows)
     # every NetworkPolicy that names another namespace or addresses is drawn, by its flow name

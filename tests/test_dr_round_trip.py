@@ -208,6 +208,9 @@ def test_a_promotion_is_an_in_place_update_that_touches_no_force_new_field(trip)
         inputs = resources(steps[name])[change.urn]["inputs"]
         assert "replicateSourceDb" not in inputs and inputs["tags"] == {"intelgraph.io/promoted-from": f"{PG}-{source}"}
         assert not set(change.properties) & set(forcenew.AWS[INSTANCE])
+        # the plan says what the promotion does, and that the retention comes with it, not later
+        assert any(n.startswith("replicateSourceDb: removed - the replica is promoted") for n in change.notes)
+        assert not any("backupRetentionPeriod" in n and "maintenance window" in n for n in change.notes)
         # inherited from the source and ForceNew: unset, so the value read back is no diff;
         # no password - the secret holds the one the replica inherited
         assert not {"username", "dbName", "engine", "passwordWo", "allocatedStorage"} & set(inputs)
