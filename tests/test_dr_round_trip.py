@@ -302,7 +302,9 @@ def test_the_policy_pack_excuses_only_a_failed_over_pair(trip):
     """dr-replica-cross-region wants a cross-Region replica of every standalone instance, and
     rds-master-password-write-only a write-only password on it. Between a failover and the rebuild
     neither can hold: the promoted instance (tagged with the instance it replicated, by the program)
-    and that former source in another region are excused - and nothing else is."""
+    and that former source in another region are excused - and nothing else is. The promoted
+    writer is still judged as the source it becomes at the rebuild
+    (rds-replication-source-password-not-managed)."""
     from components.postgres_dr import PROMOTED_FROM_TAG
     from policy.guardrails.rds import PROMOTED_FROM
 
@@ -330,3 +332,8 @@ def test_the_policy_pack_excuses_only_a_failed_over_pair(trip):
     assert violations(untag) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b),
                                  ("rds-master-password-write-only", b)]
     assert violations(tag_itself) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b)]
+
+    def managed(entry):  # RDS refuses a replica of it at the rebuild: the rule says so now
+        entry["outputs"]["manageMasterUserPassword"] = True
+
+    assert violations(managed) == [("rds-replication-source-password-not-managed", b)]

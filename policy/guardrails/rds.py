@@ -100,6 +100,10 @@ def replication_source_password(resources, args):
         elif is_replica(instance.props):
             yield (f"{instance.name} is a read replica that becomes a replication source once promoted: "
                    f"{MANAGED_SOURCE}. Remove manageMasterUserPassword.", instance.urn)
+        elif promoted_from(instance.props):
+            # failed over: the rebuilt region's new replica will replicate it
+            yield (f"{instance.name} was promoted from {promoted_from(instance.props)} and becomes the source of the "
+                   f"rebuilt region's replica: {MANAGED_SOURCE}. Remove manageMasterUserPassword.", instance.urn)
 
 
 @resource_rule("rds-iam-auth", "IAM database authentication is enabled.", (INSTANCE,))
