@@ -36,19 +36,25 @@ pulumi.runtime.register_stack_transformation(stateful.guard(protect=cfg.is_prod,
 # --- providers: per region, an AWS provider and its EKS cluster's Kubernetes provider ---------------
 aws_tags: aws.ProviderDefaultTagsArgsDict = {
     "tags": {"project": "intelgraph", "stack": pulumi.get_stack(), "managed-by": "pulumi"}}
-aws_providers = {
-    role: aws.Provider(
-        f"aws-{role}",
-        region=cfg.aws.region(role),
-        allowed_account_ids=[cfg.aws.account_id],  # refuse to touch any other account
-        default_tags=aws_tags,
-    )
-    for role in settings.ROLES
-}
+
+
+def aws_provider(name: str, region: str) -> aws.Provider:
+    """A provider that refuses any other account (`allowed_account_ids`, checked against the account
+    STS reports when the provider is configured). Every `pulumi up` configures every provider, even
+    under --target, so one outside the DR region must configure without its own region
+    (docs/decisions/019): pulumi-aws validates credentials with STS in the provider's region unless
+    skip_credentials_validation is set, and the account lookup then asks STS in `sts_region`.
+    Neither input replaces anything (pulumi-aws v7 marks no provider input ForcesProviderReplace)."""
+    outside_dr = region != cfg.aws.dr_region
+    return aws.Provider(name, region=region, allowed_account_ids=[cfg.aws.account_id], default_tags=aws_tags,
+                        sts_region=cfg.aws.dr_region if outside_dr else None,
+                        skip_credentials_validation=outside_dr)
+
+
+aws_providers = {role: aws_provider(f"aws-{role}", cfg.aws.region(role)) for role in settings.ROLES}
 primary, dr = aws_providers["primary"], aws_providers["dr"]
 # Route 53 health-check metrics exist only in us-east-1.
-route53_metrics = primary if cfg.aws.primary_region == "us-east-1" else aws.Provider(
-    "aws-us-east-1", region="us-east-1", allowed_account_ids=[cfg.aws.account_id], default_tags=aws_tags)
+route53_metrics = primary if cfg.aws.primary_region == "us-east-1" else aws_provider("aws-us-east-1", "us-east-1")
 eks = {
     role: kubernetes.Provider(
         "eks" if role == "primary" else f"eks-{role}",  # the primary's keeps the name it was deployed under
@@ -283,6 +289,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             health_host=cfg.dns.health_check.fqdn if is_primary else None,
             ingress_name="api",  # one name in both clusters
             region=cfg.aws.region(role),
+            account_id=cfg.aws.account_id,
             # the DR WebACL was built by the primary's edge, a top-level component then
             acl_moved_from=None if is_primary else pulumi.create_urn("api", "intelgraph:edge:WafIngress"),
             log_retention_days=cfg.logs.retention_days,

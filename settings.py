@@ -1280,10 +1280,13 @@ class DrTarget(Model):
 
 
 class DrSettings(Model):
-    # The region holding the PostgreSQL writer (and where traffic goes): each value deploys, and
-    # moving between them replaces nothing that holds data (docs/decisions/018-active-region-is-state.md).
-    active_region: Role = Field("primary",
-        description="Where the PostgreSQL writer is: primary, or dr after a failover (docs/runbooks.md, 'Round trip').")
+    # The region holding the PostgreSQL writer and taking the traffic: each value deploys, moving
+    # between them replaces nothing that holds data (docs/decisions/018-active-region-is-state.md),
+    # and the failed-over one deploys while the primary region's APIs are down (docs/decisions/019,
+    # docs/runbooks.md "Deploy the failed-over state").
+    active_region: Role = Field("primary", description=(
+        "Which region holds the writers and takes the traffic: primary, or dr once failed over "
+        "(docs/runbooks.md, 'Round trip')."))
     postgres: DrTarget = Field(description="PostgreSQL failover targets.")
     neo4j: DrTarget = Field(description="Neo4j restore targets.")
     # AWS publishes no SLA for promoting a read replica: measure it in a stage failover drill

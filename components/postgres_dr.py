@@ -545,17 +545,17 @@ class PostgresDr(pulumi.ComponentResource):
         )
         topic = alert_topic(f"{name}-alerts", args.account_id, opts)
         # everything placed with these opts (the instance first) waits for its log groups
-        logs = self._log_groups(Placement(label, args.generations[0 if label == "primary" else 1]), opts)
+        logs = self._log_groups(Placement(label, args.generations[0 if label == "primary" else 1]), region_name, opts)
         return _Region(region_name, network, key, secret_key, rotation_group, subnet_group, security_group,
                        parameter_group, topic,
                        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=logs)))
 
-    def _log_groups(self, placement: Placement, opts: pulumi.ResourceOptions) -> list[aws.cloudwatch.LogGroup]:
+    def _log_groups(self, placement: Placement, region: str, opts: pulumi.ResourceOptions) -> list[aws.cloudwatch.LogGroup]:
         """The groups RDS exports this region's instance logs to (/aws/rds/instance/<id>/<log>),
         created before the instance so RDS does not create them without expiry or our key. The
         postgresql log carries query text (slow queries, errors): its personal data is masked.
         Every generation's groups stay (the pgaudit trail of a retired instance expires by retention)."""
-        key = log_key(f"{self._name}-{placement.region}-logs", opts)
+        key = log_key(f"{self._name}-{placement.region}-logs", opts, account_id=self._args.account_id, region=region)
         return [log_group(f"{identifier}-{export}-logs", group_name=f"/aws/rds/instance/{identifier}/{export}",
                           retention_days=self._args.log_retention_days, key=key, opts=opts,
                           mask_personal_data=export == "postgresql")

@@ -107,6 +107,8 @@ class WafIngressArgs:
     # alb mode: the region of the cluster (and so of its ALB), stated on the Ingress for the policy
     # pack, which cannot derive it from a kubeconfig alias or file
     region: Optional[str] = None
+    # alb mode: the account, for the WAF log group's key policy (known here: no invoke asks for it)
+    account_id: Optional[str] = None
     # The URN of the component the WebACL's resources were children of before (a stack deployed
     # when another edge built this region's WebACL): an alias each, so nothing is replaced.
     acl_moved_from: Optional[pulumi.Input[str]] = None
@@ -128,6 +130,8 @@ class WafIngressArgs:
             problems.append("health_host must differ from host: the health check must reach the primary itself")
         if not self.health_path.startswith("/"):
             problems.append("health_path must start with '/'")
+        if self.mode == "alb" and not (self.region and self.account_id):
+            problems.append("alb mode needs region and account_id (the WAF log group's key policy names both)")
         require("WafIngressArgs", problems)
 
 
@@ -207,6 +211,8 @@ class WafIngress(pulumi.ComponentResource):
                                "ingress": ingress.metadata.name})
 
     def _web_acl(self, name: str, args: WafIngressArgs, opts: pulumi.ResourceOptions) -> aws.wafv2.WebAcl:
+        account_id, region = args.account_id, args.region
+        assert account_id and region  # WafIngressArgs requires both in alb mode
         allowlist = aws.wafv2.IpSet(
             f"{name}-allowlist",
             scope="REGIONAL",
@@ -257,7 +263,8 @@ class WafIngress(pulumi.ComponentResource):
             f"{name}-waf-logs",
             name=f"aws-waf-logs-{name}",
             retention_in_days=args.log_retention_days,
-            kms_key_id=log_key(f"{name}-waf-logs", opts).arn,  # WAF logs carry client addresses and URIs
+            # WAF logs carry client addresses and URIs
+            kms_key_id=log_key(f"{name}-waf-logs", opts, account_id=account_id, region=region).arn,
             opts=opts,
         )
         aws.wafv2.WebAclLoggingConfiguration(

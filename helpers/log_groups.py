@@ -39,17 +39,17 @@ def log_key_policy(account_id: str, region: str) -> dict:
     )
 
 
-def log_key(name: str, opts: pulumi.ResourceOptions) -> aws.kms.Key:
-    """A rotated customer key for the log groups of the region ``opts`` deploys to."""
-    invoke = pulumi.InvokeOutputOptions(parent=opts.parent, provider=opts.provider)
-    account = aws.get_caller_identity_output(opts=invoke).account_id
-    region = aws.get_region_output(opts=invoke).region
+def log_key(name: str, opts: pulumi.ResourceOptions, *, account_id: str, region: str) -> aws.kms.Key:
+    """A rotated customer key for the log groups of ``region``, the region ``opts`` deploys to.
+    The account and region are the ones the program already knows, not asked of the provider: an
+    invoke runs on every `pulumi up`, --target or not, and one bound to the primary region's
+    provider would fail the failed-over deploy while that region is down (docs/decisions/019)."""
     return aws.kms.Key(
         f"{name}-key",
         description=f"Encrypts the {name} CloudWatch log groups",
         enable_key_rotation=True,
         deletion_window_in_days=30,
-        policy=pulumi.Output.all(account, region).apply(lambda a: json.dumps(log_key_policy(a[0], a[1]))),
+        policy=json.dumps(log_key_policy(account_id, region)),
         opts=opts,
     )
 

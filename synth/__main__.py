@@ -1,5 +1,6 @@
 """python -m synth --stack <stage|prod> [--out DIR] [--preview]   |   python -m synth check FILE [--stack S]
    |   python -m synth diff OLD.json NEW.json [--approved-by NAME]
+   |   python -m synth targets --stack <stack> [--state failed-over]   (the --target list, docs/runbooks.md)
 
 Exit codes: 0 clean, 1 a mandatory policy violation, 2 invalid stack configuration or input,
 3 (--preview) a judgement that cannot decide during a first preview.
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         from synth import diff
 
         return diff.main(argv[1:])
+    if argv[:1] == ["targets"]:
+        from synth import targets
+
+        return targets.main(argv[1:])
     return _synth(argv)
 
 

@@ -27,7 +27,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 
-from synth.mocks import PlatformMocks
+from synth.mocks import Invoke, PlatformMocks
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "intelgraph-platform"
@@ -65,6 +65,7 @@ class Synthesis:
     stack: str
     resources: list[Resource]
     warnings: list[str] = field(default_factory=list)
+    invokes: list[Invoke] = field(default_factory=list)  # every function call the program made
 
     @property
     def root(self) -> Resource:
@@ -92,6 +93,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def __init__(self, mocks: PlatformMocks):
         super().__init__(mocks)
+        self.platform = mocks
         self.records: list[Resource] = []
         self._by_urn: dict[str, Resource] = {}
         self._lock = threading.Lock()
@@ -288,7 +290,8 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
         loop.close()
         asyncio.set_event_loop(None)
         engine_log.removeHandler(warnings)
-    return Synthesis(stack=stack, resources=list(monitor.records), warnings=warnings.messages)
+    return Synthesis(stack=stack, resources=list(monitor.records), warnings=warnings.messages,
+                     invokes=list(monitor.platform.invokes))
 
 
 def _quiet_about_reraised(loop: asyncio.AbstractEventLoop, context: dict) -> None:

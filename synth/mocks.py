@@ -12,6 +12,7 @@ import base64
 import hashlib
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import pulumi
@@ -19,6 +20,20 @@ from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 Outputs = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Invoke:
+    """One function call the program made, as the engine receives it: the token, the provider
+    reference it is bound to (`<provider urn>::<id>`, empty for a default provider) and the args."""
+
+    token: str
+    provider: str
+    args: dict
+
+    @property
+    def provider_urn(self) -> str:
+        return self.provider.rsplit("::", 1)[0] if self.provider else ""
 
 
 def _digest(*parts: str) -> bytes:
@@ -42,6 +57,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
         self.preview = preview  # a stack's first preview: nothing exists yet
         self._provider_regions: dict[str, str] = {}
         self._alb_names: set[tuple[str, str]] = set()  # (region, name) of the ALBs the controller would create
+        self.invokes: list[Invoke] = []  # every function call, in order (tests/test_failed_over_deploy.py)
         self._lock = threading.Lock()
 
     # -- engine callbacks ------------------------------------------------------------------------
@@ -84,6 +100,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[Outputs, list]:
         # The second element is the list of check failures; the mock monitor iterates it.
+        with self._lock:
+            self.invokes.append(Invoke(args.token, args.provider or "", dict(args.args)))
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             arn = f"arn:aws:sts::{self.account_id}:assumed-role/deployer/synth"
             return {"accountId": self.account_id, "arn": arn, "userId": "AROASYNTH:synth"}, []

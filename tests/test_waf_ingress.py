@@ -226,7 +226,8 @@ def test_alb_names_follow_the_elb_rules(name, ok):
 
     args = dict(mode="alb", namespace="edge", host="api.example.com", service_name="api", service_port=8080,
                 certificate_arn="arn:aws:acm:us-east-1:1:certificate/x", requests_per_second=10,
-                burst_multiplier=2, allowlist_cidrs=(), max_body_bytes=2**21, load_balancer_name=name)
+                burst_multiplier=2, allowlist_cidrs=(), max_body_bytes=2**21, load_balancer_name=name,
+                region="us-east-1", account_id="111111111111")
     if ok:
         WafIngressArgs(**args)
     else:
