@@ -3,6 +3,8 @@
 Settings are read and validated once; nothing below this line reads configuration.
 """
 
+import json
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -27,6 +29,8 @@ from helpers import dr_budget, stateful
 from helpers.alerting import Subscriber, subscribe
 from helpers.flows import Flow, Neighbours, Peer
 from helpers.rollout import rollout_budget
+from ops import oncall
+from ops._common import RUNBOOK_OUTPUTS, outputs_parameter
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 # Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
@@ -354,6 +358,7 @@ PgRestoreRehearsal(
         image=pgr.image,
         timeout_minutes=pgr.timeout_minutes,
         account_id=cfg.aws.account_id,
+        primary_region=cfg.aws.primary_region,
         dr_region=cfg.aws.dr_region,
         writer_arn=postgres.writer_arn,
         dr_instance_arn=postgres.dr_instance_arn,
@@ -443,9 +448,21 @@ budget.append(dr_budget.postgres_pitr_rto(
     restore_estimate_seconds=cfg.dr.postgres_pitr_restore_estimate_seconds))
 
 # --- outputs --------------------------------------------------------------------------------------
+exported: dict[str, Any] = {}
+
+
+def export(name: str, value: Any) -> None:
+    """A stack output; the runbooks' ones are also written into the DR region (below)."""
+    exported[name] = value
+    pulumi.export(name, value)
+
+
+# whose and where: the runbooks check their credentials against it (ops/_common.py)
+export("aws", {"accountId": cfg.aws.account_id, "primaryRegion": cfg.aws.primary_region,
+               "drRegion": cfg.aws.dr_region, "runbookOutputsParameter": outputs_parameter(pulumi.get_stack())})
 # The newest Neo4j backup may be the longest gap between backups plus the slack old (ops/dr_readiness).
 max_backup_age = {"neo4j": neo4j_backup.max_age_seconds}
-pulumi.export("backupBuckets", {
+export("backupBuckets", {
     purpose: {
         "bucket": b.bucket_name,
         "region": cfg.aws.primary_region,
@@ -459,7 +476,7 @@ pulumi.export("backupBuckets", {
 })
 # The writer wherever it is (dr.activeRegion), and its replica while one exists (none between a
 # failover and the rebuild). primaryEndpoint/primaryArn: the writer, under the names the runbooks read.
-pulumi.export("postgres", {
+export("postgres", {
     "writerRegion": cfg.aws.region(postgres.writer_region),
     "writerEndpoint": postgres.writer_endpoint,
     "writerArn": postgres.writer_arn,
@@ -475,23 +492,59 @@ pulumi.export("postgres", {
     "heartbeatIntervalSeconds": dr_budget.HEARTBEAT_INTERVAL_SECONDS,
     "backupRetentionDays": pg.backup_retention_days,
 })
-pulumi.export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,
+export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,
                         "pagecache": graph.plan.pagecache})
-pulumi.export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
-pulumi.export("edge", {"mode": edge.mode, "webAclArn": tier.edge.web_acl_arn,
+export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
+export("edge", {"mode": edge.mode, "webAclArn": tier.edge.web_acl_arn,
                        "drWebAclArn": tiers["dr"].edge.web_acl_arn,
                        "loadBalancerDnsName": tier.edge.load_balancer_dns_name,
                        "drLoadBalancerDnsName": tiers["dr"].edge.load_balancer_dns_name})
-pulumi.export("tiers", {role: {"region": cfg.aws.region(role), "cluster": cfg.kubernetes.of(role).cluster_name,
+export("tiers", {role: {"region": cfg.aws.region(role), "cluster": cfg.kubernetes.of(role).cluster_name,
                                "namespaces": list(t.namespaces),
                                "neo4jServers": t.graph.release_names if t.graph else [],
                                "neo4jMode": "primary" if role == "primary" else neo.dr.mode}
                         for role, t in tiers.items()})
-pulumi.export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
-pulumi.export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_REHEARSAL_PREFIX,
+export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
+export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_REHEARSAL_PREFIX,
                                      **postgres.dr_restore_target})
-pulumi.export("audit", {"trailArn": trail.trail_arn, "trailName": trail_name})
-pulumi.export("drBudget", [bound.as_output() for bound in budget])
+export("audit", {"trailArn": trail.trail_arn, "trailName": trail_name})
+export("drBudget", [bound.as_output() for bound in budget])
 # The longest a deploy may legitimately run (the Neo4j roll, server after server): the deploy job
 # and its AWS credentials must outlast it (helpers/rollout.py, tests/test_rollout_budget.py).
-pulumi.export("rolloutBudget", rollout_budget(servers=len(graph.release_names)))
+export("rolloutBudget", rollout_budget(servers=len(graph.release_names)))
+
+# --- runbooks that need nothing from the failed region (docs/decisions/022) -------------------------
+# Every deploy writes the outputs the runbooks read into the DR region: the runbooks read them there
+# with `--stack`, while the primary region - and the state backend and Pulumi CLI view in it - is
+# gone. A String parameter: ARNs, names and numbers, no secret (SecureString would only add a key
+# every reader needs), so insecure_value (pulumi-aws: never masked) and a preview shows its diff.
+# Standard tier holds 4 KB (tests/test_ops_commands.py keeps the document well under it).
+runbook_outputs = pulumi.Output.from_input({name: exported[name] for name in RUNBOOK_OUTPUTS})
+aws.ssm.Parameter(
+    "runbook-outputs",
+    name=outputs_parameter(pulumi.get_stack()),
+    type="String",
+    tier="Standard",
+    description="Stack outputs the ops runbooks read (python -m ops.<runbook> --stack <stack>)",
+    insecure_value=runbook_outputs.apply(lambda document: json.dumps(document, sort_keys=True, separators=(",", ":"))),
+    opts=pulumi.ResourceOptions(provider=dr),
+)
+
+# The on-call role: the DR runbooks' IAM actions on this stack's resources, assumable only from the
+# IAM Identity Center permission set dr.onCallPermissionSet (no user, no access key). IAM is global;
+# the DR provider keeps it out of what the primary region's provider manages.
+on_call_role = aws.iam.Role(
+    "oncall",
+    name=oncall.role_name(pulumi.get_stack()),
+    description="On-call engineers: the DR runbooks (python -m ops.dr_readiness / ops.dr_promote)",
+    assume_role_policy=json.dumps(oncall.trust_policy(cfg.aws.account_id, cfg.dr.on_call_permission_set)),
+    max_session_duration=oncall.ROLE_SESSION_SECONDS,
+    opts=pulumi.ResourceOptions(provider=dr),
+)
+aws.iam.RolePolicy(
+    "oncall-runbooks",
+    role=on_call_role.id,
+    policy=runbook_outputs.apply(lambda document: json.dumps(oncall.policy(document), sort_keys=True)),
+    opts=pulumi.ResourceOptions(provider=dr),
+)
+export("onCall", {"roleArn": on_call_role.arn, "permissionSet": cfg.dr.on_call_permission_set})

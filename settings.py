@@ -1310,6 +1310,13 @@ class DrSettings(Model):
         description="Target time for a point-in-time restore in the DR region.")
     postgres_pitr_restore_estimate_seconds: Annotated[int, Field(ge=60, le=86400)] = Field(
         description="Measured point-in-time restore time (ops.pg_restore_rehearsal).")
+    # Who may assume the on-call role (docs/decisions/022): the users of this IAM Identity Center
+    # permission set. Identity Center names the role it creates in the account
+    # AWSReservedSSO_<permission set>_<suffix> (IAM Identity Center User Guide, "Referencing
+    # permission sets in resource policies"); permission set names: 1-32 of [\w+=,.@-].
+    on_call_permission_set: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,32}$")] = Field(
+        "IntelGraphOnCall", description="IAM Identity Center permission set whose users may assume the "
+                                        "on-call role (intelgraph-<stack>-oncall).")
 
 
 def _retired_urn(value: str) -> str:

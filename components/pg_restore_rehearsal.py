@@ -30,7 +30,7 @@ from helpers.flows import Flow, Neighbours, Peer
 from helpers.irsa import irsa_role
 from helpers.kube import container_security_context, cron_job, prometheus_rule, resources
 from helpers.validation import require
-from ops._common import PINNED_BOTOCORE_ENV
+from ops._common import PINNED_BOTOCORE_ENV, STS_REGION_ENV
 
 # Every instance the rehearsal creates is named with this prefix; its IAM role can restore into and
 # delete only instances whose identifier starts with it.
@@ -60,6 +60,7 @@ class PgRestoreRehearsalArgs:
     image: str
     timeout_minutes: int
     account_id: str
+    primary_region: str  # named in its outputs file, with the account its runbook checks
     dr_region: str  # where it runs (the DR cluster: STS for IRSA there) and restores
     writer_arn: pulumi.Input[str]  # whose backups it restores (the writer, in either region)
     # The DR region's instance: the writer after a failover, whose own backups are restored then.
@@ -102,6 +103,9 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
             opts=child)
         outputs = pulumi.Output.all(args.writer_arn, *target.values()).apply(
             lambda values: json.dumps({
+                # whose: the runbook checks its credentials' account before any other call
+                "aws": {"accountId": args.account_id, "primaryRegion": args.primary_region,
+                        "drRegion": args.dr_region},
                 "postgres": {"primaryArn": values[0]},
                 "pgRestoreRehearsal": {"region": args.dr_region, "prefix": PREFIX,
                                        **dict(zip(target.keys(), values[1:], strict=True))},
@@ -129,6 +133,9 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
                     {"name": PINNED_BOTOCORE_ENV, "value": pinned_botocore()},
                     # STS for IRSA through the DR region's endpoint, where the cluster runs
                     {"name": "AWS_REGION", "value": args.dr_region},
+                    # the runbook's account check too (GetCallerIdentity): the DR region's STS, the
+                    # only one the pod reaches, and the one that outlives the primary region
+                    {"name": STS_REGION_ENV, "value": args.dr_region},
                     # RDS through the DR region's interface endpoint by its own name: the same address
                     # from any VPC (boto3 honours AWS_ENDPOINT_URL_<SERVICE>: AWS SDKs and Tools
                     # Reference Guide, "Service-specific endpoints")

@@ -19,12 +19,10 @@ in the stack.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import boto3
@@ -34,14 +32,40 @@ from ops._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    READ_OUTPUTS,
     Check,
     DbRef,
+    Grant,
     InputError,
+    Permissions,
+    check_account,
     print_table,
+    run,
     stack_output,
     stack_outputs,
 )
+from ops._common import (
+    parser as make_parser,
+)
 from ops.dr_readiness import describe, latest_lag_seconds, replica_status
+
+# Everything in the DR region (tests/iam_oracle.py records the calls and compares).
+IAM = Permissions((
+    READ_OUTPUTS,
+    Grant(("rds:DescribeDBInstances", "rds:PromoteReadReplica"), "dr-database", "preconditions, promotion"),
+    # GetMetricStatistics has no resource type (Service Authorization Reference, Amazon CloudWatch)
+    Grant(("cloudwatch:GetMetricStatistics",), "*", "ReplicaLag"),
+    Grant(("secretsmanager:DescribeSecret", "secretsmanager:StopReplicationToReplica",
+           "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:RotateSecret"),
+          "dr-master-secret", "the master secret's DR copy becomes the promoted database's own"),
+    Grant(("lambda:GetFunction",), "dr-rotation-function", "the DR rotation function exists"),
+    # RotateSecret: "You also need lambda:InvokeFunction" on the function (Secrets Manager API Reference)
+    Grant(("lambda:InvokeFunction",), "dr-rotation-function", "RotateSecret", implied=True),
+    # the secret's customer key, through Secrets Manager only, for this secret only (encryption
+    # context SecretARN: Secrets Manager User Guide, "Secret encryption and decryption")
+    Grant(("kms:Decrypt", "kms:GenerateDataKey"), "dr-master-secret-key", "GetSecretValue, PutSecretValue",
+          implied=True),
+))
 
 _ARN_REGION = re.compile(r"^arn:aws[a-z-]*:(?P<service>secretsmanager|lambda):(?P<region>[a-z0-9-]+):[0-9]{12}:.+$")
 
@@ -162,9 +186,13 @@ Next:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.dr_promote", description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument("--stack", help="stack name (outputs read with the Pulumi CLI)")
-    parser.add_argument("--outputs", type=Path, help="`pulumi stack output --json` file")
+    parser = command_parser()
+    args = parser.parse_args(argv)
+    return run("dr_promote", lambda: promote_command(args))
+
+
+def command_parser():
+    parser = make_parser("dr_promote", __doc__, IAM)
     parser.add_argument("--primary-arn", help="ARN of the primary the replica must follow")
     parser.add_argument("--replica-arn", help="ARN of the DR read replica to promote")
     parser.add_argument("--max-lag-seconds", type=float, help="refuse above this lag (default: the alarm threshold)")
@@ -175,7 +203,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--accept-data-loss", action="store_true", help="promote whatever the lag")
     parser.add_argument("--timeout-seconds", type=float, default=3600)
     parser.add_argument("--dry-run", action="store_true", help="check preconditions, change nothing")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def promote_command(args) -> int:
     try:
         if args.primary_arn or args.replica_arn:
             if not (args.primary_arn and args.replica_arn and args.max_lag_seconds and args.dr_secret_arn
@@ -203,6 +234,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         arn_in(function_arn, "lambda", replica.region, "the DR rotation function")
         if not isinstance(rotation_days, int) or not 1 <= rotation_days <= 1000:
             raise InputError(f"the rotation schedule must be 1-1000 days (given: {rotation_days!r})")
+        if args.primary_arn:  # the outputs' account was checked when they were read
+            check_account(primary.account, replica.region)
     except InputError as exc:
         print(f"dr_promote: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,6 +1,6 @@
 """Is the DR path ready right now? Checks the live account against the stack's outputs.
 
-    python -m ops.dr_readiness --stack prod            # asks the Pulumi CLI for the outputs
+    python -m ops.dr_readiness --stack prod            # the outputs' copy in the DR region
     python -m ops.dr_readiness --outputs outputs.json  # `pulumi stack output --json` saved earlier
 
 Checks: the DR replica is available and follows the primary; its current lag is under the
@@ -14,7 +14,6 @@ failure, 2 on bad input.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,16 +23,31 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops._common import (
-    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    READ_OUTPUTS,
     Check,
     DbRef,
+    Grant,
     InputError,
+    Permissions,
+    parser,
     print_table,
+    run,
     stack_output,
     stack_outputs,
 )
+
+# What the checks below call, on what (tests/iam_oracle.py records the calls and compares).
+IAM = Permissions((
+    READ_OUTPUTS,
+    Grant(("rds:DescribeDBInstances",), "databases", "replica status, PITR replication of the primary"),
+    # GetMetricStatistics has no resource type (Service Authorization Reference, Amazon CloudWatch)
+    Grant(("cloudwatch:GetMetricStatistics",), "*", "ReplicaLag"),
+    Grant(("route53:GetHealthCheckStatus",), "health-check", "the primary's health check"),
+    Grant(("s3:GetReplicationConfiguration", "s3:ListBucket"), "backup-buckets", "replication rule, newest object"),
+    Grant(("s3:GetObject",), "backup-objects", "HeadObject: the newest object's replication status"),
+))
 
 # S3 Replication Time Control replicates 99.99% of objects within 15 minutes.
 REPLICATION_SLA_SECONDS = 15 * 60
@@ -219,17 +233,13 @@ def _guarded(name: str, check: Callable[[], Check]) -> Check:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.dr_readiness", description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument("--stack", help="stack name (outputs read with the Pulumi CLI)")
-    parser.add_argument("--outputs", type=Path, help="`pulumi stack output --json` file")
-    args = parser.parse_args(argv)
-    try:
-        outputs = stack_outputs(args.stack, args.outputs)
-        checks = run_checks(outputs)
-    except InputError as exc:
-        print(f"dr_readiness: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print_table(f"DR readiness of {args.stack or args.outputs}:", checks)
+    args = parser("dr_readiness", __doc__, IAM).parse_args(argv)
+    return run("dr_readiness", lambda: readiness(args.stack, args.outputs))
+
+
+def readiness(stack: Optional[str], outputs_file: Optional[Path]) -> int:
+    checks = run_checks(stack_outputs(stack, outputs_file))
+    print_table(f"DR readiness of {stack or outputs_file}:", checks)
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 

@@ -29,11 +29,9 @@ set.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable, Optional
 
 import boto3
@@ -42,14 +40,31 @@ from ops._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    READ_OUTPUTS,
     Check,
     DbRef,
+    Grant,
     InputError,
+    Permissions,
+    parser,
     print_table,
+    run,
     stack_output,
     stack_outputs,
 )
 from ops.dr_readiness import describe, replica_status
+
+# Planned maintenance, run by whoever deploys (not the on-call role). tests/iam_oracle.py
+# records the calls and compares.
+IAM = Permissions((
+    READ_OUTPUTS,
+    Grant(("rds:DescribeDBInstances",), "databases", "preconditions, --after"),
+    Grant(("rds:DescribeDBEngineVersions",), "*", "the running version's valid upgrade targets"),
+    Grant(("rds:CreateDBSnapshot", "rds:DescribeDBSnapshots"), "primary-database-and-snapshots",
+          "the manual snapshot"),
+    # tags on create are authorized as AddTagsToResource (RDS User Guide, "Tagging Amazon RDS resources")
+    Grant(("rds:AddTagsToResource",), "primary-database-and-snapshots", "CreateDBSnapshot's Tags", implied=True),
+))
 
 
 def major(version: str) -> int:
@@ -172,15 +187,17 @@ Snapshot {snapshot} is available. Now, in one pull request (deploy 1 of 2):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.pg_major_upgrade", description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument("--stack", help="stack name (outputs read with the Pulumi CLI)")
-    parser.add_argument("--outputs", type=Path, help="`pulumi stack output --json` file")
-    parser.add_argument("--target-version", required=True, help="the PostgreSQL version to upgrade to, e.g. 17.2")
-    parser.add_argument("--timeout-seconds", type=float, default=3600)
-    parser.add_argument("--dry-run", action="store_true", help="check preconditions, take no snapshot")
-    parser.add_argument("--after", action="store_true",
-                        help="after deploy 1: check the primary runs the target and the replica followed")
-    args = parser.parse_args(argv)
+    command = parser("pg_major_upgrade", __doc__, IAM)
+    command.add_argument("--target-version", required=True, help="the PostgreSQL version to upgrade to, e.g. 17.2")
+    command.add_argument("--timeout-seconds", type=float, default=3600)
+    command.add_argument("--dry-run", action="store_true", help="check preconditions, take no snapshot")
+    command.add_argument("--after", action="store_true",
+                         help="after deploy 1: check the primary runs the target and the replica followed")
+    args = command.parse_args(argv)
+    return run("pg_major_upgrade", lambda: upgrade(args))
+
+
+def upgrade(args) -> int:
     try:
         major(args.target_version)
         outputs = stack_outputs(args.stack, args.outputs)

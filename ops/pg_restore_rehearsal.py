@@ -27,7 +27,6 @@ requirements.txt's pin): an older one lacks parameters the restore sends (docs/d
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -46,10 +45,15 @@ from ops._common import (
     EXIT_FAILED,
     EXIT_OK,
     PINNED_BOTOCORE_ENV,
+    READ_OUTPUTS,
     Check,
     DbRef,
+    Grant,
     InputError,
+    Permissions,
+    parser,
     print_table,
+    run,
     stack_output,
     stack_outputs,
 )
@@ -73,6 +77,22 @@ class Target:
 
 class Failed(Exception):
     """The rehearsal failed; the message says at which step."""
+
+
+# The weekly Job's IRSA role grants these (components/pg_restore_rehearsal.py, rehearsal_policy);
+# tests/iam_oracle.py records the calls and compares with both.
+IAM = Permissions((
+    READ_OUTPUTS,
+    Grant(("rds:DescribeDBInstances", "rds:DescribeDBInstanceAutomatedBackups"), "dr-region-rds",
+          "the replicated backups, leftovers, the restored instance"),
+    Grant(("rds:RestoreDBInstanceToPointInTime",), "rehearsal-restore", "the throwaway instance"),
+    Grant(("rds:DeleteDBInstance",), "rehearsal-instances", "always deleted"),
+    # tags on create are authorized as AddTagsToResource (RDS User Guide, "Tagging Amazon RDS resources")
+    Grant(("rds:AddTagsToResource",), "rehearsal-instances", "the restore's Tags", implied=True),
+    # an encrypted restore: RDS uses the DR key with the caller's permissions
+    Grant(("kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKey*"), "rehearsal-key",
+          "the restore's encryption", implied=True),
+))
 
 
 # DescribeDBInstanceAutomatedBackups Status (RDS API Reference): "creating" has no snapshot to
@@ -226,12 +246,14 @@ def _terminated(signum, frame) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
-    parser.add_argument("--stack")
-    parser.add_argument("--outputs", type=Path)
-    parser.add_argument("--restore-time", help="ISO 8601 UTC time; default the latest restorable time")
-    parser.add_argument("--timeout-seconds", type=float, default=5400)
-    args = parser.parse_args(argv)
+    command = parser("pg_restore_rehearsal", __doc__, IAM)
+    command.add_argument("--restore-time", help="ISO 8601 UTC time; default the latest restorable time")
+    command.add_argument("--timeout-seconds", type=float, default=5400)
+    args = command.parse_args(argv)
+    return run("pg_restore_rehearsal", lambda: rehearsal(args))
+
+
+def rehearsal(args) -> int:
     try:
         check_botocore(os.environ.get(PINNED_BOTOCORE_ENV))
         source, target = target_from_outputs(stack_outputs(args.stack, args.outputs))
@@ -242,7 +264,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             except ValueError:
                 raise InputError(f"--restore-time {args.restore_time!r} is not an ISO 8601 time") from None
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"pg_restore_rehearsal: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:

@@ -32,7 +32,8 @@ from typing import Any, Callable, Literal, Optional, Sequence
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from ops._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, InputError
+from ops._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Grant, InputError, Permissions, cause, load_settings
+from ops._common import run as run_command
 from ops.s3_path import check_s3_path
 
 Status = Literal["PASS", "FAIL", "WARN", "INFO"]
@@ -703,6 +704,8 @@ def run(target: Target, prerequisite: Prerequisite) -> list[Finding]:
         findings = [fail(f"cannot read the cluster: {exc}")]
     except NoCredentialsError:
         raise
+    except BotoCoreError as exc:  # one region's API unreachable fails its checks, not the run
+        findings = [fail(f"cannot reach AWS: {exc}")]
     except ClientError as exc:
         error = exc.response.get("Error", {})
         findings = [fail(f"{exc.operation_name}: {error.get('Code')}: {error.get('Message')}",
@@ -742,38 +745,37 @@ def report(stack: str, results: list[Result]) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def load_settings(stack: str, stack_file: Optional[Path]) -> Any:
-    import yaml
-
-    import settings
-    from synth import engine
-
-    try:
-        config = engine.stack_config(stack, stack_file)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise InputError(str(exc)) from None
-    try:
-        return settings.validate(config, stack=stack)
-    except settings.SettingsError as exc:
-        raise InputError("invalid stack configuration: " + "; ".join(exc.problems)) from None
+# Read-only, in each region checked (tests/iam_oracle.py records the calls and compares). Run by
+# whoever deploys, before a deploy: not part of the on-call role.
+IAM = Permissions((
+    Grant(("eks:DescribeCluster", "eks:DescribeAddon"), "clusters", "the cluster's issuer, the EBS CSI add-on"),
+    Grant(("iam:GetOpenIDConnectProvider",), "oidc-providers", "IRSA's provider"),
+    Grant(("iam:SimulatePrincipalPolicy",), "ebs-csi-role", "what the EBS CSI driver's role may do"),
+    # EC2's Describe* and GetManagedPrefixListEntries on AWS-managed lists take no resource ARN
+    Grant(("ec2:DescribeVpcEndpoints", "ec2:DescribeNetworkInterfaces", "ec2:DescribeManagedPrefixLists",
+           "ec2:GetManagedPrefixListEntries"), "*", "the endpoints' addresses, S3's prefix list"),
+    Grant(("route53:GetHostedZone",), "hosted-zone", "public zone, accelerated recovery"),
+))
 
 
 def check_credentials(cfg: Any, aws: Aws) -> None:
-    """Credentials for the stack's account, or an InputError (nothing else runs without them)."""
+    """Credentials for the stack's account, or an InputError (nothing else runs without them).
+    Asked in the DR region: the check must work while the primary region is down."""
     try:
-        account = aws("sts", cfg.aws.primary_region).get_caller_identity()["Account"]
+        account = aws("sts", cfg.aws.dr_region).get_caller_identity()["Account"]
     except (NoCredentialsError, NoRegionError):
         raise InputError("no AWS credentials: log in (aws sso login) or export a profile for account "
                          f"{cfg.aws.account_id}") from None
     except (ClientError, BotoCoreError) as exc:
-        raise InputError(f"AWS credentials do not work: {exc}") from None
+        raise InputError(cause(exc) or f"AWS credentials do not work: {exc}") from None
     if account != cfg.aws.account_id:
         raise InputError(f"the AWS credentials are for account {account}; the stack's aws.accountId is "
                          f"{cfg.aws.account_id}")
 
 
 def main(argv: Optional[list[str]] = None, clients: Optional[ClientFactory] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.preflight", description=(__doc__ or "").partition("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.preflight", description=(__doc__ or "").partition("\n")[0],
+                                     epilog=IAM.help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", help="the stack whose Pulumi.<stack>.yaml names what to check")
     parser.add_argument("--region", choices=("primary", "dr"), help="one region's checks (default: both)")
     parser.add_argument("--stack-file", type=Path, help="stack config instead of Pulumi.<stack>.yaml")
@@ -782,6 +784,10 @@ def main(argv: Optional[list[str]] = None, clients: Optional[ClientFactory] = No
     if args.table:
         sys.stdout.write(table())
         return EXIT_OK
+    return run_command("preflight", lambda: checked(args, clients))
+
+
+def checked(args: argparse.Namespace, clients: Optional[ClientFactory]) -> int:
     try:
         if not args.stack:
             raise InputError("say which stack: --stack NAME")

@@ -15,7 +15,9 @@ import pytest
 from moto import mock_aws
 
 from ops import dr_promote, dr_readiness
+from ops._common import RUNBOOK_OUTPUTS, outputs_parameter
 from tests.conftest import fake_aws_credentials, stack_settings, synthesized
+from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
 
 ACCOUNT = stack_settings("prod").aws.account_id  # moto must be the account the outputs name
 
@@ -301,11 +303,16 @@ def test_an_aws_error_fails_the_check_it_happened_in_by_name(world, capsys, outp
     assert "PASS  replica-status" in out  # the other checks still ran
 
 
-def test_missing_output_is_a_clear_input_error(tmp_path, capsys):
+def test_missing_output_is_a_clear_input_error(tmp_path, capsys, monkeypatch):
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({"postgres": {}}))
     assert dr_readiness.main(["--outputs", str(path)]) == 2
-    assert "stack output postgres.primaryArn is missing" in capsys.readouterr().err
+    assert "missing outputs: stack output aws is missing" in capsys.readouterr().err  # whose, before anything
+    fake_aws_credentials(monkeypatch, ACCOUNT)
+    path.write_text(json.dumps({"aws": {"accountId": ACCOUNT, "drRegion": "us-west-2"}, "postgres": {}}))
+    with mock_aws():
+        assert dr_readiness.main(["--outputs", str(path)]) == 2
+    assert "missing outputs: stack output postgres.primaryArn is missing" in capsys.readouterr().err
 
 
 def test_malformed_arn_and_unreadable_file_are_clear_input_errors(tmp_path, capsys):
@@ -317,7 +324,7 @@ def test_malformed_arn_and_unreadable_file_are_clear_input_errors(tmp_path, caps
     assert dr_readiness.main(["--outputs", str(tmp_path / "bad.json")]) == 2
     assert "is not JSON" in capsys.readouterr().err
     assert dr_readiness.main([]) == 2
-    assert "--stack NAME or --outputs FILE" in capsys.readouterr().err
+    assert "--stack NAME (reads the outputs from the DR region) or --outputs FILE" in capsys.readouterr().err
 
 
 def _replica():
@@ -428,3 +435,83 @@ def test_accept_data_loss_promotes_despite_lag(world, capsys):
     put_lag(900)
     assert dr_promote.main(["--outputs", str(world), "--accept-data-loss", "--timeout-seconds", "5"]) == 0
     assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
+
+
+# --- issue 21: the outputs come from the DR region; the calls are the ones --help lists ----------------
+
+
+def _publish(world, region: str = "us-west-2") -> dict:
+    """What the deploy writes into the DR region (__main__.py): the runbook outputs as JSON."""
+    document = {k: v for k, v in json.loads(world.read_text()).items() if k in RUNBOOK_OUTPUTS}
+    boto3.client("ssm", region).put_parameter(Name=outputs_parameter("prod"), Type="String",
+                                              Value=json.dumps(document))
+    return document
+
+
+def _primary_region_down(monkeypatch) -> list[str]:
+    """Every endpoint of us-east-1 refuses the connection, as in a region outage: the call fails
+    where botocore would send it (before-send), with the error botocore raises for it."""
+    from botocore.exceptions import EndpointConnectionError
+
+    refused: list[str] = []
+
+    def refuse(request, **_):
+        if "us-east-1" in request.url or request.url.startswith("https://route53.amazonaws.com"):
+            refused.append(request.url)
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-send", refuse)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    return refused
+
+
+def test_the_runbooks_read_the_outputs_from_the_dr_region(world, capsys):
+    _publish(world)
+    assert dr_readiness.main(["--stack", "prod"]) == 0, capsys.readouterr()
+    assert "PASS  replica-status" in capsys.readouterr().out
+
+
+def test_without_the_dr_copy_the_outputs_are_missing_in_one_line(world, capsys):
+    assert dr_readiness.main(["--stack", "prod"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dr_readiness: missing outputs: no parameter /intelgraph/prod/runbook-outputs in us-west-2")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_promotion_needs_nothing_from_the_lost_primary_region(world, capsys, monkeypatch):
+    # the state backend and the Pulumi CLI are out of reach too: --stack reads the DR copy only
+    _publish(world)
+    refused = _primary_region_down(monkeypatch)
+    code = dr_promote.main(["--stack", "prod", "--accept-data-loss", "--timeout-seconds", "5"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "is now a standalone primary" in out and refused == []  # not one call went to us-east-1
+    assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
+
+
+def test_readiness_with_the_primary_region_down_fails_those_checks_in_its_table(world, capsys, monkeypatch):
+    _publish(world)
+    refused = _primary_region_down(monkeypatch)
+    assert dr_readiness.main(["--stack", "prod"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  pitr-replication" in out and "Could not connect to the endpoint URL" in out
+    assert "PASS  replica-status" in out and refused
+
+
+def test_readiness_calls_exactly_what_its_help_lists(world, capsys, monkeypatch):
+    _publish(world)
+    with recorded(monkeypatch) as calls:
+        assert dr_readiness.main(["--stack", "prod"]) == 0, capsys.readouterr()
+    assert_exactly_covered(dr_readiness.IAM, calls)
+    help_lists(dr_readiness, dr_readiness.IAM, capsys)
+
+
+def test_promotion_calls_exactly_what_its_help_lists(world, capsys, monkeypatch):
+    _publish(world)
+    with recorded(monkeypatch) as calls:
+        assert dr_promote.main(["--stack", "prod", "--timeout-seconds", "5"]) == 0, capsys.readouterr()
+    assert_exactly_covered(dr_promote.IAM, calls)
+    help_lists(dr_promote, dr_promote.IAM, capsys)

@@ -272,3 +272,25 @@ def test_after_the_upgrade_a_replica_left_behind_is_named_and_a_followed_one_pas
     west.modify_db_instance(DBInstanceIdentifier="intelgraph-pg-replica", EngineVersion="17.2", ApplyImmediately=True)
     assert pg_major_upgrade.main(args) == 0, capsys.readouterr().out
     assert "deploy 2 of 2 may move the DR parameter group to postgres17" in capsys.readouterr().out
+
+
+def test_the_upgrade_calls_exactly_what_its_help_lists(world, outputs_file, capsys, monkeypatch):
+    from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
+
+    east, _ = world
+    with recorded(monkeypatch) as calls:
+        # clients of the recording session; the fake answers DescribeDBEngineVersions outside
+        # botocore: count its (model-checked) requests
+        fakes = {region: EngineVersions(boto3.client("rds", region)) for region in ("us-east-1", "us-west-2")}
+        monkeypatch.setattr(pg_major_upgrade, "rds_client", lambda region: fakes[region])
+        assert pg_major_upgrade.main(["--outputs", str(outputs_file), "--target-version", "17.2"]) == 0
+        east.modify_db_instance(DBInstanceIdentifier="intelgraph-pg-primary", EngineVersion="17.2",
+                                AllowMajorVersionUpgrade=True, ApplyImmediately=True)
+        pg_major_upgrade.main(["--outputs", str(outputs_file), "--target-version", "17.2", "--after"])
+    capsys.readouterr()
+    if any(f.requests for f in fakes.values()):
+        calls.add("rds:DescribeDBEngineVersions")
+    calls -= {"rds:ModifyDBInstance"}  # the test's own call, standing in for the deploy
+    # read from a file here; the DR copy is read with ssm:GetParameter (tests/test_ops_runbooks.py)
+    assert_exactly_covered(pg_major_upgrade.IAM, calls | {"ssm:GetParameter"})
+    help_lists(pg_major_upgrade, pg_major_upgrade.IAM, capsys)

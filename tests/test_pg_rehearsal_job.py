@@ -15,6 +15,7 @@ import pytest
 import settings
 from components import pg_restore_rehearsal as component
 from ops import pg_restore_rehearsal as runbook
+from ops._common import STS_REGION_ENV
 from synth import engine
 from synth.export import kubernetes_objects
 from tests.conftest import ROOT, STACKS, stack_settings, synthesized
@@ -58,11 +59,18 @@ def test_the_cronjob_runs_the_repositorys_runbook_from_a_read_only_mount(stack, 
     assert target.region == aws.dr_region and source.region == aws.primary_region and target.prefix == component.PREFIX
     args = container["command"][3:]
     args[args.index("--outputs") + 1] = str(tmp_path / "ops" / "outputs.json")
-    probe = ("import sys, ops.pg_restore_rehearsal as r; r.rehearse = lambda *a, **k: "
+    # the account check (GetCallerIdentity) goes to STS in the region the pod's network policy allows:
+    # its own, the DR region's (it runs in the DR cluster)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env[STS_REGION_ENV] == env["AWS_REGION"] == aws.dr_region
+    probe = ("import sys, ops._common as c, ops.pg_restore_rehearsal as r; "
+             "c.check_account = lambda account, region: print('account', account, region); "
+             "r.rehearse = lambda *a, **k: "
              "(print('would rehearse', a[1].region, k['timeout_seconds']), 0)[1]; sys.exit(r.main(sys.argv[1:]))")
     run = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert f"account {stack_settings(stack).aws.account_id} {aws.dr_region}" in run.stdout  # before the rehearsal
     assert f"would rehearse {aws.dr_region}" in run.stdout
     assert job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > float(args[args.index("--timeout-seconds") + 1])
 

@@ -157,11 +157,13 @@ def test_a_verification_failure_still_deletes(world, capsys):
     assert "deleted pgrehearsal-" in out and instances() == []
 
 
-def test_missing_rehearsal_outputs_are_a_clear_input_error(tmp_path, capsys, outputs):
+def test_missing_rehearsal_outputs_are_a_clear_input_error(tmp_path, capsys, outputs, monkeypatch):
     del outputs["pgRestoreRehearsal"]
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs))
-    assert pg_restore_rehearsal.main(["--outputs", str(path)]) == 2
+    fake_aws_credentials(monkeypatch, ACCOUNT)  # the account check passes; the outputs do not
+    with mock_aws():
+        assert pg_restore_rehearsal.main(["--outputs", str(path)]) == 2
     assert "stack output pgRestoreRehearsal is missing" in capsys.readouterr().err
 
 
@@ -230,3 +232,20 @@ def test_refuses_when_no_replicated_backup_is_live(world, capsys):
     out = capsys.readouterr().out
     assert code == 1 and "are not being replicated" in out and f"{BACKUP_ARN} (retained)" in out
     assert world.restores == [] and instances() == []
+
+
+def test_the_rehearsal_calls_exactly_what_its_help_lists_and_its_job_role_grants(world, capsys, monkeypatch):
+    from components.pg_restore_rehearsal import rehearsal_policy
+    from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
+
+    with recorded(monkeypatch) as calls:
+        assert pg_restore_rehearsal.main(["--outputs", str(world.path)]) == 0, capsys.readouterr()
+    permissions = pg_restore_rehearsal.IAM
+    # the Job reads a file, not the parameter: every other listed action is called or implied
+    assert_exactly_covered(permissions, calls | {"ssm:GetParameter"})
+    help_lists(pg_restore_rehearsal, permissions, capsys)
+    target = synthesized("prod").outputs["pgRestoreRehearsal"]
+    job_role = rehearsal_policy(ACCOUNT, "us-west-2", target["kmsKeyArn"], target["subnetGroup"],
+                                target["parameterGroup"])
+    granted = {a for s in job_role["Statement"] for a in s["Action"]}
+    assert permissions.actions - {"ssm:GetParameter"} == granted

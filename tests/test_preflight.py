@@ -612,3 +612,21 @@ def test_the_readme_lists_exactly_the_checks_the_preflight_runs():
     assert preflight.table() in section, "replace the table with the output of: python -m ops.preflight --table"
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == [p.name for p in preflight.PREREQUISITES]
+
+
+def test_the_preflight_calls_exactly_what_its_help_lists(world, capsys, monkeypatch):
+    from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
+
+    with recorded(monkeypatch) as calls:
+        code, out = world.run(capsys)
+        assert code == preflight.EXIT_OK, out
+        # S3 through a gateway endpoint reads the AWS-managed prefix list instead (ops/s3_path.py)
+        document = yaml.safe_load((world.tmp / "stack.yaml").read_text())
+        for role in ROLES:
+            document["config"]["intelgraph-platform:network"][role]["s3"] = {"mode": "gateway",
+                                                                              "cidrs": ["52.216.0.0/15"]}
+        (world.tmp / "stack.yaml").write_text(yaml.safe_dump(document))
+        code, out = world.run(capsys)
+        assert "network.<region>.s3.cidrs misses" in out, out  # it read moto's prefix list (whose CIDRs differ)
+    assert_exactly_covered(preflight.IAM, calls)
+    help_lists(preflight, preflight.IAM, capsys)

@@ -1,0 +1,95 @@
+"""The on-call role's permissions: exactly the IAM actions the DR runbooks list in their --help,
+each on the stack's own resources, resolved from the runbook outputs (the document every deploy
+writes into the DR region: __main__.py). docs/decisions/022.
+
+Which runbooks: the ones an incident needs, ``dr_readiness`` and ``dr_promote``. The PITR rehearsal
+runs as its Job (its own IRSA role); the major upgrade, the preflight and the state-backend
+bootstrap are run by whoever deploys, with the deployer's rights.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Optional
+
+from ops import dr_promote, dr_readiness
+from ops._common import Permissions, parameter_arn
+
+ON_CALL: tuple[ModuleType, ...] = (dr_readiness, dr_promote)
+ROLE_SESSION_SECONDS = 3600  # IAM's default for a role; an incident's engineer re-assumes it
+
+
+def role_name(stack: str) -> str:
+    return f"intelgraph-{stack}-oncall"
+
+
+def permissions() -> list[Permissions]:
+    return [module.IAM for module in ON_CALL]
+
+
+def _resources(kind: str, doc: dict) -> tuple[list[str], Optional[dict]]:
+    """The ARNs a resource kind (ops._common.RESOURCES) names in this stack, and a condition."""
+    aws, pg = doc["aws"], doc["postgres"]
+    account, dr = aws["accountId"], aws["drRegion"]
+    buckets = [b["bucket"] for _, b in sorted(doc["backupBuckets"].items())]
+    if kind == "*":
+        return ["*"], None
+    if kind == "outputs-parameter":
+        return [parameter_arn(dr, account, aws["runbookOutputsParameter"])], None
+    if kind == "databases":
+        return [pg["primaryArn"], pg["replicaArn"]], None
+    if kind == "dr-database":
+        return [pg["replicaArn"]], None
+    if kind == "dr-master-secret":
+        return [pg["drMasterSecretArn"]], None
+    if kind == "dr-master-secret-key":
+        # Secrets Manager encrypts a secret's versions under the encryption context
+        # {"SecretARN": <arn>, "SecretVersionId": <id>} (Secrets Manager User Guide, "Secret
+        # encryption and decryption in AWS Secrets Manager"): any key of the DR region, but only
+        # through Secrets Manager and only for this secret
+        return [f"arn:aws:kms:{dr}:{account}:key/*"], {"StringEquals": {
+            "kms:ViaService": f"secretsmanager.{dr}.amazonaws.com",
+            "kms:EncryptionContext:SecretARN": pg["drMasterSecretArn"]}}
+    if kind == "dr-rotation-function":
+        return [pg["drRotationFunctionArn"]], None
+    if kind == "health-check":
+        return [f"arn:aws:route53:::healthcheck/{doc['dnsFailover']['healthCheckId']}"], None
+    if kind == "backup-buckets":
+        return [f"arn:aws:s3:::{b}" for b in buckets], None
+    if kind == "backup-objects":
+        return [f"arn:aws:s3:::{b}/*" for b in buckets], None
+    raise ValueError(f"no on-call resources for {kind!r}: only the on-call runbooks' kinds resolve here")
+
+
+def policy(doc: dict) -> dict:
+    """One statement per resource kind (and its condition), with every action any on-call runbook
+    needs on it, and nothing else."""
+    grouped: dict[str, set[str]] = {}
+    for permission in permissions():
+        for grant in permission.grants:
+            grouped.setdefault(grant.resource, set()).update(grant.actions)
+    statements = []
+    for kind, actions in grouped.items():
+        resources, condition = _resources(kind, doc)
+        statement: dict[str, Any] = {
+            "Sid": "".join(part.title() for part in kind.replace("*", "any-resource").split("-")),
+            "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
+        if condition:
+            statement["Condition"] = condition
+        statements.append(statement)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def trust_policy(account: str, permission_set: str) -> dict:
+    """Assumable only from a session of the role IAM Identity Center creates for the permission set
+    (its ARN: role/aws-reserved/sso.amazonaws.com/[<region>/]AWSReservedSSO_<name>_<suffix>), by
+    sts:AssumeRole through the account: no IAM user, no access key. MFA is the identity provider's
+    to enforce; aws:MultiFactorAuthPresent is absent from federated sessions, so requiring it here
+    would lock the SSO users out (docs/decisions/022)."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "OnCallPermissionSet", "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+        "Condition": {"ArnLike": {"aws:PrincipalArn":
+                                  f"arn:aws:iam::{account}:role/aws-reserved/sso.amazonaws.com/*"
+                                  f"AWSReservedSSO_{permission_set}_*"}},
+    }]}
