@@ -246,6 +246,6 @@ def test_the_rehearsal_calls_exactly_what_its_help_lists_and_its_job_role_grants
     help_lists(pg_restore_rehearsal, permissions, capsys)
     target = synthesized("prod").outputs["pgRestoreRehearsal"]
     job_role = rehearsal_policy(ACCOUNT, "us-west-2", target["kmsKeyArn"], target["subnetGroup"],
-                                target["parameterGroup"])
+                                target["parameterGroup"], f"arn:aws:rds:us-west-2:{ACCOUNT}:db:intelgraph-pg-replica")
     granted = {a for s in job_role["Statement"] for a in s["Action"]}
     assert permissions.actions - {"ssm:GetParameter"} == granted
