@@ -485,6 +485,8 @@ export("postgres", {
     "primaryArn": postgres.writer_arn,
     **({"replicaEndpoint": postgres.replica_endpoint, "replicaArn": postgres.replica_arn}
        if postgres.replica_arn is not None else {}),
+    # each region's instance, writer or not (the on-call role names both: no IAM change at failover)
+    "instanceArns": postgres.instance_arns,
     **postgres.secret_outputs,  # masterSecretArn, its DR replica, the DR rotation function, the schedule
     # the DR-region key of the replica's storage (and of a PITR restore there)
     "replicaKmsKeyArn": postgres.replica_kms_key_arn,
