@@ -18,6 +18,7 @@ from components.backup_bucket import REPLICATION_SLA_MINUTES, BackupBucket, Back
 from components.dns_failover import DnsFailover, DnsFailoverArgs, LoadBalancerTarget
 from components.neo4j_backup import Neo4jBackupArgs
 from components.neo4j_cluster import Neo4jClusterArgs
+from components.neo4j_dr import SWITCH_JOB, Neo4jDrGraphArgs, servers_account
 from components.neo4j_snapshots import Neo4jSnapshotsArgs
 from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
 from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehearsalArgs, rehearsal_flows
@@ -155,6 +156,9 @@ def graph_args(role: settings.Role) -> Neo4jClusterArgs:
         bootstrap=neo.bootstrap if role == "primary" else neo.dr.bootstrap,
         # the primary's releases were created before they were named after the component
         unprefixed_release_urns=role == "primary",
+        # the DR servers download their databases' seed from the DR bucket (components/neo4j_dr.py)
+        service_account=None if role == "primary" else servers_account(neo.cluster_name),
+        env=() if role == "primary" else (("AWS_REGION", cfg.aws.dr_region),),
     )
 
 
@@ -182,7 +186,6 @@ def backup_args(graph: Neo4jClusterArgs) -> Neo4jBackupArgs:
     cluster = cfg.kubernetes.primary
     return Neo4jBackupArgs(
         namespace=neo.namespace,
-        restore_namespace=neo.restore_namespace,
         admin_services=graph.backup_sources,
         bucket_name=buckets["neo4j"].bucket_name,
         bucket_arn=buckets["neo4j"].bucket_arn,
@@ -193,7 +196,6 @@ def backup_args(graph: Neo4jClusterArgs) -> Neo4jBackupArgs:
         aws_cli_image=neo.aws_cli_image,
         backup_schedule=neo.backup_schedule,
         freshness_slack_minutes=neo.backup_freshness_slack_minutes,
-        restore_schedule=neo.restore_rehearsal_schedule,
         time_zone=neo.time_zone,
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer=cluster.oidc_issuer,
@@ -206,9 +208,45 @@ def backup_args(graph: Neo4jClusterArgs) -> Neo4jBackupArgs:
     )
 
 
+def dr_graph_args() -> Neo4jDrGraphArgs:
+    """The DR region's graph from the backups replicated to the DR bucket, read with its DR-region key."""
+    cluster, bucket = cfg.kubernetes.dr, buckets["neo4j"]
+    return Neo4jDrGraphArgs(
+        namespace=neo.namespace,
+        restore_namespace=neo.restore_namespace,
+        cluster_name=neo.cluster_name,
+        mode=neo.dr.mode,
+        # no refresh is scheduled while the DR region is active (neo4j_dr_seed.sh also refuses a
+        # promoted database: a switch runs before any deploy says so)
+        active_region=cfg.dr.active_region,
+        bucket_name=bucket.replica_bucket_name,
+        bucket_arn=bucket.replica_bucket_arn,
+        kms_key_arn=bucket.replica_kms_key_arn,
+        region=cfg.aws.dr_region,
+        image=neo.image,
+        aws_cli_image=neo.aws_cli_image,
+        accept_license_agreement=neo.accept_license_agreement,
+        rehearsal_schedule=neo.restore_rehearsal_schedule,
+        refresh_schedule=neo.dr.refresh_schedule,
+        time_zone=neo.time_zone,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer,
+        prometheus_release_label=obs.prometheus_release_label,
+        storage_class=neo.storage_class,
+        store_size=neo.storage_size,
+        store_bytes=neo.store_bytes,
+        primaries=neo.primaries,
+        secondaries=neo.secondaries,
+        seed_seconds=dr_budget.seed_seconds(neo.backup_schedule, cfg.backups.neo4j.chain_days,
+                                            cfg.dr.neo4j_restore_estimate_seconds,
+                                            cfg.dr.neo4j_differential_estimate_seconds),
+    )
+
+
 def tier_args(role: settings.Role) -> RegionalTierArgs:
     """A region's tier, from its cluster, network, buckets and certificate. The primary's graph is
-    the source of truth (snapshots, backups); the DR region runs the graph only in warm mode."""
+    the source of truth (snapshots, backups); the DR region runs the servers only in warm mode, and
+    fills them from the replicated backups (refresh, switch) and rehearses the restore in either mode."""
     cluster, around = cfg.kubernetes.of(role), neighbours(role)
     is_primary = role == "primary"
     logs = buckets["logs"]
@@ -235,6 +273,7 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
             prometheus_release_label=obs.prometheus_release_label,
         ) if is_primary and graph else None,
         backup=backup_args(graph) if is_primary and graph else None,
+        dr_graph=None if is_primary else dr_graph_args(),
         cache=RedisCacheArgs(
             namespace=redis.namespace,
             image=redis.image,
@@ -441,6 +480,7 @@ budget = [
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
         cluster_start_seconds=cfg.dr.neo4j_cluster_start_estimate_seconds or 0,
+        refresh_schedule=neo.dr.refresh_schedule,
     ),
 ]
 budget.append(dr_budget.postgres_pitr_rto(
@@ -504,7 +544,9 @@ export("edge", {"mode": edge.mode, "webAclArn": tier.edge.web_acl_arn,
 export("tiers", {role: {"region": cfg.aws.region(role), "cluster": cfg.kubernetes.of(role).cluster_name,
                                "namespaces": list(t.namespaces),
                                "neo4jServers": t.graph.release_names if t.graph else [],
-                               "neo4jMode": "primary" if role == "primary" else neo.dr.mode}
+                               "neo4jMode": "primary" if role == "primary" else neo.dr.mode,
+                               # the switch runs it: kubectl create job --from=cronjob/<it> (components/neo4j_dr.py)
+                               **({} if role == "primary" else {"neo4jSwitchCronJob": f"{neo.namespace}/{SWITCH_JOB}"})}
                         for role, t in tiers.items()})
 export("alerting", {"topics": {name: topic.arn for name, (topic, _) in alert_topics.items()}})
 export("pgRestoreRehearsal", {"region": cfg.aws.dr_region, "prefix": PG_REHEARSAL_PREFIX,

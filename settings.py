@@ -635,12 +635,20 @@ Zones = Annotated[list[Zone], Field(min_length=1), AfterValidator(_each_once)]
 class Neo4jDrSettings(Model):
     """What the DR region runs of the graph until a region switch (components/regional_tier.py)."""
 
-    # pilot-light: no servers; a switch creates them, then restores every database from the
-    # newest chain replicated to the DR bucket. warm: a cluster of the primary's shape runs, so a
-    # switch only restores that chain into it (helpers/dr_budget.py counts each path's steps).
+    # pilot-light: no servers; a switch creates them, then seeding fills the databases from the newest
+    # chain replicated to the DR bucket. warm: a cluster of the primary's shape runs, its databases
+    # reseeded from that chain on refreshSchedule and held READ ONLY, so a switch only promotes them
+    # (components/neo4j_dr.py; helpers/dr_budget.py counts each path's steps).
     mode: Literal["pilot-light", "warm"] = Field(
-        description="pilot-light (no DR servers until a switch creates them and restores the replicated backups) "
-                    "or warm (a running DR cluster of the primary's shape, restored into on a switch).")
+        description="pilot-light (no DR servers until a switch creates them and fills them from the replicated "
+                    "backups) or warm (a running DR cluster of the primary's shape, reseeded from the replicated "
+                    "backups on refreshSchedule and promoted as it is on a switch).")
+    # warm only: how often the DR databases are reseeded. Each refresh takes them offline for a seed
+    # (dr.neo4jRestoreEstimateSeconds + the chain's differentials), and the longest gap between two
+    # refreshes adds to the graph's RPO (a switch promotes what the last refresh loaded).
+    refresh_schedule: Optional[Cron] = Field(None,
+        description="warm mode: cron schedule of the refresh that reseeds the DR databases from the newest "
+                    "replicated chain (its longest gap adds to the Neo4j RPO); not set in pilot-light mode.")
     zones: Zones = Field(
         description="The DR cluster's availability zones (in aws.drRegion); with 3 or more, primaries spread one per zone.")
     # like neo4j.bootstrap, for the deploy that creates the DR servers (warm mode's first deploy,
@@ -1492,6 +1500,24 @@ class StackSettings(Model):
         if mode == "warm" and estimate is not None:
             return [("dr.neo4jClusterStartEstimateSeconds", "applies only to neo4j.dr.mode pilot-light: a warm "
                      "DR cluster is already running; remove it", estimate)]
+        refresh = self.neo4j.dr.refresh_schedule
+        if mode == "warm" and refresh is None:
+            return [("neo4j.dr.refreshSchedule", "is required with neo4j.dr.mode warm: the DR databases are "
+                     "reseeded from the replicated chain on this schedule", None)]
+        if mode == "pilot-light" and refresh is not None:
+            return [("neo4j.dr.refreshSchedule", "applies only to neo4j.dr.mode warm: a pilot-light region runs "
+                     "no servers to refresh; remove it", refresh)]
+        if refresh is not None:
+            from helpers.dr_budget import cron_gaps_seconds, seed_seconds
+
+            seed = seed_seconds(self.neo4j.backup_schedule, self.backups.neo4j.chain_days,
+                                self.dr.neo4j_restore_estimate_seconds, self.dr.neo4j_differential_estimate_seconds)
+            if min(cron_gaps_seconds(refresh)) <= seed:
+                # a refresh still seeding when the next is due: the CronJob skips it (concurrencyPolicy
+                # Forbid) and the database is offline most of the time
+                return [("neo4j.dr.refreshSchedule", f"runs closer together than one seed takes ({seed}s: "
+                         "dr.neo4jRestoreEstimateSeconds plus the chain's differentials); space the runs wider",
+                         refresh)]
         return []
 
     def _zones_in_their_regions(self) -> list[tuple[str, str, Any]]:

@@ -89,9 +89,11 @@ def stack_clusters(stack: str, root: Path = ROOT) -> list[Cluster]:
 
 
 def failed_over(config: dict[str, Any]) -> bool:
-    """Whether the stack file states the failed-over state (``dr.activeRegion: dr``)."""
-    dr = config.get(f"{PROJECT}:dr")
-    return isinstance(dr, dict) and dr.get("activeRegion") == "dr"
+    """Whether the stack file states the failed-over state (``dr.activeRegion: dr``); StackFileError
+    for a value settings would refuse."""
+    from cicd.region import active_role  # region reads the stack file through this module
+
+    return active_role(config) == "dr"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = stack_config(args.stack, path=args.stack_file)
         found = clusters(config)
-    except (OSError, yaml.YAMLError, StackFileError) as exc:
+        primary_optional = failed_over(config)
+    # ValueError: run as __main__, this module's StackFileError is not the one cicd.region raises
+    except (OSError, yaml.YAMLError, ValueError) as exc:
         print(f"cicd.kubeconfig: {exc}", file=sys.stderr)
         return 2
     for cluster in found:
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run or subprocess.run(cluster.command()).returncode == 0:
             continue
         missing = f"no kubeconfig for {cluster.role} cluster {cluster.name} in {cluster.region}"
-        if cluster.role == "primary" and failed_over(config):
+        if cluster.role == "primary" and primary_optional:
             print(f"cicd.kubeconfig: warning: {missing}; the failed-over state deploys without it "
                   "(docs/runbooks.md, Deploy the failed-over state)", file=sys.stderr)
             continue

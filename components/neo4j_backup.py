@@ -1,5 +1,6 @@
-"""Neo4jBackup: hourly online backups to S3 in bounded chains, a freshness check, whole-chain
-retention, and a weekly restore rehearsal.
+"""Neo4jBackup: hourly online backups to S3 in bounded chains, a freshness check and whole-chain
+retention. The weekly restore rehearsal of those backups runs in the DR cluster, from the DR copy
+of the bucket (components/neo4j_dr.py); its job and alerts are built from this module's pieces.
 
 Not the design notes' static AWS keys, 4.x host name and existence-only "verify"
 (docs/decisions/002-neo4j-backups-irsa-and-age.md): IRSA roles scoped to the bucket's ``neo4j/`` prefix (the
@@ -7,8 +8,8 @@ backup may write, the checks may only read, the retention job may only delete), 
 ``neo4j-admin database backup`` against the servers' admin services (secondaries first, so backups
 never load a primary) into ``neo4j/chains/<start date>/`` - a full backup every ``chain_days``,
 differentials onto it - a freshness check on the *age* of the newest backup, a daily job that
-deletes chains whole once past retention, and a rehearsal that restores the newest chain into a
-scratch namespace and fails unless the restored graph has nodes.
+deletes chains whole once past retention; and the pieces of the rehearsal that restores the
+newest chain into a scratch namespace and fails unless the restored graph has nodes.
 """
 
 from __future__ import annotations
@@ -74,10 +75,39 @@ def script(name: str) -> str:
     return (SCRIPTS / "lib.sh").read_text() + (SCRIPTS / name).read_text()
 
 
+def small(volume: str, size: str) -> dict:
+    return {"name": volume, "emptyDir": {"sizeLimit": size}}
+
+
+def scratch_volume(volume: str, storage_class: str, size: str) -> dict:
+    """Sized for the whole store, on a volume of its own: never the node's root disk."""
+    return {"name": volume, "ephemeral": {"volumeClaimTemplate": {"spec": {
+        "accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+        "resources": {"requests": {"storage": size}}}}}}
+
+
+def mounts(**paths: str) -> list[dict]:
+    return [{"name": volume, "mountPath": path} for volume, path in paths.items()]
+
+
+def job_container(image: str, script_name: str, env: list[dict], size: tuple[str, str, str],
+                  volume_mounts: list[dict]) -> dict:
+    """A hardened container that runs one of components/scripts (after lib.sh) with bash."""
+    return {
+        "name": script_name.removesuffix(".sh").replace("_", "-"),
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/bash", "-c", script(script_name)],
+        "env": env,
+        "resources": resources(*size),
+        "securityContext": container_security_context(read_only_root=True),
+        "volumeMounts": volume_mounts,
+    }
+
+
 @dataclass(frozen=True)
 class Neo4jBackupArgs:
     namespace: str
-    restore_namespace: str
     admin_services: tuple[str, ...]  # release names, secondaries first
     bucket_name: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
@@ -89,7 +119,6 @@ class Neo4jBackupArgs:
     aws_cli_image: str
     backup_schedule: str
     freshness_slack_minutes: int
-    restore_schedule: str
     time_zone: str
     oidc_provider_arn: str
     oidc_issuer: str
@@ -108,8 +137,6 @@ class Neo4jBackupArgs:
             problems.append("admin_services must name at least one server to back up from")
         if not self.prefix.endswith("/") or self.prefix.startswith("/"):
             problems.append("prefix must look like 'neo4j/' (no leading slash, trailing slash)")
-        if self.namespace == self.restore_namespace:
-            problems.append("restore_namespace must differ from namespace: rehearsals never touch production")
         if not 1 <= self.chain_days <= 7:
             problems.append("chain_days must be 1..7: a full backup at least weekly")
         require("Neo4jBackupArgs", problems)
@@ -145,8 +172,7 @@ class Neo4jBackup(pulumi.ComponentResource):
                 oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer, opts=child)[0]
 
         writer = role("writer", [(args.namespace, BACKUP_JOB)], "write", "backups")
-        reader = role("reader", [(args.namespace, FRESHNESS_JOB), (args.restore_namespace, REHEARSAL_JOB)],
-                      "read", "backup checks")
+        reader = role("reader", [(args.namespace, FRESHNESS_JOB)], "read", "backup checks")
         pruner = role("pruner", [(args.namespace, PRUNE_JOB)], "delete", "backup retention")
 
         common_env = [
@@ -158,17 +184,8 @@ class Neo4jBackup(pulumi.ComponentResource):
         aws_home = [{"name": "HOME", "value": "/tmp"}]
         license_env = {"name": "NEO4J_ACCEPT_LICENSE_AGREEMENT", "value": args.accept_license_agreement}
 
-        def small(volume: str, size: str) -> dict:
-            return {"name": volume, "emptyDir": {"sizeLimit": size}}
-
         def scratch(volume: str) -> dict:
-            # Sized for the whole store, on a volume of its own: never the node's root disk.
-            return {"name": volume, "ephemeral": {"volumeClaimTemplate": {"spec": {
-                "accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
-                "resources": {"requests": {"storage": args.store_size}}}}}}
-
-        def mounts(**paths: str) -> list[dict]:
-            return [{"name": volume, "mountPath": path} for volume, path in paths.items()]
+            return scratch_volume(volume, args.storage_class, args.store_size)
 
         admin = [f"{s}-admin.{args.namespace}.svc.cluster.local:{BACKUP_PORT}" for s in args.admin_services]
 
@@ -177,7 +194,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             time_zone=args.time_zone, service_account=BACKUP_JOB, run_as_user=NEO4J_UID,
             # every run must be able to finish a chain's first, full backup of the whole store
             active_deadline_seconds=max(args.interval_seconds - 300, args.full_backup_seconds),
-            container=self._container(args.image, "neo4j_backup.sh", [
+            container=job_container(args.image, "neo4j_backup.sh", [
                 *common_env, *chain_env, {"name": "BACKUP_FROM", "value": ",".join(admin)},
                 {"name": "INTERVAL_SECONDS", "value": str(args.interval_seconds)},
                 {"name": "SCRATCH", "value": "/scratch"}, license_env],
@@ -189,7 +206,7 @@ class Neo4jBackup(pulumi.ComponentResource):
             FRESHNESS_JOB, resource_name=f"{name}-freshness", namespace=args.namespace, schedule=FRESHNESS_SCHEDULE,
             time_zone=args.time_zone, service_account=FRESHNESS_JOB, run_as_user=NOBODY_UID,
             active_deadline_seconds=FRESHNESS_DEADLINE_SECONDS,
-            container=self._container(args.aws_cli_image, "neo4j_backup_freshness.sh", [
+            container=job_container(args.aws_cli_image, "neo4j_backup_freshness.sh", [
                 *common_env, {"name": "MAX_AGE_SECONDS", "value": str(args.max_age_seconds)}, *aws_home],
                 ("50m", "200m", "128Mi"), mounts(tmp="/tmp")),
             volumes=[small("tmp", "64Mi")], labels=job_labels(FRESHNESS_JOB),
@@ -199,28 +216,11 @@ class Neo4jBackup(pulumi.ComponentResource):
             PRUNE_JOB, resource_name=f"{name}-prune", namespace=args.namespace, schedule=PRUNE_SCHEDULE,
             time_zone=args.time_zone, service_account=PRUNE_JOB, run_as_user=NOBODY_UID,
             active_deadline_seconds=1800,
-            container=self._container(args.aws_cli_image, "neo4j_backup_prune.sh", [
+            container=job_container(args.aws_cli_image, "neo4j_backup_prune.sh", [
                 *common_env, *chain_env, {"name": "RETENTION_DAYS", "value": str(args.retention_days)},
                 *aws_home], ("50m", "500m", "256Mi"), mounts(tmp="/tmp")),
             volumes=[small("tmp", "64Mi")], labels=job_labels(PRUNE_JOB),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[pruner]),
-        )
-        rehearsal_env = [*common_env, {"name": "DATABASE", "value": args.database},
-                         {"name": "ARTIFACT_FILE", "value": ARTIFACT_FILE}]
-        cron_job(
-            REHEARSAL_JOB, resource_name=f"{name}-rehearsal", namespace=args.restore_namespace,
-            schedule=args.restore_schedule,
-            time_zone=args.time_zone, service_account=REHEARSAL_JOB, run_as_user=NEO4J_UID,
-            active_deadline_seconds=rehearsal_deadline_seconds(args.store_bytes),
-            init_containers=[self._container(args.aws_cli_image, "neo4j_pick_backup.sh", [
-                *rehearsal_env, *aws_home], ("50m", "200m", "128Mi"), mounts(tmp="/tmp", work="/work"))],
-            container=self._container(args.image, "neo4j_restore_rehearsal.sh", [
-                *rehearsal_env, {"name": "SCRATCH", "value": "/scratch"}, license_env],
-                ("500m", "2", "3Gi"),
-                mounts(tmp="/tmp", work="/work", scratch="/scratch", data="/data", logs="/logs")),
-            volumes=[small("tmp", "1Gi"), small("work", "1Mi"), scratch("scratch"), scratch("data"),
-                     small("logs", "2Gi")],
-            labels=job_labels(REHEARSAL_JOB), opts=pulumi.ResourceOptions(parent=self, depends_on=[reader]),
         )
         prometheus_rule(
             f"{name}-rules", namespace=args.namespace, release_label=args.prometheus_release_label,
@@ -228,21 +228,6 @@ class Neo4jBackup(pulumi.ComponentResource):
         self.max_age_seconds = args.max_age_seconds  # ops/dr_readiness holds the bucket to it
         self.full_backup_seconds = args.full_backup_seconds  # the DR budget's RTO counts it
         self.register_outputs({"maxBackupAgeSeconds": args.max_age_seconds})
-
-    @staticmethod
-    def _container(image: str, script_name: str, env: list[dict], size: tuple[str, str, str],
-                   mounts: list[dict]) -> dict:
-        return {
-            "name": script_name.removesuffix(".sh").replace("_", "-"),
-            "image": image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["/bin/bash", "-c", script(script_name)],
-            "env": env,
-            "resources": resources(*size),
-            "securityContext": container_security_context(read_only_root=True),
-            "volumeMounts": mounts,
-        }
-
 
 def backup_flows(around: Neighbours, servers: Optional[dict[str, str]] = None) -> tuple[Flow, ...]:
     """S3 and STS (for IRSA) through the VPC endpoints only; in the cluster's namespace, where
@@ -285,36 +270,34 @@ def prefix_policy(bucket_arn: str, key_arn: str, prefix: str, region: str, acces
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+# kube-state-metrics emits ``kube_cronjob_status_last_successful_time`` only once a CronJob has
+# succeeded (kube-state-metrics internal/store/cronjob.go appends the sample only when
+# ``status.lastSuccessfulTime`` is set), so every "too long ago" rule is blind to a job that never
+# succeeded: each job also gets an ``absent()`` rule, armed once the CronJob has existed for longer
+# than its first run may take (or at once, when the CronJob itself is not seen).
+
+def cron_series(namespace: str, job: str, metric: str) -> str:
+    return f'{metric}{{namespace="{namespace}", cronjob="{job}"}}'
+
+
+def last_success(namespace: str, job: str) -> str:
+    return cron_series(namespace, job, "kube_cronjob_status_last_successful_time")
+
+
+def never_succeeded(alert: str, namespace: str, job: str, grace_seconds: int, summary: str) -> dict:
+    created = cron_series(namespace, job, "kube_cronjob_created")
+    return {"alert": alert,
+            "expr": f"absent({last_success(namespace, job)}) and on() "
+                    f"(absent({created}) or time() - {created} > {grace_seconds})",
+            "for": "10m", "labels": {"severity": "critical"},
+            "annotations": {"summary": summary,
+                            "description": f"{job} in {namespace} has no successful run on record "
+                                           f"{grace_seconds}s after it was created (or it is not scraped)."}}
+
+
 def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
-    """Backup freshness, the freshness check itself and the rehearsal, from kube-state-metrics'
-    CronJob series.
-
-    kube-state-metrics emits ``kube_cronjob_status_last_successful_time`` only once a CronJob has
-    succeeded (kube-state-metrics internal/store/cronjob.go appends the sample only when
-    ``status.lastSuccessfulTime`` is set), so every "too long ago" rule is blind to a job that never
-    succeeded: each job also gets an ``absent()`` rule, armed once the CronJob has existed for longer
-    than its first run may take (or at once, when the CronJob itself is not seen).
-    """
-    def cron(namespace: str, job: str, metric: str) -> str:
-        return f'{metric}{{namespace="{namespace}", cronjob="{job}"}}'
-
-    def success(namespace: str, job: str) -> str:
-        return cron(namespace, job, "kube_cronjob_status_last_successful_time")
-
-    def never_succeeded(alert: str, namespace: str, job: str, grace_seconds: int, summary: str) -> dict:
-        created = cron(namespace, job, "kube_cronjob_created")
-        return {"alert": alert,
-                "expr": f"absent({success(namespace, job)}) and on() "
-                        f"(absent({created}) or time() - {created} > {grace_seconds})",
-                "for": "10m", "labels": {"severity": "critical"},
-                "annotations": {"summary": summary,
-                                "description": f"{job} in {namespace} has no successful run on record "
-                                               f"{grace_seconds}s after it was created (or it is not scraped)."}}
-
-    last_backup = success(args.namespace, BACKUP_JOB)
-    rehearsal_success = success(args.restore_namespace, REHEARSAL_JOB)
-    rehearsal_schedule = cron(args.restore_namespace, REHEARSAL_JOB, "kube_cronjob_status_last_schedule_time")
-    rehearsal_period = cron_max_gap_seconds(args.restore_schedule)
+    """Backup freshness and the freshness check itself, from kube-state-metrics' CronJob series."""
+    last_backup = last_success(args.namespace, BACKUP_JOB)
     freshness_period = cron_max_gap_seconds(FRESHNESS_SCHEDULE)
     # two missed checks in a row, plus the time one run may take
     freshness_limit = 2 * freshness_period + FRESHNESS_DEADLINE_SECONDS
@@ -331,7 +314,7 @@ def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
             never_succeeded("Neo4jBackupMissing", args.namespace, BACKUP_JOB, args.max_age_seconds,
                             f"{BACKUP_JOB} has never succeeded (or is not scraped)"),
             {"alert": "Neo4jBackupFreshnessCheckFailing",
-             "expr": f"time() - {success(args.namespace, FRESHNESS_JOB)} > {freshness_limit}",
+             "expr": f"time() - {last_success(args.namespace, FRESHNESS_JOB)} > {freshness_limit}",
              "for": "5m", "labels": {"severity": "critical"},
              "annotations": {
                  "summary": "The Neo4j backup freshness check keeps failing",
@@ -341,7 +324,7 @@ def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
             never_succeeded("Neo4jBackupFreshnessCheckMissing", args.namespace, FRESHNESS_JOB, freshness_limit,
                             f"{FRESHNESS_JOB} has never succeeded (or is not scraped)"),
             {"alert": "Neo4jBackupPruneFailing",
-             "expr": f"time() - {success(args.namespace, PRUNE_JOB)} > {2 * 86400}",
+             "expr": f"time() - {last_success(args.namespace, PRUNE_JOB)} > {2 * 86400}",
              "for": "1h", "labels": {"severity": "warning"},
              "annotations": {
                  "summary": "Neo4j backup chains past retention are not being deleted",
@@ -349,19 +332,27 @@ def backup_rule_groups(args: Neo4jBackupArgs) -> list[dict]:
                                 "expiry is only a backstop behind it."}},
             never_succeeded("Neo4jBackupPruneMissing", args.namespace, PRUNE_JOB, 2 * 86400,
                             f"{PRUNE_JOB} has never succeeded (or is not scraped)"),
-            {"alert": "Neo4jRestoreRehearsalFailed",
-             # the newest scheduled rehearsal has not succeeded once its deadline passed
-             "expr": f"{rehearsal_schedule} > {rehearsal_success}",
-             "for": f"{rehearsal_deadline_seconds(args.store_bytes) // 3600 + 1}h", "labels": {"severity": "critical"},
-             "annotations": {"summary": "The weekly Neo4j restore rehearsal failed",
-                             "description": "Backups exist but did not restore to a non-empty graph; "
-                                            f"see the {REHEARSAL_JOB} job logs in {args.restore_namespace}."}},
-            {"alert": "Neo4jRestoreRehearsalStale",
-             "expr": f"time() - {rehearsal_success} > {rehearsal_period + 86400}",
-             "for": "1h", "labels": {"severity": "warning"},
-             "annotations": {"summary": "No successful Neo4j restore rehearsal for over a week"}},
-            never_succeeded("Neo4jRestoreRehearsalMissing", args.restore_namespace, REHEARSAL_JOB,
-                            rehearsal_period + rehearsal_deadline_seconds(args.store_bytes) + 3600,
-                            f"{REHEARSAL_JOB} has never succeeded (or is not scraped)"),
         ],
     }]
+
+
+def rehearsal_rules(restore_namespace: str, schedule: str, store_bytes: int) -> list[dict]:
+    """The weekly restore rehearsal failed, is stale, or never succeeded."""
+    succeeded = last_success(restore_namespace, REHEARSAL_JOB)
+    scheduled = cron_series(restore_namespace, REHEARSAL_JOB, "kube_cronjob_status_last_schedule_time")
+    period, deadline = cron_max_gap_seconds(schedule), rehearsal_deadline_seconds(store_bytes)
+    return [
+        {"alert": "Neo4jRestoreRehearsalFailed",
+         # the newest scheduled rehearsal has not succeeded once its deadline passed
+         "expr": f"{scheduled} > {succeeded}",
+         "for": f"{deadline // 3600 + 1}h", "labels": {"severity": "critical"},
+         "annotations": {"summary": "The weekly Neo4j restore rehearsal failed",
+                         "description": "Backups in the DR bucket did not restore to a non-empty graph; "
+                                        f"see the {REHEARSAL_JOB} job logs in {restore_namespace}."}},
+        {"alert": "Neo4jRestoreRehearsalStale",
+         "expr": f"time() - {succeeded} > {period + 86400}",
+         "for": "1h", "labels": {"severity": "warning"},
+         "annotations": {"summary": "No successful Neo4j restore rehearsal for over a week"}},
+        never_succeeded("Neo4jRestoreRehearsalMissing", restore_namespace, REHEARSAL_JOB,
+                        period + deadline + 3600, f"{REHEARSAL_JOB} has never succeeded (or is not scraped)"),
+    ]

@@ -218,6 +218,11 @@ class Neo4jClusterArgs:
     # snapshot): called with a resource name, the release, the change's id and the previous
     # release in the roll; the release then waits for what it returns.
     before_change: Optional[Callable[[str, str, str, Sequence[pulumi.Resource]], pulumi.Resource]] = None
+    # The servers' ServiceAccount, when they need one of their own (the DR servers read the DR
+    # bucket to seed their databases: components/neo4j_dr.py creates it with the Kubernetes
+    # discovery the chart's own account would have); None: the chart creates one per release.
+    service_account: Optional[str] = None
+    env: tuple[tuple[str, str], ...] = ()  # more environment for the server process (the chart's env)
 
     def __post_init__(self) -> None:
         problems = []
@@ -487,7 +492,9 @@ class Neo4jCluster(pulumi.ComponentResource):
                 "allowPrivilegeEscalation": False,
                 "capabilities": {"drop": ["ALL"]},
             },
-            "podSpec": pod_placement(args.cluster_name, args.zones, primary=not secondary),
+            "podSpec": {**pod_placement(args.cluster_name, args.zones, primary=not secondary),
+                        **({"serviceAccountName": args.service_account} if args.service_account else {})},
+            **({"env": dict(args.env)} if args.env else {}),
         }
 
 

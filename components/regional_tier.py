@@ -6,7 +6,8 @@ and roles:
 
 * the workload namespaces, each default-deny, opened flow by flow (components/egress_policy.py);
 * the graph: the Neo4j servers when the region runs them, their volume snapshots and their
-  backups to the region's bucket;
+  backups to the region's bucket; in the DR region, what fills the graph from the replicated
+  backups (the warm refresh, the switch's Job) and the weekly restore rehearsal;
 * the cache: Redis;
 * log shipping to the region's logs bucket, alert routing, the stores dashboard;
 * the edge: the Ingress behind a WebACL, with a fixed ALB name that Route 53's records alias.
@@ -32,6 +33,7 @@ from components.egress_policy import WorkloadNamespace, WorkloadNamespaceArgs
 from components.log_shipper import LogShipper, LogShipperArgs, shipper_flows
 from components.neo4j_backup import Neo4jBackup, Neo4jBackupArgs, backup_flows
 from components.neo4j_cluster import Neo4jCluster, Neo4jClusterArgs, cluster_flows
+from components.neo4j_dr import Neo4jDrGraph, Neo4jDrGraphArgs, dr_graph_flows, servers_account
 from components.neo4j_snapshots import Neo4jSnapshots, Neo4jSnapshotsArgs, snapshot_flows
 from components.redis_cache import RedisCache, RedisCacheArgs, cache_flows
 from components.waf_ingress import WafIngress, WafIngressArgs
@@ -73,6 +75,8 @@ class RegionalTierArgs:
     graph: Optional[Neo4jClusterArgs]
     snapshots: Optional[Neo4jSnapshotsArgs]  # of the graph's volumes, before each release changes
     backup: Optional[Neo4jBackupArgs]  # where this region's servers are the source of truth
+    # the DR region: the graph seeded from the replicated backups, and the restore rehearsal
+    dr_graph: Optional[Neo4jDrGraphArgs]
     cache: RedisCacheArgs
     shipper_namespace: str
     shipper_image: str
@@ -94,6 +98,14 @@ class RegionalTierArgs:
         if self.graph is not None and (self.graph.namespace, self.graph.cluster_name) != (
                 self.graph_namespace, self.graph_cluster_name):
             problems.append("graph must run in graph_namespace under graph_cluster_name")
+        if self.dr_graph is not None and (self.dr_graph.namespace, self.dr_graph.cluster_name) != (
+                self.graph_namespace, self.graph_cluster_name):
+            problems.append("dr_graph must seed the graph of graph_namespace and graph_cluster_name")
+        if self.dr_graph is not None and self.backup is not None:
+            problems.append("a region's graph is backed up (the source of truth) or seeded from backups, not both")
+        if self.dr_graph is not None and self.graph is not None and self.graph.service_account != \
+                servers_account(self.graph_cluster_name):
+            problems.append("the DR servers must run as the account that may read the DR bucket (their seed)")
         if self.cache.namespace == self.graph_namespace:
             problems.append("the cache and the graph each need a default-deny namespace of their own")
         if self.shipper_namespace in (self.graph_namespace, self.cache.namespace):
@@ -105,6 +117,7 @@ class RegionalTier(pulumi.ComponentResource):
     namespaces: dict[str, WorkloadNamespace]
     graph: Optional[Neo4jCluster]
     backup: Optional[Neo4jBackup]
+    dr_graph: Optional[Neo4jDrGraph]
     cache: RedisCache
     edge: WafIngress
     load_balancer: Optional[LoadBalancerTarget]  # alb mode: the ALB the region's Ingress creates
@@ -123,9 +136,11 @@ class RegionalTier(pulumi.ComponentResource):
                             + (rotation_flows(graph.pod_selector)
                                if graph.password_epoch or graph.client_namespace else ())
                             + (snapshot_flows(graph.cluster_name, around) if args.snapshots else ()))
+        if args.dr_graph is not None:
+            graph_flows += dr_graph_flows(args.graph_cluster_name, around)
         flows: dict[str, tuple[Flow, ...]] = {args.graph_namespace: graph_flows}
-        if args.backup is not None:
-            flows[args.backup.restore_namespace] = backup_flows(around)
+        if args.dr_graph is not None:  # the rehearsal's S3 and STS
+            flows[args.dr_graph.restore_namespace] = backup_flows(around)
         flows[args.cache.namespace] = cache_flows(args.cache.app_name, around.client_namespace,
                                                   obs.prometheus_namespace)
         for namespace, extra in args.extra_flows.items():
@@ -143,18 +158,24 @@ class RegionalTier(pulumi.ComponentResource):
             for ns, ns_flows in flows.items()
         }
 
-        # --- graph: snapshots first (each release waits for a snapshot of its volume), servers, backups
-        self.graph = self.backup = None
+        # --- graph: snapshots first (each release waits for a snapshot of its volume), servers, backups;
+        # in the DR region the servers' account (their seed) before the servers
+        self.graph = self.backup = self.dr_graph = None
+        if args.dr_graph is not None:
+            self.dr_graph = Neo4jDrGraph(self._named("neo4j-seed"), args.dr_graph,
+                                         opts=self._inside(args.graph_namespace, args.dr_graph.restore_namespace))
         if graph is not None:
             before_change = None
             if args.snapshots is not None:
                 before_change = Neo4jSnapshots(self._named("neo4j-snapshots"), args.snapshots,
                                                opts=self._inside(args.graph_namespace)).before_change
+            inside = self._inside(args.graph_namespace)
+            if self.dr_graph is not None:
+                inside = pulumi.ResourceOptions.merge(inside, pulumi.ResourceOptions(depends_on=[self.dr_graph]))
             self.graph = Neo4jCluster(self._named("neo4j"), dataclasses.replace(graph, before_change=before_change),
-                                      opts=self._inside(args.graph_namespace))
+                                      opts=inside)
         if args.backup is not None:
-            self.backup = Neo4jBackup(self._named("neo4j-backup"), args.backup,
-                                      opts=self._inside(args.backup.namespace, args.backup.restore_namespace))
+            self.backup = Neo4jBackup(self._named("neo4j-backup"), args.backup, opts=self._inside(args.backup.namespace))
 
         # --- cache ------------------------------------------------------------------------------
         self.cache = RedisCache(self._named("redis"), args.cache, opts=self._inside(args.cache.namespace))

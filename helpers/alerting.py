@@ -57,6 +57,9 @@ ALERTS: dict[str, AlertInfo] = {
     "Neo4jBackupPruneFailing": AlertInfo("warning", "neo4j-backup-prune-failing"),
     "Neo4jBackupPruneMissing": AlertInfo("critical", "neo4j-backup-prune-failing"),
     "Neo4jRestoreRehearsalMissing": AlertInfo("critical", "neo4j-restore-rehearsal-failed-or-stale"),
+    # the warm DR graph is no longer refreshed: a switch would promote an older graph than the RPO allows
+    "Neo4jDrRefreshFailing": AlertInfo("critical", "neo4j-dr-refresh-failing-or-missing"),
+    "Neo4jDrRefreshMissing": AlertInfo("critical", "neo4j-dr-refresh-failing-or-missing"),
     # scheduled EBS snapshots of the Neo4j volumes (the fast way back from a bad change or a lost volume)
     "Neo4jVolumeSnapshotFailed": AlertInfo("warning", "neo4j-volume-snapshots-failing-or-stale"),
     "Neo4jVolumeSnapshotsStale": AlertInfo("critical", "neo4j-volume-snapshots-failing-or-stale"),

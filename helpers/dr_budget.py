@@ -127,37 +127,53 @@ def differentials_per_chain(backup_schedule: str, chain_days: int) -> int:
     return max(0, chain_days * 86400 // cron_max_gap_seconds(backup_schedule) - 1)
 
 
+def seed_seconds(backup_schedule: str, chain_days: int, restore_estimate_seconds: int,
+                 differential_estimate_seconds: int) -> int:
+    """Seeding a database from a chain's newest artifact: its full backup, then every differential
+    replayed onto it (Neo4j operations manual, "Restore a database backup" and, for a seed from a
+    URI, "Managing databases in a cluster": the CloudSeedProvider seeds the chain ending at a
+    differential artifact); the newest artifact of a full chain has the most to replay."""
+    return restore_estimate_seconds + differentials_per_chain(backup_schedule, chain_days) * differential_estimate_seconds
+
+
 def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chain_days: int,
                  full_backup_seconds: int, restore_estimate_seconds: int,
                  differential_estimate_seconds: int, dr_mode: str, replication_sla_seconds: int,
                  request_interval_seconds: int, failure_threshold: int,
-                 cluster_start_seconds: int = 0) -> list[Bound]:
-    """Bounds of the DR path: the primary region is lost, and the DR region's graph is rebuilt from
-    the newest backup chain replicated to the DR bucket.
+                 cluster_start_seconds: int = 0, refresh_schedule: str | None = None) -> list[Bound]:
+    """Bounds of the DR path: the primary region is lost, and the DR cluster's graph is what the
+    newest backup chain replicated to the DR bucket seeds (components/scripts/neo4j_dr_seed.sh).
 
-    RPO: the newest backup the DR bucket can hold. Backups complete at most the longest gap
-    between two of them apart - hourly, except when a chain starts: that run first closes the old
-    chain with a differential, then takes the full backup, during which nothing newer completes -
-    and the DR copy trails by up to the bucket's replication SLA (S3 Replication Time Control: 15
-    minutes for 99.99 % of objects, a percentile rather than a maximum: ops.dr_readiness fails on a
-    copy still pending past it), so a backup that completed just before the loss may never reach
-    the DR region.
-    RTO: restoring the newest artifact restores its chain: the full backup, then every differential
-    replayed onto it (Neo4j operations manual, "Restore a database backup": a differential artifact
-    restores the chain ending at it); the newest artifact of a full chain has the most to replay.
+    The newest backup the DR bucket can hold: backups complete at most the longest gap between two
+    of them apart - hourly, except when a chain starts: that run first closes the old chain with a
+    differential, then takes the full backup, during which nothing newer completes - and the DR
+    copy trails by up to the bucket's replication SLA (S3 Replication Time Control: 15 minutes for
+    99.99 % of objects, a percentile rather than a maximum: ops.dr_readiness fails on a copy still
+    pending past it), so a backup that completed just before the loss may never reach the DR region.
+    Seeding the newest artifact seeds its chain: the full backup, then every differential replayed.
     The switch starts when Route 53 marks the primary unhealthy, and clients reach the DR region
-    once resolvers drop the alias's TTL, as for PostgreSQL. In pilot-light mode the DR servers do
-    not run yet: the switch's deploy first starts them and waits for the cluster to form
-    (``cluster_start_seconds``, the whole deploy as a drill measures it); a warm cluster is running.
+    once resolvers drop the alias's TTL, as for PostgreSQL.
+
+    pilot-light: no DR servers run. The switch starts them and waits for the cluster to form
+    (``cluster_start_seconds``, the whole deploy as a drill measures it), then seeds the databases
+    from the newest chain in the DR bucket: RTO counts the start and the seed, RPO the chain's age.
+    warm: the DR cluster runs, and a refresh (``refresh_schedule``) reseeds its databases from the
+    newest chain; the switch promotes what the last refresh loaded. RPO adds the longest gap between
+    two refreshes (the copy ages until the next one lands). RTO counts one seed: a switch that lands
+    while a refresh runs waits for it (the database is offline while its store is replaced).
     """
     if dr_mode not in ("pilot-light", "warm"):
         raise ValueError(f"dr_mode must be pilot-light or warm, not {dr_mode!r}")
+    if (dr_mode == "warm") != (refresh_schedule is not None):
+        raise ValueError("a warm DR graph needs its refresh_schedule, and only a warm one has one")
     interval = cron_max_gap_seconds(backup_schedule)
     differentials = differentials_per_chain(backup_schedule, chain_days)
     rpo_terms = {"backupInterval": interval}
     if full_backup_seconds > interval:
         rpo_terms["fullBackupOverrun"] = full_backup_seconds - interval
     rpo_terms["bucketReplication"] = replication_sla_seconds
+    if refresh_schedule is not None:
+        rpo_terms["refreshInterval"] = cron_max_gap_seconds(refresh_schedule)
     rto_terms = {"dnsDetection": dns_detection_seconds(request_interval_seconds, failure_threshold),
                  "aliasTtl": ALIAS_TO_ELB_TTL_SECONDS,
                  **({"clusterStart": cluster_start_seconds} if dr_mode == "pilot-light" else {}),

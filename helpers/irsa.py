@@ -37,8 +37,15 @@ def irsa_role(
     policy: pulumi.Input[str],
     description: str,
     opts: pulumi.ResourceOptions,
+    api_token: bool = False,
+    name_by_account: bool = False,
 ) -> tuple[aws.iam.Role, list[k8s.core.v1.ServiceAccount]]:
-    """The role, its inline policy, and one annotated ServiceAccount per subject."""
+    """The role, its inline policy, and one annotated ServiceAccount per subject. ``api_token``:
+    the pods also call the Kubernetes API (a Neo4j server's discovery), so the account's API token
+    is mounted; otherwise it is not. ``name_by_account``: each account's resource is named after
+    its namespace and account, so a role serving several accounts of one namespace (or a varying
+    set of them) keeps every account's URN; otherwise after the namespace alone, as the accounts
+    deployed before it are."""
     role = aws.iam.Role(
         name,
         description=description,
@@ -49,7 +56,7 @@ def irsa_role(
     aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=opts)
     accounts = [
         k8s.core.v1.ServiceAccount(
-            f"{name}-{namespace}",
+            f"{name}-{namespace}-{account}" if name_by_account else f"{name}-{namespace}",
             metadata={
                 "name": account,
                 "namespace": namespace,
@@ -58,8 +65,9 @@ def irsa_role(
                     "eks.amazonaws.com/sts-regional-endpoints": "true",
                 },
             },
-            # IRSA mounts its own projected web-identity token; the Kubernetes API token is not needed.
-            automount_service_account_token=False,
+            # IRSA mounts its own projected web-identity token; the Kubernetes API token only where
+            # the pods call the API
+            automount_service_account_token=api_token,
             opts=opts,
         )
         for namespace, account in subjects

@@ -134,11 +134,13 @@ def cron_job(
     opts: pulumi.ResourceOptions,
     labels: Optional[dict[str, str]] = None,
     resource_name: Optional[str] = None,
+    suspend: bool = False,
     **job: Any,
 ) -> k8s.batch.v1.CronJob:
     """A CronJob that never overlaps itself and gives up on missed runs; ``job`` is ``job_spec``'s.
     ``name`` is the object's; ``resource_name`` (default ``name``) the Pulumi resource's, prefixed
-    with the component's name so two instances never share a URN."""
+    with the component's name so two instances never share a URN. ``suspend``: a Job template that
+    never runs on its schedule, only when started by hand (``kubectl create job --from=cronjob/...``)."""
     pod_labels = {**(labels or {}), "app.kubernetes.io/name": name}
     return k8s.batch.v1.CronJob(
         resource_name or name,
@@ -146,6 +148,7 @@ def cron_job(
         spec={  # pyright: ignore[reportArgumentType]  # camelCase API keys: tests/test_types.py
             "schedule": schedule,
             "timeZone": time_zone,
+            **({"suspend": True} if suspend else {}),
             "concurrencyPolicy": "Forbid",
             # A run that could not start within 5 minutes is skipped, not piled up.
             "startingDeadlineSeconds": 300,

@@ -65,8 +65,12 @@ class Backend:
         # account and region in the name: bucket names are global, and each region has its own
         return f"intelgraph-pulumi-state-{self.account}-{region}"
 
+    def url(self, region: str) -> str:
+        """The S3 backend URL of the copy in ``region``; CI's cloud-url too (cicd/region.py)."""
+        return f"s3://{self.bucket(region)}?region={region}&awssdk=v2"
+
     def login(self, region: str) -> str:
-        return f"pulumi login 's3://{self.bucket(region)}?region={region}&awssdk=v2'"
+        return f"pulumi login '{self.url(region)}'"
 
 
 def ensure_key(backend: Backend, sleep: Callable[[float], None] = time.sleep) -> tuple[str, str]:

@@ -188,7 +188,7 @@ def tier_namespaces(cfg: Any, role: str) -> list[str]:
     """The namespaces of a region's tier: each gets an AlertmanagerConfig whose receivers read the
     pager and chat Secrets there (components/regional_tier.py: AlertRouting over every namespace)."""
     names = [cfg.neo4j.namespace]
-    if role == "primary":  # the primary's servers back up and rehearse the restore
+    if role == "dr":  # the Neo4j restore rehearsal runs in the DR cluster (components/neo4j_dr.py)
         names.append(cfg.neo4j.restore_namespace)
     names.append(cfg.redis.namespace)
     if role == "primary":  # reviewed allowlist flows and the PostgreSQL restore rehearsal run there

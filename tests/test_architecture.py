@@ -67,7 +67,10 @@ def test_namespaces_sit_in_their_cluster_in_its_region():
     arch = prod_architecture()
     # each cluster's region comes from its provider's EKS context (Pulumi.prod.yaml kubernetes.<role>.context)
     assert set(arch.namespaces) == {("us-east-1", "intelgraph-prod"), ("us-west-2", "intelgraph-prod-dr")}
-    assert {"graph", "cache", "dr-verify", "logging"} <= arch.namespaces[("us-east-1", "intelgraph-prod")]
+    assert {"graph", "cache", "logging"} <= arch.namespaces[("us-east-1", "intelgraph-prod")]
+    # both restore rehearsals run in the DR cluster (decision 018 and the Neo4j one from the DR bucket)
+    assert "dr-verify" in arch.namespaces[("us-west-2", "intelgraph-prod-dr")]
+    assert "dr-verify" not in arch.namespaces[("us-east-1", "intelgraph-prod")]
     neo4j = next(c for c in arch.components.values() if c.name == "neo4j")
     # the servers in graph, the application's credentials in its own namespace
     assert arch.where(neo4j) == "us-east-1, cluster intelgraph-prod (namespaces graph, intelgraph-app)"

@@ -68,7 +68,11 @@ def test_lifecycle_tiers_expires_and_cleans_up_noncurrent_versions(any_stack, pu
     [rule] = child(any_stack, f"{purpose}-lifecycle", "BucketLifecycleConfiguration").inputs["rules"]
     assert rule["status"] == "Enabled"
     assert rule["transitions"][0]["days"] < rule["expiration"]["days"]
-    assert rule["noncurrentVersionExpiration"]["noncurrentDays"] >= 1
+    # each configured value at its destination, not only its shape
+    bucket = getattr(stack_settings(any_stack.stack).backups, purpose.removesuffix("-backups"))
+    assert rule["transitions"] == [{"days": bucket.transition_days, "storageClass": bucket.transition_storage_class}]
+    assert rule["expiration"] == {"days": bucket.expiration_days}
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": bucket.noncurrent_expiration_days}
     assert rule["abortIncompleteMultipartUpload"]["daysAfterInitiation"] >= 1
 
 
@@ -191,6 +195,12 @@ def test_replication_role_decrypts_the_cloudtrail_files_in_the_logs_bucket(any_s
 def test_replication_runs_under_rtc_with_metrics_and_alarms_on_failures(any_stack, purpose):
     # S3 RTC: 15-minute SLA, requires replication metrics; both take only 15 minutes.
     [rule] = child(any_stack, f"{purpose}-replication", "BucketReplicationConfig").inputs["rules"]
+    # everything replicates, deletions too (a delete marker left behind in the DR copy would keep
+    # serving the deleted object after failover), SSE-KMS objects included, under the DR key
+    assert (rule["status"], rule["filter"], rule["deleteMarkerReplication"], rule["sourceSelectionCriteria"]) == (
+        "Enabled", {"prefix": ""}, {"status": "Enabled"}, {"sseKmsEncryptedObjects": {"status": "Enabled"}})
+    replica_key = any_stack.named(f"{purpose}-replica-key", "aws:kms/key:Key").outputs["arn"]
+    assert rule["destination"]["encryptionConfiguration"] == {"replicaKmsKeyId": replica_key}
     assert rule["destination"]["replicationTime"] == {"status": "Enabled", "time": {"minutes": 15}}
     assert rule["destination"]["metrics"] == {"status": "Enabled", "eventThreshold": {"minutes": 15}}
     alarm = any_stack.named(f"{purpose}-replication-failed", "aws:cloudwatch/metricAlarm:MetricAlarm").inputs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cicd import approval, kubeconfig
+from cicd import approval, kubeconfig, region
 from helpers import rollout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,6 +145,107 @@ def test_the_cli_writes_each_clusters_kubeconfig_with_the_aws_cli(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cicd.kubeconfig", "--stack", "prod"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "no kubeconfig for primary cluster" in result.stderr
+
+
+# --- region: where a job talks to AWS, from the stack file (issue 21; docs/cicd.md) ----------------
+
+def _stack(active: str | None = None, **aws) -> dict:
+    config = {"intelgraph-platform:aws": {"accountId": "481236059412", "primaryRegion": "us-east-1",
+                                          "drRegion": "us-west-2", **aws}}
+    if active is not None:
+        config["intelgraph-platform:dr"] = {"activeRegion": active}
+    return config
+
+
+DEPLOY_LABELS = ["self-hosted", "linux", "intelgraph-deploy-prod"]
+
+
+@pytest.mark.parametrize("active,expected", [(None, "us-east-1"), ("primary", "us-east-1"), ("dr", "us-west-2")])
+def test_the_active_region_is_the_stack_files_and_primary_by_default(active, expected):
+    """settings: dr.activeRegion defaults to primary; once failed over every AWS call CI makes itself
+    (OIDC, STS, the KMS secrets key) goes to the DR region."""
+    found = region.where(_stack(active), DEPLOY_LABELS)
+    assert found.region == expected and found.failed_over == (active == "dr")
+    assert found.runs_on == [*DEPLOY_LABELS, f"intelgraph-region-{expected}"]  # that region's deploy runner
+    assert found.outputs()["failed-over"] == str(active == "dr").lower() and not found.targeted
+
+
+def test_only_a_failed_over_stack_with_the_primary_region_down_is_targeted():
+    """Once the primary region is back the stack stays failed over, and is rebuilt there: those
+    deploys change the primary region and must be whole (docs/runbooks.md, step 3)."""
+    assert region.where(_stack("dr"), primary_down="true").targeted
+    assert region.where(_stack("dr"), primary_down="true").outputs()["targeted"] == "true"
+    assert not region.where(_stack("dr"), primary_down="false").targeted
+    with pytest.raises(kubeconfig.StackFileError, match="primary region is down .* but intelgraph-platform:dr"):
+        region.where(_stack("primary"), primary_down="true")  # nothing could deploy the normal state
+
+
+def test_the_state_copy_is_the_operators_switch_not_the_active_regions():
+    """The DR bucket is not replicated back (docs/operator.md): a stack may be failed over with its
+    state back in the primary bucket, or the reverse; the URL is ops.bootstrap_backend's."""
+    for active in ("primary", "dr"):
+        assert region.where(_stack(active)).backend == (
+            "s3://intelgraph-pulumi-state-481236059412-us-east-1?region=us-east-1&awssdk=v2")
+        assert region.where(_stack(active), state_region="dr").backend == (
+            "s3://intelgraph-pulumi-state-481236059412-us-west-2?region=us-west-2&awssdk=v2")
+    assert region.where(_stack(), "ubuntu-24.04").runs_on == "ubuntu-24.04"  # a hosted runner has no region label
+
+
+@pytest.mark.parametrize("config,state_region,message", [
+    (_stack("us-west-2"), "", "intelgraph-platform:dr.activeRegion must be one of primary, dr (got 'us-west-2')"),
+    (_stack("dr", drRegion=""), "", "intelgraph-platform:aws.drRegion must be a non-empty string"),
+    ({"intelgraph-platform:aws": {"primaryRegion": "us-east-1", "drRegion": "us-west-2"}}, "",
+     "intelgraph-platform:aws.accountId must be a non-empty string"),
+    (_stack(), "us-west-2", "variable PULUMI_STATE_REGION must be empty or one of primary, dr (got 'us-west-2')"),
+])
+def test_a_bad_stack_file_or_state_region_is_refused_naming_the_key(config, state_region, message):
+    with pytest.raises(kubeconfig.StackFileError, match=re.escape(message)):
+        region.where(config, state_region=state_region)
+    with pytest.raises(kubeconfig.StackFileError, match=re.escape("PRIMARY_REGION_DOWN must be empty or one of "
+                                                                  "false, true (got 'yes')")):
+        region.where(_stack("dr"), primary_down="yes")
+
+
+def test_the_allowed_active_regions_are_settings_own():
+    from typing import get_args
+
+    import settings
+
+    assert region.roles() == get_args(settings.Role) == ("primary", "dr")
+
+
+def test_the_target_output_is_one_urn_a_line_under_a_delimiter_none_contains():
+    """GitHub's multi-line output (`name<<DELIMITER`); pulumi/actions splits the input at commas
+    too (src/libs/utils.ts parseSemicolorToArray), so a URN with a comma cannot pass."""
+    urns = ["urn:pulumi:prod::intelgraph-platform::aws:s3/bucket:Bucket::a",
+            "urn:pulumi:prod::intelgraph-platform::intelgraph:tier:RegionalTier$aws:s3/bucket:Bucket::b"]
+    first, *body, last = region.target_output(urns).splitlines()
+    assert first.startswith("targets<<") and last == first.removeprefix("targets<<") and body == urns
+    assert region.target_output(urns) != region.target_output(urns)  # a fresh delimiter each time
+    with pytest.raises(ValueError, match="commas"):
+        region.target_output(["urn:pulumi:prod::p::aws:s3/bucket:Bucket::a,b"])
+
+
+def test_kubeconfig_refuses_an_active_region_settings_would_refuse(tmp_path):
+    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document["config"]["intelgraph-platform:dr"]["activeRegion"] = "secondary"
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
+    result = subprocess.run([sys.executable, "-m", "cicd.kubeconfig", "--stack", "prod", "--stack-file",
+                             str(tmp_path / "Pulumi.prod.yaml"), "--dry-run"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "dr.activeRegion must be one of primary, dr (got 'secondary')" in result.stderr
+
+
+def test_the_region_cli_writes_github_outputs_and_refuses_by_exit_code(tmp_path):
+    output = tmp_path / "out"
+    argv = [sys.executable, "-m", "cicd.region", "--stack", "prod", "--runs-on", json.dumps(DEPLOY_LABELS)]
+    result = subprocess.run([*argv, "--github-output", str(output)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and result.stdout == "", result.stderr
+    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert lines["region"] == "us-east-1" and lines["failed-over"] == "false" and "targets" not in lines
+    result = subprocess.run([*argv, "--state-region", "west"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "PULUMI_STATE_REGION" in result.stderr and result.stdout == ""
 
 
 # --- the engine's plan: a pending replacement's delete counts --------------------------------------

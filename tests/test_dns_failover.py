@@ -90,6 +90,11 @@ def test_unhealthy_primary_raises_an_alarm_in_us_east_1(prod):
     [check] = prod.of_type("aws:route53/healthCheck:HealthCheck")
     assert alarm.inputs["namespace"] == "AWS/Route53" and alarm.inputs["metricName"] == "HealthCheckStatus"
     assert alarm.inputs["dimensions"] == {"HealthCheckId": check.id}
+    # HealthCheckStatus is 1 (healthy) or 0 per checker: the Minimum of a minute is 0 as soon as the
+    # check fails (Route 53 Developer Guide, "Monitoring health check status ... with CloudWatch")
+    assert (alarm.inputs["statistic"], alarm.inputs["comparisonOperator"], alarm.inputs["threshold"]) == (
+        "Minimum", "LessThanThreshold", 1)
+    assert (alarm.inputs["period"], alarm.inputs["evaluationPeriods"]) == (60, 1)
     provider = next(r for r in prod.resources if r.urn == alarm.provider.rsplit("::", 1)[0])
     assert provider.inputs["region"] == "us-east-1"
 

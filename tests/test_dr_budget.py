@@ -91,11 +91,12 @@ def test_budget_follows_the_stack_file():
 
 
 def neo4j(chain_days: int, full_backup_seconds: int = 3877, replication_sla_seconds: int = 0) -> dict:
-    """A warm DR graph's bounds (no cluster start), without the bucket's replication by default."""
+    """A pilot-light DR graph's bounds without its cluster start or the bucket's replication (by
+    default): the chain's own terms."""
     return {b.objective: b for b in dr_budget.neo4j_bounds(
         rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=chain_days,
         full_backup_seconds=full_backup_seconds, restore_estimate_seconds=2700,
-        differential_estimate_seconds=20, dr_mode="warm", replication_sla_seconds=replication_sla_seconds,
+        differential_estimate_seconds=20, dr_mode="pilot-light", replication_sla_seconds=replication_sla_seconds,
         request_interval_seconds=10, failure_threshold=3)}
 
 
@@ -105,7 +106,7 @@ def test_neo4j_rto_grows_with_the_differentials_a_chain_holds():
     a weekly one 167 - which misses a one-hour target."""
     daily, weekly = neo4j(1)["RTO"], neo4j(7)["RTO"]
     # detected as Route 53 detects the primary's failure (3 x 10 s), reached after the alias's TTL
-    assert daily.terms == {"dnsDetection": 30, "aliasTtl": 60, "restoreFullBackup": 2700,
+    assert daily.terms == {"dnsDetection": 30, "aliasTtl": 60, "clusterStart": 0, "restoreFullBackup": 2700,
                            "replayDifferentials": 23 * 20} and daily.met
     assert weekly.terms["replayDifferentials"] == 167 * 20 and not weekly.met
 
@@ -118,11 +119,35 @@ def test_neo4j_rpo_is_the_longest_gap_between_backups_including_a_chains_full_ba
     assert neo4j(1, full_backup_seconds=1419, replication_sla_seconds=900)["RPO"].bound_seconds == 4500
 
 
-def test_the_stacks_neo4j_bounds_come_from_their_chain(prod):
+def test_the_stacks_neo4j_bounds_come_from_their_chain_and_the_refresh(prod):
     rows = {(r["datastore"], r["objective"]): r for r in prod.outputs["drBudget"]}
+    # warm: a switch that lands during a refresh waits for its seed of the chain
     assert rows[("neo4j", "RTO")]["boundSeconds"] == 30 + 60 + 2700 + 23 * 20
-    # the 200 Gi full backup outlasts the hour, and the DR copy trails by S3 RTC's 15 minutes
-    assert rows[("neo4j", "RPO")]["boundSeconds"] == 3877 + 900
+    # the 200 Gi full backup outlasts the hour, the DR copy trails by S3 RTC's 15 minutes, and the
+    # switch promotes what the last refresh (every 2 h) loaded
+    assert rows[("neo4j", "RPO")]["terms"] == {"backupInterval": 3600, "fullBackupOverrun": 277,
+                                               "bucketReplication": 900, "refreshInterval": 7200}
+    assert rows[("neo4j", "RPO")]["boundSeconds"] == 3877 + 900 + 7200 and rows[("neo4j", "RPO")]["met"]
+
+
+def test_a_warm_graph_adds_the_longest_gap_between_refreshes_to_its_rpo():
+    common = dict(rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=1,
+                  full_backup_seconds=1419, restore_estimate_seconds=2700, differential_estimate_seconds=20,
+                  replication_sla_seconds=900, request_interval_seconds=10, failure_threshold=3)
+    cold = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="pilot-light", cluster_start_seconds=900, **common)}
+    # refreshed at 02:20 and 06:20 only on weekdays: the longest gap runs over the weekend
+    warm = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="warm", refresh_schedule="20 2,6 * * 1-5",
+                                                           **common)}
+    assert warm["RPO"].terms["refreshInterval"] == 68 * 3600  # Friday 06:20 to Monday 02:20
+    assert warm["RPO"].bound_seconds - cold["RPO"].bound_seconds == warm["RPO"].terms["refreshInterval"]
+    # one seed is in both RTOs: a switch into pilot-light seeding, one into warm may wait for a refresh
+    assert warm["RTO"].terms["restoreFullBackup"] + warm["RTO"].terms["replayDifferentials"] == \
+        dr_budget.seed_seconds("0 * * * *", 1, 2700, 20) == 2700 + 23 * 20
+    assert cold["RTO"].bound_seconds - warm["RTO"].bound_seconds == 900  # the cluster's start
+    with pytest.raises(ValueError, match="refresh_schedule"):
+        dr_budget.neo4j_bounds(dr_mode="warm", **common)
+    with pytest.raises(ValueError, match="refresh_schedule"):
+        dr_budget.neo4j_bounds(dr_mode="pilot-light", refresh_schedule="0 * * * *", **common)
 
 
 def test_postgres_pitr_rto_row_is_the_rehearsals_measured_restore_time(prod):

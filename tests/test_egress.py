@@ -53,6 +53,12 @@ def test_namespaces_enforce_pod_security(stack):
     # k8s-* rules judge the rendered pods), so no namespace needs baseline; logging: the shipper's
     # read-only hostPath (test_log_shipper)
     assert levels == {"graph": "restricted", "dr-verify": "restricted", "cache": "restricted", "logging": "privileged"}
+    # and every namespace, logging too, warns and audits at restricted, against the latest profile
+    for o in objects(stack):
+        if o["kind"] == "Namespace":
+            labels = o["metadata"]["labels"]
+            assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+            assert labels["pod-security.kubernetes.io/enforce-version"] == "latest"
 
 
 def test_no_policy_opens_the_internet():

@@ -161,10 +161,13 @@ def cronjobs(synthesis) -> dict:
             if c.inputs["metadata"]["name"] != "pg-restore-rehearsal"}
 
 
-def test_four_cronjobs_run_safely(any_stack):
+def test_the_graphs_cronjobs_run_safely(any_stack):
     jobs = cronjobs(any_stack)
+    # the primary's backups and snapshots; in the DR cluster the rehearsal, the switch's Job
+    # template and, for a warm DR graph, its refresh (components/neo4j_dr.py)
+    warm = any_stack.outputs["tiers"]["dr"]["neo4jMode"] == "warm"
     assert set(jobs) == {"neo4j-backup", "neo4j-backup-freshness", "neo4j-backup-prune", "neo4j-restore-rehearsal",
-                         "graph-volume-snapshots"}
+                         "graph-volume-snapshots", "neo4j-dr-switch", *(["neo4j-dr-refresh"] if warm else [])}
     assert jobs["neo4j-restore-rehearsal"]["metadata"]["namespace"] == "dr-verify"
     assert jobs["neo4j-backup"]["spec"]["schedule"] == "0 * * * *"
     for job in jobs.values():
@@ -237,7 +240,9 @@ def test_each_job_uses_its_own_irsa_service_account(prod, role):
         assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
         subjects = trust["Condition"]["StringEquals"][f"{issuer}:sub"]
         assert f"system:serviceaccount:{namespace}:{name}" in subjects
-        assert account["automountServiceAccountToken"] is False
+        # only the DR servers' account mounts its API token: Kubernetes discovery (components/neo4j_dr.py)
+        assert account["automountServiceAccountToken"] is ((namespace, name) == ("graph", "graph-servers"))
+    assert (("graph", "graph-servers") in accounts) == (role == "dr")
 
 
 def test_backup_roles_may_only_touch_the_neo4j_prefix(prod):
@@ -296,6 +301,9 @@ def test_backup_and_restore_scratch_is_sized_for_the_store_and_never_the_node_di
         for volume in pod_of(job)["volumes"]:
             if "emptyDir" in volume:
                 assert volume["emptyDir"]["sizeLimit"] in ("1Mi", "64Mi", "1Gi", "2Gi"), (name, volume)
+            elif "secret" in volume:  # the DR seed jobs' admin credentials, a file of a few bytes
+                assert volume["secret"] == {"secretName": "graph-auth",
+                                            "items": [{"key": "NEO4J_AUTH", "path": "NEO4J_AUTH"}]}, name
             else:
                 claim = volume["ephemeral"]["volumeClaimTemplate"]["spec"]
                 assert claim["storageClassName"] == "gp3-encrypted" and claim["resources"]["requests"]["storage"] == store

@@ -1,4 +1,4 @@
-"""The backup, freshness-check and rehearsal alerts, run by promtool's rule unit tests against
+"""The backup, freshness-check, rehearsal and DR refresh alerts, run by promtool's rule unit tests against
 the series kube-state-metrics really emits: kube_cronjob_created from the CronJob's creation, and
 kube_cronjob_status_last_successful_time only after a first success (kube-state-metrics
 internal/store/cronjob.go). A "time since last success" rule alone never fires for a job that
@@ -18,6 +18,11 @@ RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 
 def rules(prod) -> list[dict]:
     return prod.named("neo4j-backup-rules", RULE).inputs["spec"]["groups"]
+
+
+def dr_rules(prod) -> list[dict]:
+    """The DR cluster's: the rehearsal runs there, and prod's warm DR graph is refreshed there."""
+    return prod.named("neo4j-seed-dr-rules", RULE).inputs["spec"]["groups"]
 
 
 def expected(groups: list[dict], alert: str, **labels: str) -> dict:
@@ -64,18 +69,34 @@ def test_a_job_that_never_succeeded_alerts_after_its_grace(prod, tmp_path, alert
 
 def test_the_never_succeeded_alerts_stay_quiet_once_each_job_succeeds(prod, tmp_path):
     groups = rules(prod)
-    jobs = [("graph", "neo4j-backup"), ("graph", "neo4j-backup-freshness"), ("graph", "neo4j-backup-prune"),
-            ("dr-verify", "neo4j-restore-rehearsal")]
+    jobs = [("graph", "neo4j-backup"), ("graph", "neo4j-backup-freshness"), ("graph", "neo4j-backup-prune")]
     series = [s for ns, job in jobs for s in (created(ns, job), succeeded(ns, job))]
     promtool_test(groups, tmp_path, "5m", series, [
         {"eval_time": "20h", "alertname": alert, "exp_alerts": []}
-        for alert in ("Neo4jBackupMissing", "Neo4jBackupFreshnessCheckMissing", "Neo4jRestoreRehearsalMissing",
+        for alert in ("Neo4jBackupMissing", "Neo4jBackupFreshnessCheckMissing",
                       "Neo4jBackupPruneMissing", "Neo4jBackupStale", "Neo4jBackupFreshnessCheckFailing",
                       "Neo4jBackupPruneFailing")])
+    dr_tmp = tmp_path / "dr"
+    dr_tmp.mkdir()
+    jobs = [("dr-verify", "neo4j-restore-rehearsal"), ("graph", "neo4j-dr-refresh")]
+    series = [s for ns, job in jobs for s in (created(ns, job), succeeded(ns, job))]
+    promtool_test(dr_rules(prod), dr_tmp, "5m", series, [
+        {"eval_time": "20h", "alertname": alert, "exp_alerts": []}
+        for alert in ("Neo4jRestoreRehearsalMissing", "Neo4jDrRefreshMissing", "Neo4jDrRefreshFailing")])
+
+
+def test_the_primary_cluster_holds_no_rehearsal_alert_and_the_dr_cluster_every_one(prod):
+    """The rehearsal runs in the DR cluster: kube-state-metrics there sees its CronJob, so its alerts
+    are that cluster's Prometheus's rules."""
+    def alerts(groups):
+        return {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
+    assert not {a for a in alerts(rules(prod)) if "Rehearsal" in a}
+    assert alerts(dr_rules(prod)) == {"Neo4jRestoreRehearsalFailed", "Neo4jRestoreRehearsalStale",
+                                      "Neo4jRestoreRehearsalMissing", "Neo4jDrRefreshFailing", "Neo4jDrRefreshMissing"}
 
 
 def test_a_rehearsal_that_never_succeeded_alerts_after_a_week_and_its_deadline(prod, tmp_path):
-    groups = rules(prod)
+    groups = dr_rules(prod)
     job = ("dr-verify", "neo4j-restore-rehearsal")
     promtool_test(groups, tmp_path, "1h", [created(*job)], [
         {"eval_time": "168h", "alertname": "Neo4jRestoreRehearsalMissing", "exp_alerts": []},
@@ -101,4 +122,31 @@ def test_a_freshness_check_that_stopped_succeeding_alerts(prod, tmp_path):
         {"eval_time": "45m", "alertname": "Neo4jBackupFreshnessCheckFailing",
          "exp_alerts": [expected(groups, "Neo4jBackupFreshnessCheckFailing",
                                  namespace="graph", cronjob="neo4j-backup-freshness")]},
+    ])
+
+
+# prod refreshes every 2 h; one seed may take 2700 s + 23 differentials x 20 s + 1800 s of slack
+# (its deadline): two missed refreshes, each allowed its deadline, is 2 x 7200 + 4960 = 19360 s.
+REFRESH = ("graph", "neo4j-dr-refresh")
+
+
+def test_a_dr_refresh_that_never_succeeded_alerts_after_two_intervals(prod, tmp_path):
+    groups = dr_rules(prod)
+    promtool_test(groups, tmp_path, "5m", [created(*REFRESH)], [
+        {"eval_time": "320m", "alertname": "Neo4jDrRefreshMissing", "exp_alerts": []},
+        {"eval_time": "340m", "alertname": "Neo4jDrRefreshMissing",
+         "exp_alerts": [expected(groups, "Neo4jDrRefreshMissing", namespace=REFRESH[0], cronjob=REFRESH[1])]},
+    ])
+
+
+def test_a_dr_refresh_that_stopped_succeeding_alerts(prod, tmp_path):
+    """A refresh that keeps failing (e.g. refused because a switch promoted the DR graph) ages the
+    standby past the RPO the DR budget promises."""
+    groups = dr_rules(prod)
+    stopped = {"series": f'kube_cronjob_status_last_successful_time{{namespace="{REFRESH[0]}", '
+                         f'cronjob="{REFRESH[1]}"}}', "values": "0x100"}
+    promtool_test(groups, tmp_path, "5m", [created(*REFRESH), stopped], [
+        {"eval_time": "320m", "alertname": "Neo4jDrRefreshFailing", "exp_alerts": []},
+        {"eval_time": "340m", "alertname": "Neo4jDrRefreshFailing",
+         "exp_alerts": [expected(groups, "Neo4jDrRefreshFailing", namespace=REFRESH[0], cronjob=REFRESH[1])]},
     ])

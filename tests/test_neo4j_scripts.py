@@ -545,3 +545,255 @@ def test_the_roll_gate_lets_a_first_install_form_the_cluster(tmp_path):
     result = gate(tmp_path, [("Unavailable", [])], FIRST_INSTALL="true")
     assert result.returncode == 0 and "first install" in result.stdout
     assert not (tmp_path / "calls.log").exists()  # it asked nobody
+
+
+# --- the DR cluster's graph from the replicated chain: refresh (warm) and switch ------------------
+
+# A stand-in for cypher-shell against a Neo4j 5.26 cluster holding one user database, its state in
+# a JSON file. It answers what the manual says the server does: SHOW DATABASE yields one row per
+# allocation ("Managing databases in a cluster"); dbms.cluster.recreateDatabase (5.24+) needs an
+# existing database, works online or offline, keeps its access, and replaces the store on every
+# allocation asynchronously - the allocations restart, then report online with a new start time,
+# or offline with a status message when its seed cannot be started; CREATE DATABASE refuses an
+# existing name; a query on a database that is not online fails. It refuses credentials in argv,
+# a login that is not the admin's, statements on the wrong database and a seed other than the
+# expected one, and logs every statement.
+FAKE_CYPHER = r"""
+import json, os, re, sys
+state_file, log = sys.argv[1], sys.argv[2]
+args = sys.argv[3:]
+state = json.load(open(state_file))
+if os.environ.get("NEO4J_USERNAME") != "neo4j" or not os.environ.get("NEO4J_PASSWORD"):
+    sys.exit("no credentials")
+if any("secret" in a for a in args):
+    sys.exit("password in argv")
+opts = dict(zip(args[::2], args[1::2])) if "--non-interactive" not in args else {}
+i = 0
+while i < len(args):
+    if args[i] in ("-a", "-d", "--format"):
+        opts[args[i]] = args[i + 1]; i += 2
+    elif args[i] == "--non-interactive":
+        i += 1
+    else:
+        sys.exit(f"unexpected cypher-shell argument {args[i]}")
+if opts.get("-a") != "neo4j://graph-lb-neo4j.graph.svc.cluster.local:7687" or opts.get("--format") != "plain":
+    sys.exit(f"unexpected cypher-shell call {args}")
+statement = sys.stdin.read().strip()
+open(log, "a").write(f"{opts['-d']}: {statement}\n")
+db = state["name"]
+
+def save():
+    json.dump(state, open(state_file, "w"))
+
+def settle():
+    # an asynchronous (re)seed in progress: allocations restart, then come up with the seeded store
+    pending = state.get("pending")
+    if not pending:
+        return
+    if pending.get("unseen", 0):  # the call returned before any allocation began to restart
+        pending["unseen"] -= 1
+        return
+    if pending["polls"] > 0:
+        pending["polls"] -= 1
+        for a in state["allocations"]:
+            a["current"] = "starting"
+        return
+    state["pending"] = None
+    state["starts"] = state.get("starts", 0) + 1
+    for a in state["allocations"]:
+        a["start"] = f"2026-12-07T0{state['starts']}:00:00Z"
+        a["current"], a["message"] = ("offline", "Unable to start database") if pending["fail"] else ("online", "")
+    state["nodes"] = pending["nodes"]
+
+def reseed(seed):
+    if seed != state["expected_seed"]:
+        sys.exit(f"seeded from {seed}, not {state['expected_seed']}")
+    state["pending"] = {"unseen": 1, "polls": 2, "nodes": state["seed_nodes"], "fail": state.get("seed_fails", False)}
+
+if opts["-d"] == "system":
+    m = re.fullmatch(r"SHOW DATABASE (\w+) YIELD access, requestedStatus, currentStatus, lastStartTime, statusMessage "
+                     r"RETURN access, requestedStatus, currentStatus, lastStartTime, statusMessage;", statement)
+    if m:
+        if state.get("pending") and state.get("unanswered", 0):  # the system database electing a leader
+            state["unanswered"] -= 1; save()
+            print("Unable to route to the system database: no leader", file=sys.stderr); sys.exit(1)
+        settle(); save()
+        print("access, requestedStatus, currentStatus, lastStartTime, statusMessage")
+        if state["exists"] and m.group(1) == db:
+            for a in state["allocations"]:
+                print(f'"{state["access"]}", "online", "{a["current"]}", {a["start"]}, "{a["message"]}"')
+        sys.exit(0)
+    m = re.fullmatch(r"CALL dbms\.cluster\.recreateDatabase\('(\w+)', \{seedURI: '([^']+)'\}\);", statement)
+    if m:
+        if not state["exists"] or m.group(1) != db:
+            print(f"Database does not exist: {m.group(1)}", file=sys.stderr); sys.exit(1)
+        reseed(m.group(2)); save(); sys.exit(0)
+    m = re.fullmatch(r"CREATE DATABASE (\w+) TOPOLOGY (\d+) PRIMARIES (\d+) SECONDARIES "
+                     r"OPTIONS \{existingData: 'use', seedURI: '([^']+)'\};", statement)
+    if m:
+        if state["exists"]:
+            print(f"Failed to create the specified database '{m.group(1)}': Database already exists.", file=sys.stderr)
+            sys.exit(1)
+        if (int(m.group(2)), int(m.group(3))) != tuple(state["topology"]):
+            sys.exit(f"topology {m.group(2)}/{m.group(3)} is not the cluster's {state['topology']}")
+        state.update(exists=True, name=m.group(1), access="read-write",
+                     allocations=[{"current": "starting", "start": "NULL", "message": ""}
+                                  for _ in range(sum(state["topology"]))])
+        reseed(m.group(4)); save(); sys.exit(0)
+    m = re.fullmatch(r"ALTER DATABASE (\w+) SET ACCESS (READ ONLY|READ WRITE);", statement)
+    if m and state["exists"] and m.group(1) == db:
+        state["access"] = m.group(2).lower().replace(" ", "-"); save(); sys.exit(0)
+    sys.exit(f"unexpected statement on system: {statement}")
+if opts["-d"] == db and statement == "MATCH (n) RETURN count(n) AS nodes;":
+    settle(); save()
+    if not state["exists"] or any(a["current"] != "online" for a in state["allocations"]):
+        print(f"Database '{db}' is unavailable.", file=sys.stderr); sys.exit(1)
+    print(f"nodes\n{state['nodes']}")
+    sys.exit(0)
+sys.exit(f"unexpected statement on {opts['-d']}: {statement}")
+"""
+
+DR_BUCKET = "intelgraph-prod-neo4j-backups-us-west-2-ae6dc970"
+DR_ARTIFACT = "neo4j/chains/2026-12-06/neo4j-2026-12-06T23-00-12.backup"
+DR_SEED = f"s3://{DR_BUCKET}/{DR_ARTIFACT}"
+
+
+def dr_cluster(tmp_path: Path, *, exists: bool = True, access: str = "read-only", nodes: int = 1200,
+               current: str = "online", message: str = "", pending: dict | None = None, **extra) -> Path:
+    """The DR cluster's `neo4j` database as a refresh or a switch finds it (3 primaries, 2 secondaries)."""
+    state = {"name": "neo4j", "exists": exists, "access": access, "nodes": nodes, "topology": [3, 2],
+             "allocations": [{"current": current, "start": "2026-12-06T01:00:00Z", "message": message}
+                             for _ in range(5)] if exists else [],
+             "expected_seed": DR_SEED, "seed_nodes": 4321, "pending": pending, **extra}
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(state))
+    return path
+
+
+def seed_job(tmp_path: Path, mode: str, artifact: str = DR_ARTIFACT, **env: str) -> subprocess.CompletedProcess:
+    (tmp_path / "artifact").write_text(artifact + "\n")
+    (tmp_path / "fake_cypher.py").write_text(FAKE_CYPHER)
+    tools = {"cypher-shell": f'exec {sys.executable} {tmp_path}/fake_cypher.py {tmp_path}/cluster.json '
+                             f'{tmp_path}/statements.log "$@"',
+             "sleep": "exit 0"}
+    return run("neo4j_dr_seed.sh", tmp_path, tools, {
+        "NEO4J_ADDRESS": "neo4j://graph-lb-neo4j.graph.svc.cluster.local:7687",
+        "NEO4J_AUTH_FILE": auth_file(tmp_path), "BACKUP_BUCKET": DR_BUCKET,
+        "ARTIFACT_FILE": str(tmp_path / "artifact"), "DATABASE": "neo4j", "MODE": mode,
+        "PRIMARIES": "3", "SECONDARIES": "2", "WAIT_ATTEMPTS": "8", **env})
+
+
+def statements(tmp_path: Path) -> list[str]:
+    path = tmp_path / "statements.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def changes(tmp_path: Path) -> list[str]:
+    """What the job changed: every statement but the reads."""
+    return [s for s in statements(tmp_path) if "SHOW DATABASE" not in s and "MATCH (n)" not in s]
+
+
+def final(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "cluster.json").read_text())
+
+
+def test_a_refresh_recreates_the_standby_from_the_newest_replicated_artifact(tmp_path):
+    """Steady state of warm mode: the database is READ ONLY and holds the last refresh. The refresh
+    recreates it on every allocation from the chain's artifact in the DR bucket (a seed the
+    servers download themselves), waits until every allocation started anew, and leaves it READ
+    ONLY (recreation keeps the access)."""
+    dr_cluster(tmp_path)
+    result = seed_job(tmp_path, "refresh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert changes(tmp_path) == [f"system: CALL dbms.cluster.recreateDatabase('neo4j', {{seedURI: '{DR_SEED}'}});"]
+    after = final(tmp_path)
+    assert after["access"] == "read-only" and after["nodes"] == 4321
+    assert {a["start"] for a in after["allocations"]} == {"2026-12-07T01:00:00Z"}
+    assert "with 4321 nodes" in result.stdout and "READ ONLY until a switch" in result.stdout
+    # right after the call every allocation still reported online, with its old start time: it
+    # waited until each had started anew
+    assert result.stdout.count("0 of 5 allocation(s) online") == 3
+
+
+def test_the_first_refresh_makes_the_empty_standby_read_only_before_seeding(tmp_path):
+    """A new DR cluster has an empty, read-write default database. It becomes READ ONLY first, so
+    a switch that promotes while seeding runs is not undone when seeding ends."""
+    dr_cluster(tmp_path, access="read-write", nodes=0)
+    result = seed_job(tmp_path, "refresh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert changes(tmp_path) == ["system: ALTER DATABASE neo4j SET ACCESS READ ONLY;",
+                                 f"system: CALL dbms.cluster.recreateDatabase('neo4j', {{seedURI: '{DR_SEED}'}});"]
+    assert final(tmp_path)["access"] == "read-only"
+
+
+def test_a_refresh_is_refused_when_a_switch_promoted_the_database(tmp_path):
+    """READ WRITE with data: the DR region took writes; a refresh would put an older backup over them."""
+    dr_cluster(tmp_path, access="read-write", nodes=99)
+    result = seed_job(tmp_path, "refresh")
+    assert result.returncode == 1
+    assert "refusing to refresh" in result.stdout and "the DR region is active" in result.stdout
+    assert changes(tmp_path) == [] and final(tmp_path)["nodes"] == 99
+
+
+def test_a_refresh_creates_a_missing_database_with_the_clusters_topology_from_the_seed(tmp_path):
+    dr_cluster(tmp_path, exists=False)
+    result = seed_job(tmp_path, "refresh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert changes(tmp_path) == [
+        "system: CREATE DATABASE neo4j TOPOLOGY 3 PRIMARIES 2 SECONDARIES "
+        f"OPTIONS {{existingData: 'use', seedURI: '{DR_SEED}'}};",
+        "system: ALTER DATABASE neo4j SET ACCESS READ ONLY;"]
+    assert final(tmp_path)["access"] == "read-only" and final(tmp_path)["nodes"] == 4321
+
+
+def test_a_switch_promotes_the_refreshed_copy_without_seeding_again(tmp_path):
+    dr_cluster(tmp_path)
+    result = seed_job(tmp_path, "switch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert changes(tmp_path) == ["system: ALTER DATABASE neo4j SET ACCESS READ WRITE;"]
+    assert "promoted neo4j as the last refresh left it (1200 nodes)" in result.stdout
+
+
+def test_a_switch_waits_for_a_refresh_in_flight_then_promotes_it(tmp_path):
+    dr_cluster(tmp_path, pending={"polls": 3, "nodes": 1500, "fail": False})
+    result = seed_job(tmp_path, "switch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert changes(tmp_path) == ["system: ALTER DATABASE neo4j SET ACCESS READ WRITE;"]
+    assert final(tmp_path)["nodes"] == 1500 and "(1500 nodes)" in result.stdout
+
+
+@pytest.mark.parametrize("cluster", [
+    {"access": "read-write", "nodes": 0},  # pilot-light: the servers the switch created, an empty default database
+    {"current": "offline", "message": "Unable to start database"},  # the last refresh failed to start
+])
+def test_a_switch_seeds_what_holds_no_usable_graph_then_opens_it_for_writes(tmp_path, cluster):
+    dr_cluster(tmp_path, **cluster)
+    result = seed_job(tmp_path, "switch")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert changes(tmp_path) == [f"system: CALL dbms.cluster.recreateDatabase('neo4j', {{seedURI: '{DR_SEED}'}});",
+                                 "system: ALTER DATABASE neo4j SET ACCESS READ WRITE;"]
+    assert final(tmp_path)["access"] == "read-write" and final(tmp_path)["nodes"] == 4321
+
+
+def test_a_seed_that_never_starts_fails_the_job(tmp_path):
+    dr_cluster(tmp_path, seed_fails=True)
+    result = seed_job(tmp_path, "refresh")
+    assert result.returncode == 1 and "FAILED: the seeded database did not come online" in result.stdout
+    assert "Unable to start database" in result.stdout
+
+
+@pytest.mark.parametrize("artifact,mode", [("neo4j/chains/x/neo4j-1.backup'}) //", "refresh"),
+                                           ("neo4j/chains/x/neo4j-1.dump", "refresh"), (DR_ARTIFACT, "restore")])
+def test_the_seed_job_refuses_what_it_cannot_put_into_cypher_safely(tmp_path, artifact, mode):
+    dr_cluster(tmp_path)
+    result = seed_job(tmp_path, mode, artifact=artifact)
+    assert result.returncode == 2 and statements(tmp_path) == []
+
+
+def test_the_seed_job_rides_out_a_cluster_that_does_not_answer_for_a_while(tmp_path):
+    """While the allocations restart, the system database may elect a leader: a SHOW that gets no
+    answer is asked again, not the end of the refresh."""
+    dr_cluster(tmp_path, unanswered=2)
+    result = seed_job(tmp_path, "refresh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("the cluster does not answer yet") == 2 and final(tmp_path)["nodes"] == 4321

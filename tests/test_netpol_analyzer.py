@@ -214,8 +214,13 @@ def analyze(config: dict[str, str] | None, stack: str, directory: Path, cluster:
         patch.setattr(egress_policy.WorkloadNamespace, "__init__", recording)
         synthesis = engine.synthesize(stack, config if config is not None else engine.stack_config(stack))
     document = export.to_export(synthesis)
-    export.write(synthesis, directory, document, export.render_releases(document))
-    manifests = export.manifest_dir(directory, cluster)
+    export.write(synthesis, directory / "build", document, export.render_releases(document))
+    # the cluster's files alone: the analyzer reads a directory recursively, and the primary's
+    # (manifests/) holds the DR cluster's (manifests/dr/), whose policies would open paths here
+    manifests = directory / f"manifests-{cluster}"
+    manifests.mkdir()
+    for path in export.manifest_dir(directory / "build", cluster).glob("*.yaml"):
+        shutil.copy(path, manifests / path.name)
     peers = peer_objects(flows)
     (manifests / "peers-outside-the-stack.yaml").write_text(yaml.safe_dump_all(peers))
     objects = [yaml.safe_load(p.read_text()) for p in sorted(manifests.glob("*.yaml"))

@@ -104,7 +104,7 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("k8s-no-privilege-escalation", "redis", ":StatefulSet",
      lambda e: pod(e)["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
      "allowPrivilegeEscalation: false"),
-    ("k8s-not-privileged", "neo4j-backup-rehearsal", ":CronJob",
+    ("k8s-not-privileged", "neo4j-seed-dr-rehearsal", ":CronJob",
      lambda e: pod(e)["containers"][0]["securityContext"].update(privileged=True), "remove securityContext.privileged"),
     ("k8s-seccomp-runtime-default", "redis", ":StatefulSet",
      lambda e: (pod(e)["securityContext"].pop("seccompProfile"),
@@ -124,6 +124,16 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
     ("k8s-ingress-waf", "api", ":Ingress",
      lambda e: e["inputs"]["metadata"]["annotations"].pop("alb.ingress.kubernetes.io/wafv2-acl-arn"),
      "wafv2-acl-arn"),
+    # ELB User Guide, "Security policies for your Application Load Balancer": 2016-08 also speaks TLS 1.0/1.1
+    ("alb-tls12-policy", "api", ":Ingress",
+     lambda e: e["inputs"]["metadata"]["annotations"].update({"alb.ingress.kubernetes.io/ssl-policy":
+                                                               "ELBSecurityPolicy-2016-08"}),
+     "is 'ELBSecurityPolicy-2016-08', not a TLS 1.2+ ALB security policy"),
+    # AWS WAF Developer Guide, "Overriding rule group actions": override Count makes a group's rules count
+    ("waf-acl-blocks", "api-acl", ":WebAcl",
+     lambda e: [rule.update({"overrideAction" if "overrideAction" in rule else "action": {"count": {}}})
+                for rule in e["outputs"]["rules"]],
+     "WebACL api-acl allows by default and every rule counts"),
     ("k8s-netpol-no-internet-egress", "graph-backup-s3", ":NetworkPolicy",
      lambda e: e["inputs"]["spec"]["egress"][0]["to"].append({"ipBlock": {"cidr": "0.0.0.0/0"}}), "0.0.0.0/0"),
     ("k8s-helm-values-hardened", "neo4j-graph-server-2", ":Release",
@@ -168,6 +178,30 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      lambda e: e["outputs"]["advancedEventSelectors"][2]["fieldSelectors"].pop(2), "each delivery is recorded"),
 ]
 
+# The other branches and bounds of rules BREAKS breaks once: each closes a way a rule could
+# weaken unnoticed (found by benchmarks/mutation.py)
+BRANCHES: list[tuple[str, str, str, Mutation, str]] = [
+    ("rds-backup-retention", "intelgraph-pg-primary", ":Instance",  # one day short of the floor
+     lambda e: e["inputs"].update(backupRetentionPeriod=13), "is 13; set it to at least 14 days"),
+    ("k8s-capabilities-dropped", "neo4j-backup", ":CronJob",  # dropping some is not dropping all
+     lambda e: pod(e)["containers"][0]["securityContext"].update(capabilities={"drop": ["NET_RAW"]}),
+     "capabilities.drop: [ALL]"),
+    ("k8s-cronjob-bounded", "neo4j-backup", ":CronJob",  # unset: Kubernetes retries 6 times
+     lambda e: e["inputs"]["spec"]["jobTemplate"]["spec"].pop("backoffLimit"), "backoffLimit to 3 or less"),
+    ("k8s-non-root", "neo4j-backup-freshness", ":CronJob",  # runAsNonRoot is not enough with uid 0
+     lambda e: pod(e)["securityContext"].update(runAsUser=0), "non-zero runAsUser"),
+    ("dr-budget-within-targets", "intelgraph-platform-prod", ":Stack",  # one second over
+     lambda e: e["outputs"]["drBudget"][0].update(targetSeconds=e["outputs"]["drBudget"][0]["boundSeconds"] - 1),
+     "exceeds its target 689s"),
+    ("k8s-namespace-default-deny", "cache-allow-dns", ":NetworkPolicy",  # DNS answers over 512 bytes use TCP
+     lambda e: e["outputs"]["spec"]["egress"][0].update(ports=[{"protocol": "UDP", "port": 53}]),
+     "has no DNS allow on UDP and TCP 53"),
+    ("logs-retention-and-kms", "api-waf-logs", ":LogGroup",  # 0 is "never expire" (PutRetentionPolicy)
+     lambda e: e["inputs"].update(retentionInDays=0), "keeps every event forever"),
+    ("cloudtrail-hardened", "audit-trail", ":Trail",  # unset: a single-region trail
+     lambda e: e["inputs"].pop("isMultiRegionTrail"), "isMultiRegionTrail: true"),
+]
+
 
 def test_every_rule_has_a_breaking_case():
     covered = {b[0] for b in BREAKS} | {"policy-exceptions-valid", "policy-exceptions-in-use"}  # tested with files
@@ -175,7 +209,7 @@ def test_every_rule_has_a_breaking_case():
     assert covered == set(BY_NAME)
 
 
-@pytest.mark.parametrize("rule,name,type_suffix,mutate,words", BREAKS, ids=[b[0] for b in BREAKS])
+@pytest.mark.parametrize("rule,name,type_suffix,mutate,words", BREAKS + BRANCHES, ids=[b[0] for b in BREAKS + BRANCHES])
 def test_breaking_one_property_of_the_real_stack_fails_its_rule(prod_export, rule, name, type_suffix, mutate, words):
     policy = BY_NAME[rule]
     [before] = policy_runner.evaluate(prod_export, "prod", policies=[policy]).verdicts

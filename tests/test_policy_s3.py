@@ -51,8 +51,19 @@ CASES = [
      {**GOOD_SSE, "rules": [{**GOOD_SSE["rules"][0], "bucketKeyEnabled": False}]}, "bucketKeyEnabled: true"),
     (s3.versioning, s3.VERSIONING, {"bucket": BUCKET_NAME, "versioningConfiguration": {"status": "Enabled"}},
      {"bucket": BUCKET_NAME, "versioningConfiguration": {"status": "Suspended"}}, "set it to 'Enabled'"),
-    (s3.public_access, s3.PUBLIC_ACCESS, GOOD_BLOCK, {**GOOD_BLOCK, "ignorePublicAcls": False},
-     "Set ignorePublicAcls to true"),
+    # each of the four blocks, off or unset
+    *[(s3.public_access, s3.PUBLIC_ACCESS, GOOD_BLOCK, {**GOOD_BLOCK, flag: False}, f"Set {flag} to true")
+      for flag in s3.PUBLIC_ACCESS_FLAGS],
+    (s3.public_access, s3.PUBLIC_ACCESS, GOOD_BLOCK,
+     {k: v for k, v in GOOD_BLOCK.items() if k != "restrictPublicBuckets"}, "Set restrictPublicBuckets to true"),
+    (s3.sse_kms, s3.ENCRYPTION, GOOD_SSE,  # unset is off (S3 API: BucketKeyEnabled defaults to false)
+     {**GOOD_SSE, "rules": [{"applyServerSideEncryptionByDefault": GOOD_SSE["rules"][0][
+         "applyServerSideEncryptionByDefault"]}]}, "bucketKeyEnabled: true"),
+    (s3.lifecycle, s3.LIFECYCLE, GOOD_LIFECYCLE,  # a disabled rule expires nothing
+     {"bucket": BUCKET_NAME, "rules": [{"id": "r", "status": "Enabled", "expiration": {"days": 90}},
+                                       {"id": "old", "status": "Disabled",
+                                        "noncurrentVersionExpiration": {"noncurrentDays": 30}}]},
+     "noncurrentVersionExpiration.noncurrentDays"),
     (s3.tls_only, s3.POLICY, GOOD_POLICY,
      {"bucket": BUCKET_NAME, "policy": json.dumps({"Version": "2012-10-17", "Statement": [{
          "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::481236059412:root"},

@@ -66,6 +66,10 @@ def test_pitr_is_replicated_to_the_dr_region_with_the_dr_key(any_stack):
     assert region_of(any_stack, replication) == stack_settings(any_stack.stack).aws.dr_region
     assert replication.inputs["sourceDbInstanceArn"] == any_stack.named("intelgraph-pg-primary", INSTANCE).outputs["arn"]
     assert replication.inputs["kmsKeyId"] == any_stack.named("intelgraph-pg-dr-key", "aws:kms/key:Key").outputs["arn"]
+    # the DR copy keeps what the primary keeps: postgres.backupRetentionDays at both destinations
+    days = stack_settings(any_stack.stack).postgres.backup_retention_days
+    assert replication.inputs["retentionPeriod"] == days
+    assert any_stack.named("intelgraph-pg-primary", INSTANCE).inputs["backupRetentionPeriod"] == days
 
 
 @pytest.mark.parametrize("label", ["primary", "dr"])

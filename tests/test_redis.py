@@ -94,6 +94,7 @@ def test_real_redis_server_runs_with_the_computed_ceiling_and_policy(booted):
         "maxmemory-policy", "allkeys-lru"]
     assert server.cli("config", "get", "slowlog-max-len", password=password).stdout.split()[1] == "256"
     assert server.cli("config", "get", "appendonly", password=password).stdout.split()[1] == "no"
+    assert server.cli("config", "get", "protected-mode", password=password).stdout.split()[1] == "yes"
 
 
 @pytest.mark.parametrize("booted", ["prod"], indirect=True)

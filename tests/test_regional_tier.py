@@ -8,8 +8,11 @@ Route 53's SECONDARY record aliases - no load balancer typed into config.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
+from helpers import dr_budget
 from synth import export
 from tests.conftest import STACKS, in_tier, stack_settings, synthesized
 
@@ -54,10 +57,10 @@ def test_the_dr_cluster_runs_the_same_default_deny_namespaces_and_cache(stack):
                 and not o["spec"].get("ingress") and not o["spec"].get("egress")
                 and set(o["spec"]["policyTypes"]) == {"Ingress", "Egress"}}
 
-    # the Neo4j restore rehearsal runs only in the primary cluster, the PostgreSQL one only in the DR
-    # cluster (it outlives the primary region: docs/decisions/018-active-region-is-state.md); every
+    # both restore rehearsals run in the DR cluster, which outlives the primary region (the PostgreSQL
+    # one: docs/decisions/018-active-region-is-state.md; the Neo4j one from the DR bucket); every
     # other namespace is in both
-    assert namespaces(dr) == (namespaces(primary) - {cfg.neo4j.restore_namespace}) | {cfg.pg_restore_rehearsal.namespace}
+    assert namespaces(dr) == namespaces(primary) | {cfg.pg_restore_rehearsal.namespace, cfg.neo4j.restore_namespace}
     assert deny_all(dr) == namespaces(dr)
     [redis] = [o for o in dr if o["kind"] == "StatefulSet" and o["metadata"]["namespace"] == cfg.redis.namespace]
     [primary_redis] = [o for o in primary if o["kind"] == "StatefulSet"
@@ -73,8 +76,13 @@ def test_a_warm_dr_region_runs_the_graph_as_the_primary_does_in_its_own_zones():
                    for role in ("primary", "dr"))
     assert set(dr) == set(primary)
     # the same chart, version, image and values: placement spreads the primaries over as many
-    # zones (neo4j.dr.zones, validated to lie in the DR region), and the zone names are the nodes'
-    assert dr == primary
+    # zones (neo4j.dr.zones, validated to lie in the DR region), and the zone names are the nodes';
+    # only the DR servers run as the account that may read the DR bucket (their seed), in its region
+    for name, inputs in dr.items():
+        inputs = copy.deepcopy(inputs)  # the session's synthesis stays as it is
+        assert inputs["values"]["podSpec"].pop("serviceAccountName") == f"{cfg.neo4j.cluster_name}-servers"
+        assert inputs["values"].pop("env") == {"AWS_REGION": cfg.aws.dr_region}
+        assert inputs == primary[name]
     assert len(cfg.neo4j.dr.zones) == len(cfg.neo4j.zones)
     # the DR servers are no source of truth: no snapshots, no backups of their own
     assert not [r for r in in_tier(synthesis, "dr").resources if "Neo4jBackup" in r.type or "Neo4jSnapshots" in r.type]
@@ -135,20 +143,25 @@ def test_the_dr_budget_describes_the_dr_path_of_the_stacks_mode(stack):
     # the switch starts on Route 53's verdict and reaches clients after the alias's TTL
     assert rto["terms"]["dnsDetection"] == rows[("postgres", "RTO")]["terms"]["dnsDetection"]
     assert rto["terms"]["aliasTtl"] == rows[("postgres", "RTO")]["terms"]["aliasTtl"]
+    # either way the switch may wait for one seed of the newest chain (pilot-light: its own; warm:
+    # a refresh in flight)
+    assert rto["terms"]["restoreFullBackup"] == cfg.dr.neo4j_restore_estimate_seconds
     if cfg.neo4j.dr.mode == "pilot-light":
         assert rto["terms"]["clusterStart"] == cfg.dr.neo4j_cluster_start_estimate_seconds
+        assert "refreshInterval" not in rpo["terms"]
     else:
         assert "clusterStart" not in rto["terms"]
+        # the switch promotes what the last refresh loaded: the copy is up to one refresh gap older
+        assert rpo["terms"]["refreshInterval"] == dr_budget.cron_max_gap_seconds(cfg.neo4j.dr.refresh_schedule)
     assert rto["boundSeconds"] == sum(rto["terms"].values())
 
 
 def test_a_pilot_light_target_that_the_start_breaks_prints_missed():
-    from helpers import dr_budget
-
     common = dict(rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=1,
                   full_backup_seconds=600, restore_estimate_seconds=2700, differential_estimate_seconds=20,
                   replication_sla_seconds=900, request_interval_seconds=10, failure_threshold=3)
-    warm = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="warm", **common)}
+    warm = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="warm", refresh_schedule="20 */2 * * *",
+                                                           **common)}
     cold = {b.objective: b for b in dr_budget.neo4j_bounds(dr_mode="pilot-light", cluster_start_seconds=900, **common)}
     assert warm["RTO"].met and not cold["RTO"].met
     assert cold["RTO"].bound_seconds - warm["RTO"].bound_seconds == 900

@@ -4,6 +4,7 @@ resource is registered, with a message that names the key, the value and what is
 from __future__ import annotations
 
 import json
+from typing import Annotated, get_args, get_origin
 
 import pytest
 
@@ -90,6 +91,18 @@ BAD_CONFIGS = [
      ("dr.neo4jClusterStartEstimateSeconds",), "dr.neo4jClusterStartEstimateSeconds", "required with neo4j.dr.mode"),
     ("warm with a start estimate", {"neo4j.dr.mode": "warm", "dr.neo4jClusterStartEstimateSeconds": 900}, (),
      "dr.neo4jClusterStartEstimateSeconds", "applies only to neo4j.dr.mode pilot-light"),
+    # warm: the DR databases are reseeded on a schedule; pilot-light runs no servers to reseed
+    ("warm without its refresh", {"neo4j.dr": {"mode": "warm", "zones": ["us-west-2a", "us-west-2b", "us-west-2c"]}},
+     ("dr.neo4jClusterStartEstimateSeconds",), "neo4j.dr.refreshSchedule", "required with neo4j.dr.mode warm"),
+    ("pilot-light with a refresh", {"neo4j.dr": {"mode": "pilot-light", "zones": ["us-west-2a", "us-west-2b", "us-west-2c"],
+                                                 "refreshSchedule": "0 */4 * * *"},
+                                    "dr.neo4jClusterStartEstimateSeconds": 900}, (),
+     "neo4j.dr.refreshSchedule", "applies only to neo4j.dr.mode warm"),
+    # one seed: dr.neo4jRestoreEstimateSeconds 2700 + 23 hourly differentials x 20 s (daily chains)
+    ("refreshes closer than a seed", {"neo4j.dr": {"mode": "warm", "zones": ["us-west-2a", "us-west-2b", "us-west-2c"],
+                                                   "refreshSchedule": "20,50 * * * *"},
+                                      "backups.neo4j.chainDays": 1},
+     ("dr.neo4jClusterStartEstimateSeconds",), "neo4j.dr.refreshSchedule", "closer together than one seed takes (3160s"),
     # the `kubernetes` Service takes the first address of the service CIDR
     ("api service ip not the first", {"kubernetes.primary.apiServiceIp": "172.20.0.10"}, (), "kubernetes.primary.apiServiceIp",
      "first (.1) address"),
@@ -97,6 +110,12 @@ BAD_CONFIGS = [
      "not an IPv4 address"),
     ("chain longer than a week", {"backups.neo4j.chainDays": 8}, (), "backups.neo4j.chainDays",
      "less than or equal to 7"),
+    # the bounds of the rules relating keys, not only a value far beyond them
+    ("expiry on the transition day", {"backups.logs.transitionDays": 30, "backups.logs.expirationDays": 30}, (),
+     "backups.logs.expirationDays", "greater than transitionDays"),
+    ("object lock a day beyond expiry", {"backups.logs.objectLock": {"mode": "GOVERNANCE", "days": 401},
+                                         "backups.logs.expirationDays": 400}, (),
+     "backups.logs.objectLock", "objectLock.days cannot exceed expirationDays"),
     # --- what components' Args used to be the first to refuse (a traceback and exit 1) ---
     # the chart clusters only from minimumClusterSize 3 (templates/_helpers.tpl "neo4j.isClusterEnabled")
     ("two primaries", {"neo4j.primaries": 2}, (), "neo4j.primaries", "must be 1 (standalone) or at least 3"),
@@ -196,7 +215,7 @@ BAD_CONFIGS = [
     # no date matches: croniter raises CroniterBadDateError, robfig/cron's Next returns zero (never runs)
     *[(f"cron that never fires: {key}", {key: "0 4 30 2 *"}, (), key, "never fires")
       for key in ("neo4j.backupSchedule", "neo4j.restoreRehearsalSchedule", "neo4j.volumeSnapshots.schedule",
-                  "pgRestoreRehearsal.schedule")],
+                  "pgRestoreRehearsal.schedule", "neo4j.dr.refreshSchedule")],
     # RDS API Reference, CreateDBInstance: PreferredMaintenanceWindow "must not conflict with the preferred
     # backup window", each window "must be at least 30 minutes"; RDS User Guide, "Backup window"
     ("RDS maintenance inside the backup window", {"postgres.maintenanceWindow": "sun:03:30-sun:04:30",
@@ -279,7 +298,11 @@ def run_synth(tmp_path, monkeypatch, capsys, stack: str, config: dict[str, str])
 @pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
 def test_bad_value_exits_2_naming_its_key_and_registers_nothing(case, stack, tmp_path, monkeypatch, capsys):
     _, changes, removed, key, words = case
-    code, out, err, registered = run_synth(tmp_path, monkeypatch, capsys, stack, config_with(stack, changes, removed))
+    config = config_with(stack, changes, removed)
+    # a bad value settings accepted fails here, not in (or hung by) the whole program run in-process
+    with pytest.raises(settings.SettingsError):
+        settings.validate(config, stack=stack)
+    code, out, err, registered = run_synth(tmp_path, monkeypatch, capsys, stack, config)
     assert code == 2, (out, err)
     full = key if ":" in key else K + key  # a key of another namespace is named as it is written
     lines = [line for line in err.splitlines() if line.startswith(f"  - {full}:")]
@@ -303,7 +326,9 @@ def test_every_schedule_is_judged_by_the_one_cron_type():
         seen.add(model)
         for name, field in model.model_fields.items():
             key = f"{path}{field.alias or name}"
-            checks = [getattr(m, "func", None) for m in field.metadata]
+            # an optional setting's checks sit on the Annotated member of its Optional[...]
+            inner = [m for a in get_args(field.annotation) if get_origin(a) is Annotated for m in get_args(a)[1:]]
+            checks = [getattr(m, "func", None) for m in (*field.metadata, *inner)]
             if "schedule" in name:
                 found.append((key, settings._cron in checks))
             if name == "time_zone":

@@ -38,6 +38,16 @@ def test_web_acl_runs_managed_rules_rate_limit_and_body_limit(prod):
                if "managedRuleGroupStatement" in r["statement"]]
     assert managed == ["AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
                        "AWSManagedRulesSQLiRuleSet"]
+    # exact actions: a managed group overridden to count, or an own rule that counts, blocks nothing
+    # (AWS WAF Developer Guide, "Overriding rule group actions")
+    assert {r["name"]: (r.get("overrideAction"), r.get("action"), r["priority"]) for r in acl["rules"]} == {
+        "AWSManagedRulesCommonRuleSet": ({"none": {}}, None, 0),
+        "AWSManagedRulesKnownBadInputsRuleSet": ({"none": {}}, None, 1),
+        "AWSManagedRulesSQLiRuleSet": ({"none": {}}, None, 2),
+        "rate-limit-per-ip": (None, {"block": {}}, 10),
+        "body-size-limit": (None, {"block": {}}, 20)}
+    for name in managed:
+        assert rules[name]["statement"]["managedRuleGroupStatement"]["vendorName"] == "AWS"
     rate = rules["rate-limit-per-ip"]["statement"]["rateBasedStatement"]
     assert rate["limit"] == 10 * 300 and rate["evaluationWindowSec"] == 300 and rate["aggregateKeyType"] == "IP"
     allowlist = prod.named("api-allowlist", "aws:wafv2/ipSet:IpSet")
@@ -47,15 +57,21 @@ def test_web_acl_runs_managed_rules_rate_limit_and_body_limit(prod):
     body = rules["body-size-limit"]["statement"]["regexMatchStatement"]
     assert body["fieldToMatch"] == {"singleHeader": {"name": "content-length"}}
     assert re.fullmatch(body["regexString"], str(2 * 2**20 + 1)) and not re.fullmatch(body["regexString"], str(2 * 2**20))
+    assert body["textTransformations"] == [{"priority": 0, "type": "NONE"}]
     for rule in [*acl["rules"], acl]:
         visibility = rule["visibilityConfig"]
-        assert visibility["cloudwatchMetricsEnabled"] and visibility["sampledRequestsEnabled"]
+        assert visibility["cloudwatchMetricsEnabled"] is True and visibility["sampledRequestsEnabled"] is True
+        assert visibility["metricName"] == rule.get("name", "api-acl")
 
 
 def test_common_rule_set_does_not_block_bodies_the_api_accepts(prod):
     common = next(r for r in web_acl(prod).inputs["rules"] if r["name"] == "AWSManagedRulesCommonRuleSet")
     overrides = common["statement"]["managedRuleGroupStatement"]["ruleActionOverrides"]
     assert overrides == [{"name": "SizeRestrictions_BODY", "actionToUse": {"count": {}}}]
+    # only that one rule counts: the other groups keep every rule's own action
+    others = [r for r in web_acl(prod).inputs["rules"] if "managedRuleGroupStatement" in r["statement"]
+              and r["name"] != "AWSManagedRulesCommonRuleSet"]
+    assert others and all("ruleActionOverrides" not in r["statement"]["managedRuleGroupStatement"] for r in others)
 
 
 def test_waf_logs_to_cloudwatch_without_credentials(prod):
@@ -77,7 +93,12 @@ def test_alb_ingress_is_tls_only_and_carries_the_acl(any_stack):
     assert annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] == web_acl(any_stack).outputs["arn"]
     assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
     assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:us-east-1:")
-    assert annotations["alb.ingress.kubernetes.io/ssl-policy"].startswith("ELBSecurityPolicy-TLS13")
+    # exactly TLS 1.3 + 1.2 (ELB User Guide, "Security policies for your Application Load Balancer");
+    # a prefix would accept ELBSecurityPolicy-TLS13-1-0-2021-06, which speaks TLS 1.0
+    assert annotations["alb.ingress.kubernetes.io/ssl-policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/healthz"
     assert ingress["spec"]["tls"] == [{"hosts": [rule["host"] for rule in ingress["spec"]["rules"]]}]
     assert not any(k.startswith("nginx.") for k in annotations)
 

@@ -671,10 +671,10 @@ def test_the_deploy_runner_must_be_the_stacks_deploy_role(tmp_path):
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir(exist_ok=True)
         (bin_dir / "aws").write_text(
-            '#!/bin/bash\n[ "$*" = "sts get-caller-identity --query Arn --output text" ] || exit 9\n'
+            '#!/bin/bash\n[ "$*" = "sts get-caller-identity --region us-west-2 --query Arn --output text" ] || exit 9\n'
             f"echo {caller}\n")
         (bin_dir / "aws").chmod(0o755)
-        result = _bash(step["run"], tmp_path, {"ROLE_ARN": role}, bin_dir)
+        result = _bash(step["run"], tmp_path, {"ROLE_ARN": role, "AWS_REGION": "us-west-2"}, bin_dir)
         assert result.returncode == code, (caller, result.stdout, result.stderr)
 
 
@@ -727,3 +727,225 @@ def test_the_shared_jobs_environment_runs_synth_diff_and_check(job_venv, tmp_pat
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "synth check" in result.stdout
+
+
+# --- failover-aware jobs: the region, the state copy, the runner and the targets come from the ----
+# stack file (issue 21: the failed-over state deploys while the primary region is down;
+# docs/decisions/019, docs/cicd.md "Failover-aware jobs")
+
+_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}")
+_STATUS = {"success": True, "always": True, "cancelled": False, "failure": False}
+
+
+def resolve(value, context: dict):
+    """A workflow value with its ${{ }} expressions evaluated (the reader above): a whole-value
+    expression keeps its type, an embedded one becomes text (a missing value is '')."""
+    if not isinstance(value, str):
+        return value
+    whole = _EXPRESSION.fullmatch(value.strip())
+    if whole:
+        return Expression(whole.group(1), context, _STATUS).value()
+    return _EXPRESSION.sub(lambda m: str(Expression(m.group(1), context, _STATUS).value() or ""), value)
+
+
+def read_github_output(path: Path) -> dict[str, str]:
+    """GITHUB_OUTPUT's two forms (GitHub docs, "Workflow commands", Setting an output parameter /
+    Multiline strings): name=value, and name<<DELIMITER, lines, DELIMITER."""
+    outputs, lines = {}, path.read_text().splitlines() if path.exists() else []
+    i = 0
+    while i < len(lines):
+        if "<<" in lines[i] and ("=" not in lines[i] or lines[i].index("<<") < lines[i].index("=")):
+            name, delimiter = lines[i].split("<<", 1)
+            end = lines.index(delimiter, i + 1)
+            outputs[name], i = "\n".join(lines[i + 1:end]), end + 1
+        else:
+            name, value = lines[i].split("=", 1)
+            outputs[name], i = value, i + 1
+    return outputs
+
+
+def split_like_pulumi_actions(value: str) -> list[str]:
+    """pulumi/actions v7.0.0 src/config.ts: `target` is getMultilineInput then parseSemicolorToArray
+    (src/libs/utils.ts): every line split at commas, empty items dropped, each trimmed."""
+    return [item.strip() for line in value.split("\n") for item in line.split(",") if item.strip()]
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """This repository's files as a job's checkout sees them, with its own stack files to edit; a
+    fake ./dev that "pulls" the chart by copying the pinned source synth renders everywhere else."""
+    import shutil
+
+    from synth.helm import charts_dir
+
+    repo = tmp_path_factory.mktemp("checkout") / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    (repo / ".venv").symlink_to(ROOT / ".venv")
+    (repo / "dev").write_text(f"#!{shutil.which('bash')}\n"
+                              f'echo "dev $*" >> {repo / "dev.log"}\n'
+                              f'[ "$1" = charts ] && mkdir -p "$2" && cp -r {charts_dir() / "neo4j"} "$2/"\n')
+    return repo
+
+
+def _stack_file(repo: Path, stack: str, active: str) -> None:
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    document["config"]["intelgraph-platform:dr"]["activeRegion"] = active
+    (repo / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def run_where_job(repo: Path, inputs: dict, variables: dict) -> tuple[dict, dict]:
+    """The `where` job of _pulumi.yml as a runner runs it: each `run` step in order with the env the
+    job and the step build, its `if` evaluated against the outputs so far; returns the job's
+    outputs and the context the `pulumi` job then sees."""
+    job = load("_pulumi.yml")["jobs"]["where"]
+    context = {"inputs": inputs, "vars": variables, "github": {"workspace": str(repo)}, "steps": {}}
+    job_env = {k: str(resolve(v, context) or "") for k, v in job["env"].items()}
+    for i, step in enumerate(job["steps"]):
+        if "run" not in step or ".venv/bin/pip install" in step["run"]:
+            continue  # checkout, setup-python, the venv: the checkout above, with this repository's venv
+        if "if" in step and not resolve("${{ " + step["if"] + " }}", context):
+            continue
+        output = repo / f"github-output-{i}"
+        output.unlink(missing_ok=True)
+        env = {**job_env, **{k: str(resolve(v, context)) for k, v in step.get("env", {}).items()},
+               "GITHUB_OUTPUT": str(output)}
+        result = _bash(step["run"], repo, env)
+        assert result.returncode == 0, (step.get("name"), result.stdout, result.stderr)
+        if "id" in step:
+            context["steps"][step["id"]] = {"outputs": read_github_output(output)}
+    outputs = {k: resolve(v, context) or "" for k, v in job["outputs"].items()}
+    return outputs, {"inputs": inputs, "vars": variables, "needs": {"where": {"outputs": outputs}}}
+
+
+DEPLOY_INPUTS = {"command": "up", "stack": "prod", "runs-on": '["self-hosted", "linux", "intelgraph-deploy-prod"]',
+                 "refresh": False, "expect-no-changes": False}
+
+
+def test_the_where_job_runs_first_needs_no_aws_and_installs_what_synth_targets_needs():
+    jobs = load("_pulumi.yml")["jobs"]
+    assert jobs["pulumi"]["needs"] == "where" and jobs["pulumi"]["runs-on"] == "${{ fromJSON(needs.where.outputs.runs-on) }}"
+    where = jobs["where"]
+    assert where["permissions"] == {"contents": "read"}  # no OIDC, no comment: it reads the checkout only
+    assert not any("configure-aws-credentials" in s.get("uses", "") or "aws " in s.get("run", "") for s in where["steps"])
+    assert _installed_requirements(where["steps"]) == _installed_requirements(jobs["pulumi"]["steps"])
+    assert where["env"]["STATE_REGION"] == "${{ vars.PULUMI_STATE_REGION }}"
+    assert where["env"]["PRIMARY_DOWN"] == "${{ vars.PRIMARY_REGION_DOWN }}"
+    assert "vars.PULUMI_BACKEND_URL" not in (WORKFLOWS / "_pulumi.yml").read_text()  # derived, per account
+
+
+@pytest.mark.parametrize("active,state_region,primary_down", [
+    ("primary", "", ""),
+    ("dr", "dr", "true"),  # the outage: targeted, state and secrets from the DR copies
+    ("dr", "", "false"),   # the primary region is back (then rebuilt): a whole deploy, still in the DR region
+])
+def test_each_pulumi_step_gets_the_active_region_the_state_copy_and_the_targets(checkout, active, state_region,
+                                                                                primary_down):
+    """The where job on the stack file in each state, then what the pulumi job hands to each step:
+    configure-aws-credentials' `aws-region` (its STS AssumeRoleWithWebIdentity), the job's
+    AWS_REGION (the KMS key copy; the secrets provider names no region: ops.bootstrap_backend, decision 022), the
+    action's cloud-url, target and target-dependents, and the runner."""
+    from tests.test_failed_over_deploy import target_urns
+
+    stack = "prod"
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    aws = document["intelgraph-platform:aws"]
+    region = aws["primaryRegion" if active == "primary" else "drRegion"]
+    state = aws["primaryRegion" if not state_region else "drRegion"]
+    _stack_file(checkout, stack, active)
+    (checkout / "dev.log").unlink(missing_ok=True)
+    outputs, context = run_where_job(checkout, DEPLOY_INPUTS, {"PULUMI_STATE_REGION": state_region,
+                                                               "PRIMARY_REGION_DOWN": primary_down})
+    targeted = primary_down == "true"
+
+    assert outputs["region"] == region and outputs["failed-over"] == str(active == "dr").lower()
+    assert outputs["backend"] == f"s3://intelgraph-pulumi-state-{aws['accountId']}-{state}?region={state}&awssdk=v2"
+    assert json.loads(outputs["runs-on"]) == [*json.loads(DEPLOY_INPUTS["runs-on"]), f"intelgraph-region-{region}"]
+    assert outputs["targeted"] == str(targeted).lower()
+    if targeted:
+        assert split_like_pulumi_actions(outputs["targets"]) == target_urns(stack)
+        assert (checkout / "dev.log").read_text() == f"dev charts {checkout}/../charts\n"
+    else:
+        assert outputs["targets"] == "" and not (checkout / "dev.log").exists()  # the whole stack, no chart
+
+    job = load("_pulumi.yml")["jobs"]["pulumi"]
+    env = {k: resolve(v, context) for k, v in job["env"].items()}
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == region and env["AWS_STS_REGIONAL_ENDPOINTS"] == "regional"
+    [creds] = [s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+    assert resolve(creds["with"]["aws-region"], context) == region
+    [action] = [s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    assert resolve(action["with"]["cloud-url"], context) == outputs["backend"]
+    assert split_like_pulumi_actions(str(resolve(action["with"]["target"], context))) == (
+        target_urns(stack) if targeted else [])
+    assert action["with"]["target-dependents"] is False  # the primary region's dependents stay out
+    # the deploy runner's identity check: STS in the active region, through its regional endpoint
+    step = _step(job, "The deploy runner is the stack's deploy role")
+    bin_dir = checkout / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "aws").write_text(
+        f'#!/bin/bash\n[ "$*" = "sts get-caller-identity --region {region} --query Arn --output text" ] || exit 9\n'
+        '[ "$AWS_STS_REGIONAL_ENDPOINTS" = regional ] || exit 8\n'
+        "echo arn:aws:sts::481236059412:assumed-role/intelgraph-deploy-prod/i-0abc\n")
+    (bin_dir / "aws").chmod(0o755)
+    result = _bash(step["run"], checkout, {**env, "ROLE_ARN": "arn:aws:iam::481236059412:role/intelgraph-deploy-prod"},
+                   bin_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the engine's plan gate previews exactly what the deploy would do
+    gate = _step(job, "Engine plan gate")
+    (bin_dir / "pulumi").write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" > {checkout / "pulumi-args"}\necho "{{}}"\n')
+    (bin_dir / "pulumi").chmod(0o755)
+    gate_env = {**env, **{k: str(resolve(v, {**context, "inputs": {**context["inputs"], "approved-by": ""}}) or "")
+                          for k, v in gate["env"].items()}}
+    _bash(gate["run"], checkout, {**gate_env, "GITHUB_STEP_SUMMARY": str(checkout / "summary")}, bin_dir)
+    args = (checkout / "pulumi-args").read_text().splitlines()
+    assert [a.removeprefix("--target=") for a in args if a.startswith("--target")] == (
+        target_urns(stack) if targeted else [])
+    assert args[:2] == ["preview", "--stack"] and "--target-dependents" not in args
+
+
+def test_a_preview_stays_on_its_hosted_runner_in_the_active_region(checkout):
+    """Previews and drift pass no runs-on: the default hosted label gets no region label."""
+    _stack_file(checkout, "stage", "dr")
+    inputs = {"command": "preview", "stack": "stage",
+              "runs-on": load("_pulumi.yml")["on"]["workflow_call"]["inputs"]["runs-on"]["default"]}
+    job = load("_pulumi.yml")["jobs"]["where"]
+    context = {"inputs": inputs, "vars": {}, "github": {"workspace": str(checkout)}}
+    step = _step(job, "Active region")
+    output = checkout / "github-output-preview"
+    result = _bash(step["run"], checkout, {**{k: str(resolve(v, context) or "") for k, v in job["env"].items()},
+                                           "GITHUB_OUTPUT": str(output)})
+    assert result.returncode == 0, result.stderr
+    outputs = read_github_output(output)
+    assert json.loads(outputs["runs-on"]) == "ubuntu-24.04" and outputs["region"] == "us-west-2"
+    assert outputs["backend"].endswith("-us-east-1?region=us-east-1&awssdk=v2")  # PULUMI_STATE_REGION unset
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_every_failed_over_target_exists_before_and_after_the_failover(stack):
+    """A refresh with --target (drift: preview --refresh) first checks that every target is in the
+    state (pulumi/pulumi pkg/resource/deploy/deployment_executor.go `refresh` -> `checkTargets`), and
+    an update checks each against the state and the program (`Execute` -> `checkTargets`: "one or
+    more targets could not be found in the stack"). A failover that created or deleted a resource
+    would fail the drift run before the first failed-over deploy, or every deploy after it."""
+    from synth import export as exporter
+    from tests.test_failed_over_deploy import failed_over, normal, target_urns
+
+    before = {r["urn"] for r in exporter.to_export(normal(stack))["deployment"]["resources"]}
+    after = {r["urn"] for r in exporter.to_export(failed_over(stack))["deployment"]["resources"]}
+    assert not (gone := [u for u in target_urns(stack) if u not in before or u not in after]), gone
+
+
+def test_the_where_step_refuses_an_active_region_settings_would_refuse(checkout):
+    document = yaml.safe_load((ROOT / "Pulumi.stage.yaml").read_text())
+    document["config"]["intelgraph-platform:dr"]["activeRegion"] = "us-west-2"
+    (checkout / "Pulumi.stage.yaml").write_text(yaml.safe_dump(document))
+    job = load("_pulumi.yml")["jobs"]["where"]
+    env = {k: str(resolve(v, {"inputs": {"stack": "stage", "runs-on": '"ubuntu-24.04"'}, "vars": {},
+                                  "github": {"workspace": str(checkout)}}) or "") for k, v in job["env"].items()}
+    result = _bash(_step(job, "Active region")["run"], checkout, {**env, "GITHUB_OUTPUT": str(checkout / "x")})
+    assert result.returncode == 2
+    assert "intelgraph-platform:dr.activeRegion must be one of primary, dr (got 'us-west-2')" in result.stderr
