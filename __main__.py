@@ -24,6 +24,7 @@ from components.pg_restore_rehearsal import PREFIX as PG_REHEARSAL_PREFIX
 from components.pg_restore_rehearsal import PgRestoreRehearsal, PgRestoreRehearsalArgs, rehearsal_flows
 from components.postgres_dr import DbNetwork, PostgresDr, PostgresDrArgs
 from components.redis_cache import RedisCacheArgs
+from components.region_switch import RegionSwitch, RegionSwitchArgs, StepTimeouts, Workload
 from components.regional_tier import BucketRef, Observability, RegionalTier, RegionalTierArgs
 from components.waf_ingress import WafIngressArgs
 from helpers import dr_budget, stateful
@@ -411,9 +412,35 @@ PgRestoreRehearsal(
                                 depends_on=[tiers["dr"].namespaces[pgr.namespace]]),
 )
 
-# --- edge DNS: health-checked failover to the DR region ------------------------------------------
+# --- the region switch: one ARC plan moves the writer, the DR tier and traffic together ----------
 dns = cfg.dns
+switch = RegionSwitch(
+    "region-switch",
+    RegionSwitchArgs(
+        environment=cfg.environment,
+        account_id=cfg.aws.account_id,
+        regions={role: cfg.aws.region(role) for role in settings.ROLES},
+        db_instance_arns={"primary": postgres.primary_arn, "dr": postgres.replica_arn},
+        hosted_zone_id=dns.hosted_zone_id,
+        record_name=dns.record_name,
+        cluster_names={role: cfg.kubernetes.of(role).cluster_name for role in settings.ROLES},
+        timeouts=StepTimeouts(
+            approval_minutes=cfg.dr.region_switch.approval_timeout_minutes,
+            promotion_minutes=cfg.dr.region_switch.promotion_timeout_minutes,
+            scaling_minutes=cfg.dr.region_switch.scaling_timeout_minutes,
+            traffic_minutes=cfg.dr.region_switch.traffic_timeout_minutes,
+        ),
+        rto_target_seconds=cfg.dr.postgres.rto_seconds,
+        scaled=tuple(Workload(namespace, name) for namespace, name in tiers["dr"].scaled_down),
+        # failed over, the primary region (us-east-1, where ARC's control plane is) may be down: the
+        # health checks come from their copy in the DR region
+        health_checks_from="dr-copy" if cfg.dr.active_region == "dr" else "plan",
+        providers=aws_providers,
+        control_plane_provider=route53_metrics,  # the us-east-1 provider
+    ),
+)
 
+# --- edge DNS: failover records the region switch moves, and the primary's probe ----------------
 
 
 
@@ -440,6 +467,7 @@ failover = DnsFailover(
         checker_regions=tuple(dns.health_check.regions),
         primary=load_balancer("primary"),
         secondary=load_balancer("dr"),
+        switch_checks={"PRIMARY": switch.health_check_ids["primary"], "SECONDARY": switch.health_check_ids["dr"]},
     ),
     opts=pulumi.ResourceOptions(provider=route53_metrics),
 )
@@ -464,7 +492,7 @@ budget = [
         rpo_target=cfg.dr.postgres.rpo_seconds,
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
-        promotion_estimate_seconds=cfg.dr.replica_promotion_estimate_seconds,
+        switch_steps=[(step.name, step.timeout_seconds) for step in switch.steps],
         lag_threshold_seconds=cfg.replica_lag_threshold_seconds,
     ) if postgres.replica_arn is not None or bound.datastore != "postgres"),
     *dr_budget.neo4j_bounds(
@@ -481,6 +509,9 @@ budget = [
         failure_threshold=dns.health_check.failure_threshold,
         cluster_start_seconds=cfg.dr.neo4j_cluster_start_estimate_seconds or 0,
         refresh_schedule=neo.dr.refresh_schedule,
+        # the plan's EKS step, when it scales the graph's servers up
+        tier_scaling_seconds=next((step.timeout_seconds for step in switch.steps if step.block == "EKSResourceScaling"
+                                   and any(w.namespace == neo.namespace for w in switch.scaled)), 0),
     ),
 ]
 budget.append(dr_budget.postgres_pitr_rto(
@@ -537,6 +568,14 @@ export("postgres", {
 export("neo4j", {"releases": graph.release_names, "heap": graph.plan.heap,
                         "pagecache": graph.plan.pagecache})
 export("dnsFailover", {"healthCheckId": failover.health_check_id, "fqdn": failover.fqdn})
+# How to switch: start the plan from the region being activated (data plane), never from the lost one.
+export("regionSwitch", {
+    "planArn": switch.plan_arn, "executionRoleArn": switch.execution_role_arn,
+    "approvalRoleArn": switch.approval_role_arn,
+    "healthChecks": {cfg.aws.region(role): check for role, check in switch.health_check_ids.items()},
+    "steps": [{"name": s.name, "block": s.block, "timeoutSeconds": s.timeout_seconds} for s in switch.steps],
+    "regions": {role: cfg.aws.region(role) for role in settings.ROLES},
+})
 export("edge", {"mode": edge.mode, "webAclArn": tier.edge.web_acl_arn,
                        "drWebAclArn": tiers["dr"].edge.web_acl_arn,
                        "loadBalancerDnsName": tier.edge.load_balancer_dns_name,

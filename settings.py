@@ -1287,6 +1287,20 @@ class DrTarget(Model):
     rpo_seconds: Annotated[int, Field(ge=1)] = Field(description="Recovery point objective in seconds.")
 
 
+class RegionSwitchSettings(Model):
+    # Each step of the ARC Region switch plan (components/region_switch.py) stops the execution when
+    # it outlasts its timeout, so the sum of the timeouts bounds the switch (helpers/dr_budget.py).
+    approval_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(2,
+        description="Region switch: the on-call's window to approve the switch (ManualApproval step timeout).")
+    promotion_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(10,
+        description="Region switch: timeout of the PostgreSQL replica promotion step (at least the measured "
+                    "dr.replicaPromotionEstimateSeconds).")
+    scaling_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(15,
+        description="Region switch: timeout of the EKS scaling step (the DR tier's scaled-down workloads).")
+    traffic_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(1,
+        description="Region switch: timeout of the Route 53 health-check step that moves traffic.")
+
+
 class DrSettings(Model):
     # The region holding the PostgreSQL writer and taking the traffic: each value deploys, moving
     # between them replaces nothing that holds data (docs/decisions/018-active-region-is-state.md),
@@ -1325,6 +1339,18 @@ class DrSettings(Model):
     on_call_permission_set: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,32}$")] = Field(
         "IntelGraphOnCall", description="IAM Identity Center permission set whose users may assume the "
                                         "on-call role (intelgraph-<stack>-oncall).")
+    region_switch: RegionSwitchSettings = Field(default_factory=lambda: RegionSwitchSettings.model_validate({}),
+        description="Step timeouts of the ARC Region switch plan (they bound the switch's RTO).")
+
+    @model_validator(mode="after")
+    def _promotion_step_outlasts_the_measured_promotion(self) -> "DrSettings":
+        # a timeout below what a drill measured would stop a normal switch half way
+        if self.region_switch.promotion_timeout_minutes * 60 < self.replica_promotion_estimate_seconds:
+            raise ValueError(
+                f"regionSwitch.promotionTimeoutMinutes ({self.region_switch.promotion_timeout_minutes}) is shorter "
+                f"than replicaPromotionEstimateSeconds ({self.replica_promotion_estimate_seconds} s): the plan would "
+                "stop a promotion that takes as long as the drill measured")
+        return self
 
 
 def _retired_urn(value: str) -> str:

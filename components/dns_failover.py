@@ -1,17 +1,25 @@
-"""DnsFailover: Route 53 health-checked failover from the primary region to the DR region.
+"""DnsFailover: the failover records, switched by the ARC Region switch plan, and the primary's probe.
 
-An HTTPS health check probes the primary's /healthz from several Route 53 checker regions; the
-PRIMARY alias record answers while it is healthy, the SECONDARY (DR load balancer) otherwise.
-The checked name has a record of its own, aliasing the primary load balancer (never the failover
-name: that would follow the failover and check the DR region), and the Ingress serves it.
-Detection takes request_interval x failure_threshold; resolvers may then keep the old answer for
-the alias's 60 s TTL (see helpers/dr_budget.py).
+The PRIMARY and SECONDARY alias records each carry the Route 53 health check that the Region switch
+plan owns for their region (components/region_switch.py): the plan's move-traffic step marks the
+activating region's healthy and the other's unhealthy, after it has promoted that region's database.
+Traffic therefore moves with the writer and never because a probe failed: neither record evaluates
+its load balancer's target health, which would send clients to the DR region's read-only replica
+on its own (Route 53 Developer Guide, "Values specific for failover alias records", Evaluate target
+health).
+
+An HTTPS health check still probes the primary's /healthz from several Route 53 checker regions and
+alarms when it fails: that is the page on which the on-call starts the plan. The checked name has a
+record of its own, aliasing the primary load balancer (never the failover name: that would follow
+the failover and check the DR region), and the Ingress serves it. Detection takes
+request_interval x failure_threshold; resolvers may keep the old answer for the alias's 60 s TTL
+after the switch (see helpers/dr_budget.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -37,6 +45,8 @@ class DnsFailoverArgs:
     checker_regions: tuple[str, ...]
     primary: LoadBalancerTarget
     secondary: LoadBalancerTarget
+    # PRIMARY / SECONDARY: the Region switch plan's health check of the record's region
+    switch_checks: Mapping[str, pulumi.Input[str]]
     health_path: str = "/healthz"
 
     def __post_init__(self) -> None:
@@ -49,6 +59,8 @@ class DnsFailoverArgs:
             problems.append("checker_regions needs at least 3 regions (Route 53's minimum)")
         if isinstance(self.primary.dns_name, str) and self.primary == self.secondary:
             problems.append("primary and secondary must be different load balancers")
+        if set(self.switch_checks) != {"PRIMARY", "SECONDARY"}:
+            problems.append("switch_checks must name the Region switch health check of PRIMARY and of SECONDARY")
         if self.health_check_fqdn.rstrip(".") == self.record_name.rstrip("."):
             problems.append("health_check_fqdn must not be the failover record_name: the check would follow "
                             "the failover to the DR region")
@@ -97,11 +109,10 @@ class DnsFailover(pulumi.ComponentResource):
                 type="A",
                 set_identifier=role.lower(),
                 failover_routing_policies=[{"type": role}],
-                # The SECONDARY answers when the PRIMARY is unhealthy; it needs no check of its own
-                # beyond its load balancer's target health.
-                health_check_id=check.id if role == "PRIMARY" else None,
+                # only the Region switch plan moves traffic (module docstring)
+                health_check_id=args.switch_checks[role],
                 aliases=[{"name": target.dns_name, "zone_id": target.zone_id,
-                          "evaluate_target_health": True}],
+                          "evaluate_target_health": False}],
                 opts=child,
             )
             for role, target in (("PRIMARY", args.primary), ("SECONDARY", args.secondary))
@@ -109,7 +120,8 @@ class DnsFailover(pulumi.ComponentResource):
         topic = alert_topic(f"{name}-alerts", args.account_id, child)
         alarm(
             f"{name}-primary-unhealthy",
-            description=f"{args.health_check_fqdn}{args.health_path} is failing: traffic is on the DR region",
+            description=(f"{args.health_check_fqdn}{args.health_path} is failing: decide on the region switch "
+                         "(run the ARC Region switch plan from the DR region, docs/runbooks.md)"),
             namespace="AWS/Route53", metric="HealthCheckStatus",
             dimensions={"HealthCheckId": check.id},
             statistic="Minimum", comparison="LessThanThreshold", threshold=1,

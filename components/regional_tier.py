@@ -179,6 +179,10 @@ class RegionalTier(pulumi.ComponentResource):
 
         # --- cache ------------------------------------------------------------------------------
         self.cache = RedisCache(self._named("redis"), args.cache, opts=self._inside(args.cache.namespace))
+        # (namespace, StatefulSet) this tier runs at zero replicas until the region switch scales it
+        # up (components/region_switch.py, its EKS scaling step)
+        self.scaled_down: tuple[tuple[str, str], ...] = (
+            ((args.cache.namespace, args.cache.app_name),) if args.cache.replicas == 0 else ())
         dashboard_configmap(
             self._named("stores-dashboard"), object_name="stores-dashboard", namespace=obs.prometheus_namespace,
             label=obs.grafana_dashboard_label, dashboard=stores_dashboard(args.graph_namespace, args.cache.namespace),

@@ -6,9 +6,11 @@ synth prints it and the policy pack judges it. Every term says where its number 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
+from typing import Sequence
 
 # An alias record to an ELB carries the load balancer's 60 s TTL: resolvers may keep answering
 # with the failed primary for that long after Route 53 flips (Route 53 Developer Guide,
@@ -68,15 +70,33 @@ def dns_detection_seconds(request_interval_seconds: int, failure_threshold: int)
     return request_interval_seconds * failure_threshold
 
 
+def _term(step_name: str) -> str:
+    """A plan step's name as a budget term: promote-postgres -> promotePostgres."""
+    head, *rest = step_name.split("-")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def switch_seconds(steps: Sequence[tuple[str, int]]) -> dict[str, int]:
+    """The Region switch plan's steps run one after another, each stopped at its timeout
+    (components/region_switch.py): together they take at most the sum of the timeouts."""
+    terms = {_term(name): seconds for name, seconds in steps}
+    if len(terms) != len(steps) or not all(re.fullmatch(r"[a-z][A-Za-z]*", t) for t in terms):
+        raise ValueError(f"switch steps need distinct lower-case hyphenated names, not {[n for n, _ in steps]}")
+    return terms
+
+
 def postgres_bounds(
     *, rto_target: int, rpo_target: int, request_interval_seconds: int, failure_threshold: int,
-    promotion_estimate_seconds: int, lag_threshold_seconds: int,
+    switch_steps: Sequence[tuple[str, int]], lag_threshold_seconds: int,
 ) -> list[Bound]:
+    """RTO: the probe's verdict pages the on-call, who starts the Region switch plan; its steps
+    (approval, promotion, tier scaling, the health checks that move traffic) each end by their
+    timeout, and resolvers may keep the old answer for the alias's TTL after the last one."""
     detection = dns_detection_seconds(request_interval_seconds, failure_threshold)
     rto_terms = {
         "dnsDetection": detection,
+        **switch_seconds(switch_steps),
         "aliasTtl": ALIAS_TO_ELB_TTL_SECONDS,
-        "replicaPromotion": promotion_estimate_seconds,
     }
     # Failing over to the replica loses at most the lag it was allowed before the alarm fired
     # (the threshold, two heartbeats) plus what accrues while the alarm detects it; restoring
@@ -140,7 +160,8 @@ def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chai
                  full_backup_seconds: int, restore_estimate_seconds: int,
                  differential_estimate_seconds: int, dr_mode: str, replication_sla_seconds: int,
                  request_interval_seconds: int, failure_threshold: int,
-                 cluster_start_seconds: int = 0, refresh_schedule: str | None = None) -> list[Bound]:
+                 cluster_start_seconds: int = 0, refresh_schedule: str | None = None,
+                 tier_scaling_seconds: int = 0) -> list[Bound]:
     """Bounds of the DR path: the primary region is lost, and the DR cluster's graph is what the
     newest backup chain replicated to the DR bucket seeds (components/scripts/neo4j_dr_seed.sh).
 
@@ -161,6 +182,8 @@ def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chai
     newest chain; the switch promotes what the last refresh loaded. RPO adds the longest gap between
     two refreshes (the copy ages until the next one lands). RTO counts one seed: a switch that lands
     while a refresh runs waits for it (the database is offline while its store is replaced).
+    When the Region switch plan scales the graph's StatefulSets up (its EKS scaling step), that
+    step's timeout counts too (``tier_scaling_seconds``).
     """
     if dr_mode not in ("pilot-light", "warm"):
         raise ValueError(f"dr_mode must be pilot-light or warm, not {dr_mode!r}")
@@ -177,6 +200,7 @@ def neo4j_bounds(*, rto_target: int, rpo_target: int, backup_schedule: str, chai
     rto_terms = {"dnsDetection": dns_detection_seconds(request_interval_seconds, failure_threshold),
                  "aliasTtl": ALIAS_TO_ELB_TTL_SECONDS,
                  **({"clusterStart": cluster_start_seconds} if dr_mode == "pilot-light" else {}),
+                 **({"tierScaling": tier_scaling_seconds} if tier_scaling_seconds else {}),
                  "restoreFullBackup": restore_estimate_seconds,
                  "replayDifferentials": differentials * differential_estimate_seconds}
     return [

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -57,6 +59,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
         self.preview = preview  # a stack's first preview: nothing exists yet
         self._provider_regions: dict[str, str] = {}
         self._alb_names: set[tuple[str, str]] = set()  # (region, name) of the ALBs the controller would create
+        self._switch_plans: dict[str, Outputs] = {}  # Region switch plans by name: their inputs
         self.invokes: list[Invoke] = []  # every function call, in order (tests/test_failed_over_deploy.py)
         self._lock = threading.Lock()
 
@@ -94,6 +97,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             self._controller_sees(args.typ, outputs, region)
         else:
             resource_id = f"{args.name}-{_hex(seed, 8)}"
+        if args.typ == "aws:arcregionswitch/plan:Plan":
+            with self._lock:
+                self._switch_plans[str(args.inputs.get("name"))] = outputs
         if self.preview:
             return _first_preview(args, outputs)
         return resource_id, outputs
@@ -110,6 +116,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return {"name": region, "region": region, "id": region}, []
         if args.token == "aws:lb/getLoadBalancer:getLoadBalancer":
             return self._load_balancer(args), []
+        if args.token == "aws:arcregionswitch/getRoute53HealthChecks:getRoute53HealthChecks":
+            plan = str(args.args.get("planArn", "")).split("/", 1)[-1].rsplit(":", 1)[0]
+            return {"planArn": args.args.get("planArn"), "healthChecks": self._switch_checks(plan)}, []
+        if args.token == "aws:ssm/getParameter:getParameter":
+            return self._parameter(args), []
         raise NotImplementedError(
             f"synth has no mock for the function {args.token}; add one to synth/mocks.py"
         )
@@ -150,6 +161,36 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "dnsName": f"{name}-{int(suffix[:8], 16) % 10**10}.{region}.elb.amazonaws.com",
             "zoneId": ALB_CANONICAL_ZONES[region],
         }
+
+    def _switch_checks(self, plan_name: str) -> list[Outputs]:
+        """ListRoute53HealthChecks: the health check Region switch owns for each region of the plan's
+        Route53HealthCheck steps (their ids are Route 53's: UUIDs)."""
+        with self._lock:
+            plan = self._switch_plans.get(plan_name)
+        if plan is None:
+            raise Exception(f"ResourceNotFoundException: no Region switch plan {plan_name!r}")
+        checks = {}
+        for workflow in plan.get("workflows") or []:
+            for step in workflow.get("steps") or []:
+                for config in step.get("route53HealthCheckConfigs") or []:
+                    for region in plan.get("regions") or []:
+                        checks[(config["recordName"], region)] = {
+                            "hostedZoneId": config["hostedZoneId"], "recordName": config["recordName"],
+                            "region": region, "status": "healthy" if region == plan.get("primaryRegion") else "unhealthy",
+                            "healthCheckId": _uuid(f"route53-health-check::{plan_name}::{region}")}
+        return list(checks.values())
+
+    def _parameter(self, args: pulumi.runtime.MockCallArgs) -> Outputs:
+        """SSM GetParameter: only the copy of a Region switch plan's health checks, as the deploy
+        before (with the plan's checks) wrote it."""
+        name = str(args.args.get("name"))
+        match = re.fullmatch(r"/intelgraph/region-switch/([A-Za-z0-9-]+)/route53-health-checks", name)
+        if match is None:
+            raise Exception(f"ParameterNotFound: {name}")
+        checks = {c["region"]: c["healthCheckId"] for c in self._switch_checks(match[1])}
+        value = json.dumps(checks, sort_keys=True)
+        return {"id": name, "name": name, "type": "String", "value": value, "insecureValue": value,
+                "arn": f"arn:aws:ssm:{self._region_of(args.provider)}:{self.account_id}:parameter{name}"}
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -373,6 +414,11 @@ def _random_password(ctx: _Context) -> str:
     return "none"
 
 
+def _switch_plan(ctx: _Context) -> str:
+    # arn:aws:arc-region-switch::<account>:plan/<name>:<6 characters> (ARC API Reference, Plan)
+    return ctx.arn("arc-region-switch", f"plan/{ctx.physical_name()}:{_hex(ctx.seed, 6)}", regional=False)
+
+
 def _generic_aws(ctx: _Context, type_: str) -> str:
     # Attachments and bucket sub-configurations have no ARN of their own: AWS ids them by the
     # parent's name (a bucket) or by their own name.
@@ -407,6 +453,7 @@ _SHAPES: dict[str, Callable[[_Context], str]] = {
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:route53/healthCheck:HealthCheck": _health_check,
     "aws:route53/record:Record": _record,
+    "aws:arcregionswitch/plan:Plan": _switch_plan,
     "aws:wafv2/webAcl:WebAcl": _wafv2("webacl"),
     "aws:wafv2/ipSet:IpSet": _wafv2("ipset"),
     "random:index/randomId:RandomId": _random_id,

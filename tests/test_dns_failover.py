@@ -1,4 +1,4 @@
-"""DnsFailover: an HTTPS health check on the primary, PRIMARY/SECONDARY alias records, an alarm."""
+"""DnsFailover: PRIMARY/SECONDARY alias records switched by the Region switch plan, the primary's probe, an alarm."""
 
 from __future__ import annotations
 
@@ -70,19 +70,26 @@ def test_a_health_check_on_the_failover_name_is_a_settings_error():
         settings.validate(config_with("prod", {"dns.healthCheck.fqdn": "api.intelgraph.example.com"}))
 
 
-def test_primary_and_secondary_alias_records_fail_over(any_stack):
-    [check] = any_stack.of_type("aws:route53/healthCheck:HealthCheck")
+def test_the_region_switch_plan_alone_moves_traffic(any_stack):
+    """Each failover record carries the Route 53 health check the Region switch plan owns for its
+    region (ARC Developer Guide, "Amazon Route 53 health check execution block": the block creates
+    the health checks, which you attach to your records), never the endpoint probe, and evaluates no
+    target health: a failing primary ALB alone must not send clients to the DR region's read-only
+    replica (Route 53 Developer Guide, "Values specific for failover alias records")."""
+    [probe] = any_stack.of_type("aws:route53/healthCheck:HealthCheck")
     records = {r.inputs["setIdentifier"]: r.inputs for r in any_stack.of_type(RECORD) if "setIdentifier" in r.inputs}
     assert set(records) == {"primary", "secondary"}
     primary, secondary = records["primary"], records["secondary"]
     assert primary["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
     assert secondary["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
-    assert primary["healthCheckId"] == check.id and "healthCheckId" not in secondary
-    assert primary["name"] == secondary["name"] and primary["zoneId"] == secondary["zoneId"]
+    checks = any_stack.outputs["regionSwitch"]["healthChecks"]
     aws = stack_settings(any_stack.stack).aws
+    assert primary["healthCheckId"] == checks[aws.primary_region] != probe.id
+    assert secondary["healthCheckId"] == checks[aws.dr_region] != probe.id
+    assert primary["name"] == secondary["name"] and primary["zoneId"] == secondary["zoneId"]
     for record, region in ((primary, aws.primary_region), (secondary, aws.dr_region)):
         [alias] = record["aliases"]
-        assert alias["evaluateTargetHealth"] is True and f".{region}.elb.amazonaws.com" in alias["name"]
+        assert alias["evaluateTargetHealth"] is False and f".{region}.elb.amazonaws.com" in alias["name"]
 
 
 def test_unhealthy_primary_raises_an_alarm_in_us_east_1(prod):
@@ -105,12 +112,14 @@ def test_unhealthy_primary_raises_an_alarm_in_us_east_1(prod):
     ({"checker_regions": ("us-east-1",)}, "at least 3 regions"),
     ({"secondary": LoadBalancerTarget("a.us-east-1.elb.amazonaws.com", "Z1")}, "different load balancers"),
     ({"health_check_fqdn": "api.example.com"}, "must not be the failover record_name"),
+    ({"switch_checks": {"PRIMARY": "check-a"}}, "switch_checks must name"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     base = dict(account_id="481236059412", hosted_zone_id="Z1", record_name="api.example.com",
                 health_check_fqdn="primary.example.com", request_interval_seconds=10,
                 failure_threshold=3, checker_regions=("us-east-1", "us-west-2", "eu-west-1"),
                 primary=LoadBalancerTarget("a.us-east-1.elb.amazonaws.com", "Z1"),
-                secondary=LoadBalancerTarget("b.us-west-2.elb.amazonaws.com", "Z2"))
+                secondary=LoadBalancerTarget("b.us-west-2.elb.amazonaws.com", "Z2"),
+                switch_checks={"PRIMARY": "check-a", "SECONDARY": "check-b"})
     with pytest.raises(ValueError, match=words):
         DnsFailoverArgs(**{**base, **changes})

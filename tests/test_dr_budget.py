@@ -8,12 +8,17 @@ from helpers import dr_budget
 from synth import engine
 from tests.conftest import config_with
 
+SWITCH = [("approve", 120), ("promote-postgres", 600), ("move-traffic", 60)]
 
-def test_postgres_rto_is_detection_plus_ttl_plus_promotion():
+
+def test_postgres_rto_is_detection_plus_the_switch_steps_timeouts_plus_ttl():
+    # each step of the Region switch plan ends by its timeout (components/region_switch.py)
     rto, rpo, pitr = dr_budget.postgres_bounds(
         rto_target=900, rpo_target=300, request_interval_seconds=10, failure_threshold=3,
-        promotion_estimate_seconds=600, lag_threshold_seconds=180)
-    assert rto.bound_seconds == 10 * 3 + 60 + 600 and rto.met
+        switch_steps=SWITCH, lag_threshold_seconds=180)
+    assert rto.bound_seconds == 10 * 3 + 120 + 600 + 60 + 60 and rto.met
+    assert rto.terms == {"dnsDetection": 30, "approve": 120, "promotePostgres": 600, "moveTraffic": 60,
+                         "aliasTtl": 60}
     assert rpo.bound_seconds == 180 + 60 and rpo.met
     assert pitr.bound_seconds == 300 and pitr.met
 
@@ -21,8 +26,8 @@ def test_postgres_rto_is_detection_plus_ttl_plus_promotion():
 def test_a_target_the_settings_cannot_meet_is_reported_missed():
     [rto, *_] = dr_budget.postgres_bounds(
         rto_target=300, rpo_target=300, request_interval_seconds=30, failure_threshold=5,
-        promotion_estimate_seconds=600, lag_threshold_seconds=180)
-    assert rto.bound_seconds == 150 + 60 + 600 and not rto.met
+        switch_steps=SWITCH, lag_threshold_seconds=180)
+    assert rto.bound_seconds == 150 + 780 + 60 and not rto.met
     assert rto.as_output()["met"] is False
 
 
@@ -35,13 +40,13 @@ def test_lag_threshold_and_rpo_bound_follow_from_the_heartbeat():
     assert dr_budget.lag_alarm_threshold_seconds() == 2 * dr_budget.HEARTBEAT_INTERVAL_SECONDS == 30
     [_, rpo, _] = dr_budget.postgres_bounds(
         rto_target=900, rpo_target=300, request_interval_seconds=10, failure_threshold=3,
-        promotion_estimate_seconds=600, lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds())
+        switch_steps=SWITCH, lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds())
     assert rpo.terms == {"lagAlarmThreshold": 30, "lagAlarmDetection": 60} and rpo.bound_seconds == 90
     # a slower heartbeat is a weaker promise, and an RPO of one minute is not achievable here
     assert dr_budget.lag_alarm_threshold_seconds(30) == 60
     [_, tight, _] = dr_budget.postgres_bounds(
         rto_target=900, rpo_target=60, request_interval_seconds=10, failure_threshold=3,
-        promotion_estimate_seconds=600, lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds())
+        switch_steps=SWITCH, lag_threshold_seconds=dr_budget.lag_alarm_threshold_seconds())
     assert not tight.met
 
 
@@ -60,8 +65,9 @@ def test_backup_interval_is_the_longest_gap_between_runs(schedule, gap):
 def test_stack_exports_the_budget(prod):
     rows = {(r["datastore"], r["objective"]): r for r in prod.outputs["drBudget"]}
     assert rows[("postgres", "RTO")] == {
-        "datastore": "postgres", "objective": "RTO", "targetSeconds": 900, "boundSeconds": 690,
-        "met": True, "terms": {"dnsDetection": 30, "aliasTtl": 60, "replicaPromotion": 600}}
+        "datastore": "postgres", "objective": "RTO", "targetSeconds": 900, "boundSeconds": 870,
+        "met": True, "terms": {"dnsDetection": 30, "approve": 120, "promotePostgres": 600, "moveTraffic": 60,
+                               "aliasTtl": 60}}
     assert all(r["met"] for r in rows.values())
 
 
@@ -158,3 +164,21 @@ def test_postgres_pitr_rto_row_is_the_rehearsals_measured_restore_time(prod):
         "met": True, "terms": {"pitrRestore": 2400}}
     slow = dr_budget.postgres_pitr_rto(rto_target=3600, restore_estimate_seconds=5000)
     assert not slow.met and slow.as_output()["met"] is False
+
+
+def test_neo4j_rto_counts_the_region_switch_scaling_the_graph_up():
+    """When the Region switch plan scales the DR graph's StatefulSets up (its EKS scaling step), the
+    restore waits for that step, which ends by its timeout (components/region_switch.py)."""
+    common = dict(rto_target=3600, rpo_target=5400, backup_schedule="0 * * * *", chain_days=1,
+                  full_backup_seconds=1419, restore_estimate_seconds=2700, differential_estimate_seconds=20,
+                  dr_mode="pilot-light", cluster_start_seconds=900, replication_sla_seconds=900,
+                  request_interval_seconds=10, failure_threshold=3)
+    plain = {b.objective: b for b in dr_budget.neo4j_bounds(**common)}["RTO"]
+    scaled = {b.objective: b for b in dr_budget.neo4j_bounds(tier_scaling_seconds=900, **common)}["RTO"]
+    assert "tierScaling" not in plain.terms and scaled.terms["tierScaling"] == 900
+    assert scaled.bound_seconds == plain.bound_seconds + 900
+
+
+def test_switch_steps_need_distinct_names():
+    with pytest.raises(ValueError, match="distinct"):
+        dr_budget.switch_seconds([("approve", 60), ("approve", 60)])

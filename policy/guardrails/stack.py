@@ -8,7 +8,7 @@ import re
 from pulumi_policy import EnforcementLevel
 
 from . import config_keys, exceptions
-from ._rules import cluster_of, depends_on, dig, each, is_unknown, number, peek, region_of, setting, stack_rule
+from ._rules import cluster_of, depends_on, dig, each, is_unknown, number, peek, present, region_of, setting, stack_rule
 from .kubernetes import INGRESS, WORKLOADS
 from .rds import INSTANCE, is_replica, promoted_from
 from .rds import source_db as _source_db
@@ -20,6 +20,8 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 STACK = "pulumi:pulumi:Stack"
 RECORD = "aws:route53/record:Record"
+HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
+SWITCH_PLAN = "aws:arcregionswitch/plan:Plan"
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
 # ELB DNS names end in <region>.elb.amazonaws.com (ALB: name-id.region..., optionally dualstack.)
 _ELB_REGION = re.compile(r"\.([a-z]{2}(?:-[a-z]+)+-[0-9])\.elb\.amazonaws\.com\.?$")
@@ -195,6 +197,42 @@ def _ingresses_protected(record, ingresses):
                    "region's provider.", record.urn)
 
 
+@stack_rule("dns-failover-by-region-switch",
+            "Failover records move only with the Region switch plan: its health checks, no target health.",
+            judges=(RECORD,))
+def failover_by_region_switch(resources, args):
+    # ARC Developer Guide, "Amazon Route 53 health check execution block": the plan's health checks,
+    # attached to the failover records, move traffic when the plan runs - after its promotion step.
+    # An endpoint probe or an alias's target health flips traffic on its own, to a DR region whose
+    # database is still a read-only replica (and back to a primary that no longer writes).
+    plans = [r for r in resources if r.resource_type == SWITCH_PLAN]
+    for record in (r for r in resources if r.resource_type == RECORD
+                   and any(dig(p, "type") in ("PRIMARY", "SECONDARY") for p in each(r.props, "failoverRoutingPolicies"))):
+        if not present(record.props, "healthCheckId"):
+            yield (f"Route 53 failover record {record.name} carries no health check; attach the Region switch "
+                   "plan's health check of its region (aws.arcregionswitch.get_route53_health_checks).", record.urn)
+        elif depends_on(record, "healthCheckId", HEALTH_CHECK):
+            yield (f"Route 53 failover record {record.name} carries an endpoint health check: a failing probe would "
+                   "move traffic without the writer; attach the Region switch plan's health check instead.",
+                   record.urn)
+        if any(dig(alias, "evaluateTargetHealth") is True for alias in each(record.props, "aliases")):
+            yield (f"Route 53 failover record {record.name} evaluates its target's health: an unhealthy load "
+                   "balancer would move traffic without the writer; set evaluateTargetHealth: false.", record.urn)
+        if not any(_switches(plan, record) for plan in plans):
+            yield (f"Route 53 failover record {record.name} ({dig(record.props, 'setIdentifier')}) is in no Region "
+                   "switch plan's Route53HealthCheck step; list it in the step's recordSets.", record.urn)
+
+
+def _switches(plan, record) -> bool:
+    """Whether one of ``plan``'s Route53HealthCheck steps names the record (zone, name, set identifier)."""
+    return any(peek(config, "hostedZoneId") == peek(record.props, "zoneId")
+               and str(peek(config, "recordName")).rstrip(".") == str(peek(record.props, "name")).rstrip(".")
+               and any(peek(s, "recordSetIdentifier") == peek(record.props, "setIdentifier")
+                       for s in each(config, "recordSets"))
+               for workflow in each(plan.props, "workflows") for step in each(workflow, "steps")
+               for config in each(step, "route53HealthCheckConfigs"))
+
+
 @stack_rule("policy-exceptions-valid", "Every exception in policy/exceptions.yaml is well-formed and unexpired.",
             level=EnforcementLevel.MANDATORY)
 def exceptions_valid(resources, args):
@@ -217,4 +255,4 @@ def exceptions_in_use(resources, args):
 
 
 POLICIES = [replica_cross_region, backup_replicated, backup_object_lock, namespaces_closed, neo4j_primaries,
-            dr_budget, waf_every_failover_region, exceptions_valid, exceptions_in_use]
+            dr_budget, waf_every_failover_region, failover_by_region_switch, exceptions_valid, exceptions_in_use]
