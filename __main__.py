@@ -420,7 +420,8 @@ switch = RegionSwitch(
         environment=cfg.environment,
         account_id=cfg.aws.account_id,
         regions={role: cfg.aws.region(role) for role in settings.ROLES},
-        db_instance_arns={"primary": postgres.primary_arn, "dr": postgres.replica_arn},
+        # each region's instance (writer or replica): the plan is the same in every state
+        db_instance_arns=postgres.instance_arns,
         hosted_zone_id=dns.hosted_zone_id,
         record_name=dns.record_name,
         cluster_names={role: cfg.kubernetes.of(role).cluster_name for role in settings.ROLES},
