@@ -312,7 +312,8 @@ class PostgresDr(pulumi.ComponentResource):
         self.replica_kms_key_arn = regions["dr"].key.arn
         self.dr_instance_arn = instances["dr"].arn  # the DR region's instance, writer or replica
         # each region's instance whatever it does: what IAM policies name, so a failover changes none
-        self.instance_arns = {role: instance.arn for role, instance in sorted(instances.items())}
+        self.instance_arns: dict[Region, pulumi.Output[str]] = {"primary": instances["primary"].arn,
+                                                                 "dr": instances["dr"].arn}
         first = instances["primary"] if placements["primary"].born == 1 else writer_db
         self._master_secret(secret, bootstrap, first, regions["primary"], regions["dr"])
         self.writer_secret_arn = self.master_secret_arn if writer.region == "primary" else self.dr_master_secret_arn
