@@ -252,12 +252,9 @@ def tier_args(role: settings.Role) -> RegionalTierArgs:
     is_primary = role == "primary"
     logs = buckets["logs"]
     graph = graph_args(role) if is_primary or neo.dr.mode == "warm" else None
-    extra_flows = {}
-    if is_primary:
-        extra_flows = allowlisted()
-        # the PostgreSQL restore rehearsal runs in the primary cluster (below)
-        extra_flows[pgr.namespace] = extra_flows.get(pgr.namespace, ()) + rehearsal_flows(
-            around, tuple(pgr.dr_rds_endpoint_cidrs))
+    extra_flows = allowlisted() if is_primary else {
+        # the PostgreSQL restore rehearsal runs in the DR cluster (below): it outlives the primary region
+        pgr.namespace: rehearsal_flows(around, tuple(pgr.dr_rds_endpoint_cidrs))}
     return RegionalTierArgs(
         region=cfg.aws.region(role),
         neighbours=around,
@@ -388,11 +385,14 @@ postgres = PostgresDr(
         master_secret_rotation_days=pg.master_secret_rotation_days,
         major_upgrade_from=pg.major_upgrade.from_version if pg.major_upgrade else None,
         log_retention_days=cfg.logs.retention_days,
+        active_region=cfg.dr.active_region,
+        generations=(pg.generations.primary, pg.generations.dr),
     ),
     opts=pulumi.ResourceOptions(provider=primary),
 )
 
-# weekly point-in-time restore of the replicated backups in the DR region, always cleaned up
+# weekly point-in-time restore of the writer's backups in the DR region (the primary's replicated
+# ones, or the DR writer's own after a failover), from the DR cluster, always cleaned up
 PgRestoreRehearsal(
     "pg-restore-rehearsal",
     PgRestoreRehearsalArgs(
@@ -404,15 +404,16 @@ PgRestoreRehearsal(
         account_id=cfg.aws.account_id,
         primary_region=cfg.aws.primary_region,
         dr_region=cfg.aws.dr_region,
-        primary_arn=postgres.primary_arn,
+        writer_arn=postgres.writer_arn,
+        dr_instance_arn=postgres.dr_instance_arn,
         restore_target=postgres.dr_restore_target,
-        oidc_provider_arn=cfg.kubernetes.primary.oidc_provider_arn,
-        oidc_issuer=cfg.kubernetes.primary.oidc_issuer,
+        oidc_provider_arn=cfg.kubernetes.dr.oidc_provider_arn,
+        oidc_issuer=cfg.kubernetes.dr.oidc_issuer,
         prometheus_release_label=obs.prometheus_release_label,
         dr_rds_endpoint_url=pgr.dr_rds_endpoint_url,
     ),
-    opts=pulumi.ResourceOptions(providers={"kubernetes": eks["primary"], "aws": primary},
-                                depends_on=[tier.namespaces[pgr.namespace]]),
+    opts=pulumi.ResourceOptions(providers={"kubernetes": eks["dr"], "aws": dr},
+                                depends_on=[tiers["dr"].namespaces[pgr.namespace]]),
 )
 
 # --- the region switch: one ARC plan moves the writer, the DR tier and traffic together ----------
@@ -423,7 +424,8 @@ switch = RegionSwitch(
         environment=cfg.environment,
         account_id=cfg.aws.account_id,
         regions={role: cfg.aws.region(role) for role in settings.ROLES},
-        db_instance_arns={"primary": postgres.primary_arn, "dr": postgres.replica_arn},
+        # each region's instance (writer or replica): the plan is the same in every state
+        db_instance_arns=postgres.instance_arns,
         hosted_zone_id=dns.hosted_zone_id,
         record_name=dns.record_name,
         cluster_names={role: cfg.kubernetes.of(role).cluster_name for role in settings.ROLES},
@@ -489,14 +491,15 @@ for topic_name, (topic, role) in alert_topics.items():
 
 # --- DR budget: bounds from what is deployed, against the stack's targets ------------------------
 budget = [
-    *dr_budget.postgres_bounds(
+    # failing over to a replica needs one: none between a failover and the rebuild (PITR rows stay)
+    *(bound for bound in dr_budget.postgres_bounds(
         rto_target=cfg.dr.postgres.rto_seconds,
         rpo_target=cfg.dr.postgres.rpo_seconds,
         request_interval_seconds=dns.health_check.request_interval_seconds,
         failure_threshold=dns.health_check.failure_threshold,
         switch_steps=[(step.name, step.timeout_seconds) for step in switch.steps],
         lag_threshold_seconds=cfg.replica_lag_threshold_seconds,
-    ),
+    ) if postgres.replica_arn is not None or bound.datastore != "postgres"),
     *dr_budget.neo4j_bounds(
         rto_target=cfg.dr.neo4j.rto_seconds,
         rpo_target=cfg.dr.neo4j.rpo_seconds,
@@ -547,11 +550,19 @@ export("backupBuckets", {
     }
     for purpose, b in buckets.items()
 })
+# The writer wherever it is (dr.activeRegion), and its replica while one exists (none between a
+# failover and the rebuild). primaryEndpoint/primaryArn: the writer, under the names the runbooks read.
 export("postgres", {
-    "primaryEndpoint": postgres.primary_endpoint,
-    "replicaEndpoint": postgres.replica_endpoint,
-    "primaryArn": postgres.primary_arn,
-    "replicaArn": postgres.replica_arn,
+    "writerRegion": cfg.aws.region(postgres.writer_region),
+    "writerEndpoint": postgres.writer_endpoint,
+    "writerArn": postgres.writer_arn,
+    "writerSecretArn": postgres.writer_secret_arn,
+    "primaryEndpoint": postgres.writer_endpoint,
+    "primaryArn": postgres.writer_arn,
+    **({"replicaEndpoint": postgres.replica_endpoint, "replicaArn": postgres.replica_arn}
+       if postgres.replica_arn is not None else {}),
+    # each region's instance, writer or not (the on-call role names both: no IAM change at failover)
+    "instanceArns": postgres.instance_arns,
     **postgres.secret_outputs,  # masterSecretArn, its DR replica, the DR rotation function, the schedule
     # the DR-region key of the replica's storage (and of a PITR restore there)
     "replicaKmsKeyArn": postgres.replica_kms_key_arn,

@@ -912,6 +912,28 @@ class PostgresMajorUpgrade(Model):
         return value
 
 
+class PostgresGenerations(Model):
+    """Which instance exists in each region (docs/decisions/018-active-region-is-state.md). Each
+    round trip creates a new cross-Region replica where the old instance was retired: generation 1
+    keeps the names the stacks were first deployed with, generation n > 1 adds ``-g<n>``. The
+    instances are born in the order primary 1, DR 1, primary 2, DR 2, ..., each a replica of the one
+    before (primary 1 alone was created as a writer)."""
+
+    primary: Annotated[int, Field(ge=1)] = Field(1, description="Generation of the primary region's instance.")
+    dr: Annotated[int, Field(ge=1)] = Field(1, description="Generation of the DR region's instance.")
+
+    @model_validator(mode="after")
+    def _born_in_turn(self) -> "PostgresGenerations":
+        # primary g is born after DR g-1 and before DR g: any other pair names an instance whose
+        # source (the one born just before it) is not in the stack
+        if self.primary - self.dr not in (0, 1):
+            raise ValueError(
+                f"primary {self.primary} and dr {self.dr}: primary must equal dr (normal, failed over) or be "
+                "dr + 1 (rebuilt: the new primary-region replica of the DR writer); a region's generation "
+                "goes up by one, after its old instance was retired (docs/runbooks.md, 'Round trip')")
+        return self
+
+
 class PostgresSettings(Model):
     # "16" (major only) with autoMinorVersionUpgrade, "16.4" (pinned minor) without: RDS upgrades
     # minors itself when allowed, and a pinned minor would then read back as a downgrade that RDS
@@ -945,6 +967,9 @@ class PostgresSettings(Model):
         description="Rotation interval of the master secret (AWS's PostgreSQL single-user rotation function).")
     major_upgrade: Optional[PostgresMajorUpgrade] = Field(None,
         description="A declared major version upgrade (one major step, deploy 1 of 2: docs/runbooks.md); omit otherwise.")
+    generations: PostgresGenerations = Field(default_factory=lambda: PostgresGenerations.model_validate({}),
+        description="Which instance exists in each region ({primary: 1, dr: 1} until a failover's rebuild): "
+                    "raised by one per region when its old instance is replaced by a new replica.")
 
     @model_validator(mode="before")
     @classmethod
@@ -1295,10 +1320,13 @@ class RegionSwitchSettings(Model):
 
 
 class DrSettings(Model):
-    # The failed-over state is this one setting: it must deploy while the primary region's APIs
-    # are down (docs/decisions/019, docs/runbooks.md "Deploy the failed-over state").
+    # The region holding the PostgreSQL writer and taking the traffic: each value deploys, moving
+    # between them replaces nothing that holds data (docs/decisions/018-active-region-is-state.md),
+    # and the failed-over one deploys while the primary region's APIs are down (docs/decisions/019,
+    # docs/runbooks.md "Deploy the failed-over state").
     active_region: Role = Field("primary", description=(
-        "Which region holds the writers and takes the traffic: primary, or dr once failed over."))
+        "Which region holds the writers and takes the traffic: primary, or dr once failed over "
+        "(docs/runbooks.md, 'Round trip')."))
     postgres: DrTarget = Field(description="PostgreSQL failover targets.")
     neo4j: DrTarget = Field(description="Neo4j restore targets.")
     # AWS publishes no SLA for promoting a read replica: measure it in a stage failover drill

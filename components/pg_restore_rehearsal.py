@@ -1,5 +1,10 @@
 """PgRestoreRehearsal: the weekly PostgreSQL point-in-time restore rehearsal in the DR region.
 
+It runs in the DR region's cluster, so it keeps running when the primary region is lost, and it
+restores the writer's backups: the primary's automated backups replicated to the DR region while
+the writer is there, the DR writer's own after a failover
+(docs/decisions/018-active-region-is-state.md).
+
 A CronJob runs the runbook itself (``python -m ops.pg_restore_rehearsal``: the repository's
 ``ops/`` files mounted from a ConfigMap, the stack outputs it needs as a JSON file next to them)
 on an image that ships Python 3 and boto3. Its IRSA role may restore into, and delete, only DB
@@ -55,9 +60,13 @@ class PgRestoreRehearsalArgs:
     image: str
     timeout_minutes: int
     account_id: str
-    primary_region: str  # STS is reached through the primary region's endpoint (IRSA)
-    dr_region: str
-    primary_arn: pulumi.Input[str]
+    primary_region: str  # named in its outputs file, with the account its runbook checks
+    dr_region: str  # where it runs (the DR cluster: STS for IRSA there) and restores
+    writer_arn: pulumi.Input[str]  # whose backups it restores (the writer, in either region)
+    # The DR region's instance: the writer after a failover, whose own backups are restored then.
+    # Named in the role whatever the state, so a failover changes no IAM policy (IAM's control
+    # plane is in us-east-1: AWS whitepaper "AWS Fault Isolation Boundaries", global services).
+    dr_instance_arn: pulumi.Input[str]
     restore_target: dict  # PostgresDr.dr_restore_target: kmsKeyArn, subnetGroup, securityGroupId, ...
     oidc_provider_arn: str
     oidc_issuer: str
@@ -67,7 +76,6 @@ class PgRestoreRehearsalArgs:
 
     def __post_init__(self) -> None:
         require("PgRestoreRehearsalArgs", [
-            "" if self.dr_region != self.primary_region else "dr_region must differ from primary_region",
             "" if f".rds.{self.dr_region}.vpce.amazonaws.com" in self.dr_rds_endpoint_url
             else "dr_rds_endpoint_url must be an RDS interface endpoint of dr_region",
             "" if {"kmsKeyArn", "subnetGroup", "securityGroupId", "parameterGroup", "instanceClass"}
@@ -88,11 +96,12 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
         role, _ = irsa_role(
             f"{name}-role", oidc_provider_arn=args.oidc_provider_arn, oidc_issuer=args.oidc_issuer,
             subjects=[(args.namespace, JOB)],
-            policy=pulumi.Output.all(target["kmsKeyArn"], target["subnetGroup"], target["parameterGroup"]).apply(
+            policy=pulumi.Output.all(target["kmsKeyArn"], target["subnetGroup"], target["parameterGroup"],
+                                     args.dr_instance_arn).apply(
                 lambda a: json.dumps(rehearsal_policy(args.account_id, args.dr_region, *a))),
             description=f"PostgreSQL PITR rehearsal: restore and delete {PREFIX}* instances in {args.dr_region}",
             opts=child)
-        outputs = pulumi.Output.all(args.primary_arn, *target.values()).apply(
+        outputs = pulumi.Output.all(args.writer_arn, *target.values()).apply(
             lambda values: json.dumps({
                 # whose: the runbook checks its credentials' account before any other call
                 "aws": {"accountId": args.account_id, "primaryRegion": args.primary_region,
@@ -122,15 +131,14 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
                     {"name": "PYTHONUNBUFFERED", "value": "1"},
                     # the runbook exits 2 on any other botocore (decision 016)
                     {"name": PINNED_BOTOCORE_ENV, "value": pinned_botocore()},
-                    # STS for IRSA through the primary region's endpoint; the runbook names the DR
-                    # region for RDS itself (from the outputs file)
-                    {"name": "AWS_REGION", "value": args.primary_region},
-                    # the runbook's account check too (GetCallerIdentity), not the DR region's STS
-                    {"name": STS_REGION_ENV, "value": args.primary_region},
-                    # RDS through the DR region's interface endpoint by its own name: its private DNS
-                    # answers only inside the DR VPC, the public name resolves to public addresses
-                    # (boto3 honours AWS_ENDPOINT_URL_<SERVICE>: AWS SDKs and Tools Reference Guide,
-                    # "Service-specific endpoints")
+                    # STS for IRSA through the DR region's endpoint, where the cluster runs
+                    {"name": "AWS_REGION", "value": args.dr_region},
+                    # the runbook's account check too (GetCallerIdentity): the DR region's STS, the
+                    # only one the pod reaches, and the one that outlives the primary region
+                    {"name": STS_REGION_ENV, "value": args.dr_region},
+                    # RDS through the DR region's interface endpoint by its own name: the same address
+                    # from any VPC (boto3 honours AWS_ENDPOINT_URL_<SERVICE>: AWS SDKs and Tools
+                    # Reference Guide, "Service-specific endpoints")
                     {"name": "AWS_ENDPOINT_URL_RDS", "value": args.dr_rds_endpoint_url},
                     {"name": "HOME", "value": "/tmp"},
                 ],
@@ -155,13 +163,17 @@ class PgRestoreRehearsal(pulumi.ComponentResource):
         self.register_outputs({})
 
 
-def rehearsal_policy(account_id: str, region: str, key_arn: str, subnet_group: str, parameter_group: str) -> dict:
+def rehearsal_policy(account_id: str, region: str, key_arn: str, subnet_group: str, parameter_group: str,
+                     dr_instance_arn: str) -> dict:
     """Restore-and-delete of PREFIX instances in the DR region only (RDS resource types per the
     Service Authorization Reference for Amazon RDS: RestoreDBInstanceToPointInTime is authorized
-    on the target db, the source auto-backup, the subnet, parameter and option groups; tagging on
+    on the target db, the source (an auto-backup, or the source db when restoring its own
+    backups: the DR region's instance, the writer after a failover), the subnet, parameter and option groups; tagging on
     create needs AddTagsToResource; an encrypted restore makes RDS create a grant on the key)."""
     arn = f"arn:aws:rds:{region}:{account_id}"
     rehearsal_db = f"{arn}:db:{PREFIX}*"
+    # the DR region's own instance (a source once it writes); never any other db
+    own = [dr_instance_arn] if dr_instance_arn.startswith(f"{arn}:db:") else []
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -170,7 +182,7 @@ def rehearsal_policy(account_id: str, region: str, key_arn: str, subnet_group: s
              "Resource": "*", "Condition": {"StringEquals": {"aws:RequestedRegion": region}}},
             {"Sid": "RestoreIntoRehearsalInstances", "Effect": "Allow",
              "Action": ["rds:RestoreDBInstanceToPointInTime"],
-             "Resource": [rehearsal_db, f"{arn}:auto-backup:*", f"{arn}:subgrp:{subnet_group}",
+             "Resource": [rehearsal_db, f"{arn}:auto-backup:*", *own, f"{arn}:subgrp:{subnet_group}",
                           f"{arn}:pg:{parameter_group}", f"{arn}:og:*"]},
             {"Sid": "TagOnCreate", "Effect": "Allow", "Action": ["rds:AddTagsToResource"], "Resource": rehearsal_db},
             {"Sid": "DeleteRehearsalInstances", "Effect": "Allow", "Action": ["rds:DeleteDBInstance"],

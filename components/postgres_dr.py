@@ -1,4 +1,11 @@
-"""PostgresDr: RDS PostgreSQL primary, a cross-region read replica, and PITR in both regions.
+"""PostgresDr: RDS PostgreSQL writer, a cross-region read replica, and PITR in both regions.
+
+Which region writes is state (docs/decisions/018-active-region-is-state.md): ``active_region``
+names it and ``generations`` the instance each region has. The writer has no replicate_source_db;
+the other region's instance replicates it when it was created after it, and is otherwise the
+former writer, whose inputs stay exactly as they were (failed over: nothing in the primary region
+changes). A replica becomes the writer by losing replicate_source_db, which the provider applies
+as PromoteReadReplica, in place.
 
 Master credentials: RDS refuses to create a read replica of an instance whose master password it
 manages in Secrets Manager (RDS User Guide, "Password management with Amazon RDS and AWS Secrets
@@ -12,10 +19,11 @@ first rotation, at deploy, replaces it with one Secrets Manager generates: what 
 A rotation function also waits in the DR region: ops/dr_promote turns the DR copy into a standalone
 secret and rotation continues there.
 
-The primary forces TLS, allows IAM authentication and is reachable on 5432 only from the
-configured CIDRs and its region's rotation function. The replica in the DR region follows the primary by ARN - a cross-region
-replica must name its source by ARN and bring a KMS key and subnet group of its own region - and
-automated backups are replicated to the DR region, so point-in-time restore exists there too.
+Every instance forces TLS, allows IAM authentication and is reachable on 5432 only from the
+configured CIDRs of its region and its region's rotation function. The replica follows the writer
+by ARN - a cross-region replica must name its source by ARN and bring a KMS key and subnet group of
+its own region - and the writer's automated backups are replicated to the other region, so
+point-in-time restore exists there too.
 
 WAL-G is not used: it needs host access and archive_command, which RDS does not give; RDS's
 own transaction-log backups are the PITR mechanism (docs/decisions/005-no-wal-g-rds-pitr.md).
@@ -60,6 +68,8 @@ ROTATION_CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"]
 # covers what RDS refuses in a master password ('/', '"', '@', space): the bootstrap uses letters
 # and digits only.
 BOOTSTRAP_PASSWORD_LENGTH = 40
+# On an instance promoted in place: the name of the instance it replicated (policy/guardrails/stack.py)
+PROMOTED_FROM_TAG = "intelgraph.io/promoted-from"
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,10 @@ class PostgresDrArgs:
     # snapshot taken and target checked by ops.pg_major_upgrade)
     major_upgrade_from: Optional[str] = None
     log_retention_days: int = 30  # the exported postgresql/upgrade log groups
+    # Which region holds the writer, and which instance each region has (settings dr.activeRegion,
+    # postgres.generations; docs/decisions/018-active-region-is-state.md).
+    active_region: Region = "primary"
+    generations: tuple[int, int] = (1, 1)  # (primary, dr)
 
     def __post_init__(self) -> None:
         problems = []
@@ -131,6 +145,8 @@ class PostgresDrArgs:
             problems.append("each region needs at least two subnets (two AZs) for a DB subnet group")
         if self.major_upgrade_from is not None and "." not in self.engine_version:
             problems.append("engine_version must be the exact target version during a major upgrade")
+        if min(self.generations) < 1 or self.generations[0] - self.generations[1] not in (0, 1):
+            problems.append("generations (primary, dr) must be >= 1 with primary equal to dr or dr + 1")
         require("PostgresDrArgs", problems)
 
     @property
@@ -151,6 +167,37 @@ class PostgresDrArgs:
         return f"postgres{self.major_upgrade_from.split('.')[0]}" if self.major_upgrade_from else self.family
 
 
+Region = Literal["primary", "dr"]
+# Generation 1 keeps the names the stacks were first deployed with (their URNs): the DR region's
+# instance is "-replica" whatever it is today; generation n > 1 adds "-g<n>".
+NAMES: dict[Region, str] = {"primary": "primary", "dr": "replica"}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One instance: its region and generation, and so its name and its place in the birth order
+    primary 1, DR 1, primary 2, DR 2, ... Primary 1 was created as a writer; every other instance
+    was created as a cross-Region replica of the one born just before it."""
+
+    region: Region
+    generation: int
+
+    @property
+    def born(self) -> int:
+        return 2 * self.generation - (1 if self.region == "primary" else 0)
+
+    def name(self, base: str) -> str:
+        stem = f"{base}-{NAMES[self.region]}"
+        return stem if self.generation == 1 else f"{stem}-g{self.generation}"
+
+    @property
+    def source(self) -> "Placement":
+        """The instance this one was created as a replica of (never asked of primary 1)."""
+        if self.region == "dr":
+            return Placement("primary", self.generation)
+        return Placement("dr", self.generation - 1)
+
+
 @dataclass(frozen=True)
 class _Region:
     """What each region provides a database instance with."""
@@ -168,12 +215,17 @@ class _Region:
 
 
 class PostgresDr(pulumi.ComponentResource):
-    primary_endpoint: pulumi.Output[str]
-    replica_endpoint: pulumi.Output[str]
-    primary_arn: pulumi.Output[str]
-    replica_arn: pulumi.Output[str]
+    """The writer is the instance of ``active_region``; the other region's instance replicates it
+    when it was born after the writer, and otherwise is the former writer, left exactly as it was
+    (failed over: the primary region may be down, and nothing there may change)."""
+
+    writer_endpoint: pulumi.Output[str]
+    writer_arn: pulumi.Output[str]
+    replica_endpoint: Optional[pulumi.Output[str]]  # None while no region replicates the writer
+    replica_arn: Optional[pulumi.Output[str]]
     master_secret_arn: pulumi.Output[str]
     dr_master_secret_arn: pulumi.Output[str]  # the secret's DR-region replica
+    writer_secret_arn: pulumi.Output[str]  # the copy in the writer's region: what the writer's clients read
     dr_rotation_function_arn: pulumi.Output[str]
     replica_kms_key_arn: pulumi.Output[str]  # DR-region key: also for the promoted replica's secret
 
@@ -181,16 +233,26 @@ class PostgresDr(pulumi.ComponentResource):
         super().__init__("intelgraph:database:PostgresDr", name, None, opts)
         self._name, self._args = name, args
 
-        primary_region = self._region("primary", args.primary_region, args.primary_network,
-                                      pulumi.ResourceOptions(parent=self))
-        dr_region = self._region("dr", args.dr_region, args.dr_network,
-                                 pulumi.ResourceOptions(parent=self, provider=args.dr_provider))
+        placements: dict[Region, Placement] = {"primary": Placement("primary", args.generations[0]),
+                                                "dr": Placement("dr", args.generations[1])}
+        writer = placements[args.active_region]
+        other = placements["dr" if args.active_region == "primary" else "primary"]
+        # the other region replicates the writer only if it was created after it (as its replica)
+        replica = other if other.born > writer.born else None
+        regions = {
+            "primary": self._region("primary", args.primary_region, args.primary_network,
+                                    pulumi.ResourceOptions(parent=self), replica is placements["primary"]),
+            "dr": self._region("dr", args.dr_region, args.dr_network,
+                               pulumi.ResourceOptions(parent=self, provider=args.dr_provider),
+                               replica is placements["dr"]),
+        }
         monitoring_role, monitoring_policy = self._monitoring_role()
         # RDS checks the role when the instance is created or modified: without the policy attached
         # yet, CreateDBInstance fails ("IAM role ARN value is invalid or does not include the
         # required permissions for: ENHANCED_MONITORING", pulumi/pulumi #5628, claranet/terraform-aws-
         # aurora #23); the role alone is not enough
-        waits = pulumi.ResourceOptions(depends_on=[monitoring_policy])
+        self._waits = pulumi.ResourceOptions(depends_on=[monitoring_policy])
+        self._monitoring = monitoring_role
         # Secrets Manager's own generator replaces this at the first rotation (at deploy, below);
         # until then it is a secret in state (the provider marks the result secret) and the write-only
         # password_wo / secret_string_wo, which the provider never reads back.
@@ -200,94 +262,65 @@ class PostgresDr(pulumi.ComponentResource):
             f"{name}-master",
             name=f"{name}-master",
             description=f"{name}: master user credentials (engine, host, port, dbname, username, password)",
-            kms_key_id=primary_region.secret_key.arn,
+            kms_key_id=regions["primary"].secret_key.arn,
             # multi-Region secret: readable in the DR region when the primary region is down
-            replicas=[{"region": args.dr_region, "kms_key_id": dr_region.secret_key.arn}],
+            replicas=[{"region": args.dr_region, "kms_key_id": regions["dr"].secret_key.arn}],
             recovery_window_in_days=30,
-            opts=primary_region.opts,
+            opts=regions["primary"].opts,
         )
 
-        primary = aws.rds.Instance(
-            f"{name}-primary",
-            identifier=f"{name}-primary",
-            engine="postgres",
-            engine_version=args.engine_version,
-            instance_class=args.instance_class,
-            allocated_storage=args.allocated_storage_gb,
-            db_name=args.database_name,
-            username=args.master_username,
-            # Never manage_master_user_password: RDS then refuses the replica below (module docstring).
-            # Write-only: sent at create, never read back; bumping the version would send it again
-            # and undo the rotations, so it stays 1.
-            password_wo=bootstrap.result,
-            password_wo_version=1,
-            multi_az=args.multi_az,
-            deletion_protection=args.deletion_protection,
-            skip_final_snapshot=not args.final_snapshot,
-            final_snapshot_identifier=f"{name}-primary-final" if args.final_snapshot else None,
-            backup_retention_period=args.backup_retention_days,
-            backup_window=args.backup_window,
-            # Keep automated backups (and so PITR) even if the instance is deleted.
-            delete_automated_backups=False,
-            storage_encrypted=True,
-            # RDS refuses a new major engineVersion without AllowMajorVersionUpgrade; apply it now,
-            # right after the runbook's snapshot, not in some later maintenance window
-            **({"allow_major_version_upgrade": True, "apply_immediately": True} if args.major_upgrade else {}),
-            **self._common(primary_region, monitoring_role),
-            opts=pulumi.ResourceOptions.merge(primary_region.opts, waits),
-        )
-        replica = aws.rds.Instance(
-            f"{name}-replica",
-            identifier=f"{name}-replica",
-            # Cross-region: the source must be the ARN. A replica never carries username, password,
-            # db_name or a managed password.
-            replicate_source_db=primary.arn,
-            # RDS ignores this on a cross-region replica (kms_key_id decides), but the provider reads
-            # back `true`, and the field is ForceNew and not computed: left unset, the second `up`
-            # would replace the replica (terraform-provider-aws #34434, #3470).
-            storage_encrypted=True,
-            instance_class=args.instance_class,
-            multi_az=args.multi_az,  # HA from the moment it is promoted
-            deletion_protection=args.deletion_protection,
-            skip_final_snapshot=True,
-            # RDS for PostgreSQL runs no automated backups on a read replica; PITR in the DR region
-            # comes from the replicated backups below, and ops/dr_promote turns backups on when it
-            # promotes.
-            **self._common(dr_region, monitoring_role),
-            opts=pulumi.ResourceOptions.merge(dr_region.opts, waits),
-        )
+        # The writer first: the replica names it. The writer's and the former writer's inputs do not
+        # depend on which of them is active, so a failover changes nothing in the former's region.
+        writer_db = self._instance(writer, regions[writer.region], bootstrap)
+        other_db = (self._replica(other, regions[other.region], writer_db) if replica
+                    else self._instance(other, regions[other.region], bootstrap))
+        instances = {writer.region: writer_db, other.region: other_db}
+        # The writer's automated backups, replicated to the other region for PITR there: kept by the
+        # earlier born of the two (the writer with its replica, or the former writer, untouched).
+        # A promoted writer whose old region is down gets none until that region is rebuilt.
+        earlier, later = sorted((writer, other), key=lambda p: p.born)
+        source = instances[earlier.region]
         aws.rds.InstanceAutomatedBackupsReplication(
-            f"{name}-backups-to-dr",
-            source_db_instance_arn=primary.arn,
-            kms_key_id=dr_region.key.arn,
+            f"{name}-backups-to-dr" if earlier.born == 1 else f"{earlier.name(name)}-backups-to-{later.region}",
+            source_db_instance_arn=source.arn,
+            kms_key_id=regions[later.region].key.arn,
             retention_period=args.backup_retention_days,
-            opts=dr_region.opts,
+            opts=regions[later.region].opts,
         )
 
-        for instance, region, role in ((primary, primary_region, "primary"), (replica, dr_region, "replica")):
-            self._health_alarms(f"{name}-{role}", instance, region)
-        alarm(
-            f"{name}-replica-lag",
-            description=(f"Replica lag above {args.replica_lag_threshold_seconds}s: failing over "
-                         "now would lose more data than the RPO allows."),
-            namespace="AWS/RDS", metric="ReplicaLag",
-            dimensions={"DBInstanceIdentifier": replica.identifier},
-            statistic="Maximum", comparison="GreaterThanThreshold",
-            threshold=args.replica_lag_threshold_seconds,
-            period_seconds=dr_budget.LAG_PERIOD_SECONDS, evaluation_periods=dr_budget.LAG_EVALUATION_PERIODS,
-            unit="Seconds",
-            topic=dr_region.topic, opts=dr_region.opts,
-        )
+        for placement in (writer, other):
+            self._health_alarms(placement.name(name), instances[placement.region], regions[placement.region])
+        if replica is not None:
+            alarm(
+                f"{replica.name(name)}-lag",
+                description=(f"Replica lag above {args.replica_lag_threshold_seconds}s: failing over "
+                             "now would lose more data than the RPO allows."),
+                namespace="AWS/RDS", metric="ReplicaLag",
+                dimensions={"DBInstanceIdentifier": instances[replica.region].identifier},
+                statistic="Maximum", comparison="GreaterThanThreshold",
+                threshold=args.replica_lag_threshold_seconds,
+                period_seconds=dr_budget.LAG_PERIOD_SECONDS, evaluation_periods=dr_budget.LAG_EVALUATION_PERIODS,
+                unit="Seconds",
+                topic=regions[replica.region].topic, opts=regions[replica.region].opts,
+            )
 
-        self.primary_endpoint = primary.endpoint
-        self.replica_endpoint = replica.endpoint
-        self.primary_arn = primary.arn
-        self.replica_arn = replica.arn
-        self.replica_kms_key_arn = dr_region.key.arn
-        self._master_secret(secret, bootstrap, primary, primary_region, dr_region)
+        self.writer_region: Region = writer.region
+        self.writer_endpoint = writer_db.endpoint
+        self.writer_arn = writer_db.arn
+        self.replica_endpoint = instances[replica.region].endpoint if replica else None
+        self.replica_arn = instances[replica.region].arn if replica else None
+        self.replica_kms_key_arn = regions["dr"].key.arn
+        self.dr_instance_arn = instances["dr"].arn  # the DR region's instance, writer or replica
+        # each region's instance whatever it does: what IAM policies name, so a failover changes none
+        self.instance_arns: dict[Region, pulumi.Output[str]] = {"primary": instances["primary"].arn,
+                                                                 "dr": instances["dr"].arn}
+        first = instances["primary"] if placements["primary"].born == 1 else writer_db
+        self._master_secret(secret, bootstrap, first, regions["primary"], regions["dr"])
+        self.writer_secret_arn = self.master_secret_arn if writer.region == "primary" else self.dr_master_secret_arn
         # by region role: __main__ subscribes each region's on-call endpoints (alerting.subscribe)
-        self.alert_topics = {"primary": primary_region.topic, "dr": dr_region.topic}
+        self.alert_topics = {"primary": regions["primary"].topic, "dr": regions["dr"].topic}
         # what ops/pg_restore_rehearsal restores into: the DR region's key, network and parameters
+        dr_region = regions["dr"]
         self.dr_restore_target = {
             "kmsKeyArn": dr_region.key.arn, "subnetGroup": dr_region.subnet_group.name,
             "securityGroupId": dr_region.security_group.id, "parameterGroup": dr_region.parameter_group.name,
@@ -295,13 +328,88 @@ class PostgresDr(pulumi.ComponentResource):
         }
         self.register_outputs({
             "replicaKmsKeyArn": self.replica_kms_key_arn,
-            "primaryEndpoint": self.primary_endpoint,
-            "replicaEndpoint": self.replica_endpoint,
-            "primaryArn": self.primary_arn,
-            "replicaArn": self.replica_arn,
+            "writerEndpoint": self.writer_endpoint,
+            "writerArn": self.writer_arn,
+            **({"replicaEndpoint": self.replica_endpoint, "replicaArn": self.replica_arn} if replica else {}),
             "masterSecretArn": self.master_secret_arn,
             "drMasterSecretArn": self.dr_master_secret_arn,
         })
+
+    def _instance(self, placement: Placement, region: "_Region", bootstrap: random.RandomPassword) -> aws.rds.Instance:
+        """A standalone instance: the writer, or the former writer. Primary 1 was created as one
+        (engine, master user, bootstrap password); any other instance was created as a replica and
+        promoted in place by removing replicate_source_db (terraform-provider-aws
+        internal/service/rds/instance.go resourceInstanceUpdate: PromoteReadReplica with the
+        configured backup retention and window, then ModifyDBInstance for the rest; any other new
+        source is refused: "cannot elect new source database for replication"). A promoted instance
+        keeps its replica inputs: the ForceNew fields a replica inherits from its source (username,
+        db_name, engine: Optional+Computed, so unset reads back without a diff) stay unset,
+        kms_key_id and storage_encrypted stay as they were, and no password is sent - password_wo
+        would set the dead bootstrap as the password; the credentials are the secret's."""
+        args, identifier = self._args, placement.name(self._name)
+        writes = dict(
+            backup_retention_period=args.backup_retention_days,
+            backup_window=args.backup_window,
+            # Keep automated backups (and so PITR) even if the instance is deleted.
+            delete_automated_backups=False,
+            skip_final_snapshot=not args.final_snapshot,
+            final_snapshot_identifier=f"{identifier}-final" if args.final_snapshot else None,
+            # RDS refuses a new major engineVersion without AllowMajorVersionUpgrade; apply it now,
+            # right after the runbook's snapshot, not in some later maintenance window
+            **({"allow_major_version_upgrade": True, "apply_immediately": True} if args.major_upgrade else {}),
+        )
+        if placement.born > 1:
+            return self._replica(placement, region, None, writes)
+        return aws.rds.Instance(
+            identifier,
+            identifier=identifier,
+            engine="postgres",
+            engine_version=args.engine_version,
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            db_name=args.database_name,
+            username=args.master_username,
+            # Never manage_master_user_password: RDS then refuses the replica (module docstring).
+            # Write-only: sent at create, never read back; bumping the version would send it again
+            # and undo the rotations, so it stays 1.
+            password_wo=bootstrap.result,
+            password_wo_version=1,
+            multi_az=args.multi_az,
+            deletion_protection=args.deletion_protection,
+            storage_encrypted=True,
+            **writes,
+            **self._common(region),
+            opts=pulumi.ResourceOptions.merge(region.opts, self._waits),
+        )
+
+    def _replica(self, placement: Placement, region: "_Region", source: Optional[aws.rds.Instance],
+                 writes: Optional[dict] = None) -> aws.rds.Instance:
+        """An instance created as a cross-Region replica: of ``source`` while it replicates, or
+        promoted (``source`` None, with the writer's ``writes``) - the same inputs otherwise, so the
+        promotion is an in-place update."""
+        args, identifier = self._args, placement.name(self._name)
+        role = ({"replicate_source_db": source.arn, "skip_final_snapshot": True} if source is not None else
+                # which instance it was promoted from: the policy pack's dr-replica-cross-region rule
+                # reads it (a failed-over pair waits for the rebuild), and so can an operator
+                {**(writes or {}), "tags": {PROMOTED_FROM_TAG: placement.source.name(self._name)}})
+        return aws.rds.Instance(
+            identifier,
+            identifier=identifier,
+            # Cross-region: the source must be the ARN. A replica never carries username, password,
+            # db_name or a managed password.
+            **role,
+            # RDS ignores this on a cross-region replica (kms_key_id decides), but the provider reads
+            # back `true`, and the field is ForceNew and not computed: left unset, the second `up`
+            # would replace the replica (terraform-provider-aws #34434, #3470).
+            storage_encrypted=True,
+            instance_class=args.instance_class,
+            multi_az=args.multi_az,  # HA from the moment it is promoted
+            deletion_protection=args.deletion_protection,
+            # RDS for PostgreSQL runs no automated backups on a read replica; PITR in its region
+            # comes from the writer's replicated backups, and the promotion turns backups on.
+            **self._common(region),
+            opts=pulumi.ResourceOptions.merge(region.opts, self._waits),
+        )
 
     def _master_secret(self, secret: aws.secretsmanager.Secret, bootstrap: random.RandomPassword,
                        primary: aws.rds.Instance, primary_region: _Region, dr_region: _Region) -> None:
@@ -385,8 +493,10 @@ class PostgresDr(pulumi.ComponentResource):
         )
         return stack.outputs.apply(lambda outputs: (outputs or {}).get("RotationLambdaARN", ""))
 
-    def _region(self, label: str, region_name: str, network: DbNetwork, opts: pulumi.ResourceOptions) -> _Region:
-        """Keys, subnet group, security groups, parameter group and alert topic of one region."""
+    def _region(self, label: Region, region_name: str, network: DbNetwork, opts: pulumi.ResourceOptions,
+                replicates: bool) -> _Region:
+        """Keys, subnet group, security groups, parameter group and alert topic of one region;
+        ``replicates``: its instance is a replica of the writer."""
         name, args = f"{self._name}-{label}", self._args
         key = aws.kms.Key(
             f"{name}-key",
@@ -430,7 +540,7 @@ class PostgresDr(pulumi.ComponentResource):
         )
         parameter_group = aws.rds.ParameterGroup(
             f"{name}-params",
-            family=args.family if label == "primary" else args.replica_family,
+            family=args.replica_family if replicates else args.family,
             description=f"{name}: TLS only, slow-query and connection logging",
             parameters=[{"name": k, "value": v, "apply_method": "pending-reboot" if k in STATIC else "immediate"}
                         for k, v in parameters(args.database_name).items()],
@@ -438,20 +548,22 @@ class PostgresDr(pulumi.ComponentResource):
         )
         topic = alert_topic(f"{name}-alerts", args.account_id, opts)
         # everything placed with these opts (the instance first) waits for its log groups
-        logs = self._log_groups(label, region_name, opts)
+        logs = self._log_groups(Placement(label, args.generations[0 if label == "primary" else 1]), region_name, opts)
         return _Region(region_name, network, key, secret_key, rotation_group, subnet_group, security_group,
                        parameter_group, topic,
                        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=logs)))
 
-    def _log_groups(self, label: str, region: str, opts: pulumi.ResourceOptions) -> list[aws.cloudwatch.LogGroup]:
+    def _log_groups(self, placement: Placement, region: str, opts: pulumi.ResourceOptions) -> list[aws.cloudwatch.LogGroup]:
         """The groups RDS exports this region's instance logs to (/aws/rds/instance/<id>/<log>),
         created before the instance so RDS does not create them without expiry or our key. The
-        postgresql log carries query text (slow queries, errors): its personal data is masked."""
-        identifier = f"{self._name}-{'primary' if label == 'primary' else 'replica'}"
-        key = log_key(f"{self._name}-{label}-logs", opts, account_id=self._args.account_id, region=region)
+        postgresql log carries query text (slow queries, errors): its personal data is masked.
+        Every generation's groups stay (the pgaudit trail of a retired instance expires by retention)."""
+        key = log_key(f"{self._name}-{placement.region}-logs", opts, account_id=self._args.account_id, region=region)
         return [log_group(f"{identifier}-{export}-logs", group_name=f"/aws/rds/instance/{identifier}/{export}",
                           retention_days=self._args.log_retention_days, key=key, opts=opts,
                           mask_personal_data=export == "postgresql")
+                for identifier in (Placement(placement.region, g).name(self._name)
+                                   for g in range(1, placement.generation + 1))
                 for export in LOG_EXPORTS]
 
     def _monitoring_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
@@ -474,8 +586,8 @@ class PostgresDr(pulumi.ComponentResource):
         )
         return role, attachment
 
-    def _common(self, region: _Region, monitoring_role: aws.iam.Role) -> dict:
-        """Arguments the primary and the replica share: placement, encryption, observability."""
+    def _common(self, region: _Region) -> dict:
+        """Arguments every instance has, writer or replica: placement, encryption, observability."""
         args = self._args
         advanced = args.database_insights == "advanced"
         return dict(
@@ -497,7 +609,7 @@ class PostgresDr(pulumi.ComponentResource):
             # Advanced Database Insights requires the 15-month (465-day) retention.
             performance_insights_retention_period=465 if advanced else 7,
             monitoring_interval=args.monitoring_interval_seconds,
-            monitoring_role_arn=monitoring_role.arn,
+            monitoring_role_arn=self._monitoring.arn,
             enabled_cloudwatch_logs_exports=LOG_EXPORTS,
         )
 

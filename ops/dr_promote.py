@@ -173,12 +173,11 @@ Next:
   3. Do NOT swap aws.primaryRegion/drRegion (or network.primary/dr) in Pulumi.<stack>.yaml: a
      provider's region change replaces every resource it manages - buckets, keys, both databases
      (prod refuses: they are protected). Run `python -m synth diff` on any stack change first.
-  4. Freeze `pulumi up` for this stack until it is reconciled: the program still declares
-     {replica.identifier} as a replica (replicate_source_db, no managed password), and neither RDS
-     nor the provider can turn a standalone instance back into a replica in place; an `up` now
-     would try, or replace it. Reconciling means changing the program so the promoted instance
-     is declared standalone (no replicate_source_db; never manage_master_user_password: RDS would
-     refuse the next replica of it) before the next `up` shows no diff for it.
+  4. Commit `dr.activeRegion: dr` in Pulumi.<stack>.yaml before the next `pulumi up`: the stack
+     file still declares {replica.identifier} a replica, and neither RDS nor the provider can turn
+     a standalone instance back into one in place. With it, the program declares the promoted
+     instance the writer and changes nothing in the primary region (docs/runbooks.md, "Round trip:
+     the active region as configuration"; docs/decisions/018-active-region-is-state.md).
   5. The old primary {primary.identifier} must not come back as a second writer: once its region
      returns, stop clients from reaching it; retire it deliberately (docs/contributor.md, "Retiring a
      protected resource deliberately"), its final snapshot and replicated backups remain.

@@ -36,10 +36,13 @@ def _resources(kind: str, doc: dict) -> tuple[list[str], Optional[dict]]:
         return ["*"], None
     if kind == "outputs-parameter":
         return [parameter_arn(dr, account, aws["runbookOutputsParameter"])], None
+    # each region's instance whatever it does (postgres.instanceArns): the writer and its replica
+    # trade places at a failover, and IAM's control plane (us-east-1) may be down then, so the
+    # policy must not change (docs/decisions/018-active-region-is-state.md)
     if kind == "databases":
-        return [pg["primaryArn"], pg["replicaArn"]], None
+        return [pg["instanceArns"]["primary"], pg["instanceArns"]["dr"]], None
     if kind == "dr-database":
-        return [pg["replicaArn"]], None
+        return [pg["instanceArns"]["dr"]], None
     if kind == "dr-master-secret":
         return [pg["drMasterSecretArn"]], None
     if kind == "dr-master-secret-key":

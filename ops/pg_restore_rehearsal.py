@@ -3,8 +3,10 @@
     python -m ops.pg_restore_rehearsal --outputs outputs.json [--timeout-seconds 5400]
     python -m ops.pg_restore_rehearsal --stack prod --restore-time 2026-12-01T03:00:00Z
 
-It restores the primary's automated backups *replicated to the DR region*
-(aws.rds.InstanceAutomatedBackupsReplication) to the latest restorable time (or --restore-time)
+It restores the writer's backups in the DR region: the primary's automated backups *replicated to
+the DR region* (aws.rds.InstanceAutomatedBackupsReplication) while the writer is in the primary
+region, the DR writer's own automated backups after a failover (``postgres.primaryArn`` names the
+writer wherever it is: docs/decisions/018-active-region-is-state.md), to the latest restorable time (or --restore-time)
 into a throwaway instance named ``<prefix><UTC timestamp>``: the DR region's private subnet group,
 security group and parameter group, no public access, no deletion protection, single-AZ. It waits
 until the instance is available, verifies it (encrypted with the DR key the replicated backups
@@ -119,6 +121,15 @@ def replicated_backup(source: DbRef, region: str) -> dict:
     return max(usable, key=lambda b: str(b.get("RestoreWindow", {}).get("LatestTime", "")))
 
 
+def restore_source(source: DbRef, region: str) -> dict[str, str]:
+    """What RestoreDBInstanceToPointInTime reads from (RDS API Reference): the writer's own automated
+    backups when it is in ``region`` (SourceDBInstanceIdentifier), else its backups replicated there
+    (SourceDBInstanceAutomatedBackupsArn), or Failed."""
+    if source.region == region:
+        return {"SourceDBInstanceIdentifier": source.identifier}
+    return {"SourceDBInstanceAutomatedBackupsArn": replicated_backup(source, region)["DBInstanceAutomatedBackupsArn"]}
+
+
 def sweep_leftovers(rds, prefix: str) -> list[str]:
     """Delete what an earlier run left (killed before its finally): instances named with the
     prefix AND tagged by a rehearsal - never anything else, and not one already being deleted."""
@@ -165,14 +176,14 @@ def rehearse(source: DbRef, target: Target, *, restore_time: Optional[datetime],
              sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
              ) -> float:
     """Restore, wait, verify, always delete. Return seconds from the restore call to available."""
-    backup = replicated_backup(source, target.region)
+    origin = restore_source(source, target.region)
     rds = boto3.client("rds", region_name=target.region)
     sweep_leftovers(rds, target.prefix)
     identifier = f"{target.prefix}{now():%Y%m%d%H%M%S}"
     when = {"RestoreTime": restore_time} if restore_time else {"UseLatestRestorableTime": True}
     started = time.monotonic()
     rds.restore_db_instance_to_point_in_time(
-        SourceDBInstanceAutomatedBackupsArn=backup["DBInstanceAutomatedBackupsArn"],
+        **origin,
         TargetDBInstanceIdentifier=identifier,
         DBInstanceClass=target.instance_class,
         DBSubnetGroupName=target.subnet_group,
@@ -185,7 +196,7 @@ def rehearse(source: DbRef, target: Target, *, restore_time: Optional[datetime],
         Tags=[TAG],
         **when,
     )
-    print(f"restoring {identifier} from {backup['DBInstanceAutomatedBackupsArn']} "
+    print(f"restoring {identifier} from {next(iter(origin.values()))} "
           f"({'to ' + restore_time.isoformat() if restore_time else 'latest restorable time'})")
     try:
         db = wait_available(rds, identifier, timeout_seconds, sleep)
@@ -216,9 +227,6 @@ def target_from_outputs(outputs: dict) -> tuple[DbRef, Target]:
         ("region", "region"), ("kms_key_arn", "kmsKeyArn"), ("subnet_group", "subnetGroup"),
         ("security_group_id", "securityGroupId"), ("parameter_group", "parameterGroup"),
         ("instance_class", "instanceClass"), ("prefix", "prefix"))}
-    if fields["region"] == source.region:
-        raise InputError(f"pgRestoreRehearsal.region is the primary's region ({source.region}): "
-                         "the rehearsal proves restore in the DR region")
     return source, Target(**fields)
 
 

@@ -304,6 +304,14 @@ def rds_notes(before: Mapping, after: Mapping, changed: list[str]) -> list[str]:
     if "parameterGroupName" in tops:
         notes.append("parameterGroupName: static parameters take effect only after a reboot (pending-reboot)")
     deferred = sorted(tops & RDS_DEFERRED)
+    if "replicateSourceDb" in tops and not after.get("replicateSourceDb"):
+        # terraform-provider-aws internal/service/rds/instance.go resourceInstanceUpdate: an emptied
+        # replicate_source_db is PromoteReadReplica, which carries the backup retention and window
+        # itself (so they are not deferred); RDS User Guide, "Promoting a read replica to be a
+        # standalone DB instance": the replica reboots, stops replicating for good, writes from then on
+        notes.append("replicateSourceDb: removed - the replica is promoted (PromoteReadReplica, with "
+                     "backupRetentionPeriod and backupWindow): it reboots, never replicates again, and writes")
+        deferred = [k for k in deferred if k != "backupRetentionPeriod"]
     if deferred:
         when = ("applied at once (applyImmediately: true)" if after.get("applyImmediately") is True else
                 f"applied in the next maintenance window ({after.get('maintenanceWindow') or 'AWS-chosen'}); "

@@ -82,6 +82,13 @@ AWS: dict[str, tuple[str, ...]] = {
     "aws:lb/listenerRule:ListenerRule": ("listenerArn",),
     "aws:lb/targetGroup:TargetGroup": ("name", "namePrefix", "port", "protocol", "protocolVersion", "targetType",
                                        "vpcId", "ipAddressType"),
+    # arcregionswitch/plan.go (framework): RequiresReplace on name, recovery_approach and regions, and
+    # on the resource's region (@Region); Update sends only the role, description, RTO, workflows,
+    # alarms and triggers
+    "aws:arcregionswitch/plan:Plan": ("name", "recoveryApproach", "regions", "region"),
+    # ssm/parameter.go: name and data_type ForceNew; a tier moved from Advanced to Standard also
+    # replaces (CustomizeDiff, which the table cannot express: the runbook outputs stay Standard)
+    "aws:ssm/parameter:Parameter": ("name", "dataType"),
     # wafv2/web_acl_association.go: no Update at all
     "aws:wafv2/webAclAssociation:WebAclAssociation": ("resourceArn", "webAclArn"),
     # wafv2/ip_set.go, web_acl.go, web_acl_logging_configuration.go

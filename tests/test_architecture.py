@@ -67,7 +67,10 @@ def test_namespaces_sit_in_their_cluster_in_its_region():
     arch = prod_architecture()
     # each cluster's region comes from its provider's EKS context (Pulumi.prod.yaml kubernetes.<role>.context)
     assert set(arch.namespaces) == {("us-east-1", "intelgraph-prod"), ("us-west-2", "intelgraph-prod-dr")}
-    assert {"graph", "cache", "dr-verify", "logging"} <= arch.namespaces[("us-east-1", "intelgraph-prod")]
+    assert {"graph", "cache", "logging"} <= arch.namespaces[("us-east-1", "intelgraph-prod")]
+    # both restore rehearsals run in the DR cluster (decision 018 and the Neo4j one from the DR bucket)
+    assert "dr-verify" in arch.namespaces[("us-west-2", "intelgraph-prod-dr")]
+    assert "dr-verify" not in arch.namespaces[("us-east-1", "intelgraph-prod")]
     neo4j = next(c for c in arch.components.values() if c.name == "neo4j")
     # the servers in graph, the application's credentials in its own namespace
     assert arch.where(neo4j) == "us-east-1, cluster intelgraph-prod (namespaces graph, intelgraph-app)"
@@ -79,9 +82,10 @@ def test_the_flows_are_the_network_policies_between_namespaces_and_to_named_addr
     assert ("intelgraph-app (intelgraph-prod)", "graph (intelgraph-prod)", "7687", "neo4j-clients") in flows
     assert ("monitoring (intelgraph-prod)", "cache (intelgraph-prod)", "9121", "redis-metrics") in flows
     assert ("graph (intelgraph-prod)", "network.primary.s3.cidrs (us-east-1)", "443", "backup-s3") in flows
-    # a flow between regions: the rehearsal in the primary cluster calls the DR region's RDS API
-    assert ("dr-verify (intelgraph-prod)", "pgRestoreRehearsal.drRdsEndpointCidrs (us-west-2)", "443",
+    # the PostgreSQL rehearsal runs in the DR cluster (decision 018) and calls its region's RDS API
+    assert ("dr-verify (intelgraph-prod-dr)", "pgRestoreRehearsal.drRdsEndpointCidrs (us-west-2)", "443",
             "pg-rehearsal-rds-api") in flows
+    assert not any(f[3].startswith("pg-rehearsal") for f in flows if f[0] == "dr-verify (intelgraph-prod)")
     # inside one namespace (the Neo4j peers) is not a flow between namespaces
     assert not any(name == "neo4j-peers-out" for *_, name in flows)
     # every NetworkPolicy that names another namespace or addresses is drawn, by its flow name

@@ -350,7 +350,7 @@ def test_the_next_steps_never_swap_the_stack_regions(world, capsys):
     assert dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"]) == 0
     out = capsys.readouterr().out
     assert "primaryRegion=" not in out and "drRegion=" not in out
-    assert "Do NOT swap aws.primaryRegion/drRegion" in out and "Freeze `pulumi up`" in out
+    assert "Do NOT swap aws.primaryRegion/drRegion" in out and "Commit `dr.activeRegion: dr`" in out
     assert out.index("pulumi refresh") < out.index("Do NOT swap")
 
 

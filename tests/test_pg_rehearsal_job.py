@@ -1,6 +1,7 @@
-"""The weekly PITR rehearsal as deployed: the CronJob runs the repository's own runbook with the
-outputs it needs, through a role that can restore and delete only rehearsal instances, inside
-default-deny with exactly its flows, and its alerts pass promtool."""
+"""The weekly PITR rehearsal as deployed in the DR region's cluster (it outlives the primary
+region: docs/decisions/018-active-region-is-state.md): the CronJob runs the repository's own
+runbook with the outputs it needs, through a role that can restore and delete only rehearsal
+instances, inside default-deny with exactly its flows, and its alerts pass promtool."""
 
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ from tests.tools import promtool_check, require_tool
 
 
 def objects(stack: str, kind: str) -> list[dict]:
-    return [o for o in kubernetes_objects(synthesized(stack)) if o["kind"] == kind]
+    return [o for o in kubernetes_objects(synthesized(stack), "dr") if o["kind"] == kind]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_rehearsal_runs_in_the_dr_cluster_only(stack):
+    """The primary region's loss must not stop the rehearsal: nothing of it is in the primary cluster."""
+    primary = [o for o in kubernetes_objects(synthesized(stack)) if o["metadata"]["name"].startswith(component.JOB)]
+    assert primary == [] and objects(stack, "CronJob")
 
 
 def code_map(stack: str) -> dict:
@@ -51,9 +59,10 @@ def test_the_cronjob_runs_the_repositorys_runbook_from_a_read_only_mount(stack, 
     assert target.region == aws.dr_region and source.region == aws.primary_region and target.prefix == component.PREFIX
     args = container["command"][3:]
     args[args.index("--outputs") + 1] = str(tmp_path / "ops" / "outputs.json")
-    # the account check (GetCallerIdentity) goes to STS in the region the pod's network policy allows
+    # the account check (GetCallerIdentity) goes to STS in the region the pod's network policy allows:
+    # its own, the DR region's (it runs in the DR cluster)
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env[STS_REGION_ENV] == env["AWS_REGION"] == aws.primary_region
+    assert env[STS_REGION_ENV] == env["AWS_REGION"] == aws.dr_region
     probe = ("import sys, ops._common as c, ops.pg_restore_rehearsal as r; "
              "c.check_account = lambda account, region: print('account', account, region); "
              "r.rehearse = lambda *a, **k: "
@@ -68,12 +77,13 @@ def test_the_cronjob_runs_the_repositorys_runbook_from_a_read_only_mount(stack, 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_boto3_in_the_pod_calls_the_dr_rds_interface_endpoint_not_the_public_name(stack):
-    """From the primary VPC, rds.us-west-2.amazonaws.com resolves to public addresses (an interface
-    endpoint's private DNS answers only inside its own VPC, AWS PrivateLink guide "Access an AWS
-    service using an interface VPC endpoint"), which default-deny refuses. The CronJob names the
-    endpoint in AWS_ENDPOINT_URL_RDS, which boto3 honours (AWS SDKs and Tools Reference Guide,
-    "Service-specific endpoints"): the real boto3, with the pod's environment, builds the client
-    the runbook builds and must send RDS calls to the DR endpoint."""
+    """The regional name rds.us-west-2.amazonaws.com reaches the interface endpoint only where its
+    private DNS answers (inside its own VPC, with private DNS on: AWS PrivateLink guide "Access an
+    AWS service using an interface VPC endpoint"); elsewhere it resolves to public addresses, which
+    default-deny refuses. The CronJob names the endpoint itself in AWS_ENDPOINT_URL_RDS, which
+    boto3 honours (AWS SDKs and Tools Reference Guide, "Service-specific endpoints"), so it does not
+    depend on that: the real boto3, with the pod's environment, builds the client the runbook
+    builds and must send RDS calls to the DR endpoint."""
     [job] = [o for o in objects(stack, "CronJob") if o["metadata"]["name"] == component.JOB]
     [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -102,6 +112,11 @@ def test_the_role_restores_and_deletes_only_rehearsal_instances_in_the_dr_region
         resources = [resources] if isinstance(resources, str) else resources
         assert prefix in resources
         assert not any(r.endswith(":db:*") or r == "*" for r in resources), action
+    # after a failover it restores the DR writer's own backups: that one instance is a source, named
+    # in every state (a failover changes no IAM policy), and nothing of the primary region
+    restores = by_action["rds:RestoreDBInstanceToPointInTime"]["Resource"]
+    assert f"arn:aws:rds:{aws.dr_region}:{aws.account_id}:db:intelgraph-pg-replica" in restores
+    assert not any(f":{aws.primary_region}:" in r for r in restores)
     assert by_action["kms:CreateGrant"]["Condition"]["StringEquals"]["kms:ViaService"] == "rds.us-west-2.amazonaws.com"
     assert by_action["kms:CreateGrant"]["Resource"] == prod.outputs["pgRestoreRehearsal"]["kmsKeyArn"]
     # every RDS call the runbook makes is allowed (botocore names the IAM action after the operation)
@@ -168,11 +183,12 @@ def test_the_rehearsal_reaches_sts_and_the_dr_rds_api_and_nothing_else(prod, tmp
     """network-config-analyzer over the stack's namespaces, policies and workloads."""
     from tests.nca_map import connectivity, reaches
 
-    rows = connectivity(kubernetes_objects(prod), tmp_path)
+    rows = connectivity(kubernetes_objects(prod, "dr"), tmp_path)
     job = component.JOB
     assert reaches(rows, "dr-verify", job, 443, ip="10.41.2.33")  # DR RDS API endpoint (prod config)
-    assert reaches(rows, "dr-verify", job, 443, ip="10.40.1.52")  # STS endpoint
+    assert reaches(rows, "dr-verify", job, 443, ip="10.41.1.61")  # the DR region's STS endpoint
     assert reaches(rows, "dr-verify", job, 53, dst_ns="kube-system", dst_pod="*")
-    assert not reaches(rows, "dr-verify", job, 443, ip="10.40.2.112")  # S3: not this job's business
+    assert not reaches(rows, "dr-verify", job, 443, ip="10.41.2.87")  # S3: not this job's business
+    assert not reaches(rows, "dr-verify", job, 443, ip="10.40.1.52")  # nothing in the primary region
     assert not reaches(rows, "dr-verify", job, 443, ip="52.94.0.10")  # public AWS ranges
     assert not reaches(rows, "dr-verify", job, 5432, ip="10.41.2.33")  # only the API port

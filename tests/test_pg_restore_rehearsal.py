@@ -36,7 +36,7 @@ def world(monkeypatch, outputs, tmp_path):
 
     target = outputs["pgRestoreRehearsal"]
     state = SimpleNamespace(replicated=True, never_available=False, restores=[], kms_key=target["kmsKeyArn"],
-                            status="replicating", older_backups=[], on_describe=None)
+                            status="replicating", older_backups=[], on_describe=None, own_source=None)
 
     def backup(arn: str, status: str) -> SimpleNamespace:
         return SimpleNamespace(
@@ -57,10 +57,12 @@ def world(monkeypatch, outputs, tmp_path):
         return describe_instances(self, db_instance_identifier, filters)
 
     def restore(self, source_db_identifier, target_db_identifier, overrides):
-        state.restores.append(dict(overrides, region=self.region_name))
-        assert source_db_identifier is None
-        if overrides.get("source_db_instance_automated_backups_arn") != BACKUP_ARN:
-            raise AssertionError(f"restore from an unknown backup: {overrides}")
+        state.restores.append(dict(overrides, region=self.region_name, source=source_db_identifier))
+        if state.own_source:  # after a failover: the DR writer's own backups, by its identifier
+            assert source_db_identifier == state.own_source and self.region_name == "us-west-2"
+            assert not overrides.get("source_db_instance_automated_backups_arn")
+        elif source_db_identifier is not None or overrides.get("source_db_instance_automated_backups_arn") != BACKUP_ARN:
+            raise AssertionError(f"restore from an unknown backup: {source_db_identifier} {overrides}")
         assert overrides["publicly_accessible"] is False
         assert overrides["db_subnet_group_name"] == target["subnetGroup"]
         db = self.create_db_instance({
@@ -108,6 +110,24 @@ def test_rehearsal_restores_verifies_deletes_and_prints_the_time(world, capsys):
         assert f"PASS  {check}" in out
     assert "PITR rehearsal passed: restore took" in out and "deleted pgrehearsal-" in out
     assert instances() == []  # nothing left behind
+
+
+def test_after_a_failover_it_restores_the_dr_writers_own_backups(world, capsys):
+    """The stack's postgres.primaryArn names the writer wherever it is: failed over, the DR instance.
+    Its own automated backups are in its region, so the restore names the instance
+    (SourceDBInstanceIdentifier, RDS API Reference RestoreDBInstanceToPointInTime); no replicated
+    backup is looked for (there is none: the primary region is down)."""
+    outputs = json.loads(world.path.read_text())
+    outputs["postgres"]["primaryArn"] = f"arn:aws:rds:us-west-2:{ACCOUNT}:db:intelgraph-pg-replica"
+    world.path.write_text(json.dumps(outputs))
+    world.replicated, world.own_source = False, "intelgraph-pg-replica"
+    code = pg_restore_rehearsal.main(["--outputs", str(world.path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    [restore] = world.restores
+    assert restore["source"] == "intelgraph-pg-replica" and "restoring pgrehearsal-" in out
+    assert "from intelgraph-pg-replica" in out and "PASS  encrypted-with-dr-key" in out
+    assert instances() == []
 
 
 def test_a_restore_that_never_becomes_available_times_out_and_is_still_deleted(world, capsys):
@@ -226,6 +246,6 @@ def test_the_rehearsal_calls_exactly_what_its_help_lists_and_its_job_role_grants
     help_lists(pg_restore_rehearsal, permissions, capsys)
     target = synthesized("prod").outputs["pgRestoreRehearsal"]
     job_role = rehearsal_policy(ACCOUNT, "us-west-2", target["kmsKeyArn"], target["subnetGroup"],
-                                target["parameterGroup"])
+                                target["parameterGroup"], f"arn:aws:rds:us-west-2:{ACCOUNT}:db:intelgraph-pg-replica")
     granted = {a for s in job_role["Statement"] for a in s["Action"]}
     assert permissions.actions - {"ssm:GetParameter"} == granted

@@ -38,10 +38,18 @@ def _s3_rules(objects: list[dict]) -> dict[str, list[dict]]:
             for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-s3")}
 
 
-def _assert_s3_allowed_exactly(objects: list[dict], cidrs: list[str]) -> None:
+# What dials S3 in each region's cluster: the primary's backups and log shipper; in the DR cluster the
+# restore rehearsal, the DR servers seeding from the replicated chain, their seed Jobs and the shipper.
+S3_CLIENTS = {
+    "primary": {"graph/graph-backup-s3", "logging/logging-shipper-s3"},
+    "dr": {"dr-verify/dr-verify-backup-s3", "graph/graph-neo4j-seed-s3", "graph/graph-seed-jobs-s3",
+           "logging/logging-shipper-s3"},
+}
+
+
+def _assert_s3_allowed_exactly(objects: list[dict], cidrs: list[str], clients: set[str]) -> None:
     rules = _s3_rules(objects)
-    # the backup jobs (graph, and the restore rehearsal's namespace) and the log shipper
-    assert set(rules) == {"graph/graph-backup-s3", "dr-verify/dr-verify-backup-s3", "logging/logging-shipper-s3"}
+    assert set(rules) == clients
     for name, egress in rules.items():
         assert egress == [{"ports": [{"port": 443, "protocol": "TCP"}],
                            "to": [{"ipBlock": {"cidr": c}} for c in cidrs]}], name
@@ -52,15 +60,21 @@ def _assert_s3_allowed_exactly(objects: list[dict], cidrs: list[str]) -> None:
             assert not blocks & set(cidrs), o["metadata"]["name"]
 
 
-def test_interface_mode_allows_exactly_the_endpoint_addresses_on_443():
-    s3 = stack_settings("prod").network.primary.s3
+@pytest.mark.parametrize("role", ["primary", "dr"])
+def test_interface_mode_allows_exactly_the_endpoint_addresses_on_443(role):
+    """Each cluster admits its own region's S3 path: the DR cluster's pods resolve us-west-2's."""
+    s3 = stack_settings("prod").network.of(role).s3
     assert s3.mode == "interface"
-    _assert_s3_allowed_exactly(kubernetes_objects(synthesized("prod")), list(s3.cidrs))
+    _assert_s3_allowed_exactly(kubernetes_objects(synthesized("prod"), role), list(s3.cidrs), S3_CLIENTS[role])
 
 
 def test_gateway_mode_allows_exactly_the_prefix_list_ranges_on_443():
     config = config_with("prod", {"network.primary.s3": {"mode": "gateway", "cidrs": S3_US_EAST_1}})
-    _assert_s3_allowed_exactly(kubernetes_objects(engine.synthesize("prod", config)), S3_US_EAST_1)
+    synthesis = engine.synthesize("prod", config)
+    _assert_s3_allowed_exactly(kubernetes_objects(synthesis, "primary"), S3_US_EAST_1, S3_CLIENTS["primary"])
+    # the DR region's path is its own setting, untouched
+    dr = stack_settings("prod").network.dr.s3
+    _assert_s3_allowed_exactly(kubernetes_objects(synthesis, "dr"), list(dr.cidrs), S3_CLIENTS["dr"])
 
 
 @pytest.mark.parametrize("s3,key,words", [

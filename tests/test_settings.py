@@ -179,6 +179,15 @@ BAD_CONFIGS = [
      (), "postgres.maxAllocatedStorageGb", "at least 10% above allocatedStorageGb (100): at least 110"),
     ("RDS enhanced monitoring interval", {"postgres.monitoringIntervalSeconds": 45}, (),
      "postgres.monitoringIntervalSeconds", "1, 5, 10, 15, 30 or 60"),
+    # the DR round trip (docs/decisions/018-active-region-is-state.md): a region holds the writer or not
+    ("active region by name", {"dr.activeRegion": "us-west-2"}, (), "dr.activeRegion", "'primary' or 'dr'"),
+    # instances are born primary 1, DR 1, primary 2, ...: a pair that skips one has no source in the stack
+    ("a generation skipped", {"postgres.generations": {"primary": 3, "dr": 1}}, (), "postgres.generations",
+     "primary must equal dr (normal, failed over) or be dr + 1"),
+    ("a DR generation ahead", {"postgres.generations": {"primary": 1, "dr": 2}}, (), "postgres.generations",
+     "primary must equal dr"),
+    ("generation zero", {"postgres.generations": {"primary": 0, "dr": 1}}, (), "postgres.generations.primary",
+     "greater than or equal to 1"),
     ("pinned minor with auto minor upgrades", {"postgres.engineVersion": "16.4"}, (), "postgres",
      "pins a minor version while autoMinorVersionUpgrade is on"),
     # Route 53 API Reference, HealthCheckConfig: RequestInterval 10 or 30, FailureThreshold 1-10, >= 3 regions

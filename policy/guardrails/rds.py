@@ -16,6 +16,17 @@ def is_replica(props) -> bool:
     return present(props, "replicateSourceDb")  # unknown at preview: the primary's ARN, still a replica
 
 
+# The program tags an instance it promoted in place with the name of the instance it replicated
+# (components/postgres_dr.py PROMOTED_FROM_TAG; docs/decisions/018-active-region-is-state.md).
+PROMOTED_FROM = "intelgraph.io/promoted-from"
+
+
+def promoted_from(props) -> str | None:
+    """The name of the instance a promoted replica replicated, or None: not a promoted replica."""
+    value = dig(props, "tags", PROMOTED_FROM)
+    return value if isinstance(value, str) and value else None
+
+
 def source_db(replica, instances: list):
     """The primary a replica replicates: the instance its replicateSourceDb comes from (known at
     preview, when the ARN is not), or the one whose ARN or identifier it names."""
@@ -62,7 +73,10 @@ def master_password_write_only(props, args):
         yield "Remove password; give the master password write-only (passwordWo with passwordWoVersion)."
     elif present(props, "passwordWo") and not present(props, "passwordWoVersion"):
         yield "Set passwordWoVersion: the provider requires it with passwordWo."
-    elif not is_replica(props) and not present(props, "passwordWo") and dig(props, "manageMasterUserPassword") is not True:
+    elif (not is_replica(props) and promoted_from(props) is None and not present(props, "passwordWo")
+          and dig(props, "manageMasterUserPassword") is not True):
+        # A replica promoted in place keeps the master user and password it replicated (they live
+        # in the secret); sending passwordWo now would set the dead bootstrap as its password.
         yield "Give the master password write-only (passwordWo), from the stack's master secret."
 
 
@@ -86,6 +100,10 @@ def replication_source_password(resources, args):
         elif is_replica(instance.props):
             yield (f"{instance.name} is a read replica that becomes a replication source once promoted: "
                    f"{MANAGED_SOURCE}. Remove manageMasterUserPassword.", instance.urn)
+        elif promoted_from(instance.props):
+            # failed over: the rebuilt region's new replica will replicate it
+            yield (f"{instance.name} was promoted from {promoted_from(instance.props)} and becomes the source of the "
+                   f"rebuilt region's replica: {MANAGED_SOURCE}. Remove manageMasterUserPassword.", instance.urn)
 
 
 @resource_rule("rds-iam-auth", "IAM database authentication is enabled.", (INSTANCE,))

@@ -11,7 +11,7 @@ from . import config_keys, exceptions
 from ._rules import cluster_of, depends_on, dig, each, is_unknown, number, peek, present, region_of, setting, stack_rule
 from .edge import ASSOCIATION, LOAD_BALANCER, protected_in_its_region
 from .kubernetes import WORKLOADS
-from .rds import INSTANCE, is_replica
+from .rds import INSTANCE, is_replica, promoted_from
 from .rds import source_db as _source_db
 from .s3 import BUCKET, bucket_of, label
 
@@ -36,7 +36,13 @@ def _is_backup_bucket(bucket) -> bool:
 @stack_rule("dr-replica-cross-region", "Every RDS primary has a read replica in another region.", judges=(INSTANCE,))
 def replica_cross_region(resources, args):
     instances = [r for r in resources if r.resource_type == INSTANCE]
-    for primary in (r for r in instances if not is_replica(r.props)):
+    # A failed-over pair: a replica promoted in place (tagged with the instance it replicated) and
+    # that former source, in another region, still in the stack. Neither can have a replica until
+    # the former source's region is back and it is retired (docs/decisions/018-active-region-is-state.md).
+    pairs = [(promoted, former) for promoted in instances for former in instances
+             if promoted_from(promoted.props) == former.name and region_of(former) != region_of(promoted)]
+    failed_over = {r.urn for pair in pairs for r in pair}
+    for primary in (r for r in instances if not is_replica(r.props) and r.urn not in failed_over):
         replicas = [r for r in instances if is_replica(r.props) and _source_db(r, instances) is primary]
         elsewhere = [r for r in replicas if region_of(r) and region_of(r) != region_of(primary)]
         if not elsewhere:

@@ -1,0 +1,339 @@
+"""The DR round trip as configuration (issue 21; docs/decisions/018-active-region-is-state.md): each
+state is a stack file the test writes, synthesized under the mock engine, and each step is judged
+the way a pull request is - `synth diff` between the two exports, the policy pack on the new one -
+with the DR budget it deploys:
+
+    normal         dr.activeRegion primary, postgres.generations {1, 1}: A writes, B replicates A
+    failed over    activeRegion dr, {1, 1}: B promoted in place; A exactly as it was
+    (retire A)     prod: the same, with A's URN in `retire` (the two-deploy retire path)
+    rebuilt        activeRegion dr, {2, 1}: A deleted (approved), C = new replica of B in the primary region
+    (retire B)     prod: the same, with B's URN in `retire`
+    switched back  activeRegion primary, {2, 2}: C promoted, B deleted (approved), D = new replica of C
+
+The promotion is an in-place update because of terraform-provider-aws
+internal/service/rds/instance.go: `replicate_source_db` is Optional and not ForceNew; in
+resourceInstanceUpdate, `d.HasChange("replicate_source_db")` with an empty new value calls
+PromoteReadReplica (BackupRetentionPeriod and PreferredBackupWindow from the configuration) and any
+other new value fails ("cannot elect new source database for replication"); and
+website/docs/r/db_instance.html.markdown: "Removing the replicate_source_db attribute from an
+existing RDS Replicate database managed by Terraform will promote the database to a fully
+standalone database." The ForceNew fields of that schema (synth/forcenew.py) must not change:
+kms_key_id and storage_encrypted keep the replica's values, and username / db_name / engine (Optional
+and Computed, inherited from the source) stay unset, so what is read back is no diff.
+
+What this test does not own (other w7 helpers): invokes that reach the primary region while it is
+down, the ARC Region switch plan and its Route 53 health checks, the runbooks' outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synth import diff, engine, export, forcenew, policy_runner
+from tests.conftest import STACKS, config_with, stack_settings
+
+PROJECT = engine.PROJECT
+PG = "intelgraph-pg"
+INSTANCE = "aws:rds/instance:Instance"
+# what the provider sets on a promotion (PromoteReadReplica's arguments, then ModifyDBInstance) and
+# what the program adds to a writer: nothing else of the promoted replica may change (a stack with
+# postgres.finalSnapshot also names the final snapshot the writer leaves)
+PROMOTION_CHANGES = ["backupRetentionPeriod", "backupWindow", "deleteAutomatedBackups", "replicateSourceDb", "tags"]
+FINAL_SNAPSHOT_CHANGES = ["finalSnapshotIdentifier", "skipFinalSnapshot"]
+
+
+def instance_urn(stack: str, name: str) -> str:
+    return f"urn:pulumi:{stack}::{PROJECT}::intelgraph:database:PostgresDr${INSTANCE}::{PG}-{name}"
+
+
+def states(stack: str) -> list[tuple[str, dict]]:
+    """The round trip's stack files, as changes to the real one. Only prod protects stateful
+    resources, so only prod takes the retire deploys (settings refuse `retire` in stage)."""
+    failed_over = {"dr.activeRegion": "dr"}
+    rebuilt = {"dr.activeRegion": "dr", "postgres.generations": {"primary": 2, "dr": 1}}
+    steps = [("normal", {}), ("failed over", failed_over)]
+    if stack == "prod":
+        steps.append(("retire A", {**failed_over, "retire": [instance_urn(stack, "primary")]}))
+    steps.append(("rebuilt", rebuilt))
+    if stack == "prod":
+        steps.append(("retire B", {**rebuilt, "retire": [instance_urn(stack, "replica")]}))
+    steps.append(("switched back", {"dr.activeRegion": "primary", "postgres.generations": {"primary": 2, "dr": 2}}))
+    return steps
+
+
+def write_stack_file(stack: str, changes: dict, path: Path) -> Path:
+    """A Pulumi.<stack>.yaml as an operator would commit it for that state."""
+    config = {k: json.loads(v) if v[:1] in "{[" else v for k, v in config_with(stack, changes).items()}
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+    return path
+
+
+@dataclass
+class Step:
+    name: str
+    export: dict
+    plan: list[diff.Change]  # from the previous state ([] for normal)
+    diff_text: str
+    diff_exit: int  # without approval
+    approved_exit: int  # with a named approval
+    mandatory: list[tuple[str, str]]  # policy verdict: mandatory violations (policy, message)
+    budget: list[dict]
+
+    @property
+    def postgres(self) -> dict:
+        return self.export_outputs["postgres"]
+
+    @property
+    def export_outputs(self) -> dict:
+        [stack] = [r for r in self.export["deployment"]["resources"] if r["type"] == "pulumi:pulumi:Stack"]
+        return stack["outputs"]
+
+    def verdict_lines(self) -> list[str]:
+        rows = ", ".join(f"{b['datastore']} {b['objective']} {b['boundSeconds']}/{b['targetSeconds']}s"
+                         f"{'' if b['met'] else ' MISSED'}" for b in self.budget)
+        return [f"== {self.name}: synth diff exit {self.diff_exit} (approved: {self.approved_exit}); "
+                f"policy: {len(self.mandatory)} mandatory violation(s); writer {self.postgres['writerRegion']}",
+                f"   DR budget: {rows}"]
+
+
+def round_trip(stack: str, directory: Path) -> list[Step]:
+    """Every state of the round trip, each judged against the one before; prints each verdict."""
+    steps: list[Step] = []
+    previous = None
+    for name, changes in states(stack):
+        path = write_stack_file(stack, changes, directory / f"Pulumi.{stack}.{name.replace(' ', '-')}.yaml")
+        document = export.to_export(engine.synthesize(stack, engine.stack_config(stack, path)))
+        plan = diff.compare(previous, document) if previous is not None else []
+        text, code = diff.summary(plan, None)
+        report = policy_runner.evaluate(document, stack)
+        [root] = [r for r in document["deployment"]["resources"] if r["type"] == "pulumi:pulumi:Stack"]
+        step = Step(name, document, plan, text, code, diff.summary(plan, "reviewer")[1],
+                    [(p, f.message) for p, f in report.mandatory_violations], root["outputs"]["drBudget"])
+        print("\n".join(step.verdict_lines()))
+        steps.append(step)
+        previous = document
+    return steps
+
+
+_cache: dict[str, list[Step]] = {}
+
+
+@pytest.fixture(params=STACKS)
+def trip(request, tmp_path_factory) -> list[Step]:
+    stack = request.param
+    if stack not in _cache:
+        _cache[stack] = round_trip(stack, tmp_path_factory.mktemp(f"round-trip-{stack}"))
+    return _cache[stack]
+
+
+def by_name(steps: list[Step]) -> dict[str, Step]:
+    return {s.name: s for s in steps}
+
+
+def resources(step: Step) -> dict[str, dict]:
+    return {r["urn"]: r for r in step.export["deployment"]["resources"]}
+
+
+def provider_name(resource: dict) -> str:
+    """The provider's resource name (``aws-primary``, ``eks``, ...) from ``<urn>::<id>``."""
+    return (resource.get("provider") or "").rsplit("::", 1)[0].rsplit("::", 1)[-1]
+
+
+def stack_of(step: Step) -> str:
+    return step.export["deployment"]["resources"][0]["urn"].split(":")[2]
+
+
+def test_every_state_deploys_with_no_mandatory_violation(trip):
+    for step in trip:
+        assert step.mandatory == [], (step.name, step.mandatory)
+
+
+def test_each_step_deletes_or_replaces_nothing_stateful_but_the_retired_instance(trip):
+    stack = stack_of(trip[0])
+    retired = {"rebuilt": [instance_urn(stack, "primary")], "switched back": [instance_urn(stack, "replica")]}
+    for step in trip[1:]:
+        dangerous = sorted((c.action, c.urn) for c in step.plan if c.dangerous)
+        assert dangerous == [("delete", urn) for urn in retired.get(step.name, [])], (step.name, step.diff_text)
+        assert not any(c.refused for c in step.plan), step.diff_text  # neither AWS nor the engine refuses it
+        assert step.diff_exit == (diff.EXIT_STATEFUL if dangerous else diff.EXIT_OK), step.diff_text
+        assert step.approved_exit == diff.EXIT_OK, step.diff_text
+
+
+def test_the_retire_deploys_only_stop_protecting_the_instance_that_goes(tmp_path_factory):
+    """prod only: stage protects nothing, and settings refuse `retire` there."""
+    if "prod" not in _cache:
+        _cache["prod"] = round_trip("prod", tmp_path_factory.mktemp("round-trip-prod"))
+    steps = by_name(_cache["prod"])
+    for name, label in (("retire A", "primary"), ("retire B", "replica")):
+        assert [(c.action, c.urn, c.properties) for c in steps[name].plan] == \
+            [("update", instance_urn("prod", label), ["protect"])]
+
+
+def test_failing_over_changes_nothing_managed_in_the_primary_region(trip):
+    """Flipping dr.activeRegion primary -> dr must deploy while the primary region is down: no
+    resource of the primary region's AWS provider, the primary cluster's Kubernetes provider or
+    Route 53 (its control plane is in us-east-1) is created, updated, replaced or deleted."""
+    steps = by_name(trip)
+    normal, failed = resources(steps["normal"]), resources(steps["failed over"])
+    touched = [(c.action, c.urn, provider_name(failed.get(c.urn) or normal[c.urn])) for c in steps["failed over"].plan]
+    assert touched, "the failover changes nothing at all"
+    in_primary = [t for t in touched if t[2] in ("aws-primary", "eks") or ":aws:route53/" in t[1]]
+    assert in_primary == [], in_primary
+    # IAM is global, and its control plane is in us-east-1 (AWS whitepaper "AWS Fault Isolation
+    # Boundaries", global services): with the primary region there, no IAM change may be needed
+    assert [t for t in touched if ":aws:iam/" in t[1]] == []
+    # and the former writer's inputs are byte for byte those it had as the writer
+    a = instance_urn(stack_of(trip[0]), "primary")
+    assert failed[a]["inputs"] == normal[a]["inputs"] and failed[a]["provider"] == normal[a]["provider"]
+
+
+def promotion(step: Step, urn: str) -> diff.Change:
+    [change] = [c for c in step.plan if c.urn == urn]
+    return change
+
+
+def test_a_promotion_is_an_in_place_update_that_touches_no_force_new_field(trip):
+    """terraform-provider-aws internal/service/rds/instance.go (module docstring): removing
+    replicate_source_db promotes in place; the other changes are what a writer needs."""
+    stack, steps = stack_of(trip[0]), by_name(trip)
+    for name, promoted, source in (("failed over", "replica", "primary"), ("switched back", "primary-g2", "replica")):
+        change = promotion(steps[name], instance_urn(stack, promoted))
+        expected = PROMOTION_CHANGES + (FINAL_SNAPSHOT_CHANGES if stack_settings(stack).postgres.final_snapshot else [])
+        assert (change.action, sorted(change.properties)) == ("update", sorted(expected)), change.line()
+        inputs = resources(steps[name])[change.urn]["inputs"]
+        assert "replicateSourceDb" not in inputs and inputs["tags"] == {"intelgraph.io/promoted-from": f"{PG}-{source}"}
+        assert not set(change.properties) & set(forcenew.AWS[INSTANCE])
+        # the plan says what the promotion does, and that the retention comes with it, not later
+        assert any(n.startswith("replicateSourceDb: removed - the replica is promoted") for n in change.notes)
+        assert not any("backupRetentionPeriod" in n and "maintenance window" in n for n in change.notes)
+        # inherited from the source and ForceNew: unset, so the value read back is no diff;
+        # no password - the secret holds the one the replica inherited
+        assert not {"username", "dbName", "engine", "passwordWo", "allocatedStorage"} & set(inputs)
+        assert inputs["storageEncrypted"] is True and inputs["backupRetentionPeriod"] >= 1
+
+
+def test_the_writer_and_its_replica_follow_the_state(trip):
+    stack = stack_of(trip[0])
+    expected = {  # state: (writer, replica or None)
+        "normal": ("primary", "replica"), "failed over": ("replica", None), "retire A": ("replica", None),
+        "rebuilt": ("replica", "primary-g2"), "retire B": ("replica", "primary-g2"),
+        "switched back": ("primary-g2", "replica-g2"),
+    }
+    for step in trip:
+        writer, replica = expected[step.name]
+        everything = resources(step)
+        pg = step.postgres
+        assert pg["writerArn"].endswith(f":db:{PG}-{writer}") and pg["primaryArn"] == pg["writerArn"]
+        assert pg["writerRegion"] in pg["writerArn"]
+        writer_db = everything[instance_urn(stack, writer)]["inputs"]
+        assert "replicateSourceDb" not in writer_db
+        replicas = [r for r in everything.values() if r["type"] == INSTANCE and "replicateSourceDb" in r["inputs"]]
+        if replica is None:
+            assert replicas == [] and "replicaArn" not in pg
+            continue
+        [db] = replicas
+        assert db["urn"] == instance_urn(stack, replica) and db["inputs"]["replicateSourceDb"] == pg["writerArn"]
+        assert pg["replicaArn"].endswith(f":db:{PG}-{replica}")
+        # a cross-Region replica: another region's provider, and that region's key
+        assert provider_name(db) != provider_name(everything[instance_urn(stack, writer)])
+        assert db["inputs"]["kmsKeyId"] != writer_db["kmsKeyId"]
+        # the lag alarm watches the replica, in the replica's region
+        [lag] = [r for r in everything.values() if r["type"] == "aws:cloudwatch/metricAlarm:MetricAlarm"
+                 and r["inputs"].get("metricName") == "ReplicaLag"]
+        assert lag["inputs"]["dimensions"] == {"DBInstanceIdentifier": f"{PG}-{replica}"}
+        assert provider_name(lag) == provider_name(db)
+
+
+def test_the_writers_secret_is_the_copy_in_its_region(trip):
+    """Decision 014: a promoted DR writer uses the secret's DR copy (ops.dr_promote stops its
+    replication, StopReplicationToReplica, and rotation continues in the DR region)."""
+    for step in trip:
+        pg = step.postgres
+        copy = "drMasterSecretArn" if pg["writerRegion"] == pg["drMasterSecretArn"].split(":")[3] else "masterSecretArn"
+        assert pg["writerSecretArn"] == pg[copy]
+        assert pg["writerSecretArn"].split(":")[3] == pg["writerRegion"]
+
+
+def test_the_dr_budget_drops_the_replica_rows_only_while_there_is_no_replica(trip):
+    rows = {s.name: {(b["datastore"], b["objective"]) for b in s.budget} for s in trip}
+    with_replica = rows["normal"]
+    assert ("postgres", "RPO") in with_replica and ("postgres", "RTO") in with_replica
+    for step in trip:
+        expected = with_replica if "replicaArn" in step.postgres else \
+            with_replica - {("postgres", "RTO"), ("postgres", "RPO")}
+        assert rows[step.name] == expected, step.name
+        assert all(b["met"] for b in step.budget), step.name
+
+
+def test_the_restore_rehearsal_restores_the_writers_backups_from_the_dr_cluster(trip):
+    for step in trip:
+        [code] = [r for r in step.export["deployment"]["resources"]
+                  if r["type"] == "kubernetes:core/v1:ConfigMap" and r["urn"].endswith("::pg-restore-rehearsal-code")]
+        assert provider_name(code) == "eks-dr"
+        outputs = json.loads(code["inputs"]["data"]["outputs.json"])
+        assert outputs["postgres"]["primaryArn"] == step.postgres["writerArn"], step.name
+
+
+def test_switched_back_is_normal_again(trip):
+    """The same shape as normal: writer in the primary region, replica in the DR region, the same
+    policy verdict and budget; only the instances' names (generation 2) differ, and generation 1's
+    log groups stay until their retention ends."""
+    steps = by_name(trip)
+    normal, back = steps["normal"], steps["switched back"]
+    assert back.postgres["writerRegion"] == normal.postgres["writerRegion"]
+    assert back.budget == normal.budget and back.mandatory == normal.mandatory == []
+
+    def shape(step: Step) -> dict[str, int]:
+        counted: dict[str, int] = {}
+        for r in step.export["deployment"]["resources"]:
+            if "PostgresDr$" in r["urn"] and "logGroup" not in r["type"] and "logDataProtection" not in r["type"]:
+                counted[r["type"]] = counted.get(r["type"], 0) + 1
+        return counted
+
+    assert shape(back) == shape(normal)
+
+
+def test_the_policy_pack_excuses_only_a_failed_over_pair(trip):
+    """dr-replica-cross-region wants a cross-Region replica of every standalone instance, and
+    rds-master-password-write-only a write-only password on it. Between a failover and the rebuild
+    neither can hold: the promoted instance (tagged with the instance it replicated, by the program)
+    and that former source in another region are excused - and nothing else is. The promoted
+    writer is still judged as the source it becomes at the rebuild
+    (rds-replication-source-password-not-managed)."""
+    from components.postgres_dr import PROMOTED_FROM_TAG
+    from policy.guardrails.rds import PROMOTED_FROM
+
+    assert PROMOTED_FROM == PROMOTED_FROM_TAG  # the pack runs in its own environment: one spelling, checked
+    stack = stack_of(trip[0])
+    failed = by_name(trip)["failed over"].export
+    b = instance_urn(stack, "replica")
+
+    def violations(mutate) -> list[tuple[str, str]]:
+        document = json.loads(json.dumps(failed))
+        [entry] = [r for r in document["deployment"]["resources"] if r["urn"] == b]
+        mutate(entry)
+        return sorted((p, f.urn or "") for p, f in policy_runner.evaluate(document, stack).mandatory_violations)
+
+    def untag(entry):
+        for side in ("inputs", "outputs"):
+            entry[side].pop("tags", None)
+
+    def tag_itself(entry):  # names an instance of its own region: not a failed-over pair
+        for side in ("inputs", "outputs"):
+            entry[side]["tags"] = {PROMOTED_FROM: f"{PG}-replica"}
+
+    a = instance_urn(stack, "primary")
+    assert violations(lambda e: None) == []
+    assert violations(untag) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b),
+                                 ("rds-master-password-write-only", b)]
+    assert violations(tag_itself) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b)]
+
+    def managed(entry):  # RDS refuses a replica of it at the rebuild: the rule says so now
+        entry["outputs"]["manageMasterUserPassword"] = True
+
+    assert violations(managed) == [("rds-replication-source-password-not-managed", b)]
