@@ -67,9 +67,10 @@ COVERED_ELSEWHERE = {
     "Neo4jVolumeSnapshotsMissing": "tests/test_neo4j_snapshots.py", "Neo4jVolumeSnapshotFailed": "tests/test_neo4j_snapshots.py",
     "PostgresRestoreRehearsalNeverSucceeded": "tests/test_pg_rehearsal_job.py",
 }
-# alerts whose PrometheusRule is applied to the DR region's cluster, not the primary's: the Neo4j
-# restore rehearsal restores the replicated (DR) bucket there (components/neo4j_dr.py)
-IN_DR_CLUSTER = {"Neo4jRestoreRehearsalStale"}
+# alerts whose PrometheusRule is applied to the DR region's cluster, not the primary's: both restore
+# rehearsals run there, from the DR copies, so that they outlive the primary region (the Neo4j one in
+# components/neo4j_dr.py, the PostgreSQL one placed by __main__.py)
+IN_DR_CLUSTER = {"Neo4jRestoreRehearsalStale", "PostgresRestoreRehearsalStale"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
