@@ -58,6 +58,13 @@ RANGES: dict[str, tuple[int, int | None, str]] = {
     "dr.postgresPitrRtoSeconds": (60, NO_LIMIT, "a target in seconds"),
     "dr.postgresPitrRestoreEstimateSeconds": (60, 86400, "a measured PITR restore: a minute to a day"),
     "pgRestoreRehearsal.timeoutMinutes": (15, 720, "a restore of the smallest instance takes 15 minutes"),
+    **{f"postgres.generations.{role}": (1, NO_LIMIT, "generation 1 is the first instance in a region")
+       for role in ("primary", "dr")},
+    "ingress.podPort": (1, 65535, "TCP ports"),
+    **{f"dr.regionSwitch.{step}TimeoutMinutes": (
+        1, 1440, "ARC Region switch step timeoutMinutes: at least 1 (botocore arc-region-switch model, "
+                 "*TimeoutMinutesInteger min 1); a day is our cap on one step")
+       for step in ("approval", "promotion", "scaling", "traffic")},
 }
 
 
