@@ -290,19 +290,25 @@ class PostgresDr(pulumi.ComponentResource):
 
         for placement in (writer, other):
             self._health_alarms(placement.name(name), instances[placement.region], regions[placement.region])
-        if replica is not None:
-            alarm(
-                f"{replica.name(name)}-lag",
-                description=(f"Replica lag above {args.replica_lag_threshold_seconds}s: failing over "
-                             "now would lose more data than the RPO allows."),
-                namespace="AWS/RDS", metric="ReplicaLag",
-                dimensions={"DBInstanceIdentifier": instances[replica.region].identifier},
-                statistic="Maximum", comparison="GreaterThanThreshold",
-                threshold=args.replica_lag_threshold_seconds,
-                period_seconds=dr_budget.LAG_PERIOD_SECONDS, evaluation_periods=dr_budget.LAG_EVALUATION_PERIODS,
-                unit="Seconds",
-                topic=regions[replica.region].topic, opts=regions[replica.region].opts,
-            )
+        # Right after a promotion there is no replica: the former replica's lag alarm stays, quiet
+        # (ReplicaLag is no longer emitted; missing data is then not a breach). Deleting it would break
+        # the failed-over deploy: its --target list would name a resource gone from the stack
+        # (pulumi/pulumi deployment_executor.go checkTargets).
+        lagging = replica or writer
+        alarm(
+            f"{lagging.name(name)}-lag",
+            description=(f"Replica lag above {args.replica_lag_threshold_seconds}s: failing over "
+                         "now would lose more data than the RPO allows." if replica else
+                         "Promoted writer: it replicates nothing, so this replica-lag alarm stays quiet "
+                         "until the next rebuild replaces it."),
+            namespace="AWS/RDS", metric="ReplicaLag",
+            dimensions={"DBInstanceIdentifier": instances[lagging.region].identifier},
+            statistic="Maximum", comparison="GreaterThanThreshold",
+            threshold=args.replica_lag_threshold_seconds,
+            period_seconds=dr_budget.LAG_PERIOD_SECONDS, evaluation_periods=dr_budget.LAG_EVALUATION_PERIODS,
+            unit="Seconds", treat_missing_data="breaching" if replica else "notBreaching",
+            topic=regions[lagging.region].topic, opts=regions[lagging.region].opts,
+        )
 
         self.writer_region: Region = writer.region
         self.writer_endpoint = writer_db.endpoint

@@ -189,12 +189,11 @@ def tier_namespaces(cfg: Any, role: str) -> list[str]:
     """The namespaces of a region's tier: each gets an AlertmanagerConfig whose receivers read the
     pager and chat Secrets there (components/regional_tier.py: AlertRouting over every namespace)."""
     names = [cfg.neo4j.namespace]
-    if role == "dr":  # the Neo4j restore rehearsal runs in the DR cluster (components/neo4j_dr.py)
-        names.append(cfg.neo4j.restore_namespace)
+    if role == "dr":  # both restore rehearsals run in the DR cluster (components/neo4j_dr.py, __main__.py)
+        names += [cfg.neo4j.restore_namespace, cfg.pg_restore_rehearsal.namespace]
     names.append(cfg.redis.namespace)
-    if role == "primary":  # reviewed allowlist flows and the PostgreSQL restore rehearsal run there
+    if role == "primary":  # reviewed allowlist flows are the primary tier's
         names += [entry.namespace for entry in cfg.egress.allowlist]
-        names.append(cfg.pg_restore_rehearsal.namespace)
     names.append(cfg.logs.shipper.namespace)
     return list(dict.fromkeys(names))
 

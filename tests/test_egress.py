@@ -8,31 +8,37 @@ import pytest
 import settings
 from helpers.flows import Flow, Peer
 from synth.export import kubernetes_objects
-from tests.conftest import config_with, synthesized
+from tests.conftest import config_with, in_tier, synthesized
 
 WORKLOAD_KINDS = ("StatefulSet", "CronJob", "Deployment", "DaemonSet", "Job")
 
 
-def objects(stack: str = "prod") -> list[dict]:
-    return kubernetes_objects(synthesized(stack))
+# What each region's cluster runs: the restore rehearsals (dr-verify) run in the DR cluster, where the
+# replicated backups are and where they keep running when the primary region is lost.
+NAMESPACES = {"primary": {"graph", "cache", "logging"}, "dr": {"graph", "dr-verify", "cache", "logging"}}
 
 
-def policies(stack: str = "prod") -> list[dict]:
-    return [o for o in objects(stack) if o["kind"] == "NetworkPolicy"]
+def objects(stack: str = "prod", role: str = "primary") -> list[dict]:
+    return kubernetes_objects(synthesized(stack), role)
 
 
-def workload_namespaces(stack: str) -> set[str]:
-    found = {o["metadata"]["namespace"] for o in objects(stack) if o["kind"] in WORKLOAD_KINDS}
-    found |= {r.inputs["namespace"] for r in synthesized(stack).of_type("kubernetes:helm.sh/v3:Release")}
+def policies(stack: str = "prod", role: str = "primary") -> list[dict]:
+    return [o for o in objects(stack, role) if o["kind"] == "NetworkPolicy"]
+
+
+def workload_namespaces(stack: str, role: str) -> set[str]:
+    found = {o["metadata"]["namespace"] for o in objects(stack, role) if o["kind"] in WORKLOAD_KINDS}
+    found |= {r.inputs["namespace"] for r in in_tier(synthesized(stack), role).of_type("kubernetes:helm.sh/v3:Release")}
     return found
 
 
+@pytest.mark.parametrize("role", ["primary", "dr"])
 @pytest.mark.parametrize("stack", ["stage", "prod"])
-def test_every_workload_namespace_is_closed_by_default_and_has_dns(stack):
-    namespaces = workload_namespaces(stack)
-    assert namespaces == {"graph", "dr-verify", "cache", "logging"}
+def test_every_workload_namespace_is_closed_by_default_and_has_dns(stack, role):
+    namespaces = workload_namespaces(stack, role)
+    assert namespaces == NAMESPACES[role]
     for ns in namespaces:
-        mine = [p for p in policies(stack) if p["metadata"]["namespace"] == ns]
+        mine = [p for p in policies(stack, role) if p["metadata"]["namespace"] == ns]
         deny = [p for p in mine if p["spec"]["podSelector"] == {"matchLabels": {}}
                 and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
                 and not p["spec"].get("ingress") and not p["spec"].get("egress")]
@@ -45,16 +51,17 @@ def test_every_workload_namespace_is_closed_by_default_and_has_dns(stack):
                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
 
 
+@pytest.mark.parametrize("role", ["primary", "dr"])
 @pytest.mark.parametrize("stack", ["stage", "prod"])
-def test_namespaces_enforce_pod_security(stack):
+def test_namespaces_enforce_pod_security(stack, role):
     levels = {o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
-              for o in objects(stack) if o["kind"] == "Namespace"}
+              for o in objects(stack, role) if o["kind"] == "Namespace"}
     # every workload, the chart's Neo4j servers included, meets the restricted profile (the
     # k8s-* rules judge the rendered pods), so no namespace needs baseline; logging: the shipper's
     # read-only hostPath (test_log_shipper)
-    assert levels == {"graph": "restricted", "dr-verify": "restricted", "cache": "restricted", "logging": "privileged"}
+    assert levels == {ns: "privileged" if ns == "logging" else "restricted" for ns in NAMESPACES[role]}
     # and every namespace, logging too, warns and audits at restricted, against the latest profile
-    for o in objects(stack):
+    for o in objects(stack, role):
         if o["kind"] == "Namespace":
             labels = o["metadata"]["labels"]
             assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"

@@ -19,8 +19,9 @@ from tests.test_log_scrubber import DRIVER, to_lua
 from tests.tools import promtool_check, require_tool
 
 
-def obj(stack: str, kind: str, name: str) -> dict:
-    [found] = [o for o in kubernetes_objects(synthesized(stack)) if o["kind"] == kind and o["metadata"]["name"] == name]
+def obj(stack: str, kind: str, name: str, role: str = "primary") -> dict:
+    [found] = [o for o in kubernetes_objects(synthesized(stack), role)
+               if o["kind"] == kind and o["metadata"]["name"] == name]
     return found
 
 
@@ -39,8 +40,8 @@ def sections(conf: str) -> list[tuple[str, dict[str, str]]]:
     return result
 
 
-def config(stack: str) -> tuple[dict, list[tuple[str, dict[str, str]]]]:
-    cm = obj(stack, "ConfigMap", "fluent-bit-config")
+def config(stack: str, role: str = "primary") -> tuple[dict, list[tuple[str, dict[str, str]]]]:
+    cm = obj(stack, "ConfigMap", "fluent-bit-config", role)
     return cm["data"], sections(cm["data"]["fluent-bit.conf"])
 
 
@@ -75,8 +76,13 @@ def test_the_namespace_admits_the_hostpath_but_still_warns_at_restricted(stack):
     assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
 
 
-def test_only_the_workload_namespaces_logs_are_read(prod):
-    _, conf = config("prod")
+@pytest.mark.parametrize("role,workloads", [
+    ("primary", ("graph", "cache", "intelgraph-app")),
+    # the restore rehearsals run in the DR cluster: their logs are shipped there
+    ("dr", ("graph", "cache", "dr-verify", "intelgraph-app")),
+])
+def test_only_the_workload_namespaces_logs_are_read(prod, role, workloads):
+    _, conf = config("prod", role)
     [(_, tail)] = [s for s in conf if s[0] == "INPUT"]
     assert tail["name"] == "tail" and tail["multiline.parser"] == "cri"
     paths = tail["path"].split(",")
@@ -84,8 +90,10 @@ def test_only_the_workload_namespaces_logs_are_read(prod):
     def read(filename: str) -> bool:  # kubelet: /var/log/containers/<pod>_<namespace>_<container>-<id>.log
         return any(fnmatch.fnmatchcase(f"/var/log/containers/{filename}", p) for p in paths)
 
-    for ns in ("graph", "cache", "dr-verify", "intelgraph-app"):
+    for ns in workloads:
         assert read(f"x-0_{ns}_main-0123abcd.log"), ns
+    if role == "primary":  # nothing runs there any more
+        assert not read("x-0_dr-verify_main-0123abcd.log")
     for ns in ("kube-system", "logging", "monitoring"):
         assert not read(f"x-0_{ns}_main-0123abcd.log"), ns
 

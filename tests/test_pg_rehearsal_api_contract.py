@@ -54,13 +54,22 @@ def rds_calls(source: str) -> list[tuple[str, set[str]]]:
 
 
 def unpacked_keys(source: str, variable: str) -> set[str]:
-    """The keys every dict literal assigned to ``variable`` may hold."""
+    """The keys ``variable`` may hold: of every dict literal assigned to it, or, when it is assigned
+    the result of a function of the same module, of every dict literal that function returns."""
+    tree = ast.parse(source)
+    functions = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
     keys: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == variable for t in node.targets):
-            for d in ast.walk(node.value):
-                if isinstance(d, ast.Dict):
-                    keys |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
+            values = [node.value]
+            if isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) \
+                    and node.value.func.id in functions:
+                values = [r.value for r in ast.walk(functions[node.value.func.id])
+                          if isinstance(r, ast.Return) and r.value is not None]
+            for value in values:
+                for d in ast.walk(value):
+                    if isinstance(d, ast.Dict):
+                        keys |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
     assert keys, f"{variable}: no dict literal found"
     return keys
 
@@ -116,7 +125,8 @@ def test_the_job_image_installs_the_pins_and_their_whole_closure():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_job_tells_the_runbook_the_pinned_botocore(stack):
-    [job] = [o for o in kubernetes_objects(synthesized(stack))
+    # the rehearsal runs in the DR cluster (docs/decisions/018-active-region-is-state.md)
+    [job] = [o for o in kubernetes_objects(synthesized(stack), "dr")
              if o["kind"] == "CronJob" and o["metadata"]["name"] == component.JOB]
     [container] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
