@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import json
 import logging
 import runpy
@@ -282,18 +283,51 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
                 callbacks=None,
             )
         )
+        # the SDK keeps the pending Outputs in one set shared by every run in the process (the first
+        # run's becomes its ContextVar default); a run that failed leaves its own there, bound to its
+        # closed loop: start from none, as the SDK's own test harness does (pulumi/runtime/mocks.py)
+        pulumi_settings.SETTINGS.outputs.clear()
         if isinstance(program, Path):
             path = program
             if str(path.parent) not in sys.path:
                 sys.path.insert(0, str(path.parent))
             program = lambda: runpy.run_path(str(path), run_name="__main__")  # noqa: E731
-        loop.run_until_complete(run_in_stack(program))
+        loop.run_until_complete(run_in_stack(_settled(program)))
     finally:
         loop.close()
         asyncio.set_event_loop(None)
         engine_log.removeHandler(warnings)
     return Synthesis(stack=stack, resources=list(monitor.records), warnings=warnings.messages,
                      invokes=list(monitor.platform.invokes))
+
+
+def _settled(program: Callable[[], Any]) -> Callable[[], Any]:
+    """``program``, then every registration it started awaited to the end, before the SDK's
+    ``wait_for_rpcs`` takes over. That loop (pulumi/runtime/stack.py) starts by awaiting the
+    RPCs already running - none yet: ``do_rpc`` records an RPC only once its task first runs - and
+    then waits for *every* pending Output with ``asyncio.wait(FIRST_COMPLETED)``, re-arming a
+    callback on each of them per event-loop round; with thousands of resource outputs pending
+    while chains of registrations complete one round at a time, that polling cost more than the
+    registrations themselves (issue 24 item 11). Awaiting each registration in turn, as the SDK's
+    first phase does, reaches the same end: the same registrations in the same order of
+    dependencies; a failed one ends the wait here and the SDK's loop raises it, as before."""
+    async def run() -> None:
+        manager = pulumi_settings._get_rpc_manager()
+        result = program()
+        if inspect.isawaitable(result):
+            await result
+        while True:
+            await asyncio.sleep(0)  # let the registrations just scheduled start (and be recorded)
+            running = [rpc for rpc in manager.rpcs if not rpc.done()]
+            if not running:
+                return
+            for rpc in running:
+                try:
+                    await rpc
+                except Exception:  # noqa: BLE001 - wait_for_rpcs raises it, as it always did
+                    return
+
+    return run
 
 
 def _quiet_about_reraised(loop: asyncio.AbstractEventLoop, context: dict) -> None:
