@@ -14,8 +14,12 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from synth import policy_runner
+
+if TYPE_CHECKING:
+    from synth.export import ReleasePrefetch
 
 EXIT_OK, EXIT_VIOLATION, EXIT_INVALID, EXIT_UNDECIDED = 0, 1, 2, 3
 
@@ -51,17 +55,33 @@ def _synth(argv: list[str]) -> int:
 
     import yaml
 
-    import settings
     from synth import export as exporter
-    from synth import helm, stateful
 
     try:
         config = engine.stack_config(args.stack, args.stack_file)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"synth: cannot read the stack file: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    # a preview's release values hold unknowns: nothing to render, so nothing to start early
+    prefetch = None if args.preview else exporter.ReleasePrefetch()
     try:
-        synthesis = engine.synthesize(args.stack, config, preview=args.preview)
+        return _synthesized(args, config, prefetch)
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+
+
+def _synthesized(args: argparse.Namespace, config: dict[str, str], prefetch: "ReleasePrefetch | None") -> int:
+    """Synthesize, render, judge and write one stack (``_synth`` after its arguments)."""
+    import settings
+    from synth import engine, helm, stateful
+    from synth import export as exporter
+
+    monitor = engine.new_monitor(config, args.preview)
+    if prefetch is not None:
+        monitor.listeners.append(prefetch)
+    try:
+        synthesis = engine.synthesize(args.stack, config, preview=args.preview, monitor=monitor)
     except settings.SettingsError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -75,7 +95,7 @@ def _synth(argv: list[str]) -> int:
         # judged as the engine sees the stack (secret values readable, never written to disk), plus
         # what its Helm releases render, rendered once from the written export: written and judged.
         # A preview's values hold unknowns: only the release-values rule judges them then.
-        rendered = [] if args.preview else exporter.render_releases(document)
+        rendered = [] if args.preview else exporter.render_releases(document, prefetch)
         shown = exporter.with_rendered(exporter.to_export(synthesis, show_secrets=True), rendered)
         report = _judge(shown, args.stack, None)
     except helm.HelmError as exc:

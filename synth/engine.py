@@ -99,6 +99,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.records: list[Resource] = []
         self._by_urn: dict[str, Resource] = {}
         self._lock = threading.Lock()
+        # called with each resource once recorded (synth starts its Helm renders from there)
+        self.listeners: list[Callable[[Resource], None]] = []
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # As the engine builds it (pkg/resource/urn.go NewURN with the parent's QualifiedType): the
@@ -150,6 +152,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 raise ValueError(f"duplicate resource URN {record.urn}; give one of them another name")
             self.records.append(record)
             self._by_urn[record.urn] = record
+        for listener in self.listeners:
+            listener(record)
         return response
 
     def _alias_urns(self, request) -> list[str]:
@@ -286,7 +290,7 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
         # the SDK keeps the pending Outputs in one set shared by every run in the process (the first
         # run's becomes its ContextVar default); a run that failed leaves its own there, bound to its
         # closed loop: start from none, as the SDK's own test harness does (pulumi/runtime/mocks.py)
-        pulumi_settings.SETTINGS.outputs.clear()
+        pulumi_settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]  # a contextproperty
         if isinstance(program, Path):
             path = program
             if str(path.parent) not in sys.path:
@@ -318,12 +322,12 @@ def _settled(program: Callable[[], Any]) -> Callable[[], Any]:
             await result
         while True:
             await asyncio.sleep(0)  # let the registrations just scheduled start (and be recorded)
-            running = [rpc for rpc in manager.rpcs if not rpc.done()]
+            running = [call for call in manager.rpcs if isinstance(call, asyncio.Future) and not call.done()]
             if not running:
                 return
-            for rpc in running:
+            for call in running:
                 try:
-                    await rpc
+                    await call
                 except Exception:  # noqa: BLE001 - wait_for_rpcs raises it, as it always did
                     return
 

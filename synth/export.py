@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -230,30 +231,77 @@ def _unsecret(value: Any) -> Any:
     return value
 
 
-def render_releases(document: dict) -> list[dict]:
+def _release_job(release: dict) -> tuple[str, str, str, dict] | None:
+    """What ``helm.render`` takes for one release entry of an export: (release name, namespace,
+    chart, values), or None when its values are encrypted as a whole (nothing to render:
+    k8s-helm-values-hardened says so)."""
+    props = release.get("inputs") or release.get("outputs") or {}
+    name, namespace = props.get("name"), props.get("namespace")
+    if not isinstance(name, str) or not isinstance(namespace, str) or not isinstance(props.get("chart"), str):
+        raise ValueError(f"Helm release {release['urn']} names no chart, release name or namespace")
+    chart = props["chart"].rsplit("/", 1)[-1]  # "repo/neo4j" and "neo4j" are the same chart source
+    values = props.get("values") or {}
+    if SIG_KEY in values:
+        return None
+    return name, namespace, chart, _unsecret(values)
+
+
+def _job_key(job: tuple[str, str, str, dict]) -> str:
+    return json.dumps(job, sort_keys=True)
+
+
+class ReleasePrefetch:
+    """Starts ``helm template`` for each Helm release the moment the program registers it, so the
+    renders (helm processes) run beside the rest of the registration instead of after it (issue 24
+    item 11). A render started here is used only for the very job ``render_releases`` then reads
+    from the export - same release, namespace, chart and values, compared in full - so what is
+    rendered is what the export says, as before; any other job renders as it always did."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="helm-prefetch")
+        self._started: dict[str, Future] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, resource: Resource) -> None:
+        """A RecordingMonitor listener: called with each resource as it is registered."""
+        if resource.type != RELEASE:
+            return
+        try:
+            job = _release_job({"urn": resource.urn, "inputs": _plain(resource.inputs)})
+        except ValueError:
+            return  # render_releases names the release and what it lacks
+        if job is not None:
+            with self._lock:
+                self._started.setdefault(_job_key(job), self._pool.submit(helm.render, *job))
+
+    def take(self, job: tuple[str, str, str, dict]) -> Future | None:
+        with self._lock:
+            return self._started.pop(_job_key(job), None)
+
+    def close(self) -> None:
+        """Stop what was not taken (a program that failed, an export rendered elsewhere)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def render_releases(document: dict, prefetched: ReleasePrefetch | None = None) -> list[dict]:
     """Every object the export's Helm releases render, rendered with the real chart and helm from
     the values in the export itself (so an edited export renders what it says), as export entries:
     children of their release (the URN names the release, as Pulumi names a chart's children), the
     object as both inputs and outputs. The engine never sees these; synth and ``synth check`` judge
-    them beside the rest."""
+    them beside the rest. ``prefetched`` holds renders already started for the same jobs."""
     jobs = []
     for release in document.get("deployment", {}).get("resources", []):
         if release.get("type") != RELEASE:
             continue
-        props = release.get("inputs") or release.get("outputs") or {}
-        name, namespace = props.get("name"), props.get("namespace")
-        if not isinstance(name, str) or not isinstance(namespace, str) or not isinstance(props.get("chart"), str):
-            raise ValueError(f"Helm release {release['urn']} names no chart, release name or namespace")
-        chart = props["chart"].rsplit("/", 1)[-1]  # "repo/neo4j" and "neo4j" are the same chart source
-        values = props.get("values") or {}
-        if SIG_KEY in values:
-            continue  # encrypted as a whole: nothing to render (k8s-helm-values-hardened says so)
-        jobs.append((release, name, namespace, chart, _unsecret(values)))
+        job = _release_job(release)
+        if job is not None:
+            jobs.append((release, job))
     # each render waits on its own helm process: run them side by side (one per core), in order
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        rendered = list(pool.map(lambda job: helm.render(*job[1:]), jobs))
+        futures = [(prefetched and prefetched.take(job)) or pool.submit(helm.render, *job) for _, job in jobs]
+        rendered = [future.result() for future in futures]
     entries = []
-    for (release, name, *_), objects in zip(jobs, rendered, strict=True):
+    for (release, (name, *_)), objects in zip(jobs, rendered, strict=True):
         prefix = release["urn"].rsplit("::", 1)[0]
         for obj in objects:
             type_ = _type_token(obj)

@@ -203,6 +203,27 @@ def test_official_images_must_be_pinned_and_only_unverifiable_ones_stay_advisory
     assert [f.urn for f in verdict.violations] == [first["urn"]]
 
 
+def test_renders_started_while_the_program_registers_serve_only_the_same_job(prod_export):
+    """synth starts helm for each release as the program registers it (issue 24 item 11); a render
+    started so is used only for the job the export itself then asks for: an export edited since
+    renders what it says, and the result is the same as rendering everything afterwards."""
+    prefetch = export.ReleasePrefetch()
+    try:
+        for release in synthesized("prod").of_type(RELEASE):
+            prefetch(release)
+        edited = copy.deepcopy(prod_export)
+        first, second = releases(edited)[:2]
+        first["inputs"]["values"]["services"]["neo4j"].update(enabled=True, cleanup={"enabled": True})
+        served = export.render_releases(edited, prefetch)
+        assert served == export.render_releases(edited)
+        assert [e["inputs"]["kind"] for e in served if e["parent"] == first["urn"]].count("Job") == 1  # the edit
+        # the unedited release's render was taken; the first one's, started from other values, was not
+        assert prefetch.take(export._release_job(second)) is None
+        assert prefetch.take(export._release_job(releases(prod_export)[0])) is not None
+    finally:
+        prefetch.close()
+
+
 def test_a_secret_inside_an_exports_values_is_rendered_masked_and_encrypted_values_fail_closed(prod_export):
     """`pulumi stack export` without --show-secrets holds secrets as {sig, ciphertext} objects;
     when any part of a release's values is secret, Pulumi makes all of `values` secret."""
