@@ -17,6 +17,7 @@ separately.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -69,12 +70,28 @@ def render(release: str, namespace: str, chart: str, values: dict[str, Any]) -> 
     """The objects ``helm install <release> <chart> -n <namespace> -f values`` would create, each
     annotated with ``RENDERED_BY: <namespace>/<release>``. Hooks are included (they are objects
     Helm creates too); tests are not."""
-    merged = {**values, "disableLookups": True}
+    source = chart_path(chart)
+    values_text = yaml.safe_dump({**values, "disableLookups": True})
+    binary = helm_binary()
+    key = _render_key(binary, source, release, namespace, values_text)
+    rendered = _cached(key)
+    if rendered is None:
+        rendered = _helm_template(binary, source, release, namespace, chart, values_text)
+        _store(key, rendered)
+    objects = [doc for doc in yaml.load_all(rendered, Loader=_LOADER) if doc]
+    for obj in objects:
+        metadata = obj.setdefault("metadata", {})
+        metadata.setdefault("namespace", namespace)
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), RENDERED_BY: f"{namespace}/{release}"}
+    return objects
+
+
+def _helm_template(binary: str, source: Path, release: str, namespace: str, chart: str, values_text: str) -> str:
     with tempfile.TemporaryDirectory(prefix="synth-helm-") as work:
         values_file = Path(work) / "values.yaml"
-        values_file.write_text(yaml.safe_dump(merged))
+        values_file.write_text(values_text)
         done = subprocess.run(
-            [helm_binary(), "template", release, str(chart_path(chart)), "--namespace", namespace,
+            [binary, "template", release, str(source), "--namespace", namespace,
              "--values", str(values_file), "--skip-tests"],
             capture_output=True, text=True, timeout=120,
             # helm keeps caches and config under HOME; give it a private one
@@ -83,9 +100,42 @@ def render(release: str, namespace: str, chart: str, values: dict[str, Any]) -> 
         )
     if done.returncode != 0:
         raise HelmError(f"helm template {release} ({chart}) failed: {done.stderr.strip()}")
-    objects = [doc for doc in yaml.load_all(done.stdout, Loader=_LOADER) if doc]
-    for obj in objects:
-        metadata = obj.setdefault("metadata", {})
-        metadata.setdefault("namespace", namespace)
-        metadata["annotations"] = {**(metadata.get("annotations") or {}), RENDERED_BY: f"{namespace}/{release}"}
-    return objects
+    return done.stdout
+
+
+# helm template is a pure function of the helm binary, the chart's files, the release name, the
+# namespace and the values: its output is kept under that content hash and reused when all of them
+# are the same again (issue 24 item 11: ten Neo4j releases cost prod about a second of helm per
+# synth). $INTELGRAPH_HELM_CACHE moves the cache; set to "off" it is not used. A refused render is
+# never kept: it runs (and fails) again.
+def cache_dir() -> Path | None:
+    configured = os.environ.get("INTELGRAPH_HELM_CACHE", str(ROOT / "build" / "helm-cache"))
+    return None if configured == "off" else Path(configured)
+
+
+def _render_key(binary: str, source: Path, release: str, namespace: str, values_text: str) -> str:
+    digest = hashlib.sha256()
+    helm = Path(binary).resolve().stat()  # a reinstalled or upgraded helm is another binary
+    for part in (str(Path(binary).resolve()), str(helm.st_size), str(helm.st_mtime_ns), release, namespace, values_text):
+        digest.update(part.encode() + b"\0")
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):  # every file of the chart, by content
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _cached(key: str) -> str | None:
+    directory = cache_dir()
+    try:
+        return (directory / f"{key}.yaml").read_text() if directory else None
+    except FileNotFoundError:
+        return None
+
+
+def _store(key: str, rendered: str) -> None:
+    directory = cache_dir()
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".part", delete=False) as part:
+        part.write(rendered)
+    os.replace(part.name, directory / f"{key}.yaml")  # whole or not at all, also beside another synth

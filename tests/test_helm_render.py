@@ -65,3 +65,45 @@ def test_a_missing_chart_source_says_to_run_dev_charts(prod, tmp_path):
                             env={**os.environ, "INTELGRAPH_CHARTS_DIR": str(empty)})
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"no source for chart 'neo4j' at {empty / 'neo4j'}: run `./dev charts {empty}`" in result.stderr
+
+
+def test_a_render_is_reused_only_for_the_same_helm_chart_files_and_values(prod, tmp_path, monkeypatch):
+    """helm template is a pure function of the binary, the chart's files, the release, the namespace
+    and the values; synth keeps its output under their content hash (issue 24 item 11). Anything
+    of them changed runs helm again; a helm that refuses the values is never kept."""
+    import shutil
+
+    release = _release(prod)
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "helm"  # the real helm, counting its runs
+    wrapper.write_text(f"#!/bin/sh\necho run >> {calls}\nexec {helm.helm_binary()} \"$@\"\n")
+    wrapper.chmod(0o755)
+    charts = tmp_path / "charts"
+    shutil.copytree(helm.chart_path("neo4j"), charts / "neo4j")
+    monkeypatch.setenv("HELM", str(wrapper))
+    monkeypatch.setenv("INTELGRAPH_CHARTS_DIR", str(charts))
+    monkeypatch.setenv("INTELGRAPH_HELM_CACHE", str(tmp_path / "cache"))
+
+    def render(values=release.inputs["values"], name=release.inputs["name"]):
+        return helm.render(name, release.inputs["namespace"], "neo4j", values)
+
+    def runs() -> int:
+        return len(calls.read_text().split()) if calls.exists() else 0
+
+    first = render()
+    assert runs() == 1 and render() == first and runs() == 1  # the same job: served, the same objects
+    render(values={**release.inputs["values"], "image": {"customImage": "neo4j:5.26.99-enterprise"}})
+    assert runs() == 2
+    render(name="another")
+    assert runs() == 3
+    template = charts / "neo4j" / "templates" / "neo4j-statefulset.yaml"
+    template.write_text(template.read_text() + "\n")
+    render()
+    assert runs() == 4
+    refused = {**release.inputs["values"], "neo4j": {**release.inputs["values"]["neo4j"], "acceptLicenseAgreement": "no"}}
+    for expected in (5, 6):
+        with pytest.raises(helm.HelmError, match="failed"):
+            render(values=refused)
+        assert runs() == expected
+    monkeypatch.setenv("INTELGRAPH_HELM_CACHE", "off")
+    assert render() == first and runs() == 7
