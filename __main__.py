@@ -556,14 +556,13 @@ export("postgres", {
     "writerRegion": cfg.aws.region(postgres.writer_region),
     "writerEndpoint": postgres.writer_endpoint,
     "writerArn": postgres.writer_arn,
-    "writerSecretArn": postgres.writer_secret_arn,
     "primaryEndpoint": postgres.writer_endpoint,
     "primaryArn": postgres.writer_arn,
     **({"replicaEndpoint": postgres.replica_endpoint, "replicaArn": postgres.replica_arn}
        if postgres.replica_arn is not None else {}),
     # each region's instance, writer or not (the on-call role names both: no IAM change at failover)
     "instanceArns": postgres.instance_arns,
-    **postgres.secret_outputs,  # masterSecretArn, its DR replica, the DR rotation function, the schedule
+    **postgres.secret_outputs,  # the writer's secret, its copy where the replica is, the rotation schedule
     # the DR-region key of the replica's storage (and of a PITR restore there)
     "replicaKmsKeyArn": postgres.replica_kms_key_arn,
     "lagAlarmThresholdSeconds": cfg.replica_lag_threshold_seconds,
