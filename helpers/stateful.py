@@ -78,7 +78,8 @@ def guard(protect: bool, retire: Iterable[str] = ()):
     data) and, when ``protect``, `protect`, except a resource whose URN ``retire`` lists: that one
     gets ``protect=False``, and where its kind is ``deleted_when_retired`` no `retain_on_delete` and
     its ``released`` inputs (the engine's delete step reads RetainOnDelete from the state, which the
-    retire deploy writes: journal_snapshot.go "mustWrite() true because of RetainOnDelete"). Registered once in __main__.py, so a component added later is covered
+    retire deploy writes: journal_snapshot.go "mustWrite() true because of RetainOnDelete").
+    Registered once in __main__.py, so a component added later is covered
     without remembering to.
 
     Why retiring takes its own deploy (pulumi/pulumi pkg/resource/deploy/step.go DeleteStep.Apply):
