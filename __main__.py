@@ -559,7 +559,11 @@ export("postgres", {
     "writerSecretArn": postgres.writer_secret_arn,
     "primaryEndpoint": postgres.writer_endpoint,
     "primaryArn": postgres.writer_arn,
-    **({"replicaEndpoint": postgres.replica_endpoint, "replicaArn": postgres.replica_arn}
+    **({"replicaEndpoint": postgres.replica_endpoint, "replicaArn": postgres.replica_arn,
+        # the writer's secret's copy in the replica's region: ops.dr_promote checks it is readable.
+        # (w8-gameday, until the secret per writer lands: the copy of the one secret there is)
+        "replicaSecretArn": (postgres.dr_master_secret_arn if postgres.writer_region == "primary"
+                             else postgres.master_secret_arn)}
        if postgres.replica_arn is not None else {}),
     # each region's instance, writer or not (the on-call role names both: no IAM change at failover)
     "instanceArns": postgres.instance_arns,
