@@ -7,6 +7,7 @@ thing and expects the runbook to notice, or to refuse and change nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -89,8 +90,8 @@ def _master_secret(pg: dict, primary_host: str) -> None:
               replicaSecretArn=copy)
 
 
-def put_lag(seconds: float, replica: str = "intelgraph-pg-replica") -> None:
-    boto3.client("cloudwatch", "us-west-2").put_metric_data(Namespace="AWS/RDS", MetricData=[{
+def put_lag(seconds: float, replica: str = "intelgraph-pg-replica", region: str = "us-west-2") -> None:
+    boto3.client("cloudwatch", region).put_metric_data(Namespace="AWS/RDS", MetricData=[{
         "MetricName": "ReplicaLag", "Value": seconds, "Unit": "Seconds",
         "Timestamp": datetime.now(timezone.utc) - timedelta(minutes=1),
         "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": replica}]}])
@@ -127,13 +128,21 @@ def _report_replication_status(monkeypatch) -> None:
 
 
 def _fix_moto_promotion(monkeypatch) -> None:
-    # moto keeps ReadReplicaSourceDBInstanceIdentifier after promotion; RDS clears it.
+    # moto keeps ReadReplicaSourceDBInstanceIdentifier after promotion, and the source keeps listing
+    # the replica; RDS clears both (a standalone instance replicates nothing).
     from moto.rds.models import RDSBackend
 
     original = RDSBackend.promote_read_replica
 
     def promote(self, db_kwargs):
+        source = self.databases[db_kwargs["db_instance_identifier"]].source_db_instance_identifier
         database = original(self, db_kwargs)
+        if source:
+            with contextlib.suppress(Exception):  # a source already gone (deleted) lists nothing
+                replicas = self.find_db_from_id(source).replicas
+                for name in (database.db_instance_arn, database.db_instance_identifier):
+                    if name in replicas:
+                        replicas.remove(name)
         database.source_db_instance_identifier = None
         return database
 
@@ -400,24 +409,38 @@ def _publish(world, region: str = "us-west-2") -> dict:
     return document
 
 
+class Outage:
+    """Every endpoint of ``region`` refuses the connection while the outage lasts, as in a region
+    outage: the call fails where botocore would send it (before-send), with the error botocore
+    raises for it. The global endpoints served from us-east-1 (Route 53's and IAM's control planes,
+    STS's legacy global endpoint: AWS whitepaper "AWS Fault Isolation Boundaries", Appendix B) go
+    down with it. Registered on boto3's default session, which every runbook's client uses; start
+    it inside ``mock_aws`` (moto resets that session when it starts)."""
+
+    GLOBAL = ("https://route53.amazonaws.com", "https://iam.amazonaws.com", "https://sts.amazonaws.com")
+
+    def __init__(self, monkeypatch, region: str = "us-east-1"):
+        from botocore.exceptions import EndpointConnectionError
+
+        self.region, self.down, self.refused = region, True, []
+
+        def refuse(request, **_):
+            if self.down and (region in request.url or (region == "us-east-1" and request.url.startswith(self.GLOBAL))):
+                self.refused.append(request.url)
+                raise EndpointConnectionError(endpoint_url=request.url)
+
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-send", refuse)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+    def end(self) -> None:
+        self.down = False
+
+
 def _primary_region_down(monkeypatch) -> list[str]:
-    """Every endpoint of us-east-1 refuses the connection, as in a region outage: the call fails
-    where botocore would send it (before-send), with the error botocore raises for it."""
-    from botocore.exceptions import EndpointConnectionError
-
-    refused: list[str] = []
-
-    def refuse(request, **_):
-        if "us-east-1" in request.url or request.url.startswith("https://route53.amazonaws.com"):
-            refused.append(request.url)
-            raise EndpointConnectionError(endpoint_url=request.url)
-
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-send", refuse)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    return refused
+    return Outage(monkeypatch).refused
 
 
 def test_the_runbooks_read_the_outputs_from_the_dr_region(world, capsys):
