@@ -14,8 +14,8 @@ writer's master secret has a readable copy in the replica's region (DescribeSecr
 next deploy the promoted instance keeps the writer's password, and that copy is where it is read.
 Then it promotes and waits until the instance is a standalone, available writer. It changes no
 secret: the deploy of the next state creates the new writer's own secret in its region, sets the
-instance's password from it and rotates it there (components/postgres_dr.py). Every call goes to
-the replica's region only. It prints how long promotion took (record it as
+instance's password from it and rotates it there (components/postgres_dr.py). The outputs and the
+account check are the DR region's; every other call goes to the replica's region. It prints how long promotion took (record it as
 dr.replicaPromotionEstimateSeconds) and the next steps.
 """
 
@@ -51,7 +51,7 @@ from ops._common import (
 )
 from ops.dr_readiness import describe, latest_lag_seconds, replica_status
 
-# Everything in the replica's region (tests/iam_oracle.py records the calls and compares). The
+# In the replica's region (tests/iam_oracle.py records the calls and compares). The
 # resources are both regions' (ops/oncall.py): the replica is in either, and the on-call role's
 # policy must not change at a failover (IAM's control plane is in us-east-1).
 IAM = Permissions((

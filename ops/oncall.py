@@ -61,9 +61,11 @@ def _resources(kind: str, doc: dict) -> tuple[list[str], Optional[dict]]:
 def secret_name_pattern(pg: dict) -> str:
     """The master secrets' names, as an IAM resource pattern: ``<base>-master`` for generation 1's
     writer and ``<instance>-master`` for any other (``<base>-replica-master``,
-    ``<base>-primary-g2-master``, ...), then the six characters Secrets Manager appends to every
-    secret's ARN (Secrets Manager User Guide, "Secret ARN"). ``<base>``: the instances' common
-    name, from the primary region's instance (``<base>-primary`` or ``<base>-primary-g<n>``)."""
+    ``<base>-primary-g2-master``, ...), then "the final hyphen and six random characters that
+    Secrets Manager adds at the end of the ARN" (Secrets Manager API Reference, ``SecretId``),
+    matched with IAM's one-character wildcard ``?`` (IAM User Guide, "IAM JSON policy elements:
+    Resource"). ``<base>``: the instances' common name, from the primary region's instance
+    (``<base>-primary`` or ``<base>-primary-g<n>``)."""
     identifier = pg["instanceArns"]["primary"].rsplit(":", 1)[-1]
     base = re.sub(r"-primary(-g[0-9]+)?$", "", identifier)
     if base == identifier:

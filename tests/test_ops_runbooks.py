@@ -398,6 +398,32 @@ def test_accept_data_loss_promotes_despite_lag(world, capsys):
     assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
 
 
+def test_the_way_back_promotes_the_primary_regions_replica_of_the_dr_writer(world, capsys, outputs):
+    # rebuilt (docs/decisions/018): B writes in the DR region, C replicates it in the primary region,
+    # and B's own secret has its copy there. The same runbook promotes C, and its next steps are the
+    # switched-back state's, not the failed-over one's.
+    west, east = boto3.client("rds", "us-west-2"), boto3.client("rds", "us-east-1")
+    west.promote_read_replica(DBInstanceIdentifier="intelgraph-pg-replica")
+    b = _replica()["DBInstanceArn"]
+    east.create_db_instance_read_replica(DBInstanceIdentifier="intelgraph-pg-primary-g2", SourceDBInstanceIdentifier=b)
+    secret = boto3.client("secretsmanager", "us-west-2").create_secret(
+        Name="intelgraph-pg-replica-master", SecretString=json.dumps({"password": MASTER_PASSWORD}),
+        AddReplicaRegions=[{"Region": "us-east-1"}])
+    c = f"arn:aws:rds:us-east-1:{ACCOUNT}:db:intelgraph-pg-primary-g2"
+    outputs["postgres"].update(writerArn=b, writerRegion="us-west-2", replicaArn=c, writerSecretArn=secret["ARN"],
+                               replicaSecretArn=secret["ARN"].replace(":us-west-2:", ":us-east-1:"))
+    world.write_text(json.dumps(outputs))
+    put_lag(5, "intelgraph-pg-primary-g2", "us-east-1")
+    code = dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS  writer-secret" in out and "intelgraph-pg-replica-master: readable in us-east-1" in out
+    [promoted] = east.describe_db_instances(DBInstanceIdentifier="intelgraph-pg-primary-g2")["DBInstances"]
+    assert not promoted.get("ReadReplicaSourceDBInstanceIdentifier")
+    assert "Commit the switched-back state" in out and "dr.activeRegion: primary" in out
+    assert "--state failed-over" not in out
+
+
 # --- issue 21: the outputs come from the DR region; the calls are the ones --help lists ----------------
 
 
