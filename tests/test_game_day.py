@@ -91,7 +91,6 @@ class World:
     """moto's account, and what the game day knows about it (moto's secret ARNs, whose random
     suffix is its own, by secret name)."""
 
-    outage: Outage
     secret_arns: dict[str, str] = field(default_factory=dict)  # name -> ARN in its home region
     retained: list[tuple[str, str]] = field(default_factory=list)  # (region, identifier) left in AWS
 
@@ -130,7 +129,7 @@ class World:
     def _put(self, step: Step, resource: dict, previous: Optional[dict]) -> None:
         kind, inputs, region = resource["type"], resource["inputs"], region_of(step, resource)
         if kind == INSTANCE:
-            self._instance(step, region, inputs, previous["inputs"] if previous else None)
+            self._instance(region, inputs, previous["inputs"] if previous else None)
         elif kind == BACKUPS:
             _replicate_backups(inputs["sourceDbInstanceArn"], region)
         elif kind == SECRET:
@@ -158,7 +157,7 @@ class World:
             boto3.client("ssm", region).put_parameter(Name=inputs["name"], Type=inputs["type"], Overwrite=True,
                                                       Value=self.real(inputs["insecureValue"]))
 
-    def _instance(self, step: Step, region: str, inputs: dict, was: Optional[dict]) -> None:
+    def _instance(self, region: str, inputs: dict, was: Optional[dict]) -> None:
         rds = boto3.client("rds", region)
         identifier = inputs["identifier"]
         if was is None and "replicateSourceDb" in inputs:
@@ -221,7 +220,9 @@ class World:
             rds.modify_db_instance(DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True)
             rds.delete_db_instance(DBInstanceIdentifier=identifier, FinalDBSnapshotIdentifier=f"{identifier}-final",
                                    DeleteAutomatedBackups=False)
-            snapshots.append(f"{identifier}-final")
+            [snapshot] = rds.describe_db_snapshots(DBSnapshotIdentifier=f"{identifier}-final")["DBSnapshots"]
+            assert snapshot["DBInstanceIdentifier"] == identifier
+            snapshots.append(snapshot["DBSnapshotIdentifier"])
         self.retained.clear()
         return snapshots
 
@@ -429,7 +430,7 @@ def walk(monkeypatch, capsys) -> None:
         _fix_moto_promotion(monkeypatch)
         outage = Outage(monkeypatch, PRIMARY)
         outage.end()  # the region is up until the game day takes it down
-        world = World(outage)
+        world = World()
         boto3.client("iam").create_role(RoleName=ROTATION_ROLE, AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}))
