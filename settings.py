@@ -930,7 +930,7 @@ class PostgresGenerations(Model):
             raise ValueError(
                 f"primary {self.primary} and dr {self.dr}: primary must equal dr (normal, failed over) or be "
                 "dr + 1 (rebuilt: the new primary-region replica of the DR writer); a region's generation "
-                "goes up by one, after its old instance was retired (docs/runbooks.md, 'Round trip')")
+                "goes up by one, after its old instance was retired (docs/runbooks.md, 'Region switch')")
         return self
 
 
@@ -1326,7 +1326,7 @@ class DrSettings(Model):
     # docs/runbooks.md "Deploy the failed-over state").
     active_region: Role = Field("primary", description=(
         "Which region holds the writers and takes the traffic: primary, or dr once failed over "
-        "(docs/runbooks.md, 'Round trip')."))
+        "(docs/runbooks.md, 'Region switch')."))
     postgres: DrTarget = Field(description="PostgreSQL failover targets.")
     neo4j: DrTarget = Field(description="Neo4j restore targets.")
     # AWS publishes no SLA for promoting a read replica: measure it in a stage failover drill

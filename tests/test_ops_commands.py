@@ -4,6 +4,7 @@ copy of the outputs and the on-call role as the program declares them (issue 21,
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
 import sys
@@ -222,15 +223,23 @@ def test_the_on_call_role_grants_exactly_the_dr_runbooks_actions_on_the_stacks_r
         for resource in statement["Resource"]:
             if resource == "*":  # only actions with no resource type (Service Authorization Reference)
                 assert statement["Action"] == ["cloudwatch:GetMetricStatistics"]
-            elif resource.endswith(":key/*"):  # through Secrets Manager, for the master secret only
-                assert statement["Condition"]["StringEquals"]["kms:EncryptionContext:SecretARN"] == \
-                    outputs["postgres"]["drMasterSecretArn"]
             else:
                 global_arn = resource.startswith(("arn:aws:s3:::", "arn:aws:route53:::"))
                 assert outputs["aws"]["accountId"] in resource or global_arn, resource
-    # the promotion acts on the DR instance only
+            assert "Condition" not in statement  # no KMS grant left: DescribeSecret decrypts nothing
+    # the promotion acts on either region's instance (the way back promotes the primary region's):
+    # named per region, not per role, so a failover changes no policy
     [promote] = [s for s in statements if "rds:PromoteReadReplica" in s["Action"]]
-    assert promote["Resource"] == [outputs["postgres"]["replicaArn"]]
+    assert promote["Resource"] == [outputs["postgres"]["instanceArns"]["primary"], outputs["postgres"]["instanceArns"]["dr"]]
+    # the master secrets by name, in both regions: the writer's secret, whichever writes, and its copy
+    [secrets] = [s for s in statements if any(a.startswith("secretsmanager:") for a in s["Action"])]
+    assert secrets["Action"] == ["secretsmanager:DescribeSecret"]
+    assert secrets["Resource"] == [f"arn:aws:secretsmanager:{region}:{outputs['aws']['accountId']}:secret:"
+                                   "intelgraph-pg-*master-??????" for region in ("us-east-1", "us-west-2")]
+    named = [arn for key, arn in outputs["postgres"].items() if key.endswith("SecretArn")]
+    assert outputs["postgres"]["writerSecretArn"] in named
+    for arn in named:
+        assert any(fnmatch.fnmatchcase(arn, pattern) for pattern in secrets["Resource"]), arn
 
 
 @pytest.mark.parametrize("stack", ["stage", "prod"])
