@@ -78,6 +78,12 @@ def retirement(stack: str, instance: str) -> list[str]:
     return [instance_urn(stack, instance), child_urn(stack, SECRET, credentials(instance))]
 
 
+def deleted_with(stack: str, instance: str) -> list[str]:
+    """What the deploy after a former writer's retirement deletes that holds state: the instance,
+    its secret and its bootstrap password (sorted, as diff verdicts are compared)."""
+    return sorted([*retirement(stack, instance), child_urn(stack, PASSWORD, f"{credentials(instance)}-bootstrap")])
+
+
 def states(stack: str) -> list[tuple[str, dict]]:
     """The round trip's stack files, as changes to the real one. Only prod protects stateful
     resources, so only prod takes the retire deploys (settings refuse `retire` in stage)."""
@@ -205,8 +211,7 @@ def test_every_state_deploys_with_no_mandatory_violation(trip):
 def test_each_step_deletes_or_replaces_nothing_stateful_but_the_retired_writer(trip):
     """The retired writer goes with its credentials: its secret and its bootstrap password."""
     stack = stack_of(trip[0])
-    retired = {step: [*retirement(stack, instance), child_urn(stack, PASSWORD, f"{credentials(instance)}-bootstrap")]
-               for step, instance in (("rebuilt", "primary"), ("switched back", "replica"))}
+    retired = {step: deleted_with(stack, instance) for step, instance in (("rebuilt", "primary"), ("switched back", "replica"))}
     for step in trip[1:]:
         dangerous = sorted((c.action, c.urn) for c in step.plan if c.dangerous)
         assert dangerous == sorted(("delete", urn) for urn in retired.get(step.name, [])), (step.name, step.diff_text)
