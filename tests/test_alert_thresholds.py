@@ -257,3 +257,30 @@ def test_every_alert_with_a_threshold_is_run_by_promtool_somewhere(stack):
     for name, path in COVERED_ELSEWHERE.items():
         source = (ROOT / path).read_text()
         assert name in source and "promtool" in source, (name, path)
+
+
+def _rules_by_name(stack: str, cluster: str) -> dict[str, list[dict]]:
+    """Each alert and recording rule of one cluster by name, annotations aside."""
+    found: dict[str, list[dict]] = {}
+    for obj in kubernetes_objects(synthesized(stack), cluster):
+        if obj["kind"] == "PrometheusRule":
+            for group in obj["spec"]["groups"]:
+                for rule in group["rules"]:
+                    bare = {k: v for k, v in rule.items() if k != "annotations"}
+                    if bare not in found.setdefault(rule.get("alert") or rule["record"], []):
+                        found[rule.get("alert") or rule["record"]].append(bare)
+    return found
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_the_dr_cluster_runs_the_rules_the_component_tests_run(stack):
+    """COVERED_ELSEWHERE's promtool tests run each component's rules as the primary cluster has them
+    (and the recording rules their alerts read): the DR region's Prometheus must run those same rules,
+    or its copy (another threshold, another PVC or recorded series) goes untested. Rules only the DR
+    cluster has are run here (copies(): STALENESS, NEVER_SUCCEEDED, FAILED)."""
+    primary, dr = _rules_by_name(stack, "primary"), _rules_by_name(stack, "dr")
+    elsewhere = set(COVERED_ELSEWHERE) | {name for name, rules in primary.items() if "record" in rules[0]}
+    shared = sorted(elsewhere & set(dr))
+    assert shared, "the DR cluster runs none of the component-tested rules: is its tier still there?"
+    for name in shared:
+        assert dr[name] == primary.get(name), f"{name}: the DR cluster's copy differs from the one tested"
