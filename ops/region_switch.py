@@ -77,10 +77,12 @@ def switch(stack: Optional[str], outputs_file: Optional[Path], activate: str, mo
     arc = boto3.client("arc-region-switch", region_name=region)
 
     plan = arc.get_plan_in_region(arn=plan_arn)["plan"]
-    [workflow] = [w for w in plan["workflows"] if w.get("workflowTargetRegion") == region
-                  and w.get("workflowTargetAction") == "activate"] or [None]
-    if workflow is None:
-        raise InputError(f"the plan {plan_arn} has no workflow that activates {region}: deploy the stack first")
+    workflows = [w for w in plan["workflows"] if w.get("workflowTargetRegion") == region
+                 and w.get("workflowTargetAction") == "activate"]
+    if len(workflows) != 1:
+        raise InputError(f"the plan {plan_arn} has {len(workflows)} workflows that activate {region}, not one "
+                         "(components/region_switch.py builds one per region): deploy the stack first")
+    [workflow] = workflows
     print(f"plan {plan['name']} in {region}: activate {region} ({activate}), {mode}")
     for step in workflow["steps"]:
         print(f"  {step['name']}  {step['executionBlockType']}")

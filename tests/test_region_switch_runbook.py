@@ -24,7 +24,7 @@ from ops import oncall, region_switch
 from ops._common import outputs_parameter, runbook_document
 from tests.conftest import fake_aws_credentials, stack_settings, synthesized
 from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
-from tests.test_region_switch import create_plan_request
+from tests.test_region_switch import SAMPLES, create_plan_request
 
 ACCOUNT = stack_settings("prod").aws.account_id
 
@@ -161,14 +161,32 @@ def test_the_switch_calls_exactly_what_its_help_lists(published, monkeypatch, ca
     help_lists(region_switch, region_switch.IAM, capsys)
 
 
-def test_the_on_call_role_may_run_the_plan_and_assume_its_approval_role_only():
-    """What the runbook needs, on this plan and this approval role: the on-call policy the stack deploys."""
-    synthesis = synthesized("prod")
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_the_on_call_role_may_run_the_plan_and_assume_its_approval_role_only(stack):
+    """What the runbook needs, on this plan and this approval role: the on-call policy the stack deploys.
+    Its execution actions are the ARC Developer Guide's "Region switch plan execution block sample
+    policy" (start, watch, list executions of a plan, on the plan's ARN) less Cancel/UpdatePlanExecution,
+    which it never calls, plus GetPlanInRegion: the plan as the activated region's data plane has it."""
+    synthesis = synthesized(stack)
     statements = json.loads(synthesis.named("oncall-runbooks", "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     by_action = {a: s["Resource"] for s in statements["Statement"] for a in s["Action"]}
     outputs = synthesis.outputs["regionSwitch"]
-    for action in ("arc-region-switch:StartPlanExecution", "arc-region-switch:GetPlanExecution",
-                   "arc-region-switch:ListPlanExecutions", "arc-region-switch:GetPlanInRegion"):
+    [sample] = SAMPLES["planExecution"]["policy"]["Statement"]
+    arc = {a for a in by_action if a.startswith("arc-region-switch:")}
+    assert arc == (set(sample["Action"]) - {"arc-region-switch:CancelPlanExecution",
+                                            "arc-region-switch:UpdatePlanExecution"}) | {"arc-region-switch:GetPlanInRegion"}
+    for action in arc:
         assert by_action[action] == [outputs["planArn"]], action
+    # never the approval itself: that is the approval role's, which only the on-call role may assume
+    assert "arc-region-switch:ApprovePlanExecutionStep" not in by_action
     assert by_action["sts:AssumeRole"] == [outputs["approvalRoleArn"]]
     assert region_switch in oncall.ON_CALL
+
+
+def test_a_plan_without_a_workflow_for_the_region_is_refused_before_anything_starts(published, monkeypatch, capsys):
+    fake = FakeRegionSwitch(published)
+    fake.plan["workflows"] = [w for w in fake.plan["workflows"] if w["workflowTargetRegion"] != "us-west-2"]
+    _serve(monkeypatch, fake)
+    assert region_switch.main(["--stack", "prod", "--activate", "dr"]) == 2
+    assert "has 0 workflows that activate us-west-2" in capsys.readouterr().err
+    assert [name for name, *_ in fake.calls] == ["GetPlanInRegion"]
