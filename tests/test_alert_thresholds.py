@@ -44,7 +44,7 @@ def _neo4j_backup_max_age() -> int:
 
 def _dr_refresh_limit() -> int:
     # two refreshes of the warm DR graph missed in a row, each allowed its whole deadline: one seed of
-    # the newest chain (its full backup and every differential replayed) and the seed's slack
+    # the newest chain (its full backup and every differential replayed) plus SEED_SLACK_SECONDS
     seed = seed_seconds(PROD.neo4j.backup_schedule, PROD.backups.neo4j.chain_days,
                         PROD.dr.neo4j_restore_estimate_seconds, PROD.dr.neo4j_differential_estimate_seconds)
     assert PROD.neo4j.dr.refresh_schedule is not None, "prod's DR graph is warm: it refreshes"
