@@ -24,7 +24,6 @@ class SettingsError(RunError):
         )
 
 
-
 def _decode(raw: str) -> Any:
     # Pulumi hands structured config to the program as JSON text; scalars stay strings and
     # pydantic converts them ("3" -> 3), so "123456789012" never turns into a number by accident.

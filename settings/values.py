@@ -288,7 +288,7 @@ class Model(BaseModel):
     )
 
 
-
+# The CPU and memory of a datastore's pods (Neo4j's servers, Redis's cache pods).
 class ResourceSettings(Model):
     cpu_request: Quantity = Field(description="CPU request (Kubernetes quantity, e.g. '500m').")
     cpu_limit: Quantity = Field(description="CPU limit; at least cpuRequest.")
