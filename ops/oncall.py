@@ -2,25 +2,32 @@
 each on the stack's own resources, resolved from the runbook outputs (the document every deploy
 writes into the DR region: __main__.py). docs/decisions/022.
 
-Which runbooks: the ones an incident needs, ``dr_readiness`` and ``dr_promote``. The PITR rehearsal
+Which runbooks: the ones an incident needs, ``dr_readiness``, ``region_switch`` (runs the ARC
+Region switch plan and assumes its approval role, the only role that role trusts) and ``dr_promote``
+(the fallback). The PITR rehearsal
 runs as its Job (its own IRSA role); the major upgrade, the preflight and the state-backend
 bootstrap are run by whoever deploys, with the deployer's rights.
 """
 
 from __future__ import annotations
 
+import re
 from types import ModuleType
 from typing import Any, Optional
 
-from ops import dr_promote, dr_readiness
+from ops import dr_promote, dr_readiness, region_switch
 from ops._common import Permissions, parameter_arn
 
-ON_CALL: tuple[ModuleType, ...] = (dr_readiness, dr_promote)
+ON_CALL: tuple[ModuleType, ...] = (dr_readiness, region_switch, dr_promote)
 ROLE_SESSION_SECONDS = 3600  # IAM's default for a role; an incident's engineer re-assumes it
 
 
 def role_name(stack: str) -> str:
     return f"intelgraph-{stack}-oncall"
+
+
+def role_arn(account: str, stack: str) -> str:
+    return f"arn:aws:iam::{account}:role/{role_name(stack)}"
 
 
 def permissions() -> list[Permissions]:
@@ -41,27 +48,39 @@ def _resources(kind: str, doc: dict) -> tuple[list[str], Optional[dict]]:
     # policy must not change (docs/decisions/018-active-region-is-state.md)
     if kind == "databases":
         return [pg["instanceArns"]["primary"], pg["instanceArns"]["dr"]], None
-    if kind == "dr-database":
-        return [pg["instanceArns"]["dr"]], None
-    if kind == "dr-master-secret":
-        return [pg["drMasterSecretArn"]], None
-    if kind == "dr-master-secret-key":
-        # Secrets Manager encrypts a secret's versions under the encryption context
-        # {"SecretARN": <arn>, "SecretVersionId": <id>} (Secrets Manager User Guide, "Secret
-        # encryption and decryption in AWS Secrets Manager"): any key of the DR region, but only
-        # through Secrets Manager and only for this secret
-        return [f"arn:aws:kms:{dr}:{account}:key/*"], {"StringEquals": {
-            "kms:ViaService": f"secretsmanager.{dr}.amazonaws.com",
-            "kms:EncryptionContext:SecretARN": pg["drMasterSecretArn"]}}
-    if kind == "dr-rotation-function":
-        return [pg["drRotationFunctionArn"]], None
+    if kind == "master-secrets":
+        # one secret per writer, named after it (components/postgres_dr.py), homed in the writer's
+        # region and copied to the other while it has a replica: the copy ops.dr_promote checks is
+        # in the DR region at a failover and in the primary region on the way back. A name pattern
+        # in both regions, so that no failover or rebuild changes this policy.
+        return [f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_name_pattern(pg)}"
+                for region in (aws["primaryRegion"], dr)], None
     if kind == "health-check":
         return [f"arn:aws:route53:::healthcheck/{doc['dnsFailover']['healthCheckId']}"], None
+    if kind == "region-switch-plan":
+        return [doc["regionSwitch"]["planArn"]], None
+    if kind == "region-switch-approval-role":
+        return [doc["regionSwitch"]["approvalRoleArn"]], None
     if kind == "backup-buckets":
         return [f"arn:aws:s3:::{b}" for b in buckets], None
     if kind == "backup-objects":
         return [f"arn:aws:s3:::{b}/*" for b in buckets], None
     raise ValueError(f"no on-call resources for {kind!r}: only the on-call runbooks' kinds resolve here")
+
+
+def secret_name_pattern(pg: dict) -> str:
+    """The master secrets' names, as an IAM resource pattern: ``<base>-master`` for generation 1's
+    writer and ``<instance>-master`` for any other (``<base>-replica-master``,
+    ``<base>-primary-g2-master``, ...), then "the final hyphen and six random characters that
+    Secrets Manager adds at the end of the ARN" (Secrets Manager API Reference, ``SecretId``),
+    matched with IAM's one-character wildcard ``?`` (IAM User Guide, "IAM JSON policy elements:
+    Resource"). ``<base>``: the instances' common name, from the primary region's instance
+    (``<base>-primary`` or ``<base>-primary-g<n>``)."""
+    identifier = pg["instanceArns"]["primary"].rsplit(":", 1)[-1]
+    base = re.sub(r"-primary(-g[0-9]+)?$", "", identifier)
+    if base == identifier:
+        raise ValueError(f"{identifier} is not named <base>-primary[-g<n>]: no secret pattern")
+    return f"{base}-*master-??????"
 
 
 def policy(doc: dict) -> dict:

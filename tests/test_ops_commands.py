@@ -4,6 +4,7 @@ copy of the outputs and the on-call role as the program declares them (issue 21,
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
 import sys
@@ -13,8 +14,17 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
-from ops import bootstrap_backend, dr_promote, dr_readiness, oncall, pg_major_upgrade, pg_restore_rehearsal, preflight
-from ops._common import RUNBOOK_OUTPUTS, outputs_parameter
+from ops import (
+    bootstrap_backend,
+    dr_promote,
+    dr_readiness,
+    oncall,
+    pg_major_upgrade,
+    pg_restore_rehearsal,
+    preflight,
+    region_switch,
+)
+from ops._common import outputs_parameter, runbook_document
 from tests.conftest import ROOT, fake_aws_credentials, region_of, synthesized
 from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
 
@@ -33,6 +43,7 @@ def commands(outputs_file) -> dict:
     return {
         dr_readiness: ["--outputs", str(outputs_file)],
         dr_promote: ["--outputs", str(outputs_file), "--dry-run"],
+        region_switch: ["--outputs", str(outputs_file), "--activate", "dr", "--dry-run"],
         pg_major_upgrade: ["--outputs", str(outputs_file), "--target-version", "17.2", "--dry-run"],
         pg_restore_rehearsal: ["--outputs", str(outputs_file)],
         preflight: ["--stack", "prod"],
@@ -40,7 +51,7 @@ def commands(outputs_file) -> dict:
     }
 
 
-COMMANDS = (dr_readiness, dr_promote, pg_major_upgrade, pg_restore_rehearsal, preflight, bootstrap_backend)
+COMMANDS = (dr_readiness, dr_promote, region_switch, pg_major_upgrade, pg_restore_rehearsal, preflight, bootstrap_backend)
 
 
 @pytest.fixture
@@ -199,7 +210,7 @@ def test_every_deploy_writes_the_runbook_outputs_into_the_dr_region(stack):
     assert region_of(synthesis, parameter) == "us-west-2" == synthesis.outputs["aws"]["drRegion"]
     assert parameter.inputs["name"] == outputs_parameter(stack) and parameter.inputs["type"] == "String"
     document = json.loads(parameter.inputs["insecureValue"])
-    assert document == {k: synthesis.outputs[k] for k in RUNBOOK_OUTPUTS}
+    assert document == runbook_document(synthesis.outputs)
     # Standard tier: values up to 4 KB (Systems Manager User Guide, "Managing parameter tiers")
     assert len(parameter.inputs["insecureValue"].encode()) < 4096 * 0.8, "leave room: move to the Advanced tier"
     assert "password" not in parameter.inputs["insecureValue"].lower()  # ARNs and names only, no secret
@@ -215,22 +226,30 @@ def test_the_on_call_role_grants_exactly_the_dr_runbooks_actions_on_the_stacks_r
     synthesis = synthesized(stack)
     statements = _statements(synthesis)
     granted = {a for s in statements for a in s["Action"]}
-    assert granted == dr_readiness.IAM.actions | dr_promote.IAM.actions
+    assert granted == dr_readiness.IAM.actions | region_switch.IAM.actions | dr_promote.IAM.actions
     assert all(s["Effect"] == "Allow" for s in statements)
     outputs = synthesis.outputs
     for statement in statements:
         for resource in statement["Resource"]:
             if resource == "*":  # only actions with no resource type (Service Authorization Reference)
                 assert statement["Action"] == ["cloudwatch:GetMetricStatistics"]
-            elif resource.endswith(":key/*"):  # through Secrets Manager, for the master secret only
-                assert statement["Condition"]["StringEquals"]["kms:EncryptionContext:SecretARN"] == \
-                    outputs["postgres"]["drMasterSecretArn"]
             else:
                 global_arn = resource.startswith(("arn:aws:s3:::", "arn:aws:route53:::"))
                 assert outputs["aws"]["accountId"] in resource or global_arn, resource
-    # the promotion acts on the DR instance only
+            assert "Condition" not in statement  # no KMS grant left: DescribeSecret decrypts nothing
+    # the promotion acts on either region's instance (the way back promotes the primary region's):
+    # named per region, not per role, so a failover changes no policy
     [promote] = [s for s in statements if "rds:PromoteReadReplica" in s["Action"]]
-    assert promote["Resource"] == [outputs["postgres"]["replicaArn"]]
+    assert promote["Resource"] == [outputs["postgres"]["instanceArns"]["primary"], outputs["postgres"]["instanceArns"]["dr"]]
+    # the master secrets by name, in both regions: the writer's secret, whichever writes, and its copy
+    [secrets] = [s for s in statements if any(a.startswith("secretsmanager:") for a in s["Action"])]
+    assert secrets["Action"] == ["secretsmanager:DescribeSecret"]
+    assert secrets["Resource"] == [f"arn:aws:secretsmanager:{region}:{outputs['aws']['accountId']}:secret:"
+                                   "intelgraph-pg-*master-??????" for region in ("us-east-1", "us-west-2")]
+    named = [arn for key, arn in outputs["postgres"].items() if key.endswith("SecretArn")]
+    assert outputs["postgres"]["writerSecretArn"] in named
+    for arn in named:
+        assert any(fnmatch.fnmatchcase(arn, pattern) for pattern in secrets["Resource"]), arn
 
 
 @pytest.mark.parametrize("stack", ["stage", "prod"])

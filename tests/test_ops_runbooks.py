@@ -7,6 +7,7 @@ thing and expects the runbook to notice, or to refuse and change nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -15,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from ops import dr_promote, dr_readiness
-from ops._common import RUNBOOK_OUTPUTS, outputs_parameter
+from ops._common import outputs_parameter, runbook_document
 from tests.conftest import fake_aws_credentials, stack_settings, synthesized
 from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
 
@@ -31,11 +32,9 @@ def outputs(tmp_path) -> dict:
 @pytest.fixture
 def world(monkeypatch, outputs, tmp_path):
     fake_aws_credentials(monkeypatch, ACCOUNT)
-    # the rotation function is never run for real here: moto's Lambda answers invokes without Docker
-    with mock_aws(config={"lambda": {"use_docker": False}}):
+    with mock_aws():
         _fix_moto_promotion(monkeypatch)
         _report_replication_status(monkeypatch)
-        _stop_replication_to_replica(monkeypatch)
         pg = outputs["postgres"]
         east, west = boto3.client("rds", "us-east-1"), boto3.client("rds", "us-west-2")
         east.create_db_instance(
@@ -77,66 +76,22 @@ MASTER_PASSWORD = "set-by-the-last-rotation"
 
 
 def _master_secret(pg: dict, primary_host: str) -> None:
-    """The stack's master secret, replicated to the DR region under a DR key, and the DR region's
-    rotation function (named as the stack names it: its ARN is the one in the outputs)."""
+    """The writer's master secret in its region, replicated to the DR region under a DR key (one
+    secret per writer: components/postgres_dr.py). ``replicaSecretArn`` is the copy in the replica's
+    region, which ops.dr_promote checks; moto's ARN suffix is its own, so the outputs take moto's."""
     east, west = boto3.client("secretsmanager", "us-east-1"), boto3.client("secretsmanager", "us-west-2")
     dr_key = boto3.client("kms", "us-west-2").create_key(Description="intelgraph-pg-dr-secret-key")["KeyMetadata"]
     created = east.create_secret(Name="intelgraph-pg-master", SecretString=json.dumps({
         "engine": "postgres", "host": primary_host, "port": 5432, "dbname": "intelgraph",
         "username": "intelgraph_admin", "password": MASTER_PASSWORD, "ssl": "true"}),
         AddReplicaRegions=[{"Region": "us-west-2", "KmsKeyId": dr_key["Arn"]}])
-    pg["masterSecretArn"] = created["ARN"]
-    pg["drMasterSecretArn"] = west.describe_secret(SecretId="intelgraph-pg-master")["ARN"]
-    role = boto3.client("iam").create_role(RoleName="intelgraph-pg-dr-rotation", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]
-    function = boto3.client("lambda", "us-west-2").create_function(
-        FunctionName=pg["drRotationFunctionArn"].rsplit(":", 1)[-1], Runtime="python3.12", Role=role["Arn"],
-        Handler="lambda_function.lambda_handler", Code={"ZipFile": _zip("def lambda_handler(e, c):\n    pass\n")})
-    assert function["FunctionArn"] == pg["drRotationFunctionArn"]  # the stack's outputs name this function
+    copy = west.describe_secret(SecretId="intelgraph-pg-master")["ARN"]
+    pg.update(masterSecretArn=created["ARN"], writerSecretArn=created["ARN"], drMasterSecretArn=copy,
+              replicaSecretArn=copy)
 
 
-def _zip(source: str) -> bytes:
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("lambda_function.py", source)
-    return buffer.getvalue()
-
-
-def _stop_replication_to_replica(monkeypatch) -> None:
-    # moto 5.2 has no StopReplicationToReplica. What AWS documents (Secrets Manager API Reference,
-    # StopReplicationToReplica): called in the replica's Region on the replica, it "removes the
-    # link between the replica secret and the primary secret and promotes the replica to a primary
-    # secret in the replica Region", keeping the ARN; the value and versions are the primary's.
-    # A secret that is not a replica is refused.
-    import copy
-
-    from moto.secretsmanager.exceptions import InvalidRequestException
-    from moto.secretsmanager.models import ReplicaSecret
-    from moto.secretsmanager.responses import SecretsManagerResponse
-
-    def stop_replication_to_replica(self) -> str:
-        backend = self.backend
-        replica = backend.secrets.get(self._get_param("SecretId"))
-        if not isinstance(replica, ReplicaSecret):
-            raise InvalidRequestException("The secret is not a replica secret.")
-        standalone = copy.deepcopy(replica.source)
-        standalone.region, standalone.arn, standalone.replicas = replica.region, replica.arn, []
-        standalone.kms_key_id = replica.config["KmsKeyId"]
-        dict.pop(backend.secrets, replica.arn)
-        backend.secrets[standalone.name] = standalone
-        replica.source.replicas.remove(replica)
-        return json.dumps({"ARN": standalone.arn})
-
-    monkeypatch.setattr(SecretsManagerResponse, "stop_replication_to_replica", stop_replication_to_replica,
-                        raising=False)
-
-
-def put_lag(seconds: float, replica: str = "intelgraph-pg-replica") -> None:
-    boto3.client("cloudwatch", "us-west-2").put_metric_data(Namespace="AWS/RDS", MetricData=[{
+def put_lag(seconds: float, replica: str = "intelgraph-pg-replica", region: str = "us-west-2") -> None:
+    boto3.client("cloudwatch", region).put_metric_data(Namespace="AWS/RDS", MetricData=[{
         "MetricName": "ReplicaLag", "Value": seconds, "Unit": "Seconds",
         "Timestamp": datetime.now(timezone.utc) - timedelta(minutes=1),
         "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": replica}]}])
@@ -173,13 +128,21 @@ def _report_replication_status(monkeypatch) -> None:
 
 
 def _fix_moto_promotion(monkeypatch) -> None:
-    # moto keeps ReadReplicaSourceDBInstanceIdentifier after promotion; RDS clears it.
+    # moto keeps ReadReplicaSourceDBInstanceIdentifier after promotion, and the source keeps listing
+    # the replica; RDS clears both (a standalone instance replicates nothing).
     from moto.rds.models import RDSBackend
 
     original = RDSBackend.promote_read_replica
 
     def promote(self, db_kwargs):
+        source = self.databases[db_kwargs["db_instance_identifier"]].source_db_instance_identifier
         database = original(self, db_kwargs)
+        if source:
+            with contextlib.suppress(Exception):  # a source already gone (deleted) lists nothing
+                replicas = self.find_db_from_id(source).replicas
+                for name in (database.db_instance_arn, database.db_instance_identifier):
+                    if name in replicas:
+                        replicas.remove(name)
         database.source_db_instance_identifier = None
         return database
 
@@ -316,9 +279,8 @@ def test_missing_output_is_a_clear_input_error(tmp_path, capsys, monkeypatch):
 
 
 def test_malformed_arn_and_unreadable_file_are_clear_input_errors(tmp_path, capsys):
-    assert dr_promote.main(["--primary-arn", "db-primary", "--replica-arn", "x", "--max-lag-seconds", "60",
-                            "--dr-secret-arn", f"arn:aws:secretsmanager:us-west-2:{ACCOUNT}:secret:s",
-                            "--rotation-function-arn", f"arn:aws:lambda:us-west-2:{ACCOUNT}:function:f"]) == 2
+    assert dr_promote.main(["--writer-arn", "db-primary", "--replica-arn", "x", "--max-lag-seconds", "60",
+                            "--replica-secret-arn", f"arn:aws:secretsmanager:us-west-2:{ACCOUNT}:secret:s"]) == 2
     assert "must be an RDS instance ARN" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
     assert dr_readiness.main(["--outputs", str(tmp_path / "bad.json")]) == 2
@@ -338,7 +300,7 @@ def test_promotion_happy_path(world, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
-    assert "is now a standalone primary" in out and "pulumi refresh" in out
+    assert "is now a standalone writer" in out and "pulumi refresh" in out
 
 
 
@@ -354,55 +316,55 @@ def test_the_next_steps_never_swap_the_stack_regions(world, capsys):
     assert out.index("pulumi refresh") < out.index("Do NOT swap")
 
 
-def test_the_master_secret_becomes_the_promoted_instances_own_and_rotates_in_the_dr_region(world, capsys, outputs):
-    # The DR copy of the master secret is a replica: it follows the primary region's secret and
-    # cannot rotate. Promotion makes it standalone (StopReplicationToReplica, in the DR region:
-    # Secrets Manager User Guide, "Promote a replica secret to a standalone secret"), points it at
-    # the promoted instance (the rotation function logs in to the secret's host) and rotates it
-    # with the DR region's function on the stack's schedule.
+def test_the_promotion_changes_no_secret_and_says_where_the_password_is_until_the_deploy(world, capsys, outputs):
+    # One secret per writer (components/postgres_dr.py): the promoted instance keeps the writer's
+    # password until the failed-over deploy creates its own secret, sets the password from it and
+    # rotates it in the DR region. The writer's secret and its DR copy stay as they are: the copy
+    # is a replica (read-only), and the writer's region may be down.
     pg = outputs["postgres"]
     west = boto3.client("secretsmanager", "us-west-2")
-    assert west.describe_secret(SecretId=pg["drMasterSecretArn"])["PrimaryRegion"] == "us-east-1"
+    before = west.describe_secret(SecretId=pg["replicaSecretArn"])
+    assert before["PrimaryRegion"] == "us-east-1"
     assert dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"]) == 0
     out = capsys.readouterr().out
-    described = west.describe_secret(SecretId=pg["drMasterSecretArn"])
-    assert "PrimaryRegion" not in described and described["ARN"] == pg["drMasterSecretArn"]
-    assert described["RotationEnabled"] and described["RotationLambdaARN"] == pg["drRotationFunctionArn"]
-    assert described["RotationRules"]["AutomaticallyAfterDays"] == pg["masterSecretRotationDays"]
-    value = json.loads(west.get_secret_value(SecretId=pg["drMasterSecretArn"])["SecretString"])
-    assert value["host"] == _replica()["Endpoint"]["Address"] and ".us-west-2." in value["host"]
-    assert value["password"] == MASTER_PASSWORD  # the database replicated it; rotation changes it later
-    assert pg["drMasterSecretArn"] in out
-    # the primary region's secret no longer lists the DR region as a replica
-    east = boto3.client("secretsmanager", "us-east-1").describe_secret(SecretId=pg["masterSecretArn"])
-    assert not east.get("ReplicationStatus")
+    after = west.describe_secret(SecretId=pg["replicaSecretArn"])
+    assert after["PrimaryRegion"] == "us-east-1" and after["ARN"] == before["ARN"]
+    assert after.get("LastChangedDate") == before.get("LastChangedDate") and not after.get("RotationEnabled")
+    value = json.loads(west.get_secret_value(SecretId=pg["replicaSecretArn"])["SecretString"])
+    assert value["password"] == MASTER_PASSWORD  # the database replicated it: the promoted instance has it
+    # the copy, and that the failed-over deploy (by its target list) gives the writer its own secret
+    assert "PASS  writer-secret" in out and pg["replicaSecretArn"] in out
+    assert "python -m synth targets --stack <stack> --state failed-over" in out
+    assert "own master secret in us-west-2" in out and "postgres.writerSecretArn" in out
 
 
-def test_a_dr_secret_that_is_already_standalone_stops_the_promotion_before_anything_changes(world, capsys, outputs):
-    # An unexpected world (someone promoted the secret by hand, or a half-finished earlier run)
-    # is reported, not acted on.
-    boto3.client("secretsmanager", "us-west-2").stop_replication_to_replica(SecretId=outputs["postgres"]["drMasterSecretArn"])
+def test_an_unreadable_secret_copy_stops_the_promotion_before_anything_changes(world, capsys, outputs):
+    # the copy is where the promoted instance's password is read until the next deploy: without
+    # it, promoting would leave a writer nobody can log in to
+    boto3.client("secretsmanager", "us-east-1").remove_regions_from_replication(
+        SecretId=outputs["postgres"]["writerSecretArn"], RemoveReplicaRegions=["us-west-2"])
     assert dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL  master-secret" in out and "already standalone" in out and "nothing was changed" in out
+    assert "FAIL  writer-secret" in out and "is not readable in us-west-2" in out and "nothing was changed" in out
     assert _replica()["ReadReplicaSourceDBInstanceIdentifier"]  # still a replica
 
 
-def test_a_missing_dr_rotation_function_stops_the_promotion_before_anything_changes(world, capsys, outputs):
-    boto3.client("lambda", "us-west-2").delete_function(FunctionName=outputs["postgres"]["drRotationFunctionArn"])
-    assert dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"]) == 1
-    out = capsys.readouterr().out
-    assert "FAIL  rotation-function" in out and "ResourceNotFoundException" in out
-    assert _replica()["ReadReplicaSourceDBInstanceIdentifier"]
+def test_nothing_to_promote_without_a_replica_in_the_outputs(world, capsys, outputs):
+    # between a failover and the rebuild the outputs name no replica (docs/decisions/018)
+    del outputs["postgres"]["replicaArn"]
+    world.write_text(json.dumps(outputs))
+    assert dr_promote.main(["--outputs", str(world), "--dry-run"]) == 2
+    assert "nothing to promote: the outputs name no replica" in capsys.readouterr().err
 
 
 def test_a_secret_from_another_region_is_refused_before_anything_changes(world, capsys, outputs):
     # the primary region's secret is exactly what may be unreachable during the failover
     pg = outputs["postgres"]
-    args = ["--primary-arn", pg["primaryArn"], "--replica-arn", pg["replicaArn"], "--max-lag-seconds", "60",
-            "--dr-secret-arn", pg["masterSecretArn"], "--rotation-function-arn", pg["drRotationFunctionArn"]]
+    args = ["--writer-arn", pg["writerArn"], "--replica-arn", pg["replicaArn"], "--max-lag-seconds", "60",
+            "--replica-secret-arn", pg["writerSecretArn"]]
     assert dr_promote.main(args) == 2
-    assert "the master secret's DR copy must be a secretsmanager ARN in us-west-2" in capsys.readouterr().err
+    assert "the writer's secret's copy in the replica's region must be a secretsmanager ARN in us-west-2" in \
+        capsys.readouterr().err
     assert _replica()["ReadReplicaSourceDBInstanceIdentifier"]  # still a replica
 
 
@@ -421,10 +383,9 @@ def test_promotion_refused_when_lag_exceeds_the_limit(world, capsys):
 
 
 def test_promotion_refused_for_a_replica_of_something_else(world, capsys, outputs):
-    args = ["--primary-arn", f"arn:aws:rds:us-east-1:{ACCOUNT}:db:another-primary",
+    args = ["--writer-arn", f"arn:aws:rds:us-east-1:{ACCOUNT}:db:another-primary",
             "--replica-arn", outputs["postgres"]["replicaArn"], "--max-lag-seconds", "180",
-            "--dr-secret-arn", outputs["postgres"]["drMasterSecretArn"],
-            "--rotation-function-arn", outputs["postgres"]["drRotationFunctionArn"]]
+            "--replica-secret-arn", outputs["postgres"]["replicaSecretArn"]]
     assert dr_promote.main(args) == 1
     out = capsys.readouterr().out
     assert "replicates from" in out and "Refusing to promote" in out
@@ -437,35 +398,75 @@ def test_accept_data_loss_promotes_despite_lag(world, capsys):
     assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
 
 
+def test_the_way_back_promotes_the_primary_regions_replica_of_the_dr_writer(world, capsys, outputs):
+    # rebuilt (docs/decisions/018): B writes in the DR region, C replicates it in the primary region,
+    # and B's own secret has its copy there. The same runbook promotes C, and its next steps are the
+    # switched-back state's, not the failed-over one's.
+    west, east = boto3.client("rds", "us-west-2"), boto3.client("rds", "us-east-1")
+    west.promote_read_replica(DBInstanceIdentifier="intelgraph-pg-replica")
+    b = _replica()["DBInstanceArn"]
+    east.create_db_instance_read_replica(DBInstanceIdentifier="intelgraph-pg-primary-g2", SourceDBInstanceIdentifier=b)
+    secret = boto3.client("secretsmanager", "us-west-2").create_secret(
+        Name="intelgraph-pg-replica-master", SecretString=json.dumps({"password": MASTER_PASSWORD}),
+        AddReplicaRegions=[{"Region": "us-east-1"}])
+    c = f"arn:aws:rds:us-east-1:{ACCOUNT}:db:intelgraph-pg-primary-g2"
+    outputs["postgres"].update(writerArn=b, writerRegion="us-west-2", replicaArn=c, writerSecretArn=secret["ARN"],
+                               replicaSecretArn=secret["ARN"].replace(":us-west-2:", ":us-east-1:"))
+    world.write_text(json.dumps(outputs))
+    put_lag(5, "intelgraph-pg-primary-g2", "us-east-1")
+    code = dr_promote.main(["--outputs", str(world), "--timeout-seconds", "5"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS  writer-secret" in out and "intelgraph-pg-replica-master: readable in us-east-1" in out
+    [promoted] = east.describe_db_instances(DBInstanceIdentifier="intelgraph-pg-primary-g2")["DBInstances"]
+    assert not promoted.get("ReadReplicaSourceDBInstanceIdentifier")
+    assert "Commit the switched-back state" in out and "dr.activeRegion: primary" in out
+    assert "--state failed-over" not in out
+
+
 # --- issue 21: the outputs come from the DR region; the calls are the ones --help lists ----------------
 
 
 def _publish(world, region: str = "us-west-2") -> dict:
     """What the deploy writes into the DR region (__main__.py): the runbook outputs as JSON."""
-    document = {k: v for k, v in json.loads(world.read_text()).items() if k in RUNBOOK_OUTPUTS}
+    document = runbook_document(json.loads(world.read_text()))
     boto3.client("ssm", region).put_parameter(Name=outputs_parameter("prod"), Type="String",
                                               Value=json.dumps(document))
     return document
 
 
+class Outage:
+    """Every endpoint of ``region`` refuses the connection while the outage lasts, as in a region
+    outage: the call fails where botocore would send it (before-send), with the error botocore
+    raises for it. The global endpoints served from us-east-1 (Route 53's and IAM's control planes,
+    STS's legacy global endpoint: AWS whitepaper "AWS Fault Isolation Boundaries", Appendix B) go
+    down with it. Registered on boto3's default session, which every runbook's client uses; start
+    it inside ``mock_aws`` (moto resets that session when it starts)."""
+
+    GLOBAL = ("https://route53.amazonaws.com", "https://iam.amazonaws.com", "https://sts.amazonaws.com")
+
+    def __init__(self, monkeypatch, region: str = "us-east-1"):
+        from botocore.exceptions import EndpointConnectionError
+
+        self.region, self.down, self.refused = region, True, []
+
+        def refuse(request, **_):
+            if self.down and (region in request.url or (region == "us-east-1" and request.url.startswith(self.GLOBAL))):
+                self.refused.append(request.url)
+                raise EndpointConnectionError(endpoint_url=request.url)
+
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-send", refuse)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+    def end(self) -> None:
+        self.down = False
+
+
 def _primary_region_down(monkeypatch) -> list[str]:
-    """Every endpoint of us-east-1 refuses the connection, as in a region outage: the call fails
-    where botocore would send it (before-send), with the error botocore raises for it."""
-    from botocore.exceptions import EndpointConnectionError
-
-    refused: list[str] = []
-
-    def refuse(request, **_):
-        if "us-east-1" in request.url or request.url.startswith("https://route53.amazonaws.com"):
-            refused.append(request.url)
-            raise EndpointConnectionError(endpoint_url=request.url)
-
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-send", refuse)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    return refused
+    return Outage(monkeypatch).refused
 
 
 def test_the_runbooks_read_the_outputs_from_the_dr_region(world, capsys):
@@ -488,7 +489,7 @@ def test_a_promotion_needs_nothing_from_the_lost_primary_region(world, capsys, m
     code = dr_promote.main(["--stack", "prod", "--accept-data-loss", "--timeout-seconds", "5"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "is now a standalone primary" in out and refused == []  # not one call went to us-east-1
+    assert "is now a standalone writer" in out and refused == []  # not one call went to us-east-1
     assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
 
 
