@@ -3,7 +3,7 @@
 Measures on this machine, in one run:
   * synth wall time for stage and prod (median of N runs of `python -m synth`, a fresh process each);
   * the floor: the same imports and Pulumi's mock engine registering as many trivial resources
-    (median of N fresh processes), and the ratio synth / floor;
+    (median of N fresh processes, each run right after a synth run), and the ratio synth / floor;
   * a scaled fleet (1x, 10x, 50x tenants) through the real components: resources, synth seconds,
     policy-pack seconds, seconds per resource - super-linear growth shows as a rising s/resource;
   * the largest fleet against its own floor: a fresh process with the same imports registering and
@@ -86,15 +86,23 @@ def verdict_lines(judged: dict[str, dict]) -> list[str]:
             for name, v in judged.items()]
 
 
-def median_wall(command: list[str], runs: int) -> float:
-    times = []
+def wall(command: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:  # the command line itself is a page of module names: show the error
+        raise RuntimeError(f"a benchmark process failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def paired_medians(command: list[str], floor: list[str], runs: int) -> tuple[float, float]:
+    """Median wall times of ``command`` and its ``floor``, run in turn (command, floor, command...):
+    on a machine shared with other work, load that comes and goes then weighs on both alike,
+    instead of on whichever happened to run all its rounds while it lasted."""
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:  # the command line itself is a page of module names: show the error
-            raise RuntimeError(f"a benchmark process failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for measured, argv in zip(times, (command, floor), strict=True):
+            measured.append(wall(argv))
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def program_modules() -> list[str]:
@@ -111,9 +119,9 @@ def synth_vs_floor(stack: str, runs: int, modules: list[str]) -> dict:
     from synth import engine
 
     count = len(engine.synthesize(stack).resources)
-    synth = median_wall([sys.executable, "-m", "synth", "--stack", stack, "--out", f"build/bench-{stack}"], runs)
     snippet = FLOOR_SNIPPET.format(root=str(ROOT), modules=modules, stack=stack, count=count)
-    floor = median_wall([sys.executable, "-c", snippet], runs)
+    synth, floor = paired_medians([sys.executable, "-m", "synth", "--stack", stack, "--out", f"build/bench-{stack}"],
+                                  [sys.executable, "-c", snippet], runs)
     return {"stack": stack, "resources": count, "synth_s": round(synth, 3), "floor_s": round(floor, 3),
             "ratio": round(synth / floor, 3)}
 
@@ -121,10 +129,10 @@ def synth_vs_floor(stack: str, runs: int, modules: list[str]) -> dict:
 def fleet_vs_floor(tenants: int, resources: int, runs: int, modules: list[str]) -> dict:
     """The fleet in a fresh process (imports, registration, export) against the floor with the same
     imports registering as many trivial resources: what the fleet's components cost per resource."""
-    fleet_s = median_wall([sys.executable, "-c", FLEET_SNIPPET.format(root=str(ROOT), modules=modules,
-                                                                      tenants=tenants)], runs)
-    floor_s = median_wall([sys.executable, "-c", FLOOR_SNIPPET.format(root=str(ROOT), modules=modules,
-                                                                      stack="prod", count=resources)], runs)
+    fleet_s, floor_s = paired_medians(
+        [sys.executable, "-c", FLEET_SNIPPET.format(root=str(ROOT), modules=modules, tenants=tenants)],
+        [sys.executable, "-c", FLOOR_SNIPPET.format(root=str(ROOT), modules=modules, stack="prod", count=resources)],
+        runs)
     return {"tenants": tenants, "resources": resources, "fleet_s": round(fleet_s, 3), "floor_s": round(floor_s, 3),
             "ratio": round(fleet_s / floor_s, 3)}
 

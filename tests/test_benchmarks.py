@@ -92,3 +92,17 @@ def test_the_mutation_score_of_each_area_is_judged_against_90_percent():
         "mutation score components/ %": (90.0, True), "mutation score settings/ %": (88.9, False),
         "mutation score policy/ %": (100.0, True)}
     assert judged["mutation score policy/ %"]["goal"] == ">= 90.0"
+
+
+def test_a_figure_and_its_floor_run_in_turn(tmp_path):
+    # each ratio's two medians come from runs taken in turn (figure, floor, figure, ...), so load
+    # from other work on a shared machine weighs on both alike
+    import sys
+
+    from benchmarks.__main__ import paired_medians
+
+    log = tmp_path / "order"
+    step = "import sys; open(sys.argv[1], 'a').write(sys.argv[2])"
+    medians = paired_medians([sys.executable, "-c", step, str(log), "s"],
+                             [sys.executable, "-c", step, str(log), "f"], 3)
+    assert log.read_text() == "sfsfsf" and all(m > 0 for m in medians)
