@@ -394,12 +394,15 @@ def postgres_rto_is_the_plans(step: Step) -> Optional[int]:
 LOG: list[str] = []  # what the game day printed, shown at its end (and when it fails)
 
 
-def judge(step: Step, retired: list[str]) -> None:
-    """The step as a pull request is judged: its diff (no stateful replace or delete but the
-    retired instance's, which the named approval allows), its policy verdict, its budget."""
+def judge(step: Step, retired: Optional[str] = None) -> None:
+    """The step as a pull request is judged: its diff (no stateful replace, and no stateful delete
+    but the retired writer's - the instance and what goes with it, its credentials - which the
+    named approval allows), its policy verdict, its budget."""
     LOG.extend(step.verdict_lines())
     dangerous = sorted((c.action, c.urn) for c in step.plan if c.dangerous)
-    assert dangerous == [("delete", urn) for urn in retired], (step.name, step.diff_text)
+    assert {action for action, _ in dangerous} <= {"delete"}, (step.name, step.diff_text)
+    assert bool(dangerous) == bool(retired) and (not retired or ("delete", retired) in dangerous), step.diff_text
+    assert not any(c.refused for c in step.plan), step.diff_text  # nothing protected is deleted
     assert step.approved_exit == diff.EXIT_OK and step.mandatory == [], (step.name, step.diff_text, step.mandatory)
     bound = postgres_rto_is_the_plans(step)
     LOG.append(f"   Postgres RTO bound {bound}s = detection + the plan's steps' timeouts + alias TTL" if bound
@@ -437,7 +440,7 @@ def walk(monkeypatch, capsys) -> None:
 
         # normal: the world the normal export describes, deployed from nothing
         normal = steps["normal"]
-        judge(normal, [])
+        judge(normal)
         world.apply(None, normal)
         assert_world_is(normal, world, per_writer)
         put_lag(10, "intelgraph-pg-replica")
@@ -459,7 +462,7 @@ def walk(monkeypatch, capsys) -> None:
 
         # failed over: deployed by its target list while us-east-1 still refuses every call
         failed = steps["failed over"]
-        judge(failed, [])
+        judge(failed)
         config = engine.stack_config(STACK)
         target_list = targets.targets(normal.export, failed.export, targets.dr_region_of(config, STACK))
         everything = {**resources(normal), **resources(failed)}
@@ -479,10 +482,10 @@ def walk(monkeypatch, capsys) -> None:
         # rebuild (prod retires A in a deploy of its own first)
         outage.down = False
         assert world.apply(normal, failed, only={u for u in resources(failed) if u not in target_list}) == []
-        judge(steps["retire A"], [])
+        judge(steps["retire A"])
         assert world.apply(failed, steps["retire A"]) == []  # `protect` is the engine's alone
         rebuilt = steps["rebuilt"]
-        judge(rebuilt, [urn["normal"]["intelgraph-pg-primary"]])
+        judge(rebuilt, urn["normal"]["intelgraph-pg-primary"])
         world.apply(steps["retire A"], rebuilt)
         assert world.retained == [(PRIMARY, "intelgraph-pg-primary")]
         assert world.delete_retired_by_hand() == ["intelgraph-pg-primary-final"]
@@ -492,7 +495,7 @@ def walk(monkeypatch, capsys) -> None:
         assert "PASS  replica-status" in out and "following intelgraph-pg-replica" in out, out
 
         # switched back: a planned switchover, the other way (retire B first, then promote C)
-        judge(steps["retire B"], [])
+        judge(steps["retire B"])
         assert world.apply(rebuilt, steps["retire B"]) == []
         code, out = run(capsys, dr_promote.main, ["--stack", STACK, "--timeout-seconds", "5"])
         if per_writer:  # SECRET PER WRITER: the DR writer's secret has its copy in the primary region
@@ -504,7 +507,7 @@ def walk(monkeypatch, capsys) -> None:
             # switched-back deploy below then promotes C itself, as the provider does)
             assert code == 1 and "FAIL  writer-secret" in out and "nothing was changed" in out, out
         back = steps["switched back"]
-        judge(back, [urn["rebuilt"]["intelgraph-pg-replica"]])
+        judge(back, urn["rebuilt"]["intelgraph-pg-replica"])
         world.apply(steps["retire B"], back)
         assert world.delete_retired_by_hand() == ["intelgraph-pg-replica-final"]
         assert_world_is(back, world, per_writer)
