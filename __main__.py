@@ -32,7 +32,7 @@ from helpers.alerting import Subscriber, subscribe
 from helpers.flows import Flow, Neighbours, Peer
 from helpers.rollout import rollout_budget
 from ops import oncall
-from ops._common import RUNBOOK_OUTPUTS, outputs_parameter
+from ops._common import outputs_parameter, runbook_document
 
 cfg = settings.load()  # invalid config stops here, before any resource is registered
 # Before the first resource: every KMS key, bucket, database and Neo4j release, in any component,
@@ -436,6 +436,8 @@ switch = RegionSwitch(
             traffic_minutes=cfg.dr.region_switch.traffic_timeout_minutes,
         ),
         rto_target_seconds=cfg.dr.postgres.rto_seconds,
+        # only the on-call role approves; by name, so the role below may be created after this one
+        approver_role_arn=oncall.role_arn(cfg.aws.account_id, pulumi.get_stack()),
         scaled=tuple(Workload(namespace, name) for namespace, name in tiers["dr"].scaled_down),
         # failed over, the primary region (us-east-1, where ARC's control plane is) may be down: the
         # health checks come from their copy in the DR region
@@ -556,18 +558,13 @@ export("postgres", {
     "writerRegion": cfg.aws.region(postgres.writer_region),
     "writerEndpoint": postgres.writer_endpoint,
     "writerArn": postgres.writer_arn,
-    "writerSecretArn": postgres.writer_secret_arn,
     "primaryEndpoint": postgres.writer_endpoint,
     "primaryArn": postgres.writer_arn,
-    **({"replicaEndpoint": postgres.replica_endpoint, "replicaArn": postgres.replica_arn,
-        # the writer's secret's copy in the replica's region: ops.dr_promote checks it is readable.
-        # (w8-gameday, until the secret per writer lands: the copy of the one secret there is)
-        "replicaSecretArn": (postgres.dr_master_secret_arn if postgres.writer_region == "primary"
-                             else postgres.master_secret_arn)}
+    **({"replicaEndpoint": postgres.replica_endpoint, "replicaArn": postgres.replica_arn}
        if postgres.replica_arn is not None else {}),
     # each region's instance, writer or not (the on-call role names both: no IAM change at failover)
     "instanceArns": postgres.instance_arns,
-    **postgres.secret_outputs,  # masterSecretArn, its DR replica, the DR rotation function, the schedule
+    **postgres.secret_outputs,  # the writer's secret, its copy where the replica is, the rotation schedule
     # the DR-region key of the replica's storage (and of a PITR restore there)
     "replicaKmsKeyArn": postgres.replica_kms_key_arn,
     "lagAlarmThresholdSeconds": cfg.replica_lag_threshold_seconds,
@@ -611,7 +608,7 @@ export("rolloutBudget", rollout_budget(servers=len(graph.release_names)))
 # gone. A String parameter: ARNs, names and numbers, no secret (SecureString would only add a key
 # every reader needs), so insecure_value (pulumi-aws: never masked) and a preview shows its diff.
 # Standard tier holds 4 KB (tests/test_ops_commands.py keeps the document well under it).
-runbook_outputs = pulumi.Output.from_input({name: exported[name] for name in RUNBOOK_OUTPUTS})
+runbook_outputs = pulumi.Output.from_input(runbook_document(exported))
 aws.ssm.Parameter(
     "runbook-outputs",
     name=outputs_parameter(pulumi.get_stack()),

@@ -1,6 +1,6 @@
 """python -m benchmarks.mutation [--only ID,...] [--list] [--out build/mutation.json]
 
-Mutation testing over a curated list of realistic one-line mistakes in components/, settings.py
+Mutation testing over a curated list of realistic one-line mistakes in components/, settings/
 and policy/ (issue 24 item 12): each mutation is applied to a copy of the repository in a temporary
 directory (the working tree is never touched), the tests that own that file run against it
 (`pytest -x`, the smallest selection that should notice), and the mutation is *killed* when they
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-AREAS = ("components/", "settings.py", "policy/")
+AREAS = ("components/", "settings/", "policy/")
 GOAL_PERCENT = 90.0
 # what never goes into the copy: caches (a stale .pyc could hide a mutant), outputs, git metadata
 IGNORED = shutil.ignore_patterns(".git", "build", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc")
@@ -36,7 +36,10 @@ IGNORED = shutil.ignore_patterns(".git", "build", "__pycache__", ".pytest_cache"
 # the tests a file's mutations run when a mutation names none of its own (each runs with -x)
 PACK_BREAKS = "tests/test_policy_pack.py::test_breaking_one_property_of_the_real_stack_fails_its_rule"
 OWNERS: dict[str, tuple[str, ...]] = {
-    "settings.py": ("tests/test_settings_ranges.py",),
+    # the modules whose mutations narrow or widen a numeric range: the table of both bounds notices
+    **{f"settings/{concern}.py": ("tests/test_settings_ranges.py",) for concern in ("values", "backups", "graph",
+                                                                                      "cache", "database", "edge",
+                                                                                      "operations", "dr")},
     "policy/guardrails/edge.py": ("tests/test_policy_edge.py",),
     "policy/guardrails/s3.py": ("tests/test_policy_s3.py", PACK_BREAKS),
     **{f"policy/guardrails/{rules}.py": (PACK_BREAKS,) for rules in ("rds", "kubernetes", "stack", "logs", "audit",
@@ -77,7 +80,7 @@ def m(file: str, old: str, new: str, what: str, *select: str) -> Mutation:
     return Mutation(file, old, new, what, select)
 
 
-C, S, P = "components/", "settings.py", "policy/guardrails/"
+C, S, P = "components/", "settings/", "policy/guardrails/"
 MUTATIONS: list[Mutation] = [
     # --- components/: security properties, configured values at their destination, derived thresholds
     m(C + "waf_ingress.py", '"action": {"block": {}},\n                "statement": {"rate_based_statement"',
@@ -254,31 +257,45 @@ MUTATIONS: list[Mutation] = [
     m(C + "regional_tier.py", 'pod_security="privileged" if ns == args.shipper_namespace else "restricted"),',
       'pod_security="privileged" if ns == args.shipper_namespace else "baseline"),', "namespaces only baseline",
       "tests/test_egress.py::test_namespaces_enforce_pod_security"),
-    # --- settings.py: both bounds of ranges, the rules relating keys
-    m(S, "chain_days: Annotated[int, Field(ge=1, le=7)]", "chain_days: Annotated[int, Field(ge=1, le=8)]",
+    # --- settings/: both bounds of ranges, the rules relating keys
+    m(S + "values.py", "Port = Annotated[int, Field(ge=1, le=65535)]", "Port = Annotated[int, Field(ge=0, le=65535)]", "port 0"),
+    m(S + "values.py", "Days = Annotated[int, Field(ge=1, le=3650)]", "Days = Annotated[int, Field(ge=1, le=36500)]",
+      "a century"),
+    m(S + "backups.py", "chain_days: Annotated[int, Field(ge=1, le=7)]", "chain_days: Annotated[int, Field(ge=1, le=8)]",
       "a chain longer than a week"),
-    m(S, "backup_retention_days: Annotated[int, Field(ge=1, le=35)]", "backup_retention_days: Annotated[int, Field(ge=0, le=35)]",
-      "retention 0 (no PITR, no replica) accepted"),
-    m(S, "failure_threshold: Annotated[int, Field(ge=1, le=10)]", "failure_threshold: Annotated[int, Field(ge=1, le=11)]",
-      "a threshold Route 53 refuses"),
-    m(S, "Port = Annotated[int, Field(ge=1, le=65535)]", "Port = Annotated[int, Field(ge=0, le=65535)]", "port 0"),
-    m(S, "Days = Annotated[int, Field(ge=1, le=3650)]", "Days = Annotated[int, Field(ge=1, le=36500)]", "a century"),
-    m(S, "max_body_size_mb: Annotated[int, Field(ge=1, le=64)]", "max_body_size_mb: Annotated[int, Field(ge=1, le=640)]",
-      "body limit unbounded"),
-    m(S, "timeout_minutes: Annotated[int, Field(ge=15, le=720)]", "timeout_minutes: Annotated[int, Field(ge=1, le=720)]",
-      "a rehearsal timeout no restore fits"),
-    m(S, "replicas: Annotated[int, Field(ge=1, le=9)]", "replicas: Annotated[int, Field(ge=0, le=9)]", "zero cache pods"),
-    m(S, "        if value == 2:\n", "        if value == 4:\n", "two primaries accepted",
-      "tests/test_settings.py::test_bad_value_exits_2_naming_its_key_and_registers_nothing"),
-    m(S, "        floor = self.chain_days + self.retention_days + 1\n", "        floor = self.retention_days + 1\n",
+    m(S + "backups.py", "        floor = self.chain_days + self.retention_days + 1\n",
+      "        floor = self.retention_days + 1\n",
       "lifecycle expiry may delete a kept chain's full backup",
       "tests/test_settings.py::test_bad_value_exits_2_naming_its_key_and_registers_nothing"),
-    m(S, 'if value <= info.data.get("transition_days", 0):', 'if value < info.data.get("transition_days", 0):',
+    m(S + "backups.py", 'if value <= info.data.get("transition_days", 0):', 'if value < info.data.get("transition_days", 0):',
       "expiry on the transition day accepted",
       "tests/test_settings.py::test_bad_value_exits_2_naming_its_key_and_registers_nothing"),
-    m(S, "        if value and value.days > info.data.get(\"expiration_days\", value.days):",
+    m(S + "backups.py", "        if value and value.days > info.data.get(\"expiration_days\", value.days):",
       "        if value and value.days > 10 * info.data.get(\"expiration_days\", value.days):",
       "object lock longer than expiry",
+      "tests/test_settings.py::test_bad_value_exits_2_naming_its_key_and_registers_nothing"),
+    m(S + "graph.py", "        if value == 2:\n", "        if value == 4:\n", "two primaries accepted",
+      "tests/test_settings.py::test_bad_value_exits_2_naming_its_key_and_registers_nothing"),
+    m(S + "network.py", '        if value == info.data.get("primary_region"):', '        if value == info.data.get("dr_region"):',
+      "the DR region compared with itself: the primary region accepted as DR",
+      "tests/test_settings.py::test_bad_value_exits_2_naming_its_key_and_registers_nothing"),
+    m(S + "cache.py", "replicas: Annotated[int, Field(ge=1, le=9)]", "replicas: Annotated[int, Field(ge=0, le=9)]",
+      "zero cache pods"),
+    m(S + "database.py", "backup_retention_days: Annotated[int, Field(ge=1, le=35)]",
+      "backup_retention_days: Annotated[int, Field(ge=0, le=35)]", "retention 0 (no PITR, no replica) accepted"),
+    m(S + "edge.py", "failure_threshold: Annotated[int, Field(ge=1, le=10)]",
+      "failure_threshold: Annotated[int, Field(ge=1, le=11)]", "a threshold Route 53 refuses"),
+    m(S + "edge.py", "max_body_size_mb: Annotated[int, Field(ge=1, le=64)]",
+      "max_body_size_mb: Annotated[int, Field(ge=1, le=640)]", "body limit unbounded"),
+    m(S + "operations.py", "timeout_minutes: Annotated[int, Field(ge=15, le=720)]",
+      "timeout_minutes: Annotated[int, Field(ge=1, le=720)]", "a rehearsal timeout no restore fits"),
+    m(S + "dr.py", "    if parts[1] != PROJECT:", "    if not parts[1]:", "another project's resource retired",
+      "tests/test_retire.py::test_a_bad_retire_entry_stops_before_anything_registers"),
+    m(S + "stack.py", "+ self._zones_in_their_regions() + self._dr_mode_measured()", "+ self._dr_mode_measured()",
+      "a rule across sections never wired in: zones of another region accepted",
+      "tests/test_settings.py::test_bad_value_exits_2_naming_its_key_and_registers_nothing"),
+    m(S + "loading.py", "    if foreign:\n        raise SettingsError(foreign)\n", "",
+      "a key of a misspelt namespace passes when every project key is valid",
       "tests/test_settings.py::test_bad_value_exits_2_naming_its_key_and_registers_nothing"),
     # --- policy/: every branch of the rules
     m(P + "edge.py", '    elif dig(props, "protocol") in ("HTTPS", "TLS"):', '    elif dig(props, "protocol") == "HTTPS":',

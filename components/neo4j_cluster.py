@@ -200,7 +200,7 @@ class Neo4jClusterArgs:
     cpu_request: str
     cpu_limit: str
     memory: str  # request = limit
-    memory_plan: MemoryPlan  # computed once from the setting (settings.Neo4jSettings.memory_plan)
+    memory_plan: MemoryPlan  # computed once from the setting (settings.graph.Neo4jSettings.memory_plan)
     storage_class: str
     storage_size: str
     prometheus_release_label: str

@@ -9,15 +9,18 @@ as PromoteReadReplica, in place.
 
 Master credentials: RDS refuses to create a read replica of an instance whose master password it
 manages in Secrets Manager (RDS User Guide, "Password management with Amazon RDS and AWS Secrets
-Manager", Limitations), so the master secret is our own: a Secrets Manager secret under a customer
-key, replicated to the DR region under a DR-region key, rotated on schedule by the rotation function
-AWS publishes for PostgreSQL (Serverless Application Repository, single user), which runs in the
-private subnets and reaches the database and Secrets Manager (interface endpoint) only through the
-VPC. The instance is created with a bootstrap password given write-only (password_wo), and the
-first rotation, at deploy, replaces it with one Secrets Manager generates: what state keeps
-(encrypted, as a secret) is dead from then on (docs/decisions/014-master-secret-not-rds-managed.md).
-A rotation function also waits in the DR region: ops/dr_promote turns the DR copy into a standalone
-secret and rotation continues there.
+Manager", Limitations), so the master secret is our own, one per writer: each instance that writes
+(or wrote) has a Secrets Manager secret in its own region under that region's customer key, which
+replicates to the other region while an instance there replicates it, and is rotated on schedule by
+the rotation function AWS publishes for PostgreSQL (Serverless Application Repository, single user),
+which runs in the region's private subnets and reaches the database and Secrets Manager (interface
+endpoint) only through the VPC. An instance gets its password write-only (password_wo) from a
+bootstrap of its own - at creation, or in the update that promotes it - and the rotation at that
+deploy replaces it with one Secrets Manager generates: what state keeps (encrypted, as a secret) is
+dead from then on (docs/decisions/014-master-secret-not-rds-managed.md, 025-master-secret-per-writer.md).
+A promotion therefore leaves the former writer's secret as it was (its copy in the new writer's
+region still holds the password the promoted instance kept until the deploy that follows), and no
+secret ever has to be promoted, adopted or replicated over one of the same name.
 
 Every instance forces TLS, allows IAM authentication and is reachable on 5432 only from the
 configured CIDRs of its region and its region's rotation function. The replica follows the writer
@@ -198,6 +201,10 @@ class Placement:
         return Placement("dr", self.generation - 1)
 
 
+def _in_region(arn: str, region: str) -> str:
+    return arn.replace(f":{arn.split(':')[3]}:", f":{region}:", 1)
+
+
 @dataclass(frozen=True)
 class _Region:
     """What each region provides a database instance with."""
@@ -223,10 +230,8 @@ class PostgresDr(pulumi.ComponentResource):
     writer_arn: pulumi.Output[str]
     replica_endpoint: Optional[pulumi.Output[str]]  # None while no region replicates the writer
     replica_arn: Optional[pulumi.Output[str]]
-    master_secret_arn: pulumi.Output[str]
-    dr_master_secret_arn: pulumi.Output[str]  # the secret's DR-region replica
-    writer_secret_arn: pulumi.Output[str]  # the copy in the writer's region: what the writer's clients read
-    dr_rotation_function_arn: pulumi.Output[str]
+    writer_secret_arn: pulumi.Output[str]  # the writer's own secret, in its region: what clients read
+    replica_secret_arn: Optional[pulumi.Output[str]]  # its copy in the replica's region, while one replicates
     replica_kms_key_arn: pulumi.Output[str]  # DR-region key: also for the promoted replica's secret
 
     def __init__(self, name: str, args: PostgresDrArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -239,7 +244,7 @@ class PostgresDr(pulumi.ComponentResource):
         other = placements["dr" if args.active_region == "primary" else "primary"]
         # the other region replicates the writer only if it was created after it (as its replica)
         replica = other if other.born > writer.born else None
-        regions = {
+        regions: dict[Region, _Region] = {
             "primary": self._region("primary", args.primary_region, args.primary_network,
                                     pulumi.ResourceOptions(parent=self), replica is placements["primary"]),
             "dr": self._region("dr", args.dr_region, args.dr_network,
@@ -253,27 +258,16 @@ class PostgresDr(pulumi.ComponentResource):
         # aurora #23); the role alone is not enough
         self._waits = pulumi.ResourceOptions(depends_on=[monitoring_policy])
         self._monitoring = monitoring_role
-        # Secrets Manager's own generator replaces this at the first rotation (at deploy, below);
-        # until then it is a secret in state (the provider marks the result secret) and the write-only
-        # password_wo / secret_string_wo, which the provider never reads back.
-        bootstrap = random.RandomPassword(f"{name}-master-bootstrap", length=BOOTSTRAP_PASSWORD_LENGTH,
-                                          special=False, opts=pulumi.ResourceOptions(parent=self))
-        secret = aws.secretsmanager.Secret(
-            f"{name}-master",
-            name=f"{name}-master",
-            description=f"{name}: master user credentials (engine, host, port, dbname, username, password)",
-            kms_key_id=regions["primary"].secret_key.arn,
-            # multi-Region secret: readable in the DR region when the primary region is down
-            replicas=[{"region": args.dr_region, "kms_key_id": regions["dr"].secret_key.arn}],
-            recovery_window_in_days=30,
-            opts=regions["primary"].opts,
-        )
+        # Every instance that writes or wrote has a bootstrap password of its own (a replica has the
+        # password of its source): the writer, and the former writer until it is retired.
+        writers = [p for p in (writer, other) if p is not replica]
+        bootstraps = {p.region: self._bootstrap(p) for p in writers}
 
         # The writer first: the replica names it. The writer's and the former writer's inputs do not
         # depend on which of them is active, so a failover changes nothing in the former's region.
-        writer_db = self._instance(writer, regions[writer.region], bootstrap)
+        writer_db = self._instance(writer, regions[writer.region], bootstraps[writer.region])
         other_db = (self._replica(other, regions[other.region], writer_db) if replica
-                    else self._instance(other, regions[other.region], bootstrap))
+                    else self._instance(other, regions[other.region], bootstraps[other.region]))
         instances = {writer.region: writer_db, other.region: other_db}
         # The writer's automated backups, replicated to the other region for PITR there: kept by the
         # earlier born of the two (the writer with its replica, or the former writer, untouched).
@@ -320,9 +314,22 @@ class PostgresDr(pulumi.ComponentResource):
         # each region's instance whatever it does: what IAM policies name, so a failover changes none
         self.instance_arns: dict[Region, pulumi.Output[str]] = {"primary": instances["primary"].arn,
                                                                  "dr": instances["dr"].arn}
-        first = instances["primary"] if placements["primary"].born == 1 else writer_db
-        self._master_secret(secret, bootstrap, first, regions["primary"], regions["dr"])
-        self.writer_secret_arn = self.master_secret_arn if writer.region == "primary" else self.dr_master_secret_arn
+        # a rotation function in each region: every writer's secret rotates in its own region
+        functions: dict[Region, pulumi.Output[str]] = {label: self._rotation_function(label, region)
+                                                       for label, region in regions.items()}
+        secrets = {p.region: self._master_secret(p, instances[p.region], bootstraps[p.region], regions, functions)
+                   for p in writers}
+        self.writer_secret_arn = secrets[writer.region]
+        # A replica's ARN is the primary's with the region changed (Secrets Manager API Reference,
+        # StopReplicationToReplica, "ARN").
+        self.replica_secret_arn = (self.writer_secret_arn.apply(lambda arn: _in_region(arn, regions[replica.region].region))
+                                   if replica else None)
+        # what the runbooks and clients need (the postgres export)
+        self.secret_outputs = {
+            "writerSecretArn": self.writer_secret_arn,
+            **({"replicaSecretArn": self.replica_secret_arn} if replica else {}),
+            "masterSecretRotationDays": args.master_secret_rotation_days,
+        }
         # by region role: __main__ subscribes each region's on-call endpoints (alerting.subscribe)
         self.alert_topics = {"primary": regions["primary"].topic, "dr": regions["dr"].topic}
         # what ops/pg_restore_rehearsal restores into: the DR region's key, network and parameters
@@ -337,8 +344,7 @@ class PostgresDr(pulumi.ComponentResource):
             "writerEndpoint": self.writer_endpoint,
             "writerArn": self.writer_arn,
             **({"replicaEndpoint": self.replica_endpoint, "replicaArn": self.replica_arn} if replica else {}),
-            "masterSecretArn": self.master_secret_arn,
-            "drMasterSecretArn": self.dr_master_secret_arn,
+            **self.secret_outputs,
         })
 
     def _instance(self, placement: Placement, region: "_Region", bootstrap: random.RandomPassword) -> aws.rds.Instance:
@@ -350,8 +356,9 @@ class PostgresDr(pulumi.ComponentResource):
         source is refused: "cannot elect new source database for replication"). A promoted instance
         keeps its replica inputs: the ForceNew fields a replica inherits from its source (username,
         db_name, engine: Optional+Computed, so unset reads back without a diff) stay unset,
-        kms_key_id and storage_encrypted stay as they were, and no password is sent - password_wo
-        would set the dead bootstrap as the password; the credentials are the secret's."""
+        kms_key_id and storage_encrypted stay as they were. Its own bootstrap password (password_wo,
+        new in the promoting update, so ModifyDBInstance sends it as MasterUserPassword after the
+        promotion) replaces the one it kept from its source; its own secret rotates it at once."""
         args, identifier = self._args, placement.name(self._name)
         writes = dict(
             backup_retention_period=args.backup_retention_days,
@@ -363,6 +370,11 @@ class PostgresDr(pulumi.ComponentResource):
             # RDS refuses a new major engineVersion without AllowMajorVersionUpgrade; apply it now,
             # right after the runbook's snapshot, not in some later maintenance window
             **({"allow_major_version_upgrade": True, "apply_immediately": True} if args.major_upgrade else {}),
+            # Never manage_master_user_password: RDS then refuses the replica (module docstring).
+            # Write-only: sent when the version changes (at create, or at the promotion), never read
+            # back; bumping the version would send it again and undo the rotations, so it stays 1.
+            password_wo=bootstrap.result,
+            password_wo_version=1,
         )
         if placement.born > 1:
             return self._replica(placement, region, None, writes)
@@ -375,11 +387,6 @@ class PostgresDr(pulumi.ComponentResource):
             allocated_storage=args.allocated_storage_gb,
             db_name=args.database_name,
             username=args.master_username,
-            # Never manage_master_user_password: RDS then refuses the replica (module docstring).
-            # Write-only: sent at create, never read back; bumping the version would send it again
-            # and undo the rotations, so it stays 1.
-            password_wo=bootstrap.result,
-            password_wo_version=1,
             multi_az=args.multi_az,
             deletion_protection=args.deletion_protection,
             storage_encrypted=True,
@@ -417,17 +424,45 @@ class PostgresDr(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(region.opts, self._waits),
         )
 
-    def _master_secret(self, secret: aws.secretsmanager.Secret, bootstrap: random.RandomPassword,
-                       primary: aws.rds.Instance, primary_region: _Region, dr_region: _Region) -> None:
-        """The secret's first value (what the rotation function expects: engine, host, port,
-        dbname, username, password), a rotation function per region, and rotation in the primary
-        region from the first deploy on."""
-        name, args = self._name, self._args
+    def _bootstrap(self, placement: Placement) -> random.RandomPassword:
+        """The password an instance is given before its secret's first rotation replaces it (at the
+        same deploy); until then it is a secret in state (the provider marks the result secret) and
+        the write-only password_wo / secret_string_wo, which the provider never reads back."""
+        return random.RandomPassword(f"{self._credentials_name(placement)}-bootstrap", length=BOOTSTRAP_PASSWORD_LENGTH,
+                                     special=False, opts=pulumi.ResourceOptions(parent=self))
+
+    def _credentials_name(self, placement: Placement) -> str:
+        """The secret's name: primary 1's keeps the name (and URNs) it was first deployed with."""
+        return f"{self._name}-master" if placement.born == 1 else f"{placement.name(self._name)}-master"
+
+    def _master_secret(self, placement: Placement, instance: aws.rds.Instance, bootstrap: random.RandomPassword,
+                       regions: dict[Region, _Region], functions: dict[Region, pulumi.Output[str]]) -> pulumi.Output[str]:
+        """One writer's credentials, in its region: the secret, its first value (what the rotation
+        function expects: engine, host, port, dbname, username, password), and rotation by that
+        region's function from the deploy that creates it. Returns the secret's ARN."""
+        args, name = self._args, self._credentials_name(placement)
+        home = regions[placement.region]
+        other: Region = "dr" if placement.region == "primary" else "primary"
+        # Replicated while the other region's instance was born after this one, as its replica (or
+        # still is): readable there when this region is down, where the promoted replica keeps this
+        # password until the deploy that gives it its own. A writer promoted during an outage gets
+        # its replica at the rebuild, in place (ReplicateSecretToRegions).
+        replicated = Placement(other, args.generations[0 if other == "primary" else 1]).born > placement.born
+        secret = aws.secretsmanager.Secret(
+            name,
+            name=name,
+            description=f"{placement.name(self._name)}: master user credentials (engine, host, port, dbname, "
+                        "username, password)",
+            kms_key_id=home.secret_key.arn,
+            replicas=[{"region": regions[other].region, "kms_key_id": regions[other].secret_key.arn}] if replicated else [],
+            recovery_window_in_days=30,
+            opts=home.opts,
+        )
         initial = aws.secretsmanager.SecretVersion(
-            f"{name}-master-initial",
+            f"{name}-initial",
             secret_id=secret.id,
             secret_string_wo=pulumi.Output.json_dumps({
-                "engine": "postgres", "host": primary.address, "port": PORT, "dbname": args.database_name,
+                "engine": "postgres", "host": instance.address, "port": PORT, "dbname": args.database_name,
                 "username": args.master_username, "password": bootstrap.result,
                 # "true": TLS with certificate and host name checks, no fallback to plain text
                 # (the function's get_ssl_config); the parameter group refuses plain text anyway.
@@ -435,36 +470,19 @@ class PostgresDr(pulumi.ComponentResource):
             }),
             secret_string_wo_version=1,
             # Rotations add versions; this one only gives the secret its first value.
-            opts=pulumi.ResourceOptions.merge(primary_region.opts, pulumi.ResourceOptions(
+            opts=pulumi.ResourceOptions.merge(home.opts, pulumi.ResourceOptions(
                 ignore_changes=["secretStringWo", "secretStringWoVersion"])),
         )
-        functions = {label: self._rotation_function(label, region) for label, region in
-                     (("primary", primary_region), ("dr", dr_region))}
-        # Immediately: the bootstrap password stops working at the first `up`. The DR copy cannot
-        # rotate (a replica follows its primary); ops/dr_promote promotes it and points it at the
-        # DR function (Secrets Manager User Guide, "Promote a replica secret to a standalone secret").
+        # Immediately: the bootstrap password stops working at the deploy that set it.
         aws.secretsmanager.SecretRotation(
-            f"{name}-master-secret-rotation",
+            f"{name}-secret-rotation",
             secret_id=secret.id,
-            rotation_lambda_arn=functions["primary"],
+            rotation_lambda_arn=functions[placement.region],
             rotation_rules={"automatically_after_days": args.master_secret_rotation_days},
             rotate_immediately=True,
-            opts=pulumi.ResourceOptions.merge(primary_region.opts, pulumi.ResourceOptions(
-                depends_on=[initial, primary])),
+            opts=pulumi.ResourceOptions.merge(home.opts, pulumi.ResourceOptions(depends_on=[initial, instance])),
         )
-        self.master_secret_arn = secret.arn
-        # A replica's ARN is the primary's with the region changed (Secrets Manager API Reference,
-        # StopReplicationToReplica, "ARN").
-        self.dr_master_secret_arn = secret.arn.apply(
-            lambda arn: arn.replace(f":secretsmanager:{args.primary_region}:", f":secretsmanager:{args.dr_region}:", 1))
-        self.dr_rotation_function_arn = functions["dr"]
-        # what ops/dr_promote needs to keep rotating in the DR region (the postgres export)
-        self.secret_outputs = {
-            "masterSecretArn": self.master_secret_arn,
-            "drMasterSecretArn": self.dr_master_secret_arn,
-            "drRotationFunctionArn": self.dr_rotation_function_arn,
-            "masterSecretRotationDays": args.master_secret_rotation_days,
-        }
+        return secret.arn
 
     def _rotation_function(self, label: str, region: _Region) -> pulumi.Output[str]:
         """AWS's PostgreSQL single-user rotation function in this region's private subnets: its

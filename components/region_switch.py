@@ -4,7 +4,8 @@ An active/passive plan over the primary and DR regions (Amazon Application Recov
 Region switch) with one activation workflow per region, built by one function so the way there and
 the way back are the same steps mirrored:
 
-1. ``approve`` (ManualApproval): the on-call confirms the switch; the approval role may approve.
+1. ``approve`` (ManualApproval): the on-call confirms the switch with the approval role, which only the
+   on-call role (``approver_role_arn``) may assume.
 2. ``promote-postgres`` (RdsPromoteReadReplica): promotes the activating region's instance (the
    replica) to a standalone writer. The plan names each region's instance by ARN.
 3. ``scale-tier`` (EKSResourceScaling, only when the DR tier runs something scaled down): scales the
@@ -36,6 +37,7 @@ region instead of from the control plane.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Optional, cast
 
@@ -92,6 +94,8 @@ class RegionSwitchArgs:
     cluster_names: Mapping[Role, str]  # the EKS cluster of each region
     timeouts: StepTimeouts
     rto_target_seconds: int
+    # the one role that may assume the approval role: the on-call role (ops/oncall.py role_name)
+    approver_role_arn: str
     scaled: tuple[Workload, ...] = ()
     # plan: read the health checks from the plan (control plane, us-east-1); dr-copy: from the copy
     # every deploy writes in the DR region (deployable while the primary region's APIs are down)
@@ -112,6 +116,9 @@ class RegionSwitchArgs:
             problems.append(f"plan name {self.plan_name!r} is longer than 32 characters (CreatePlan)")
         if self.control_plane_provider is None:
             problems.append("control_plane_provider must be a us-east-1 provider (ARC's and IAM's control planes)")
+        if not re.fullmatch(rf"arn:aws:iam::{re.escape(self.account_id)}:role/[\w+=,.@-]+", self.approver_role_arn):
+            problems.append(f"approver_role_arn must be a role of account {self.account_id} "
+                            f"(given: {self.approver_role_arn!r})")
         if self.health_checks_from not in ("plan", "dr-copy"):
             problems.append("health_checks_from must be plan or dr-copy")
         require("RegionSwitchArgs", problems)
@@ -165,6 +172,22 @@ def approval_statements(plan_arn: str) -> list[dict]:
              "Action": ["arc-region-switch:ApprovePlanExecutionStep"], "Resource": plan_arn}]
 
 
+def approval_trust(account_id: str, approver_role_arn: str) -> dict:
+    """Who may assume the approval role: the approver role's sessions only (sts:AssumeRole, which the
+    approver's own policy must also grant: the Principal is the account). Not the role's ARN as the
+    Principal: IAM refuses a trust policy naming a role that does not exist yet (MalformedPolicyDocument
+    "Invalid principal in policy"), and stores a named role as its unique ID, so a deleted and recreated
+    on-call role would silently lose the trust (IAM User Guide, "AWS JSON policy elements: Principal",
+    IAM role principals). aws:PrincipalArn of a role session is the role's ARN (IAM User Guide, "AWS
+    global condition context keys"), compared by name at every request, so neither the order of
+    creation nor a recreation matters; and IAM (control plane in us-east-1) is never called at a
+    failover: the document names no region."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "OnCallApproves", "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+        "Condition": {"ArnEquals": {"aws:PrincipalArn": approver_role_arn}}}]}
+
+
 def _document(statements: list[dict]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
@@ -199,13 +222,12 @@ class RegionSwitch(pulumi.ComponentResource):
                 lambda arns: _document(execution_statements(args, dict(zip(ROLES, arns, strict=True))))),
             opts=here,
         )
-        # who may approve: any principal of this account that is allowed to assume it (the on-call role)
+        # who may approve: the on-call role only (approval_trust)
         approval = aws.iam.Role(
             f"{name}-approval",
             name=f"{args.plan_name}-region-switch-approval",
             description="Approves the Region switch plan's approval step",
-            assume_role_policy=_document([{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                           "Principal": {"AWS": f"arn:aws:iam::{args.account_id}:root"}}]),
+            assume_role_policy=json.dumps(approval_trust(args.account_id, args.approver_role_arn), sort_keys=True),
             opts=here,
         )
         access = self._scaling_access(execution, in_region) if args.scaled else []

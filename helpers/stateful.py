@@ -9,8 +9,8 @@ the engine keeps in the checkpoint (`pulumi stack export` shows `protect` / `ret
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional
 
 import pulumi
 
@@ -24,6 +24,12 @@ class Stateful:
     retain_on_delete: bool = True
     # protect in prod; not where the program itself retires the resource (a rotated password)
     protect: bool = True
+    # Retiring it (setting `retire`) hands it to its provider's delete instead of leaving it in the
+    # cloud, after these inputs are set in the retire deploy: the service's own guard against
+    # deletion, released by the same approved change. Only where the provider's delete keeps what
+    # matters (a final snapshot, a recovery window).
+    deleted_when_retired: bool = False
+    released: Mapping[str, Any] = field(default_factory=dict)
 
 
 STATEFUL_TYPES: dict[str, Stateful] = {
@@ -31,9 +37,18 @@ STATEFUL_TYPES: dict[str, Stateful] = {
         "deleting schedules the key's deletion: everything encrypted with it (backups, the database) "
         "becomes unreadable"),
     "aws:s3/bucket:Bucket": Stateful("the backups themselves, and their DR-region replica"),
-    "aws:rds/instance:Instance": Stateful("the database (primary or cross-Region replica)"),
+    # A retired instance (a former writer, once its region is rebuilt) is deleted by the provider
+    # with the final snapshot its state names (skip_final_snapshot false, final_snapshot_identifier)
+    # and its automated backups kept (delete_automated_backups false); RDS refuses the delete while
+    # deletion protection is on ("Cannot delete protected DB Instance").
+    "aws:rds/instance:Instance": Stateful("the database (primary or cross-Region replica)",
+                                          deleted_when_retired=True, released={"deletion_protection": False}),
+    # A retired secret (its writer's) is scheduled for deletion with its recovery window (30 days,
+    # restorable) after the provider removed its replica regions (secretsmanager/secret.go
+    # resourceSecretDelete: RemoveRegionsFromReplication, then DeleteSecret).
     "aws:secretsmanager/secret:Secret": Stateful(
-        "the database's master credentials: the only copy of the password the rotation function set"),
+        "the database's master credentials: the only copy of the password the rotation function set",
+        deleted_when_retired=True),
     "aws:rds/parameterGroup:ParameterGroup": Stateful(
         "RDS refuses to delete a parameter group an instance uses; a replace fails halfway"),
     "aws:rds/subnetGroup:SubnetGroup": Stateful(
@@ -61,7 +76,10 @@ STACK_TYPE = "pulumi:pulumi:Stack"
 def guard(protect: bool, retire: Iterable[str] = ()):
     """A stack transformation: every stateful resource gets `retain_on_delete` (where it keeps
     data) and, when ``protect``, `protect`, except a resource whose URN ``retire`` lists: that one
-    gets ``protect=False``. Registered once in __main__.py, so a component added later is covered
+    gets ``protect=False``, and where its kind is ``deleted_when_retired`` no `retain_on_delete` and
+    its ``released`` inputs (the engine's delete step reads RetainOnDelete from the state, which the
+    retire deploy writes: journal_snapshot.go "mustWrite() true because of RetainOnDelete").
+    Registered once in __main__.py, so a component added later is covered
     without remembering to.
 
     Why retiring takes its own deploy (pulumi/pulumi pkg/resource/deploy/step.go DeleteStep.Apply):
@@ -88,7 +106,12 @@ def guard(protect: bool, retire: Iterable[str] = ()):
         if kind is None:
             return None
         urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{chain}::{args.name}"
-        options = pulumi.ResourceOptions(protect=False if urn in retiring else ((protect and kind.protect) or None),
+        if urn in retiring:
+            deleted = kind.deleted_when_retired
+            options = pulumi.ResourceOptions(protect=False, retain_on_delete=(kind.retain_on_delete and not deleted) or None)
+            props = {**args.props, **kind.released} if deleted else args.props
+            return pulumi.ResourceTransformationResult(props, pulumi.ResourceOptions.merge(args.opts, options))
+        options = pulumi.ResourceOptions(protect=(protect and kind.protect) or None,
                                          retain_on_delete=kind.retain_on_delete or None)
         return pulumi.ResourceTransformationResult(args.props, pulumi.ResourceOptions.merge(args.opts, options))
 

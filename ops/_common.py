@@ -74,10 +74,19 @@ class Check:
 # The stack outputs the runbooks read: every deploy writes exactly these into the DR region
 # (__main__.py), so they are readable while the primary region, the state backend in it and the
 # Pulumi CLI's view of the stack are gone. ``aws`` says whose and where (account, regions).
-RUNBOOK_OUTPUTS = ("aws", "postgres", "backupBuckets", "dnsFailover", "pgRestoreRehearsal")
+RUNBOOK_OUTPUTS = ("aws", "postgres", "backupBuckets", "dnsFailover", "pgRestoreRehearsal", "regionSwitch")
+# Of these, only the keys the runbooks read, where an output holds more (the parameter's 4 KB).
+RUNBOOK_OUTPUT_KEYS = {"regionSwitch": ("planArn", "approvalRoleArn", "regions")}
 # A job that may reach STS only through its own region's VPC endpoint names that region here; the
 # account check otherwise asks STS in the DR region (never the global endpoint, served in us-east-1).
 STS_REGION_ENV = "INTELGRAPH_STS_REGION"
+
+
+def runbook_document(outputs: dict) -> dict:
+    """What the DR region's copy holds of the stack's ``outputs``: RUNBOOK_OUTPUTS, narrowed to
+    RUNBOOK_OUTPUT_KEYS."""
+    return {name: ({key: outputs[name][key] for key in RUNBOOK_OUTPUT_KEYS[name]} if name in RUNBOOK_OUTPUT_KEYS
+                   else outputs[name]) for name in RUNBOOK_OUTPUTS}
 
 
 def outputs_parameter(stack: str) -> str:
@@ -213,6 +222,8 @@ RESOURCES = {
     "primary-database-and-snapshots": "the primary PostgreSQL instance and its snapshots",
     "master-secrets": "the PostgreSQL master secrets (one per writer) in both regions",
     "health-check": "the primary's Route 53 health check",
+    "region-switch-plan": "the stack's Region switch plan",
+    "region-switch-approval-role": "the Region switch plan's approval role",
     "backup-buckets": "the backup buckets",
     "backup-objects": "the backup buckets' objects",
     "dr-region-rds": "RDS in the DR region",

@@ -150,11 +150,12 @@ def next_steps(writer: DbRef, replica: DbRef, seconds: float, secret_arn: str, s
     switch_back = (f"""  3. Commit the switched-back state in Pulumi.{name}.yaml: `dr.activeRegion: primary` and
      postgres.generations.dr raised to postgres.generations.primary (a new replica of
      {replica.identifier} in the DR region); in prod, {writer.identifier} is retired first (its URN
-     in `retire`, a deploy of its own). Deploy it whole (both regions answer): it creates
+     and its secret's in `retire`, with its deletion-protection exception: a deploy of its own).
+     Deploy it whole (both regions answer): it creates
      {replica.identifier}'s own master secret in {replica.region}, sets the instance's password
      from it and rotates it there; clients then read postgres.writerSecretArn.""",
-                   f"""  5. {writer.identifier} is a standalone instance clients must no longer write to; that deploy
-     drops it from the state (retainOnDelete): delete it by hand after its final snapshot.""")
+                   f"""  5. {writer.identifier} is a standalone instance clients must no longer write to; once retired,
+     that deploy deletes it (final snapshot) and schedules its secret's deletion.""")
     if dr_region is None:  # flags without --stack: which region is the DR one is not known here
         deploy = "\n".join([f"  If {replica.region} is the stack's DR region (a failover):", *failover,
                             "  Otherwise (the way back):", *switch_back])

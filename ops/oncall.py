@@ -2,7 +2,9 @@
 each on the stack's own resources, resolved from the runbook outputs (the document every deploy
 writes into the DR region: __main__.py). docs/decisions/022.
 
-Which runbooks: the ones an incident needs, ``dr_readiness`` and ``dr_promote``. The PITR rehearsal
+Which runbooks: the ones an incident needs, ``dr_readiness``, ``region_switch`` (runs the ARC
+Region switch plan and assumes its approval role, the only role that role trusts) and ``dr_promote``
+(the fallback). The PITR rehearsal
 runs as its Job (its own IRSA role); the major upgrade, the preflight and the state-backend
 bootstrap are run by whoever deploys, with the deployer's rights.
 """
@@ -13,15 +15,19 @@ import re
 from types import ModuleType
 from typing import Any, Optional
 
-from ops import dr_promote, dr_readiness
+from ops import dr_promote, dr_readiness, region_switch
 from ops._common import Permissions, parameter_arn
 
-ON_CALL: tuple[ModuleType, ...] = (dr_readiness, dr_promote)
+ON_CALL: tuple[ModuleType, ...] = (dr_readiness, region_switch, dr_promote)
 ROLE_SESSION_SECONDS = 3600  # IAM's default for a role; an incident's engineer re-assumes it
 
 
 def role_name(stack: str) -> str:
     return f"intelgraph-{stack}-oncall"
+
+
+def role_arn(account: str, stack: str) -> str:
+    return f"arn:aws:iam::{account}:role/{role_name(stack)}"
 
 
 def permissions() -> list[Permissions]:
@@ -51,6 +57,10 @@ def _resources(kind: str, doc: dict) -> tuple[list[str], Optional[dict]]:
                 for region in (aws["primaryRegion"], dr)], None
     if kind == "health-check":
         return [f"arn:aws:route53:::healthcheck/{doc['dnsFailover']['healthCheckId']}"], None
+    if kind == "region-switch-plan":
+        return [doc["regionSwitch"]["planArn"]], None
+    if kind == "region-switch-approval-role":
+        return [doc["regionSwitch"]["approvalRoleArn"]], None
     if kind == "backup-buckets":
         return [f"arn:aws:s3:::{b}" for b in buckets], None
     if kind == "backup-objects":

@@ -1,4 +1,4 @@
-"""The configuration reference, generated from the settings schema (settings.py is the only source).
+"""The configuration reference, generated from the settings schema (settings/ is the only source).
 
     python -m synth.config_reference > docs/configuration.md
 
@@ -13,13 +13,13 @@ from typing import Any
 
 HEADER = """# Configuration reference
 
-Generated from `settings.py` by `python -m synth.config_reference > docs/configuration.md`; do not
+Generated from `settings/` by `python -m synth.config_reference > docs/configuration.md`; do not
 edit by hand. Every key lives under the `intelgraph-platform:` namespace of `Pulumi.<stack>.yaml`;
 besides it, only the engine's namespace and the providers' are read ({others}): a key in any other
 namespace (a misspelt project prefix) is an error. Unknown keys are errors; a bad value stops
 `python -m synth` with exit 2 before anything is registered, naming the key, the value and what is
 allowed. Rules that relate several keys (S3 lifecycle minimums, CIDRs inside their region's VPC,
-...) are listed in `settings.py` beside the model they judge.
+...) are listed in `settings/` beside the model they judge.
 """
 
 

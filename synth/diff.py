@@ -56,8 +56,16 @@ PROTECTED_REPLACE = ("the Pulumi engine refuses to replace a resource protected 
                      "list its URN in `retire`, and the replace may go in that deploy (docs/cicd.md)")
 # A changed `protect` alone is no provider call: the engine plans a `same` step whose new state it
 # writes (pkg/engine/journal_snapshot.go: a changed Protect must be written; the display shows such a
-# step, pkg/backend/display/display.go shouldShow). Listed as an update of the pseudo-property:
+# step, pkg/backend/display/display.go shouldShow). Listed as an update of the pseudo-property; so is
+# `retainOnDelete`, which the engine writes the same way (mustWrite "because of RetainOnDelete") and
+# which decides whether a later delete reaches the provider (retiring: helpers/stateful.py).
 PROTECT = "protect"
+RETAIN = "retainOnDelete"
+OPTIONS = (PROTECT, RETAIN)
+
+
+def _options_changed(before: dict, after: dict) -> list[str]:
+    return [o for o in OPTIONS if bool(before.get(o)) != bool(after.get(o))]
 
 
 @dataclass
@@ -193,21 +201,19 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
                        f"; the fixed name {fixed!r} stays, so creating the replacement first fails: "
                        "set deleteBeforeReplace or let Pulumi name it")
         values = consequences.values(after["type"], before, after, changed)
-        protect_changed = bool(before.get("protect")) != bool(after.get("protect"))
-        if protect_changed:
-            values.append(consequences.value_lines(PROTECT, bool(before.get("protect")), bool(after.get("protect")),
-                                                   False)[0])
+        options = _options_changed(before, after)
+        values += [consequences.value_lines(o, bool(before.get(o)), bool(after.get(o)), False)[0] for o in options]
         if reason:
             changes.append(Change("replace", urn, after["type"], stateful, protected, changed, reason,
                                   source if source != urn else None, values=values,
                                   refused=[PROTECTED_REPLACE] if before.get("protect") and after.get("protect") else []))
-        elif changed or source != urn or protect_changed:
+        elif changed or source != urn or options:
             upgrade = consequences.major_upgrade(after["type"], inputs_before, inputs_after)
             unknown = (changed and after.get("custom") and not forcenew.known(after["type"])
                        and not after["type"].startswith(PROVIDER_PREFIX))
             resize, refused = _claim_template_changes(after["type"], inputs_before, inputs_after)
             changes.append(Change(
-                "update", urn, after["type"], stateful, protected, changed + ([PROTECT] if protect_changed else []),
+                "update", urn, after["type"], stateful, protected, changed + options,
                 upgrade or ("volumeClaimTemplates change: only the resize path gets it through" if resize else ""),
                 aliased_from=source if source != urn else None, needs_review=bool(upgrade or resize), values=values,
                 refused=consequences.refusals(after["type"], inputs_before, inputs_after) + refused,
@@ -311,8 +317,9 @@ def engine_plan(preview: dict) -> list[Change]:
         if action is None or type_ == "pulumi:pulumi:Stack":
             continue  # read, refresh, the stack itself
         was, now = bool(old_state.get("protect")), bool(new_state.get("protect"))
-        if step.get("op") == "same" and (not old_state or not new_state or was == now):
-            continue  # unchanged; a same step that flips protect is the one shown (an update of `protect`)
+        options = _options_changed(old_state, new_state) if old_state and new_state else []
+        if step.get("op") == "same" and not options:
+            continue  # unchanged; a same step that flips protect or retainOnDelete is shown (an update of it)
         key, reason = step["urn"], ""
         if step.get("op") == PENDING_DELETE and step["urn"] not in replaced:
             # its own entry: the URN may also be updated (or kept) in this plan
@@ -330,7 +337,7 @@ def engine_plan(preview: dict) -> list[Change]:
             action, step["urn"], type_,
             stateful=is_stateful(type_) or bool(old_state.get("retainOnDelete") or new_state.get("retainOnDelete")),
             protected=was or now,
-            properties=[PROTECT] if step.get("op") == "same" else list(step.get("diffReasons") or []),
+            properties=options if step.get("op") == "same" else list(step.get("diffReasons") or []),
             reason=reason, refused=refused)
     return sorted(found.values(), key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
 

@@ -137,6 +137,7 @@ def _token(image: str, challenge: str, open_: Opener) -> str:
 def image_settings(stack: str, stack_file: Path) -> dict[str, str]:
     """Every image setting of the stack file: dotted camelCase key -> value."""
     import settings
+    from settings.values import _image
     from synth import engine
 
     validated = settings.validate(engine.stack_config(stack, stack_file))
@@ -146,7 +147,7 @@ def image_settings(stack: str, stack_file: Path) -> dict[str, str]:
         for field, info in type(model).model_fields.items():
             value = getattr(model, field)
             key = f"{prefix}{info.alias or field}"
-            if any(getattr(m, "func", None) is settings._image for m in info.metadata):
+            if any(getattr(m, "func", None) is _image for m in info.metadata):
                 found[key] = value
             elif isinstance(value, settings.Model):
                 walk(value, f"{key}.")

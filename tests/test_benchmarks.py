@@ -83,12 +83,12 @@ def test_the_mutation_score_of_each_area_is_judged_against_90_percent():
     from benchmarks.mutation import score
 
     results = ([{"area": "components/", "outcome": "killed"}] * 9 + [{"area": "components/", "outcome": "survived"}]
-               + [{"area": "settings.py", "outcome": "killed"}] * 8 + [{"area": "settings.py", "outcome": "survived"}]
+               + [{"area": "settings/", "outcome": "killed"}] * 8 + [{"area": "settings/", "outcome": "survived"}]
                + [{"area": "policy/", "outcome": "killed"}] * 3)
     report = {"score": score(results), "goal_percent": 90.0}
     assert report["score"]["all"] == {"killed": 20, "survived": 2, "mutants": 22, "score": 90.9}
     judged = verdicts([], None, {"mb_per_s": 30.0, "goal_mb_per_s": 20.0}, report)
     assert {name: (v["figure"], v["met"]) for name, v in judged.items() if name.startswith("mutation")} == {
-        "mutation score components/ %": (90.0, True), "mutation score settings.py %": (88.9, False),
+        "mutation score components/ %": (90.0, True), "mutation score settings/ %": (88.9, False),
         "mutation score policy/ %": (100.0, True)}
     assert judged["mutation score policy/ %"]["goal"] == ">= 90.0"

@@ -8,9 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DECISIONS = ROOT / "docs" / "decisions"
 SECTIONS = ("## Context", "## Decision", "## Consequences", "## Sources")
 LINK = re.compile(r"docs/decisions/(\d{3})(-[a-z0-9-]+\.md)?")
-CODE = [p for d in ("components", "policy/guardrails", "ops", "synth", "tests") for p in (ROOT / d).rglob("*")
-        if p.suffix in {".py", ".lua", ".sh"}] + [ROOT / "__main__.py", ROOT / "settings.py", ROOT / "README.md",
-                                                 *(ROOT / "docs").glob("*.md")]
+CODE = [p for d in ("components", "settings", "policy/guardrails", "ops", "synth", "tests") for p in (ROOT / d).rglob("*")
+        if p.suffix in {".py", ".lua", ".sh"}] + [ROOT / "__main__.py", ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
 
 
 def records() -> dict[str, Path]:

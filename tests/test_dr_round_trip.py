@@ -5,10 +5,14 @@ with the DR budget it deploys:
 
     normal         dr.activeRegion primary, postgres.generations {1, 1}: A writes, B replicates A
     failed over    activeRegion dr, {1, 1}: B promoted in place; A exactly as it was
-    (retire A)     prod: the same, with A's URN in `retire` (the two-deploy retire path)
-    rebuilt        activeRegion dr, {2, 1}: A deleted (approved), C = new replica of B in the primary region
-    (retire B)     prod: the same, with B's URN in `retire`
-    switched back  activeRegion primary, {2, 2}: C promoted, B deleted (approved), D = new replica of C
+    (retire A)     prod: the same, with A's and its secret's URNs in `retire` (the two-deploy retire path)
+    rebuilt        activeRegion dr, {2, 1}: A and its credentials deleted (approved), C = new replica of B
+                   in the primary region
+    (retire B)     prod: the same, with B's and its secret's URNs in `retire`
+    switched back  activeRegion primary, {2, 2}: C promoted, B and its credentials deleted (approved),
+                   D = new replica of C
+
+Each writer has its own master secret, in its region (docs/decisions/025-master-secret-per-writer.md).
 
 The promotion is an in-place update because of terraform-provider-aws
 internal/service/rds/instance.go: `replicate_source_db` is Optional and not ForceNew; in
@@ -28,12 +32,16 @@ down, the ARC Region switch plan and its Route 53 health checks, the runbooks' o
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
 
+from policy.guardrails import exceptions as policy_exceptions
 from synth import diff, engine, export, forcenew, policy_runner
 from tests.conftest import STACKS, config_with, stack_settings
 
@@ -43,12 +51,37 @@ INSTANCE = "aws:rds/instance:Instance"
 # what the provider sets on a promotion (PromoteReadReplica's arguments, then ModifyDBInstance) and
 # what the program adds to a writer: nothing else of the promoted replica may change (a stack with
 # postgres.finalSnapshot also names the final snapshot the writer leaves)
-PROMOTION_CHANGES = ["backupRetentionPeriod", "backupWindow", "deleteAutomatedBackups", "replicateSourceDb", "tags"]
+PROMOTION_CHANGES = ["backupRetentionPeriod", "backupWindow", "deleteAutomatedBackups", "passwordWo",
+                     "passwordWoVersion", "replicateSourceDb", "tags"]
+SECRET = "aws:secretsmanager/secret:Secret"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+# the writers' credentials, by instance: generation 1's primary keeps the names it was deployed with
+CREDENTIALS = {"primary": f"{PG}-master"}
 FINAL_SNAPSHOT_CHANGES = ["finalSnapshotIdentifier", "skipFinalSnapshot"]
 
 
 def instance_urn(stack: str, name: str) -> str:
-    return f"urn:pulumi:{stack}::{PROJECT}::intelgraph:database:PostgresDr${INSTANCE}::{PG}-{name}"
+    return child_urn(stack, INSTANCE, f"{PG}-{name}")
+
+
+def child_urn(stack: str, kind: str, name: str) -> str:
+    return f"urn:pulumi:{stack}::{PROJECT}::intelgraph:database:PostgresDr${kind}::{name}"
+
+
+def credentials(instance: str) -> str:
+    """The name of the master secret of the writer ``instance`` (``primary``, ``replica-g2``, ...)."""
+    return CREDENTIALS.get(instance, f"{PG}-{instance}-master")
+
+
+def retirement(stack: str, instance: str) -> list[str]:
+    """What retiring a former writer approves: the instance, and its secret (both protected)."""
+    return [instance_urn(stack, instance), child_urn(stack, SECRET, credentials(instance))]
+
+
+def deleted_with(stack: str, instance: str) -> list[str]:
+    """What the deploy after a former writer's retirement deletes that holds state: the instance,
+    its secret and its bootstrap password (sorted, as diff verdicts are compared)."""
+    return sorted([*retirement(stack, instance), child_urn(stack, PASSWORD, f"{credentials(instance)}-bootstrap")])
 
 
 def states(stack: str) -> list[tuple[str, dict]]:
@@ -58,12 +91,33 @@ def states(stack: str) -> list[tuple[str, dict]]:
     rebuilt = {"dr.activeRegion": "dr", "postgres.generations": {"primary": 2, "dr": 1}}
     steps = [("normal", {}), ("failed over", failed_over)]
     if stack == "prod":
-        steps.append(("retire A", {**failed_over, "retire": [instance_urn(stack, "primary")]}))
+        steps.append(("retire A", {**failed_over, "retire": retirement(stack, "primary")}))
     steps.append(("rebuilt", rebuilt))
     if stack == "prod":
-        steps.append(("retire B", {**rebuilt, "retire": [instance_urn(stack, "replica")]}))
+        steps.append(("retire B", {**rebuilt, "retire": retirement(stack, "replica")}))
     steps.append(("switched back", {"dr.activeRegion": "primary", "postgres.generations": {"primary": 2, "dr": 2}}))
     return steps
+
+
+# A retire deploy releases the retiring instance's deletion protection (so that the next deploy's
+# delete, with its final snapshot, is not refused by RDS): prod's mandatory rds-deletion-protection
+# then needs a time-boxed exception for that instance, approved in the same change
+# (policy/exceptions.yaml, docs/decisions/011; docs/runbooks.md "Round trip").
+RETIRING = {"retire A": "primary", "retire B": "replica"}
+
+
+@contextmanager
+def waivers(step: str):
+    """The policy exceptions a step's change carries (none but the retire deploys')."""
+    instance = RETIRING.get(step)
+    if instance is None:
+        yield
+        return
+    entry = policy_exceptions.Exception_("rds-deletion-protection", f"{PG}-{instance}",
+                                         "retired former writer: deleted with its final snapshot by the next deploy",
+                                         "platform-lead@intelgraph.example.com", date.today() + timedelta(days=7))
+    with mock.patch.object(policy_exceptions, "current", lambda: policy_exceptions.Loaded((entry,), ())):
+        yield
 
 
 def write_stack_file(stack: str, changes: dict, path: Path) -> Path:
@@ -110,7 +164,8 @@ def round_trip(stack: str, directory: Path) -> list[Step]:
         document = export.to_export(engine.synthesize(stack, engine.stack_config(stack, path)))
         plan = diff.compare(previous, document) if previous is not None else []
         text, code = diff.summary(plan, None)
-        report = policy_runner.evaluate(document, stack)
+        with waivers(name):
+            report = policy_runner.evaluate(document, stack)
         [root] = [r for r in document["deployment"]["resources"] if r["type"] == "pulumi:pulumi:Stack"]
         step = Step(name, document, plan, text, code, diff.summary(plan, "reviewer")[1],
                     [(p, f.message) for p, f in report.mandatory_violations], root["outputs"]["drBudget"])
@@ -153,25 +208,34 @@ def test_every_state_deploys_with_no_mandatory_violation(trip):
         assert step.mandatory == [], (step.name, step.mandatory)
 
 
-def test_each_step_deletes_or_replaces_nothing_stateful_but_the_retired_instance(trip):
+def test_each_step_deletes_or_replaces_nothing_stateful_but_the_retired_writer(trip):
+    """The retired writer goes with its credentials: its secret and its bootstrap password."""
     stack = stack_of(trip[0])
-    retired = {"rebuilt": [instance_urn(stack, "primary")], "switched back": [instance_urn(stack, "replica")]}
+    retired = {step: deleted_with(stack, instance) for step, instance in (("rebuilt", "primary"), ("switched back", "replica"))}
     for step in trip[1:]:
         dangerous = sorted((c.action, c.urn) for c in step.plan if c.dangerous)
-        assert dangerous == [("delete", urn) for urn in retired.get(step.name, [])], (step.name, step.diff_text)
+        assert dangerous == sorted(("delete", urn) for urn in retired.get(step.name, [])), (step.name, step.diff_text)
         assert not any(c.refused for c in step.plan), step.diff_text  # neither AWS nor the engine refuses it
         assert step.diff_exit == (diff.EXIT_STATEFUL if dangerous else diff.EXIT_OK), step.diff_text
         assert step.approved_exit == diff.EXIT_OK, step.diff_text
 
 
-def test_the_retire_deploys_only_stop_protecting_the_instance_that_goes(tmp_path_factory):
+def test_the_retire_deploys_only_release_the_writer_that_goes(tmp_path_factory):
     """prod only: stage protects nothing, and settings refuse `retire` there."""
     if "prod" not in _cache:
         _cache["prod"] = round_trip("prod", tmp_path_factory.mktemp("round-trip-prod"))
     steps = by_name(_cache["prod"])
     for name, label in (("retire A", "primary"), ("retire B", "replica")):
-        assert [(c.action, c.urn, c.properties) for c in steps[name].plan] == \
-            [("update", instance_urn("prod", label), ["protect"])]
+        instance, secret = retirement("prod", label)
+        # released for the provider's delete: the instance's final snapshot, the secret's recovery
+        # window (tests/test_retire.py, helpers/stateful.py)
+        assert sorted((c.action, c.urn, sorted(c.properties)) for c in steps[name].plan) == sorted([
+            ("update", instance, ["deletionProtection", "protect", "retainOnDelete"]),
+            ("update", secret, ["protect", "retainOnDelete"])])
+        # without its exception the mandatory rule stops the retire deploy: deleting a production
+        # database takes the named approval of both the plan and the waiver
+        unwaived = policy_runner.evaluate(steps[name].export, "prod").mandatory_violations
+        assert [(p, f.urn) for p, f in unwaived] == [("rds-deletion-protection", instance)]
 
 
 def test_failing_over_changes_nothing_managed_in_the_primary_region(trip):
@@ -211,10 +275,13 @@ def test_a_promotion_is_an_in_place_update_that_touches_no_force_new_field(trip)
         # the plan says what the promotion does, and that the retention comes with it, not later
         assert any(n.startswith("replicateSourceDb: removed - the replica is promoted") for n in change.notes)
         assert not any("backupRetentionPeriod" in n and "maintenance window" in n for n in change.notes)
-        # inherited from the source and ForceNew: unset, so the value read back is no diff;
-        # no password - the secret holds the one the replica inherited
-        assert not {"username", "dbName", "engine", "passwordWo", "allocatedStorage"} & set(inputs)
+        # inherited from the source and ForceNew: unset, so the value read back is no diff
+        assert not {"username", "dbName", "engine", "allocatedStorage"} & set(inputs)
         assert inputs["storageEncrypted"] is True and inputs["backupRetentionPeriod"] >= 1
+        # its own password, from its own bootstrap: password_wo_version new, so the provider's
+        # ModifyDBInstance after PromoteReadReplica carries MasterUserPassword (instance.go
+        # dbInstancePopulateModify: `if d.HasChange("password_wo_version")`)
+        assert inputs["passwordWoVersion"] == 1
 
 
 def test_the_writer_and_its_replica_follow_the_state(trip):
@@ -249,14 +316,55 @@ def test_the_writer_and_its_replica_follow_the_state(trip):
         assert provider_name(lag) == provider_name(db)
 
 
-def test_the_writers_secret_is_the_copy_in_its_region(trip):
-    """Decision 014: a promoted DR writer uses the secret's DR copy (ops.dr_promote stops its
-    replication, StopReplicationToReplica, and rotation continues in the DR region)."""
+WRITERS = {  # state: the writer, and the former writer that still exists beside it
+    "normal": ("primary", None), "failed over": ("replica", "primary"), "retire A": ("replica", "primary"),
+    "rebuilt": ("replica", None), "retire B": ("replica", None), "switched back": ("primary-g2", None),
+}
+
+
+def test_each_writer_has_its_own_secret_in_its_region_copied_where_its_replica_is(trip):
+    """Decision 025: one secret per writer, homed in the writer's region under that region's key,
+    rotated there, replicated to the other region only while an instance there replicates it (a
+    failed-over writer's gains its copy at the rebuild, in place: terraform-provider-aws
+    secretsmanager/secret.go, `replica` is not ForceNew; ReplicateSecretToRegions). No secret is
+    ever promoted or replicated over one of the same name."""
+    stack = stack_of(trip[0])
     for step in trip:
-        pg = step.postgres
-        copy = "drMasterSecretArn" if pg["writerRegion"] == pg["drMasterSecretArn"].split(":")[3] else "masterSecretArn"
-        assert pg["writerSecretArn"] == pg[copy]
+        everything, pg = resources(step), step.postgres
+        writer, former = WRITERS[step.name]
+        secrets = {r["inputs"]["name"]: r for r in everything.values() if r["type"] == SECRET}
+        assert sorted(secrets) == sorted(credentials(i) for i in (writer, former) if i), step.name
+        secret = secrets[credentials(writer)]
+        db = everything[instance_urn(stack, writer)]
+        assert provider_name(secret) == provider_name(db), step.name  # the writer's region
         assert pg["writerSecretArn"].split(":")[3] == pg["writerRegion"]
+        assert f":secret:{credentials(writer)}-" in pg["writerSecretArn"]
+        [key] = [r for r in everything.values() if r["type"] == "aws:kms/key:Key"
+                 and r["outputs"].get("arn") == secret["inputs"]["kmsKeyId"]]
+        assert provider_name(key) == provider_name(db), step.name
+        replicas = secret["inputs"].get("replicas") or []
+        if "replicaArn" in pg:
+            replica_region = pg["replicaArn"].split(":")[3]
+            assert [r["region"] for r in replicas] == [replica_region], step.name
+            assert pg["replicaSecretArn"] == pg["writerSecretArn"].replace(f":{pg['writerRegion']}:", f":{replica_region}:")
+        else:
+            assert replicas == [] and "replicaSecretArn" not in pg, step.name
+        rotations = [r for r in everything.values() if r["type"] == "aws:secretsmanager/secretRotation:SecretRotation"
+                     and r["inputs"]["secretId"] == secret["id"]]
+        [rotation] = rotations
+        assert provider_name(rotation) == provider_name(db) and rotation["inputs"]["rotateImmediately"] is True
+        assert f":{pg['writerRegion']}:" in rotation["inputs"]["rotationLambdaArn"]
+
+
+def test_no_replica_is_ever_given_a_password(trip):
+    """AWS refuses to change the master password of a PostgreSQL read replica ("Cannot change
+    master user password on an RDS postgres Read Replica because it uses physical replication",
+    terraform-aws-modules/terraform-aws-rds #526), and the provider sends password_wo after creating a
+    replica (instance.go resourceInstanceCreate): a replica never carries one."""
+    for step in trip:
+        for r in resources(step).values():
+            if r["type"] == INSTANCE and "replicateSourceDb" in r["inputs"]:
+                assert not {"passwordWo", "passwordWoVersion", "password"} & set(r["inputs"]), (step.name, r["urn"])
 
 
 def test_the_dr_budget_drops_the_replica_rows_only_while_there_is_no_replica(trip):
@@ -299,12 +407,11 @@ def test_switched_back_is_normal_again(trip):
 
 
 def test_the_policy_pack_excuses_only_a_failed_over_pair(trip):
-    """dr-replica-cross-region wants a cross-Region replica of every standalone instance, and
-    rds-master-password-write-only a write-only password on it. Between a failover and the rebuild
-    neither can hold: the promoted instance (tagged with the instance it replicated, by the program)
-    and that former source in another region are excused - and nothing else is. The promoted
-    writer is still judged as the source it becomes at the rebuild
-    (rds-replication-source-password-not-managed)."""
+    """dr-replica-cross-region wants a cross-Region replica of every standalone instance. Between a
+    failover and the rebuild it cannot hold: the promoted instance (tagged with the instance it
+    replicated, by the program) and that former source in another region are excused - and nothing
+    else is. The promoted writer is still judged as the source it becomes at the rebuild
+    (rds-replication-source-password-not-managed), and like any writer it has a write-only password."""
     from components.postgres_dr import PROMOTED_FROM_TAG
     from policy.guardrails.rds import PROMOTED_FROM
 
@@ -329,8 +436,7 @@ def test_the_policy_pack_excuses_only_a_failed_over_pair(trip):
 
     a = instance_urn(stack, "primary")
     assert violations(lambda e: None) == []
-    assert violations(untag) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b),
-                                 ("rds-master-password-write-only", b)]
+    assert violations(untag) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b)]
     assert violations(tag_itself) == [("dr-replica-cross-region", a), ("dr-replica-cross-region", b)]
 
     def managed(entry):  # RDS refuses a replica of it at the rebuild: the rule says so now

@@ -43,7 +43,7 @@ from ops import dr_promote, dr_readiness
 from ops._common import outputs_parameter
 from synth import diff, engine, targets
 from tests.conftest import fake_aws_credentials, stack_settings
-from tests.test_dr_round_trip import Step, by_name, resources, round_trip
+from tests.test_dr_round_trip import Step, by_name, deleted_with, resources, round_trip
 from tests.test_dr_round_trip import _cache as round_trip_cache
 from tests.test_ops_runbooks import Outage, _fix_moto_promotion, put_lag
 
@@ -109,15 +109,16 @@ class World:
         changes = {c.urn: c for c in diff.compare(before.export, after.export)} if before else \
             {urn: diff.Change("create", urn, r["type"], False) for urn, r in new.items()}
         applied = []
-        # creates and updates in registration order (the engine's dependency order), then deletes
-        for urn in [u for u in new if u in changes] + [u for u in old if u not in new and u in changes]:
+        # creates and updates in registration order (the engine's dependency order), then deletes in
+        # reverse (dependents first: pulumi/pulumi step_generator.go ScheduleDeletes)
+        for urn in [u for u in new if u in changes] + [u for u in reversed(old) if u not in new and u in changes]:
             change = changes[urn]
             if change.type not in MODELLED or (only is not None and urn not in only):
                 continue
             if change.type == PARAMETER and not urn.endswith("::runbook-outputs"):
                 continue
-            if change.action == "update" and set(change.properties) <= {"protect"}:
-                continue  # a resource option: the engine's state alone, no API call
+            if change.action == "update" and set(change.properties) <= set(diff.OPTIONS):
+                continue  # resource options (protect, retainOnDelete): the engine's state alone, no API call
             if change.action == "delete":
                 assert before is not None
                 self._delete(before, old[urn])
@@ -179,6 +180,10 @@ class World:
                 rds.promote_read_replica(DBInstanceIdentifier=identifier,
                                          BackupRetentionPeriod=inputs["backupRetentionPeriod"],
                                          PreferredBackupWindow=inputs["backupWindow"])
+        if was is not None and was.get("deletionProtection") != inputs["deletionProtection"]:
+            # the retire deploy releases it (helpers/stateful.py): RDS refuses to delete it otherwise
+            rds.modify_db_instance(DBInstanceIdentifier=identifier, DeletionProtection=inputs["deletionProtection"],
+                                   ApplyImmediately=True)
         if was is not None and "passwordWo" in inputs and "passwordWo" not in was:
             # a promoted writer's own password, from its own secret (the secret per writer)
             rds.modify_db_instance(DBInstanceIdentifier=identifier, MasterUserPassword=BOOTSTRAP, ApplyImmediately=True)
@@ -204,27 +209,37 @@ class World:
             client.remove_regions_from_replication(SecretId=arn, RemoveReplicaRegions=removed)
 
     def _delete(self, step: Step, resource: dict) -> None:
-        if resource.get("retainOnDelete"):  # dropped from the state only: left in AWS for the operator
+        """The provider's delete, as the state (``resource``) describes it; a retained resource is
+        only dropped from the state and left in AWS."""
+        region, inputs = region_of(step, resource), resource["inputs"]
+        if resource.get("retainOnDelete"):
             if resource["type"] == INSTANCE:
-                self.retained.append((region_of(step, resource), resource["inputs"]["identifier"]))
+                self.retained.append((region, inputs["identifier"]))
             return
-        if resource["type"] == BACKUPS:
-            _replicate_backups(resource["inputs"]["sourceDbInstanceArn"], None)
+        if resource["type"] == INSTANCE:
+            # terraform-provider-aws rds/instance.go resourceInstanceDelete: the final snapshot the
+            # state names, automated backups as configured; moto, like RDS, refuses while deletion
+            # protection is on
+            final = {} if inputs.get("skipFinalSnapshot") else {"FinalDBSnapshotIdentifier": inputs["finalSnapshotIdentifier"]}
+            boto3.client("rds", region).delete_db_instance(
+                DBInstanceIdentifier=inputs["identifier"], SkipFinalSnapshot=bool(inputs.get("skipFinalSnapshot")),
+                DeleteAutomatedBackups=inputs.get("deleteAutomatedBackups", True), **final)
+        elif resource["type"] == SECRET:
+            # secretsmanager/secret.go resourceSecretDelete: replica regions removed first, then
+            # DeleteSecret with the recovery window
+            client, arn = boto3.client("secretsmanager", region), self.secret_arns[inputs["name"]]
+            if inputs.get("replicas"):
+                client.remove_regions_from_replication(SecretId=arn,
+                                                       RemoveReplicaRegions=[r["region"] for r in inputs["replicas"]])
+            client.delete_secret(SecretId=arn, RecoveryWindowInDays=inputs["recoveryWindowInDays"])
+        elif resource["type"] == BACKUPS:
+            _replicate_backups(inputs["sourceDbInstanceArn"], None)
 
-    def delete_retired_by_hand(self) -> list[str]:
-        """The retire path's last step (docs/contributor.md): deletion protection off, a final
-        snapshot, delete. Returns the final snapshots' identifiers."""
-        snapshots = []
-        for region, identifier in self.retained:
-            rds = boto3.client("rds", region)
-            rds.modify_db_instance(DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True)
-            rds.delete_db_instance(DBInstanceIdentifier=identifier, FinalDBSnapshotIdentifier=f"{identifier}-final",
-                                   DeleteAutomatedBackups=False)
-            [snapshot] = rds.describe_db_snapshots(DBSnapshotIdentifier=f"{identifier}-final")["DBSnapshots"]
-            assert snapshot["DBInstanceIdentifier"] == identifier
-            snapshots.append(snapshot["DBSnapshotIdentifier"])
-        self.retained.clear()
-        return snapshots
+
+def final_snapshot(region: str, identifier: str) -> str:
+    [snapshot] = boto3.client("rds", region).describe_db_snapshots(DBSnapshotIdentifier=f"{identifier}-final")["DBSnapshots"]
+    assert snapshot["DBInstanceIdentifier"] == identifier
+    return snapshot["DBSnapshotIdentifier"]
 
 
 ROTATION_ROLE = "intelgraph-pg-rotation"
@@ -394,15 +409,12 @@ def postgres_rto_is_the_plans(step: Step) -> Optional[int]:
 LOG: list[str] = []  # what the game day printed, shown at its end (and when it fails)
 
 
-def judge(step: Step, retired: Optional[str] = None) -> None:
-    """The step as a pull request is judged: its diff (no stateful replace, and no stateful delete
-    but the retired writer's - the instance and what goes with it, its credentials - which the
-    named approval allows), its policy verdict, its budget."""
+def judge(step: Step, retired: list[str]) -> None:
+    """The step as a pull request is judged: its diff (no stateful replace or delete but the
+    retired instance's, which the named approval allows), its policy verdict, its budget."""
     LOG.extend(step.verdict_lines())
     dangerous = sorted((c.action, c.urn) for c in step.plan if c.dangerous)
-    assert {action for action, _ in dangerous} <= {"delete"}, (step.name, step.diff_text)
-    assert bool(dangerous) == bool(retired) and (not retired or ("delete", retired) in dangerous), step.diff_text
-    assert not any(c.refused for c in step.plan), step.diff_text  # nothing protected is deleted
+    assert dangerous == sorted(("delete", urn) for urn in retired), (step.name, step.diff_text)
     assert step.approved_exit == diff.EXIT_OK and step.mandatory == [], (step.name, step.diff_text, step.mandatory)
     bound = postgres_rto_is_the_plans(step)
     LOG.append(f"   Postgres RTO bound {bound}s = detection + the plan's steps' timeouts + alias TTL" if bound
@@ -440,7 +452,7 @@ def walk(monkeypatch, capsys) -> None:
 
         # normal: the world the normal export describes, deployed from nothing
         normal = steps["normal"]
-        judge(normal)
+        judge(normal, [])
         world.apply(None, normal)
         assert_world_is(normal, world, per_writer)
         put_lag(10, "intelgraph-pg-replica")
@@ -462,7 +474,7 @@ def walk(monkeypatch, capsys) -> None:
 
         # failed over: deployed by its target list while us-east-1 still refuses every call
         failed = steps["failed over"]
-        judge(failed)
+        judge(failed, [])
         config = engine.stack_config(STACK)
         target_list = targets.targets(normal.export, failed.export, targets.dr_region_of(config, STACK))
         everything = {**resources(normal), **resources(failed)}
@@ -482,21 +494,22 @@ def walk(monkeypatch, capsys) -> None:
         # rebuild (prod retires A in a deploy of its own first)
         outage.down = False
         assert world.apply(normal, failed, only={u for u in resources(failed) if u not in target_list}) == []
-        judge(steps["retire A"])
-        assert world.apply(failed, steps["retire A"]) == []  # `protect` is the engine's alone
+        judge(steps["retire A"], [])
+        # the retire deploy releases A's deletion protection; protect and retainOnDelete are the engine's
+        assert world.apply(failed, steps["retire A"]) == [urn["normal"]["intelgraph-pg-primary"]]
         rebuilt = steps["rebuilt"]
-        judge(rebuilt, urn["normal"]["intelgraph-pg-primary"])
+        judge(rebuilt, deleted_with(STACK, "primary"))
         world.apply(steps["retire A"], rebuilt)
-        assert world.retained == [(PRIMARY, "intelgraph-pg-primary")]
-        assert world.delete_retired_by_hand() == ["intelgraph-pg-primary-final"]
+        assert world.retained == []  # deleted by the provider, with its final snapshot
+        assert final_snapshot(PRIMARY, "intelgraph-pg-primary") == "intelgraph-pg-primary-final"
         assert_world_is(rebuilt, world, per_writer)
         put_lag(5, "intelgraph-pg-primary-g2", PRIMARY)  # a planned switchover waits for the lag to drain
         code, out = run(capsys, dr_readiness.main, ["--stack", STACK])
         assert "PASS  replica-status" in out and "following intelgraph-pg-replica" in out, out
 
         # switched back: a planned switchover, the other way (retire B first, then promote C)
-        judge(steps["retire B"])
-        assert world.apply(rebuilt, steps["retire B"]) == []
+        judge(steps["retire B"], [])
+        assert world.apply(rebuilt, steps["retire B"]) == [urn["normal"]["intelgraph-pg-replica"]]
         code, out = run(capsys, dr_promote.main, ["--stack", STACK, "--timeout-seconds", "5"])
         if per_writer:  # SECRET PER WRITER: the DR writer's secret has its copy in the primary region
             assert code == 0 and "intelgraph-pg-primary-g2 in us-east-1 is now a standalone writer" in out, out
@@ -507,9 +520,10 @@ def walk(monkeypatch, capsys) -> None:
             # switched-back deploy below then promotes C itself, as the provider does)
             assert code == 1 and "FAIL  writer-secret" in out and "nothing was changed" in out, out
         back = steps["switched back"]
-        judge(back, urn["rebuilt"]["intelgraph-pg-replica"])
+        judge(back, deleted_with(STACK, "replica"))
         world.apply(steps["retire B"], back)
-        assert world.delete_retired_by_hand() == ["intelgraph-pg-replica-final"]
+        assert world.retained == []
+        assert final_snapshot(DR, "intelgraph-pg-replica") == "intelgraph-pg-replica-final"
         assert_world_is(back, world, per_writer)
         assert back.postgres["writerRegion"] == normal.postgres["writerRegion"] == PRIMARY
 

@@ -32,7 +32,8 @@ def test_every_component_settings_and_every_rule_module_has_mutations():
     components = {f"components/{p.name}" for p in (ROOT / "components").glob("*.py") if p.name != "__init__.py"}
     rules = {f"policy/guardrails/{p.name}" for p in (ROOT / "policy" / "guardrails").glob("*.py")
              if p.name not in ("__init__.py", "_rules.py", "config_keys.py", "exceptions.py")}
-    assert components | rules | {"settings.py"} <= files
+    concerns = {f"settings/{p.name}" for p in (ROOT / "settings").glob("*.py") if p.name != "__init__.py"}
+    assert components | concerns | rules <= files
     assert {m.area for m in MUTATIONS} == set(AREAS)
 
 

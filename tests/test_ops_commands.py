@@ -14,8 +14,17 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
-from ops import bootstrap_backend, dr_promote, dr_readiness, oncall, pg_major_upgrade, pg_restore_rehearsal, preflight
-from ops._common import RUNBOOK_OUTPUTS, outputs_parameter
+from ops import (
+    bootstrap_backend,
+    dr_promote,
+    dr_readiness,
+    oncall,
+    pg_major_upgrade,
+    pg_restore_rehearsal,
+    preflight,
+    region_switch,
+)
+from ops._common import outputs_parameter, runbook_document
 from tests.conftest import ROOT, fake_aws_credentials, region_of, synthesized
 from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
 
@@ -34,6 +43,7 @@ def commands(outputs_file) -> dict:
     return {
         dr_readiness: ["--outputs", str(outputs_file)],
         dr_promote: ["--outputs", str(outputs_file), "--dry-run"],
+        region_switch: ["--outputs", str(outputs_file), "--activate", "dr", "--dry-run"],
         pg_major_upgrade: ["--outputs", str(outputs_file), "--target-version", "17.2", "--dry-run"],
         pg_restore_rehearsal: ["--outputs", str(outputs_file)],
         preflight: ["--stack", "prod"],
@@ -41,7 +51,7 @@ def commands(outputs_file) -> dict:
     }
 
 
-COMMANDS = (dr_readiness, dr_promote, pg_major_upgrade, pg_restore_rehearsal, preflight, bootstrap_backend)
+COMMANDS = (dr_readiness, dr_promote, region_switch, pg_major_upgrade, pg_restore_rehearsal, preflight, bootstrap_backend)
 
 
 @pytest.fixture
@@ -200,7 +210,7 @@ def test_every_deploy_writes_the_runbook_outputs_into_the_dr_region(stack):
     assert region_of(synthesis, parameter) == "us-west-2" == synthesis.outputs["aws"]["drRegion"]
     assert parameter.inputs["name"] == outputs_parameter(stack) and parameter.inputs["type"] == "String"
     document = json.loads(parameter.inputs["insecureValue"])
-    assert document == {k: synthesis.outputs[k] for k in RUNBOOK_OUTPUTS}
+    assert document == runbook_document(synthesis.outputs)
     # Standard tier: values up to 4 KB (Systems Manager User Guide, "Managing parameter tiers")
     assert len(parameter.inputs["insecureValue"].encode()) < 4096 * 0.8, "leave room: move to the Advanced tier"
     assert "password" not in parameter.inputs["insecureValue"].lower()  # ARNs and names only, no secret
@@ -216,7 +226,7 @@ def test_the_on_call_role_grants_exactly_the_dr_runbooks_actions_on_the_stacks_r
     synthesis = synthesized(stack)
     statements = _statements(synthesis)
     granted = {a for s in statements for a in s["Action"]}
-    assert granted == dr_readiness.IAM.actions | dr_promote.IAM.actions
+    assert granted == dr_readiness.IAM.actions | region_switch.IAM.actions | dr_promote.IAM.actions
     assert all(s["Effect"] == "Allow" for s in statements)
     outputs = synthesis.outputs
     for statement in statements:

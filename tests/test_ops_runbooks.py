@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from ops import dr_promote, dr_readiness
-from ops._common import RUNBOOK_OUTPUTS, outputs_parameter
+from ops._common import outputs_parameter, runbook_document
 from tests.conftest import fake_aws_credentials, stack_settings, synthesized
 from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
 
@@ -429,7 +429,7 @@ def test_the_way_back_promotes_the_primary_regions_replica_of_the_dr_writer(worl
 
 def _publish(world, region: str = "us-west-2") -> dict:
     """What the deploy writes into the DR region (__main__.py): the runbook outputs as JSON."""
-    document = {k: v for k, v in json.loads(world.read_text()).items() if k in RUNBOOK_OUTPUTS}
+    document = runbook_document(json.loads(world.read_text()))
     boto3.client("ssm", region).put_parameter(Name=outputs_parameter("prod"), Type="String",
                                               Value=json.dumps(document))
     return document

@@ -140,7 +140,7 @@ def test_the_run_takes_a_manual_snapshot_and_prints_settings_the_stack_accepts(w
     assert snapshot["SnapshotType"] == "manual" and snapshot["Status"] == "available"
     assert snapshot["EngineVersion"] == "16.4"
     assert re.fullmatch(r"intelgraph-pg-primary-pre-pg17-\d{12}", snapshot["DBSnapshotIdentifier"])
-    # the printed settings are exactly what settings.py accepts: the chain from runbook to stack
+    # the printed settings are exactly what settings/database.py accepts: the chain from runbook to stack
     version = re.search(r'engineVersion: "([^"]+)"', out)[1]
     assert version == "17.2"  # the exact target the runbook checked, not "17"
     upgrade = re.search(r'majorUpgrade: \{fromVersion: "([^"]+)", snapshotIdentifier: ([^}]+)\}', out)

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, STACKS, synthesized
 
 
 def reference_keys() -> set[str]:
-    """The keys of the generated configuration reference (docs/configuration.md, from settings.py)."""
+    """The keys of the generated configuration reference (docs/configuration.md, from settings/)."""
     text = (ROOT / "docs" / "configuration.md").read_text()
     return set(re.findall(r"^\| `([^`]+)` \|", text, flags=re.MULTILINE))
 

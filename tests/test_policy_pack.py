@@ -76,6 +76,9 @@ BREAKS: list[tuple[str, str, str, Mutation, str]] = [
      lambda e: e["inputs"].pop("passwordWoVersion"), "Set passwordWoVersion"),
     ("rds-master-password-write-only", "intelgraph-pg-primary", ":Instance",
      lambda e: e["inputs"].pop("passwordWo"), "write-only (passwordWo)"),
+    # AWS refuses a PostgreSQL replica's password change (terraform-aws-modules/terraform-aws-rds #526)
+    ("rds-master-password-write-only", "intelgraph-pg-replica", ":Instance",
+     lambda e: e["inputs"].update(passwordWo="[secret]", passwordWoVersion=1), "Remove passwordWo from the read replica"),
     # RDS User Guide, "Password management with Amazon RDS and AWS Secrets Manager", Limitations:
     # no read replica of a source whose master password RDS manages (terraform-aws-rds #512, #532)
     ("rds-replication-source-password-not-managed", "intelgraph-pg-primary", ":Instance",

@@ -115,12 +115,12 @@ def test_outputs_expose_endpoints_arns_and_the_master_secret(prod):
     outputs, aws = prod.outputs["postgres"], stack_settings("prod").aws
     assert outputs["primaryEndpoint"].endswith(f".{aws.primary_region}.rds.amazonaws.com:5432")
     assert outputs["replicaEndpoint"].endswith(f".{aws.dr_region}.rds.amazonaws.com:5432")
-    assert outputs["masterSecretArn"].startswith(
+    # the writer's own secret, in its region (decision 025), and its copy where the replica is: a
+    # replica's ARN is the primary's with its region (Secrets Manager API, StopReplicationToReplica)
+    assert outputs["writerSecretArn"].startswith(
         f"arn:aws:secretsmanager:{aws.primary_region}:{aws.account_id}:secret:intelgraph-pg-master-")
-    # a replica's ARN is the primary's with its region (Secrets Manager API, StopReplicationToReplica)
-    assert outputs["drMasterSecretArn"] == outputs["masterSecretArn"].replace(f":{aws.primary_region}:",
-                                                                             f":{aws.dr_region}:")
-    assert outputs["drRotationFunctionArn"].startswith(f"arn:aws:lambda:{aws.dr_region}:{aws.account_id}:function:")
+    assert outputs["replicaSecretArn"] == outputs["writerSecretArn"].replace(f":{aws.primary_region}:",
+                                                                            f":{aws.dr_region}:")
     assert outputs["masterSecretRotationDays"] == stack_settings("prod").postgres.master_secret_rotation_days
 
 

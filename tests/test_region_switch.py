@@ -128,9 +128,30 @@ def test_the_approval_role_may_approve_this_plan_only(any_stack):
     [statement] = policy_of(any_stack, approval)["Statement"]
     [sample] = SAMPLES["blocks"]["ManualApproval"]["policy"]["Statement"]
     assert actions(statement) == actions(sample) and statement["Resource"] == plan.outputs["arn"]
+
+
+def test_only_the_on_call_role_may_assume_the_approval_role(any_stack):
+    """Least privilege: the approval role trusts the on-call role's sessions, not every principal of the
+    account whose own policy allows sts:AssumeRole. The on-call role is named by aws:PrincipalArn under
+    the account principal, not as the Principal: IAM refuses a trust policy naming a role that does not
+    exist yet ("Invalid principal in policy") and keeps a named role as its unique ID, so a recreated
+    on-call role would lose the trust (IAM User Guide, "AWS JSON policy elements: Principal", IAM role
+    principals); aws:PrincipalArn of a role session is the role's ARN (IAM User Guide, "AWS global
+    condition context keys")."""
+    _, _, approval = the_plan(any_stack)
     cfg = stack_settings(any_stack.stack)
+    account = cfg.aws.account_id
     [trust] = json.loads(approval.inputs["assumeRolePolicy"])["Statement"]
-    assert trust["Principal"] == {"AWS": f"arn:aws:iam::{cfg.aws.account_id}:root"}
+    on_call = any_stack.named("oncall", "aws:iam/role:Role")
+    on_call_arn = f"arn:aws:iam::{account}:role/{on_call.inputs['name']}"
+    assert trust == {"Sid": "OnCallApproves", "Effect": "Allow", "Action": "sts:AssumeRole",
+                     "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                     "Condition": {"ArnEquals": {"aws:PrincipalArn": on_call_arn}}}
+    assert on_call_arn == on_call.outputs["arn"]  # the name the trust compares is the role's real ARN
+    # and the on-call role may assume it (the account principal needs the caller's own Allow too)
+    [assume] = [s for s in json.loads(any_stack.named("oncall-runbooks", "aws:iam/rolePolicy:RolePolicy")
+                                      .inputs["policy"])["Statement"] if "sts:AssumeRole" in s["Action"]]
+    assert assume["Action"] == ["sts:AssumeRole"] and assume["Resource"] == [approval.outputs["arn"]]
 
 
 def switch_with(stack: str, **changes):
@@ -151,6 +172,7 @@ def switch_with(stack: str, **changes):
             hosted_zone_id=cfg.dns.hosted_zone_id, record_name=cfg.dns.record_name,
             cluster_names={role: cfg.kubernetes.of(role).cluster_name for role in ("primary", "dr")},
             timeouts=StepTimeouts(2, 10, 15, 1), rto_target_seconds=900, providers=providers,
+            approver_role_arn=f"arn:aws:iam::{cfg.aws.account_id}:role/intelgraph-{stack}-oncall",
             control_plane_provider=providers["primary"])  # us-east-1 in both stacks
         args.update(changes)
         if "scaled" in args:
@@ -347,6 +369,10 @@ def test_failing_over_changes_nothing_of_the_switch_and_reads_no_control_plane(s
     ({"regions": {"primary": "us-east-1", "dr": "us-east-1"}}, "two different regions"),
     ({"cluster_names": {"primary": "eks"}}, "cluster_names must have an entry for primary and for dr"),
     ({"control_plane_provider": None}, "control_plane_provider must be a us-east-1 provider"),
+    # another account's role, or the account itself, would hand the approval to more than the on-call
+    ({"approver_role_arn": "arn:aws:iam::123456789012:role/intelgraph-prod-oncall"},
+     "approver_role_arn must be a role of account 481236059412"),
+    ({"approver_role_arn": "arn:aws:iam::481236059412:root"}, "approver_role_arn must be a role"),
 ])
 def test_args_are_validated_with_the_field_named(changes, words):
     from components.region_switch import RegionSwitchArgs, StepTimeouts
@@ -355,6 +381,7 @@ def test_args_are_validated_with_the_field_named(changes, words):
                 db_instance_arns={"primary": "a", "dr": "b"}, hosted_zone_id="Z1", record_name="api.example.com",
                 cluster_names={"primary": "eks", "dr": "eks-dr"}, timeouts=StepTimeouts(2, 10, 15, 1),
                 rto_target_seconds=900, providers={"primary": object(), "dr": object()},
+                approver_role_arn="arn:aws:iam::481236059412:role/intelgraph-prod-oncall",
                 control_plane_provider=object())
     with pytest.raises(ValueError, match=words):
         RegionSwitchArgs(**{**base, **changes})

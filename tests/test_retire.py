@@ -122,8 +122,39 @@ def test_the_guard_computes_the_engines_urn_for_every_stateful_resource():
     assert any(u.count("$") >= 2 for u in urns)  # nested components too (RegionalTier > Neo4jCluster)
     released = engine.synthesize("prod", config_with("prod", {"retire": urns}))
     assert {r.urn: r.protect for r in released.resources if r.urn in urns} == {u: False for u in urns}
-    assert all(r.retain_on_delete for r in released.resources
-               if r.urn in urns and STATEFUL_TYPES[r.type].retain_on_delete)
+    # retired, each is still retained - except the kinds whose provider delete keeps what matters
+    assert {r.urn: bool(r.retain_on_delete) for r in released.resources if r.urn in urns} == \
+        {r.urn: STATEFUL_TYPES[r.type].retain_on_delete and not STATEFUL_TYPES[r.type].deleted_when_retired
+         for r in released.resources if r.urn in urns}
+
+
+def test_a_retired_database_and_its_secret_go_through_their_providers_delete():
+    """A retired RDS instance is deleted by the provider, not left running unmanaged: with its final
+    snapshot (its state names one: skip_final_snapshot false, final_snapshot_identifier) and its
+    automated backups kept, once the retire deploy turned off deletion protection, which RDS
+    enforces ("Cannot delete protected DB Instance, please disable deletion protection and try
+    again": RDS API Reference, DeleteDBInstance, InvalidDBInstanceState) - and the engine deletes
+    through the provider only when the state says RetainOnDelete false (pulumi/pulumi step.go
+    DeleteStep.Apply), which the retire deploy writes (journal_snapshot.go mustWrite "because of
+    RetainOnDelete"). Its secret goes with its recovery window. A KMS key stays retained."""
+    pg = "urn:pulumi:prod::intelgraph-platform::intelgraph:database:PostgresDr$"
+    instance, secret = f"{pg}aws:rds/instance:Instance::intelgraph-pg-primary", \
+        f"{pg}aws:secretsmanager/secret:Secret::intelgraph-pg-master"
+    key = f"{pg}aws:kms/key:Key::intelgraph-pg-primary-key"
+    today = by_urn(export.to_export(synthesized("prod")))
+    first = by_urn(state(config_with("prod", {"retire": [instance, secret, key]})))
+    assert today[instance]["inputs"]["deletionProtection"] is True and today[instance]["retainOnDelete"] is True
+    assert first[instance]["inputs"]["deletionProtection"] is False and "retainOnDelete" not in first[instance]
+    assert first[instance]["inputs"]["skipFinalSnapshot"] is False
+    assert first[instance]["inputs"]["finalSnapshotIdentifier"] == "intelgraph-pg-primary-final"
+    assert first[instance]["inputs"]["deleteAutomatedBackups"] is False
+    assert "retainOnDelete" not in first[secret] and first[secret]["inputs"]["recoveryWindowInDays"] == 30
+    assert first[key]["retainOnDelete"] is True and "protect" not in first[key]
+    plan = {c.urn: c for c in diff.compare(export.to_export(synthesized("prod")), export.to_export(
+        engine.synthesize("prod", config_with("prod", {"retire": [instance, secret]}))))}
+    assert sorted(plan[instance].properties) == ["deletionProtection", "protect", "retainOnDelete"]
+    assert sorted(plan[secret].properties) == ["protect", "retainOnDelete"]
+    assert diff.summary(list(plan.values()), None)[1] == diff.EXIT_OK  # releasing needs no approval; deleting does
 
 
 def problems(changes: dict, stack: str = "prod") -> list[str]:

@@ -7,8 +7,10 @@ import json
 from typing import Annotated, get_args, get_origin
 
 import pytest
+from pydantic import BaseModel
 
 import settings
+from settings.values import _cron, _time_zone
 from synth import engine
 from tests.conftest import STACKS, config_with
 
@@ -341,11 +343,11 @@ def test_every_schedule_is_judged_by_the_one_cron_type():
             inner = [m for a in get_args(field.annotation) if get_origin(a) is Annotated for m in get_args(a)[1:]]
             checks = [getattr(m, "func", None) for m in (*field.metadata, *inner)]
             if "schedule" in name:
-                found.append((key, settings._cron in checks))
+                found.append((key, _cron in checks))
             if name == "time_zone":
-                zones.append((key, settings._time_zone in checks))
+                zones.append((key, _time_zone in checks))
             for annotation in (field.annotation, *getattr(field.annotation, "__args__", ())):
-                if isinstance(annotation, type) and issubclass(annotation, settings.BaseModel):
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                     walk(annotation, f"{key}.")
 
     walk(settings.StackSettings, "")

@@ -1,4 +1,4 @@
-"""Both bounds of every numeric range in settings.py: each range is listed here with why it is what it
+"""Both bounds of every numeric range in settings/: each range is listed here with why it is what it
 is, a new range without an entry fails, and each bound is enforced at its key - the bound itself
 accepted, one beyond it refused naming the key - through settings.validate, as a stack file is."""
 

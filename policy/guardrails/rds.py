@@ -73,11 +73,15 @@ def master_password_write_only(props, args):
         yield "Remove password; give the master password write-only (passwordWo with passwordWoVersion)."
     elif present(props, "passwordWo") and not present(props, "passwordWoVersion"):
         yield "Set passwordWoVersion: the provider requires it with passwordWo."
-    elif (not is_replica(props) and promoted_from(props) is None and not present(props, "passwordWo")
-          and dig(props, "manageMasterUserPassword") is not True):
-        # A replica promoted in place keeps the master user and password it replicated (they live
-        # in the secret); sending passwordWo now would set the dead bootstrap as its password.
-        yield "Give the master password write-only (passwordWo), from the stack's master secret."
+    elif is_replica(props) and present(props, "passwordWo"):
+        # AWS refuses to change a PostgreSQL read replica's master password ("Cannot change master
+        # user password on an RDS postgres Read Replica", terraform-aws-modules/terraform-aws-rds #526),
+        # and the provider sends passwordWo right after creating the replica.
+        yield ("Remove passwordWo from the read replica: it has its source's password; give it its own in "
+               "the update that promotes it.")
+    elif not is_replica(props) and not present(props, "passwordWo") and dig(props, "manageMasterUserPassword") is not True:
+        # a promoted replica too: its own bootstrap, rotated away by its own secret (decision 025)
+        yield "Give the master password write-only (passwordWo), from the writer's own master secret."
 
 
 MANAGED_SOURCE = ("RDS refuses to create a read replica when the source manages its master password with Secrets "
