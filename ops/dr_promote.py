@@ -147,15 +147,15 @@ def next_steps(writer: DbRef, replica: DbRef, seconds: float, secret_arn: str, s
                 f"""  5. {writer.identifier} must not come back as a second writer: once its region returns, keep
      clients away from it; it is retired deliberately at the rebuild (final snapshot, named
      approval).""")
-    switch_back = (f"""  3. Commit the switched-back state in Pulumi.{name}.yaml: `dr.activeRegion: primary` and
-     postgres.generations.dr raised to postgres.generations.primary (a new replica of
-     {replica.identifier} in the DR region); in prod, {writer.identifier} is retired first (its URN
-     and its secret's in `retire`, with its deletion-protection exception: a deploy of its own).
-     Deploy it whole (both regions answer): it creates
+    switch_back = (f"""  3. Commit the switched-back state in Pulumi.{name}.yaml: `dr.activeRegion: primary`, the
+     generations unchanged, and deploy it whole (both regions answer): it creates
      {replica.identifier}'s own master secret in {replica.region}, sets the instance's password
-     from it and rotates it there; clients then read postgres.writerSecretArn.""",
-                   f"""  5. {writer.identifier} is a standalone instance clients must no longer write to; once retired,
-     that deploy deletes it (final snapshot) and schedules its secret's deletion.""")
+     from it and rotates it there; clients then read postgres.writerSecretArn. {writer.identifier}
+     stays exactly as it was, still protected: a live writer is never released.""",
+                   f"""  5. Then retire {writer.identifier} (prod: its URN and its secret's in `retire`, with its
+     rds-deletion-protection exception: a deploy of its own) and raise postgres.generations.dr to
+     postgres.generations.primary in the change that removes the entries: that deploy deletes it
+     (final snapshot), schedules its secret's deletion and creates the new replica in its region.""")
     if dr_region is None:  # flags without --stack: which region is the DR one is not known here
         deploy = "\n".join([f"  If {replica.region} is the stack's DR region (a failover):", *failover,
                             "  Otherwise (the way back):", *switch_back])

@@ -1,6 +1,6 @@
 """The game day (issue 21, "A game day in the test suite"): the whole DR round trip of prod,
 
-    normal -> primary region lost -> failed over -> rebuilt -> switched back,
+    normal -> primary region lost -> failed over -> rebuilt -> switched back -> normal again,
 
 under the mock engine and on moto at once. The mock engine gives each state's export (the stack
 files of tests/test_dr_round_trip.py, `states()`/`round_trip()`, synthesized once per session);
@@ -93,6 +93,11 @@ class World:
 
     secret_arns: dict[str, str] = field(default_factory=dict)  # name -> ARN in its home region
     retained: list[tuple[str, str]] = field(default_factory=list)  # (region, identifier) left in AWS
+    refreshed: set[str] = field(default_factory=set)  # instances whose state `pulumi refresh` re-read
+
+    def refresh(self, identifier: str) -> None:
+        """`pulumi refresh --target <its URN>`: the state learns the instance is standalone."""
+        self.refreshed.add(identifier)
 
     # The export's ARNs name what the engine would read back; moto's secrets carry suffixes of their own
     def real(self, text: str) -> str:
@@ -173,13 +178,15 @@ class World:
                 MasterUserPassword=BOOTSTRAP, BackupRetentionPeriod=inputs["backupRetentionPeriod"],
                 KmsKeyId=inputs["kmsKeyId"], StorageEncrypted=inputs["storageEncrypted"], MultiAZ=inputs["multiAz"],
                 DeletionProtection=inputs["deletionProtection"])
-        elif "replicateSourceDb" in was and "replicateSourceDb" not in inputs:
-            # refreshed first (docs/runbooks.md): a replica the plan or ops.dr_promote already
-            # promoted reads back standalone, and the update then has nothing left to promote
-            if describe(region, identifier).get("ReadReplicaSourceDBInstanceIdentifier"):
-                rds.promote_read_replica(DBInstanceIdentifier=identifier,
-                                         BackupRetentionPeriod=inputs["backupRetentionPeriod"],
-                                         PreferredBackupWindow=inputs["backupWindow"])
+        elif "replicateSourceDb" in was and "replicateSourceDb" not in inputs and identifier not in self.refreshed:
+            # the state still says replica: the provider calls PromoteReadReplica (instance.go
+            # resourceInstanceUpdate), which RDS refuses on a standalone instance - so a replica the
+            # plan or ops.dr_promote already promoted must be refreshed first (docs/runbooks.md)
+            assert describe(region, identifier).get("ReadReplicaSourceDBInstanceIdentifier"), (
+                f"PromoteReadReplica on {identifier}, already standalone: refresh it before the deploy")
+            rds.promote_read_replica(DBInstanceIdentifier=identifier,
+                                     BackupRetentionPeriod=inputs["backupRetentionPeriod"],
+                                     PreferredBackupWindow=inputs["backupWindow"])
         if was is not None and was.get("deletionProtection") != inputs["deletionProtection"]:
             # the retire deploy releases it (helpers/stateful.py): RDS refuses to delete it otherwise
             rds.modify_db_instance(DBInstanceIdentifier=identifier, DeletionProtection=inputs["deletionProtection"],
@@ -455,6 +462,7 @@ def walk(monkeypatch, capsys) -> None:
         assert "--state failed-over" in out  # its next step: the failed-over deploy by target list
         assert len(outage.refused) == refused_before, outage.refused[refused_before:]  # nothing of us-east-1
         assert moto_instances()[normal.postgres["replicaArn"]]["source"] is None
+        world.refresh("intelgraph-pg-replica")  # its step 2, a DR-region call
 
         # failed over: deployed by its target list while us-east-1 still refuses every call
         failed = steps["failed over"]
@@ -491,22 +499,28 @@ def walk(monkeypatch, capsys) -> None:
         code, out = run(capsys, dr_readiness.main, ["--stack", STACK])
         assert "PASS  replica-status" in out and "following intelgraph-pg-replica" in out, out
 
-        # switched back: a planned switchover, the other way (retire B first, then promote C)
-        judge(steps["retire B"], [])
-        assert world.apply(rebuilt, steps["retire B"]) == [urn["normal"]["intelgraph-pg-replica"]]
+        # switched back: a planned switchover, the other way - promote C, deploy the switched-back
+        # state (B the former writer, still protected), then retire B and deploy normal again
         code, out = run(capsys, dr_promote.main, ["--stack", STACK, "--timeout-seconds", "5"])
         # the DR writer's secret has its copy in the primary region since the rebuild: the runbook
         # reads it there and promotes C
         assert code == 0 and "intelgraph-pg-primary-g2 in us-east-1 is now a standalone writer" in out, out
         assert "PASS  writer-secret" in out and "a copy of the us-west-2 secret" in out
         assert "Commit the switched-back state" in out and "--state failed-over" not in out
+        world.refresh("intelgraph-pg-primary-g2")
         back = steps["switched back"]
-        judge(back, deleted_with(STACK, "replica"))
-        world.apply(steps["retire B"], back)
+        judge(back, [])
+        world.apply(rebuilt, back)
+        assert_world_is(back, world)
+        judge(steps["retire B"], [])
+        assert world.apply(back, steps["retire B"]) == [urn["normal"]["intelgraph-pg-replica"]]
+        again = steps["normal again"]
+        judge(again, deleted_with(STACK, "replica"))
+        world.apply(steps["retire B"], again)
         assert world.retained == []
         assert final_snapshot(DR, "intelgraph-pg-replica") == "intelgraph-pg-replica-final"
-        assert_world_is(back, world)
-        assert back.postgres["writerRegion"] == normal.postgres["writerRegion"] == PRIMARY
+        assert_world_is(again, world)
+        assert again.postgres["writerRegion"] == normal.postgres["writerRegion"] == PRIMARY
 
 
 def run(capsys, command, argv: list[str]) -> tuple[int, str]:
