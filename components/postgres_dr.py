@@ -269,17 +269,19 @@ class PostgresDr(pulumi.ComponentResource):
         other_db = (self._replica(other, regions[other.region], writer_db) if replica
                     else self._instance(other, regions[other.region], bootstraps[other.region]))
         instances = {writer.region: writer_db, other.region: other_db}
-        # The writer's automated backups, replicated to the other region for PITR there: kept by the
-        # earlier born of the two (the writer with its replica, or the former writer, untouched).
-        # A promoted writer whose old region is down gets none until that region is rebuilt.
-        earlier, later = sorted((writer, other), key=lambda p: p.born)
-        source = instances[earlier.region]
+        # Automated backups replicated to the other region, for PITR there. A writer in the primary
+        # region replicates its own to the DR region (which is up: the writer got there by a planned
+        # switch, or never left). A writer in the DR region may have got there in an outage of the
+        # primary: the replication stays with the earlier born of the two (the writer with its
+        # replica, or the former writer, untouched) until the primary region is rebuilt.
+        source = writer if writer.region == "primary" else min((writer, other), key=lambda p: p.born)
+        target: Region = "dr" if source.region == "primary" else "primary"
         aws.rds.InstanceAutomatedBackupsReplication(
-            f"{name}-backups-to-dr" if earlier.born == 1 else f"{earlier.name(name)}-backups-to-{later.region}",
-            source_db_instance_arn=source.arn,
-            kms_key_id=regions[later.region].key.arn,
+            f"{name}-backups-to-dr" if source.born == 1 else f"{source.name(name)}-backups-to-{target}",
+            source_db_instance_arn=instances[source.region].arn,
+            kms_key_id=regions[target].key.arn,
             retention_period=args.backup_retention_days,
-            opts=regions[later.region].opts,
+            opts=regions[target].opts,
         )
 
         for placement in (writer, other):

@@ -77,8 +77,10 @@ def guard(protect: bool, retire: Iterable[str] = ()):
     """A stack transformation: every stateful resource gets `retain_on_delete` (where it keeps
     data) and, when ``protect``, `protect`, except a resource whose URN ``retire`` lists: that one
     gets ``protect=False``, and where its kind is ``deleted_when_retired`` no `retain_on_delete` and
-    its ``released`` inputs (the engine's delete step reads RetainOnDelete from the state, which the
-    retire deploy writes: journal_snapshot.go "mustWrite() true because of RetainOnDelete").
+    its ``released`` inputs (the engine's delete step reads RetainOnDelete from the state, which
+    the retire deploy writes: journal_snapshot.go "mustWrite() true because of RetainOnDelete"). In
+    a stack that protects nothing such kinds are never retained: their provider's delete, with its
+    final snapshot or recovery window, is the retirement there.
     Registered once in __main__.py, so a component added later is covered
     without remembering to.
 
@@ -106,10 +108,14 @@ def guard(protect: bool, retire: Iterable[str] = ()):
         if kind is None:
             return None
         urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{chain}::{args.name}"
-        if urn in retiring:
-            deleted = kind.deleted_when_retired
-            options = pulumi.ResourceOptions(protect=False, retain_on_delete=(kind.retain_on_delete and not deleted) or None)
-            props = {**args.props, **kind.released} if deleted else args.props
+        # Released: retired in a stack that protects, or in one that protects nothing (stage), where
+        # its provider's delete is the retirement.
+        released = kind.deleted_when_retired and (urn in retiring or not protect)
+        if urn in retiring or released:
+            # retain_on_delete=False, not None: merge() keeps the destination's value for a None
+            options = pulumi.ResourceOptions(protect=False if urn in retiring else None,
+                                             retain_on_delete=False if released else (kind.retain_on_delete or None))
+            props = {**args.props, **kind.released} if urn in retiring and released else args.props
             return pulumi.ResourceTransformationResult(props, pulumi.ResourceOptions.merge(args.opts, options))
         options = pulumi.ResourceOptions(protect=(protect and kind.protect) or None,
                                          retain_on_delete=kind.retain_on_delete or None)

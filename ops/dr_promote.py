@@ -139,22 +139,30 @@ def next_steps(writer: DbRef, replica: DbRef, seconds: float, secret_arn: str, s
     standalone instance cannot be made a replica again in place (terraform-provider-aws #16054,
     "cannot elect new source database for replication")."""
     name = stack or "<stack>"
-    failover = f"""  3. Commit `dr.activeRegion: dr` in Pulumi.{name}.yaml and deploy the failed-over state by its
+    failover = (f"""  3. Commit `dr.activeRegion: dr` in Pulumi.{name}.yaml and deploy the failed-over state by its
      target list, which needs nothing from {writer.region} (docs/runbooks.md, "Deploy the failed-over
      state"): `python -m synth targets --stack {name} --state failed-over`. That deploy creates
      {replica.identifier}'s own master secret in {replica.region}, sets the instance's password
-     from it and rotates it there; clients then read postgres.writerSecretArn."""
-    switch_back = f"""  3. Commit the switched-back state in Pulumi.{name}.yaml: `dr.activeRegion: primary` and
-     postgres.generations.dr raised to postgres.generations.primary (a new replica of
-     {replica.identifier} in the DR region); in prod, {writer.identifier} is retired first (its URN
-     in `retire`, a deploy of its own). Deploy it whole (both regions answer): it creates
+     from it and rotates it there; clients then read postgres.writerSecretArn.""",
+                f"""  5. {writer.identifier} must not come back as a second writer: once its region returns, keep
+     clients away from it; it is retired deliberately at the rebuild (final snapshot, named
+     approval).""")
+    switch_back = (f"""  3. Commit the switched-back state in Pulumi.{name}.yaml: `dr.activeRegion: primary`, the
+     generations unchanged, and deploy it whole (both regions answer): it creates
      {replica.identifier}'s own master secret in {replica.region}, sets the instance's password
-     from it and rotates it there; clients then read postgres.writerSecretArn."""
+     from it and rotates it there; clients then read postgres.writerSecretArn. {writer.identifier}
+     stays exactly as it was, still protected: a live writer is never released.""",
+                   f"""  5. Then retire {writer.identifier} (prod: its URN and its secret's in `retire`, with its
+     rds-deletion-protection exception: a deploy of its own) and raise postgres.generations.dr to
+     postgres.generations.primary in the change that removes the entries: that deploy deletes it
+     (final snapshot), schedules its secret's deletion and creates the new replica in its region.""")
     if dr_region is None:  # flags without --stack: which region is the DR one is not known here
-        deploy = (f"  If {replica.region} is the stack's DR region (a failover):\n{failover}\n"
-                  f"  Otherwise (the way back):\n{switch_back}")
+        deploy = "\n".join([f"  If {replica.region} is the stack's DR region (a failover):", *failover,
+                            "  Otherwise (the way back):", *switch_back])
+        after = ""
     else:
-        deploy = failover if replica.region == dr_region else switch_back
+        deploy, after = failover if replica.region == dr_region else switch_back
+        after += "\n"
     return f"""
 {replica.identifier} in {replica.region} is now a standalone writer ({seconds:.0f}s).
 Until the next deploy it keeps {writer.identifier}'s password, readable in {replica.region} from
@@ -165,15 +173,12 @@ Next (docs/runbooks.md, "Region switch: fail over, rebuild, switch back"):
   1. Traffic: the Region switch plan moves it with its move-traffic step (run from {replica.region});
      without the plan, DNS stays where it is until the failover records are changed by hand.
   2. pulumi refresh --stack {name} --target <URN of {replica.identifier}>   (the state still
-     describes a replica of {writer.identifier}; a DR-region call only)
+     describes a replica of {writer.identifier}; a call to {replica.region} only)
 {deploy}
   4. Do NOT swap aws.primaryRegion/drRegion (or network.primary/dr) in Pulumi.{name}.yaml: a
      provider's region change replaces every resource it manages - buckets, keys, both databases
      (prod refuses: they are protected). Run `python -m synth diff` on any stack change first.
-  5. {writer.identifier} must not come back as a second writer: once its region returns, keep
-     clients away from it; it is retired deliberately at the next step of the round trip (final
-     snapshot, named approval).
-  6. If {seconds:.0f}s exceeds dr.replicaPromotionEstimateSeconds, raise it: the DR budget uses it.
+{after}  6. If {seconds:.0f}s exceeds dr.replicaPromotionEstimateSeconds, raise it: the DR budget uses it.
 """
 
 

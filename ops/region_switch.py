@@ -37,6 +37,8 @@ from ops._common import (
 )
 
 APPROVAL_STEP = "approve"  # components/region_switch.py: the ManualApproval step of both workflows
+PROJECT = "intelgraph-platform"
+POSTGRES_TYPE = "intelgraph:database:PostgresDr"  # components/postgres_dr.py: the instances' parent
 # ExecutionState values (ARC Region switch API Reference, GetPlanExecution) after which nothing runs
 ENDED = ("completed", "completedWithExceptions", "completedMonitoringApplicationHealth", "canceled",
          "planExecutionTimedOut", "failed")
@@ -111,13 +113,28 @@ def switch(stack: Optional[str], outputs_file: Optional[Path], activate: str, mo
             for name, step_status in status.items():
                 print(f"  {name}  {step_status}")
             print(f"execution {execution}: {state['executionState']}")
-            return EXIT_OK if state["executionState"] in SUCCEEDED else EXIT_FAILED
+            if state["executionState"] not in SUCCEEDED:
+                return EXIT_FAILED
+            print(refresh_first(stack, outputs, activate))
+            return EXIT_OK
         if time.monotonic() >= deadline:
             print(f"execution {execution} is still {state['executionState']} after {limit} s: follow it with "
                   f"aws arc-region-switch get-plan-execution --region {region} --plan-arn {plan_arn} "
                   f"--execution-id {execution}")
             return EXIT_FAILED
         time.sleep(poll_seconds)
+
+
+def refresh_first(stack: Optional[str], outputs: dict, activate: str) -> str:
+    """The step before the next deploy: the state still describes the promoted instance as a
+    replica, and an update from there calls PromoteReadReplica, which RDS refuses on a standalone
+    instance (terraform-provider-aws internal/service/rds/instance.go resourceInstanceUpdate:
+    `d.HasChange("replicate_source_db")` against the state). A refresh reads it back standalone."""
+    identifier = stack_output(outputs, "postgres", "instanceArns", activate).rsplit(":", 1)[-1]
+    urn = f"urn:pulumi:{stack or '<stack>'}::{PROJECT}::{POSTGRES_TYPE}$aws:rds/instance:Instance::{identifier}"
+    return (f"next, before any deploy (docs/runbooks.md, \"Region switch\"):\n"
+            f"  pulumi refresh --stack {stack or '<stack>'} --target '{urn}'\n"
+            f"  (the state still describes {identifier} as a replica; a call to its region only)")
 
 
 def _steps_seconds(workflow: dict) -> int:

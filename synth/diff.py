@@ -58,9 +58,12 @@ PROTECTED_REPLACE = ("the Pulumi engine refuses to replace a resource protected 
 # writes (pkg/engine/journal_snapshot.go: a changed Protect must be written; the display shows such a
 # step, pkg/backend/display/display.go shouldShow). Listed as an update of the pseudo-property; so is
 # `retainOnDelete`, which the engine writes the same way (mustWrite "because of RetainOnDelete") and
-# which decides whether a later delete reaches the provider (retiring: helpers/stateful.py).
+# which decides whether a later delete reaches the provider (retiring: helpers/stateful.py). The
+# engine's display shows a same step only for a changed Protect; its preview JSON carries both.
 PROTECT = "protect"
 RETAIN = "retainOnDelete"
+# the engine's delete step is then no provider call (step.go DeleteStep.Apply: `s.old.RetainOnDelete`)
+RETAINED = "retained: only dropped from the state, left running in AWS (retainOnDelete in its state)"
 OPTIONS = (PROTECT, RETAIN)
 
 
@@ -225,7 +228,8 @@ def compare(old_doc: dict, new_doc: dict) -> list[Change]:
             changes.append(Change("delete", urn, before["type"],
                                   is_stateful(before["type"]) or bool(before.get("retainOnDelete")),
                                   bool(before.get("protect")),
-                                  refused=[PROTECTED_DELETE] if before.get("protect") else []))
+                                  refused=[PROTECTED_DELETE] if before.get("protect") else [],
+                                  notes=[RETAINED] if before.get("retainOnDelete") else []))
     _add_notes(changes, new, updated, previous)
     _pair_renames(changes, old, new)
     return sorted(changes, key=lambda c: (not c.stateful, ORDER[c.action], c.urn))
@@ -319,7 +323,7 @@ def engine_plan(preview: dict) -> list[Change]:
         was, now = bool(old_state.get("protect")), bool(new_state.get("protect"))
         options = _options_changed(old_state, new_state) if old_state and new_state else []
         if step.get("op") == "same" and not options:
-            continue  # unchanged; a same step that flips protect or retainOnDelete is shown (an update of it)
+            continue  # unchanged; a same step that flips protect or retainOnDelete is listed (an update of it)
         key, reason = step["urn"], ""
         if step.get("op") == PENDING_DELETE and step["urn"] not in replaced:
             # its own entry: the URN may also be updated (or kept) in this plan

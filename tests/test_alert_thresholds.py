@@ -157,6 +157,16 @@ def _labels(selector: str) -> dict:
     return dict(re.findall(r'(\w+)="([^"]*)"', selector))
 
 
+def _fires_once_older_than(rule: dict, where, threshold: int, series: str) -> None:
+    """``series`` is a timestamp of 0 (a success, or the CronJob's creation) that never moves: the
+    alert is quiet one evaluation before time() - 0 exceeds ``threshold`` for its ``for:`` and fires
+    at that evaluation."""
+    steps = (threshold + seconds(rule["for"])) // 60 + 5
+    crossed = (threshold // 60 + 1) * 60  # the first evaluation with time() - 0 > threshold
+    run(rule, where, [{"series": series, "values": f"0x{steps}"}],
+        quiet_at=crossed + seconds(rule["for"]) - 60, fires_at=crossed + seconds(rule["for"]))
+
+
 @pytest.mark.parametrize("name", sorted(STALENESS))
 def test_a_staleness_alert_fires_exactly_once_its_derived_age_is_exceeded(name, tmp_path):
     threshold = STALENESS[name]
@@ -164,10 +174,7 @@ def test_a_staleness_alert_fires_exactly_once_its_derived_age_is_exceeded(name, 
         assert f"> {threshold}" in rule["expr"], (name, rule["expr"], threshold)
         selector = _selector(rule["expr"], "kube_cronjob_status_last_successful_time")
         SERIES_LABELS[name] = _labels(selector)
-        steps = (threshold + seconds(rule["for"])) // 60 + 5
-        crossed = (threshold // 60 + 1) * 60  # the first evaluation with time() - 0 > threshold
-        run(rule, where, [{"series": selector, "values": f"0x{steps}"}],
-            quiet_at=crossed + seconds(rule["for"]) - 60, fires_at=crossed + seconds(rule["for"]))
+        _fires_once_older_than(rule, where, threshold, selector)
 
 
 @pytest.mark.parametrize("name", sorted(NEVER_SUCCEEDED))
@@ -178,10 +185,7 @@ def test_a_job_that_never_succeeded_alerts_exactly_once_its_grace_is_over(name, 
         # the CronJob appeared at t=0 and never succeeded: no last_successful_time series at all
         created = _selector(rule["expr"], "kube_cronjob_created")
         SERIES_LABELS[name] = _labels(_selector(rule["expr"], "kube_cronjob_status_last_successful_time"))
-        steps = (threshold + seconds(rule["for"])) // 60 + 5
-        crossed = (threshold // 60 + 1) * 60  # the first evaluation with time() - 0 > threshold
-        run(rule, where, [{"series": created, "values": f"0x{steps}"}],
-            quiet_at=crossed + seconds(rule["for"]) - 60, fires_at=crossed + seconds(rule["for"]))
+        _fires_once_older_than(rule, where, threshold, created)
 
 
 def _active_deadline_seconds(namespace: str, cronjob: str) -> int:

@@ -8,9 +8,11 @@ with the DR budget it deploys:
     (retire A)     prod: the same, with A's and its secret's URNs in `retire` (the two-deploy retire path)
     rebuilt        activeRegion dr, {2, 1}: A and its credentials deleted (approved), C = new replica of B
                    in the primary region
+    switched back  activeRegion primary, {2, 1}: C promoted in place (a planned switch); B exactly as
+                   it was, still protected: a live writer is never released
     (retire B)     prod: the same, with B's and its secret's URNs in `retire`
-    switched back  activeRegion primary, {2, 2}: C promoted, B and its credentials deleted (approved),
-                   D = new replica of C
+    normal again   activeRegion primary, {2, 2}: B and its credentials deleted (approved), D = new
+                   replica of C
 
 Each writer has its own master secret, in its region (docs/decisions/025-master-secret-per-writer.md).
 
@@ -89,13 +91,14 @@ def states(stack: str) -> list[tuple[str, dict]]:
     resources, so only prod takes the retire deploys (settings refuse `retire` in stage)."""
     failed_over = {"dr.activeRegion": "dr"}
     rebuilt = {"dr.activeRegion": "dr", "postgres.generations": {"primary": 2, "dr": 1}}
+    switched_back = {"dr.activeRegion": "primary", "postgres.generations": {"primary": 2, "dr": 1}}
     steps = [("normal", {}), ("failed over", failed_over)]
     if stack == "prod":
         steps.append(("retire A", {**failed_over, "retire": retirement(stack, "primary")}))
-    steps.append(("rebuilt", rebuilt))
+    steps += [("rebuilt", rebuilt), ("switched back", switched_back)]
     if stack == "prod":
-        steps.append(("retire B", {**rebuilt, "retire": retirement(stack, "replica")}))
-    steps.append(("switched back", {"dr.activeRegion": "primary", "postgres.generations": {"primary": 2, "dr": 2}}))
+        steps.append(("retire B", {**switched_back, "retire": retirement(stack, "replica")}))
+    steps.append(("normal again", {"dr.activeRegion": "primary", "postgres.generations": {"primary": 2, "dr": 2}}))
     return steps
 
 
@@ -211,10 +214,14 @@ def test_every_state_deploys_with_no_mandatory_violation(trip):
 def test_each_step_deletes_or_replaces_nothing_stateful_but_the_retired_writer(trip):
     """The retired writer goes with its credentials: its secret and its bootstrap password."""
     stack = stack_of(trip[0])
-    retired = {step: deleted_with(stack, instance) for step, instance in (("rebuilt", "primary"), ("switched back", "replica"))}
+    retired = {step: deleted_with(stack, instance) for step, instance in (("rebuilt", "primary"), ("normal again", "replica"))}
     for step in trip[1:]:
         dangerous = sorted((c.action, c.urn) for c in step.plan if c.dangerous)
         assert dangerous == sorted(("delete", urn) for urn in retired.get(step.name, [])), (step.name, step.diff_text)
+        # and each goes through its provider's delete (the instance's final snapshot, the secret's
+        # recovery window), not only out of the state: pulumi/pulumi step.go DeleteStep.Apply skips
+        # the provider when the state says RetainOnDelete - in stage too, which retires nothing
+        assert not [c.urn for c in step.plan if c.action == "delete" and diff.RETAINED in c.notes], step.diff_text
         assert not any(c.refused for c in step.plan), step.diff_text  # neither AWS nor the engine refuses it
         assert step.diff_exit == (diff.EXIT_STATEFUL if dangerous else diff.EXIT_OK), step.diff_text
         assert step.approved_exit == diff.EXIT_OK, step.diff_text
@@ -288,8 +295,9 @@ def test_the_writer_and_its_replica_follow_the_state(trip):
     stack = stack_of(trip[0])
     expected = {  # state: (writer, replica or None)
         "normal": ("primary", "replica"), "failed over": ("replica", None), "retire A": ("replica", None),
-        "rebuilt": ("replica", "primary-g2"), "retire B": ("replica", "primary-g2"),
-        "switched back": ("primary-g2", "replica-g2"),
+        "rebuilt": ("replica", "primary-g2"),
+        "switched back": ("primary-g2", None), "retire B": ("primary-g2", None),
+        "normal again": ("primary-g2", "replica-g2"),
     }
     for step in trip:
         writer, replica = expected[step.name]
@@ -318,7 +326,8 @@ def test_the_writer_and_its_replica_follow_the_state(trip):
 
 WRITERS = {  # state: the writer, and the former writer that still exists beside it
     "normal": ("primary", None), "failed over": ("replica", "primary"), "retire A": ("replica", "primary"),
-    "rebuilt": ("replica", None), "retire B": ("replica", None), "switched back": ("primary-g2", None),
+    "rebuilt": ("replica", None), "switched back": ("primary-g2", "replica"), "retire B": ("primary-g2", "replica"),
+    "normal again": ("primary-g2", None),
 }
 
 
@@ -387,12 +396,12 @@ def test_the_restore_rehearsal_restores_the_writers_backups_from_the_dr_cluster(
         assert outputs["postgres"]["primaryArn"] == step.postgres["writerArn"], step.name
 
 
-def test_switched_back_is_normal_again(trip):
+def test_the_round_trip_ends_as_normal(trip):
     """The same shape as normal: writer in the primary region, replica in the DR region, the same
     policy verdict and budget; only the instances' names (generation 2) differ, and generation 1's
     log groups stay until their retention ends."""
     steps = by_name(trip)
-    normal, back = steps["normal"], steps["switched back"]
+    normal, back = steps["normal"], steps["normal again"]
     assert back.postgres["writerRegion"] == normal.postgres["writerRegion"]
     assert back.budget == normal.budget and back.mandatory == normal.mandatory == []
 
@@ -443,3 +452,23 @@ def test_the_policy_pack_excuses_only_a_failed_over_pair(trip):
         entry["outputs"]["manageMasterUserPassword"] = True
 
     assert violations(managed) == [("rds-replication-source-password-not-managed", b)]
+
+
+def test_a_writer_in_the_primary_region_replicates_its_own_backups_to_the_dr_region(trip):
+    """PITR in the other region: a writer in the primary region replicates its automated backups to
+    the DR region from the deploy that makes it the writer (a planned switch back included: the
+    restore rehearsal in the DR cluster restores the writer's backups). A writer in the DR region
+    may have got there in an outage: the replication stays with the earlier born instance, whose
+    region's resources a failed-over deploy must not need (docs/decisions/018)."""
+    stack = stack_of(trip[0])
+    for step in trip:
+        pg, everything = step.postgres, resources(step)
+        [replication] = [r for r in everything.values()
+                         if r["type"] == "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication"]
+        source = replication["inputs"]["sourceDbInstanceArn"]
+        primary = stack_settings(stack).aws.primary_region
+        if pg["writerRegion"] == primary:
+            assert source == pg["writerArn"], step.name
+            assert provider_name(replication) == "aws-dr", step.name
+        else:
+            assert source != pg["writerArn"] or "replicaArn" in pg, step.name

@@ -1,6 +1,6 @@
 """The game day (issue 21, "A game day in the test suite"): the whole DR round trip of prod,
 
-    normal -> primary region lost -> failed over -> rebuilt -> switched back,
+    normal -> primary region lost -> failed over -> rebuilt -> switched back -> normal again,
 
 under the mock engine and on moto at once. The mock engine gives each state's export (the stack
 files of tests/test_dr_round_trip.py, `states()`/`round_trip()`, synthesized once per session);
@@ -22,9 +22,9 @@ What moto cannot show, and what is therefore emulated or left out: StartDBInstan
 Replication (moto has no such call: the replication is set as RDS reports it); Route 53, the ARC
 plan's execution and the Kubernetes objects (not modelled: the plan's execution cannot be run
 offline, decision 023); a rotation function's run (moto's Lambda answers without running code).
-The retire path leaves a retired instance in AWS (`retainOnDelete`, helpers/stateful.py) for the
-operator to delete by hand after its final snapshot (docs/contributor.md, "Retiring a protected
-resource deliberately"): the game day does that step too.
+A retired writer is deleted through the provider (helpers/stateful.py `deleted_when_retired`: the
+retire deploy releases its deletion protection and `retainOnDelete`), with its final snapshot, and
+its secret with it: the game day checks the snapshot exists and nothing is left behind.
 """
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ class World:
 
     secret_arns: dict[str, str] = field(default_factory=dict)  # name -> ARN in its home region
     retained: list[tuple[str, str]] = field(default_factory=list)  # (region, identifier) left in AWS
+    refreshed: set[str] = field(default_factory=set)  # instances whose state `pulumi refresh` re-read
+
+    def refresh(self, identifier: str) -> None:
+        """`pulumi refresh --target <its URN>`: the state learns the instance is standalone."""
+        self.refreshed.add(identifier)
 
     # The export's ARNs name what the engine would read back; moto's secrets carry suffixes of their own
     def real(self, text: str) -> str:
@@ -173,13 +178,15 @@ class World:
                 MasterUserPassword=BOOTSTRAP, BackupRetentionPeriod=inputs["backupRetentionPeriod"],
                 KmsKeyId=inputs["kmsKeyId"], StorageEncrypted=inputs["storageEncrypted"], MultiAZ=inputs["multiAz"],
                 DeletionProtection=inputs["deletionProtection"])
-        elif "replicateSourceDb" in was and "replicateSourceDb" not in inputs:
-            # refreshed first (docs/runbooks.md): a replica the plan or ops.dr_promote already
-            # promoted reads back standalone, and the update then has nothing left to promote
-            if describe(region, identifier).get("ReadReplicaSourceDBInstanceIdentifier"):
-                rds.promote_read_replica(DBInstanceIdentifier=identifier,
-                                         BackupRetentionPeriod=inputs["backupRetentionPeriod"],
-                                         PreferredBackupWindow=inputs["backupWindow"])
+        elif "replicateSourceDb" in was and "replicateSourceDb" not in inputs and identifier not in self.refreshed:
+            # the state still says replica: the provider calls PromoteReadReplica (instance.go
+            # resourceInstanceUpdate), which RDS refuses on a standalone instance - so a replica the
+            # plan or ops.dr_promote already promoted must be refreshed first (docs/runbooks.md)
+            assert describe(region, identifier).get("ReadReplicaSourceDBInstanceIdentifier"), (
+                f"PromoteReadReplica on {identifier}, already standalone: refresh it before the deploy")
+            rds.promote_read_replica(DBInstanceIdentifier=identifier,
+                                     BackupRetentionPeriod=inputs["backupRetentionPeriod"],
+                                     PreferredBackupWindow=inputs["backupWindow"])
         if was is not None and was.get("deletionProtection") != inputs["deletionProtection"]:
             # the retire deploy releases it (helpers/stateful.py): RDS refuses to delete it otherwise
             rds.modify_db_instance(DBInstanceIdentifier=identifier, DeletionProtection=inputs["deletionProtection"],
@@ -302,7 +309,7 @@ def moto_secrets() -> dict[tuple[str, str], dict]:
     return found
 
 
-def assert_world_is(step: Step, world: World, per_writer: bool) -> None:
+def assert_world_is(step: Step, world: World) -> None:
     """Which instance writes, which replicates whom, where each secret lives and what rotates it:
     as the export says."""
     pg = step.postgres
@@ -339,15 +346,12 @@ def assert_world_is(step: Step, world: World, per_writer: bool) -> None:
         [(where, name)] = [key for key, s in secrets.items() if s["arn"] == world.real(inputs["secretId"])]
         assert secrets[(where, name)]["rotation"] == inputs["rotationLambdaArn"], (step.name, name)
         assert inputs["rotationLambdaArn"].split(":")[3] == where  # rotated by its own region's function
-    # the writer's secret: the one its clients read, in the writer's region
+    # the writer's secret, the one its clients read: its own, homed in the writer's region and
+    # rotated there (one secret per writer, docs/decisions/025-master-secret-per-writer.md)
     writer_secret = world.real(pg["writerSecretArn"])
     [(where, name)] = [key for key, s in secrets.items() if s["arn"] == writer_secret]
-    assert where == pg["writerRegion"], (step.name, writer_secret)
-    # SECRET PER WRITER (docs: /work/notes/w8-secret-model.md; components/postgres_dr.py): the
-    # writer's secret is homed in the writer's region and rotates there
-    if per_writer:
-        assert secrets[(where, name)]["home"] == pg["writerRegion"], (step.name, name, secrets[(where, name)])
-        assert secrets[(where, name)]["rotation"], (step.name, name)
+    assert where == secrets[(where, name)]["home"] == pg["writerRegion"], (step.name, name, secrets[(where, name)])
+    assert secrets[(where, name)]["rotation"], (step.name, name)
     if "replicaArn" in pg:
         replica_region = pg["replicaArn"].split(":")[3]
         copy = world.real(pg["replicaSecretArn"])
@@ -366,16 +370,6 @@ def assert_world_is(step: Step, world: World, per_writer: bool) -> None:
     [granted] = [st["Resource"] for st in json.loads(policy["inputs"]["policy"])["Statement"]
                  if "secretsmanager:DescribeSecret" in st["Action"]]
     assert all(any(fnmatch.fnmatchcase(s["arn"], pattern) for pattern in granted) for s in secrets.values()), granted
-
-
-def secret_per_writer(steps: dict[str, Step]) -> bool:
-    """Whether the program models one secret per writer (/work/notes/w8-secret-model.md, the lead's
-    change to components/postgres_dr.py): the failed-over state then declares a secret homed in the
-    DR region. Until it does, the writer's secret after a failover is the DR copy of the former
-    writer's (homed in the primary region) and no copy of it exists in the primary region for the
-    way back: the assertions marked SECRET PER WRITER hold only once it does."""
-    failed = steps["failed over"]
-    return any(region_of(failed, r) == DR for r in pg_resources(failed, SECRET))
 
 
 # --- the DR budget against the plan -----------------------------------------------------------------
@@ -436,9 +430,6 @@ def test_game_day(monkeypatch, capsys):
 def walk(monkeypatch, capsys) -> None:
     steps = trip()
     capsys.readouterr()  # the round trip's own verdicts, when it ran here: judge() logs them per step
-    per_writer = secret_per_writer(steps)
-    LOG.append("secret per writer: " + ("modelled" if per_writer else
-                                        "NOT YET MODELLED (the assertions marked SECRET PER WRITER are not made)"))
     urn = {s.name: {r["inputs"]["identifier"]: r["urn"] for r in pg_resources(s, INSTANCE)} for s in steps.values()}
     fake_aws_credentials(monkeypatch, ACCOUNT)
     with mock_aws(config={"lambda": {"use_docker": False}}):
@@ -454,7 +445,7 @@ def walk(monkeypatch, capsys) -> None:
         normal = steps["normal"]
         judge(normal, [])
         world.apply(None, normal)
-        assert_world_is(normal, world, per_writer)
+        assert_world_is(normal, world)
         put_lag(10, "intelgraph-pg-replica")
         code, out = run(capsys, dr_readiness.main, ["--stack", STACK])
         for row in ("replica-status", "replica-lag", "pitr-replication"):
@@ -471,6 +462,7 @@ def walk(monkeypatch, capsys) -> None:
         assert "--state failed-over" in out  # its next step: the failed-over deploy by target list
         assert len(outage.refused) == refused_before, outage.refused[refused_before:]  # nothing of us-east-1
         assert moto_instances()[normal.postgres["replicaArn"]]["source"] is None
+        world.refresh("intelgraph-pg-replica")  # its step 2, a DR-region call
 
         # failed over: deployed by its target list while us-east-1 still refuses every call
         failed = steps["failed over"]
@@ -486,7 +478,7 @@ def walk(monkeypatch, capsys) -> None:
         applied = world.apply(normal, failed, only=set(target_list))
         assert urn["failed over"]["intelgraph-pg-replica"] in applied
         assert len(outage.refused) == refused_before, outage.refused[refused_before:]
-        assert_world_is(failed, world, per_writer)
+        assert_world_is(failed, world)
         assert moto_instances()[failed.postgres["writerArn"]]["tags"] == {
             "intelgraph.io/promoted-from": "intelgraph-pg-primary"}
 
@@ -502,30 +494,33 @@ def walk(monkeypatch, capsys) -> None:
         world.apply(steps["retire A"], rebuilt)
         assert world.retained == []  # deleted by the provider, with its final snapshot
         assert final_snapshot(PRIMARY, "intelgraph-pg-primary") == "intelgraph-pg-primary-final"
-        assert_world_is(rebuilt, world, per_writer)
+        assert_world_is(rebuilt, world)
         put_lag(5, "intelgraph-pg-primary-g2", PRIMARY)  # a planned switchover waits for the lag to drain
         code, out = run(capsys, dr_readiness.main, ["--stack", STACK])
         assert "PASS  replica-status" in out and "following intelgraph-pg-replica" in out, out
 
-        # switched back: a planned switchover, the other way (retire B first, then promote C)
-        judge(steps["retire B"], [])
-        assert world.apply(rebuilt, steps["retire B"]) == [urn["normal"]["intelgraph-pg-replica"]]
+        # switched back: a planned switchover, the other way - promote C, deploy the switched-back
+        # state (B the former writer, still protected), then retire B and deploy normal again
         code, out = run(capsys, dr_promote.main, ["--stack", STACK, "--timeout-seconds", "5"])
-        if per_writer:  # SECRET PER WRITER: the DR writer's secret has its copy in the primary region
-            assert code == 0 and "intelgraph-pg-primary-g2 in us-east-1 is now a standalone writer" in out, out
-            assert "Commit the switched-back state" in out and "--state failed-over" not in out
-        else:
-            # one secret for every writer: nothing holds the DR writer's password in the primary
-            # region, and the runbook refuses to promote into a region where it cannot be read (the
-            # switched-back deploy below then promotes C itself, as the provider does)
-            assert code == 1 and "FAIL  writer-secret" in out and "nothing was changed" in out, out
+        # the DR writer's secret has its copy in the primary region since the rebuild: the runbook
+        # reads it there and promotes C
+        assert code == 0 and "intelgraph-pg-primary-g2 in us-east-1 is now a standalone writer" in out, out
+        assert "PASS  writer-secret" in out and "a copy of the us-west-2 secret" in out
+        assert "Commit the switched-back state" in out and "--state failed-over" not in out
+        world.refresh("intelgraph-pg-primary-g2")
         back = steps["switched back"]
-        judge(back, deleted_with(STACK, "replica"))
-        world.apply(steps["retire B"], back)
+        judge(back, [])
+        world.apply(rebuilt, back)
+        assert_world_is(back, world)
+        judge(steps["retire B"], [])
+        assert world.apply(back, steps["retire B"]) == [urn["normal"]["intelgraph-pg-replica"]]
+        again = steps["normal again"]
+        judge(again, deleted_with(STACK, "replica"))
+        world.apply(steps["retire B"], again)
         assert world.retained == []
         assert final_snapshot(DR, "intelgraph-pg-replica") == "intelgraph-pg-replica-final"
-        assert_world_is(back, world, per_writer)
-        assert back.postgres["writerRegion"] == normal.postgres["writerRegion"] == PRIMARY
+        assert_world_is(again, world)
+        assert again.postgres["writerRegion"] == normal.postgres["writerRegion"] == PRIMARY
 
 
 def run(capsys, command, argv: list[str]) -> tuple[int, str]:

@@ -132,6 +132,13 @@ def test_a_failover_starts_the_plan_in_the_dr_region_and_approves_as_the_approva
     assert keys["ApprovePlanExecutionStep"].startswith("ASIA")  # temporary credentials from sts:AssumeRole
     [approve] = [params for name, _, _, params in fake.calls if name == "ApprovePlanExecutionStep"]
     assert approve["stepName"] == "approve" and approve["approval"] == "approve"
+    # the promoted instance's state still says replica: the deploy after must not call
+    # PromoteReadReplica on it (terraform-provider-aws rds/instance.go resourceInstanceUpdate), so the
+    # runbook's last word is the refresh, of that instance only
+    replica = published["postgres"]["instanceArns"]["dr"].rsplit(":", 1)[-1]
+    assert out.rstrip().endswith(f"(the state still describes {replica} as a replica; a call to its region only)")
+    assert (f"pulumi refresh --stack prod --target 'urn:pulumi:prod::intelgraph-platform::"
+            f"intelgraph:database:PostgresDr$aws:rds/instance:Instance::{replica}'") in out
 
 
 def test_the_switch_back_activates_the_primary_region_from_there(published, monkeypatch, capsys):

@@ -925,18 +925,25 @@ def test_a_preview_stays_on_its_hosted_runner_in_the_active_region(checkout):
 
 
 @pytest.mark.parametrize("stack", ["stage", "prod"])
-def test_every_failed_over_target_exists_before_and_after_the_failover(stack):
-    """A refresh with --target (drift: preview --refresh) first checks that every target is in the
-    state (pulumi/pulumi pkg/resource/deploy/deployment_executor.go `refresh` -> `checkTargets`), and
-    an update checks each against the state and the program (`Execute` -> `checkTargets`: "one or
-    more targets could not be found in the stack"). A failover that created or deleted a resource
-    would fail the drift run before the first failed-over deploy, or every deploy after it."""
+def test_every_failed_over_target_is_in_the_stack_or_created_by_the_failover(stack):
+    """An update checks each target against the state and the program: it "must either have existed
+    in the stack prior to running the operation, or it must be the urn for a resource that was
+    created" (pulumi/pulumi pkg/resource/deploy/deployment_executor.go `checkTargets`, olds or
+    stepGen.urns). So a target the failover deletes would fail every failed-over deploy; one it
+    creates (the promoted writer's own secret, its bootstrap, version and rotation: decision 025)
+    passes the first deploy, which creates it, and is in the state from then on. A refresh has no
+    step generator: the nightly drift run (preview --refresh --expect-no-changes) fails until the
+    first failed-over deploy - as it should, the stack has changes to deploy."""
     from synth import export as exporter
     from tests.test_failed_over_deploy import failed_over, normal, target_urns
 
-    before = {r["urn"] for r in exporter.to_export(normal(stack))["deployment"]["resources"]}
-    after = {r["urn"] for r in exporter.to_export(failed_over(stack))["deployment"]["resources"]}
-    assert not (gone := [u for u in target_urns(stack) if u not in before or u not in after]), gone
+    before = {r["urn"]: r for r in exporter.to_export(normal(stack))["deployment"]["resources"]}
+    after = {r["urn"]: r for r in exporter.to_export(failed_over(stack))["deployment"]["resources"]}
+    targets = target_urns(stack)
+    assert not (gone := [u for u in targets if u not in after]), gone
+    created = sorted(u for u in targets if u not in before)
+    assert created == sorted(u for u in after if u not in before), created  # every create, targeted
+    assert created and all("PostgresDr$" in u and "-replica-master" in u for u in created), created
 
 
 def test_the_where_step_refuses_an_active_region_settings_would_refuse(checkout):
