@@ -55,7 +55,7 @@ for module in {modules!r}:
 FLOOR_SNIPPET = IMPORTS + """
 import json
 from synth import engine
-from benchmarks.fleet import plain_program
+from benchmarks.floor import plain_program
 with open({path!r}) as plain:
     engine.synthesize({stack!r}, program=plain_program(json.load(plain)))
 """
@@ -115,19 +115,24 @@ def paired_medians(command: list[str], floor: list[str], runs: int) -> tuple[flo
     return statistics.median(times[0]), statistics.median(times[1])
 
 
+# The floor's imports: the SDKs and libraries the program imports, never our own modules
+# (components/, settings/: their import time is the program's cost, not the engine's).
+FLOOR_PACKAGES = ("pulumi", "pulumi_aws", "pulumi_kubernetes", "pulumi_random", "pulumi_policy", "pydantic", "yaml",
+                  "croniter")
+
+
 def program_modules() -> list[str]:
-    """Every module the real program imports (what a floor must pay too)."""
+    """Every third-party module the real program imports (what a floor must pay too)."""
     probe = ("import sys, runpy; sys.path.insert(0, '.'); from synth import engine; engine.synthesize('prod'); "
              "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-             "('pulumi', 'pulumi_aws', 'pulumi_kubernetes', 'pulumi_random', 'pulumi_policy', 'pydantic', "
-             "'yaml', 'croniter', 'components', 'settings'))))")
+             f"{FLOOR_PACKAGES!r})))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True, text=True)
     return out.stdout.split()
 
 
 def floor_file(stack: str, document: dict) -> Path:
     """The plain resources of ``document`` for the floor's process to register (benchmarks/fleet.py)."""
-    from benchmarks.fleet import plain_resources
+    from benchmarks.floor import plain_resources
 
     path = ROOT / "build" / f"bench-floor-{stack}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,11 +165,11 @@ def fleet_vs_floor(tenants: int, resources: int, document: dict, runs: int, modu
             "ratio": round(fleet_s / floor_s, 3)}
 
 
-def fleet(scales: list[int]) -> tuple[list[dict], dict]:
+def fleet(scales: list[int]) -> tuple[list[dict], dict[int, dict]]:
     from benchmarks.fleet import program
     from synth import engine, export, policy_runner
 
-    rows, largest = [], None
+    rows, documents = [], {}
     for scale in scales:
         started = time.perf_counter()
         synthesis = engine.synthesize("prod", program=program(scale))
@@ -178,10 +183,10 @@ def fleet(scales: list[int]) -> tuple[list[dict], dict]:
                      "synth_ms_per_resource": round(1000 * synth_s / n, 3),
                      "policy_ms_per_resource": round(1000 * policy_s / n, 3),
                      "mandatory_violations": len(report.mandatory_violations)})
-        largest = document
-    if largest is None:
+        documents[scale] = document
+    if not rows:
         raise ValueError("fleet: give at least one scale")
-    return rows, largest
+    return rows, documents
 
 
 def policy_alone(document: dict, runs: int) -> dict:
@@ -206,12 +211,13 @@ def main(argv: list[str] | None = None) -> int:
 
     modules = program_modules()
     stacks = [synth_vs_floor(stack, args.runs, modules) for stack in ("stage", "prod")]
-    rows, largest = fleet([int(s) for s in args.scales.split(",")])
-    pack = policy_alone(largest, args.runs)
+    rows, documents = fleet([int(s) for s in args.scales.split(",")])
+    largest = max(rows, key=lambda row: row["resources"])
+    pack = policy_alone(documents[largest["tenants"]], args.runs)
     goal_row = next((row for row in rows if row["tenants"] == FLEET_GOAL_TENANTS), None)
-    # the floor registers the goal fleet's own export: the largest scale (run last)
-    fleet_floor = (fleet_vs_floor(goal_row["tenants"], goal_row["resources"], largest, args.runs, modules)
-                   if goal_row is not None and goal_row is rows[-1] else None)
+    # the floor registers the goal fleet's own export
+    fleet_floor = (fleet_vs_floor(goal_row["tenants"], goal_row["resources"], documents[goal_row["tenants"]],
+                                  args.runs, modules) if goal_row is not None else None)
     from benchmarks.scrubber import scrubber_throughput
 
     scrubber = scrubber_throughput()

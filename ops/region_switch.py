@@ -90,6 +90,7 @@ def switch(stack: Optional[str], outputs_file: Optional[Path], activate: str, mo
         print(f"  {step['name']}  {step['executionBlockType']}")
     if dry_run:
         return EXIT_OK
+    replica_only(outputs, region)
 
     running = [e for e in _executions(arc, plan_arn) if e["executionState"] not in ENDED]
     if running:
@@ -123,6 +124,21 @@ def switch(stack: Optional[str], outputs_file: Optional[Path], activate: str, mo
                   f"--execution-id {execution}")
             return EXIT_FAILED
         time.sleep(poll_seconds)
+
+
+def replica_only(outputs: dict, region: str) -> None:
+    """The plan promotes the activating region's instance: only a replica of the writer may be
+    promoted. After a switch back and until the next normal state (docs/runbooks.md, "Region
+    switch", steps 7-8) the other region holds the former writer, standalone and stale - refuse
+    rather than let the plan try it; PITR of the writer's replicated backups is the DR path then."""
+    postgres = stack_output(outputs, "postgres")
+    if postgres.get("writerRegion") == region:
+        raise InputError(f"{region} already holds the writer ({postgres.get('writerArn')}): nothing to switch to")
+    replica = postgres.get("replicaArn")
+    if not replica or replica.split(":")[3] != region:
+        raise InputError(f"no replica of the writer in {region} (the outputs name {replica or 'none'}): the plan "
+                         "would promote a standalone instance; deploy the next state of the round trip first, "
+                         "or restore the writer's replicated backups there (docs/runbooks.md, 'Region switch')")
 
 
 def refresh_first(stack: Optional[str], outputs: dict, activate: str) -> str:

@@ -4,7 +4,8 @@ worth per tenant, and a fleet passes the policy pack. (Timings are measured by
 
 from __future__ import annotations
 
-from benchmarks.fleet import RESOURCES_PER_TENANT, plain_program, plain_resources, program
+from benchmarks.fleet import RESOURCES_PER_TENANT, program
+from benchmarks.floor import plain_program, plain_resources
 from synth import engine, export, policy_runner
 
 
@@ -124,3 +125,21 @@ def test_a_figure_and_its_floor_run_in_turn(tmp_path):
     medians = paired_medians([sys.executable, "-c", step, str(log), "s"],
                              [sys.executable, "-c", step, str(log), "f"], 3)
     assert log.read_text() == "sfsfsf" and all(m > 0 for m in medians)
+
+
+def test_the_floor_process_imports_none_of_our_own_modules(tmp_path):
+    """DESIGN: the floor is "the SDK imports plus registering the same resources"; importing
+    components/ or settings/ is the program's cost, so the floor must not pay it and hide it."""
+    import subprocess
+    import sys
+
+    from benchmarks.__main__ import FLOOR_PACKAGES, FLOOR_SNIPPET, ROOT
+
+    assert not {"components", "settings", "helpers"} & set(FLOOR_PACKAGES)
+    plain = tmp_path / "plain.json"
+    plain.write_text("[]")
+    probe = FLOOR_SNIPPET.format(root=str(ROOT), modules=["pulumi"], stack="prod", path=str(plain)) + (
+        "\nimport sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('components', 'settings', 'helpers')))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -89,8 +89,11 @@ def test_prod_is_multi_az_protected_and_keeps_a_final_snapshot(prod, stage):
     assert p["multiAz"] and p["deletionProtection"] and p["skipFinalSnapshot"] is False
     assert p["finalSnapshotIdentifier"] == "intelgraph-pg-primary-final"
     assert p["databaseInsightsMode"] == "advanced" and p["performanceInsightsRetentionPeriod"] == 465
+    # stage protects and retains nothing of the database (helpers/stateful.py): its delete is real,
+    # so it keeps a final snapshot too
     s = stage.named("intelgraph-pg-primary", INSTANCE).inputs
-    assert not s["multiAz"] and not s["deletionProtection"] and s["skipFinalSnapshot"] is True
+    assert not s["multiAz"] and not s["deletionProtection"] and s["skipFinalSnapshot"] is False
+    assert s["finalSnapshotIdentifier"] == "intelgraph-pg-primary-final"
     assert s["databaseInsightsMode"] == "standard" and s["performanceInsightsRetentionPeriod"] == 7
 
 

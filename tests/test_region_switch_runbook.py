@@ -197,3 +197,27 @@ def test_a_plan_without_a_workflow_for_the_region_is_refused_before_anything_sta
     assert region_switch.main(["--stack", "prod", "--activate", "dr"]) == 2
     assert "has 0 workflows that activate us-west-2" in capsys.readouterr().err
     assert [name for name, *_ in fake.calls] == ["GetPlanInRegion"]
+
+
+def test_the_plan_is_never_started_toward_a_region_without_a_replica_of_the_writer(published, monkeypatch, capsys,
+                                                                                   tmp_path):
+    """RdsPromoteReadReplica promotes the activating region's instance: after a switch back and
+    until normal again, that is the former writer, standalone and stale (docs/runbooks.md, "Region
+    switch"). The runbook refuses before StartPlanExecution, naming what to do instead."""
+    import copy
+
+    fake = FakeRegionSwitch(published)
+    _serve(monkeypatch, fake)
+    # the writer's own region: nothing to switch to
+    assert region_switch.main(["--stack", "prod", "--activate", "primary", "--poll-seconds", "0"]) == 2
+    assert "us-east-1 already holds the writer" in capsys.readouterr().err
+    # switched back: the outputs name no replica
+    switched = copy.deepcopy(published)
+    for key in ("replicaArn", "replicaEndpoint", "replicaSecretArn"):
+        switched["postgres"].pop(key, None)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(switched))
+    assert region_switch.main(["--outputs", str(outputs), "--activate", "dr", "--poll-seconds", "0"]) == 2
+    assert "no replica of the writer in us-west-2" in capsys.readouterr().err
+    assert "StartPlanExecution" not in [name for name, *_ in fake.calls]
+
