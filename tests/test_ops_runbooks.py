@@ -86,8 +86,7 @@ def _master_secret(pg: dict, primary_host: str) -> None:
         "username": "intelgraph_admin", "password": MASTER_PASSWORD, "ssl": "true"}),
         AddReplicaRegions=[{"Region": "us-west-2", "KmsKeyId": dr_key["Arn"]}])
     copy = west.describe_secret(SecretId="intelgraph-pg-master")["ARN"]
-    pg.update(masterSecretArn=created["ARN"], writerSecretArn=created["ARN"], drMasterSecretArn=copy,
-              replicaSecretArn=copy)
+    pg.update(writerSecretArn=created["ARN"], replicaSecretArn=copy)
 
 
 def put_lag(seconds: float, replica: str = "intelgraph-pg-replica", region: str = "us-west-2") -> None:
