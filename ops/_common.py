@@ -89,6 +89,16 @@ def runbook_document(outputs: dict) -> dict:
                    else outputs[name]) for name in RUNBOOK_OUTPUTS}
 
 
+PROJECT = "intelgraph-platform"
+POSTGRES_TYPE = "intelgraph:database:PostgresDr"  # components/postgres_dr.py: the instances' parent
+
+
+def instance_urn(stack: Optional[str], identifier: str) -> str:
+    """The URN of one of the stack's PostgreSQL instances (named by its identifier): what `pulumi
+    refresh --target` takes after a promotion outside Pulumi (the plan, ops.dr_promote)."""
+    return f"urn:pulumi:{stack or '<stack>'}::{PROJECT}::{POSTGRES_TYPE}$aws:rds/instance:Instance::{identifier}"
+
+
 def outputs_parameter(stack: str) -> str:
     """The SSM parameter (in the DR region) holding the stack's RUNBOOK_OUTPUTS as JSON."""
     return f"/intelgraph/{stack}/runbook-outputs"

@@ -40,6 +40,7 @@ from ops._common import (
     InputError,
     Permissions,
     check_account,
+    instance_urn,
     load_settings,
     print_table,
     run,
@@ -172,8 +173,9 @@ connect to {replica.identifier}'s endpoint).
 Next (docs/runbooks.md, "Region switch: fail over, rebuild, switch back"):
   1. Traffic: the Region switch plan moves it with its move-traffic step (run from {replica.region});
      without the plan, DNS stays where it is until the failover records are changed by hand.
-  2. pulumi refresh --stack {name} --target <URN of {replica.identifier}>   (the state still
-     describes a replica of {writer.identifier}; a call to {replica.region} only)
+  2. pulumi refresh --stack {name} --target '{instance_urn(stack, replica.identifier)}'
+     (the state still describes {replica.identifier} as a replica of {writer.identifier}; a call to
+     {replica.region} only)
 {deploy}
   4. Do NOT swap aws.primaryRegion/drRegion (or network.primary/dr) in Pulumi.{name}.yaml: a
      provider's region change replaces every resource it manages - buckets, keys, both databases

@@ -30,6 +30,7 @@ from ops._common import (
     Grant,
     InputError,
     Permissions,
+    instance_urn,
     parser,
     run,
     stack_output,
@@ -37,8 +38,6 @@ from ops._common import (
 )
 
 APPROVAL_STEP = "approve"  # components/region_switch.py: the ManualApproval step of both workflows
-PROJECT = "intelgraph-platform"
-POSTGRES_TYPE = "intelgraph:database:PostgresDr"  # components/postgres_dr.py: the instances' parent
 # ExecutionState values (ARC Region switch API Reference, GetPlanExecution) after which nothing runs
 ENDED = ("completed", "completedWithExceptions", "completedMonitoringApplicationHealth", "canceled",
          "planExecutionTimedOut", "failed")
@@ -147,7 +146,7 @@ def refresh_first(stack: Optional[str], outputs: dict, activate: str) -> str:
     instance (terraform-provider-aws internal/service/rds/instance.go resourceInstanceUpdate:
     `d.HasChange("replicate_source_db")` against the state). A refresh reads it back standalone."""
     identifier = stack_output(outputs, "postgres", "instanceArns", activate).rsplit(":", 1)[-1]
-    urn = f"urn:pulumi:{stack or '<stack>'}::{PROJECT}::{POSTGRES_TYPE}$aws:rds/instance:Instance::{identifier}"
+    urn = instance_urn(stack, identifier)
     return (f"next, before any deploy (docs/runbooks.md, \"Region switch\"):\n"
             f"  pulumi refresh --stack {stack or '<stack>'} --target '{urn}'\n"
             f"  (the state still describes {identifier} as a replica; a call to its region only)")

@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from ops import dr_promote, dr_readiness
-from ops._common import outputs_parameter, runbook_document
+from ops._common import instance_urn, outputs_parameter, runbook_document
 from tests.conftest import fake_aws_credentials, stack_settings, synthesized
 from tests.iam_oracle import assert_exactly_covered, help_lists, recorded
 
@@ -299,7 +299,11 @@ def test_promotion_happy_path(world, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert not _replica().get("ReadReplicaSourceDBInstanceIdentifier")
-    assert "is now a standalone writer" in out and "pulumi refresh" in out
+    assert "is now a standalone writer" in out
+    # the refresh names the promoted instance's URN as the engine has it (the deploy after must not
+    # call PromoteReadReplica on a standalone instance: rds/instance.go resourceInstanceUpdate)
+    assert f"pulumi refresh --stack <stack> --target '{instance_urn(None, 'intelgraph-pg-replica')}'" in out
+    assert instance_urn("prod", "intelgraph-pg-replica") in {r.urn for r in synthesized("prod").resources}
 
 
 
