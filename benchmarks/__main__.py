@@ -4,8 +4,9 @@ Measures on this machine, in one run:
   * synth wall time for stage and prod (median of N runs of `python -m synth`, a fresh process each);
   * the floor (issue 24 item 11: "the same resources registered as plain values with the same
     imports"): the same imports and Pulumi's mock engine registering every resource of that synth
-    - type, name, inputs - as plain values (median of N fresh processes, run in turn with synth),
-    and the ratio synth / floor;
+    - type, name, inputs, provider - as plain values, each through its own SDK class as a program
+    does (benchmarks/floor.py; the class's per-class work is the SDK's cost), median of N fresh
+    processes run in turn with synth; and the ratio synth / floor;
   * a scaled fleet (1x, 10x, 50x tenants) through the real components: resources, synth seconds,
     policy-pack seconds, seconds per resource - super-linear growth shows as a rising s/resource;
   * the largest fleet against its own floor: a fresh process with the same imports registering and

@@ -4,6 +4,10 @@ worth per tenant, and a fleet passes the policy pack. (Timings are measured by
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from benchmarks.fleet import RESOURCES_PER_TENANT, program
 from benchmarks.floor import plain_program, plain_resources
 from synth import engine, export, policy_runner
@@ -16,27 +20,100 @@ def test_fleet_grows_linearly_and_stays_within_policy():
     assert report.mandatory_violations == []
 
 
-def test_the_floor_registers_the_same_resources_as_plain_values():
+def _classes_registered(monkeypatch) -> dict[tuple[str, str], type]:
+    """Every custom resource registered from here on: (type, name) -> the Python class of the
+    object constructed. Each SDK class reaches the engine through pulumi.CustomResource.__init__
+    (ProviderResource's too), so wrapping it sees them all."""
+    import pulumi
+
+    seen: dict[tuple[str, str], type] = {}
+    register = pulumi.CustomResource.__init__
+
+    def recording(self, t, name, *args, **kwargs):
+        seen[(t, name)] = type(self)
+        register(self, t, name, *args, **kwargs)
+
+    monkeypatch.setattr(pulumi.CustomResource, "__init__", recording)
+    return seen
+
+
+@pytest.mark.parametrize("stack", ["stage", "prod"])
+def test_the_floor_registers_the_same_resources_as_plain_values(stack, monkeypatch):
     """Issue 24 item 11's floor: "the same resources registered as plain values with the same
     imports" - every resource the program registers, of the same type, with the same inputs and
-    provider, under the same engine and mocks; nothing computed, no Output, no parent."""
-    measured = export.to_export(engine.synthesize("prod"))
-    floor = export.to_export(engine.synthesize("prod", program=plain_program(plain_resources(measured))))
+    provider, under the same engine and mocks; nothing computed, no Output, no parent.
 
-    def counted(document: dict) -> dict[str, int]:
-        kinds: dict[str, int] = {}
-        for r in document["deployment"]["resources"]:
-            kinds[r["type"]] = kinds.get(r["type"], 0) + 1
-        return kinds
+    Each through its own SDK class, as the program registers it: the class does per-class work the
+    generic pulumi.CustomResource(type, name, props) skips - _internal_init building its ...Args,
+    input-type name translation (pulumi/_types.py input_type_py_to_pulumi_names, unwrap_type;
+    pulumi/runtime/rpc.py serialize_property) and typed outputs (pulumi/_types.py
+    _types_from_py_properties, _raw_return_hints; rpc.py translate_output_properties). That work is
+    the SDK's cost: a floor skipping it charges it to the program."""
+    import pulumi
 
-    assert counted(floor) == counted(measured)
-    by_name = {r["urn"].rsplit("::", 1)[-1].split("-", 1)[1]: r for r in floor["deployment"]["resources"]
-               if r["type"] == "aws:rds/instance:Instance"}
-    [writer] = [r for r in measured["deployment"]["resources"] if r["urn"].endswith("Instance::intelgraph-pg-primary")]
-    plain = by_name["intelgraph-pg-primary"]
-    assert plain["inputs"]["identifier"] == writer["inputs"]["identifier"]
-    assert plain["inputs"]["passwordWo"] == "[secret]"  # a checkpoint secret becomes a plain string
-    assert plain["provider"].split("::")[-2].split("-", 1)[1] == writer["provider"].split("::")[-2] == "aws-primary"
+    from benchmarks.floor import _plain
+
+    classes = _classes_registered(monkeypatch)
+    measured = export.to_export(engine.synthesize(stack))
+    program_classes = dict(classes)
+    classes.clear()
+    floor = export.to_export(engine.synthesize(stack, program=plain_program(plain_resources(measured))))
+
+    def by_key(document: dict, numbered: bool) -> dict[tuple[str, str], dict]:
+        # the floor numbers its names (no parent to tell two children of one name apart)
+        def name(urn: str) -> str:
+            return urn.rsplit("::", 1)[-1].split("-", 1)[1] if numbered else urn.rsplit("::", 1)[-1]
+
+        return {(r["type"], name(r["urn"])): {"custom": bool(r.get("custom")), "inputs": _plain(r.get("inputs") or {}),
+                                             "provider": name(r["provider"].rsplit("::", 1)[0]) if r.get("provider") else None}
+                for r in document["deployment"]["resources"] if r["type"] != "pulumi:pulumi:Stack"}
+
+    program, plain = by_key(measured, numbered=False), by_key(floor, numbered=True)
+    # the same resources (type and name, hence count), each with all its inputs and its provider;
+    # a checkpoint secret is a plain string on both sides
+    assert len(plain) == len(program) and plain == program
+    assert plain[("aws:rds/instance:Instance", "intelgraph-pg-primary")]["inputs"]["passwordWo"] == "[secret]"
+    assert plain[("aws:rds/instance:Instance", "intelgraph-pg-primary")]["provider"] == "aws-primary"
+
+    # each custom resource an instance of the class the program used: its SDK class
+    floor_classes = {(t, name.split("-", 1)[1]): cls for (t, name), cls in classes.items()}
+    assert floor_classes == program_classes
+    assert len(floor_classes) == sum(r["custom"] for r in program.values())
+    bare = {t for (t, _), cls in floor_classes.items() if cls in (pulumi.CustomResource, pulumi.ProviderResource)}
+    # the one kind the program itself registers by its type token (components/neo4j_snapshots.py:
+    # apiextensions.CustomResource carries no top-level field but spec)
+    assert bare == {"kubernetes:snapshot.storage.k8s.io/v1:VolumeSnapshotClass"}
+    assert floor_classes[("aws:kms/key:Key", "neo4j-backups-key")].__module__ == "pulumi_aws.kms.key"
+    assert floor_classes[("kubernetes:core/v1:Service", "redis")].__module__ == "pulumi_kubernetes.core.v1.Service"
+    assert {cls.__qualname__ for (t, _), cls in floor_classes.items() if t.startswith("pulumi:providers:")} == {"Provider"}
+
+
+def test_the_floor_refuses_a_type_it_cannot_register_through_its_sdk_class():
+    # no silent generic fallback: the floor could otherwise quietly register the cheaper form
+    import pulumi_aws  # noqa: F401 - its registry is what the floor reads
+
+    from benchmarks.floor import UnmappedType
+
+    def document(type_: str, inputs: dict) -> dict:
+        return {"deployment": {"resources": [
+            {"type": type_, "urn": f"urn:pulumi:prod::p::{type_}::x", "custom": True, "inputs": inputs}]}}
+
+    for type_, inputs, message in [
+        ("acme:index/widget:Widget", {}, "acme:index/widget:Widget: no SDK class registers this type"),
+        ("aws:kms/nosuch:Thing", {}, "aws:kms/nosuch:Thing: no SDK class"),
+        ("aws:kms/key:Key", {"description": "d", "noSuchInput": 1},
+         "aws:kms/key:Key: inputs ['noSuchInput'] are not arguments of pulumi_aws.kms.Key"),
+        ("kubernetes:example.com/v1:Widget", {"apiVersion": "example.com/v2", "kind": "Widget"},
+         "kubernetes:example.com/v1:Widget: its inputs name apiVersion 'example.com/v2'"),
+    ]:
+        with pytest.raises(UnmappedType, match=re.escape(message)):
+            plain_resources(document(type_, inputs))
+    # a CRD's kind (no SDK class) is registered as the program does: apiextensions.CustomResource
+    [crd] = plain_resources(document("kubernetes:example.com/v1:Widget",
+                                     {"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"a": 1}}))
+    assert (crd["module"], crd["class"], crd["kwargs"]) == (
+        "pulumi_kubernetes.apiextensions", "CustomResource", {"api_version": "example.com/v1", "kind": "Widget",
+                                                              "spec": {"a": 1}})
 
 
 def test_the_scrubber_benchmark_runs_the_shipped_filter_under_luajit():
