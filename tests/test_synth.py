@@ -34,6 +34,23 @@ def test_prod_synth_exits_clean_and_writes_the_three_artifacts(prod_out):
     assert "0 mandatory" in result.stdout
 
 
+def test_each_manifest_file_is_exactly_its_object_dumped_alone(prod_out):
+    """synth writes every manifest from one YAML stream and splits it at the document starts
+    (synth/export.py _manifest_texts): each file must be what dumping its object alone writes,
+    for strings that look like document markers too."""
+    from synth import export
+
+    _, out = prod_out
+    files = sorted((out / "manifests").rglob("*.yaml"))
+    objects = [yaml.safe_load(path.read_text()) for path in files]
+    tricky = {"kind": "ConfigMap", "metadata": {"name": "x"},
+              "data": {"a": "---", "b": "one\n---\ntwo\n", "c": "--- x", "d": "\n---"}}
+    alone = [yaml.dump(obj, Dumper=export._ManifestDumper, sort_keys=False, allow_unicode=True)
+             for obj in [*objects, tricky]]
+    assert len(files) > 200 and export._manifest_texts([*objects, tricky]) == alone
+    assert [path.read_text() for path in files] == alone[:-1]
+
+
 def test_stack_json_is_a_v3_stack_export(prod_out):
     _, out = prod_out
     export = json.loads((out / "stack.json").read_text())
