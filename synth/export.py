@@ -201,14 +201,16 @@ def write(synthesis: Synthesis, out: Path, export: dict, rendered: Sequence[dict
     for cluster in CLUSTERS:
         manifests = manifest_dir(out, cluster)
         manifests.mkdir(parents=True, exist_ok=True)
-        for old in manifests.glob("*.yaml"):
-            old.unlink()
         objects = [*kubernetes_objects(synthesis, cluster),
                    *(entry["inputs"] for entry in rendered if cluster_of(entry.get("provider")) == cluster)]
-        for obj, text in zip(objects, _manifest_texts(objects), strict=True):
-            path = manifests / manifest_name(obj)
+        paths = [manifests / manifest_name(obj) for obj in objects]
+        # only what this synth does not write again goes: a file written anew replaces its old
+        # contents anyway, and unlinking all of them first cost more than writing them
+        for old in set(manifests.glob("*.yaml")) - set(paths):
+            old.unlink()
+        for path, text in zip(paths, _manifest_texts(objects), strict=True):
             path.write_text(text)
-            written.append(path)
+        written += paths
     return written
 
 
