@@ -53,7 +53,7 @@ def plain_resources(document: dict) -> list[dict]:
                  if r["type"].startswith("pulumi:providers:")}
     plain = []
     for i, r in enumerate(resources):
-        inputs = _plain(r.get("inputs") or {})
+        inputs = plain_value(r.get("inputs") or {})
         entry = {"type": r["type"], "name": f"{i}-{r['urn'].rsplit('::', 1)[-1]}",
                  "provider": providers.get(r.get("provider") or "")}
         if not r.get("custom"):
@@ -64,12 +64,12 @@ def plain_resources(document: dict) -> list[dict]:
     return plain
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """The export's values as plain JSON: a checkpoint secret becomes a plain string."""
     if isinstance(value, dict):
-        return "[secret]" if SIGNATURE in value else {k: _plain(v) for k, v in value.items()}
+        return "[secret]" if SIGNATURE in value else {k: plain_value(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     return value
 
 

@@ -51,7 +51,7 @@ def test_the_floor_registers_the_same_resources_as_plain_values(stack, monkeypat
     the SDK's cost: a floor skipping it charges it to the program."""
     import pulumi
 
-    from benchmarks.floor import _plain
+    from benchmarks.floor import plain_value
 
     classes = _classes_registered(monkeypatch)
     measured = export.to_export(engine.synthesize(stack))
@@ -64,7 +64,7 @@ def test_the_floor_registers_the_same_resources_as_plain_values(stack, monkeypat
         def name(urn: str) -> str:
             return urn.rsplit("::", 1)[-1].split("-", 1)[1] if numbered else urn.rsplit("::", 1)[-1]
 
-        return {(r["type"], name(r["urn"])): {"custom": bool(r.get("custom")), "inputs": _plain(r.get("inputs") or {}),
+        return {(r["type"], name(r["urn"])): {"custom": bool(r.get("custom")), "inputs": plain_value(r.get("inputs") or {}),
                                              "provider": name(r["provider"].rsplit("::", 1)[0]) if r.get("provider") else None}
                 for r in document["deployment"]["resources"] if r["type"] != "pulumi:pulumi:Stack"}
 
