@@ -79,6 +79,7 @@ def _synthesized(args: argparse.Namespace, config: dict[str, str], prefetch: "Re
 
     monitor = engine.new_monitor(config, args.preview)
     if prefetch is not None:
+        monitor.constructing.append(prefetch.constructed)
         monitor.listeners.append(prefetch)
     try:
         synthesis = engine.synthesize(args.stack, config, preview=args.preview, monitor=monitor)

@@ -18,15 +18,16 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+import pulumi
 import yaml
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
-from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.stack import register_stack_transformation, run_in_stack
 
 from synth.mocks import Invoke, PlatformMocks
 
@@ -101,6 +102,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self._lock = threading.Lock()
         # called with each resource once recorded (synth starts its Helm renders from there)
         self.listeners: list[Callable[[Resource], None]] = []
+        # called with (type, name, props) the moment the program constructs a resource, before its
+        # registration waits for anything it depends on (synth starts Helm renders from there too)
+        self.constructing: list[Callable[[str, str, Mapping[str, Any]], None]] = []
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # As the engine builds it (pkg/resource/urn.go NewURN with the parent's QualifiedType): the
@@ -296,7 +300,7 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
             if str(path.parent) not in sys.path:
                 sys.path.insert(0, str(path.parent))
             program = lambda: runpy.run_path(str(path), run_name="__main__")  # noqa: E731
-        loop.run_until_complete(run_in_stack(_settled(program)))
+        loop.run_until_complete(run_in_stack(_settled(program, monitor.constructing)))
     finally:
         loop.close()
         asyncio.set_event_loop(None)
@@ -305,7 +309,8 @@ def _synthesize(stack: str, config: dict[str, str], program: Program,
                      invokes=list(monitor.platform.invokes))
 
 
-def _settled(program: Callable[[], Any]) -> Callable[[], Any]:
+def _settled(program: Callable[[], Any],
+             constructing: Sequence[Callable[[str, str, Mapping[str, Any]], None]] = ()) -> Callable[[], Any]:
     """``program``, then every registration it started awaited to the end, before the SDK's
     ``wait_for_rpcs`` takes over. That loop (pulumi/runtime/stack.py) starts by awaiting the
     RPCs already running - none yet: ``do_rpc`` records an RPC only once its task first runs - and
@@ -314,9 +319,19 @@ def _settled(program: Callable[[], Any]) -> Callable[[], Any]:
     while chains of registrations complete one round at a time, that polling cost more than the
     registrations themselves (issue 24 item 11). Awaiting each registration in turn, as the SDK's
     first phase does, reaches the same end: the same registrations in the same order of
-    dependencies; a failed one ends the wait here and the SDK's loop raises it, as before."""
+    dependencies; a failed one ends the wait here and the SDK's loop raises it, as before.
+
+    ``constructing`` listeners see each resource as the program constructs it: a stack
+    transformation (pulumi/resource.py runs them synchronously in ``Resource.__init__``) that
+    returns None, so it changes nothing the engine receives."""
     async def run() -> None:
         manager = pulumi_settings._get_rpc_manager()
+        if constructing:
+            def observe(args: pulumi.ResourceTransformationArgs) -> None:
+                for listener in constructing:
+                    listener(args.type_, args.name, args.props)
+
+            register_stack_transformation(observe)
         result = program()
         if inspect.isawaitable(result):
             await result

@@ -224,6 +224,43 @@ def test_renders_started_while_the_program_registers_serve_only_the_same_job(pro
         prefetch.close()
 
 
+def test_each_release_starts_rendering_when_constructed_once_and_its_render_is_used(monkeypatch):
+    """A release registers only after what it depends on, and the Neo4j roll chains each server's
+    release after the one before (components/neo4j_cluster.py): started at registration, prod's
+    renders ran after the whole program and synth waited for them (issue 24 item 11). synth starts
+    each from the values the program constructs the release with (a stack transformation, which
+    pulumi/resource.py runs synchronously in Resource.__init__), one helm per release, and the
+    export's jobs then take every one of them."""
+    from synth import engine
+
+    submitted: list[tuple] = []
+    render = helm.render
+    monkeypatch.setattr(helm, "render", lambda *job: submitted.append(job) or render(*job))
+    prefetch = export.ReleasePrefetch()
+    started_before_registered: list[bool] = []
+
+    def registered(resource) -> None:
+        if resource.type == RELEASE:
+            job = export._release_job({"urn": resource.urn, "inputs": export._plain(resource.inputs)})
+            with prefetch._lock:
+                started_before_registered.append(export._job_key(job) in prefetch._started)
+        prefetch(resource)
+
+    try:
+        monitor = engine.new_monitor(engine.stack_config("prod"))
+        monitor.constructing.append(prefetch.constructed)
+        monitor.listeners.append(registered)
+        document = export.to_export(engine.synthesize("prod", monitor=monitor))
+        assert started_before_registered == [True] * 10  # five servers in each region's cluster
+        export.render_releases(document, prefetch)
+        assert prefetch._started == {}  # every render started early was the export's own job
+        every_release = [r for r in document["deployment"]["resources"] if r["type"] == RELEASE]
+        assert sorted(map(export._job_key, submitted)) == sorted(export._job_key(export._release_job(r))
+                                                                 for r in every_release)
+    finally:
+        prefetch.close()
+
+
 def test_a_secret_inside_an_exports_values_is_rendered_masked_and_encrypted_values_fail_closed(prod_export):
     """`pulumi stack export` without --show-secrets holds secrets as {sig, ciphertext} objects;
     when any part of a release's values is secret, Pulumi makes all of `values` secret."""

@@ -53,13 +53,47 @@ def test_prod_synth_exits_clean_and_writes_the_three_artifacts(prod_out):
 def test_the_program_imports_neither_boto3_nor_botocore(prod_run):
     """Issue 24 item 11: synth must cost at most 1.2x its floor, the SDKs' imports plus the same
     resources registered, so the program's own imports are its cost, and boto3 is not an SDK the
-    floor imports (benchmarks/__main__.py ``FLOOR_PACKAGES``). The program takes names, IAM actions and documents from ops/ (the
-    runbooks' modules), never an AWS client: a module-level ``import boto3`` (or botocore) in any
-    module it imports fails here."""
+    floor imports (benchmarks/__main__.py ``FLOOR_PACKAGES``). The program takes names, IAM actions
+    and documents from ops/ (the runbooks' modules), never an AWS client: a module-level
+    ``import boto3`` (or botocore) in any module it imports fails here."""
     result, _, imported = prod_run
     assert result.returncode == 0, result.stderr
     assert {"synth.engine", "pulumi_aws", "ops._common", "ops.oncall"} <= set(imported)  # the run's own list
     assert [name for name in imported if name.split(".")[0] in ("boto3", "botocore")] == []
+
+
+def test_each_manifest_file_is_exactly_its_object_dumped_alone(prod_out):
+    """synth writes every manifest from one YAML stream and splits it at the document starts
+    (synth/export.py _manifest_texts): each file must be what dumping its object alone writes,
+    for strings that look like document markers too."""
+    from synth import export
+
+    _, out = prod_out
+    files = sorted((out / "manifests").rglob("*.yaml"))
+    objects = [yaml.safe_load(path.read_text()) for path in files]
+    tricky = {"kind": "ConfigMap", "metadata": {"name": "x"},
+              "data": {"a": "---", "b": "one\n---\ntwo\n", "c": "--- x", "d": "\n---"}}
+    alone = [yaml.dump(obj, Dumper=export._ManifestDumper, sort_keys=False, allow_unicode=True)
+             for obj in [*objects, tricky]]
+    assert len(files) > 200 and export._manifest_texts([*objects, tricky]) == alone
+    assert [path.read_text() for path in files] == alone[:-1]
+
+
+def test_a_second_synth_into_the_same_directory_leaves_no_manifest_of_the_first(tmp_path):
+    """Manifests are the stack's objects now: one the stack no longer has must not linger from an
+    earlier synth into the same directory (in either cluster's folder), and the rest are rewritten."""
+    from synth import engine, export
+
+    synthesis = engine.synthesize("stage")
+    document = export.to_export(synthesis)
+    for folder in (tmp_path / "manifests", tmp_path / "manifests" / "dr"):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "gone_ConfigMap_removed-since.yaml").write_text("kind: ConfigMap\n")
+    first = export.write(synthesis, tmp_path, document)
+    first[0].write_text("edited by hand\n")
+    written = export.write(synthesis, tmp_path, document)
+    assert sorted(tmp_path.joinpath("manifests").rglob("*.yaml")) == sorted(written) == sorted(first)
+    assert first[0].read_text() != "edited by hand\n"
 
 
 def test_stack_json_is_a_v3_stack_export(prod_out):
