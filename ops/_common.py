@@ -3,8 +3,11 @@ whose credentials run them, the IAM actions each needs, one-line errors, and a p
 
 Nothing here reaches the primary region: the outputs are the copy every deploy writes into the DR
 region (an SSM parameter, ``outputs_parameter``), and the account check asks STS in the DR region.
-Only the standard library and boto3 are imported at module level: the PITR rehearsal's Job mounts
-this file next to its runbook on an image that has nothing else (components/pg_restore_rehearsal.py).
+Only the standard library is imported at module level; boto3 and botocore are imported in the
+functions that call AWS. The PITR rehearsal's Job mounts this file next to its runbook on an image
+with nothing but the standard library and boto3 (components/pg_restore_rehearsal.py), and the Pulumi
+program imports it, and the runbooks whose IAM actions it grants, for names and documents only:
+boto3's import must not be part of the program's cost (issue 24 item 11; tests/test_synth.py).
 """
 
 from __future__ import annotations
@@ -17,21 +20,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
-
-import boto3
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ReadTimeoutError,
-    SSOError,
-    TokenRetrievalError,
-)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # A job sets this to requirements.txt's botocore pin; the runbook refuses any other (decision 016).
@@ -137,6 +125,9 @@ def stack_outputs(stack: Optional[str], outputs_file: Optional[Path]) -> dict:
     account, region = cfg.aws.account_id, cfg.aws.dr_region
     check_account(account, region)
     name = outputs_parameter(stack)
+    import boto3
+    from botocore.exceptions import ClientError
+
     try:
         value = boto3.client("ssm", region_name=region).get_parameter(Name=name)["Parameter"]["Value"]
     except ClientError as exc:
@@ -179,6 +170,8 @@ def check_account(expected: Any, region: Any) -> None:
     sts_region = os.environ.get(STS_REGION_ENV) or region
     if not isinstance(sts_region, str) or not sts_region:
         raise InputError(f"missing outputs: aws.drRegion must name a region (given: {region!r})")
+    import boto3
+
     sts = boto3.client("sts", region_name=sts_region)
     if sts.meta.endpoint_url.rstrip("/") == "https://sts.amazonaws.com":
         # botocore's sts_regional_endpoints "legacy" sends every region to the global endpoint
@@ -275,6 +268,19 @@ def cause(exc: BaseException) -> Optional[str]:
     """The one line naming why a command cannot run (exit 2), or None for any other error."""
     if isinstance(exc, InputError):
         return str(exc)
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ReadTimeoutError,
+        SSOError,
+        TokenRetrievalError,
+    )
+
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return "no AWS credentials: sign in (aws sso login --profile <on-call profile>) and assume the on-call role"
     if isinstance(exc, (SSOError, TokenRetrievalError)):
@@ -299,6 +305,8 @@ def cause(exc: BaseException) -> Optional[str]:
 def run(prog: str, body: Callable[[], int]) -> int:
     """``body()``; a cause it cannot run for is one line on stderr and exit 2, any other AWS error
     one line and exit 1 - never a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         return body()
     except (InputError, BotoCoreError, ClientError) as exc:

@@ -26,9 +26,8 @@ import sys
 import time
 from typing import Callable, Optional
 
-import boto3
-from botocore.exceptions import ClientError
-
+# boto3 and botocore are imported where AWS is called, not here: the Pulumi program imports this
+# module for its IAM actions (ops/oncall.py) and must not pay for boto3 (ops/_common.py)
 from ops._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -81,6 +80,9 @@ def secret_check(secret_arn: str, writer: DbRef) -> Check:
     Manager API Reference). Asked in the replica's region only - the writer's may be down. The
     copy stays as it is (read-only: a replica follows its primary); the promoted instance's clients
     read the password there until the next state's deploy gives the instance its own secret."""
+    import boto3
+    from botocore.exceptions import ClientError
+
     region = secret_arn.split(":")[3]
     try:
         secret = boto3.client("secretsmanager", region_name=region).describe_secret(SecretId=secret_arn)
@@ -118,6 +120,8 @@ def preconditions(writer: DbRef, replica: DbRef, max_lag: float, accept_data_los
 def promote(replica: DbRef, retention_days: int, timeout_seconds: float,
             sleep: Callable[[float], None] = time.sleep) -> float:
     """Promote and wait until RDS reports a standalone, available instance; return seconds taken."""
+    import boto3
+
     rds = boto3.client("rds", region_name=replica.region)
     started = time.monotonic()
     rds.promote_read_replica(DBInstanceIdentifier=replica.identifier, BackupRetentionPeriod=retention_days)
@@ -245,6 +249,8 @@ def promote_command(args) -> int:
     if args.dry_run:
         print(f"Dry run: would promote {replica.arn} with {retention}-day backup retention. Nothing was changed.")
         return EXIT_OK
+    from botocore.exceptions import ClientError
+
     try:
         seconds = promote(replica, int(retention), args.timeout_seconds)
     except (TimeoutError, ClientError) as exc:

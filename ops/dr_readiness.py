@@ -19,9 +19,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
+# boto3 and botocore are imported where AWS is called, not here: the Pulumi program imports this
+# module for its IAM actions (ops/oncall.py) and must not pay for boto3 (ops/_common.py)
 from ops._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -58,6 +57,8 @@ ROUTE53_HEALTHY_FRACTION = 0.18
 
 def describe(db: DbRef) -> Optional[dict]:
     """The instance as RDS describes it, or None when it does not exist."""
+    import boto3
+
     rds = boto3.client("rds", region_name=db.region)
     try:
         [found] = rds.describe_db_instances(DBInstanceIdentifier=db.identifier)["DBInstances"]
@@ -82,6 +83,8 @@ def replica_status(primary: DbRef, replica: DbRef) -> Check:
 
 def latest_lag_seconds(replica: DbRef, minutes: int = 10) -> Optional[float]:
     """The highest ReplicaLag over the last ``minutes``; None when RDS reported nothing."""
+    import boto3
+
     cloudwatch = boto3.client("cloudwatch", region_name=replica.region)
     now = datetime.now(timezone.utc)
     points = cloudwatch.get_metric_statistics(
@@ -101,6 +104,8 @@ def replica_lag(replica: DbRef, threshold_seconds: float) -> Check:
 
 
 def health_check(check_id: str) -> Check:
+    import boto3
+
     route53 = boto3.client("route53")
     try:
         observations = route53.get_health_check_status(HealthCheckId=check_id)["HealthCheckObservations"]
@@ -122,6 +127,8 @@ def _newest(s3, bucket: str, prefix: str = "") -> Optional[dict]:
 
 
 def newest_object_age(bucket: str, region: str, max_age_seconds: int) -> Check:
+    import boto3
+
     s3 = boto3.client("s3", region_name=region)
     found = _newest(s3, bucket)
     name = f"backup-freshness {bucket}"
@@ -133,6 +140,9 @@ def newest_object_age(bucket: str, region: str, max_age_seconds: int) -> Check:
 
 
 def bucket_replication(bucket: str, region: str, replica_arn: str) -> Check:
+    import boto3
+    from botocore.exceptions import ClientError
+
     s3 = boto3.client("s3", region_name=region)
     name = f"bucket-replication {bucket}"
     try:
@@ -162,6 +172,8 @@ def newest_object_replicated(bucket: str, region: str) -> Check:
     Judged per top-level folder: writers encrypt differently (CloudTrail's log files under
     cloudtrail/ with the trail's key, everything else with the bucket's), so replication can fail
     for one writer only, and a frequent writer's newest object would hide the other's failures."""
+    import boto3
+
     s3 = boto3.client("s3", region_name=region)
     name = f"object-replicated {bucket}"
     verdicts = [_replicated(s3, bucket, prefix) for prefix in _top_prefixes(s3, bucket)]
@@ -226,6 +238,8 @@ def run_checks(outputs: dict) -> list[Check]:
 
 def _guarded(name: str, check: Callable[[], Check]) -> Check:
     """An AWS error in one check is that check's failure, not the end of the report."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         return check()
     except (ClientError, BotoCoreError) as exc:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import boto3
-
+# boto3 and botocore are imported where AWS is called, not here: the Pulumi program imports this
+# module for its IAM actions (ops/oncall.py) and must not pay for boto3 (ops/_common.py)
 from ops._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -75,6 +75,8 @@ def switch(stack: Optional[str], outputs_file: Optional[Path], activate: str, mo
     outputs = stack_outputs(stack, outputs_file)
     plan_arn = stack_output(outputs, "regionSwitch", "planArn")
     region = stack_output(outputs, "regionSwitch", "regions", activate)
+    import boto3
+
     arc = boto3.client("arc-region-switch", region_name=region)
 
     plan = arc.get_plan_in_region(arn=plan_arn)["plan"]
@@ -171,6 +173,8 @@ def _executions(arc: Any, plan_arn: str) -> list[dict]:
 
 def _approve(role_arn: str, region: str, plan_arn: str, execution: str) -> None:
     """ApprovePlanExecutionStep as the approval role, assumed through STS in the activated region."""
+    import boto3
+
     credentials = boto3.client("sts", region_name=region).assume_role(
         RoleArn=role_arn, RoleSessionName="region-switch-approval")["Credentials"]
     approver = boto3.Session(aws_access_key_id=credentials["AccessKeyId"],

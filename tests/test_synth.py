@@ -18,10 +18,26 @@ def synth(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+# -X importtime writes one line per module the process imports to stderr (Python docs, command line
+# "-X importtime"): the prod run below lists what the program imported, and its stderr is the rest.
+IMPORT_TIME = "import time:"
+
+
 @pytest.fixture(scope="module")
-def prod_out(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+def prod_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, list[str]]:
     out = tmp_path_factory.mktemp("prod")
-    return synth("--stack", "prod", "--out", str(out)), out
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "synth", "--stack", "prod", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = result.stderr.splitlines()
+    imported = [line.rsplit("|", 1)[1].strip() for line in lines if line.startswith(IMPORT_TIME)]
+    result.stderr = "".join(f"{line}\n" for line in lines if not line.startswith(IMPORT_TIME))
+    return result, out, imported
+
+
+@pytest.fixture(scope="module")
+def prod_out(prod_run) -> tuple[subprocess.CompletedProcess, Path]:
+    result, out, _ = prod_run
+    return result, out
 
 
 def test_prod_synth_exits_clean_and_writes_the_three_artifacts(prod_out):
@@ -32,6 +48,18 @@ def test_prod_synth_exits_clean_and_writes_the_three_artifacts(prod_out):
     assert "Resources per component:" in result.stdout
     assert "BackupBucket neo4j-backups" in result.stdout
     assert "0 mandatory" in result.stdout
+
+
+def test_the_program_imports_neither_boto3_nor_botocore(prod_run):
+    """Issue 24 item 11: synth must cost at most 1.2x its floor, the SDKs' imports plus the same
+    resources registered, so the program's own imports are its cost, and boto3 is not an SDK the
+    floor imports (benchmarks/__main__.py ``FLOOR_PACKAGES``). The program takes names, IAM actions
+    and documents from ops/ (the runbooks' modules), never an AWS client: a module-level
+    ``import boto3`` (or botocore) in any module it imports fails here."""
+    result, _, imported = prod_run
+    assert result.returncode == 0, result.stderr
+    assert {"synth.engine", "pulumi_aws", "ops._common", "ops.oncall"} <= set(imported)  # the run's own list
+    assert [name for name in imported if name.split(".")[0] in ("boto3", "botocore")] == []
 
 
 def test_each_manifest_file_is_exactly_its_object_dumped_alone(prod_out):
