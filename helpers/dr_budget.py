@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import cache, lru_cache
+from functools import cache
 from typing import Sequence
 
 # An alias record to an ELB carries the load balancer's 60 s TTL: resolvers may keep answering
@@ -120,7 +120,6 @@ def postgres_pitr_rto(*, rto_target: int, restore_estimate_seconds: int) -> Boun
 
 
 @cache
-@lru_cache(maxsize=64)  # pure; a synth asks for the same few schedules twenty-odd times
 def cron_gaps_seconds(schedule: str, start: datetime | None = None) -> tuple[int, ...]:
     """Every interval between two consecutive runs of ``schedule`` over a week."""
     from croniter import croniter
