@@ -956,3 +956,27 @@ def test_the_where_step_refuses_an_active_region_settings_would_refuse(checkout)
     result = _bash(_step(job, "Active region")["run"], checkout, {**env, "GITHUB_OUTPUT": str(checkout / "x")})
     assert result.returncode == 2
     assert "intelgraph-platform:dr.activeRegion must be one of primary, dr (got 'us-west-2')" in result.stderr
+
+
+def test_dev_compiles_our_modules_checked_by_hash_and_leaves_a_broken_one_to_its_import(tmp_path):
+    """./dev compiles our modules (compile_sources) so no synth compiles them again. Each .pyc must
+    be checked against its source's hash at import (PEP 552 flags 0b11: a timestamp .pyc misses an
+    edit of the same size within the same second), and a module that does not compile must not
+    stop ./dev silently (compileall exits 1; under `set -e` the job died with no message)."""
+    import shutil
+
+    functions = re.search(r"^compile_sources\(\) \{\n.*?^\}\n", (ROOT / "dev").read_text(), re.M | re.S)
+    assert functions is not None
+    checkout = tmp_path / "repo"
+    for package in ("benchmarks", "components", "helpers", "ops", "policy/guardrails", "settings", "synth"):
+        (checkout / package).mkdir(parents=True)
+        (checkout / package / "fine.py").write_text("VALUE = 1\n")
+    (checkout / "synth" / "broken.py").write_text("def (:\n")
+    (checkout / ".venv").symlink_to(ROOT / ".venv")
+    result = subprocess.run([shutil.which("bash") or "bash", "-c", f"set -euo pipefail\n{functions.group(0)}compile_sources"],
+                            cwd=checkout, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "broken.py" in result.stdout and "SyntaxError" in result.stdout  # said, and left to the import
+    compiled = sorted(checkout.glob("*/**/__pycache__/fine.*.pyc"))
+    assert len(compiled) == 7
+    assert {int.from_bytes(path.read_bytes()[4:8], "little") for path in compiled} == {0b11}  # checked hash
