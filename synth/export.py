@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import yaml
 from pulumi.runtime import rpc
 
 from synth import helm
-from synth.engine import STACK_TYPE, Resource, Synthesis
+from synth.engine import STACK_TYPE, Resource, Synthesis, _numbers
 from synth.helm import RENDERED_BY
 
 # Pulumi's signature for a secret value in a checkpoint (see `pulumi stack export`).
@@ -195,35 +196,64 @@ def manifest_dir(out: Path, cluster: str) -> Path:
 def write(synthesis: Synthesis, out: Path, export: dict, rendered: Sequence[dict] = ()) -> list[Path]:
     """Write stack.json and the manifests of each cluster (the stack's own objects and the
     ``rendered`` entries of its releases) under ``out``; return the manifest paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stack.json").write_text(json.dumps(export, indent=2, sort_keys=False) + "\n")
-    written = []
+    # every file's name and text first: a manifest that cannot be written stops synth before
+    # anything in ``out`` changed
+    clusters = []
     for cluster in CLUSTERS:
         manifests = manifest_dir(out, cluster)
-        manifests.mkdir(parents=True, exist_ok=True)
         objects = [*kubernetes_objects(synthesis, cluster),
                    *(entry["inputs"] for entry in rendered if cluster_of(entry.get("provider")) == cluster)]
         paths = [manifests / manifest_name(obj) for obj in objects]
+        _refuse_shared_names(objects, paths)
+        clusters.append((manifests, paths, _manifest_texts(objects)))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stack.json").write_text(json.dumps(export, indent=2, sort_keys=False) + "\n")
+    written: list[Path] = []
+    for manifests, paths, texts in clusters:
+        manifests.mkdir(parents=True, exist_ok=True)
         # only what this synth does not write again goes: a file written anew replaces its old
         # contents anyway, and unlinking all of them first cost more than writing them
         for old in set(manifests.glob("*.yaml")) - set(paths):
             old.unlink()
-        for path, text in zip(paths, _manifest_texts(objects), strict=True):
+        for path, text in zip(paths, texts, strict=True):
             path.write_text(text)
         written += paths
     return written
 
 
-_DOCUMENT_START = re.compile(r"^---\n", re.MULTILINE)
+def _refuse_shared_names(objects: list[dict], paths: list[Path]) -> None:
+    """Two objects whose manifests would share a file (the name leaves out apiVersion and turns
+    other characters into '-'): the second would silently replace the first."""
+    seen: dict[Path, dict] = {}
+    for obj, path in zip(objects, paths, strict=True):
+        if path in seen:
+            first = seen[path]
+            raise ValueError(f"{first.get('apiVersion')} {first.get('kind')} {first['metadata'].get('name')!r} and "
+                             f"{obj.get('apiVersion')} {obj.get('kind')} {obj['metadata'].get('name')!r} would both be "
+                             f"written to {path.name}; rename one of them")
+        seen[path] = obj
 
 
 def _manifest_texts(objects: list[dict]) -> list[str]:
-    """Each object as ``yaml.dump`` writes it alone, from one emitter for all of them: a dumper
-    per object cost a third of writing prod's manifests (issue 24 item 11). Every document of the
-    stream starts with an explicit ``---`` line, and the emitter never writes that line inside a
-    document (it would end the document), so splitting there gives each dump exactly."""
-    stream = yaml.dump_all(objects, Dumper=_ManifestDumper, sort_keys=False, allow_unicode=True, explicit_start=True)
-    return _DOCUMENT_START.split(stream)[1:]
+    """Each object's YAML document, from one emitter for all of them: a dumper per object cost a
+    third of writing prod's manifests (issue 24 item 11). The emitter writes each document whole
+    when it ends, so the stream's position after each marks where it stops; every document opens
+    with an explicit ``---`` line, dropped here. Each text is what dumping its object alone writes,
+    except the ``...`` end marker a lone dump adds after a document left open (a string kept with
+    its trailing newlines), which YAML does not need at the end of a file."""
+    stream = io.StringIO()
+    dumper = _ManifestDumper(stream, sort_keys=False, allow_unicode=True, explicit_start=True)
+    dumper.open()
+    ends = []
+    for obj in objects:
+        dumper.represent(obj)
+        ends.append(stream.tell())
+    dumper.close()
+    text = stream.getvalue()
+    documents = [text[start:end] for start, end in zip([0, *ends][:-1], ends, strict=True)]
+    if not all(document.startswith("---\n") for document in documents):
+        raise RuntimeError("the YAML emitter did not write one document per object; manifests not written")
+    return [document[len("---\n"):] for document in documents]
 
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -292,8 +322,9 @@ class ReleasePrefetch:
         (issue 24 item 11). A release whose inputs hold an Output starts at registration."""
         if type_ != RELEASE:
             return
-        try:  # what a render takes, as the engine will record it: JSON values (a tuple is a list)
-            inputs = json.loads(json.dumps({key: props.get(key) for key in _RENDER_INPUTS}))
+        try:  # what a render takes, as the engine will record it: JSON values (a tuple is a list,
+            # a whole float an int: engine._numbers)
+            inputs = _numbers(json.loads(json.dumps({key: props.get(key) for key in _RENDER_INPUTS})))
         except TypeError:
             return  # an Output (or another value known only later) in what the render takes
         self._start({"urn": name, "inputs": inputs})

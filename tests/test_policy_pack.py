@@ -412,6 +412,16 @@ def test_a_malformed_exception_is_a_mandatory_violation(prod_export, exceptions_
     assert policy == "policy-exceptions-valid" and words in finding.message
 
 
+def test_an_exceptions_file_that_is_not_yaml_says_where(tmp_path):
+    # parsed with libyaml for speed, whose errors give only line numbers: the message still comes
+    # from PyYAML's own parser, which quotes the line where the file breaks
+    broken = tmp_path / "exceptions.yaml"
+    broken.write_text("exceptions:\n  - policy: s3-encryption\n    resource: [unclosed\n")
+    loaded = policy_exceptions.load(broken)
+    [problem] = loaded.problems
+    assert loaded.valid == () and problem.startswith("exceptions.yaml is not valid YAML") and "resource: [unclosed" in problem
+
+
 def test_the_committed_exceptions_file_is_valid():
     loaded = policy_exceptions.load()
     assert loaded.problems == ()

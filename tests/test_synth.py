@@ -63,20 +63,43 @@ def test_the_program_imports_neither_boto3_nor_botocore(prod_run):
 
 
 def test_each_manifest_file_is_exactly_its_object_dumped_alone(prod_out):
-    """synth writes every manifest from one YAML stream and splits it at the document starts
-    (synth/export.py _manifest_texts): each file must be what dumping its object alone writes,
-    for strings that look like document markers too."""
+    """synth writes every manifest from one YAML emitter, cut where each document ends
+    (synth/export.py _manifest_texts): each file must be what dumping its object alone writes, and
+    hold exactly its object for strings that look like document markers or end a document open
+    (a lone dump then adds the "..." end marker: PyYAML emitter.py open_ended; not needed at the
+    end of a file) or end in a line separator, after which libyaml writes the next "---" on the
+    same line."""
     from synth import export
 
     _, out = prod_out
     files = sorted((out / "manifests").rglob("*.yaml"))
     objects = [yaml.safe_load(path.read_text()) for path in files]
-    tricky = {"kind": "ConfigMap", "metadata": {"name": "x"},
-              "data": {"a": "---", "b": "one\n---\ntwo\n", "c": "--- x", "d": "\n---"}}
+    tricky = [{"kind": "ConfigMap", "metadata": {"name": "x"},
+               "data": {"a": "---", "b": "one\n---\ntwo\n", "c": "--- x", "d": "\n---", "e": "kept\n\n"}},
+              {"kind": "ConfigMap", "metadata": {"name": "y"}, "data": {"f": "line\u2028", "g": "p\u2029"}},
+              {"kind": "ConfigMap", "metadata": {"name": "z"}}]
+    texts = export._manifest_texts([*objects, *tricky])
     alone = [yaml.dump(obj, Dumper=export._ManifestDumper, sort_keys=False, allow_unicode=True)
-             for obj in [*objects, tricky]]
-    assert len(files) > 200 and export._manifest_texts([*objects, tricky]) == alone
-    assert [path.read_text() for path in files] == alone[:-1]
+             for obj in [*objects, *tricky]]
+    assert len(files) > 200 and texts[:len(files)] == alone[:len(files)]
+    assert [path.read_text() for path in files] == alone[:len(files)]
+    for obj, text, lone in zip(tricky, texts[len(files):], alone[len(files):], strict=True):
+        assert yaml.safe_load(text) == obj and text in (lone, lone.removesuffix("...\n"))
+
+
+def test_two_objects_that_would_share_a_manifest_file_are_refused_before_anything_is_written(tmp_path):
+    # the file name leaves out apiVersion: a second object of the same kind and name would replace the first
+    from synth import engine, export
+
+    synthesis = engine.synthesize("stage")
+    [config_map] = [r for r in synthesis.resources if r.type == "kubernetes:core/v1:ConfigMap"][:1]
+    twin = engine.Resource(urn=config_map.urn + "-twin", type="kubernetes:core/v1:ConfigMap", name="twin",
+                           custom=True, provider=config_map.provider, inputs={**config_map.inputs, "apiVersion": "v2"},
+                           outputs=config_map.outputs)
+    synthesis.resources.append(twin)
+    with pytest.raises(ValueError, match="would both be written to"):
+        export.write(synthesis, tmp_path, export.to_export(synthesis))
+    assert not list(tmp_path.iterdir())  # neither manifests nor stack.json
 
 
 def test_a_second_synth_into_the_same_directory_leaves_no_manifest_of_the_first(tmp_path):

@@ -38,10 +38,15 @@ def load(path: Optional[Path] = None, today: Optional[date] = None) -> Loaded:
     today = today or date.today()
     if not path.exists():
         return Loaded((), ())
+    text = path.read_text()
     try:
-        document = _parsed(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        return Loaded((), (f"{path.name} is not valid YAML: {exc}",))
+        document = _parsed(text) or {}
+    except yaml.YAMLError:
+        try:  # libyaml's errors give line numbers only; PyYAML's own parser quotes the line
+            yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            return Loaded((), (f"{path.name} is not valid YAML: {exc}",))
+        raise
     entries = document.get("exceptions", []) if isinstance(document, dict) else None
     if not isinstance(entries, list):
         return Loaded((), (f"{path.name} must hold a list under 'exceptions:'",))
