@@ -261,6 +261,30 @@ def test_each_release_starts_rendering_when_constructed_once_and_its_render_is_u
         prefetch.close()
 
 
+def test_a_release_seen_constructed_is_keyed_as_the_engine_records_it(monkeypatch):
+    """The engine sends every number as a double and synth's export shows a whole one as an int
+    (engine._numbers); a tuple arrives as a list. A render started from the constructed values must
+    be the export's job, so it is keyed the same way (else it renders twice)."""
+    started: list[tuple] = []
+    monkeypatch.setattr(helm, "render", lambda *job: started.append(job) or [])
+    prefetch = export.ReleasePrefetch()
+    try:
+        prefetch.constructed(RELEASE, "r", {"name": "graph-server-1", "namespace": "graph", "chart": "neo4j",
+                                            "values": {"replicas": 1.0, "ports": (7687, 7474)}, "skip_await": object()})
+        registered = {"urn": "urn", "inputs": {"name": "graph-server-1", "namespace": "graph", "chart": "neo4j",
+                                               "values": {"replicas": 1, "ports": [7687, 7474]}}}
+        job = export._release_job(registered)
+        assert job is not None
+        future = prefetch.take(job)
+        assert future is not None and future.result() == [] and started == [job]
+        # a value known only later (an Output) waits for the registration
+        prefetch.constructed(RELEASE, "r2", {"name": "graph-server-2", "namespace": "graph", "chart": "neo4j",
+                                             "values": {"password": object()}})
+        assert prefetch._started == {}
+    finally:
+        prefetch.close()
+
+
 def test_a_secret_inside_an_exports_values_is_rendered_masked_and_encrypted_values_fail_closed(prod_export):
     """`pulumi stack export` without --show-secrets holds secrets as {sig, ciphertext} objects;
     when any part of a release's values is secret, Pulumi makes all of `values` secret."""
