@@ -92,7 +92,7 @@ def test_two_objects_that_would_share_a_manifest_file_are_refused_before_anythin
     from synth import engine, export
 
     synthesis = engine.synthesize("stage")
-    [config_map] = [r for r in synthesis.resources if r.type == "kubernetes:core/v1:ConfigMap"][:1]
+    config_map = next(r for r in synthesis.resources if r.type == "kubernetes:core/v1:ConfigMap")
     twin = engine.Resource(urn=config_map.urn + "-twin", type="kubernetes:core/v1:ConfigMap", name="twin",
                            custom=True, provider=config_map.provider, inputs={**config_map.inputs, "apiVersion": "v2"},
                            outputs=config_map.outputs)

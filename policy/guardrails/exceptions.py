@@ -42,11 +42,10 @@ def load(path: Optional[Path] = None, today: Optional[date] = None) -> Loaded:
     try:
         document = _parsed(text) or {}
     except yaml.YAMLError:
-        try:  # libyaml's errors give line numbers only; PyYAML's own parser quotes the line
-            yaml.safe_load(text)
+        try:  # PyYAML's own parser decides, and its error quotes the line (libyaml's gives numbers only)
+            document = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             return Loaded((), (f"{path.name} is not valid YAML: {exc}",))
-        raise
     entries = document.get("exceptions", []) if isinstance(document, dict) else None
     if not isinstance(entries, list):
         return Loaded((), (f"{path.name} must hold a list under 'exceptions:'",))
